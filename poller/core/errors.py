@@ -1,0 +1,78 @@
+"""Error classes the adapters raise and the core acts on.
+
+Messages never carry secrets: adapters build them from status codes and the vendor's own
+error text, never from request headers or claim links.
+"""
+
+from __future__ import annotations
+
+
+class PollerError(Exception):
+    """Base of every error reward-poller raises on purpose."""
+
+
+class ConfigError(PollerError):
+    """The configuration is unusable; the message names the key."""
+
+
+# --- the redemption source (Influitive) -------------------------------------------------
+
+
+class SourceError(PollerError):
+    """Influitive answered something we cannot act on."""
+
+
+class SourceAuthError(SourceError):
+    """401/403: the token or org id is wrong. The run cannot do its job."""
+
+
+class SourceUnavailable(SourceError):
+    """Timeouts, 5xx, 429 or garbage after the client's own bounded retries."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class AlreadyDecided(SourceError):
+    """The redemption was decided already (by us earlier, or by an admin in the UI)."""
+
+
+# --- vendors -------------------------------------------------------------------------
+
+
+class VendorError(PollerError):
+    """Base of the vendor error classes in docs (vendors.md, "What every adapter must get right")."""
+
+    def __init__(self, message: str, *, vendor: str = "", status: int | None = None) -> None:
+        super().__init__(message)
+        self.vendor = vendor
+        self.status = status
+
+
+class TransientVendorError(VendorError):
+    """Retry later with the same idempotency key (5xx, 429, timeouts that surely sent nothing)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        vendor: str = "",
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, vendor=vendor, status=status)
+        self.retry_after = retry_after
+
+
+class AdvocateFacingError(VendorError):
+    """Permanent and about the reward or the recipient: refuse, which refunds the points."""
+
+
+class OperatorFacingError(VendorError):
+    """Auth, funds, configuration: a person must act. Never refuse; wait and retry."""
+
+
+class UnknownOutcome(VendorError):
+    """The request may or may not have created an order (timeout after sending, reset):
+    reconcile with the same key before anything else."""

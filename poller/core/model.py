@@ -1,0 +1,167 @@
+"""Plain, frozen data: what the adapters hand to the core and back."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from poller.core.states import State
+
+INFLUITIVE = "influitive"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Contact:
+    """The advocate who redeemed."""
+
+    id: str | None = None
+    email: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    name: str | None = None
+
+    @property
+    def display_name(self) -> str:
+        if self.name:
+            return self.name
+        joined = " ".join(p for p in (self.first_name, self.last_name) if p)
+        return joined or (self.email or "")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Shipping:
+    address: str | None = None
+    address_2: str | None = None
+    city: str | None = None
+    state: str | None = None
+    zip: str | None = None
+    country: str | None = None
+    phone_number: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Redemption:
+    """One outstanding redemption, as read from the source and parsed tolerantly.
+
+    ``problems`` lists what is wrong with the payload (missing email, unreadable amount...):
+    a redemption with problems is recorded and held, never ordered.
+    """
+
+    source: str = INFLUITIVE
+    id: str
+    reward_id: str | None = None
+    reward_name: str | None = None
+    contact: Contact = field(default_factory=Contact)
+    shipping: Shipping | None = None
+    points: int | None = None
+    quantity: int = 1
+    created_at: str | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    raw: Mapping[str, Any] = field(default_factory=dict)
+    problems: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Route:
+    """What to order for a redemption."""
+
+    vendor: str
+    product: str | None
+    amount: Decimal
+    currency: str
+    origin: str
+    """Where the route came from: ``metadata`` or ``config:<rule>``."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class OrderRequest:
+    """Everything a vendor needs to place one order. Identical on every replay."""
+
+    idempotency_key: str
+    redemption_id: str
+    source: str
+    vendor: str
+    product: str | None
+    amount: Decimal
+    currency: str
+    recipient_name: str
+    recipient_email: str
+    reward_name: str | None = None
+    shipping: Shipping | None = None
+
+
+class OrderStatus(StrEnum):
+    COMPLETE = "complete"
+    """Placed and delivered (or delivery under way with nothing left for us to do)."""
+    PENDING = "pending"
+    """Accepted, not final: ask again later."""
+    FAILED = "failed"
+    """The vendor gave up on it (failed, cancelled)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class OrderResult:
+    """The vendor's answer about one order. ``link`` is a secret: never logged or stored
+    unless the user asked for it."""
+
+    vendor_order_id: str
+    status: OrderStatus
+    delivery: str = ""
+    """A short, secret-free description of the delivery, for the advocate's message."""
+    link: str | None = field(default=None, repr=False)
+    detail: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class LedgerEntry:
+    """One ledger row, as the core sees it."""
+
+    pk: int
+    source: str
+    redemption_id: str
+    state: State
+    payload: Mapping[str, Any]
+    reward_id: str | None = None
+    reward_name: str | None = None
+    email: str | None = None
+    vendor: str | None = None
+    product: str | None = None
+    amount: Decimal | None = None
+    currency: str | None = None
+    idempotency_key: str | None = None
+    vendor_order_id: str | None = None
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    hold_reason: str | None = None
+    last_error: str | None = None
+    message: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    last_seen_poll: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Event:
+    """One line of a redemption's story."""
+
+    at: datetime
+    from_state: State | None
+    to_state: State
+    detail: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class PollResult:
+    """What one poll read. ``complete`` is False when paging stopped early (page cap,
+    repeated link, error): then nothing may be concluded from a redemption's absence."""
+
+    redemptions: tuple[Redemption, ...]
+    complete: bool
+    pages: int
+    requests: int
+    rejected: tuple[str, ...] = ()
+    """Items that could not be keyed (no id), with the reason; logged, never ordered."""

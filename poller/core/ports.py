@@ -1,0 +1,165 @@
+"""The Protocols every adapter implements. The worker cycle sees nothing else.
+
+Each external system is one module behind one of these, with a fake beside it:
+``poller.influitive`` (client + fake), ``poller.vendors.<name>`` (+ ``vendors.fake``),
+``poller.ledger`` (SQL + in-memory).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Protocol
+
+from poller.core.model import Event, LedgerEntry, OrderRequest, OrderResult, PollResult, Redemption
+from poller.core.states import State
+
+
+class RedemptionSource(Protocol):
+    """Influitive: the outstanding redemptions and the decision endpoints.
+
+    ``poll`` raises SourceAuthError on 401/403 and SourceUnavailable when the first page
+    cannot be read; a failure on a later page returns ``complete=False`` instead.
+    ``fulfill``/``refuse`` raise AlreadyDecided, SourceAuthError or SourceUnavailable.
+    """
+
+    def poll(self) -> PollResult: ...
+
+    def fulfill(self, redemption_id: str, message: str) -> None: ...
+
+    def refuse(self, redemption_id: str, message: str) -> None: ...
+
+
+class Vendor(Protocol):
+    """A reward vendor. ``place_order`` must be idempotent on ``request.idempotency_key``:
+    repeating it returns the first order and creates nothing.
+
+    Raises the classes in ``poller.core.errors``: TransientVendorError, AdvocateFacingError,
+    OperatorFacingError, UnknownOutcome.
+    """
+
+    name: str
+
+    def place_order(self, request: OrderRequest) -> OrderResult: ...
+
+    def lookup(self, idempotency_key: str) -> OrderResult | None:
+        """The order placed under that key, or None when the vendor confirms there is none."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class Changes:
+    """Columns a transition may set alongside the state. ``None`` leaves a column as it is;
+    use ``clear`` to set one back to NULL."""
+
+    idempotency_key: str | None = None
+    vendor: str | None = None
+    product: str | None = None
+    amount: Decimal | None = None
+    currency: str | None = None
+    vendor_order_id: str | None = None
+    attempts: int | None = None
+    next_attempt_at: datetime | None = None
+    hold_reason: str | None = None
+    last_error: str | None = None
+    message: str | None = None
+    clear: frozenset[str] = frozenset()
+
+    def as_columns(self) -> dict[str, Any]:
+        cols: dict[str, Any] = {
+            name: getattr(self, name)
+            for name in (
+                "idempotency_key", "vendor", "product", "amount", "currency",
+                "vendor_order_id", "attempts", "next_attempt_at", "hold_reason",
+                "last_error", "message",
+            )
+            if getattr(self, name) is not None
+        }
+        for name in self.clear:
+            cols[name] = None
+        return cols
+
+
+class LeaseLost(RuntimeError):
+    """The row is no longer ours (lease expired and taken, or state moved): stop touching it."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class PollRecord:
+    id: int
+    started_at: datetime
+    finished_at: datetime | None
+    complete: bool
+    ok: bool
+    seen: int
+    error: str | None
+
+
+class Ledger(Protocol):
+    """Durable record of every redemption and every transition.
+
+    All times are timezone-aware UTC. Every method commits before it returns.
+    """
+
+    def start_poll(self, now: datetime) -> int: ...
+
+    def finish_poll(
+        self, poll_id: int, now: datetime, *, ok: bool, complete: bool, seen: int,
+        error: str | None = None,
+    ) -> None: ...
+
+    def last_successful_poll(self) -> PollRecord | None: ...
+
+    def record(self, poll_id: int, redemptions: Sequence[Redemption], now: datetime) -> int:
+        """Insert the redemptions not yet in the ledger (state NEW, event "recorded") and
+        mark every one of them as seen by ``poll_id``. Duplicates within the batch and
+        redemptions already recorded are never inserted twice. Returns how many were new."""
+        ...
+
+    def due(self, now: datetime, limit: int) -> list[LedgerEntry]:
+        """Active entries whose ``next_attempt_at`` has come and whose lease is free,
+        oldest first."""
+        ...
+
+    def unseen_since(self, poll_id: int, states: frozenset[State]) -> list[LedgerEntry]:
+        """Entries in ``states`` that the poll ``poll_id`` did not see."""
+        ...
+
+    def claim(self, pk: int, owner: str, now: datetime, lease_seconds: float) -> LedgerEntry | None:
+        """Take the lease on one row if it is free or expired (compare-and-swap); None if
+        another worker holds it."""
+        ...
+
+    def release(self, pk: int, owner: str) -> None: ...
+
+    def transition(
+        self, pk: int, owner: str, to_state: State, detail: str, now: datetime,
+        changes: Changes | None = None, *, expect: State | None = None,
+    ) -> LedgerEntry:
+        """Move a row we hold the lease on to ``to_state``, set ``changes`` and append an
+        event, in one transaction. Raises LeaseLost if the lease is not ours (or the state
+        is not ``expect``), IllegalTransition if the move is not allowed."""
+        ...
+
+    def get(self, source: str, redemption_id: str) -> LedgerEntry | None: ...
+
+    def get_pk(self, pk: int) -> LedgerEntry | None: ...
+
+    def events(self, pk: int) -> list[Event]: ...
+
+    def list(
+        self, *, states: frozenset[State] | None = None, limit: int = 100,
+        filters: Mapping[str, Any] | None = None,
+    ) -> list[LedgerEntry]: ...
+
+    def counts(self) -> dict[State, int]: ...
+
+    def oldest_waiting(self) -> LedgerEntry | None:
+        """The oldest entry not yet in a terminal state (active or held)."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,114 @@
+"""Deciding what to order for a redemption.
+
+Reward metadata on the redemption wins when it names a vendor, a product and an amount (an
+admin set it per reward in Influitive); otherwise the first ``[[rewards]]`` rule that matches
+``reward_id`` or ``reward_name``. No route means a person decides (or a refusal, if the user
+configured ``unmapped_reward = "refuse"``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from poller.core.model import INFLUITIVE, Redemption, Route
+
+# An amount above this is treated as a data error, not an order (a bug or an abuse should
+# never empty the balance in one go). Users can still route larger rewards by rule.
+MAX_METADATA_AMOUNT = Decimal("10000")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RewardRule:
+    vendor: str
+    amount: Decimal
+    currency: str
+    product: str | None = None
+    reward_id: str | None = None
+    reward_name: str | None = None
+    source: str = INFLUITIVE
+
+    @property
+    def label(self) -> str:
+        if self.reward_id is not None:
+            return f"reward_id={self.reward_id}"
+        return f"reward_name={self.reward_name}"
+
+    def matches(self, redemption: Redemption) -> bool:
+        if self.source != redemption.source:
+            return False
+        if self.reward_id is not None:
+            return redemption.reward_id == self.reward_id
+        if self.reward_name is not None and redemption.reward_name is not None:
+            return redemption.reward_name.casefold() == self.reward_name.casefold()
+        return False
+
+
+class RouteProblem(ValueError):
+    """The redemption carries routing data that is unusable (and must not be guessed around)."""
+
+
+def _amount(value: Any) -> Decimal:
+    if isinstance(value, bool) or value is None:
+        raise RouteProblem("reward_metadata amount is missing")
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation as exc:
+        raise RouteProblem(f"reward_metadata amount {value!r} is not a number") from exc
+    if not amount.is_finite() or amount <= 0:
+        raise RouteProblem(f"reward_metadata amount {value!r} is not a positive number")
+    if amount > MAX_METADATA_AMOUNT:
+        raise RouteProblem(f"reward_metadata amount {value!r} is implausibly large")
+    return amount
+
+
+def route_from_metadata(
+    metadata: Mapping[str, Any], default_currency: str = "USD"
+) -> Route | None:
+    """A route when metadata names vendor, product and amount; None when it names none of
+    them; RouteProblem when it names some but they are unusable."""
+    vendor = metadata.get("vendor")
+    amount = metadata.get("amount", metadata.get("value"))
+    product = metadata.get("product")
+    if vendor is None and amount is None:
+        return None
+    if not isinstance(vendor, str) or not vendor.strip():
+        return None if amount is None else _missing("vendor")
+    if amount is None:
+        # Metadata names a vendor/product but no amount: the config rule supplies the rest.
+        return None
+    currency = metadata.get("currency", default_currency)
+    if not isinstance(currency, str) or len(currency.strip()) != 3:
+        raise RouteProblem(f"reward_metadata currency {currency!r} is not a 3-letter code")
+    if product is not None and not isinstance(product, str | int):
+        raise RouteProblem("reward_metadata product is not a string")
+    return Route(
+        vendor=vendor.strip().lower(),
+        product=None if product is None else str(product),
+        amount=_amount(amount),
+        currency=currency.strip().upper(),
+        origin="metadata",
+    )
+
+
+def _missing(what: str) -> Route:
+    raise RouteProblem(f"reward_metadata has an amount but no {what}")
+
+
+def route(redemption: Redemption, rules: Sequence[RewardRule]) -> Route | None:
+    """The route for a redemption, or None when nothing maps it. Raises RouteProblem."""
+    from_meta = route_from_metadata(redemption.metadata)
+    if from_meta is not None:
+        return from_meta
+    for rule in rules:
+        if rule.matches(redemption):
+            return Route(
+                vendor=rule.vendor,
+                product=rule.product,
+                amount=rule.amount,
+                currency=rule.currency,
+                origin=f"config:{rule.label}",
+            )
+    return None
