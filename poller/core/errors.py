@@ -42,7 +42,7 @@ class AlreadyDecided(SourceError):
 
 
 class VendorError(PollerError):
-    """Base of the vendor error classes in docs (vendors.md, "What every adapter must get right")."""
+    """Base of the vendor error classes (vendors.md, "What every adapter must get right")."""
 
     def __init__(self, message: str, *, vendor: str = "", status: int | None = None) -> None:
         super().__init__(message)

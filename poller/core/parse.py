@@ -89,6 +89,19 @@ def _contact(item: Mapping[str, Any], contacts: Mapping[str, Mapping[str, Any]])
     )
 
 
+def _with_contact(
+    item: Mapping[str, Any], contacts: Mapping[str, Mapping[str, Any]]
+) -> dict[str, Any]:
+    """The item as received, with a side-loaded contact folded in as ``contact`` so the
+    stored payload alone is enough to parse the redemption again (parse is idempotent)."""
+    raw = dict(item)
+    if not isinstance(raw.get("contact"), Mapping):
+        cid = _text(item.get("contact_id"))
+        if cid is not None and cid in contacts:
+            raw["contact"] = dict(contacts[cid])
+    return raw
+
+
 def _shipping(item: Mapping[str, Any]) -> Shipping | None:
     data = item.get("shipping")
     if not isinstance(data, Mapping):
@@ -141,7 +154,7 @@ def parse_redemption(
         quantity=quantity if quantity and quantity > 0 else 1,
         created_at=_text(item.get("created_at")),
         metadata=dict(metadata),
-        raw=dict(item),
+        raw=_with_contact(item, contacts or {}),
         problems=tuple(problems),
     )
 

@@ -1,0 +1,123 @@
+"""The composition root: turns a Config into a wired Worker. The only module that knows
+every adapter; everything it imports heavy is imported here, lazily, when first needed."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import uuid
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from poller.config import Config
+from poller.core.errors import ConfigError
+from poller.core.ports import Vendor
+from poller.transport import RetryPolicy
+from poller.worker.cycle import Worker, WorkerPolicy
+
+if TYPE_CHECKING:
+    from poller.influitive.client import InfluitiveClient
+    from poller.ledger.sql import SqlLedger
+
+
+def worker_id() -> str:
+    """Who holds a lease: host and pid (to find it), plus a nonce (pids are reused)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def http_policy(config: Config, timeout: float | None = None) -> RetryPolicy:
+    return RetryPolicy(
+        attempts=config.retry.http_attempts,
+        max_retry_after=config.retry.max_retry_after_seconds,
+        timeout=timeout if timeout is not None else config.influitive.timeout_seconds,
+    )
+
+
+class VendorPool:
+    """Builds each configured vendor on first use and closes them all at the end."""
+
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        self._built: dict[str, Vendor] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def names(self) -> frozenset[str]:
+        return frozenset(self._config.vendors)
+
+    def __call__(self, name: str) -> Vendor:
+        with self._lock:
+            if name not in self._built:
+                from poller.vendors import build_vendor
+
+                settings = self._config.vendor_settings(name)
+                if settings is None:
+                    raise ConfigError(f"vendor {name!r} has no [vendors.{name}] section")
+                self._built[name] = build_vendor(name, settings, http_policy(self._config))
+            return self._built[name]
+
+    def close(self) -> None:
+        for vendor in self._built.values():
+            vendor.close()
+        self._built.clear()
+
+
+def open_ledger(config: Config) -> SqlLedger:
+    from poller.ledger import open_ledger as _open
+
+    return _open(config.ledger.url)
+
+
+def influitive_client(config: Config) -> InfluitiveClient:
+    from poller.influitive.client import InfluitiveClient
+
+    s = config.influitive
+    return InfluitiveClient(
+        s.base_url, s.api_token.get_secret_value(), s.org_id,
+        policy=http_policy(config), max_pages=s.max_pages, refuse_verb=s.refuse_verb,
+        list_path=s.list_path,
+    )
+
+
+class App:
+    """Everything one process needs, opened once and closed together."""
+
+    def __init__(self, config: Config, *, stop: threading.Event | None = None) -> None:
+        self.config = config
+        self.stop = stop or threading.Event()
+        self.ledger = open_ledger(config)
+        self.source = influitive_client(config)
+        self.vendors = VendorPool(config)
+        self.worker = Worker(
+            source=self.source,
+            ledger=self.ledger,
+            vendors=self.vendors,
+            vendor_names=self.vendors.names,
+            rules=config.rules(),
+            policy=WorkerPolicy(
+                namespace=config.influitive.org_id,
+                schedule=config.retry.schedule(),
+                lease_seconds=config.ledger.lease_seconds,
+                batch_size=config.schedule.batch_size,
+                unmapped=config.fulfillment.unmapped_reward,
+                pending_recheck_seconds=config.schedule.interval_seconds,
+            ),
+            messages=config.fulfillment.templates(),
+            owner=worker_id(),
+            stop=self.stop,
+        )
+
+    def close(self) -> None:
+        self.vendors.close()
+        self.source.close()
+        self.ledger.close()
+
+    def __enter__(self) -> App:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,113 @@
+"""What to do next: pure functions from a redemption or a vendor answer to a decision.
+
+The worker cycle carries these decisions out; keeping them here, free of I/O, lets the unit
+and property tests cover every branch without a server or a database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from poller.core.errors import (
+    AdvocateFacingError,
+    OperatorFacingError,
+    TransientVendorError,
+    UnknownOutcome,
+    VendorError,
+)
+from poller.core.model import Redemption, Route
+from poller.core.routing import RewardRule, RouteProblem, route
+from poller.core.states import State
+
+
+@dataclass(frozen=True, kw_only=True)
+class Order:
+    route: Route
+
+
+@dataclass(frozen=True, kw_only=True)
+class Hold:
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Refuse:
+    reason: str
+
+
+Intake = Order | Hold | Refuse
+
+
+def plan_intake(
+    redemption: Redemption,
+    rules: Sequence[RewardRule],
+    *,
+    unmapped: Literal["hold", "refuse"],
+    unmapped_reason: str,
+    vendors: Collection[str],
+) -> Intake:
+    """Decide what a newly recorded (or released) redemption needs."""
+    if redemption.problems:
+        return Hold(reason="malformed redemption: " + "; ".join(redemption.problems))
+    try:
+        chosen = route(redemption, rules)
+    except RouteProblem as exc:
+        return Hold(reason=f"unusable reward metadata: {exc}")
+    if chosen is None:
+        what = ", ".join(
+            f"{k}={v!r}"
+            for k, v in (("reward_id", redemption.reward_id),
+                         ("reward_name", redemption.reward_name))
+            if v is not None
+        ) or "no reward id or name"
+        if unmapped == "refuse":
+            return Refuse(reason=unmapped_reason)
+        return Hold(reason=f"no [[rewards]] rule or reward metadata matches ({what})")
+    if chosen.vendor not in vendors:
+        return Hold(
+            reason=f"routed to vendor {chosen.vendor!r}, which has no [vendors.{chosen.vendor}]"
+            " section"
+        )
+    return Order(route=chosen)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AfterError:
+    """Where a failed vendor attempt leaves the redemption."""
+
+    state: State
+    reason: str
+    retry_after: float | None = None
+    operator: bool = False
+    """A person must act (auth, funds, config) even if the retries may carry it through."""
+
+
+def after_vendor_error(exc: VendorError, *, attempts: int, max_attempts: int) -> AfterError:
+    """Map the vendor error classes of vendors.md to the next state.
+
+    Advocate-facing errors refuse (which refunds the points); nothing else ever refuses:
+    operator-facing errors wait (a top-up or a fixed key lets them through), transient ones
+    wait, an unknown outcome waits and is reconciled by key first. Past ``max_attempts``
+    a person is asked.
+    """
+    if isinstance(exc, AdvocateFacingError):
+        return AfterError(state=State.REFUSING, reason=str(exc))
+    retry_after = exc.retry_after if isinstance(exc, TransientVendorError) else None
+    operator = isinstance(exc, OperatorFacingError)
+    if isinstance(exc, UnknownOutcome):
+        kind = "outcome unknown, will reconcile by key"
+    elif operator:
+        kind = "needs an operator"
+    else:
+        kind = "transient"
+    if attempts >= max_attempts:
+        return AfterError(
+            state=State.HELD,
+            reason=f"gave up after {attempts} attempts ({kind}): {exc}",
+            operator=operator,
+        )
+    return AfterError(
+        state=State.WAITING, reason=f"{kind}: {exc}", retry_after=retry_after, operator=operator
+    )

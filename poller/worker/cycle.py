@@ -1,0 +1,435 @@
+"""One worker cycle: poll, record, then carry every due redemption one step further.
+
+The order of writes is the delivery guarantee (README, "Delivery guarantee"):
+
+1. a redemption is recorded before anything is done with it;
+2. its idempotency key and the ORDERING state are committed before the vendor is called;
+3. the vendor's answer is committed (ORDERED/PENDING/REFUSING/WAITING) before Influitive is told;
+4. FULFILLED/REFUSED is committed only after Influitive accepted the decision.
+
+A crash between any two steps leaves a state from which the next cycle resumes; the vendor
+is only ever asked again with the same key, and it creates nothing the second time.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+
+import structlog
+
+from poller.core.backoff import RetrySchedule
+from poller.core.decide import Hold, Order, Refuse, after_vendor_error, plan_intake
+from poller.core.errors import (
+    AlreadyDecided,
+    SourceAuthError,
+    SourceUnavailable,
+    VendorError,
+)
+from poller.core.keys import idempotency_key
+from poller.core.messages import MessageTemplates
+from poller.core.model import LedgerEntry, OrderRequest, OrderResult, OrderStatus, PollResult
+from poller.core.parse import Unkeyable, parse_redemption
+from poller.core.ports import Changes, LeaseLost, Ledger, RedemptionSource, Vendor
+from poller.core.routing import RewardRule
+from poller.core.states import State
+
+log = structlog.get_logger("poller.worker")
+
+# States in which no vendor order is known to exist: a redemption that leaves the
+# outstanding list while in one of them is closed, never ordered.
+BEFORE_ORDER = frozenset({State.NEW, State.WAITING, State.HELD, State.ORDERING})
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerPolicy:
+    namespace: str
+    """Mixed into idempotency keys: the Influitive org id."""
+    schedule: RetrySchedule = RetrySchedule()
+    lease_seconds: float = 300.0
+    batch_size: int = 500
+    unmapped: Literal["hold", "refuse"] = "hold"
+    pending_recheck_seconds: float = 300.0
+
+
+@dataclass(kw_only=True)
+class CycleReport:
+    poll_ok: bool = False
+    poll_complete: bool = False
+    seen: int = 0
+    new: int = 0
+    rejected: int = 0
+    steps: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    stopped_early: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """False when the cycle could not do its job (``--run-once`` exits 1)."""
+        return self.poll_ok
+
+    def count(self, state: State) -> None:
+        self.outcomes[state.value] = self.outcomes.get(state.value, 0) + 1
+
+
+class Worker:
+    def __init__(
+        self,
+        *,
+        source: RedemptionSource,
+        ledger: Ledger,
+        vendors: Callable[[str], Vendor],
+        vendor_names: Collection[str],
+        rules: Sequence[RewardRule],
+        policy: WorkerPolicy,
+        messages: MessageTemplates = MessageTemplates(),
+        owner: str,
+        clock: Callable[[], datetime] = utcnow,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.source = source
+        self.ledger = ledger
+        self._vendor = vendors
+        self._vendor_names = frozenset(vendor_names)
+        self.rules = list(rules)
+        self.policy = policy
+        self.messages = messages
+        self.owner = owner
+        self.clock = clock
+        self.stop = stop or threading.Event()
+
+    # --- the cycle -----------------------------------------------------------------------
+
+    def run_cycle(self) -> CycleReport:
+        """Poll once, then work every due redemption one step. Raises SourceAuthError (the
+        run cannot do its job) and ledger errors (the database is unreachable)."""
+        report = CycleReport()
+        now = self.clock()
+        poll_id = self.ledger.start_poll(now)
+        poll = self._poll(poll_id, report)
+        if poll is not None and poll.complete:
+            for entry in self.ledger.unseen_since(poll_id, BEFORE_ORDER):
+                self._step(entry.pk, poll_id, poll, report)
+        for entry in self.ledger.due(self.clock(), self.policy.batch_size):
+            if self.stop.is_set():
+                report.stopped_early = True
+                log.info("stopping before the next redemption", remaining="some")
+                break
+            self._step(entry.pk, poll_id, poll, report)
+        log.info(
+            "cycle finished", poll_ok=report.poll_ok, complete=report.poll_complete,
+            seen=report.seen, new=report.new, steps=report.steps, outcomes=report.outcomes,
+        )
+        return report
+
+    def process(self, pk: int) -> LedgerEntry | None:
+        """Work one redemption one step outside a cycle (for operator commands). Without a
+        poll nothing is ordered: only decisions already taken are sent to Influitive."""
+        self._step(pk, -1, None, CycleReport())
+        return self.ledger.get_pk(pk)
+
+    def _poll(self, poll_id: int, report: CycleReport) -> PollResult | None:
+        try:
+            poll = self.source.poll()
+        except SourceAuthError as exc:
+            self.ledger.finish_poll(poll_id, self.clock(), ok=False, complete=False, seen=0,
+                                    error=str(exc))
+            raise
+        except SourceUnavailable as exc:
+            self.ledger.finish_poll(poll_id, self.clock(), ok=False, complete=False, seen=0,
+                                    error=str(exc))
+            log.error("poll failed; nothing new is ordered this cycle", error=str(exc))
+            report.errors.append(f"poll failed: {exc}")
+            return None
+        report.new = self.ledger.record(poll_id, poll.redemptions, self.clock())
+        self.ledger.finish_poll(poll_id, self.clock(), ok=True, complete=poll.complete,
+                                seen=len(poll.redemptions))
+        for reason in poll.rejected:
+            log.warning("redemption skipped: it cannot be recorded", reason=reason)
+        if not poll.complete:
+            log.warning("poll incomplete; no redemption is treated as gone this cycle",
+                        pages=poll.pages)
+        report.poll_ok = True
+        report.poll_complete = poll.complete
+        report.seen = len(poll.redemptions)
+        report.rejected = len(poll.rejected)
+        return poll
+
+    # --- one redemption, one step ---------------------------------------------------------
+
+    def _step(self, pk: int, poll_id: int, poll: PollResult | None, report: CycleReport) -> None:
+        entry = self.ledger.claim(pk, self.owner, self.clock(), self.policy.lease_seconds)
+        if entry is None:
+            return  # another worker holds it
+        bound = log.bind(redemption_id=entry.redemption_id, source=entry.source)
+        try:
+            outstanding = poll is not None and entry.last_seen_poll == poll_id
+            gone = poll is not None and poll.complete and not outstanding
+            final = self._advance(entry, outstanding=outstanding, gone=gone, log=bound)
+            if final is not None:
+                report.steps += 1
+                report.count(final.state)
+        except LeaseLost:
+            bound.warning("lease lost mid-step; another worker carries on")
+        except SourceAuthError:
+            raise
+        finally:
+            try:
+                self.ledger.release(pk, self.owner)
+            except Exception:  # the ledger may be what failed; the lease then simply expires
+                bound.warning("could not release lease; it expires on its own")
+
+    def _advance(
+        self, entry: LedgerEntry, *, outstanding: bool, gone: bool, log: structlog.BoundLogger
+    ) -> LedgerEntry | None:
+        state = entry.state
+        if state in (State.NEW, State.WAITING, State.HELD) and entry.idempotency_key is None:
+            if gone:
+                return self._move(entry, State.CLOSED_UPSTREAM,
+                                  "left Influitive's outstanding list before it was ordered "
+                                  "(decided by someone else)", log)
+            if state is State.HELD or not outstanding:
+                return None
+            return self._intake(entry, log)
+        if state in (State.NEW, State.WAITING, State.ORDERING, State.HELD):
+            # A key exists: an order may exist. Reconcile by key before anything new.
+            if state is State.HELD and not gone:
+                return None
+            return self._order(entry, outstanding=outstanding, gone=gone, log=log)
+        if state is State.PENDING:
+            return self._recheck_pending(entry, log)
+        if state is State.ORDERED:
+            return self._fulfill(entry, log)
+        if state is State.REFUSING:
+            return self._refuse(entry, log)
+        return None
+
+    def _intake(self, entry: LedgerEntry, log: structlog.BoundLogger) -> LedgerEntry | None:
+        try:
+            redemption = parse_redemption(entry.payload)
+        except Unkeyable as exc:  # cannot happen for a recorded row, but never guess
+            return self._move(entry, State.HELD, f"stored payload unreadable: {exc}", log,
+                              Changes(hold_reason=str(exc)))
+        plan = plan_intake(
+            redemption, self.rules, unmapped=self.policy.unmapped,
+            unmapped_reason=self.messages.unmapped_reason, vendors=self._vendor_names,
+        )
+        if isinstance(plan, Hold):
+            log.warning("redemption held for a person", reason=plan.reason)
+            return self._move(entry, State.HELD, plan.reason, log,
+                              Changes(hold_reason=plan.reason))
+        if isinstance(plan, Refuse):
+            message = self._render(self.messages.refused, entry, reason=plan.reason)
+            entry = self._move(entry, State.REFUSING, f"refusing: {plan.reason}", log,
+                               Changes(message=message))
+            return self._refuse(entry, log)
+        assert isinstance(plan, Order)
+        r = plan.route
+        key = idempotency_key(namespace=self.policy.namespace, source=entry.source,
+                              redemption_id=entry.redemption_id)
+        entry = self._move(
+            entry, State.ORDERING,
+            f"ordering {r.amount} {r.currency} from {r.vendor} (product {r.product}, "
+            f"route {r.origin})", log,
+            Changes(idempotency_key=key, vendor=r.vendor, product=r.product, amount=r.amount,
+                    currency=r.currency),
+        )
+        return self._order(entry, outstanding=True, gone=False, log=log, fresh=True)
+
+    def _order(
+        self, entry: LedgerEntry, *, outstanding: bool, gone: bool,
+        log: structlog.BoundLogger, fresh: bool = False,
+    ) -> LedgerEntry | None:
+        assert entry.idempotency_key and entry.vendor
+        if not outstanding and not gone:
+            return None  # the poll failed or was partial: do not order blindly
+        vendor = self._vendor(entry.vendor)
+        attempts = entry.attempts + 1
+        try:
+            result: OrderResult | None = None
+            if not fresh:
+                result = vendor.lookup(entry.idempotency_key)
+                if result is not None:
+                    log.info("reconciled: the vendor already has this order",
+                             vendor_order_id=result.vendor_order_id)
+            if result is None:
+                if gone:
+                    return self._move(entry, State.CLOSED_UPSTREAM,
+                                      "left the outstanding list; the vendor confirms no order "
+                                      "exists under its key", log)
+                if entry.state is not State.ORDERING:
+                    entry = self._move(entry, State.ORDERING,
+                                       f"attempt {attempts}: ordering from {entry.vendor}", log)
+                result = vendor.place_order(self._request(entry))
+        except VendorError as exc:
+            return self._vendor_failed(entry, exc, attempts, log)
+        return self._after_order(entry, result, log)
+
+    def _after_order(
+        self, entry: LedgerEntry, result: OrderResult, log: structlog.BoundLogger
+    ) -> LedgerEntry:
+        if result.status is OrderStatus.PENDING:
+            when = self.clock().timestamp() + self.policy.pending_recheck_seconds
+            return self._move(
+                entry, State.PENDING,
+                f"vendor order {result.vendor_order_id} accepted, not final yet "
+                f"({result.detail or 'pending'})", log,
+                Changes(vendor_order_id=result.vendor_order_id,
+                        next_attempt_at=datetime.fromtimestamp(when, UTC)),
+            )
+        if result.status is OrderStatus.FAILED:
+            reason = f"vendor order {result.vendor_order_id} failed at the vendor " \
+                     f"({result.detail or 'failed'})"
+            log.error("vendor order failed; held for a person", reason=reason)
+            return self._move(entry, State.HELD, reason, log,
+                              Changes(vendor_order_id=result.vendor_order_id,
+                                      hold_reason=reason))
+        message = self._render(self.messages.fulfilled, entry, delivery=result.delivery)
+        entry = self._move(
+            entry, State.ORDERED, f"vendor order {result.vendor_order_id} placed", log,
+            Changes(vendor_order_id=result.vendor_order_id, message=message, clear=frozenset(
+                {"next_attempt_at", "last_error"})),
+        )
+        log.info("vendor order placed", vendor=entry.vendor,
+                 vendor_order_id=result.vendor_order_id)
+        return self._fulfill(entry, log)
+
+    def _vendor_failed(
+        self, entry: LedgerEntry, exc: VendorError, attempts: int, log: structlog.BoundLogger
+    ) -> LedgerEntry:
+        after = after_vendor_error(exc, attempts=attempts,
+                                   max_attempts=self.policy.schedule.max_attempts)
+        kind = type(exc).__name__
+        if after.state is State.REFUSING:
+            log.warning("vendor refused the order; refusing the redemption", error=str(exc))
+            message = self._render(self.messages.refused, entry, reason=after.reason)
+            entry = self._move(entry, State.REFUSING, f"vendor refused: {after.reason}", log,
+                               Changes(message=message, attempts=attempts, last_error=str(exc)))
+            return self._refuse(entry, log)
+        if after.state is State.HELD:
+            log.error("redemption held after repeated vendor failures", error=str(exc),
+                      attempts=attempts, error_class=kind)
+            return self._move(entry, State.HELD, after.reason, log,
+                              Changes(attempts=attempts, hold_reason=after.reason,
+                                      last_error=str(exc)))
+        when = self.policy.schedule.next_at(self.clock(), attempts, after.retry_after)
+        (log.error if after.operator else log.warning)(
+            "vendor attempt failed; will retry", error=str(exc), error_class=kind,
+            attempts=attempts, next_attempt_at=when.isoformat(),
+        )
+        return self._move(entry, State.WAITING, after.reason, log,
+                          Changes(attempts=attempts, next_attempt_at=when, last_error=str(exc)))
+
+    def _recheck_pending(self, entry: LedgerEntry, log: structlog.BoundLogger) -> LedgerEntry:
+        assert entry.idempotency_key and entry.vendor
+        vendor = self._vendor(entry.vendor)
+        try:
+            result = vendor.lookup(entry.idempotency_key)
+        except VendorError as exc:
+            return self._vendor_failed(entry, exc, entry.attempts + 1, log)
+        if result is None:
+            reason = "the vendor no longer knows the pending order under its key"
+            log.error(reason)
+            return self._move(entry, State.HELD, reason, log, Changes(hold_reason=reason))
+        if result.status is OrderStatus.PENDING:
+            when = self.clock().timestamp() + self.policy.pending_recheck_seconds
+            return self._move(entry, State.PENDING, "still pending at the vendor", log,
+                              Changes(next_attempt_at=datetime.fromtimestamp(when, UTC)))
+        return self._after_order(entry, result, log)
+
+    def _fulfill(self, entry: LedgerEntry, log: structlog.BoundLogger) -> LedgerEntry:
+        message = entry.message or self._render(self.messages.fulfilled, entry)
+        try:
+            self.source.fulfill(entry.redemption_id, message)
+        except AlreadyDecided as exc:
+            log.warning("Influitive says the redemption was already decided; a vendor order "
+                        "was placed for it", vendor_order_id=entry.vendor_order_id)
+            return self._move(entry, State.CLOSED_UPSTREAM,
+                              f"already decided at Influitive ({exc}); vendor order "
+                              f"{entry.vendor_order_id} was placed", log)
+        except SourceUnavailable as exc:
+            return self._decision_failed(entry, exc, log)
+        log.info("fulfilled at Influitive", vendor_order_id=entry.vendor_order_id)
+        return self._move(entry, State.FULFILLED, "fulfilled at Influitive", log,
+                          Changes(clear=frozenset({"next_attempt_at", "last_error"})))
+
+    def _refuse(self, entry: LedgerEntry, log: structlog.BoundLogger) -> LedgerEntry:
+        message = entry.message or ""
+        try:
+            self.source.refuse(entry.redemption_id, message)
+        except AlreadyDecided as exc:
+            return self._move(entry, State.CLOSED_UPSTREAM,
+                              f"already decided at Influitive ({exc})", log)
+        except SourceUnavailable as exc:
+            return self._decision_failed(entry, exc, log)
+        log.info("refused at Influitive; the advocate's points are refunded")
+        return self._move(entry, State.REFUSED, "refused at Influitive", log,
+                          Changes(clear=frozenset({"next_attempt_at"})))
+
+    def _decision_failed(
+        self, entry: LedgerEntry, exc: SourceUnavailable, log: structlog.BoundLogger
+    ) -> LedgerEntry:
+        attempts = entry.attempts + 1
+        if self.policy.schedule.exhausted(attempts):
+            reason = f"Influitive did not take the decision after {attempts} attempts: {exc}"
+            log.error("decision failed repeatedly; held for a person", error=str(exc))
+            return self._move(entry, State.HELD, reason, log,
+                              Changes(attempts=attempts, hold_reason=reason,
+                                      last_error=str(exc)))
+        when = self.policy.schedule.next_at(self.clock(), attempts, exc.retry_after)
+        log.warning("decision failed; will retry", error=str(exc), attempts=attempts)
+        return self._move(entry, entry.state, f"decision failed: {exc}", log,
+                          Changes(attempts=attempts, next_attempt_at=when, last_error=str(exc)))
+
+    # --- helpers -------------------------------------------------------------------------
+
+    def _move(
+        self, entry: LedgerEntry, to: State, detail: str, log: structlog.BoundLogger,
+        changes: Changes | None = None,
+    ) -> LedgerEntry:
+        moved = self.ledger.transition(entry.pk, self.owner, to, detail, self.clock(), changes,
+                                       expect=entry.state)
+        log.debug("transition", from_state=entry.state.value, to_state=to.value, detail=detail)
+        return moved
+
+    def _request(self, entry: LedgerEntry) -> OrderRequest:
+        redemption = parse_redemption(entry.payload)
+        assert entry.idempotency_key and entry.vendor and entry.amount and entry.currency
+        return OrderRequest(
+            idempotency_key=entry.idempotency_key,
+            redemption_id=entry.redemption_id,
+            source=entry.source,
+            vendor=entry.vendor,
+            product=entry.product,
+            amount=entry.amount,
+            currency=entry.currency,
+            recipient_name=redemption.contact.display_name,
+            recipient_email=redemption.contact.email or "",
+            reward_name=redemption.reward_name,
+            shipping=redemption.shipping,
+        )
+
+    def _render(self, template: str, entry: LedgerEntry, **extra: str) -> str:
+        try:
+            contact = parse_redemption(entry.payload).contact
+        except Unkeyable:
+            contact = None
+        values: Mapping[str, object] = {
+            "reward_name": entry.reward_name or "reward",
+            "recipient_name": contact.display_name if contact else "",
+            "email": entry.email or "",
+            "vendor": entry.vendor or "",
+            "amount": entry.amount if entry.amount is not None else "",
+            "currency": entry.currency or "",
+            "redemption_id": entry.redemption_id,
+            **extra,
+        }
+        return self.messages.render(template, values)
