@@ -7,12 +7,16 @@ would also stop the good redemptions of the same poll.
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from poller.core.model import INFLUITIVE, Contact, Redemption, Shipping
 
 MAX_ID_LENGTH = 200
+# ASCII digits only (str.isdigit also takes "²"), and short enough for int() to accept.
+_INTEGER = re.compile(r"-?[0-9]{1,18}")
 
 
 class Unkeyable(ValueError):
@@ -37,7 +41,7 @@ def _int(value: Any) -> int | None:
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    if isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
         return int(value.strip())
     return None
 

@@ -1,0 +1,385 @@
+"""The Influitive (AdvocateHub) reward API over HTTP: the outstanding redemptions and the
+decision endpoints, behind ``RedemptionSource``.
+
+docs/influitive-api.md separates what is confirmed from what is assumed. Every assumption
+that shapes behaviour is a constructor argument or a named constant below, so a user can
+adapt to what their hub really answers without a code change. Retrying is not done here:
+``poller.transport.send`` is the one retry loop of the project.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import structlog
+
+from poller import __version__
+from poller.core.errors import AlreadyDecided, ConfigError, SourceAuthError, SourceUnavailable
+from poller.core.model import PollResult, Redemption
+from poller.core.parse import Unkeyable, parse_page, parse_redemption, redemption_key
+from poller.transport import RetryPolicy, describe, retry_after_of, send
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_BASE_URL = "https://api.influitive.com"
+LIST_PATH = "/reward_redemptions"
+FULFILL_VERB = "fulfill"
+REFUSE_VERB = "refuse"
+"""``reject`` is the older spelling (the PHP client); configurable because it is assumed."""
+USER_AGENT = f"reward-poller/{__version__}"
+
+AUTH_STATUSES = frozenset({401, 403})
+ALREADY_DECIDED_STATUSES = frozenset({404, 409, 422})
+"""Assumed: the docs say deciding twice answers "likely 422, perhaps 404". A 404 is also what
+an unknown route answers, so a wrong ``refuse_verb`` looks like "already decided" too."""
+
+MAX_ERROR_TEXT = 200
+_VERB_RE = re.compile(r"^[a-z][a-z_]{0,31}$")
+_HEADER_VALUE_RE = re.compile(r"^[\x21-\x7e][\x20-\x7e]*$")
+
+
+class _PageFailed(Exception):
+    """One list page could not be read after the transport's retries."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True, kw_only=True)
+class PageItems:
+    """The items of one list page, parsed: every item is either a redemption or a reason."""
+
+    redemptions: tuple[Redemption, ...]
+    rejected: tuple[str, ...]
+
+
+def parse_items(body: Any, page: int = 1) -> PageItems:
+    """Parse one list page body into redemptions and rejection reasons.
+
+    Raises ValueError only when the page as a whole has the wrong shape. A single item never
+    raises: an item that is not an object, or has no usable id, becomes a rejection reason;
+    an item with a usable id is always kept (held with a problem if it cannot be parsed), so
+    a keyable redemption is never silently lost.
+    """
+    raw_items, contacts = parse_page(body)
+    # parse_page drops non-objects from a bare array; report them like any other bad item.
+    items: list[Any] = list(body) if isinstance(body, list) else raw_items
+    redemptions: list[Redemption] = []
+    rejected: list[str] = []
+    for index, item in enumerate(items):
+        where = f"page {page} item {index}"
+        if not isinstance(item, Mapping):
+            rejected.append(f"{where}: item is a {type(item).__name__}, not an object")
+            continue
+        try:
+            redemptions.append(parse_redemption(item, contacts))
+        except Unkeyable as exc:
+            rejected.append(f"{where}: {exc}")
+        except (ValueError, TypeError, RecursionError) as exc:
+            # Keyable but unparseable (parse_redemption may raise on odd numbers): record
+            # it and hold it for a person rather than lose it.
+            try:
+                key = redemption_key(item)
+            except Unkeyable as unkeyable:
+                rejected.append(f"{where}: {unkeyable}")
+                continue
+            log.warning("influitive.item.unparseable", redemption_id=key,
+                        error=type(exc).__name__)
+            problem = f"payload could not be parsed ({type(exc).__name__}); check it by hand"
+            redemptions.append(Redemption(id=key, raw=dict(item), problems=(problem,)))
+    return PageItems(redemptions=tuple(redemptions), rejected=tuple(rejected))
+
+
+class InfluitiveClient:
+    """``RedemptionSource`` over the Influitive HTTP API.
+
+    The token is held only in the HTTP client's headers: no attribute, message or log line
+    carries it.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_token: str,
+        org_id: str,
+        *,
+        policy: RetryPolicy = RetryPolicy(),
+        max_pages: int = 100,
+        refuse_verb: str = REFUSE_VERB,
+        list_path: str = LIST_PATH,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        try:
+            parsed_base = httpx.URL(base_url)
+        except (httpx.InvalidURL, TypeError) as exc:
+            raise ConfigError("influitive base_url is not a URL") from exc
+        if parsed_base.scheme not in ("http", "https") or not parsed_base.host:
+            raise ConfigError("influitive base_url must be an http(s) URL with a host")
+        if not isinstance(api_token, str) or not _HEADER_VALUE_RE.match(api_token.strip()):
+            raise ConfigError("influitive api_token is empty or has characters not allowed")
+        if not isinstance(org_id, str) or not _HEADER_VALUE_RE.match(org_id.strip()):
+            raise ConfigError("influitive org_id is empty or has characters not allowed")
+        if not _VERB_RE.match(refuse_verb):
+            raise ConfigError(f"influitive refuse_verb {refuse_verb!r} is not a lowercase word")
+        if max_pages < 1:
+            raise ConfigError("influitive max_pages must be at least 1")
+        if not list_path.startswith("/"):
+            raise ConfigError(f"influitive list_path {list_path!r} must start with '/'")
+        self._policy = policy
+        self._max_pages = max_pages
+        self._refuse_verb = refuse_verb
+        self._sleep = sleep
+        self._requests = 0
+        self._http = httpx.Client(
+            base_url=base_url,
+            headers={
+                "Authorization": f"Token {api_token.strip()}",
+                "X_ORG_ID": org_id.strip(),
+                "Accept": "application/json",
+                "Content-Type": "application/json",
+                "User-Agent": USER_AGENT,
+            },
+            timeout=policy.timeout,
+            transport=transport,
+            follow_redirects=False,
+            event_hooks={"request": [self._count_request]},
+        )
+        base = str(self._http.base_url).rstrip("/")
+        self._list_url = httpx.URL(base + list_path)
+        self._decision_base = base + list_path.split("?", 1)[0].rstrip("/")
+
+    # --- plumbing -----------------------------------------------------------------------
+
+    def _count_request(self, request: httpx.Request) -> None:
+        self._requests += 1
+
+    def __repr__(self) -> str:
+        base = self._http.base_url
+        port = f":{base.port}" if base.port else ""
+        shown = f"{base.scheme}://{base.host}{port}{base.path.rstrip('/')}"
+        return (
+            f"InfluitiveClient(base_url={shown!r}, "
+            f"refuse_verb={self._refuse_verb!r}, max_pages={self._max_pages})"
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> InfluitiveClient:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _scrub(self, text: str) -> str:
+        """Server-provided text, shortened, printable, and never carrying our token."""
+        auth = self._http.headers.get("Authorization", "")
+        token = auth.split(" ", 1)[1] if " " in auth else ""
+        if token:
+            text = text.replace(token, "[redacted]")
+        text = "".join(c if c.isprintable() else " " for c in text).strip()
+        if len(text) > MAX_ERROR_TEXT:
+            text = text[:MAX_ERROR_TEXT] + "..."
+        return text
+
+    def _error_text(self, response: httpx.Response) -> str:
+        """What the server said about an error, if it said anything readable."""
+        try:
+            body = response.json()
+        except (ValueError, RecursionError):
+            return ""
+        found: Any = None
+        if isinstance(body, Mapping):
+            for key in ("errors", "error", "message"):
+                if body.get(key):
+                    found = body[key]
+                    break
+        elif isinstance(body, str):
+            found = body
+        if found is None:
+            return ""
+        if isinstance(found, list):
+            found = "; ".join(str(f) for f in found)
+        elif not isinstance(found, str):
+            found = json.dumps(found, default=str)
+        return self._scrub(found)
+
+    # --- poll -------------------------------------------------------------------------
+
+    def poll(self) -> PollResult:
+        first_request = self._requests
+        found: dict[str, Redemption] = {}
+        rejected: list[str] = []
+        seen: set[str] = {str(self._list_url)}
+        url = self._list_url
+        pages = 0
+        duplicates = 0
+        incomplete: str | None = None
+        while True:
+            try:
+                body = self._get_page(url, pages + 1)
+                page = parse_items(body, pages + 1)
+            except (_PageFailed, ValueError) as exc:
+                failure = (exc if isinstance(exc, _PageFailed)
+                           else _PageFailed(f"page {pages + 1} has the wrong shape: {exc}"))
+                if pages == 0:
+                    log.warning("influitive.poll.failed", error=failure.message)
+                    raise SourceUnavailable(
+                        f"Influitive redemption list could not be read: {failure.message}",
+                        failure.retry_after,
+                    ) from exc
+                incomplete = failure.message
+                break
+            pages += 1
+            rejected.extend(page.rejected)
+            for redemption in page.redemptions:
+                if redemption.id in found:
+                    duplicates += 1
+                else:
+                    found[redemption.id] = redemption
+            # A page's own ``self`` link counts as read too, so that a ``next`` back to
+            # "?page=1" is caught even when the first request had no page parameter.
+            with contextlib.suppress(_PageFailed):
+                self_url = self._link(body, "self", url, pages)
+                if self_url is not None:
+                    seen.add(str(self_url))
+            try:
+                next_url = self._link(body, "next", url, pages)
+            except _PageFailed as exc:
+                incomplete = exc.message
+                break
+            if next_url is None:
+                break
+            if str(next_url) in seen:
+                incomplete = f"page {pages} links to a page already read ({next_url})"
+                break
+            if pages >= self._max_pages:
+                incomplete = f"stopped at the page cap ({self._max_pages} pages)"
+                break
+            seen.add(str(next_url))
+            url = next_url
+        for reason in rejected:
+            log.warning("influitive.item.rejected", reason=reason)
+        if incomplete is not None:
+            log.warning("influitive.poll.incomplete", reason=incomplete, pages=pages)
+        result = PollResult(
+            redemptions=tuple(found.values()),
+            complete=incomplete is None,
+            pages=pages,
+            requests=self._requests - first_request,
+            rejected=tuple(rejected),
+        )
+        log.info(
+            "influitive.poll.done", pages=pages, requests=result.requests,
+            redemptions=len(result.redemptions), rejected=len(rejected),
+            duplicates=duplicates, complete=result.complete,
+        )
+        return result
+
+    def _get_page(self, url: httpx.URL, page: int) -> Any:
+        """The decoded JSON body of one list page, or _PageFailed / SourceAuthError."""
+        try:
+            response = send(self._http, "GET", str(url), policy=self._policy, sleep=self._sleep)
+        except httpx.TransportError as exc:
+            raise _PageFailed(f"page {page}: {describe(exc)}") from exc
+        except httpx.HTTPError as exc:  # e.g. an unusable next link
+            raise _PageFailed(f"page {page}: {type(exc).__name__}") from exc
+        status = response.status_code
+        if status in AUTH_STATUSES:
+            raise SourceAuthError(
+                f"Influitive rejected the API token or org id (HTTP {status})"
+            )
+        if not 200 <= status < 300:
+            detail = self._error_text(response)
+            raise _PageFailed(
+                f"page {page}: HTTP {status}" + (f" ({detail})" if detail else ""),
+                retry_after_of(response),
+            )
+        try:
+            return response.json()
+        except (ValueError, RecursionError) as exc:
+            kind = response.headers.get("Content-Type", "no content type")
+            raise _PageFailed(
+                f"page {page} is not JSON (HTTP {status}, {self._scrub(kind)})"
+            ) from exc
+
+    def _link(self, body: Any, name: str, current: httpx.URL, page: int) -> httpx.URL | None:
+        """``links.<name>`` resolved against the current page; None when absent or empty.
+        Raises _PageFailed for a link that cannot or must not be followed (our token goes
+        only to the configured host)."""
+        links = body.get("links") if isinstance(body, Mapping) else None
+        if not isinstance(links, Mapping):
+            return None
+        raw = links.get(name)
+        if raw is None or (isinstance(raw, str) and not raw.strip()):
+            return None
+        if not isinstance(raw, str):
+            raise _PageFailed(f"page {page}: links.{name} is a {type(raw).__name__}, not a URL")
+        try:
+            target = current.join(raw.strip())
+        except httpx.InvalidURL as exc:
+            raise _PageFailed(f"page {page}: links.{name} is not a valid URL") from exc
+        base = self._http.base_url
+        if (target.scheme, target.host, target.port) != (base.scheme, base.host, base.port):
+            raise _PageFailed(
+                f"page {page}: links.{name} leaves the API host "
+                f"({target.scheme}://{target.host}); not followed"
+            )
+        return target
+
+    # --- decisions ----------------------------------------------------------------------
+
+    def fulfill(self, redemption_id: str, message: str) -> None:
+        self._decide(redemption_id, FULFILL_VERB, message)
+
+    def refuse(self, redemption_id: str, message: str) -> None:
+        self._decide(redemption_id, self._refuse_verb, message)
+
+    def _decide(self, redemption_id: str, verb: str, message: str) -> None:
+        """POST a decision. Safe to replay: a repeat answers "already decided"."""
+        if not redemption_id or redemption_id in {".", ".."}:
+            raise ValueError(f"redemption id {redemption_id!r} cannot be decided")
+        path = f"{self._decision_base}/{quote(redemption_id, safe='')}/decision/{verb}"
+        what = f"Influitive {verb} of redemption {redemption_id}"
+        try:
+            response = send(
+                self._http, "POST", path, policy=self._policy, sleep=self._sleep,
+                json={"message": message},
+            )
+        except httpx.HTTPError as exc:
+            error = describe(exc) if isinstance(exc, httpx.TransportError) else type(exc).__name__
+            log.warning("influitive.decision.unavailable", redemption_id=redemption_id,
+                        verb=verb, error=error)
+            raise SourceUnavailable(f"{what} failed: {error}") from exc
+        status = response.status_code
+        if 200 <= status < 300:
+            log.info("influitive.decision.done", redemption_id=redemption_id, verb=verb)
+            return
+        detail = self._error_text(response)
+        suffix = f" ({detail})" if detail else ""
+        if status in AUTH_STATUSES:
+            raise SourceAuthError(
+                f"Influitive rejected the API token or org id (HTTP {status})"
+            )
+        if status in ALREADY_DECIDED_STATUSES:
+            log.info("influitive.decision.already_decided", redemption_id=redemption_id,
+                     verb=verb, status=status)
+            raise AlreadyDecided(f"{what}: already decided (HTTP {status}){suffix}")
+        log.warning("influitive.decision.unavailable", redemption_id=redemption_id,
+                    verb=verb, status=status)
+        raise SourceUnavailable(f"{what} failed: HTTP {status}{suffix}", retry_after_of(response))

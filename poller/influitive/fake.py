@@ -1,0 +1,151 @@
+"""An in-memory ``RedemptionSource`` for the worker's fast unit tests.
+
+It behaves like the real API where the worker can tell: decided redemptions leave the
+outstanding list, a second decision (or one on a redemption an admin decided in the UI, or an
+unknown one) raises AlreadyDecided, and errors can be scripted per operation.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from poller.core.errors import AlreadyDecided
+from poller.core.model import PollResult, Redemption
+from poller.influitive.client import parse_items
+
+Operation = Literal["poll", "fulfill", "refuse"]
+Verb = Literal["fulfill", "refuse"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class FakeDecision:
+    """One decision the fake received (``by="worker"``) or an admin took (``by="admin"``)."""
+
+    redemption_id: str
+    verb: Verb
+    message: str
+    accepted: bool
+    by: Literal["worker", "admin"] = "worker"
+
+
+class FakeInfluitive:
+    """``RedemptionSource`` in memory. Seed it, script errors, then read ``decisions``."""
+
+    def __init__(self, redemptions: Iterable[Redemption | Mapping[str, Any]] = ()) -> None:
+        self._lock = threading.Lock()
+        self._outstanding: dict[str, Redemption] = {}
+        self._rejected: list[str] = []
+        self._seeded = 0
+        self._decided: dict[str, Verb] = {}
+        self._errors: dict[Operation, deque[Exception]] = {
+            "poll": deque(), "fulfill": deque(), "refuse": deque(),
+        }
+        self.decisions: list[FakeDecision] = []
+        self.complete = True
+        """What ``poll`` reports as ``complete``; set False to act out a cut-short poll."""
+        self.polls = 0
+        self.closed = False
+        self.seed(*redemptions)
+
+    # --- set-up -------------------------------------------------------------------------
+
+    def seed(self, *items: Redemption | Mapping[str, Any]) -> None:
+        """Add outstanding redemptions: parsed ones, or raw API items (parsed as a page
+        would be; an unkeyable raw item is reported in every poll's ``rejected``)."""
+        with self._lock:
+            for item in items:
+                if isinstance(item, Redemption):
+                    parsed: tuple[Redemption, ...] = (item,)
+                else:
+                    page = parse_items({"reward_redemptions": [item], "contacts": []})
+                    parsed = page.redemptions
+                    n = self._seeded
+                    self._rejected.extend(
+                        f"seeded item {n}: {r.split(': ', 1)[-1]}" for r in page.rejected
+                    )
+                self._seeded += 1
+                for redemption in parsed:
+                    if redemption.id not in self._decided:
+                        self._outstanding.setdefault(redemption.id, redemption)
+
+    def fail_next(self, operation: Operation, *errors: Exception) -> None:
+        """The next calls of ``operation`` raise these errors, one per call, in order."""
+        with self._lock:
+            self._errors[operation].extend(errors)
+
+    def decide_in_ui(self, redemption_id: str, verb: Verb = "fulfill", message: str = "") -> None:
+        """An admin decides in the Influitive UI: the redemption leaves the list."""
+        with self._lock:
+            self._outstanding.pop(redemption_id, None)
+            self._decided[redemption_id] = verb
+            self.decisions.append(FakeDecision(
+                redemption_id=redemption_id, verb=verb, message=message, accepted=True,
+                by="admin",
+            ))
+
+    # --- what tests read ----------------------------------------------------------------
+
+    @property
+    def outstanding(self) -> list[Redemption]:
+        with self._lock:
+            return list(self._outstanding.values())
+
+    def decided(self, redemption_id: str) -> Verb | None:
+        with self._lock:
+            return self._decided.get(redemption_id)
+
+    def accepted_decisions(self, by: Literal["worker", "admin"] = "worker") -> list[FakeDecision]:
+        with self._lock:
+            return [d for d in self.decisions if d.accepted and d.by == by]
+
+    # --- RedemptionSource ---------------------------------------------------------------
+
+    def _scripted(self, operation: Operation) -> None:
+        with self._lock:
+            queue = self._errors[operation]
+            error = queue.popleft() if queue else None
+        if error is not None:
+            raise error
+
+    def poll(self) -> PollResult:
+        self._scripted("poll")
+        with self._lock:
+            self.polls += 1
+            return PollResult(
+                redemptions=tuple(self._outstanding.values()),
+                complete=self.complete,
+                pages=1,
+                requests=1,
+                rejected=tuple(self._rejected),
+            )
+
+    def fulfill(self, redemption_id: str, message: str) -> None:
+        self._decide(redemption_id, "fulfill", message)
+
+    def refuse(self, redemption_id: str, message: str) -> None:
+        self._decide(redemption_id, "refuse", message)
+
+    def _decide(self, redemption_id: str, verb: Verb, message: str) -> None:
+        self._scripted(verb)
+        with self._lock:
+            accepted = redemption_id in self._outstanding
+            self.decisions.append(FakeDecision(
+                redemption_id=redemption_id, verb=verb, message=message, accepted=accepted,
+            ))
+            if accepted:
+                del self._outstanding[redemption_id]
+                self._decided[redemption_id] = verb
+                return
+            earlier = self._decided.get(redemption_id)
+        if earlier is None:
+            raise AlreadyDecided(f"redemption {redemption_id} is not outstanding (HTTP 404)")
+        raise AlreadyDecided(
+            f"redemption {redemption_id} was already decided: {earlier} (HTTP 422)"
+        )
+
+    def close(self) -> None:
+        self.closed = True
