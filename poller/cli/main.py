@@ -206,10 +206,18 @@ def db_upgrade(obj: Context) -> None:
 
 @cli.command()
 @click.option("--keep", is_flag=True, help="Keep the demo's SQLite ledger and print its path.")
+@click.pass_context
 @handled
-def demo(keep: bool) -> None:
+def demo(ctx: click.Context, keep: bool) -> None:
     """Run the worker against local stand-ins for Influitive and Tremendous."""
     from poller.demo import run_demo
+
+    parent = ctx.parent
+    if parent is not None and parent.get_parameter_source("log_level") is (
+        click.core.ParameterSource.DEFAULT
+    ):
+        # The demo's table tells the story; logs only for what went wrong, unless asked.
+        logs.configure(cast(logs.LogFormat, parent.params["log_format"]), "warning")
 
     sys.exit(run_demo(keep=keep))
 

@@ -93,7 +93,7 @@ def after_vendor_error(exc: VendorError, *, attempts: int, max_attempts: int) ->
     a person is asked.
     """
     if isinstance(exc, AdvocateFacingError):
-        return AfterError(state=State.REFUSING, reason=str(exc))
+        return AfterError(state=State.REFUSING, reason=exc.advocate_message)
     retry_after = exc.retry_after if isinstance(exc, TransientVendorError) else None
     operator = isinstance(exc, OperatorFacingError)
     if isinstance(exc, UnknownOutcome):

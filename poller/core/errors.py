@@ -65,8 +65,23 @@ class TransientVendorError(VendorError):
         self.retry_after = retry_after
 
 
+RECIPIENT_INVALID = "the gift card provider did not accept the email address on your profile"
+PRODUCT_UNAVAILABLE = "this reward is not available at the moment"
+
+
 class AdvocateFacingError(VendorError):
-    """Permanent and about the reward or the recipient: refuse, which refunds the points."""
+    """Permanent and about the reward or the recipient: refuse, which refunds the points.
+
+    ``advocate_message`` is what the advocate reads in the refusal (plain words, no HTTP
+    status or vendor jargon); ``str(exc)`` is the operator's detail for logs and the ledger.
+    """
+
+    def __init__(
+        self, message: str, *, vendor: str = "", status: int | None = None,
+        advocate_message: str = PRODUCT_UNAVAILABLE,
+    ) -> None:
+        super().__init__(message, vendor=vendor, status=status)
+        self.advocate_message = advocate_message
 
 
 class OperatorFacingError(VendorError):

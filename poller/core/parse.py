@@ -8,7 +8,6 @@ would also stop the good redemptions of the same poll.
 from __future__ import annotations
 
 import re
-
 from collections.abc import Iterable, Mapping
 from typing import Any
 

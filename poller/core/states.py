@@ -50,8 +50,11 @@ _ALLOWED: dict[State, frozenset[State]] = {
     State.NEW: frozenset(
         {State.ORDERING, State.REFUSING, State.HELD, State.CLOSED_UPSTREAM, State.WAITING}
     ),
+    # WAITING/HELD -> ORDERED/PENDING: reconciling by key found the order an earlier
+    # attempt created although its answer was lost.
     State.WAITING: frozenset(
-        {State.ORDERING, State.REFUSING, State.HELD, State.CLOSED_UPSTREAM, State.WAITING}
+        {State.ORDERING, State.REFUSING, State.HELD, State.CLOSED_UPSTREAM, State.WAITING,
+         State.ORDERED, State.PENDING}
     ),
     State.ORDERING: frozenset(
         {
@@ -73,7 +76,7 @@ _ALLOWED: dict[State, frozenset[State]] = {
     State.REFUSING: frozenset({State.REFUSED, State.CLOSED_UPSTREAM, State.REFUSING, State.HELD}),
     State.HELD: frozenset(
         {State.NEW, State.WAITING, State.REFUSING, State.FULFILLED, State.CLOSED_UPSTREAM,
-         State.ORDERED, State.HELD}
+         State.ORDERED, State.PENDING, State.HELD}
     ),
     State.FULFILLED: frozenset(),
     State.REFUSED: frozenset(),

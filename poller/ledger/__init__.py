@@ -1,0 +1,221 @@
+"""The ledger: the durable record of every redemption and of every state change.
+
+``open_ledger(url)`` gives the SQL ledger (SQLite or PostgreSQL); ``poller.ledger.memory``
+holds the in-memory twin used by fast unit tests. Both share the rules below, so they behave
+the same; the contract tests in ``tests/ledger`` run one suite against both.
+
+Importing this package imports no SQL library: the CLI's ``--help`` and the core's unit tests
+stay fast. SQLAlchemy is loaded by ``open_ledger`` (and by ``poller.ledger.sql``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from poller.core.errors import ConfigError, PollerError
+from poller.core.model import LedgerEntry
+from poller.core.ports import Changes
+from poller.core.states import State
+
+if TYPE_CHECKING:
+    from poller.ledger.sql import SqlLedger
+
+__all__ = [
+    "ADMIN_OWNER",
+    "FILTER_KEYS",
+    "IdempotencyKeyInUse",
+    "LedgerNotMigrated",
+    "LedgerUnavailable",
+    "open_ledger",
+]
+
+
+class LedgerUnavailable(PollerError):
+    """The ledger database cannot be reached or used right now (server down, file locked
+    past the busy timeout, connection dropped). Retrying later may work. The message never
+    carries the password of the URL."""
+
+
+class LedgerNotMigrated(ConfigError):
+    """The database has no reward-poller schema, or not the one this version expects."""
+
+
+class IdempotencyKeyInUse(PollerError):
+    """A transition tried to save an idempotency key that another redemption already has.
+    Keys are derived from the redemption, so this is a bug, never a retryable condition."""
+
+
+ADMIN_OWNER = "admin"
+"""The lease owner used by ``admin_transition`` (the CLI's ``ledger retry``/``refuse``)."""
+
+FILTER_KEYS = frozenset({"vendor", "reward", "email", "since", "until", "source"})
+"""Keys ``Ledger.list(filters=...)`` understands. ``reward`` matches the reward id or name,
+``email`` matches case-insensitively (SQLite folds ASCII letters only), ``since`` is
+inclusive and ``until`` exclusive on ``created_at``; the others match exactly."""
+
+# Changes.as_columns() may name these; ``attempts`` is NOT NULL, so it cannot be cleared.
+CHANGE_COLUMNS = frozenset(
+    {
+        "idempotency_key", "vendor", "product", "amount", "currency", "vendor_order_id",
+        "attempts", "next_attempt_at", "hold_reason", "last_error", "message",
+    }
+)
+CLEARABLE_COLUMNS = CHANGE_COLUMNS - {"attempts"}
+
+# PostgreSQL rejects NUL in text and neither driver can encode a lone surrogate. One such
+# character in an advocate's name must not make every poll fail on the same batch, so text
+# is cleaned on the way in (both ledgers do it, so they stay alike).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def clean_text(value: str) -> str:
+    """``value`` with the characters no database can store replaced by U+FFFD."""
+    return _UNSTORABLE.sub("\ufffd", value)
+
+
+def clean_optional(value: str | None) -> str | None:
+    return None if value is None else clean_text(value)
+
+
+def check_aware(value: datetime, name: str = "now") -> datetime:
+    """``value`` in UTC. A naive datetime is a bug in the caller: the ledger cannot guess
+    which clock it came from, so it refuses it rather than storing a wrong instant."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} must be a timezone-aware datetime, got naive {value!r}")
+    return value.astimezone(UTC)
+
+
+def check_amount(value: Decimal) -> Decimal:
+    if not isinstance(value, Decimal) or not value.is_finite():
+        raise ValueError(f"amount must be a finite Decimal, got {value!r}")
+    return value
+
+
+def change_columns(changes: Changes | None) -> dict[str, Any]:
+    """The columns a transition sets, validated the same way by both ledgers."""
+    if changes is None:
+        return {}
+    unknown = set(changes.clear) - CLEARABLE_COLUMNS
+    if unknown:
+        raise ValueError(
+            f"cannot clear {sorted(unknown)}; clearable columns: {sorted(CLEARABLE_COLUMNS)}"
+        )
+    cols = changes.as_columns()
+    for name, value in cols.items():
+        if value is None:
+            continue
+        if name == "next_attempt_at":
+            cols[name] = check_aware(value, name)
+        elif name == "amount":
+            cols[name] = check_amount(value)
+        elif isinstance(value, str):
+            cols[name] = clean_text(value)
+    return cols
+
+
+def check_filters(filters: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``filters`` with the datetimes checked, or ValueError naming the unknown keys."""
+    if not filters:
+        return {}
+    unknown = set(filters) - FILTER_KEYS
+    if unknown:
+        raise ValueError(f"unknown ledger filter(s) {sorted(unknown)}; use {sorted(FILTER_KEYS)}")
+    out: dict[str, Any] = {}
+    for key, value in filters.items():
+        if value is None:
+            continue
+        if key in ("since", "until"):
+            if not isinstance(value, datetime):
+                raise ValueError(f"filter {key!r} must be a datetime, got {value!r}")
+            out[key] = check_aware(value, key)
+        else:
+            out[key] = str(value)
+    return out
+
+
+def check_limit(limit: int) -> int:
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}")
+    return limit
+
+
+def _json_default(value: Any) -> Any:
+    # Raw payloads come from JSON, but a caller may hand read-only mappings or tuples.
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        return list(value)
+    raise TypeError(f"payload value of type {type(value).__name__} is not JSON")
+
+
+def encode_payload(raw: Mapping[str, Any]) -> str:
+    """The payload as stored: JSON text. ``ensure_ascii`` escapes everything outside ASCII,
+    NUL and lone surrogates included, so any payload the source sent can be stored."""
+    return json.dumps(raw, ensure_ascii=True, separators=(",", ":"), default=_json_default)
+
+
+def decode_payload(text: str) -> dict[str, Any]:
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise ValueError("stored payload is not a JSON object")
+    return value
+
+
+def entry_from_columns(row: Mapping[Any, Any]) -> LedgerEntry:
+    """A ``LedgerEntry`` from the columns of one ``redemptions`` row (SQL or in-memory)."""
+    return LedgerEntry(
+        pk=row["pk"],
+        source=row["source"],
+        redemption_id=row["redemption_id"],
+        state=State(row["state"]),
+        payload=decode_payload(row["payload"]),
+        reward_id=row["reward_id"],
+        reward_name=row["reward_name"],
+        email=row["email"],
+        vendor=row["vendor"],
+        product=row["product"],
+        amount=row["amount"],
+        currency=row["currency"],
+        idempotency_key=row["idempotency_key"],
+        vendor_order_id=row["vendor_order_id"],
+        attempts=row["attempts"],
+        next_attempt_at=row["next_attempt_at"],
+        hold_reason=row["hold_reason"],
+        last_error=row["last_error"],
+        message=row["message"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        last_seen_poll=row["last_seen_poll"],
+    )
+
+
+def open_ledger(url: str, *, migrate: bool | None = None) -> SqlLedger:
+    """The SQL ledger at ``url`` (``sqlite:///path.db`` or ``postgresql://...``).
+
+    ``migrate=None`` brings a SQLite file up to date by itself (a single-machine install
+    should just work) but leaves PostgreSQL alone: a shared server is migrated on purpose,
+    with ``reward-poller db upgrade``. ``migrate=True`` always migrates, ``False`` never.
+
+    Raises ConfigError for an unusable URL, LedgerNotMigrated when the schema is missing or
+    out of date, LedgerUnavailable when the database cannot be reached.
+    """
+    from poller.ledger import migrate as migrations
+    from poller.ledger.sql import SqlLedger, make_engine
+
+    engine = make_engine(url)
+    try:
+        if migrate is None:
+            migrate = engine.dialect.name == "sqlite"
+        if migrate:
+            migrations.upgrade(engine)
+        else:
+            migrations.check(engine)
+    except BaseException:
+        engine.dispose()
+        raise
+    return SqlLedger(engine)

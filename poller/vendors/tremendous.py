@@ -30,6 +30,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
 
 from poller.core.errors import (
+    RECIPIENT_INVALID,
     AdvocateFacingError,
     OperatorFacingError,
     TransientVendorError,
@@ -388,7 +389,7 @@ class TremendousVendor:
         if kind == "recipient":
             return AdvocateFacingError(
                 f"Tremendous: the recipient is invalid (HTTP {status}){suffix}",
-                vendor=NAME, status=status,
+                vendor=NAME, status=status, advocate_message=RECIPIENT_INVALID,
             )
         if kind == "product":
             return AdvocateFacingError(
@@ -399,7 +400,7 @@ class TremendousVendor:
             return AdvocateFacingError(
                 f"Tremendous: the recipient is invalid and the product is unavailable "
                 f"(HTTP {status}){suffix}",
-                vendor=NAME, status=status,
+                vendor=NAME, status=status, advocate_message=RECIPIENT_INVALID,
             )
         return OperatorFacingError(
             f"Tremendous rejected our request (HTTP {status}): check the configuration"

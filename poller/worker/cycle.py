@@ -41,6 +41,9 @@ log = structlog.get_logger("poller.worker")
 
 # States in which no vendor order is known to exist: a redemption that leaves the
 # outstanding list while in one of them is closed, never ordered.
+# A held redemption waits for a person, not for a time.
+_NOT_DUE = frozenset({"next_attempt_at"})
+
 BEFORE_ORDER = frozenset({State.NEW, State.WAITING, State.HELD, State.ORDERING})
 
 
@@ -291,7 +294,7 @@ class Worker:
             log.error("vendor order failed; held for a person", reason=reason)
             return self._move(entry, State.HELD, reason, log,
                               Changes(vendor_order_id=result.vendor_order_id,
-                                      hold_reason=reason))
+                                      hold_reason=reason, clear=_NOT_DUE))
         message = self._render(self.messages.fulfilled, entry, delivery=result.delivery)
         entry = self._move(
             entry, State.ORDERED, f"vendor order {result.vendor_order_id} placed", log,
@@ -311,7 +314,7 @@ class Worker:
         if after.state is State.REFUSING:
             log.warning("vendor refused the order; refusing the redemption", error=str(exc))
             message = self._render(self.messages.refused, entry, reason=after.reason)
-            entry = self._move(entry, State.REFUSING, f"vendor refused: {after.reason}", log,
+            entry = self._move(entry, State.REFUSING, f"vendor refused: {exc}", log,
                                Changes(message=message, attempts=attempts, last_error=str(exc)))
             return self._refuse(entry, log)
         if after.state is State.HELD:
@@ -319,7 +322,7 @@ class Worker:
                       attempts=attempts, error_class=kind)
             return self._move(entry, State.HELD, after.reason, log,
                               Changes(attempts=attempts, hold_reason=after.reason,
-                                      last_error=str(exc)))
+                                      last_error=str(exc), clear=_NOT_DUE))
         when = self.policy.schedule.next_at(self.clock(), attempts, after.retry_after)
         (log.error if after.operator else log.warning)(
             "vendor attempt failed; will retry", error=str(exc), error_class=kind,
@@ -338,7 +341,8 @@ class Worker:
         if result is None:
             reason = "the vendor no longer knows the pending order under its key"
             log.error(reason)
-            return self._move(entry, State.HELD, reason, log, Changes(hold_reason=reason))
+            return self._move(entry, State.HELD, reason, log,
+                              Changes(hold_reason=reason, clear=_NOT_DUE))
         if result.status is OrderStatus.PENDING:
             when = self.clock().timestamp() + self.policy.pending_recheck_seconds
             return self._move(entry, State.PENDING, "still pending at the vendor", log,
@@ -383,7 +387,7 @@ class Worker:
             log.error("decision failed repeatedly; held for a person", error=str(exc))
             return self._move(entry, State.HELD, reason, log,
                               Changes(attempts=attempts, hold_reason=reason,
-                                      last_error=str(exc)))
+                                      last_error=str(exc), clear=_NOT_DUE))
         when = self.policy.schedule.next_at(self.clock(), attempts, exc.retry_after)
         log.warning("decision failed; will retry", error=str(exc), attempts=attempts)
         return self._move(entry, entry.state, f"decision failed: {exc}", log,

@@ -91,5 +91,5 @@ def test_bad_config_names_the_key(tmp_path: Path, text: str, names: str) -> None
 
 
 def test_missing_file_says_how_to_fix_it(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="config.example.toml"):
+    with pytest.raises(ConfigError, match=r"config\.example\.toml"):
         load_config(tmp_path / "nope.toml")

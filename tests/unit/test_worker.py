@@ -147,12 +147,16 @@ def test_unmapped_is_held_by_default_and_refused_when_configured() -> None:
 
 
 def test_advocate_facing_vendor_error_refuses(rig: Rig) -> None:
-    rig.vendor.fail(AdvocateFacingError("product unavailable", vendor="fake", status=422))
+    rig.vendor.fail(AdvocateFacingError("fake: product X9 unavailable (HTTP 422)",
+                                        vendor="fake", status=422))
     rig.source.seed(redemption(1))
     rig.worker.run_cycle()
     assert rig.state(1) is State.REFUSED
     decision = rig.source.accepted_decisions()[0]
-    assert decision.verb == "refuse" and "product unavailable" in decision.message
+    # The advocate reads plain words; the operator's detail stays in the ledger.
+    assert decision.verb == "refuse" and "not available at the moment" in decision.message
+    assert "HTTP 422" not in decision.message
+    assert "HTTP 422" in rig.ledger.events(rig.entry(1).pk)[-2].detail
 
 
 def test_operator_facing_error_waits_and_goes_through_after_a_top_up(rig: Rig) -> None:

@@ -1,0 +1,586 @@
+"""The SQL ledger (SQLite or PostgreSQL 15), on SQLAlchemy Core.
+
+Concurrency, in one place:
+
+* Every write is one short transaction. On SQLite it starts with ``BEGIN IMMEDIATE``, so a
+  writer takes the write lock before reading and two processes can never deadlock upgrading
+  a read lock; other writers wait (``busy_timeout``). Reads start a plain ``BEGIN`` and, in
+  WAL mode, never block or get blocked by the writer.
+* ``claim`` is a single compare-and-swap UPDATE: whoever's UPDATE matches the free lease
+  gets the row; on PostgreSQL the loser's UPDATE re-reads the row after the winner commits
+  and no longer matches.
+* ``record`` inserts with ``ON CONFLICT DO NOTHING`` on (source, redemption_id), so a row
+  another worker recorded first is skipped, never an error. On PostgreSQL it first takes a
+  transaction advisory lock: two workers recording overlapping batches in different orders
+  would otherwise each wait for a row the other inserted, a deadlock. (Recording happens
+  once a poll and takes milliseconds; queueing them costs nothing.)
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import (
+    Row,
+    Select,
+    create_engine,
+    event,
+    exc,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.pool import StaticPool
+
+from poller.core.errors import ConfigError
+from poller.core.model import Event, LedgerEntry, Redemption
+from poller.core.ports import Changes, LeaseLost, PollRecord
+from poller.core.states import ACTIVE, TERMINAL, State, check_transition
+from poller.ledger import (
+    ADMIN_OWNER,
+    IdempotencyKeyInUse,
+    LedgerUnavailable,
+    change_columns,
+    check_aware,
+    check_filters,
+    check_limit,
+    clean_optional,
+    clean_text,
+    encode_payload,
+    entry_from_columns,
+)
+from poller.ledger.tables import events as events_t
+from poller.ledger.tables import polls as polls_t
+from poller.ledger.tables import redemptions as red_t
+
+if TYPE_CHECKING:
+    from poller.core.ports import Ledger
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+"""How long a SQLite writer waits for another process's write before giving up. Writes are
+a few milliseconds long, so reaching this means something is wrong (a stuck process)."""
+
+PG_CONNECT_TIMEOUT_S = 10
+
+_WRITE = "reward_poller_write"
+"""Execution option marking a connection whose transactions will write (BEGIN IMMEDIATE)."""
+
+_PG_RECORD_LOCK = 0x72705F7265636F72
+"""Advisory lock key serialising ``record`` between processes on PostgreSQL."""
+
+_CHUNK = 500
+"""Keys per IN (...) list: far below SQLite's bound-parameter limit, whatever the batch."""
+
+_DRIVERS = {"sqlite": {"pysqlite"}, "postgresql": {"psycopg", "psycopg2"}}
+
+
+def safe_url(url: URL | str) -> str:
+    """The URL as it may be shown or logged: the password replaced by ``***``."""
+    try:
+        parsed = make_url(url) if isinstance(url, str) else url
+    except exc.ArgumentError:
+        return "<unparseable URL>"
+    return parsed.render_as_string(hide_password=True)
+
+
+def _parse(url: str | URL) -> URL:
+    try:
+        parsed = make_url(url) if isinstance(url, str) else url
+    except exc.ArgumentError:
+        # Not echoed back: an unparseable URL may still contain a password.
+        raise ConfigError(
+            "ledger.url is not a database URL; use sqlite:///path/to/reward-poller.db "
+            "or postgresql://user@host:5432/dbname"
+        ) from None
+    backend, _, driver = parsed.drivername.partition("+")
+    if backend == "postgres":  # the spelling Heroku and many tools use
+        backend = "postgresql"
+    if backend == "postgresql" and not driver:
+        driver = "psycopg"  # SQLAlchemy's default is psycopg2, which we do not depend on
+    if backend == "sqlite" and not driver:
+        driver = "pysqlite"
+    if backend not in _DRIVERS:
+        raise ConfigError(
+            f"ledger.url {safe_url(parsed)}: unsupported database {backend!r}; "
+            "use sqlite:/// or postgresql://"
+        )
+    if driver not in _DRIVERS[backend]:
+        raise ConfigError(
+            f"ledger.url {safe_url(parsed)}: unsupported driver {driver!r} for {backend}; "
+            f"use one of {sorted(_DRIVERS[backend])}"
+        )
+    return parsed.set(drivername=f"{backend}+{driver}")
+
+
+def _is_memory(url: URL) -> bool:
+    return (
+        not url.database
+        or url.database == ":memory:"
+        or url.query.get("mode") == "memory"
+    )
+
+
+def make_engine(url: str | URL) -> Engine:
+    """An engine set up for the ledger: WAL, busy timeout and write-locking transactions on
+    SQLite; connect timeout and stale-connection checks on PostgreSQL. ConfigError if the
+    URL cannot be used."""
+    parsed = _parse(url)
+    try:
+        if parsed.get_backend_name() == "sqlite":
+            return _sqlite_engine(parsed)
+        connect_args: dict[str, Any] = {}
+        if "connect_timeout" not in parsed.query:
+            connect_args["connect_timeout"] = PG_CONNECT_TIMEOUT_S
+        # pre_ping: a connection the server closed (restart, idle timeout) is replaced
+        # instead of failing the next cycle.
+        return create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
+    except ImportError as e:
+        raise ConfigError(
+            f"ledger.url {safe_url(parsed)} needs the {e.name or 'database driver'} package: "
+            "install reward-poller[postgres]"
+        ) from None
+    except exc.ArgumentError as e:
+        raise ConfigError(f"ledger.url {safe_url(parsed)} is not usable: {e}") from None
+
+
+def _sqlite_engine(url: URL) -> Engine:
+    memory = _is_memory(url)
+    if memory:
+        # One connection shared by everyone, or each connection would see its own empty
+        # database. Fit for tests and dry runs in one thread, not for a worker.
+        engine = create_engine(
+            url, poolclass=StaticPool, connect_args={"check_same_thread": False}
+        )
+    else:
+        assert url.database is not None
+        # sqlite3 would take "~" literally; a user writing sqlite:///~/ledger.db means home.
+        path = Path(url.database).expanduser()
+        url = url.set(database=str(path))
+        folder = path.resolve().parent
+        if not folder.is_dir():
+            raise ConfigError(
+                f"ledger.url {safe_url(url)}: the folder {folder} does not exist"
+            )
+        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control away from pysqlite, which would BEGIN (deferred) on its
+        # own before the first write; _on_begin below decides how each transaction starts.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA foreign_keys = ON")
+            # WAL: readers never block the writer nor wait for it. The mode is stored in the
+            # file, so it is only switched once; synchronous stays FULL because this is the
+            # record of money spent.
+            mode = cursor.execute("PRAGMA journal_mode").fetchone()[0]
+            if not memory and str(mode).lower() != "wal":
+                cursor.execute("PRAGMA journal_mode = WAL")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        if connection.get_execution_options().get(_WRITE):
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            connection.exec_driver_sql("BEGIN")
+
+    return engine
+
+
+def _unavailable(url: URL, error: exc.DBAPIError) -> LedgerUnavailable:
+    reason = str(error.orig).strip().splitlines()[0] if str(error.orig).strip() else ""
+    if url.password:
+        reason = reason.replace(str(url.password), "***")
+    return LedgerUnavailable(
+        f"the ledger database {safe_url(url)} is unavailable: {reason or type(error.orig).__name__}"
+    )
+
+
+@contextmanager
+def translate_errors(url: URL) -> Iterator[None]:
+    """Turn "the database is not there / not usable now" into LedgerUnavailable, whose
+    message names the URL without its password and carries no SQL parameters."""
+    try:
+        yield
+    except exc.OperationalError as e:
+        raise _unavailable(url, e) from None
+    except exc.DBAPIError as e:
+        if e.connection_invalidated:
+            raise _unavailable(url, e) from None
+        raise
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """One committed-or-rolled-back transaction that will write (BEGIN IMMEDIATE on SQLite)."""
+    with translate_errors(engine.url), engine.execution_options(**{_WRITE: True}).begin() as conn:
+        yield conn
+
+
+@contextmanager
+def read_transaction(engine: Engine) -> Iterator[Connection]:
+    """One read-only transaction (a consistent snapshot), rolled back at the end."""
+    with translate_errors(engine.url), engine.connect() as conn:
+        yield conn
+
+
+def _entry(row: Row[Any]) -> LedgerEntry:
+    return entry_from_columns(row._mapping)
+
+
+def _poll(row: Row[Any]) -> PollRecord:
+    return PollRecord(
+        id=row.id,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        complete=bool(row.complete),
+        ok=bool(row.ok),
+        seen=row.seen,
+        error=row.error,
+    )
+
+
+def _lease_free(now: datetime) -> Any:
+    return or_(
+        red_t.c.lease_owner.is_(None), red_t.c.lease_until.is_(None), red_t.c.lease_until < now
+    )
+
+
+class SqlLedger:
+    """The ``Ledger`` on a SQLAlchemy engine. Build it with ``poller.ledger.open_ledger``,
+    which also checks or migrates the schema."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._insert = (
+            pg_dialect.insert if engine.dialect.name == "postgresql" else sqlite_dialect.insert
+        )
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    def __repr__(self) -> str:
+        return f"SqlLedger({safe_url(self._engine.url)})"
+
+    # --- polls -------------------------------------------------------------------------
+
+    def start_poll(self, now: datetime) -> int:
+        now = check_aware(now)
+        with write_transaction(self._engine) as conn:
+            poll_id: int = conn.execute(
+                insert(polls_t).values(started_at=now, ok=False, complete=False, seen=0)
+                .returning(polls_t.c.id)
+            ).scalar_one()
+        return poll_id
+
+    def finish_poll(
+        self, poll_id: int, now: datetime, *, ok: bool, complete: bool, seen: int,
+        error: str | None = None,
+    ) -> None:
+        now = check_aware(now)
+        with write_transaction(self._engine) as conn:
+            result = conn.execute(
+                update(polls_t).where(polls_t.c.id == poll_id).values(
+                    finished_at=now, ok=ok, complete=complete, seen=seen, error=error
+                )
+            )
+            if result.rowcount == 0:
+                raise LookupError(f"no poll with id {poll_id}")
+
+    def last_successful_poll(self) -> PollRecord | None:
+        with read_transaction(self._engine) as conn:
+            row = conn.execute(
+                select(polls_t).where(polls_t.c.ok).order_by(polls_t.c.id.desc()).limit(1)
+            ).first()
+        return None if row is None else _poll(row)
+
+    # --- recording ---------------------------------------------------------------------
+
+    def record(self, poll_id: int, redemptions: Sequence[Redemption], now: datetime) -> int:
+        now = check_aware(now)
+        batch: dict[tuple[str, str], Redemption] = {}
+        for r in redemptions:
+            # Keys as stored (cleaned), so two spellings that store alike count once.
+            batch.setdefault((clean_text(r.source), clean_text(r.id)), r)
+        if not batch:
+            return 0
+        # In the order the source listed them, so primary keys (and due()) follow it.
+        keys = builtins.list(batch)
+        rows = [
+            {
+                "source": source,
+                "redemption_id": rid,
+                "state": State.NEW,
+                # Encoded here, before the transaction: a payload that cannot be stored
+                # fails the call with TypeError, not deep inside the driver.
+                "payload": encode_payload(batch[source, rid].raw),
+                "reward_id": clean_optional(batch[source, rid].reward_id),
+                "reward_name": clean_optional(batch[source, rid].reward_name),
+                "email": clean_optional(batch[source, rid].contact.email),
+                "attempts": 0,
+                "created_at": now,
+                "updated_at": now,
+                "last_seen_poll": poll_id,
+            }
+            for source, rid in keys
+        ]
+        stmt = (
+            self._insert(red_t)
+            .on_conflict_do_nothing(index_elements=[red_t.c.source, red_t.c.redemption_id])
+            .returning(red_t.c.pk)
+        )
+        with write_transaction(self._engine) as conn:
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_RECORD_LOCK})")
+            # executemany + RETURNING: SQLAlchemy batches it into multi-row INSERTs; rows
+            # skipped by ON CONFLICT (recorded earlier, or by another worker) return nothing.
+            new_pks = sorted(conn.execute(stmt, rows).scalars().all())
+            if new_pks:
+                conn.execute(
+                    insert(events_t),
+                    [
+                        {
+                            "redemption_pk": pk,
+                            "at": now,
+                            "from_state": None,
+                            "to_state": State.NEW,
+                            "detail": "recorded",
+                        }
+                        for pk in new_pks
+                    ],
+                )
+            self._mark_seen(conn, poll_id, keys)
+        return len(new_pks)
+
+    def _mark_seen(self, conn: Connection, poll_id: int, keys: Sequence[tuple[str, str]]) -> None:
+        by_source: dict[str, builtins.list[str]] = {}
+        for source, rid in keys:
+            by_source.setdefault(source, []).append(rid)
+        for source, rids in by_source.items():
+            for start in range(0, len(rids), _CHUNK):
+                conn.execute(
+                    update(red_t)
+                    .where(
+                        red_t.c.source == source,
+                        red_t.c.redemption_id.in_(rids[start : start + _CHUNK]),
+                        # Never lowers it: an older poll finishing late must not make a row
+                        # look unseen by the newer one.
+                        or_(red_t.c.last_seen_poll.is_(None), red_t.c.last_seen_poll < poll_id),
+                    )
+                    .values(last_seen_poll=poll_id)
+                )
+
+    # --- the worker's queries ---------------------------------------------------------
+
+    def _select_entries(self, stmt: Select[Any]) -> builtins.list[LedgerEntry]:
+        with read_transaction(self._engine) as conn:
+            return [_entry(row) for row in conn.execute(stmt)]
+
+    def due(self, now: datetime, limit: int) -> builtins.list[LedgerEntry]:
+        now = check_aware(now)
+        return self._select_entries(
+            select(red_t)
+            .where(
+                red_t.c.state.in_(sorted(ACTIVE)),
+                or_(red_t.c.next_attempt_at.is_(None), red_t.c.next_attempt_at <= now),
+                _lease_free(now),
+            )
+            .order_by(red_t.c.pk)
+            .limit(check_limit(limit))
+        )
+
+    def unseen_since(self, poll_id: int, states: frozenset[State]) -> builtins.list[LedgerEntry]:
+        if not states:
+            return []
+        return self._select_entries(
+            select(red_t)
+            .where(
+                red_t.c.state.in_(sorted(states)),
+                or_(red_t.c.last_seen_poll.is_(None), red_t.c.last_seen_poll < poll_id),
+            )
+            .order_by(red_t.c.pk)
+        )
+
+    # --- leases and transitions -------------------------------------------------------
+
+    def claim(
+        self, pk: int, owner: str, now: datetime, lease_seconds: float
+    ) -> LedgerEntry | None:
+        now = check_aware(now)
+        if lease_seconds <= 0:
+            raise ValueError(f"lease_seconds must be positive, got {lease_seconds}")
+        stmt = (
+            update(red_t)
+            .where(red_t.c.pk == pk, or_(_lease_free(now), red_t.c.lease_owner == owner))
+            .values(lease_owner=owner, lease_until=now + timedelta(seconds=lease_seconds))
+            .returning(*red_t.c)
+        )
+        with write_transaction(self._engine) as conn:
+            row = conn.execute(stmt).first()
+        return None if row is None else _entry(row)
+
+    def release(self, pk: int, owner: str) -> None:
+        with write_transaction(self._engine) as conn:
+            conn.execute(
+                update(red_t)
+                .where(red_t.c.pk == pk, red_t.c.lease_owner == owner)
+                .values(lease_owner=None, lease_until=None)
+            )
+
+    def transition(
+        self, pk: int, owner: str, to_state: State, detail: str, now: datetime,
+        changes: Changes | None = None, *, expect: State | None = None,
+    ) -> LedgerEntry:
+        now = check_aware(now)
+        columns = change_columns(changes)
+        try:
+            with write_transaction(self._engine) as conn:
+                row = conn.execute(
+                    select(red_t).where(red_t.c.pk == pk).with_for_update()
+                ).first()
+                if row is None:
+                    raise LeaseLost(f"redemption {pk} is not in the ledger")
+                if row.lease_owner != owner or row.lease_until is None or row.lease_until < now:
+                    raise LeaseLost(f"redemption {pk}: the lease of {owner!r} is gone")
+                if expect is not None and row.state != expect:
+                    raise LeaseLost(
+                        f"redemption {pk} is {row.state.value!r}, expected {expect.value!r}"
+                    )
+                check_transition(row.state, to_state)
+                new = conn.execute(
+                    update(red_t)
+                    .where(red_t.c.pk == pk)
+                    .values(**columns, state=to_state, updated_at=now)
+                    .returning(*red_t.c)
+                ).one()
+                conn.execute(
+                    insert(events_t).values(
+                        redemption_pk=pk, at=now, from_state=row.state, to_state=to_state,
+                        detail=detail,
+                    )
+                )
+        except exc.IntegrityError as e:
+            if "idempotency_key" in str(e.orig):
+                raise IdempotencyKeyInUse(
+                    f"redemption {pk}: idempotency key {columns.get('idempotency_key')!r} "
+                    "already belongs to another redemption"
+                ) from None
+            raise
+        return _entry(new)
+
+    def admin_transition(
+        self, pk: int, to_state: State, detail: str, now: datetime,
+        changes: Changes | None = None,
+    ) -> LedgerEntry:
+        """A person's decision (``ledger retry``, ``ledger refuse``): take the lease as
+        ``admin``, move the row, give the lease back. LookupError if there is no such row,
+        LeaseLost if a worker holds a live lease on it (try again when it is done)."""
+        if self.get_pk(pk) is None:
+            raise LookupError(f"no redemption with pk {pk}")
+        if self.claim(pk, ADMIN_OWNER, now, 60) is None:
+            raise LeaseLost(f"redemption {pk} is being worked on; try again in a minute")
+        try:
+            return self.transition(pk, ADMIN_OWNER, to_state, detail, now, changes)
+        finally:
+            self.release(pk, ADMIN_OWNER)
+
+    # --- reading ----------------------------------------------------------------------
+
+    def get(self, source: str, redemption_id: str) -> LedgerEntry | None:
+        found = self._select_entries(
+            select(red_t).where(
+                red_t.c.source == source, red_t.c.redemption_id == redemption_id
+            )
+        )
+        return found[0] if found else None
+
+    def get_pk(self, pk: int) -> LedgerEntry | None:
+        found = self._select_entries(select(red_t).where(red_t.c.pk == pk))
+        return found[0] if found else None
+
+    def events(self, pk: int) -> builtins.list[Event]:
+        with read_transaction(self._engine) as conn:
+            rows = conn.execute(
+                select(events_t).where(events_t.c.redemption_pk == pk).order_by(events_t.c.id)
+            )
+            return [
+                Event(at=r.at, from_state=r.from_state, to_state=r.to_state, detail=r.detail)
+                for r in rows
+            ]
+
+    def counts(self) -> dict[State, int]:
+        """Rows per state; states with no rows are left out."""
+        with read_transaction(self._engine) as conn:
+            rows = conn.execute(select(red_t.c.state, func.count()).group_by(red_t.c.state))
+            return {state: int(n) for state, n in rows}
+
+    def oldest_waiting(self) -> LedgerEntry | None:
+        found = self._select_entries(
+            select(red_t)
+            .where(red_t.c.state.not_in(sorted(TERMINAL)))
+            .order_by(red_t.c.created_at, red_t.c.pk)
+            .limit(1)
+        )
+        return found[0] if found else None
+
+    def ping(self) -> None:
+        """SELECT 1; LedgerUnavailable if the database cannot answer."""
+        with read_transaction(self._engine) as conn:
+            conn.exec_driver_sql("SELECT 1").scalar_one()
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    # Last, because inside the class body its name hides the builtin ``list``.
+    def list(
+        self, *, states: frozenset[State] | None = None, limit: int = 100,
+        filters: Mapping[str, Any] | None = None,
+    ) -> builtins.list[LedgerEntry]:
+        """Newest first. See ``poller.ledger.FILTER_KEYS`` for ``filters``."""
+        wanted = check_filters(filters)
+        where: builtins.list[Any] = []
+        if states is not None:
+            if not states:
+                return []
+            where.append(red_t.c.state.in_(sorted(states)))
+        if "vendor" in wanted:
+            where.append(red_t.c.vendor == wanted["vendor"])
+        if "source" in wanted:
+            where.append(red_t.c.source == wanted["source"])
+        if "reward" in wanted:
+            where.append(
+                or_(red_t.c.reward_id == wanted["reward"], red_t.c.reward_name == wanted["reward"])
+            )
+        if "email" in wanted:
+            where.append(func.lower(red_t.c.email) == func.lower(wanted["email"]))
+        if "since" in wanted:
+            where.append(red_t.c.created_at >= wanted["since"])
+        if "until" in wanted:
+            where.append(red_t.c.created_at < wanted["until"])
+        return self._select_entries(
+            select(red_t)
+            .where(*where)
+            .order_by(red_t.c.created_at.desc(), red_t.c.pk.desc())
+            .limit(check_limit(limit))
+        )
+
+
+if TYPE_CHECKING:
+
+    def _conforms(ledger: SqlLedger) -> Ledger:
+        return ledger

@@ -1,0 +1,176 @@
+"""The ledger schema, in SQLAlchemy Core. ``migrations/versions`` must build exactly this;
+``tests/ledger/test_ledger_migrations.py`` compares the two on SQLite and PostgreSQL.
+
+Every column type here works the same on both databases: times go in and come out as
+timezone-aware UTC, amounts come back as the exact ``Decimal`` that went in.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    false,
+    text,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+from poller.core.states import State
+from poller.ledger import check_amount, check_aware, clean_text
+
+# Named constraints: Alembic's batch mode on SQLite recreates tables by constraint name, and
+# the migration can then name them identically on both databases.
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """``timestamptz`` on PostgreSQL; on SQLite, which has no time type, a text timestamp
+    always written in UTC so that text order is time order and the zone can be put back."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = check_aware(value, "a ledger time")
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class DecimalText(TypeDecorator[Decimal]):
+    """A Decimal stored as its own text: ``Numeric`` is a float on SQLite and pads the scale
+    on PostgreSQL, and the amount ordered must be exactly the amount decided."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> str | None:
+        return None if value is None else str(check_amount(value))
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> Decimal | None:
+        return None if value is None else Decimal(value)
+
+
+class CleanText(TypeDecorator[str]):
+    """Text with the characters no database can store (NUL, lone surrogates) replaced."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        return None if value is None else clean_text(value)
+
+
+class StateType(TypeDecorator[State]):
+    """A ``State``, stored as its value."""
+
+    impl = String(32)
+    cache_ok = True
+
+    def process_bind_param(self, value: State | str | None, dialect: Dialect) -> str | None:
+        return None if value is None else State(value).value
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> State | None:
+        return None if value is None else State(value)
+
+
+redemptions = Table(
+    "redemptions",
+    metadata,
+    Column("pk", Integer, primary_key=True, autoincrement=True),
+    Column("source", CleanText, nullable=False),
+    Column("redemption_id", CleanText, nullable=False),
+    Column("state", StateType, nullable=False),
+    # The raw payload as JSON text (poller.ledger.encode_payload), byte-for-byte the same on
+    # both databases; nothing queries inside it, so no JSONB.
+    Column("payload", Text, nullable=False),
+    Column("reward_id", CleanText),
+    Column("reward_name", CleanText),
+    Column("email", CleanText),
+    Column("vendor", CleanText),
+    Column("product", CleanText),
+    Column("amount", DecimalText),
+    Column("currency", CleanText),
+    # UNIQUE: one vendor order per key. NULLs (nothing ordered yet) do not collide.
+    Column("idempotency_key", CleanText, unique=True),
+    Column("vendor_order_id", CleanText),
+    Column("attempts", Integer, nullable=False, default=0, server_default=text("0")),
+    Column("next_attempt_at", UTCDateTime),
+    Column("hold_reason", CleanText),
+    Column("last_error", CleanText),
+    Column("message", CleanText),
+    Column("lease_owner", CleanText),
+    Column("lease_until", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("last_seen_poll", Integer),
+    # The exactly-once key: record() inserts with ON CONFLICT DO NOTHING on it.
+    UniqueConstraint("source", "redemption_id"),
+    # due(): each active state is one range scan of this index, so the finished rows that
+    # pile up over the years (fulfilled, refused, closed) are never read by the worker.
+    Index("ix_redemptions_state_next_attempt_at", "state", "next_attempt_at"),
+    # unseen_since(): by state first, because finished rows are never seen again and an index
+    # on last_seen_poll alone would walk all of them on every poll.
+    Index("ix_redemptions_state_last_seen_poll", "state", "last_seen_poll"),
+    # list(): newest first with a limit reads the end of this index, not the whole table.
+    Index("ix_redemptions_created_at", "created_at"),
+    # Ids must only grow (SQLite otherwise may reuse the largest one after a delete).
+    sqlite_autoincrement=True,
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("redemption_pk", Integer, ForeignKey("redemptions.pk"), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("from_state", StateType),
+    Column("to_state", StateType, nullable=False),
+    Column("detail", CleanText, nullable=False),
+    # events(pk): one redemption's story in append order, whatever the size of the history.
+    Index("ix_events_redemption_pk_id", "redemption_pk", "id"),
+    sqlite_autoincrement=True,
+)
+
+polls = Table(
+    "polls",
+    metadata,
+    # Poll ids only grow: last_seen_poll < poll_id means "not seen by that poll".
+    # last_successful_poll() walks this key backwards to the first ok row: no index needed.
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
+    Column("ok", Boolean, nullable=False, default=False, server_default=false()),
+    Column("complete", Boolean, nullable=False, default=False, server_default=false()),
+    Column("seen", Integer, nullable=False, default=0, server_default=text("0")),
+    Column("error", CleanText),
+    sqlite_autoincrement=True,
+)

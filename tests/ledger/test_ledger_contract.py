@@ -1,0 +1,617 @@
+"""The ledger contract: one suite, run on MemoryLedger, SQLite and PostgreSQL (see the
+``ledger`` fixture in conftest.py). What passes here is what the worker may rely on."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from poller.core.model import Contact, LedgerEntry, Redemption
+from poller.core.ports import Changes, LeaseLost
+from poller.core.states import ACTIVE, TERMINAL, IllegalTransition, State
+from poller.ledger import IdempotencyKeyInUse
+from poller.ledger.memory import MemoryLedger
+from poller.ledger.sql import SqlLedger
+
+AnyLedger = MemoryLedger | SqlLedger
+
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+LEASE = 300.0
+
+
+def red(
+    rid: str,
+    *,
+    source: str = "influitive",
+    email: str | None = None,
+    reward_id: str | None = "r1",
+    reward_name: str | None = "Gift card",
+    raw: dict[str, Any] | None = None,
+) -> Redemption:
+    return Redemption(
+        source=source,
+        id=rid,
+        reward_id=reward_id,
+        reward_name=reward_name,
+        contact=Contact(email=email if email is not None else f"advocate{rid}@example.com"),
+        raw=raw if raw is not None else {"id": rid, "reward": {"id": reward_id}},
+    )
+
+
+def recorded(ledger: AnyLedger, *rids: str, now: datetime = T0) -> list[LedgerEntry]:
+    poll = ledger.start_poll(now)
+    ledger.record(poll, [red(r) for r in rids], now)
+    out = []
+    for r in rids:
+        entry = ledger.get("influitive", r)
+        assert entry is not None
+        out.append(entry)
+    return out
+
+
+def move(
+    ledger: AnyLedger, pk: int, *states: State, now: datetime = T0,
+    changes: Changes | None = None,
+) -> LedgerEntry:
+    """Walk a row through legal ``states`` under a lease, then give the lease back."""
+    assert ledger.claim(pk, "mover", now, LEASE) is not None
+    entry: LedgerEntry | None = None
+    for state in states:
+        entry = ledger.transition(pk, "mover", state, f"to {state.value}", now, changes)
+    ledger.release(pk, "mover")
+    assert entry is not None
+    return entry
+
+
+# --- record ------------------------------------------------------------------------------
+
+
+def test_record_inserts_new_rows_with_their_fields_and_a_recorded_event(ledger: AnyLedger) -> None:
+    poll = ledger.start_poll(T0)
+    raw = {"id": "17", "contact": {"email": "a@example.com"}, "nested": [1, 2.5, None, True]}
+    r = red("17", email="a@example.com", reward_id="rw9", reward_name="Amazon $10", raw=raw)
+
+    assert ledger.record(poll, [r], T0) == 1
+
+    entry = ledger.get("influitive", "17")
+    assert entry is not None
+    assert entry.state is State.NEW
+    assert (entry.source, entry.redemption_id) == ("influitive", "17")
+    assert dict(entry.payload) == raw
+    assert (entry.reward_id, entry.reward_name) == ("rw9", "Amazon $10")
+    assert entry.email == "a@example.com"
+    assert entry.attempts == 0
+    assert entry.vendor is None and entry.amount is None and entry.idempotency_key is None
+    assert entry.created_at == entry.updated_at == T0
+    assert entry.last_seen_poll == poll
+    assert ledger.get_pk(entry.pk) == entry
+    assert ledger.events(entry.pk) == [
+        _event(T0, None, State.NEW, "recorded"),
+    ]
+
+
+def _event(at: datetime, frm: State | None, to: State, detail: str) -> Any:
+    from poller.core.model import Event
+
+    return Event(at=at, from_state=frm, to_state=to, detail=detail)
+
+
+def test_record_is_idempotent_across_polls_and_keeps_the_first_data(ledger: AnyLedger) -> None:
+    p1 = ledger.start_poll(T0)
+    assert ledger.record(p1, [red("1"), red("2")], T0) == 2
+    assert ledger.record(p1, [red("1"), red("2")], T0) == 0  # same poll twice
+
+    later = T0 + timedelta(minutes=5)
+    p2 = ledger.start_poll(later)
+    changed = red("1", email="changed@example.com", raw={"id": "1", "v": 2})
+    assert ledger.record(p2, [changed, red("3")], later) == 1
+
+    one = ledger.get("influitive", "1")
+    assert one is not None
+    assert one.email == "advocate1@example.com"  # recorded once, never overwritten
+    assert one.created_at == T0
+    assert one.last_seen_poll == p2
+    assert len(ledger.events(one.pk)) == 1
+    assert ledger.counts() == {State.NEW: 3}
+
+
+def test_duplicates_within_one_batch_are_recorded_once(ledger: AnyLedger) -> None:
+    poll = ledger.start_poll(T0)
+    batch = [red("9", email="first@example.com"), red("8"), red("9", email="second@example.com")]
+
+    assert ledger.record(poll, batch, T0) == 2
+
+    nine = ledger.get("influitive", "9")
+    assert nine is not None and nine.email == "first@example.com"
+    assert len(ledger.events(nine.pk)) == 1
+    assert len(ledger.list()) == 2
+
+
+def test_the_same_id_from_two_sources_is_two_redemptions(ledger: AnyLedger) -> None:
+    poll = ledger.start_poll(T0)
+    assert ledger.record(poll, [red("5"), red("5", source="other")], T0) == 2
+    a, b = ledger.get("influitive", "5"), ledger.get("other", "5")
+    assert a is not None and b is not None and a.pk != b.pk
+    assert ledger.get("nowhere", "5") is None
+
+
+def test_an_empty_batch_records_nothing(ledger: AnyLedger) -> None:
+    poll = ledger.start_poll(T0)
+    assert ledger.record(poll, [], T0) == 0
+    assert ledger.list() == []
+
+
+def test_last_seen_poll_only_moves_forward(ledger: AnyLedger) -> None:
+    p1, p2 = ledger.start_poll(T0), ledger.start_poll(T0)
+    ledger.record(p2, [red("1")], T0)
+    ledger.record(p1, [red("1")], T0)  # the older poll finishes late
+    entry = ledger.get("influitive", "1")
+    assert entry is not None and entry.last_seen_poll == p2
+
+
+def test_a_big_batch_is_recorded_in_one_call(ledger: AnyLedger) -> None:
+    poll = ledger.start_poll(T0)
+    batch = [red(str(i)) for i in range(1200)]
+    assert ledger.record(poll, batch, T0) == 1200
+    p2 = ledger.start_poll(T0)
+    assert ledger.record(p2, batch, T0) == 0
+    assert ledger.unseen_since(p2, ACTIVE) == []
+    assert ledger.counts() == {State.NEW: 1200}
+
+
+def test_text_no_database_can_store_is_replaced_not_fatal(ledger: AnyLedger) -> None:
+    poll = ledger.start_poll(T0)
+    bad = Redemption(
+        id="77", reward_name="Gift\x00card", contact=Contact(email="x\ud800@example.com"),
+        raw={"name": "nul\x00 and \ud800 surrogate"},
+    )
+    assert ledger.record(poll, [bad, red("78")], T0) == 2
+    entry = ledger.get("influitive", "77")
+    assert entry is not None
+    assert entry.reward_name == "Gift\ufffdcard"
+    assert entry.email == "x\ufffd@example.com"
+    assert entry.payload == {"name": "nul\x00 and \ud800 surrogate"}  # JSON escapes keep it
+
+
+def test_a_payload_that_is_not_json_fails_the_batch(ledger: AnyLedger) -> None:
+    poll = ledger.start_poll(T0)
+    with pytest.raises(TypeError):
+        ledger.record(poll, [red("1"), red("2", raw={"when": object()})], T0)
+    assert ledger.list() == []
+
+
+# --- leases ------------------------------------------------------------------------------
+
+
+def test_claim_is_a_compare_and_swap_on_the_lease(ledger: AnyLedger) -> None:
+    (entry,) = recorded(ledger, "1")
+
+    mine = ledger.claim(entry.pk, "w1", T0, 60)
+    assert mine is not None and mine.pk == entry.pk and mine.state is State.NEW
+    assert ledger.claim(entry.pk, "w2", T0 + timedelta(seconds=59), 60) is None
+    # The holder may renew its own lease.
+    assert ledger.claim(entry.pk, "w1", T0 + timedelta(seconds=30), 60) is not None
+    assert ledger.claim(entry.pk, "w2", T0 + timedelta(seconds=89), 60) is None
+    # Expired: anyone may take it, and the old holder has lost it.
+    assert ledger.claim(entry.pk, "w2", T0 + timedelta(seconds=91), 60) is not None
+    with pytest.raises(LeaseLost):
+        ledger.transition(entry.pk, "w1", State.WAITING, "late", T0 + timedelta(seconds=92))
+
+
+def test_claim_of_a_missing_row_is_none(ledger: AnyLedger) -> None:
+    assert ledger.claim(12345, "w1", T0, 60) is None
+
+
+def test_claim_needs_a_positive_lease(ledger: AnyLedger) -> None:
+    (entry,) = recorded(ledger, "1")
+    with pytest.raises(ValueError):
+        ledger.claim(entry.pk, "w1", T0, 0)
+
+
+def test_release_frees_the_row_only_for_its_holder(ledger: AnyLedger) -> None:
+    (entry,) = recorded(ledger, "1")
+    assert ledger.claim(entry.pk, "w1", T0, 60) is not None
+    ledger.release(entry.pk, "w2")  # not w2's: no effect
+    assert ledger.claim(entry.pk, "w2", T0, 60) is None
+    ledger.release(entry.pk, "w1")
+    assert ledger.claim(entry.pk, "w2", T0, 60) is not None
+    ledger.release(999_999, "w1")  # a missing row is not an error
+
+
+# --- transitions -------------------------------------------------------------------------
+
+
+def test_transitions_set_columns_and_tell_the_story(ledger: AnyLedger) -> None:
+    (entry,) = recorded(ledger, "1")
+    pk = entry.pk
+    t1, t2, t3 = (T0 + timedelta(seconds=s) for s in (1, 2, 3))
+    assert ledger.claim(pk, "w1", T0, LEASE) is not None
+
+    ordering = ledger.transition(
+        pk, "w1", State.ORDERING, "placing order", t1,
+        Changes(idempotency_key="rpkey1", vendor="tango", product="amazon-us",
+                amount=Decimal("10.50"), currency="USD", attempts=1),
+        expect=State.NEW,
+    )
+    assert ordering.state is State.ORDERING
+    assert (ordering.vendor, ordering.product, ordering.currency) == ("tango", "amazon-us", "USD")
+    assert ordering.amount == Decimal("10.50") and str(ordering.amount) == "10.50"
+    assert ordering.idempotency_key == "rpkey1" and ordering.attempts == 1
+    assert ordering.updated_at == t1 and ordering.created_at == T0
+
+    ordered = ledger.transition(
+        pk, "w1", State.ORDERED, "vendor confirmed", t2, Changes(vendor_order_id="V-1")
+    )
+    assert ordered.vendor_order_id == "V-1" and ordered.vendor == "tango"  # None = unchanged
+    done = ledger.transition(
+        pk, "w1", State.FULFILLED, "fulfilled at Influitive", t3,
+        Changes(message="Your card is on its way"), expect=State.ORDERED,
+    )
+    assert done.state is State.FULFILLED and done.message == "Your card is on its way"
+    assert ledger.get_pk(pk) == done
+
+    assert ledger.events(pk) == [
+        _event(T0, None, State.NEW, "recorded"),
+        _event(t1, State.NEW, State.ORDERING, "placing order"),
+        _event(t2, State.ORDERING, State.ORDERED, "vendor confirmed"),
+        _event(t3, State.ORDERED, State.FULFILLED, "fulfilled at Influitive"),
+    ]
+
+
+def test_a_transition_without_the_lease_raises_lease_lost_and_changes_nothing(
+    ledger: AnyLedger,
+) -> None:
+    (entry,) = recorded(ledger, "1")
+    pk = entry.pk
+    with pytest.raises(LeaseLost):  # never claimed
+        ledger.transition(pk, "w1", State.WAITING, "x", T0)
+    assert ledger.claim(pk, "w2", T0, 60) is not None
+    with pytest.raises(LeaseLost):  # someone else's
+        ledger.transition(pk, "w1", State.WAITING, "x", T0)
+    with pytest.raises(LeaseLost):  # its own, but expired
+        ledger.transition(pk, "w2", State.WAITING, "x", T0 + timedelta(seconds=61))
+    # Exactly at the end of the lease it is still held.
+    ledger.transition(pk, "w2", State.WAITING, "in time", T0 + timedelta(seconds=60))
+    ledger.release(pk, "w2")
+    with pytest.raises(LeaseLost):  # released
+        ledger.transition(pk, "w2", State.ORDERING, "x", T0)
+    with pytest.raises(LeaseLost):  # no such row
+        ledger.transition(999_999, "w2", State.ORDERING, "x", T0)
+
+    after = ledger.get_pk(pk)
+    assert after is not None and after.state is State.WAITING
+    assert [e.detail for e in ledger.events(pk)] == ["recorded", "in time"]
+
+
+def test_a_transition_from_an_unexpected_state_raises_lease_lost(ledger: AnyLedger) -> None:
+    (entry,) = recorded(ledger, "1")
+    assert ledger.claim(entry.pk, "w1", T0, LEASE) is not None
+    with pytest.raises(LeaseLost):
+        ledger.transition(entry.pk, "w1", State.ORDERED, "x", T0, expect=State.ORDERING)
+    assert ledger.get_pk(entry.pk) == entry
+    assert len(ledger.events(entry.pk)) == 1
+
+
+def test_an_illegal_transition_raises_and_changes_nothing(ledger: AnyLedger) -> None:
+    (entry,) = recorded(ledger, "1")
+    assert ledger.claim(entry.pk, "w1", T0, LEASE) is not None
+    with pytest.raises(IllegalTransition):
+        ledger.transition(
+            entry.pk, "w1", State.FULFILLED, "x", T0, Changes(vendor="should-not-stick")
+        )
+    assert ledger.get_pk(entry.pk) == entry
+    ledger.release(entry.pk, "w1")
+    done = move(ledger, entry.pk, State.REFUSING, State.REFUSED)
+    assert done.state.terminal
+    assert ledger.claim(entry.pk, "w1", T0, LEASE) is not None
+    with pytest.raises(IllegalTransition):
+        ledger.transition(entry.pk, "w1", State.NEW, "back from the dead", T0)
+
+
+def test_changes_can_clear_columns(ledger: AnyLedger) -> None:
+    (entry,) = recorded(ledger, "1")
+    pk = entry.pk
+    held = move(
+        ledger, pk, State.HELD,
+        changes=Changes(hold_reason="no email", next_attempt_at=T0, last_error="boom"),
+    )
+    assert (held.hold_reason, held.next_attempt_at, held.last_error) == ("no email", T0, "boom")
+    back = move(
+        ledger, pk, State.NEW,
+        changes=Changes(clear=frozenset({"hold_reason", "next_attempt_at", "last_error"})),
+    )
+    assert (back.hold_reason, back.next_attempt_at, back.last_error) == (None, None, None)
+    assert ledger.claim(pk, "w1", T0, LEASE) is not None
+    for bad in ({"attempts"}, {"state"}, {"nonsense"}):
+        with pytest.raises(ValueError):
+            ledger.transition(pk, "w1", State.WAITING, "x", T0, Changes(clear=frozenset(bad)))
+
+
+def test_an_idempotency_key_belongs_to_one_redemption(ledger: AnyLedger) -> None:
+    a, b = recorded(ledger, "1", "2")
+    move(ledger, a.pk, State.ORDERING, changes=Changes(idempotency_key="rpsame"))
+    assert ledger.claim(b.pk, "w1", T0, LEASE) is not None
+    with pytest.raises(IdempotencyKeyInUse):
+        ledger.transition(b.pk, "w1", State.ORDERING, "x", T0, Changes(idempotency_key="rpsame"))
+    assert ledger.get_pk(b.pk) == b
+    # The row itself may save its key again.
+    again = move(ledger, a.pk, State.ORDERING, changes=Changes(idempotency_key="rpsame"))
+    assert again.idempotency_key == "rpsame"
+
+
+@pytest.mark.parametrize(
+    "amount",
+    ["10.50", "0.000001", "25", "1E+3", "-0", "12345678901234567890.123456789012345678"],
+)
+def test_amounts_round_trip_exactly(ledger: AnyLedger, amount: str) -> None:
+    (entry,) = recorded(ledger, "1")
+    moved = move(ledger, entry.pk, State.WAITING, changes=Changes(amount=Decimal(amount)))
+    for seen in (moved, ledger.get_pk(entry.pk)):
+        assert seen is not None
+        assert isinstance(seen.amount, Decimal) and str(seen.amount) == amount
+
+
+def test_an_amount_must_be_a_finite_decimal(ledger: AnyLedger) -> None:
+    (entry,) = recorded(ledger, "1")
+    assert ledger.claim(entry.pk, "w1", T0, LEASE) is not None
+    with pytest.raises(ValueError):
+        ledger.transition(entry.pk, "w1", State.WAITING, "x", T0, Changes(amount=Decimal("NaN")))
+
+
+def test_times_come_back_timezone_aware_in_utc(ledger: AnyLedger) -> None:
+    paris = timezone(timedelta(hours=2))
+    local = datetime(2024, 5, 1, 14, 0, 0, 123456, tzinfo=paris)  # 12:00:00.123456 UTC
+    poll = ledger.start_poll(local)
+    ledger.record(poll, [red("1")], local)
+    entry = ledger.get("influitive", "1")
+    assert entry is not None
+    retry_at = datetime(2024, 5, 1, 10, 30, tzinfo=timezone(timedelta(hours=-4)))
+    moved = move(ledger, entry.pk, State.WAITING, now=local,
+                 changes=Changes(next_attempt_at=retry_at))
+    stored = ledger.get_pk(entry.pk)
+    assert stored is not None
+    for value in (
+        stored.created_at, stored.updated_at, stored.next_attempt_at, moved.next_attempt_at,
+        ledger.events(entry.pk)[0].at,
+    ):
+        assert value is not None and value.utcoffset() == timedelta(0)
+    assert stored.created_at == local and stored.created_at.hour == 12
+    assert stored.created_at.microsecond == 123456
+    assert stored.next_attempt_at == retry_at
+    ledger.finish_poll(poll, local, ok=True, complete=True, seen=1)
+    last = ledger.last_successful_poll()
+    assert last is not None and last.started_at == local
+    assert last.started_at.utcoffset() == timedelta(0)
+
+
+def test_naive_times_are_refused(ledger: AnyLedger) -> None:
+    naive = datetime(2024, 5, 1, 12, 0)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        ledger.start_poll(naive)
+    poll = ledger.start_poll(T0)
+    with pytest.raises(ValueError):
+        ledger.record(poll, [red("1")], naive)
+    (entry,) = recorded(ledger, "2")
+    with pytest.raises(ValueError):
+        ledger.claim(entry.pk, "w1", naive, 60)
+    assert ledger.claim(entry.pk, "w1", T0, 60) is not None
+    with pytest.raises(ValueError):
+        ledger.transition(
+            entry.pk, "w1", State.WAITING, "x", T0, Changes(next_attempt_at=naive)
+        )
+    with pytest.raises(ValueError):
+        ledger.due(naive, 10)
+
+
+# --- the worker's queries ----------------------------------------------------------------
+
+
+def test_due_returns_free_active_rows_whose_time_has_come(ledger: AnyLedger) -> None:
+    now = T0 + timedelta(hours=1)
+    new, later, past, held, done, leased, expired = recorded(
+        ledger, "new", "later", "past", "held", "done", "leased", "expired"
+    )
+    move(ledger, later.pk, State.WAITING,
+         changes=Changes(next_attempt_at=now + timedelta(seconds=1)))
+    move(ledger, past.pk, State.WAITING, changes=Changes(next_attempt_at=now))
+    move(ledger, held.pk, State.HELD)
+    move(ledger, done.pk, State.REFUSING, State.REFUSED)
+    assert ledger.claim(leased.pk, "other", now - timedelta(seconds=10), 60) is not None
+    assert ledger.claim(expired.pk, "other", now - timedelta(seconds=120), 60) is not None
+
+    due = ledger.due(now, 100)
+    assert [e.pk for e in due] == [new.pk, past.pk, expired.pk]
+    assert [e.pk for e in ledger.due(now, 2)] == [new.pk, past.pk]
+    assert [e.pk for e in ledger.due(now + timedelta(minutes=5), 100)] == [
+        new.pk, later.pk, past.pk, leased.pk, expired.pk,
+    ]
+    with pytest.raises(ValueError):
+        ledger.due(now, 0)
+
+
+def test_unseen_since_lists_rows_the_poll_did_not_see(ledger: AnyLedger) -> None:
+    p1 = ledger.start_poll(T0)
+    ledger.record(p1, [red("a"), red("b"), red("c"), red("d")], T0)
+    d = ledger.get("influitive", "d")
+    assert d is not None
+    move(ledger, d.pk, State.REFUSING, State.REFUSED)
+    p2 = ledger.start_poll(T0)
+    ledger.record(p2, [red("b")], T0)
+
+    unseen = ledger.unseen_since(p2, ACTIVE)
+    assert [e.redemption_id for e in unseen] == ["a", "c"]
+    assert [e.redemption_id for e in ledger.unseen_since(p2, TERMINAL)] == ["d"]
+    assert ledger.unseen_since(p1, ACTIVE) == []
+    assert ledger.unseen_since(p2, frozenset()) == []
+
+
+def test_list_is_newest_first_and_filters(ledger: AnyLedger) -> None:
+    poll = ledger.start_poll(T0)
+    rows = [
+        red("1", email="Ann@Example.com", reward_id="r1", reward_name="Amazon"),
+        red("2", email="bob@example.com", reward_id="r2", reward_name="Visa"),
+        red("3", email="ann@example.com", reward_id="r3", reward_name="Visa", source="other"),
+    ]
+    for i, r in enumerate(rows):
+        ledger.record(poll, [r], T0 + timedelta(days=i))
+    one, two, three = (ledger.get(r.source, r.id) for r in rows)
+    assert one is not None and two is not None and three is not None
+    move(ledger, two.pk, State.ORDERING, changes=Changes(vendor="tango"))
+
+    def ids(**kwargs: Any) -> list[str]:
+        return [e.redemption_id for e in ledger.list(**kwargs)]
+
+    assert ids() == ["3", "2", "1"]
+    assert ids(limit=2) == ["3", "2"]
+    assert ids(states=frozenset({State.NEW})) == ["3", "1"]
+    assert ids(states=frozenset()) == []
+    assert ids(filters={"vendor": "tango"}) == ["2"]
+    assert ids(filters={"reward": "Visa"}) == ["3", "2"]
+    assert ids(filters={"reward": "r1"}) == ["1"]
+    assert ids(filters={"email": "ann@example.com"}) == ["3", "1"]
+    assert ids(filters={"source": "other"}) == ["3"]
+    assert ids(filters={"since": T0 + timedelta(days=1)}) == ["3", "2"]
+    assert ids(filters={"until": T0 + timedelta(days=1)}) == ["1"]
+    assert ids(filters={"since": T0, "until": T0 + timedelta(days=2), "reward": "Visa"}) == ["2"]
+    assert ids(filters={"vendor": None}) == ["3", "2", "1"]  # None means "any"
+    with pytest.raises(ValueError, match="unknown ledger filter"):
+        ledger.list(filters={"colour": "red"})
+    with pytest.raises(ValueError):
+        ledger.list(filters={"since": "yesterday"})
+
+
+def test_counts_by_state(ledger: AnyLedger) -> None:
+    assert ledger.counts() == {}
+    a, b, _ = recorded(ledger, "1", "2", "3")
+    move(ledger, a.pk, State.HELD)
+    move(ledger, b.pk, State.REFUSING, State.REFUSED)
+    assert ledger.counts() == {State.NEW: 1, State.HELD: 1, State.REFUSED: 1}
+
+
+def test_oldest_waiting_includes_held_and_skips_finished(ledger: AnyLedger) -> None:
+    assert ledger.oldest_waiting() is None
+    (first,) = recorded(ledger, "1", now=T0)
+    (second,) = recorded(ledger, "2", now=T0 + timedelta(hours=1))
+    move(ledger, first.pk, State.HELD)
+    oldest = ledger.oldest_waiting()
+    assert oldest is not None and oldest.pk == first.pk and oldest.state is State.HELD
+    move(ledger, first.pk, State.CLOSED_UPSTREAM)
+    oldest = ledger.oldest_waiting()
+    assert oldest is not None and oldest.pk == second.pk
+    move(ledger, second.pk, State.CLOSED_UPSTREAM)
+    assert ledger.oldest_waiting() is None
+
+
+# --- polls -------------------------------------------------------------------------------
+
+
+def test_polls_are_recorded_and_the_last_good_one_is_found(ledger: AnyLedger) -> None:
+    assert ledger.last_successful_poll() is None
+    p1 = ledger.start_poll(T0)
+    ledger.finish_poll(p1, T0 + timedelta(seconds=3), ok=True, complete=False, seen=7)
+    p2 = ledger.start_poll(T0 + timedelta(minutes=1))
+    assert p2 > p1
+    ledger.finish_poll(p2, T0 + timedelta(minutes=2), ok=False, complete=False, seen=0,
+                       error="Influitive answered 503")
+    p3 = ledger.start_poll(T0 + timedelta(minutes=3))  # still running
+
+    last = ledger.last_successful_poll()
+    assert last is not None
+    assert last.id == p1
+    assert (last.started_at, last.finished_at) == (T0, T0 + timedelta(seconds=3))
+    assert (last.ok, last.complete, last.seen, last.error) == (True, False, 7, None)
+    ledger.finish_poll(p3, T0 + timedelta(minutes=4), ok=True, complete=True, seen=2)
+    last = ledger.last_successful_poll()
+    assert last is not None and last.id == p3 and last.complete
+    with pytest.raises(LookupError):
+        ledger.finish_poll(999_999, T0, ok=True, complete=True, seen=0)
+
+
+def test_missing_rows_read_as_none_or_empty(ledger: AnyLedger) -> None:
+    assert ledger.get("influitive", "nope") is None
+    assert ledger.get_pk(999_999) is None
+    assert ledger.events(999_999) == []
+
+
+# --- for the CLI -------------------------------------------------------------------------
+
+
+def test_admin_transition_moves_a_row_unless_a_worker_holds_it(ledger: AnyLedger) -> None:
+    (entry,) = recorded(ledger, "1")
+    move(ledger, entry.pk, State.HELD, changes=Changes(hold_reason="unknown reward"))
+
+    retried = ledger.admin_transition(
+        entry.pk, State.NEW, "retry requested by an operator", T0,
+        Changes(clear=frozenset({"hold_reason"})),
+    )
+    assert retried.state is State.NEW and retried.hold_reason is None
+    assert ledger.events(entry.pk)[-1].detail == "retry requested by an operator"
+    # The lease was given back: a worker can take the row at once.
+    assert ledger.claim(entry.pk, "worker", T0, 60) is not None
+    with pytest.raises(LeaseLost):
+        ledger.admin_transition(entry.pk, State.REFUSING, "refuse", T0 + timedelta(seconds=1))
+    with pytest.raises(IllegalTransition):  # admin still obeys the state machine
+        ledger.admin_transition(entry.pk, State.FULFILLED, "x", T0 + timedelta(minutes=5))
+    assert ledger.claim(entry.pk, "worker2", T0 + timedelta(minutes=5), 60) is not None
+    with pytest.raises(LookupError):
+        ledger.admin_transition(999_999, State.NEW, "x", T0)
+
+
+def test_ping(ledger: AnyLedger) -> None:
+    ledger.ping()
+
+
+# --- properties --------------------------------------------------------------------------
+
+_counter = itertools.count()
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    rid=st.text(
+        st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=40
+    ),
+    payload=st.dictionaries(st.text(max_size=10), json_values, max_size=5),
+)
+def test_any_id_and_payload_round_trip(
+    ledger: AnyLedger, rid: str, payload: dict[str, Any]
+) -> None:
+    # The fixture lives across examples: a prefix keeps every example's key new.
+    key = f"{next(_counter)}:{rid}"
+    poll = ledger.start_poll(T0)
+    assert ledger.record(poll, [red(key, raw=payload)], T0) == 1
+    entry = ledger.get("influitive", key)
+    assert entry is not None
+    assert entry.redemption_id == key
+    assert entry.payload == payload
+    assert ledger.record(poll, [red(key, raw={"other": 1})], T0) == 0
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(amount=st.decimals(allow_nan=False, allow_infinity=False))
+def test_any_finite_decimal_round_trips(ledger: AnyLedger, amount: Decimal) -> None:
+    key = f"dec{next(_counter)}"
+    poll = ledger.start_poll(T0)
+    ledger.record(poll, [red(key)], T0)
+    entry = ledger.get("influitive", key)
+    assert entry is not None
+    moved = move(ledger, entry.pk, State.WAITING, changes=Changes(amount=amount))
+    stored = ledger.get_pk(entry.pk)
+    assert stored is not None and moved.amount is not None and stored.amount is not None
+    assert str(stored.amount) == str(moved.amount) == str(amount)
