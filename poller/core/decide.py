@@ -6,8 +6,9 @@ and property tests cover every branch without a server or a database.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Literal
 
 from poller.core.errors import (
@@ -71,6 +72,31 @@ def plan_intake(
             " section"
         )
     return Order(route=chosen)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SpendPolicy:
+    """The spending guard: protects the vendor balance from a bug or an abuse. What it
+    stops is held for a person (``ledger approve``), never refused."""
+
+    daily_limit: Mapping[str, Decimal] | None = None
+    max_order: Mapping[str, Decimal] | None = None
+
+    def precheck(self, amount: Decimal, currency: str) -> str | None:
+        """A hold reason that needs no ledger (per-order maximum, currency without a
+        daily limit), or None."""
+        if self.max_order is not None:
+            ceiling = self.max_order.get(currency)
+            if ceiling is not None and amount > ceiling:
+                return (f"spending guard: {amount} {currency} is more than max_order_amount "
+                        f"{ceiling} {currency}")
+        if self.daily_limit is not None and currency not in self.daily_limit:
+            return (f"spending guard: no daily_spend_limit is set for {currency} "
+                    "(add it, or approve this one with `ledger approve`)")
+        return None
+
+    def daily(self, currency: str) -> Decimal | None:
+        return None if self.daily_limit is None else self.daily_limit.get(currency)
 
 
 @dataclass(frozen=True, kw_only=True)

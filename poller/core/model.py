@@ -142,6 +142,10 @@ class LedgerEntry:
     created_at: datetime
     updated_at: datetime
     last_seen_poll: int | None = None
+    ordered_at: datetime | None = None
+    """When the order was first committed to (the key saved): the spend guard counts it."""
+    approved: bool = False
+    """A person approved this one past the spend guard (``ledger approve``)."""
 
 
 @dataclass(frozen=True, kw_only=True)

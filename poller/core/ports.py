@@ -51,6 +51,50 @@ class Vendor(Protocol):
     def close(self) -> None: ...
 
 
+class Cache(Protocol):
+    """Small durable key-value store (kept in the ledger), for what must survive between
+    ``--run-once`` runs: a vendor catalog fetched twice a day, webhook ids already seen."""
+
+    def cache_get(self, key: str, now: datetime) -> str | None:
+        """The value, or None when missing or expired."""
+        ...
+
+    def cache_put(self, key: str, value: str, expires_at: datetime | None) -> None: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProductCheck:
+    """What a vendor says about one ``[[rewards]]`` product at one amount."""
+
+    product: str | None
+    amount: Decimal
+    currency: str
+    ok: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class VendorCheck:
+    """``reward-poller check`` for one vendor: credentials, products, balance."""
+
+    vendor: str
+    credentials_ok: bool
+    products: tuple[ProductCheck, ...] = ()
+    balance: str | None = None
+    """Human-readable balance where the vendor exposes one, e.g. "1,250.00 USD"."""
+    problems: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.credentials_ok and not self.problems and all(p.ok for p in self.products)
+
+
+class CheckableVendor(Protocol):
+    """Optional: a vendor that can check its credentials and catalog before ordering."""
+
+    def check(self, products: Sequence[tuple[str | None, Decimal, str]]) -> VendorCheck: ...
+
+
 @dataclass(frozen=True, kw_only=True)
 class Changes:
     """Columns a transition may set alongside the state. ``None`` leaves a column as it is;
@@ -67,6 +111,8 @@ class Changes:
     hold_reason: str | None = None
     last_error: str | None = None
     message: str | None = None
+    ordered_at: datetime | None = None
+    approved: bool | None = None
     clear: frozenset[str] = frozenset()
 
     def as_columns(self) -> dict[str, Any]:
@@ -75,13 +121,37 @@ class Changes:
             for name in (
                 "idempotency_key", "vendor", "product", "amount", "currency",
                 "vendor_order_id", "attempts", "next_attempt_at", "hold_reason",
-                "last_error", "message",
+                "last_error", "message", "ordered_at", "approved",
             )
             if getattr(self, name) is not None
         }
         for name in self.clear:
             cols[name] = None
         return cols
+
+
+@dataclass(frozen=True, kw_only=True)
+class SpendGuard:
+    """Checked by ``Ledger.transition`` inside the same transaction as the move to
+    ORDERING, so two workers cannot both squeeze under the limit."""
+
+    currency: str
+    amount: Decimal
+    daily_limit: Decimal
+    since: datetime
+    """Start of the spending window (midnight UTC of the current day)."""
+
+
+class SpendLimitReached(Exception):
+    def __init__(self, *, currency: str, spent: Decimal, amount: Decimal, limit: Decimal) -> None:
+        super().__init__(
+            f"daily spend limit for {currency} reached: {spent} already ordered today + "
+            f"{amount} would pass {limit}"
+        )
+        self.currency = currency
+        self.spent = spent
+        self.amount = amount
+        self.limit = limit
 
 
 class LeaseLost(RuntimeError):
@@ -99,7 +169,7 @@ class PollRecord:
     error: str | None
 
 
-class Ledger(Protocol):
+class Ledger(Cache, Protocol):
     """Durable record of every redemption and every transition.
 
     All times are timezone-aware UTC. Every method commits before it returns.
@@ -139,10 +209,19 @@ class Ledger(Protocol):
     def transition(
         self, pk: int, owner: str, to_state: State, detail: str, now: datetime,
         changes: Changes | None = None, *, expect: State | None = None,
+        guard: SpendGuard | None = None,
     ) -> LedgerEntry:
         """Move a row we hold the lease on to ``to_state``, set ``changes`` and append an
         event, in one transaction. Raises LeaseLost if the lease is not ours (or the state
-        is not ``expect``), IllegalTransition if the move is not allowed."""
+        is not ``expect``), IllegalTransition if the move is not allowed, and
+        SpendLimitReached (changing nothing) if ``guard`` says the order would pass the
+        daily limit."""
+        ...
+
+    def spent_since(self, currency: str, since: datetime) -> Decimal:
+        """What was committed to vendor orders in ``currency`` since ``since``: amounts of
+        rows with ``ordered_at >= since``, except those refused (the vendor took nothing)
+        and those closed upstream without a vendor order."""
         ...
 
     def get(self, source: str, redemption_id: str) -> LedgerEntry | None: ...

@@ -28,19 +28,30 @@ class RewardRule:
     product: str | None = None
     reward_id: str | None = None
     reward_name: str | None = None
+    reward_type: str | None = None
+    """Influence.io: matched against the webhook's ``rewardType``."""
+    rule_id: str | None = None
+    """Influence.io: matched against the webhook's ``ruleId``."""
     source: str = INFLUITIVE
 
     @property
     def label(self) -> str:
-        if self.reward_id is not None:
-            return f"reward_id={self.reward_id}"
-        return f"reward_name={self.reward_name}"
+        for name in ("reward_id", "reward_name", "reward_type", "rule_id"):
+            value = getattr(self, name)
+            if value is not None:
+                return f"{name}={value}"
+        return "no match key"
 
     def matches(self, redemption: Redemption) -> bool:
         if self.source != redemption.source:
             return False
         if self.reward_id is not None:
             return redemption.reward_id == self.reward_id
+        if self.rule_id is not None:
+            return redemption.metadata.get("rule_id") == self.rule_id
+        if self.reward_type is not None:
+            found = redemption.metadata.get("reward_type")
+            return isinstance(found, str) and found.casefold() == self.reward_type.casefold()
         if self.reward_name is not None and redemption.reward_name is not None:
             return redemption.reward_name.casefold() == self.reward_name.casefold()
         return False

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import TYPE_CHECKING, Any
 
 from poller.core.errors import ConfigError, PollerError
 from poller.core.model import LedgerEntry
-from poller.core.ports import Changes
+from poller.core.ports import Changes, SpendGuard, SpendLimitReached
 from poller.core.states import State
 
 if TYPE_CHECKING:
@@ -58,14 +59,17 @@ FILTER_KEYS = frozenset({"vendor", "reward", "email", "since", "until", "source"
 ``email`` matches case-insensitively (SQLite folds ASCII letters only), ``since`` is
 inclusive and ``until`` exclusive on ``created_at``; the others match exactly."""
 
-# Changes.as_columns() may name these; ``attempts`` is NOT NULL, so it cannot be cleared.
+# Changes.as_columns() may name these; ``attempts`` and ``approved`` are NOT NULL, so they
+# cannot be cleared (``approved=False`` takes an approval back).
 CHANGE_COLUMNS = frozenset(
     {
         "idempotency_key", "vendor", "product", "amount", "currency", "vendor_order_id",
-        "attempts", "next_attempt_at", "hold_reason", "last_error", "message",
+        "attempts", "next_attempt_at", "hold_reason", "last_error", "message", "ordered_at",
+        "approved",
     }
 )
-CLEARABLE_COLUMNS = CHANGE_COLUMNS - {"attempts"}
+CLEARABLE_COLUMNS = CHANGE_COLUMNS - {"attempts", "approved"}
+TIME_COLUMNS = frozenset({"next_attempt_at", "ordered_at"})
 
 # PostgreSQL rejects NUL in text and neither driver can encode a lone surrogate. One such
 # character in an advocate's name must not make every poll fail on the same batch, so text
@@ -109,8 +113,11 @@ def change_columns(changes: Changes | None) -> dict[str, Any]:
     for name, value in cols.items():
         if value is None:
             continue
-        if name == "next_attempt_at":
+        if name in TIME_COLUMNS:
             cols[name] = check_aware(value, name)
+        elif name == "approved":
+            if not isinstance(value, bool):
+                raise ValueError(f"approved must be a bool, got {value!r}")
         elif name == "amount":
             cols[name] = check_amount(value)
         elif isinstance(value, str):
@@ -136,6 +143,52 @@ def check_filters(filters: Mapping[str, Any] | None) -> dict[str, Any]:
         else:
             out[key] = str(value)
     return out
+
+
+_EXACT = 200
+"""Decimal digits when adding amounts (the default context keeps 28): far more than any
+money amount has, so a day's total is exact."""
+
+
+def check_guard(guard: SpendGuard) -> SpendGuard:
+    """``guard`` with its amounts checked and ``since`` in UTC."""
+    check_amount(guard.amount)
+    check_amount(guard.daily_limit)
+    return replace(
+        guard, currency=clean_text(guard.currency), since=check_aware(guard.since, "since")
+    )
+
+
+def counts_as_spent(state: State, vendor_order_id: str | None) -> bool:
+    """Whether a row with ``ordered_at`` in the window counts towards the daily spend: not
+    when refused (the vendor took nothing), nor when closed upstream before any vendor
+    order existed. Both ledgers apply this same rule (the SQL one as a WHERE clause)."""
+    if state is State.REFUSED:
+        return False
+    return not (state is State.CLOSED_UPSTREAM and vendor_order_id is None)
+
+
+def check_spend(guard: SpendGuard, spent: Decimal) -> None:
+    """SpendLimitReached if ordering ``guard.amount`` on top of ``spent`` passes the limit.
+    Reaching the limit exactly is allowed."""
+    with localcontext() as ctx:
+        ctx.prec = _EXACT
+        over = spent + guard.amount > guard.daily_limit
+    if over:
+        raise SpendLimitReached(
+            currency=guard.currency, spent=spent, amount=guard.amount, limit=guard.daily_limit
+        )
+
+
+def sum_amounts(amounts: Iterable[Decimal | None]) -> Decimal:
+    """Exact sum (amounts are stored as text, so the database cannot add them)."""
+    total = Decimal(0)
+    with localcontext() as ctx:
+        ctx.prec = _EXACT
+        for amount in amounts:
+            if amount is not None:
+                total += amount
+    return total
 
 
 def check_limit(limit: int) -> int:
@@ -191,6 +244,8 @@ def entry_from_columns(row: Mapping[Any, Any]) -> LedgerEntry:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         last_seen_poll=row["last_seen_poll"],
+        ordered_at=row["ordered_at"],
+        approved=bool(row["approved"]),
     )
 
 

@@ -12,10 +12,11 @@ import builtins
 import threading
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from poller.core.model import Event, LedgerEntry, Redemption
-from poller.core.ports import Changes, LeaseLost, PollRecord
+from poller.core.ports import Changes, LeaseLost, PollRecord, SpendGuard
 from poller.core.states import ACTIVE, TERMINAL, State, check_transition
 from poller.ledger import (
     ADMIN_OWNER,
@@ -23,11 +24,15 @@ from poller.ledger import (
     change_columns,
     check_aware,
     check_filters,
+    check_guard,
     check_limit,
+    check_spend,
     clean_optional,
     clean_text,
+    counts_as_spent,
     encode_payload,
     entry_from_columns,
+    sum_amounts,
 )
 
 if TYPE_CHECKING:
@@ -44,6 +49,7 @@ class MemoryLedger:
         self._keys: dict[tuple[str, str], int] = {}
         self._events: dict[int, builtins.list[Event]] = {}
         self._polls: dict[int, PollRecord] = {}
+        self._cache: dict[str, tuple[str, datetime | None]] = {}
 
     # --- polls -------------------------------------------------------------------------
 
@@ -105,6 +111,7 @@ class MemoryLedger:
                         "next_attempt_at": None, "hold_reason": None, "last_error": None,
                         "message": None, "lease_owner": None, "lease_until": None,
                         "created_at": now, "updated_at": now, "last_seen_poll": poll_id,
+                        "ordered_at": None, "approved": False,
                     }
                     self._events[pk] = [
                         Event(at=now, from_state=None, to_state=State.NEW, detail="recorded")
@@ -174,9 +181,11 @@ class MemoryLedger:
     def transition(
         self, pk: int, owner: str, to_state: State, detail: str, now: datetime,
         changes: Changes | None = None, *, expect: State | None = None,
+        guard: SpendGuard | None = None,
     ) -> LedgerEntry:
         now = check_aware(now)
         columns = change_columns(changes)
+        guard = None if guard is None else check_guard(guard)
         owner = clean_text(owner)
         with self._lock:
             row = self._rows.get(pk)
@@ -188,6 +197,8 @@ class MemoryLedger:
             if expect is not None and current != expect:
                 raise LeaseLost(f"redemption {pk} is {current.value!r}, expected {expect.value!r}")
             check_transition(current, to_state)
+            if guard is not None:
+                check_spend(guard, self._spent(guard.currency, guard.since, but=pk))
             key = columns.get("idempotency_key")
             if key is not None and any(
                 other["idempotency_key"] == key for other_pk, other in self._rows.items()
@@ -216,6 +227,38 @@ class MemoryLedger:
             return self.transition(pk, ADMIN_OWNER, to_state, detail, now, changes)
         finally:
             self.release(pk, ADMIN_OWNER)
+
+    def _spent(self, currency: str, since: datetime, *, but: int | None = None) -> Decimal:
+        return sum_amounts(
+            row["amount"] for pk, row in self._rows.items()
+            if pk != but
+            and row["currency"] == currency
+            and row["ordered_at"] is not None
+            and row["ordered_at"] >= since
+            and counts_as_spent(row["state"], row["vendor_order_id"])
+        )
+
+    def spent_since(self, currency: str, since: datetime) -> Decimal:
+        since = check_aware(since, "since")
+        with self._lock:
+            return self._spent(clean_text(currency), since)
+
+    # --- cache --------------------------------------------------------------------------
+
+    def cache_get(self, key: str, now: datetime) -> str | None:
+        now = check_aware(now)
+        with self._lock:
+            found = self._cache.get(clean_text(key))
+        if found is None:
+            return None
+        value, expires_at = found
+        return value if expires_at is None or expires_at > now else None
+
+    def cache_put(self, key: str, value: str, expires_at: datetime | None) -> None:
+        if expires_at is not None:
+            expires_at = check_aware(expires_at, "expires_at")
+        with self._lock:
+            self._cache[clean_text(key)] = (clean_text(value), expires_at)
 
     # --- reading ----------------------------------------------------------------------
 

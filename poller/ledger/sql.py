@@ -14,6 +14,12 @@ Concurrency, in one place:
   transaction advisory lock: two workers recording overlapping batches in different orders
   would otherwise each wait for a row the other inserted, a deadlock. (Recording happens
   once a poll and takes milliseconds; queueing them costs nothing.)
+* A guarded ``transition`` (the move to ORDERING under the daily spend limit) adds up what
+  was spent and moves the row in one transaction. SQLite's BEGIN IMMEDIATE already lets one
+  writer at a time do that; on PostgreSQL guarded transitions queue on a transaction
+  advisory lock first, so two workers cannot both read "60 of 75 spent" and both order 10.
+  The lock is taken before the row lock and only by guarded transitions, so it cannot form
+  a cycle with the others.
 """
 
 from __future__ import annotations
@@ -21,18 +27,22 @@ from __future__ import annotations
 import builtins
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
+    ColumnElement,
     Row,
     Select,
+    and_,
     create_engine,
     event,
     exc,
     func,
     insert,
+    not_,
     or_,
     select,
     update,
@@ -44,7 +54,7 @@ from sqlalchemy.pool import StaticPool
 
 from poller.core.errors import ConfigError
 from poller.core.model import Event, LedgerEntry, Redemption
-from poller.core.ports import Changes, LeaseLost, PollRecord
+from poller.core.ports import Changes, LeaseLost, PollRecord, SpendGuard
 from poller.core.states import ACTIVE, TERMINAL, State, check_transition
 from poller.ledger import (
     ADMIN_OWNER,
@@ -53,12 +63,16 @@ from poller.ledger import (
     change_columns,
     check_aware,
     check_filters,
+    check_guard,
     check_limit,
+    check_spend,
     clean_optional,
     clean_text,
     encode_payload,
     entry_from_columns,
+    sum_amounts,
 )
+from poller.ledger.tables import cache as cache_t
 from poller.ledger.tables import events as events_t
 from poller.ledger.tables import polls as polls_t
 from poller.ledger.tables import redemptions as red_t
@@ -77,6 +91,9 @@ _WRITE = "reward_poller_write"
 
 _PG_RECORD_LOCK = 0x72705F7265636F72
 """Advisory lock key serialising ``record`` between processes on PostgreSQL."""
+
+_PG_SPEND_LOCK = 0x72705F7370656E64
+"""Advisory lock key serialising guarded transitions (the spend check) on PostgreSQL."""
 
 _CHUNK = 500
 """Keys per IN (...) list: far below SQLite's bound-parameter limit, whatever the batch."""
@@ -252,6 +269,24 @@ def _poll(row: Row[Any]) -> PollRecord:
         seen=row.seen,
         error=row.error,
     )
+
+
+def _spent_where(currency: str, since: datetime) -> builtins.list[ColumnElement[bool]]:
+    """The rows whose amount counts as spent (``poller.ledger.counts_as_spent``, in SQL).
+    Served by ix_redemptions_currency_ordered_at."""
+    return [
+        red_t.c.currency == currency,
+        red_t.c.ordered_at >= since,
+        red_t.c.state != State.REFUSED,
+        not_(
+            and_(red_t.c.state == State.CLOSED_UPSTREAM, red_t.c.vendor_order_id.is_(None))
+        ),
+    ]
+
+
+def _spent(conn: Connection, where: Sequence[ColumnElement[bool]]) -> Decimal:
+    # Summed here: amounts are stored as text (exact Decimals), which SQL cannot add.
+    return sum_amounts(conn.execute(select(red_t.c.amount).where(*where)).scalars())
 
 
 def _lease_free(now: datetime) -> Any:
@@ -445,11 +480,16 @@ class SqlLedger:
     def transition(
         self, pk: int, owner: str, to_state: State, detail: str, now: datetime,
         changes: Changes | None = None, *, expect: State | None = None,
+        guard: SpendGuard | None = None,
     ) -> LedgerEntry:
         now = check_aware(now)
         columns = change_columns(changes)
+        guard = None if guard is None else check_guard(guard)
         try:
             with write_transaction(self._engine) as conn:
+                if guard is not None and conn.dialect.name == "postgresql":
+                    # Held to the commit: the next guarded transition reads our amount.
+                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_SPEND_LOCK})")
                 row = conn.execute(
                     select(red_t).where(red_t.c.pk == pk).with_for_update()
                 ).first()
@@ -462,6 +502,9 @@ class SqlLedger:
                         f"redemption {pk} is {row.state.value!r}, expected {expect.value!r}"
                     )
                 check_transition(row.state, to_state)
+                if guard is not None:
+                    where = _spent_where(guard.currency, guard.since)
+                    check_spend(guard, _spent(conn, [*where, red_t.c.pk != pk]))
                 new = conn.execute(
                     update(red_t)
                     .where(red_t.c.pk == pk)
@@ -498,6 +541,43 @@ class SqlLedger:
             return self.transition(pk, ADMIN_OWNER, to_state, detail, now, changes)
         finally:
             self.release(pk, ADMIN_OWNER)
+
+    def spent_since(self, currency: str, since: datetime) -> Decimal:
+        since = check_aware(since, "since")
+        with read_transaction(self._engine) as conn:
+            return _spent(conn, _spent_where(clean_text(currency), since))
+
+    # --- cache --------------------------------------------------------------------------
+
+    def cache_get(self, key: str, now: datetime) -> str | None:
+        now = check_aware(now)
+        with read_transaction(self._engine) as conn:
+            value: str | None = conn.execute(
+                select(cache_t.c.value).where(
+                    cache_t.c.key == clean_text(key),
+                    or_(cache_t.c.expires_at.is_(None), cache_t.c.expires_at > now),
+                )
+            ).scalar_one_or_none()
+        return value
+
+    def cache_put(self, key: str, value: str, expires_at: datetime | None) -> None:
+        if expires_at is not None:
+            expires_at = check_aware(expires_at, "expires_at")
+        stmt = self._insert(cache_t).values(
+            key=clean_text(key), value=clean_text(value), expires_at=expires_at,
+            # Wall clock: only for people reading the table, nothing decides on it.
+            updated_at=datetime.now(UTC),
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[cache_t.c.key],
+            set_={
+                "value": stmt.excluded.value,
+                "expires_at": stmt.excluded.expires_at,
+                "updated_at": stmt.excluded.updated_at,
+            },
+        )
+        with write_transaction(self._engine) as conn:
+            conn.execute(stmt)
 
     # --- reading ----------------------------------------------------------------------
 

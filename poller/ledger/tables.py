@@ -132,6 +132,11 @@ redemptions = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Column("last_seen_poll", Integer),
+    # When the order was first committed to (the idempotency key saved): the spend guard
+    # counts the row's amount from then on. Added by migration 0002.
+    Column("ordered_at", UTCDateTime),
+    # A person let this one past the spend guard (``ledger approve``).
+    Column("approved", Boolean, nullable=False, default=False, server_default=false()),
     # The exactly-once key: record() inserts with ON CONFLICT DO NOTHING on it.
     UniqueConstraint("source", "redemption_id"),
     # due(): each active state is one range scan of this index, so the finished rows that
@@ -142,6 +147,9 @@ redemptions = Table(
     Index("ix_redemptions_state_last_seen_poll", "state", "last_seen_poll"),
     # list(): newest first with a limit reads the end of this index, not the whole table.
     Index("ix_redemptions_created_at", "created_at"),
+    # spent_since() and the spend guard: one currency's orders since midnight are one range
+    # scan of this index, however many days of orders the table holds.
+    Index("ix_redemptions_currency_ordered_at", "currency", "ordered_at"),
     # Ids must only grow (SQLite otherwise may reuse the largest one after a delete).
     sqlite_autoincrement=True,
 )
@@ -173,4 +181,16 @@ polls = Table(
     Column("seen", Integer, nullable=False, default=0, server_default=text("0")),
     Column("error", CleanText),
     sqlite_autoincrement=True,
+)
+
+cache = Table(
+    "cache",
+    metadata,
+    # Small durable key-value store (``Cache``): vendor catalogs, webhook ids already seen.
+    # Written with INSERT ... ON CONFLICT (key) DO UPDATE. Expired rows stay until
+    # overwritten; reads treat them as missing.
+    Column("key", CleanText, primary_key=True),
+    Column("value", CleanText, nullable=False),
+    Column("expires_at", UTCDateTime),
+    Column("updated_at", UTCDateTime, nullable=False),
 )

@@ -96,7 +96,9 @@ def _empty_pg(url: str) -> None:
     engine = create_engine(url)
     try:
         with engine.begin() as conn:
-            conn.exec_driver_sql("TRUNCATE events, redemptions, polls RESTART IDENTITY CASCADE")
+            conn.exec_driver_sql(
+                "TRUNCATE events, redemptions, polls, cache RESTART IDENTITY CASCADE"
+            )
     finally:
         engine.dispose()
 

@@ -1,5 +1,6 @@
-"""Several worker processes on one ledger: every redemption is recorded once and every row
-is claimed by exactly one of them, on SQLite (one file) and on PostgreSQL."""
+"""Several worker processes on one ledger: every redemption is recorded once, every row is
+claimed by exactly one of them, and guarded orders never pass the daily spend limit, on
+SQLite (one file) and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ import multiprocessing
 import queue
 import random
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from poller.core.model import Contact, Redemption
+from poller.core.ports import Changes, SpendGuard, SpendLimitReached
 from poller.core.states import State
 from poller.ledger import migrate, open_ledger
 
@@ -98,3 +101,123 @@ def test_processes_share_one_sqlite_file(tmp_path: Path) -> None:
 def test_processes_share_one_postgresql_database(empty_pg_url: str) -> None:
     migrate.upgrade(empty_pg_url)
     _race(empty_pg_url)
+
+
+# --- the spend guard under contention ----------------------------------------------------
+
+CURRENCIES = [f"X{n:02d}" for n in range(8)]
+ROWS_PER_CURRENCY = 10
+SPEND_ROWS = len(CURRENCIES) * ROWS_PER_CURRENCY
+AMOUNT = Decimal("10")
+LIMIT = Decimal("25")  # room for 2 orders per currency, whoever places them
+MIDNIGHT = datetime(2024, 5, 1, tzinfo=UTC)
+
+
+def _spender(url: str, owner: str, barrier: Any, results: Any) -> None:
+    """One process: try to take every row to ORDERING under its currency's daily limit.
+
+    Every process walks the rows in the same order (grouped by currency), so the four of
+    them reach each currency's limit at the same moment: eight chances per run for two
+    transactions to both read "10 of 25 spent". Without the lock on PostgreSQL this test
+    fails nearly every run."""
+    ledger = open_ledger(url, migrate=False)
+    try:
+        pks = sorted(e.pk for e in ledger.list(limit=SPEND_ROWS * 2))
+        ordered: list[tuple[int, str]] = []
+        refused: list[int] = []
+        barrier.wait(timeout=30)
+        for pk in pks:
+            # The lease is kept to the end, so each row is tried by exactly one process.
+            entry = ledger.claim(pk, owner, T0, 600)
+            if entry is None:
+                continue
+            currency = str(entry.payload["currency"])
+            guard = SpendGuard(
+                currency=currency, amount=AMOUNT, daily_limit=LIMIT, since=MIDNIGHT
+            )
+            try:
+                ledger.transition(
+                    pk, owner, State.ORDERING, f"ordered by {owner}", T0,
+                    Changes(idempotency_key=f"key-{pk}", amount=AMOUNT, currency=currency,
+                            ordered_at=T0),
+                    expect=State.NEW, guard=guard,
+                )
+                ordered.append((pk, currency))
+            except SpendLimitReached as e:
+                assert e.spent + AMOUNT > LIMIT
+                refused.append(pk)
+        results.put((owner, ordered, refused))
+    finally:
+        ledger.close()
+
+
+def _spend_race(url: str) -> None:
+    ledger = open_ledger(url, migrate=False)
+    try:
+        poll = ledger.start_poll(T0)
+        ledger.record(
+            poll,
+            [
+                Redemption(id=str(i), raw={"id": i, "currency": CURRENCIES[i // ROWS_PER_CURRENCY]})
+                for i in range(SPEND_ROWS)
+            ],
+            T0,
+        )
+    finally:
+        ledger.close()
+
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(PROCESSES)
+    results = ctx.Queue()
+    procs = [
+        ctx.Process(target=_spender, args=(url, f"s{n}", barrier, results))
+        for n in range(PROCESSES)
+    ]
+    for p in procs:
+        p.start()
+    outcomes = []
+    try:
+        for _ in procs:
+            outcomes.append(results.get(timeout=60))
+    except queue.Empty:
+        pytest.fail(f"a worker process died; exit codes {[p.exitcode for p in procs]}")
+    finally:
+        for p in procs:
+            p.join(timeout=30)
+    assert [p.exitcode for p in procs] == [0] * PROCESSES
+
+    ordered = [row for _, done, _ in outcomes for row in done]
+    refused = [pk for _, _, no in outcomes for pk in no]
+    # Every row tried exactly once.
+    assert sorted([pk for pk, _ in ordered] + refused) == list(range(1, SPEND_ROWS + 1))
+    per_currency = {c: sum(AMOUNT for _, oc in ordered if oc == c) for c in CURRENCIES}
+    over = {c: total for c, total in per_currency.items() if total > LIMIT}
+    assert not over, f"orders passed the limit of {LIMIT}: {over}"
+    # And no order was refused while there was room for it.
+    assert set(per_currency.values()) == {(LIMIT // AMOUNT) * AMOUNT}
+
+    ledger = open_ledger(url, migrate=False)
+    try:
+        for currency, total in per_currency.items():
+            assert ledger.spent_since(currency, MIDNIGHT) == total
+        assert ledger.counts() == {State.ORDERING: len(ordered), State.NEW: len(refused)}
+        for pk, _ in ordered:
+            assert [e.to_state for e in ledger.events(pk)] == [State.NEW, State.ORDERING]
+        for pk in refused:
+            entry = ledger.get_pk(pk)
+            assert entry is not None and entry.ordered_at is None and entry.amount is None
+            assert len(ledger.events(pk)) == 1
+    finally:
+        ledger.close()
+
+
+def test_the_spend_limit_holds_across_processes_on_sqlite(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'spend.db'}"
+    migrate.upgrade(url)
+    _spend_race(url)
+
+
+@pytest.mark.postgres
+def test_the_spend_limit_holds_across_processes_on_postgresql(empty_pg_url: str) -> None:
+    migrate.upgrade(empty_pg_url)
+    _spend_race(empty_pg_url)

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from poller.core.model import Contact, LedgerEntry, Redemption
-from poller.core.ports import Changes, LeaseLost
+from poller.core.ports import Changes, LeaseLost, SpendGuard, SpendLimitReached
 from poller.core.states import ACTIVE, TERMINAL, IllegalTransition, State
 from poller.ledger import IdempotencyKeyInUse
 from poller.ledger.memory import MemoryLedger
@@ -565,6 +565,267 @@ def test_admin_transition_moves_a_row_unless_a_worker_holds_it(ledger: AnyLedger
 
 def test_ping(ledger: AnyLedger) -> None:
     ledger.ping()
+
+
+# --- ordered_at and approved -------------------------------------------------------------
+
+
+def test_ordered_at_and_approved_round_trip(ledger: AnyLedger) -> None:
+    (entry,) = recorded(ledger, "1")
+    assert entry.ordered_at is None and entry.approved is False
+    paris = timezone(timedelta(hours=2))
+    at = datetime(2024, 5, 1, 14, 30, 0, 654321, tzinfo=paris)  # 12:30:00.654321 UTC
+
+    moved = move(ledger, entry.pk, State.HELD, changes=Changes(ordered_at=at, approved=True))
+    stored = ledger.get_pk(entry.pk)
+    assert stored == moved
+    assert stored.ordered_at == at and stored.ordered_at.utcoffset() == timedelta(0)
+    assert stored.ordered_at.hour == 12 and stored.ordered_at.microsecond == 654321
+    assert stored.approved is True
+
+    kept = move(ledger, entry.pk, State.HELD, changes=Changes(hold_reason="still"))
+    assert kept.ordered_at == at and kept.approved is True  # None leaves them as they are
+
+    back = move(
+        ledger, entry.pk, State.NEW,
+        changes=Changes(approved=False, clear=frozenset({"ordered_at"})),
+    )
+    assert back.ordered_at is None and back.approved is False
+    assert ledger.get_pk(entry.pk) == back
+
+
+def test_approved_cannot_be_cleared_and_ordered_at_must_be_aware(ledger: AnyLedger) -> None:
+    (entry,) = recorded(ledger, "1")
+    assert ledger.claim(entry.pk, "w1", T0, LEASE) is not None
+    with pytest.raises(ValueError):
+        ledger.transition(
+            entry.pk, "w1", State.WAITING, "x", T0, Changes(clear=frozenset({"approved"}))
+        )
+    with pytest.raises(ValueError, match="timezone-aware"):
+        ledger.transition(
+            entry.pk, "w1", State.WAITING, "x", T0, Changes(ordered_at=datetime(2024, 5, 1))
+        )
+    assert ledger.get_pk(entry.pk) == entry
+
+
+# --- the spend guard ---------------------------------------------------------------------
+
+MIDNIGHT = datetime(2024, 5, 1, tzinfo=UTC)
+
+
+def guard(amount: str, limit: str = "100", currency: str = "USD") -> SpendGuard:
+    return SpendGuard(
+        currency=currency, amount=Decimal(amount), daily_limit=Decimal(limit), since=MIDNIGHT
+    )
+
+
+def order(
+    ledger: AnyLedger, pk: int, amount: str, *, currency: str = "USD", at: datetime = T0,
+    spend_guard: SpendGuard | None = None, then: tuple[State, ...] = (),
+    vendor_order_id: str | None = None,
+) -> LedgerEntry:
+    """Move a row to ORDERING the way the worker does (key, amount, ordered_at), optionally
+    guarded, then through ``then``; the lease is given back whatever happens."""
+    assert ledger.claim(pk, "orderer", at, LEASE) is not None
+    try:
+        entry = ledger.transition(
+            pk, "orderer", State.ORDERING, "placing order", at,
+            Changes(idempotency_key=f"key-{pk}", amount=Decimal(amount), currency=currency,
+                    ordered_at=at),
+            guard=spend_guard,
+        )
+        for state in then:
+            entry = ledger.transition(
+                pk, "orderer", state, f"to {state.value}", at,
+                Changes(vendor_order_id=vendor_order_id) if state is State.ORDERED else None,
+            )
+        return entry
+    finally:
+        ledger.release(pk, "orderer")
+
+
+def test_a_guarded_order_under_or_up_to_the_limit_goes_through(ledger: AnyLedger) -> None:
+    a, b, c = recorded(ledger, "a", "b", "c")
+    order(ledger, a.pk, "30", spend_guard=guard("30"))
+    order(ledger, b.pk, "29.99", spend_guard=guard("29.99"))
+    assert ledger.spent_since("USD", MIDNIGHT) == Decimal("59.99")
+    # Reaching the limit exactly is allowed.
+    done = order(ledger, c.pk, "40.01", spend_guard=guard("40.01"))
+    assert done.state is State.ORDERING and done.ordered_at == T0
+    assert ledger.spent_since("USD", MIDNIGHT) == Decimal("100.00")
+
+
+def test_a_guarded_order_over_the_limit_raises_and_changes_nothing(ledger: AnyLedger) -> None:
+    a, b, c = recorded(ledger, "a", "b", "c")
+    order(ledger, a.pk, "90")
+    assert ledger.claim(b.pk, "w1", T0, LEASE) is not None
+    before = ledger.get_pk(b.pk)
+    for amount in ("10.01", "500"):
+        with pytest.raises(SpendLimitReached) as caught:
+            ledger.transition(
+                b.pk, "w1", State.ORDERING, "placing order", T0,
+                Changes(idempotency_key="kb", amount=Decimal(amount), currency="USD",
+                        ordered_at=T0),
+                expect=State.NEW, guard=guard(amount),
+            )
+        err = caught.value
+        assert (err.currency, err.spent, err.amount, err.limit) == (
+            "USD", Decimal("90"), Decimal(amount), Decimal("100")
+        )
+        assert "USD" in str(err)
+    assert ledger.get_pk(b.pk) == before  # state, key, amount, ordered_at: all as they were
+    assert [e.detail for e in ledger.events(b.pk)] == ["recorded"]
+    assert ledger.spent_since("USD", MIDNIGHT) == Decimal("90")
+    # The lease is still ours: the worker can park the row instead.
+    parked = ledger.transition(b.pk, "w1", State.HELD, "daily limit", T0,
+                               Changes(hold_reason="spend limit"))
+    assert parked.state is State.HELD and parked.idempotency_key is None
+    ledger.release(b.pk, "w1")
+
+    order(ledger, c.pk, "10", spend_guard=guard("10"))  # exactly up to the limit
+    assert ledger.spent_since("USD", MIDNIGHT) == Decimal("100")
+    # Once at the limit, even a cent is refused.
+    (d,) = recorded(ledger, "d")
+    with pytest.raises(SpendLimitReached):
+        order(ledger, d.pk, "0.01", spend_guard=guard("0.01"))
+    assert ledger.get_pk(d.pk) == d
+
+
+def test_the_lease_and_the_state_machine_are_checked_before_the_guard(
+    ledger: AnyLedger,
+) -> None:
+    a, b = recorded(ledger, "a", "b")
+    order(ledger, a.pk, "100")
+    with pytest.raises(LeaseLost):
+        ledger.transition(b.pk, "nobody", State.ORDERING, "x", T0, guard=guard("1"))
+    move(ledger, b.pk, State.REFUSING, State.REFUSED)
+    assert ledger.claim(b.pk, "w1", T0, LEASE) is not None
+    with pytest.raises(IllegalTransition):
+        ledger.transition(b.pk, "w1", State.ORDERING, "x", T0, guard=guard("1"))
+
+
+def test_refused_and_closed_without_an_order_do_not_count(ledger: AnyLedger) -> None:
+    refused, closed, closed_ordered, ordering, waiting, fulfilled, held, new = recorded(
+        ledger, "refused", "closed", "closed_ordered", "ordering", "waiting", "fulfilled",
+        "held", "new",
+    )
+    order(ledger, refused.pk, "1000", then=(State.REFUSING, State.REFUSED))
+    order(ledger, closed.pk, "2000", then=(State.CLOSED_UPSTREAM,))
+    order(ledger, closed_ordered.pk, "1", vendor_order_id="V-1",
+          then=(State.ORDERED, State.CLOSED_UPSTREAM))
+    order(ledger, ordering.pk, "2")
+    order(ledger, waiting.pk, "4", then=(State.WAITING,))  # outcome unknown: may be spent
+    order(ledger, fulfilled.pk, "8", vendor_order_id="V-8",
+          then=(State.ORDERED, State.FULFILLED))
+    order(ledger, held.pk, "16", then=(State.HELD,))
+    assert ledger.spent_since("USD", MIDNIGHT) == Decimal("31")
+
+    order(ledger, new.pk, "69", spend_guard=guard("69"))
+    assert ledger.spent_since("USD", MIDNIGHT) == Decimal("100")
+
+
+def test_other_currencies_other_days_and_the_row_itself_do_not_count(
+    ledger: AnyLedger,
+) -> None:
+    euro, yesterday, midnight, unordered, mine, other = recorded(
+        ledger, "euro", "yesterday", "midnight", "unordered", "mine", "other"
+    )
+    order(ledger, euro.pk, "500", currency="EUR")
+    order(ledger, yesterday.pk, "500", at=MIDNIGHT - timedelta(microseconds=1))
+    order(ledger, midnight.pk, "10", at=MIDNIGHT)  # since is inclusive
+    # An amount decided but never ordered (no ordered_at) is not spent.
+    move(ledger, unordered.pk, State.WAITING,
+         changes=Changes(amount=Decimal("500"), currency="USD"))
+    assert ledger.spent_since("USD", MIDNIGHT) == Decimal("10")
+    assert ledger.spent_since("EUR", MIDNIGHT) == Decimal("500")
+    assert ledger.spent_since("GBP", MIDNIGHT) == Decimal("0")
+    assert ledger.spent_since("USD", MIDNIGHT - timedelta(days=1)) == Decimal("510")
+
+    order(ledger, mine.pk, "90", spend_guard=guard("90"))
+    # A retry of the same row re-saves ORDERING: its own earlier amount is not counted twice.
+    again = order(ledger, mine.pk, "90", at=T0 + timedelta(minutes=5), spend_guard=guard("90"))
+    assert again.state is State.ORDERING
+    assert [e.to_state for e in ledger.events(mine.pk)][-2:] == [State.ORDERING] * 2
+    with pytest.raises(SpendLimitReached):
+        order(ledger, other.pk, "0.5", spend_guard=guard("0.5"))
+    # The EUR budget is separate.
+    order(ledger, other.pk, "0.5", currency="EUR", spend_guard=guard("0.5", "1000", "EUR"))
+
+
+def test_spent_since_adds_exactly(ledger: AnyLedger) -> None:
+    assert ledger.spent_since("USD", MIDNIGHT) == Decimal(0)
+    rows = recorded(ledger, "a", "b", "c")
+    for entry, amount in zip(rows, ["0.1", "0.2", "12345678901234567890.123456789"],
+                             strict=True):
+        order(ledger, entry.pk, amount)
+    total = ledger.spent_since("USD", MIDNIGHT)
+    assert isinstance(total, Decimal)
+    assert total == Decimal("12345678901234567890.423456789")
+    with pytest.raises(ValueError, match="timezone-aware"):
+        ledger.spent_since("USD", datetime(2024, 5, 1))
+
+
+def test_a_malformed_guard_is_refused(ledger: AnyLedger) -> None:
+    (entry,) = recorded(ledger, "1")
+    assert ledger.claim(entry.pk, "w1", T0, LEASE) is not None
+    bad = [
+        SpendGuard(currency="USD", amount=Decimal(1), daily_limit=Decimal(9),
+                   since=datetime(2024, 5, 1)),
+        SpendGuard(currency="USD", amount=Decimal("NaN"), daily_limit=Decimal(9),
+                   since=MIDNIGHT),
+        SpendGuard(currency="USD", amount=Decimal(1), daily_limit=Decimal("Infinity"),
+                   since=MIDNIGHT),
+    ]
+    for g in bad:
+        with pytest.raises(ValueError):
+            ledger.transition(entry.pk, "w1", State.ORDERING, "x", T0, guard=g)
+    assert ledger.get_pk(entry.pk) == entry
+
+
+# --- cache -------------------------------------------------------------------------------
+
+
+def test_cache_get_put_and_overwrite(ledger: AnyLedger) -> None:
+    assert ledger.cache_get("catalog:tango", T0) is None
+    ledger.cache_put("catalog:tango", '{"products": []}', None)
+    ledger.cache_put("seen:webhook:1", "1", T0 + timedelta(days=1))
+    assert ledger.cache_get("catalog:tango", T0) == '{"products": []}'
+    assert ledger.cache_get("catalog:tango", T0 + timedelta(days=3650)) == '{"products": []}'
+    assert ledger.cache_get("seen:webhook:1", T0) == "1"
+    assert ledger.cache_get("catalog:TANGO", T0) is None  # keys are exact
+
+    ledger.cache_put("catalog:tango", "v2 é 🎁", T0 + timedelta(hours=12))
+    assert ledger.cache_get("catalog:tango", T0) == "v2 é 🎁"
+    assert ledger.cache_get("seen:webhook:1", T0) == "1"  # untouched
+    big = "x" * 300_000
+    ledger.cache_put("big", big, None)
+    assert ledger.cache_get("big", T0) == big
+    ledger.cache_put("empty", "", None)
+    assert ledger.cache_get("empty", T0) == ""
+
+
+def test_cache_entries_expire(ledger: AnyLedger) -> None:
+    paris = timezone(timedelta(hours=2))
+    expires = datetime(2024, 5, 1, 15, 0, tzinfo=paris)  # 13:00 UTC
+    ledger.cache_put("k", "v", expires)
+    assert ledger.cache_get("k", T0) == "v"
+    assert ledger.cache_get("k", expires - timedelta(microseconds=1)) == "v"
+    assert ledger.cache_get("k", datetime(2024, 5, 1, 13, 0, tzinfo=UTC)) is None  # <= now
+    assert ledger.cache_get("k", expires + timedelta(days=1)) is None
+    # Overwriting an expired entry brings it back, with the new expiry.
+    ledger.cache_put("k", "v2", None)
+    assert ledger.cache_get("k", expires + timedelta(days=1)) == "v2"
+    ledger.cache_put("k", "v3", T0 - timedelta(seconds=1))  # already expired
+    assert ledger.cache_get("k", T0) is None
+
+
+def test_cache_refuses_naive_times_and_cleans_text(ledger: AnyLedger) -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        ledger.cache_put("k", "v", datetime(2024, 5, 1))
+    with pytest.raises(ValueError, match="timezone-aware"):
+        ledger.cache_get("k", datetime(2024, 5, 1))
+    ledger.cache_put("nul\x00key", "a\x00b\ud800", None)
+    assert ledger.cache_get("nul\x00key", T0) == "a\ufffdb\ufffd"
 
 
 # --- properties --------------------------------------------------------------------------

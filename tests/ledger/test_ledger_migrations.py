@@ -1,25 +1,30 @@
 """The Alembic migrations build exactly the schema of poller/ledger/tables.py, on both
-databases, from code and from the ``alembic`` command line."""
+databases, from code and from the ``alembic`` command line; each step up and down keeps
+the data."""
 
 from __future__ import annotations
 
 import argparse
 import io
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import Row, inspect, text
 
-from poller.ledger import migrate
+from poller.ledger import migrate, open_ledger
 from poller.ledger.sql import make_engine
 from poller.ledger.tables import metadata
 
 ROOT = Path(__file__).resolve().parents[2]
-LEDGER_TABLES = {"redemptions", "events", "polls"}
+LEDGER_TABLES = {"redemptions", "events", "polls", "cache"}
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -65,6 +70,83 @@ def test_upgrade_is_idempotent_and_downgrade_removes_everything(fresh_url: str) 
     migrate.downgrade(fresh_url, "base")
     assert _tables(fresh_url) & LEDGER_TABLES == set()
     assert migrate.current(fresh_url) is None
+    migrate.upgrade(fresh_url)
+    assert _diffs(fresh_url) == []
+
+
+def _columns(url: str, table: str) -> set[str]:
+    engine = make_engine(url)
+    try:
+        return {c["name"] for c in inspect(engine).get_columns(table)}
+    finally:
+        engine.dispose()
+
+
+def _indexes(url: str, table: str) -> set[str]:
+    engine = make_engine(url)
+    try:
+        return {str(i["name"]) for i in inspect(engine).get_indexes(table)}
+    finally:
+        engine.dispose()
+
+
+def _execute(url: str, sql: str) -> list[Row[Any]]:
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            result = conn.execute(text(sql))
+            return list(result) if result.returns_rows else []
+    finally:
+        engine.dispose()
+
+
+def test_0002_adds_the_spend_columns_and_the_cache_and_downgrades_keeping_the_data(
+    fresh_url: str,
+) -> None:
+    migrate.upgrade(fresh_url, "0001")
+    assert migrate.current(fresh_url) == "0001"
+    # A row written by the version before, with an event pointing at it. (The time as
+    # SQLite stores it; PostgreSQL reads the same text.)
+    at = "'2024-05-01 12:00:00.000000'"
+    _execute(
+        fresh_url,
+        "INSERT INTO redemptions (source, redemption_id, state, payload, amount, currency, "
+        "attempts, created_at, updated_at) VALUES ('influitive', 'old', 'ordering', '{}', "
+        f"'12.50', 'USD', 1, {at}, {at})",
+    )
+    _execute(
+        fresh_url,
+        f"INSERT INTO events (redemption_pk, at, to_state, detail) VALUES (1, {at}, 'new', 'x')",
+    )
+
+    migrate.upgrade(fresh_url, "0002")
+    assert migrate.current(fresh_url) == "0002"
+    assert {"ordered_at", "approved"} <= _columns(fresh_url, "redemptions")
+    assert "ix_redemptions_currency_ordered_at" in _indexes(fresh_url, "redemptions")
+    assert _columns(fresh_url, "cache") == {"key", "value", "expires_at", "updated_at"}
+    ledger = open_ledger(fresh_url, migrate=False)
+    try:
+        old = ledger.get("influitive", "old")
+        assert old is not None and old.amount == Decimal("12.50")
+        assert old.ordered_at is None and old.approved is False  # the server default
+        ledger.cache_put("k", "v", None)
+        assert ledger.cache_get("k", T0) == "v"
+    finally:
+        ledger.close()
+
+    migrate.downgrade(fresh_url, "0001")
+    assert migrate.current(fresh_url) == "0001"
+    assert "cache" not in _tables(fresh_url)
+    assert not {"ordered_at", "approved"} & _columns(fresh_url, "redemptions")
+    assert "ix_redemptions_currency_ordered_at" not in _indexes(fresh_url, "redemptions")
+    rows = _execute(fresh_url, "SELECT pk, amount FROM redemptions")
+    assert [tuple(r) for r in rows] == [(1, "12.50")]
+    assert len(_execute(fresh_url, "SELECT id FROM events WHERE redemption_pk = 1")) == 1
+    if fresh_url.startswith("sqlite"):
+        # Altered in place, not copied: ids still only grow.
+        (ddl,) = _execute(fresh_url, "SELECT sql FROM sqlite_master WHERE name = 'redemptions'")
+        assert "AUTOINCREMENT" in ddl[0]
+
     migrate.upgrade(fresh_url)
     assert _diffs(fresh_url) == []
 
