@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint check-pg clean install
+.PHONY: demo test lint check-pg clean install bench faults
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,18 @@ lint: $(STAMP)
 	$(BIN)/ruff check poller tests migrations
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+
+## The benchmark suite (issue 7): prints a table and writes BENCHMARKS.md (~5 min, 2 cores).
+bench: $(STAMP) check-pg
+	$(BIN)/python -m bench
+
+## The long fault-injection run (issue 3): the crash, concurrency and outside-fault suites
+## with FAULT_TRIALS random-kill trials per ledger and a longer property search (~15 min).
+## `make test` runs the same suites in their quick variant.
+FAULT_TRIALS ?= 200
+faults: $(STAMP) check-pg
+	REWARD_POLLER_FAULT_TRIALS=$(FAULT_TRIALS) REWARD_POLLER_FAULT_EXAMPLES=2000 \
+		$(BIN)/python -m pytest tests/faults -q
 
 ## Make sure the local PostgreSQL answers (starting the packaged cluster if it is down).
 check-pg:

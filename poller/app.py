@@ -7,18 +7,20 @@ import os
 import socket
 import threading
 import uuid
+from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING
 
 from poller.config import Config
 from poller.core.errors import ConfigError
-from poller.core.ports import Vendor
+from poller.core.ports import Cache, Decider, RedemptionSource, Vendor
 from poller.transport import RetryPolicy
 from poller.worker.cycle import Worker, WorkerPolicy
 
 if TYPE_CHECKING:
     from poller.influitive.client import InfluitiveClient
     from poller.ledger.sql import SqlLedger
+    from poller.ops.metrics import Recorder
 
 
 def worker_id() -> str:
@@ -37,8 +39,9 @@ def http_policy(config: Config, timeout: float | None = None) -> RetryPolicy:
 class VendorPool:
     """Builds each configured vendor on first use and closes them all at the end."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, cache: Cache | None = None) -> None:
         self._config = config
+        self._cache = cache
         self._built: dict[str, Vendor] = {}
         self._lock = threading.Lock()
 
@@ -49,12 +52,15 @@ class VendorPool:
     def __call__(self, name: str) -> Vendor:
         with self._lock:
             if name not in self._built:
-                from poller.vendors import build_vendor
+                from poller.vendors import BuildContext, build_vendor
+                from poller.vendors.ratelimit import limited
 
                 settings = self._config.vendor_settings(name)
                 if settings is None:
                     raise ConfigError(f"vendor {name!r} has no [vendors.{name}] section")
-                self._built[name] = build_vendor(name, settings, http_policy(self._config))
+                context = BuildContext(policy=http_policy(self._config), cache=self._cache)
+                self._built[name] = limited(build_vendor(name, settings, context),
+                                            self._config.vendor_rate_limit(name))
             return self._built[name]
 
     def close(self) -> None:
@@ -80,19 +86,36 @@ def influitive_client(config: Config) -> InfluitiveClient:
     )
 
 
+def _pushed_sources() -> dict[str, Decider]:
+    from poller.influenceio import SOURCE
+    from poller.influenceio.events import InfluenceioDecisions
+
+    return {SOURCE: InfluenceioDecisions()}
+
+
 class App:
     """Everything one process needs, opened once and closed together."""
 
-    def __init__(self, config: Config, *, stop: threading.Event | None = None) -> None:
+    def __init__(
+        self, config: Config, *, stop: threading.Event | None = None,
+        recorder: Recorder | None = None,
+    ) -> None:
+        """``recorder``: the daemon's metrics; the worker then sees Influitive and the
+        vendors through wrappers that count errors and orders."""
         self.config = config
         self.stop = stop or threading.Event()
         self.ledger = open_ledger(config)
         self.source = influitive_client(config)
-        self.vendors = VendorPool(config)
+        self.vendors = VendorPool(config, cache=self.ledger)
+        source: RedemptionSource = self.source
+        vendors: Callable[[str], Vendor] = self.vendors
+        if recorder is not None:
+            source = recorder.instrument_source(self.source)
+            vendors = _instrumented(self.vendors, recorder)
         self.worker = Worker(
-            source=self.source,
+            source=source,
             ledger=self.ledger,
-            vendors=self.vendors,
+            vendors=vendors,
             vendor_names=self.vendors.names,
             rules=config.rules(),
             policy=WorkerPolicy(
@@ -102,9 +125,12 @@ class App:
                 batch_size=config.schedule.batch_size,
                 unmapped=config.fulfillment.unmapped_reward,
                 pending_recheck_seconds=config.schedule.interval_seconds,
+                concurrency=config.schedule.concurrency,
+                spend=config.fulfillment.spend_policy(),
             ),
             messages=config.fulfillment.templates(),
             owner=worker_id(),
+            deciders=_pushed_sources(),
             stop=self.stop,
         )
 
@@ -121,3 +147,10 @@ class App:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _instrumented(pool: VendorPool, recorder: Recorder) -> Callable[[str], Vendor]:
+    def vendor(name: str) -> Vendor:
+        return recorder.instrument_vendor(pool(name))
+
+    return vendor

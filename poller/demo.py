@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,10 @@ import click
 from poller.app import App
 from poller.cli.output import table
 from poller.config import load_config
+from poller.standins import giftbit as giftbit_standin
+from poller.standins import http_receiver as http_standin
 from poller.standins import influitive as influitive_standin
+from poller.standins import tango as tango_standin
 from poller.standins import tremendous as tremendous_standin
 from poller.standins.server import ServerThread
 
@@ -26,6 +30,9 @@ from poller.standins.server import ServerThread
 DEMO_TOKEN = "demo-influitive-token-0001"
 DEMO_ORG = "00000000-0000-4000-8000-0000000000de"
 DEMO_KEY = "demo-tremendous-key-0001"
+DEMO_TANGO_KEY = "demo-tango-platform-key-0001"
+DEMO_GIFTBIT_KEY = "demo-giftbit-key-0001"
+DEMO_HOOK_SECRET = "demo-http-vendor-secret-0001"
 
 CONFIG = """\
 [influitive]
@@ -47,6 +54,23 @@ initial_backoff_seconds = 5
 base_url = "{tremendous}/api/v2"
 api_key = "{key}"
 
+[vendors.tango]
+base_url = "{tango}/raas/v2"
+platform_name = "{tango_platform}"
+platform_key = "{tango_key}"
+customer_identifier = "{tango_customer}"
+account_identifier = "{tango_account}"
+
+[vendors.giftbit]
+base_url = "{giftbit}/papi/v1"
+api_key = "{giftbit_key}"
+
+[vendors.http]
+url = "{hook}/hooks/orders"
+secret = "{hook_secret}"
+
+[vendors.manual]
+
 [[rewards]]
 reward_id = "37"
 vendor = "tremendous"
@@ -66,6 +90,33 @@ reward_id = "41"
 vendor = "tremendous"
 product = "UNAVAILABLE"
 amount = "100.00"
+currency = "USD"
+
+[[rewards]]
+reward_id = "51"
+vendor = "giftbit"
+product = "starbucksus"
+amount = "10.00"
+currency = "USD"
+
+[[rewards]]
+reward_id = "52"
+vendor = "tango"
+product = "U561593"
+amount = "20.00"
+currency = "USD"
+
+[[rewards]]
+reward_id = "53"
+vendor = "http"
+product = "LUNCH"
+amount = "15.00"
+currency = "USD"
+
+[[rewards]]
+reward_id = "54"
+vendor = "manual"
+amount = "40.00"
 currency = "USD"
 """
 
@@ -94,6 +145,16 @@ REDEMPTIONS: list[dict[str, Any]] = [
      "points": 2500, "quantity": 1, "stage": "requested"},
     {"id": 4818, "reward_id": 37, "reward_name": "$25 Amazon gift card", "contact_id": 1025,
      "points": 2500, "quantity": 1, "stage": "requested"},
+    {"id": 4819, "reward_id": 51, "reward_name": "Starbucks card", "contact_id": 1022,
+     "points": 1000, "quantity": 1, "stage": "requested"},
+    {"id": 4820, "reward_id": 52, "reward_name": "$20 Visa (Tango)", "contact_id": 1023,
+     "points": 2000, "quantity": 1, "stage": "requested"},
+    {"id": 4821, "reward_id": 53, "reward_name": "Team lunch voucher", "contact_id": 1021,
+     "points": 1500, "quantity": 1, "stage": "requested"},
+    {"id": 4822, "reward_id": 54, "reward_name": "Advocate hoodie", "contact_id": 1023,
+     "points": 4000, "quantity": 1, "stage": "requested",
+     "shipping": {"address": "1 Analytical Way", "city": "London", "zip": "N1 9GU",
+                  "country": "GB"}},
 ]
 
 
@@ -102,24 +163,37 @@ def run_demo(*, keep: bool = False) -> int:
     influitive_state = influitive_standin.InfluitiveState(page_size=3)
     influitive_state.seed(REDEMPTIONS, CONTACTS)
     tremendous_state = tremendous_standin.TremendousState()
-    influitive_app = influitive_standin.create_app(influitive_state, api_token=DEMO_TOKEN,
-                                                   org_id=DEMO_ORG)
-    tremendous_app = tremendous_standin.create_app(tremendous_state, api_key=DEMO_KEY)
+    apps = {
+        "influitive": influitive_standin.create_app(influitive_state, api_token=DEMO_TOKEN,
+                                                    org_id=DEMO_ORG),
+        "tremendous": tremendous_standin.create_app(tremendous_state, api_key=DEMO_KEY),
+        "tango": tango_standin.create_app(platform_key=DEMO_TANGO_KEY),
+        "giftbit": giftbit_standin.create_app(api_key=DEMO_GIFTBIT_KEY),
+        "hook": http_standin.create_app(http_standin.ReceiverState(secret=DEMO_HOOK_SECRET)),
+    }
     try:
-        with ServerThread(influitive_app) as influitive_url, \
-                ServerThread(tremendous_app) as tremendous_url:
+        with ExitStack() as servers:
+            url = {name: servers.enter_context(ServerThread(app)) for name, app in apps.items()}
             config_file = workdir / "config.toml"
             config_file.write_text(CONFIG.format(
-                influitive=influitive_url, tremendous=tremendous_url, token=DEMO_TOKEN,
+                influitive=url["influitive"], tremendous=url["tremendous"], token=DEMO_TOKEN,
                 org=DEMO_ORG, key=DEMO_KEY, db=workdir / "ledger.db",
+                tango=url["tango"], tango_platform=tango_standin.PLATFORM_NAME,
+                tango_key=DEMO_TANGO_KEY, tango_customer=tango_standin.CUSTOMER,
+                tango_account=tango_standin.ACCOUNT, giftbit=url["giftbit"],
+                giftbit_key=DEMO_GIFTBIT_KEY, hook=url["hook"], hook_secret=DEMO_HOOK_SECRET,
             ))
             config = load_config(config_file)
-            click.echo(f"stand-ins: Influitive {influitive_url}, Tremendous {tremendous_url}")
+            click.echo("stand-ins: " + ", ".join(f"{n} {u}" for n, u in url.items()))
             click.echo(f"ledger:    {workdir / 'ledger.db'} (SQLite)\n")
             with App(config) as app:
                 first = app.worker.run_cycle()
                 second = app.worker.run_cycle()
                 entries = {e.redemption_id: e for e in app.ledger.list(limit=1000)}
+                waiting = {
+                    e.redemption_id: app.ledger.events(e.pk)[-1].detail
+                    for e in entries.values() if e.state.value == "pending"
+                }
             decisions = {d.id: d for d in influitive_state.decisions()}
             orders = tremendous_state.counts()
             rows = []
@@ -145,13 +219,22 @@ def run_demo(*, keep: bool = False) -> int:
                 if entry.hold_reason:
                     click.echo(f"  {rid} {entry.hold_reason}")
             click.echo()
+            for rid, detail in waiting.items():
+                click.echo(f"  {rid} pending: {detail}")
+            by_vendor: dict[str, int] = {}
+            for e in entries.values():
+                if e.vendor_order_id and e.vendor:
+                    by_vendor[e.vendor] = by_vendor.get(e.vendor, 0) + 1
             created = sum(c.get("created", 0) for c in orders.values())
             posts = sum(c.get("received", 0) for c in orders.values())
-            click.echo(f"cycle 1: polled {first.seen} outstanding ({first.new} new); "
+            click.echo(f"\ncycle 1: polled {first.seen} outstanding ({first.new} new); "
                        f"cycle 2: {second.new} new, {second.steps} steps")
+            click.echo("vendor orders: " + ", ".join(f"{v} {n}" for v, n in
+                                                     sorted(by_vendor.items())))
             click.echo(f"Tremendous stand-in: {created} orders created from {posts} order "
-                       f"requests; Influitive stand-in: {len(decisions)} decisions, "
-                       f"{len(influitive_state.outstanding_ids())} still outstanding (held)")
+                       f"requests (the refused ones created nothing); Influitive stand-in: "
+                       f"{len(decisions)} decisions, {len(influitive_state.outstanding_ids())} "
+                       "still outstanding (held, or pending a person)")
             if keep:
                 click.echo(f"\nkept: {workdir}\n  try: reward-poller --config "
                            f"{config_file} ledger show 4815")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 import click
 
@@ -58,7 +60,8 @@ def print_status(config: Config) -> None:
                    f"({last.seen} outstanding{'' if last.complete else ', incomplete'})")
 
 
-def list_entries(config: Config, states: tuple[str, ...], limit: int, as_json: bool) -> None:
+def list_entries(config: Config, states: tuple[str, ...], limit: int, as_json: bool,
+                 filters: Mapping[str, Any] | None = None) -> None:
     try:
         wanted = frozenset(State(s) for s in states) if states else None
     except ValueError:
@@ -67,17 +70,18 @@ def list_entries(config: Config, states: tuple[str, ...], limit: int, as_json: b
         ) from None
     ledger = _ledger(config)
     try:
-        entries = ledger.list(states=wanted, limit=limit)
+        entries = ledger.list(states=wanted, limit=limit, filters=filters)
     finally:
         ledger.close()
     if as_json:
         emit_json([entry_dict(e) for e in entries])
         return
     click.echo(table(
-        ["redemption", "state", "reward", "email", "vendor", "amount", "order", "updated",
-         "reason"],
+        ["redemption", "source", "state", "reward", "email", "vendor", "amount", "order",
+         "updated", "reason"],
         [
-            (e.redemption_id, e.state.value, e.reward_name or e.reward_id, e.email, e.vendor,
+            (e.redemption_id, e.source, e.state.value, e.reward_name or e.reward_id, e.email,
+             e.vendor,
              f"{e.amount} {e.currency}" if e.amount is not None else None, e.vendor_order_id,
              e.updated_at, e.hold_reason or e.last_error)
             for e in entries
@@ -107,11 +111,9 @@ def show_entry(config: Config, source: str, redemption_id: str, as_json: bool) -
         if value is not None:
             click.echo(f"{key.ljust(width)}  {value}")
     click.echo()
-    click.echo(table(
-        ["at", "from", "to", "detail"],
-        [(ev.at, ev.from_state.value if ev.from_state else "", ev.to_state.value, ev.detail)
-         for ev in events],
-    ))
+    from poller.cli.ops import timeline
+
+    click.echo(timeline(events))
 
 
 def _admin(config: Config, source: str, redemption_id: str, to: State, detail: str,

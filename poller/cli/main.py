@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from datetime import datetime
 from functools import wraps
 from typing import Any, TypeVar, cast
 
@@ -16,6 +17,8 @@ import click
 import structlog
 
 from poller import __version__, logs
+from poller.cli import ops
+from poller.cli.check import check_command
 from poller.config import Config, load_config
 from poller.core.errors import ConfigError, PollerError, SourceAuthError
 
@@ -95,30 +98,32 @@ def cli(ctx: click.Context, config_path: str | None, log_format: str, log_level:
 
 @cli.command()
 @click.option("--run-once", is_flag=True, help="Run exactly one cycle, then exit (0/1/2).")
+@click.option("--dry-run", is_flag=True,
+              help="Poll and print what one cycle would do; change nothing anywhere.")
 @click.pass_obj
 @handled
-def run(obj: Context, run_once: bool) -> None:
+def run(obj: Context, run_once: bool, dry_run: bool) -> None:
     """Run the worker: a daemon polling every [schedule] interval_seconds, or one cycle."""
     from poller.app import App
+    from poller.ops.service import run_once as one_cycle
+    from poller.ops.service import serve
 
     config = obj.config()
+    if dry_run:
+        ops.dry_run(config)
+        return
+    if not run_once:
+        sys.exit(serve(config))
     with App(config) as app:
-        if run_once:
-            try:
-                report = app.worker.run_cycle()
-            except PollerError:
-                raise
-            except Exception as exc:
-                log.error("cycle failed", error=f"{type(exc).__name__}: {exc}")
-                raise Failed(f"cycle failed: {type(exc).__name__}: {exc}") from None
-            if not report.ok:
-                raise Failed("; ".join(report.errors) or "the cycle could not do its job")
-            return
-        from poller.worker.scheduler import Daemon
-
-        daemon = Daemon(app.worker.run_cycle, interval_seconds=config.schedule.interval_seconds,
-                        stop=app.stop)
-        sys.exit(daemon.run())
+        try:
+            report = one_cycle(app)
+        except PollerError:
+            raise
+        except Exception as exc:
+            log.error("cycle failed", error=f"{type(exc).__name__}: {exc}")
+            raise Failed(f"cycle failed: {type(exc).__name__}: {exc}") from None
+        if not report.ok:
+            raise Failed("; ".join(report.errors) or "the cycle could not do its job")
 
 
 @cli.command()
@@ -138,15 +143,27 @@ def ledger() -> None:
 
 @ledger.command("list")
 @click.option("--state", "states", multiple=True, help="Only these states (repeatable).")
+@click.option("--vendor", help="Only orders from this vendor.")
+@click.option("--reward", help="Only this reward (its Influitive id or name).")
+@click.option("--email", help="Only this advocate (case-insensitive).")
+@click.option("--since", type=ops.UTC_DATE, help="Recorded at or after this date (UTC).")
+@click.option("--until", type=ops.UTC_DATE, help="Recorded before this date (UTC).")
+@click.option("--source", help="Only redemptions from this source (e.g. influitive).")
 @click.option("--limit", default=100, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="JSON on stdout.")
 @click.pass_obj
 @handled
-def ledger_list(obj: Context, states: tuple[str, ...], limit: int, as_json: bool) -> None:
+def ledger_list(
+    obj: Context, states: tuple[str, ...], vendor: str | None, reward: str | None,
+    email: str | None, since: datetime | None, until: datetime | None, source: str | None,
+    limit: int, as_json: bool,
+) -> None:
     """List redemptions, newest first."""
     from poller.cli.commands import list_entries
 
-    list_entries(obj.config(), states, limit, as_json)
+    filters = {"vendor": vendor, "reward": reward, "email": email, "since": since,
+               "until": until, "source": source}
+    list_entries(obj.config(), states, limit, as_json, filters)
 
 
 @ledger.command("show")
@@ -220,6 +237,12 @@ def demo(ctx: click.Context, keep: bool) -> None:
         logs.configure(cast(logs.LogFormat, parent.params["log_format"]), "warning")
 
     sys.exit(run_demo(keep=keep))
+
+
+cli.add_command(ops.report)
+ledger.add_command(ops.ledger_approve)
+ledger.add_command(ops.ledger_fulfill)
+cli.add_command(check_command)
 
 
 def main() -> None:

@@ -179,3 +179,15 @@ def parse_page(body: Any) -> tuple[list[Mapping[str, Any]], dict[str, Mapping[st
         raise ValueError("list page has no reward_redemptions array")
     contacts = body.get("contacts")
     return list(items), contacts_by_id(contacts if isinstance(contacts, list) else [])
+
+
+def parse_stored(source: str, payload: Mapping[str, Any]) -> Redemption:
+    """Parse a payload as the ledger stored it, by its source. Raises Unkeyable."""
+    if source == "influenceio":
+        from poller.core.influenceio import BadEvent, parse_redeemed
+
+        try:
+            return parse_redeemed(payload)
+        except BadEvent as exc:
+            raise Unkeyable(str(exc)) from None
+    return parse_redemption(payload)

@@ -17,6 +17,15 @@ from poller.core.model import Event, LedgerEntry, OrderRequest, OrderResult, Pol
 from poller.core.states import State
 
 
+class Decider(Protocol):
+    """Where a redemption's outcome is told: Influitive's decision endpoints, or nothing for
+    a source whose loop closes with the vendor's own delivery (Influence.io)."""
+
+    def fulfill(self, redemption_id: str, message: str) -> None: ...
+
+    def refuse(self, redemption_id: str, message: str) -> None: ...
+
+
 class RedemptionSource(Protocol):
     """Influitive: the outstanding redemptions and the decision endpoints.
 

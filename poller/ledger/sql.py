@@ -236,7 +236,9 @@ def translate_errors(url: URL) -> Iterator[None]:
     except exc.OperationalError as e:
         raise _unavailable(url, e) from None
     except exc.DBAPIError as e:
-        if e.connection_invalidated:
+        # A plain DatabaseError (no subclass) is a file SQLite cannot use: "file is not a
+        # database", "database disk image is malformed".
+        if e.connection_invalidated or type(e) is exc.DatabaseError:
             raise _unavailable(url, e) from None
         raise
 

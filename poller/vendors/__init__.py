@@ -3,7 +3,7 @@
 A vendor is one module ``poller.vendors.<name>`` that defines:
 
 * ``Settings``: a pydantic model of its ``[vendors.<name>]`` config section, and
-* ``build(settings: Settings, policy: RetryPolicy) -> Vendor``.
+* ``build(settings: Settings, context: BuildContext) -> Vendor``.
 
 Adding a vendor touches that one new module and its tests: the registry finds it by its
 module name, and the config validates its section with its ``Settings``. Modules are imported
@@ -15,17 +15,50 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from collections.abc import Mapping
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from poller.core.errors import ConfigError
-from poller.core.ports import Vendor
+from poller.core.ports import Cache, Vendor
 from poller.transport import RetryPolicy
 
+
+@dataclass(frozen=True, kw_only=True)
+class BuildContext:
+    """What every vendor gets besides its own settings."""
+
+    policy: RetryPolicy
+    cache: Cache | None = None
+    """Durable cache in the ledger (None in tests that do not need one)."""
+
 # Modules in this package that are not vendors a user can configure.
-_NOT_VENDORS = frozenset({"fake", "base"})
+_NOT_VENDORS = frozenset({"fake", "base", "ratelimit"})
+
+# Keys any [vendors.<name>] section may have. They are read here, once, and taken out before
+# the vendor's own Settings (which forbid unknown keys) see the section.
+COMMON_KEYS = frozenset({"rate_limit_per_second"})
+
+
+class _Common(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    rate_limit_per_second: float | None = Field(default=None, ge=0)
+    """Most vendor calls a second (0: no limit); default per vendor in
+    ``poller.vendors.ratelimit.DEFAULT_RATE_LIMITS``."""
+
+
+def rate_limit(name: str, raw: Mapping[str, Any]) -> float | None:
+    """The calls per second allowed to vendor ``name`` (None: no limit), from its section
+    or the vendor's documented default. Raises pydantic's ValidationError naming the key."""
+    from poller.vendors.ratelimit import DEFAULT_RATE_LIMITS
+
+    common = _Common.model_validate({k: v for k, v in raw.items() if k in COMMON_KEYS})
+    rate = common.rate_limit_per_second
+    if rate is None:
+        rate = DEFAULT_RATE_LIMITS.get(name)
+    return rate or None
 
 
 def available() -> list[str]:
@@ -50,10 +83,11 @@ def vendor_module(name: str) -> ModuleType:
 def validate_settings(name: str, raw: Mapping[str, Any]) -> BaseModel:
     """Validate a ``[vendors.<name>]`` section; pydantic's errors name the key."""
     module = vendor_module(name)
-    settings: BaseModel = module.Settings.model_validate(dict(raw))
+    own = {k: v for k, v in raw.items() if k not in COMMON_KEYS}
+    settings: BaseModel = module.Settings.model_validate(own)
     return settings
 
 
-def build_vendor(name: str, settings: BaseModel, policy: RetryPolicy) -> Vendor:
-    vendor: Vendor = vendor_module(name).build(settings, policy)
+def build_vendor(name: str, settings: BaseModel, context: BuildContext) -> Vendor:
+    vendor: Vendor = vendor_module(name).build(settings, context)
     return vendor

@@ -19,9 +19,11 @@ message (vendor texts are scrubbed of the key and of URLs before they are quoted
 
 from __future__ import annotations
 
+import difflib
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from decimal import Decimal, InvalidOperation
 from typing import Any, Literal, NoReturn
 from urllib.parse import quote
 
@@ -35,9 +37,12 @@ from poller.core.errors import (
     OperatorFacingError,
     TransientVendorError,
     UnknownOutcome,
+    VendorError,
 )
 from poller.core.model import OrderRequest, OrderResult, OrderStatus
+from poller.core.ports import ProductCheck, VendorCheck
 from poller.transport import RetryPolicy, describe, nothing_was_sent, retry_after_of, send
+from poller.vendors import BuildContext
 
 log = structlog.get_logger(__name__)
 
@@ -67,13 +72,13 @@ class Settings(BaseModel):
         return value
 
 
-def build(settings: Settings, policy: RetryPolicy) -> TremendousVendor:
+def build(settings: Settings, context: BuildContext) -> TremendousVendor:
     return TremendousVendor(
         settings.base_url,
         settings.api_key,
         settings.funding_source_id,
         settings.delivery_method,
-        policy=policy,
+        policy=context.policy,
     )
 
 
@@ -289,6 +294,45 @@ class TremendousVendor:
                 vendor=NAME, status=response.status_code,
             )
         return product
+
+    def check(self, products: Sequence[tuple[str | None, Decimal, str]]) -> VendorCheck:
+        """``reward-poller check``: the key works, the funding source's balance, and each
+        product is in ``GET /products`` (the products enabled for this organization, so a
+        product missing there cannot be ordered) with that currency and an amount inside one
+        of its SKUs' ranges. The balance is read as USD (the currency of Tremendous
+        balances; unconfirmed for other funding sources)."""
+        problems: list[str] = []
+        credentials_ok = True
+        balance: str | None = None
+        try:
+            cents = self.funding_balance()["available_cents"]
+            balance = f"{Decimal(cents) / 100:,.2f} USD" if isinstance(cents, int) else None
+        except VendorError as exc:
+            if exc.status in (401, 403):
+                credentials_ok = False
+            problems.append(str(exc))
+        catalog: dict[str, dict[str, Any]] | None = None
+        if credentials_ok:
+            try:
+                catalog = self._products()
+            except VendorError as exc:
+                problems.append(f"product list unavailable: {exc}")
+        checks = tuple(_check_product(catalog, p, a, c) for p, a, c in products)
+        return VendorCheck(vendor=NAME, credentials_ok=credentials_ok, products=checks,
+                           balance=balance, problems=tuple(problems))
+
+    def _products(self) -> dict[str, dict[str, Any]]:
+        response = self._call("GET", "products")
+        if not 200 <= response.status_code < 300:
+            self._raise_for(response, "GET /products")
+        data = _json_or_none(response)
+        listed = data.get("products") if isinstance(data, dict) else None
+        if not isinstance(listed, list):
+            raise TransientVendorError(
+                f"Tremendous answered HTTP {response.status_code} to GET /products without a "
+                "list of products", vendor=NAME, status=response.status_code,
+            )
+        return {str(p["id"]): p for p in listed if isinstance(p, dict) and "id" in p}
 
     # --- internals ---------------------------------------------------------------------
 
@@ -563,3 +607,48 @@ def _classify_invalid(errors: Mapping[str, Any] | None) -> str:
     if "other" in kinds or not kinds:
         return "other"
     return "both" if len(kinds) == 2 else kinds.pop()
+
+
+def _check_product(catalog: Mapping[str, Mapping[str, Any]] | None, product: str | None,
+                   amount: Decimal, currency: str) -> ProductCheck:
+    def result(ok: bool, detail: str) -> ProductCheck:
+        return ProductCheck(product=product, amount=amount, currency=currency, ok=ok,
+                            detail=detail)
+
+    if not product:
+        return result(False, "Tremendous needs a product id")
+    if catalog is None:
+        return result(False, "not checked: the product list could not be read")
+    found = catalog.get(product)
+    if found is None:
+        hint = difflib.get_close_matches(product, list(catalog), n=1)
+        return result(False, f"no product {product!r} enabled at Tremendous"
+                      + (f" (did you mean {hint[0]}?)" if hint else ""))
+    problems: list[str] = []
+    currencies = found.get("currency_codes")
+    if isinstance(currencies, list) and currencies and currency not in currencies:
+        listed = ", ".join(map(str, currencies))
+        problems.append(f"{currency} is not one of its currencies ({listed})")
+    ranges = [(_number(s.get("min")), _number(s.get("max")))
+              for s in found.get("skus") or [] if isinstance(s, dict)]
+    if ranges and not any((low is None or low <= amount) and (high is None or amount <= high)
+                          for low, high in ranges):
+        allowed = ", ".join(_range(low, high) for low, high in ranges)
+        problems.append(f"{amount:.2f} is outside its values ({allowed})")
+    name = found.get("name")
+    return result(not problems, "; ".join(problems) if problems else str(name or product))
+
+
+def _range(low: Decimal | None, high: Decimal | None) -> str:
+    if low is not None and low == high:
+        return f"{low:.2f}"
+    return f"{'-' if low is None else f'{low:.2f}'} to {'-' if high is None else f'{high:.2f}'}"
+
+
+def _number(value: Any) -> Decimal | None:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        return None

@@ -15,35 +15,61 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Literal
 
 import structlog
 
 from poller.core.backoff import RetrySchedule
-from poller.core.decide import Hold, Order, Refuse, after_vendor_error, plan_intake
+from poller.core.decide import (
+    Hold,
+    Order,
+    Refuse,
+    SpendPolicy,
+    after_vendor_error,
+    plan_intake,
+)
 from poller.core.errors import (
+    AdvocateFacingError,
     AlreadyDecided,
+    ConfigError,
     SourceAuthError,
     SourceUnavailable,
     VendorError,
 )
 from poller.core.keys import idempotency_key
 from poller.core.messages import MessageTemplates
-from poller.core.model import LedgerEntry, OrderRequest, OrderResult, OrderStatus, PollResult
-from poller.core.parse import Unkeyable, parse_redemption
-from poller.core.ports import Changes, LeaseLost, Ledger, RedemptionSource, Vendor
+from poller.core.model import (
+    INFLUITIVE,
+    LedgerEntry,
+    OrderRequest,
+    OrderResult,
+    OrderStatus,
+    PollResult,
+)
+from poller.core.parse import Unkeyable, parse_stored
+from poller.core.ports import (
+    Changes,
+    Decider,
+    LeaseLost,
+    Ledger,
+    RedemptionSource,
+    SpendGuard,
+    SpendLimitReached,
+    Vendor,
+)
 from poller.core.routing import RewardRule
 from poller.core.states import State
+from poller.worker.failpoints import failpoint
 
 log = structlog.get_logger("poller.worker")
 
-# States in which no vendor order is known to exist: a redemption that leaves the
-# outstanding list while in one of them is closed, never ordered.
 # A held redemption waits for a person, not for a time.
 _NOT_DUE = frozenset({"next_attempt_at"})
 
+# States in which no vendor order is known to exist: a redemption that leaves the
+# outstanding list while in one of them is closed, never ordered.
 BEFORE_ORDER = frozenset({State.NEW, State.WAITING, State.HELD, State.ORDERING})
 
 
@@ -60,6 +86,9 @@ class WorkerPolicy:
     batch_size: int = 500
     unmapped: Literal["hold", "refuse"] = "hold"
     pending_recheck_seconds: float = 300.0
+    concurrency: int = 1
+    """Threads working the due redemptions of a cycle; 1 works them one after another."""
+    spend: SpendPolicy = SpendPolicy()
 
 
 @dataclass(kw_only=True)
@@ -73,6 +102,8 @@ class CycleReport:
     outcomes: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     stopped_early: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    """The worker threads of one cycle count into the same report."""
 
     @property
     def ok(self) -> bool:
@@ -80,7 +111,14 @@ class CycleReport:
         return self.poll_ok
 
     def count(self, state: State) -> None:
-        self.outcomes[state.value] = self.outcomes.get(state.value, 0) + 1
+        with self._lock:
+            self.outcomes[state.value] = self.outcomes.get(state.value, 0) + 1
+
+    def stepped(self, state: State) -> None:
+        """One redemption moved on, to ``state``."""
+        with self._lock:
+            self.steps += 1
+            self.outcomes[state.value] = self.outcomes.get(state.value, 0) + 1
 
 
 class Worker:
@@ -97,8 +135,13 @@ class Worker:
         owner: str,
         clock: Callable[[], datetime] = utcnow,
         stop: threading.Event | None = None,
+        deciders: Mapping[str, Decider] | None = None,
     ) -> None:
         self.source = source
+        # Who is told the outcome, per source; the polled source by default. A pushed source
+        # (Influence.io) brings its own, which may have nothing to tell.
+        self.deciders: dict[str, Decider] = {INFLUITIVE: source, **(deciders or {})}
+        self.polled_sources = frozenset({INFLUITIVE})
         self.ledger = ledger
         self._vendor = vendors
         self._vendor_names = frozenset(vendor_names)
@@ -119,25 +162,98 @@ class Worker:
         poll_id = self.ledger.start_poll(now)
         poll = self._poll(poll_id, report)
         if poll is not None and poll.complete:
-            for entry in self.ledger.unseen_since(poll_id, BEFORE_ORDER):
-                self._step(entry.pk, poll_id, poll, report)
-        for entry in self.ledger.due(self.clock(), self.policy.batch_size):
-            if self.stop.is_set():
-                report.stopped_early = True
-                log.info("stopping before the next redemption", remaining="some")
-                break
-            self._step(entry.pk, poll_id, poll, report)
+            unseen = [e for e in self.ledger.unseen_since(poll_id, BEFORE_ORDER)
+                      if e.source in self.polled_sources]
+            if unseen and self._list_held_still(poll_id, poll):
+                self._dispatch([e.pk for e in unseen], poll_id, poll, report)
+            # Absence means "gone" only for the rows just confirmed, never for the due ones.
+            poll = replace(poll, complete=False)
+        due = self.ledger.due(self.clock(), self.policy.batch_size)
+        self._dispatch([e.pk for e in due], poll_id, poll, report)
         log.info(
             "cycle finished", poll_ok=report.poll_ok, complete=report.poll_complete,
             seen=report.seen, new=report.new, steps=report.steps, outcomes=report.outcomes,
         )
         return report
 
+    def _list_held_still(self, poll_id: int, poll: PollResult) -> bool:
+        """Whether the redemptions missing from this complete poll really left the list.
+
+        Influitive pages by offset: when a redemption on an earlier page is decided while a
+        later page is read (by an admin, or by another worker), every later item moves one
+        place up and one of them slips by unseen, though the poll looks complete. Closing
+        that one as "decided elsewhere" would lose it. So the list is read once more: if
+        everything the first read saw is still listed, nothing left the list during it and
+        what it missed had left before. The second read also marks what it sees as seen.
+        """
+        try:
+            again = self.source.poll()
+        except SourceUnavailable as exc:
+            log.warning("second read of the outstanding list failed; nothing is treated as "
+                        "gone this cycle", error=str(exc))
+            return False
+        first = {(r.source, r.id) for r in poll.redemptions}
+        if not again.complete or not first <= {(r.source, r.id) for r in again.redemptions}:
+            log.info("the outstanding list changed while it was read; nothing is treated "
+                     "as gone this cycle")
+            return False
+        self.ledger.record(poll_id, again.redemptions, self.clock())
+        return True
+
     def process(self, pk: int) -> LedgerEntry | None:
         """Work one redemption one step outside a cycle (for operator commands). Without a
         poll nothing is ordered: only decisions already taken are sent to Influitive."""
         self._step(pk, -1, None, CycleReport())
         return self.ledger.get_pk(pk)
+
+    def _dispatch(
+        self, pks: Sequence[int], poll_id: int, poll: PollResult | None, report: CycleReport
+    ) -> None:
+        """Work each redemption one step, on up to ``policy.concurrency`` threads.
+
+        Each thread takes the next redemption only while no stop was asked for and no thread
+        failed, so a SIGTERM lets the redemptions in hand finish and starts no new one. Each
+        step still claims its row's lease first (``_step``): the lease, not the thread, is
+        what keeps a redemption to one worker and one attempt per cycle. The first error a
+        thread raised (SourceAuthError, an unreachable ledger) is raised here once every
+        thread has finished the redemption it held.
+        """
+        pending = iter(pks)
+        lock = threading.Lock()
+        failures: list[BaseException] = []
+
+        def take() -> int | None:
+            with lock:
+                if failures:
+                    return None
+                if self.stop.is_set():
+                    if not report.stopped_early:
+                        report.stopped_early = True
+                        log.info("stopping before the next redemption", remaining="some")
+                    return None
+                return next(pending, None)
+
+        def work() -> None:
+            while (pk := take()) is not None:
+                try:
+                    self._step(pk, poll_id, poll, report)
+                except BaseException as exc:
+                    with lock:
+                        failures.append(exc)
+                    return
+
+        threads = min(self.policy.concurrency, len(pks))
+        if threads <= 1:
+            work()
+        else:
+            pool = [threading.Thread(target=work, name=f"poller-worker-{i}", daemon=True)
+                    for i in range(threads)]
+            for thread in pool:
+                thread.start()
+            for thread in pool:
+                thread.join()
+        if failures:
+            raise failures[0]
 
     def _poll(self, poll_id: int, report: CycleReport) -> PollResult | None:
         try:
@@ -153,6 +269,7 @@ class Worker:
             report.errors.append(f"poll failed: {exc}")
             return None
         report.new = self.ledger.record(poll_id, poll.redemptions, self.clock())
+        failpoint("after_record")
         self.ledger.finish_poll(poll_id, self.clock(), ok=True, complete=poll.complete,
                                 seen=len(poll.redemptions))
         for reason in poll.rejected:
@@ -174,12 +291,24 @@ class Worker:
             return  # another worker holds it
         bound = log.bind(redemption_id=entry.redemption_id, source=entry.source)
         try:
-            outstanding = poll is not None and entry.last_seen_poll == poll_id
+            # Seen by this poll or by a later one: another worker polling at the same time
+            # may have marked the row with its newer poll id. Only "not seen since this
+            # complete poll" means gone (the same rule as ``Ledger.unseen_since``).
+            outstanding = (poll is not None and entry.last_seen_poll is not None
+                           and entry.last_seen_poll >= poll_id)
             gone = poll is not None and poll.complete and not outstanding
-            final = self._advance(entry, outstanding=outstanding, gone=gone, log=bound)
+            if entry.source not in self.polled_sources:
+                # Pushed (webhook) sources are not polled: stored means outstanding, and
+                # nothing can tell that one went away.
+                outstanding, gone = True, False
+            # Bound for the adapters too: their warnings (vendor errors, lost answers) then
+            # name the redemption, as the worker's own lines do.
+            with structlog.contextvars.bound_contextvars(
+                redemption_id=entry.redemption_id, source=entry.source
+            ):
+                final = self._advance(entry, outstanding=outstanding, gone=gone, log=bound)
             if final is not None:
-                report.steps += 1
-                report.count(final.state)
+                report.stepped(final.state)
         except LeaseLost:
             bound.warning("lease lost mid-step; another worker carries on")
         except SourceAuthError:
@@ -217,7 +346,7 @@ class Worker:
 
     def _intake(self, entry: LedgerEntry, log: structlog.BoundLogger) -> LedgerEntry | None:
         try:
-            redemption = parse_redemption(entry.payload)
+            redemption = parse_stored(entry.source, entry.payload)
         except Unkeyable as exc:  # cannot happen for a recorded row, but never guess
             return self._move(entry, State.HELD, f"stored payload unreadable: {exc}", log,
                               Changes(hold_reason=str(exc)))
@@ -236,16 +365,38 @@ class Worker:
             return self._refuse(entry, log)
         assert isinstance(plan, Order)
         r = plan.route
+        guard: SpendGuard | None = None
+        if not entry.approved:
+            reason = self.policy.spend.precheck(r.amount, r.currency)
+            if reason is not None:
+                return self._spend_hold(entry, reason, log)
+            limit = self.policy.spend.daily(r.currency)
+            if limit is not None:
+                now = self.clock()
+                guard = SpendGuard(currency=r.currency, amount=r.amount, daily_limit=limit,
+                                   since=now.replace(hour=0, minute=0, second=0, microsecond=0))
         key = idempotency_key(namespace=self.policy.namespace, source=entry.source,
                               redemption_id=entry.redemption_id)
-        entry = self._move(
-            entry, State.ORDERING,
-            f"ordering {r.amount} {r.currency} from {r.vendor} (product {r.product}, "
-            f"route {r.origin})", log,
-            Changes(idempotency_key=key, vendor=r.vendor, product=r.product, amount=r.amount,
-                    currency=r.currency),
-        )
+        try:
+            entry = self._move(
+                entry, State.ORDERING,
+                f"ordering {r.amount} {r.currency} from {r.vendor} (product {r.product}, "
+                f"route {r.origin})", log,
+                Changes(idempotency_key=key, vendor=r.vendor, product=r.product,
+                        amount=r.amount, currency=r.currency, ordered_at=self.clock()),
+                guard=guard,
+            )
+        except SpendLimitReached as exc:
+            return self._spend_hold(entry, f"spending guard: {exc}", log)
+        failpoint("after_key_saved")
         return self._order(entry, outstanding=True, gone=False, log=log, fresh=True)
+
+    def _spend_hold(
+        self, entry: LedgerEntry, reason: str, log: structlog.BoundLogger
+    ) -> LedgerEntry:
+        log.warning("redemption held by the spending guard", reason=reason)
+        return self._move(entry, State.HELD, reason, log,
+                          Changes(hold_reason=reason, clear=_NOT_DUE))
 
     def _order(
         self, entry: LedgerEntry, *, outstanding: bool, gone: bool,
@@ -273,7 +424,9 @@ class Worker:
                                        f"attempt {attempts}: ordering from {entry.vendor}", log)
                 result = vendor.place_order(self._request(entry))
         except VendorError as exc:
+            failpoint("after_vendor_answer")
             return self._vendor_failed(entry, exc, attempts, log)
+        failpoint("after_vendor_answer")
         return self._after_order(entry, result, log)
 
     def _after_order(
@@ -303,6 +456,7 @@ class Worker:
         )
         log.info("vendor order placed", vendor=entry.vendor,
                  vendor_order_id=result.vendor_order_id)
+        failpoint("after_ordered")
         return self._fulfill(entry, log)
 
     def _vendor_failed(
@@ -336,8 +490,29 @@ class Worker:
         vendor = self._vendor(entry.vendor)
         try:
             result = vendor.lookup(entry.idempotency_key)
-        except VendorError as exc:
+        except AdvocateFacingError as exc:
+            # The vendor's final word on the pending order is no (e.g. the HTTP vendor's
+            # "refused" after "pending"): nothing was sent, so the advocate gets the points back.
             return self._vendor_failed(entry, exc, entry.attempts + 1, log)
+        except VendorError as exc:
+            # The order exists; only the check failed. It stays PENDING (never WAITING,
+            # which would mean "no order known") and is checked again later.
+            attempts = entry.attempts + 1
+            if self.policy.schedule.exhausted(attempts):
+                reason = f"could not check the pending vendor order after {attempts} " \
+                         f"attempts: {exc}"
+                log.error("pending order check failed repeatedly; held for a person",
+                          error=str(exc))
+                return self._move(entry, State.HELD, reason, log,
+                                  Changes(attempts=attempts, hold_reason=reason,
+                                          last_error=str(exc), clear=_NOT_DUE))
+            retry_at = self.policy.schedule.next_at(self.clock(), attempts,
+                                                    getattr(exc, "retry_after", None))
+            log.warning("pending order check failed; will retry", error=str(exc),
+                        attempts=attempts)
+            return self._move(entry, State.PENDING, f"check failed: {exc}", log,
+                              Changes(attempts=attempts, next_attempt_at=retry_at,
+                                      last_error=str(exc)))
         if result is None:
             reason = "the vendor no longer knows the pending order under its key"
             log.error(reason)
@@ -352,15 +527,22 @@ class Worker:
     def _fulfill(self, entry: LedgerEntry, log: structlog.BoundLogger) -> LedgerEntry:
         message = entry.message or self._render(self.messages.fulfilled, entry)
         try:
-            self.source.fulfill(entry.redemption_id, message)
+            self._decider(entry).fulfill(entry.redemption_id, message)
         except AlreadyDecided as exc:
-            log.warning("Influitive says the redemption was already decided; a vendor order "
-                        "was placed for it", vendor_order_id=entry.vendor_order_id)
-            return self._move(entry, State.CLOSED_UPSTREAM,
-                              f"already decided at Influitive ({exc}); vendor order "
-                              f"{entry.vendor_order_id} was placed", log)
+            # Most often our own earlier decision that took effect although its answer (or
+            # the write after it) was lost to a crash; else an admin decided it in the UI.
+            # Either way the vendor order was placed and the advocate has the reward: the
+            # ledger records it fulfilled and says which, so a person can check.
+            log.warning("Influitive says the redemption was already decided; the vendor order "
+                        "was placed, recording it fulfilled", vendor_order_id=entry.vendor_order_id)
+            return self._move(entry, State.FULFILLED,
+                              f"Influitive answered already decided ({exc}): our earlier "
+                              "decision took effect, or an admin decided it; vendor order "
+                              f"{entry.vendor_order_id} was placed", log,
+                              Changes(clear=frozenset({"next_attempt_at", "last_error"})))
         except SourceUnavailable as exc:
             return self._decision_failed(entry, exc, log)
+        failpoint("after_decision")
         log.info("fulfilled at Influitive", vendor_order_id=entry.vendor_order_id)
         return self._move(entry, State.FULFILLED, "fulfilled at Influitive", log,
                           Changes(clear=frozenset({"next_attempt_at", "last_error"})))
@@ -368,12 +550,19 @@ class Worker:
     def _refuse(self, entry: LedgerEntry, log: structlog.BoundLogger) -> LedgerEntry:
         message = entry.message or ""
         try:
-            self.source.refuse(entry.redemption_id, message)
+            self._decider(entry).refuse(entry.redemption_id, message)
         except AlreadyDecided as exc:
-            return self._move(entry, State.CLOSED_UPSTREAM,
-                              f"already decided at Influitive ({exc})", log)
+            # As in _fulfill: most often our own refusal whose answer was lost. No order was
+            # placed, so nothing was spent either way.
+            log.warning("Influitive says the redemption was already decided; recording it "
+                        "refused")
+            return self._move(entry, State.REFUSED,
+                              f"Influitive answered already decided ({exc}): our earlier "
+                              "refusal took effect, or an admin decided it", log,
+                              Changes(clear=frozenset({"next_attempt_at"})))
         except SourceUnavailable as exc:
             return self._decision_failed(entry, exc, log)
+        failpoint("after_decision")
         log.info("refused at Influitive; the advocate's points are refunded")
         return self._move(entry, State.REFUSED, "refused at Influitive", log,
                           Changes(clear=frozenset({"next_attempt_at"})))
@@ -395,17 +584,23 @@ class Worker:
 
     # --- helpers -------------------------------------------------------------------------
 
+    def _decider(self, entry: LedgerEntry) -> Decider:
+        decider = self.deciders.get(entry.source)
+        if decider is None:
+            raise ConfigError(f"no decision endpoint configured for source {entry.source!r}")
+        return decider
+
     def _move(
         self, entry: LedgerEntry, to: State, detail: str, log: structlog.BoundLogger,
-        changes: Changes | None = None,
+        changes: Changes | None = None, guard: SpendGuard | None = None,
     ) -> LedgerEntry:
         moved = self.ledger.transition(entry.pk, self.owner, to, detail, self.clock(), changes,
-                                       expect=entry.state)
+                                       expect=entry.state, guard=guard)
         log.debug("transition", from_state=entry.state.value, to_state=to.value, detail=detail)
         return moved
 
     def _request(self, entry: LedgerEntry) -> OrderRequest:
-        redemption = parse_redemption(entry.payload)
+        redemption = parse_stored(entry.source, entry.payload)
         assert entry.idempotency_key and entry.vendor and entry.amount and entry.currency
         return OrderRequest(
             idempotency_key=entry.idempotency_key,
@@ -423,7 +618,7 @@ class Worker:
 
     def _render(self, template: str, entry: LedgerEntry, **extra: str) -> str:
         try:
-            contact = parse_redemption(entry.payload).contact
+            contact = parse_stored(entry.source, entry.payload).contact
         except Unkeyable:
             contact = None
         values: Mapping[str, object] = {

@@ -3,6 +3,10 @@
 The first SIGTERM/SIGINT lets the redemption in hand finish (the cycle checks the stop flag
 between redemptions), then exits 0; a second one exits at once (the ledger makes that safe:
 leases expire and the next start resumes).
+
+Under systemd (``Type=notify``) it says READY=1 when the scheduler starts, WATCHDOG=1 after
+every cycle that returns (and, while idle between cycles, every half ``WatchdogSec``, so only a
+hung cycle trips the watchdog, whatever the interval) and STOPPING=1 on the first signal.
 """
 
 from __future__ import annotations
@@ -11,16 +15,20 @@ import os
 import signal
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Any
 
 import structlog
 
 from poller.core.errors import SourceAuthError
+from poller.ops.notify import Notifier
 from poller.worker.cycle import CycleReport
 
 log = structlog.get_logger("poller.scheduler")
+
+NUDGE_DELAY = 0.25
+"""Seconds between the first webhook of a burst and the cycle it triggers."""
 
 
 class Daemon:
@@ -31,6 +39,7 @@ class Daemon:
         interval_seconds: float,
         stop: threading.Event,
         on_cycle: Callable[[CycleReport | None, BaseException | None], None] | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         from apscheduler.schedulers.blocking import BlockingScheduler
 
@@ -39,18 +48,41 @@ class Daemon:
         self.stop = stop
         self.on_cycle = on_cycle
         self.failures_in_a_row = 0
+        self.notifier = notifier or Notifier()
+        self.cycles = 0
+        self._in_cycle = threading.Event()
+        self._nudge_lock = threading.Lock()
+        self._nudged_during_cycle = False
+        self._nudge_pending = False
+        self.nudges = 0
         self.scheduler = BlockingScheduler(timezone=UTC)
         self.scheduler.add_job(
             self._run, "interval", seconds=interval_seconds, id="cycle",
             next_run_time=datetime.now(UTC), max_instances=1, coalesce=True,
             misfire_grace_time=None,
         )
+        if self.notifier.watchdog_interval:
+            self.scheduler.add_job(
+                self._keepalive, "interval", seconds=self.notifier.watchdog_interval / 2,
+                id="watchdog", max_instances=1, coalesce=True, misfire_grace_time=None,
+            )
 
     def _run(self) -> None:
+        # Extra cycles asked for by webhooks during a cycle run here, in the same job
+        # execution, so two cycles never overlap.
+        while self._one_cycle():
+            pass
+
+    def _one_cycle(self) -> bool:
+        """Run one cycle; True when another should follow at once."""
         if self.stop.is_set():
-            return
+            return False
         report: CycleReport | None = None
         error: BaseException | None = None
+        with self._nudge_lock:
+            self._in_cycle.set()
+            self._nudged_during_cycle = False
+            self._nudge_pending = False
         try:
             report = self._cycle()
         except SourceAuthError as exc:
@@ -59,18 +91,58 @@ class Daemon:
         except Exception as exc:  # the daemon keeps running; the next interval tries again
             error = exc
             log.error("cycle failed", error=f"{type(exc).__name__}: {exc}", exc_info=True)
+        finally:
+            with self._nudge_lock:
+                self._in_cycle.clear()
+                again = self._nudged_during_cycle
+        self.cycles += 1
         ok = error is None and report is not None and report.ok
         self.failures_in_a_row = 0 if ok else self.failures_in_a_row + 1
         if not ok:
             log.warning("cycle did not do its job", failures_in_a_row=self.failures_in_a_row)
         if self.on_cycle is not None:
-            self.on_cycle(report, error)
+            try:
+                self.on_cycle(report, error)
+            except Exception as exc:  # metrics/alerts must not stop the daemon nor its pings
+                log.error("after-cycle hook failed", error=f"{type(exc).__name__}: {exc}")
+        self.notifier.watchdog(
+            f"cycle {self.cycles} {'ok' if ok else 'failed'}"
+            + (f" ({self.failures_in_a_row} failed in a row)" if not ok else "")
+        )
+        # A webhook arrived while this cycle ran: its redemption may not have been in this
+        # poll, so one more cycle follows at once (however many webhooks came).
+        return again and not self.stop.is_set()
+
+    def nudge(self) -> None:
+        """Run a cycle now (a webhook said something happened). Coalesced: nudges while
+        idle move the next run to now, which runs once; nudges during a cycle ask for one
+        more cycle after it, however many there were."""
+        self.nudges += 1
+        with self._nudge_lock:
+            if self._in_cycle.is_set():
+                self._nudged_during_cycle = True
+                return
+            if self._nudge_pending:
+                return
+            self._nudge_pending = True
+        try:
+            # A short delay gathers a burst (one webhook per redemption of a bulk redeem)
+            # into one cycle.
+            self.scheduler.modify_job(
+                "cycle", next_run_time=datetime.now(UTC) + timedelta(seconds=NUDGE_DELAY))
+        except Exception as exc:  # stopping, or not started yet: the interval still runs
+            log.debug("nudge not scheduled", error=type(exc).__name__)
+
+    def _keepalive(self) -> None:
+        if not self._in_cycle.is_set() and not self.stop.is_set():
+            self.notifier.watchdog()
 
     def _signal(self, signum: int, frame: FrameType | None) -> None:
         if self.stop.is_set():
             log.warning("second signal: exiting now", signal=signum)
             os._exit(1)
         log.info("stopping: finishing the redemption in hand", signal=signum)
+        self.notifier.stopping("finishing the redemption in hand")
         self.stop.set()
         threading.Thread(target=self._shutdown, daemon=True).start()
 
@@ -82,6 +154,7 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.signal(sig, self._signal)
         log.info("daemon started", interval_seconds=self.interval)
+        self.notifier.ready(f"polling every {self.interval:g}s")
         try:
             self.scheduler.start()
         finally:

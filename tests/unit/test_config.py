@@ -93,3 +93,15 @@ def test_bad_config_names_the_key(tmp_path: Path, text: str, names: str) -> None
 def test_missing_file_says_how_to_fix_it(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"config\.example\.toml"):
         load_config(tmp_path / "nope.toml")
+
+
+def test_spending_guard_keys(tmp_path: Path) -> None:
+    guard = ('[fulfillment]\ndaily_spend_limit = { usd = "100" }\n'
+             'max_order_amount = { USD = "50.5" }\n')
+    config = load_config(write(tmp_path, BASE + guard))
+    policy = config.fulfillment.spend_policy()
+    assert policy.daily("USD") == Decimal("100")
+    assert policy.precheck(Decimal("60"), "USD") is not None
+    with pytest.raises(ConfigError, match=r"fulfillment\.daily_spend_limit"):
+        bad = '[fulfillment]\ndaily_spend_limit = { dollars = "1" }\n'
+        load_config(write(tmp_path, BASE + bad))

@@ -277,7 +277,8 @@ def test_already_decided_ends_the_redemption(rig: Rig) -> None:
     rig.source.fulfill = admin_first  # type: ignore[method-assign]
     rig.worker.run_cycle()
     entry = rig.entry(1)
-    assert entry.state is State.CLOSED_UPSTREAM
+    assert entry.state is State.FULFILLED
+    assert "already decided" in rig.ledger.events(entry.pk)[-1].detail
     assert "vendor order" in rig.ledger.events(entry.pk)[-1].detail
 
 

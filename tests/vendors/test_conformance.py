@@ -23,9 +23,19 @@ from poller.core.errors import (
 from poller.core.model import OrderRequest, OrderResult, OrderStatus
 from poller.core.ports import Vendor
 from poller.vendors.fake import FakeVendor
+from poller.vendors.giftbit import GiftbitVendor, campaign_id
+from poller.vendors.http import HttpVendor
+from poller.vendors.tango import TangoVendor
 from poller.vendors.tremendous import TremendousVendor
 
-from .support import Standin, make_request
+from .support import (
+    FAST,
+    Standin,
+    giftbit_standin,
+    make_request,
+    receiver_standin,
+    tango_standin,
+)
 
 CORE_ERRORS: tuple[type[VendorError], ...] = (
     TransientVendorError, AdvocateFacingError, OperatorFacingError, UnknownOutcome,
@@ -87,9 +97,84 @@ def fake(pytest_request: pytest.FixtureRequest) -> Harness:
                    request=make_request, provoke=provoke)
 
 
+def tango(pytest_request: pytest.FixtureRequest) -> Harness:
+    standin = tango_standin()
+    vendor = TangoVendor(standin.base_url, standin.platform_name, standin.platform_key,
+                         standin.customer, standin.account, policy=FAST,
+                         sleep=lambda _s: None, min_order_interval=0.0)
+    state = standin.state
+
+    def provoke(kind: str, request: OrderRequest) -> OrderRequest:
+        if kind == "transient":
+            state.fail(503, None)
+        elif kind == "advocate":
+            return dataclasses.replace(request, product="UNAVAILABLE")
+        elif kind == "operator":
+            state.set_balance(0)
+        elif kind == "unknown":
+            state.lose_answers(10)
+        return request
+
+    return Harness(vendor=vendor, created=state.created_for,
+                   request=lambda rid: make_request(rid, vendor="tango", product="U561593"),
+                   provoke=provoke)
+
+
+def giftbit(pytest_request: pytest.FixtureRequest) -> Harness:
+    standin = giftbit_standin()
+    vendor = GiftbitVendor(standin.base_url, standin.api_key, policy=FAST,
+                           sleep=lambda _s: None)
+    state = standin.state
+
+    def provoke(kind: str, request: OrderRequest) -> OrderRequest:
+        if kind == "transient":
+            state.fail(503, None)
+        elif kind == "advocate":
+            return dataclasses.replace(request, product="UNAVAILABLE")
+        elif kind == "operator":
+            state.fail(401, None)
+        elif kind == "unknown":
+            state.lose_answers(10)
+        return request
+
+    return Harness(vendor=vendor, created=lambda key: state.created_for(campaign_id(key)),
+                   request=lambda rid: make_request(rid, vendor="giftbit", product="amazonus"),
+                   provoke=provoke)
+
+
+def http(pytest_request: pytest.FixtureRequest) -> Harness:
+    receiver = receiver_standin()
+    vendor = HttpVendor(receiver.hook_url, receiver.secret, policy=FAST, sleep=lambda _s: None)
+    state = receiver.state
+
+    def provoke(kind: str, request: OrderRequest) -> OrderRequest:
+        if kind == "transient":
+            state.fail(503, None)
+        elif kind == "advocate":
+            return dataclasses.replace(request, product="UNAVAILABLE")
+        elif kind == "operator":
+            state.set_secret("a-secret-the-vendor-does-not-have")
+        elif kind == "unknown":
+            # The look-up repeats the POST, so lose only the create's own attempts.
+            state.lose_answers(FAST.attempts)
+        return request
+
+    def created(key: str) -> int:
+        order = state.order(key)  # a refused order is the receiver saying no: nothing taken
+        return 0 if order is not None and order["status"] == "refused" else state.created_for(key)
+
+    return Harness(vendor=vendor, created=created,
+                   request=lambda rid: make_request(rid, vendor="http"), provoke=provoke)
+
+
+# The manual vendor is not here: it cannot fail (no I/O) and answers PENDING to any key by
+# design; tests/vendors/test_manual.py covers it.
 FACTORIES: dict[str, Callable[[pytest.FixtureRequest], Harness]] = {
     "tremendous": tremendous,
     "fake": fake,
+    "tango": tango,
+    "giftbit": giftbit,
+    "http": http,
 }
 
 

@@ -587,7 +587,7 @@ def test_registry_finds_tremendous_and_not_the_fake(
     settings = vendors.validate_settings(
         "tremendous", {"api_key": standin.api_key, "base_url": standin.base_url},
     )
-    vendor = vendors.build_vendor("tremendous", settings, FAST)
+    vendor = vendors.build_vendor("tremendous", settings, vendors.BuildContext(policy=FAST))
     try:
         assert vendor.name == "tremendous"
         assert vendor.place_order(order_request("r-registry")).status is OrderStatus.COMPLETE
@@ -598,7 +598,7 @@ def test_registry_finds_tremendous_and_not_the_fake(
 def test_build(standin: Standin) -> None:
     settings = Settings(api_key=standin.api_key, base_url=standin.base_url,
                         delivery_method="LINK")
-    vendor = build(settings, FAST)
+    vendor = build(settings, vendors.BuildContext(policy=FAST))
     try:
         assert isinstance(vendor, TremendousVendor)
         assert vendor.delivery_method == "LINK"

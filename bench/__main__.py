@@ -1,0 +1,69 @@
+"""``python -m bench [--only NAME ...] [--output BENCHMARKS.md]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from bench import figures
+from bench.harness import Ledgers, Standins, machine, product_logs
+from bench.report import Figure, markdown, table
+
+PREAMBLE = """
+How to read this: each section gives the figure, its target from issue 7, how it was
+measured, and for a target not met the measured cause. Times are medians of several
+repetitions after a warm-up. The stand-ins (`poller/standins`) run in a process of their own
+(`bench/serve.py`), as the real services would be elsewhere; the worker is the real one,
+built from a config file by `poller.app.App` exactly as `reward-poller run` builds it.
+Re-run with `make bench` (about five minutes on this machine; `python -m bench --only
+history` runs one figure).
+"""
+
+
+def main() -> int:
+    names = [name for name, _ in figures.all_figures()]
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--only", nargs="+", choices=names, help="run only these figures")
+    parser.add_argument("--output", default="BENCHMARKS.md",
+                        help="where to write the report (default BENCHMARKS.md)")
+    args = parser.parse_args()
+    wanted = set(args.only or names)
+    began = time.monotonic()
+    ledgers = Ledgers()
+    product_logs(ledgers.workdir / "worker.log")
+    results: list[Figure] = []
+    failed = False
+    ids = figures.Ids()
+    with Standins() as standins:
+        try:
+            for name, measure in figures.all_figures():
+                if name not in wanted:
+                    continue
+                print(f"[{time.monotonic() - began:5.0f} s] {name} ...", flush=True)
+                try:
+                    if name == "ledger":
+                        result = measure(ledgers)
+                    else:
+                        result = measure(ledgers, standins, ledgers.workdir, ids)
+                except Exception:
+                    failed = True
+                    traceback.print_exc()
+                    continue
+                results.append(result)
+                print(f"        {result.measured} -> {result.verdict}", flush=True)
+        finally:
+            ledgers.cleanup()
+    elapsed = time.monotonic() - began
+    results.sort(key=lambda f: f.number)
+    print()
+    print(table(results))
+    Path(args.output).write_text(markdown(results, machine(), elapsed, PREAMBLE))
+    print(f"\nwrote {args.output} ({elapsed:.0f} s)")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

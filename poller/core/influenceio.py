@@ -1,0 +1,72 @@
+"""Parsing Influence.io ``points/redeemed`` webhook bodies (shapes from Influence.io's
+developer reference: ``{"id", "customer": {"id", "externalId", "email", "name",
+"pointBalance", ...}, "action", "points", "type", "ruleId", "couponCode", "rewardType"}``).
+
+Pure: the receiver validates with it before storing, the worker parses the stored body again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from poller.core.model import Contact, Redemption
+
+INFLUENCEIO = "influenceio"
+MAX_ID_LENGTH = 200
+
+
+class BadEvent(ValueError):
+    """The body is not a usable ``points/redeemed`` event; the message says why (it is
+    returned to the sender with a 4xx, so it names fields, never values)."""
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | str):
+        text = str(value).strip()
+        return text or None
+    return None
+
+
+def parse_redeemed(body: Any) -> Redemption:
+    """A redemption from a ``points/redeemed`` body, or BadEvent."""
+    if not isinstance(body, Mapping):
+        raise BadEvent("body is not a JSON object")
+    event_id = _text(body.get("id"))
+    if event_id is None:
+        raise BadEvent("field 'id' is missing or not a string/integer")
+    if len(event_id) > MAX_ID_LENGTH or not event_id.isprintable():
+        raise BadEvent("field 'id' is too long or not printable")
+    customer = body.get("customer")
+    if not isinstance(customer, Mapping):
+        raise BadEvent("field 'customer' is missing or not an object")
+    email = _text(customer.get("email"))
+    if email is None:
+        raise BadEvent("field 'customer.email' is missing")
+    reward_type = _text(body.get("rewardType"))
+    rule_id = _text(body.get("ruleId"))
+    if reward_type is None and rule_id is None:
+        raise BadEvent("neither 'rewardType' nor 'ruleId' is set: nothing to route on")
+    points = body.get("points")
+    if points is not None and (isinstance(points, bool) or not isinstance(points, int | float)):
+        raise BadEvent("field 'points' is not a number")
+    problems: list[str] = []
+    if "@" not in email:
+        problems.append("customer email address is malformed")
+    return Redemption(
+        source=INFLUENCEIO,
+        id=event_id,
+        reward_id=rule_id,
+        reward_name=reward_type,
+        contact=Contact(
+            id=_text(customer.get("id")) or _text(customer.get("externalId")),
+            email=email,
+            name=_text(customer.get("name")),
+        ),
+        points=int(points) if isinstance(points, int | float) else None,
+        metadata={"reward_type": reward_type, "rule_id": rule_id},
+        raw=dict(body),
+        problems=tuple(problems),
+    )

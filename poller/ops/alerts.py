@@ -1,0 +1,215 @@
+"""Short messages to a Slack-compatible webhook (``[alerts] webhook_url``) when a person is
+needed: a redemption was held, or the worker failed several cycles in a row.
+
+* **Held:** after each cycle the held redemptions not yet announced are posted together, in
+  one message; each is remembered in the ledger's durable cache (``alerts:held:<source>:<id>``)
+  so it is announced at most once, across restarts and ``--run-once`` runs alike.
+* **Failing:** when ``failures_before_alert`` cycles in a row could not do their job, once per
+  streak, and once more when a cycle succeeds again.
+* **Rate limit:** at most one post per ``min_interval_seconds`` (kept in memory and in the
+  cache, so runs from a timer share it). A held redemption that could not be announced yet
+  waits for the next post; nothing is dropped.
+
+Messages carry redemption ids, reward names, states and reasons, passed through the log
+redactor, never a token, key, email address or claim link. A webhook that fails is logged and
+tried again with the next cycle's news: alerting never stops the worker.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+import structlog
+
+from poller import logs
+from poller.core.model import LedgerEntry
+from poller.core.ports import Cache
+from poller.core.states import State
+
+log = structlog.get_logger("poller.alerts")
+
+HELD_KEY = "alerts:held:{source}:{redemption_id}"
+LAST_POST_KEY = "alerts:last-post"
+FAILED_RUNS_KEY = "alerts:failed-runs"
+FAILURE_ANNOUNCED_KEY = "alerts:failure-announced"
+
+MAX_LISTED = 10
+MAX_REASON = 200
+HELD_SCAN = 500
+
+
+class HeldSource(Cache, Protocol):
+    """What the alerter reads from the ledger: the held redemptions, and the cache."""
+
+    def list(
+        self, *, states: frozenset[State] | None = None, limit: int = 100,
+    ) -> list[LedgerEntry]: ...
+
+
+Post = Callable[[str, str, float], bool]
+"""(url, text, timeout) -> delivered?"""
+
+
+def post_webhook(url: str, text: str, timeout: float) -> bool:
+    """POST ``{"text": text}`` the way Slack's incoming webhooks (and Mattermost, Rocket.Chat,
+    Teams' Slack-compatible endpoints) take it."""
+    import httpx
+
+    try:
+        response = httpx.post(url, json={"text": text}, timeout=timeout)
+    except httpx.HTTPError as exc:
+        # httpx names the URL in some messages: the redactor knows it as a secret.
+        log.warning("alert not delivered", error=logs.redactor.scrub(f"{type(exc).__name__}: "
+                                                                      f"{exc}"))
+        return False
+    if response.status_code >= 300:
+        log.warning("alert not delivered", status=response.status_code)
+        return False
+    return True
+
+
+def _clip(text: str, limit: int = MAX_REASON) -> str:
+    text = " ".join(logs.redactor.scrub(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def held_message(entries: Sequence[LedgerEntry], host: str) -> str:
+    def line(e: LedgerEntry) -> str:
+        reward = f" ({_clip(e.reward_name, 60)})" if e.reward_name else ""
+        return f"- {e.redemption_id}{reward}: {_clip(e.hold_reason or 'no reason recorded')}"
+
+    if len(entries) == 1:
+        e = entries[0]
+        head = f"reward-poller ({host}): redemption {e.redemption_id} is held and needs a person."
+    else:
+        head = f"reward-poller ({host}): {len(entries)} redemptions are held and need a person."
+    lines = [head, *(line(e) for e in entries[:MAX_LISTED])]
+    if len(entries) > MAX_LISTED:
+        lines.append(f"... and {len(entries) - MAX_LISTED} more "
+                     "(reward-poller ledger list --state held)")
+    lines.append("See: reward-poller ledger show ID; then ledger retry, approve, fulfill or "
+                 "refuse.")
+    return "\n".join(lines)
+
+
+def failing_message(failures: int, last_error: str, host: str) -> str:
+    return (
+        f"reward-poller ({host}): {failures} cycles in a row failed. Last error: "
+        f"{_clip(last_error) or 'unknown'}. Nothing is lost: redemptions wait in the "
+        "ledger and are worked on once a cycle succeeds."
+    )
+
+
+def recovered_message(host: str) -> str:
+    return f"reward-poller ({host}): cycles succeed again."
+
+
+class Alerter:
+    def __init__(
+        self, *, webhook_url: str | None, ledger: HeldSource, failures_before_alert: int = 3,
+        min_interval_seconds: float = 300.0, timeout_seconds: float = 10.0,
+        post: Post = post_webhook, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        host: str | None = None,
+    ) -> None:
+        self._url = webhook_url
+        self._ledger = ledger
+        self.failures_before_alert = failures_before_alert
+        self.min_interval = timedelta(seconds=min_interval_seconds)
+        self.timeout = timeout_seconds
+        self._post = post
+        self._clock = clock
+        self.host = host or socket.gethostname()
+        self._memory: dict[str, tuple[str, datetime | None]] = {}
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._url)
+
+    # --- the two kinds of news ----------------------------------------------------------
+
+    def after_cycle(self, ok: bool, last_error: str, failures_in_a_row: int) -> None:
+        """Called once per cycle (daemon or ``--run-once``). Never raises."""
+        if not self.enabled:
+            return
+        try:
+            self._failures(ok, last_error, failures_in_a_row)
+            self._held()
+        except Exception as exc:  # a ledger that is down, a bug: log, never stop the worker
+            log.error("alerting failed", error=_clip(f"{type(exc).__name__}: {exc}"))
+
+    def count_failed_run(self, ok: bool) -> int:
+        """For ``--run-once``: failed runs in a row, kept in the cache across runs."""
+        now = self._clock()
+        try:
+            before = int(self._ledger.cache_get(FAILED_RUNS_KEY, now) or "0")
+            count = 0 if ok else before + 1
+            self._ledger.cache_put(FAILED_RUNS_KEY, str(count), None)
+        except Exception:  # the ledger is down: this run counts as the first failure
+            return 0 if ok else 1
+        return count
+
+    def _failures(self, ok: bool, last_error: str, failures: int) -> None:
+        announced = self._get(FAILURE_ANNOUNCED_KEY) is not None
+        if not ok and failures >= self.failures_before_alert and not announced:
+            if self._send(failing_message(failures, last_error, self.host)):
+                self._put(FAILURE_ANNOUNCED_KEY, "1", None)
+        elif ok and announced and self._send(recovered_message(self.host)):
+            self._put(FAILURE_ANNOUNCED_KEY, "", self._clock())  # expired: cleared
+
+    def _held(self) -> None:
+        now = self._clock()
+        held = self._ledger.list(states=frozenset({State.HELD}), limit=HELD_SCAN)
+        fresh = [e for e in held if self._ledger.cache_get(_held_key(e), now) is None]
+        if not fresh:
+            return
+        fresh.sort(key=lambda e: (e.updated_at, e.pk))
+        if self._send(held_message(fresh, self.host)):
+            for entry in fresh:
+                self._ledger.cache_put(_held_key(entry), now.isoformat(), None)
+            log.info("alert posted: held redemptions", count=len(fresh))
+
+    # --- posting, rate-limited ---------------------------------------------------------
+
+    def _send(self, text: str) -> bool:
+        assert self._url
+        now = self._clock()
+        if self._get(LAST_POST_KEY) is not None:
+            log.info("alert deferred: rate limit",
+                     min_interval_seconds=self.min_interval.total_seconds())
+            return False
+        if not self._post(self._url, text, self.timeout):
+            return False
+        self._put(LAST_POST_KEY, now.isoformat(), now + self.min_interval)
+        return True
+
+    def _get(self, key: str) -> str | None:
+        """Memory first (works with the ledger down), then the durable cache."""
+        now = self._clock()
+        value, expires = self._memory.get(key, (None, None))
+        if value is not None and (expires is None or expires > now):
+            return value or None
+        try:
+            return self._ledger.cache_get(key, now) or None
+        except Exception:
+            return None
+
+    def _put(self, key: str, value: str, expires_at: datetime | None) -> None:
+        self._memory[key] = (value, expires_at)
+        try:
+            self._ledger.cache_put(key, value, expires_at)
+        except Exception as exc:
+            log.warning("alert state not saved in the ledger", key=key,
+                        error=_clip(f"{type(exc).__name__}: {exc}"))
+
+
+def _held_key(entry: LedgerEntry) -> str:
+    return HELD_KEY.format(source=entry.source, redemption_id=entry.redemption_id)
+
+
+def describe_failure(report_errors: Sequence[str], error: BaseException | None) -> str:
+    if error is not None:
+        return f"{type(error).__name__}: {error}"
+    return "; ".join(report_errors) or "the cycle could not do its job"

@@ -1,0 +1,147 @@
+"""The daemon as ``reward-poller run`` starts it: start-up checks, then the scheduler, with
+systemd notifications, metrics, the optional HTTP listener and alerts around the cycle.
+
+Start-up checks, in order, each failing the command (exit 1, or 2 for configuration) before
+systemd hears READY=1: the ledger opens (and a SQLite one migrates) and answers a query; the
+listener, when ``[server] listen`` is set, binds its address. Influitive and the vendors are
+not called here: the first cycle does that, and a failure there is reported by logs, metrics,
+``/healthz`` and alerts without stopping the daemon.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+import structlog
+
+from poller.config import Config
+from poller.ops.alerts import Alerter, HeldSource, describe_failure
+from poller.ops.notify import Notifier
+from poller.worker.cycle import CycleReport
+
+if TYPE_CHECKING:
+    from starlette.routing import BaseRoute
+
+    from poller.app import App
+    from poller.ops.metrics import Recorder
+    from poller.server.runner import HttpServer
+
+log = structlog.get_logger("poller.service")
+
+RouteFactory = Callable[["App"], Sequence["BaseRoute"]]
+"""Builds extra routes for the listener (webhook receivers) from the running App."""
+
+
+def alerter_for(config: Config, ledger: HeldSource) -> Alerter:
+    a = config.alerts
+    return Alerter(
+        webhook_url=a.webhook_url.get_secret_value() if a.webhook_url is not None else None,
+        ledger=ledger, failures_before_alert=a.failures_before_alert,
+        min_interval_seconds=a.min_interval_seconds, timeout_seconds=a.timeout_seconds,
+    )
+
+
+def _outcome(report: CycleReport | None, error: BaseException | None) -> tuple[bool, str]:
+    ok = error is None and report is not None and report.ok
+    return ok, "" if ok else describe_failure(report.errors if report else [], error)
+
+
+def run_once(app: App) -> CycleReport:
+    """One cycle (``run --run-once``), then the alerts it calls for. Failed runs in a row are
+    counted in the ledger's cache, so a timer's runs alert like the daemon's cycles."""
+    alerter = alerter_for(app.config, app.ledger)
+    report: CycleReport | None = None
+    error: Exception | None = None
+    try:
+        report = app.worker.run_cycle()
+        return report
+    except Exception as exc:
+        error = exc
+        raise
+    finally:
+        if alerter.enabled and (report is not None or error is not None):  # not on Ctrl-C
+            ok, why = _outcome(report, error)
+            alerter.after_cycle(ok, why, alerter.count_failed_run(ok))
+
+
+def serve(config: Config, *, routes: RouteFactory | None = None,
+          notifier: Notifier | None = None) -> int:
+    """Run the daemon until SIGTERM/SIGINT; returns its exit code."""
+    from poller.app import App
+    from poller.ops.metrics import Recorder
+    from poller.worker.scheduler import Daemon
+
+    notifier = notifier or Notifier.from_environment()
+    recorder = Recorder()
+    with App(config, recorder=recorder) as app:
+        app.ledger.ping()
+        recorder.set_counts(app.ledger.counts())
+        alerter = alerter_for(config, app.ledger)
+        daemon = Daemon(
+            recorder.timed(app.worker.run_cycle),
+            interval_seconds=config.schedule.interval_seconds, stop=app.stop,
+            notifier=notifier,
+        )
+
+        def on_cycle(report: CycleReport | None, error: BaseException | None) -> None:
+            ok, why = _outcome(report, error)
+            recorder.observe_cycle(ok, daemon.failures_in_a_row)
+            try:
+                recorder.set_counts(app.ledger.counts())
+            except Exception as exc:
+                log.warning("redemption counts not updated", error=type(exc).__name__)
+            alerter.after_cycle(ok, why, daemon.failures_in_a_row)
+
+        daemon.on_cycle = on_cycle
+        server = _listener(config, app, recorder, _with_webhooks(config, routes, daemon.nudge))
+        try:
+            return daemon.run()
+        finally:
+            if server is not None:
+                server.stop()
+
+
+def _with_webhooks(
+    config: Config, routes: RouteFactory | None, nudge: Callable[[], None]
+) -> RouteFactory | None:
+    """Add the webhook receivers whose secret is set to the listener's routes."""
+    w = config.webhooks
+    if w.influitive_secret is None and w.influenceio_secret is None:
+        return routes
+    if not config.server.listen:
+        log.warning("webhook secrets are set but [server] listen is not: no receiver runs")
+        return routes
+
+    def factory(app: App) -> Sequence[BaseRoute]:
+        from poller.webhooks.routes import webhook_routes
+
+        extra = list(routes(app)) if routes else []
+        return [*extra, *webhook_routes(
+            influitive_secret=w.influitive_secret.get_secret_value()
+            if w.influitive_secret else None,
+            influenceio_secret=w.influenceio_secret.get_secret_value()
+            if w.influenceio_secret else None,
+            ledger=app.ledger, nudge=nudge,
+        )]
+
+    return factory
+
+
+def _listener(
+    config: Config, app: App, recorder: Recorder, routes: RouteFactory | None
+) -> HttpServer | None:
+    if not config.server.listen:
+        return None
+    from poller.ops.health import Health
+    from poller.server.app import create_app
+    from poller.server.runner import HttpServer
+
+    health = Health(interval_seconds=config.schedule.interval_seconds,
+                    last_success=lambda: recorder.last_successful_poll)
+    server = HttpServer(
+        create_app(health, recorder, extra_routes=routes(app) if routes else ()),
+        config.server.listen,
+    )
+    server.start()
+    return server

@@ -1,0 +1,576 @@
+"""A local stand-in for the Giftbit API (papi v1), speaking its documented shapes.
+
+Serve it with ``ServerThread(create_app(state))`` and point the adapter at
+``<url>/papi/v1``. It keeps its own record of every ``POST /campaign`` it received and every
+campaign it created, so tests can check "one campaign per id" against the vendor's side.
+
+Built-in behaviours (no setup needed):
+
+* ``Authorization: Bearer <api_key>`` or 401; a request with ``SIMULATE-RATELIMIT: true``
+  is a 429, as on Giftbit's testbed.
+* ``POST /campaign`` creates at most one campaign per ``id`` (letters and digits, at most 40:
+  the limit the adapter assumes). What Giftbit answers to a repeated id is unconfirmed, so
+  ``repeat_mode`` picks it: ``"error"`` (default) a 422 ``ERROR_DUPLICATE_CAMPAIGN_ID``,
+  ``"replay"`` a 200 with the first campaign. Either way nothing new is created.
+* Brands (``BRANDS``): ``amazonus`` and ``starbucksus`` (USD), ``amazonca`` (CAD), and
+  ``PENDING`` (USD; its campaigns wait in ``AWAITING_FUNDS`` until ``approve``). Any other
+  code (``UNAVAILABLE`` for instance) or a price outside the brand's range is a 422
+  ``ERROR_CAMPAIGN_INVALID_BRAND``; ``GET /brands/{code}`` of an unknown code is a 404.
+* A contact email ending in ``@invalid.example`` (or without ``@``) is a 422
+  ``ERROR_INVALID_CONTACT_EMAIL`` (Giftbit's code for it is unconfirmed).
+* Not enough funds in the brand's currency is not an error: 200 with info
+  ``INFO_CAMPAIGN_CREATED_FUNDS_REQUIRED`` and status ``AWAITING_FUNDS``; topping the funds up
+  (``set_funds``/``add_funds``) sends the waiting campaigns that now fit, oldest first.
+* Funded campaigns are ``COMPLETED`` at once (Giftbit has emailed them).
+
+Fault knobs, from Python (``GiftbitState`` methods) or over HTTP (``/_standin/...``, see
+``create_app``): forced statuses, a delay, a rate limit, lost answers (drop or hang after
+the campaign was created), garbage answers, ``repeat_mode``. ``reset`` puts everything back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import hmac
+import re
+import threading
+import time
+import uuid
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
+
+import structlog
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+# Shared stand-in plumbing (fault records and misbehaving answers) lives with the first
+# stand-in.
+from poller.standins.tremendous import (
+    Fault,
+    LoseMode,
+    _DroppedResponse,
+    _HungResponse,
+    _json_object,
+    _Loss,
+)
+
+log = structlog.get_logger(__name__)
+
+API_PREFIX = "/papi/v1"
+PENDING_BRAND = "PENDING"
+INVALID_RECIPIENT_DOMAIN = "@invalid.example"
+DEFAULT_FUNDS: dict[str, int] = {"USD": 1_000_000, "CAD": 1_000_000}
+INVALID_BRAND = "ERROR_CAMPAIGN_INVALID_BRAND"
+DUPLICATE_ID = "ERROR_DUPLICATE_CAMPAIGN_ID"
+FUNDS_REQUIRED = "INFO_CAMPAIGN_CREATED_FUNDS_REQUIRED"
+_CAMPAIGN_ID = re.compile(r"^[A-Za-z0-9]{1,40}$")
+
+RepeatMode = Literal["error", "replay"]
+
+BRANDS: tuple[dict[str, Any], ...] = (
+    {"brand_code": "amazonus", "name": "Amazon.com", "currencyisocode": "USD",
+     "min_price_in_cents": 500, "max_price_in_cents": 50_000},
+    {"brand_code": "starbucksus", "name": "Starbucks", "currencyisocode": "USD",
+     "min_price_in_cents": 500, "max_price_in_cents": 10_000},
+    {"brand_code": "amazonca", "name": "Amazon.ca", "currencyisocode": "CAD",
+     "min_price_in_cents": 500, "max_price_in_cents": 50_000},
+    {"brand_code": PENDING_BRAND, "name": "Waits for approval (stand-in)",
+     "currencyisocode": "USD", "min_price_in_cents": 100, "max_price_in_cents": 200_000},
+)
+_BRANDS = {b["brand_code"]: b for b in BRANDS}
+
+
+def error_body(status: int, code: str, name: str, message: str) -> dict[str, Any]:
+    """Giftbit's documented error shape."""
+    return {"error": {"code": code, "name": name, "message": message}, "status": status}
+
+
+def _error(status: int, code: str, name: str, message: str,
+           headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error_body(status, code, name, message), status_code=status,
+                        headers=headers)
+
+
+class GiftbitState:
+    """Everything the stand-in knows. Thread-safe."""
+
+    def __init__(self, funds: dict[str, int] | None = None) -> None:
+        self._lock = threading.RLock()
+        self._initial_funds = dict(funds if funds is not None else DEFAULT_FUNDS)
+        self.funds = dict(self._initial_funds)
+        self.campaigns: dict[str, dict[str, Any]] = {}
+        """Campaign id -> the campaign as served."""
+        self.received: list[dict[str, Any]] = []
+        """One record per ``POST /campaign``: id, created, status, outcome."""
+        self.repeat_mode: RepeatMode = "error"
+        self.faults: list[Fault] = []
+        self.delay = 0.0
+        self.rate_limit: int | None = None
+        self.rate_limit_retry_after: str | None = None
+        self.losses: list[_Loss] = []
+        self.garbage_left = 0
+        self._hits: deque[float] = deque()
+
+    def __repr__(self) -> str:
+        return f"GiftbitState(campaigns={len(self.campaigns)}, funds={self.funds})"
+
+    # --- knobs --------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        with self._lock:
+            self.funds = dict(self._initial_funds)
+            self.campaigns.clear()
+            self.received.clear()
+            self.repeat_mode = "error"
+            self.faults.clear()
+            self.delay = 0.0
+            self.rate_limit = None
+            self.rate_limit_retry_after = None
+            self.losses.clear()
+            self.garbage_left = 0
+            self._hits.clear()
+
+    def fail(self, status: int, count: int | None = 1, *, retry_after: str | float | None = None,
+             method: str | None = None, path: str | None = None) -> None:
+        """Answer ``status`` to the next ``count`` API requests (None: until ``clear_faults``)
+        without handling them. ``path`` is a prefix such as ``/campaign``."""
+        with self._lock:
+            self.faults.append(Fault(
+                status=status, remaining=count,
+                retry_after=None if retry_after is None else str(retry_after),
+                method=method, path=path,
+            ))
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self.faults.clear()
+
+    def set_delay(self, seconds: float) -> None:
+        with self._lock:
+            self.delay = max(0.0, seconds)
+
+    def set_rate_limit(self, per_second: int | None,
+                       retry_after: str | float | None = None) -> None:
+        with self._lock:
+            self.rate_limit = per_second
+            self.rate_limit_retry_after = None if retry_after is None else str(retry_after)
+            self._hits.clear()
+
+    def lose_answers(self, count: int = 1, mode: LoseMode = "drop",
+                     hang_seconds: float = 30.0) -> None:
+        """Handle the next ``count`` ``POST /campaign`` (creating it), then lose the answer."""
+        with self._lock:
+            self.losses.append(_Loss(remaining=count, mode=mode, hang_seconds=hang_seconds))
+
+    def garbage(self, count: int = 1) -> None:
+        """Handle the next ``count`` API requests, then answer 200 with a body that is not
+        JSON (a create does create the campaign)."""
+        with self._lock:
+            self.garbage_left += count
+
+    def set_repeat_mode(self, mode: RepeatMode) -> None:
+        with self._lock:
+            self.repeat_mode = mode
+
+    def set_funds(self, currency: str, cents: int) -> None:
+        """Set the available funds; waiting campaigns that now fit are sent."""
+        with self._lock:
+            self.funds[currency.upper()] = cents
+            self._release()
+
+    def add_funds(self, currency: str, cents: int) -> None:
+        with self._lock:
+            self.set_funds(currency, self.funds.get(currency.upper(), 0) + cents)
+
+    def approve(self, ident: str) -> dict[str, Any]:
+        """Send a waiting campaign now (COMPLETED), whatever the funds."""
+        return self.set_status(ident, "COMPLETED")
+
+    def set_status(self, ident: str, status: str) -> dict[str, Any]:
+        with self._lock:
+            campaign = self.campaigns.get(ident)
+            if campaign is None:
+                raise KeyError(ident)
+            campaign["status"] = status
+            return copy.deepcopy(campaign)
+
+    # --- records ------------------------------------------------------------------------
+
+    def find(self, ident: str) -> dict[str, Any] | None:
+        with self._lock:
+            campaign = self.campaigns.get(ident)
+            return copy.deepcopy(campaign) if campaign is not None else None
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Per campaign id: ``received`` POST /campaign and campaigns ``created``."""
+        with self._lock:
+            received: Counter[str] = Counter()
+            created: Counter[str] = Counter()
+            for rec in self.received:
+                ident = rec.get("id")
+                if isinstance(ident, str):
+                    received[ident] += 1
+                    created[ident] += 1 if rec.get("created") else 0
+            return {i: {"received": received[i], "created": created[i]} for i in received}
+
+    def created_for(self, ident: str) -> int:
+        return self.counts().get(ident, {}).get("created", 0)
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "campaigns": [copy.deepcopy(c) for c in self.campaigns.values()],
+                "received": [dict(r) for r in self.received],
+                "counts": self.counts(),
+                "funds": dict(self.funds),
+                "repeat_mode": self.repeat_mode,
+            }
+
+    # --- used by the app ----------------------------------------------------------------
+
+    def _release(self) -> None:
+        for campaign in self.campaigns.values():
+            if campaign["status"] != "AWAITING_FUNDS" or campaign.get("_hold"):
+                continue
+            currency = campaign["_currency"]
+            if self.funds.get(currency, 0) >= campaign["price_in_cents"]:
+                self.funds[currency] -= campaign["price_in_cents"]
+                campaign["status"] = "COMPLETED"
+
+    def _take_fault(self, method: str, path: str) -> Fault | None:
+        with self._lock:
+            for fault in self.faults:
+                if fault.matches(method, path):
+                    if fault.remaining is not None:
+                        fault.remaining -= 1
+                    return fault
+            return None
+
+    def _rate_limited(self) -> bool:
+        with self._lock:
+            if self.rate_limit is None:
+                return False
+            now = time.monotonic()
+            while self._hits and now - self._hits[0] >= 1.0:
+                self._hits.popleft()
+            if len(self._hits) >= self.rate_limit:
+                return True
+            self._hits.append(now)
+            return False
+
+    def _take_loss(self) -> _Loss | None:
+        with self._lock:
+            for loss in self.losses:
+                if loss.remaining > 0:
+                    loss.remaining -= 1
+                    return _Loss(1, loss.mode, loss.hang_seconds)
+            return None
+
+    def _take_garbage(self) -> bool:
+        with self._lock:
+            if self.garbage_left > 0:
+                self.garbage_left -= 1
+                return True
+            return False
+
+    def _record(self, ident: Any, *, created: bool, status: int, outcome: str) -> None:
+        with self._lock:
+            self.received.append({
+                "id": ident if isinstance(ident, str) else None, "created": created,
+                "status": status, "outcome": outcome, "at": time.time(),
+            })
+
+    def _create(self, body: Any) -> tuple[int, dict[str, Any], str]:
+        """Validate and create (or find) a campaign: (status, response body, outcome), the
+        outcome being ``created``, ``repeat`` or ``rejected``."""
+        if not isinstance(body, dict):
+            return 400, error_body(400, "ERROR_INVALID_REQUEST", "Invalid request",
+                                   "The body must be a JSON object"), "rejected"
+        ident = body.get("id")
+        with self._lock:
+            if not isinstance(ident, str) or not _CAMPAIGN_ID.match(ident):
+                return 422, error_body(422, "ERROR_INVALID_CAMPAIGN_ID", "Invalid campaign id",
+                                       "id is required: letters and digits, at most 40"), "rejected"
+            if ident in self.campaigns:
+                if self.repeat_mode == "replay":
+                    return 200, {"campaign": _public(self.campaigns[ident]),
+                                 "info": {"code": "INFO_CAMPAIGN_EXISTS",
+                                          "name": "Campaign exists",
+                                          "message": "A campaign with this id exists"},
+                                 "status": 200}, "repeat"
+                return 422, error_body(422, DUPLICATE_ID, "Duplicate campaign id",
+                                       f"A campaign with id {ident} already exists"), "repeat"
+            problem = _validate(body)
+            if problem is not None:
+                return 422, problem, "rejected"
+            brand = _BRANDS[body["brand_codes"][0]]
+            price = body["price_in_cents"]
+            currency = brand["currencyisocode"]
+            funded = brand["brand_code"] != PENDING_BRAND and self.funds.get(currency, 0) >= price
+            if funded:
+                self.funds[currency] -= price
+            campaign = {
+                "id": ident,
+                "uuid": str(uuid.uuid4()),
+                "status": "COMPLETED" if funded else "AWAITING_FUNDS",
+                "price_in_cents": price,
+                "brand_codes": list(body["brand_codes"]),
+                "contacts": copy.deepcopy(body["contacts"]),
+                "subject": body.get("subject"),
+                "message": body.get("message"),
+                "created_date": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+                "_currency": currency,
+                "_hold": brand["brand_code"] == PENDING_BRAND,
+            }
+            self.campaigns[ident] = campaign
+            info = ({"code": "INFO_CAMPAIGN_CREATED", "name": "Campaign created",
+                     "message": "The campaign was created"} if funded else
+                    {"code": FUNDS_REQUIRED, "name": "Campaign created, funds required",
+                     "message": "The campaign was created and will be sent once funded"})
+            log.debug("standin_campaign_created", id=ident, status=campaign["status"])
+            return 200, {"campaign": _public(campaign), "info": info, "status": 200}, "created"
+
+
+def _public(campaign: dict[str, Any]) -> dict[str, Any]:
+    return {k: copy.deepcopy(v) for k, v in campaign.items() if not k.startswith("_")}
+
+
+def _validate(body: dict[str, Any]) -> dict[str, Any] | None:
+    codes = body.get("brand_codes")
+    price = body.get("price_in_cents")
+    brand = _BRANDS.get(codes[0]) if isinstance(codes, list) and len(codes) == 1 \
+        and isinstance(codes[0], str) else None
+    if (
+        brand is None or not isinstance(price, int) or isinstance(price, bool)
+        or not brand["min_price_in_cents"] <= price <= brand["max_price_in_cents"]
+    ):
+        return error_body(422, INVALID_BRAND, "Invalid brand",
+                          "The brand or price is not available for this campaign")
+    contacts = body.get("contacts")
+    contact = contacts[0] if isinstance(contacts, list) and len(contacts) == 1 else None
+    email = contact.get("email") if isinstance(contact, dict) else None
+    if (
+        not isinstance(email, str) or "@" not in email
+        or email.lower().endswith(INVALID_RECIPIENT_DOMAIN)
+    ):
+        return error_body(422, "ERROR_INVALID_CONTACT_EMAIL", "Invalid contact email",
+                          "The contact's email address is not valid")
+    return None
+
+
+GARBAGE = b'{"campaign": {"id": "<html>502 Bad Gateway</html>'
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def create_app(state: GiftbitState | None = None, *, api_key: str = "standin-key") -> Starlette:
+    """The stand-in app; ``app.state.giftbit`` is the ``GiftbitState``.
+
+    API under ``/papi/v1``: ``POST /campaign``, ``GET /campaign/{id}``, ``GET /brands``,
+    ``GET /brands/{code}``, ``GET /funds``.
+
+    Admin under ``/_standin`` (no auth, JSON bodies, loopback use only):
+    ``GET /campaigns`` (campaigns, received POSTs, counts per id, funds); ``POST /reset``;
+    ``POST /funds {"currency", "cents"}`` (sends waiting campaigns that now fit);
+    ``POST /faults {"status", "count", "retry_after", "method", "path"}``;
+    ``POST /faults/clear``; ``POST /delay {"seconds"}``;
+    ``POST /rate_limit {"per_second", "retry_after"}``;
+    ``POST /lose {"count", "mode", "hang_seconds"}``; ``POST /garbage {"count"}``;
+    ``POST /repeat_mode {"mode": "error"|"replay"}``;
+    ``POST /campaigns/{id}/approve``; ``POST /campaigns/{id}/status {"status"}``.
+    """
+    st = state if state is not None else GiftbitState()
+    expected = f"Bearer {api_key}".encode()
+
+    def api(handler: Handler) -> Handler:
+        async def wrapped(request: Request) -> Response:
+            path = request.url.path.removeprefix(API_PREFIX) or "/"
+            is_create = request.method == "POST" and path.rstrip("/") == "/campaign"
+            ident = (await _json_object(request)).get("id") if is_create else None
+            with st._lock:
+                delay = st.delay
+            if delay:
+                await asyncio.sleep(delay)
+            fault = st._take_fault(request.method, path)
+            if fault is not None:
+                if is_create:
+                    st._record(ident, created=False, status=fault.status, outcome="forced")
+                headers = {"Retry-After": fault.retry_after} if fault.retry_after else None
+                return _error(fault.status, f"ERROR_FORCED_{fault.status}", "Forced",
+                              f"Forced {fault.status} (stand-in)", headers=headers)
+            simulated = request.headers.get("simulate-ratelimit", "").lower() == "true"
+            if simulated or st._rate_limited():
+                if is_create:
+                    st._record(ident, created=False, status=429, outcome="rate_limited")
+                with st._lock:
+                    after = st.rate_limit_retry_after
+                return _error(429, "ERROR_RATE_LIMIT", "Rate limit exceeded",
+                              "Too many requests", headers={"Retry-After": after} if after
+                              else None)
+            given = request.headers.get("authorization", "").encode()
+            if not hmac.compare_digest(given, expected):
+                if is_create:
+                    st._record(ident, created=False, status=401, outcome="unauthorized")
+                return _error(401, "ERROR_INVALID_TOKEN", "Invalid token",
+                              "The API token is invalid or missing")
+            response = await handler(request)
+            if is_create:
+                loss = st._take_loss()
+                if loss is not None:
+                    return (_DroppedResponse() if loss.mode == "drop"
+                            else _HungResponse(response, loss.hang_seconds))
+            if st._take_garbage():
+                return Response(GARBAGE, status_code=200, media_type="application/json")
+            return response
+
+        return wrapped
+
+    @api
+    async def create_campaign(request: Request) -> Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            st._record(None, created=False, status=400, outcome="rejected")
+            return _error(400, "ERROR_INVALID_REQUEST", "Invalid request", "Body is not JSON")
+        status, answer, outcome = st._create(body)
+        st._record(body.get("id") if isinstance(body, dict) else None,
+                   created=outcome == "created", status=status, outcome=outcome)
+        return JSONResponse(answer, status_code=status)
+
+    @api
+    async def get_campaign(request: Request) -> Response:
+        campaign = st.find(request.path_params["ident"])
+        if campaign is None:
+            return _error(404, "ERROR_CAMPAIGN_NOT_FOUND", "Campaign not found",
+                          "No campaign with this id")
+        return JSONResponse({"campaign": _public(campaign), "status": 200})
+
+    @api
+    async def list_brands(request: Request) -> Response:
+        brands = [dict(b) for b in BRANDS]
+        return JSONResponse({"brands": brands, "number_of_results": len(brands),
+                             "limit": 500, "offset": 0, "total_count": len(brands),
+                             "status": 200})
+
+    @api
+    async def get_brand(request: Request) -> Response:
+        brand = _BRANDS.get(request.path_params["code"])
+        if brand is None:
+            return _error(404, "ERROR_BRAND_NOT_FOUND", "Brand not found",
+                          "No brand with this code")
+        return JSONResponse({"brand": dict(brand), "status": 200})
+
+    @api
+    async def get_funds(request: Request) -> Response:
+        with st._lock:
+            funds = dict(st.funds)
+        return JSONResponse({"fundsbycurrency": {
+            cur: {"available_in_cents": cents, "pending_in_cents": 0, "reserved_in_cents": 0}
+            for cur, cents in funds.items()
+        }, "status": 200})
+
+    # --- admin ----------------------------------------------------------------------------
+
+    async def admin_campaigns(request: Request) -> Response:
+        return JSONResponse(st.snapshot())
+
+    async def admin_reset(request: Request) -> Response:
+        st.reset()
+        return JSONResponse({"ok": True})
+
+    async def admin_funds(request: Request) -> Response:
+        body = await _json_object(request)
+        cents = body.get("cents")
+        if not isinstance(cents, int):
+            return JSONResponse({"error": "cents (integer) is required"}, status_code=400)
+        st.set_funds(str(body.get("currency", "USD")), cents)
+        return JSONResponse({"funds": st.snapshot()["funds"]})
+
+    async def admin_faults(request: Request) -> Response:
+        body = await _json_object(request)
+        status = body.get("status")
+        if not isinstance(status, int):
+            return JSONResponse({"error": "status (integer) is required"}, status_code=400)
+        st.fail(status, body.get("count", 1), retry_after=body.get("retry_after"),
+                method=body.get("method"), path=body.get("path"))
+        return JSONResponse({"ok": True})
+
+    async def admin_faults_clear(request: Request) -> Response:
+        st.clear_faults()
+        return JSONResponse({"ok": True})
+
+    async def admin_delay(request: Request) -> Response:
+        body = await _json_object(request)
+        st.set_delay(float(body.get("seconds", 0.0)))
+        return JSONResponse({"ok": True})
+
+    async def admin_rate_limit(request: Request) -> Response:
+        body = await _json_object(request)
+        st.set_rate_limit(body.get("per_second"), body.get("retry_after"))
+        return JSONResponse({"ok": True})
+
+    async def admin_lose(request: Request) -> Response:
+        body = await _json_object(request)
+        mode = body.get("mode", "drop")
+        if mode not in ("drop", "hang"):
+            return JSONResponse({"error": "mode is drop or hang"}, status_code=400)
+        st.lose_answers(int(body.get("count", 1)), mode, float(body.get("hang_seconds", 30.0)))
+        return JSONResponse({"ok": True})
+
+    async def admin_garbage(request: Request) -> Response:
+        body = await _json_object(request)
+        st.garbage(int(body.get("count", 1)))
+        return JSONResponse({"ok": True})
+
+    async def admin_repeat_mode(request: Request) -> Response:
+        body = await _json_object(request)
+        mode = body.get("mode")
+        if mode not in ("error", "replay"):
+            return JSONResponse({"error": "mode is error or replay"}, status_code=400)
+        st.set_repeat_mode(mode)
+        return JSONResponse({"ok": True})
+
+    async def admin_approve(request: Request) -> Response:
+        try:
+            campaign = st.approve(request.path_params["ident"])
+        except KeyError:
+            return JSONResponse({"error": "no such campaign"}, status_code=404)
+        return JSONResponse({"campaign": _public(campaign)})
+
+    async def admin_status(request: Request) -> Response:
+        body = await _json_object(request)
+        status = body.get("status")
+        if not isinstance(status, str):
+            return JSONResponse({"error": "status (string) is required"}, status_code=400)
+        try:
+            campaign = st.set_status(request.path_params["ident"], status)
+        except KeyError:
+            return JSONResponse({"error": "no such campaign"}, status_code=404)
+        return JSONResponse({"campaign": _public(campaign)})
+
+    routes = [
+        Route(f"{API_PREFIX}/campaign", create_campaign, methods=["POST"]),
+        Route(f"{API_PREFIX}/campaign/{{ident}}", get_campaign, methods=["GET"]),
+        Route(f"{API_PREFIX}/brands", list_brands, methods=["GET"]),
+        Route(f"{API_PREFIX}/brands/{{code}}", get_brand, methods=["GET"]),
+        Route(f"{API_PREFIX}/funds", get_funds, methods=["GET"]),
+        Route("/_standin/campaigns", admin_campaigns, methods=["GET"]),
+        Route("/_standin/reset", admin_reset, methods=["POST"]),
+        Route("/_standin/funds", admin_funds, methods=["POST"]),
+        Route("/_standin/faults", admin_faults, methods=["POST"]),
+        Route("/_standin/faults/clear", admin_faults_clear, methods=["POST"]),
+        Route("/_standin/delay", admin_delay, methods=["POST"]),
+        Route("/_standin/rate_limit", admin_rate_limit, methods=["POST"]),
+        Route("/_standin/lose", admin_lose, methods=["POST"]),
+        Route("/_standin/garbage", admin_garbage, methods=["POST"]),
+        Route("/_standin/repeat_mode", admin_repeat_mode, methods=["POST"]),
+        Route("/_standin/campaigns/{ident}/approve", admin_approve, methods=["POST"]),
+        Route("/_standin/campaigns/{ident}/status", admin_status, methods=["POST"]),
+    ]
+    app = Starlette(routes=routes)
+    app.state.giftbit = st
+    return app

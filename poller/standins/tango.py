@@ -1,0 +1,668 @@
+"""A local stand-in for Tango Card RaaS v2, speaking its documented shapes.
+
+Serve it with ``ServerThread(create_app(state))`` and point the adapter at
+``<url>/raas/v2`` with platform name ``PLATFORM_NAME``, customer ``CUSTOMER`` and account
+``ACCOUNT``. It keeps its own record of every ``POST /orders`` it received and every order
+it created, so tests can check "one order per externalRefID" against the vendor's side.
+
+Built-in behaviours (no setup needed):
+
+* HTTP Basic ``PLATFORM_NAME:<platform_key>`` or 401.
+* ``POST /orders`` is idempotent on ``externalRefID`` per account: first create 201, a
+  repeat 200 with the same order (creates nothing, charges nothing). Orders draw the account
+  balance down; too little is a 400 "insufficient funds" (Tango's wording is unconfirmed;
+  this is the stand-in's guess).
+* The catalog (``CATALOG``): ``U561593`` Amazon.com (USD, 0.01 to 2000), ``U426141``
+  Starbucks (USD, fixed 25.00), ``U579023`` Zalando (EUR, 5 to 250), ``PENDING`` (USD; its
+  orders stay ``PENDING`` until ``approve``) and ``UNAVAILABLE`` (inactive: orders are a 400
+  about the item). A UTID not in the catalog is a 400 about the item, and so is an amount
+  the item does not allow.
+* A recipient email ending in ``@invalid.example`` (or without ``@``) is a 400 about the
+  recipient; an unknown customer or account is a 400 about those.
+* ``GET /catalogs`` counts its calls (``catalog_calls``): tests prove the cache with it.
+
+Fault knobs, from Python (``TangoState`` methods) or over HTTP (``/_standin/...``, see
+``create_app``): forced statuses for the next N requests, "process then fail" (the order is
+created, the answer is a 5xx: Tango's "may occasionally process"), a delay per request, a
+rate limit, lost answers (drop the connection or hang, after the order was created),
+garbage answers. ``reset`` puts everything back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import copy
+import hmac
+import re
+import secrets
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import structlog
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+# Shared stand-in plumbing (fault records and misbehaving answers) lives with the first
+# stand-in.
+from poller.standins.tremendous import (
+    Fault,
+    LoseMode,
+    _DroppedResponse,
+    _HungResponse,
+    _json_object,
+    _Loss,
+)
+
+log = structlog.get_logger(__name__)
+
+API_PREFIX = "/raas/v2"
+PLATFORM_NAME = "standin-platform"
+CUSTOMER = "standin-customer"
+ACCOUNT = "standin-account"
+DEFAULT_BALANCE = Decimal("10000.00")
+UNAVAILABLE_UTID = "UNAVAILABLE"
+PENDING_UTID = "PENDING"
+INVALID_RECIPIENT_DOMAIN = "@invalid.example"
+LINK_BASE = "https://standin.tango.invalid/redeem/"
+_EXTERNAL_REF = re.compile(r"^[A-Za-z0-9]{1,100}$")
+
+CATALOG: tuple[dict[str, Any], ...] = (
+    {"brandKey": "B916708", "brandName": "Amazon.com", "status": "active", "items": [
+        {"utid": "U561593", "rewardName": "Amazon.com Gift Card", "currencyCode": "USD",
+         "status": "active", "valueType": "VARIABLE_VALUE", "minValue": 0.01,
+         "maxValue": 2000.0, "countries": ["US"]},
+    ]},
+    {"brandKey": "B238401", "brandName": "Starbucks", "status": "active", "items": [
+        {"utid": "U426141", "rewardName": "Starbucks Card $25", "currencyCode": "USD",
+         "status": "active", "valueType": "FIXED_VALUE", "faceValue": 25.0,
+         "countries": ["US"]},
+    ]},
+    {"brandKey": "B455093", "brandName": "Zalando", "status": "active", "items": [
+        {"utid": "U579023", "rewardName": "Zalando Gift Card", "currencyCode": "EUR",
+         "status": "active", "valueType": "VARIABLE_VALUE", "minValue": 5.0,
+         "maxValue": 250.0, "countries": ["DE"]},
+    ]},
+    {"brandKey": "B000001", "brandName": "Stand-in", "status": "active", "items": [
+        {"utid": PENDING_UTID, "rewardName": "Needs review (stand-in)", "currencyCode": "USD",
+         "status": "active", "valueType": "VARIABLE_VALUE", "minValue": 1.0,
+         "maxValue": 2000.0, "countries": ["US"]},
+        {"utid": UNAVAILABLE_UTID, "rewardName": "Retired card (stand-in)",
+         "currencyCode": "USD", "status": "inactive", "valueType": "VARIABLE_VALUE",
+         "minValue": 1.0, "maxValue": 2000.0, "countries": ["US"]},
+    ]},
+)
+_ITEMS: dict[str, dict[str, Any]] = {
+    item["utid"]: item for brand in CATALOG for item in brand["items"]
+}
+
+_PHRASES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+            409: "Conflict", 429: "Too Many Requests", 500: "Internal Server Error",
+            502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
+
+
+def error_body(status: int, path: str, errors: list[dict[str, Any]] | None = None,
+               message: str | None = None) -> dict[str, Any]:
+    """Tango's documented error shape."""
+    return {
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+        "requestId": secrets.token_hex(8),
+        "path": path,
+        "httpCode": status,
+        "httpPhrase": _PHRASES.get(status, "Error"),
+        "message": message or _PHRASES.get(status, "Error"),
+        "errors": errors or [],
+    }
+
+
+def _error(status: int, path: str, errors: list[dict[str, Any]] | None = None,
+           message: str | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error_body(status, path, errors, message), status_code=status,
+                        headers=headers)
+
+
+class TangoState:
+    """Everything the stand-in knows. Thread-safe: the server runs in its own thread while a
+    test drives the knobs."""
+
+    def __init__(self, balance: Decimal | str = DEFAULT_BALANCE) -> None:
+        self._lock = threading.RLock()
+        self._initial_balance = Decimal(str(balance))
+        self.balance = self._initial_balance
+        self.orders: dict[str, dict[str, Any]] = {}
+        """referenceOrderID -> the order as served."""
+        self.received: list[dict[str, Any]] = []
+        """One record per ``POST /orders``: external_id, created, status, outcome."""
+        self.catalog_calls = 0
+        self.faults: list[Fault] = []
+        self.process_then_fail_left: list[tuple[int, int]] = []
+        self.delay = 0.0
+        self.rate_limit: int | None = None
+        self.rate_limit_retry_after: str | None = None
+        self.losses: list[_Loss] = []
+        self.garbage_left = 0
+        self._by_external: dict[str, str] = {}
+        self._hits: deque[float] = deque()
+        self._counter = 0
+
+    def __repr__(self) -> str:
+        return f"TangoState(orders={len(self.orders)}, balance={self.balance})"
+
+    # --- knobs --------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        with self._lock:
+            self.balance = self._initial_balance
+            self.orders.clear()
+            self.received.clear()
+            self.catalog_calls = 0
+            self.faults.clear()
+            self.process_then_fail_left.clear()
+            self.delay = 0.0
+            self.rate_limit = None
+            self.rate_limit_retry_after = None
+            self.losses.clear()
+            self.garbage_left = 0
+            self._by_external.clear()
+            self._hits.clear()
+            self._counter = 0
+
+    def fail(self, status: int, count: int | None = 1, *, retry_after: str | float | None = None,
+             method: str | None = None, path: str | None = None) -> None:
+        """Answer ``status`` to the next ``count`` API requests (None: until ``clear_faults``)
+        without handling them. ``path`` is a prefix such as ``/orders``."""
+        with self._lock:
+            self.faults.append(Fault(
+                status=status, remaining=count,
+                retry_after=None if retry_after is None else str(retry_after),
+                method=method, path=path,
+            ))
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self.faults.clear()
+            self.process_then_fail_left.clear()
+
+    def process_then_fail(self, status: int = 503, count: int = 1) -> None:
+        """Handle the next ``count`` ``POST /orders`` (creating the order), then answer
+        ``status`` anyway: Tango's "5xx may occasionally process"."""
+        with self._lock:
+            self.process_then_fail_left.append((status, count))
+
+    def set_delay(self, seconds: float) -> None:
+        with self._lock:
+            self.delay = max(0.0, seconds)
+
+    def set_rate_limit(self, per_second: int | None,
+                       retry_after: str | float | None = None) -> None:
+        """At most ``per_second`` API requests in any one-second window; 429 beyond."""
+        with self._lock:
+            self.rate_limit = per_second
+            self.rate_limit_retry_after = None if retry_after is None else str(retry_after)
+            self._hits.clear()
+
+    def lose_answers(self, count: int = 1, mode: LoseMode = "drop",
+                     hang_seconds: float = 30.0) -> None:
+        """Handle the next ``count`` ``POST /orders`` (creating the order), then lose the
+        answer: ``drop`` closes the connection mid-body, ``hang`` answers nothing."""
+        with self._lock:
+            self.losses.append(_Loss(remaining=count, mode=mode, hang_seconds=hang_seconds))
+
+    def garbage(self, count: int = 1) -> None:
+        """Handle the next ``count`` API requests, then answer 200 with a body that is not
+        JSON (a create does create the order)."""
+        with self._lock:
+            self.garbage_left += count
+
+    def set_balance(self, amount: Decimal | str | float) -> None:
+        with self._lock:
+            self.balance = Decimal(str(amount))
+
+    def approve(self, ref: str) -> dict[str, Any]:
+        """Move a ``PENDING`` order (by referenceOrderID or externalRefID) to COMPLETE."""
+        return self.set_status(ref, "COMPLETE")
+
+    def set_status(self, ref: str, status: str) -> dict[str, Any]:
+        with self._lock:
+            order = self._find(ref)
+            if order is None:
+                raise KeyError(ref)
+            order["status"] = status
+            if status == "COMPLETE" and "reward" not in order:
+                order["reward"] = _reward()
+            return copy.deepcopy(order)
+
+    # --- records ------------------------------------------------------------------------
+
+    def find(self, ref: str) -> dict[str, Any] | None:
+        with self._lock:
+            order = self._find(ref)
+            return copy.deepcopy(order) if order is not None else None
+
+    def _find(self, ref: str) -> dict[str, Any] | None:
+        return self.orders.get(self._by_external.get(ref.lower(), ref))
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Per externalRefID: ``received`` POST /orders and orders ``created``."""
+        with self._lock:
+            received: Counter[str] = Counter()
+            created: Counter[str] = Counter()
+            for rec in self.received:
+                ext = rec.get("external_id")
+                if isinstance(ext, str):
+                    received[ext] += 1
+                    created[ext] += 1 if rec.get("created") else 0
+            return {e: {"received": received[e], "created": created[e]} for e in received}
+
+    def created_for(self, external_id: str) -> int:
+        return self.counts().get(external_id, {}).get("created", 0)
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "orders": [copy.deepcopy(o) for o in self.orders.values()],
+                "received": [dict(r) for r in self.received],
+                "counts": self.counts(),
+                "balance": str(self.balance),
+                "catalog_calls": self.catalog_calls,
+            }
+
+    # --- used by the app ----------------------------------------------------------------
+
+    def _take_fault(self, method: str, path: str) -> Fault | None:
+        with self._lock:
+            for fault in self.faults:
+                if fault.matches(method, path):
+                    if fault.remaining is not None:
+                        fault.remaining -= 1
+                    return fault
+            return None
+
+    def _take_process_then_fail(self) -> int | None:
+        with self._lock:
+            for i, (status, left) in enumerate(self.process_then_fail_left):
+                if left > 0:
+                    self.process_then_fail_left[i] = (status, left - 1)
+                    return status
+            return None
+
+    def _rate_limited(self) -> bool:
+        with self._lock:
+            if self.rate_limit is None:
+                return False
+            now = time.monotonic()
+            while self._hits and now - self._hits[0] >= 1.0:
+                self._hits.popleft()
+            if len(self._hits) >= self.rate_limit:
+                return True
+            self._hits.append(now)
+            return False
+
+    def _take_loss(self) -> _Loss | None:
+        with self._lock:
+            for loss in self.losses:
+                if loss.remaining > 0:
+                    loss.remaining -= 1
+                    return _Loss(1, loss.mode, loss.hang_seconds)
+            return None
+
+    def _take_garbage(self) -> bool:
+        with self._lock:
+            if self.garbage_left > 0:
+                self.garbage_left -= 1
+                return True
+            return False
+
+    def _record(self, external_id: Any, *, created: bool, status: int, outcome: str,
+                order_id: str | None = None) -> None:
+        with self._lock:
+            self.received.append({
+                "external_id": external_id if isinstance(external_id, str) else None,
+                "created": created, "status": status, "outcome": outcome,
+                "order_id": order_id, "at": time.time(),
+            })
+
+    def _create(self, body: Any, path: str) -> tuple[int, dict[str, Any], bool]:
+        """Validate and create (or find) an order: (status, response body, created)."""
+        if not isinstance(body, dict):
+            return 400, error_body(400, path, message="Request body must be a JSON object"), False
+        external_id = body.get("externalRefID")
+        with self._lock:
+            if isinstance(external_id, str) and external_id.lower() in self._by_external:
+                order = self.orders[self._by_external[external_id.lower()]]
+                return 200, copy.deepcopy(order), False
+            problem = _validate(body)
+            if problem is not None:
+                return 400, error_body(400, path, [problem]), False
+            amount = _amount(body.get("amount"))
+            assert amount is not None
+            if amount > self.balance:
+                return 400, error_body(400, path, [{
+                    "path": "accountIdentifier", "i18nKey": "account.insufficient.funds",
+                    "message": "Insufficient funds in the account to place this order",
+                }]), False
+            self.balance -= amount
+            self._counter += 1
+            order = _new_order(self._counter, body, amount)
+            self.orders[order["referenceOrderID"]] = order
+            if isinstance(external_id, str):
+                self._by_external[external_id.lower()] = order["referenceOrderID"]
+            log.debug("standin_order_created", order_id=order["referenceOrderID"])
+            return 201, copy.deepcopy(order), True
+
+
+def _amount(value: Any) -> Decimal | None:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return amount if amount.is_finite() else None
+
+
+def _validate(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The first problem with a create body, as one item of Tango's ``errors`` list."""
+    if body.get("customerIdentifier") != CUSTOMER:
+        return {"path": "customerIdentifier", "message": "Customer not found"}
+    if body.get("accountIdentifier") != ACCOUNT:
+        return {"path": "accountIdentifier", "message": "Account not found for this customer"}
+    external_id = body.get("externalRefID")
+    if external_id is not None and (
+        not isinstance(external_id, str) or not _EXTERNAL_REF.match(external_id)
+    ):
+        return {"path": "externalRefID",
+                "message": "must be alphanumeric and at most 100 characters"}
+    utid = body.get("utid")
+    item = _ITEMS.get(utid) if isinstance(utid, str) else None
+    if item is None:
+        return {"path": "utid", "message": f"Item {utid} was not found in the catalog"}
+    if item["status"] != "active":
+        return {"path": "utid", "message": f"Item {utid} is not available"}
+    amount = _amount(body.get("amount"))
+    if amount is None or amount <= 0:
+        return {"path": "amount", "message": "amount is required"}
+    if item["valueType"] == "FIXED_VALUE":
+        if amount != Decimal(str(item["faceValue"])):
+            return {"path": "amount", "message": "amount must equal the item's face value"}
+    elif not Decimal(str(item["minValue"])) <= amount <= Decimal(str(item["maxValue"])):
+        return {"path": "amount", "message": "amount is outside the item's range"}
+    recipient = body.get("recipient")
+    email = recipient.get("email") if isinstance(recipient, dict) else None
+    if (
+        not isinstance(email, str) or "@" not in email
+        or email.lower().endswith(INVALID_RECIPIENT_DOMAIN)
+    ):
+        return {"path": "recipient.email", "message": "must be a well-formed email address"}
+    if not isinstance(recipient, dict) or not str(recipient.get("firstName", "")).strip():
+        return {"path": "recipient.firstName", "message": "may not be empty"}
+    return None
+
+
+def _reward() -> dict[str, Any]:
+    link = LINK_BASE + secrets.token_urlsafe(12)
+    code = secrets.token_hex(6).upper()
+    return {
+        "credentials": {"Redemption URL": link, "Claim Code": code},
+        "credentialList": [
+            {"label": "Redemption URL", "value": link, "type": "url",
+             "credentialType": "redemptionUrl"},
+            {"label": "Claim Code", "value": code, "type": "text", "credentialType": "cardNumber"},
+        ],
+        "redemptionInstructions": "Visit the redemption URL to claim your card.",
+    }
+
+
+def _new_order(number: int, body: dict[str, Any], amount: Decimal) -> dict[str, Any]:
+    item = _ITEMS[body["utid"]]
+    pending = body["utid"] == PENDING_UTID
+    order: dict[str, Any] = {
+        "referenceOrderID": f"RA{time.strftime('%y%m%d', time.gmtime())}-{number:06d}-01",
+        "externalRefID": body.get("externalRefID"),
+        "customerIdentifier": body["customerIdentifier"],
+        "accountIdentifier": body["accountIdentifier"],
+        "utid": body["utid"],
+        "rewardName": item["rewardName"],
+        "amountCharged": {"value": float(amount), "currencyCode": item["currencyCode"],
+                          "total": float(amount)},
+        "denomination": {"value": float(amount), "currencyCode": item["currencyCode"]},
+        "recipient": dict(body["recipient"]),
+        "sendEmail": bool(body.get("sendEmail", True)),
+        "status": "PENDING" if pending else "COMPLETE",
+        "createdAt": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+    }
+    if not pending:
+        order["reward"] = _reward()
+    return order
+
+
+GARBAGE = b'{"referenceOrderID": "RA<html>502 Bad Gateway</html>'
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def create_app(state: TangoState | None = None, *, platform_key: str = "standin-key",
+               platform_name: str = PLATFORM_NAME) -> Starlette:
+    """The stand-in app; ``app.state.tango`` is the ``TangoState``.
+
+    API under ``/raas/v2``: ``POST /orders``, ``GET /orders?externalRefID=``,
+    ``GET /orders/{referenceOrderID}``, ``GET /catalogs``, ``GET /accounts/{identifier}``.
+
+    Admin under ``/_standin`` (no auth, JSON bodies, loopback use only):
+    ``GET /orders`` (orders, received POSTs, counts per externalRefID, balance, catalog calls);
+    ``POST /reset``; ``POST /balance {"amount"}``;
+    ``POST /faults {"status", "count" (null: until cleared), "retry_after", "method", "path"}``;
+    ``POST /faults/clear``; ``POST /process_then_fail {"status", "count"}``;
+    ``POST /delay {"seconds"}``; ``POST /rate_limit {"per_second" (null: off), "retry_after"}``;
+    ``POST /lose {"count", "mode": "drop"|"hang", "hang_seconds"}``; ``POST /garbage {"count"}``;
+    ``POST /orders/{ref}/approve``; ``POST /orders/{ref}/status {"status"}``.
+    """
+    st = state if state is not None else TangoState()
+    expected = b"Basic " + base64.b64encode(f"{platform_name}:{platform_key}".encode())
+
+    def api(handler: Handler) -> Handler:
+        async def wrapped(request: Request) -> Response:
+            path = request.url.path.removeprefix(API_PREFIX) or "/"
+            full = request.url.path
+            is_create = request.method == "POST" and path.rstrip("/") == "/orders"
+            external_id = (await _json_object(request)).get("externalRefID") if is_create \
+                else None
+            with st._lock:
+                delay = st.delay
+            if delay:
+                await asyncio.sleep(delay)
+            fault = st._take_fault(request.method, path)
+            if fault is not None:
+                if is_create:
+                    st._record(external_id, created=False, status=fault.status, outcome="forced")
+                headers = {"Retry-After": fault.retry_after} if fault.retry_after else None
+                return _error(fault.status, full, message=f"Forced {fault.status} (stand-in)",
+                              headers=headers)
+            if st._rate_limited():
+                if is_create:
+                    st._record(external_id, created=False, status=429, outcome="rate_limited")
+                with st._lock:
+                    after = st.rate_limit_retry_after
+                return _error(429, full, message="Too many requests",
+                              headers={"Retry-After": after} if after else None)
+            given = request.headers.get("authorization", "").encode()
+            if not hmac.compare_digest(given, expected):
+                if is_create:
+                    st._record(external_id, created=False, status=401, outcome="unauthorized")
+                return _error(401, full, message="Full authentication is required")
+            response = await handler(request)
+            if is_create:
+                failed = st._take_process_then_fail()
+                if failed is not None:
+                    return _error(failed, full, message="Internal error (stand-in: processed)")
+                loss = st._take_loss()
+                if loss is not None:
+                    return (_DroppedResponse() if loss.mode == "drop"
+                            else _HungResponse(response, loss.hang_seconds))
+            if st._take_garbage():
+                return Response(GARBAGE, status_code=200, media_type="application/json")
+            return response
+
+        return wrapped
+
+    @api
+    async def create_order(request: Request) -> Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            st._record(None, created=False, status=400, outcome="rejected")
+            return _error(400, request.url.path, message="Request body is not valid JSON")
+        status, answer, created = st._create(body, request.url.path)
+        external_id = body.get("externalRefID") if isinstance(body, dict) else None
+        st._record(
+            external_id, created=created, status=status,
+            outcome="created" if created else ("repeat" if status == 200 else "rejected"),
+            order_id=answer.get("referenceOrderID"),
+        )
+        return JSONResponse(answer, status_code=status)
+
+    @api
+    async def list_orders(request: Request) -> Response:
+        wanted = request.query_params.get("externalRefID")
+        with st._lock:
+            orders = [copy.deepcopy(o) for o in st.orders.values()
+                      if wanted is None or str(o.get("externalRefID", "")).lower()
+                      == wanted.lower()]
+        return JSONResponse({
+            "page": {"number": 0, "elementsPerBlock": 100, "resultCount": len(orders),
+                     "totalCount": len(orders)},
+            "orders": orders,
+        })
+
+    @api
+    async def get_order(request: Request) -> Response:
+        with st._lock:
+            order = st.orders.get(request.path_params["ref"])
+            order = copy.deepcopy(order) if order is not None else None
+        if order is None:
+            return _error(404, request.url.path, message="Order not found")
+        return JSONResponse(order)
+
+    @api
+    async def catalogs(request: Request) -> Response:
+        with st._lock:
+            st.catalog_calls += 1
+        return JSONResponse({"catalogName": "Stand-in catalog",
+                             "brands": copy.deepcopy(list(CATALOG))})
+
+    @api
+    async def get_account(request: Request) -> Response:
+        if request.path_params["ident"] != ACCOUNT:
+            return _error(404, request.url.path, message="Account not found")
+        with st._lock:
+            balance = st.balance
+        return JSONResponse({
+            "accountIdentifier": ACCOUNT, "customerIdentifier": CUSTOMER,
+            "displayName": "Stand-in account", "currencyCode": "USD",
+            "currentBalance": float(balance), "status": "ACTIVE",
+        })
+
+    # --- admin ----------------------------------------------------------------------------
+
+    async def admin_orders(request: Request) -> Response:
+        return JSONResponse(st.snapshot())
+
+    async def admin_reset(request: Request) -> Response:
+        st.reset()
+        return JSONResponse({"ok": True})
+
+    async def admin_balance(request: Request) -> Response:
+        body = await _json_object(request)
+        amount = _amount(body.get("amount"))
+        if amount is None:
+            return JSONResponse({"error": "amount (number) is required"}, status_code=400)
+        st.set_balance(amount)
+        return JSONResponse({"balance": str(amount)})
+
+    async def admin_faults(request: Request) -> Response:
+        body = await _json_object(request)
+        status = body.get("status")
+        if not isinstance(status, int):
+            return JSONResponse({"error": "status (integer) is required"}, status_code=400)
+        st.fail(status, body.get("count", 1), retry_after=body.get("retry_after"),
+                method=body.get("method"), path=body.get("path"))
+        return JSONResponse({"ok": True})
+
+    async def admin_faults_clear(request: Request) -> Response:
+        st.clear_faults()
+        return JSONResponse({"ok": True})
+
+    async def admin_process_then_fail(request: Request) -> Response:
+        body = await _json_object(request)
+        st.process_then_fail(int(body.get("status", 503)), int(body.get("count", 1)))
+        return JSONResponse({"ok": True})
+
+    async def admin_delay(request: Request) -> Response:
+        body = await _json_object(request)
+        st.set_delay(float(body.get("seconds", 0.0)))
+        return JSONResponse({"ok": True})
+
+    async def admin_rate_limit(request: Request) -> Response:
+        body = await _json_object(request)
+        st.set_rate_limit(body.get("per_second"), body.get("retry_after"))
+        return JSONResponse({"ok": True})
+
+    async def admin_lose(request: Request) -> Response:
+        body = await _json_object(request)
+        mode = body.get("mode", "drop")
+        if mode not in ("drop", "hang"):
+            return JSONResponse({"error": "mode is drop or hang"}, status_code=400)
+        st.lose_answers(int(body.get("count", 1)), mode, float(body.get("hang_seconds", 30.0)))
+        return JSONResponse({"ok": True})
+
+    async def admin_garbage(request: Request) -> Response:
+        body = await _json_object(request)
+        st.garbage(int(body.get("count", 1)))
+        return JSONResponse({"ok": True})
+
+    async def admin_approve(request: Request) -> Response:
+        try:
+            order = st.approve(request.path_params["ref"])
+        except KeyError:
+            return JSONResponse({"error": "no such order"}, status_code=404)
+        return JSONResponse(order)
+
+    async def admin_status(request: Request) -> Response:
+        body = await _json_object(request)
+        status = body.get("status")
+        if not isinstance(status, str):
+            return JSONResponse({"error": "status (string) is required"}, status_code=400)
+        try:
+            order = st.set_status(request.path_params["ref"], status)
+        except KeyError:
+            return JSONResponse({"error": "no such order"}, status_code=404)
+        return JSONResponse(order)
+
+    routes = [
+        Route(f"{API_PREFIX}/orders", create_order, methods=["POST"]),
+        Route(f"{API_PREFIX}/orders", list_orders, methods=["GET"]),
+        Route(f"{API_PREFIX}/orders/{{ref}}", get_order, methods=["GET"]),
+        Route(f"{API_PREFIX}/catalogs", catalogs, methods=["GET"]),
+        Route(f"{API_PREFIX}/accounts/{{ident}}", get_account, methods=["GET"]),
+        Route("/_standin/orders", admin_orders, methods=["GET"]),
+        Route("/_standin/reset", admin_reset, methods=["POST"]),
+        Route("/_standin/balance", admin_balance, methods=["POST"]),
+        Route("/_standin/faults", admin_faults, methods=["POST"]),
+        Route("/_standin/faults/clear", admin_faults_clear, methods=["POST"]),
+        Route("/_standin/process_then_fail", admin_process_then_fail, methods=["POST"]),
+        Route("/_standin/delay", admin_delay, methods=["POST"]),
+        Route("/_standin/rate_limit", admin_rate_limit, methods=["POST"]),
+        Route("/_standin/lose", admin_lose, methods=["POST"]),
+        Route("/_standin/garbage", admin_garbage, methods=["POST"]),
+        Route("/_standin/orders/{ref}/approve", admin_approve, methods=["POST"]),
+        Route("/_standin/orders/{ref}/status", admin_status, methods=["POST"]),
+    ]
+    app = Starlette(routes=routes)
+    app.state.tango = st
+    return app

@@ -1,0 +1,567 @@
+"""Giftbit (papi v1): campaigns that Giftbit emails to the recipient.
+
+What Giftbit promises (docs/vendors.md) and what this module assumes on top of it:
+
+* ``Authorization: Bearer <token>``. Only HTTP 200 is success; any other 2xx on a create is
+  read as "the campaign may or may not exist" (UnknownOutcome, reconciled by id).
+* ``POST /campaign`` takes a client-supplied ``id`` and creates at most one campaign per id:
+  that id is derived from our idempotency key (``campaign_id``). What a repeat of a known id
+  answers is *unconfirmed*: a 200 with the campaign is taken as is, and an error whose code
+  or message says the id is a duplicate / already exists (or a 409) is answered by looking
+  the campaign up by id. The limits on ``id`` are *unconfirmed*: this module assumes letters
+  and digits, at most 40 characters (``MAX_CAMPAIGN_ID``), and maps a longer key (ours are
+  42) to ``"rp"`` + the first 38 hex digits of its SHA-256: stable, so every replay uses the
+  same id, and 152 bits, so two keys never share one.
+* ``GET /campaign/{id}`` finds it; a 404 in Giftbit's error shape means "no such campaign".
+* Not enough funds is not an error: 200 with info ``INFO_CAMPAIGN_CREATED_FUNDS_REQUIRED``
+  and status ``AWAITING_FUNDS``. The campaign exists and Giftbit sends it once the account
+  is funded, so the order is PENDING (re-checked on later cycles), never refused or held.
+* The campaign status words other than ``AWAITING_FUNDS`` are *unconfirmed*: ``COMPLETED``
+  and ``SENT``-like words are final (COMPLETE), ``CANCELLED``/``FAILED``-like words FAILED,
+  anything else PENDING (asking again is safe; a wrong final answer is not).
+* Errors come as ``{"error": {"code", "name", "message"}, "status"}``. 422
+  ``ERROR_CAMPAIGN_INVALID_BRAND`` (brand or price not available) refuses the redemption
+  (product unavailable); a code about the email or contact (wording *unconfirmed*) refuses
+  it as an invalid recipient; 429 and 5xx are transient; anything else is the operator's.
+* ``price_in_cents`` is in the brand's currency; the route's currency is compared with the
+  brand's by ``check()`` (``reward-poller check`` and the daemon's start), not per order.
+* Catalog: ``GET /brands/{code}`` (price range; field names *unconfirmed*, read
+  defensively) and ``GET /brands`` (only to suggest a code for a mistyped one); balance
+  ``GET /funds`` (per-currency shape *unconfirmed*).
+
+Secrets: the API key lives in the client's headers only; vendor texts are scrubbed of the
+key and of URLs before they are quoted.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal
+from typing import Any, NoReturn
+from urllib.parse import quote
+
+import httpx
+import structlog
+from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
+
+from poller.core.errors import (
+    RECIPIENT_INVALID,
+    AdvocateFacingError,
+    OperatorFacingError,
+    TransientVendorError,
+    UnknownOutcome,
+    VendorError,
+)
+from poller.core.model import OrderRequest, OrderResult, OrderStatus
+from poller.core.ports import ProductCheck, VendorCheck
+from poller.transport import RetryPolicy, describe, nothing_was_sent, retry_after_of, send
+from poller.vendors import BuildContext
+
+log = structlog.get_logger(__name__)
+
+NAME = "giftbit"
+SANDBOX_URL = "https://api-testbed.giftbit.com/papi/v1"
+PRODUCTION_URL = "https://api.giftbit.com/papi/v1"
+MAX_CAMPAIGN_ID = 40
+INVALID_BRAND = "ERROR_CAMPAIGN_INVALID_BRAND"
+FUNDS_REQUIRED = "INFO_CAMPAIGN_CREATED_FUNDS_REQUIRED"
+AWAITING_FUNDS = "AWAITING_FUNDS"
+
+_CAMPAIGN_ID = re.compile(rf"^[A-Za-z0-9]{{1,{MAX_CAMPAIGN_ID}}}$")
+
+
+class Settings(BaseModel):
+    """The ``[vendors.giftbit]`` config section."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base_url: str = SANDBOX_URL
+    api_key: SecretStr
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("base_url must start with https:// (or http:// for a stand-in)")
+        return value
+
+
+def build(settings: Settings, context: BuildContext) -> GiftbitVendor:
+    return GiftbitVendor(settings.base_url, settings.api_key, policy=context.policy)
+
+
+def campaign_id(idempotency_key: str) -> str:
+    """The Giftbit campaign ``id`` for an idempotency key: the key itself when it fits the
+    assumed limits, else a stable hash of it (see the module doc)."""
+    if _CAMPAIGN_ID.match(idempotency_key):
+        return idempotency_key
+    return "rp" + hashlib.sha256(idempotency_key.encode()).hexdigest()[: MAX_CAMPAIGN_ID - 2]
+
+
+_COMPLETE = frozenset({"COMPLETED", "COMPLETE", "SENT", "DELIVERED", "FULFILLED"})
+_FAILED = frozenset({"CANCELLED", "CANCELED", "FAILED", "EXPIRED", "REJECTED"})
+
+_ATTEMPT_ERRORS = "reward_poller.attempt_errors"
+_URL = re.compile(r"https?://\S+", re.IGNORECASE)
+_MAX_QUOTED = 300
+_DUPLICATE = re.compile(r"duplicate|already[ _-]?(exists|used|taken)|id[ _-]?exists|in use",
+                        re.IGNORECASE)
+_RECIPIENT = re.compile(r"e-?mail|contact|recipient", re.IGNORECASE)
+_FUNDS = re.compile(r"insufficient|\bfunds?\b|balance", re.IGNORECASE)
+
+
+class _WitnessClient(httpx.Client):
+    """Remembers the transport error of every attempt (see the Tremendous adapter)."""
+
+    def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+        try:
+            return super().send(request, **kwargs)
+        except httpx.TransportError as exc:
+            errors = request.extensions.get(_ATTEMPT_ERRORS)
+            if isinstance(errors, list):
+                errors.append(exc)
+            raise
+
+
+class GiftbitVendor:
+    """The ``Vendor`` (and ``CheckableVendor``) for Giftbit."""
+
+    name = NAME
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | SecretStr,
+        *,
+        policy: RetryPolicy = RetryPolicy(),
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        key = api_key if isinstance(api_key, SecretStr) else SecretStr(api_key)
+        self._key = key
+        self.base_url = base_url.rstrip("/")
+        self._policy = policy
+        self._sleep = sleep
+        self._client = _WitnessClient(
+            base_url=self.base_url + "/",
+            headers={
+                "Authorization": f"Bearer {key.get_secret_value()}",
+                "Accept": "application/json",
+                "User-Agent": "reward-poller",
+            },
+            timeout=policy.timeout,
+            transport=transport,
+        )
+
+    def __repr__(self) -> str:
+        return f"GiftbitVendor(base_url={self.base_url!r})"
+
+    # --- the Vendor protocol ---------------------------------------------------------
+
+    def place_order(self, request: OrderRequest) -> OrderResult:
+        if not request.product:
+            raise OperatorFacingError(
+                "Giftbit needs a brand code and the route gives none: set product in the "
+                "routing config", vendor=NAME,
+            )
+        cents = request.amount * 100
+        if cents != cents.to_integral_value() or cents <= 0:
+            raise OperatorFacingError(
+                f"Giftbit prices are whole cents; {request.amount} {request.currency} is not",
+                vendor=NAME,
+            )
+        ident = campaign_id(request.idempotency_key)
+        first, _, last = (request.recipient_name or "").strip().partition(" ")
+        reward = request.reward_name or "reward"
+        body = {
+            "id": ident,
+            "contacts": [{
+                "firstname": first or request.recipient_email.partition("@")[0],
+                "lastname": last.strip(),
+                "email": request.recipient_email,
+            }],
+            "price_in_cents": int(cents),
+            "brand_codes": [request.product],
+            "subject": f"Your {reward}",
+            "message": f"Thank you for being an advocate! Here is your {reward}.",
+        }
+        response = self._call("POST", "campaign", creates=True, json=body)
+        status = response.status_code
+        if status == 200:
+            data = _json_or_none(response)
+            campaign = _campaign_of(data)
+            if campaign is None:
+                log.warning("vendor_outcome_unknown", vendor=NAME, call="POST /campaign",
+                            http_status=status, error="200 without a campaign")
+                raise UnknownOutcome(
+                    "Giftbit answered HTTP 200 to POST /campaign with a body that is not a "
+                    "campaign: it may or may not exist", vendor=NAME, status=status,
+                )
+            if campaign.get("id") not in (None, ident):
+                raise UnknownOutcome(
+                    "Giftbit answered HTTP 200 to POST /campaign with another campaign id",
+                    vendor=NAME, status=status,
+                )
+            result = self._result(campaign, _info_code(data), ident,
+                                  fallback_email=request.recipient_email)
+            log.info("vendor_order_placed", vendor=NAME, key=request.idempotency_key,
+                     order_id=result.vendor_order_id, status=result.status.value,
+                     http_status=status)
+            return result
+        if 200 < status < 300:
+            raise UnknownOutcome(
+                f"Giftbit answered HTTP {status} to POST /campaign (only 200 is success): the "
+                "campaign may or may not exist", vendor=NAME, status=status,
+            )
+        if status == 409 or (400 <= status < 500 and _is_duplicate(_error_of(response))):
+            # We have used this id before: the campaign is ours (ids derive from our key).
+            found = self.lookup(request.idempotency_key)
+            if found is not None:
+                log.info("vendor_order_repeat", vendor=NAME, key=request.idempotency_key,
+                         order_id=found.vendor_order_id, status=found.status.value)
+                return found
+            raise OperatorFacingError(
+                f"Giftbit says campaign id {ident} is taken but does not find it: look at the "
+                "account before retrying", vendor=NAME, status=status,
+            )
+        self._raise_for(response, "POST /campaign", creating=True)
+
+    def lookup(self, idempotency_key: str) -> OrderResult | None:
+        ident = campaign_id(idempotency_key)
+        response = self._call("GET", f"campaign/{quote(ident, safe='')}")
+        status = response.status_code
+        if status == 404 and _error_of(response) is not None:
+            return None
+        if status != 200:
+            self._raise_for(response, "GET /campaign/<id>")
+        data = _json_or_none(response)
+        campaign = _campaign_of(data)
+        if campaign is None:
+            raise TransientVendorError(
+                "Giftbit answered HTTP 200 to GET /campaign/<id> with a body that is not a "
+                "campaign", vendor=NAME, status=status,
+            )
+        if campaign.get("id") not in (None, ident):
+            raise OperatorFacingError(
+                "Giftbit answered the look-up by id with another campaign", vendor=NAME,
+                status=status,
+            )
+        return self._result(campaign, _info_code(data), ident, fallback_email=None)
+
+    def close(self) -> None:
+        self._client.close()
+
+    # --- the configuration check -------------------------------------------------------
+
+    def check(self, products: Sequence[tuple[str | None, Decimal, str]]) -> VendorCheck:
+        problems: list[str] = []
+        credentials_ok = True
+        balance: str | None = None
+        try:
+            funds = self.funds()
+            balance = ", ".join(f"{Decimal(c) / 100:,.2f} {cur}" for cur, c in funds.items()) \
+                or None
+        except VendorError as exc:
+            if exc.status in (401, 403):
+                credentials_ok = False
+            problems.append(str(exc))
+        checks: list[ProductCheck] = []
+        codes: list[str] | None = None
+        for code, amount, currency in products:
+            if not credentials_ok:
+                checks.append(ProductCheck(product=code, amount=amount, currency=currency,
+                                           ok=False, detail="not checked: credentials rejected"))
+                continue
+            try:
+                brand = self.brand(code) if code else None
+            except VendorError as exc:
+                checks.append(ProductCheck(product=code, amount=amount, currency=currency,
+                                           ok=False, detail=f"not checked: {exc}"))
+                continue
+            if brand is None:
+                detail = "Giftbit needs a brand code as product"
+                if code:
+                    if codes is None:
+                        codes = self._brand_codes()
+                    hint = difflib.get_close_matches(code, codes, n=1)
+                    detail = f"no brand {code!r} at Giftbit" + (
+                        f" (did you mean {hint[0]}?)" if hint else "")
+                checks.append(ProductCheck(product=code, amount=amount, currency=currency,
+                                           ok=False, detail=detail))
+                continue
+            issues = _brand_problems(brand, amount, currency)
+            name = brand.get("name") if isinstance(brand.get("name"), str) else code
+            checks.append(ProductCheck(product=code, amount=amount, currency=currency,
+                                       ok=not issues,
+                                       detail="; ".join(issues) if issues else str(name)))
+        return VendorCheck(vendor=NAME, credentials_ok=credentials_ok, products=tuple(checks),
+                           balance=balance, problems=tuple(problems))
+
+    def funds(self) -> dict[str, int]:
+        """Available cents per currency, from ``GET /funds``."""
+        response = self._call("GET", "funds")
+        if response.status_code != 200:
+            self._raise_for(response, "GET /funds")
+        funds = _funds_of(_json_or_none(response))
+        if funds is None:
+            raise TransientVendorError(
+                "Giftbit answered HTTP 200 to GET /funds without funds", vendor=NAME,
+                status=200,
+            )
+        return funds
+
+    def brand(self, code: str) -> dict[str, Any] | None:
+        """The brand, or None when Giftbit has no such brand code."""
+        response = self._call("GET", f"brands/{quote(code, safe='')}")
+        if response.status_code == 404 and _error_of(response) is not None:
+            return None
+        if response.status_code != 200:
+            self._raise_for(response, "GET /brands/<code>")
+        data = _json_or_none(response)
+        brand = data.get("brand", data) if isinstance(data, dict) else None
+        if not isinstance(brand, dict):
+            raise TransientVendorError(
+                "Giftbit answered HTTP 200 to GET /brands/<code> without a brand", vendor=NAME,
+                status=200,
+            )
+        return brand
+
+    def _brand_codes(self) -> list[str]:
+        """Every brand code (only to suggest one for a typo; failures suggest nothing)."""
+        try:
+            response = self._call("GET", "brands", params={"limit": 500})
+        except VendorError:
+            return []
+        data = _json_or_none(response) if response.status_code == 200 else None
+        brands = data.get("brands") if isinstance(data, dict) else None
+        if not isinstance(brands, list):
+            return []
+        return [b["brand_code"] for b in brands
+                if isinstance(b, dict) and isinstance(b.get("brand_code"), str)]
+
+    # --- internals ---------------------------------------------------------------------
+
+    def _call(self, method: str, path: str, *, creates: bool = False, **kwargs: Any,
+              ) -> httpx.Response:
+        attempt_errors: list[httpx.TransportError] = []
+        kwargs["extensions"] = {_ATTEMPT_ERRORS: attempt_errors}
+        where = f"{method} /{path.split('/')[0]}"
+        try:
+            response = send(self._client, method, path, policy=self._policy, sleep=self._sleep,
+                            **kwargs)
+        except httpx.TransportError as exc:
+            errors = [*attempt_errors, exc]
+            if creates and not all(nothing_was_sent(e) for e in errors):
+                log.warning("vendor_outcome_unknown", vendor=NAME, call=where, error=describe(exc))
+                raise UnknownOutcome(
+                    f"Giftbit {where}: no answer ({describe(exc)}); the campaign may exist",
+                    vendor=NAME,
+                ) from None
+            log.warning("vendor_unreachable", vendor=NAME, call=where, error=describe(exc))
+            raise TransientVendorError(
+                f"Giftbit {where}: could not reach the server ({describe(exc)})", vendor=NAME,
+            ) from None
+        if (
+            creates
+            and (response.status_code == 429 or response.status_code >= 500)
+            and not all(nothing_was_sent(e) for e in attempt_errors)
+        ):
+            raise UnknownOutcome(
+                f"Giftbit {where}: HTTP {response.status_code} after an attempt that got no "
+                "answer; the campaign may exist", vendor=NAME, status=response.status_code,
+            )
+        return response
+
+    def _raise_for(self, response: httpx.Response, what: str, *, creating: bool = False,
+                   ) -> NoReturn:
+        status = response.status_code
+        error_body = _error_of(response) or {}
+        code = str(error_body.get("code", ""))
+        said = self._vendor_message(error_body)
+        suffix = f": {said}" if said else ""
+        error: VendorError
+        text = f"{code} {error_body.get('name', '')} {error_body.get('message', '')}"
+        if status in (401, 403):
+            error = OperatorFacingError(
+                f"Giftbit rejected the API key (HTTP {status} to {what}){suffix}",
+                vendor=NAME, status=status,
+            )
+        elif status == 429:
+            error = TransientVendorError(
+                f"Giftbit rate limit (HTTP 429 to {what}){suffix}",
+                vendor=NAME, status=status, retry_after=retry_after_of(response),
+            )
+        elif status >= 500:
+            error = TransientVendorError(
+                f"Giftbit server error (HTTP {status} to {what}){suffix}",
+                vendor=NAME, status=status, retry_after=retry_after_of(response),
+            )
+        elif creating and code == INVALID_BRAND:
+            error = AdvocateFacingError(
+                f"Giftbit: the brand or price is not available (HTTP {status}){suffix}",
+                vendor=NAME, status=status,
+            )
+        elif creating and _FUNDS.search(text):
+            error = OperatorFacingError(
+                f"Giftbit: not enough funds (HTTP {status}){suffix}; top the account up",
+                vendor=NAME, status=status,
+            )
+        elif creating and status in (400, 422) and _RECIPIENT.search(text):
+            error = AdvocateFacingError(
+                f"Giftbit: the recipient is invalid (HTTP {status}){suffix}",
+                vendor=NAME, status=status, advocate_message=RECIPIENT_INVALID,
+            )
+        elif status == 404:
+            error = OperatorFacingError(
+                f"Giftbit answered HTTP 404 to {what}: is base_url right? ({self.base_url})"
+                f"{suffix}", vendor=NAME, status=status,
+            )
+        else:
+            error = OperatorFacingError(
+                f"Giftbit answered HTTP {status} to {what}, which this adapter cannot act on"
+                f"{suffix}", vendor=NAME, status=status,
+            )
+        log.warning("vendor_error", vendor=NAME, call=what, http_status=status,
+                    error_class=type(error).__name__, code=code[:60] or None)
+        raise error
+
+    def _vendor_message(self, error: Mapping[str, Any]) -> str:
+        parts = [str(error[k]) for k in ("code", "message") if isinstance(error.get(k), str)]
+        return self._scrub(" ".join(parts))
+
+    def _scrub(self, text: str) -> str:
+        """Vendor text made safe to quote: no key, no URL, one line, bounded."""
+        secret = self._key.get_secret_value()
+        if secret:
+            text = text.replace(secret, "***")
+        text = _URL.sub("<link>", text)
+        text = " ".join(text.split())
+        return text if len(text) <= _MAX_QUOTED else text[: _MAX_QUOTED - 1] + "…"
+
+    def _result(self, campaign: Mapping[str, Any], info_code: str | None, ident: str, *,
+                fallback_email: str | None) -> OrderResult:
+        raw = next((campaign[k] for k in ("status", "campaign_status")
+                    if isinstance(campaign.get(k), str)), None)
+        status_text = raw.upper() if raw else ""
+        uuid = campaign.get("uuid")
+        order_id = str(campaign.get("id") or ident)
+        detail = f"Giftbit campaign {status_text or '?'}"
+        if isinstance(uuid, str):
+            detail += f" (uuid {uuid[:64]})"
+        email = _first_email(campaign) or fallback_email
+        if status_text == AWAITING_FUNDS or info_code == FUNDS_REQUIRED:
+            log.warning("vendor_awaiting_funds", vendor=NAME, order_id=order_id)
+            return OrderResult(
+                vendor_order_id=order_id, status=OrderStatus.PENDING,
+                delivery="waiting for funds at Giftbit",
+                detail=detail + ": top up the Giftbit account; Giftbit sends it once funded",
+            )
+        if status_text in _COMPLETE:
+            status = OrderStatus.COMPLETE
+        elif status_text in _FAILED:
+            status = OrderStatus.FAILED
+        else:
+            if status_text:
+                log.warning("vendor_unknown_status", vendor=NAME, order_id=order_id,
+                            status=status_text[:40])
+            status = OrderStatus.PENDING
+        delivery = f"sent by email to {_mask_email(email)}" if email else "sent by email"
+        return OrderResult(vendor_order_id=order_id, status=status, delivery=delivery,
+                           detail=detail)
+
+
+# --- reading Giftbit's answers --------------------------------------------------------------
+
+
+def _mask_email(email: str) -> str:
+    local, at, domain = email.partition("@")
+    return f"{local[:1]}***@{domain}" if at else "***"
+
+
+def _json_or_none(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _campaign_of(data: Any) -> dict[str, Any] | None:
+    campaign = data.get("campaign") if isinstance(data, dict) else None
+    return campaign if isinstance(campaign, dict) else None
+
+
+def _info_code(data: Any) -> str | None:
+    info = data.get("info") if isinstance(data, dict) else None
+    code = info.get("code") if isinstance(info, dict) else None
+    return code if isinstance(code, str) else None
+
+
+def _first_email(campaign: Mapping[str, Any]) -> str | None:
+    contacts = campaign.get("contacts")
+    if isinstance(contacts, list) and contacts and isinstance(contacts[0], dict):
+        email = contacts[0].get("email")
+        return email if isinstance(email, str) else None
+    return None
+
+
+def _error_of(response: httpx.Response) -> dict[str, Any] | None:
+    """The ``error`` object of a Giftbit error body (None when the body is not one)."""
+    data = _json_or_none(response)
+    error = data.get("error") if isinstance(data, dict) else None
+    return error if isinstance(error, dict) else None
+
+
+def _is_duplicate(error: Mapping[str, Any] | None) -> bool:
+    if not error:
+        return False
+    text = " ".join(str(error.get(k, "")) for k in ("code", "name", "message"))
+    return bool(_DUPLICATE.search(text))
+
+
+def _funds_of(data: Any) -> dict[str, int] | None:
+    """``{"USD": 125000}`` from the funds answer (shape unconfirmed: a mapping by currency
+    of ``{"available_in_cents"}``, or a list of ``{"currency", "available_in_cents"}``)."""
+    if not isinstance(data, dict):
+        return None
+    by = next((data[k] for k in ("fundsbycurrency", "funds_by_currency", "funds")
+               if k in data), None)
+    found: dict[str, int] = {}
+    if isinstance(by, dict):
+        for currency, value in by.items():
+            cents = value.get("available_in_cents") if isinstance(value, dict) else value
+            if isinstance(cents, int) and not isinstance(cents, bool):
+                found[str(currency).upper()] = cents
+    elif isinstance(by, list):
+        for value in by:
+            if isinstance(value, dict) and isinstance(value.get("available_in_cents"), int):
+                found[str(value.get("currency") or value.get("currencyisocode") or "?")
+                      .upper()] = value["available_in_cents"]
+    else:
+        return None
+    return found
+
+
+def _brand_problems(brand: Mapping[str, Any], amount: Decimal, currency: str) -> list[str]:
+    problems: list[str] = []
+    brand_currency = next((brand[k] for k in ("currencyisocode", "currency_iso_code",
+                                               "currency") if isinstance(brand.get(k), str)),
+                          None)
+    if brand_currency and brand_currency.upper() != currency.upper():
+        problems.append(f"the brand is priced in {brand_currency}, the route says {currency}")
+    cents = amount * 100
+    low, high = brand.get("min_price_in_cents"), brand.get("max_price_in_cents")
+    if isinstance(low, int) and cents < low:
+        problems.append(f"{amount:.2f} is below the brand's minimum of {Decimal(low) / 100:.2f}")
+    if isinstance(high, int) and cents > high:
+        problems.append(f"{amount:.2f} is above the brand's maximum of {Decimal(high) / 100:.2f}")
+    fixed = next((brand[k] for k in ("prices_in_cents", "denominations_in_cents")
+                  if isinstance(brand.get(k), list)), None)
+    if fixed and cents not in fixed:
+        allowed = ", ".join(f"{Decimal(c) / 100:.2f}" for c in fixed if isinstance(c, int))
+        problems.append(f"{amount:.2f} is not one of the brand's prices ({allowed})")
+    return problems

@@ -1,0 +1,125 @@
+"""Client-side rate limiting per vendor: a token bucket in front of the ``Vendor`` Protocol.
+
+A vendor answers 429 when it is called faster than its limit (Tremendous documents 10
+requests a second, Tango Card about one order a second). Once the worker runs several
+redemptions at a time it would reach that limit, and each 429 costs a retry with backoff.
+``RateLimitedVendor`` makes every call wait for a token first, so the vendor is never
+asked faster than ``rate_limit_per_second`` from its ``[vendors.<name>]`` section.
+
+The bucket spaces calls evenly (a burst of one by default): a vendor counting requests in
+its own one-second windows, with network jitter on top, then never sees more than its limit
+in any window, which a bucket allowing a full second's burst at once cannot promise. Waiting
+threads are served in the order they asked. No library is used: the common ones either
+allow the burst (a sliding-window log) or are asyncio-only, and this is thirty lines.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from poller.core.model import OrderRequest, OrderResult
+from poller.core.ports import Vendor
+
+DEFAULT_RATE_LIMITS: Mapping[str, float] = {
+    "tremendous": 10.0,  # "10 requests per second" (Tremendous API docs, rate limits)
+    "tango": 1.0,  # Tango Card RaaS: about one order per second
+}
+"""Requests per second for vendors that document a limit; others have none unless the
+section sets ``rate_limit_per_second``."""
+
+HEADROOM = 0.08
+"""Calls are spaced this much wider than 1/rate. The vendor counts requests in its own
+one-second windows, on its own clock, after network and scheduling jitter: with calls
+exactly 1/rate apart, one earlier call arriving a millisecond late puts the next window's
+first call inside the previous window, a 429, and the HTTP layer's retry of it is a request
+no limiter sees. BENCHMARKS.md (figure 3) has the measurement."""
+
+
+class TokenBucket:
+    """``rate`` tokens a second, at most ``burst`` saved up. Thread-safe.
+
+    Implemented as GCRA (the "virtual scheduling" form of a token bucket): one number, the
+    time the next token is due. ``acquire`` reserves a token under the lock and sleeps
+    outside it, so waiting threads queue in order and never busy-wait.
+    """
+
+    def __init__(
+        self, rate: float, burst: int = 1, *, headroom: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if not rate > 0:
+            raise ValueError(f"rate must be positive, got {rate}")
+        if burst < 1:
+            raise ValueError(f"burst must be at least 1, got {burst}")
+        if not 0 <= headroom < 1:
+            raise ValueError(f"headroom must be in [0, 1), got {headroom}")
+        self.rate = float(rate)
+        """The configured rate; tokens come at ``rate * (1 - headroom)`` a second."""
+        self.burst = burst
+        self._interval = 1.0 / (self.rate * (1.0 - headroom))
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._tat = clock()
+        """Theoretical arrival time: when the bucket would be full again (starts full)."""
+
+    def reserve(self) -> float:
+        """Take the next token; returns how long to wait before using it (0: now)."""
+        with self._lock:
+            now = self._clock()
+            tat = max(self._tat, now)
+            self._tat = tat + self._interval
+            return max(0.0, tat - (self.burst - 1) * self._interval - now)
+
+    def acquire(self) -> float:
+        """Wait for a token; returns the seconds waited."""
+        wait = self.reserve()
+        if wait > 0:
+            self._sleep(wait)
+        return wait
+
+
+class RateLimitedVendor:
+    """A ``Vendor`` whose every call (``place_order``, ``lookup``) first takes a token.
+
+    Anything else (``close``, optional extras such as ``check``) goes to the vendor as is:
+    ``hasattr`` on the wrapper answers what the vendor answers.
+    """
+
+    def __init__(self, vendor: Vendor, bucket: TokenBucket) -> None:
+        self._vendor = vendor
+        self.bucket = bucket
+        self.name = vendor.name
+
+    def __repr__(self) -> str:
+        return f"RateLimitedVendor({self._vendor!r}, {self.bucket.rate:g}/s)"
+
+    @property
+    def inner(self) -> Vendor:
+        return self._vendor
+
+    def place_order(self, request: OrderRequest) -> OrderResult:
+        self.bucket.acquire()
+        return self._vendor.place_order(request)
+
+    def lookup(self, idempotency_key: str) -> OrderResult | None:
+        self.bucket.acquire()
+        return self._vendor.lookup(idempotency_key)
+
+    def close(self) -> None:
+        self._vendor.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._vendor, name)
+
+
+def limited(vendor: Vendor, rate_per_second: float | None) -> Vendor:
+    """``vendor`` behind a token bucket at ``rate_per_second`` (less ``HEADROOM``); as it is
+    for None or 0."""
+    if not rate_per_second:
+        return vendor
+    return RateLimitedVendor(vendor, TokenBucket(rate_per_second, headroom=HEADROOM))

@@ -1,0 +1,728 @@
+"""Tango Card RaaS v2.
+
+What Tango promises (docs/vendors.md) and what this module assumes on top of it:
+
+* HTTP Basic auth with the platform name and key.
+* ``POST /orders`` is idempotent on ``externalRefID`` (alphanumeric, at most 100 characters,
+  per account): a new order answers 201, a repeat 200 with the first order. Any 2xx that
+  carries an order is success. That the idempotency may end after 90 days is *unconfirmed*;
+  the worker re-asks pending orders long before that.
+* ``GET /orders?externalRefID=`` finds the order by our key. The shape of that answer is
+  *unconfirmed*: this module reads a list under ``orders`` (or a bare list) and trusts only
+  entries whose ``externalRefID`` is our key, so a server that ignored the filter cannot
+  make it pick someone else's order. Only an empty list means "no such order"; a 404 is read
+  as a wrong ``base_url`` (held for a person), which is the safe way to be wrong.
+* Errors come as ``{"timestamp", "requestId", "path", "httpCode", "httpPhrase", "errors"}``.
+  The layout of the ``errors`` items is *unconfirmed*: they are read defensively (their
+  ``path``/``field``/``i18nKey``/``message``) and a redemption is refused only when every
+  problem named is about the recipient or the item; insufficient funds (whose wording is
+  unconfirmed too) and anything unplaceable go to the operator.
+* 5xx "may occasionally process": the request is replayed with the same ``externalRefID``
+  (inside the call by the shared retry loop, then on later cycles), which cannot create a
+  second order.
+* ``POST /orders`` is limited to about one request a second: this adapter spaces its own
+  order requests (retries included) at least ``min_order_interval`` apart.
+* ``GET /catalogs`` should be called about twice a day, not per order: the catalog is kept
+  in ``context.cache`` (the ledger) for ``CATALOG_TTL`` so ``--run-once`` from a timer does
+  not fetch it each run. It is read for ``check()`` and, when already cached, to refuse a
+  currency that does not match the item before anything is sent.
+* ``GET /accounts/{accountIdentifier}`` (balance, currency) is not in docs/vendors.md: it is
+  used by ``check()`` only, and a failure there is reported, never acted on.
+* Where the reward link sits in ``reward.credentialList`` is *unconfirmed*: the first URL
+  found there (or under ``reward.credentials``) becomes ``OrderResult.link``; claim codes and
+  PINs are never read into anything.
+
+Secrets: the platform key lives in the client's auth only, reward links only in
+``OrderResult.link``; vendor texts are scrubbed of the key and of URLs before they are
+quoted in an exception or a log line.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any, NoReturn
+from urllib.parse import quote, urlsplit
+
+import httpx
+import structlog
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from poller.core.errors import (
+    RECIPIENT_INVALID,
+    AdvocateFacingError,
+    OperatorFacingError,
+    TransientVendorError,
+    UnknownOutcome,
+    VendorError,
+)
+from poller.core.model import OrderRequest, OrderResult, OrderStatus
+from poller.core.ports import Cache, ProductCheck, VendorCheck
+from poller.transport import RetryPolicy, describe, nothing_was_sent, retry_after_of, send
+from poller.vendors import BuildContext
+
+log = structlog.get_logger(__name__)
+
+NAME = "tango"
+SANDBOX_URL = "https://integration-api.tangocard.com/raas/v2"
+PRODUCTION_URL = "https://api.tangocard.com/raas/v2"
+CATALOG_TTL = timedelta(hours=12)
+"""Tango asks for about two catalog calls a day."""
+MIN_ORDER_INTERVAL = 1.0
+"""Seconds between two ``POST /orders`` (Tango: about 1 request/s)."""
+_EXTERNAL_REF = re.compile(r"^[A-Za-z0-9]{1,100}$")
+
+
+class Settings(BaseModel):
+    """The ``[vendors.tango]`` config section."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base_url: str = SANDBOX_URL
+    platform_name: str = Field(min_length=1)
+    platform_key: SecretStr
+    customer_identifier: str = Field(min_length=1)
+    account_identifier: str = Field(min_length=1)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("base_url must start with https:// (or http:// for a stand-in)")
+        return value
+
+
+def build(settings: Settings, context: BuildContext) -> TangoVendor:
+    return TangoVendor(
+        settings.base_url,
+        settings.platform_name,
+        settings.platform_key,
+        settings.customer_identifier,
+        settings.account_identifier,
+        policy=context.policy,
+        cache=context.cache,
+    )
+
+
+# Order states (docs/vendors.md: PENDING is a review of up to a business day). An unknown
+# state is read as PENDING: asking again later is safe, a wrong final answer is not.
+_ORDER_STATUS: Mapping[str, OrderStatus] = {
+    "COMPLETE": OrderStatus.COMPLETE,
+    "COMPLETED": OrderStatus.COMPLETE,
+    "PENDING": OrderStatus.PENDING,
+    "FAILED": OrderStatus.FAILED,
+    "CANCELED": OrderStatus.FAILED,
+    "CANCELLED": OrderStatus.FAILED,
+}
+
+_ATTEMPT_ERRORS = "reward_poller.attempt_errors"
+_URL = re.compile(r"https?://\S+", re.IGNORECASE)
+_MAX_QUOTED = 300
+
+
+class _Throttle:
+    """At most one call per ``interval`` seconds, across threads."""
+
+    def __init__(self, interval: float, sleep: Callable[[float], None],
+                 monotonic: Callable[[], float]) -> None:
+        self._interval = interval
+        self._sleep = sleep
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self._last: float | None = None
+
+    def wait(self) -> None:
+        with self._lock:
+            now = self._monotonic()
+            if self._last is not None:
+                gap = self._last + self._interval - now
+                if gap > 0:
+                    self._sleep(gap)
+                    now += gap
+            self._last = now
+
+
+class _Client(httpx.Client):
+    """Remembers the transport error of every attempt (see the Tremendous adapter: a first
+    attempt that timed out after sending must not look like "nothing was sent" because the
+    last one was refused), and spaces order requests by the throttle."""
+
+    def __init__(self, *, throttle: _Throttle, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._throttle = throttle
+
+    def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+        if request.method == "POST" and request.url.path.rstrip("/").endswith("/orders"):
+            self._throttle.wait()
+        try:
+            return super().send(request, **kwargs)
+        except httpx.TransportError as exc:
+            errors = request.extensions.get(_ATTEMPT_ERRORS)
+            if isinstance(errors, list):
+                errors.append(exc)
+            raise
+
+
+class TangoVendor:
+    """The ``Vendor`` (and ``CheckableVendor``) for Tango Card RaaS v2."""
+
+    name = NAME
+
+    def __init__(
+        self,
+        base_url: str,
+        platform_name: str,
+        platform_key: str | SecretStr,
+        customer_identifier: str,
+        account_identifier: str,
+        *,
+        policy: RetryPolicy = RetryPolicy(),
+        cache: Cache | None = None,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        min_order_interval: float = MIN_ORDER_INTERVAL,
+    ) -> None:
+        key = platform_key if isinstance(platform_key, SecretStr) else SecretStr(platform_key)
+        self._key = key
+        self.base_url = base_url.rstrip("/")
+        self.platform_name = platform_name
+        self.customer_identifier = customer_identifier
+        self.account_identifier = account_identifier
+        self._policy = policy
+        self._cache = cache
+        self._sleep = sleep
+        self._clock = clock
+        self._catalog: tuple[datetime, dict[str, dict[str, Any]]] | None = None
+        self._client = _Client(
+            base_url=self.base_url + "/",
+            auth=httpx.BasicAuth(platform_name, key.get_secret_value()),
+            headers={"Accept": "application/json", "User-Agent": "reward-poller"},
+            timeout=policy.timeout,
+            transport=transport,
+            throttle=_Throttle(min_order_interval, sleep, monotonic),
+        )
+
+    def __repr__(self) -> str:
+        return f"TangoVendor(base_url={self.base_url!r}, account={self.account_identifier!r})"
+
+    @property
+    def catalog_cache_key(self) -> str:
+        """Per host and platform: a sandbox catalog never answers for production."""
+        host = urlsplit(self.base_url).netloc
+        return f"tango:catalog:{host}:{self.platform_name}:{self.account_identifier}"
+
+    # --- the Vendor protocol ---------------------------------------------------------
+
+    def place_order(self, request: OrderRequest) -> OrderResult:
+        key = request.idempotency_key
+        if not request.product:
+            raise OperatorFacingError(
+                "Tango Card needs a UTID and the route gives none: set product in the routing "
+                "config", vendor=NAME,
+            )
+        if not _EXTERNAL_REF.match(key):
+            # Never invent another key: the ledger holds this one.
+            raise OperatorFacingError(
+                "the idempotency key does not fit Tango's externalRefID (alphanumeric, at most "
+                "100 characters)", vendor=NAME,
+            )
+        self._refuse_wrong_currency(request)
+        first, _, last = (request.recipient_name or "").strip().partition(" ")
+        recipient: dict[str, str] = {
+            "firstName": first or request.recipient_email.partition("@")[0],
+            "email": request.recipient_email,
+        }
+        if last.strip():
+            recipient["lastName"] = last.strip()
+        body = {
+            "customerIdentifier": self.customer_identifier,
+            "accountIdentifier": self.account_identifier,
+            "utid": request.product,
+            "amount": float(request.amount),
+            "sendEmail": True,
+            "recipient": recipient,
+            "externalRefID": key,
+        }
+        response = self._call("POST", "orders", creates=True, json=body)
+        status = response.status_code
+        if 200 <= status < 300:
+            order = _order_of(_json_or_none(response))
+            if order is None:
+                log.warning("vendor_outcome_unknown", vendor=NAME, call="POST /orders",
+                            http_status=status, error="2xx without an order")
+                raise UnknownOutcome(
+                    f"Tango Card answered HTTP {status} to POST /orders with a body that is not "
+                    "an order: the order may or may not exist",
+                    vendor=NAME, status=status,
+                )
+            ref = order.get("externalRefID")
+            if isinstance(ref, str) and ref.lower() != key.lower():
+                raise UnknownOutcome(
+                    f"Tango Card answered HTTP {status} to POST /orders with an order for another "
+                    "externalRefID", vendor=NAME, status=status,
+                )
+            result = self._result(order, fallback_email=request.recipient_email)
+            log.info("vendor_order_placed", vendor=NAME, key=key,
+                     order_id=result.vendor_order_id, status=result.status.value,
+                     http_status=status)
+            return result
+        self._raise_for(response, "POST /orders", creating=True)
+
+    def lookup(self, idempotency_key: str) -> OrderResult | None:
+        response = self._call("GET", "orders", params={"externalRefID": idempotency_key})
+        status = response.status_code
+        if not 200 <= status < 300:
+            self._raise_for(response, "GET /orders?externalRefID=")
+        data = _json_or_none(response)
+        orders = data.get("orders") if isinstance(data, dict) else data
+        if not isinstance(orders, list):
+            # A read is safe to repeat: ask again later rather than guess.
+            raise TransientVendorError(
+                f"Tango Card answered HTTP {status} to GET /orders?externalRefID= without a "
+                "list of orders", vendor=NAME, status=status,
+            )
+        if not orders:
+            return None
+        mine = [
+            order for order in map(_order_of, orders)
+            if order is not None and str(order.get("externalRefID", "")).lower()
+            == idempotency_key.lower()
+        ]
+        if not mine:
+            raise OperatorFacingError(
+                "Tango Card answered the look-up by externalRefID with orders for other "
+                "externalRefIDs only (was the filter ignored?); cannot tell whether ours exists",
+                vendor=NAME, status=status,
+            )
+        if len(mine) > 1:
+            log.warning("vendor_duplicate_orders", vendor=NAME, key=idempotency_key,
+                        count=len(mine))
+        return self._result(mine[0], fallback_email=None)
+
+    def close(self) -> None:
+        self._client.close()
+
+    # --- the configuration check -------------------------------------------------------
+
+    def check(self, products: Sequence[tuple[str | None, Decimal, str]]) -> VendorCheck:
+        problems: list[str] = []
+        credentials_ok = True
+        balance: str | None = None
+        try:
+            balance = self.account_balance()
+        except OperatorFacingError as exc:
+            if exc.status in (401, 403):
+                credentials_ok = False
+            problems.append(str(exc))
+        except VendorError as exc:
+            problems.append(f"account balance unavailable: {exc}")
+        catalog: dict[str, dict[str, Any]] | None = None
+        if credentials_ok:
+            try:
+                catalog = self.catalog()
+            except VendorError as exc:
+                if exc.status in (401, 403):
+                    credentials_ok = False
+                problems.append(f"catalog unavailable: {exc}")
+        checks = tuple(self._check_item(catalog, p, a, c) for p, a, c in products)
+        return VendorCheck(vendor=NAME, credentials_ok=credentials_ok, products=checks,
+                           balance=balance, problems=tuple(dict.fromkeys(problems)))
+
+    def account_balance(self) -> str:
+        """``"1,234.50 USD"`` from ``GET /accounts/{accountIdentifier}`` (not in
+        docs/vendors.md: the field names ``currentBalance``/``currencyCode`` are unconfirmed)."""
+        path = f"accounts/{quote(self.account_identifier, safe='')}"
+        response = self._call("GET", path)
+        if response.status_code == 404:
+            raise OperatorFacingError(
+                f"Tango Card knows no account {self.account_identifier!r} for these "
+                "credentials (check account_identifier)", vendor=NAME, status=404,
+            )
+        if not 200 <= response.status_code < 300:
+            self._raise_for(response, "GET /accounts/<id>")
+        data = _json_or_none(response)
+        amount = _decimal(data.get("currentBalance")) if isinstance(data, dict) else None
+        currency = data.get("currencyCode") if isinstance(data, dict) else None
+        if amount is None:
+            raise TransientVendorError(
+                f"Tango Card answered HTTP {response.status_code} to GET /accounts/<id> "
+                "without a currentBalance", vendor=NAME, status=response.status_code,
+            )
+        return f"{amount:,.2f} {currency if isinstance(currency, str) else '?'}"
+
+    def catalog(self) -> dict[str, dict[str, Any]]:
+        """UTID -> ``{"utid", "name", "currency", "status", "value_type", "face_value",
+        "min", "max"}`` (numbers as strings), from the cache while it is fresh."""
+        now = self._clock()
+        if self._catalog is not None and now - self._catalog[0] < CATALOG_TTL:
+            return self._catalog[1]
+        cached = self._cached_catalog(now)
+        if cached is not None:
+            return cached
+        response = self._call("GET", "catalogs")
+        if not 200 <= response.status_code < 300:
+            self._raise_for(response, "GET /catalogs")
+        items = _catalog_items(_json_or_none(response))
+        if items is None:
+            raise TransientVendorError(
+                f"Tango Card answered HTTP {response.status_code} to GET /catalogs without a "
+                "catalog", vendor=NAME, status=response.status_code,
+            )
+        log.info("vendor_catalog_fetched", vendor=NAME, items=len(items))
+        self._catalog = (now, items)
+        if self._cache is not None:
+            value = json.dumps({"fetched_at": now.isoformat(), "items": items})
+            self._cache.cache_put(self.catalog_cache_key, value, now + CATALOG_TTL)
+        return items
+
+    def _cached_catalog(self, now: datetime) -> dict[str, dict[str, Any]] | None:
+        if self._cache is None:
+            return None
+        raw = self._cache.cache_get(self.catalog_cache_key, now)
+        if raw is None:
+            return None
+        try:
+            data = json.loads(raw)
+            fetched = datetime.fromisoformat(data["fetched_at"])
+            items = data["items"]
+        except (ValueError, KeyError, TypeError):
+            return None
+        if not isinstance(items, dict):
+            return None
+        self._catalog = (fetched, items)
+        return items
+
+    def _check_item(self, catalog: Mapping[str, Mapping[str, Any]] | None, utid: str | None,
+                    amount: Decimal, currency: str) -> ProductCheck:
+        def result(ok: bool, detail: str) -> ProductCheck:
+            return ProductCheck(product=utid, amount=amount, currency=currency, ok=ok,
+                                detail=detail)
+
+        if not utid:
+            return result(False, "Tango Card needs a UTID as product")
+        if catalog is None:
+            return result(False, "not checked: the catalog could not be read")
+        item = catalog.get(utid)
+        if item is None:
+            hint = difflib.get_close_matches(utid, list(catalog), n=1)
+            return result(False, f"no UTID {utid!r} in the Tango Card catalog"
+                          + (f" (did you mean {hint[0]}?)" if hint else ""))
+        name = item.get("name") or utid
+        problems = _item_problems(item, amount, currency)
+        return result(not problems, "; ".join(problems) if problems else str(name))
+
+    def _refuse_wrong_currency(self, request: OrderRequest) -> None:
+        """With a catalog already cached (never fetched for this), refuse to send an amount
+        in one currency for an item priced in another: Tango would read it in its own."""
+        try:
+            catalog = self._catalog[1] if self._catalog else self._cached_catalog(self._clock())
+        except Exception:  # the cache is a convenience here, never a reason to fail
+            return
+        item = catalog.get(request.product or "") if catalog else None
+        currency = item.get("currency") if item else None
+        if isinstance(currency, str) and currency.upper() != request.currency.upper():
+            raise OperatorFacingError(
+                f"Tango Card item {request.product} is priced in {currency}, the route asks "
+                f"for {request.currency}: fix the routing config", vendor=NAME,
+            )
+
+    # --- internals ---------------------------------------------------------------------
+
+    def _call(self, method: str, path: str, *, creates: bool = False, **kwargs: Any,
+              ) -> httpx.Response:
+        attempt_errors: list[httpx.TransportError] = []
+        kwargs["extensions"] = {_ATTEMPT_ERRORS: attempt_errors}
+        where = f"{method} /{path.split('/')[0]}"
+        try:
+            response = send(self._client, method, path, policy=self._policy, sleep=self._sleep,
+                            **kwargs)
+        except httpx.TransportError as exc:
+            errors = [*attempt_errors, exc]
+            if creates and not all(nothing_was_sent(e) for e in errors):
+                log.warning("vendor_outcome_unknown", vendor=NAME, call=where, error=describe(exc))
+                raise UnknownOutcome(
+                    f"Tango Card {where}: no answer ({describe(exc)}); the order may exist",
+                    vendor=NAME,
+                ) from None
+            log.warning("vendor_unreachable", vendor=NAME, call=where, error=describe(exc))
+            raise TransientVendorError(
+                f"Tango Card {where}: could not reach the server ({describe(exc)})", vendor=NAME,
+            ) from None
+        if (
+            creates
+            and (response.status_code == 429 or response.status_code >= 500)
+            and not all(nothing_was_sent(e) for e in attempt_errors)
+        ):
+            raise UnknownOutcome(
+                f"Tango Card {where}: HTTP {response.status_code} after an attempt that got no "
+                "answer; the order may exist", vendor=NAME, status=response.status_code,
+            )
+        return response
+
+    def _raise_for(self, response: httpx.Response, what: str, *, creating: bool = False,
+                   ) -> NoReturn:
+        status = response.status_code
+        errors = _errors_of(response)
+        said = self._vendor_message(response, errors)
+        suffix = f": {said}" if said else ""
+        error: VendorError
+        if status in (401, 403):
+            error = OperatorFacingError(
+                f"Tango Card rejected the platform name/key (HTTP {status} to {what}){suffix}",
+                vendor=NAME, status=status,
+            )
+        elif status == 429:
+            error = TransientVendorError(
+                f"Tango Card rate limit (HTTP 429 to {what}){suffix}",
+                vendor=NAME, status=status, retry_after=retry_after_of(response),
+            )
+        elif status >= 500:
+            replay = (" (Tango may have processed it: the retry reuses the externalRefID, so "
+                      "it cannot be ordered twice)") if creating else ""
+            error = TransientVendorError(
+                f"Tango Card server error (HTTP {status} to {what}){replay}{suffix}",
+                vendor=NAME, status=status, retry_after=retry_after_of(response),
+            )
+        elif status == 404:
+            error = OperatorFacingError(
+                f"Tango Card answered HTTP 404 to {what}: is base_url right? ({self.base_url})"
+                f"{suffix}", vendor=NAME, status=status,
+            )
+        elif creating and 400 <= status < 500:
+            error = self._invalid_request(errors, status, suffix)
+        else:
+            error = OperatorFacingError(
+                f"Tango Card answered HTTP {status} to {what}, which this adapter does not "
+                f"expect{suffix}", vendor=NAME, status=status,
+            )
+        log.warning("vendor_error", vendor=NAME, call=what, http_status=status,
+                    error_class=type(error).__name__)
+        raise error
+
+    def _invalid_request(self, errors: list[dict[str, Any]], status: int, suffix: str,
+                         ) -> VendorError:
+        kind = classify_errors(errors)
+        if kind == "funds":
+            return OperatorFacingError(
+                f"not enough funds in Tango Card account {self.account_identifier!r} "
+                f"(HTTP {status}){suffix}; top it up and the held redemptions go through",
+                vendor=NAME, status=status,
+            )
+        if kind in ("recipient", "both"):
+            return AdvocateFacingError(
+                f"Tango Card: the recipient is invalid (HTTP {status}){suffix}",
+                vendor=NAME, status=status, advocate_message=RECIPIENT_INVALID,
+            )
+        if kind == "product":
+            return AdvocateFacingError(
+                f"Tango Card: the item is unavailable at this amount (HTTP {status}){suffix}",
+                vendor=NAME, status=status,
+            )
+        return OperatorFacingError(
+            f"Tango Card rejected our request (HTTP {status}): check the configuration{suffix}",
+            vendor=NAME, status=status,
+        )
+
+    def _vendor_message(self, response: httpx.Response, errors: list[dict[str, Any]]) -> str:
+        parts = [e["message"] for e in errors if isinstance(e.get("message"), str)]
+        data = _json_or_none(response)
+        if not parts and isinstance(data, dict):
+            for name in ("message", "httpPhrase"):
+                if isinstance(data.get(name), str):
+                    parts.append(data[name])
+                    break
+        text = "; ".join(parts)
+        if isinstance(data, dict) and isinstance(data.get("requestId"), str):
+            text += f" (requestId {data['requestId'][:64]})"
+        return self._scrub(text.strip())
+
+    def _scrub(self, text: str) -> str:
+        """Vendor text made safe to quote: no key, no URL, one line, bounded."""
+        secret = self._key.get_secret_value()
+        if secret:
+            text = text.replace(secret, "***")
+        text = _URL.sub("<link>", text)
+        text = " ".join(text.split())
+        return text if len(text) <= _MAX_QUOTED else text[: _MAX_QUOTED - 1] + "…"
+
+    def _result(self, order: Mapping[str, Any], *, fallback_email: str | None) -> OrderResult:
+        raw_status = order.get("status")
+        status_text = raw_status.upper() if isinstance(raw_status, str) else ""
+        status = _ORDER_STATUS.get(status_text)
+        if status is None:
+            log.warning("vendor_unknown_status", vendor=NAME,
+                        order_id=str(order.get("referenceOrderID"))[:40],
+                        status=str(raw_status)[:40])
+            status = OrderStatus.PENDING
+        recipient = _obj(order.get("recipient"))
+        email = recipient.get("email") if isinstance(recipient.get("email"), str) else None
+        email = email or fallback_email
+        if status is OrderStatus.PENDING:
+            delivery = "under review at Tango Card"
+        elif order.get("sendEmail") is False:
+            delivery = "delivered by link"
+        else:
+            delivery = f"sent by email to {_mask_email(email)}" if email else "sent by email"
+        return OrderResult(
+            vendor_order_id=str(order["referenceOrderID"]),
+            status=status,
+            delivery=delivery,
+            link=_reward_link(_obj(order.get("reward"))),
+            detail=f"Tango Card order {status_text or '?'}",
+        )
+
+
+# --- reading Tango's answers ---------------------------------------------------------------
+
+
+def _mask_email(email: str) -> str:
+    local, at, domain = email.partition("@")
+    return f"{local[:1]}***@{domain}" if at else "***"
+
+
+def _obj(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _json_or_none(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _decimal(value: Any) -> Decimal | None:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None
+
+
+def _order_of(data: Any) -> dict[str, Any] | None:
+    """An order object (Tango answers a create with the order at the top level; some
+    answers may wrap it in ``order``)."""
+    if isinstance(data, dict) and isinstance(data.get("order"), dict):
+        data = data["order"]
+    if not isinstance(data, dict) or not isinstance(data.get("referenceOrderID"), str | int):
+        return None
+    return data
+
+
+def _reward_link(reward: Mapping[str, Any]) -> str | None:
+    """The first redemption URL in the reward (layout unconfirmed; see the module doc)."""
+    candidates: list[Any] = []
+    for entry in reward.get("credentialList") or []:
+        if isinstance(entry, dict):
+            kind = str(entry.get("type", "")).lower() + str(entry.get("label", "")).lower()
+            if "url" in kind or "link" in kind:
+                candidates.append(entry.get("value"))
+    credentials = reward.get("credentials")
+    if isinstance(credentials, dict):
+        candidates.extend(v for k, v in credentials.items() if "url" in str(k).lower())
+    candidates.append(reward.get("redemptionUrl"))
+    for value in candidates:
+        if isinstance(value, str) and value.startswith(("https://", "http://")):
+            return value
+    return None
+
+
+def _errors_of(response: httpx.Response) -> list[dict[str, Any]]:
+    data = _json_or_none(response)
+    errors = data.get("errors") if isinstance(data, dict) else None
+    if isinstance(errors, dict):
+        errors = [errors]
+    return [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
+
+
+_FUNDS = re.compile(r"insufficient|\bfunds?\b|balance", re.IGNORECASE)
+_RECIPIENT = re.compile(r"recipient|e-?mail|first_?name|last_?name", re.IGNORECASE)
+_ITEM = re.compile(r"\butid\b|\bitem\b|amount|denomination|catalog|\bbrand\b|face_?value",
+                   re.IGNORECASE)
+
+
+def classify_errors(errors: Iterable[Mapping[str, Any]]) -> str:
+    """``funds``, ``recipient``, ``product``, ``both`` or ``other`` for a 4xx ``errors`` list.
+
+    Leans towards ``other`` (hold for a person): refusing a redemption refunds the points,
+    a hold costs only a look. The field holding the culprit is read from ``path``, ``field``
+    or ``i18nKey`` (which one Tango fills is unconfirmed), then from ``message``."""
+    kinds: set[str] = set()
+    seen = False
+    for error in errors:
+        seen = True
+        where = " ".join(str(error.get(k, "")) for k in ("path", "field", "i18nKey", "code"))
+        message = str(error.get("message", ""))
+        if _FUNDS.search(where) or _FUNDS.search(message):
+            return "funds"
+        if _RECIPIENT.search(where) or (not where.strip() and _RECIPIENT.search(message)):
+            kinds.add("recipient")
+        elif _ITEM.search(where) or (not where.strip() and _ITEM.search(message)):
+            kinds.add("product")
+        else:
+            kinds.add("other")
+    if not seen or not kinds or "other" in kinds:
+        return "other"
+    return "both" if len(kinds) == 2 else kinds.pop()
+
+
+def _catalog_items(data: Any) -> dict[str, dict[str, Any]] | None:
+    """``GET /catalogs`` -> UTID -> the few fields ``check`` reads (kept small for the
+    cache). Brands carry ``items``; each item its ``utid``."""
+    brands = data.get("brands") if isinstance(data, dict) else None
+    if not isinstance(brands, list):
+        return None
+    items: dict[str, dict[str, Any]] = {}
+    for brand in brands:
+        if not isinstance(brand, dict):
+            continue
+        for item in brand.get("items") or []:
+            if not isinstance(item, dict) or not isinstance(item.get("utid"), str):
+                continue
+            numbers = {
+                name: _decimal(item.get(field))
+                for name, field in (("face_value", "faceValue"), ("min", "minValue"),
+                                    ("max", "maxValue"))
+            }
+            items[item["utid"]] = {
+                "utid": item["utid"],
+                "name": item.get("rewardName") or brand.get("brandName"),
+                "currency": item.get("currencyCode"),
+                "status": str(item.get("status", "")).lower() or None,
+                "value_type": str(item.get("valueType", "")).upper() or None,
+                **{k: (str(v) if v is not None else None) for k, v in numbers.items()},
+            }
+    return items
+
+
+def _item_problems(item: Mapping[str, Any], amount: Decimal, currency: str) -> list[str]:
+    problems: list[str] = []
+    status = item.get("status")
+    if status and status != "active":
+        problems.append(f"the item is {status}, not active")
+    item_currency = item.get("currency")
+    if isinstance(item_currency, str) and item_currency.upper() != currency.upper():
+        problems.append(f"the item is priced in {item_currency}, the route says {currency}")
+    face, low, high = (_decimal(item.get(k)) for k in ("face_value", "min", "max"))
+    if item.get("value_type") == "FIXED_VALUE" or (face is not None and low is None
+                                                      and high is None):
+        if face is not None and face != amount:
+            problems.append(f"the item has a fixed value of {face:.2f}, the route says "
+                            f"{amount:.2f}")
+    else:
+        if low is not None and amount < low:
+            problems.append(f"{amount:.2f} is below the item's minimum of {low:.2f}")
+        if high is not None and amount > high:
+            problems.append(f"{amount:.2f} is above the item's maximum of {high:.2f}")
+    return problems

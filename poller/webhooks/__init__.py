@@ -1,0 +1,14 @@
+"""Webhook receivers on the daemon's listener: real-time intake.
+
+``POST /webhooks/influitive``: Influitive's "Reward Redemption Requested" webhook is a nudge,
+not the truth: it triggers an immediate (coalesced) cycle and the poll stays the source of
+what is outstanding. Nothing is ordered from its body.
+
+``POST /webhooks/influenceio``: an Influence.io ``points/redeemed`` event is stored in the
+ledger before it is answered 2xx (deduplicated on the webhook id and the event id), then
+worked by the same machinery as an Influitive redemption.
+
+Neither sender documents a signature, so both require a shared secret, accepted in an
+``X-Webhook-Secret`` header or a ``token`` query parameter (many senders let you set only
+the URL), compared in constant time; anything else is answered 401.
+"""
