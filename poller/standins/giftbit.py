@@ -30,14 +30,12 @@ the campaign was created), garbage answers, ``repeat_mode``. ``reset`` puts ever
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import hmac
 import re
 import threading
 import time
 import uuid
-from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
@@ -47,15 +45,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-# Shared stand-in plumbing (fault records and misbehaving answers) lives with the first
-# stand-in.
-from poller.standins.tremendous import (
-    Fault,
-    LoseMode,
-    _DroppedResponse,
-    _HungResponse,
+from poller.standins.faults import (
+    Faults,
     _json_object,
-    _Loss,
+    apply_delay,
+    fault_admin_routes,
+    rate_limit_headers,
+    retry_after_headers,
+    spoil,
+    tally,
 )
 
 log = structlog.get_logger(__name__)
@@ -95,7 +93,7 @@ def _error(status: int, code: str, name: str, message: str,
                         headers=headers)
 
 
-class GiftbitState:
+class GiftbitState(Faults):
     """Everything the stand-in knows. Thread-safe."""
 
     def __init__(self, funds: dict[str, int] | None = None) -> None:
@@ -107,13 +105,7 @@ class GiftbitState:
         self.received: list[dict[str, Any]] = []
         """One record per ``POST /campaign``: id, created, status, outcome."""
         self.repeat_mode: RepeatMode = "error"
-        self.faults: list[Fault] = []
-        self.delay = 0.0
-        self.rate_limit: int | None = None
-        self.rate_limit_retry_after: str | None = None
-        self.losses: list[_Loss] = []
-        self.garbage_left = 0
-        self._hits: deque[float] = deque()
+        self._init_faults()
 
     def __repr__(self) -> str:
         return f"GiftbitState(campaigns={len(self.campaigns)}, funds={self.funds})"
@@ -126,51 +118,7 @@ class GiftbitState:
             self.campaigns.clear()
             self.received.clear()
             self.repeat_mode = "error"
-            self.faults.clear()
-            self.delay = 0.0
-            self.rate_limit = None
-            self.rate_limit_retry_after = None
-            self.losses.clear()
-            self.garbage_left = 0
-            self._hits.clear()
-
-    def fail(self, status: int, count: int | None = 1, *, retry_after: str | float | None = None,
-             method: str | None = None, path: str | None = None) -> None:
-        """Answer ``status`` to the next ``count`` API requests (None: until ``clear_faults``)
-        without handling them. ``path`` is a prefix such as ``/campaign``."""
-        with self._lock:
-            self.faults.append(Fault(
-                status=status, remaining=count,
-                retry_after=None if retry_after is None else str(retry_after),
-                method=method, path=path,
-            ))
-
-    def clear_faults(self) -> None:
-        with self._lock:
-            self.faults.clear()
-
-    def set_delay(self, seconds: float) -> None:
-        with self._lock:
-            self.delay = max(0.0, seconds)
-
-    def set_rate_limit(self, per_second: int | None,
-                       retry_after: str | float | None = None) -> None:
-        with self._lock:
-            self.rate_limit = per_second
-            self.rate_limit_retry_after = None if retry_after is None else str(retry_after)
-            self._hits.clear()
-
-    def lose_answers(self, count: int = 1, mode: LoseMode = "drop",
-                     hang_seconds: float = 30.0) -> None:
-        """Handle the next ``count`` ``POST /campaign`` (creating it), then lose the answer."""
-        with self._lock:
-            self.losses.append(_Loss(remaining=count, mode=mode, hang_seconds=hang_seconds))
-
-    def garbage(self, count: int = 1) -> None:
-        """Handle the next ``count`` API requests, then answer 200 with a body that is not
-        JSON (a create does create the campaign)."""
-        with self._lock:
-            self.garbage_left += count
+            self._reset_faults()
 
     def set_repeat_mode(self, mode: RepeatMode) -> None:
         with self._lock:
@@ -208,14 +156,7 @@ class GiftbitState:
     def counts(self) -> dict[str, dict[str, int]]:
         """Per campaign id: ``received`` POST /campaign and campaigns ``created``."""
         with self._lock:
-            received: Counter[str] = Counter()
-            created: Counter[str] = Counter()
-            for rec in self.received:
-                ident = rec.get("id")
-                if isinstance(ident, str):
-                    received[ident] += 1
-                    created[ident] += 1 if rec.get("created") else 0
-            return {i: {"received": received[i], "created": created[i]} for i in received}
+            return tally(self.received, "id")
 
     def created_for(self, ident: str) -> int:
         return self.counts().get(ident, {}).get("created", 0)
@@ -240,42 +181,6 @@ class GiftbitState:
             if self.funds.get(currency, 0) >= campaign["price_in_cents"]:
                 self.funds[currency] -= campaign["price_in_cents"]
                 campaign["status"] = "COMPLETED"
-
-    def _take_fault(self, method: str, path: str) -> Fault | None:
-        with self._lock:
-            for fault in self.faults:
-                if fault.matches(method, path):
-                    if fault.remaining is not None:
-                        fault.remaining -= 1
-                    return fault
-            return None
-
-    def _rate_limited(self) -> bool:
-        with self._lock:
-            if self.rate_limit is None:
-                return False
-            now = time.monotonic()
-            while self._hits and now - self._hits[0] >= 1.0:
-                self._hits.popleft()
-            if len(self._hits) >= self.rate_limit:
-                return True
-            self._hits.append(now)
-            return False
-
-    def _take_loss(self) -> _Loss | None:
-        with self._lock:
-            for loss in self.losses:
-                if loss.remaining > 0:
-                    loss.remaining -= 1
-                    return _Loss(1, loss.mode, loss.hang_seconds)
-            return None
-
-    def _take_garbage(self) -> bool:
-        with self._lock:
-            if self.garbage_left > 0:
-                self.garbage_left -= 1
-                return True
-            return False
 
     def _record(self, ident: Any, *, created: bool, status: int, outcome: str) -> None:
         with self._lock:
@@ -391,26 +296,20 @@ def create_app(state: GiftbitState | None = None, *, api_key: str = "standin-key
             path = request.url.path.removeprefix(API_PREFIX) or "/"
             is_create = request.method == "POST" and path.rstrip("/") == "/campaign"
             ident = (await _json_object(request)).get("id") if is_create else None
-            with st._lock:
-                delay = st.delay
-            if delay:
-                await asyncio.sleep(delay)
+            await apply_delay(st)
             fault = st._take_fault(request.method, path)
             if fault is not None:
                 if is_create:
                     st._record(ident, created=False, status=fault.status, outcome="forced")
-                headers = {"Retry-After": fault.retry_after} if fault.retry_after else None
+                headers = retry_after_headers(fault.retry_after)
                 return _error(fault.status, f"ERROR_FORCED_{fault.status}", "Forced",
                               f"Forced {fault.status} (stand-in)", headers=headers)
             simulated = request.headers.get("simulate-ratelimit", "").lower() == "true"
             if simulated or st._rate_limited():
                 if is_create:
                     st._record(ident, created=False, status=429, outcome="rate_limited")
-                with st._lock:
-                    after = st.rate_limit_retry_after
                 return _error(429, "ERROR_RATE_LIMIT", "Rate limit exceeded",
-                              "Too many requests", headers={"Retry-After": after} if after
-                              else None)
+                              "Too many requests", headers=rate_limit_headers(st))
             given = request.headers.get("authorization", "").encode()
             if not hmac.compare_digest(given, expected):
                 if is_create:
@@ -418,14 +317,7 @@ def create_app(state: GiftbitState | None = None, *, api_key: str = "standin-key
                 return _error(401, "ERROR_INVALID_TOKEN", "Invalid token",
                               "The API token is invalid or missing")
             response = await handler(request)
-            if is_create:
-                loss = st._take_loss()
-                if loss is not None:
-                    return (_DroppedResponse() if loss.mode == "drop"
-                            else _HungResponse(response, loss.hang_seconds))
-            if st._take_garbage():
-                return Response(GARBAGE, status_code=200, media_type="application/json")
-            return response
+            return spoil(st, response, lose=is_create, garbage=GARBAGE)
 
         return wrapped
 
@@ -478,10 +370,6 @@ def create_app(state: GiftbitState | None = None, *, api_key: str = "standin-key
     async def admin_campaigns(request: Request) -> Response:
         return JSONResponse(st.snapshot())
 
-    async def admin_reset(request: Request) -> Response:
-        st.reset()
-        return JSONResponse({"ok": True})
-
     async def admin_funds(request: Request) -> Response:
         body = await _json_object(request)
         cents = body.get("cents")
@@ -489,42 +377,6 @@ def create_app(state: GiftbitState | None = None, *, api_key: str = "standin-key
             return JSONResponse({"error": "cents (integer) is required"}, status_code=400)
         st.set_funds(str(body.get("currency", "USD")), cents)
         return JSONResponse({"funds": st.snapshot()["funds"]})
-
-    async def admin_faults(request: Request) -> Response:
-        body = await _json_object(request)
-        status = body.get("status")
-        if not isinstance(status, int):
-            return JSONResponse({"error": "status (integer) is required"}, status_code=400)
-        st.fail(status, body.get("count", 1), retry_after=body.get("retry_after"),
-                method=body.get("method"), path=body.get("path"))
-        return JSONResponse({"ok": True})
-
-    async def admin_faults_clear(request: Request) -> Response:
-        st.clear_faults()
-        return JSONResponse({"ok": True})
-
-    async def admin_delay(request: Request) -> Response:
-        body = await _json_object(request)
-        st.set_delay(float(body.get("seconds", 0.0)))
-        return JSONResponse({"ok": True})
-
-    async def admin_rate_limit(request: Request) -> Response:
-        body = await _json_object(request)
-        st.set_rate_limit(body.get("per_second"), body.get("retry_after"))
-        return JSONResponse({"ok": True})
-
-    async def admin_lose(request: Request) -> Response:
-        body = await _json_object(request)
-        mode = body.get("mode", "drop")
-        if mode not in ("drop", "hang"):
-            return JSONResponse({"error": "mode is drop or hang"}, status_code=400)
-        st.lose_answers(int(body.get("count", 1)), mode, float(body.get("hang_seconds", 30.0)))
-        return JSONResponse({"ok": True})
-
-    async def admin_garbage(request: Request) -> Response:
-        body = await _json_object(request)
-        st.garbage(int(body.get("count", 1)))
-        return JSONResponse({"ok": True})
 
     async def admin_repeat_mode(request: Request) -> Response:
         body = await _json_object(request)
@@ -559,18 +411,12 @@ def create_app(state: GiftbitState | None = None, *, api_key: str = "standin-key
         Route(f"{API_PREFIX}/brands/{{code}}", get_brand, methods=["GET"]),
         Route(f"{API_PREFIX}/funds", get_funds, methods=["GET"]),
         Route("/_standin/campaigns", admin_campaigns, methods=["GET"]),
-        Route("/_standin/reset", admin_reset, methods=["POST"]),
         Route("/_standin/funds", admin_funds, methods=["POST"]),
-        Route("/_standin/faults", admin_faults, methods=["POST"]),
-        Route("/_standin/faults/clear", admin_faults_clear, methods=["POST"]),
-        Route("/_standin/delay", admin_delay, methods=["POST"]),
-        Route("/_standin/rate_limit", admin_rate_limit, methods=["POST"]),
-        Route("/_standin/lose", admin_lose, methods=["POST"]),
-        Route("/_standin/garbage", admin_garbage, methods=["POST"]),
         Route("/_standin/repeat_mode", admin_repeat_mode, methods=["POST"]),
         Route("/_standin/campaigns/{ident}/approve", admin_approve, methods=["POST"]),
         Route("/_standin/campaigns/{ident}/status", admin_status, methods=["POST"]),
     ]
+    routes += fault_admin_routes(st)
     app = Starlette(routes=routes)
     app.state.giftbit = st
     return app

@@ -23,12 +23,10 @@ order was taken), garbage answers. ``reset`` puts everything back.
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
 import threading
 import time
-from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -38,15 +36,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-# Shared stand-in plumbing (fault records and misbehaving answers) lives with the first
-# stand-in.
-from poller.standins.tremendous import (
-    Fault,
-    LoseMode,
-    _DroppedResponse,
-    _HungResponse,
+from poller.standins.faults import (
+    Faults,
     _json_object,
-    _Loss,
+    apply_delay,
+    fault_admin_routes,
+    rate_limit_headers,
+    retry_after_headers,
+    spoil,
+    tally,
 )
 from poller.vendors.http import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, verify_signature
 
@@ -60,7 +58,7 @@ OUT_OF_STOCK = "This reward is out of stock"
 BAD_EMAIL = "The email address on your profile was not accepted"
 
 
-class ReceiverState:
+class ReceiverState(Faults):
     """Everything the receiver knows. Thread-safe."""
 
     def __init__(self, secret: str = "standin-http-secret-0123", max_age: float = 300.0) -> None:
@@ -72,13 +70,7 @@ class ReceiverState:
         """Idempotency key -> ``{"order_id", "status", "message", "body", "order"}``."""
         self.received: list[dict[str, Any]] = []
         """One record per POST: key, signature_ok, status (HTTP), answer, outcome."""
-        self.faults: list[Fault] = []
-        self.delay = 0.0
-        self.rate_limit: int | None = None
-        self.rate_limit_retry_after: str | None = None
-        self.losses: list[_Loss] = []
-        self.garbage_left = 0
-        self._hits: deque[float] = deque()
+        self._init_faults()
         self._counter = 0
 
     def __repr__(self) -> str:
@@ -91,56 +83,13 @@ class ReceiverState:
             self.secret = self._initial_secret
             self.orders.clear()
             self.received.clear()
-            self.faults.clear()
-            self.delay = 0.0
-            self.rate_limit = None
-            self.rate_limit_retry_after = None
-            self.losses.clear()
-            self.garbage_left = 0
-            self._hits.clear()
+            self._reset_faults()
             self._counter = 0
 
     def set_secret(self, secret: str) -> None:
         """Verify with another secret (the adapter's requests then fail with 401)."""
         with self._lock:
             self.secret = secret
-
-    def fail(self, status: int, count: int | None = 1, *, retry_after: str | float | None = None,
-             ) -> None:
-        """Answer ``status`` to the next ``count`` requests (None: until ``clear_faults``)
-        without handling them."""
-        with self._lock:
-            self.faults.append(Fault(
-                status=status, remaining=count,
-                retry_after=None if retry_after is None else str(retry_after),
-            ))
-
-    def clear_faults(self) -> None:
-        with self._lock:
-            self.faults.clear()
-
-    def set_delay(self, seconds: float) -> None:
-        with self._lock:
-            self.delay = max(0.0, seconds)
-
-    def set_rate_limit(self, per_second: int | None,
-                       retry_after: str | float | None = None) -> None:
-        with self._lock:
-            self.rate_limit = per_second
-            self.rate_limit_retry_after = None if retry_after is None else str(retry_after)
-            self._hits.clear()
-
-    def lose_answers(self, count: int = 1, mode: LoseMode = "drop",
-                     hang_seconds: float = 30.0) -> None:
-        """Handle the next ``count`` requests (taking the order), then lose the answer."""
-        with self._lock:
-            self.losses.append(_Loss(remaining=count, mode=mode, hang_seconds=hang_seconds))
-
-    def garbage(self, count: int = 1) -> None:
-        """Handle the next ``count`` requests, then answer 200 with a body that is not the
-        documented answer."""
-        with self._lock:
-            self.garbage_left += count
 
     def approve(self, key: str) -> dict[str, Any]:
         """A pending order becomes ``accepted`` (the next repeat says so)."""
@@ -160,14 +109,8 @@ class ReceiverState:
     def counts(self) -> dict[str, dict[str, int]]:
         """Per key: ``received`` signed requests and orders ``created``."""
         with self._lock:
-            received: Counter[str] = Counter()
-            created: Counter[str] = Counter()
-            for rec in self.received:
-                key = rec.get("key")
-                if isinstance(key, str) and rec.get("signature_ok"):
-                    received[key] += 1
-                    created[key] += 1 if rec.get("outcome") == "created" else 0
-            return {k: {"received": received[k], "created": created[k]} for k in received}
+            return tally(self.received, "key", created=lambda rec: rec.get("outcome") == "created",
+                         counted=lambda rec: bool(rec.get("signature_ok")))
 
     def created_for(self, key: str) -> int:
         return self.counts().get(key, {}).get("created", 0)
@@ -190,42 +133,6 @@ class ReceiverState:
     def _answer(self, order: dict[str, Any]) -> dict[str, Any]:
         return {"status": order["status"], "order_id": order["order_id"],
                 "message": order["message"]}
-
-    def _take_fault(self) -> Fault | None:
-        with self._lock:
-            for fault in self.faults:
-                if fault.matches("POST", HOOK_PATH):
-                    if fault.remaining is not None:
-                        fault.remaining -= 1
-                    return fault
-            return None
-
-    def _rate_limited(self) -> bool:
-        with self._lock:
-            if self.rate_limit is None:
-                return False
-            now = time.monotonic()
-            while self._hits and now - self._hits[0] >= 1.0:
-                self._hits.popleft()
-            if len(self._hits) >= self.rate_limit:
-                return True
-            self._hits.append(now)
-            return False
-
-    def _take_loss(self) -> _Loss | None:
-        with self._lock:
-            for loss in self.losses:
-                if loss.remaining > 0:
-                    loss.remaining -= 1
-                    return _Loss(1, loss.mode, loss.hang_seconds)
-            return None
-
-    def _take_garbage(self) -> bool:
-        with self._lock:
-            if self.garbage_left > 0:
-                self.garbage_left -= 1
-                return True
-            return False
 
     def _record(self, key: str | None, *, signature_ok: bool, status: int, outcome: str,
                 answer: str | None = None) -> None:
@@ -291,22 +198,19 @@ def create_app(state: ReceiverState | None = None) -> Starlette:
         raw = await request.body()
         key = request.headers.get(IDEMPOTENCY_HEADER)
         with st._lock:
-            delay, secret, max_age = st.delay, st.secret, st.max_age
-        if delay:
-            await asyncio.sleep(delay)
+            secret, max_age = st.secret, st.max_age
+        await apply_delay(st)
         signed = verify_signature(secret, request.headers.get(SIGNATURE_HEADER), raw, max_age)
-        fault = st._take_fault()
+        fault = st._take_fault("POST", HOOK_PATH)
         if fault is not None:
             st._record(key, signature_ok=signed, status=fault.status, outcome="forced")
-            headers = {"Retry-After": fault.retry_after} if fault.retry_after else None
+            headers = retry_after_headers(fault.retry_after)
             return JSONResponse({"error": f"Forced {fault.status} (stand-in)"},
                                 status_code=fault.status, headers=headers)
         if st._rate_limited():
             st._record(key, signature_ok=signed, status=429, outcome="rate_limited")
-            with st._lock:
-                after = st.rate_limit_retry_after
             return JSONResponse({"error": "Too many requests"}, status_code=429,
-                                headers={"Retry-After": after} if after else None)
+                                headers=rate_limit_headers(st))
         if not signed:
             st._record(key, signature_ok=False, status=401, outcome="bad_signature")
             return JSONResponse({"error": "Missing, wrong or stale signature"}, status_code=401)
@@ -322,57 +226,12 @@ def create_app(state: ReceiverState | None = None) -> Starlette:
         st._record(key, signature_ok=True, status=status, outcome=outcome,
                    answer=answer.get("status"))
         response: Response = JSONResponse(answer, status_code=status)
-        loss = st._take_loss()
-        if loss is not None:
-            return (_DroppedResponse() if loss.mode == "drop"
-                    else _HungResponse(response, loss.hang_seconds))
-        if st._take_garbage():
-            return Response(GARBAGE, status_code=200, media_type="text/html")
-        return response
+        return spoil(st, response, lose=True, garbage=GARBAGE, garbage_type="text/html")
 
     # --- admin ----------------------------------------------------------------------------
 
     async def admin_orders(request: Request) -> Response:
         return JSONResponse(st.snapshot())
-
-    async def admin_reset(request: Request) -> Response:
-        st.reset()
-        return JSONResponse({"ok": True})
-
-    async def admin_faults(request: Request) -> Response:
-        body = await _json_object(request)
-        status = body.get("status")
-        if not isinstance(status, int):
-            return JSONResponse({"error": "status (integer) is required"}, status_code=400)
-        st.fail(status, body.get("count", 1), retry_after=body.get("retry_after"))
-        return JSONResponse({"ok": True})
-
-    async def admin_faults_clear(request: Request) -> Response:
-        st.clear_faults()
-        return JSONResponse({"ok": True})
-
-    async def admin_delay(request: Request) -> Response:
-        body = await _json_object(request)
-        st.set_delay(float(body.get("seconds", 0.0)))
-        return JSONResponse({"ok": True})
-
-    async def admin_rate_limit(request: Request) -> Response:
-        body = await _json_object(request)
-        st.set_rate_limit(body.get("per_second"), body.get("retry_after"))
-        return JSONResponse({"ok": True})
-
-    async def admin_lose(request: Request) -> Response:
-        body = await _json_object(request)
-        mode = body.get("mode", "drop")
-        if mode not in ("drop", "hang"):
-            return JSONResponse({"error": "mode is drop or hang"}, status_code=400)
-        st.lose_answers(int(body.get("count", 1)), mode, float(body.get("hang_seconds", 30.0)))
-        return JSONResponse({"ok": True})
-
-    async def admin_garbage(request: Request) -> Response:
-        body = await _json_object(request)
-        st.garbage(int(body.get("count", 1)))
-        return JSONResponse({"ok": True})
 
     async def admin_secret(request: Request) -> Response:
         body = await _json_object(request)
@@ -405,17 +264,11 @@ def create_app(state: ReceiverState | None = None) -> Starlette:
     routes = [
         Route(HOOK_PATH, hook, methods=["POST"]),
         Route("/_standin/orders", admin_orders, methods=["GET"]),
-        Route("/_standin/reset", admin_reset, methods=["POST"]),
-        Route("/_standin/faults", admin_faults, methods=["POST"]),
-        Route("/_standin/faults/clear", admin_faults_clear, methods=["POST"]),
-        Route("/_standin/delay", admin_delay, methods=["POST"]),
-        Route("/_standin/rate_limit", admin_rate_limit, methods=["POST"]),
-        Route("/_standin/lose", admin_lose, methods=["POST"]),
-        Route("/_standin/garbage", admin_garbage, methods=["POST"]),
         Route("/_standin/secret", admin_secret, methods=["POST"]),
         Route("/_standin/orders/{key}/approve", admin_approve, methods=["POST"]),
         Route("/_standin/orders/{key}/status", admin_status, methods=["POST"]),
     ]
+    routes += fault_admin_routes(st, targeted=False)
     app = Starlette(routes=routes)
     app.state.receiver = st
     return app

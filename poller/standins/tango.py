@@ -30,7 +30,6 @@ garbage answers. ``reset`` puts everything back.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import copy
 import hmac
@@ -38,7 +37,6 @@ import re
 import secrets
 import threading
 import time
-from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -49,15 +47,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-# Shared stand-in plumbing (fault records and misbehaving answers) lives with the first
-# stand-in.
-from poller.standins.tremendous import (
-    Fault,
-    LoseMode,
-    _DroppedResponse,
-    _HungResponse,
+from poller.standins.faults import (
+    Faults,
     _json_object,
-    _Loss,
+    apply_delay,
+    fault_admin_routes,
+    rate_limit_headers,
+    retry_after_headers,
+    spoil,
+    tally,
 )
 
 log = structlog.get_logger(__name__)
@@ -127,7 +125,7 @@ def _error(status: int, path: str, errors: list[dict[str, Any]] | None = None,
                         headers=headers)
 
 
-class TangoState:
+class TangoState(Faults):
     """Everything the stand-in knows. Thread-safe: the server runs in its own thread while a
     test drives the knobs."""
 
@@ -140,15 +138,9 @@ class TangoState:
         self.received: list[dict[str, Any]] = []
         """One record per ``POST /orders``: external_id, created, status, outcome."""
         self.catalog_calls = 0
-        self.faults: list[Fault] = []
+        self._init_faults()
         self.process_then_fail_left: list[tuple[int, int]] = []
-        self.delay = 0.0
-        self.rate_limit: int | None = None
-        self.rate_limit_retry_after: str | None = None
-        self.losses: list[_Loss] = []
-        self.garbage_left = 0
         self._by_external: dict[str, str] = {}
-        self._hits: deque[float] = deque()
         self._counter = 0
 
     def __repr__(self) -> str:
@@ -162,31 +154,14 @@ class TangoState:
             self.orders.clear()
             self.received.clear()
             self.catalog_calls = 0
-            self.faults.clear()
+            self._reset_faults()
             self.process_then_fail_left.clear()
-            self.delay = 0.0
-            self.rate_limit = None
-            self.rate_limit_retry_after = None
-            self.losses.clear()
-            self.garbage_left = 0
             self._by_external.clear()
-            self._hits.clear()
             self._counter = 0
-
-    def fail(self, status: int, count: int | None = 1, *, retry_after: str | float | None = None,
-             method: str | None = None, path: str | None = None) -> None:
-        """Answer ``status`` to the next ``count`` API requests (None: until ``clear_faults``)
-        without handling them. ``path`` is a prefix such as ``/orders``."""
-        with self._lock:
-            self.faults.append(Fault(
-                status=status, remaining=count,
-                retry_after=None if retry_after is None else str(retry_after),
-                method=method, path=path,
-            ))
 
     def clear_faults(self) -> None:
         with self._lock:
-            self.faults.clear()
+            super().clear_faults()
             self.process_then_fail_left.clear()
 
     def process_then_fail(self, status: int = 503, count: int = 1) -> None:
@@ -194,31 +169,6 @@ class TangoState:
         ``status`` anyway: Tango's "5xx may occasionally process"."""
         with self._lock:
             self.process_then_fail_left.append((status, count))
-
-    def set_delay(self, seconds: float) -> None:
-        with self._lock:
-            self.delay = max(0.0, seconds)
-
-    def set_rate_limit(self, per_second: int | None,
-                       retry_after: str | float | None = None) -> None:
-        """At most ``per_second`` API requests in any one-second window; 429 beyond."""
-        with self._lock:
-            self.rate_limit = per_second
-            self.rate_limit_retry_after = None if retry_after is None else str(retry_after)
-            self._hits.clear()
-
-    def lose_answers(self, count: int = 1, mode: LoseMode = "drop",
-                     hang_seconds: float = 30.0) -> None:
-        """Handle the next ``count`` ``POST /orders`` (creating the order), then lose the
-        answer: ``drop`` closes the connection mid-body, ``hang`` answers nothing."""
-        with self._lock:
-            self.losses.append(_Loss(remaining=count, mode=mode, hang_seconds=hang_seconds))
-
-    def garbage(self, count: int = 1) -> None:
-        """Handle the next ``count`` API requests, then answer 200 with a body that is not
-        JSON (a create does create the order)."""
-        with self._lock:
-            self.garbage_left += count
 
     def set_balance(self, amount: Decimal | str | float) -> None:
         with self._lock:
@@ -251,14 +201,7 @@ class TangoState:
     def counts(self) -> dict[str, dict[str, int]]:
         """Per externalRefID: ``received`` POST /orders and orders ``created``."""
         with self._lock:
-            received: Counter[str] = Counter()
-            created: Counter[str] = Counter()
-            for rec in self.received:
-                ext = rec.get("external_id")
-                if isinstance(ext, str):
-                    received[ext] += 1
-                    created[ext] += 1 if rec.get("created") else 0
-            return {e: {"received": received[e], "created": created[e]} for e in received}
+            return tally(self.received, "external_id")
 
     def created_for(self, external_id: str) -> int:
         return self.counts().get(external_id, {}).get("created", 0)
@@ -275,15 +218,6 @@ class TangoState:
 
     # --- used by the app ----------------------------------------------------------------
 
-    def _take_fault(self, method: str, path: str) -> Fault | None:
-        with self._lock:
-            for fault in self.faults:
-                if fault.matches(method, path):
-                    if fault.remaining is not None:
-                        fault.remaining -= 1
-                    return fault
-            return None
-
     def _take_process_then_fail(self) -> int | None:
         with self._lock:
             for i, (status, left) in enumerate(self.process_then_fail_left):
@@ -291,33 +225,6 @@ class TangoState:
                     self.process_then_fail_left[i] = (status, left - 1)
                     return status
             return None
-
-    def _rate_limited(self) -> bool:
-        with self._lock:
-            if self.rate_limit is None:
-                return False
-            now = time.monotonic()
-            while self._hits and now - self._hits[0] >= 1.0:
-                self._hits.popleft()
-            if len(self._hits) >= self.rate_limit:
-                return True
-            self._hits.append(now)
-            return False
-
-    def _take_loss(self) -> _Loss | None:
-        with self._lock:
-            for loss in self.losses:
-                if loss.remaining > 0:
-                    loss.remaining -= 1
-                    return _Loss(1, loss.mode, loss.hang_seconds)
-            return None
-
-    def _take_garbage(self) -> bool:
-        with self._lock:
-            if self.garbage_left > 0:
-                self.garbage_left -= 1
-                return True
-            return False
 
     def _record(self, external_id: Any, *, created: bool, status: int, outcome: str,
                 order_id: str | None = None) -> None:
@@ -473,24 +380,19 @@ def create_app(state: TangoState | None = None, *, platform_key: str = "standin-
             is_create = request.method == "POST" and path.rstrip("/") == "/orders"
             external_id = (await _json_object(request)).get("externalRefID") if is_create \
                 else None
-            with st._lock:
-                delay = st.delay
-            if delay:
-                await asyncio.sleep(delay)
+            await apply_delay(st)
             fault = st._take_fault(request.method, path)
             if fault is not None:
                 if is_create:
                     st._record(external_id, created=False, status=fault.status, outcome="forced")
-                headers = {"Retry-After": fault.retry_after} if fault.retry_after else None
+                headers = retry_after_headers(fault.retry_after)
                 return _error(fault.status, full, message=f"Forced {fault.status} (stand-in)",
                               headers=headers)
             if st._rate_limited():
                 if is_create:
                     st._record(external_id, created=False, status=429, outcome="rate_limited")
-                with st._lock:
-                    after = st.rate_limit_retry_after
                 return _error(429, full, message="Too many requests",
-                              headers={"Retry-After": after} if after else None)
+                              headers=rate_limit_headers(st))
             given = request.headers.get("authorization", "").encode()
             if not hmac.compare_digest(given, expected):
                 if is_create:
@@ -501,13 +403,7 @@ def create_app(state: TangoState | None = None, *, platform_key: str = "standin-
                 failed = st._take_process_then_fail()
                 if failed is not None:
                     return _error(failed, full, message="Internal error (stand-in: processed)")
-                loss = st._take_loss()
-                if loss is not None:
-                    return (_DroppedResponse() if loss.mode == "drop"
-                            else _HungResponse(response, loss.hang_seconds))
-            if st._take_garbage():
-                return Response(GARBAGE, status_code=200, media_type="application/json")
-            return response
+            return spoil(st, response, lose=is_create, garbage=GARBAGE)
 
         return wrapped
 
@@ -573,10 +469,6 @@ def create_app(state: TangoState | None = None, *, platform_key: str = "standin-
     async def admin_orders(request: Request) -> Response:
         return JSONResponse(st.snapshot())
 
-    async def admin_reset(request: Request) -> Response:
-        st.reset()
-        return JSONResponse({"ok": True})
-
     async def admin_balance(request: Request) -> Response:
         body = await _json_object(request)
         amount = _amount(body.get("amount"))
@@ -585,45 +477,9 @@ def create_app(state: TangoState | None = None, *, platform_key: str = "standin-
         st.set_balance(amount)
         return JSONResponse({"balance": str(amount)})
 
-    async def admin_faults(request: Request) -> Response:
-        body = await _json_object(request)
-        status = body.get("status")
-        if not isinstance(status, int):
-            return JSONResponse({"error": "status (integer) is required"}, status_code=400)
-        st.fail(status, body.get("count", 1), retry_after=body.get("retry_after"),
-                method=body.get("method"), path=body.get("path"))
-        return JSONResponse({"ok": True})
-
-    async def admin_faults_clear(request: Request) -> Response:
-        st.clear_faults()
-        return JSONResponse({"ok": True})
-
     async def admin_process_then_fail(request: Request) -> Response:
         body = await _json_object(request)
         st.process_then_fail(int(body.get("status", 503)), int(body.get("count", 1)))
-        return JSONResponse({"ok": True})
-
-    async def admin_delay(request: Request) -> Response:
-        body = await _json_object(request)
-        st.set_delay(float(body.get("seconds", 0.0)))
-        return JSONResponse({"ok": True})
-
-    async def admin_rate_limit(request: Request) -> Response:
-        body = await _json_object(request)
-        st.set_rate_limit(body.get("per_second"), body.get("retry_after"))
-        return JSONResponse({"ok": True})
-
-    async def admin_lose(request: Request) -> Response:
-        body = await _json_object(request)
-        mode = body.get("mode", "drop")
-        if mode not in ("drop", "hang"):
-            return JSONResponse({"error": "mode is drop or hang"}, status_code=400)
-        st.lose_answers(int(body.get("count", 1)), mode, float(body.get("hang_seconds", 30.0)))
-        return JSONResponse({"ok": True})
-
-    async def admin_garbage(request: Request) -> Response:
-        body = await _json_object(request)
-        st.garbage(int(body.get("count", 1)))
         return JSONResponse({"ok": True})
 
     async def admin_approve(request: Request) -> Response:
@@ -651,18 +507,12 @@ def create_app(state: TangoState | None = None, *, platform_key: str = "standin-
         Route(f"{API_PREFIX}/catalogs", catalogs, methods=["GET"]),
         Route(f"{API_PREFIX}/accounts/{{ident}}", get_account, methods=["GET"]),
         Route("/_standin/orders", admin_orders, methods=["GET"]),
-        Route("/_standin/reset", admin_reset, methods=["POST"]),
         Route("/_standin/balance", admin_balance, methods=["POST"]),
-        Route("/_standin/faults", admin_faults, methods=["POST"]),
-        Route("/_standin/faults/clear", admin_faults_clear, methods=["POST"]),
         Route("/_standin/process_then_fail", admin_process_then_fail, methods=["POST"]),
-        Route("/_standin/delay", admin_delay, methods=["POST"]),
-        Route("/_standin/rate_limit", admin_rate_limit, methods=["POST"]),
-        Route("/_standin/lose", admin_lose, methods=["POST"]),
-        Route("/_standin/garbage", admin_garbage, methods=["POST"]),
         Route("/_standin/orders/{ref}/approve", admin_approve, methods=["POST"]),
         Route("/_standin/orders/{ref}/status", admin_status, methods=["POST"]),
     ]
+    routes += fault_admin_routes(st)
     app = Starlette(routes=routes)
     app.state.tango = st
     return app

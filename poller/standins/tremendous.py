@@ -24,23 +24,30 @@ answers. ``reset`` puts everything back.
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import hmac
 import secrets
 import threading
 import time
-from collections import Counter, deque
-from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass
-from typing import Any, Literal
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import structlog
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+
+from poller.standins.faults import (
+    Faults,
+    _json_object,
+    apply_delay,
+    fault_admin_routes,
+    rate_limit_headers,
+    retry_after_headers,
+    spoil,
+    tally,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -53,8 +60,6 @@ INVALID_RECIPIENT_DOMAIN = "@invalid.example"
 MAX_DENOMINATION = 2000.0
 CURRENCIES = ("USD", "EUR", "GBP", "CAD", "AUD")
 LINK_BASE = "https://standin.tremendous.invalid/rewards/payout/"
-
-LoseMode = Literal["drop", "hang"]
 
 CATALOG: tuple[dict[str, Any], ...] = (
     {"id": "AMZN-US", "name": "Amazon.com Gift Card", "category": "merchant_card"},
@@ -83,33 +88,7 @@ def _error(status: int, message: str, payload: Any = None,
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-@dataclass
-class Fault:
-    """Answer ``status`` instead of handling the request, for ``remaining`` requests
-    (None = until cleared) matching ``method``/``path`` (a prefix under /api/v2)."""
-
-    status: int
-    remaining: int | None = 1
-    retry_after: str | None = None
-    method: str | None = None
-    path: str | None = None
-
-    def matches(self, method: str, path: str) -> bool:
-        return (
-            (self.remaining is None or self.remaining > 0)
-            and (self.method is None or self.method.upper() == method)
-            and (self.path is None or path.startswith(self.path))
-        )
-
-
-@dataclass
-class _Loss:
-    remaining: int
-    mode: LoseMode
-    hang_seconds: float
-
-
-class TremendousState:
+class TremendousState(Faults):
     """Everything the stand-in knows. Every method is thread-safe: the server runs in its own
     thread while a test drives the knobs."""
 
@@ -121,14 +100,8 @@ class TremendousState:
         """Order id -> the order as served."""
         self.received: list[dict[str, Any]] = []
         """One record per ``POST /orders`` received: external_id, created, status, outcome."""
-        self.faults: list[Fault] = []
-        self.delay = 0.0
-        self.rate_limit: int | None = None
-        self.rate_limit_retry_after: str | None = None
-        self.losses: list[_Loss] = []
-        self.garbage_left = 0
+        self._init_faults()
         self._by_external: dict[str, str] = {}
-        self._hits: deque[float] = deque()
         self._counter = 0
 
     def __repr__(self) -> str:
@@ -141,60 +114,9 @@ class TremendousState:
             self.balance_cents = self._initial_balance
             self.orders.clear()
             self.received.clear()
-            self.faults.clear()
-            self.delay = 0.0
-            self.rate_limit = None
-            self.rate_limit_retry_after = None
-            self.losses.clear()
-            self.garbage_left = 0
+            self._reset_faults()
             self._by_external.clear()
-            self._hits.clear()
             self._counter = 0
-
-    def fail(
-        self, status: int, count: int | None = 1, *, retry_after: str | float | None = None,
-        method: str | None = None, path: str | None = None,
-    ) -> None:
-        """Answer ``status`` to the next ``count`` API requests (None: until ``clear_faults``)
-        without handling them. ``path`` is a prefix such as ``/orders``."""
-        with self._lock:
-            self.faults.append(Fault(
-                status=status, remaining=count,
-                retry_after=None if retry_after is None else str(retry_after),
-                method=method, path=path,
-            ))
-
-    def clear_faults(self) -> None:
-        with self._lock:
-            self.faults.clear()
-
-    def set_delay(self, seconds: float) -> None:
-        with self._lock:
-            self.delay = max(0.0, seconds)
-
-    def set_rate_limit(
-        self, per_second: int | None, retry_after: str | float | None = None,
-    ) -> None:
-        """At most ``per_second`` API requests in any one-second window; 429 beyond."""
-        with self._lock:
-            self.rate_limit = per_second
-            self.rate_limit_retry_after = None if retry_after is None else str(retry_after)
-            self._hits.clear()
-
-    def lose_answers(
-        self, count: int = 1, mode: LoseMode = "drop", hang_seconds: float = 30.0,
-    ) -> None:
-        """Handle the next ``count`` ``POST /orders`` (creating the order), then lose the
-        answer: ``drop`` closes the connection mid-body, ``hang`` answers nothing until the
-        client gives up (or ``hang_seconds`` pass)."""
-        with self._lock:
-            self.losses.append(_Loss(remaining=count, mode=mode, hang_seconds=hang_seconds))
-
-    def garbage(self, count: int = 1) -> None:
-        """Handle the next ``count`` API requests, then answer 200 with a body that is not
-        JSON (a create does create the order)."""
-        with self._lock:
-            self.garbage_left += count
 
     def set_balance(self, cents: int) -> None:
         with self._lock:
@@ -232,14 +154,7 @@ class TremendousState:
     def counts(self) -> dict[str, dict[str, int]]:
         """Per external_id: ``received`` POST /orders and orders ``created``."""
         with self._lock:
-            received: Counter[str] = Counter()
-            created: Counter[str] = Counter()
-            for rec in self.received:
-                ext = rec.get("external_id")
-                if isinstance(ext, str):
-                    received[ext] += 1
-                    created[ext] += 1 if rec.get("created") else 0
-            return {ext: {"received": received[ext], "created": created[ext]} for ext in received}
+            return tally(self.received, "external_id")
 
     def created_for(self, external_id: str) -> int:
         return self.counts().get(external_id, {}).get("created", 0)
@@ -254,42 +169,6 @@ class TremendousState:
             }
 
     # --- used by the app ----------------------------------------------------------------
-
-    def _take_fault(self, method: str, path: str) -> Fault | None:
-        with self._lock:
-            for fault in self.faults:
-                if fault.matches(method, path):
-                    if fault.remaining is not None:
-                        fault.remaining -= 1
-                    return fault
-            return None
-
-    def _rate_limited(self) -> bool:
-        with self._lock:
-            if self.rate_limit is None:
-                return False
-            now = time.monotonic()
-            while self._hits and now - self._hits[0] >= 1.0:
-                self._hits.popleft()
-            if len(self._hits) >= self.rate_limit:
-                return True
-            self._hits.append(now)
-            return False
-
-    def _take_loss(self) -> _Loss | None:
-        with self._lock:
-            for loss in self.losses:
-                if loss.remaining > 0:
-                    loss.remaining -= 1
-                    return _Loss(1, loss.mode, loss.hang_seconds)
-            return None
-
-    def _take_garbage(self) -> bool:
-        with self._lock:
-            if self.garbage_left > 0:
-                self.garbage_left -= 1
-                return True
-            return False
 
     def _record(self, external_id: Any, *, created: bool, status: int, outcome: str,
                 order_id: str | None = None) -> None:
@@ -431,43 +310,6 @@ def _new_order(number: int, body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-# --- responses that misbehave on purpose ---------------------------------------------------
-
-
-class _DroppedResponse(Response):
-    """Starts a 200 answer, sends part of the body, and returns: the server closes the
-    connection, the client sees a protocol error after its request was handled."""
-
-    def __init__(self) -> None:
-        super().__init__(status_code=200)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({
-            "type": "http.response.start", "status": 200,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")],
-        })
-        await send({"type": "http.response.body", "body": b'{"order": {"id": ', "more_body": True})
-
-
-class _HungResponse(Response):
-    """Answers nothing until the client hangs up; after ``seconds`` answers ``late``."""
-
-    def __init__(self, late: Response, seconds: float) -> None:
-        super().__init__(status_code=late.status_code)
-        self._late = late
-        self._seconds = seconds
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async def disconnected() -> None:
-            while (await receive())["type"] != "http.disconnect":
-                pass
-
-        try:
-            await asyncio.wait_for(disconnected(), timeout=self._seconds)
-        except TimeoutError:
-            await self._late(scope, receive, send)
-
-
 GARBAGE = b'{"order": {"id": "ORD<html>502 Bad Gateway</html>'
 
 
@@ -500,37 +342,24 @@ def create_app(state: TremendousState | None = None, *, api_key: str = "standin-
             path = request.url.path.removeprefix(API_PREFIX) or "/"
             is_create = request.method == "POST" and path.rstrip("/") == "/orders"
             external_id = await _external_id(request) if is_create else None
-            with st._lock:
-                delay = st.delay
-            if delay:
-                await asyncio.sleep(delay)
+            await apply_delay(st)
             fault = st._take_fault(request.method, path)
             if fault is not None:
                 if is_create:
                     st._record(external_id, created=False, status=fault.status, outcome="forced")
-                headers = {"Retry-After": fault.retry_after} if fault.retry_after else None
+                headers = retry_after_headers(fault.retry_after)
                 return _error(fault.status, f"Forced {fault.status} (stand-in)", headers=headers)
             if st._rate_limited():
                 if is_create:
                     st._record(external_id, created=False, status=429, outcome="rate_limited")
-                with st._lock:
-                    after = st.rate_limit_retry_after
-                return _error(429, "Too many requests",
-                              headers={"Retry-After": after} if after else None)
+                return _error(429, "Too many requests", headers=rate_limit_headers(st))
             given = request.headers.get("authorization", "").encode()
             if not hmac.compare_digest(given, expected):
                 if is_create:
                     st._record(external_id, created=False, status=401, outcome="unauthorized")
                 return _error(401, "The API key is invalid or missing")
             response = await handler(request)
-            if is_create:
-                loss = st._take_loss()
-                if loss is not None:
-                    return (_DroppedResponse() if loss.mode == "drop"
-                            else _HungResponse(response, loss.hang_seconds))
-            if st._take_garbage():
-                return Response(GARBAGE, status_code=200, media_type="application/json")
-            return response
+            return spoil(st, response, lose=is_create, garbage=GARBAGE)
 
         return wrapped
 
@@ -583,10 +412,6 @@ def create_app(state: TremendousState | None = None, *, api_key: str = "standin-
     async def admin_orders(request: Request) -> Response:
         return JSONResponse(st.snapshot())
 
-    async def admin_reset(request: Request) -> Response:
-        st.reset()
-        return JSONResponse({"ok": True})
-
     async def admin_balance(request: Request) -> Response:
         body = await _json_object(request)
         cents = body.get("cents", body.get("available_cents"))
@@ -594,43 +419,6 @@ def create_app(state: TremendousState | None = None, *, api_key: str = "standin-
             return JSONResponse({"error": "cents (integer) is required"}, status_code=400)
         st.set_balance(cents)
         return JSONResponse({"balance_cents": cents})
-
-    async def admin_faults(request: Request) -> Response:
-        body = await _json_object(request)
-        status = body.get("status")
-        if not isinstance(status, int):
-            return JSONResponse({"error": "status (integer) is required"}, status_code=400)
-        st.fail(status, body.get("count", 1), retry_after=body.get("retry_after"),
-                method=body.get("method"), path=body.get("path"))
-        return JSONResponse({"ok": True})
-
-    async def admin_faults_clear(request: Request) -> Response:
-        st.clear_faults()
-        return JSONResponse({"ok": True})
-
-    async def admin_delay(request: Request) -> Response:
-        body = await _json_object(request)
-        st.set_delay(float(body.get("seconds", 0.0)))
-        return JSONResponse({"ok": True})
-
-    async def admin_rate_limit(request: Request) -> Response:
-        body = await _json_object(request)
-        st.set_rate_limit(body.get("per_second"), body.get("retry_after"))
-        return JSONResponse({"ok": True})
-
-    async def admin_lose(request: Request) -> Response:
-        body = await _json_object(request)
-        mode = body.get("mode", "drop")
-        if mode not in ("drop", "hang"):
-            return JSONResponse({"error": "mode is drop or hang"}, status_code=400)
-        st.lose_answers(int(body.get("count", 1)), mode,
-                        float(body.get("hang_seconds", 30.0)))
-        return JSONResponse({"ok": True})
-
-    async def admin_garbage(request: Request) -> Response:
-        body = await _json_object(request)
-        st.garbage(int(body.get("count", 1)))
-        return JSONResponse({"ok": True})
 
     async def admin_approve(request: Request) -> Response:
         try:
@@ -657,17 +445,11 @@ def create_app(state: TremendousState | None = None, *, api_key: str = "standin-
         Route(f"{API_PREFIX}/products/{{product_id}}", get_product, methods=["GET"]),
         Route(f"{API_PREFIX}/funding_sources", funding_sources, methods=["GET"]),
         Route("/_standin/orders", admin_orders, methods=["GET"]),
-        Route("/_standin/reset", admin_reset, methods=["POST"]),
         Route("/_standin/balance", admin_balance, methods=["POST"]),
-        Route("/_standin/faults", admin_faults, methods=["POST"]),
-        Route("/_standin/faults/clear", admin_faults_clear, methods=["POST"]),
-        Route("/_standin/delay", admin_delay, methods=["POST"]),
-        Route("/_standin/rate_limit", admin_rate_limit, methods=["POST"]),
-        Route("/_standin/lose", admin_lose, methods=["POST"]),
-        Route("/_standin/garbage", admin_garbage, methods=["POST"]),
         Route("/_standin/orders/{ref}/approve", admin_approve, methods=["POST"]),
         Route("/_standin/orders/{ref}/status", admin_status, methods=["POST"]),
     ]
+    routes += fault_admin_routes(st)
     app = Starlette(routes=routes)
     app.state.tremendous = st
     return app
@@ -680,13 +462,3 @@ async def _external_id(request: Request) -> Any:
         return None
     return body.get("external_id") if isinstance(body, dict) else None
 
-
-async def _json_object(request: Request) -> MutableMapping[str, Any]:
-    raw = await request.body()
-    if not raw:
-        return {}
-    try:
-        body = await request.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}

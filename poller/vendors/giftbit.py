@@ -58,8 +58,16 @@ from poller.core.errors import (
 )
 from poller.core.model import OrderRequest, OrderResult, OrderStatus
 from poller.core.ports import ProductCheck, VendorCheck
-from poller.transport import RetryPolicy, describe, nothing_was_sent, retry_after_of, send
+from poller.transport import RetryPolicy, retry_after_of
 from poller.vendors import BuildContext
+from poller.vendors.base import (
+    bearer_client,
+    call,
+    http_base_url,
+    json_or_none,
+    mask_email,
+    scrub,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -85,10 +93,7 @@ class Settings(BaseModel):
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        value = value.strip().rstrip("/")
-        if not value.startswith(("https://", "http://")):
-            raise ValueError("base_url must start with https:// (or http:// for a stand-in)")
-        return value
+        return http_base_url(value)
 
 
 def build(settings: Settings, context: BuildContext) -> GiftbitVendor:
@@ -106,26 +111,10 @@ def campaign_id(idempotency_key: str) -> str:
 _COMPLETE = frozenset({"COMPLETED", "COMPLETE", "SENT", "DELIVERED", "FULFILLED"})
 _FAILED = frozenset({"CANCELLED", "CANCELED", "FAILED", "EXPIRED", "REJECTED"})
 
-_ATTEMPT_ERRORS = "reward_poller.attempt_errors"
-_URL = re.compile(r"https?://\S+", re.IGNORECASE)
-_MAX_QUOTED = 300
 _DUPLICATE = re.compile(r"duplicate|already[ _-]?(exists|used|taken)|id[ _-]?exists|in use",
                         re.IGNORECASE)
 _RECIPIENT = re.compile(r"e-?mail|contact|recipient", re.IGNORECASE)
 _FUNDS = re.compile(r"insufficient|\bfunds?\b|balance", re.IGNORECASE)
-
-
-class _WitnessClient(httpx.Client):
-    """Remembers the transport error of every attempt (see the Tremendous adapter)."""
-
-    def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
-        try:
-            return super().send(request, **kwargs)
-        except httpx.TransportError as exc:
-            errors = request.extensions.get(_ATTEMPT_ERRORS)
-            if isinstance(errors, list):
-                errors.append(exc)
-            raise
 
 
 class GiftbitVendor:
@@ -147,16 +136,8 @@ class GiftbitVendor:
         self.base_url = base_url.rstrip("/")
         self._policy = policy
         self._sleep = sleep
-        self._client = _WitnessClient(
-            base_url=self.base_url + "/",
-            headers={
-                "Authorization": f"Bearer {key.get_secret_value()}",
-                "Accept": "application/json",
-                "User-Agent": "reward-poller",
-            },
-            timeout=policy.timeout,
-            transport=transport,
-        )
+        self._client = bearer_client(self.base_url, key.get_secret_value(),
+                                     timeout=policy.timeout, transport=transport)
 
     def __repr__(self) -> str:
         return f"GiftbitVendor(base_url={self.base_url!r})"
@@ -193,7 +174,7 @@ class GiftbitVendor:
         response = self._call("POST", "campaign", creates=True, json=body)
         status = response.status_code
         if status == 200:
-            data = _json_or_none(response)
+            data = json_or_none(response)
             campaign = _campaign_of(data)
             if campaign is None:
                 log.warning("vendor_outcome_unknown", vendor=NAME, call="POST /campaign",
@@ -239,7 +220,7 @@ class GiftbitVendor:
             return None
         if status != 200:
             self._raise_for(response, "GET /campaign/<id>")
-        data = _json_or_none(response)
+        data = json_or_none(response)
         campaign = _campaign_of(data)
         if campaign is None:
             raise TransientVendorError(
@@ -307,7 +288,7 @@ class GiftbitVendor:
         response = self._call("GET", "funds")
         if response.status_code != 200:
             self._raise_for(response, "GET /funds")
-        funds = _funds_of(_json_or_none(response))
+        funds = _funds_of(json_or_none(response))
         if funds is None:
             raise TransientVendorError(
                 "Giftbit answered HTTP 200 to GET /funds without funds", vendor=NAME,
@@ -322,7 +303,7 @@ class GiftbitVendor:
             return None
         if response.status_code != 200:
             self._raise_for(response, "GET /brands/<code>")
-        data = _json_or_none(response)
+        data = json_or_none(response)
         brand = data.get("brand", data) if isinstance(data, dict) else None
         if not isinstance(brand, dict):
             raise TransientVendorError(
@@ -337,7 +318,7 @@ class GiftbitVendor:
             response = self._call("GET", "brands", params={"limit": 500})
         except VendorError:
             return []
-        data = _json_or_none(response) if response.status_code == 200 else None
+        data = json_or_none(response) if response.status_code == 200 else None
         brands = data.get("brands") if isinstance(data, dict) else None
         if not isinstance(brands, list):
             return []
@@ -348,34 +329,9 @@ class GiftbitVendor:
 
     def _call(self, method: str, path: str, *, creates: bool = False, **kwargs: Any,
               ) -> httpx.Response:
-        attempt_errors: list[httpx.TransportError] = []
-        kwargs["extensions"] = {_ATTEMPT_ERRORS: attempt_errors}
-        where = f"{method} /{path.split('/')[0]}"
-        try:
-            response = send(self._client, method, path, policy=self._policy, sleep=self._sleep,
-                            **kwargs)
-        except httpx.TransportError as exc:
-            errors = [*attempt_errors, exc]
-            if creates and not all(nothing_was_sent(e) for e in errors):
-                log.warning("vendor_outcome_unknown", vendor=NAME, call=where, error=describe(exc))
-                raise UnknownOutcome(
-                    f"Giftbit {where}: no answer ({describe(exc)}); the campaign may exist",
-                    vendor=NAME,
-                ) from None
-            log.warning("vendor_unreachable", vendor=NAME, call=where, error=describe(exc))
-            raise TransientVendorError(
-                f"Giftbit {where}: could not reach the server ({describe(exc)})", vendor=NAME,
-            ) from None
-        if (
-            creates
-            and (response.status_code == 429 or response.status_code >= 500)
-            and not all(nothing_was_sent(e) for e in attempt_errors)
-        ):
-            raise UnknownOutcome(
-                f"Giftbit {where}: HTTP {response.status_code} after an attempt that got no "
-                "answer; the campaign may exist", vendor=NAME, status=response.status_code,
-            )
-        return response
+        return call(self._client, method, path, policy=self._policy, sleep=self._sleep,
+                    vendor=NAME, label="Giftbit", where=f"{method} /{path.split('/')[0]}",
+                    creates=creates, thing="campaign", **kwargs)
 
     def _raise_for(self, response: httpx.Response, what: str, *, creating: bool = False,
                    ) -> NoReturn:
@@ -436,12 +392,7 @@ class GiftbitVendor:
 
     def _scrub(self, text: str) -> str:
         """Vendor text made safe to quote: no key, no URL, one line, bounded."""
-        secret = self._key.get_secret_value()
-        if secret:
-            text = text.replace(secret, "***")
-        text = _URL.sub("<link>", text)
-        text = " ".join(text.split())
-        return text if len(text) <= _MAX_QUOTED else text[: _MAX_QUOTED - 1] + "…"
+        return scrub(text, self._key.get_secret_value())
 
     def _result(self, campaign: Mapping[str, Any], info_code: str | None, ident: str, *,
                 fallback_email: str | None) -> OrderResult:
@@ -470,24 +421,12 @@ class GiftbitVendor:
                 log.warning("vendor_unknown_status", vendor=NAME, order_id=order_id,
                             status=status_text[:40])
             status = OrderStatus.PENDING
-        delivery = f"sent by email to {_mask_email(email)}" if email else "sent by email"
+        delivery = f"sent by email to {mask_email(email)}" if email else "sent by email"
         return OrderResult(vendor_order_id=order_id, status=status, delivery=delivery,
                            detail=detail)
 
 
 # --- reading Giftbit's answers --------------------------------------------------------------
-
-
-def _mask_email(email: str) -> str:
-    local, at, domain = email.partition("@")
-    return f"{local[:1]}***@{domain}" if at else "***"
-
-
-def _json_or_none(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None
 
 
 def _campaign_of(data: Any) -> dict[str, Any] | None:
@@ -511,7 +450,7 @@ def _first_email(campaign: Mapping[str, Any]) -> str | None:
 
 def _error_of(response: httpx.Response) -> dict[str, Any] | None:
     """The ``error`` object of a Giftbit error body (None when the body is not one)."""
-    data = _json_or_none(response)
+    data = json_or_none(response)
     error = data.get("error") if isinstance(data, dict) else None
     return error if isinstance(error, dict) else None
 

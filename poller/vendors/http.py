@@ -65,14 +65,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, NoReturn
+from typing import NoReturn
 from urllib.parse import urlsplit
 
 import httpx
@@ -84,13 +83,18 @@ from poller.core.errors import (
     AdvocateFacingError,
     OperatorFacingError,
     TransientVendorError,
-    UnknownOutcome,
     VendorError,
 )
 from poller.core.model import OrderRequest, OrderResult, OrderStatus
 from poller.core.ports import Cache, ProductCheck, VendorCheck
-from poller.transport import RetryPolicy, describe, nothing_was_sent, retry_after_of, send
+from poller.transport import RetryPolicy, retry_after_of
 from poller.vendors import BuildContext
+from poller.vendors.base import (
+    USER_AGENT,
+    WitnessClient,
+    call,
+    scrub,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -101,10 +105,6 @@ DEFAULT_MAX_AGE = 300.0
 """What ``verify_signature`` tolerates by default between signing and checking, seconds."""
 REMEMBER = timedelta(days=90)
 """How long a sent request is kept so that it can be repeated."""
-
-_ATTEMPT_ERRORS = "reward_poller.attempt_errors"
-_URL = re.compile(r"https?://\S+", re.IGNORECASE)
-_MAX_QUOTED = 300
 
 
 class Settings(BaseModel):
@@ -227,19 +227,6 @@ class _Sent:
     taken: bool | None = None
 
 
-class _WitnessClient(httpx.Client):
-    """Remembers the transport error of every attempt (see the Tremendous adapter)."""
-
-    def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
-        try:
-            return super().send(request, **kwargs)
-        except httpx.TransportError as exc:
-            errors = request.extensions.get(_ATTEMPT_ERRORS)
-            if isinstance(errors, list):
-                errors.append(exc)
-            raise
-
-
 class HttpVendor:
     """The ``Vendor`` (and ``CheckableVendor``) posting signed orders to ``url``."""
 
@@ -265,8 +252,8 @@ class HttpVendor:
         self._clock = clock
         self._sent: dict[str, _Sent] = {}
         self._lock = threading.Lock()
-        self._client = _WitnessClient(
-            headers={"Accept": "application/json", "User-Agent": "reward-poller"},
+        self._client = WitnessClient(
+            headers={"Accept": "application/json", "User-Agent": USER_AGENT},
             timeout=policy.timeout,
             transport=transport,
         )
@@ -367,37 +354,13 @@ class HttpVendor:
     def _call(self, body: bytes, headers: Mapping[str, str], what: str) -> httpx.Response:
         """Every send may create the order (a repeat of an unanswered one too), so a
         transport error after a byte may have left is an unknown outcome."""
-        attempt_errors: list[httpx.TransportError] = []
-        try:
-            response = send(self._client, "POST", self.url, policy=self._policy,
-                            sleep=self._sleep, content=body, headers=dict(headers),
-                            extensions={_ATTEMPT_ERRORS: attempt_errors})
-        except httpx.TransportError as exc:
-            errors = [*attempt_errors, exc]
-            if not all(nothing_was_sent(e) for e in errors):
-                log.warning("vendor_outcome_unknown", vendor=NAME, call=what, error=describe(exc))
-                raise UnknownOutcome(
-                    f"{self.host} {what}: no answer ({describe(exc)}); the order may exist",
-                    vendor=NAME,
-                ) from None
-            log.warning("vendor_unreachable", vendor=NAME, call=what, error=describe(exc))
-            raise TransientVendorError(
-                f"{self.host} {what}: could not reach the receiver ({describe(exc)})",
-                vendor=NAME,
-            ) from None
-        if (
-            (response.status_code == 429 or response.status_code >= 500)
-            and not all(nothing_was_sent(e) for e in attempt_errors)
-        ):
-            raise UnknownOutcome(
-                f"{self.host} {what}: HTTP {response.status_code} after an attempt that got no "
-                "answer; the order may exist", vendor=NAME, status=response.status_code,
-            )
-        return response
+        return call(self._client, "POST", self.url, policy=self._policy, sleep=self._sleep,
+                    vendor=NAME, label=self.host, where=what, creates=True,
+                    reach="the receiver", content=body, headers=dict(headers))
 
     def _raise_for(self, response: httpx.Response, what: str) -> NoReturn:
         status = response.status_code
-        said = _scrub(_message_of(response))
+        said = scrub(_message_of(response))
         suffix = f": {said}" if said else ""
         error: VendorError
         if status == 429 or status >= 500:
@@ -470,7 +433,7 @@ def _answer_of(response: httpx.Response) -> tuple[str, str | None, str] | None:
     return (
         status.lower(),
         str(order_id)[:200] if isinstance(order_id, str | int) and str(order_id) else None,
-        _scrub(message) if isinstance(message, str) else "",
+        scrub(message) if isinstance(message, str) else "",
     )
 
 
@@ -486,8 +449,3 @@ def _message_of(response: httpx.Response) -> str:
     return ""
 
 
-def _scrub(text: str) -> str:
-    """Receiver text made safe to quote and to show: no URL, one line, bounded."""
-    text = _URL.sub("<link>", text)
-    text = " ".join(text.split())
-    return text if len(text) <= _MAX_QUOTED else text[: _MAX_QUOTED - 1] + "…"

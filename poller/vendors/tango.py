@@ -64,8 +64,18 @@ from poller.core.errors import (
 )
 from poller.core.model import OrderRequest, OrderResult, OrderStatus
 from poller.core.ports import Cache, ProductCheck, VendorCheck
-from poller.transport import RetryPolicy, describe, nothing_was_sent, retry_after_of, send
+from poller.transport import RetryPolicy, retry_after_of
 from poller.vendors import BuildContext
+from poller.vendors.base import (
+    USER_AGENT,
+    WitnessClient,
+    call,
+    http_base_url,
+    json_or_none,
+    mask_email,
+    obj,
+    scrub,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -93,10 +103,7 @@ class Settings(BaseModel):
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        value = value.strip().rstrip("/")
-        if not value.startswith(("https://", "http://")):
-            raise ValueError("base_url must start with https:// (or http:// for a stand-in)")
-        return value
+        return http_base_url(value)
 
 
 def build(settings: Settings, context: BuildContext) -> TangoVendor:
@@ -122,10 +129,6 @@ _ORDER_STATUS: Mapping[str, OrderStatus] = {
     "CANCELLED": OrderStatus.FAILED,
 }
 
-_ATTEMPT_ERRORS = "reward_poller.attempt_errors"
-_URL = re.compile(r"https?://\S+", re.IGNORECASE)
-_MAX_QUOTED = 300
-
 
 class _Throttle:
     """At most one call per ``interval`` seconds, across threads."""
@@ -149,7 +152,7 @@ class _Throttle:
             self._last = now
 
 
-class _Client(httpx.Client):
+class _Client(WitnessClient):
     """Remembers the transport error of every attempt (see the Tremendous adapter: a first
     attempt that timed out after sending must not look like "nothing was sent" because the
     last one was refused), and spaces order requests by the throttle."""
@@ -161,13 +164,7 @@ class _Client(httpx.Client):
     def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
         if request.method == "POST" and request.url.path.rstrip("/").endswith("/orders"):
             self._throttle.wait()
-        try:
-            return super().send(request, **kwargs)
-        except httpx.TransportError as exc:
-            errors = request.extensions.get(_ATTEMPT_ERRORS)
-            if isinstance(errors, list):
-                errors.append(exc)
-            raise
+        return super().send(request, **kwargs)
 
 
 class TangoVendor:
@@ -205,7 +202,7 @@ class TangoVendor:
         self._client = _Client(
             base_url=self.base_url + "/",
             auth=httpx.BasicAuth(platform_name, key.get_secret_value()),
-            headers={"Accept": "application/json", "User-Agent": "reward-poller"},
+            headers={"Accept": "application/json", "User-Agent": USER_AGENT},
             timeout=policy.timeout,
             transport=transport,
             throttle=_Throttle(min_order_interval, sleep, monotonic),
@@ -255,7 +252,7 @@ class TangoVendor:
         response = self._call("POST", "orders", creates=True, json=body)
         status = response.status_code
         if 200 <= status < 300:
-            order = _order_of(_json_or_none(response))
+            order = _order_of(json_or_none(response))
             if order is None:
                 log.warning("vendor_outcome_unknown", vendor=NAME, call="POST /orders",
                             http_status=status, error="2xx without an order")
@@ -282,7 +279,7 @@ class TangoVendor:
         status = response.status_code
         if not 200 <= status < 300:
             self._raise_for(response, "GET /orders?externalRefID=")
-        data = _json_or_none(response)
+        data = json_or_none(response)
         orders = data.get("orders") if isinstance(data, dict) else data
         if not isinstance(orders, list):
             # A read is safe to repeat: ask again later rather than guess.
@@ -349,7 +346,7 @@ class TangoVendor:
             )
         if not 200 <= response.status_code < 300:
             self._raise_for(response, "GET /accounts/<id>")
-        data = _json_or_none(response)
+        data = json_or_none(response)
         amount = _decimal(data.get("currentBalance")) if isinstance(data, dict) else None
         currency = data.get("currencyCode") if isinstance(data, dict) else None
         if amount is None:
@@ -371,7 +368,7 @@ class TangoVendor:
         response = self._call("GET", "catalogs")
         if not 200 <= response.status_code < 300:
             self._raise_for(response, "GET /catalogs")
-        items = _catalog_items(_json_or_none(response))
+        items = _catalog_items(json_or_none(response))
         if items is None:
             raise TransientVendorError(
                 f"Tango Card answered HTTP {response.status_code} to GET /catalogs without a "
@@ -439,34 +436,9 @@ class TangoVendor:
 
     def _call(self, method: str, path: str, *, creates: bool = False, **kwargs: Any,
               ) -> httpx.Response:
-        attempt_errors: list[httpx.TransportError] = []
-        kwargs["extensions"] = {_ATTEMPT_ERRORS: attempt_errors}
-        where = f"{method} /{path.split('/')[0]}"
-        try:
-            response = send(self._client, method, path, policy=self._policy, sleep=self._sleep,
-                            **kwargs)
-        except httpx.TransportError as exc:
-            errors = [*attempt_errors, exc]
-            if creates and not all(nothing_was_sent(e) for e in errors):
-                log.warning("vendor_outcome_unknown", vendor=NAME, call=where, error=describe(exc))
-                raise UnknownOutcome(
-                    f"Tango Card {where}: no answer ({describe(exc)}); the order may exist",
-                    vendor=NAME,
-                ) from None
-            log.warning("vendor_unreachable", vendor=NAME, call=where, error=describe(exc))
-            raise TransientVendorError(
-                f"Tango Card {where}: could not reach the server ({describe(exc)})", vendor=NAME,
-            ) from None
-        if (
-            creates
-            and (response.status_code == 429 or response.status_code >= 500)
-            and not all(nothing_was_sent(e) for e in attempt_errors)
-        ):
-            raise UnknownOutcome(
-                f"Tango Card {where}: HTTP {response.status_code} after an attempt that got no "
-                "answer; the order may exist", vendor=NAME, status=response.status_code,
-            )
-        return response
+        return call(self._client, method, path, policy=self._policy, sleep=self._sleep,
+                    vendor=NAME, label="Tango Card", where=f"{method} /{path.split('/')[0]}",
+                    creates=creates, **kwargs)
 
     def _raise_for(self, response: httpx.Response, what: str, *, creating: bool = False,
                    ) -> NoReturn:
@@ -534,7 +506,7 @@ class TangoVendor:
 
     def _vendor_message(self, response: httpx.Response, errors: list[dict[str, Any]]) -> str:
         parts = [e["message"] for e in errors if isinstance(e.get("message"), str)]
-        data = _json_or_none(response)
+        data = json_or_none(response)
         if not parts and isinstance(data, dict):
             for name in ("message", "httpPhrase"):
                 if isinstance(data.get(name), str):
@@ -547,12 +519,7 @@ class TangoVendor:
 
     def _scrub(self, text: str) -> str:
         """Vendor text made safe to quote: no key, no URL, one line, bounded."""
-        secret = self._key.get_secret_value()
-        if secret:
-            text = text.replace(secret, "***")
-        text = _URL.sub("<link>", text)
-        text = " ".join(text.split())
-        return text if len(text) <= _MAX_QUOTED else text[: _MAX_QUOTED - 1] + "…"
+        return scrub(text, self._key.get_secret_value())
 
     def _result(self, order: Mapping[str, Any], *, fallback_email: str | None) -> OrderResult:
         raw_status = order.get("status")
@@ -563,7 +530,7 @@ class TangoVendor:
                         order_id=str(order.get("referenceOrderID"))[:40],
                         status=str(raw_status)[:40])
             status = OrderStatus.PENDING
-        recipient = _obj(order.get("recipient"))
+        recipient = obj(order.get("recipient"))
         email = recipient.get("email") if isinstance(recipient.get("email"), str) else None
         email = email or fallback_email
         if status is OrderStatus.PENDING:
@@ -571,33 +538,17 @@ class TangoVendor:
         elif order.get("sendEmail") is False:
             delivery = "delivered by link"
         else:
-            delivery = f"sent by email to {_mask_email(email)}" if email else "sent by email"
+            delivery = f"sent by email to {mask_email(email)}" if email else "sent by email"
         return OrderResult(
             vendor_order_id=str(order["referenceOrderID"]),
             status=status,
             delivery=delivery,
-            link=_reward_link(_obj(order.get("reward"))),
+            link=_reward_link(obj(order.get("reward"))),
             detail=f"Tango Card order {status_text or '?'}",
         )
 
 
 # --- reading Tango's answers ---------------------------------------------------------------
-
-
-def _mask_email(email: str) -> str:
-    local, at, domain = email.partition("@")
-    return f"{local[:1]}***@{domain}" if at else "***"
-
-
-def _obj(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _json_or_none(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None
 
 
 def _decimal(value: Any) -> Decimal | None:
@@ -639,7 +590,7 @@ def _reward_link(reward: Mapping[str, Any]) -> str | None:
 
 
 def _errors_of(response: httpx.Response) -> list[dict[str, Any]]:
-    data = _json_or_none(response)
+    data = json_or_none(response)
     errors = data.get("errors") if isinstance(data, dict) else None
     if isinstance(errors, dict):
         errors = [errors]

@@ -41,8 +41,17 @@ from poller.core.errors import (
 )
 from poller.core.model import OrderRequest, OrderResult, OrderStatus
 from poller.core.ports import ProductCheck, VendorCheck
-from poller.transport import RetryPolicy, describe, nothing_was_sent, retry_after_of, send
+from poller.transport import RetryPolicy, retry_after_of
 from poller.vendors import BuildContext
+from poller.vendors.base import (
+    bearer_client,
+    call,
+    http_base_url,
+    json_or_none,
+    mask_email,
+    obj,
+    scrub,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -66,10 +75,7 @@ class Settings(BaseModel):
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        value = value.strip().rstrip("/")
-        if not value.startswith(("https://", "http://")):
-            raise ValueError("base_url must start with https:// (or http:// for a stand-in)")
-        return value
+        return http_base_url(value)
 
 
 def build(settings: Settings, context: BuildContext) -> TremendousVendor:
@@ -96,32 +102,6 @@ _ORDER_STATUS: Mapping[str, OrderStatus] = {
     "CANCELLED": OrderStatus.FAILED,
 }
 
-# The extension key under which each logical call collects the transport errors of its
-# attempts (see ``_WitnessClient``).
-_ATTEMPT_ERRORS = "reward_poller.attempt_errors"
-
-_URL = re.compile(r"https?://\S+", re.IGNORECASE)
-_MAX_QUOTED = 300
-
-
-class _WitnessClient(httpx.Client):
-    """An ``httpx.Client`` that remembers the transport error of every attempt.
-
-    ``transport.send`` retries inside one call and re-raises only the *last* error: a first
-    attempt that timed out after sending (the order may exist) followed by a refused
-    connection would otherwise look like "nothing was sent". The adapter reads the whole
-    list before it calls an outcome transient.
-    """
-
-    def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
-        try:
-            return super().send(request, **kwargs)
-        except httpx.TransportError as exc:
-            errors = request.extensions.get(_ATTEMPT_ERRORS)
-            if isinstance(errors, list):
-                errors.append(exc)
-            raise
-
 
 class TremendousVendor:
     """The ``Vendor`` for Tremendous. One instance holds one HTTP connection pool."""
@@ -146,16 +126,8 @@ class TremendousVendor:
         self.delivery_method: DeliveryMethod = delivery_method
         self._policy = policy
         self._sleep = sleep
-        self._client = _WitnessClient(
-            base_url=self.base_url + "/",
-            headers={
-                "Authorization": f"Bearer {key.get_secret_value()}",
-                "Accept": "application/json",
-                "User-Agent": "reward-poller",
-            },
-            timeout=policy.timeout,
-            transport=transport,
-        )
+        self._client = bearer_client(self.base_url, key.get_secret_value(),
+                                     timeout=policy.timeout, transport=transport)
 
     def __repr__(self) -> str:
         return f"TremendousVendor(base_url={self.base_url!r})"
@@ -250,7 +222,7 @@ class TremendousVendor:
         response = self._call("GET", "funding_sources")
         if not 200 <= response.status_code < 300:
             self._raise_for(response, "GET /funding_sources")
-        data = _json_or_none(response)
+        data = json_or_none(response)
         sources = data.get("funding_sources") if isinstance(data, dict) else None
         if not isinstance(sources, list):
             raise TransientVendorError(
@@ -266,7 +238,7 @@ class TremendousVendor:
             )
             if not wanted:
                 continue
-            meta = _obj(source.get("meta"))
+            meta = obj(source.get("meta"))
             cents = source.get("available_cents", meta.get("available_cents"))
             return {
                 "id": source.get("id"),
@@ -285,7 +257,7 @@ class TremendousVendor:
             return None
         if not 200 <= response.status_code < 300:
             self._raise_for(response, "GET /products/<id>")
-        data = _json_or_none(response)
+        data = json_or_none(response)
         product = data.get("product", data) if isinstance(data, dict) else None
         if not isinstance(product, dict):
             raise TransientVendorError(
@@ -325,7 +297,7 @@ class TremendousVendor:
         response = self._call("GET", "products")
         if not 200 <= response.status_code < 300:
             self._raise_for(response, "GET /products")
-        data = _json_or_none(response)
+        data = json_or_none(response)
         listed = data.get("products") if isinstance(data, dict) else None
         if not isinstance(listed, list):
             raise TransientVendorError(
@@ -344,41 +316,10 @@ class TremendousVendor:
         For a create, an error where any attempt may have reached Tremendous is an
         UnknownOutcome; a read creates nothing, so its transport errors are transient.
         """
-        attempt_errors: list[httpx.TransportError] = []
-        kwargs: dict[str, Any] = {"extensions": {_ATTEMPT_ERRORS: attempt_errors}}
-        if json is not None:
-            kwargs["json"] = json
-        where = f"{method} /{path.split('/')[0]}"
-        try:
-            response = send(
-                self._client, method, path, policy=self._policy, sleep=self._sleep, **kwargs,
-            )
-        except httpx.TransportError as exc:
-            errors = [*attempt_errors, exc]
-            if creates and not all(nothing_was_sent(e) for e in errors):
-                log.warning("vendor_outcome_unknown", vendor=NAME, call=where, error=describe(exc))
-                raise UnknownOutcome(
-                    f"Tremendous {where}: no answer ({describe(exc)}); the order may exist",
-                    vendor=NAME,
-                ) from None
-            log.warning("vendor_unreachable", vendor=NAME, call=where, error=describe(exc))
-            raise TransientVendorError(
-                f"Tremendous {where}: could not reach the server ({describe(exc)})",
-                vendor=NAME,
-            ) from None
-        if (
-            creates
-            and (response.status_code == 429 or response.status_code >= 500)
-            and not all(nothing_was_sent(e) for e in attempt_errors)
-        ):
-            # An earlier attempt timed out after sending, then the retries were refused:
-            # the first one may have created the order. Reconcile before retrying.
-            raise UnknownOutcome(
-                f"Tremendous {where}: HTTP {response.status_code} after an attempt that got no "
-                "answer; the order may exist",
-                vendor=NAME, status=response.status_code,
-            )
-        return response
+        kwargs: dict[str, Any] = {} if json is None else {"json": json}
+        return call(self._client, method, path, policy=self._policy, sleep=self._sleep,
+                    vendor=NAME, label="Tremendous", where=f"{method} /{path.split('/')[0]}",
+                    creates=creates, **kwargs)
 
     def _raise_for(
         self, response: httpx.Response, what: str, *, creating: bool = False,
@@ -461,12 +402,7 @@ class TremendousVendor:
 
     def _scrub(self, text: str) -> str:
         """Vendor text made safe to quote: no key, no URL, one line, bounded."""
-        secret = self._key.get_secret_value()
-        if secret:
-            text = text.replace(secret, "***")
-        text = _URL.sub("<link>", text)
-        text = " ".join(text.split())
-        return text if len(text) <= _MAX_QUOTED else text[: _MAX_QUOTED - 1] + "…"
+        return scrub(text, self._key.get_secret_value())
 
     def _result(self, order: Mapping[str, Any], *, fallback_email: str | None) -> OrderResult:
         raw_status = order.get("status")
@@ -477,8 +413,8 @@ class TremendousVendor:
                         status=str(raw_status)[:40])
             status = OrderStatus.PENDING
         reward = _first_reward(order)
-        delivery = _obj(reward.get("delivery"))
-        recipient = _obj(reward.get("recipient"))
+        delivery = obj(reward.get("delivery"))
+        recipient = obj(reward.get("recipient"))
         method = delivery.get("method") if isinstance(delivery.get("method"), str) else None
         method = (method or self.delivery_method).upper()
         email = recipient.get("email") if isinstance(recipient.get("email"), str) else None
@@ -503,27 +439,8 @@ class TremendousVendor:
         )
 
 
-def mask_email(email: str) -> str:
-    """``alice@example.com`` -> ``a***@example.com``: enough for the advocate to recognise."""
-    local, at, domain = email.partition("@")
-    if not at:
-        return "***"
-    return f"{local[:1]}***@{domain}"
-
-
-def _obj(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _json_or_none(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None
-
-
 def _order_of(response: httpx.Response) -> dict[str, Any] | None:
-    data = _json_or_none(response)
+    data = json_or_none(response)
     order = data.get("order") if isinstance(data, dict) else None
     if not isinstance(order, dict) or not isinstance(order.get("id"), str | int):
         return None
@@ -539,7 +456,7 @@ def _first_reward(order: Mapping[str, Any]) -> Mapping[str, Any]:
 
 def _errors_of(response: httpx.Response) -> dict[str, Any] | None:
     """The ``errors`` object of an error body, tolerating a list of them."""
-    data = _json_or_none(response)
+    data = json_or_none(response)
     errors = data.get("errors") if isinstance(data, dict) else None
     if isinstance(errors, list):
         errors = next((e for e in errors if isinstance(e, dict)), None)

@@ -335,14 +335,16 @@ class DeliveryMachine(RuleBasedStateMachine):
             raise Crash(name)
 
     def _run(self, n: int) -> None:
-        original = cycle.failpoint
-        cycle.failpoint = self._failpoint  # type: ignore[assignment]
+        # The worker's failpoints raise Crash here instead of exiting the process.
+        names = vars(cycle)
+        original = names["failpoint"]
+        names["failpoint"] = self._failpoint
         try:
             self.workers[n].run_cycle()
         except Crash:
             self.workers[n] = self._worker(n)  # a new process, a new lease owner
         finally:
-            cycle.failpoint = original  # type: ignore[assignment]
+            names["failpoint"] = original
             self.ledger.crashing = False
             self.crash_at = None
 

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from poller.core.model import LedgerEntry
+from poller.core.model import Event, LedgerEntry
 from poller.core.states import State
 from poller.standins.influitive import Fault
 from poller.worker.failpoints import EXIT_CODE, POINTS
@@ -196,7 +196,7 @@ def test_decision_lost_on_the_way_back(stage: Stage) -> None:
         assert "already decided" in story[-1], story
 
 
-def _events(stage: Stage, entry: LedgerEntry) -> list:  # type: ignore[type-arg]
+def _events(stage: Stage, entry: LedgerEntry) -> list[Event]:
     ledger = stage.open_ledger()
     try:
         return ledger.events(entry.pk)

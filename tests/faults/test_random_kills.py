@@ -37,8 +37,9 @@ def trials(kind: str) -> int:
 
 def one_trial(stage: Stage, rng: random.Random, base: int) -> tuple[list[str], list[str]]:
     """One trial on a fresh stage: (what was done, violations found)."""
+    choices: list[Kind] = ["good", "refused", "held"]
     kinds: dict[int, Kind] = {
-        base + i: rng.choices(["good", "refused", "held"], weights=[7, 2, 1])[0]
+        base + i: rng.choices(choices, weights=[7, 2, 1])[0]
         for i in range(rng.randint(3, 10))
     }
     stage.seed(kinds)

@@ -1,0 +1,144 @@
+"""HTTP plumbing shared by the vendor adapters (not a vendor: the registry skips ``base``).
+
+* ``WitnessClient``: an ``httpx.Client`` that remembers the transport error of every attempt
+  (``bearer_client`` builds one with the usual headers).
+* ``call``: one logical call through the shared retry loop with transport errors classified
+  (``UnknownOutcome`` when a create may have reached the vendor, else
+  ``TransientVendorError``).
+* ``scrub``: vendor text made safe to quote (no secret, no URL, one line, bounded).
+* ``json_or_none``, ``obj``, ``mask_email``: reading answers.
+* ``http_base_url``: the ``base_url`` check of the adapters' Settings.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import structlog
+
+from poller.core.errors import TransientVendorError, UnknownOutcome
+from poller.transport import RetryPolicy, describe, nothing_was_sent, send
+
+log = structlog.get_logger(__name__)
+
+ATTEMPT_ERRORS = "reward_poller.attempt_errors"
+"""The extension key under which each logical call collects the transport errors of its
+attempts (see ``WitnessClient``)."""
+
+USER_AGENT = "reward-poller"
+
+_URL = re.compile(r"https?://\S+", re.IGNORECASE)
+MAX_QUOTED = 300
+
+
+class WitnessClient(httpx.Client):
+    """An ``httpx.Client`` that remembers the transport error of every attempt.
+
+    ``transport.send`` retries inside one call and re-raises only the *last* error: a first
+    attempt that timed out after sending (the order may exist) followed by a refused
+    connection would otherwise look like "nothing was sent". The adapter reads the whole
+    list before it calls an outcome transient.
+    """
+
+    def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+        try:
+            return super().send(request, **kwargs)
+        except httpx.TransportError as exc:
+            errors = request.extensions.get(ATTEMPT_ERRORS)
+            if isinstance(errors, list):
+                errors.append(exc)
+            raise
+
+
+def bearer_client(base_url: str, token: str, *, timeout: Any,
+                  transport: httpx.BaseTransport | None) -> WitnessClient:
+    """A ``WitnessClient`` for ``base_url`` sending ``Authorization: Bearer <token>``."""
+    return WitnessClient(
+        base_url=base_url + "/",
+        headers={
+            "Authorization": f"Bearer {token}",
+            "Accept": "application/json",
+            "User-Agent": USER_AGENT,
+        },
+        timeout=timeout,
+        transport=transport,
+    )
+
+
+def call(
+    client: httpx.Client, method: str, url: str, *, policy: RetryPolicy,
+    sleep: Callable[[float], None], vendor: str, label: str, where: str, creates: bool,
+    thing: str = "order", reach: str = "the server", **kwargs: Any,
+) -> httpx.Response:
+    """One logical call through the shared retry loop, transport errors classified.
+
+    For a create, an error where any attempt may have reached the vendor is an
+    UnknownOutcome; a read creates nothing, so its transport errors are transient. Messages
+    read ``"{label} {where}: ..."``; ``thing`` is what a create may have made.
+    """
+    attempt_errors: list[httpx.TransportError] = []
+    kwargs["extensions"] = {ATTEMPT_ERRORS: attempt_errors}
+    try:
+        response = send(client, method, url, policy=policy, sleep=sleep, **kwargs)
+    except httpx.TransportError as exc:
+        errors = [*attempt_errors, exc]
+        if creates and not all(nothing_was_sent(e) for e in errors):
+            log.warning("vendor_outcome_unknown", vendor=vendor, call=where, error=describe(exc))
+            raise UnknownOutcome(
+                f"{label} {where}: no answer ({describe(exc)}); the {thing} may exist",
+                vendor=vendor,
+            ) from None
+        log.warning("vendor_unreachable", vendor=vendor, call=where, error=describe(exc))
+        raise TransientVendorError(
+            f"{label} {where}: could not reach {reach} ({describe(exc)})", vendor=vendor,
+        ) from None
+    if (
+        creates
+        and (response.status_code == 429 or response.status_code >= 500)
+        and not all(nothing_was_sent(e) for e in attempt_errors)
+    ):
+        # An earlier attempt timed out after sending, then the retries were refused: the
+        # first one may have created it. Reconcile before retrying.
+        raise UnknownOutcome(
+            f"{label} {where}: HTTP {response.status_code} after an attempt that got no "
+            f"answer; the {thing} may exist", vendor=vendor, status=response.status_code,
+        )
+    return response
+
+
+def scrub(text: str, secret: str = "") -> str:
+    """Vendor text made safe to quote: no secret, no URL, one line, bounded."""
+    if secret:
+        text = text.replace(secret, "***")
+    text = _URL.sub("<link>", text)
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_QUOTED else text[: MAX_QUOTED - 1] + "…"
+
+
+def json_or_none(response: httpx.Response) -> Any:
+    """The JSON body, or None when it is not JSON (garbage)."""
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def obj(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def mask_email(email: str) -> str:
+    """``alice@example.com`` -> ``a***@example.com``: enough for the advocate to recognise."""
+    local, at, domain = email.partition("@")
+    return f"{local[:1]}***@{domain}" if at else "***"
+
+
+def http_base_url(value: str) -> str:
+    """A ``base_url`` setting, trimmed; it must be an http(s) address."""
+    value = value.strip().rstrip("/")
+    if not value.startswith(("https://", "http://")):
+        raise ValueError("base_url must start with https:// (or http:// for a stand-in)")
+    return value
