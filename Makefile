@@ -27,7 +27,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-## The benchmark suite (issue 7): prints a table and writes BENCHMARKS.md (~5 min, 2 cores).
+## The benchmark suite (issue 7): prints a table and writes BENCHMARKS.md (~8 min on 2 cores).
 bench: $(STAMP) check-pg
 	$(BIN)/python -m bench
 

@@ -34,6 +34,7 @@ from poller.core.errors import (
     AdvocateFacingError,
     AlreadyDecided,
     ConfigError,
+    PollerError,
     SourceAuthError,
     SourceUnavailable,
     VendorError,
@@ -60,7 +61,7 @@ from poller.core.ports import (
     Vendor,
 )
 from poller.core.routing import RewardRule
-from poller.core.states import State
+from poller.core.states import State, can_transition
 from poller.worker.failpoints import failpoint
 
 log = structlog.get_logger("poller.worker")
@@ -311,13 +312,35 @@ class Worker:
                 report.stepped(final.state)
         except LeaseLost:
             bound.warning("lease lost mid-step; another worker carries on")
-        except SourceAuthError:
-            raise
+        except PollerError:
+            raise  # infrastructure (ledger down, credentials, config): the cycle fails
+        except Exception as exc:
+            # A bug, or an answer nobody foresaw, in this redemption alone: it must not starve
+            # every redemption after it, cycle after cycle. Held, with the reason, for a person.
+            self._hold_after_crash(entry, exc, bound, report)
         finally:
             try:
                 self.ledger.release(pk, self.owner)
             except Exception:  # the ledger may be what failed; the lease then simply expires
                 bound.warning("could not release lease; it expires on its own")
+
+    def _hold_after_crash(
+        self, entry: LedgerEntry, exc: Exception, log: structlog.BoundLogger,
+        report: CycleReport,
+    ) -> None:
+        reason = f"unexpected error while working it: {type(exc).__name__}: {exc}"
+        log.error("unexpected error; redemption held for a person", error=reason,
+                  exc_info=True)
+        with report._lock:
+            report.errors.append(f"redemption {entry.redemption_id}: {reason}")
+        try:
+            current = self.ledger.get_pk(entry.pk)
+            if current is not None and can_transition(current.state, State.HELD):
+                self.ledger.transition(entry.pk, self.owner, State.HELD, reason, self.clock(),
+                                       Changes(hold_reason=reason, last_error=reason,
+                                               clear=_NOT_DUE), expect=current.state)
+        except Exception as again:  # leave it; the lease expires and the next cycle retries
+            log.error("could not hold the redemption", error=f"{type(again).__name__}")
 
     def _advance(
         self, entry: LedgerEntry, *, outstanding: bool, gone: bool, log: structlog.BoundLogger

@@ -339,3 +339,20 @@ def test_stop_finishes_the_redemption_in_hand_and_stops(rig: Rig) -> None:
     assert report.stopped_early
     states = sorted(rig.state(i).value for i in range(1, 4))
     assert states == ["fulfilled", "new", "new"]
+
+
+def test_an_unexpected_error_holds_that_redemption_and_the_rest_go_through(rig: Rig) -> None:
+    rig.source.seed(redemption(1), redemption(2), redemption(3))
+    original = rig.vendor.place_order
+
+    def broken_for_two(request: Any) -> Any:
+        if request.redemption_id == "2":
+            raise KeyError("a bug nobody foresaw")
+        return original(request)
+
+    rig.vendor.place_order = broken_for_two  # type: ignore[method-assign]
+    report = rig.worker.run_cycle()
+    assert rig.state(1) is State.FULFILLED and rig.state(3) is State.FULFILLED
+    assert rig.state(2) is State.HELD
+    assert "KeyError" in rig.entry(2).hold_reason
+    assert any("redemption 2" in e for e in report.errors)
