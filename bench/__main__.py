@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import traceback
@@ -18,7 +19,7 @@ measured, and for a target not met the measured cause. Times are medians of seve
 repetitions after a warm-up. The stand-ins (`poller/standins`) run in a process of their own
 (`bench/serve.py`), as the real services would be elsewhere; the worker is the real one,
 built from a config file by `poller.app.App` exactly as `reward-poller run` builds it.
-Re-run with `make bench` (about five minutes on this machine; `python -m bench --only
+Re-run with `make bench` (about eight minutes on this machine; `python -m bench --only
 history` runs one figure).
 """
 
@@ -31,6 +32,7 @@ def main() -> int:
                         help="where to write the report (default BENCHMARKS.md)")
     args = parser.parse_args()
     wanted = set(args.only or names)
+    load_before = os.getloadavg()
     began = time.monotonic()
     ledgers = Ledgers()
     product_logs(ledgers.workdir / "worker.log")
@@ -60,7 +62,11 @@ def main() -> int:
     results.sort(key=lambda f: f.number)
     print()
     print(table(results))
-    Path(args.output).write_text(markdown(results, machine(), elapsed, PREAMBLE))
+    about = machine()
+    # The machine may be shared (other test runs): the load shows how quiet it was.
+    about["load average (1, 5, 15 min), start / end"] = " / ".join(
+        ", ".join(f"{x:.2f}" for x in load) for load in (load_before, os.getloadavg()))
+    Path(args.output).write_text(markdown(results, about, elapsed, PREAMBLE))
     print(f"\nwrote {args.output} ({elapsed:.0f} s)")
     return 1 if failed else 0
 

@@ -294,7 +294,7 @@ def seed_history(url: str, n: int, *, batch: int = 10_000) -> float:
 
 def write_config(
     path: Path, standins: Standins, ledger_url: str, *, interval: float = 60,
-    concurrency: int = 4, batch_size: int = 500, rate: float | None = None,
+    concurrency: int = 4, batch_size: int = 500, rate: float | None = None, extra: str = "",
 ) -> Path:
     rate_line = "" if rate is None else f"rate_limit_per_second = {rate}\n"
     path.write_text(f"""
@@ -325,7 +325,7 @@ vendor = "tremendous"
 product = "AMZN-US"
 amount = "25.00"
 currency = "USD"
-""")
+""" + extra)
     return path
 
 
