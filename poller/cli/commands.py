@@ -167,7 +167,8 @@ def refuse_entry(config: Config, source: str, redemption_id: str, message: str) 
         entry = _find(ledger, source, redemption_id)
     finally:
         ledger.close()
-    if entry.state.order_placed or entry.vendor_order_id:
+    manual_pending = entry.state is State.PENDING and entry.vendor == "manual"
+    if (entry.state.order_placed or entry.vendor_order_id) and not manual_pending:
         raise PollerError(
             f"redemption {redemption_id} has vendor order {entry.vendor_order_id}: refusing "
             "would refund the points of a reward that was sent"

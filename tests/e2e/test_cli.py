@@ -164,3 +164,16 @@ def test_daemon_runs_cycles_and_stops_cleanly_on_sigterm(standins: Standins) -> 
     assert "daemon stopped" in err
     for secret in SECRETS:
         assert secret not in err
+
+
+def test_a_manual_reward_that_cannot_be_sent_can_be_refused(standins: Standins) -> None:
+    standins.seed(9, reward_id=54, reward_name="Hoodie")
+    config = standins.config(extra='\n[vendors.manual]\n\n[[rewards]]\nreward_id = "54"\n'
+                                   'vendor = "manual"\namount = "40"\ncurrency = "USD"\n')
+    assert run_cli("run", "--run-once", config=config).returncode == 0
+    shown = json.loads(run_cli("ledger", "show", "9", "--json", config=config).stdout)
+    assert shown["state"] == "pending" and shown["vendor"] == "manual"
+    refused = run_cli("ledger", "refuse", "9", "-m", "Out of hoodies in your size",
+                      config=config)
+    assert refused.returncode == 0, refused.stderr
+    assert standins.accepted() == {"9": ["refuse"]}
