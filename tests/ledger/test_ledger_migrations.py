@@ -183,3 +183,10 @@ def test_offline_sql_can_be_generated_for_postgresql() -> None:
     assert "CREATE TABLE redemptions" in sql
     assert "TIMESTAMP WITH TIME ZONE" in sql
     assert "pg_advisory_xact_lock" not in sql  # only taken on a live connection
+
+
+def test_the_fast_start_check_names_the_newest_migration() -> None:
+    from poller.ledger import HEAD_REVISION
+    from poller.ledger.migrate import head
+
+    assert head() == HEAD_REVISION
