@@ -92,7 +92,10 @@ def test_vendor_down_then_back(sqlite_stage: Stage) -> None:
     stage = sqlite_stage
     stage.seed({1: "good", 2: "good", 3: "refused"})
     port = free_port()
-    config = stage.config(tremendous_url=f"http://127.0.0.1:{port}")
+    # The lease must outlast a step (README, limits): connection refused is retried inside
+    # the call with backoff, which on a loaded machine took longer than the 0.5 s default
+    # and left a row in `ordering` for the next run to reconcile.
+    config = stage.config(tremendous_url=f"http://127.0.0.1:{port}", lease_seconds=3)
 
     down = stage.run_once(config)
     assert down.returncode == 0, down.stderr  # the cycle ran; the redemptions wait
