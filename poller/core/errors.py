@@ -34,8 +34,18 @@ class SourceUnavailable(SourceError):
         self.retry_after = retry_after
 
 
+class SourceBlocked(SourceUnavailable):
+    """Influitive's firewall (an AWS WAF rule: a fixed number of requests per IP in any
+    rolling window) blocked or challenged the request: a 403 without
+    ``WWW-Authenticate: Token realm=Api`` or with an HTML body, a 405 CAPTCHA, or a 2xx
+    carrying ``x-amzn-waf-action``. Nothing was applied; retry after a backoff. Never a
+    credentials problem."""
+
+
 class AlreadyDecided(SourceError):
-    """The redemption was decided already (by us earlier, or by an admin in the UI)."""
+    """Influitive answered a decision with 404, 409 or 422: *perhaps* already decided (by
+    us earlier, or by an admin in the UI), perhaps a wrong route. Not proof: only the next
+    complete poll, where the redemption no longer appears, confirms it."""
 
 
 # --- vendors -------------------------------------------------------------------------

@@ -156,6 +156,9 @@ class Event:
     from_state: State | None
     to_state: State
     detail: str
+    actor: str | None = None
+    """Who made the move: the worker's lease owner, or the person behind an operator
+    command. None for events older than the column."""
 
 
 @dataclass(frozen=True, kw_only=True)

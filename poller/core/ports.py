@@ -218,13 +218,13 @@ class Ledger(Cache, Protocol):
     def transition(
         self, pk: int, owner: str, to_state: State, detail: str, now: datetime,
         changes: Changes | None = None, *, expect: State | None = None,
-        guard: SpendGuard | None = None,
+        guard: SpendGuard | None = None, actor: str | None = None,
     ) -> LedgerEntry:
         """Move a row we hold the lease on to ``to_state``, set ``changes`` and append an
         event, in one transaction. Raises LeaseLost if the lease is not ours (or the state
         is not ``expect``), IllegalTransition if the move is not allowed, and
         SpendLimitReached (changing nothing) if ``guard`` says the order would pass the
-        daily limit."""
+        daily limit. The event records ``actor`` (default: ``owner``) as who moved it."""
         ...
 
     def spent_since(self, currency: str, since: datetime) -> Decimal:

@@ -249,7 +249,7 @@ def entry_from_columns(row: Mapping[Any, Any]) -> LedgerEntry:
     )
 
 
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 """The newest migration in migrations/versions; a test keeps the two equal."""
 
 

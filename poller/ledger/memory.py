@@ -181,7 +181,7 @@ class MemoryLedger:
     def transition(
         self, pk: int, owner: str, to_state: State, detail: str, now: datetime,
         changes: Changes | None = None, *, expect: State | None = None,
-        guard: SpendGuard | None = None,
+        guard: SpendGuard | None = None, actor: str | None = None,
     ) -> LedgerEntry:
         now = check_aware(now)
         columns = change_columns(changes)
@@ -210,13 +210,14 @@ class MemoryLedger:
                 )
             row.update(columns, state=to_state, updated_at=now)
             self._events[pk].append(
-                Event(at=now, from_state=current, to_state=to_state, detail=clean_text(detail))
+                Event(at=now, from_state=current, to_state=to_state, detail=clean_text(detail),
+                      actor=clean_text(actor or owner))
             )
             return entry_from_columns(row)
 
     def admin_transition(
         self, pk: int, to_state: State, detail: str, now: datetime,
-        changes: Changes | None = None,
+        changes: Changes | None = None, *, actor: str | None = None,
     ) -> LedgerEntry:
         """See ``SqlLedger.admin_transition``."""
         if self.get_pk(pk) is None:
@@ -224,7 +225,8 @@ class MemoryLedger:
         if self.claim(pk, ADMIN_OWNER, now, 60) is None:
             raise LeaseLost(f"redemption {pk} is being worked on; try again in a minute")
         try:
-            return self.transition(pk, ADMIN_OWNER, to_state, detail, now, changes)
+            return self.transition(pk, ADMIN_OWNER, to_state, detail, now, changes,
+                                   actor=actor)
         finally:
             self.release(pk, ADMIN_OWNER)
 

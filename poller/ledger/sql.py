@@ -482,7 +482,7 @@ class SqlLedger:
     def transition(
         self, pk: int, owner: str, to_state: State, detail: str, now: datetime,
         changes: Changes | None = None, *, expect: State | None = None,
-        guard: SpendGuard | None = None,
+        guard: SpendGuard | None = None, actor: str | None = None,
     ) -> LedgerEntry:
         now = check_aware(now)
         columns = change_columns(changes)
@@ -516,7 +516,7 @@ class SqlLedger:
                 conn.execute(
                     insert(events_t).values(
                         redemption_pk=pk, at=now, from_state=row.state, to_state=to_state,
-                        detail=detail,
+                        detail=detail, actor=actor or owner,
                     )
                 )
         except exc.IntegrityError as e:
@@ -530,7 +530,7 @@ class SqlLedger:
 
     def admin_transition(
         self, pk: int, to_state: State, detail: str, now: datetime,
-        changes: Changes | None = None,
+        changes: Changes | None = None, *, actor: str | None = None,
     ) -> LedgerEntry:
         """A person's decision (``ledger retry``, ``ledger refuse``): take the lease as
         ``admin``, move the row, give the lease back. LookupError if there is no such row,
@@ -540,7 +540,8 @@ class SqlLedger:
         if self.claim(pk, ADMIN_OWNER, now, 60) is None:
             raise LeaseLost(f"redemption {pk} is being worked on; try again in a minute")
         try:
-            return self.transition(pk, ADMIN_OWNER, to_state, detail, now, changes)
+            return self.transition(pk, ADMIN_OWNER, to_state, detail, now, changes,
+                                   actor=actor)
         finally:
             self.release(pk, ADMIN_OWNER)
 
@@ -601,7 +602,8 @@ class SqlLedger:
                 select(events_t).where(events_t.c.redemption_pk == pk).order_by(events_t.c.id)
             )
             return [
-                Event(at=r.at, from_state=r.from_state, to_state=r.to_state, detail=r.detail)
+                Event(at=r.at, from_state=r.from_state, to_state=r.to_state, detail=r.detail,
+                      actor=r.actor)
                 for r in rows
             ]
 

@@ -163,6 +163,9 @@ events = Table(
     Column("from_state", StateType),
     Column("to_state", StateType, nullable=False),
     Column("detail", CleanText, nullable=False),
+    # Who made the transition: the worker's lease owner, or the person behind an operator
+    # command. NULL on events written before migration 0003.
+    Column("actor", CleanText),
     # events(pk): one redemption's story in append order, whatever the size of the history.
     Index("ix_events_redemption_pk_id", "redemption_pk", "id"),
     sqlite_autoincrement=True,
@@ -193,4 +196,16 @@ cache = Table(
     Column("value", CleanText, nullable=False),
     Column("expires_at", UTCDateTime),
     Column("updated_at", UTCDateTime, nullable=False),
+)
+
+request_log = Table(
+    "request_log",
+    metadata,
+    # One row per request sent to a rate-limited upstream (``scope``, e.g. "influitive"):
+    # the shared, rolling-window request budget of every worker on this ledger.
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("scope", CleanText, nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Index("ix_request_log_scope_at", "scope", "at"),
+    sqlite_autoincrement=True,
 )

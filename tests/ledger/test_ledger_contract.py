@@ -96,10 +96,12 @@ def test_record_inserts_new_rows_with_their_fields_and_a_recorded_event(ledger: 
     ]
 
 
-def _event(at: datetime, frm: State | None, to: State, detail: str) -> Any:
+def _event(
+    at: datetime, frm: State | None, to: State, detail: str, actor: str | None = None
+) -> Any:
     from poller.core.model import Event
 
-    return Event(at=at, from_state=frm, to_state=to, detail=detail)
+    return Event(at=at, from_state=frm, to_state=to, detail=detail, actor=actor)
 
 
 def test_record_is_idempotent_across_polls_and_keeps_the_first_data(ledger: AnyLedger) -> None:
@@ -258,9 +260,9 @@ def test_transitions_set_columns_and_tell_the_story(ledger: AnyLedger) -> None:
 
     assert ledger.events(pk) == [
         _event(T0, None, State.NEW, "recorded"),
-        _event(t1, State.NEW, State.ORDERING, "placing order"),
-        _event(t2, State.ORDERING, State.ORDERED, "vendor confirmed"),
-        _event(t3, State.ORDERED, State.FULFILLED, "fulfilled at Influitive"),
+        _event(t1, State.NEW, State.ORDERING, "placing order", "w1"),
+        _event(t2, State.ORDERING, State.ORDERED, "vendor confirmed", "w1"),
+        _event(t3, State.ORDERED, State.FULFILLED, "fulfilled at Influitive", "w1"),
     ]
 
 
@@ -548,10 +550,11 @@ def test_admin_transition_moves_a_row_unless_a_worker_holds_it(ledger: AnyLedger
 
     retried = ledger.admin_transition(
         entry.pk, State.NEW, "retry requested by an operator", T0,
-        Changes(clear=frozenset({"hold_reason"})),
+        Changes(clear=frozenset({"hold_reason"})), actor="alice",
     )
     assert retried.state is State.NEW and retried.hold_reason is None
     assert ledger.events(entry.pk)[-1].detail == "retry requested by an operator"
+    assert ledger.events(entry.pk)[-1].actor == "alice"
     # The lease was given back: a worker can take the row at once.
     assert ledger.claim(entry.pk, "worker", T0, 60) is not None
     with pytest.raises(LeaseLost):

@@ -23,7 +23,7 @@ from poller.ledger.sql import make_engine
 from poller.ledger.tables import metadata
 
 ROOT = Path(__file__).resolve().parents[2]
-LEDGER_TABLES = {"redemptions", "events", "polls", "cache"}
+LEDGER_TABLES = {"redemptions", "events", "polls", "cache", "request_log"}
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
 
@@ -124,6 +124,9 @@ def test_0002_adds_the_spend_columns_and_the_cache_and_downgrades_keeping_the_da
     assert {"ordered_at", "approved"} <= _columns(fresh_url, "redemptions")
     assert "ix_redemptions_currency_ordered_at" in _indexes(fresh_url, "redemptions")
     assert _columns(fresh_url, "cache") == {"key", "value", "expires_at", "updated_at"}
+    migrate.upgrade(fresh_url, "0003")
+    assert "actor" in _columns(fresh_url, "events")
+    assert _columns(fresh_url, "request_log") == {"id", "scope", "at"}
     ledger = open_ledger(fresh_url, migrate=False)
     try:
         old = ledger.get("influitive", "old")
@@ -131,9 +134,15 @@ def test_0002_adds_the_spend_columns_and_the_cache_and_downgrades_keeping_the_da
         assert old.ordered_at is None and old.approved is False  # the server default
         ledger.cache_put("k", "v", None)
         assert ledger.cache_get("k", T0) == "v"
+        (old_event,) = ledger.events(old.pk)
+        assert old_event.actor is None  # written before the column existed
     finally:
         ledger.close()
 
+    migrate.downgrade(fresh_url, "0002")
+    assert "request_log" not in _tables(fresh_url)
+    assert "actor" not in _columns(fresh_url, "events")
+    assert len(_execute(fresh_url, "SELECT id FROM events WHERE redemption_pk = 1")) == 1
     migrate.downgrade(fresh_url, "0001")
     assert migrate.current(fresh_url) == "0001"
     assert "cache" not in _tables(fresh_url)
