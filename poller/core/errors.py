@@ -98,6 +98,13 @@ class OperatorFacingError(VendorError):
     """Auth, funds, configuration: a person must act. Never refuse; wait and retry."""
 
 
+class ConfigFixable(OperatorFacingError):
+    """The operator's configuration asks for something the vendor does not offer: an
+    unknown product, UTID or brand, an amount the catalog does not allow, a currency the
+    product does not take. Held for a person at once (retrying cannot help until the config
+    changes), never refused: the advocate did nothing wrong."""
+
+
 class UnknownOutcome(VendorError):
     """The request may or may not have created an order (timeout after sending, reset):
     reconcile with the same key before anything else."""
