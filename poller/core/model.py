@@ -100,7 +100,10 @@ class OrderStatus(StrEnum):
     PENDING = "pending"
     """Accepted, not final: ask again later."""
     FAILED = "failed"
-    """The vendor gave up on it (failed, cancelled)."""
+    """The vendor gave up on it (failed, cancelled): nothing reached the advocate."""
+    NEEDS_PERSON = "needs_person"
+    """Placed, but neither delivered nor failed in a way the worker may act on (Tango
+    ``PARTIAL``, a delivery that bounced): held for a person with ``detail``."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -464,6 +464,13 @@ class Worker:
                 Changes(vendor_order_id=result.vendor_order_id,
                         next_attempt_at=datetime.fromtimestamp(when, UTC)),
             )
+        if result.status is OrderStatus.NEEDS_PERSON:
+            reason = f"vendor order {result.vendor_order_id} needs a person " \
+                     f"({result.detail or 'not delivered'})"
+            log.error("vendor order needs a person; held", reason=reason)
+            return self._move(entry, State.HELD, reason, log,
+                              Changes(vendor_order_id=result.vendor_order_id,
+                                      hold_reason=reason, clear=_NOT_DUE))
         if result.status is OrderStatus.FAILED:
             reason = f"vendor order {result.vendor_order_id} failed at the vendor " \
                      f"({result.detail or 'failed'})"
