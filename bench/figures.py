@@ -49,7 +49,7 @@ def _app(config: Path) -> Any:
 
 
 def history(ledgers: Ledgers, standins: Standins, workdir: Path, ids: Ids,
-            reps: int = 9) -> Figure:
+            reps: int = 9, closed: int = HISTORY) -> Figure:
     """One cycle with 20 outstanding redemptions, on a ledger holding 0 and then 100,000
     closed ones, on SQLite and PostgreSQL. The two ledgers of a backend are measured turn
     about (empty, full, empty, full...), so drift on the machine hits both alike."""
@@ -59,7 +59,7 @@ def history(ledgers: Ledgers, standins: Standins, workdir: Path, ids: Ids,
     calls_ok = True
     for backend in ("SQLite", "PostgreSQL"):
         urls = {}
-        for size in (0, HISTORY):
+        for size in (0, closed):
             name = f"h{size}"
             url = ledgers.sqlite(name) if backend == "SQLite" else ledgers.postgres(name)
             open_migrated(url).close()
@@ -73,10 +73,10 @@ def history(ledgers: Ledgers, standins: Standins, workdir: Path, ids: Ids,
         configs = {size: write_config(workdir / f"h-{backend}-{size}.toml", standins, url,
                                       rate=0)
                    for size, url in urls.items()}
-        times: dict[int, list[float]] = {0: [], HISTORY: []}
+        times: dict[int, list[float]] = {0: [], closed: []}
         standins.reset()
         for rep in range(reps + 1):  # the first round warms up both (not counted)
-            for size in (0, HISTORY):
+            for size in (0, closed):
                 batch = ids.take(20)
                 standins.seed(batch)
                 before = len(standins.influitive_requests())
@@ -91,16 +91,16 @@ def history(ledgers: Ledgers, standins: Standins, workdir: Path, ids: Ids,
                 calls_ok = calls_ok and gets == 1 and posts == 20
                 if rep:
                     times[size].append(took)
-        t0, t1 = median(times[0]), median(times[HISTORY])
+        t0, t1 = median(times[0]), median(times[closed])
         results[backend] = (t0, t1, t1 / t0)
         details.append((f"{backend}: cycle, 0 closed (median of {reps})",
                         f"{t0 * 1000:.0f} ms ({_spread(times[0])})"))
-        details.append((f"{backend}: cycle, {HISTORY:,} closed (median of {reps})",
-                        f"{t1 * 1000:.0f} ms ({_spread(times[HISTORY])})"))
-        ledger = open_migrated(urls[HISTORY])
+        details.append((f"{backend}: cycle, {closed:,} closed (median of {reps})",
+                        f"{t1 * 1000:.0f} ms ({_spread(times[closed])})"))
+        ledger = open_migrated(urls[closed])
         try:
             for query, plan in explain.plans(ledger).items():
-                plans.append(f"{backend}, `{query}()` on {HISTORY:,} closed + the outstanding "
+                plans.append(f"{backend}, `{query}()` on {closed:,} closed + the outstanding "
                              f"ones:\n\n```\n{plan}\n```")
         finally:
             ledger.close()
@@ -120,7 +120,7 @@ def history(ledgers: Ledgers, standins: Standins, workdir: Path, ids: Ids,
         "analyzed, as autovacuum does after a change this size):",
     ]
     return Figure(
-        number=1, title="History does not cost (cycle time, 100,000 closed / 0 closed)",
+        number=1, title=f"History does not cost (cycle time, {closed:,} closed / 0 closed)",
         measured=measured, target="<= 1.2 on SQLite and PostgreSQL", met=worst <= 1.2,
         method=(
             "One `--run-once` cycle (the worker's `run_cycle()` inside a fresh `App`, as "
@@ -128,7 +128,8 @@ def history(ledgers: Ledgers, standins: Standins, workdir: Path, ids: Ids,
             "new outstanding redemptions, each ordered from the Tremendous stand-in and "
             "fulfilled at the Influitive stand-in, concurrency 4, no client-side rate limit "
             "(its waiting would hide the ledger's share). Two ledgers per database: "
-            "one empty, one holding 100,000 closed redemptions (85 % fulfilled, 10 % refused, "
+            f"one empty, one holding {closed:,} closed redemptions (85 % fulfilled, "
+            "10 % refused, "
             "5 % closed upstream, with their events and one poll per 20) bulk-inserted through "
             "the ledger's tables. Cycles alternate between the two ledgers; the first round "
             "is a warm-up."),
@@ -787,11 +788,12 @@ def _import_times(cmd: list[str], env: dict[str, str]) -> dict[str, int]:
 # --- 6. Influitive calls per cycle -------------------------------------------------------------
 
 
-def influitive_calls(ledgers: Ledgers, standins: Standins, workdir: Path, ids: Ids) -> Figure:
+def influitive_calls(ledgers: Ledgers, standins: Standins, workdir: Path, ids: Ids,
+                     sizes: tuple[int, ...] = (0, 1, 25, 26, 250, 1000)) -> Figure:
     page = 25
     rows: list[tuple[str, str]] = []
     ok = True
-    for n in (0, 1, 25, 26, 250, 1000):
+    for n in sizes:
         url = ledgers.sqlite(f"calls{n}")
         config = write_config(workdir / f"calls{n}.toml", standins, url)
         standins.reset(page_size=page)
@@ -849,8 +851,33 @@ def influitive_calls(ledgers: Ledgers, standins: Standins, workdir: Path, ids: I
 
 
 def all_figures() -> list[tuple[str, Callable[..., Figure]]]:
+    from bench import peers
+
     return [
         ("history", history), ("ledger", ledger_overhead), ("throughput", throughput),
         ("latency", latency), ("footprint", footprint), ("calls", influitive_calls),
+        ("ledger-path", peers.ledger_path), ("script", peers.script),
+        ("rss", peers.outstanding_rss), ("budget", peers.influitive_budget),
+        ("coldstart", peers.cold_start),
     ]
+
+
+LEDGER_ONLY = frozenset({"ledger", "ledger-path"})
+"""Figures that need only the ledgers (no stand-ins): called with ``(ledgers, **sizes)``."""
+
+QUICK: dict[str, dict[str, Any]] = {
+    "history": {"reps": 1, "closed": 2000},
+    "ledger": {"reps": 1, "n": 10},
+    "throughput": {"backlog": 30, "contrast": 10},
+    "latency": {"samples": 2, "daemon_samples": 2},
+    "footprint": {"starts": 2, "cycles": 20},
+    "calls": {"sizes": (0, 1, 25, 26)},
+    "ledger-path": {"reps": 1, "n": 25},
+    "script": {"n": 40, "n_slow": 20, "n_limited": 25},
+    "rss": {"sizes": (100, 500)},
+    "budget": {"backlog": 30, "requests": 20, "window": 2.0},
+    "coldstart": {"starts": 2},
+}
+"""``python -m bench --quick``: sizes small enough for the whole suite to run in a few
+minutes, to check that every figure runs and prints. Its numbers are not the figures."""
 

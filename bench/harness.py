@@ -99,6 +99,7 @@ class Standins:
     def reset(self, *, page_size: int = 25, vendor_delay: float = 0.0,
               vendor_rate: int | None = None) -> None:
         self._post(f"{self.influitive_url}/_standin/reset")
+        self._post(f"{self.influitive_url}/_bench/reset")
         self._post(f"{self.influitive_url}/_standin/faults", {"page_size": page_size})
         t = f"{self.tremendous_url}/_standin"
         self._post(f"{t}/reset")
@@ -110,6 +111,18 @@ class Standins:
         items = [redemption_item(i, reward_id) for i in ids]
         for start in range(0, len(items), 1000):
             self._post(f"{self.influitive_url}/_standin/redemptions", items[start:start + 1000])
+
+    def influitive_budget(self, requests: int | None, window: float = 300.0) -> None:
+        """A rolling-window request budget at the Influitive stand-in (``bench.serve``):
+        beyond ``requests`` in any ``window`` seconds, a 403 block page."""
+        self._post(f"{self.influitive_url}/_bench/budget",
+                   {"requests": requests, "window": window})
+
+    def influitive_log(self) -> list[tuple[float, str, str, int]]:
+        """Every Influitive API request since the last reset: (time, method, path, status),
+        blocked ones included."""
+        rows = self._get(f"{self.influitive_url}/_bench/requests")["requests"]
+        return [(float(t), str(m), str(p), int(s)) for t, m, p, s in rows]
 
     def influitive_requests(self) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = self._get(f"{self.influitive_url}/_standin/requests")[
@@ -295,14 +308,16 @@ def seed_history(url: str, n: int, *, batch: int = 10_000) -> float:
 def write_config(
     path: Path, standins: Standins, ledger_url: str, *, interval: float = 60,
     concurrency: int = 4, batch_size: int = 500, rate: float | None = None, extra: str = "",
+    influitive_extra: str = "",
 ) -> Path:
+    """``influitive_extra``: more ``key = value`` lines for the ``[influitive]`` section."""
     rate_line = "" if rate is None else f"rate_limit_per_second = {rate}\n"
     path.write_text(f"""
 [influitive]
 base_url = "{standins.influitive_url}"
 api_token = "{TOKEN}"
 org_id = "{ORG}"
-
+{influitive_extra}
 [ledger]
 url = "{ledger_url}"
 lease_seconds = 120

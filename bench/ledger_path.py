@@ -1,0 +1,324 @@
+"""The ledger's path per redemption, new -> fulfilled, through the real ``Ledger`` API as the
+worker calls it, and a job queue's path on the same PostgreSQL for comparison.
+
+Ledger, per page of redemptions: ``record`` (the poll's intake, one call per page) and
+``due`` (the cycle's query), then per redemption ``claim``, ``transition`` to ORDERING
+(with the idempotency key), to ORDERED (with the vendor's order id and the message), to
+FULFILLED, and ``release`` -- the calls and arguments of ``poller.worker.cycle.Worker`` on
+the happy path, without the HTTP in between.
+
+Peer: pgqueuer's ``enqueue`` (one call per page, its batch form), then per job ``dequeue``
+(batch of one) and ``log_jobs`` (complete), on its own schema of the same database.
+
+Every server statement is counted where it leaves the client: each cursor execute by its
+first keyword, each transaction's BEGIN (psycopg sends it before the first statement of a
+transaction; the SQLite ledger sends it itself, so it is a cursor execute there), each
+COMMIT, each ROLLBACK of an open transaction, each pool pre-ping.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+PAGE = 25
+"""Redemptions per ``record`` call and jobs per ``enqueue`` call: the stand-in's (and the
+real list's observed) page size."""
+
+
+class StatementProbe:
+    """Counts the server statements and commits an SQLAlchemy engine sends, by kind, and
+    (when ``capture``) keeps their text in order."""
+
+    def __init__(self, engine: Any) -> None:
+        from sqlalchemy import event
+
+        self.engine = engine
+        self.kinds: Counter[str] = Counter()
+        self.texts: list[str] = []
+        self.capture = False
+        self._event = event
+        self._pg = engine.dialect.name == "postgresql"
+        dialect = engine.dialect
+        self._originals = (dialect.do_commit, dialect.do_rollback, dialect.do_ping)
+        do_commit, do_rollback, do_ping = self._originals
+
+        def commit(dbapi_connection: Any) -> None:
+            self._count("COMMIT")
+            do_commit(dbapi_connection)
+
+        def rollback(dbapi_connection: Any) -> None:
+            # A rollback with no transaction open sends nothing (both drivers skip it).
+            if _in_transaction(dbapi_connection):
+                self._count("ROLLBACK")
+            do_rollback(dbapi_connection)
+
+        def ping(dbapi_connection: Any) -> bool:
+            self._count("PING (SELECT 1)")
+            return bool(do_ping(dbapi_connection))
+
+        dialect.do_commit, dialect.do_rollback, dialect.do_ping = commit, rollback, ping
+        event.listen(engine, "before_cursor_execute", self._statement)
+        if self._pg:
+            event.listen(engine, "begin", self._begin)
+
+    def _count(self, kind: str, text: str | None = None) -> None:
+        self.kinds[kind] += 1
+        if self.capture:
+            self.texts.append(text or kind)
+
+    def _statement(self, conn: Any, cursor: Any, statement: str, parameters: Any,
+                   context: Any, executemany: bool) -> None:
+        words = statement.split(None, 1)
+        kind = words[0].upper() if words else "?"
+        if kind == "SELECT" and "FOR UPDATE" in statement.upper():
+            kind = "SELECT ... FOR UPDATE"
+        elif kind == "SELECT" and "pg_advisory_xact_lock" in statement:
+            kind = "SELECT pg_advisory_xact_lock"
+        self._count(kind, _short(statement))
+
+    def _begin(self, conn: Any) -> None:
+        self._count("BEGIN")
+
+    @property
+    def statements(self) -> int:
+        return sum(self.kinds.values())
+
+    @property
+    def commits(self) -> int:
+        return self.kinds["COMMIT"]
+
+    def reset(self) -> None:
+        self.kinds.clear()
+        self.texts.clear()
+
+    def close(self) -> None:
+        self._event.remove(self.engine, "before_cursor_execute", self._statement)
+        if self._pg:
+            self._event.remove(self.engine, "begin", self._begin)
+        dialect = self.engine.dialect
+        dialect.do_commit, dialect.do_rollback, dialect.do_ping = self._originals
+
+
+def _in_transaction(dbapi_connection: Any) -> bool:
+    # The pool hands its proxy (whose ``info`` is its own dict) when it resets a connection.
+    raw = getattr(dbapi_connection, "dbapi_connection", None) or dbapi_connection
+    info = getattr(raw, "info", None)
+    status = getattr(info, "transaction_status", None)
+    if status is not None:  # psycopg 3: IDLE is 0
+        return int(status) != 0
+    return bool(getattr(raw, "in_transaction", True))
+
+
+def _short(statement: str, width: int = 110) -> str:
+    flat = " ".join(statement.split())
+    return flat if len(flat) <= width else flat[: width - 3] + "..."
+
+
+def _redemption(rid: int) -> Any:
+    from poller.core.model import INFLUITIVE
+    from poller.core.parse import parse_stored
+
+    raw = {"id": rid, "reward_id": 37, "reward_name": "$25 Amazon gift card", "points": 2500,
+           "quantity": 1, "stage": "requested",
+           "contact": {"id": 100_000 + rid, "email": f"advocate{rid}@example.com",
+                       "first_name": "Advocate", "last_name": str(rid)}}
+    return parse_stored(INFLUITIVE, raw)
+
+
+def ledger_path(ledger: Any, n: int, first_id: int, *,
+                per_call: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    """Take ``n`` redemptions from new to fulfilled through ``ledger`` as the worker does.
+    Returns seconds, statements and commits per redemption (the once-a-page calls' share
+    included), the statements by kind per redemption, and apart: the statements and commits
+    of the per-redemption calls alone (``own_*``) and the page calls' share. With
+    ``per_call``, the statements of the first redemption's calls are written into it, call
+    by call."""
+    from poller.core.keys import idempotency_key
+    from poller.core.ports import Changes
+    from poller.core.states import State
+
+    probe = StatementProbe(ledger.engine)
+    owner = f"bench:{uuid.uuid4().hex[:6]}"
+    now = datetime.now(UTC)
+    poll_id = ledger.start_poll(now)
+    probe.reset()
+    seconds = 0.0
+    paged: Counter[str] = Counter()  # statements of the once-a-page calls (record, due)
+
+    @contextmanager
+    def call(name: str, first: bool) -> Iterator[None]:
+        nonlocal seconds
+        watch = first and per_call is not None
+        if watch:
+            probe.capture = True
+            before = len(probe.texts)
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            seconds += time.perf_counter() - began
+            if watch:
+                assert per_call is not None
+                per_call.setdefault(name, []).extend(probe.texts[before:])
+                probe.capture = False
+
+    try:
+        ids = list(range(first_id, first_id + n))
+        for start in range(0, n, PAGE):
+            page = [_redemption(rid) for rid in ids[start:start + PAGE]]
+            before = Counter(probe.kinds)
+            with call("record (one call per page of 25)", start == 0):
+                ledger.record(poll_id, page, now)
+            with call("due (one call per page of 25)", start == 0):
+                due = ledger.due(datetime.now(UTC), PAGE)
+            paged.update(probe.kinds - before)
+            assert [e.redemption_id for e in due] == [r.id for r in page]
+            for k, (r, listed) in enumerate(zip(page, due, strict=True)):
+                first = start == 0 and k == 0
+                pk = listed.pk
+                with call("claim", first):
+                    entry = ledger.claim(pk, owner, datetime.now(UTC), 300)
+                assert entry is not None
+                with call("transition NEW -> ORDERING (the key saved)", first):
+                    entry = ledger.transition(
+                        pk, owner, State.ORDERING, "ordering 25.00 USD", datetime.now(UTC),
+                        Changes(idempotency_key=idempotency_key(
+                                    namespace="bench", source=r.source, redemption_id=r.id),
+                                vendor="tremendous", product="AMZN-US",
+                                amount=Decimal("25.00"), currency="USD",
+                                ordered_at=datetime.now(UTC)),
+                        expect=State.NEW)
+                with call("transition ORDERING -> ORDERED (the answer saved)", first):
+                    entry = ledger.transition(
+                        pk, owner, State.ORDERED, "vendor order placed", datetime.now(UTC),
+                        Changes(vendor_order_id=f"ORD{r.id}",
+                                message="Your $25 Amazon gift card is on its way.",
+                                clear=frozenset({"next_attempt_at", "last_error"})),
+                        expect=State.ORDERING)
+                with call("transition ORDERED -> FULFILLED (the decision saved)", first):
+                    entry = ledger.transition(
+                        pk, owner, State.FULFILLED, "fulfilled at Influitive",
+                        datetime.now(UTC),
+                        Changes(clear=frozenset({"next_attempt_at", "last_error"})),
+                        expect=State.ORDERED)
+                with call("release", first):
+                    ledger.release(pk, owner)
+                assert entry.state is State.FULFILLED
+        kinds = {k: v / n for k, v in probe.kinds.items()}
+        own = probe.kinds - paged
+        return {"seconds": seconds / n, "statements": probe.statements / n,
+                "commits": probe.commits / n, "kinds": kinds,
+                "own_statements": sum(own.values()) / n, "own_commits": own["COMMIT"] / n,
+                "paged_statements": sum(paged.values()) / n}
+    finally:
+        probe.close()
+        ledger.finish_poll(poll_id, datetime.now(UTC), ok=True, complete=False, seen=n)
+
+
+# --- pgqueuer ---------------------------------------------------------------------------------
+
+
+class _CountingDriver:
+    """Wraps a pgqueuer driver and counts the statements sent through it (each its own
+    transaction: pgqueuer runs on an autocommit connection)."""
+
+    def __init__(self, driver: Any) -> None:
+        self._driver = driver
+        self.statements = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._driver, name)
+
+    async def fetch(self, query: str, *args: object) -> Any:
+        self.statements += 1
+        return await self._driver.fetch(query, *args)
+
+    async def execute(self, query: str, *args: object) -> Any:
+        self.statements += 1
+        return await self._driver.execute(query, *args)
+
+
+def pgqueuer_available() -> bool:
+    try:
+        import pgqueuer  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def pgqueuer_version() -> str:
+    from importlib.metadata import version
+
+    return version("pgqueuer")
+
+
+class PgQueuerPeer:
+    """pgqueuer installed in ``schema`` (created here; the caller drops it), driven from
+    this thread on an event loop of its own, so its rounds can alternate with the ledger's."""
+
+    def __init__(self, dsn: str, schema: str) -> None:
+        import asyncio
+
+        self._loop = asyncio.new_event_loop()
+        self._conn: Any = None
+        self._driver: _CountingDriver | None = None
+        self._queries: Any = None
+        self._manager = uuid.uuid4()
+        self._loop.run_until_complete(self._open(dsn, schema))
+
+    async def _open(self, dsn: str, schema: str) -> None:
+        import psycopg
+        from pgqueuer.adapters.drivers.psycopg import PsycopgDriver
+        from pgqueuer.adapters.persistence.queries import Queries
+
+        self._conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
+        await self._conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        await self._conn.execute(f'SET search_path TO "{schema}"')
+        self._driver = _CountingDriver(PsycopgDriver(self._conn))
+        self._queries = Queries(self._driver)  # type: ignore[arg-type]
+        await self._queries.install(create_schema=False)
+
+    def round(self, n: int) -> dict[str, float]:
+        """Enqueue -> dequeue -> complete ``n`` jobs (enqueued a page at a time, then each
+        dequeued alone and completed): seconds, statements and commits per job."""
+        return self._loop.run_until_complete(self._round(n))
+
+    async def _round(self, n: int) -> dict[str, float]:
+        from pgqueuer.ports.repository import EntrypointExecutionParameter
+
+        assert self._driver is not None
+        entrypoints = {"fulfil": EntrypointExecutionParameter(concurrency_limit=0)}
+        payload = b"x" * 450  # about a stored redemption's size
+        self._driver.statements = 0
+        began = time.perf_counter()
+        for start in range(0, n, PAGE):
+            size = min(PAGE, n - start)
+            await self._queries.enqueue(["fulfil"] * size, [payload] * size, [0] * size)
+            for _ in range(size):
+                (job,) = await self._queries.dequeue(1, entrypoints, self._manager, None,
+                                                     timedelta(seconds=300))
+                await self._queries.log_jobs([(job, "successful", None)])
+        took = time.perf_counter() - began
+        # Autocommit: every statement is its own transaction.
+        per = self._driver.statements / n
+        return {"seconds": took / n, "statements": per, "commits": per}
+
+    def close(self) -> None:
+        try:
+            if self._conn is not None:
+                self._loop.run_until_complete(self._conn.close())
+        finally:
+            self._loop.close()
+
+
+def psycopg_dsn(sqlalchemy_url: str) -> str:
+    """A libpq DSN from the bench's SQLAlchemy URL (``postgresql+psycopg://...``)."""
+    return sqlalchemy_url.replace("postgresql+psycopg://", "postgresql://", 1)
+
