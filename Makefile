@@ -28,8 +28,12 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 ## The benchmark suite (issue 7): prints a table and writes BENCHMARKS.md (~8 min on 2 cores).
-bench: $(STAMP) check-pg
+bench: $(VENV)/.bench-installed check-pg
 	$(BIN)/python -m bench
+
+$(VENV)/.bench-installed: $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $@
 
 ## The long fault-injection run (issue 3): the crash, concurrency and outside-fault suites
 ## with FAULT_TRIALS random-kill trials per ledger and a longer property search (~15 min).

@@ -1,0 +1,130 @@
+"""The benchmark suite's building blocks run and produce numbers (``make bench`` itself is
+too long for a test). Nothing here judges speed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from bench import ledger_path as lp
+from bench.peers import budget_use
+from bench.serve import KEY, ORG, TOKEN, RequestBudget
+from poller.core.states import State
+from poller.ledger import open_ledger
+from poller.standins import influitive, tremendous
+from poller.standins.server import ServerThread
+from tests.ledger.conftest import pg_schema
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _check_path(ledger: Any, n: int) -> dict[str, Any]:
+    per_call: dict[str, list[str]] = {}
+    result = lp.ledger_path(ledger, n, 1, per_call=per_call)
+    assert ledger.counts() == {State.FULFILLED: n}
+    assert result["seconds"] > 0
+    assert result["statements"] > result["commits"] > 0
+    # Counted per statement sent: whole numbers for the n redemptions.
+    assert sum(result["kinds"].values()) * n == pytest.approx(result["statements"] * n)
+    assert (result["commits"] * n) == pytest.approx(round(result["commits"] * n))
+    assert result["own_statements"] + result["paged_statements"] == pytest.approx(
+        result["statements"])
+    assert [name.split(" ")[0] for name in per_call] == [
+        "record", "due", "claim", "transition", "transition", "transition", "release"]
+    assert all(per_call.values()), per_call
+    assert "COMMIT" in per_call["claim"]
+    return result
+
+
+def test_ledger_path_counts_the_statements_of_each_call_on_sqlite(tmp_path: Path) -> None:
+    ledger = open_ledger(f"sqlite:///{tmp_path / 'path.db'}", migrate=True)
+    try:
+        result = _check_path(ledger, 30)
+    finally:
+        ledger.close()
+    assert "BEGIN IMMEDIATE" in " ".join(result["kinds"]) or "BEGIN" in result["kinds"]
+
+
+@pytest.mark.postgres
+def test_ledger_path_counts_begin_and_commit_on_postgres() -> None:
+    with pg_schema("bench") as url:
+        ledger = open_ledger(url, migrate=True)
+        try:
+            result = _check_path(ledger, 30)
+        finally:
+            ledger.close()
+    # psycopg sends BEGIN itself: counted from the engine's begin event.
+    assert result["kinds"]["BEGIN"] >= result["own_commits"]
+
+
+def test_request_budget_blocks_as_the_waf_does_and_logs_every_request() -> None:
+    app = RequestBudget(influitive.create_app(influitive.InfluitiveState(), api_token=TOKEN,
+                                              org_id=ORG))
+    headers = {"Authorization": f"Token {TOKEN}", "X_ORG_ID": ORG}
+    with ServerThread(app) as url, httpx.Client(base_url=url, timeout=10) as http:
+        assert http.post("/_bench/budget", json={"requests": 3, "window": 60}).status_code == 200
+        answers = [http.get("/reward_redemptions", headers=headers) for _ in range(5)]
+        http.get("/_standin/requests")  # the stand-in's admin API is not counted
+        log = http.get("/_bench/requests").json()["requests"]
+        http.post("/_bench/reset")
+        after_reset = http.get("/reward_redemptions", headers=headers)
+    assert [a.status_code for a in answers] == [200, 200, 200, 403, 403]
+    blocked = answers[-1]
+    assert blocked.headers["content-type"].startswith("text/html")
+    assert "www-authenticate" not in blocked.headers
+    assert [row[3] for row in log] == [200, 200, 200, 403, 403]
+    assert all(isinstance(row[0], float) for row in log)
+    assert after_reset.status_code == 200
+
+
+def test_budget_use_counts_whole_windows_peak_and_blocked() -> None:
+    # 10 a second for 3 s against a budget of 10 per second, then one blocked request.
+    log = [(100.0 + i / 10, "POST", "/x", 200) for i in range(31)]
+    log.append((103.05, "POST", "/x", 403))
+    use = budget_use(log, requests=10, window=1.0)
+    assert use["windows"] == 3
+    assert use["share"] == pytest.approx(1.0)
+    assert use["peak"] == 10
+    assert use["blocked"] == 1
+    half = budget_use(log[::2], requests=10, window=1.0)
+    assert half["share"] == pytest.approx(0.5)
+
+
+def test_baseline_script_orders_and_decides_each_redemption_once(tmp_path: Path) -> None:
+    source = influitive.InfluitiveState()
+    source.seed({"id": i, "reward_id": 37, "reward_name": "$25 card",
+                 "contact": {"id": 100 + i, "email": f"a{i}@example.com",
+                             "first_name": "A"}} for i in (1, 2, 3))
+    vendor = tremendous.TremendousState(balance_cents=10**9)
+    with (ServerThread(influitive.create_app(source, api_token=TOKEN, org_id=ORG)) as inf,
+          ServerThread(tremendous.create_app(vendor, api_key=KEY)) as ven):
+        cmd = [sys.executable, "-m", "bench.baseline_script", "--influitive", inf,
+               "--token", TOKEN, "--org", ORG, "--vendor", ven, "--key", KEY,
+               "--db", str(tmp_path / "script.db")]
+        first = json.loads(subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True,
+                                          text=True).stdout)
+        source.seed([{"id": 1, "reward_id": 37, "contact": {"id": 101}}])  # listed again
+        again = json.loads(subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True,
+                                          text=True).stdout)
+    assert first == {"seen": 3, "vendor_answers": {"201": 3}, "decisions": 3, "accepted": 3}
+    assert again["decisions"] == 0 and again["vendor_answers"] == {}
+    assert sorted(d.id for d in source.decisions() if d.accepted) == ["1", "2", "3"]
+    assert {k: v["created"] for k, v in vendor.counts().items()} == {
+        "script-1": 1, "script-2": 1, "script-3": 1}
+
+
+def test_peak_reports_the_peak_rss_of_its_child() -> None:
+    # 64 MiB, every page touched (bytearray zero-fills it).
+    child = [sys.executable, "-c", "x = bytearray(64 * 1024 * 1024)"]
+    done = subprocess.run([sys.executable, "-m", "bench.peak", *child], cwd=ROOT, check=True,
+                          capture_output=True, text=True)
+    result = json.loads(done.stdout)
+    assert result["returncode"] == 0
+    assert result["peak_rss_kib"] >= 64 * 1024
+    assert result["cpu_s"] >= 0 and result["wall_s"] > 0
