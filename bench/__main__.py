@@ -74,7 +74,8 @@ def main() -> int:
     about["load average (1, 5, 15 min), start / end"] = " / ".join(
         ", ".join(f"{x:.2f}" for x in load) for load in (load_before, os.getloadavg()))
     if output is None:
-        print(f"\n(quick run: {elapsed:.0f} s, no report written)")
+        print(f"\n(quick run, {elapsed:.0f} s: small sizes to check that every figure runs; "
+              "its numbers are not the figures, and no report is written)")
     else:
         Path(output).write_text(markdown(results, about, elapsed, PREAMBLE))
         print(f"\nwrote {output} ({elapsed:.0f} s)")
