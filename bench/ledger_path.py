@@ -42,6 +42,7 @@ class StatementProbe:
         self.engine = engine
         self.kinds: Counter[str] = Counter()
         self.texts: list[str] = []
+        self.implicit_commits = 0
         self.capture = False
         self._event = event
         self._pg = engine.dialect.name == "postgresql"
@@ -50,7 +51,9 @@ class StatementProbe:
         do_commit, do_rollback, do_ping = self._originals
 
         def commit(dbapi_connection: Any) -> None:
-            self._count("COMMIT")
+            # In autocommit mode the drivers send nothing: the statements committed alone.
+            if _in_transaction(dbapi_connection):
+                self._count("COMMIT")
             do_commit(dbapi_connection)
 
         def rollback(dbapi_connection: Any) -> None:
@@ -77,6 +80,10 @@ class StatementProbe:
                    context: Any, executemany: bool) -> None:
         words = statement.split(None, 1)
         kind = words[0].upper() if words else "?"
+        if kind in _WRITES and _autocommits(cursor):
+            # A write outside any transaction is its own durable transaction: the server
+            # commits it with no COMMIT sent.
+            self.implicit_commits += 1
         if kind == "SELECT" and "FOR UPDATE" in statement.upper():
             kind = "SELECT ... FOR UPDATE"
         elif kind == "SELECT" and "pg_advisory_xact_lock" in statement:
@@ -84,7 +91,8 @@ class StatementProbe:
         self._count(kind, _short(statement))
 
     def _begin(self, conn: Any) -> None:
-        self._count("BEGIN")
+        if not getattr(conn.connection.dbapi_connection, "autocommit", False):
+            self._count("BEGIN")
 
     @property
     def statements(self) -> int:
@@ -92,11 +100,13 @@ class StatementProbe:
 
     @property
     def commits(self) -> int:
-        return self.kinds["COMMIT"]
+        """Durable commits: each COMMIT sent, and each write sent outside a transaction."""
+        return self.kinds["COMMIT"] + self.implicit_commits
 
     def reset(self) -> None:
         self.kinds.clear()
         self.texts.clear()
+        self.implicit_commits = 0
 
     def close(self) -> None:
         self._event.remove(self.engine, "before_cursor_execute", self._statement)
@@ -104,6 +114,22 @@ class StatementProbe:
             self._event.remove(self.engine, "begin", self._begin)
         dialect = self.engine.dialect
         dialect.do_commit, dialect.do_rollback, dialect.do_ping = self._originals
+
+
+_WRITES = frozenset({"INSERT", "UPDATE", "DELETE", "WITH"})
+
+
+def _autocommits(cursor: Any) -> bool:
+    """Whether a statement on this DBAPI cursor runs outside any transaction."""
+    raw = cursor.connection
+    if not hasattr(raw, "in_transaction"):  # psycopg
+        return bool(raw.autocommit)
+    # sqlite3: outside a transaction, and the module will not BEGIN one by itself (as it
+    # does before a write when ``isolation_level`` is not None, in its legacy mode).
+    mode = getattr(raw, "autocommit", -1)  # Python 3.12+; -1: legacy transaction control
+    if isinstance(mode, bool):
+        return mode and not raw.in_transaction
+    return raw.isolation_level is None and not raw.in_transaction
 
 
 def _in_transaction(dbapi_connection: Any) -> bool:
@@ -151,6 +177,7 @@ def ledger_path(ledger: Any, n: int, first_id: int, *,
     probe.reset()
     seconds = 0.0
     paged: Counter[str] = Counter()  # statements of the once-a-page calls (record, due)
+    paged_commits = 0
 
     @contextmanager
     def call(name: str, first: bool) -> Iterator[None]:
@@ -173,12 +200,13 @@ def ledger_path(ledger: Any, n: int, first_id: int, *,
         ids = list(range(first_id, first_id + n))
         for start in range(0, n, PAGE):
             page = [_redemption(rid) for rid in ids[start:start + PAGE]]
-            before = Counter(probe.kinds)
+            before, commits_before = Counter(probe.kinds), probe.commits
             with call("record (one call per page of 25)", start == 0):
                 ledger.record(poll_id, page, now)
             with call("due (one call per page of 25)", start == 0):
                 due = ledger.due(datetime.now(UTC), PAGE)
             paged.update(probe.kinds - before)
+            paged_commits += probe.commits - commits_before
             assert [e.redemption_id for e in due] == [r.id for r in page]
             for k, (r, listed) in enumerate(zip(page, due, strict=True)):
                 first = start == 0 and k == 0
@@ -215,7 +243,8 @@ def ledger_path(ledger: Any, n: int, first_id: int, *,
         own = probe.kinds - paged
         return {"seconds": seconds / n, "statements": probe.statements / n,
                 "commits": probe.commits / n, "kinds": kinds,
-                "own_statements": sum(own.values()) / n, "own_commits": own["COMMIT"] / n,
+                "own_statements": sum(own.values()) / n,
+                "own_commits": (probe.commits - paged_commits) / n,
                 "paged_statements": sum(paged.values()) / n}
     finally:
         probe.close()
