@@ -7,8 +7,9 @@ Ledger, per page of redemptions: ``record`` (the poll's intake, one call per pag
 FULFILLED, and ``release`` -- the calls and arguments of ``poller.worker.cycle.Worker`` on
 the happy path, without the HTTP in between.
 
-Peer: pgqueuer's ``enqueue`` (one call per page, its batch form), then per job ``dequeue``
-(batch of one) and ``log_jobs`` (complete), on its own schema of the same database.
+Peer: pgqueuer's ``enqueue`` (per job, or a page at a time in its batch form), then per job
+``dequeue`` (batch of one) and ``log_jobs`` (complete), on its own schema of the same
+database.
 
 Every server statement is counted where it leaves the client: each cursor execute by its
 first keyword, each transaction's BEGIN (psycopg sends it before the first statement of a
@@ -314,12 +315,12 @@ class PgQueuerPeer:
         self._queries = Queries(self._driver)  # type: ignore[arg-type]
         await self._queries.install(create_schema=False)
 
-    def round(self, n: int) -> dict[str, float]:
-        """Enqueue -> dequeue -> complete ``n`` jobs (enqueued a page at a time, then each
+    def round(self, n: int, page: int = 1) -> dict[str, float]:
+        """Enqueue -> dequeue -> complete ``n`` jobs (enqueued ``page`` at a time, then each
         dequeued alone and completed): seconds, statements and commits per job."""
-        return self._loop.run_until_complete(self._round(n))
+        return self._loop.run_until_complete(self._round(n, page))
 
-    async def _round(self, n: int) -> dict[str, float]:
+    async def _round(self, n: int, page: int) -> dict[str, float]:
         from pgqueuer.ports.repository import EntrypointExecutionParameter
 
         assert self._driver is not None
@@ -327,9 +328,12 @@ class PgQueuerPeer:
         payload = b"x" * 450  # about a stored redemption's size
         self._driver.statements = 0
         began = time.perf_counter()
-        for start in range(0, n, PAGE):
-            size = min(PAGE, n - start)
-            await self._queries.enqueue(["fulfil"] * size, [payload] * size, [0] * size)
+        for start in range(0, n, page):
+            size = min(page, n - start)
+            if size == 1:
+                await self._queries.enqueue("fulfil", payload)
+            else:
+                await self._queries.enqueue(["fulfil"] * size, [payload] * size, [0] * size)
             for _ in range(size):
                 (job,) = await self._queries.dequeue(1, entrypoints, self._manager, None,
                                                      timedelta(seconds=300))
