@@ -19,7 +19,7 @@ measured, and for a target not met the measured cause. Times are medians of seve
 repetitions after a warm-up. The stand-ins (`poller/standins`) run in a process of their own
 (`bench/serve.py`), as the real services would be elsewhere; the worker is the real one,
 built from a config file by `poller.app.App` exactly as `reward-poller run` builds it.
-Re-run with `make bench` (about twenty minutes on two cores; it installs the bench's own
+Re-run with `make bench` (about half an hour on two cores; it installs the bench's own
 extras, pgqueuer among them); `python -m bench --only history` runs one figure, and
 `python -m bench --quick` runs every figure at small sizes to check that it runs.
 """
