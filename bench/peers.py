@@ -33,7 +33,7 @@ from bench.serve import KEY, ORG, TOKEN
 
 ROOT = Path(__file__).resolve().parent.parent
 
-BUDGET_KEYS = ("budget_requests", "budget_window_seconds")
+BUDGET_KEYS = ("max_requests_per_window", "window_seconds")
 """``[influitive]`` keys of the worker's own request budget (the count and the window), set
 by the budget figure when this build's config has them."""
 
