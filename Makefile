@@ -27,11 +27,11 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-## The benchmark suite (issue 7): prints a table and writes BENCHMARKS.md (~8 min on 2 cores).
+## The benchmark suite: prints a table and writes BENCHMARKS.md (~8 min on 2 cores).
 bench: $(STAMP) check-pg
 	$(BIN)/python -m bench
 
-## The long fault-injection run (issue 3): the crash, concurrency and outside-fault suites
+## The long fault-injection run: the crash, concurrency and outside-fault suites
 ## with FAULT_TRIALS random-kill trials per ledger and a longer property search (~15 min).
 ## `make test` runs the same suites in their quick variant.
 FAULT_TRIALS ?= 200
