@@ -17,7 +17,7 @@ import click
 import structlog
 
 from poller import __version__, logs
-from poller.cli import ops
+from poller.cli import ops, release_cmds
 from poller.cli.check import check_command
 from poller.config import Config, load_config
 from poller.core.errors import ConfigError, PollerError, SourceAuthError
@@ -214,11 +214,9 @@ def db() -> None:
 @handled
 def db_upgrade(obj: Context) -> None:
     """Run the Alembic migrations up to the newest."""
-    from poller.ledger.migrate import current, upgrade
+    from poller.cli.release_cmds import report_upgrade
 
-    url = obj.config().ledger.url
-    upgrade(url)
-    click.echo(f"ledger schema at revision {current(url)}")
+    report_upgrade(obj.config().ledger.url)
 
 
 @cli.command()
@@ -243,6 +241,9 @@ cli.add_command(ops.report)
 ledger.add_command(ops.ledger_approve)
 ledger.add_command(ops.ledger_fulfill)
 cli.add_command(check_command)
+cli.add_command(release_cmds.init_command)
+cli.add_command(release_cmds.deploy_group)
+db.add_command(release_cmds.db_current)
 
 
 def main() -> None:
