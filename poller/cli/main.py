@@ -17,7 +17,7 @@ import click
 import structlog
 
 from poller import __version__, logs
-from poller.cli import ops, release_cmds
+from poller.cli import ops, release_cmds, sandbox_cmd
 from poller.cli.check import check_command
 from poller.config import Config, load_config
 from poller.core.errors import ConfigError, PollerError, SourceAuthError
@@ -244,6 +244,7 @@ cli.add_command(check_command)
 cli.add_command(release_cmds.init_command)
 cli.add_command(release_cmds.deploy_group)
 db.add_command(release_cmds.db_current)
+cli.add_command(sandbox_cmd.sandbox_command)
 
 
 def main() -> None:
