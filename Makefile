@@ -2,40 +2,53 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+PIP := $(BIN)/python -m pip --disable-pip-version-check
+RUNTIME := $(VENV)/.installed-runtime
+DEV := $(VENV)/.installed-dev
 
 .PHONY: demo test lint check-pg clean install bench faults
 
-$(STAMP): pyproject.toml
+$(BIN)/python:
+	@echo "==> creating the virtualenv $(VENV)"
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
 
-install: $(STAMP)
+# The demo needs only what reward-poller itself needs (no test or lint tools).
+$(RUNTIME): pyproject.toml setup.py | $(BIN)/python
+	@echo "==> installing reward-poller and its runtime dependencies into $(VENV)"
+	$(PIP) install -e .
+	@touch $@
+
+# Tests and lint: the dev extras too (pytest, hypothesis, vcrpy, mypy, ruff, import-linter).
+$(DEV): pyproject.toml setup.py | $(BIN)/python
+	@echo "==> installing reward-poller with the dev extras into $(VENV)"
+	$(PIP) install -e '.[dev]'
+	@touch $@ $(RUNTIME)
+
+install: $(DEV)
 
 ## The main job: the real worker against local stand-ins, on a throw-away SQLite ledger.
-demo: $(STAMP)
+demo: $(RUNTIME)
+	@echo "==> reward-poller demo"
 	$(BIN)/reward-poller demo
 
 ## Lint, types, layering, then every test (PostgreSQL included).
-test: $(STAMP) lint check-pg
+test: $(DEV) lint check-pg
 	$(BIN)/python -m pytest
 
-lint: $(STAMP)
+lint: $(DEV)
 	$(BIN)/ruff check poller tests migrations
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
 ## The benchmark suite: prints a table and writes BENCHMARKS.md (~8 min on 2 cores).
-bench: $(STAMP) check-pg
+bench: $(DEV) check-pg
 	$(BIN)/python -m bench
 
 ## The long fault-injection run: the crash, concurrency and outside-fault suites
 ## with FAULT_TRIALS random-kill trials per ledger and a longer property search (~15 min).
 ## `make test` runs the same suites in their quick variant.
 FAULT_TRIALS ?= 200
-faults: $(STAMP) check-pg
+faults: $(DEV) check-pg
 	REWARD_POLLER_FAULT_TRIALS=$(FAULT_TRIALS) REWARD_POLLER_FAULT_EXAMPLES=2000 \
 		$(BIN)/python -m pytest tests/faults -q
 

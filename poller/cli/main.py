@@ -220,11 +220,13 @@ def db_upgrade(obj: Context) -> None:
 
 
 @cli.command()
-@click.option("--keep", is_flag=True, help="Keep the demo's SQLite ledger and print its path.")
+@click.option("--keep", is_flag=True,
+              help="Keep the demo's config and SQLite ledger; print commands that use them.")
 @click.pass_context
 @handled
 def demo(ctx: click.Context, keep: bool) -> None:
-    """Run the worker against local stand-ins for Influitive and Tremendous."""
+    """Run the worker against local stand-ins for Influitive, Tremendous, Tango Card,
+    Giftbit, an HTTP vendor and manual fulfilment."""
     from poller.demo import run_demo
 
     parent = ctx.parent

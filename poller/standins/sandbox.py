@@ -246,7 +246,9 @@ def config_text(urls: Mapping[str, str], *, ledger_url: str | None = None,
     sections = _keys(urls, interval_seconds)
     if ledger_url is not None:
         sections["ledger"] = {"url": toml_string(ledger_url)}
-    for section, values in {**sections, **(extra_keys or {})}.items():
+    for section, values in (extra_keys or {}).items():
+        sections[section] = {**sections.get(section, {}), **values}
+    for section, values in sections.items():
         text = set_keys(text, section, values)
     return f"{MARKER}\n{text.rstrip()}\n{_extra(urls)}"
 
