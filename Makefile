@@ -7,8 +7,8 @@ DEV := $(VENV)/.installed-dev
 # pip installs into the virtualenv from outside it when this Python's pip can (22.3 and
 # newer: --python), which spares creating a pip inside it (seconds of the first `make demo`);
 # else the virtualenv gets its own pip. Modules compile to bytecode when first imported.
-PIP = if [ -x $(BIN)/pip ]; then $(BIN)/python -m pip $(PIPFLAGS) $(1); \
-	else $(PYTHON) -m pip --python $(BIN)/python $(PIPFLAGS) $(1); fi
+PIP_INSTALL = if [ -x $(BIN)/pip ]; then $(BIN)/python -m pip install $(PIPFLAGS) $(1); \
+	else $(PYTHON) -m pip --python $(BIN)/python install $(PIPFLAGS) $(1); fi
 PIPFLAGS = --disable-pip-version-check --no-compile
 
 .PHONY: demo test lint check-pg clean install bench faults
@@ -21,13 +21,13 @@ $(BIN)/python:
 # The demo needs only what reward-poller itself needs (no test or lint tools).
 $(RUNTIME): pyproject.toml setup.py | $(BIN)/python
 	@echo "==> installing reward-poller and its runtime dependencies into $(VENV) (pip)"
-	@$(call PIP,install -e .)
+	@$(call PIP_INSTALL,-e .)
 	@touch $@
 
 # Tests and lint: the dev extras too (pytest, hypothesis, vcrpy, mypy, ruff, import-linter).
 $(DEV): pyproject.toml setup.py | $(BIN)/python
 	@echo "==> installing reward-poller with the dev extras into $(VENV) (pip)"
-	@$(call PIP,install -e '.[dev]')
+	@$(call PIP_INSTALL,-e '.[dev]')
 	@touch $@ $(RUNTIME)
 
 install: $(DEV)
