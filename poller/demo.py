@@ -21,6 +21,14 @@ from poller.cli.output import table
 from poller.config import load_config
 from poller.standins import sandbox
 
+# The stand-ins' credentials (the sandbox's): only ever sent to loopback. Named here too so
+# the no-secret tests find every one the demo uses.
+DEMO_TOKEN = sandbox.INFLUITIVE_TOKEN
+DEMO_ORG = sandbox.INFLUITIVE_ORG
+DEMO_KEY = sandbox.TREMENDOUS_KEY
+DEMO_TANGO_KEY = sandbox.TANGO_KEY
+DEMO_GIFTBIT_KEY = sandbox.GIFTBIT_KEY
+DEMO_HOOK_SECRET = sandbox.HTTP_SECRET
 
 def run_demo(*, keep: bool = False) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="reward-poller-demo-"))
