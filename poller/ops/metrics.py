@@ -117,6 +117,24 @@ def _observe_request(seconds: float, response: httpx.Response | None,
 transport.observe_requests(_observe_request)
 
 
+DAEMON_ONLY = frozenset({
+    "reward_poller_cycle_duration_seconds", "reward_poller_cycles",
+    "reward_poller_failed_cycles_in_a_row",
+})
+"""Families only the daemon feeds: a textfile would show them at zero, which would lie."""
+
+
+class _Without:
+    """A registry's families but ``names`` (what ``generate_latest`` needs: ``collect``)."""
+
+    def __init__(self, registry: CollectorRegistry, names: frozenset[str]) -> None:
+        self._registry = registry
+        self._names = names
+
+    def collect(self) -> Iterable[Metric]:
+        return [m for m in self._registry.collect() if m.name not in self._names]
+
+
 class LedgerView(Protocol):
     """What the metrics read from the ledger (``poller.ledger.sql.SqlLedger`` has it)."""
 
@@ -307,7 +325,7 @@ class Recorder:
         temporary file beside it, then renamed over it, so a scrape never reads half a file.
         World-readable: node_exporter runs as another user."""
         target = Path(path)
-        data = self.exposition()
+        data = prometheus_client.generate_latest(_Without(self.registry, DAEMON_ONLY))
         fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
                                          dir=target.parent)
         try:
