@@ -306,7 +306,10 @@ class Recorder:
         """Expose what ``ledger`` knows (read at each scrape), and take its counts and last
         successful poll now."""
         self.registry.register(_LedgerCollector(ledger, daily_limits or {}, self._clock))
-        self.observe_ledger(ledger)
+        try:
+            self.observe_ledger(ledger)
+        except Exception as exc:  # the start-up checks report a broken ledger, not metrics
+            log.warning("ledger not read for the metrics", error=type(exc).__name__)
 
     def observe_ledger(self, ledger: LedgerView) -> None:
         """Counts by state and the last successful poll, from the ledger (the poll time only
