@@ -297,3 +297,13 @@ def test_a_textfile_that_cannot_be_written_is_logged_not_hidden(standins: Standi
     result = run_cli("run", "--run-once", config=config)
     assert "metrics textfile not written" in result.stderr + result.stdout
     assert str(textfile) in result.stderr + result.stdout
+
+
+def test_attaching_a_ledger_that_cannot_answer_does_not_raise() -> None:
+    class Broken(FakeLedger):
+        def counts(self) -> dict[State, int]:
+            raise RuntimeError("database is locked")
+
+    recorder = Recorder(process=False)
+    recorder.attach_ledger(Broken(oldest_at=datetime.fromtimestamp(NOW, UTC)))
+    assert b"reward_poller_build_info" in recorder.exposition()
