@@ -2,44 +2,64 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+RUNTIME := $(VENV)/.installed-runtime
+DEV := $(VENV)/.installed-dev
+# pip installs into the virtualenv from outside it when this Python's pip can (22.3 and
+# newer: --python), which spares creating a pip inside it (seconds of the first `make demo`);
+# else the virtualenv gets its own pip. Modules compile to bytecode when first imported.
+PIP_INSTALL = if [ -x $(BIN)/pip ]; then $(BIN)/python -m pip install $(PIPFLAGS) $(1); \
+	else $(PYTHON) -m pip --python $(BIN)/python install $(PIPFLAGS) $(1); fi
+PIPFLAGS = --disable-pip-version-check --no-compile
 
 .PHONY: demo test lint check-pg clean install bench faults
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+$(BIN)/python:
+	@echo "==> creating the virtualenv $(VENV)"
+	@if $(PYTHON) -m pip install --help 2>/dev/null | grep -q -- '--python '; then \
+		$(PYTHON) -m venv --without-pip $(VENV); else $(PYTHON) -m venv $(VENV); fi
 
-install: $(STAMP)
+# The demo needs only what reward-poller itself needs (no test or lint tools).
+$(RUNTIME): pyproject.toml setup.py | $(BIN)/python
+	@echo "==> installing reward-poller and its runtime dependencies into $(VENV) (pip)"
+	@$(call PIP_INSTALL,-e .)
+	@touch $@
+
+# Tests and lint: the dev extras too (pytest, hypothesis, vcrpy, mypy, ruff, import-linter).
+$(DEV): pyproject.toml setup.py | $(BIN)/python
+	@echo "==> installing reward-poller with the dev extras into $(VENV) (pip)"
+	@$(call PIP_INSTALL,-e '.[dev]')
+	@touch $@ $(RUNTIME)
+
+install: $(DEV)
 
 ## The main job: the real worker against local stand-ins, on a throw-away SQLite ledger.
-demo: $(STAMP)
+demo: $(RUNTIME)
+	@echo "==> reward-poller demo"
 	$(BIN)/reward-poller demo
 
 ## Lint, types, layering, then every test (PostgreSQL included).
-test: $(STAMP) lint check-pg
+test: $(DEV) lint check-pg
 	$(BIN)/python -m pytest
 
-lint: $(STAMP)
+lint: $(DEV)
 	$(BIN)/ruff check poller tests migrations
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-## The benchmark suite (issue 7): prints a table and writes BENCHMARKS.md (~8 min on 2 cores).
+## The benchmark suite: prints a table and writes BENCHMARKS.md (about half an hour on 2 cores).
 bench: $(VENV)/.bench-installed check-pg
 	$(BIN)/python -m bench
 
-$(VENV)/.bench-installed: $(STAMP) pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
-	touch $@
+$(VENV)/.bench-installed: $(DEV) pyproject.toml
+	@echo "==> installing the bench extras (pgqueuer) into $(VENV) (pip)"
+	@$(call PIP_INSTALL,-e '.[dev,bench]')
+	@touch $@
 
-## The long fault-injection run (issue 3): the crash, concurrency and outside-fault suites
+## The long fault-injection run: the crash, concurrency and outside-fault suites
 ## with FAULT_TRIALS random-kill trials per ledger and a longer property search (~15 min).
 ## `make test` runs the same suites in their quick variant.
 FAULT_TRIALS ?= 200
-faults: $(STAMP) check-pg
+faults: $(DEV) check-pg
 	REWARD_POLLER_FAULT_TRIALS=$(FAULT_TRIALS) REWARD_POLLER_FAULT_EXAMPLES=2000 \
 		$(BIN)/python -m pytest tests/faults -q
 

@@ -1,4 +1,4 @@
-"""The six measurements of issue 7, each returning a ``Figure``."""
+"""The six measurements, each returning a ``Figure``."""
 
 from __future__ import annotations
 

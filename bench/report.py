@@ -14,7 +14,7 @@ class Figure:
     measured: str
     target: str
     met: bool | None
-    """None: the issue sets no target for this figure; it is reported."""
+    """None: there is no target for this figure; it is reported."""
     method: str = ""
     details: list[tuple[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+import structlog
+
 from poller.config import Config
 from poller.core.errors import ConfigError
 from poller.core.ports import Cache, Decider, RedemptionSource, Vendor
@@ -21,6 +23,8 @@ if TYPE_CHECKING:
     from poller.influitive.client import InfluitiveClient
     from poller.ledger.sql import SqlLedger
     from poller.ops.metrics import Recorder
+
+log = structlog.get_logger("poller.app")
 
 
 def worker_id() -> str:
@@ -101,10 +105,20 @@ class App:
         recorder: Recorder | None = None,
     ) -> None:
         """``recorder``: the daemon's metrics; the worker then sees Influitive and the
-        vendors through wrappers that count errors and orders."""
+        vendors through wrappers that count errors and orders. Without one, ``[metrics]
+        textfile`` makes the App keep its own and write it there when it closes (the end of
+        a ``run --run-once``)."""
         self.config = config
         self.stop = stop or threading.Event()
         self.ledger = open_ledger(config)
+        self._textfile = config.metrics.textfile if recorder is None else None
+        if self._textfile is not None:
+            from poller.ops.metrics import Recorder
+
+            recorder = Recorder(process=False)
+        self.recorder = recorder
+        if recorder is not None:
+            recorder.attach_ledger(self.ledger, config.fulfillment.daily_spend_limit)
         self.source = influitive_client(config)
         self.vendors = VendorPool(config, cache=self.ledger)
         source: RedemptionSource = self.source
@@ -137,7 +151,21 @@ class App:
     def close(self) -> None:
         self.vendors.close()
         self.source.close()
-        self.ledger.close()
+        try:
+            self._write_textfile()
+        finally:
+            self.ledger.close()
+
+    def _write_textfile(self) -> None:
+        if self._textfile is None or self.recorder is None:
+            return
+        try:
+            self.recorder.observe_ledger(self.ledger)
+            self.recorder.write_textfile(self._textfile)
+        except Exception as exc:
+            # The run's own work is done and recorded; the metrics are not: say so loudly.
+            log.error("metrics textfile not written", path=self._textfile,
+                      error=f"{type(exc).__name__}: {exc}")
 
     def __enter__(self) -> App:
         return self

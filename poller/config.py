@@ -216,6 +216,19 @@ class ServerSettings(_Section):
         return value.strip()
 
 
+class MetricsSettings(_Section):
+    textfile: str | None = None
+    """Where ``run --run-once`` writes its metrics for node_exporter's textfile collector
+    (a ``.prom`` file), atomically, at the end of each run; unset: not written."""
+
+    @field_validator("textfile")
+    @classmethod
+    def _prom_file(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip().endswith(".prom"):
+            raise ValueError("must end in .prom (node_exporter reads only those)")
+        return value.strip() if value is not None else None
+
+
 class AlertsSettings(_Section):
     webhook_url: SecretStr | None = None
     """Slack-compatible incoming webhook (POST {"text": ...}); unset: no alerts. Secret: such
@@ -249,6 +262,7 @@ class Config(BaseSettings):
     retry: RetrySettings = RetrySettings()
     fulfillment: FulfillmentSettings = FulfillmentSettings()
     server: ServerSettings = ServerSettings()
+    metrics: MetricsSettings = MetricsSettings()
     alerts: AlertsSettings = AlertsSettings()
     webhooks: WebhooksSettings = WebhooksSettings()
     vendors: dict[str, dict[str, Any]] = Field(default_factory=dict)

@@ -91,6 +91,31 @@ def _should_retry_response(policy: RetryPolicy) -> Callable[[Any], bool]:
     return check
 
 
+RequestObserver = Callable[[float, "httpx.Response | None", "BaseException | None"], None]
+"""Told of every attempt ``send`` makes: seconds taken, and the response or the error."""
+
+_observers: list[RequestObserver] = []
+
+
+def observe_requests(observer: RequestObserver) -> None:
+    """Add ``observer`` (metrics) for every HTTP attempt of this process. It runs in the
+    calling thread and must not raise."""
+    _observers.append(observer)
+
+
+def _observed(client: httpx.Client, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    start = time.perf_counter()
+    try:
+        response = client.request(method, url, **kwargs)
+    except BaseException as exc:
+        for observer in _observers:
+            observer(time.perf_counter() - start, None, exc)
+        raise
+    for observer in _observers:
+        observer(time.perf_counter() - start, response, None)
+    return response
+
+
 def send(
     client: httpx.Client,
     method: str,
@@ -112,7 +137,7 @@ def send(
         reraise=True,
         retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
     )
-    response: httpx.Response = retrying(client.request, method, url, **kwargs)
+    response: httpx.Response = retrying(_observed, client, method, url, **kwargs)
     return response
 
 

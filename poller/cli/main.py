@@ -17,7 +17,7 @@ import click
 import structlog
 
 from poller import __version__, logs
-from poller.cli import ops
+from poller.cli import ops, release_cmds, sandbox_cmd
 from poller.cli.check import check_command
 from poller.config import Config, load_config
 from poller.core.errors import ConfigError, PollerError, SourceAuthError
@@ -214,19 +214,19 @@ def db() -> None:
 @handled
 def db_upgrade(obj: Context) -> None:
     """Run the Alembic migrations up to the newest."""
-    from poller.ledger.migrate import current, upgrade
+    from poller.cli.release_cmds import report_upgrade
 
-    url = obj.config().ledger.url
-    upgrade(url)
-    click.echo(f"ledger schema at revision {current(url)}")
+    report_upgrade(obj.config().ledger.url)
 
 
 @cli.command()
-@click.option("--keep", is_flag=True, help="Keep the demo's SQLite ledger and print its path.")
+@click.option("--keep", is_flag=True,
+              help="Keep the demo's config and SQLite ledger; print commands that use them.")
 @click.pass_context
 @handled
 def demo(ctx: click.Context, keep: bool) -> None:
-    """Run the worker against local stand-ins for Influitive and Tremendous."""
+    """Run the worker against local stand-ins for Influitive, Tremendous, Tango Card,
+    Giftbit, an HTTP vendor and manual fulfilment."""
     from poller.demo import run_demo
 
     parent = ctx.parent
@@ -243,6 +243,10 @@ cli.add_command(ops.report)
 ledger.add_command(ops.ledger_approve)
 ledger.add_command(ops.ledger_fulfill)
 cli.add_command(check_command)
+cli.add_command(release_cmds.init_command)
+cli.add_command(release_cmds.deploy_group)
+db.add_command(release_cmds.db_current)
+cli.add_command(sandbox_cmd.sandbox_command)
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from importlib import resources
 
 from alembic import command
@@ -61,14 +62,46 @@ def _engine(url: str | Engine) -> Iterator[Engine]:
         engine.dispose()
 
 
-def upgrade(url: str | Engine, revision: str = "head") -> None:
+@dataclass(frozen=True)
+class Migration:
+    """What an ``upgrade`` did: the revision before and after (None: no schema)."""
+
+    before: str | None
+    after: str | None
+
+    @property
+    def migrated(self) -> bool:
+        return self.before != self.after
+
+
+@dataclass(frozen=True)
+class Revision:
+    """Where a ledger's schema stands against the revision this version needs."""
+
+    current: str | None
+    """None: no reward-poller tables yet."""
+    head: str
+    known: bool
+    """False: a revision this version does not ship (a newer reward-poller migrated it)."""
+
+    @property
+    def at_head(self) -> bool:
+        return self.current == self.head
+
+
+def upgrade(url: str | Engine, revision: str = "head") -> Migration:
     """Bring the database at ``url`` (or on ``engine``) up to ``revision``, in one
     transaction: on SQLite it holds the write lock, on PostgreSQL env.py takes an advisory
-    lock, so processes starting together migrate one after the other, never twice."""
+    lock, so processes starting together migrate one after the other, never twice. The
+    revisions before and after are read inside that transaction, so they are the ones this
+    call saw, even when another process migrated just before."""
     with _engine(url) as engine:
         try:
             with write_transaction(engine) as conn:
+                before = MigrationContext.configure(conn).get_current_revision()
                 command.upgrade(alembic_config(connection=conn), revision)
+                after = MigrationContext.configure(conn).get_current_revision()
+            return Migration(before=before, after=after)
         except CommandError as e:
             raise LedgerNotMigrated(
                 f"cannot migrate the ledger database {safe_url(engine.url)}: {e}. "
@@ -86,6 +119,18 @@ def current(url: str | Engine) -> str | None:
     """The revision the database is at, None if it has no reward-poller schema."""
     with _engine(url) as engine, read_transaction(engine) as conn:
         return MigrationContext.configure(conn).get_current_revision()
+
+
+def schema_revision(url: str | Engine) -> Revision:
+    """The ledger's revision, and whether this version of reward-poller knows it."""
+    found = current(url)
+    known = True
+    if found is not None:
+        try:
+            known = _script().get_revision(found) is not None
+        except CommandError:
+            known = False
+    return Revision(current=found, head=head(), known=known)
 
 
 def is_up_to_date(engine: Engine) -> bool:

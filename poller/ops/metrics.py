@@ -11,23 +11,51 @@ the worker cycle:
 * the daemon's ``on_cycle`` hook (``observe_cycle``) sets the last successful poll time and the
   redemptions by state, read from the ledger after each cycle.
 
+* ``attach_ledger`` adds what the ledger knows, read when scraped: the age of the oldest open
+  redemption, and per currency with a daily limit, today's spend and the limit;
+* every HTTP attempt (``poller.transport.observe_requests``) is timed into
+  ``reward_poller_request_duration_seconds`` by upstream (``influitive`` or the vendor's
+  name, known from the wrapper the call went through) and outcome.
+
+``run --run-once`` has no listener: ``write_textfile`` writes the same exposition (without the
+``process_*`` series, which node_exporter has of its own) for node_exporter's textfile
+collector, atomically.
+
 Labels carry class names, vendor names, currencies and states only: never an id, an email or
-an error text, so the series stay few and nothing secret can leak into a scrape.
+an error text, so the series stay few and nothing secret can leak into a scrape. Money is
+counted in integer minor units of its currency (cents), never as a float of dollars.
 """
 
 from __future__ import annotations
 
+import os
+import platform
+import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+import httpx
 import prometheus_client
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
+from poller import __version__, transport
 from poller.core.model import OrderRequest, OrderResult, OrderStatus, PollResult
 from poller.core.ports import RedemptionSource, Vendor
 from poller.core.states import State
+
+if TYPE_CHECKING:
+    from poller.core.model import LedgerEntry
+    from poller.core.ports import PollRecord
 
 T = TypeVar("T")
 
@@ -36,17 +64,162 @@ CONTENT_TYPE = prometheus_client.CONTENT_TYPE_LATEST
 # The *_created series (counter creation times) only add noise to a scrape.
 prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
 
+log = structlog.get_logger("poller.metrics")
+
 CYCLE_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
+REQUEST_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+# ISO 4217 currencies whose minor unit is not the cent (all others have two decimals).
+_NO_DECIMALS = frozenset({
+    "BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI", "VND",
+    "VUV", "XAF", "XOF", "XPF",
+})
+_THREE_DECIMALS = frozenset({"BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"})
+
+
+def minor_units(amount: Decimal, currency: str) -> int:
+    """``amount`` in the smallest unit of ``currency`` (cents for USD, yen for JPY), exact for
+    every amount the currency can express (a finer one is rounded half up)."""
+    code = currency.upper()
+    exponent = 0 if code in _NO_DECIMALS else 3 if code in _THREE_DECIMALS else 2
+    return int((amount * (Decimal(10) ** exponent)).to_integral_value(rounding=ROUND_HALF_UP))
+
+
+def outcome_of(response: httpx.Response | None, error: BaseException | None) -> str:
+    """The ``outcome`` label of one HTTP attempt: the status class (429 apart: rate limited),
+    or what kept the answer away."""
+    if response is not None:
+        if response.status_code == 429:
+            return "429"
+        return f"{response.status_code // 100}xx"
+    if isinstance(error, httpx.TimeoutException):
+        return "timeout"
+    if isinstance(error, httpx.TransportError):
+        return "network_error"
+    return "error"
+
+
+_calling: ContextVar[tuple[Recorder, str] | None] = ContextVar("reward_poller_upstream",
+                                                                default=None)
+"""(recorder, upstream) for the HTTP attempts of the call in progress in this thread."""
+
+
+def _observe_request(seconds: float, response: httpx.Response | None,
+                     error: BaseException | None) -> None:
+    current = _calling.get()
+    if current is None:  # a call no Recorder wraps (``check``, a test's own client)
+        return
+    recorder, upstream = current
+    recorder.request_duration.labels(upstream=upstream,
+                                     outcome=outcome_of(response, error)).observe(seconds)
+
+
+transport.observe_requests(_observe_request)
+
+
+DAEMON_ONLY = frozenset({
+    "reward_poller_cycle_duration_seconds", "reward_poller_cycles",
+    "reward_poller_failed_cycles_in_a_row",
+})
+"""Families only the daemon feeds: a textfile would show them at zero, which would lie."""
+
+
+class _Without:
+    """A registry's families but ``names`` (what ``generate_latest`` needs: ``collect``)."""
+
+    def __init__(self, registry: CollectorRegistry, names: frozenset[str]) -> None:
+        self._registry = registry
+        self._names = names
+
+    def collect(self) -> Iterable[Metric]:
+        return [m for m in self._registry.collect() if m.name not in self._names]
+
+
+class LedgerView(Protocol):
+    """What the metrics read from the ledger (``poller.ledger.sql.SqlLedger`` has it)."""
+
+    def counts(self) -> Mapping[State, int]: ...
+
+    def oldest_waiting(self) -> LedgerEntry | None: ...
+
+    def last_successful_poll(self) -> PollRecord | None: ...
+
+    def spent_since(self, currency: str, since: datetime) -> Decimal: ...
+
+
+class _LedgerCollector(Collector):
+    """Gauges read from the ledger when scraped, so an age is as old as the scrape, not as
+    the last cycle. A ledger that cannot answer leaves them out of that scrape (logged)."""
+
+    def __init__(self, ledger: LedgerView, limits: Mapping[str, Decimal],
+                 clock: Callable[[], float]) -> None:
+        self._ledger = ledger
+        self._limits = dict(limits)
+        self._clock = clock
+
+    def _families(self) -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
+        return (
+            GaugeMetricFamily(
+                "reward_poller_oldest_open_redemption_age_seconds",
+                "Seconds since the oldest redemption not yet closed was recorded (0: none "
+                "open)."),
+            GaugeMetricFamily(
+                "reward_poller_spend_today_minor_units",
+                "Committed to vendor orders since midnight UTC, in minor units (cents), per "
+                "currency with a daily_spend_limit.", labels=["currency"]),
+            GaugeMetricFamily(
+                "reward_poller_daily_spend_limit_minor_units",
+                "[fulfillment] daily_spend_limit, in minor units (cents), per currency.",
+                labels=["currency"]),
+        )
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families()
+
+    def collect(self) -> Iterable[Metric]:
+        oldest_age, spent, limit = self._families()
+        try:
+            oldest = self._ledger.oldest_waiting()
+            now = self._clock()
+            oldest_age.add_metric(
+                [], max(0.0, now - oldest.created_at.timestamp()) if oldest else 0.0)
+            midnight = datetime.fromtimestamp(now, UTC).replace(hour=0, minute=0, second=0,
+                                                                microsecond=0)
+            for currency, daily in sorted(self._limits.items()):
+                spent.add_metric(
+                    [currency],
+                    minor_units(self._ledger.spent_since(currency, midnight), currency))
+                limit.add_metric([currency], minor_units(daily, currency))
+        except Exception as exc:
+            log.warning("ledger not read for the metrics", error=type(exc).__name__)
+            return []
+        return [oldest_age, spent, limit]
 
 
 class Recorder:
     """The daemon's metrics. Every method is thread-safe (prometheus-client's are)."""
 
-    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.time, process: bool = True) -> None:
+        """``process``: add the ``process_*`` metrics (CPU, memory, file descriptors, start
+        time) of this process; off for a textfile (node_exporter has its own)."""
         self._clock = clock
         self._lock = threading.Lock()
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        if process:
+            ProcessCollector(registry=r)
+        self.build_info = Gauge(
+            "reward_poller_build_info", "Always 1: the version of reward-poller running.",
+            ["version", "python_version"], registry=r,
+        )
+        self.build_info.labels(version=__version__,
+                               python_version=platform.python_version()).set(1)
+        self.request_duration = Histogram(
+            "reward_poller_request_duration_seconds",
+            "Wall time of each HTTP request (each attempt) to Influitive or a vendor, by "
+            "upstream and outcome (2xx, 4xx, 429, 5xx, timeout, network_error).",
+            ["upstream", "outcome"], buckets=REQUEST_BUCKETS, registry=r,
+        )
         self.redemptions = Gauge(
             "reward_poller_redemptions", "Redemptions in the ledger, by state.", ["state"],
             registry=r,
@@ -66,7 +239,8 @@ class Recorder:
         )
         self.last_success = Gauge(
             "reward_poller_last_successful_poll_timestamp_seconds",
-            "Unix time at which this daemon last polled Influitive successfully.",
+            "Unix time of the last successful poll of Influitive: this daemon's, or the "
+            "ledger's record of the last one (at start, and for run --run-once).",
             registry=r,
         )
         self.influitive_errors = Counter(
@@ -86,8 +260,8 @@ class Recorder:
             ["vendor", "currency"], registry=r,
         )
         self.spend = Counter(
-            "reward_poller_spend",
-            "Amount of the vendor orders accepted, in units of the currency.",
+            "reward_poller_spend_minor_units",
+            "Amount of the vendor orders accepted, in minor units of the currency (cents).",
             ["vendor", "currency"], registry=r,
         )
         for state in State:
@@ -95,6 +269,7 @@ class Recorder:
         for outcome in ("ok", "failed"):
             self.cycles.labels(outcome=outcome)
         self._last_success: float | None = None
+        self._ledger_success: float | None = None
 
     # --- fed by the daemon ----------------------------------------------------------------
 
@@ -126,6 +301,56 @@ class Recorder:
         for state in State:
             self.redemptions.labels(state=state.value).set(counts.get(state, 0))
 
+    def attach_ledger(self, ledger: LedgerView,
+                      daily_limits: Mapping[str, Decimal] | None = None) -> None:
+        """Expose what ``ledger`` knows (read at each scrape), and take its counts and last
+        successful poll now."""
+        self.registry.register(_LedgerCollector(ledger, daily_limits or {}, self._clock))
+        try:
+            self.observe_ledger(ledger)
+        except Exception as exc:  # the start-up checks report a broken ledger, not metrics
+            log.warning("ledger not read for the metrics", error=type(exc).__name__)
+
+    def observe_ledger(self, ledger: LedgerView) -> None:
+        """Counts by state and the last successful poll, from the ledger (the poll time only
+        moves forward: this process's own success may be newer than the ledger's read)."""
+        self.set_counts(ledger.counts())
+        last = ledger.last_successful_poll()
+        if last is not None:
+            when = (last.finished_at or last.started_at).timestamp()
+            with self._lock:
+                if when > (self._ledger_success or 0.0) and when > (self._last_success or 0.0):
+                    self._ledger_success = when
+                    self.last_success.set(when)
+
+    def write_textfile(self, path: str | os.PathLike[str]) -> None:
+        """The exposition into ``path`` for node_exporter's textfile collector: written to a
+        temporary file beside it, then renamed over it, so a scrape never reads half a file.
+        World-readable: node_exporter runs as another user."""
+        target = Path(path)
+        data = prometheus_client.generate_latest(_Without(self.registry, DAEMON_ONLY))
+        fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
+                                         dir=target.parent)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            os.chmod(temporary, 0o644)
+            os.replace(temporary, target)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+
+    @contextmanager
+    def calling(self, upstream: str) -> Iterator[None]:
+        """HTTP attempts inside the block are timed as ``upstream``'s."""
+        token = _calling.set((self, upstream))
+        try:
+            yield
+        finally:
+            _calling.reset(token)
+
     # --- fed by the wrapped adapters ------------------------------------------------------
 
     def influitive_error(self, operation: str, exc: BaseException) -> None:
@@ -139,7 +364,7 @@ class Recorder:
             return
         labels = {"vendor": request.vendor, "currency": request.currency}
         self.orders.labels(**labels).inc()
-        self.spend.labels(**labels).inc(float(request.amount))
+        self.spend.labels(**labels).inc(minor_units(request.amount, request.currency))
 
     def exposition(self) -> bytes:
         return prometheus_client.generate_latest(self.registry)
@@ -162,21 +387,24 @@ class _CountingSource:
 
     def poll(self) -> PollResult:
         try:
-            return self._inner.poll()
+            with self._recorder.calling("influitive"):
+                return self._inner.poll()
         except Exception as exc:
             self._recorder.influitive_error("poll", exc)
             raise
 
     def fulfill(self, redemption_id: str, message: str) -> None:
         try:
-            self._inner.fulfill(redemption_id, message)
+            with self._recorder.calling("influitive"):
+                self._inner.fulfill(redemption_id, message)
         except Exception as exc:
             self._recorder.influitive_error("fulfill", exc)
             raise
 
     def refuse(self, redemption_id: str, message: str) -> None:
         try:
-            self._inner.refuse(redemption_id, message)
+            with self._recorder.calling("influitive"):
+                self._inner.refuse(redemption_id, message)
         except Exception as exc:
             self._recorder.influitive_error("refuse", exc)
             raise
@@ -195,7 +423,8 @@ class _CountingVendor:
 
     def place_order(self, request: OrderRequest) -> OrderResult:
         try:
-            result = self._inner.place_order(request)
+            with self._recorder.calling(self.name):
+                result = self._inner.place_order(request)
         except Exception as exc:
             self._recorder.vendor_error(self.name, exc)
             raise
@@ -204,7 +433,8 @@ class _CountingVendor:
 
     def lookup(self, idempotency_key: str) -> OrderResult | None:
         try:
-            return self._inner.lookup(idempotency_key)
+            with self._recorder.calling(self.name):
+                return self._inner.lookup(idempotency_key)
         except Exception as exc:
             self._recorder.vendor_error(self.name, exc)
             raise

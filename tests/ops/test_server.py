@@ -105,7 +105,7 @@ def test_metrics_exposition(served: str, recorder: Recorder) -> None:
         'reward_poller_cycles_total{outcome="ok"} 1.0',
         "reward_poller_last_successful_poll_timestamp_seconds 1.8e+09",
         'reward_poller_orders_total{currency="USD",vendor="tremendous"} 2.0',
-        'reward_poller_spend_total{currency="USD",vendor="tremendous"} 50.0',
+        'reward_poller_spend_minor_units_total{currency="USD",vendor="tremendous"} 5000.0',
         'reward_poller_vendor_errors_total{error_class="TransientVendorError",'
         'vendor="tremendous"} 1.0',
         'reward_poller_influitive_errors_total{error_class="SourceUnavailable",'
@@ -161,7 +161,8 @@ def test_the_daemon_serves_health_and_metrics(standins: Standins) -> None:
         text = metrics()
         assert 'reward_poller_redemptions{state="held"} 1.0' in text
         assert 'reward_poller_orders_total{currency="USD",vendor="tremendous"} 2.0' in text
-        assert 'reward_poller_spend_total{currency="USD",vendor="tremendous"} 50.0' in text
+        assert ('reward_poller_spend_minor_units_total{currency="USD",vendor="tremendous"} '
+                '5000.0') in text
         assert "reward_poller_last_successful_poll_timestamp_seconds 1." in text
         assert ('reward_poller_vendor_errors_total{error_class="TransientVendorError",'
                 'vendor="tremendous"} 2.0') in text

@@ -1,0 +1,155 @@
+"""``init``, ``deploy systemd`` and ``db current``: putting an install in place.
+
+Like the other command modules, nothing heavy is imported at import time; main.py only
+registers the commands (and ``db upgrade`` calls ``report_upgrade``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:
+    from poller.cli.main import Context
+
+
+def _failed(message: str) -> click.ClickException:
+    from poller.cli.main import Failed
+
+    return Failed(message)
+
+
+def write_new_file(path: Path, text: str, mode: int = 0o600) -> None:
+    """Create ``path`` with ``text``; Failed (exit 1, naming the file) if it exists. Created
+    with O_EXCL, so two commands racing cannot both write it."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    except FileExistsError:
+        raise _failed(f"{path} exists: not overwritten (move it away, or choose another "
+                      "path)") from None
+    except OSError as exc:
+        raise _failed(f"cannot create {path}: {exc.strerror or exc}") from None
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
+
+
+@click.command("init")
+@click.argument("path", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_obj
+def init_command(obj: Context, path: Path | None) -> None:
+    """Write the commented example config to PATH (default: --config, or ./config.toml).
+
+    Never overwrites a file. The file is created readable by you only (it will hold secrets).
+    """
+    from poller.config import DEFAULT_CONFIG_PATH
+    from poller.release import files
+
+    target = path or Path(obj.config_path or DEFAULT_CONFIG_PATH)
+    try:
+        text = files.example_config()
+    except files.MissingPackageData as exc:
+        raise _failed(str(exc)) from None
+    write_new_file(target, text)
+    flag = "" if str(target) == DEFAULT_CONFIG_PATH else f" --config {target}"
+    click.echo(
+        f"wrote {target}: set [influitive] api_token and org_id, a [vendors.*] section and "
+        f"your [[rewards]], then run `reward-poller{flag} check`.\n"
+        f"To rehearse without live credentials first: `reward-poller{flag} sandbox "
+        "--write-config` (docs/sandbox.md)."
+    )
+
+
+@click.group("deploy")
+def deploy_group() -> None:
+    """Files to run reward-poller as a service."""
+
+
+@deploy_group.command("systemd")
+@click.option("--prefix", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
+              help="Write the units into DIR (e.g. /etc/systemd/system) instead of printing "
+                   "them.")
+@click.option("--force", is_flag=True, help="With --prefix: replace units that differ.")
+@click.pass_obj
+def deploy_systemd(obj: Context, prefix: Path | None, force: bool) -> None:
+    """The systemd units (daemon; or timer and one-shot service) for this install.
+
+    ExecStart= names this install's reward-poller and the config file given with --config
+    (default /etc/reward-poller/config.toml). Without --prefix the units go to stdout, each
+    after a "### NAME" line.
+    """
+    from poller.release import deploy, files
+
+    config_path = (str(Path(obj.config_path).absolute()) if obj.config_path
+                   else deploy.SHIPPED_CONFIG)
+    try:
+        units = deploy.render_all(config_path=config_path)
+    except files.MissingPackageData as exc:
+        raise _failed(str(exc)) from None
+    executable = deploy.executable()
+    if deploy.hidden_from_units(executable):
+        click.echo(
+            f"warning: {executable} is under a home directory, which the units hide from the "
+            "service (ProtectHome=yes): install reward-poller outside it, e.g. into "
+            "/opt/reward-poller (docs/deployment.md)", err=True)
+    if prefix is None:
+        for unit in units:
+            click.echo(f"### {unit.name}")
+            click.echo(unit.text)
+        return
+    prefix.mkdir(parents=True, exist_ok=True)
+    for unit in units:
+        target = prefix / unit.name
+        if target.exists():
+            if target.read_text(encoding="utf-8") == unit.text:
+                click.echo(f"unchanged {target}")
+                continue
+            if not force:
+                raise _failed(f"{target} exists and differs: not overwritten (--force "
+                              "replaces it)")
+        target.write_text(unit.text, encoding="utf-8")
+        os.chmod(target, 0o644)
+        click.echo(f"wrote {target}")
+    click.echo("\nthen: systemctl daemon-reload && systemctl enable --now "
+               "reward-poller.service   (or reward-poller-once.timer, not both)")
+
+
+def report_upgrade(url: str) -> None:
+    """``db upgrade``: migrate, and say whether anything changed and between which
+    revisions."""
+    from poller.ledger.migrate import upgrade
+
+    done = upgrade(url)
+    if done.migrated:
+        click.echo(f"ledger schema migrated from revision {done.before or '(none)'} to "
+                   f"{done.after}")
+    else:
+        click.echo(f"ledger schema already at revision {done.after}: nothing to migrate")
+
+
+@click.command("current")
+@click.pass_obj
+def db_current(obj: Context) -> None:
+    """The ledger's schema revision, and whether it is the one this version needs
+    (exit 1 when it is not)."""
+    from poller.cli.main import handled
+    from poller.ledger.migrate import schema_revision
+
+    def show() -> None:
+        state = schema_revision(obj.config().ledger.url)
+        if state.current is None:
+            raise _failed(f"the ledger has no reward-poller tables yet (this version needs "
+                          f"revision {state.head}): run `reward-poller db upgrade`")
+        if state.at_head:
+            click.echo(f"ledger schema at revision {state.current} (head): up to date")
+            return
+        click.echo(f"ledger schema at revision {state.current}; this version needs "
+                   f"{state.head}")
+        if not state.known:
+            raise _failed(f"revision {state.current} is newer than this version of "
+                          "reward-poller knows: upgrade reward-poller")
+        raise _failed("the ledger is behind: run `reward-poller db upgrade`")
+
+    handled(show)()

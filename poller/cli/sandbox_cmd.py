@@ -1,0 +1,104 @@
+"""``reward-poller sandbox``: serve the stand-ins until Ctrl-C or SIGTERM (docs/sandbox.md).
+
+main.py only registers the command; the stand-ins (starlette, uvicorn) are imported when it
+runs.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:
+    from poller.cli.main import Context
+
+DEFAULT_PORT_BASE = 7470  # poller.standins.sandbox.DEFAULT_PORT_BASE, without importing it
+
+
+@click.command("sandbox")
+@click.option("--port-base", type=click.IntRange(1, 65531), default=DEFAULT_PORT_BASE,
+              show_default=True,
+              help="Influitive listens on this port; Tremendous, Tango Card, Giftbit and the "
+                   "HTTP vendor on the next four.")
+@click.option("--influitive-port", type=click.IntRange(1, 65535), metavar="PORT")
+@click.option("--tremendous-port", type=click.IntRange(1, 65535), metavar="PORT")
+@click.option("--tango-port", type=click.IntRange(1, 65535), metavar="PORT")
+@click.option("--giftbit-port", type=click.IntRange(1, 65535), metavar="PORT")
+@click.option("--http-port", type=click.IntRange(1, 65535), metavar="PORT")
+@click.option("--empty", is_flag=True, help="Seed no redemption (add them over the admin "
+                                             "route, docs/sandbox.md).")
+@click.option("--write-config", is_flag=True,
+              help="Write the configuration for the stand-ins to --config (default "
+                   "./config.toml): only over a missing file, the unchanged example from "
+                   "`init`, or an earlier sandbox configuration.")
+@click.pass_obj
+def sandbox_command(
+    obj: Context, port_base: int, influitive_port: int | None, tremendous_port: int | None,
+    tango_port: int | None, giftbit_port: int | None, http_port: int | None, empty: bool,
+    write_config: bool,
+) -> None:
+    """Serve local stand-ins for Influitive, Tremendous, Tango Card, Giftbit and an HTTP
+    vendor (manual needs none) on loopback, with a few redemptions, until Ctrl-C.
+
+    Prints the configuration that points at them; rehearse `check`, `run`, the daemon and
+    the `ledger` commands with it in another terminal.
+    """
+    from poller.cli.main import Failed
+    from poller.config import DEFAULT_CONFIG_PATH
+    from poller.standins import sandbox
+
+    ports = sandbox.Ports.from_base(
+        port_base, influitive=influitive_port, tremendous=tremendous_port, tango=tango_port,
+        giftbit=giftbit_port, http=http_port,
+    ).as_dict()
+    target = Path(obj.config_path or DEFAULT_CONFIG_PATH)
+    if write_config and target.exists() and not sandbox.replaceable(
+            target.read_text(encoding="utf-8")):
+        raise Failed(f"{target} has settings of your own: not overwritten (paste the snippet "
+                     "printed without --write-config, or use --config OTHER.toml)")
+    box = sandbox.Sandbox(ports, seed=not empty)
+    try:
+        urls = box.start()
+    except sandbox.PortInUse as exc:
+        raise Failed(f"{exc}: choose other ports with --port-base or --<service>-port") from None
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = signal.signal(signal.SIGTERM, on_signal)
+    try:
+        click.echo("stand-ins (no auth on /_standin/ routes; loopback only):")
+        for name, url in urls.items():
+            click.echo(f"  {name:<11} {url}")
+        seeded = len(box.influitive.outstanding_ids())
+        click.echo(f"seeded {seeded} redemption{'s' if seeded != 1 else ''} at Influitive; "
+                   f"add more: curl -X POST {urls['influitive']}/_standin/redemptions -d @...")
+        if write_config:
+            target.write_text(sandbox.config_text(urls), encoding="utf-8")
+            target.chmod(0o600)
+            click.echo(f"\nwrote {target}: the example configuration, pointed at these "
+                       "stand-ins.")
+        else:
+            click.echo("\nIn a config from `reward-poller init`, set these keys and add the "
+                       "rest (or rerun with --write-config):\n")
+            click.echo(sandbox.snippet(urls))
+        flag = "" if str(target) == DEFAULT_CONFIG_PATH else f" --config {target}"
+        click.echo(f"\nthen, in another terminal: reward-poller{flag} check && "
+                   f"reward-poller{flag} run --run-once")
+        click.echo("ready; Ctrl-C stops the stand-ins")
+        try:
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        box.stop()
+    click.echo("stand-ins stopped")
