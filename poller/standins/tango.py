@@ -282,7 +282,7 @@ def _validate(body: dict[str, Any]) -> dict[str, Any] | None:
         return {"path": "accountIdentifier", "message": "Account not found for this customer"}
     external_id = body.get("externalRefID")
     if external_id is not None and (
-        not isinstance(external_id, str) or not _EXTERNAL_REF.match(external_id)
+        not isinstance(external_id, str) or not _EXTERNAL_REF.fullmatch(external_id)
     ):
         return {"path": "externalRefID",
                 "message": "must be alphanumeric and at most 100 characters"}

@@ -226,7 +226,7 @@ class TangoVendor:
                 "Tango Card needs a UTID and the route gives none: set product in the routing "
                 "config", vendor=NAME,
             )
-        if not _EXTERNAL_REF.match(key):
+        if not _EXTERNAL_REF.fullmatch(key):
             # Never invent another key: the ledger holds this one.
             raise OperatorFacingError(
                 "the idempotency key does not fit Tango's externalRefID (alphanumeric, at most "
