@@ -317,7 +317,8 @@ class TremendousVendor:
             cents = self.funding_balance()["available_cents"]
             balance = f"{Decimal(cents) / 100:,.2f} USD" if isinstance(cents, int) else None
         except VendorError as exc:
-            if exc.status in (401, 403):
+            # Rejected, or not reached at all: nothing proves the key works.
+            if exc.status in (401, 403) or isinstance(exc, TransientVendorError):
                 credentials_ok = False
             problems.append(str(exc))
         catalog: dict[str, dict[str, Any]] | None = None
