@@ -17,9 +17,9 @@ from pydantic import ValidationError
 
 from poller import vendors
 from poller.core.errors import (
-    ConfigFixable,
     RECIPIENT_INVALID,
     AdvocateFacingError,
+    ConfigFixable,
     OperatorFacingError,
     TransientVendorError,
     UnknownOutcome,
@@ -567,7 +567,7 @@ def test_402_waits_for_funds_then_goes_through(vendor: TangoVendor,
                                                standin: TangoStandin) -> None:
     standin.state.set_balance("1.00")
     request = req("t-402")
-    with pytest.raises(OperatorFacingError, match="402.001") as caught:
+    with pytest.raises(OperatorFacingError, match=r"402\.001") as caught:
         vendor.place_order(request)
     assert caught.value.status == 402
     assert not isinstance(caught.value, ConfigFixable)
@@ -595,7 +595,7 @@ def test_409_002_is_retried_with_the_same_ref_after_two_seconds(
 def test_409_002_that_persists_is_transient(make_vendor: MakeVendor,
                                             standin: TangoStandin) -> None:
     standin.state.in_process(10)
-    with pytest.raises(TransientVendorError, match="409.002") as caught:
+    with pytest.raises(TransientVendorError, match=r"409\.002") as caught:
         make_vendor().place_order(req("t-409-002-long"))
     assert caught.value.retry_after == 2.0
 
@@ -655,6 +655,6 @@ def test_recipient_keys_refuse(key: str) -> None:
 
 
 def test_a_top_level_key_alone_is_read() -> None:
-    with pytest.raises(ConfigFixable, match="422.024"):
+    with pytest.raises(ConfigFixable, match=r"422\.024"):
         _mock(lambda r: httpx.Response(400, json=_tango_error(400, "422.024"))
               ).place_order(req("t-top"))
