@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,9 @@ from poller.standins import influitive as influitive_standin
 from poller.standins import tango as tango_standin
 from poller.standins import tremendous as tremendous_standin
 from poller.standins.server import ServerThread
+
+RECHECK_SECONDS = 1.0
+"""Pending vendor orders are asked again after this long (the demo's cycle interval)."""
 
 # Demo credentials: only ever sent to the stand-ins on loopback.
 DEMO_TOKEN = "demo-influitive-token-0001"
@@ -45,7 +49,7 @@ url = "sqlite:///{db}"
 lease_seconds = 60
 
 [schedule]
-interval_seconds = 5
+interval_seconds = {recheck}
 
 [retry]
 initial_backoff_seconds = 5
@@ -182,6 +186,7 @@ def run_demo(*, keep: bool = False) -> int:
                 tango_key=DEMO_TANGO_KEY, tango_customer=tango_standin.CUSTOMER,
                 tango_account=tango_standin.ACCOUNT, giftbit=url["giftbit"],
                 giftbit_key=DEMO_GIFTBIT_KEY, hook=url["hook"], hook_secret=DEMO_HOOK_SECRET,
+                recheck=RECHECK_SECONDS,
             ))
             config = load_config(config_file)
             click.echo("stand-ins: " + ", ".join(f"{n} {u}" for n, u in url.items()))
@@ -189,9 +194,15 @@ def run_demo(*, keep: bool = False) -> int:
             with App(config) as app:
                 first = app.worker.run_cycle()
                 second = app.worker.run_cycle()
+                # Giftbit answers a create with API_CREATING and sends the campaign after:
+                # a third cycle, once pending orders are due again, finds it sent.
+                time.sleep(RECHECK_SECONDS)
+                third = app.worker.run_cycle()
                 entries = {e.redemption_id: e for e in app.ledger.list(limit=1000)}
                 waiting = {
-                    e.redemption_id: app.ledger.events(e.pk)[-1].detail
+                    e.redemption_id: next(
+                        (v.detail for v in reversed(app.ledger.events(e.pk))
+                         if "not final yet" in v.detail), app.ledger.events(e.pk)[-1].detail)
                     for e in entries.values() if e.state.value == "pending"
                 }
             decisions = {d.id: d for d in influitive_state.decisions()}
@@ -228,7 +239,8 @@ def run_demo(*, keep: bool = False) -> int:
             created = sum(c.get("created", 0) for c in orders.values())
             posts = sum(c.get("received", 0) for c in orders.values())
             click.echo(f"\ncycle 1: polled {first.seen} outstanding ({first.new} new); "
-                       f"cycle 2: {second.new} new, {second.steps} steps")
+                       f"cycle 2: {second.new} new, {second.steps} steps; cycle 3 (pending "
+                       f"orders re-checked): {third.steps} steps")
             click.echo("vendor orders: " + ", ".join(f"{v} {n}" for v, n in
                                                      sorted(by_vendor.items())))
             click.echo(f"Tremendous stand-in: {created} orders created from {posts} order "
