@@ -418,7 +418,9 @@ def create_app(state: TangoState | None = None, *, platform_key: str = "standin-
     ``POST /faults/clear``; ``POST /process_then_fail {"status", "count"}``;
     ``POST /delay {"seconds"}``; ``POST /rate_limit {"per_second" (null: off), "retry_after"}``;
     ``POST /lose {"count", "mode": "drop"|"hang", "hang_seconds"}``; ``POST /garbage {"count"}``;
-    ``POST /orders/{ref}/approve``; ``POST /orders/{ref}/status {"status"}``.
+    ``POST /orders/{ref}/approve``; ``POST /orders/{ref}/status {"status"}``;
+    ``POST /in_process {"count"}`` (409 ``409.002``);
+    ``POST /switches {"repeat_conflict", "empty_lookup_404"}``.
     """
     st = state if state is not None else TangoState()
     expected = b"Basic " + base64.b64encode(f"{platform_name}:{platform_key}".encode())
@@ -554,6 +556,20 @@ def create_app(state: TangoState | None = None, *, platform_key: str = "standin-
             return JSONResponse({"error": "no such order"}, status_code=404)
         return JSONResponse(order)
 
+    async def admin_in_process(request: Request) -> Response:
+        body = await _json_object(request)
+        st.in_process(int(body.get("count", 1)))
+        return JSONResponse({"ok": True})
+
+    async def admin_switches(request: Request) -> Response:
+        body = await _json_object(request)
+        if "repeat_conflict" in body:
+            st.set_repeat_conflict(bool(body["repeat_conflict"]))
+        if "empty_lookup_404" in body:
+            st.set_empty_lookup_404(bool(body["empty_lookup_404"]))
+        return JSONResponse({"repeat_conflict": st.repeat_conflict,
+                             "empty_lookup_404": st.empty_lookup_404})
+
     routes = [
         Route(f"{API_PREFIX}/orders", create_order, methods=["POST"]),
         Route(f"{API_PREFIX}/orders", list_orders, methods=["GET"]),
@@ -565,6 +581,8 @@ def create_app(state: TangoState | None = None, *, platform_key: str = "standin-
         Route("/_standin/process_then_fail", admin_process_then_fail, methods=["POST"]),
         Route("/_standin/orders/{ref}/approve", admin_approve, methods=["POST"]),
         Route("/_standin/orders/{ref}/status", admin_status, methods=["POST"]),
+        Route("/_standin/in_process", admin_in_process, methods=["POST"]),
+        Route("/_standin/switches", admin_switches, methods=["POST"]),
     ]
     routes += fault_admin_routes(st)
     app = Starlette(routes=routes)

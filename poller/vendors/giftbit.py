@@ -548,8 +548,9 @@ def _is_duplicate(error: Mapping[str, Any] | None) -> bool:
 
 
 def _funds_of(data: Any) -> dict[str, int] | None:
-    """``{"USD": 125000}`` from the funds answer (shape unconfirmed: a mapping by currency
-    of ``{"available_in_cents"}``, or a list of ``{"currency", "available_in_cents"}``)."""
+    """``{"USD": 125000}`` from ``GET /funds``: ``fundsbycurrency`` maps each currency to
+    ``{"available_in_cents", "pending_in_cents", "reserved_in_cents"}`` (a list of
+    ``{"currency", "available_in_cents"}`` is tolerated too)."""
     if not isinstance(data, dict):
         return None
     by = next((data[k] for k in ("fundsbycurrency", "funds_by_currency", "funds")

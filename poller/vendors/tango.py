@@ -707,11 +707,13 @@ _ITEM = re.compile(r"\butid\b|\bitem\b|amount|denomination|catalog|\bbrand\b|fac
 
 
 def classify_errors(errors: Iterable[Mapping[str, Any]]) -> str:
-    """``funds``, ``recipient``, ``product``, ``both`` or ``other`` for a 4xx ``errors`` list.
+    """``funds``, ``recipient``, ``product``, ``both`` or ``other`` for a 4xx ``errors`` list
+    whose ``i18nKey`` values are not among the documented ones (those decide first, see
+    ``TangoVendor._invalid_request``).
 
     Leans towards ``other`` (hold for a person): refusing a redemption refunds the points,
-    a hold costs only a look. The field holding the culprit is read from ``path``, ``field``
-    or ``i18nKey`` (which one Tango fills is unconfirmed), then from ``message``."""
+    a hold costs only a look. The culprit is read from ``path`` (and ``field``, ``i18nKey``,
+    ``code``), then from ``message``."""
     kinds: set[str] = set()
     seen = False
     for error in errors:

@@ -235,3 +235,19 @@ def test_receiver_rules_and_admin(receiver: tuple[ReceiverStandin, httpx.Client]
     assert [r["outcome"] for r in records["received"]][-2:] == ["forced", "bad_signature"]
     admin.post("/_standin/reset")
     assert _post(standin, "r6").status_code == 200  # the secret is back
+
+
+def test_tango_conflict_and_lookup_switches_over_http(
+    tango: tuple[TangoStandin, httpx.Client, httpx.Client],
+) -> None:
+    standin, admin, api = tango
+    admin.post("/_standin/in_process", json={"count": 1})
+    busy = api.post("orders", json=_tango_order("sw"))
+    assert busy.status_code == 409 and busy.json()["i18nKey"] == "409.002"
+    assert api.post("orders", json=_tango_order("sw")).status_code == 201
+    admin.post("/_standin/switches", json={"repeat_conflict": True, "empty_lookup_404": True})
+    exists = api.post("orders", json=_tango_order("sw"))
+    assert exists.status_code == 409 and exists.json()["i18nKey"] == "409.024"
+    empty = api.get("orders", params={"externalRefID": "nothere"})
+    assert empty.status_code == 404 and empty.json()["i18nKey"] == "404.110"
+    assert standin.state.created_for("sw") == 1
