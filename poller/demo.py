@@ -4,7 +4,7 @@ Starts the stand-ins of ``reward-poller sandbox`` (Influitive, Tremendous, Tango
 Giftbit, an HTTP vendor; manual needs none) on free loopback ports with the same seeded
 redemptions, which exercise each outcome (mapped by rule, by name, by reward metadata,
 unmapped, refused by the vendor, malformed, every vendor), writes the sandbox configuration
-for them, runs two real cycles (the second finds nothing to do) and prints what happened,
+for them, runs three real cycles (the second finds nothing new; the third re-checks pending orders) and prints what happened,
 from the ledger and from the stand-ins' records.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import click
@@ -30,6 +31,9 @@ DEMO_TANGO_KEY = sandbox.TANGO_KEY
 DEMO_GIFTBIT_KEY = sandbox.GIFTBIT_KEY
 DEMO_HOOK_SECRET = sandbox.HTTP_SECRET
 
+RECHECK_SECONDS = 1.0
+"""Pending vendor orders are asked again after this long (the demo's cycle interval)."""
+
 def run_demo(*, keep: bool = False) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="reward-poller-demo-"))
     box = sandbox.Sandbox(page_size=3)  # free ports; three per page shows the paging
@@ -38,7 +42,7 @@ def run_demo(*, keep: bool = False) -> int:
         with box as url:
             config_file = workdir / "config.toml"
             config_file.write_text(sandbox.config_text(
-                url, ledger_url=f"sqlite:///{workdir / 'ledger.db'}", interval_seconds=5,
+                url, ledger_url=f"sqlite:///{workdir / 'ledger.db'}", interval_seconds=RECHECK_SECONDS,
                 extra_keys={"ledger": {"lease_seconds": "60"},
                             "retry": {"initial_backoff_seconds": "5"}},
             ))
@@ -49,9 +53,15 @@ def run_demo(*, keep: bool = False) -> int:
             with App(config) as app:
                 first = app.worker.run_cycle()
                 second = app.worker.run_cycle()
+                # Giftbit answers a create with API_CREATING and sends the campaign after:
+                # a third cycle, once pending orders are due again, finds it sent.
+                time.sleep(RECHECK_SECONDS)
+                third = app.worker.run_cycle()
                 entries = {e.redemption_id: e for e in app.ledger.list(limit=1000)}
                 waiting = {
-                    e.redemption_id: app.ledger.events(e.pk)[-1].detail
+                    e.redemption_id: next(
+                        (v.detail for v in reversed(app.ledger.events(e.pk))
+                         if "not final yet" in v.detail), app.ledger.events(e.pk)[-1].detail)
                     for e in entries.values() if e.state.value == "pending"
                 }
             decisions = {d.id: d for d in influitive_state.decisions()}
@@ -87,7 +97,8 @@ def run_demo(*, keep: bool = False) -> int:
             created = sum(c.get("created", 0) for c in orders.values())
             posts = sum(c.get("received", 0) for c in orders.values())
             click.echo(f"\ncycle 1: polled {first.seen} outstanding ({first.new} new); "
-                       f"cycle 2: {second.new} new, {second.steps} steps")
+                       f"cycle 2: {second.new} new, {second.steps} steps; cycle 3 (pending "
+                       f"orders re-checked): {third.steps} steps")
             click.echo("vendor orders: " + ", ".join(f"{v} {n}" for v, n in
                                                      sorted(by_vendor.items())))
             click.echo(f"Tremendous stand-in: {created} orders created from {posts} order "

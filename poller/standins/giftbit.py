@@ -12,16 +12,23 @@ Built-in behaviours (no setup needed):
   the limit the adapter assumes). What Giftbit answers to a repeated id is unconfirmed, so
   ``repeat_mode`` picks it: ``"error"`` (default) a 422 ``ERROR_DUPLICATE_CAMPAIGN_ID``,
   ``"replay"`` a 200 with the first campaign. Either way nothing new is created.
-* Brands (``BRANDS``): ``amazonus`` and ``starbucksus`` (USD), ``amazonca`` (CAD), and
-  ``PENDING`` (USD; its campaigns wait in ``AWAITING_FUNDS`` until ``approve``). Any other
-  code (``UNAVAILABLE`` for instance) or a price outside the brand's range is a 422
-  ``ERROR_CAMPAIGN_INVALID_BRAND``; ``GET /brands/{code}`` of an unknown code is a 404.
-* A contact email ending in ``@invalid.example`` (or without ``@``) is a 422
-  ``ERROR_INVALID_CONTACT_EMAIL`` (Giftbit's code for it is unconfirmed).
-* Not enough funds in the brand's currency is not an error: 200 with info
-  ``INFO_CAMPAIGN_CREATED_FUNDS_REQUIRED`` and status ``AWAITING_FUNDS``; topping the funds up
-  (``set_funds``/``add_funds``) sends the waiting campaigns that now fit, oldest first.
-* Funded campaigns are ``COMPLETED`` at once (Giftbit has emailed them).
+* Campaign status is one of Giftbit's three: a funded create answers ``API_CREATING`` (info
+  ``INFO_CAMPAIGN_CREATED``) and the campaign is ``CAMPAIGN_CREATED`` (sent) from then on;
+  not enough funds in the brand's currency answers ``AWAITING_FUNDS`` (info
+  ``INFO_CAMPAIGN_CREATED_FUNDS_REQUIRED``) and topping the funds up (``set_funds`` /
+  ``add_funds``) sends the waiting campaigns that now fit, oldest first. Brand ``PENDING``
+  stays ``API_CREATING`` until ``approve``.
+* ``GET /gifts?campaign_id=`` lists the campaign's gifts (one per contact, made when the
+  campaign is sent) with ``delivery_status`` ``DELIVERED``; an address ending in
+  ``@bounce.example`` is ``UNDELIVERABLE``; ``set_delivery`` changes it.
+* Brands (``BRANDS``, Giftbit's brand fields): ``amazonus`` (USD, variable 5 to 500),
+  ``starbucksus`` (USD, fixed 5, 10 or 25), ``amazonca`` (CAD) and ``PENDING`` (USD). Any
+  other code (``UNAVAILABLE`` for instance) or a price the brand does not allow is a 422
+  ``ERROR_CAMPAIGN_INVALID_BRAND``; ``GET /brands/{code}`` of an unknown code is a 422
+  ``ERROR_BRANDS_NO_SUCH_BRAND``.
+* A contact email ending in ``@invalid.example`` (or without ``@``) cannot be added: with no
+  contact left the answer is a 422 ``ERROR_CAMPAIGN_NO_CONTACTS`` carrying the campaign
+  object (as in recorded traffic), and no campaign is made.
 
 Fault knobs, from Python (``GiftbitState`` methods) or over HTTP (``/_standin/...``, see
 ``create_app``): forced statuses, a delay, a rate limit, lost answers (drop or hang after
@@ -62,22 +69,32 @@ API_PREFIX = "/papi/v1"
 PENDING_BRAND = "PENDING"
 INVALID_RECIPIENT_DOMAIN = "@invalid.example"
 DEFAULT_FUNDS: dict[str, int] = {"USD": 1_000_000, "CAD": 1_000_000}
+BOUNCE_DOMAIN = "@bounce.example"
 INVALID_BRAND = "ERROR_CAMPAIGN_INVALID_BRAND"
+NO_SUCH_BRAND = "ERROR_BRANDS_NO_SUCH_BRAND"
+NO_CONTACTS = "ERROR_CAMPAIGN_NO_CONTACTS"
+API_CREATING = "API_CREATING"
+AWAITING_FUNDS = "AWAITING_FUNDS"
+CAMPAIGN_CREATED = "CAMPAIGN_CREATED"
 DUPLICATE_ID = "ERROR_DUPLICATE_CAMPAIGN_ID"
 FUNDS_REQUIRED = "INFO_CAMPAIGN_CREATED_FUNDS_REQUIRED"
 _CAMPAIGN_ID = re.compile(r"^[A-Za-z0-9]{1,40}$")
 
 RepeatMode = Literal["error", "replay"]
 
+def _brand(code: str, name: str, currency: str, **price: Any) -> dict[str, Any]:
+    return {"brand_code": code, "name": name, "image_url": f"https://cdn.invalid/{code}.png",
+            "disclaimer": "", "regions": [{"code": currency[:2]}],
+            "fund_currencyisocode": currency, "inapp_available": True,
+            "variable_price": "allowed_prices_in_cents" not in price, **price}
+
+
 BRANDS: tuple[dict[str, Any], ...] = (
-    {"brand_code": "amazonus", "name": "Amazon.com", "currencyisocode": "USD",
-     "min_price_in_cents": 500, "max_price_in_cents": 50_000},
-    {"brand_code": "starbucksus", "name": "Starbucks", "currencyisocode": "USD",
-     "min_price_in_cents": 500, "max_price_in_cents": 10_000},
-    {"brand_code": "amazonca", "name": "Amazon.ca", "currencyisocode": "CAD",
-     "min_price_in_cents": 500, "max_price_in_cents": 50_000},
-    {"brand_code": PENDING_BRAND, "name": "Waits for approval (stand-in)",
-     "currencyisocode": "USD", "min_price_in_cents": 100, "max_price_in_cents": 200_000},
+    _brand("amazonus", "Amazon.com", "USD", min_price_in_cents=500, max_price_in_cents=50_000),
+    _brand("starbucksus", "Starbucks", "USD", allowed_prices_in_cents=[500, 1000, 2500]),
+    _brand("amazonca", "Amazon.ca", "CAD", min_price_in_cents=500, max_price_in_cents=50_000),
+    _brand(PENDING_BRAND, "Waits for approval (stand-in)", "USD", min_price_in_cents=100,
+           max_price_in_cents=200_000),
 )
 _BRANDS = {b["brand_code"]: b for b in BRANDS}
 
@@ -135,16 +152,33 @@ class GiftbitState(Faults):
             self.set_funds(currency, self.funds.get(currency.upper(), 0) + cents)
 
     def approve(self, ident: str) -> dict[str, Any]:
-        """Send a waiting campaign now (COMPLETED), whatever the funds."""
-        return self.set_status(ident, "COMPLETED")
+        """Send a waiting campaign now (``CAMPAIGN_CREATED``), whatever the funds."""
+        return self.set_status(ident, CAMPAIGN_CREATED)
 
     def set_status(self, ident: str, status: str) -> dict[str, Any]:
+        """Set the campaign's status; ``CAMPAIGN_CREATED`` makes its gifts if it has none."""
         with self._lock:
             campaign = self.campaigns.get(ident)
             if campaign is None:
                 raise KeyError(ident)
             campaign["status"] = status
+            if status == CAMPAIGN_CREATED:
+                self._send(campaign)
             return copy.deepcopy(campaign)
+
+    def set_delivery(self, ident: str, delivery_status: str) -> None:
+        """Set the ``delivery_status`` of every gift of a sent campaign."""
+        with self._lock:
+            campaign = self.campaigns.get(ident)
+            if campaign is None or not campaign["_gifts"]:
+                raise KeyError(ident)
+            for gift in campaign["_gifts"]:
+                gift["delivery_status"] = delivery_status
+
+    def gifts(self, ident: str) -> list[dict[str, Any]]:
+        with self._lock:
+            campaign = self.campaigns.get(ident)
+            return copy.deepcopy(campaign["_gifts"]) if campaign is not None else []
 
     # --- records ------------------------------------------------------------------------
 
@@ -180,7 +214,27 @@ class GiftbitState(Faults):
             currency = campaign["_currency"]
             if self.funds.get(currency, 0) >= campaign["price_in_cents"]:
                 self.funds[currency] -= campaign["price_in_cents"]
-                campaign["status"] = "COMPLETED"
+                campaign["status"] = CAMPAIGN_CREATED
+                self._send(campaign)
+
+    def _send(self, campaign: dict[str, Any]) -> None:
+        """Giftbit emails the campaign: one gift per contact."""
+        if campaign["_gifts"]:
+            return
+        for contact in campaign["contacts"]:
+            email = str(contact.get("email", ""))
+            campaign["_gifts"].append({
+                "uuid": str(uuid.uuid4()),
+                "campaign_uuid": campaign["uuid"],
+                "campaign_id": campaign["id"],
+                "recipient_email": email,
+                "price_in_cents": campaign["price_in_cents"],
+                "brand_code": campaign["brand_codes"][0],
+                "delivery_status": "UNDELIVERABLE" if email.lower().endswith(BOUNCE_DOMAIN)
+                else "DELIVERED",
+                "status": "SENT_AND_REDEEMABLE",
+                "created_date": campaign["created_date"],
+            })
 
     def _record(self, ident: Any, *, created: bool, status: int, outcome: str) -> None:
         with self._lock:
@@ -197,7 +251,7 @@ class GiftbitState(Faults):
                                    "The body must be a JSON object"), "rejected"
         ident = body.get("id")
         with self._lock:
-            if not isinstance(ident, str) or not _CAMPAIGN_ID.match(ident):
+            if not isinstance(ident, str) or not _CAMPAIGN_ID.fullmatch(ident):
                 return 422, error_body(422, "ERROR_INVALID_CAMPAIGN_ID", "Invalid campaign id",
                                        "id is required: letters and digits, at most 40"), "rejected"
             if ident in self.campaigns:
@@ -214,14 +268,15 @@ class GiftbitState(Faults):
                 return 422, problem, "rejected"
             brand = _BRANDS[body["brand_codes"][0]]
             price = body["price_in_cents"]
-            currency = brand["currencyisocode"]
+            currency = brand["fund_currencyisocode"]
             funded = brand["brand_code"] != PENDING_BRAND and self.funds.get(currency, 0) >= price
             if funded:
                 self.funds[currency] -= price
+            held = brand["brand_code"] == PENDING_BRAND
             campaign = {
                 "id": ident,
                 "uuid": str(uuid.uuid4()),
-                "status": "COMPLETED" if funded else "AWAITING_FUNDS",
+                "status": API_CREATING if held else AWAITING_FUNDS,
                 "price_in_cents": price,
                 "brand_codes": list(body["brand_codes"]),
                 "contacts": copy.deepcopy(body["contacts"]),
@@ -229,15 +284,24 @@ class GiftbitState(Faults):
                 "message": body.get("message"),
                 "created_date": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
                 "_currency": currency,
-                "_hold": brand["brand_code"] == PENDING_BRAND,
+                "_hold": held,
+                "_gifts": [],
             }
             self.campaigns[ident] = campaign
+            answer = _public(campaign)
+            answer["contacts_success_count"] = len(body["contacts"])
+            answer["contacts_failure_count"] = 0
+            if funded:
+                # The usual answer to a funded create; Giftbit sends it right after.
+                answer["status"] = API_CREATING
+                self._send(campaign)
+                campaign["status"] = CAMPAIGN_CREATED
             info = ({"code": "INFO_CAMPAIGN_CREATED", "name": "Campaign created",
-                     "message": "The campaign was created"} if funded else
+                     "message": "The campaign was created"} if funded or held else
                     {"code": FUNDS_REQUIRED, "name": "Campaign created, funds required",
                      "message": "The campaign was created and will be sent once funded"})
             log.debug("standin_campaign_created", id=ident, status=campaign["status"])
-            return 200, {"campaign": _public(campaign), "info": info, "status": 200}, "created"
+            return 200, {"campaign": answer, "info": info, "status": 200}, "created"
 
 
 def _public(campaign: dict[str, Any]) -> dict[str, Any]:
@@ -251,7 +315,7 @@ def _validate(body: dict[str, Any]) -> dict[str, Any] | None:
         and isinstance(codes[0], str) else None
     if (
         brand is None or not isinstance(price, int) or isinstance(price, bool)
-        or not brand["min_price_in_cents"] <= price <= brand["max_price_in_cents"]
+        or not _price_allowed(brand, price)
     ):
         return error_body(422, INVALID_BRAND, "Invalid brand",
                           "The brand or price is not available for this campaign")
@@ -262,9 +326,19 @@ def _validate(body: dict[str, Any]) -> dict[str, Any] | None:
         not isinstance(email, str) or "@" not in email
         or email.lower().endswith(INVALID_RECIPIENT_DOMAIN)
     ):
-        return error_body(422, "ERROR_INVALID_CONTACT_EMAIL", "Invalid contact email",
-                          "The contact's email address is not valid")
+        # The contact is not added; with none left there is no campaign to send.
+        return {**error_body(422, NO_CONTACTS, "No contacts",
+                             "The campaign has no contacts that could be added"),
+                "campaign": {"id": body.get("id"), "contacts_success_count": 0,
+                             "contacts_failure_count": 1,
+                             "contacts": [{"email": email, "added_successfully": False}]}}
     return None
+
+
+def _price_allowed(brand: dict[str, Any], price: int) -> bool:
+    if brand["variable_price"]:
+        return bool(brand["min_price_in_cents"] <= price <= brand["max_price_in_cents"])
+    return price in brand["allowed_prices_in_cents"]
 
 
 GARBAGE = b'{"campaign": {"id": "<html>502 Bad Gateway</html>'
@@ -275,7 +349,8 @@ Handler = Callable[[Request], Awaitable[Response]]
 def create_app(state: GiftbitState | None = None, *, api_key: str = "standin-key") -> Starlette:
     """The stand-in app; ``app.state.giftbit`` is the ``GiftbitState``.
 
-    API under ``/papi/v1``: ``POST /campaign``, ``GET /campaign/{id}``, ``GET /brands``,
+    API under ``/papi/v1``: ``POST /campaign``, ``GET /campaign/{id}``, ``GET /gifts``,
+    ``GET /brands``,
     ``GET /brands/{code}``, ``GET /funds``.
 
     Admin under ``/_standin`` (no auth, JSON bodies, loopback use only):
@@ -286,7 +361,8 @@ def create_app(state: GiftbitState | None = None, *, api_key: str = "standin-key
     ``POST /rate_limit {"per_second", "retry_after"}``;
     ``POST /lose {"count", "mode", "hang_seconds"}``; ``POST /garbage {"count"}``;
     ``POST /repeat_mode {"mode": "error"|"replay"}``;
-    ``POST /campaigns/{id}/approve``; ``POST /campaigns/{id}/status {"status"}``.
+    ``POST /campaigns/{id}/approve``; ``POST /campaigns/{id}/status {"status"}``;
+    ``POST /campaigns/{id}/delivery {"delivery_status"}``.
     """
     st = state if state is not None else GiftbitState()
     expected = f"Bearer {api_key}".encode()
@@ -339,7 +415,25 @@ def create_app(state: GiftbitState | None = None, *, api_key: str = "standin-key
         if campaign is None:
             return _error(404, "ERROR_CAMPAIGN_NOT_FOUND", "Campaign not found",
                           "No campaign with this id")
-        return JSONResponse({"campaign": _public(campaign), "status": 200})
+        return JSONResponse({"campaign": _public(campaign),
+                             "info": {"code": "INFO_CAMPAIGN_RETRIEVED",
+                                      "name": "Campaign retrieved",
+                                      "message": "Campaign retrieved successfully"},
+                             "status": 200})
+
+    @api
+    async def list_gifts(request: Request) -> Response:
+        wanted = request.query_params.get("campaign_id")
+        by_uuid = request.query_params.get("campaign_uuid")
+        with st._lock:
+            gifts = [copy.deepcopy(g) for c in st.campaigns.values() for g in c["_gifts"]
+                     if (wanted is None or c["id"] == wanted)
+                     and (by_uuid is None or c["uuid"] == by_uuid)]
+        return JSONResponse({"gifts": gifts, "number_of_results": len(gifts), "limit": 20,
+                             "offset": 0, "total_count": len(gifts),
+                             "info": {"code": "INFO_GIFTS_RETRIEVED", "name": "Gifts retrieved",
+                                      "message": "Gifts retrieved successfully"},
+                             "status": 200})
 
     @api
     async def list_brands(request: Request) -> Response:
@@ -352,8 +446,8 @@ def create_app(state: GiftbitState | None = None, *, api_key: str = "standin-key
     async def get_brand(request: Request) -> Response:
         brand = _BRANDS.get(request.path_params["code"])
         if brand is None:
-            return _error(404, "ERROR_BRAND_NOT_FOUND", "Brand not found",
-                          "No brand with this code")
+            return _error(422, NO_SUCH_BRAND, "No such brand",
+                          "No brand exists with this brand code")
         return JSONResponse({"brand": dict(brand), "status": 200})
 
     @api
@@ -404,9 +498,22 @@ def create_app(state: GiftbitState | None = None, *, api_key: str = "standin-key
             return JSONResponse({"error": "no such campaign"}, status_code=404)
         return JSONResponse({"campaign": _public(campaign)})
 
+    async def admin_delivery(request: Request) -> Response:
+        body = await _json_object(request)
+        status = body.get("delivery_status")
+        if not isinstance(status, str):
+            return JSONResponse({"error": "delivery_status (string) is required"},
+                                status_code=400)
+        try:
+            st.set_delivery(request.path_params["ident"], status)
+        except KeyError:
+            return JSONResponse({"error": "no such sent campaign"}, status_code=404)
+        return JSONResponse({"gifts": st.gifts(request.path_params["ident"])})
+
     routes = [
         Route(f"{API_PREFIX}/campaign", create_campaign, methods=["POST"]),
         Route(f"{API_PREFIX}/campaign/{{ident}}", get_campaign, methods=["GET"]),
+        Route(f"{API_PREFIX}/gifts", list_gifts, methods=["GET"]),
         Route(f"{API_PREFIX}/brands", list_brands, methods=["GET"]),
         Route(f"{API_PREFIX}/brands/{{code}}", get_brand, methods=["GET"]),
         Route(f"{API_PREFIX}/funds", get_funds, methods=["GET"]),
@@ -415,6 +522,7 @@ def create_app(state: GiftbitState | None = None, *, api_key: str = "standin-key
         Route("/_standin/repeat_mode", admin_repeat_mode, methods=["POST"]),
         Route("/_standin/campaigns/{ident}/approve", admin_approve, methods=["POST"]),
         Route("/_standin/campaigns/{ident}/status", admin_status, methods=["POST"]),
+        Route("/_standin/campaigns/{ident}/delivery", admin_delivery, methods=["POST"]),
     ]
     routes += fault_admin_routes(st)
     app = Starlette(routes=routes)

@@ -9,16 +9,21 @@ Built-in behaviours (no setup needed):
 
 * HTTP Basic ``PLATFORM_NAME:<platform_key>`` or 401.
 * ``POST /orders`` is idempotent on ``externalRefID`` per account: first create 201, a
-  repeat 200 with the same order (creates nothing, charges nothing). Orders draw the account
-  balance down; too little is a 400 "insufficient funds" (Tango's wording is unconfirmed;
-  this is the stand-in's guess).
+  repeat 200 with the same order (creates nothing, charges nothing); ``repeat_conflict``
+  makes a repeat a 409 ``409.024`` instead, and ``in_process(n)`` answers the next ``n``
+  creates 409 ``409.002`` (the same externalRefID is still being processed) without handling
+  them. Orders draw the account balance down; too little is a 402 ``402.001``.
+* Errors are Tango's documented body: ``timestamp, requestId, path, httpCode, httpPhrase,
+  message, i18nKey, i18nTokenReplacements, errors[{path, i18nKey, i18nTokenReplacements,
+  message, invalidValue, constraint}], code``; field errors are HTTP 400.
 * The catalog (``CATALOG``): ``U561593`` Amazon.com (USD, 0.01 to 2000), ``U426141``
   Starbucks (USD, fixed 25.00), ``U579023`` Zalando (EUR, 5 to 250), ``PENDING`` (USD; its
-  orders stay ``PENDING`` until ``approve``) and ``UNAVAILABLE`` (inactive: orders are a 400
-  about the item). A UTID not in the catalog is a 400 about the item, and so is an amount
-  the item does not allow.
-* A recipient email ending in ``@invalid.example`` (or without ``@``) is a 400 about the
-  recipient; an unknown customer or account is a 400 about those.
+  orders stay ``PENDING`` until ``approve``) and ``UNAVAILABLE`` (inactive: ``422.097``). A
+  UTID not in the catalog is ``422.024``, an amount the item does not allow ``422.025``.
+* A recipient email ending in ``@invalid.example`` (or without ``@``) is ``422.134``; an
+  unknown customer or account is a 400 about those. ``set_status(ref, "PARTIAL")`` makes an
+  order partial. An empty ``GET /orders?externalRefID=`` answers an empty list, or with
+  ``empty_lookup_404`` a 404 ``404.110``.
 * ``GET /catalogs`` counts its calls (``catalog_calls``): tests prove the cache with it.
 
 Fault knobs, from Python (``TangoState`` methods) or over HTTP (``/_standin/...``, see
@@ -100,29 +105,39 @@ _ITEMS: dict[str, dict[str, Any]] = {
     item["utid"]: item for brand in CATALOG for item in brand["items"]
 }
 
-_PHRASES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+_PHRASES = {400: "Bad Request", 401: "Unauthorized", 402: "Payment Required",
+            403: "Forbidden", 404: "Not Found",
             409: "Conflict", 429: "Too Many Requests", 500: "Internal Server Error",
             502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
 
 
 def error_body(status: int, path: str, errors: list[dict[str, Any]] | None = None,
-               message: str | None = None) -> dict[str, Any]:
-    """Tango's documented error shape."""
+               message: str | None = None, i18n_key: str | None = None) -> dict[str, Any]:
+    """Tango's documented error shape (``code`` is deprecated; ``i18nKey`` is the id)."""
+    items = [{"path": None, "i18nKey": None, "i18nTokenReplacements": [], "message": None,
+              "invalidValue": None, "constraint": None, **e} for e in errors or []]
+    key = i18n_key or next((e["i18nKey"] for e in items if e["i18nKey"]), None) \
+        or f"{status}.000"
     return {
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
         "requestId": secrets.token_hex(8),
         "path": path,
         "httpCode": status,
         "httpPhrase": _PHRASES.get(status, "Error"),
-        "message": message or _PHRASES.get(status, "Error"),
-        "errors": errors or [],
+        "message": message or (items[0]["message"] if items and items[0]["message"]
+                               else _PHRASES.get(status, "Error")),
+        "i18nKey": key,
+        "i18nTokenReplacements": [],
+        "errors": items,
+        "code": int(key.replace(".", "")) if key.replace(".", "").isdigit() else None,
     }
 
 
 def _error(status: int, path: str, errors: list[dict[str, Any]] | None = None,
-           message: str | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(error_body(status, path, errors, message), status_code=status,
-                        headers=headers)
+           message: str | None = None, headers: dict[str, str] | None = None,
+           i18n_key: str | None = None) -> JSONResponse:
+    return JSONResponse(error_body(status, path, errors, message, i18n_key),
+                        status_code=status, headers=headers)
 
 
 class TangoState(Faults):
@@ -142,6 +157,9 @@ class TangoState(Faults):
         self.process_then_fail_left: list[tuple[int, int]] = []
         self._by_external: dict[str, str] = {}
         self._counter = 0
+        self.in_process_left = 0
+        self.repeat_conflict = False
+        self.empty_lookup_404 = False
 
     def __repr__(self) -> str:
         return f"TangoState(orders={len(self.orders)}, balance={self.balance})"
@@ -158,6 +176,24 @@ class TangoState(Faults):
             self.process_then_fail_left.clear()
             self._by_external.clear()
             self._counter = 0
+            self.in_process_left = 0
+            self.repeat_conflict = False
+            self.empty_lookup_404 = False
+
+    def in_process(self, count: int = 1) -> None:
+        """Answer the next ``count`` creates 409 ``409.002`` (still being processed)."""
+        with self._lock:
+            self.in_process_left += count
+
+    def set_repeat_conflict(self, on: bool = True) -> None:
+        """A repeated externalRefID answers 409 ``409.024`` instead of 200."""
+        with self._lock:
+            self.repeat_conflict = on
+
+    def set_empty_lookup_404(self, on: bool = True) -> None:
+        """An empty look-up by externalRefID answers 404 ``404.110``."""
+        with self._lock:
+            self.empty_lookup_404 = on
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -241,8 +277,17 @@ class TangoState(Faults):
             return 400, error_body(400, path, message="Request body must be a JSON object"), False
         external_id = body.get("externalRefID")
         with self._lock:
+            if self.in_process_left > 0:
+                self.in_process_left -= 1
+                return 409, error_body(409, path, message=(
+                    "An order with this externalRefID is being processed; retry in a few "
+                    "seconds"), i18n_key="409.002"), False
             if isinstance(external_id, str) and external_id.lower() in self._by_external:
                 order = self.orders[self._by_external[external_id.lower()]]
+                if self.repeat_conflict:
+                    return 409, error_body(409, path, message=(
+                        "An order with this externalRefID already exists"),
+                        i18n_key="409.024"), False
                 return 200, copy.deepcopy(order), False
             problem = _validate(body)
             if problem is not None:
@@ -250,10 +295,9 @@ class TangoState(Faults):
             amount = _amount(body.get("amount"))
             assert amount is not None
             if amount > self.balance:
-                return 400, error_body(400, path, [{
-                    "path": "accountIdentifier", "i18nKey": "account.insufficient.funds",
-                    "message": "Insufficient funds in the account to place this order",
-                }]), False
+                return 402, error_body(402, path, message=(
+                    "The account does not have sufficient funds to place this order"),
+                    i18n_key="402.001"), False
             self.balance -= amount
             self._counter += 1
             order = _new_order(self._counter, body, amount)
@@ -282,33 +326,39 @@ def _validate(body: dict[str, Any]) -> dict[str, Any] | None:
         return {"path": "accountIdentifier", "message": "Account not found for this customer"}
     external_id = body.get("externalRefID")
     if external_id is not None and (
-        not isinstance(external_id, str) or not _EXTERNAL_REF.match(external_id)
+        not isinstance(external_id, str) or not _EXTERNAL_REF.fullmatch(external_id)
     ):
-        return {"path": "externalRefID",
+        return {"path": "externalRefID", "i18nKey": "422.122", "invalidValue": external_id,
                 "message": "must be alphanumeric and at most 100 characters"}
     utid = body.get("utid")
     item = _ITEMS.get(utid) if isinstance(utid, str) else None
     if item is None:
-        return {"path": "utid", "message": f"Item {utid} was not found in the catalog"}
+        return {"path": "utid", "i18nKey": "422.024", "invalidValue": utid,
+                "message": f"Invalid UTID {utid}"}
     if item["status"] != "active":
-        return {"path": "utid", "message": f"Item {utid} is not available"}
+        return {"path": "utid", "i18nKey": "422.097", "invalidValue": utid,
+                "message": f"Item {utid} is inactive"}
     amount = _amount(body.get("amount"))
     if amount is None or amount <= 0:
-        return {"path": "amount", "message": "amount is required"}
+        return {"path": "amount", "i18nKey": "422.026", "message": "amount is required"}
     if item["valueType"] == "FIXED_VALUE":
         if amount != Decimal(str(item["faceValue"])):
-            return {"path": "amount", "message": "amount must equal the item's face value"}
+            return {"path": "amount", "i18nKey": "422.025", "invalidValue": str(amount),
+                    "message": "amount must equal the item's face value"}
     elif not Decimal(str(item["minValue"])) <= amount <= Decimal(str(item["maxValue"])):
-        return {"path": "amount", "message": "amount is outside the item's range"}
+        return {"path": "amount", "i18nKey": "422.025", "invalidValue": str(amount),
+                "message": "amount is outside the item's range"}
     recipient = body.get("recipient")
     email = recipient.get("email") if isinstance(recipient, dict) else None
     if (
         not isinstance(email, str) or "@" not in email
         or email.lower().endswith(INVALID_RECIPIENT_DOMAIN)
     ):
-        return {"path": "recipient.email", "message": "must be a well-formed email address"}
+        return {"path": "recipient.email", "i18nKey": "422.134",
+                "constraint": "Email", "message": "must be a well-formed email address"}
     if not isinstance(recipient, dict) or not str(recipient.get("firstName", "")).strip():
-        return {"path": "recipient.firstName", "message": "may not be empty"}
+        return {"path": "recipient.firstName", "i18nKey": "422.009",
+                "message": "may not be empty"}
     return None
 
 
@@ -368,7 +418,9 @@ def create_app(state: TangoState | None = None, *, platform_key: str = "standin-
     ``POST /faults/clear``; ``POST /process_then_fail {"status", "count"}``;
     ``POST /delay {"seconds"}``; ``POST /rate_limit {"per_second" (null: off), "retry_after"}``;
     ``POST /lose {"count", "mode": "drop"|"hang", "hang_seconds"}``; ``POST /garbage {"count"}``;
-    ``POST /orders/{ref}/approve``; ``POST /orders/{ref}/status {"status"}``.
+    ``POST /orders/{ref}/approve``; ``POST /orders/{ref}/status {"status"}``;
+    ``POST /in_process {"count"}`` (409 ``409.002``);
+    ``POST /switches {"repeat_conflict", "empty_lookup_404"}``.
     """
     st = state if state is not None else TangoState()
     expected = b"Basic " + base64.b64encode(f"{platform_name}:{platform_key}".encode())
@@ -430,6 +482,10 @@ def create_app(state: TangoState | None = None, *, platform_key: str = "standin-
             orders = [copy.deepcopy(o) for o in st.orders.values()
                       if wanted is None or str(o.get("externalRefID", "")).lower()
                       == wanted.lower()]
+            empty_404 = st.empty_lookup_404
+        if not orders and wanted is not None and empty_404:
+            return _error(404, request.url.path, message=(
+                "No orders found for this External Ref ID"), i18n_key="404.110")
         return JSONResponse({
             "page": {"number": 0, "elementsPerBlock": 100, "resultCount": len(orders),
                      "totalCount": len(orders)},
@@ -500,6 +556,20 @@ def create_app(state: TangoState | None = None, *, platform_key: str = "standin-
             return JSONResponse({"error": "no such order"}, status_code=404)
         return JSONResponse(order)
 
+    async def admin_in_process(request: Request) -> Response:
+        body = await _json_object(request)
+        st.in_process(int(body.get("count", 1)))
+        return JSONResponse({"ok": True})
+
+    async def admin_switches(request: Request) -> Response:
+        body = await _json_object(request)
+        if "repeat_conflict" in body:
+            st.set_repeat_conflict(bool(body["repeat_conflict"]))
+        if "empty_lookup_404" in body:
+            st.set_empty_lookup_404(bool(body["empty_lookup_404"]))
+        return JSONResponse({"repeat_conflict": st.repeat_conflict,
+                             "empty_lookup_404": st.empty_lookup_404})
+
     routes = [
         Route(f"{API_PREFIX}/orders", create_order, methods=["POST"]),
         Route(f"{API_PREFIX}/orders", list_orders, methods=["GET"]),
@@ -511,6 +581,8 @@ def create_app(state: TangoState | None = None, *, platform_key: str = "standin-
         Route("/_standin/process_then_fail", admin_process_then_fail, methods=["POST"]),
         Route("/_standin/orders/{ref}/approve", admin_approve, methods=["POST"]),
         Route("/_standin/orders/{ref}/status", admin_status, methods=["POST"]),
+        Route("/_standin/in_process", admin_in_process, methods=["POST"]),
+        Route("/_standin/switches", admin_switches, methods=["POST"]),
     ]
     routes += fault_admin_routes(st)
     app = Starlette(routes=routes)

@@ -7,14 +7,19 @@ order it created, so tests can check "one order per key" against the vendor's si
 Built-in behaviours (no setup needed):
 
 * ``Authorization: Bearer <api_key>`` or 401.
-* ``POST /orders`` is idempotent on ``external_id``: first create 201, a repeat 200 with the
-  same order (creates nothing, charges nothing). Orders draw the balance down (402 when it
-  is too low).
-* Every product id is orderable except ``UNAVAILABLE`` (422 about the product); product
-  ``PENDING`` makes an order in ``PENDING APPROVAL`` until ``approve``. A denomination above
-  2000 or an unsupported currency is a 422 about the value.
+* ``POST /orders`` is idempotent on ``external_id``: a new order answers 200, a repeat 201
+  with the first order (creates nothing, charges nothing); ``background(n)`` makes the next
+  ``n`` new orders answer 202 (accepted, created in the background: look it up later).
+  Orders draw the balance down (402 when it is too low).
+* Every product id is orderable except ``UNAVAILABLE`` (422: out of stock) and ids starting
+  with ``UNKNOWN`` (422: no such product); product ``PENDING`` makes an order in
+  ``PENDING APPROVAL`` until ``approve``. A denomination above 2000 or an unsupported
+  currency is a 422 about the value.
 * A recipient email ending in ``@invalid.example`` (or without ``@``) is a 422 about the
-  recipient; an unknown funding source or delivery method is a 422 about those.
+  recipient; an unknown funding source or delivery method is a 422 about those. An address
+  ending in ``@bounce.example`` is ordered (``EXECUTED``) but its reward's delivery is
+  ``FAILED`` (a bounced e-mail); ``set_delivery`` sets any reward's delivery status.
+* Errors are ``{"errors": {"message", "payload"}}``; a 429 says ``{"error": ...}``.
 
 Fault knobs, from Python (``TremendousState`` methods) or over HTTP (``/_standin/...``, see
 ``create_app``): forced statuses for the next N requests, a delay per request, a rate
@@ -55,6 +60,8 @@ API_PREFIX = "/api/v2"
 DEFAULT_BALANCE_CENTS = 1_000_000
 BALANCE_SOURCE_ID = "BALANCE"
 UNAVAILABLE_PRODUCT = "UNAVAILABLE"
+UNKNOWN_PRODUCT_PREFIX = "UNKNOWN"
+BOUNCE_DOMAIN = "@bounce.example"
 PENDING_PRODUCT = "PENDING"
 INVALID_RECIPIENT_DOMAIN = "@invalid.example"
 MAX_DENOMINATION = 2000.0
@@ -103,6 +110,7 @@ class TremendousState(Faults):
         self._init_faults()
         self._by_external: dict[str, str] = {}
         self._counter = 0
+        self.background_left = 0
 
     def __repr__(self) -> str:
         return f"TremendousState(orders={len(self.orders)}, balance_cents={self.balance_cents})"
@@ -117,6 +125,22 @@ class TremendousState(Faults):
             self._reset_faults()
             self._by_external.clear()
             self._counter = 0
+            self.background_left = 0
+
+    def background(self, count: int = 1) -> None:
+        """The next ``count`` new orders answer 202: created in the background."""
+        with self._lock:
+            self.background_left += count
+
+    def set_delivery(self, order_ref: str, status: str) -> dict[str, Any]:
+        """Set the delivery status of the order's reward (SCHEDULED, PENDING, SUCCEEDED,
+        FAILED)."""
+        with self._lock:
+            order = self._find(order_ref)
+            if order is None:
+                raise KeyError(order_ref)
+            order["rewards"][0]["delivery"]["status"] = status
+            return _copy(order)
 
     def set_balance(self, cents: int) -> None:
         with self._lock:
@@ -186,7 +210,8 @@ class TremendousState(Faults):
         external_id = body.get("external_id")
         with self._lock:
             if isinstance(external_id, str) and external_id in self._by_external:
-                return 200, {"order": _copy(self.orders[self._by_external[external_id]])}, False
+                # A repeated external_id: 201 with the first order (Tremendous's SDK).
+                return 201, {"order": _copy(self.orders[self._by_external[external_id]])}, False
             problem = _validate(body)
             if problem is not None:
                 return problem[0], problem[1], False
@@ -204,7 +229,10 @@ class TremendousState(Faults):
             if isinstance(external_id, str):
                 self._by_external[external_id] = order["id"]
             log.debug("standin_order_created", order_id=order["id"], external_id=external_id)
-            return 201, {"order": _copy(order)}, True
+            if self.background_left > 0:
+                self.background_left -= 1
+                return 202, {"order": _copy(order)}, True
+            return 200, {"order": _copy(order)}, True
 
 
 def _error_body(message: str, payload: Any = None) -> dict[str, Any]:
@@ -233,8 +261,13 @@ def _validate(body: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
         )
     if products[0] == UNAVAILABLE_PRODUCT:
         return 422, _error_body(
-            f"Product {products[0]} is not available",
-            {"reward": {"products": ["is not available"]}},
+            f"Product {products[0]} is out of stock",
+            {"reward": {"products": ["is out of stock"]}},
+        )
+    if products[0].startswith(UNKNOWN_PRODUCT_PREFIX):
+        return 422, _error_body(
+            f"Product {products[0]} not found",
+            {"reward": {"products": ["is not a valid product"]}},
         )
     value = reward.get("value")
     denomination = value.get("denomination") if isinstance(value, dict) else None
@@ -281,6 +314,9 @@ def _new_order(number: int, body: dict[str, Any]) -> dict[str, Any]:
     reward = body["reward"]
     product = reward["products"][0]
     pending = product == PENDING_PRODUCT
+    email = str(reward["recipient"].get("email", "")).lower()
+    delivery = "PENDING" if pending else (
+        "FAILED" if email.endswith(BOUNCE_DOMAIN) else "SUCCEEDED")
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     order_id = f"ORD{number:09d}"
     return {
@@ -303,7 +339,7 @@ def _new_order(number: int, body: dict[str, Any]) -> dict[str, Any]:
             "recipient": dict(reward["recipient"]),
             "delivery": {
                 "method": reward["delivery"]["method"],
-                "status": "PENDING" if pending else "SUCCEEDED",
+                "status": delivery,
                 "link": LINK_BASE + secrets.token_urlsafe(12),
             },
         }],
@@ -332,7 +368,8 @@ def create_app(state: TremendousState | None = None, *, api_key: str = "standin-
     ``POST /faults/clear``; ``POST /delay {"seconds"}``;
     ``POST /rate_limit {"per_second" (null: off), "retry_after"}``;
     ``POST /lose {"count", "mode": "drop"|"hang", "hang_seconds"}``; ``POST /garbage {"count"}``;
-    ``POST /orders/{id or external_id}/approve``; ``POST /orders/{ref}/status {"status"}``.
+    ``POST /orders/{id or external_id}/approve``; ``POST /orders/{ref}/status {"status"}``;
+    ``POST /orders/{ref}/delivery {"status"}``; ``POST /background {"count"}``.
     """
     st = state if state is not None else TremendousState()
     expected = f"Bearer {api_key}".encode()
@@ -352,7 +389,9 @@ def create_app(state: TremendousState | None = None, *, api_key: str = "standin-
             if st._rate_limited():
                 if is_create:
                     st._record(external_id, created=False, status=429, outcome="rate_limited")
-                return _error(429, "Too many requests", headers=rate_limit_headers(st))
+                # Tremendous's 429 body uses a singular "error" key.
+                return JSONResponse({"error": "Too Many Requests"}, status_code=429,
+                                    headers=rate_limit_headers(st))
             given = request.headers.get("authorization", "").encode()
             if not hmac.compare_digest(given, expected):
                 if is_create:
@@ -375,7 +414,7 @@ def create_app(state: TremendousState | None = None, *, api_key: str = "standin-
         order = answer.get("order")
         st._record(
             external_id, created=created, status=status,
-            outcome="created" if created else ("repeat" if status == 200 else "rejected"),
+            outcome="created" if created else ("repeat" if status == 201 else "rejected"),
             order_id=order["id"] if isinstance(order, dict) else None,
         )
         return JSONResponse(answer, status_code=status)
@@ -394,7 +433,7 @@ def create_app(state: TremendousState | None = None, *, api_key: str = "standin-
     @api
     async def get_product(request: Request) -> Response:
         product_id = request.path_params["product_id"]
-        if product_id == UNAVAILABLE_PRODUCT:
+        if product_id == UNAVAILABLE_PRODUCT or product_id.startswith(UNKNOWN_PRODUCT_PREFIX):
             return _error(404, "Resource not found")
         return JSONResponse({"product": _product(product_id)})
 
@@ -427,6 +466,22 @@ def create_app(state: TremendousState | None = None, *, api_key: str = "standin-
             return JSONResponse({"error": "no such order"}, status_code=404)
         return JSONResponse({"order": order})
 
+    async def admin_delivery(request: Request) -> Response:
+        body = await _json_object(request)
+        status = body.get("status")
+        if not isinstance(status, str):
+            return JSONResponse({"error": "status (string) is required"}, status_code=400)
+        try:
+            order = st.set_delivery(request.path_params["ref"], status)
+        except KeyError:
+            return JSONResponse({"error": "no such order"}, status_code=404)
+        return JSONResponse({"order": order})
+
+    async def admin_background(request: Request) -> Response:
+        body = await _json_object(request)
+        st.background(int(body.get("count", 1)))
+        return JSONResponse({"ok": True})
+
     async def admin_status(request: Request) -> Response:
         body = await _json_object(request)
         status = body.get("status")
@@ -448,6 +503,8 @@ def create_app(state: TremendousState | None = None, *, api_key: str = "standin-
         Route("/_standin/balance", admin_balance, methods=["POST"]),
         Route("/_standin/orders/{ref}/approve", admin_approve, methods=["POST"]),
         Route("/_standin/orders/{ref}/status", admin_status, methods=["POST"]),
+        Route("/_standin/orders/{ref}/delivery", admin_delivery, methods=["POST"]),
+        Route("/_standin/background", admin_background, methods=["POST"]),
     ]
     routes += fault_admin_routes(st)
     app = Starlette(routes=routes)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import structlog
@@ -68,17 +69,40 @@ def bearer_client(base_url: str, token: str, *, timeout: Any,
     )
 
 
+def origin(url: str) -> str:
+    """``scheme://host[:port]`` of ``url``: no userinfo, path, query or fragment (any of
+    which may be a secret, e.g. ``https://user:pass@host`` or a catch-hook id)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")
+
+
+def describe_origin_only(exc: httpx.TransportError) -> str:
+    """Like ``transport.describe``, with the target reduced to its origin (no path)."""
+    request = getattr(exc, "_request", None)
+    where = f" ({request.method} {origin(str(request.url))})" if request else ""
+    return f"{type(exc).__name__}{where}"
+
+
 def call(
     client: httpx.Client, method: str, url: str, *, policy: RetryPolicy,
     sleep: Callable[[float], None], vendor: str, label: str, where: str, creates: bool,
-    thing: str = "order", reach: str = "the server", **kwargs: Any,
+    thing: str = "order", reach: str = "the server", hide_path: bool = False, **kwargs: Any,
 ) -> httpx.Response:
     """One logical call through the shared retry loop, transport errors classified.
 
     For a create, an error where any attempt may have reached the vendor is an
     UnknownOutcome; a read creates nothing, so its transport errors are transient. Messages
     read ``"{label} {where}: ..."``; ``thing`` is what a create may have made.
+    ``hide_path``: transport errors name only the origin (the URL's path may be a secret).
     """
+    explain = describe_origin_only if hide_path else describe
     attempt_errors: list[httpx.TransportError] = []
     kwargs["extensions"] = {ATTEMPT_ERRORS: attempt_errors}
     try:
@@ -86,14 +110,14 @@ def call(
     except httpx.TransportError as exc:
         errors = [*attempt_errors, exc]
         if creates and not all(nothing_was_sent(e) for e in errors):
-            log.warning("vendor_outcome_unknown", vendor=vendor, call=where, error=describe(exc))
+            log.warning("vendor_outcome_unknown", vendor=vendor, call=where, error=explain(exc))
             raise UnknownOutcome(
-                f"{label} {where}: no answer ({describe(exc)}); the {thing} may exist",
+                f"{label} {where}: no answer ({explain(exc)}); the {thing} may exist",
                 vendor=vendor,
             ) from None
-        log.warning("vendor_unreachable", vendor=vendor, call=where, error=describe(exc))
+        log.warning("vendor_unreachable", vendor=vendor, call=where, error=explain(exc))
         raise TransientVendorError(
-            f"{label} {where}: could not reach {reach} ({describe(exc)})", vendor=vendor,
+            f"{label} {where}: could not reach {reach} ({explain(exc)})", vendor=vendor,
         ) from None
     if (
         creates

@@ -1,33 +1,43 @@
 """Giftbit (papi v1): campaigns that Giftbit emails to the recipient.
 
-What Giftbit promises (docs/vendors.md) and what this module assumes on top of it:
+What Giftbit's documentation and recorded traffic say (docs/vendors.md, with sources) and
+what this module assumes on top of it:
 
 * ``Authorization: Bearer <token>``. Only HTTP 200 is success; any other 2xx on a create is
   read as "the campaign may or may not exist" (UnknownOutcome, reconciled by id).
-* ``POST /campaign`` takes a client-supplied ``id`` and creates at most one campaign per id:
-  that id is derived from our idempotency key (``campaign_id``). What a repeat of a known id
-  answers is *unconfirmed*: a 200 with the campaign is taken as is, and an error whose code
-  or message says the id is a duplicate / already exists (or a 409) is answered by looking
-  the campaign up by id. The limits on ``id`` are *unconfirmed*: this module assumes letters
-  and digits, at most 40 characters (``MAX_CAMPAIGN_ID``), and maps a longer key (ours are
-  42) to ``"rp"`` + the first 38 hex digits of its SHA-256: stable, so every replay uses the
-  same id, and 152 bits, so two keys never share one.
-* ``GET /campaign/{id}`` finds it; a 404 in Giftbit's error shape means "no such campaign".
-* Not enough funds is not an error: 200 with info ``INFO_CAMPAIGN_CREATED_FUNDS_REQUIRED``
-  and status ``AWAITING_FUNDS``. The campaign exists and Giftbit sends it once the account
-  is funded, so the order is PENDING (re-checked on later cycles), never refused or held.
-* The campaign status words other than ``AWAITING_FUNDS`` are *unconfirmed*: ``COMPLETED``
-  and ``SENT``-like words are final (COMPLETE), ``CANCELLED``/``FAILED``-like words FAILED,
-  anything else PENDING (asking again is safe; a wrong final answer is not).
+* ``POST /campaign`` takes a client-supplied ``id`` and creates at most one campaign per id;
+  the same POST may be resent after a timeout or a 5xx. That id is derived from our
+  idempotency key (``campaign_id``). What a repeat of a known id answers is *unconfirmed*:
+  a 200 with the campaign is taken as is, and an error whose code or message says the id is
+  a duplicate / already exists (or a 409) is answered by looking the campaign up by id. The
+  limits on ``id`` are *unconfirmed*: this module assumes letters and digits, at most 40
+  characters (``MAX_CAMPAIGN_ID``), and maps a longer key (ours are 42) to ``"rp"`` + the
+  first 38 hex digits of its SHA-256: stable, so every replay uses the same id, and 152
+  bits, so two keys never share one.
+* ``GET /campaign/{id}`` finds it; a 404 in Giftbit's error shape means "no such campaign"
+  (any other 404 is a wrong ``base_url``, never "no such campaign").
+* A campaign's status is one of exactly three: ``API_CREATING`` (being created: pending),
+  ``AWAITING_FUNDS`` (created, not sent for lack of funds; info
+  ``INFO_CAMPAIGN_CREATED_FUNDS_REQUIRED`` or ``..._FUNDS_PENDING``: pending, and the detail
+  tells the operator to top the balance up; Giftbit sends it by itself once funded) and
+  ``CAMPAIGN_CREATED`` (sent). Anything else is read as pending (asking again is safe).
+* After ``CAMPAIGN_CREATED`` the gift look-up ``GET /gifts?campaign_id=`` tells the rest by
+  ``delivery_status``: ``DELIVERED`` is complete; ``UNDELIVERABLE``, ``COMPLAINT`` and
+  ``UNSUBSCRIBED`` mean it will not reach the advocate (NEEDS_PERSON, with the masked
+  address); ``UNSENT``, ``TEMPORARILY_UNDELIVERABLE`` (and an empty list: the e-mails are on
+  their way) are pending. A gift the giver cancelled is FAILED.
 * Errors come as ``{"error": {"code", "name", "message"}, "status"}``. 422
-  ``ERROR_CAMPAIGN_INVALID_BRAND`` (brand or price not available) refuses the redemption
-  (product unavailable); a code about the email or contact (wording *unconfirmed*) refuses
-  it as an invalid recipient; 429 and 5xx are transient; anything else is the operator's.
-* ``price_in_cents`` is in the brand's currency; the route's currency is compared with the
-  brand's by ``check()`` (``reward-poller check`` and the daemon's start), not per order.
-* Catalog: ``GET /brands/{code}`` (price range; field names *unconfirmed*, read
-  defensively) and ``GET /brands`` (only to suggest a code for a mistyped one); balance
-  ``GET /funds`` (per-currency shape *unconfirmed*).
+  ``ERROR_CAMPAIGN_INVALID_BRAND`` (brand or price not available) is the operator's config
+  (ConfigFixable); 422 ``ERROR_CAMPAIGN_NO_CONTACTS`` (the contact could not be added, e.g.
+  an undeliverable address) refuses the redemption as an invalid recipient; 402 is a failed
+  credit-card top-up (operator); 429 and 5xx are transient; anything else is the operator's.
+* ``price_in_cents`` is in the brand's currency; the route's currency and price are compared
+  with the brand's (``fund_currencyisocode``, ``allowed_prices_in_cents`` or
+  ``min/max_price_in_cents``) by ``check()`` (``reward-poller check`` and the daemon's
+  start), not per order.
+* Catalog: ``GET /brands/{code}`` (``{"brand": {...}}``; an unknown code is 422
+  ``ERROR_BRANDS_NO_SUCH_BRAND``) and ``GET /brands`` (only to suggest a code for a
+  mistyped one); balance ``GET /funds`` (``fundsbycurrency``).
 
 Secrets: the API key lives in the client's headers only; vendor texts are scrubbed of the
 key and of URLs before they are quoted.
@@ -51,6 +61,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
 from poller.core.errors import (
     RECIPIENT_INVALID,
     AdvocateFacingError,
+    ConfigFixable,
     OperatorFacingError,
     TransientVendorError,
     UnknownOutcome,
@@ -76,8 +87,18 @@ SANDBOX_URL = "https://api-testbed.giftbit.com/papi/v1"
 PRODUCTION_URL = "https://api.giftbit.com/papi/v1"
 MAX_CAMPAIGN_ID = 40
 INVALID_BRAND = "ERROR_CAMPAIGN_INVALID_BRAND"
+NO_SUCH_BRAND = "ERROR_BRANDS_NO_SUCH_BRAND"
+NO_CONTACTS = "ERROR_CAMPAIGN_NO_CONTACTS"
 FUNDS_REQUIRED = "INFO_CAMPAIGN_CREATED_FUNDS_REQUIRED"
+FUNDS_PENDING = "INFO_CAMPAIGN_CREATED_FUNDS_PENDING"
+API_CREATING = "API_CREATING"
 AWAITING_FUNDS = "AWAITING_FUNDS"
+CAMPAIGN_CREATED = "CAMPAIGN_CREATED"
+
+DELIVERED = frozenset({"DELIVERED"})
+UNDELIVERABLE = frozenset({"UNDELIVERABLE", "COMPLAINT", "UNSUBSCRIBED"})
+"""Final for this recipient: Giftbit will not deliver (or send again) to that address."""
+NOT_YET = frozenset({"UNSENT", "TEMPORARILY_UNDELIVERABLE"})
 
 _CAMPAIGN_ID = re.compile(rf"^[A-Za-z0-9]{{1,{MAX_CAMPAIGN_ID}}}$")
 
@@ -103,13 +124,10 @@ def build(settings: Settings, context: BuildContext) -> GiftbitVendor:
 def campaign_id(idempotency_key: str) -> str:
     """The Giftbit campaign ``id`` for an idempotency key: the key itself when it fits the
     assumed limits, else a stable hash of it (see the module doc)."""
-    if _CAMPAIGN_ID.match(idempotency_key):
+    if _CAMPAIGN_ID.fullmatch(idempotency_key):
         return idempotency_key
     return "rp" + hashlib.sha256(idempotency_key.encode()).hexdigest()[: MAX_CAMPAIGN_ID - 2]
 
-
-_COMPLETE = frozenset({"COMPLETED", "COMPLETE", "SENT", "DELIVERED", "FULFILLED"})
-_FAILED = frozenset({"CANCELLED", "CANCELED", "FAILED", "EXPIRED", "REJECTED"})
 
 _DUPLICATE = re.compile(r"duplicate|already[ _-]?(exists|used|taken)|id[ _-]?exists|in use",
                         re.IGNORECASE)
@@ -146,13 +164,13 @@ class GiftbitVendor:
 
     def place_order(self, request: OrderRequest) -> OrderResult:
         if not request.product:
-            raise OperatorFacingError(
+            raise ConfigFixable(
                 "Giftbit needs a brand code and the route gives none: set product in the "
                 "routing config", vendor=NAME,
             )
         cents = request.amount * 100
         if cents != cents.to_integral_value() or cents <= 0:
-            raise OperatorFacingError(
+            raise ConfigFixable(
                 f"Giftbit prices are whole cents; {request.amount} {request.currency} is not",
                 vendor=NAME,
             )
@@ -243,20 +261,23 @@ class GiftbitVendor:
         problems: list[str] = []
         credentials_ok = True
         balance: str | None = None
+        unchecked = ""
         try:
             funds = self.funds()
             balance = ", ".join(f"{Decimal(c) / 100:,.2f} {cur}" for cur, c in funds.items()) \
                 or None
         except VendorError as exc:
-            if exc.status in (401, 403):
-                credentials_ok = False
+            # Rejected or unreachable: either way nothing here proves the key works.
+            credentials_ok = False
             problems.append(str(exc))
+            unchecked = ("not checked: credentials rejected" if exc.status in (401, 403)
+                         else "not checked: Giftbit could not be reached")
         checks: list[ProductCheck] = []
         codes: list[str] | None = None
         for code, amount, currency in products:
             if not credentials_ok:
                 checks.append(ProductCheck(product=code, amount=amount, currency=currency,
-                                           ok=False, detail="not checked: credentials rejected"))
+                                           ok=False, detail=unchecked))
                 continue
             try:
                 brand = self.brand(code) if code else None
@@ -297,9 +318,11 @@ class GiftbitVendor:
         return funds
 
     def brand(self, code: str) -> dict[str, Any] | None:
-        """The brand, or None when Giftbit has no such brand code."""
+        """The brand, or None when Giftbit has no such brand code (422
+        ``ERROR_BRANDS_NO_SUCH_BRAND``)."""
         response = self._call("GET", f"brands/{quote(code, safe='')}")
-        if response.status_code == 404 and _error_of(response) is not None:
+        if response.status_code == 422 and \
+                str((_error_of(response) or {}).get("code")) == NO_SUCH_BRAND:
             return None
         if response.status_code != 200:
             self._raise_for(response, "GET /brands/<code>")
@@ -357,10 +380,21 @@ class GiftbitVendor:
                 f"Giftbit server error (HTTP {status} to {what}){suffix}",
                 vendor=NAME, status=status, retry_after=retry_after_of(response),
             )
+        elif status == 402:
+            error = OperatorFacingError(
+                f"Giftbit: payment required (HTTP 402 to {what}: a credit-card top-up failed)"
+                f"{suffix}; fund the account", vendor=NAME, status=status,
+            )
         elif creating and code == INVALID_BRAND:
+            error = ConfigFixable(
+                f"Giftbit: the brand or price is not available (HTTP {status}){suffix}; fix "
+                "product or amount in the routing config (reward-poller check shows the "
+                "brand's prices)", vendor=NAME, status=status,
+            )
+        elif creating and code == NO_CONTACTS:
             error = AdvocateFacingError(
-                f"Giftbit: the brand or price is not available (HTTP {status}){suffix}",
-                vendor=NAME, status=status,
+                f"Giftbit could not add the recipient (HTTP {status}){suffix}",
+                vendor=NAME, status=status, advocate_message=RECIPIENT_INVALID,
             )
         elif creating and _FUNDS.search(text):
             error = OperatorFacingError(
@@ -403,27 +437,78 @@ class GiftbitVendor:
         order_id = str(campaign.get("id") or ident)
         detail = f"Giftbit campaign {status_text or '?'}"
         if isinstance(uuid, str):
-            detail += f" (uuid {uuid[:64]})"
+            detail += f" (uuid {self._scrub(uuid[:64])})"
         email = _first_email(campaign) or fallback_email
-        if status_text == AWAITING_FUNDS or info_code == FUNDS_REQUIRED:
-            log.warning("vendor_awaiting_funds", vendor=NAME, order_id=order_id)
+        if status_text == AWAITING_FUNDS or info_code in (FUNDS_REQUIRED, FUNDS_PENDING):
+            # The operator's problem, not the advocate's: the campaign exists and Giftbit
+            # sends it by itself once the balance covers it. Re-checked on later cycles.
+            log.warning("vendor_awaiting_funds", vendor=NAME, order_id=order_id,
+                        info=info_code)
+            waiting = ("a payment has not cleared yet" if info_code == FUNDS_PENDING
+                       else "the Giftbit balance needs a top-up")
             return OrderResult(
                 vendor_order_id=order_id, status=OrderStatus.PENDING,
                 delivery="waiting for funds at Giftbit",
-                detail=detail + ": top up the Giftbit account; Giftbit sends it once funded",
+                detail=f"{detail}: {waiting}; Giftbit sends it once funded",
             )
-        if status_text in _COMPLETE:
-            status = OrderStatus.COMPLETE
-        elif status_text in _FAILED:
-            status = OrderStatus.FAILED
-        else:
-            if status_text:
-                log.warning("vendor_unknown_status", vendor=NAME, order_id=order_id,
-                            status=status_text[:40])
-            status = OrderStatus.PENDING
-        delivery = f"sent by email to {mask_email(email)}" if email else "sent by email"
-        return OrderResult(vendor_order_id=order_id, status=status, delivery=delivery,
-                           detail=detail)
+        if status_text == CAMPAIGN_CREATED:
+            return self._gifts_result(ident, order_id, detail, email)
+        if status_text != API_CREATING:
+            log.warning("vendor_unknown_status", vendor=NAME, order_id=order_id,
+                        status=status_text[:40] or None)
+        return OrderResult(vendor_order_id=order_id, status=OrderStatus.PENDING,
+                           delivery="being created at Giftbit", detail=detail)
+
+    def _gifts_result(self, ident: str, order_id: str, detail: str, email: str | None,
+                      ) -> OrderResult:
+        """A sent campaign: its gift's ``delivery_status`` says whether it arrived."""
+        response = self._call("GET", "gifts", params={"campaign_id": ident})
+        if response.status_code != 200:
+            self._raise_for(response, "GET /gifts?campaign_id=")
+        data = json_or_none(response)
+        listed = data.get("gifts") if isinstance(data, dict) else None
+        if not isinstance(listed, list):
+            raise TransientVendorError(
+                "Giftbit answered HTTP 200 to GET /gifts?campaign_id= without a list of gifts",
+                vendor=NAME, status=200,
+            )
+        gifts = [g for g in listed if isinstance(g, dict)
+                 and g.get("campaign_id") in (None, ident)]
+        if not gifts:
+            return OrderResult(vendor_order_id=order_id, status=OrderStatus.PENDING,
+                               delivery="being sent by Giftbit",
+                               detail=f"{detail}, no gift listed yet")
+        states = [str(g.get("delivery_status", "")).upper() for g in gifts]
+        gift_states = {str(g.get("status", "")).upper() for g in gifts}
+        address = next((g["recipient_email"] for g in gifts
+                        if isinstance(g.get("recipient_email"), str)), None) or email
+        masked = mask_email(address) if address else "the recipient's address"
+        detail = f"{detail}, gift delivery {', '.join(s or '?' for s in states)}"
+        bad = next((s for s in states if s in UNDELIVERABLE), None)
+        if bad is not None:
+            why = {"UNDELIVERABLE": "the address does not exist",
+                   "COMPLAINT": "the recipient marked Giftbit's e-mail as spam",
+                   "UNSUBSCRIBED": "the recipient unsubscribed from Giftbit's e-mails"}[bad]
+            log.error("vendor_undeliverable", vendor=NAME, order_id=order_id, delivery=bad)
+            return OrderResult(
+                vendor_order_id=order_id, status=OrderStatus.NEEDS_PERSON,
+                delivery="not delivered",
+                detail=f"Giftbit could not deliver the gift to {masked}: {why} "
+                       f"({bad}); send it another way or cancel it at Giftbit",
+            )
+        if "GIVER_CANCELLED" in gift_states:
+            return OrderResult(vendor_order_id=order_id, status=OrderStatus.FAILED,
+                               delivery="cancelled", detail=f"{detail}, gift cancelled")
+        if states and all(s in DELIVERED for s in states):
+            delivery = f"sent by email to {mask_email(address)}" if address else "sent by email"
+            return OrderResult(vendor_order_id=order_id, status=OrderStatus.COMPLETE,
+                               delivery=delivery, detail=detail)
+        unknown = [s for s in states if s not in NOT_YET]
+        if unknown:
+            log.warning("vendor_unknown_status", vendor=NAME, order_id=order_id,
+                        delivery=unknown[0][:40])
+        return OrderResult(vendor_order_id=order_id, status=OrderStatus.PENDING,
+                           delivery="being sent by Giftbit", detail=detail)
 
 
 # --- reading Giftbit's answers --------------------------------------------------------------
@@ -463,8 +548,9 @@ def _is_duplicate(error: Mapping[str, Any] | None) -> bool:
 
 
 def _funds_of(data: Any) -> dict[str, int] | None:
-    """``{"USD": 125000}`` from the funds answer (shape unconfirmed: a mapping by currency
-    of ``{"available_in_cents"}``, or a list of ``{"currency", "available_in_cents"}``)."""
+    """``{"USD": 125000}`` from ``GET /funds``: ``fundsbycurrency`` maps each currency to
+    ``{"available_in_cents", "pending_in_cents", "reserved_in_cents"}`` (a list of
+    ``{"currency", "available_in_cents"}`` is tolerated too)."""
     if not isinstance(data, dict):
         return None
     by = next((data[k] for k in ("fundsbycurrency", "funds_by_currency", "funds")
@@ -486,21 +572,26 @@ def _funds_of(data: Any) -> dict[str, int] | None:
 
 
 def _brand_problems(brand: Mapping[str, Any], amount: Decimal, currency: str) -> list[str]:
+    """What keeps ``amount`` ``currency`` from being ordered from this brand, read from
+    Giftbit's brand fields: ``fund_currencyisocode``; ``variable_price`` true with
+    ``min_price_in_cents``/``max_price_in_cents``, or false with ``allowed_prices_in_cents``."""
     problems: list[str] = []
-    brand_currency = next((brand[k] for k in ("currencyisocode", "currency_iso_code",
-                                               "currency") if isinstance(brand.get(k), str)),
-                          None)
+    brand_currency = next((brand[k] for k in ("fund_currencyisocode", "currencyisocode")
+                           if isinstance(brand.get(k), str)), None)
     if brand_currency and brand_currency.upper() != currency.upper():
         problems.append(f"the brand is priced in {brand_currency}, the route says {currency}")
     cents = amount * 100
+    fixed = brand.get("allowed_prices_in_cents")
+    if brand.get("variable_price") is False or (isinstance(fixed, list)
+                                                  and brand.get("variable_price") is not True):
+        allowed = [c for c in fixed if isinstance(c, int)] if isinstance(fixed, list) else []
+        if cents not in allowed:
+            listed = ", ".join(f"{Decimal(c) / 100:.2f}" for c in allowed) or "none listed"
+            problems.append(f"{amount:.2f} is not one of the brand's prices ({listed})")
+        return problems
     low, high = brand.get("min_price_in_cents"), brand.get("max_price_in_cents")
     if isinstance(low, int) and cents < low:
         problems.append(f"{amount:.2f} is below the brand's minimum of {Decimal(low) / 100:.2f}")
     if isinstance(high, int) and cents > high:
         problems.append(f"{amount:.2f} is above the brand's maximum of {Decimal(high) / 100:.2f}")
-    fixed = next((brand[k] for k in ("prices_in_cents", "denominations_in_cents")
-                  if isinstance(brand.get(k), list)), None)
-    if fixed and cents not in fixed:
-        allowed = ", ".join(f"{Decimal(c) / 100:.2f}" for c in fixed if isinstance(c, int))
-        problems.append(f"{amount:.2f} is not one of the brand's prices ({allowed})")
     return problems

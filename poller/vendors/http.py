@@ -56,8 +56,19 @@ Why ``lookup`` repeats the request
     so a redemption withdrawn while it waited is not ordered by the look-up. Without a
     cache (tests), only this process's own requests are remembered.
 
+Look-up contract
+    ``lookup`` raises a VendorError whenever it could not ask (connect error, timeout, 5xx,
+    429, an unreadable answer); it answers None only from this install's own record that
+    nothing was taken: never sent, or refused by a non-2xx answer, or not even delivered
+    (every attempt failed to connect, so no byte reached the receiver). Only then may the
+    worker place the order afresh; after an answer that was lost in flight the repeat is
+    the look-up.
+
 Secrets: the HMAC secret is used to sign and nowhere else (never a header, a log line or a
-repr); the receiver's ``message`` is quoted with URLs removed and bounded.
+repr). ``url`` may carry credentials (``https://user:pass@host/...``) or be a secret itself
+(a catch hook's path): messages, exceptions, log lines, ledger text and ``check`` name only
+its origin (``scheme://host[:port]``), and the advocate's delivery text never names it.
+The receiver's ``message`` is quoted with URLs removed and bounded.
 """
 
 from __future__ import annotations
@@ -65,6 +76,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -93,6 +105,7 @@ from poller.vendors.base import (
     USER_AGENT,
     WitnessClient,
     call,
+    origin,
     scrub,
 )
 
@@ -244,8 +257,9 @@ class HttpVendor:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._secret = secret if isinstance(secret, SecretStr) else SecretStr(secret)
-        self.url = url
-        self.host = urlsplit(url).netloc
+        self._url = url  # may hold credentials or a secret path: never quoted
+        self.host = origin(url)
+        """What messages name: ``scheme://host[:port]`` only."""
         self._policy = policy
         self._cache = cache
         self._sleep = sleep
@@ -259,7 +273,7 @@ class HttpVendor:
         )
 
     def __repr__(self) -> str:
-        return f"HttpVendor(url={self.url!r})"
+        return f"HttpVendor(origin={self.host!r})"
 
     # --- the Vendor protocol ---------------------------------------------------------
 
@@ -284,15 +298,36 @@ class HttpVendor:
     # --- the configuration check -------------------------------------------------------
 
     def check(self, products: Sequence[tuple[str | None, Decimal, str]]) -> VendorCheck:
-        """Nothing is sent: the protocol has no call that orders nothing, and a catch hook
-        would take any request as an order. Products go to the receiver as they are."""
+        """No HTTP request is sent: the protocol has no call that orders nothing, and a
+        catch hook would take any request (a GET too) as an order. Only a TCP connection is
+        opened (and closed) to prove the receiver can be reached; an unreachable receiver
+        fails the check. Products go to the receiver as they are."""
+        problem = self._reachable()
         checks = tuple(
-            ProductCheck(product=p, amount=a, currency=c, ok=True,
+            ProductCheck(product=p, amount=a, currency=c, ok=problem is None,
                          detail=f"passed as is to {self.host} (not checked: the receiver "
-                                "decides)")
+                                "decides)" if problem is None
+                         else f"not checked: {self.host} could not be reached")
             for p, a, c in products
         )
-        return VendorCheck(vendor=NAME, credentials_ok=True, products=checks)
+        return VendorCheck(vendor=NAME, credentials_ok=problem is None, products=checks,
+                           problems=() if problem is None else (problem,))
+
+    def _reachable(self) -> str | None:
+        """None when a TCP connection to the receiver's host and port opens, else why not."""
+        parts = urlsplit(self._url)
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            with socket.create_connection((parts.hostname or "", port),
+                                          timeout=self._policy.timeout):
+                return None
+        except (OSError, ValueError) as exc:
+            why = type(exc).__name__
+            if isinstance(exc, OSError) and exc.strerror:
+                why += f": {exc.strerror}"
+            log.warning("vendor_unreachable", vendor=NAME, call="check", origin=self.host,
+                        error=why)
+            return f"http vendor: could not reach {self.host} ({why})"
 
     # --- internals ---------------------------------------------------------------------
 
@@ -309,7 +344,15 @@ class HttpVendor:
             IDEMPOTENCY_HEADER: key,
             SIGNATURE_HEADER: signature(self._secret, body, int(self._clock())),
         }
-        response = self._call(body, headers, what)
+        try:
+            response = self._call(body, headers, what)
+        except TransientVendorError:
+            # ``call`` says transient only when no attempt reached the receiver (refused
+            # connection, connect timeout): nothing can have been taken.
+            if untaken:
+                sent.taken = False
+                self._remember(key, sent)
+            raise
         status = response.status_code
         if not 200 <= status < 300:
             if untaken:
@@ -339,24 +382,26 @@ class HttpVendor:
                 f"{self.host} refused the order{': ' + message if message else ''}",
                 vendor=NAME, status=status, advocate_message=message or PRODUCT_UNAVAILABLE,
             )
+        # The advocate's delivery text is the receiver's message or a plain word: never
+        # our URL (it may be a secret) nor its host.
         if state == "pending":
             log.info("vendor_order_pending", vendor=NAME, key=key, order_id=order_id)
             return OrderResult(vendor_order_id=order_id, status=OrderStatus.PENDING,
-                               delivery=message or f"pending at {self.host}",
+                               delivery=message or "being prepared",
                                detail=f"pending at {self.host}"
                                       + (f": {message}" if message else ""))
         log.info("vendor_order_placed", vendor=NAME, key=key, order_id=order_id,
                  status="complete", http_status=status)
         return OrderResult(vendor_order_id=order_id, status=OrderStatus.COMPLETE,
-                           delivery=message or f"sent by {self.host}",
+                           delivery=message or "sent",
                            detail=f"accepted by {self.host}")
 
     def _call(self, body: bytes, headers: Mapping[str, str], what: str) -> httpx.Response:
         """Every send may create the order (a repeat of an unanswered one too), so a
         transport error after a byte may have left is an unknown outcome."""
-        return call(self._client, "POST", self.url, policy=self._policy, sleep=self._sleep,
+        return call(self._client, "POST", self._url, policy=self._policy, sleep=self._sleep,
                     vendor=NAME, label=self.host, where=what, creates=True,
-                    reach="the receiver", content=body, headers=dict(headers))
+                    reach="the receiver", hide_path=True, content=body, headers=dict(headers))
 
     def _raise_for(self, response: httpx.Response, what: str) -> NoReturn:
         status = response.status_code

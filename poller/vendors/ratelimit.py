@@ -1,7 +1,7 @@
 """Client-side rate limiting per vendor: a token bucket in front of the ``Vendor`` Protocol.
 
 A vendor answers 429 when it is called faster than its limit (Tremendous documents 10
-requests a second, Tango Card about one order a second). Once the worker runs several
+requests a second, Tango Card one request a second on every endpoint). Once the worker runs several
 redemptions at a time it would reach that limit, and each 429 costs a retry with backoff.
 ``RateLimitedVendor`` makes every call wait for a token first, so the vendor is never
 asked faster than ``rate_limit_per_second`` from its ``[vendors.<name>]`` section.
@@ -25,7 +25,7 @@ from poller.core.ports import Vendor
 
 DEFAULT_RATE_LIMITS: Mapping[str, float] = {
     "tremendous": 10.0,  # "10 requests per second" (Tremendous API docs, rate limits)
-    "tango": 1.0,  # Tango Card RaaS: about one order per second
+    "tango": 1.0,  # Tango Card RaaS: 1 request per second on every endpoint
 }
 """Requests per second for vendors that document a limit; others have none unless the
 section sets ``rate_limit_per_second``."""

@@ -1,36 +1,47 @@
 """Tango Card RaaS v2.
 
-What Tango promises (docs/vendors.md) and what this module assumes on top of it:
+What Tango documents (docs/vendors.md, with sources: Tango's official client and
+developers.tangocard.com) and what this module assumes on top of it:
 
 * HTTP Basic auth with the platform name and key.
 * ``POST /orders`` is idempotent on ``externalRefID`` (alphanumeric, at most 100 characters,
   per account): a new order answers 201, a repeat 200 with the first order. Any 2xx that
-  carries an order is success. That the idempotency may end after 90 days is *unconfirmed*;
-  the worker re-asks pending orders long before that.
-* ``GET /orders?externalRefID=`` finds the order by our key. The shape of that answer is
-  *unconfirmed*: this module reads a list under ``orders`` (or a bare list) and trusts only
-  entries whose ``externalRefID`` is our key, so a server that ignored the filter cannot
-  make it pick someone else's order. Only an empty list means "no such order"; a 404 is read
-  as a wrong ``base_url`` (held for a person), which is the safe way to be wrong.
-* Errors come as ``{"timestamp", "requestId", "path", "httpCode", "httpPhrase", "errors"}``.
-  The layout of the ``errors`` items is *unconfirmed*: they are read defensively (their
-  ``path``/``field``/``i18nKey``/``message``) and a redemption is refused only when every
-  problem named is about the recipient or the item; insufficient funds (whose wording is
-  unconfirmed too) and anything unplaceable go to the operator.
+  carries an order is success. There is no idempotency promise beyond 90 days; the worker
+  re-asks pending orders long before that.
+* 409 ``409.002``: the same externalRefID is still being processed: wait at least 2 s and
+  send the identical request again (``IN_PROCESS_WAIT``, up to ``IN_PROCESS_RETRIES`` times
+  in one call, then transient). 409 ``409.024``: an order with this externalRefID exists:
+  look it up.
+* ``GET /orders?externalRefID=`` finds the order by our key (``{"orders": [...], "page"}``).
+  This module trusts only entries whose ``externalRefID`` is our key, so a server that
+  ignored the filter cannot make it pick someone else's order. An empty list, or a 404
+  carrying ``404.110`` ("no orders found for this External Ref ID"), means "no such
+  order"; any other 404 is a wrong ``base_url`` (held for a person), never "not found".
+* Order states: ``COMPLETE``; ``PENDING`` (review, up to 2 to 3 business days: re-checked);
+  ``PARTIAL`` (not all of it was issued: NEEDS_PERSON with the reason); ``FAILED`` (the
+  account is refunded).
+* Errors come as ``{"timestamp", "requestId", "path", "httpCode", "httpPhrase", "message",
+  "i18nKey", "errors": [{"path", "i18nKey", "message", ...}], "code"}``; ``i18nKey`` is the
+  error's id (at the top level and per field; field errors come as HTTP 400). By key:
+  ``402.001`` not enough funds (the operator tops up; retried); ``403.016`` (fraud velocity
+  flag) and ``403.007`` (customer not authorised) are the operator's and not always a bad
+  key; ``422.024``, ``422.025``-``.027``, ``422.030``, ``422.097``-``.099`` (UTID, amount,
+  inactive item) are the operator's config (ConfigFixable); ``422.009``, ``422.028``,
+  ``422.029``, ``422.134`` (the recipient) refuse the redemption. A 4xx without a known key
+  is read from its field paths, leaning towards the operator.
 * 5xx "may occasionally process": the request is replayed with the same ``externalRefID``
   (inside the call by the shared retry loop, then on later cycles), which cannot create a
   second order.
-* ``POST /orders`` is limited to about one request a second: this adapter spaces its own
-  order requests (retries included) at least ``min_order_interval`` apart.
+* One request per second on every endpoint (orders, look-ups, catalog): this adapter spaces
+  all of its requests (retries included) at least ``min_order_interval`` apart.
 * ``GET /catalogs`` should be called about twice a day, not per order: the catalog is kept
   in ``context.cache`` (the ledger) for ``CATALOG_TTL`` so ``--run-once`` from a timer does
-  not fetch it each run. It is read for ``check()`` and, when already cached, to refuse a
-  currency that does not match the item before anything is sent.
-* ``GET /accounts/{accountIdentifier}`` (balance, currency) is not in docs/vendors.md: it is
-  used by ``check()`` only, and a failure there is reported, never acted on.
-* Where the reward link sits in ``reward.credentialList`` is *unconfirmed*: the first URL
-  found there (or under ``reward.credentials``) becomes ``OrderResult.link``; claim codes and
-  PINs are never read into anything.
+  not fetch it each run. It is read for ``check()`` and, when already cached, to hold a
+  route whose currency does not match the item before anything is sent.
+* ``GET /accounts/{accountIdentifier}`` (balance, currency) is used by ``check()`` only
+  (field names ``currentBalance``/``currencyCode`` unconfirmed).
+* The reward link is the ``credentialList`` entry of ``type`` ``url`` (or a
+  ``redemptionUrl``); claim codes and PINs are never read into anything.
 
 Secrets: the platform key lives in the client's auth only, reward links only in
 ``OrderResult.link``; vendor texts are scrubbed of the key and of URLs before they are
@@ -57,6 +68,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from poller.core.errors import (
     RECIPIENT_INVALID,
     AdvocateFacingError,
+    ConfigFixable,
     OperatorFacingError,
     TransientVendorError,
     UnknownOutcome,
@@ -85,7 +97,20 @@ PRODUCTION_URL = "https://api.tangocard.com/raas/v2"
 CATALOG_TTL = timedelta(hours=12)
 """Tango asks for about two catalog calls a day."""
 MIN_ORDER_INTERVAL = 1.0
-"""Seconds between two ``POST /orders`` (Tango: about 1 request/s)."""
+"""Seconds between two requests of any kind (Tango: 1 request/s on every endpoint)."""
+IN_PROCESS_WAIT = 2.0
+"""Tango: after ``409.002`` wait at least 2 s before sending the same externalRefID."""
+IN_PROCESS_RETRIES = 2
+
+CONFIG_KEYS = frozenset({"422.024", "422.025", "422.026", "422.027", "422.030", "422.097",
+                         "422.098", "422.099"})
+"""UTID, amount and inactive-item errors: the operator's routing config."""
+RECIPIENT_KEYS = frozenset({"422.009", "422.028", "422.029", "422.134"})
+"""Errors about the recipient: refuse (the advocate's address)."""
+FUNDS_KEY = "402.001"
+IN_PROCESS_KEY = "409.002"
+EXISTS_KEY = "409.024"
+NO_ORDERS_KEY = "404.110"
 _EXTERNAL_REF = re.compile(r"^[A-Za-z0-9]{1,100}$")
 
 
@@ -118,12 +143,13 @@ def build(settings: Settings, context: BuildContext) -> TangoVendor:
     )
 
 
-# Order states (docs/vendors.md: PENDING is a review of up to a business day). An unknown
+# Order states (docs/vendors.md: PENDING is a review of up to 2-3 business days). An unknown
 # state is read as PENDING: asking again later is safe, a wrong final answer is not.
 _ORDER_STATUS: Mapping[str, OrderStatus] = {
     "COMPLETE": OrderStatus.COMPLETE,
     "COMPLETED": OrderStatus.COMPLETE,
     "PENDING": OrderStatus.PENDING,
+    "PARTIAL": OrderStatus.NEEDS_PERSON,
     "FAILED": OrderStatus.FAILED,
     "CANCELED": OrderStatus.FAILED,
     "CANCELLED": OrderStatus.FAILED,
@@ -155,15 +181,15 @@ class _Throttle:
 class _Client(WitnessClient):
     """Remembers the transport error of every attempt (see the Tremendous adapter: a first
     attempt that timed out after sending must not look like "nothing was sent" because the
-    last one was refused), and spaces order requests by the throttle."""
+    last one was refused), and spaces every request by the throttle (Tango's limit covers
+    every endpoint)."""
 
     def __init__(self, *, throttle: _Throttle, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._throttle = throttle
 
     def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
-        if request.method == "POST" and request.url.path.rstrip("/").endswith("/orders"):
-            self._throttle.wait()
+        self._throttle.wait()
         return super().send(request, **kwargs)
 
 
@@ -222,11 +248,11 @@ class TangoVendor:
     def place_order(self, request: OrderRequest) -> OrderResult:
         key = request.idempotency_key
         if not request.product:
-            raise OperatorFacingError(
+            raise ConfigFixable(
                 "Tango Card needs a UTID and the route gives none: set product in the routing "
                 "config", vendor=NAME,
             )
-        if not _EXTERNAL_REF.match(key):
+        if not _EXTERNAL_REF.fullmatch(key):
             # Never invent another key: the ledger holds this one.
             raise OperatorFacingError(
                 "the idempotency key does not fit Tango's externalRefID (alphanumeric, at most "
@@ -250,7 +276,32 @@ class TangoVendor:
             "externalRefID": key,
         }
         response = self._call("POST", "orders", creates=True, json=body)
+        for _ in range(IN_PROCESS_RETRIES):
+            if response.status_code != 409 or IN_PROCESS_KEY not in _keys_of(response):
+                break
+            # Still being processed: the identical request again after >= 2 s.
+            log.info("vendor_order_in_process", vendor=NAME, key=key)
+            self._sleep(IN_PROCESS_WAIT)
+            response = self._call("POST", "orders", creates=True, json=body)
         status = response.status_code
+        if status == 409:
+            keys = _keys_of(response)
+            if IN_PROCESS_KEY in keys:
+                raise TransientVendorError(
+                    "Tango Card is still processing an order with our externalRefID (409.002); "
+                    "the same request is sent again later", vendor=NAME, status=status,
+                    retry_after=IN_PROCESS_WAIT,
+                )
+            found = self.lookup(key)
+            if found is not None:
+                log.info("vendor_order_repeat", vendor=NAME, key=key,
+                         order_id=found.vendor_order_id, http_status=status)
+                return found
+            raise TransientVendorError(
+                f"Tango Card answered HTTP 409 ({', '.join(keys) or 'no key'}) to POST /orders "
+                "but the look-up by externalRefID finds no order yet; asking again later",
+                vendor=NAME, status=status,
+            )
         if 200 <= status < 300:
             order = _order_of(json_or_none(response))
             if order is None:
@@ -277,6 +328,8 @@ class TangoVendor:
     def lookup(self, idempotency_key: str) -> OrderResult | None:
         response = self._call("GET", "orders", params={"externalRefID": idempotency_key})
         status = response.status_code
+        if status == 404 and NO_ORDERS_KEY in _keys_of(response):
+            return None  # Tango's own "no orders found for this External Ref ID"
         if not 200 <= status < 300:
             self._raise_for(response, "GET /orders?externalRefID=")
         data = json_or_none(response)
@@ -316,18 +369,18 @@ class TangoVendor:
         balance: str | None = None
         try:
             balance = self.account_balance()
-        except OperatorFacingError as exc:
-            if exc.status in (401, 403):
-                credentials_ok = False
-            problems.append(str(exc))
         except VendorError as exc:
-            problems.append(f"account balance unavailable: {exc}")
+            # Rejected, or not reached at all: nothing proves the credentials work.
+            if exc.status in (401, 403) or isinstance(exc, TransientVendorError):
+                credentials_ok = False
+            problems.append(str(exc) if credentials_ok is False
+                            else f"account balance unavailable: {exc}")
         catalog: dict[str, dict[str, Any]] | None = None
         if credentials_ok:
             try:
                 catalog = self.catalog()
             except VendorError as exc:
-                if exc.status in (401, 403):
+                if exc.status in (401, 403) or isinstance(exc, TransientVendorError):
                     credentials_ok = False
                 problems.append(f"catalog unavailable: {exc}")
         checks = tuple(self._check_item(catalog, p, a, c) for p, a, c in products)
@@ -427,7 +480,7 @@ class TangoVendor:
         item = catalog.get(request.product or "") if catalog else None
         currency = item.get("currency") if item else None
         if isinstance(currency, str) and currency.upper() != request.currency.upper():
-            raise OperatorFacingError(
+            raise ConfigFixable(
                 f"Tango Card item {request.product} is priced in {currency}, the route asks "
                 f"for {request.currency}: fix the routing config", vendor=NAME,
             )
@@ -444,13 +497,33 @@ class TangoVendor:
                    ) -> NoReturn:
         status = response.status_code
         errors = _errors_of(response)
+        keys = _keys_of(response)
         said = self._vendor_message(response, errors)
         suffix = f": {said}" if said else ""
         error: VendorError
-        if status in (401, 403):
+        if status == 401:
             error = OperatorFacingError(
-                f"Tango Card rejected the platform name/key (HTTP {status} to {what}){suffix}",
+                f"Tango Card rejected the platform name/key (HTTP 401 to {what}){suffix}",
                 vendor=NAME, status=status,
+            )
+        elif status == 403:
+            if "403.016" in keys:
+                why = ("Tango flagged the account for order velocity (403.016): contact Tango "
+                       "Card; the credentials themselves may be fine")
+            elif "403.007" in keys:
+                why = (f"customer {self.customer_identifier!r} is not authorised for this "
+                       "(403.007): check customer_identifier/account_identifier and the "
+                       "platform's permissions; not always a bad key")
+            else:
+                why = ("Tango Card refused the request: the platform key may lack access to "
+                       "this account or call (not always a bad key)")
+            error = OperatorFacingError(f"{why} (HTTP 403 to {what}){suffix}", vendor=NAME,
+                                        status=status)
+        elif status == 402 or FUNDS_KEY in keys:
+            error = OperatorFacingError(
+                f"not enough funds in Tango Card account {self.account_identifier!r} "
+                f"(HTTP {status}{', 402.001' if FUNDS_KEY in keys else ''}){suffix}; top it "
+                "up and the waiting redemptions go through", vendor=NAME, status=status,
             )
         elif status == 429:
             error = TransientVendorError(
@@ -466,42 +539,56 @@ class TangoVendor:
             )
         elif status == 404:
             error = OperatorFacingError(
-                f"Tango Card answered HTTP 404 to {what}: is base_url right? ({self.base_url})"
-                f"{suffix}", vendor=NAME, status=status,
+                f"Tango Card answered HTTP 404 to {what} without a Tango error key: is "
+                f"base_url right? ({self.base_url}){suffix}", vendor=NAME, status=status,
             )
         elif creating and 400 <= status < 500:
-            error = self._invalid_request(errors, status, suffix)
+            error = self._invalid_request(errors, keys, status, suffix)
         else:
             error = OperatorFacingError(
                 f"Tango Card answered HTTP {status} to {what}, which this adapter does not "
                 f"expect{suffix}", vendor=NAME, status=status,
             )
         log.warning("vendor_error", vendor=NAME, call=what, http_status=status,
-                    error_class=type(error).__name__)
+                    error_class=type(error).__name__, keys=",".join(keys)[:80] or None)
         raise error
 
-    def _invalid_request(self, errors: list[dict[str, Any]], status: int, suffix: str,
-                         ) -> VendorError:
+    def _invalid_request(self, errors: list[dict[str, Any]], keys: list[str], status: int,
+                         suffix: str) -> VendorError:
+        named = f" ({', '.join(keys)})" if keys else ""
+        known = set(keys) & (CONFIG_KEYS | RECIPIENT_KEYS)
+        if known:
+            # Tango's error ids decide; the field paths are only a fallback.
+            if known & CONFIG_KEYS:
+                return ConfigFixable(
+                    f"Tango Card does not take this UTID or amount (HTTP {status}{named})"
+                    f"{suffix}; fix product or amount in the routing config "
+                    "(reward-poller check shows the catalog)", vendor=NAME, status=status,
+                )
+            return AdvocateFacingError(
+                f"Tango Card: the recipient is invalid (HTTP {status}{named}){suffix}",
+                vendor=NAME, status=status, advocate_message=RECIPIENT_INVALID,
+            )
         kind = classify_errors(errors)
         if kind == "funds":
             return OperatorFacingError(
                 f"not enough funds in Tango Card account {self.account_identifier!r} "
-                f"(HTTP {status}){suffix}; top it up and the held redemptions go through",
+                f"(HTTP {status}){suffix}; top it up and the waiting redemptions go through",
                 vendor=NAME, status=status,
             )
         if kind in ("recipient", "both"):
             return AdvocateFacingError(
-                f"Tango Card: the recipient is invalid (HTTP {status}){suffix}",
+                f"Tango Card: the recipient is invalid (HTTP {status}{named}){suffix}",
                 vendor=NAME, status=status, advocate_message=RECIPIENT_INVALID,
             )
         if kind == "product":
-            return AdvocateFacingError(
-                f"Tango Card: the item is unavailable at this amount (HTTP {status}){suffix}",
-                vendor=NAME, status=status,
+            return ConfigFixable(
+                f"Tango Card does not take this UTID or amount (HTTP {status}{named}){suffix}; "
+                "fix product or amount in the routing config", vendor=NAME, status=status,
             )
         return OperatorFacingError(
-            f"Tango Card rejected our request (HTTP {status}): check the configuration{suffix}",
-            vendor=NAME, status=status,
+            f"Tango Card rejected our request (HTTP {status}{named}): check the configuration"
+            f"{suffix}", vendor=NAME, status=status,
         )
 
     def _vendor_message(self, response: httpx.Response, errors: list[dict[str, Any]]) -> str:
@@ -533,6 +620,13 @@ class TangoVendor:
         recipient = obj(order.get("recipient"))
         email = recipient.get("email") if isinstance(recipient.get("email"), str) else None
         email = email or fallback_email
+        if status is OrderStatus.NEEDS_PERSON:
+            return OrderResult(
+                vendor_order_id=str(order["referenceOrderID"]), status=status,
+                delivery="partly issued",
+                detail=f"Tango Card order {status_text}: only part of the order was issued; "
+                       "look at it in the Tango Card portal before telling the advocate",
+            )
         if status is OrderStatus.PENDING:
             delivery = "under review at Tango Card"
         elif order.get("sendEmail") is False:
@@ -589,6 +683,15 @@ def _reward_link(reward: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _keys_of(response: httpx.Response) -> list[str]:
+    """Tango's error ids (``i18nKey``), top level first, then each of ``errors[]``."""
+    data = json_or_none(response)
+    if not isinstance(data, dict):
+        return []
+    found = [data.get("i18nKey")] + [e.get("i18nKey") for e in _errors_of(response)]
+    return list(dict.fromkeys(k.strip() for k in found if isinstance(k, str) and k.strip()))
+
+
 def _errors_of(response: httpx.Response) -> list[dict[str, Any]]:
     data = json_or_none(response)
     errors = data.get("errors") if isinstance(data, dict) else None
@@ -604,11 +707,13 @@ _ITEM = re.compile(r"\butid\b|\bitem\b|amount|denomination|catalog|\bbrand\b|fac
 
 
 def classify_errors(errors: Iterable[Mapping[str, Any]]) -> str:
-    """``funds``, ``recipient``, ``product``, ``both`` or ``other`` for a 4xx ``errors`` list.
+    """``funds``, ``recipient``, ``product``, ``both`` or ``other`` for a 4xx ``errors`` list
+    whose ``i18nKey`` values are not among the documented ones (those decide first, see
+    ``TangoVendor._invalid_request``).
 
     Leans towards ``other`` (hold for a person): refusing a redemption refunds the points,
-    a hold costs only a look. The field holding the culprit is read from ``path``, ``field``
-    or ``i18nKey`` (which one Tango fills is unconfirmed), then from ``message``."""
+    a hold costs only a look. The culprit is read from ``path`` (and ``field``, ``i18nKey``,
+    ``code``), then from ``message``."""
     kinds: set[str] = set()
     seen = False
     for error in errors:

@@ -1,15 +1,27 @@
 """Tremendous (API v2): the first vendor adapter.
 
-What Tremendous promises (docs/vendors.md) and what this module assumes on top of it:
+What Tremendous promises (docs/vendors.md, with sources) and what this module assumes on
+top of it:
 
-* ``POST /orders`` is idempotent on ``external_id``: a repeat creates nothing and answers
-  with the first order. 200 and 201 have both been documented for new vs. repeat, so any
-  2xx carrying an order is success.
-* ``GET /orders/{external_id}`` finds the order by our key.
-* Errors come as ``{"errors": {"message", "payload"}}``. The layout of ``payload`` is
-  *unconfirmed*: the 400/422 classification below reads it defensively and refuses a
-  redemption (advocate-facing) only when every problem it names is about the recipient or
-  the product; anything it cannot place is the operator's to look at.
+* ``POST /orders`` is idempotent on ``external_id``: 200 is a new order; 201 says the
+  ``external_id`` was used before and returns the first order (nothing new is created);
+  202 says the order is being created in the background: PENDING, looked up by
+  ``external_id`` on later cycles. A 409 (listed by the SDK, unexplained) is answered by
+  looking the order up by key.
+* ``GET /orders/{external_id}`` finds the order by our key; a 404 in Tremendous's error
+  shape means "no such order", any other 404 a wrong ``base_url``.
+* Order states: ``EXECUTED`` is placed; ``OPEN``, ``PENDING APPROVAL``, ``PENDING INTERNAL
+  PAYMENT APPROVAL`` (and the retired ``CART``, ``PENDING SETTLEMENT``) are pending;
+  ``FAILED`` and ``CANCELED`` failed. An ``EXECUTED`` order is complete only when its
+  reward's delivery is ``SUCCEEDED``: ``FAILED`` (a bounced e-mail) did not reach the
+  advocate and needs a person (NEEDS_PERSON, with the masked address); ``SCHEDULED`` and
+  ``PENDING`` are re-checked like a pending order.
+* Errors come as ``{"errors": {"message", "payload"}}`` (``payload`` mirrors the request);
+  a 429 says ``{"error": ...}``. The 400/422 classification reads the payload's paths: a
+  problem with the recipient refuses the redemption; a product the message calls out of
+  stock or discontinued refuses it too; an unknown product, a value or currency the product
+  does not take, or a funding source is the operator's config (ConfigFixable); anything it
+  cannot place is the operator's to look at.
 * No Retry-After is promised on 429; one is honoured when present.
 
 Secrets: the API key lives in the client's headers only (httpx masks it in reprs) and the
@@ -34,6 +46,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
 from poller.core.errors import (
     RECIPIENT_INVALID,
     AdvocateFacingError,
+    ConfigFixable,
     OperatorFacingError,
     TransientVendorError,
     UnknownOutcome,
@@ -136,7 +149,7 @@ class TremendousVendor:
 
     def place_order(self, request: OrderRequest) -> OrderResult:
         if not request.product:
-            raise OperatorFacingError(
+            raise ConfigFixable(
                 "Tremendous needs a product id and the route gives none: set one in the "
                 "routing config",
                 vendor=NAME,
@@ -159,6 +172,29 @@ class TremendousVendor:
         }
         response = self._call("POST", "orders", creates=True, json=body)
         status = response.status_code
+        if status == 409:
+            # Listed for create by the SDK, not explained: the key is known to Tremendous
+            # in some way, so the order is found by it rather than guessed at.
+            found = self.lookup(request.idempotency_key)
+            if found is not None:
+                log.info("vendor_order_repeat", vendor=NAME, key=request.idempotency_key,
+                         order_id=found.vendor_order_id, http_status=status)
+                return found
+            raise TransientVendorError(
+                "Tremendous answered HTTP 409 to POST /orders and has no order under our "
+                "external_id yet; asking again later", vendor=NAME, status=status,
+            )
+        if status == 202:
+            # Accepted, created in the background: look it up by external_id later.
+            order = _order_of(response)
+            log.info("vendor_order_accepted", vendor=NAME, key=request.idempotency_key,
+                     http_status=status)
+            return OrderResult(
+                vendor_order_id=str(order["id"]) if order else request.idempotency_key,
+                status=OrderStatus.PENDING, delivery="being created at Tremendous",
+                detail="Tremendous accepted the order (HTTP 202); it is created in the "
+                       "background",
+            )
         if 200 <= status < 300:
             order = _order_of(response)
             if order is None:
@@ -178,7 +214,8 @@ class TremendousVendor:
                 )
             result = self._result(order, fallback_email=request.recipient_email)
             log.info(
-                "vendor_order_placed", vendor=NAME, key=request.idempotency_key,
+                "vendor_order_repeat" if status == 201 else "vendor_order_placed",
+                vendor=NAME, key=request.idempotency_key,
                 order_id=result.vendor_order_id, status=result.status.value, http_status=status,
             )
             return result
@@ -280,7 +317,8 @@ class TremendousVendor:
             cents = self.funding_balance()["available_cents"]
             balance = f"{Decimal(cents) / 100:,.2f} USD" if isinstance(cents, int) else None
         except VendorError as exc:
-            if exc.status in (401, 403):
+            # Rejected, or not reached at all: nothing proves the key works.
+            if exc.status in (401, 403) or isinstance(exc, TransientVendorError):
                 credentials_ok = False
             problems.append(str(exc))
         catalog: dict[str, dict[str, Any]] | None = None
@@ -370,16 +408,31 @@ class TremendousVendor:
         raise error
 
     def _invalid_request(self, response: httpx.Response, status: int, suffix: str) -> Exception:
-        kind = _classify_invalid(_errors_of(response))
+        errors = _errors_of(response)
+        kind = _classify_invalid(errors)
+        if kind == "product":
+            message = errors.get("message") if errors else None
+            said = " ".join(str(v) for v in (message, errors.get("payload") if errors else None))
+            if _STOCK_TEXT.search(said) and not _config_paths(errors):
+                return AdvocateFacingError(
+                    f"Tremendous: the product is out of stock or discontinued (HTTP {status})"
+                    f"{suffix}", vendor=NAME, status=status,
+                )
+            return ConfigFixable(
+                f"Tremendous does not take this product, value or currency (HTTP {status})"
+                f"{suffix}; fix product, amount or currency in the routing config "
+                "(reward-poller check shows what the product allows)",
+                vendor=NAME, status=status,
+            )
+        if kind == "config":
+            return ConfigFixable(
+                f"Tremendous rejected the funding source or delivery settings (HTTP {status})"
+                f"{suffix}; fix [vendors.tremendous]", vendor=NAME, status=status,
+            )
         if kind == "recipient":
             return AdvocateFacingError(
                 f"Tremendous: the recipient is invalid (HTTP {status}){suffix}",
                 vendor=NAME, status=status, advocate_message=RECIPIENT_INVALID,
-            )
-        if kind == "product":
-            return AdvocateFacingError(
-                f"Tremendous: the product is unavailable at this value (HTTP {status}){suffix}",
-                vendor=NAME, status=status,
             )
         if kind == "both":
             return AdvocateFacingError(
@@ -397,7 +450,12 @@ class TremendousVendor:
         errors = _errors_of(response)
         message = errors.get("message") if errors else None
         if not isinstance(message, str):
-            return ""
+            data = json_or_none(response)
+            single = data.get("error") if isinstance(data, dict) else None  # the 429 shape
+            single = single.get("message") if isinstance(single, dict) else single
+            if not isinstance(single, str):
+                return ""
+            message = single
         return self._scrub(message)
 
     def _scrub(self, text: str) -> str:
@@ -426,10 +484,27 @@ class TremendousVendor:
         else:
             text = f"delivered by {method.lower()}"
         link = delivery.get("link")
-        delivery_status = delivery.get("status")
+        raw_delivery = delivery.get("status")
+        delivery_status = raw_delivery.upper() if isinstance(raw_delivery, str) else ""
         detail = f"Tremendous order {status_text or '?'}"
-        if isinstance(delivery_status, str):
-            detail += f", reward delivery {delivery_status.upper()}"
+        if delivery_status:
+            detail += f", reward delivery {delivery_status}"
+        if status is OrderStatus.COMPLETE and delivery_status == "FAILED":
+            # EXECUTED, but the e-mail bounced: the advocate has nothing. Never fulfil.
+            where = mask_email(email) if email else "the recipient's address"
+            log.error("vendor_delivery_failed", vendor=NAME, order_id=str(order["id"]))
+            status = OrderStatus.NEEDS_PERSON
+            text = "not delivered"
+            detail = (f"{detail}: the reward bounced, Tremendous could not deliver it to "
+                      f"{where}; correct the address and resend it at Tremendous")
+        elif (status is OrderStatus.COMPLETE and method == "EMAIL"
+              and delivery_status in ("PENDING", "SCHEDULED")):
+            status = OrderStatus.PENDING  # on its way: re-checked like a pending order
+        elif status is OrderStatus.COMPLETE and delivery_status not in ("", "SUCCEEDED") \
+                and method == "EMAIL":
+            log.warning("vendor_unknown_status", vendor=NAME, order_id=str(order["id"]),
+                        delivery=delivery_status[:40])
+            status = OrderStatus.PENDING
         return OrderResult(
             vendor_order_id=str(order["id"]),
             status=status,
@@ -477,6 +552,10 @@ _RECIPIENT_WORDS = frozenset({"recipient", "recipients", "email"})
 _PRODUCT_WORDS = frozenset(
     {"product", "products", "value", "denomination", "currency_code", "sku", "catalog"}
 )
+_VALUE_WORDS = frozenset({"value", "denomination", "currency_code"})
+_CONFIG_WORDS = frozenset({"payment", "funding_source_id", "delivery", "method"})
+_STOCK_TEXT = re.compile(r"out of stock|discontinued|no longer (available|offered)",
+                         re.IGNORECASE)
 _RECIPIENT_TEXT = re.compile(r"\b(recipient|e-?mail)\b", re.IGNORECASE)
 _PRODUCT_TEXT = re.compile(r"\b(products?|denomination|sku|catalog)\b", re.IGNORECASE)
 
@@ -495,8 +574,15 @@ def _paths(payload: Any, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ..
         yield prefix
 
 
+def _config_paths(errors: Mapping[str, Any] | None) -> bool:
+    """Whether the payload names the value or currency (the route's amount, not stock)."""
+    if not errors:
+        return False
+    return any(set(p) & _VALUE_WORDS for p in _paths(errors.get("payload")))
+
+
 def _classify_invalid(errors: Mapping[str, Any] | None) -> str:
-    """``recipient``, ``product``, ``both`` or ``other`` for a 400/422 body.
+    """``recipient``, ``product``, ``config``, ``both`` or ``other`` for a 400/422 body.
 
     The payload layout is unconfirmed, so this leans towards ``other`` (hold for a person):
     refusing a redemption refunds the advocate's points, a hold costs only a look.
@@ -510,6 +596,8 @@ def _classify_invalid(errors: Mapping[str, Any] | None) -> str:
             kinds.add("recipient")
         elif words & _PRODUCT_WORDS:
             kinds.add("product")
+        elif words & _CONFIG_WORDS:
+            kinds.add("config")
         else:
             kinds.add("other")
     if not kinds:
@@ -523,6 +611,8 @@ def _classify_invalid(errors: Mapping[str, Any] | None) -> str:
             return "other"
     if "other" in kinds or not kinds:
         return "other"
+    if "config" in kinds:
+        return "config" if kinds <= {"config", "product"} else "other"
     return "both" if len(kinds) == 2 else kinds.pop()
 
 

@@ -221,3 +221,54 @@ def test_the_example_config_documents_every_vendor(tmp_path: Path) -> None:
     text = "\n".join(sections).replace('"..."', '"0123456789abcdef-value"')
     config = _config(tmp_path, text)
     assert set(config.vendors) == {"tango", "giftbit", "http", "manual"}
+
+
+# --- a vendor that cannot be reached fails the check ----------------------------------------
+
+
+def _dead(prefix: str) -> str:
+    from poller.standins.server import free_port
+
+    return f"http://127.0.0.1:{free_port()}{prefix}"
+
+
+def test_every_unreachable_vendor_fails_its_check() -> None:
+    vendors: list[tuple[str, CheckableVendor]] = [
+        ("Tremendous", TremendousVendor(_dead("/api/v2"), "tk_x", policy=FAST,
+                                        sleep=lambda _s: None)),
+        ("Tango Card", TangoVendor(_dead("/raas/v2"), "p", "k", "c", "a", policy=FAST,
+                                   sleep=lambda _s: None, min_order_interval=0.0)),
+        ("Giftbit", GiftbitVendor(_dead("/papi/v1"), "gb_x", policy=FAST,
+                                  sleep=lambda _s: None)),
+        ("http://127.0.0.1", HttpVendor(_dead("/hooks/orders"), "s" * 20, policy=FAST)),
+    ]
+    for label, vendor in vendors:
+        try:
+            result = vendor.check([("X", *USD25)])
+        finally:
+            vendor.close()  # type: ignore[attr-defined]
+        assert not result.credentials_ok and not result.ok, label
+        assert result.problems and label in result.problems[0], result.problems
+        assert "could not reach" in result.problems[0]
+        assert not result.products[0].ok
+
+
+def test_an_http_receiver_that_is_up_passes_without_a_request() -> None:
+    receiver = receiver_standin()
+    vendor = HttpVendor(receiver.hook_url, receiver.secret, policy=FAST)
+    result = vendor.check([("X", *USD25)])
+    assert result.ok and result.credentials_ok
+    assert receiver.state.received == []
+
+
+def test_a_tango_account_that_answers_5xx_fails_the_credentials() -> None:
+    standin = tango_standin()
+    standin.state.fail(503, None)
+    vendor = TangoVendor(standin.base_url, standin.platform_name, standin.platform_key,
+                         standin.customer, standin.account, policy=FAST,
+                         sleep=lambda _s: None, min_order_interval=0.0)
+    try:
+        result = vendor.check([("U561593", *USD25)])
+    finally:
+        vendor.close()
+    assert not result.credentials_ok and "Tango Card" in result.problems[0]

@@ -174,3 +174,31 @@ def test_json_and_the_catalog_cached_in_the_ledger(rig: Rig) -> None:
                                       "currency": "USD", "ok": True,
                                       "detail": "Amazon.com Gift Card"}
     assert rig.tango.state.catalog_calls == 1  # the second run read it from the ledger
+
+
+def test_a_giftbit_price_the_brand_does_not_allow_fails(rig: Rig) -> None:
+    config = rig.config(giftbit="starbucksus")  # fixed prices 5, 10, 25: 25 passes
+    assert _rows(run_check(config).stdout)[("giftbit", "starbucksus")] == "ok"
+    config.write_text(config.read_text().replace(
+        'vendor = "giftbit"\nproduct = "starbucksus"\namount = "25.00"',
+        'vendor = "giftbit"\nproduct = "starbucksus"\namount = "20.00"'))
+    result = run_check(config)
+    assert result.returncode == 1
+    assert _rows(result.stdout)[("giftbit", "starbucksus")] == "FAIL"
+    assert "20.00 is not one of the brand's prices (5.00, 10.00, 25.00)" in result.stdout
+
+
+def test_an_unreachable_vendor_fails_and_a_secret_http_url_stays_hidden(rig: Rig) -> None:
+    from poller.standins.server import free_port
+
+    port = free_port()
+    secret_url = f"http://hookuser:hookpass99@127.0.0.1:{port}/hooks/catch/123456/abcsecret/"
+    config = rig.config()
+    config.write_text(config.read_text().replace(f'url = "{rig.receiver.hook_url}"',
+                                                 f'url = "{secret_url}"'))
+    result = run_check(config)
+    assert result.returncode == 1
+    assert _rows(result.stdout)[("http", "credentials")] == "FAIL"
+    assert f"could not reach http://127.0.0.1:{port}" in result.stdout
+    for part in ("hookuser", "hookpass99", "abcsecret", "/hooks/catch"):
+        assert part not in result.stdout and part not in result.stderr

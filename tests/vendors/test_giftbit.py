@@ -17,9 +17,9 @@ from pydantic import ValidationError
 
 from poller import vendors
 from poller.core.errors import (
-    PRODUCT_UNAVAILABLE,
     RECIPIENT_INVALID,
     AdvocateFacingError,
+    ConfigFixable,
     OperatorFacingError,
     TransientVendorError,
     UnknownOutcome,
@@ -102,10 +102,14 @@ def test_campaign_ids_of_different_keys_differ(a: str, b: str) -> None:
 def test_create_sends_one_campaign(vendor: GiftbitVendor, standin: GiftbitStandin) -> None:
     request = req("g-create")
     result = vendor.place_order(request)
-    assert result.status is OrderStatus.COMPLETE
+    # A funded create answers API_CREATING: pending until the look-up sees it sent.
+    assert result.status is OrderStatus.PENDING
     assert result.vendor_order_id == cid(request)
-    assert result.delivery == "sent by email to a***@example.com"
-    assert "uuid" in result.detail
+    assert "API_CREATING" in result.detail and "uuid" in result.detail
+    found = vendor.lookup(request.idempotency_key)
+    assert found is not None and found.status is OrderStatus.COMPLETE
+    assert found.delivery == "sent by email to a***@example.com"
+    assert "CAMPAIGN_CREATED" in found.detail and "DELIVERED" in found.detail
     campaign = standin.state.find(cid(request))
     assert campaign is not None
     assert campaign["price_in_cents"] == 2500
@@ -124,7 +128,7 @@ def test_repeat_create_returns_the_first_campaign(
     first = vendor.place_order(request)
     second = vendor.place_order(request)
     assert second.vendor_order_id == first.vendor_order_id
-    assert second.status is OrderStatus.COMPLETE
+    assert second.status is OrderStatus.COMPLETE  # sent by now: its gift was delivered
     assert standin.state.counts()[cid(request)] == {"received": 2, "created": 1}
     assert standin.state.funds["USD"] == 1_000_000 - 2500
 
@@ -145,7 +149,8 @@ def test_awaiting_funds_is_pending_until_funded(vendor: GiftbitVendor,
     placed = vendor.place_order(request)
     assert placed.status is OrderStatus.PENDING
     assert placed.delivery == "waiting for funds at Giftbit"
-    assert "top up" in placed.detail
+    assert "AWAITING_FUNDS" in placed.detail
+    assert "the Giftbit balance needs a top-up" in placed.detail
     assert standin.state.created_for(cid(request)) == 1  # the campaign exists already
     still = vendor.lookup(request.idempotency_key)
     assert still is not None and still.status is OrderStatus.PENDING
@@ -155,17 +160,49 @@ def test_awaiting_funds_is_pending_until_funded(vendor: GiftbitVendor,
     assert done.vendor_order_id == placed.vendor_order_id
 
 
-def test_pending_brand_until_approved_then_cancelled_is_failed(
-    vendor: GiftbitVendor, standin: GiftbitStandin,
-) -> None:
+def test_api_creating_until_campaign_created(vendor: GiftbitVendor,
+                                             standin: GiftbitStandin) -> None:
     request = req("g-pending", product="PENDING")
     assert vendor.place_order(request).status is OrderStatus.PENDING
+    found = vendor.lookup(request.idempotency_key)
+    assert found is not None and found.status is OrderStatus.PENDING
+    assert "API_CREATING" in found.detail
     standin.state.approve(cid(request))
     found = vendor.lookup(request.idempotency_key)
     assert found is not None and found.status is OrderStatus.COMPLETE
-    standin.state.set_status(cid(request), "CANCELLED")
+
+
+@pytest.mark.parametrize("delivery", ["UNDELIVERABLE", "COMPLAINT", "UNSUBSCRIBED"])
+def test_an_undeliverable_gift_needs_a_person(vendor: GiftbitVendor, standin: GiftbitStandin,
+                                              delivery: str) -> None:
+    request = req(f"g-bounce-{delivery}")
+    vendor.place_order(request)
+    standin.state.set_delivery(cid(request), delivery)
     found = vendor.lookup(request.idempotency_key)
-    assert found is not None and found.status is OrderStatus.FAILED
+    assert found is not None and found.status is OrderStatus.NEEDS_PERSON
+    assert delivery in found.detail and "a***@example.com" in found.detail
+    assert "alice@example.com" not in found.detail
+
+
+def test_a_bounced_address_is_held_from_the_first_look(vendor: GiftbitVendor) -> None:
+    request = req("g-bounce", email="bob@bounce.example")
+    vendor.place_order(request)
+    found = vendor.lookup(request.idempotency_key)
+    assert found is not None and found.status is OrderStatus.NEEDS_PERSON
+    assert "b***@bounce.example" in found.detail and "does not exist" in found.detail
+
+
+@pytest.mark.parametrize("delivery", ["UNSENT", "TEMPORARILY_UNDELIVERABLE"])
+def test_a_gift_not_delivered_yet_is_pending(vendor: GiftbitVendor, standin: GiftbitStandin,
+                                             delivery: str) -> None:
+    request = req(f"g-later-{delivery}")
+    vendor.place_order(request)
+    standin.state.set_delivery(cid(request), delivery)
+    found = vendor.lookup(request.idempotency_key)
+    assert found is not None and found.status is OrderStatus.PENDING
+    standin.state.set_delivery(cid(request), "DELIVERED")
+    found = vendor.lookup(request.idempotency_key)
+    assert found is not None and found.status is OrderStatus.COMPLETE
 
 
 # --- error classes -------------------------------------------------------------------------
@@ -178,29 +215,29 @@ def test_wrong_key_is_operator_facing(make_vendor: MakeVendor) -> None:
 
 
 @pytest.mark.parametrize(("product", "amount"), [("UNAVAILABLE", "25"),
-                                                 ("starbucksus", "250")])
-def test_invalid_brand_or_price_is_advocate_facing(
+                                                 ("starbucksus", "7.50")])
+def test_invalid_brand_or_price_is_the_operators_config(
     vendor: GiftbitVendor, standin: GiftbitStandin, product: str, amount: str,
 ) -> None:
-    with pytest.raises(AdvocateFacingError, match="ERROR_CAMPAIGN_INVALID_BRAND") as caught:
+    with pytest.raises(ConfigFixable, match="ERROR_CAMPAIGN_INVALID_BRAND") as caught:
         vendor.place_order(req(f"g-brand-{product}", product=product, amount=amount))
     assert caught.value.status == 422
-    assert caught.value.advocate_message == PRODUCT_UNAVAILABLE
     assert standin.state.campaigns == {}
 
 
 def test_invalid_recipient_is_advocate_facing(vendor: GiftbitVendor) -> None:
-    with pytest.raises(AdvocateFacingError) as caught:
+    with pytest.raises(AdvocateFacingError, match="ERROR_CAMPAIGN_NO_CONTACTS") as caught:
         vendor.place_order(req("g-email", email="bob@invalid.example"))
     assert caught.value.advocate_message == RECIPIENT_INVALID
+    assert not isinstance(caught.value, ConfigFixable)
 
 
 def test_fractions_of_a_cent_and_missing_brand_send_nothing(
     vendor: GiftbitVendor, standin: GiftbitStandin,
 ) -> None:
-    with pytest.raises(OperatorFacingError, match="whole cents"):
+    with pytest.raises(ConfigFixable, match="whole cents"):
         vendor.place_order(req("g-cents", amount="10.005"))
-    with pytest.raises(OperatorFacingError, match="brand code"):
+    with pytest.raises(ConfigFixable, match="brand code"):
         vendor.place_order(req("g-none", product=None))
     assert standin.state.received == []
 
@@ -231,7 +268,9 @@ def test_5xx_is_transient(vendor: GiftbitVendor, standin: GiftbitStandin) -> Non
 
 def test_5xx_then_success(vendor: GiftbitVendor, standin: GiftbitStandin) -> None:
     standin.state.fail(502, 2)
-    assert vendor.place_order(req("g-502")).status is OrderStatus.COMPLETE
+    request = req("g-502")
+    assert vendor.place_order(request).status is OrderStatus.PENDING
+    assert standin.state.created_for(cid(request)) == 1
 
 
 def test_lost_answer_is_unknown_then_lookup_and_replay_find_it(
@@ -242,6 +281,7 @@ def test_lost_answer_is_unknown_then_lookup_and_replay_find_it(
     with pytest.raises(UnknownOutcome):
         vendor.place_order(request)
     assert vendor.lookup(request.idempotency_key) is not None
+    standin.state.set_repeat_mode("replay")
     assert vendor.place_order(request).status is OrderStatus.COMPLETE
     assert standin.state.created_for(cid(request)) == 1
 
@@ -251,7 +291,7 @@ def test_one_lost_answer_is_recovered_by_the_duplicate_answer(
 ) -> None:
     standin.state.lose_answers(1)
     request = req("g-lost-once")
-    assert vendor.place_order(request).status is OrderStatus.COMPLETE
+    assert vendor.place_order(request).status is OrderStatus.COMPLETE  # found sent
     assert [r["outcome"] for r in standin.state.received] == ["created", "repeat"]
 
 
@@ -298,7 +338,7 @@ def test_the_request_is_the_documented_one() -> None:
     def handler(sent: httpx.Request) -> httpx.Response:
         seen.append(sent)
         return httpx.Response(200, json={"campaign": {"id": cid(request),
-                                                      "status": "COMPLETED"}})
+                                                      "status": "API_CREATING"}})
 
     _mock(handler).place_order(request)
     assert str(seen[0].url) == "https://giftbit.mock/papi/v1/campaign"
@@ -315,7 +355,7 @@ def test_the_request_is_the_documented_one() -> None:
 
 def test_only_200_is_success() -> None:
     with pytest.raises(UnknownOutcome, match="only 200"):
-        _mock(lambda r: httpx.Response(201, json={"campaign": {"status": "COMPLETED"}})
+        _mock(lambda r: httpx.Response(201, json={"campaign": {"status": "API_CREATING"}})
               ).place_order(req("g-201"))
 
 
@@ -326,16 +366,51 @@ def test_info_code_alone_means_awaiting_funds() -> None:
     assert result.status is OrderStatus.PENDING
 
 
-@pytest.mark.parametrize(("status", "expected"), [
-    ("COMPLETED", OrderStatus.COMPLETE), ("SENT", OrderStatus.COMPLETE),
-    ("AWAITING_FUNDS", OrderStatus.PENDING), ("CREATED", OrderStatus.PENDING),
-    ("CANCELLED", OrderStatus.FAILED), ("SOMETHING_NEW", OrderStatus.PENDING),
-    (None, OrderStatus.PENDING),
+GIFTS: dict[str, Any] = {"gifts": [], "number_of_results": 0, "limit": 20, "offset": 0,
+                         "total_count": 0, "status": 200}
+
+
+@pytest.mark.parametrize(("status", "gift", "expected"), [
+    ("API_CREATING", None, OrderStatus.PENDING),
+    ("AWAITING_FUNDS", None, OrderStatus.PENDING),
+    ("CAMPAIGN_CREATED", "DELIVERED", OrderStatus.COMPLETE),
+    ("CAMPAIGN_CREATED", None, OrderStatus.PENDING),
+    ("CAMPAIGN_CREATED", "UNSENT", OrderStatus.PENDING),
+    ("CAMPAIGN_CREATED", "TEMPORARILY_UNDELIVERABLE", OrderStatus.PENDING),
+    ("CAMPAIGN_CREATED", "UNDELIVERABLE", OrderStatus.NEEDS_PERSON),
+    ("CAMPAIGN_CREATED", "COMPLAINT", OrderStatus.NEEDS_PERSON),
+    ("CAMPAIGN_CREATED", "UNSUBSCRIBED", OrderStatus.NEEDS_PERSON),
+    ("COMPLETED", None, OrderStatus.PENDING),  # not a Giftbit status: never final
+    (None, None, OrderStatus.PENDING),
 ])
-def test_status_mapping(status: str | None, expected: OrderStatus) -> None:
-    vendor = _mock(lambda r: httpx.Response(200, json={"campaign": {"status": status}}))
-    found = vendor.lookup("rpx")
+def test_status_mapping(status: str | None, gift: str | None, expected: OrderStatus) -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(f"{request.url.path}?{request.url.query.decode()}")
+        if request.url.path.endswith("/gifts"):
+            gifts = [] if gift is None else [{"campaign_id": "rpx", "delivery_status": gift,
+                                              "status": "SENT_AND_REDEEMABLE",
+                                              "recipient_email": "alice@example.com"}]
+            return httpx.Response(200, json={**GIFTS, "gifts": gifts})
+        return httpx.Response(200, json={"campaign": {"id": "rpx", "status": status},
+                                         "info": {"code": "INFO_CAMPAIGN_RETRIEVED"}})
+
+    found = _mock(handler).lookup("rpx")
     assert found is not None and found.status is expected
+    asked_gifts = "/papi/v1/gifts?campaign_id=rpx" in seen
+    assert asked_gifts == (status == "CAMPAIGN_CREATED")
+
+
+def test_a_failing_gift_lookup_is_not_an_answer() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/gifts"):
+            return httpx.Response(503, text="<html>busy</html>")
+        return httpx.Response(200, json={"campaign": {"id": "rpx",
+                                                      "status": "CAMPAIGN_CREATED"}})
+
+    with pytest.raises(TransientVendorError, match="503"):
+        _mock(handler).lookup("rpx")
 
 
 def test_a_duplicate_id_that_cannot_be_found_is_operator_facing() -> None:
@@ -349,9 +424,10 @@ def test_a_duplicate_id_that_cannot_be_found_is_operator_facing() -> None:
 
 
 def test_a_funds_error_is_operator_facing() -> None:
-    with pytest.raises(OperatorFacingError, match="not enough funds"):
+    with pytest.raises(OperatorFacingError, match="top-up failed") as caught:
         _mock(lambda r: httpx.Response(402, json=_error("ERROR_INSUFFICIENT_FUNDS"))
               ).place_order(req("g-402"))
+    assert not isinstance(caught.value, ConfigFixable)
 
 
 def test_a_404_that_is_not_giftbit_is_no_answer_to_a_lookup() -> None:
@@ -362,7 +438,7 @@ def test_a_404_that_is_not_giftbit_is_no_answer_to_a_lookup() -> None:
 def test_another_campaign_is_unknown() -> None:
     with pytest.raises(UnknownOutcome):
         _mock(lambda r: httpx.Response(200, json={"campaign": {"id": "someone",
-                                                               "status": "COMPLETED"}})
+                                                               "status": "API_CREATING"}})
               ).place_order(req("g-other"))
 
 
@@ -375,16 +451,54 @@ def test_check_finds_a_mistyped_brand(vendor: GiftbitVendor) -> None:
         ("amazonuss", Decimal("25"), "USD"),
         ("amazonca", Decimal("25"), "USD"),
         ("starbucksus", Decimal("250"), "USD"),
+        ("starbucksus", Decimal("7.50"), "USD"),
+        ("starbucksus", Decimal("10"), "USD"),
         (None, Decimal("5"), "USD"),
     ])
     assert result.credentials_ok and not result.ok
     assert result.balance == "10,000.00 USD, 10,000.00 CAD"
-    by = {p.product: p for p in result.products}
-    assert by["amazonus"].ok and by["amazonus"].detail == "Amazon.com"
-    assert by["amazonuss"].detail == "no brand 'amazonuss' at Giftbit (did you mean amazonus?)"
-    assert "priced in CAD" in by["amazonca"].detail
-    assert "above the brand's maximum of 100.00" in by["starbucksus"].detail
-    assert not by[None].ok
+    by = {(p.product, p.amount): p for p in result.products}
+    assert by["amazonus", 25].ok and by["amazonus", 25].detail == "Amazon.com"
+    assert by["amazonuss", 25].detail == \
+        "no brand 'amazonuss' at Giftbit (did you mean amazonus?)"
+    assert "priced in CAD" in by["amazonca", 25].detail
+    assert "250.00 is not one of the brand's prices (5.00, 10.00, 25.00)" in \
+        by["starbucksus", 250].detail
+    assert not by["starbucksus", Decimal("7.50")].ok
+    assert by["starbucksus", 10].ok
+    assert not by[None, 5].ok
+
+
+def test_check_reads_the_documented_brand_fields() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/funds"):
+            return httpx.Response(200, json={"fundsbycurrency": {"USD": {
+                "available_in_cents": 1234, "pending_in_cents": 0, "reserved_in_cents": 0}}})
+        if request.url.path.endswith("/brands/nosuch"):
+            return httpx.Response(422, json=_error("ERROR_BRANDS_NO_SUCH_BRAND"))
+        if request.url.path.endswith("/brands"):
+            return httpx.Response(200, json={"brands": [{"brand_code": "itunesus"}]})
+        return httpx.Response(200, json={"brand": {
+            "brand_code": "itunesus", "name": "iTunes", "fund_currencyisocode": "USD",
+            "variable_price": False, "allowed_prices_in_cents": [1500, 2500]}})
+
+    result = _mock(handler).check([("itunesus", Decimal("15"), "USD"),
+                                   ("itunesus", Decimal("20"), "USD"),
+                                   ("itunesus", Decimal("15"), "CAD"),
+                                   ("nosuch", Decimal("15"), "USD")])
+    assert result.credentials_ok and result.balance == "12.34 USD"
+    assert [p.ok for p in result.products] == [True, False, False, False]
+    assert "not one of the brand's prices (15.00, 25.00)" in result.products[1].detail
+    assert "priced in USD" in result.products[2].detail
+    assert result.products[3].detail == "no brand 'nosuch' at Giftbit"
+
+
+def test_check_of_an_unreachable_giftbit_fails(make_vendor: MakeVendor) -> None:
+    result = make_vendor(base_url=f"http://127.0.0.1:{free_port()}/papi/v1").check(
+        [("amazonus", Decimal("25"), "USD")])
+    assert not result.credentials_ok and not result.ok
+    assert "Giftbit" in result.problems[0] and "could not reach" in result.problems[0]
+    assert result.products[0].detail == "not checked: Giftbit could not be reached"
 
 
 def test_check_with_a_wrong_key(make_vendor: MakeVendor) -> None:

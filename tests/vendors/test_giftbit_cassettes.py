@@ -15,6 +15,7 @@ import pytest
 
 from poller.core.errors import (
     AdvocateFacingError,
+    ConfigFixable,
     OperatorFacingError,
     TransientVendorError,
     UnknownOutcome,
@@ -33,7 +34,7 @@ EXPECTED = {
     "create_and_lookup.yaml", "repeat_create.yaml", "lookup_unknown.yaml",
     "awaiting_funds_then_sent.yaml", "auth_401.yaml", "invalid_brand_422.yaml",
     "recipient_422.yaml", "rate_limit_429.yaml", "server_error_forever.yaml",
-    "garbage_200.yaml", "check.yaml",
+    "garbage_200.yaml", "check.yaml", "undeliverable.yaml",
 }
 
 
@@ -74,8 +75,23 @@ def test_create_and_lookup(rec: Tape) -> None:
         v = vendor(rec)
         placed = v.place_order(request)
         found = v.lookup(request.idempotency_key)
-    assert placed.status is OrderStatus.COMPLETE
+    assert placed.status is OrderStatus.PENDING and "API_CREATING" in placed.detail
     assert found is not None and found.vendor_order_id == placed.vendor_order_id
+    assert found.status is OrderStatus.COMPLETE and "DELIVERED" in found.detail
+    assert [r.uri.split("/papi/v1/")[1] for r in cassette.requests] == [
+        "campaign", f"campaign/{placed.vendor_order_id}",
+        f"gifts?campaign_id={placed.vendor_order_id}"]
+    assert cassette.all_played or RECORDING
+
+
+def test_undeliverable(rec: Tape) -> None:
+    request = req("gc-bounce", email="ghost@bounce.example")
+    with rec.vcr.use_cassette("undeliverable.yaml") as cassette:
+        v = vendor(rec)
+        v.place_order(request)
+        found = v.lookup(request.idempotency_key)
+    assert found is not None and found.status is OrderStatus.NEEDS_PERSON
+    assert "UNDELIVERABLE" in found.detail and "g***@bounce.example" in found.detail
     assert cassette.all_played or RECORDING
 
 
@@ -88,7 +104,8 @@ def test_repeat_create(rec: Tape) -> None:
         first = v.place_order(request)
         second = v.place_order(request)
     assert second.vendor_order_id == first.vendor_order_id
-    assert [r["status"]["code"] for r in cassette.responses] == [200, 422, 200]
+    assert [r["status"]["code"] for r in cassette.responses] == [200, 422, 200, 200]
+    assert second.status is OrderStatus.COMPLETE
     if rec.state is not None:
         assert rec.state.created_for(first.vendor_order_id) == 1
 
@@ -127,7 +144,7 @@ def test_auth_401(rec: Tape) -> None:
 
 
 def test_invalid_brand_422(rec: Tape) -> None:
-    error = _raises(rec, "invalid_brand_422.yaml", AdvocateFacingError,
+    error = _raises(rec, "invalid_brand_422.yaml", ConfigFixable,
                     req("gc-brand", product="UNAVAILABLE"))
     assert "ERROR_CAMPAIGN_INVALID_BRAND" in str(error)
 
@@ -135,7 +152,7 @@ def test_invalid_brand_422(rec: Tape) -> None:
 def test_recipient_422(rec: Tape) -> None:
     error = _raises(rec, "recipient_422.yaml", AdvocateFacingError,
                     req("gc-email", email="x@invalid.example"))
-    assert "recipient is invalid" in str(error)
+    assert "ERROR_CAMPAIGN_NO_CONTACTS" in str(error)
 
 
 def test_rate_limit_429(rec: Tape) -> None:
@@ -164,10 +181,14 @@ def test_garbage_200(rec: Tape) -> None:
 def test_check(rec: Tape) -> None:
     with rec.vcr.use_cassette("check.yaml") as cassette:
         result = vendor(rec).check([("amazonus", Decimal("25"), "USD"),
-                                    ("amazonuss", Decimal("25"), "USD")])
+                                    ("amazonuss", Decimal("25"), "USD"),
+                                    ("starbucksus", Decimal("20"), "USD")])
     assert result.credentials_ok and "USD" in (result.balance or "")
-    assert [p.ok for p in result.products] == [True, False]
+    assert [p.ok for p in result.products] == [True, False, False]
     assert "did you mean amazonus" in result.products[1].detail
+    assert "not one of the brand's prices (5.00, 10.00, 25.00)" in result.products[2].detail
+    assert any('"ERROR_BRANDS_NO_SUCH_BRAND"' in str(r["body"]["string"])
+               for r in cassette.responses)
     assert cassette.all_played or RECORDING
 
 

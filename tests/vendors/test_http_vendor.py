@@ -290,10 +290,25 @@ def test_connection_refused_is_transient_and_lookup_then_says_none(
     request = req("h-refused")
     with pytest.raises(TransientVendorError, match="ConnectError"):
         vendor.place_order(request)
-    # Nothing reached a receiver, but the request was saved before sending: the outcome
-    # stays unknown, so the look-up repeats it (and cannot connect either).
-    with pytest.raises(TransientVendorError):
-        vendor.lookup(request.idempotency_key)
+    # No attempt reached a receiver (every one was refused): nothing can have been taken,
+    # so the look-up says so without sending, and a withdrawn redemption is not ordered.
+    assert vendor.lookup(request.idempotency_key) is None
+
+
+def test_a_lookup_that_cannot_connect_raises_and_never_creates(
+    make_vendor: MakeVendor, receiver: ReceiverStandin,
+) -> None:
+    cache = DictCache()
+    request = req("h-lookup-refused")
+    receiver.state.lose_answers(FAST.attempts)
+    with pytest.raises(UnknownOutcome):
+        make_vendor(cache=cache).place_order(request)  # taken, answer lost
+    dead = make_vendor(cache=cache, url=f"http://127.0.0.1:{free_port()}/hooks/orders")
+    with pytest.raises(TransientVendorError, match="ConnectError"):
+        dead.lookup(request.idempotency_key)
+    found = make_vendor(cache=cache).lookup(request.idempotency_key)
+    assert found is not None
+    assert receiver.state.created_for(request.idempotency_key) == 1
 
 
 # --- lookup: what it sends and when it sends nothing ----------------------------------------

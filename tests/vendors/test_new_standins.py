@@ -96,8 +96,11 @@ def test_tango_admin_knobs(tango: tuple[TangoStandin, httpx.Client, httpx.Client
     assert api.post("orders", json=_tango_order("ptf")).status_code == 502
     assert api.post("orders", json=_tango_order("ptf")).status_code == 200
     admin.post("/_standin/balance", json={"amount": 5})
-    assert api.post("orders", json=_tango_order("poor")).json()["errors"][0]["message"] \
-        .startswith("Insufficient funds")
+    poor = api.post("orders", json=_tango_order("poor"))
+    assert poor.status_code == 402 and poor.json()["i18nKey"] == "402.001"
+    bad = api.post("orders", json=_tango_order("bad", utid="U000000"))
+    assert bad.status_code == 400
+    assert bad.json()["errors"][0]["i18nKey"] == bad.json()["i18nKey"] == "422.024"
     admin.post("/_standin/balance", json={"amount": 500})
     pending = api.post("orders", json=_tango_order("pend", utid="PENDING")).json()
     assert pending["status"] == "PENDING" and "reward" not in pending
@@ -137,14 +140,21 @@ def test_giftbit_campaigns_and_records(
     _, admin, api = giftbit
     first = api.post("campaign", json=_campaign("c1"))
     assert first.status_code == 200
-    assert first.json()["campaign"]["status"] == "COMPLETED"
+    assert first.json()["campaign"]["status"] == "API_CREATING"
     assert first.json()["info"]["code"] == "INFO_CAMPAIGN_CREATED"
     assert api.post("campaign", json=_campaign("c1")).json()["error"]["code"] == \
         "ERROR_DUPLICATE_CAMPAIGN_ID"
     admin.post("/_standin/repeat_mode", json={"mode": "replay"})
-    assert api.post("campaign", json=_campaign("c1")).json()["campaign"] == \
-        first.json()["campaign"]
-    assert api.get("campaign/c1").json()["campaign"] == first.json()["campaign"]
+    sent = api.get("campaign/c1").json()
+    assert sent["campaign"]["status"] == "CAMPAIGN_CREATED"
+    assert sent["info"]["code"] == "INFO_CAMPAIGN_RETRIEVED"
+    assert api.post("campaign", json=_campaign("c1")).json()["campaign"] == sent["campaign"]
+    gifts = api.get("gifts", params={"campaign_id": "c1"}).json()
+    assert [g["delivery_status"] for g in gifts["gifts"]] == ["DELIVERED"]
+    assert gifts["total_count"] == 1
+    admin.post("/_standin/campaigns/c1/delivery", json={"delivery_status": "COMPLAINT"})
+    assert api.get("gifts", params={"campaign_id": "c1"}).json()["gifts"][0][
+        "delivery_status"] == "COMPLAINT"
     assert api.get("campaign/none").status_code == 404
     assert api.post("campaign", json=_campaign("bad-id")).status_code == 422
     records = admin.get("/_standin/campaigns").json()
@@ -162,20 +172,27 @@ def test_giftbit_funds_and_approvals(
     assert waiting["campaign"]["status"] == "AWAITING_FUNDS"
     assert api.get("funds").json()["fundsbycurrency"]["USD"]["available_in_cents"] == 1000
     admin.post("/_standin/funds", json={"currency": "USD", "cents": 3000})
-    assert api.get("campaign/w1").json()["campaign"]["status"] == "COMPLETED"
+    assert api.get("campaign/w1").json()["campaign"]["status"] == "CAMPAIGN_CREATED"
     assert api.get("funds").json()["fundsbycurrency"]["USD"]["available_in_cents"] == 500
     held = api.post("campaign", json=_campaign("p1", brand="PENDING")).json()
-    assert held["campaign"]["status"] == "AWAITING_FUNDS"
+    assert held["campaign"]["status"] == "API_CREATING"
+    assert api.get("gifts", params={"campaign_id": "p1"}).json()["gifts"] == []
     assert admin.post("/_standin/campaigns/p1/approve").json()["campaign"]["status"] == \
-        "COMPLETED"
+        "CAMPAIGN_CREATED"
     for body, code in ((_campaign("x1", brand="UNAVAILABLE"), "ERROR_CAMPAIGN_INVALID_BRAND"),
                        (_campaign("x2", cents=100), "ERROR_CAMPAIGN_INVALID_BRAND"),
+                       (_campaign("x4", brand="starbucksus", cents=750),
+                        "ERROR_CAMPAIGN_INVALID_BRAND"),
                        (_campaign("x3", email="a@invalid.example"),
-                        "ERROR_INVALID_CONTACT_EMAIL")):
+                        "ERROR_CAMPAIGN_NO_CONTACTS")):
         answer = api.post("campaign", json=body)
         assert answer.status_code == 422 and answer.json()["error"]["code"] == code
-    assert api.get("brands/amazonus").json()["brand"]["currencyisocode"] == "USD"
-    assert api.get("brands/nope").status_code == 404
+    brand = api.get("brands/starbucksus").json()["brand"]
+    assert brand["fund_currencyisocode"] == "USD" and brand["variable_price"] is False
+    assert brand["allowed_prices_in_cents"] == [500, 1000, 2500]
+    unknown = api.get("brands/nope")
+    assert unknown.status_code == 422
+    assert unknown.json()["error"]["code"] == "ERROR_BRANDS_NO_SUCH_BRAND"
     assert len(api.get("brands").json()["brands"]) == 4
 
 
@@ -218,3 +235,19 @@ def test_receiver_rules_and_admin(receiver: tuple[ReceiverStandin, httpx.Client]
     assert [r["outcome"] for r in records["received"]][-2:] == ["forced", "bad_signature"]
     admin.post("/_standin/reset")
     assert _post(standin, "r6").status_code == 200  # the secret is back
+
+
+def test_tango_conflict_and_lookup_switches_over_http(
+    tango: tuple[TangoStandin, httpx.Client, httpx.Client],
+) -> None:
+    standin, admin, api = tango
+    admin.post("/_standin/in_process", json={"count": 1})
+    busy = api.post("orders", json=_tango_order("sw"))
+    assert busy.status_code == 409 and busy.json()["i18nKey"] == "409.002"
+    assert api.post("orders", json=_tango_order("sw")).status_code == 201
+    admin.post("/_standin/switches", json={"repeat_conflict": True, "empty_lookup_404": True})
+    exists = api.post("orders", json=_tango_order("sw"))
+    assert exists.status_code == 409 and exists.json()["i18nKey"] == "409.024"
+    empty = api.get("orders", params={"externalRefID": "nothere"})
+    assert empty.status_code == 404 and empty.json()["i18nKey"] == "404.110"
+    assert standin.state.created_for("sw") == 1

@@ -19,6 +19,7 @@ from poller import vendors
 from poller.core.errors import (
     RECIPIENT_INVALID,
     AdvocateFacingError,
+    ConfigFixable,
     OperatorFacingError,
     TransientVendorError,
     UnknownOutcome,
@@ -143,7 +144,7 @@ def test_failed_order(vendor: TangoVendor, standin: TangoStandin) -> None:
     assert found is not None and found.status is OrderStatus.FAILED
 
 
-def test_order_requests_are_spaced_a_second_apart(make_vendor: MakeVendor) -> None:
+def test_every_request_is_spaced_a_second_apart(make_vendor: MakeVendor) -> None:
     clock = [100.0]
     waited: list[float] = []
 
@@ -155,9 +156,11 @@ def test_order_requests_are_spaced_a_second_apart(make_vendor: MakeVendor) -> No
     vendor.place_order(req("t-rate-1"))
     clock[0] += 0.25
     vendor.place_order(req("t-rate-2"))
-    vendor.lookup(req("t-rate-2").idempotency_key)  # reads are not spaced
+    vendor.lookup(req("t-rate-2").idempotency_key)  # the limit covers look-ups too
     vendor.place_order(req("t-rate-3"))
-    assert waited == [pytest.approx(0.75), pytest.approx(1.0)]
+    vendor.catalog()  # and the catalog
+    assert waited == [pytest.approx(0.75), pytest.approx(1.0), pytest.approx(1.0),
+                      pytest.approx(1.0)]
 
 
 # --- error classes -------------------------------------------------------------------------
@@ -184,13 +187,13 @@ def test_not_enough_funds_is_operator_facing_then_a_top_up_lets_it_through(
 @pytest.mark.parametrize(("product", "amount"), [
     ("UNAVAILABLE", "25"), ("U000000", "25"), (STARBUCKS, "30"), (AMAZON, "5000"),
 ])
-def test_unavailable_item_or_amount_is_advocate_facing(
+def test_an_item_or_amount_problem_is_the_operators_config(
     vendor: TangoVendor, standin: TangoStandin, product: str, amount: str,
 ) -> None:
-    with pytest.raises(AdvocateFacingError) as caught:
+    with pytest.raises(ConfigFixable) as caught:
         vendor.place_order(req(f"t-item-{product}-{amount}", product=product, amount=amount))
-    assert caught.value.status == 400
-    assert "item is unavailable" in str(caught.value)
+    assert caught.value.status == 400  # field errors come as HTTP 400
+    assert "routing config" in str(caught.value)
     assert standin.state.orders == {}
 
 
@@ -547,3 +550,111 @@ def test_every_error_names_the_vendor(vendor: TangoVendor, standin: TangoStandin
     with pytest.raises(VendorError) as caught:
         vendor.place_order(req("t-any"))
     assert caught.value.vendor == "tango"
+
+
+# --- the documented status codes and error keys ---------------------------------------------
+
+
+def _tango_error(status: int, key: str, errors: list[dict[str, Any]] | None = None,
+                 ) -> dict[str, Any]:
+    return {"timestamp": "2026-01-01T00:00:00.000Z", "requestId": "req-1", "path": "/x",
+            "httpCode": status, "httpPhrase": "x", "message": f"message for {key}",
+            "i18nKey": key, "i18nTokenReplacements": [], "errors": errors or [],
+            "code": int(key.replace(".", ""))}
+
+
+def test_402_waits_for_funds_then_goes_through(vendor: TangoVendor,
+                                               standin: TangoStandin) -> None:
+    standin.state.set_balance("1.00")
+    request = req("t-402")
+    with pytest.raises(OperatorFacingError, match=r"402\.001") as caught:
+        vendor.place_order(request)
+    assert caught.value.status == 402
+    assert not isinstance(caught.value, ConfigFixable)
+    assert "top it up" in str(caught.value)
+    standin.state.set_balance("1000")
+    assert vendor.place_order(request).status is OrderStatus.COMPLETE
+    assert standin.state.created_for(request.idempotency_key) == 1
+
+
+def test_409_002_is_retried_with_the_same_ref_after_two_seconds(
+    make_vendor: MakeVendor, standin: TangoStandin,
+) -> None:
+    waited: list[float] = []
+    vendor = make_vendor(sleep=waited.append)
+    standin.state.in_process(1)
+    request = req("t-409-002")
+    placed = vendor.place_order(request)
+    assert placed.status is OrderStatus.COMPLETE
+    assert 2.0 in waited
+    refs = [r["external_id"] for r in standin.state.received]
+    assert refs == [request.idempotency_key] * 2
+    assert standin.state.created_for(request.idempotency_key) == 1
+
+
+def test_409_002_that_persists_is_transient(make_vendor: MakeVendor,
+                                            standin: TangoStandin) -> None:
+    standin.state.in_process(10)
+    with pytest.raises(TransientVendorError, match=r"409\.002") as caught:
+        make_vendor().place_order(req("t-409-002-long"))
+    assert caught.value.retry_after == 2.0
+
+
+def test_409_024_looks_the_order_up(vendor: TangoVendor, standin: TangoStandin) -> None:
+    request = req("t-409-024")
+    first = vendor.place_order(request)
+    standin.state.set_repeat_conflict()
+    again = vendor.place_order(request)
+    assert again.vendor_order_id == first.vendor_order_id
+    assert [r["status"] for r in standin.state.received] == [201, 409]
+
+
+def test_partial_needs_a_person(vendor: TangoVendor, standin: TangoStandin) -> None:
+    request = req("t-partial")
+    vendor.place_order(request)
+    standin.state.set_status(request.idempotency_key, "PARTIAL")
+    found = vendor.lookup(request.idempotency_key)
+    assert found is not None and found.status is OrderStatus.NEEDS_PERSON
+    assert "PARTIAL" in found.detail and "part of the order" in found.detail
+
+
+def test_404_110_on_lookup_is_not_found_but_a_bare_404_is_a_wrong_url(
+    vendor: TangoVendor, standin: TangoStandin,
+) -> None:
+    standin.state.set_empty_lookup_404()
+    assert vendor.lookup("rpnosuchorder") is None
+    with pytest.raises(OperatorFacingError, match="base_url") as caught:
+        _mock(lambda r: httpx.Response(404, text="Not Found")).lookup("rpx")
+    assert "not found" not in str(caught.value).lower().replace("404 to", "")
+
+
+@pytest.mark.parametrize(("key", "said"), [
+    ("403.016", "velocity"), ("403.007", "not authorised"),
+])
+def test_403_keys_are_the_operators_and_not_always_a_bad_key(key: str, said: str) -> None:
+    vendor = _mock(lambda r: httpx.Response(403, json=_tango_error(403, key)))
+    with pytest.raises(OperatorFacingError, match=said) as caught:
+        vendor.place_order(req("t-403"))
+    assert "rejected the platform name/key" not in str(caught.value)
+
+
+@pytest.mark.parametrize("key", ["422.024", "422.025", "422.026", "422.027", "422.030",
+                                 "422.097", "422.098", "422.099"])
+def test_item_keys_are_config_fixable(key: str) -> None:
+    body = _tango_error(400, key, [{"path": "x", "i18nKey": key, "message": "m"}])
+    with pytest.raises(ConfigFixable, match=key):
+        _mock(lambda r: httpx.Response(400, json=body)).place_order(req("t-key"))
+
+
+@pytest.mark.parametrize("key", ["422.009", "422.028", "422.029", "422.134"])
+def test_recipient_keys_refuse(key: str) -> None:
+    body = _tango_error(400, key, [{"path": "x", "i18nKey": key, "message": "m"}])
+    with pytest.raises(AdvocateFacingError, match=key) as caught:
+        _mock(lambda r: httpx.Response(400, json=body)).place_order(req("t-key"))
+    assert caught.value.advocate_message == RECIPIENT_INVALID
+
+
+def test_a_top_level_key_alone_is_read() -> None:
+    with pytest.raises(ConfigFixable, match=r"422\.024"):
+        _mock(lambda r: httpx.Response(400, json=_tango_error(400, "422.024"))
+              ).place_order(req("t-top"))

@@ -16,6 +16,7 @@ import pytest
 
 from poller.core.errors import (
     AdvocateFacingError,
+    ConfigFixable,
     OperatorFacingError,
     TransientVendorError,
     UnknownOutcome,
@@ -34,7 +35,8 @@ REPLAY_ORIGIN = "http://tango.standin"
 AMAZON = "U561593"
 EXPECTED = {
     "create_and_lookup.yaml", "repeat_create.yaml", "lookup_unknown.yaml",
-    "pending_then_approved.yaml", "auth_401.yaml", "funds_400.yaml", "item_400.yaml",
+    "pending_then_approved.yaml", "auth_401.yaml", "funds_402.yaml", "item_400.yaml",
+    "in_process_409.yaml", "exists_409.yaml", "partial.yaml", "lookup_404_110.yaml",
     "recipient_400.yaml", "wrong_base_url_404.yaml", "rate_limit_429_retry_after.yaml",
     "server_error_then_success.yaml", "processed_then_5xx.yaml", "server_error_forever.yaml",
     "garbage_2xx.yaml", "check.yaml",
@@ -149,16 +151,58 @@ def test_auth_401(rec: Tape) -> None:
     assert error.status == 401
 
 
-def test_funds_400(rec: Tape) -> None:
+def test_funds_402(rec: Tape) -> None:
     rec.arrange(lambda s: s.set_balance("1.00"))
-    error = _raises(rec, "funds_400.yaml", OperatorFacingError, req("tc-funds"))
-    assert "not enough funds" in str(error)
+    error = _raises(rec, "funds_402.yaml", OperatorFacingError, req("tc-funds"))
+    assert error.status == 402 and not isinstance(error, ConfigFixable)
+    assert "not enough funds" in str(error) and "402.001" in str(error)
 
 
 def test_item_400(rec: Tape) -> None:
-    error = _raises(rec, "item_400.yaml", AdvocateFacingError, req("tc-item",
-                                                                   product="UNAVAILABLE"))
-    assert "item is unavailable" in str(error)
+    error = _raises(rec, "item_400.yaml", ConfigFixable, req("tc-item", product="UNAVAILABLE"))
+    assert "422.097" in str(error)
+
+
+def test_in_process_409(rec: Tape) -> None:
+    rec.arrange(lambda s: s.in_process(1))
+    request = req("tc-inprocess")
+    with rec.vcr.use_cassette("in_process_409.yaml") as cassette:
+        placed = vendor(rec).place_order(request)
+    assert placed.status is OrderStatus.COMPLETE
+    assert [r["status"]["code"] for r in cassette.responses] == [409, 201]
+    assert "409.002" in str(cassette.responses[0]["body"]["string"])
+    assert rec.sleeps == [2.0]
+
+
+def test_exists_409(rec: Tape) -> None:
+    request = req("tc-exists")
+    with rec.vcr.use_cassette("exists_409.yaml") as cassette:
+        v = vendor(rec)
+        first = v.place_order(request)
+        rec.arrange(lambda s: s.set_repeat_conflict())
+        again = v.place_order(request)
+    assert again.vendor_order_id == first.vendor_order_id
+    assert [r["status"]["code"] for r in cassette.responses] == [201, 409, 200]
+    assert cassette.all_played or RECORDING
+
+
+def test_partial(rec: Tape) -> None:
+    request = req("tc-partial")
+    with rec.vcr.use_cassette("partial.yaml") as cassette:
+        v = vendor(rec)
+        v.place_order(request)
+        rec.arrange(lambda s: s.set_status(request.idempotency_key, "PARTIAL"))
+        found = v.lookup(request.idempotency_key)
+    assert found is not None and found.status is OrderStatus.NEEDS_PERSON
+    assert cassette.all_played or RECORDING
+
+
+def test_lookup_404_110(rec: Tape) -> None:
+    rec.arrange(lambda s: s.set_empty_lookup_404())
+    with rec.vcr.use_cassette("lookup_404_110.yaml") as cassette:
+        assert vendor(rec).lookup("rptcnothere") is None
+    assert cassette.responses[0]["status"]["code"] == 404
+    assert cassette.all_played or RECORDING
 
 
 def test_recipient_400(rec: Tape) -> None:

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from poller import vendors
 from poller.core.errors import (
     AdvocateFacingError,
+    ConfigFixable,
     OperatorFacingError,
     TransientVendorError,
     UnknownOutcome,
@@ -74,7 +75,7 @@ def test_repeat_create_returns_the_first_order_and_creates_nothing(
     assert second.vendor_order_id == first.vendor_order_id
     assert second.link == first.link
     assert standin.state.counts()[request.idempotency_key] == {"received": 2, "created": 1}
-    assert [r["status"] for r in standin.state.received] == [201, 200]
+    assert [r["status"] for r in standin.state.received] == [200, 201]
     assert len(standin.state.orders) == 1
     assert standin.state.balance_cents == 1_000_000 - 2500
 
@@ -166,21 +167,27 @@ def test_not_enough_funds_is_operator_facing_and_a_top_up_lets_it_through(
     assert standin.state.created_for(request.idempotency_key) == 1
 
 
-def test_unavailable_product_is_advocate_facing(
+def test_out_of_stock_product_is_advocate_facing(
     vendor: TremendousVendor, order_request: MakeRequest,
 ) -> None:
     with pytest.raises(AdvocateFacingError) as caught:
         vendor.place_order(order_request("r-product", product="UNAVAILABLE"))
     assert caught.value.status == 422
-    assert "product is unavailable" in str(caught.value)
-    assert "Product UNAVAILABLE is not available" in str(caught.value)
+    assert not isinstance(caught.value, ConfigFixable)
+    assert "out of stock" in str(caught.value)
 
 
-def test_denomination_out_of_range_is_advocate_facing(
-    vendor: TremendousVendor, order_request: MakeRequest,
+@pytest.mark.parametrize(("over", "said"), [
+    ({"product": "UNKNOWN-PRODUCT"}, "not found"),
+    ({"amount": "5000"}, "Denomination is not available"),
+    ({"currency": "JPY"}, "Currency is not available"),
+])
+def test_a_product_value_or_currency_not_taken_is_the_operators_config(
+    vendor: TremendousVendor, order_request: MakeRequest, over: dict[str, str], said: str,
 ) -> None:
-    with pytest.raises(AdvocateFacingError, match="product is unavailable"):
-        vendor.place_order(order_request("r-value", amount="5000"))
+    with pytest.raises(ConfigFixable, match=said) as caught:
+        vendor.place_order(order_request("r-value", **over))
+    assert caught.value.status == 422
 
 
 def test_invalid_recipient_is_advocate_facing(
@@ -192,14 +199,14 @@ def test_invalid_recipient_is_advocate_facing(
     assert "recipient is invalid" in str(caught.value)
 
 
-def test_other_invalid_request_is_operator_facing(
+def test_an_unknown_funding_source_is_the_operators_config(
     make_vendor: MakeVendor, order_request: MakeRequest,
 ) -> None:
     vendor = make_vendor(funding_source_id="no-such-source")
-    with pytest.raises(OperatorFacingError) as caught:
+    with pytest.raises(ConfigFixable) as caught:
         vendor.place_order(order_request("r-config"))
     assert caught.value.status == 422
-    assert "check the configuration" in str(caught.value)
+    assert "[vendors.tremendous]" in str(caught.value)
     assert "Funding source not found" in str(caught.value)
 
 
@@ -517,7 +524,9 @@ def test_the_request_body_is_the_documented_one(order_request: MakeRequest) -> N
                                               "products": ["gone"]}}}, "both"),
     ({"message": "x", "payload": {"reward": {"recipient": {"email": ["bad"]}},
                                   "payment": {"funding_source_id": ["bad"]}}}, "other"),
-    ({"message": "x", "payload": {"reward": {"delivery": {"method": ["bad"]}}}}, "other"),
+    ({"message": "x", "payload": {"payment": {"funding_source_id": ["bad"]}}}, "config"),
+    ({"message": "x", "payload": {"reward": {"delivery": {"method": ["bad"]}}}}, "config"),
+    ({"message": "x", "payload": {"reward": {"oops": ["bad"]}}}, "other"),
     ({"message": "Recipient email is invalid", "payload": {}}, "recipient"),
     ({"message": "Product is not available in this country"}, "product"),
     ({"message": "Invalid denomination"}, "product"),
@@ -619,3 +628,91 @@ def test_every_error_is_a_vendor_error(
     with pytest.raises(VendorError) as caught:
         vendor.place_order(order_request("r-any"))
     assert caught.value.vendor == "tremendous"
+
+
+# --- the documented create answers and delivery states ------------------------------------
+
+
+def test_a_new_order_is_200_and_a_repeat_201_returns_the_first(
+    vendor: TremendousVendor, standin: Standin, order_request: MakeRequest,
+) -> None:
+    request = order_request("r-200-201")
+    first = vendor.place_order(request)
+    repeat = vendor.place_order(request)
+    assert first.status is OrderStatus.COMPLETE
+    assert repeat.vendor_order_id == first.vendor_order_id
+    assert [r["status"] for r in standin.state.received] == [200, 201]
+
+
+def test_202_is_created_in_the_background_and_looked_up_later(
+    vendor: TremendousVendor, standin: Standin, order_request: MakeRequest,
+) -> None:
+    standin.state.background(1)
+    request = order_request("r-202")
+    placed = vendor.place_order(request)
+    assert placed.status is OrderStatus.PENDING
+    assert "background" in placed.detail
+    found = vendor.lookup(request.idempotency_key)
+    assert found is not None and found.status is OrderStatus.COMPLETE
+    assert standin.state.created_for(request.idempotency_key) == 1
+
+
+def test_409_on_create_looks_the_order_up(order_request: MakeRequest) -> None:
+    request = order_request("r-409")
+    asked: list[str] = []
+
+    def handler(sent: httpx.Request) -> httpx.Response:
+        asked.append(f"{sent.method} {sent.url.path}")
+        if sent.method == "POST":
+            return httpx.Response(409, json={"errors": {"message": "Conflict", "payload": {}}})
+        return httpx.Response(200, json=_order("EXECUTED", external_id=request.idempotency_key))
+
+    found = _mock_vendor(handler).place_order(request)
+    assert found.vendor_order_id == "ORDMOCK" and found.status is OrderStatus.COMPLETE
+    assert asked == ["POST /api/v2/orders", f"GET /api/v2/orders/{request.idempotency_key}"]
+
+
+def test_409_without_an_order_is_retried_later(order_request: MakeRequest) -> None:
+    def handler(sent: httpx.Request) -> httpx.Response:
+        if sent.method == "POST":
+            return httpx.Response(409, json={"errors": {"message": "Conflict", "payload": {}}})
+        return httpx.Response(404, json={"errors": {"message": "Not found", "payload": {}}})
+
+    with pytest.raises(TransientVendorError, match="409"):
+        _mock_vendor(handler).place_order(order_request("r-409-none"))
+
+
+def test_a_bounced_delivery_needs_a_person_and_is_never_fulfilled(
+    vendor: TremendousVendor, order_request: MakeRequest,
+) -> None:
+    request = order_request("r-bounce", email="bob@bounce.example")
+    placed = vendor.place_order(request)
+    assert placed.status is OrderStatus.NEEDS_PERSON
+    assert "bounced" in placed.detail and "b***@bounce.example" in placed.detail
+    assert "bob@bounce.example" not in placed.detail + placed.delivery
+    found = vendor.lookup(request.idempotency_key)
+    assert found is not None and found.status is OrderStatus.NEEDS_PERSON
+
+
+@pytest.mark.parametrize("delivery", ["PENDING", "SCHEDULED"])
+def test_a_delivery_on_its_way_is_pending_then_complete(
+    vendor: TremendousVendor, standin: Standin, order_request: MakeRequest, delivery: str,
+) -> None:
+    request = order_request(f"r-deliv-{delivery}")
+    vendor.place_order(request)
+    standin.state.set_delivery(request.idempotency_key, delivery)
+    found = vendor.lookup(request.idempotency_key)
+    assert found is not None and found.status is OrderStatus.PENDING
+    assert f"reward delivery {delivery}" in found.detail
+    standin.state.set_delivery(request.idempotency_key, "SUCCEEDED")
+    found = vendor.lookup(request.idempotency_key)
+    assert found is not None and found.status is OrderStatus.COMPLETE
+
+
+def test_the_429_body_with_a_singular_error_is_quoted(
+    vendor: TremendousVendor, standin: Standin, order_request: MakeRequest,
+) -> None:
+    standin.state.set_rate_limit(0)
+    with pytest.raises(TransientVendorError, match="Too Many Requests") as caught:
+        vendor.place_order(order_request("r-429-body"))
+    assert caught.value.status == 429

@@ -29,6 +29,7 @@ import vcr
 
 from poller.core.errors import (
     AdvocateFacingError,
+    ConfigFixable,
     OperatorFacingError,
     TransientVendorError,
     UnknownOutcome,
@@ -53,7 +54,8 @@ EXPECTED_CASSETTES = {
     "funds_402.yaml", "product_422.yaml", "recipient_422.yaml", "config_422.yaml",
     "wrong_base_url_404.yaml", "rate_limit_429_retry_after.yaml", "rate_limit_429.yaml",
     "server_error_then_success.yaml", "server_error_forever.yaml", "garbage_2xx.yaml",
-    "pending_then_approved.yaml",
+    "pending_then_approved.yaml", "accepted_202.yaml", "conflict_409.yaml",
+    "bounced_delivery.yaml", "unknown_product_422.yaml",
 }
 
 
@@ -108,6 +110,8 @@ def _live() -> Iterator[tuple[str, TremendousState] | None]:
     if not RECORDING:
         yield None
         return
+    for old in CASSETTES.glob("*.yaml"):  # "all" would keep their old interactions
+        old.unlink()
     state = TremendousState()
     with ServerThread(create_app(state, api_key=RECORDING_KEY)) as url:
         yield url, state
@@ -157,7 +161,7 @@ def test_repeat_create(rec: Recorder) -> None:
         second = vendor.place_order(request)
         vendor.close()
     assert second.vendor_order_id == first.vendor_order_id
-    assert [r["status"]["code"] for r in cassette.responses] == [201, 200]
+    assert [r["status"]["code"] for r in cassette.responses] == [200, 201]
     if rec.state is not None:
         assert rec.state.created_for(request.idempotency_key) == 1
 
@@ -194,7 +198,45 @@ def test_funds_402(rec: Recorder) -> None:
 def test_product_422(rec: Recorder) -> None:
     error = _raises(rec, "product_422.yaml", AdvocateFacingError, "cas-422p",
                     product="UNAVAILABLE")
-    assert "product is unavailable" in str(error)
+    assert "out of stock" in str(error)
+
+
+def test_unknown_product_422(rec: Recorder) -> None:
+    error = _raises(rec, "unknown_product_422.yaml", ConfigFixable, "cas-422u",
+                    product="UNKNOWN-GIFT")
+    assert "routing config" in str(error)
+
+
+def test_accepted_202(rec: Recorder) -> None:
+    rec.arrange(lambda s: s.background(1))
+    request = make_request("cas-202")
+    with rec.vcr.use_cassette("accepted_202.yaml") as cassette:
+        vendor = rec.vendor()
+        placed = vendor.place_order(request)
+        found = vendor.lookup(request.idempotency_key)
+    assert placed.status is OrderStatus.PENDING
+    assert found is not None and found.status is OrderStatus.COMPLETE
+    assert [r["status"]["code"] for r in cassette.responses] == [202, 200]
+
+
+def test_conflict_409(rec: Recorder) -> None:
+    request = make_request("cas-409")
+    with rec.vcr.use_cassette("conflict_409.yaml") as cassette:
+        vendor = rec.vendor()
+        first = vendor.place_order(request)
+        rec.arrange(lambda s: s.fail(409, 1, method="POST"))
+        again = vendor.place_order(request)
+    assert again.vendor_order_id == first.vendor_order_id
+    assert [r["status"]["code"] for r in cassette.responses] == [200, 409, 200]
+
+
+def test_bounced_delivery(rec: Recorder) -> None:
+    request = make_request("cas-bounce", email="ghost@bounce.example")
+    with rec.vcr.use_cassette("bounced_delivery.yaml") as cassette:
+        placed = rec.vendor().place_order(request)
+    assert placed.status is OrderStatus.NEEDS_PERSON
+    assert "bounced" in placed.detail and "g***@bounce.example" in placed.detail
+    assert cassette.all_played or RECORDING
 
 
 def test_recipient_422(rec: Recorder) -> None:
@@ -204,7 +246,7 @@ def test_recipient_422(rec: Recorder) -> None:
 
 
 def test_config_422(rec: Recorder) -> None:
-    error = _raises(rec, "config_422.yaml", OperatorFacingError, "cas-422c",
+    error = _raises(rec, "config_422.yaml", ConfigFixable, "cas-422c",
                     {"funding_source_id": "FS-UNKNOWN"})
     assert error.status == 422
 
@@ -216,16 +258,17 @@ def test_wrong_base_url_404(rec: Recorder) -> None:
 
 
 def test_rate_limit_429_retry_after(rec: Recorder) -> None:
-    rec.arrange(lambda s: s.fail(429, None, retry_after="3"))
+    rec.arrange(lambda s: s.set_rate_limit(0, retry_after="3"))
     error = _raises(rec, "rate_limit_429_retry_after.yaml", TransientVendorError, "cas-429ra")
     assert error.retry_after == 3.0
     assert rec.sleeps == [3.0] * (FAST.attempts - 1)
 
 
 def test_rate_limit_429(rec: Recorder) -> None:
-    rec.arrange(lambda s: s.fail(429, None))
+    rec.arrange(lambda s: s.set_rate_limit(0))
     error = _raises(rec, "rate_limit_429.yaml", TransientVendorError, "cas-429")
     assert error.status == 429 and error.retry_after is None
+    assert "Too Many Requests" in str(error)  # read from the singular "error" key
 
 
 def test_server_error_then_success(rec: Recorder) -> None:
@@ -234,7 +277,7 @@ def test_server_error_then_success(rec: Recorder) -> None:
     with rec.vcr.use_cassette("server_error_then_success.yaml") as cassette:
         result = rec.vendor().place_order(request)
     assert result.status is OrderStatus.COMPLETE
-    assert [r["status"]["code"] for r in cassette.responses] == [503, 503, 201]
+    assert [r["status"]["code"] for r in cassette.responses] == [503, 503, 200]
 
 
 def test_server_error_forever(rec: Recorder) -> None:

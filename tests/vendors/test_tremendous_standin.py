@@ -56,8 +56,8 @@ def test_auth_is_required(standin: Standin) -> None:
 def test_create_repeat_and_records(api: httpx.Client, admin: httpx.Client) -> None:
     first = api.post("orders", json=_order_body("ext-1"))
     repeat = api.post("orders", json=_order_body("ext-1"))
-    assert first.status_code == 201
-    assert repeat.status_code == 200
+    assert first.status_code == 200  # new
+    assert repeat.status_code == 201  # the external_id was used: the first order
     assert repeat.json() == first.json()
     assert api.get("orders/ext-1").json() == first.json()
     order_id = first.json()["order"]["id"]
@@ -72,8 +72,8 @@ def test_create_repeat_and_records(api: httpx.Client, admin: httpx.Client) -> No
 
 
 def test_without_external_id_every_create_is_new(api: httpx.Client, standin: Standin) -> None:
-    assert api.post("orders", json=_order_body(None)).status_code == 201
-    assert api.post("orders", json=_order_body(None)).status_code == 201
+    assert api.post("orders", json=_order_body(None)).status_code == 200
+    assert api.post("orders", json=_order_body(None)).status_code == 200
     assert len(standin.state.orders) == 2
 
 
@@ -93,7 +93,7 @@ def test_balance_and_402(api: httpx.Client, admin: httpx.Client) -> None:
         "available_cents"] == 1000
     assert api.post("orders", json=_order_body("e-poor")).status_code == 402
     admin.post("/_standin/balance", json={"cents": 5000})
-    assert api.post("orders", json=_order_body("e-poor")).status_code == 201
+    assert api.post("orders", json=_order_body("e-poor")).status_code == 200
     assert api.get("funding_sources").json()["funding_sources"][0]["meta"][
         "available_cents"] == 2500
 
@@ -137,7 +137,7 @@ def test_faults_filtered_by_method_and_path_and_cleared(
         assert api.post("orders", json=_order_body("e-f")).status_code == 500
     assert standin.state.counts()["e-f"] == {"received": 3, "created": 0}
     admin.post("/_standin/faults/clear")
-    assert api.post("orders", json=_order_body("e-f")).status_code == 201
+    assert api.post("orders", json=_order_body("e-f")).status_code == 200
 
 
 def test_rate_limit(api: httpx.Client, admin: httpx.Client) -> None:
@@ -165,7 +165,7 @@ def test_lose_answer_creates_the_order(
     with pytest.raises(httpx.TransportError):
         api.post("orders", json=_order_body("e-lost"), timeout=0.3)
     assert standin.state.created_for("e-lost") == 1
-    assert api.post("orders", json=_order_body("e-lost")).status_code == 200
+    assert api.post("orders", json=_order_body("e-lost")).status_code == 201
 
 
 def test_hang_answers_late_when_the_client_waits(
@@ -173,7 +173,7 @@ def test_hang_answers_late_when_the_client_waits(
 ) -> None:
     standin.state.lose_answers(1, mode="hang", hang_seconds=0.2)
     answer = api.post("orders", json=_order_body("e-late"), timeout=3)
-    assert answer.status_code == 201
+    assert answer.status_code == 200
 
 
 def test_garbage(api: httpx.Client, admin: httpx.Client, standin: Standin) -> None:
@@ -201,10 +201,38 @@ def test_concurrent_creates_with_one_key_make_one_order(
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         codes = list(pool.map(lambda _: api.post("orders", json=_order_body("e-c")).status_code,
                               range(16)))
-    assert codes.count(201) == 1 and codes.count(200) == 15
+    assert codes.count(200) == 1 and codes.count(201) == 15
     assert standin.state.counts()["e-c"] == {"received": 16, "created": 1}
 
 
 def test_state_is_reachable_from_the_app() -> None:
     app = create_app()
     assert app.state.tremendous.orders == {}
+
+
+def test_background_creates_answer_202_and_the_order_is_found(
+    api: httpx.Client, admin: httpx.Client,
+) -> None:
+    admin.post("/_standin/background", json={"count": 1})
+    assert api.post("orders", json=_order_body("e-bg")).status_code == 202
+    assert api.get("orders/e-bg").status_code == 200
+
+
+def test_a_bounced_address_is_executed_with_a_failed_delivery(
+    api: httpx.Client, admin: httpx.Client,
+) -> None:
+    body = _order_body("e-bounce")
+    body["reward"]["recipient"]["email"] = "bob@bounce.example"
+    order = api.post("orders", json=body).json()["order"]
+    assert order["status"] == "EXECUTED"
+    assert order["rewards"][0]["delivery"]["status"] == "FAILED"
+    admin.post("/_standin/orders/e-bounce/delivery", json={"status": "SUCCEEDED"})
+    assert api.get("orders/e-bounce").json()["order"]["rewards"][0]["delivery"]["status"] == \
+        "SUCCEEDED"
+
+
+def test_a_429_uses_the_singular_error_key(api: httpx.Client, admin: httpx.Client) -> None:
+    admin.post("/_standin/rate_limit", json={"per_second": 1})
+    codes = [api.get("products") for _ in range(3)]
+    limited = next(a for a in codes if a.status_code == 429)
+    assert "error" in limited.json() and "errors" not in limited.json()
