@@ -4,8 +4,8 @@ Starts the stand-ins of ``reward-poller sandbox`` (Influitive, Tremendous, Tango
 Giftbit, an HTTP vendor; manual needs none) on free loopback ports with the same seeded
 redemptions, which exercise each outcome (mapped by rule, by name, by reward metadata,
 unmapped, refused by the vendor, malformed, every vendor), writes the sandbox configuration
-for them, runs three real cycles (the second finds nothing new; the third re-checks pending orders) and prints what happened,
-from the ledger and from the stand-ins' records.
+for them, runs three real cycles (the second finds nothing new; the third re-checks pending
+orders) and prints what happened, from the ledger and from the stand-ins' records.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ DEMO_TANGO_KEY = sandbox.TANGO_KEY
 DEMO_GIFTBIT_KEY = sandbox.GIFTBIT_KEY
 DEMO_HOOK_SECRET = sandbox.HTTP_SECRET
 
-RECHECK_SECONDS = 1.0
+RECHECK_SECONDS = 1
 """Pending vendor orders are asked again after this long (the demo's cycle interval)."""
 
 def run_demo(*, keep: bool = False) -> int:
@@ -42,7 +42,8 @@ def run_demo(*, keep: bool = False) -> int:
         with box as url:
             config_file = workdir / "config.toml"
             config_file.write_text(sandbox.config_text(
-                url, ledger_url=f"sqlite:///{workdir / 'ledger.db'}", interval_seconds=RECHECK_SECONDS,
+                url, ledger_url=f"sqlite:///{workdir / 'ledger.db'}",
+                interval_seconds=RECHECK_SECONDS,
                 extra_keys={"ledger": {"lease_seconds": "60"},
                             "retry": {"initial_backoff_seconds": "5"}},
             ))
