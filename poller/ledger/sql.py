@@ -182,11 +182,19 @@ def _pg_connect_args(parsed: URL, timeouts: LedgerTimeouts) -> dict[str, Any]:
         "keepalives_count": timeouts.keepalive_count,
         # Unacknowledged data for this long also ends the connection.
         "tcp_user_timeout": round(timeouts.client_seconds * 1000),
-        "options": (f"-c statement_timeout={round(timeouts.statement_seconds * 1000)} "
-                    f"-c lock_timeout={round(timeouts.lock_seconds * 1000)}"),
     }
-    # What the URL itself says wins (an operator's explicit choice).
-    return {k: v for k, v in args.items() if k not in parsed.query}
+    # What the URL itself says wins (an operator's explicit choice)...
+    args = {k: v for k, v in args.items() if k not in parsed.query}
+    # ...and the server-side timeouts join the URL's own ``options`` (a search_path, say)
+    # unless it sets them itself.
+    given = parsed.query.get("options", "")
+    options = [given if isinstance(given, str) else " ".join(given)]
+    for name, seconds in (("statement_timeout", timeouts.statement_seconds),
+                          ("lock_timeout", timeouts.lock_seconds)):
+        if name not in options[0]:
+            options.append(f"-c {name}={round(seconds * 1000)}")
+    args["options"] = " ".join(o for o in options if o)
+    return args
 
 
 def _deadline_connection(seconds: float) -> Any:
