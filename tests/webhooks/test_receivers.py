@@ -8,6 +8,7 @@ import json
 import resource
 import select
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -183,4 +184,16 @@ def test_a_streamed_200_mb_body_is_refused_early_with_memory_flat(served: Served
     assert sent < 16 * 1024 * 1024, f"{sent} bytes were taken before the refusal"
     grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before) / 1024
     assert grown_mb < 50, grown_mb
+    assert served.stored() == []
+
+
+def test_a_trickling_body_is_cut_off_after_the_body_timeout(served: Served) -> None:
+    host, port = served.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(_request_head("/webhooks/influenceio", SECRET, "Content-Length: 200\r\n")
+                     + b'{"id": ')  # and the rest never comes
+        started = time.monotonic()
+        answer = _answer(sock)
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:100]
+        assert time.monotonic() - started < 4  # body_timeout is 2 s here
     assert served.stored() == []
