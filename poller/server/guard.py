@@ -75,9 +75,14 @@ class GuardedH11Protocol(H11Protocol):
             self._header_timer = None
         self._waiting_since = None
 
+    def _idle(self) -> bool:
+        """No request in progress: before the first, or after the last answer."""
+        return self.cycle is None or bool(self.cycle.response_complete)
+
     def _headers_late(self, cycle_when_armed: Any) -> None:
         self._header_timer = None
-        if self.cycle is cycle_when_armed:  # no new request began since the timer was set
+        # Closed only if no new request began since the timer was set and none is running.
+        if self.cycle is cycle_when_armed and self._idle():
             self._close("request headers not received in time")
 
     def _close(self, why: str) -> None:
@@ -94,7 +99,7 @@ class GuardedH11Protocol(H11Protocol):
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        if not self.transport.is_closing():
+        if not self.transport.is_closing() and self._idle():
             # The next request on this connection gets the same deadline (uvicorn's
             # keep-alive timer stops at the first byte of it).
             self._arm_header_timer()
