@@ -189,8 +189,13 @@ def _pg_connect_args(parsed: URL, timeouts: LedgerTimeouts) -> dict[str, Any]:
     # unless it sets them itself.
     given = parsed.query.get("options", "")
     options = [given if isinstance(given, str) else " ".join(given)]
+    # idle_in_transaction_session_timeout: a client that froze mid-transaction (its network
+    # hung after the server answered) would otherwise keep its row and advisory locks for
+    # as long as the server's TCP keepalive takes (two hours by default), blocking every
+    # other worker on those rows; its transaction is ended once the client has given up.
     for name, seconds in (("statement_timeout", timeouts.statement_seconds),
-                          ("lock_timeout", timeouts.lock_seconds)):
+                          ("lock_timeout", timeouts.lock_seconds),
+                          ("idle_in_transaction_session_timeout", timeouts.client_seconds)):
         if name not in options[0]:
             options.append(f"-c {name}={round(seconds * 1000)}")
     args["options"] = " ".join(o for o in options if o)
