@@ -199,3 +199,14 @@ def test_a_malformed_body_gets_a_reason_and_is_stored_nowhere(
     # And the webhook id was not remembered: a corrected retry is accepted.
     fixed = io_post(daemon, io_event(605), webhook_id="wh-bad")
     assert fixed.status_code == 202
+
+
+def test_a_body_over_the_configured_cap_is_refused_naming_the_key(
+    standins: Standins, daemon: Daemon
+) -> None:
+    big = io_event(611, padding="x" * (64 * 1024))  # the default [webhooks] max_body_bytes
+    answer = io_post(daemon, big, webhook_id="wh-big")
+    assert answer.status_code == 413
+    assert "[webhooks] max_body_bytes" in answer.json()["error"]
+    listing = run_cli("ledger", "list", "--json", config=daemon.config)
+    assert json.loads(listing.stdout) == []
