@@ -202,12 +202,17 @@ def _pg_connect_args(parsed: URL, timeouts: LedgerTimeouts) -> dict[str, Any]:
     return args
 
 
-def _deadline_connection(seconds: float) -> Any:
+def _deadline_connection(seconds: float) -> Any | None:
     """A psycopg connection class whose every wait for the server ends after ``seconds``:
     then the connection is closed (its state is unknown) and an OperationalError raised,
     which the ledger reports as LedgerUnavailable."""
+    import inspect
+
     import psycopg
     from psycopg import errors as pg_errors
+
+    if "timeout" not in inspect.signature(psycopg.Connection.wait).parameters:
+        return None  # psycopg before 3.2: the server-side timeouts and keepalives only
 
     class DeadlineConnection(psycopg.Connection[Any]):
         def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
@@ -236,8 +241,9 @@ def make_engine(url: str | URL, timeouts: LedgerTimeouts | None = None) -> Engin
         # pre_ping: a connection the server closed (restart, idle timeout) is replaced
         # instead of failing the next cycle.
         engine = create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
-        if parsed.get_driver_name() == "psycopg":
-            connection_class = _deadline_connection(timeouts.client_seconds)
+        connection_class = (_deadline_connection(timeouts.client_seconds)
+                            if parsed.get_driver_name() == "psycopg" else None)
+        if connection_class is not None:
 
             @event.listens_for(engine, "do_connect")
             def _connect(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
