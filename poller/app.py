@@ -76,7 +76,7 @@ class VendorPool:
 def open_ledger(config: Config) -> SqlLedger:
     from poller.ledger import open_ledger as _open
 
-    return _open(config.ledger.url)
+    return _open(config.ledger.url, timeouts=config.ledger.timeouts())
 
 
 def influitive_client(config: Config) -> InfluitiveClient:

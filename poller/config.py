@@ -15,7 +15,7 @@ import os
 import tomllib
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -30,6 +30,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from poller.core.backoff import RetrySchedule
+from poller.core.currency import parse_currency
 from poller.core.decide import SpendPolicy
 from poller.core.errors import ConfigError
 from poller.core.messages import (
@@ -40,7 +41,12 @@ from poller.core.messages import (
     unknown_placeholders,
 )
 from poller.core.model import INFLUITIVE
+from poller.core.redact import DEFAULT_SECRET_URL_KEYS, is_secret_url_key, url_secrets
 from poller.core.routing import RewardRule
+from poller.server.limits import ServerLimits
+
+if TYPE_CHECKING:
+    from poller.ledger.sql import LedgerTimeouts
 
 DEFAULT_CONFIG_PATH = "config.toml"
 CONFIG_ENV = "REWARD_POLLER_CONFIG"
@@ -65,6 +71,31 @@ class InfluitiveSettings(_Section):
 class LedgerSettings(_Section):
     url: str = "sqlite:///reward-poller.db"
     lease_seconds: float = Field(default=300.0, gt=0)
+    connect_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
+    """PostgreSQL: how long opening a connection may take."""
+    statement_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+    """PostgreSQL: longest single statement (the server cancels it)."""
+    lock_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
+    """PostgreSQL: longest wait for a row or table lock, and for the ledger's advisory
+    locks (recording a poll, the spend check)."""
+    keepalive_idle_seconds: int = Field(default=30, ge=1, le=7200)
+    """PostgreSQL: TCP keepalives start after this much silence on a connection..."""
+    keepalive_interval_seconds: int = Field(default=10, ge=1, le=600)
+    """...are sent this often..."""
+    keepalive_count: int = Field(default=3, ge=1, le=30)
+    """...and this many unanswered ones mark the connection dead."""
+
+    def timeouts(self) -> LedgerTimeouts:
+        from poller.ledger.sql import LedgerTimeouts
+
+        return LedgerTimeouts(
+            connect_seconds=self.connect_timeout_seconds,
+            statement_seconds=self.statement_timeout_seconds,
+            lock_seconds=self.lock_timeout_seconds,
+            keepalive_idle_seconds=self.keepalive_idle_seconds,
+            keepalive_interval_seconds=self.keepalive_interval_seconds,
+            keepalive_count=self.keepalive_count,
+        )
 
 
 class ScheduleSettings(_Section):
@@ -112,11 +143,10 @@ class FulfillmentSettings(_Section):
             return None
         out: dict[str, Decimal] = {}
         for currency, amount in value.items():
-            if len(currency) != 3 or not currency.isalpha():
-                raise ValueError(f"{currency!r} is not a 3-letter currency code")
+            code = parse_currency(currency)
             if not amount.is_finite() or amount < 0:
                 raise ValueError(f"{currency}: {amount} is not a non-negative amount")
-            out[currency.upper()] = amount
+            out[code] = amount
         return out
 
     def spend_policy(self) -> SpendPolicy:
@@ -160,9 +190,7 @@ class RewardSettings(_Section):
     @field_validator("currency")
     @classmethod
     def _currency(cls, value: str) -> str:
-        if len(value) != 3 or not value.isalpha():
-            raise ValueError("must be a 3-letter ISO currency code such as USD")
-        return value.upper()
+        return parse_currency(value)
 
     @model_validator(mode="after")
     def _one_match(self) -> RewardSettings:
@@ -191,6 +219,8 @@ class WebhooksSettings(_Section):
 
     influitive_secret: SecretStr | None = None
     influenceio_secret: SecretStr | None = None
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    """Largest webhook body accepted; a larger one is refused (413) while it arrives."""
 
     @field_validator("influitive_secret", "influenceio_secret")
     @classmethod
@@ -204,6 +234,26 @@ class WebhooksSettings(_Section):
 class ServerSettings(_Section):
     listen: str | None = None
     """``HOST:PORT`` of the daemon's /healthz and /metrics listener; unset: no listener."""
+    max_connections: int = Field(default=ServerLimits.max_connections, ge=2, le=65536)
+    """Open connections at most; beyond it the slowest waiting one is dropped."""
+    backlog: int = Field(default=ServerLimits.backlog, ge=1, le=65536)
+    header_timeout_seconds: float = Field(default=ServerLimits.header_timeout_seconds, gt=0,
+                                          le=300)
+    body_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    """Longest a request body may take to arrive (webhook receivers)."""
+    keep_alive_seconds: float = Field(default=ServerLimits.keep_alive_seconds, ge=1, le=300)
+    max_header_bytes: int = Field(default=ServerLimits.max_header_bytes, ge=1024,
+                                  le=1024 * 1024)
+    accept_error_log_interval_seconds: float = Field(
+        default=ServerLimits.accept_error_interval_seconds, gt=0)
+
+    def limits(self) -> ServerLimits:
+        return ServerLimits(
+            max_connections=self.max_connections, backlog=self.backlog,
+            header_timeout_seconds=self.header_timeout_seconds,
+            keep_alive_seconds=self.keep_alive_seconds, max_header_bytes=self.max_header_bytes,
+            accept_error_interval_seconds=self.accept_error_log_interval_seconds,
+        )
 
     @field_validator("listen")
     @classmethod
@@ -250,6 +300,13 @@ class AlertsSettings(_Section):
         return value
 
 
+class SecuritySettings(_Section):
+    secret_url_keys: list[str] = Field(default_factory=lambda: list(DEFAULT_SECRET_URL_KEYS))
+    """Config keys whose URL path may itself be a secret (a catch-hook id, a token in the
+    path): shown as the host only, and scrubbed from logs and the ledger. ``*`` matches one
+    name (``vendors.*.url``). Userinfo (``user:pass@``) is removed from every URL anyway."""
+
+
 class Config(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid",
@@ -265,6 +322,7 @@ class Config(BaseSettings):
     metrics: MetricsSettings = MetricsSettings()
     alerts: AlertsSettings = AlertsSettings()
     webhooks: WebhooksSettings = WebhooksSettings()
+    security: SecuritySettings = SecuritySettings()
     vendors: dict[str, dict[str, Any]] = Field(default_factory=dict)
     rewards: list[RewardSettings] = Field(default_factory=list)
 
@@ -308,6 +366,16 @@ class Config(BaseSettings):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _register_url_secrets(self) -> Config:
+        # At load, before anything can log or store a URL: the secret parts of every config
+        # URL (userinfo; the path for [security] secret_url_keys) are scrubbed wherever
+        # they would appear (logs, the ledger's stored texts, CLI errors).
+        from poller.logs import redactor
+
+        redactor.add(self.url_secrets())
+        return self
+
     def vendor_settings(self, name: str) -> BaseModel | None:
         return self._vendor_settings.get(name)
 
@@ -329,6 +397,35 @@ class Config(BaseSettings):
                 if isinstance(value, SecretStr):
                     found.append(value.get_secret_value())
         return [s for s in found if s]
+
+    def urls(self) -> dict[str, str]:
+        """Every URL in the config by its key (``vendors.http.url``), secrets included."""
+        found: dict[str, str] = {}
+        sections = {name: getattr(self, name) for name in type(self).model_fields}
+        sections.update({f"vendors.{n}": s for n, s in self._vendor_settings.items()})
+        for prefix, settings in sections.items():
+            if not isinstance(settings, BaseModel):
+                continue
+            for key, value in settings.__dict__.items():
+                text = value.get_secret_value() if isinstance(value, SecretStr) else value
+                if (key == "url" or key.endswith("_url")) and isinstance(text, str) \
+                        and "://" in text:
+                    found[f"{prefix}.{key}"] = text
+        return found
+
+    def url_secrets(self) -> list[str]:
+        """The parts of config URLs that are secret (userinfo everywhere; path and query
+        for the keys in ``[security] secret_url_keys``), for the redactor."""
+        keys = self.security.secret_url_keys
+        return [part for key, url in self.urls().items()
+                for part in url_secrets(url, secret_path=is_secret_url_key(key, keys))]
+
+    def display_url(self, key: str) -> str:
+        """The URL at ``key`` as it may be shown (see ``poller.core.redact.display_url``)."""
+        from poller.core.redact import display_url
+
+        url = self.urls()[key]
+        return display_url(url, secret_path=is_secret_url_key(key, self.security.secret_url_keys))
 
 
 FILE_SUFFIX = "_file"

@@ -34,7 +34,9 @@ class Redactor:
         self._secrets.update(v for v in values if v and len(v) >= 6)
 
     def scrub(self, text: str) -> str:
-        for secret in self._secrets:
+        # Longest first: a secret that contains another (a URL's "user:password" and its
+        # password) is replaced whole, not left half-shown around a shorter one.
+        for secret in sorted(self._secrets, key=len, reverse=True):
             if secret in text:
                 text = text.replace(secret, REDACTED)
         return text

@@ -93,6 +93,11 @@ class SpendPolicy:
         if self.daily_limit is not None and currency not in self.daily_limit:
             return (f"spending guard: no daily_spend_limit is set for {currency} "
                     "(add it, or approve this one with `ledger approve`)")
+        # Once a guard is set, a currency it does not name is not "unlimited": it is a
+        # currency the user never thought about (CAD where only USD is capped).
+        if self.max_order is not None and currency not in self.max_order:
+            return (f"spending guard: no max_order_amount is set for {currency} "
+                    "(add it, or approve this one with `ledger approve`)")
         return None
 
     def daily(self, currency: str) -> Decimal | None:

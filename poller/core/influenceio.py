@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from poller.core.model import Contact, Redemption
+from poller.core.parse import email_problem
 
 INFLUENCEIO = "influenceio"
 MAX_ID_LENGTH = 200
@@ -53,8 +54,9 @@ def parse_redeemed(body: Any) -> Redemption:
     if points is not None and (isinstance(points, bool) or not isinstance(points, int | float)):
         raise BadEvent("field 'points' is not a number")
     problems: list[str] = []
-    if "@" not in email:
-        problems.append("customer email address is malformed")
+    bad_email = email_problem(customer.get("email"), "customer")
+    if bad_email:
+        problems.append(bad_email)
     return Redemption(
         source=INFLUENCEIO,
         id=event_id,

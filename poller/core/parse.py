@@ -11,11 +11,42 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from poller.core.currency import CurrencyProblem, parse_currency
 from poller.core.model import INFLUITIVE, Contact, Redemption, Shipping
 
 MAX_ID_LENGTH = 200
 # ASCII digits only (str.isdigit also takes "²"), and short enough for int() to accept.
 _INTEGER = re.compile(r"-?[0-9]{1,18}")
+
+
+# C0 and C1 controls, DEL, and the Unicode line/paragraph separators: in an e-mail address
+# they can only be an injection (an extra header, a split CSV row, a terminal escape).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def email_problem(value: Any, who: str = "advocate") -> str | None:
+    """Why the e-mail address ``value`` (as received, before any stripping) cannot be used,
+    or None. Missing, without ``@``, or with a control character (CR/LF included)."""
+    email = _text(value)
+    if email is None:
+        return f"{who} has no email address"
+    if isinstance(value, str) and _CONTROL.search(value):
+        return f"{who} email address contains control characters (CR/LF or similar)"
+    if "@" not in email:
+        return f"{who} email address is malformed"
+    return None
+
+
+def currency_problem(metadata: dict[str, Any]) -> str | None:
+    """Upper-cases ``metadata["currency"]`` in place when it is an ISO 4217 code (the one
+    place a code from outside is normalised); the problem, naming the value, otherwise."""
+    if "currency" not in metadata:
+        return None
+    try:
+        metadata["currency"] = parse_currency(metadata["currency"])
+    except CurrencyProblem as exc:
+        return f"reward_metadata {exc}"
+    return None
 
 
 class Unkeyable(ValueError):
@@ -92,6 +123,16 @@ def _contact(item: Mapping[str, Any], contacts: Mapping[str, Mapping[str, Any]])
     )
 
 
+def _raw_email(item: Mapping[str, Any], contacts: Mapping[str, Mapping[str, Any]]) -> Any:
+    """The contact's e-mail value exactly as received (``_contact`` strips it)."""
+    nested = item.get("contact")
+    data: Mapping[str, Any] | None = nested if isinstance(nested, Mapping) else None
+    if data is None:
+        cid = _text(item.get("contact_id"))
+        data = contacts.get(cid) if cid is not None else None
+    return None if data is None else data.get("email")
+
+
 def _with_contact(
     item: Mapping[str, Any], contacts: Mapping[str, Mapping[str, Any]]
 ) -> dict[str, Any]:
@@ -131,16 +172,20 @@ def parse_redemption(
     reward_id = _text(item.get("reward_id")) or _text(reward_obj.get("id"))
     reward_name = _text(item.get("reward_name")) or _text(reward_obj.get("name"))
     contact = _contact(item, contacts or {})
-    if not contact.email:
-        problems.append("advocate has no email address")
-    elif "@" not in contact.email:
-        problems.append("advocate email address is malformed")
+    email = _raw_email(item, contacts or {})
+    bad_email = email_problem(email if email is not None else contact.email)
+    if bad_email:
+        problems.append(bad_email)
     metadata = item.get("reward_metadata")
     if metadata is None:
         metadata = {}
     if not isinstance(metadata, Mapping):
         problems.append("reward_metadata is not an object")
         metadata = {}
+    metadata = dict(metadata)
+    bad_currency = currency_problem(metadata)
+    if bad_currency:
+        problems.append(bad_currency)
     quantity = _int(item.get("quantity"))
     if item.get("quantity") is not None and (quantity is None or quantity < 1):
         problems.append(f"quantity {item.get('quantity')!r} is not a positive integer")
@@ -156,7 +201,7 @@ def parse_redemption(
         points=_int(item.get("points")),
         quantity=quantity if quantity and quantity > 0 else 1,
         created_at=_text(item.get("created_at")),
-        metadata=dict(metadata),
+        metadata=metadata,
         raw=_with_contact(item, contacts or {}),
         problems=tuple(problems),
     )

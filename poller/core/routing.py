@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from poller.core.currency import CurrencyProblem, is_currency, normalise_amount
 from poller.core.model import INFLUITIVE, Redemption, Route
 
 # An amount above this is treated as a data error, not an order (a bug or an abuse should
@@ -91,17 +92,28 @@ def route_from_metadata(
         # Metadata names a vendor/product but no amount: the config rule supplies the rest.
         return None
     currency = metadata.get("currency", default_currency)
-    if not isinstance(currency, str) or len(currency.strip()) != 3:
-        raise RouteProblem(f"reward_metadata currency {currency!r} is not a 3-letter code")
+    # Parsing already upper-cased a valid code (and made anything else a problem that
+    # holds the redemption); here only an exact ISO 4217 code passes.
+    if not isinstance(currency, str) or not is_currency(currency):
+        raise RouteProblem(f"reward_metadata currency {currency!r} is not an ISO 4217 code")
     if product is not None and not isinstance(product, str | int):
         raise RouteProblem("reward_metadata product is not a string")
     return Route(
         vendor=vendor.strip().lower(),
         product=None if product is None else str(product),
-        amount=_amount(amount),
-        currency=currency.strip().upper(),
+        amount=_normal(_amount(amount), currency, "reward_metadata"),
+        currency=currency,
         origin="metadata",
     )
+
+
+def _normal(amount: Decimal, currency: str, where: str) -> Decimal:
+    """The amount with the currency's minor units, so a vendor gets ``1000.00``, never
+    ``1E+3``; RouteProblem when it cannot be (too many decimals, unknown currency)."""
+    try:
+        return normalise_amount(amount, currency)
+    except CurrencyProblem as exc:
+        raise RouteProblem(f"{where}: {exc}") from None
 
 
 def _missing(what: str) -> Route:
@@ -118,7 +130,7 @@ def route(redemption: Redemption, rules: Sequence[RewardRule]) -> Route | None:
             return Route(
                 vendor=rule.vendor,
                 product=rule.product,
-                amount=rule.amount,
+                amount=_normal(rule.amount, rule.currency, f"[[rewards]] {rule.label}"),
                 currency=rule.currency,
                 origin=f"config:{rule.label}",
             )

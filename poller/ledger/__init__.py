@@ -24,7 +24,7 @@ from poller.core.ports import Changes, SpendGuard, SpendLimitReached
 from poller.core.states import State
 
 if TYPE_CHECKING:
-    from poller.ledger.sql import SqlLedger
+    from poller.ledger.sql import LedgerTimeouts, SqlLedger
 
 __all__ = [
     "ADMIN_OWNER",
@@ -82,6 +82,20 @@ def clean_text(value: str) -> str:
     return _UNSTORABLE.sub("\ufffd", value)
 
 
+SCRUBBED_COLUMNS = frozenset({"hold_reason", "last_error", "message"})
+"""Columns that hold text from outside (vendor and source answers, exception texts)."""
+
+
+def clean_stored(value: str) -> str:
+    """Text the ledger stores from third-party answers (a hold reason, the last error, a
+    message, an event's detail), with every secret the log redactor knows removed: the
+    ledger is read by ``ledger show`` and exported by ``report``, so it must not keep what
+    the logs may not show (a token quoted in an error, a URL's userinfo or secret path)."""
+    from poller.logs import redactor
+
+    return clean_text(redactor.scrub(value))
+
+
 def clean_optional(value: str | None) -> str | None:
     return None if value is None else clean_text(value)
 
@@ -121,7 +135,7 @@ def change_columns(changes: Changes | None) -> dict[str, Any]:
         elif name == "amount":
             cols[name] = check_amount(value)
         elif isinstance(value, str):
-            cols[name] = clean_text(value)
+            cols[name] = clean_stored(value) if name in SCRUBBED_COLUMNS else clean_text(value)
     return cols
 
 
@@ -268,7 +282,9 @@ def _at_head(engine: Any) -> bool:
     return list(rows) == [HEAD_REVISION]
 
 
-def open_ledger(url: str, *, migrate: bool | None = None) -> SqlLedger:
+def open_ledger(
+    url: str, *, migrate: bool | None = None, timeouts: LedgerTimeouts | None = None
+) -> SqlLedger:
     """The SQL ledger at ``url`` (``sqlite:///path.db`` or ``postgresql://...``).
 
     ``migrate=None`` brings a SQLite file up to date by itself (a single-machine install
@@ -280,7 +296,7 @@ def open_ledger(url: str, *, migrate: bool | None = None) -> SqlLedger:
     """
     from poller.ledger.sql import SqlLedger, make_engine
 
-    engine = make_engine(url)
+    engine = make_engine(url, timeouts)
     try:
         if migrate is not False and _at_head(engine):
             # The usual start: nothing to migrate, and Alembic (the largest import of a

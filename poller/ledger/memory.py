@@ -28,6 +28,7 @@ from poller.ledger import (
     check_limit,
     check_spend,
     clean_optional,
+    clean_stored,
     clean_text,
     counts_as_spent,
     encode_payload,
@@ -210,7 +211,7 @@ class MemoryLedger:
                 )
             row.update(columns, state=to_state, updated_at=now)
             self._events[pk].append(
-                Event(at=now, from_state=current, to_state=to_state, detail=clean_text(detail),
+                Event(at=now, from_state=current, to_state=to_state, detail=clean_stored(detail),
                       actor=clean_text(actor or owner))
             )
             return entry_from_columns(row)

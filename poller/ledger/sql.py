@@ -25,8 +25,10 @@ Concurrency, in one place:
 from __future__ import annotations
 
 import builtins
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -67,6 +69,7 @@ from poller.ledger import (
     check_limit,
     check_spend,
     clean_optional,
+    clean_stored,
     clean_text,
     encode_payload,
     entry_from_columns,
@@ -147,20 +150,106 @@ def _is_memory(url: URL) -> bool:
     )
 
 
-def make_engine(url: str | URL) -> Engine:
+@dataclass(frozen=True, kw_only=True)
+class LedgerTimeouts:
+    """PostgreSQL's bounds on waiting (``[ledger]`` keys of the same names + ``_seconds``).
+
+    The server enforces ``statement`` and ``lock`` (``lock_timeout`` also bounds the wait
+    for the ledger's advisory locks); the client gives up on a connection that has not
+    answered for ``statement`` plus a margin (a frozen network: the server never saw the
+    query, so its own timeout cannot fire); keepalives find a peer that vanished."""
+
+    connect_seconds: float = PG_CONNECT_TIMEOUT_S
+    statement_seconds: float = 30.0
+    lock_seconds: float = 10.0
+    keepalive_idle_seconds: int = 30
+    keepalive_interval_seconds: int = 10
+    keepalive_count: int = 3
+
+    @property
+    def client_seconds(self) -> float:
+        """How long the client waits for any answer before it drops the connection."""
+        return self.statement_seconds + min(5.0, self.statement_seconds)
+
+
+def _pg_connect_args(parsed: URL, timeouts: LedgerTimeouts) -> dict[str, Any]:
+    args: dict[str, Any] = {
+        # libpq takes whole seconds; 0 would mean "wait for ever".
+        "connect_timeout": max(1, round(timeouts.connect_seconds)),
+        "keepalives": 1,
+        "keepalives_idle": timeouts.keepalive_idle_seconds,
+        "keepalives_interval": timeouts.keepalive_interval_seconds,
+        "keepalives_count": timeouts.keepalive_count,
+        # Unacknowledged data for this long also ends the connection.
+        "tcp_user_timeout": round(timeouts.client_seconds * 1000),
+    }
+    # What the URL itself says wins (an operator's explicit choice)...
+    args = {k: v for k, v in args.items() if k not in parsed.query}
+    # ...and the server-side timeouts join the URL's own ``options`` (a search_path, say)
+    # unless it sets them itself.
+    given = parsed.query.get("options", "")
+    options = [given if isinstance(given, str) else " ".join(given)]
+    # idle_in_transaction_session_timeout: a client that froze mid-transaction (its network
+    # hung after the server answered) would otherwise keep its row and advisory locks for
+    # as long as the server's TCP keepalive takes (two hours by default), blocking every
+    # other worker on those rows; its transaction is ended once the client has given up.
+    for name, seconds in (("statement_timeout", timeouts.statement_seconds),
+                          ("lock_timeout", timeouts.lock_seconds),
+                          ("idle_in_transaction_session_timeout", timeouts.client_seconds)):
+        if name not in options[0]:
+            options.append(f"-c {name}={round(seconds * 1000)}")
+    args["options"] = " ".join(o for o in options if o)
+    return args
+
+
+def _deadline_connection(seconds: float) -> Any | None:
+    """A psycopg connection class whose every wait for the server ends after ``seconds``:
+    then the connection is closed (its state is unknown) and an OperationalError raised,
+    which the ledger reports as LedgerUnavailable."""
+    import inspect
+
+    import psycopg
+    from psycopg import errors as pg_errors
+
+    if "timeout" not in inspect.signature(psycopg.Connection.wait).parameters:
+        return None  # psycopg before 3.2: the server-side timeouts and keepalives only
+
+    class DeadlineConnection(psycopg.Connection[Any]):
+        def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
+            try:
+                return super().wait(gen, interval, seconds if timeout is None else timeout)
+            except pg_errors._WaitTimeout:
+                self.pgconn.finish()
+                raise psycopg.OperationalError(
+                    f"no answer from the database server in {seconds:g} s "
+                    "([ledger] statement_timeout_seconds plus a margin)"
+                ) from None
+
+    return DeadlineConnection
+
+
+def make_engine(url: str | URL, timeouts: LedgerTimeouts | None = None) -> Engine:
     """An engine set up for the ledger: WAL, busy timeout and write-locking transactions on
-    SQLite; connect timeout and stale-connection checks on PostgreSQL. ConfigError if the
-    URL cannot be used."""
+    SQLite; connect, statement and lock timeouts, keepalives, a client-side deadline and
+    stale-connection checks on PostgreSQL. ConfigError if the URL cannot be used."""
     parsed = _parse(url)
+    timeouts = timeouts or LedgerTimeouts()
     try:
         if parsed.get_backend_name() == "sqlite":
             return _sqlite_engine(parsed)
-        connect_args: dict[str, Any] = {}
-        if "connect_timeout" not in parsed.query:
-            connect_args["connect_timeout"] = PG_CONNECT_TIMEOUT_S
+        connect_args = _pg_connect_args(parsed, timeouts)
         # pre_ping: a connection the server closed (restart, idle timeout) is replaced
         # instead of failing the next cycle.
-        return create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
+        engine = create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
+        connection_class = (_deadline_connection(timeouts.client_seconds)
+                            if parsed.get_driver_name() == "psycopg" else None)
+        if connection_class is not None:
+
+            @event.listens_for(engine, "do_connect")
+            def _connect(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+                return connection_class.connect(*cargs, **cparams)
+
+        return engine
     except ImportError as e:
         raise ConfigError(
             f"ledger.url {safe_url(parsed)} needs the {e.name or 'database driver'} package: "
@@ -168,6 +257,19 @@ def make_engine(url: str | URL) -> Engine:
         ) from None
     except exc.ArgumentError as e:
         raise ConfigError(f"ledger.url {safe_url(parsed)} is not usable: {e}") from None
+
+
+def _create_private(path: Path) -> None:
+    """Create a new ledger file readable by its owner only (0600): it holds e-mail and
+    postal addresses. SQLite gives its -wal, -shm and -journal files the mode of the
+    database file, so they follow. An existing file keeps the mode its owner chose."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    except OSError:
+        return  # not creatable here: sqlite3's own open reports why, with the URL
+    os.close(fd)
 
 
 def _sqlite_engine(url: URL) -> Engine:
@@ -188,6 +290,7 @@ def _sqlite_engine(url: URL) -> Engine:
             raise ConfigError(
                 f"ledger.url {safe_url(url)}: the folder {folder} does not exist"
             )
+        _create_private(path)
         engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
 
     @event.listens_for(engine, "connect")
@@ -222,6 +325,9 @@ def _unavailable(url: URL, error: exc.DBAPIError) -> LedgerUnavailable:
     reason = str(error.orig).strip().splitlines()[0] if str(error.orig).strip() else ""
     if url.password:
         reason = reason.replace(str(url.password), "***")
+    if getattr(error.orig, "sqlstate", None) == "55P03":  # lock_not_available
+        reason += (" (a lock, such as the ledger's advisory lock for recording polls or "
+                   "checking spend, was held longer than [ledger] lock_timeout_seconds)")
     return LedgerUnavailable(
         f"the ledger database {safe_url(url)} is unavailable: {reason or type(error.orig).__name__}"
     )
@@ -516,7 +622,7 @@ class SqlLedger:
                 conn.execute(
                     insert(events_t).values(
                         redemption_pk=pk, at=now, from_state=row.state, to_state=to_state,
-                        detail=detail, actor=actor or owner,
+                        detail=clean_stored(detail), actor=actor or owner,
                     )
                 )
         except exc.IntegrityError as e:

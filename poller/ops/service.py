@@ -122,7 +122,8 @@ def _with_webhooks(
             if w.influitive_secret else None,
             influenceio_secret=w.influenceio_secret.get_secret_value()
             if w.influenceio_secret else None,
-            ledger=app.ledger, nudge=nudge,
+            ledger=app.ledger, nudge=nudge, max_body=w.max_body_bytes,
+            body_timeout=config.server.body_timeout_seconds,
         )]
 
     return factory
@@ -141,7 +142,7 @@ def _listener(
                     last_success=lambda: recorder.last_successful_poll)
     server = HttpServer(
         create_app(health, recorder, extra_routes=routes(app) if routes else ()),
-        config.server.listen,
+        config.server.listen, config.server.limits(),
     )
     server.start()
     return server

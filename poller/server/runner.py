@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 
 from poller.core.errors import PollerError
+from poller.server.limits import ServerLimits
 
 log = structlog.get_logger("poller.server")
 
@@ -40,7 +41,7 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host, number
 
 
-def bind(host: str, port: int) -> socket.socket:
+def bind(host: str, port: int, backlog: int = ServerLimits.backlog) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
@@ -51,7 +52,8 @@ def bind(host: str, port: int) -> socket.socket:
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind((host, port))
-        sock.listen(64)
+        # A bounded queue: connections past it are refused by the kernel, not held.
+        sock.listen(backlog)
     except OSError as exc:
         sock.close()
         raise ListenError(
@@ -60,19 +62,43 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _uvicorn_server(config: Any, interval: float) -> Any:
+    """uvicorn's server with our handler for the event loop's errors: accept failures are
+    counted and logged once per interval, not a traceback per attempt."""
+    import asyncio
+
+    import uvicorn
+
+    from poller.server.guard import AcceptErrorLog
+
+    class Server(uvicorn.Server):
+        async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+            asyncio.get_running_loop().set_exception_handler(AcceptErrorLog(interval))
+            await super().serve(sockets)
+
+    return Server(config)
+
+
 class HttpServer:
     """``with HttpServer(app, "127.0.0.1:9464"): ...`` serves ``app`` until the block ends."""
 
-    def __init__(self, app: Any, listen: str) -> None:
+    def __init__(self, app: Any, listen: str, limits: ServerLimits | None = None) -> None:
         import uvicorn
 
+        from poller.server.guard import protocol_for
+
+        limits = limits or ServerLimits()
+        self.limits = limits
         self.host, self.port = parse_listen(listen)
-        self._sock = bind(self.host, self.port)
+        self._sock = bind(self.host, self.port, limits.backlog)
         config = uvicorn.Config(
             app, log_level="warning", access_log=False, lifespan="off",
             timeout_graceful_shutdown=2, log_config=None,  # our logging set-up stays
+            http=protocol_for(limits), backlog=limits.backlog,
+            timeout_keep_alive=max(1, round(limits.keep_alive_seconds)),
+            h11_max_incomplete_event_size=limits.max_header_bytes,
         )
-        self._server = uvicorn.Server(config)
+        self._server = _uvicorn_server(config, limits.accept_error_interval_seconds)
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._sock]}, name="http-listener",
             daemon=True,

@@ -5,8 +5,12 @@ not the truth: it triggers an immediate (coalesced) cycle and the poll stays the
 what is outstanding. Nothing is ordered from its body.
 
 ``POST /webhooks/influenceio``: an Influence.io ``points/redeemed`` event is stored in the
-ledger before it is answered 2xx (deduplicated on the webhook id and the event id), then
-worked by the same machinery as an Influitive redemption.
+ledger before it is answered 2xx (deduplicated on the pair of webhook id and event id), then
+worked by the same machinery as an Influitive redemption. A missing or other
+``X-Webhook-Topic`` (compared case-insensitively) is answered 400 and logged as a warning.
+
+Bodies are read chunk by chunk against ``[webhooks] max_body_bytes`` and
+``[server] body_timeout_seconds`` (docs/security.md).
 
 Neither sender documents a signature, so both require a shared secret, accepted in an
 ``X-Webhook-Secret`` header or a ``token`` query parameter (many senders let you set only

@@ -17,12 +17,18 @@ from starlette.routing import BaseRoute, Route
 from poller.core.ports import Ledger
 from poller.influenceio import REDEEMED_TOPIC, SOURCE
 from poller.influenceio.events import BadEvent, parse_redeemed
+from poller.server.guard import BodyTooLarge, BodyTooSlow, read_body
 
 log = structlog.get_logger("poller.webhooks")
 
 SECRET_HEADER = "X-Webhook-Secret"
 TOKEN_PARAM = "token"
 MAX_BODY = 64 * 1024
+"""Default of ``[webhooks] max_body_bytes``: a ``points/redeemed`` event is a few hundred
+bytes."""
+MAX_BODY_KEY = "[webhooks] max_body_bytes"
+BODY_TIMEOUT = 10.0
+"""Default of ``[server] body_timeout_seconds``."""
 # Webhook ids seen are remembered this long (senders retry for hours, not weeks).
 SEEN_FOR = timedelta(days=30)
 
@@ -40,12 +46,25 @@ def _unauthorized() -> JSONResponse:
                                   f"{TOKEN_PARAM} query parameter)"}, status_code=401)
 
 
-def influitive_route(secret: str, nudge: Callable[[], None]) -> Route:
+def influitive_route(
+    secret: str, nudge: Callable[[], None], *, max_body: int = MAX_BODY,
+    body_timeout: float = BODY_TIMEOUT,
+) -> Route:
     async def receive(request: Request) -> Response:
         if not _authorized(request, secret):
             log.warning("influitive webhook refused: bad secret")
             return _unauthorized()
-        # The body is not read for anything: the poll is the truth.
+        # The body is not used (the poll is the truth), but it is read against the same
+        # cap and deadline so a huge or trickling body cannot hold the connection.
+        try:
+            await read_body(request, max_bytes=max_body, timeout=body_timeout,
+                            key=MAX_BODY_KEY)
+        except BodyTooLarge as exc:
+            log.warning("influitive webhook refused: body too large", reason=str(exc))
+            return JSONResponse({"error": str(exc)}, status_code=413)
+        except BodyTooSlow as exc:
+            log.warning("influitive webhook refused: body too slow", reason=str(exc))
+            return JSONResponse({"error": str(exc)}, status_code=408)
         nudge()
         log.info("influitive webhook: cycle requested")
         return JSONResponse({"status": "accepted", "action": "cycle requested"},
@@ -54,9 +73,17 @@ def influitive_route(secret: str, nudge: Callable[[], None]) -> Route:
     return Route(INFLUITIVE_PATH, receive, methods=["POST"])
 
 
+def _topic_matches(topic: str) -> bool:
+    # Header values are case-sensitive in principle, but a sender's or a proxy's different
+    # spelling of the one topic we take must not drop a paid redemption: compared
+    # case-insensitively (documented in docs/security.md).
+    return topic.strip().casefold() == REDEEMED_TOPIC.casefold()
+
+
 def influenceio_route(
     secret: str, ledger: Ledger, nudge: Callable[[], None],
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC), *,
+    max_body: int = MAX_BODY, body_timeout: float = BODY_TIMEOUT,
 ) -> Route:
     async def receive(request: Request) -> Response:
         if not _authorized(request, secret):
@@ -64,12 +91,26 @@ def influenceio_route(
             return _unauthorized()
         topic = request.headers.get("X-Webhook-Topic", "")
         webhook_id = request.headers.get("X-Webhook-Id", "").strip()
-        if topic != REDEEMED_TOPIC:
-            log.debug("influenceio webhook ignored: other topic", topic=topic[:64])
-            return JSONResponse({"status": "ignored", "topic": topic[:64]})
-        raw = await request.body()
-        if len(raw) > MAX_BODY:
-            return JSONResponse({"error": "body too large"}, status_code=413)
+        if not _topic_matches(topic):
+            # A 4xx the sender sees (and shows in its delivery log): this URL was set up
+            # for one topic; a 2xx would hide a misconfigured subscription for ever.
+            shown = "".join(c for c in topic[:64] if c.isprintable())
+            log.warning("influenceio webhook refused: missing or unsupported topic",
+                        topic=shown or None, webhook_id=webhook_id[:64] or None)
+            return JSONResponse(
+                {"error": f"X-Webhook-Topic must be {REDEEMED_TOPIC!r}; got "
+                          f"{shown!r}" if shown else
+                          f"X-Webhook-Topic header is missing; expected {REDEEMED_TOPIC!r}"},
+                status_code=400)
+        try:
+            raw = await read_body(request, max_bytes=max_body, timeout=body_timeout,
+                                  key=MAX_BODY_KEY)
+        except BodyTooLarge as exc:
+            log.warning("influenceio webhook refused: body too large", reason=str(exc))
+            return JSONResponse({"error": str(exc)}, status_code=413)
+        except BodyTooSlow as exc:
+            log.warning("influenceio webhook refused: body too slow", reason=str(exc))
+            return JSONResponse({"error": str(exc)}, status_code=408)
         try:
             body: Any = json.loads(raw)
         except ValueError:
@@ -80,7 +121,11 @@ def influenceio_route(
             log.warning("influenceio webhook rejected", reason=str(exc))
             return JSONResponse({"error": str(exc)}, status_code=422)
         now = clock()
-        seen_key = f"webhook:{SOURCE}:{webhook_id}" if webhook_id else None
+        # A delivery is the pair (webhook id, event id): a sender that reuses a webhook id
+        # for another event must not have that event dropped as a repeat. (The ledger's
+        # own key, source and event id, is what makes storing twice harmless.)
+        seen_key = (f"webhook:{SOURCE}:{webhook_id}:{redemption.id}" if webhook_id
+                    else None)
         if seen_key and await run_in_threadpool(ledger.cache_get, seen_key, now) is not None:
             log.info("influenceio webhook: delivered again, already stored",
                      redemption_id=redemption.id, source=SOURCE)
@@ -103,11 +148,13 @@ def influenceio_route(
 
 def webhook_routes(
     *, influitive_secret: str | None, influenceio_secret: str | None, ledger: Ledger,
-    nudge: Callable[[], None],
+    nudge: Callable[[], None], max_body: int = MAX_BODY, body_timeout: float = BODY_TIMEOUT,
 ) -> Sequence[BaseRoute]:
     routes: list[BaseRoute] = []
     if influitive_secret:
-        routes.append(influitive_route(influitive_secret, nudge))
+        routes.append(influitive_route(influitive_secret, nudge, max_body=max_body,
+                                       body_timeout=body_timeout))
     if influenceio_secret:
-        routes.append(influenceio_route(influenceio_secret, ledger, nudge))
+        routes.append(influenceio_route(influenceio_secret, ledger, nudge,
+                                        max_body=max_body, body_timeout=body_timeout))
     return routes

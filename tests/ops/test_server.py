@@ -3,12 +3,19 @@ test moves), then the daemon itself with ``[server] listen`` set."""
 
 from __future__ import annotations
 
+import resource
 import signal
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from decimal import Decimal
+from typing import Any
 
 import httpx
 import pytest
+import structlog
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
@@ -19,8 +26,10 @@ from poller.core.states import State
 from poller.ops.health import Health
 from poller.ops.metrics import Recorder
 from poller.server.app import create_app
+from poller.server.guard import AcceptErrorLog
+from poller.server.limits import ServerLimits
 from poller.server.runner import HttpServer, ListenError, parse_listen
-from tests.e2e.conftest import SECRETS, Standins, popen_cli
+from tests.e2e.conftest import SECRETS, Standins, cli_env, popen_cli
 from tests.ops.conftest import free_port, wait_for
 
 
@@ -209,3 +218,152 @@ def test_a_taken_address_stops_the_daemon_before_it_starts(standins: Standins) -
     assert daemon.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in err
     assert standins.influitive.requests() == []  # nothing polled
+
+
+# --- the listener under abuse --------------------------------------------------------------
+
+
+def _limited_server(limits: ServerLimits, recorder: Recorder) -> HttpServer:
+    health = Health(interval_seconds=60, last_success=lambda: recorder.last_successful_poll)
+    return HttpServer(create_app(health, recorder), f"127.0.0.1:{free_port()}", limits)
+
+
+def _closed_by_peer(sock: socket.socket, within: float) -> bool:
+    """Whether the server closes ``sock`` within ``within`` seconds (whatever it sends
+    before, e.g. the rest of an earlier answer, is read and dropped)."""
+    deadline = time.monotonic() + within
+    while (left := deadline - time.monotonic()) > 0:
+        sock.settimeout(left)
+        try:
+            if sock.recv(65536) == b"":
+                return True
+        except ConnectionError:
+            return True
+        except TimeoutError:
+            return False
+    return False
+
+
+def test_a_connection_that_never_finishes_its_headers_is_closed(recorder: Recorder) -> None:
+    with _limited_server(ServerLimits(header_timeout_seconds=0.5), recorder) as url:
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port))) as slow:
+            slow.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # and nothing more
+            started = time.monotonic()
+            assert _closed_by_peer(slow, within=5)
+            assert time.monotonic() - started < 3
+        # A first request answered, then half of a second one on the same connection.
+        with socket.create_connection((host, int(port))) as kept:
+            kept.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            kept.settimeout(5)
+            assert kept.recv(65536).startswith(b"HTTP/1.1 ")
+            kept.sendall(b"GET /healthz HTTP/1.1\r\n")
+            assert _closed_by_peer(kept, within=5)
+
+
+def test_past_the_connection_limit_the_oldest_slow_connection_gives_way(
+    recorder: Recorder
+) -> None:
+    limits = ServerLimits(max_connections=20, header_timeout_seconds=60)
+    with _limited_server(limits, recorder) as url:
+        host, port = url.removeprefix("http://").split(":")
+        slow = [socket.create_connection((host, int(port))) for _ in range(60)]
+        try:
+            for s in slow:
+                s.sendall(b"GET /healthz HTTP/1.1\r\n")
+            started = time.monotonic()
+            answer = httpx.get(f"{url}/healthz", timeout=1)
+            assert answer.status_code in (200, 503)
+            assert time.monotonic() - started < 1
+            # The first ones, the oldest waiting, were dropped to make room.
+            assert _closed_by_peer(slow[0], within=2)
+        finally:
+            for s in slow:
+                s.close()
+
+
+def test_accept_failures_are_logged_once_per_interval() -> None:
+    class Loop:
+        def __init__(self) -> None:
+            self.default: list[dict[str, Any]] = []
+
+        def default_exception_handler(self, context: dict[str, Any]) -> None:
+            self.default.append(context)
+
+    now = [0.0]
+    handler = AcceptErrorLog(60, clock=lambda: now[0])
+    loop = Loop()
+    failure = {"message": "socket.accept() out of system resource",
+               "exception": OSError(24, "Too many open files")}
+    with structlog.testing.capture_logs() as logs:
+        for _ in range(500):
+            handler(loop, failure)  # type: ignore[arg-type]
+            now[0] += 0.1  # 50 s of failing accept() calls
+        now[0] += 11
+        handler(loop, failure)  # type: ignore[arg-type]
+        handler(loop, {"message": "something else"})  # type: ignore[arg-type]
+    warnings = [e for e in logs if e["log_level"] == "warning"]
+    assert len(warnings) == 2
+    assert "Too many open files" in warnings[0]["error"]
+    assert warnings[1]["repeated"] == 499
+    assert loop.default == [{"message": "something else"}]
+
+
+@pytest.mark.e2e
+def test_six_hundred_slow_clients_leave_health_and_polls_alone(standins: Standins) -> None:
+    """600 sockets each send half a request and stay. The daemon's file descriptors are
+    capped at 512 (below what 600 held connections need), as a small default soft limit
+    would: /healthz still answers within a second and the worker keeps polling."""
+    port = free_port()
+    config = standins.config(interval_seconds="0.5",
+                             extra=f'\n[server]\nlisten = "127.0.0.1:{port}"\n')
+    base = f"http://127.0.0.1:{port}"
+
+    def low_fd_limit() -> None:
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (512, hard))
+
+    cmd = [sys.executable, "-m", "poller", "--log-format", "json", "--config", str(config),
+           "run"]
+    daemon = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=cli_env(), preexec_fn=low_fd_limit)
+    slow: list[socket.socket] = []
+    try:
+        def up() -> bool:
+            try:
+                return httpx.get(f"{base}/healthz", timeout=1).status_code in (200, 503)
+            except httpx.TransportError:
+                return False
+
+        wait_for(up, what="the listener")
+
+        def polls() -> int:
+            return sum(r.path.endswith("/reward_redemptions")
+                       for r in standins.influitive.requests())
+
+        for _ in range(600):
+            s = socket.socket()
+            s.settimeout(0.2)
+            try:
+                s.connect(("127.0.0.1", port))
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            except OSError:
+                pass  # the kernel's queue was full for a moment: the attack goes on
+            slow.append(s)
+        before = polls()
+        started = time.monotonic()
+        answer = httpx.get(f"{base}/healthz", timeout=1)
+        assert answer.status_code in (200, 503)
+        assert time.monotonic() - started < 1
+        wait_for(lambda: polls() >= before + 2, timeout=10, what="polls while under attack")
+    finally:
+        for s in slow:
+            s.close()
+        daemon.send_signal(signal.SIGTERM)
+        try:
+            _, err = daemon.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+            _, err = daemon.communicate()
+    assert "ConnectError" not in err
+    assert err.count("out of system resource") <= 1

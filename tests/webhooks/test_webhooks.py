@@ -167,9 +167,11 @@ def test_influenceio_event_delivered_twice_orders_once(
     assert [(r["source"], r["redemption_id"]) for r in rows] == [("influenceio", "501")]
 
 
-def test_other_topics_are_acknowledged_and_ignored(standins: Standins, daemon: Daemon) -> None:
+def test_other_topics_are_refused_with_a_4xx_the_sender_sees(
+    standins: Standins, daemon: Daemon
+) -> None:
     answer = io_post(daemon, io_event(777), topic="customers/updated")
-    assert answer.status_code == 200 and answer.json()["status"] == "ignored"
+    assert answer.status_code == 400 and "X-Webhook-Topic" in answer.json()["error"]
     out = run_cli("ledger", "show", "777", "--source", "influenceio", config=daemon.config)
     assert out.returncode == 1
 
@@ -197,3 +199,14 @@ def test_a_malformed_body_gets_a_reason_and_is_stored_nowhere(
     # And the webhook id was not remembered: a corrected retry is accepted.
     fixed = io_post(daemon, io_event(605), webhook_id="wh-bad")
     assert fixed.status_code == 202
+
+
+def test_a_body_over_the_configured_cap_is_refused_naming_the_key(
+    standins: Standins, daemon: Daemon
+) -> None:
+    big = io_event(611, padding="x" * (64 * 1024))  # the default [webhooks] max_body_bytes
+    answer = io_post(daemon, big, webhook_id="wh-big")
+    assert answer.status_code == 413
+    assert "[webhooks] max_body_bytes" in answer.json()["error"]
+    listing = run_cli("ledger", "list", "--json", config=daemon.config)
+    assert json.loads(listing.stdout) == []
