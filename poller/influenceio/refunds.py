@@ -137,9 +137,9 @@ class InfluenceioRefunds:
                 log.info("influenceio: earlier refund found in the points history",
                          redemption_id=redemption_id)
                 return
-        else:
-            # The intent, in the ledger before the call: an event people read, a marker
-            # the next attempt reads.
+        elif entry.state is State.REFUSING:
+            # The intent, in the ledger before the call: an event people read (under the
+            # worker's lease), and the marker below that the next attempt reads.
             self._ledger.transition(entry.pk, self._owner, State.REFUSING,
                                     f"refunding: {plan.describe()}", self._clock(),
                                     expect=State.REFUSING)

@@ -117,8 +117,8 @@ def waf_action(response: httpx.Response) -> str | None:
 def has_token_realm(response: httpx.Response) -> bool:
     """``WWW-Authenticate: Token realm=Api`` (quotes, case and spacing tolerated)."""
     for value in response.headers.get_list("WWW-Authenticate"):
-        normalised = " ".join(value.replace('"', "").lower().split())
-        if normalised.startswith("token") and "realm=api" in normalised.replace(" =", "="):
+        normalised = re.sub(r"\s*=\s*", "=", value.replace('"', "").lower()).strip()
+        if normalised.startswith("token") and re.search(r"\brealm=api\b", normalised):
             return True
     return False
 

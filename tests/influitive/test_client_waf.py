@@ -219,3 +219,14 @@ def test_the_stored_item_is_the_item_not_the_page(
     raw = result.redemptions[0].raw
     assert raw["id"] == 1 and raw["contact"]["email"] == "advocate1@example.com"
     assert "reward_redemptions" not in raw and "links" not in raw and "contacts" not in raw
+
+
+@pytest.mark.parametrize(("header", "auth"), [
+    ("Token realm=Api", True), ('Token realm="Api"', True), ("token Realm = API", True),
+    ("Basic realm=Api", False), ("Token realm=Apix", False),
+])
+def test_only_the_token_realm_makes_a_403_a_credentials_problem(header: str, auth: bool) -> None:
+    client = _answering(403, b"", **{"WWW-Authenticate": header})
+    expected = SourceAuthError if auth else SourceBlocked
+    with pytest.raises(expected):
+        client.poll()
