@@ -111,7 +111,8 @@ def waf_action(response: httpx.Response) -> str | None:
     value = response.headers.get(WAF_ACTION_HEADER)
     if value is None:
         return None
-    return value.strip().lower() or "present"
+    # Server text that ends up in messages: only the characters an action name has.
+    return re.sub(r"[^a-z0-9_-]", "", value.lower())[:32] or "present"
 
 
 def has_token_realm(response: httpx.Response) -> bool:
@@ -140,7 +141,7 @@ def blocked_reason(response: httpx.Response) -> str | None:
     status = response.status_code
     action = waf_action(response)
     if action is not None:
-        return f"HTTP {status}, x-amzn-waf-action: {action[:32]}"
+        return f"HTTP {status}, x-amzn-waf-action: {action}"
     if status == 403 and (not has_token_realm(response) or looks_like_html(response)):
         detail = "an HTML page" if looks_like_html(response) else "no Token realm"
         return f"HTTP 403 with {detail}"
