@@ -20,6 +20,8 @@ from poller.transport import RetryPolicy
 from poller.worker.cycle import Worker, WorkerPolicy
 
 if TYPE_CHECKING:
+    from poller.core.budget import RequestBudget
+    from poller.core.ports import Ledger
     from poller.influitive.client import InfluitiveClient
     from poller.ledger.sql import SqlLedger
     from poller.ops.metrics import Recorder
@@ -79,22 +81,57 @@ def open_ledger(config: Config) -> SqlLedger:
     return _open(config.ledger.url, timeouts=config.ledger.timeouts())
 
 
-def influitive_client(config: Config) -> InfluitiveClient:
+INFLUITIVE_BUDGET_SCOPE = "influitive"
+"""The ``request_log`` scope of the Influitive request budget."""
+
+
+def request_budget(
+    config: Config, ledger: SqlLedger, stop: threading.Event | None = None
+) -> RequestBudget:
+    """The Influitive request budget (``[influitive] max_requests_per_window`` per
+    ``window_seconds``), counted in the ledger so every worker on it shares it. ``stop``
+    ends a wait for a unit early."""
+    from poller.core.budget import BudgetLimit, RequestBudget
+    from poller.ledger.budget import SqlRequestLog
+
+    s = config.influitive
+    limit = BudgetLimit(scope=INFLUITIVE_BUDGET_SCOPE, max_requests=s.max_requests_per_window,
+                        window_seconds=s.window_seconds)
+    return RequestBudget(SqlRequestLog(ledger.engine), limit, stop=stop)
+
+
+def influitive_client(config: Config, budget: RequestBudget | None = None) -> InfluitiveClient:
+    """``budget``: every request takes a unit of it first (see ``request_budget``)."""
     from poller.influitive.client import InfluitiveClient
 
     s = config.influitive
     return InfluitiveClient(
         s.base_url, s.api_token.get_secret_value(), s.org_id,
         policy=http_policy(config), max_pages=s.max_pages, refuse_verb=s.refuse_verb,
-        list_path=s.list_path,
+        list_path=s.list_path, budget=budget, max_page_bytes=s.max_page_bytes,
     )
 
 
-def _pushed_sources() -> dict[str, Decider]:
+def _pushed_sources(config: Config, ledger: Ledger, owner: str) -> dict[str, Decider]:
     from poller.influenceio import SOURCE
     from poller.influenceio.events import InfluenceioDecisions
 
-    return {SOURCE: InfluenceioDecisions()}
+    settings = config.influenceio
+    if settings.api_key is None:
+        return {SOURCE: InfluenceioDecisions()}
+    from poller.influenceio.points import PointsClient
+    from poller.influenceio.refunds import InfluenceioRefunds
+
+    points = PointsClient(
+        settings.base_url, settings.api_key.get_secret_value(),
+        policy=http_policy(config, timeout=settings.timeout_seconds),
+        points_field=settings.points_field, reason_field=settings.reason_field,
+        history_path=settings.history_path,
+    )
+    return {SOURCE: InfluenceioRefunds(
+        points, ledger, owner=owner, customer_id_field=settings.customer_id_field,
+        reason_template=settings.refund_reason,
+    )}
 
 
 class App:
@@ -119,10 +156,14 @@ class App:
         self.recorder = recorder
         if recorder is not None:
             recorder.attach_ledger(self.ledger, config.fulfillment.daily_spend_limit)
-        self.source = influitive_client(config)
+        self.budget = request_budget(config, self.ledger, self.stop)
+        self.source = influitive_client(config, budget=self.budget)
         self.vendors = VendorPool(config, cache=self.ledger)
         source: RedemptionSource = self.source
         vendors: Callable[[str], Vendor] = self.vendors
+        owner = worker_id()
+        # The Influence.io refund records its intent under the worker's lease: same owner.
+        self.deciders = _pushed_sources(config, self.ledger, owner)
         if recorder is not None:
             source = recorder.instrument_source(self.source)
             vendors = _instrumented(self.vendors, recorder)
@@ -143,14 +184,18 @@ class App:
                 spend=config.fulfillment.spend_policy(),
             ),
             messages=config.fulfillment.templates(),
-            owner=worker_id(),
-            deciders=_pushed_sources(),
+            owner=owner,
+            deciders=self.deciders,
             stop=self.stop,
         )
 
     def close(self) -> None:
         self.vendors.close()
         self.source.close()
+        for decider in self.deciders.values():
+            close = getattr(decider, "close", None)
+            if close is not None:
+                close()
         try:
             self._write_textfile()
         finally:

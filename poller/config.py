@@ -66,6 +66,42 @@ class InfluitiveSettings(_Section):
     list_path: str = "/reward_redemptions"
     max_pages: int = Field(default=100, ge=1)
     timeout_seconds: float = Field(default=30.0, gt=0)
+    max_requests_per_window: int = Field(default=180, ge=1)
+    """Requests to Influitive in any ``window_seconds``, shared by every worker on the ledger
+    (Influitive's firewall blocks an IP past 200 in 5 minutes; see docs/influitive.md)."""
+    window_seconds: float = Field(default=300.0, gt=0)
+    max_page_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    """One list page larger than this is not read (the poll fails or is incomplete)."""
+
+
+class InfluenceioSettings(_Section):
+    """The Influence.io Platform API, used only to refund the points of a refused
+    redemption; without ``api_key`` a refusal is left for a person (docs/influenceio.md)."""
+
+    api_key: SecretStr | None = None
+    base_url: str = "https://platform.api.influence.io/v1"
+    timeout_seconds: float = Field(default=30.0, gt=0)
+    customer_id_field: Literal["id", "externalId"] = "id"
+    """Which ``customer`` field of the ``points/redeemed`` body is the ``{customerId}`` of
+    the points endpoint (unconfirmed)."""
+    points_field: str = Field(default="points", min_length=1)
+    """Body field of ``POST /customers/{customerId}/points`` for the points (unconfirmed)."""
+    reason_field: str = Field(default="reason", min_length=1)
+    """Body field for the reason shown in the points history (unconfirmed)."""
+    refund_reason: str = Field(
+        default="Refund: reward redemption {redemption_id} was refused", min_length=1)
+    """Must contain ``{redemption_id}``: the look-up after an unknown outcome finds the
+    refund by it."""
+    history_path: str = "/customers/{customer_id}/points"
+    """GET path listing a customer's points history (assumed); empty: no look-up, and an
+    unknown outcome is held for a person instead of repeated."""
+
+    @field_validator("refund_reason")
+    @classmethod
+    def _names_the_redemption(cls, value: str) -> str:
+        if "{redemption_id}" not in value:
+            raise ValueError("must contain {redemption_id}")
+        return value
 
 
 class LedgerSettings(_Section):
@@ -323,6 +359,7 @@ class Config(BaseSettings):
     alerts: AlertsSettings = AlertsSettings()
     webhooks: WebhooksSettings = WebhooksSettings()
     security: SecuritySettings = SecuritySettings()
+    influenceio: InfluenceioSettings = InfluenceioSettings()
     vendors: dict[str, dict[str, Any]] = Field(default_factory=dict)
     rewards: list[RewardSettings] = Field(default_factory=list)
 

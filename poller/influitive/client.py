@@ -16,14 +16,21 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 import httpx
 import structlog
 
 from poller import __version__
-from poller.core.errors import AlreadyDecided, ConfigError, SourceAuthError, SourceUnavailable
+from poller.core.budget import BudgetWaitAborted, RequestBudget
+from poller.core.errors import (
+    AlreadyDecided,
+    ConfigError,
+    SourceAuthError,
+    SourceBlocked,
+    SourceUnavailable,
+)
 from poller.core.model import PollResult, Redemption
 from poller.core.parse import Unkeyable, parse_page, parse_redemption, redemption_key
 from poller.transport import RetryPolicy, describe, retry_after_of, send
@@ -37,14 +44,108 @@ REFUSE_VERB = "refuse"
 """``reject`` is the older spelling (the PHP client); configurable because it is assumed."""
 USER_AGENT = f"reward-poller/{__version__}"
 
-AUTH_STATUSES = frozenset({401, 403})
 ALREADY_DECIDED_STATUSES = frozenset({404, 409, 422})
 """Assumed: the docs say deciding twice answers "likely 422, perhaps 404". A 404 is also what
-an unknown route answers, so a wrong ``refuse_verb`` looks like "already decided" too."""
+an unknown route answers, so a wrong ``refuse_verb`` looks like "already decided" too: these
+answers mean *perhaps* decided, never proof (the next complete poll confirms)."""
+
+WAF_ACTION_HEADER = "x-amzn-waf-action"
+"""AWS WAF marks its own answers with this header: ``challenge`` (202), ``captcha`` (405)."""
+AUTH_REALM = "token realm=api"
+"""Influitive's own 401 carries ``WWW-Authenticate: Token realm=Api``; a 403 without it is
+the firewall's block page, not a verdict on the credentials."""
+
+DEFAULT_MAX_PAGE_BYTES = 4 * 1024 * 1024
+"""One list page larger than this is not read (``[influitive] max_page_bytes``)."""
 
 MAX_ERROR_TEXT = 200
 _VERB_RE = re.compile(r"^[a-z][a-z_]{0,31}$")
 _HEADER_VALUE_RE = re.compile(r"^[\x21-\x7e][\x20-\x7e]*$")
+
+
+class _PageTooLarge(Exception):
+    """A list page's body passed ``max_page_bytes`` while it was read."""
+
+
+class _CappedReader:
+    """What the retry loop calls for a list page: the GET, with the body read in chunks and
+    abandoned at the cap, so a huge page never sits in memory whole."""
+
+    def __init__(self, client: httpx.Client, cap: int) -> None:
+        self._client = client
+        self._cap = cap
+
+    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        request = self._client.build_request(method, url, **kwargs)
+        response = self._client.send(request, stream=True)
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            for chunk in response.iter_bytes():  # decoded: the size that reaches memory
+                size += len(chunk)
+                if size > self._cap:
+                    raise _PageTooLarge()
+                chunks.append(chunk)
+        finally:
+            response.close()
+        # The body is already decoded: drop the headers that would make httpx decode again.
+        headers = [(k, v) for k, v in response.headers.multi_items()
+                   if k.lower() not in ("content-encoding", "content-length",
+                                        "transfer-encoding")]
+        return httpx.Response(response.status_code, headers=headers, content=b"".join(chunks),
+                              request=request)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Probe:
+    """What one request for the first list page shows (``InfluitiveClient.probe``)."""
+
+    outstanding: int
+    """Redemptions on the first page."""
+    more_pages: bool
+    """The page links to a next one: ``outstanding`` is then a lower bound."""
+
+
+def waf_action(response: httpx.Response) -> str | None:
+    """The AWS WAF action named by the answer (``challenge``, ``captcha``, ...), if any."""
+    value = response.headers.get(WAF_ACTION_HEADER)
+    if value is None:
+        return None
+    # Server text that ends up in messages: only the characters an action name has.
+    return re.sub(r"[^a-z0-9_-]", "", value.lower())[:32] or "present"
+
+
+def has_token_realm(response: httpx.Response) -> bool:
+    """``WWW-Authenticate: Token realm=Api`` (quotes, case and spacing tolerated)."""
+    for value in response.headers.get_list("WWW-Authenticate"):
+        normalised = re.sub(r"\s*=\s*", "=", value.replace('"', "").lower()).strip()
+        if normalised.startswith("token") and re.search(r"\brealm=api\b", normalised):
+            return True
+    return False
+
+
+def looks_like_html(response: httpx.Response) -> bool:
+    kind = response.headers.get("Content-Type", "").lower()
+    if "html" in kind:
+        return True
+    return response.content[:64].lstrip().lower().startswith((b"<!doctype", b"<html"))
+
+
+def blocked_reason(response: httpx.Response) -> str | None:
+    """Why this answer is Influitive's firewall and not Influitive, or None.
+
+    AWS WAF answers a block with 403 and an HTML page (no ``WWW-Authenticate: Token
+    realm=Api``), a challenge with 202 and ``x-amzn-waf-action: challenge``, a CAPTCHA with
+    405 and ``x-amzn-waf-action: captcha``. None of these applied anything.
+    """
+    status = response.status_code
+    action = waf_action(response)
+    if action is not None:
+        return f"HTTP {status}, x-amzn-waf-action: {action}"
+    if status == 403 and (not has_token_realm(response) or looks_like_html(response)):
+        detail = "an HTML page" if looks_like_html(response) else "no Token realm"
+        return f"HTTP 403 with {detail}"
+    return None
 
 
 class _PageFailed(Exception):
@@ -120,7 +221,11 @@ class InfluitiveClient:
         list_path: str = LIST_PATH,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        budget: RequestBudget | None = None,
+        max_page_bytes: int = DEFAULT_MAX_PAGE_BYTES,
     ) -> None:
+        """``budget``: every request (each retry included) takes a unit from it first, so
+        all workers on one ledger stay under Influitive's firewall limit together."""
         try:
             parsed_base = httpx.URL(base_url)
         except (httpx.InvalidURL, TypeError) as exc:
@@ -135,6 +240,8 @@ class InfluitiveClient:
             raise ConfigError(f"influitive refuse_verb {refuse_verb!r} is not a lowercase word")
         if max_pages < 1:
             raise ConfigError("influitive max_pages must be at least 1")
+        if max_page_bytes < 1024:
+            raise ConfigError("influitive max_page_bytes must be at least 1024")
         if not list_path.startswith("/"):
             raise ConfigError(f"influitive list_path {list_path!r} must start with '/'")
         self._policy = policy
@@ -142,6 +249,8 @@ class InfluitiveClient:
         self._refuse_verb = refuse_verb
         self._sleep = sleep
         self._requests = 0
+        self._budget = budget
+        self._max_page_bytes = max_page_bytes
         self._http = httpx.Client(
             base_url=base_url,
             headers={
@@ -163,6 +272,16 @@ class InfluitiveClient:
     # --- plumbing -----------------------------------------------------------------------
 
     def _count_request(self, request: httpx.Request) -> None:
+        """Runs before every request httpx sends, retries included: take a budget unit
+        first. When none can be had, the request is not sent at all."""
+        if self._budget is not None:
+            try:
+                waited = self._budget.take()
+            except BudgetWaitAborted as exc:
+                raise SourceUnavailable(f"Influitive request not sent: {exc}") from exc
+            if waited >= 1.0:
+                log.info("influitive.budget.waited", seconds=round(waited, 1),
+                         path=request.url.path)
         self._requests += 1
 
     def __repr__(self) -> str:
@@ -292,15 +411,31 @@ class InfluitiveClient:
         return result
 
     def _get_page(self, url: httpx.URL, page: int) -> Any:
-        """The decoded JSON body of one list page, or _PageFailed / SourceAuthError."""
+        """The decoded JSON body of one list page, or _PageFailed / SourceAuthError /
+        SourceBlocked."""
+        reader = _CappedReader(self._http, self._max_page_bytes)
         try:
-            response = send(self._http, "GET", str(url), policy=self._policy, sleep=self._sleep)
+            response = send(cast(httpx.Client, reader), "GET", str(url), policy=self._policy,
+                            sleep=self._sleep)
+        except _PageTooLarge as exc:
+            raise _PageFailed(
+                f"page {page} is larger than [influitive] max_page_bytes "
+                f"({self._max_page_bytes} bytes); not read"
+            ) from exc
         except httpx.TransportError as exc:
             raise _PageFailed(f"page {page}: {describe(exc)}") from exc
         except httpx.HTTPError as exc:  # e.g. an unusable next link
             raise _PageFailed(f"page {page}: {type(exc).__name__}") from exc
         status = response.status_code
-        if status in AUTH_STATUSES:
+        blocked = blocked_reason(response)
+        if blocked is not None:
+            # Not a page, and not a verdict on the token: the firewall stopped the request.
+            log.warning("influitive.poll.blocked", page=page, answer=blocked)
+            raise SourceBlocked(
+                f"blocked by Influitive's firewall on page {page} ({blocked}); "
+                "retrying after a backoff", retry_after_of(response),
+            )
+        if status in (401, 403):
             raise SourceAuthError(
                 f"Influitive rejected the API token or org id (HTTP {status})"
             )
@@ -317,6 +452,22 @@ class InfluitiveClient:
             raise _PageFailed(
                 f"page {page} is not JSON (HTTP {status}, {self._scrub(kind)})"
             ) from exc
+
+    def probe(self) -> Probe:
+        """One request for the first list page (``reward-poller check``): are the token,
+        org id and the firewall letting us in, and how much is waiting? Raises
+        SourceAuthError, SourceBlocked or SourceUnavailable."""
+        try:
+            body = self._get_page(self._list_url, 1)
+            page = parse_items(body, 1)
+            more = self._link(body, "next", self._list_url, 1) is not None
+        except (_PageFailed, ValueError) as exc:
+            message = exc.message if isinstance(exc, _PageFailed) else f"wrong shape: {exc}"
+            raise SourceUnavailable(
+                f"Influitive redemption list could not be read: {message}",
+                exc.retry_after if isinstance(exc, _PageFailed) else None,
+            ) from exc
+        return Probe(outstanding=len(page.redemptions) + len(page.rejected), more_pages=more)
 
     def _link(self, body: Any, name: str, current: httpx.URL, page: int) -> httpx.URL | None:
         """``links.<name>`` resolved against the current page; None when absent or empty.
@@ -351,7 +502,9 @@ class InfluitiveClient:
         self._decide(redemption_id, self._refuse_verb, message)
 
     def _decide(self, redemption_id: str, verb: str, message: str) -> None:
-        """POST a decision. Safe to replay: a repeat answers "already decided"."""
+        """POST a decision and classify the answer. Only a 2xx that is Influitive's own JSON
+        counts as done; a firewall answer is SourceBlocked (nothing was applied); 404, 409
+        and 422 are AlreadyDecided, which means *perhaps* decided."""
         if not redemption_id or redemption_id in {".", ".."}:
             raise ValueError(f"redemption id {redemption_id!r} cannot be decided")
         path = f"{self._decision_base}/{quote(redemption_id, safe='')}/decision/{verb}"
@@ -367,19 +520,48 @@ class InfluitiveClient:
                         verb=verb, error=error)
             raise SourceUnavailable(f"{what} failed: {error}") from exc
         status = response.status_code
+        blocked = blocked_reason(response)
+        if blocked is None and 200 <= status < 300 and status != 204 and not _is_json(response):
+            # A 2xx that is not Influitive's JSON (an HTML page, an empty or cut body) is
+            # not evidence that anything was applied.
+            blocked = (f"HTTP {status} with a body that is not Influitive's JSON "
+                       "(a firewall page?)")
+        elif blocked is not None:
+            blocked = f"blocked by Influitive's firewall ({blocked})"
+        if blocked is not None:
+            log.warning("influitive.decision.blocked", redemption_id=redemption_id, verb=verb,
+                        answer=blocked)
+            raise SourceBlocked(f"{what} not applied: {blocked}", retry_after_of(response))
         if 200 <= status < 300:
             log.info("influitive.decision.done", redemption_id=redemption_id, verb=verb)
             return
         detail = self._error_text(response)
         suffix = f" ({detail})" if detail else ""
-        if status in AUTH_STATUSES:
+        if status in (401, 403):
             raise SourceAuthError(
                 f"Influitive rejected the API token or org id (HTTP {status})"
             )
         if status in ALREADY_DECIDED_STATUSES:
             log.info("influitive.decision.already_decided", redemption_id=redemption_id,
                      verb=verb, status=status)
-            raise AlreadyDecided(f"{what}: already decided (HTTP {status}){suffix}")
+            hint = ""
+            if status == 404:
+                hint = (f"; a 404 also answers a wrong decision route: check [influitive] "
+                        f"refuse_verb (now {self._refuse_verb!r})")
+            raise AlreadyDecided(
+                f"{what}: perhaps already decided (HTTP {status}){suffix}; only a complete "
+                f"poll without it confirms that{hint}"
+            )
         log.warning("influitive.decision.unavailable", redemption_id=redemption_id,
                     verb=verb, status=status)
         raise SourceUnavailable(f"{what} failed: HTTP {status}{suffix}", retry_after_of(response))
+
+
+def _is_json(response: httpx.Response) -> bool:
+    if looks_like_html(response):
+        return False
+    try:
+        response.json()
+    except (ValueError, RecursionError):
+        return False
+    return True

@@ -15,9 +15,9 @@ from typing import Any, Literal
 
 from poller.core.errors import AlreadyDecided
 from poller.core.model import PollResult, Redemption
-from poller.influitive.client import parse_items
+from poller.influitive.client import Probe, parse_items
 
-Operation = Literal["poll", "fulfill", "refuse"]
+Operation = Literal["poll", "fulfill", "refuse", "probe"]
 Verb = Literal["fulfill", "refuse"]
 
 
@@ -123,6 +123,13 @@ class FakeInfluitive:
                 rejected=tuple(self._rejected),
             )
 
+    def probe(self) -> Probe:
+        """Like ``InfluitiveClient.probe``: script SourceAuthError/SourceBlocked with
+        ``fail_next("probe", ...)``."""
+        self._scripted("probe")
+        with self._lock:
+            return Probe(outstanding=len(self._outstanding), more_pages=False)
+
     def fulfill(self, redemption_id: str, message: str) -> None:
         self._decide(redemption_id, "fulfill", message)
 
@@ -142,9 +149,10 @@ class FakeInfluitive:
                 return
             earlier = self._decided.get(redemption_id)
         if earlier is None:
-            raise AlreadyDecided(f"redemption {redemption_id} is not outstanding (HTTP 404)")
+            raise AlreadyDecided(f"redemption {redemption_id} is not outstanding: perhaps already "
+                                 "decided (HTTP 404)")
         raise AlreadyDecided(
-            f"redemption {redemption_id} was already decided: {earlier} (HTTP 422)"
+            f"redemption {redemption_id}: perhaps already decided ({earlier}) (HTTP 422)"
         )
 
     def close(self) -> None:

@@ -20,6 +20,14 @@ Everything a test needs is reachable from Python (``InfluitiveState``) and over 
   and append to the fault queue with ``{"queue": [fault, ...]}`` (see ``Fault``).
 * ``POST /_standin/reset``: back to an empty stand-in with default knobs.
 
+A firewall like Influitive's AWS WAF rule (Influitive's support article "API Rate Limitation
+in Influitive"; AWS WAF's documented answers) sits in front of the API when the knob
+``waf_limit`` is set: past ``waf_limit`` API requests from one client address in any rolling
+``waf_window`` seconds (blocked requests count too), a request is answered without reaching
+the API: a 403 HTML page without ``WWW-Authenticate`` (``waf_mode="block"``), or a 202 with
+``x-amzn-waf-action: challenge`` (``waf_mode="challenge"``). ``InfluitiveState.waf_blocked()``
+counts those answers. A queued ``Fault(waf=...)`` gives one such answer on demand.
+
 The token is never logged, echoed or stored in the state.
 """
 
@@ -28,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
@@ -45,6 +54,21 @@ HTML_PAGE = (
     "<!DOCTYPE html>\n<html><head><title>We're sorry, but something went wrong (500)</title>"
     "</head><body><h1>We're sorry, but something went wrong.</h1></body></html>\n"
 )
+
+WAF_BLOCK_PAGE = (
+    "<html>\r\n<head><title>403 Forbidden</title></head>\r\n<body>\r\n"
+    "<center><h1>403 Forbidden</h1></center>\r\n</body>\r\n</html>\r\n"
+)
+"""AWS WAF's default block answer behind a load balancer: a 403 HTML page."""
+WAF_CHALLENGE_PAGE = (
+    "<!DOCTYPE html><html lang=\"en\"><head><title></title>"
+    "<script src=\"https://example.token.awswaf.com/challenge.js\"></script></head>"
+    "<body><div id=\"challenge-container\"></div></body></html>"
+)
+"""The JavaScript interstitial AWS WAF sends with a challenge (202) or CAPTCHA (405)."""
+
+WafAnswer = Literal["block", "challenge", "captcha"]
+WAF_ANSWERS: frozenset[str] = frozenset({"block", "challenge", "captcha"})
 
 Garbage = Literal["html", "truncated", "wrong_shape", "empty"]
 GARBAGE_KINDS: frozenset[str] = frozenset({"html", "truncated", "wrong_shape", "empty"})
@@ -75,6 +99,13 @@ class Fault:
     after: bool = False
     """Let the request take effect first (a decision is applied), then answer the fault:
     the answer was lost on the way back."""
+    waf: WafAnswer | None = None
+    """The firewall answers instead of the API, as AWS WAF does: ``block`` (403 HTML page,
+    no ``WWW-Authenticate``), ``challenge`` (202, ``x-amzn-waf-action: challenge``),
+    ``captcha`` (405, ``x-amzn-waf-action: captcha``). Nothing is applied."""
+    headers: tuple[tuple[str, str], ...] = ()
+    """Extra headers to send with ``status`` (JSON: an object), e.g. a 403 with
+    ``WWW-Authenticate: Token realm=Api``."""
 
     @classmethod
     def from_json(cls, data: Any) -> Fault:
@@ -96,7 +127,15 @@ class Fault:
             raise ValueError("fault delay must be a number of seconds")
         body = data.get("body")
         match = data.get("match")
+        waf = data.get("waf")
+        if waf is not None and waf not in WAF_ANSWERS:
+            raise ValueError(f"fault waf must be one of {sorted(WAF_ANSWERS)}")
+        headers = data.get("headers") or {}
+        if not isinstance(headers, Mapping):
+            raise ValueError("fault headers must be an object")
         return cls(
+            waf=cast("WafAnswer | None", waf),
+            headers=tuple((str(k), str(v)) for k, v in headers.items()),
             status=status,
             retry_after=None if retry_after is None else str(retry_after),
             body=None if body is None else str(body),
@@ -144,6 +183,11 @@ class _Knobs:
     """Accepted refusal verbs; others answer 404 like an unknown route."""
     delay: float = 0.0
     """Seconds every API request waits before its answer."""
+    waf_limit: int | None = None
+    """API requests allowed per client address in any ``waf_window`` seconds; None: no
+    firewall."""
+    waf_window: float = 300.0
+    waf_mode: Literal["block", "challenge"] = "block"
 
 
 def _key(item: Any) -> str | None:
@@ -163,6 +207,8 @@ class InfluitiveState:
         self._decisions: list[DecisionRecord] = []
         self._requests: list[RequestRecord] = []
         self._faults: deque[Fault] = deque()
+        self._waf_hits: dict[str, deque[float]] = {}
+        self._waf_blocked = 0
         self._knobs = _Knobs()
         if knobs:
             self.configure(**knobs)
@@ -177,6 +223,8 @@ class InfluitiveState:
             self._decisions.clear()
             self._requests.clear()
             self._faults.clear()
+            self._waf_hits.clear()
+            self._waf_blocked = 0
             self._knobs = _Knobs()
 
     def configure(
@@ -189,8 +237,19 @@ class InfluitiveState:
         last_next: Literal["null", "empty", "absent"] | None = None,
         refuse_verbs: Iterable[str] | None = None,
         delay: float | None = None,
+        waf_limit: int | None = None,
+        waf_window: float | None = None,
+        waf_mode: Literal["block", "challenge"] | None = None,
     ) -> None:
-        """Change knobs; ``None`` leaves one as it is."""
+        """Change knobs; ``None`` leaves one as it is (``waf_limit=0`` turns the firewall
+        off)."""
+        if waf_limit is not None and (not isinstance(waf_limit, int) or waf_limit < 0):
+            raise ValueError("waf_limit must be a non-negative integer")
+        if waf_window is not None and (not isinstance(waf_window, int | float)
+                                       or waf_window <= 0):
+            raise ValueError("waf_window must be a positive number of seconds")
+        if waf_mode is not None and waf_mode not in ("block", "challenge"):
+            raise ValueError("waf_mode must be block or challenge")
         if page_size is not None and (not isinstance(page_size, int) or page_size < 1):
             raise ValueError("page_size must be a positive integer")
         if delay is not None and (not isinstance(delay, int | float) or delay < 0):
@@ -215,12 +274,41 @@ class InfluitiveState:
                 k.refuse_verbs = tuple(str(v) for v in refuse_verbs)
             if delay is not None:
                 k.delay = float(delay)
+            if waf_limit is not None:
+                k.waf_limit = waf_limit or None
+            if waf_window is not None:
+                k.waf_window = float(waf_window)
+            if waf_mode is not None:
+                k.waf_mode = waf_mode
+
+    def waf_blocked(self) -> int:
+        """How many API requests the firewall answered instead of the API."""
+        with self._lock:
+            return self._waf_blocked
+
+    def _waf_check(self, client: str) -> WafAnswer | None:
+        """Count one API request from ``client``; the firewall's answer when it is past the
+        limit. Blocked requests count too, as in a WAF rate-based rule."""
+        now = time.monotonic()
+        with self._lock:
+            k = self._knobs
+            if k.waf_limit is None:
+                return None
+            hits = self._waf_hits.setdefault(client, deque())
+            while hits and hits[0] <= now - k.waf_window:
+                hits.popleft()
+            hits.append(now)
+            if len(hits) <= k.waf_limit:
+                return None
+            self._waf_blocked += 1
+            return k.waf_mode
 
     def knobs(self) -> dict[str, Any]:
         with self._lock:
             out = asdict(self._knobs)
             out["refuse_verbs"] = list(self._knobs.refuse_verbs)
             out["queue"] = [asdict(f) for f in self._faults]
+            out["waf_blocked"] = self._waf_blocked
             return out
 
     def add_faults(self, *faults: Fault | Mapping[str, Any]) -> None:
@@ -382,9 +470,23 @@ def _unauthorized() -> Response:
     return Response(b"", status_code=401, headers={"WWW-Authenticate": "Token realm=Api"})
 
 
+def _waf_response(answer: WafAnswer) -> Response:
+    """What AWS WAF sends instead of forwarding the request."""
+    if answer == "challenge":
+        return Response(WAF_CHALLENGE_PAGE, status_code=202, media_type="text/html",
+                        headers={"x-amzn-waf-action": "challenge"})
+    if answer == "captcha":
+        return Response(WAF_CHALLENGE_PAGE, status_code=405, media_type="text/html",
+                        headers={"x-amzn-waf-action": "captcha"})
+    return Response(WAF_BLOCK_PAGE, status_code=403, media_type="text/html")
+
+
 def _fault_response(fault: Fault, real: Response | None) -> Response:
+    if fault.waf is not None:
+        return _waf_response(fault.waf)
     if fault.status is not None:
         headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
+        headers.update(dict(fault.headers))
         if fault.status == 401:
             headers["WWW-Authenticate"] = "Token realm=Api"
         if fault.body is not None:
@@ -411,7 +513,8 @@ def _short_circuits(fault: Fault | None) -> bool:
     """The fault answers instead of the real handler (which then never runs)."""
     if fault is None or fault.after:
         return False
-    return fault.status is not None or fault.garbage in ("html", "wrong_shape", "empty")
+    return (fault.waf is not None or fault.status is not None
+            or fault.garbage in ("html", "wrong_shape", "empty"))
 
 
 async def _json_body(request: Request) -> Any:
@@ -445,6 +548,15 @@ def create_app(
     ) -> Response:
         """Delay, faults and auth around one API request, then record it."""
         query = request.url.query
+        client = request.client.host if request.client else "unknown"
+        waf = st._waf_check(client)
+        if waf is not None:
+            # The firewall answers before the API (and its faults) sees anything.
+            response = _waf_response(waf)
+            if skipped:
+                skipped(response.status_code)
+            st._record_request(request.method, request.url.path, query, response.status_code)
+            return response
         target = f"{request.method} {request.url.path}" + (f"?{query}" if query else "")
         fault = st._take_fault(target)
         delay = st.delay() + (fault.delay if fault else 0.0)

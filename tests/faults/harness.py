@@ -344,6 +344,8 @@ base_url = "{influitive_url or self.influitive_url}"
 api_token = "{TOKEN}"
 org_id = "{ORG}"
 timeout_seconds = {timeout_seconds}
+# The stand-in has no firewall here: a budget that never binds keeps the suites fast.
+max_requests_per_window = 1000000
 
 [ledger]
 url = "{ledger_url or self.ledger_url}"

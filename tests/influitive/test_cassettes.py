@@ -20,9 +20,14 @@ from pathlib import Path
 import pytest
 import vcr
 
-from poller.core.errors import AlreadyDecided, SourceAuthError, SourceUnavailable
+from poller.core.errors import (
+    AlreadyDecided,
+    SourceAuthError,
+    SourceBlocked,
+    SourceUnavailable,
+)
 from poller.influitive.client import InfluitiveClient
-from poller.standins.influitive import InfluitiveState
+from poller.standins.influitive import Fault, InfluitiveState
 
 from .conftest import FAST, ORG, TOKEN, Sleeps, Standin, item
 
@@ -159,9 +164,45 @@ def test_decisions_and_already_decided(
     assert remaining.redemptions == ()
 
 
+def test_firewall_block_on_a_poll(cassette: UseCassette) -> None:
+    """AWS WAF's block: a 403 HTML page without ``WWW-Authenticate: Token realm=Api``."""
+
+    def arrange(state: InfluitiveState) -> None:
+        state.seed([item(1)])
+        state.add_faults(Fault(waf="block"))
+
+    with cassette("waf_blocked", arrange) as client:
+        with pytest.raises(SourceBlocked, match="blocked by Influitive's firewall") as raised:
+            client.poll()
+        assert not isinstance(raised.value, SourceAuthError)
+        result = client.poll()  # later, the block lifted
+
+    assert [r.id for r in result.redemptions] == ["1"]
+
+
+def test_firewall_challenge_to_a_decision(cassette: UseCassette) -> None:
+    """AWS WAF's challenge: 202 with ``x-amzn-waf-action: challenge``; nothing applied."""
+
+    def arrange(state: InfluitiveState) -> None:
+        state.seed([item(1)])
+        state.add_faults(Fault(waf="challenge"), Fault(waf="captcha"))
+
+    with cassette("waf_challenge", arrange) as client:
+        with pytest.raises(SourceBlocked, match="x-amzn-waf-action: challenge"):
+            client.fulfill("1", "Your card is on its way")
+        with pytest.raises(SourceBlocked, match="x-amzn-waf-action: captcha"):
+            client.fulfill("1", "Your card is on its way")
+        still = client.poll()
+        client.fulfill("1", "Your card is on its way")
+        after = client.poll()
+
+    assert [r.id for r in still.redemptions] == ["1"]
+    assert after.redemptions == ()
+
+
 def test_no_cassette_holds_a_secret() -> None:
     files = sorted(CASSETTES.glob("*.yaml"))
-    assert len(files) >= 6
+    assert len(files) >= 8
     for path in files:
         text = path.read_text()
         assert TOKEN not in text, path.name

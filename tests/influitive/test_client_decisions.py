@@ -109,7 +109,8 @@ def test_auth_errors(standin: Standin, make_client: MakeClient) -> None:
     standin.state.seed([item(1)])
     with pytest.raises(SourceAuthError, match=r"token or org id \(HTTP 401\)"):
         make_client(api_token="wrong").fulfill("1", "x")
-    standin.state.fail_next(403)
+    standin.state.add_faults(Fault(status=403,
+                                   headers=(("WWW-Authenticate", "Token realm=Api"),)))
     with pytest.raises(SourceAuthError, match=r"\(HTTP 403\)"):
         make_client().fulfill("1", "x")
     assert standin.state.outstanding_ids() == ["1"]

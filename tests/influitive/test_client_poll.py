@@ -310,7 +310,8 @@ def test_wrong_org_is_an_auth_error(standin: Standin, make_client: MakeClient) -
 def test_auth_error_on_a_later_page_still_raises(standin: Standin, make_client: MakeClient) -> None:
     standin.state.seed([item(1), item(2)])
     standin.state.configure(page_size=1)
-    standin.state.add_faults(Fault(status=403, match="page=2"))
+    standin.state.add_faults(Fault(status=403, match="page=2",
+                                   headers=(("WWW-Authenticate", "Token realm=Api"),)))
 
     with pytest.raises(SourceAuthError, match=r"\(HTTP 403\)"):
         make_client().poll()

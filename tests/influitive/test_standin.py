@@ -135,3 +135,36 @@ def test_after_fault_replaces_one_answer_only(
     standin.state.add_faults(Fault(status=500, after=True))
     assert http.get("/reward_redemptions", headers=AUTH).status_code == 500
     assert http.get("/reward_redemptions", headers=AUTH).status_code == 200
+
+
+def test_the_firewall_blocks_past_its_limit_as_aws_waf_does(
+    standin: Standin, http: httpx.Client
+) -> None:
+    standin.state.seed([item(1)])
+    knobs = http.post("/_standin/faults", json={"waf_limit": 2, "waf_window": 60}).json()
+    assert (knobs["waf_limit"], knobs["waf_mode"]) == (2, "block")
+
+    statuses = [http.get("/reward_redemptions", headers=AUTH) for _ in range(3)]
+    decision = http.post("/reward_redemptions/1/decision/fulfill", headers=AUTH,
+                         json={"message": "x"})
+
+    assert [r.status_code for r in statuses] == [200, 200, 403]
+    blocked = statuses[2]
+    assert "www-authenticate" not in blocked.headers
+    assert blocked.headers["content-type"].startswith("text/html")
+    assert "403 Forbidden" in blocked.text
+    assert decision.status_code == 403  # blocked requests count too: still past the limit
+    assert standin.state.outstanding_ids() == ["1"]
+    assert standin.state.waf_blocked() == 2
+    assert [d.accepted for d in standin.state.decisions()] == [False]
+
+
+def test_queued_firewall_answers(standin: Standin, http: httpx.Client) -> None:
+    http.post("/_standin/faults", json={"queue": [{"waf": "challenge"}, {"waf": "captcha"}]})
+
+    challenge = http.get("/reward_redemptions", headers=AUTH)
+    captcha = http.get("/reward_redemptions", headers=AUTH)
+
+    assert (challenge.status_code, challenge.headers["x-amzn-waf-action"]) == (202, "challenge")
+    assert (captcha.status_code, captcha.headers["x-amzn-waf-action"]) == (405, "captcha")
+    assert http.get("/reward_redemptions", headers=AUTH).status_code == 200

@@ -1,0 +1,227 @@
+"""The Influence.io Platform API's points endpoints, used to refund a refused redemption.
+
+Documented (Influence.io developer reference, "Award points to a customer"):
+``POST {base_url}/customers/{customerId}/points`` with header ``x-api-key`` (Plus plan and
+above); the body carries a positive number of points, a reason ("a brief summary of why the
+customer is being awarded points") and an optional earn-rule id; 404 is "Customer not found".
+The body's field names are not shown in the public reference: they are settings
+(``points_field``, ``reason_field``), ``points`` and ``reason`` by default.
+
+Assumed: a customer's points history can be read (``history_path``, a GET) as a list of
+entries that carry the reason. It is used only after an unknown outcome, to find a refund
+that may have been applied before repeating it; when it cannot answer, nothing is repeated.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import structlog
+
+from poller import __version__
+from poller.core.errors import ConfigError
+from poller.transport import RetryPolicy, describe, nothing_was_sent, send
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_BASE_URL = "https://platform.api.influence.io/v1"
+DEFAULT_HISTORY_PATH = "/customers/{customer_id}/points"
+USER_AGENT = f"reward-poller/{__version__}"
+MAX_ERROR_TEXT = 200
+_HISTORY_LISTS = ("data", "items", "history", "points", "results", "entries", "events")
+_REASON_KEYS = ("reason", "description", "note", "notes", "summary", "message", "title")
+
+
+class Outcome(enum.Enum):
+    """What a points request did, as far as can be told."""
+
+    APPLIED = "applied"
+    NOT_APPLIED = "not_applied"
+    """Influence.io said no (4xx, 429) or the request surely never left."""
+    UNKNOWN = "unknown"
+    """A timeout after sending, a reset, a 5xx: it may have been applied."""
+
+
+class PointsAnswer:
+    """The outcome of one award, with a secret-free description for logs and the ledger."""
+
+    def __init__(self, outcome: Outcome, detail: str, status: int | None = None) -> None:
+        self.outcome = outcome
+        self.detail = detail
+        self.status = status
+
+    def __repr__(self) -> str:
+        return f"PointsAnswer({self.outcome.value}, {self.detail!r})"
+
+
+class PointsClient:
+    """Awards points and reads a customer's points history. The API key lives only in the
+    HTTP client's headers."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        policy: RetryPolicy = RetryPolicy(),
+        points_field: str = "points",
+        reason_field: str = "reason",
+        history_path: str = DEFAULT_HISTORY_PATH,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        try:
+            url = httpx.URL(base_url)
+        except (httpx.InvalidURL, TypeError) as exc:
+            raise ConfigError("influenceio base_url is not a URL") from exc
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ConfigError("influenceio base_url must be an http(s) URL with a host")
+        key = api_key.strip() if isinstance(api_key, str) else ""
+        if not key or not key.isprintable() or " " in key:
+            raise ConfigError("influenceio api_key is empty or has characters not allowed")
+        if history_path and "{customer_id}" not in history_path:
+            raise ConfigError("influenceio history_path must contain {customer_id} or be empty")
+        self._policy = policy
+        self._points_field = points_field
+        self._reason_field = reason_field
+        self._history_path = history_path
+        self._key = key
+        self._base = str(url).rstrip("/")
+        self._http = httpx.Client(
+            headers={"x-api-key": key, "Accept": "application/json",
+                     "Content-Type": "application/json", "User-Agent": USER_AGENT},
+            timeout=policy.timeout, transport=transport, follow_redirects=False,
+        )
+
+    def __repr__(self) -> str:
+        shown = httpx.URL(self._base)
+        return f"PointsClient(base_url={shown.scheme}://{shown.host}{shown.path!s})"
+
+    @property
+    def can_look_up(self) -> bool:
+        return bool(self._history_path)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _url(self, path: str, customer_id: str) -> str:
+        return self._base + path.replace("{customer_id}", quote(customer_id, safe=""))
+
+    def _scrub(self, text: str) -> str:
+        text = text.replace(self._key, "[redacted]")
+        text = "".join(c if c.isprintable() else " " for c in text).strip()
+        return text[:MAX_ERROR_TEXT] + ("..." if len(text) > MAX_ERROR_TEXT else "")
+
+    def _said(self, response: httpx.Response) -> str:
+        try:
+            body = response.json()
+        except (ValueError, RecursionError):
+            return ""
+        if isinstance(body, Mapping):
+            for key in ("message", "error", "errors", "detail"):
+                if body.get(key):
+                    return self._scrub(str(body[key]))
+        return ""
+
+    def award(self, customer_id: str, points: int, reason: str) -> PointsAnswer:
+        """``POST /customers/{customerId}/points``. Never raises for an HTTP answer: the
+        outcome says whether the points may have been added."""
+        body = {self._points_field: points, self._reason_field: reason}
+        # One try only: after a timeout the refund may exist, and a blind retry could pay
+        # the points twice. The caller looks it up before any repeat.
+        once = RetryPolicy(attempts=1, timeout=self._policy.timeout,
+                           max_retry_after=self._policy.max_retry_after)
+        try:
+            response = send(self._http, "POST", self._url("/customers/{customer_id}/points",
+                                                          customer_id),
+                            policy=once, json=body)
+        except httpx.TransportError as exc:
+            outcome = Outcome.NOT_APPLIED if nothing_was_sent(exc) else Outcome.UNKNOWN
+            return PointsAnswer(outcome, f"Influence.io points request failed: {describe(exc)}")
+        except httpx.HTTPError as exc:
+            return PointsAnswer(Outcome.NOT_APPLIED,
+                                f"Influence.io points request not sent: {type(exc).__name__}")
+        status = response.status_code
+        said = self._said(response)
+        suffix = f" ({said})" if said else ""
+        if 200 <= status < 300:
+            return PointsAnswer(Outcome.APPLIED, f"Influence.io added the points (HTTP {status})",
+                                status)
+        if status == 404:
+            detail = ("Influence.io does not know the customer (HTTP 404): check "
+                      "[influenceio] customer_id_field and base_url")
+        elif status in (401, 403):
+            detail = f"Influence.io rejected [influenceio] api_key (HTTP {status})"
+        elif status in (400, 422):
+            detail = (f"Influence.io refused the points request (HTTP {status}); the body "
+                      "field names are settings: [influenceio] points_field, reason_field")
+        else:
+            detail = f"Influence.io answered HTTP {status}"
+        outcome = Outcome.UNKNOWN if status >= 500 else Outcome.NOT_APPLIED
+        return PointsAnswer(outcome, detail + suffix, status)
+
+    def find(self, customer_id: str, marker: str) -> bool | None:
+        """Whether the customer's points history has an entry whose reason contains
+        ``marker``: True, False (the history was read and has none), or None (it could not
+        be read or understood: no conclusion)."""
+        if not self._history_path:
+            return None
+        try:
+            response = send(self._http, "GET", self._url(self._history_path, customer_id),
+                            policy=self._policy)
+        except httpx.HTTPError as exc:
+            error = describe(exc) if isinstance(exc, httpx.TransportError) else type(exc).__name__
+            log.warning("influenceio.points.history_unavailable", error=error)
+            return None
+        if response.status_code != 200:
+            log.warning("influenceio.points.history_unavailable",
+                        status=response.status_code)
+            return None
+        try:
+            body = response.json()
+        except (ValueError, RecursionError):
+            return None
+        entries = _history_entries(body)
+        if entries is None:
+            log.warning("influenceio.points.history_unreadable")
+            return None
+        if any(marker in reason for reason in map(_reason_of, entries) if reason):
+            return True
+        # Only a whole history proves absence: with more pages, the refund may be on one.
+        return None if _has_more(body) else False
+
+
+def _has_more(body: Any) -> bool:
+    if not isinstance(body, Mapping):
+        return False
+    links = body.get("links")
+    nexts = [body.get(k) for k in ("cursor", "next", "nextCursor", "next_cursor")]
+    if isinstance(links, Mapping):
+        nexts.append(links.get("next"))
+    meta = body.get("meta")
+    if isinstance(meta, Mapping):
+        nexts.extend(meta.get(k) for k in ("cursor", "next", "has_next", "hasMore"))
+    return any(bool(n) for n in nexts)
+
+
+def _history_entries(body: Any) -> list[Any] | None:
+    if isinstance(body, list):
+        return body
+    if isinstance(body, Mapping):
+        for key in _HISTORY_LISTS:
+            if isinstance(body.get(key), list):
+                return list(body[key])
+    return None
+
+
+def _reason_of(entry: Any) -> str | None:
+    if not isinstance(entry, Mapping):
+        return None
+    for key in _REASON_KEYS:
+        value = entry.get(key)
+        if isinstance(value, str):
+            return value
+    return None

@@ -1,0 +1,183 @@
+"""The decision side of Influence.io with a Platform API key: a refused redemption's points
+are given back through ``POST /customers/{customerId}/points``, exactly once.
+
+Influence.io has no endpoint that marks a redemption fulfilled or refused; the points the
+customer spent are returned by awarding the same number again (docs/influenceio.md). An
+award is not idempotent on Influence.io's side, so this side makes it so:
+
+1. Before the call, the intent is recorded in the ledger: an event on the redemption
+   (REFUSING, under the worker's lease) saying what will be refunded to whom, and a durable
+   marker in the ledger's cache (``influenceio.refund:<redemption id>`` = ``sending``).
+2. The call is made once (no transport retries). Applied: the marker becomes ``done``.
+   Surely not applied (a 4xx, 429, a connection never made): the marker is cleared and the
+   step fails with the reason, to be retried on the worker's schedule.
+3. Unknown outcome (timeout after sending, reset, 5xx), or a marker found at ``sending``
+   (a crash mid-call): before any repeat, the customer's points history is read for an
+   entry whose reason carries the redemption id. Found: done. Not there (a whole history
+   read): the award is repeated. No answer: nothing is repeated; the step fails and, after
+   ``max_attempts``, the redemption is held for a person with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import structlog
+
+from poller.core.errors import SourceUnavailable
+from poller.core.ports import Ledger
+from poller.core.states import State
+from poller.influenceio import SOURCE
+from poller.influenceio.points import Outcome, PointsClient
+
+log = structlog.get_logger(__name__)
+
+MARKER_PREFIX = "influenceio.refund:"
+SENDING = "sending"
+DONE = "done"
+NOT_APPLIED = "not_applied"
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class RefundPlan:
+    """Who gets how many points back, and the reason the history will show."""
+
+    def __init__(self, *, customer_id: str, points: int, reason: str) -> None:
+        self.customer_id = customer_id
+        self.points = points
+        self.reason = reason
+
+    def describe(self) -> str:
+        return (f"refund of {self.points} points to Influence.io customer {self.customer_id} "
+                f"(reason {self.reason!r})")
+
+
+def plan_refund(
+    payload: Mapping[str, Any], redemption_id: str, *, customer_id_field: str = "id",
+    reason_template: str = "Refund: reward redemption {redemption_id} was refused",
+) -> RefundPlan | str:
+    """The refund for a stored ``points/redeemed`` body, or why none can be planned."""
+    customer = payload.get("customer")
+    raw_id = customer.get(customer_id_field) if isinstance(customer, Mapping) else None
+    if isinstance(raw_id, bool) or not isinstance(raw_id, int | str) or not str(raw_id).strip():
+        return f"the event has no customer.{customer_id_field} to refund"
+    raw_points = payload.get("points")
+    if isinstance(raw_points, bool) or not isinstance(raw_points, int | float | str):
+        return "the event does not say how many points were spent"
+    try:
+        points = abs(Decimal(str(raw_points)))
+    except InvalidOperation:
+        return "the event's points are not a number"
+    if points == 0 or points != points.to_integral_value():
+        return f"the event's points ({raw_points}) are not a positive whole number"
+    return RefundPlan(customer_id=str(raw_id).strip(), points=int(points),
+                      reason=reason_template.replace("{redemption_id}", redemption_id))
+
+
+class InfluenceioRefunds:
+    """``Decider`` for Influence.io when ``[influenceio] api_key`` is set."""
+
+    def __init__(
+        self, points: PointsClient, ledger: Ledger, *, owner: str,
+        customer_id_field: str = "id",
+        reason_template: str = "Refund: reward redemption {redemption_id} was refused",
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        """``owner``: the worker's lease owner, under which the intent is recorded."""
+        self._points = points
+        self._ledger = ledger
+        self._owner = owner
+        self._customer_id_field = customer_id_field
+        self._reason_template = reason_template
+        self._clock = clock
+
+    def close(self) -> None:
+        self._points.close()
+
+    def fulfill(self, redemption_id: str, message: str) -> None:
+        log.info("influenceio: delivered by the vendor; nothing to tell Influence.io",
+                 redemption_id=redemption_id, source=SOURCE)
+
+    def refuse(self, redemption_id: str, message: str) -> None:
+        entry = self._ledger.get(SOURCE, redemption_id)
+        if entry is None:
+            raise SourceUnavailable(f"Influence.io redemption {redemption_id} is not in the "
+                                    "ledger; nothing refunded")
+        plan = plan_refund(entry.payload, redemption_id,
+                           customer_id_field=self._customer_id_field,
+                           reason_template=self._reason_template)
+        if isinstance(plan, str):
+            # Nothing the API can do; as without a key: a person refunds by hand.
+            log.warning("influenceio: refused; the points cannot be refunded through the API, "
+                        "refund them by hand", redemption_id=redemption_id, reason=plan)
+            return
+        key = MARKER_PREFIX + redemption_id
+        marker = self._marker(key)
+        if marker == DONE:
+            log.info("influenceio: refund already made", redemption_id=redemption_id)
+            return
+        if marker == SENDING:
+            # An earlier award's outcome is unknown: find it before any repeat.
+            found = self._points.find(plan.customer_id, redemption_id)
+            if found is None:
+                raise SourceUnavailable(
+                    f"Influence.io: an earlier {plan.describe()} may or may not have been "
+                    "applied and the points history could not tell; not repeated (check the "
+                    f"customer's points in Influence.io)"
+                )
+            if found:
+                self._set(key, DONE, plan)
+                log.info("influenceio: earlier refund found in the points history",
+                         redemption_id=redemption_id)
+                return
+        elif entry.state is State.REFUSING:
+            # The intent, in the ledger before the call: an event people read (under the
+            # worker's lease), and the marker below that the next attempt reads.
+            self._ledger.transition(entry.pk, self._owner, State.REFUSING,
+                                    f"refunding: {plan.describe()}", self._clock(),
+                                    expect=State.REFUSING)
+        self._set(key, SENDING, plan)
+        answer = self._points.award(plan.customer_id, plan.points, plan.reason)
+        if answer.outcome is Outcome.APPLIED:
+            self._set(key, DONE, plan)
+            log.info("influenceio: points refunded", redemption_id=redemption_id,
+                     points=plan.points)
+            return
+        if answer.outcome is Outcome.NOT_APPLIED:
+            self._clear(key)
+            log.warning("influenceio: refund not applied", redemption_id=redemption_id,
+                        error=answer.detail)
+            raise SourceUnavailable(f"{plan.describe()} not applied: {answer.detail}")
+        log.warning("influenceio: refund outcome unknown; will look it up before any repeat",
+                    redemption_id=redemption_id, error=answer.detail)
+        raise SourceUnavailable(f"{plan.describe()}: outcome unknown ({answer.detail}); "
+                                "looked up before any repeat")
+
+    def _marker(self, key: str) -> str | None:
+        raw = self._ledger.cache_get(key, self._clock())
+        if raw is None:
+            return None
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            return SENDING  # unreadable: assume the worst, look it up
+        state = value.get("state") if isinstance(value, Mapping) else None
+        if state == NOT_APPLIED:
+            return None
+        return state if state in (SENDING, DONE) else SENDING
+
+    def _set(self, key: str, state: str, plan: RefundPlan) -> None:
+        self._ledger.cache_put(key, json.dumps({
+            "state": state, "customer_id": plan.customer_id, "points": plan.points,
+            "reason": plan.reason, "at": self._clock().isoformat(),
+        }), None)
+
+    def _clear(self, key: str) -> None:
+        self._ledger.cache_put(key, json.dumps({"state": NOT_APPLIED}), None)
