@@ -24,7 +24,9 @@ from poller.core.model import OrderRequest, OrderResult
 from poller.core.ports import Vendor
 
 DEFAULT_RATE_LIMITS: Mapping[str, float] = {
-    "tremendous": 10.0,  # "10 requests per second" (Tremendous API docs, rate limits)
+    # Tremendous documents its limit both as "10 requests per second" and as "60 requests
+    # per 30 seconds": the lower one holds whichever the account is under (docs/vendors.md).
+    "tremendous": 2.0,
     "tango": 1.0,  # Tango Card RaaS: 1 request per second on every endpoint
 }
 """Requests per second for vendors that document a limit; others have none unless the

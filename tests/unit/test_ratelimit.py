@@ -139,7 +139,7 @@ def test_rate_limit_per_second_is_read_once_and_not_shown_to_the_vendor_settings
 
 
 def test_documented_defaults_apply_when_the_key_is_absent() -> None:
-    assert config().vendor_rate_limit("tremendous") == 10
+    assert config().vendor_rate_limit("tremendous") == 2
     assert config(rate_limit_per_second=0).vendor_rate_limit("tremendous") is None
 
 
