@@ -65,6 +65,10 @@ class InfluitiveSettings(_Section):
 class LedgerSettings(_Section):
     url: str = "sqlite:///reward-poller.db"
     lease_seconds: float = Field(default=300.0, gt=0)
+    gone_after_polls: int = Field(default=2, ge=2, le=100)
+    """Complete polls, in separate cycles, a redemption must be missing from before it is
+    treated as decided elsewhere (closed, or an unconfirmed decision confirmed). One empty
+    read is never enough."""
 
 
 class ScheduleSettings(_Section):

@@ -111,7 +111,7 @@ class MemoryLedger:
                         "next_attempt_at": None, "hold_reason": None, "last_error": None,
                         "message": None, "lease_owner": None, "lease_until": None,
                         "created_at": now, "updated_at": now, "last_seen_poll": poll_id,
-                        "ordered_at": None, "approved": False,
+                        "ordered_at": None, "approved": False, "unfinished_steps": 0,
                     }
                     self._events[pk] = [
                         Event(at=now, from_state=None, to_state=State.NEW, detail="recorded")
@@ -145,12 +145,30 @@ class MemoryLedger:
             ]
             return self._entries(rows[:limit])
 
-    def unseen_since(self, poll_id: int, states: frozenset[State]) -> builtins.list[LedgerEntry]:
+    def unseen_since(
+        self, poll_id: int, states: frozenset[State], *, polls: int = 1
+    ) -> builtins.list[LedgerEntry]:
         with self._lock:
+            complete = sorted(p.id for p in self._polls.values()
+                              if p.complete and p.id <= poll_id)
+
+            def missed(row: Mapping[str, Any]) -> int:
+                last = row["last_seen_poll"] or 0
+                return sum(1 for pid in complete if pid > last)
+
             return self._entries(
                 row for _, row in sorted(self._rows.items())
                 if row["state"] in states
                 and (row["last_seen_poll"] is None or row["last_seen_poll"] < poll_id)
+                and (polls <= 1 or missed(row) >= polls)
+            )
+
+    def seen_since(self, poll_id: int, states: frozenset[State]) -> builtins.list[LedgerEntry]:
+        with self._lock:
+            return self._entries(
+                row for _, row in sorted(self._rows.items())
+                if row["state"] in states
+                and row["last_seen_poll"] is not None and row["last_seen_poll"] >= poll_id
             )
 
     # --- leases and transitions -------------------------------------------------------
@@ -168,7 +186,21 @@ class MemoryLedger:
                 return None
             row["lease_owner"] = owner
             row["lease_until"] = now + timedelta(seconds=lease_seconds)
+            row["unfinished_steps"] += 1
             return entry_from_columns(row)
+
+    def renew(self, pk: int, owner: str, now: datetime, lease_seconds: float) -> bool:
+        now = check_aware(now)
+        if lease_seconds <= 0:
+            raise ValueError(f"lease_seconds must be positive, got {lease_seconds}")
+        owner = clean_text(owner)
+        with self._lock:
+            row = self._rows.get(pk)
+            if (row is None or row["lease_owner"] != owner or row["lease_until"] is None
+                    or row["lease_until"] < now):
+                return False
+            row["lease_until"] = now + timedelta(seconds=lease_seconds)
+            return True
 
     def release(self, pk: int, owner: str) -> None:
         owner = clean_text(owner)
@@ -177,6 +209,7 @@ class MemoryLedger:
             if row is not None and row["lease_owner"] == owner:
                 row["lease_owner"] = None
                 row["lease_until"] = None
+                row["unfinished_steps"] = 0
 
     def transition(
         self, pk: int, owner: str, to_state: State, detail: str, now: datetime,
