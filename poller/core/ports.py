@@ -263,6 +263,14 @@ class Ledger(Cache, Protocol):
         daily limit. The event records ``actor`` (default: ``owner``) as who moved it."""
         ...
 
+    def admin_transition(
+        self, pk: int, to_state: State, detail: str, now: datetime,
+        changes: Changes | None = None, *, actor: str | None = None,
+    ) -> LedgerEntry:
+        """A person's decision: take the lease as ``admin``, move the row, give the lease
+        back. LookupError if there is no such row, LeaseLost if a worker holds it."""
+        ...
+
     def spent_since(self, currency: str, since: datetime) -> Decimal:
         """What was committed to vendor orders in ``currency`` since ``since``: amounts of
         rows with ``ordered_at >= since``, except those refused (the vendor took nothing)
