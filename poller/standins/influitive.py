@@ -20,6 +20,12 @@ Everything a test needs is reachable from Python (``InfluitiveState``) and over 
   and append to the fault queue with ``{"queue": [fault, ...]}`` (see ``Fault``).
 * ``POST /_standin/reset``: back to an empty stand-in with default knobs.
 
+Outside-world glitches, on chosen requests (queued ``Fault``: ``{"empty_list": true}``,
+``{"waf": "challenge"}``, ``{"status": 404, "match": "/decision/"}``) or at random (knobs
+``empty_list_rate``, ``decision_fault_rate`` with ``decision_faults`` and ``random_seed``): a
+complete list that comes back empty, and decisions that apply nothing yet answer AWS WAF's
+challenge (``202``, ``x-amzn-waf-action: challenge``, an HTML page), 404 or 422.
+
 The token is never logged, echoed or stored in the state.
 """
 
@@ -27,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import threading
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -48,6 +55,13 @@ HTML_PAGE = (
 
 Garbage = Literal["html", "truncated", "wrong_shape", "empty"]
 GARBAGE_KINDS: frozenset[str] = frozenset({"html", "truncated", "wrong_shape", "empty"})
+Waf = Literal["challenge", "block"]
+WAF_PAGE = (
+    "<!DOCTYPE html>\n<html><head><title>Human Verification</title></head><body>"
+    "<noscript>JavaScript is disabled</noscript><div id=\"challenge-container\"></div>"
+    "</body></html>\n"
+)
+DECISION_FAULTS: frozenset[str] = frozenset({"challenge", "block", "404", "409", "422"})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,6 +89,12 @@ class Fault:
     after: bool = False
     """Let the request take effect first (a decision is applied), then answer the fault:
     the answer was lost on the way back."""
+    waf: Waf | None = None
+    """AWS WAF answers instead of the API, applying nothing: ``challenge`` is ``202`` with
+    ``x-amzn-waf-action: challenge`` and an HTML page, ``block`` a ``403`` HTML page
+    without ``WWW-Authenticate``."""
+    empty_list: bool = False
+    """A list read answers a complete, empty list (``links.next`` null)."""
 
     @classmethod
     def from_json(cls, data: Any) -> Fault:
@@ -96,7 +116,12 @@ class Fault:
             raise ValueError("fault delay must be a number of seconds")
         body = data.get("body")
         match = data.get("match")
+        waf = data.get("waf")
+        if waf is not None and waf not in ("challenge", "block"):
+            raise ValueError("fault waf must be challenge or block")
         return cls(
+            waf=cast("Waf | None", waf),
+            empty_list=bool(data.get("empty_list", False)),
             status=status,
             retry_after=None if retry_after is None else str(retry_after),
             body=None if body is None else str(body),
@@ -144,6 +169,13 @@ class _Knobs:
     """Accepted refusal verbs; others answer 404 like an unknown route."""
     delay: float = 0.0
     """Seconds every API request waits before its answer."""
+    empty_list_rate: float = 0.0
+    """Chance that a read of the list's first page answers a complete, empty list."""
+    decision_fault_rate: float = 0.0
+    """Chance that a decision applies nothing and answers one of ``decision_faults``."""
+    decision_faults: tuple[str, ...] = ("challenge", "404", "422")
+    random_seed: int | None = None
+    """Seed of the random faults (set it to replay a run)."""
 
 
 def _key(item: Any) -> str | None:
@@ -164,6 +196,7 @@ class InfluitiveState:
         self._requests: list[RequestRecord] = []
         self._faults: deque[Fault] = deque()
         self._knobs = _Knobs()
+        self._rng = random.Random()
         if knobs:
             self.configure(**knobs)
 
@@ -178,6 +211,7 @@ class InfluitiveState:
             self._requests.clear()
             self._faults.clear()
             self._knobs = _Knobs()
+            self._rng = random.Random()
 
     def configure(
         self,
@@ -189,8 +223,22 @@ class InfluitiveState:
         last_next: Literal["null", "empty", "absent"] | None = None,
         refuse_verbs: Iterable[str] | None = None,
         delay: float | None = None,
+        empty_list_rate: float | None = None,
+        decision_fault_rate: float | None = None,
+        decision_faults: Iterable[str] | None = None,
+        random_seed: int | None = None,
     ) -> None:
         """Change knobs; ``None`` leaves one as it is."""
+        for name, rate in (("empty_list_rate", empty_list_rate),
+                           ("decision_fault_rate", decision_fault_rate)):
+            if rate is not None and (not isinstance(rate, int | float) or not 0 <= rate <= 1):
+                raise ValueError(f"{name} must be between 0 and 1")
+        if decision_faults is not None:
+            decision_faults = [decision_faults] if isinstance(decision_faults, str) \
+                else list(decision_faults)
+            unknown = set(decision_faults) - DECISION_FAULTS
+            if unknown or not decision_faults:
+                raise ValueError(f"decision_faults: choose from {sorted(DECISION_FAULTS)}")
         if page_size is not None and (not isinstance(page_size, int) or page_size < 1):
             raise ValueError("page_size must be a positive integer")
         if delay is not None and (not isinstance(delay, int | float) or delay < 0):
@@ -215,11 +263,21 @@ class InfluitiveState:
                 k.refuse_verbs = tuple(str(v) for v in refuse_verbs)
             if delay is not None:
                 k.delay = float(delay)
+            if empty_list_rate is not None:
+                k.empty_list_rate = float(empty_list_rate)
+            if decision_fault_rate is not None:
+                k.decision_fault_rate = float(decision_fault_rate)
+            if decision_faults is not None:
+                k.decision_faults = tuple(decision_faults)
+            if random_seed is not None:
+                k.random_seed = int(random_seed)
+                self._rng = random.Random(random_seed)
 
     def knobs(self) -> dict[str, Any]:
         with self._lock:
             out = asdict(self._knobs)
             out["refuse_verbs"] = list(self._knobs.refuse_verbs)
+            out["decision_faults"] = list(self._knobs.decision_faults)
             out["queue"] = [asdict(f) for f in self._faults]
             return out
 
@@ -280,6 +338,23 @@ class InfluitiveState:
                 if fault.match is None or fault.match in target:
                     self._faults.remove(fault)
                     return fault
+            return self._random_fault(target)
+
+    def _random_fault(self, target: str) -> Fault | None:
+        """A fault drawn from the random knobs, or None."""
+        k = self._knobs
+        method, _, rest = target.partition(" ")
+        path, _, query = rest.partition("?")
+        if method == "GET" and path == LIST_PATH and query in ("", "page=1"):
+            if k.empty_list_rate and self._rng.random() < k.empty_list_rate:
+                return Fault(empty_list=True)
+        elif (method == "POST" and "/decision/" in path and k.decision_fault_rate
+              and self._rng.random() < k.decision_fault_rate):
+            kind = self._rng.choice(k.decision_faults)
+            if kind in ("challenge", "block"):
+                return Fault(waf=cast("Waf", kind))
+            return Fault(status=int(kind), body=json.dumps(
+                {"errors": ["Reward redemption could not be processed"]}))
         return None
 
     def _record_request(self, method: str, path: str, query: str, status: int) -> None:
@@ -383,6 +458,15 @@ def _unauthorized() -> Response:
 
 
 def _fault_response(fault: Fault, real: Response | None) -> Response:
+    if fault.waf == "challenge":
+        return Response(WAF_PAGE, status_code=202, media_type="text/html",
+                        headers={"x-amzn-waf-action": "challenge"})
+    if fault.waf == "block":
+        return Response(WAF_PAGE, status_code=403, media_type="text/html",
+                        headers={"x-amzn-waf-action": "block"})
+    if fault.empty_list:
+        return JSONResponse({"reward_redemptions": [], "contacts": [],
+                             "links": {"self": f"{LIST_PATH}?page=1", "next": None}})
     if fault.status is not None:
         headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
         if fault.status == 401:
@@ -411,7 +495,8 @@ def _short_circuits(fault: Fault | None) -> bool:
     """The fault answers instead of the real handler (which then never runs)."""
     if fault is None or fault.after:
         return False
-    return fault.status is not None or fault.garbage in ("html", "wrong_shape", "empty")
+    return (fault.status is not None or fault.waf is not None or fault.empty_list
+            or fault.garbage in ("html", "wrong_shape", "empty"))
 
 
 async def _json_body(request: Request) -> Any:
