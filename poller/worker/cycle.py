@@ -1,11 +1,16 @@
 """One worker cycle: poll, record, then carry every due redemption one step further.
 
-The order of writes is the delivery guarantee (README, "Delivery guarantee"):
+The order of writes is the delivery guarantee (docs/delivery.md):
 
 1. a redemption is recorded before anything is done with it;
 2. its idempotency key and the ORDERING state are committed before the vendor is called;
 3. the vendor's answer is committed (ORDERED/PENDING/REFUSING/WAITING) before Influitive is told;
-4. FULFILLED/REFUSED is committed only after Influitive accepted the decision.
+4. FULFILLED/REFUSED is committed only after Influitive accepted the decision; an answer
+   that does not say whether it took effect (404/409/422) is PERHAPS_FULFILLED/REFUSED,
+   settled by the next complete polls.
+
+After a complete poll the ledger is held against the outstanding list (``_reconcile``):
+the poll is the truth for "still outstanding".
 
 A crash between any two steps leaves a state from which the next cycle resumes; the vendor
 is only ever asked again with the same key, and it creates nothing the second time.
