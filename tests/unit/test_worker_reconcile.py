@@ -243,3 +243,36 @@ def test_a_step_that_keeps_failing_to_finish_is_held_after_max_attempts() -> Non
     rig.ledger.release(pk, "w9")
     assert rig.ledger.get_pk(pk) is not None
     assert rig.ledger.get_pk(pk).unfinished_steps == 0  # type: ignore[union-attr]
+
+
+def test_gone_after_polls_is_configurable_and_never_below_two() -> None:
+    import pydantic
+
+    from poller.config import LedgerSettings
+
+    assert LedgerSettings().gone_after_polls == 2
+    assert LedgerSettings(gone_after_polls=3).gone_after_polls == 3
+    for bad in (0, 1):
+        try:
+            LedgerSettings(gone_after_polls=bad)
+        except pydantic.ValidationError as exc:
+            assert "gone_after_polls" in str(exc)
+        else:
+            raise AssertionError(f"gone_after_polls={bad} was accepted")
+
+
+def test_three_polls_are_asked_for_when_configured() -> None:
+    rig = Rig(max_attempts=50)
+    worker = Worker(
+        source=rig.source, ledger=rig.ledger, vendors=lambda name: rig.vendor,
+        vendor_names={"fake"}, rules=RULES,
+        policy=WorkerPolicy(namespace="org", lease_seconds=60, gone_after_polls=3),
+        owner="w1", clock=rig.clock,
+    )
+    rig.source.seed(redemption(1, reward_id=99))
+    worker.run_cycle()
+    rig.source.empty_polls(3)
+    for expected in (State.HELD, State.HELD, State.CLOSED_UPSTREAM):
+        rig.clock.advance(60)
+        worker.run_cycle()
+        assert rig.state(1) is expected
