@@ -149,18 +149,17 @@ class MemoryLedger:
         self, poll_id: int, states: frozenset[State], *, polls: int = 1
     ) -> builtins.list[LedgerEntry]:
         with self._lock:
-            complete = sorted(p.id for p in self._polls.values()
-                              if p.complete and p.id <= poll_id)
-
-            def missed(row: Mapping[str, Any]) -> int:
-                last = row["last_seen_poll"] or 0
-                return sum(1 for pid in complete if pid > last)
-
+            before = poll_id
+            if polls > 1:
+                complete = sorted((p.id for p in self._polls.values()
+                                   if p.complete and p.id <= poll_id), reverse=True)
+                if len(complete) < polls:
+                    return []
+                before = complete[polls - 1]
             return self._entries(
                 row for _, row in sorted(self._rows.items())
                 if row["state"] in states
-                and (row["last_seen_poll"] is None or row["last_seen_poll"] < poll_id)
-                and (polls <= 1 or missed(row) >= polls)
+                and (row["last_seen_poll"] is None or row["last_seen_poll"] < before)
             )
 
     def seen_since(self, poll_id: int, states: frozenset[State]) -> builtins.list[LedgerEntry]:

@@ -446,25 +446,30 @@ class SqlLedger:
     ) -> builtins.list[LedgerEntry]:
         if not states:
             return []
-        where: builtins.list[ColumnElement[bool]] = [
-            red_t.c.state.in_(sorted(states)),
-            or_(red_t.c.last_seen_poll.is_(None), red_t.c.last_seen_poll < poll_id),
-        ]
+        before = poll_id
         if polls > 1:
-            # The complete polls that did not list the row: one correlated count over the
-            # polls' primary key, a handful of rows per candidate.
-            missed = (
-                select(func.count())
-                .select_from(polls_t)
-                .where(
-                    polls_t.c.complete,
-                    polls_t.c.id <= poll_id,
-                    polls_t.c.id > func.coalesce(red_t.c.last_seen_poll, 0),
-                )
-                .scalar_subquery()
+            # A row missed ``polls`` complete polls exactly when the polls-th newest complete
+            # poll up to poll_id is newer than the last poll that saw it: one short walk
+            # down the polls' primary key, then the same indexed range as polls=1.
+            with read_transaction(self._engine) as conn:
+                nth = conn.execute(
+                    select(polls_t.c.id)
+                    .where(polls_t.c.complete, polls_t.c.id <= poll_id)
+                    .order_by(polls_t.c.id.desc())
+                    .offset(polls - 1)
+                    .limit(1)
+                ).scalar_one_or_none()
+            if nth is None:
+                return []
+            before = nth
+        return self._select_entries(
+            select(red_t)
+            .where(
+                red_t.c.state.in_(sorted(states)),
+                or_(red_t.c.last_seen_poll.is_(None), red_t.c.last_seen_poll < before),
             )
-            where.append(missed >= polls)
-        return self._select_entries(select(red_t).where(*where).order_by(red_t.c.pk))
+            .order_by(red_t.c.pk)
+        )
 
     def seen_since(self, poll_id: int, states: frozenset[State]) -> builtins.list[LedgerEntry]:
         if not states:
