@@ -37,6 +37,17 @@ def run_dying(config: Path, failpoint: str) -> None:
         assert secret not in done.stdout and secret not in done.stderr
 
 
+def run_until(state: str, rid: str, config: Path, runs: int = 10) -> None:
+    """``run --run-once`` until the redemption is in ``state`` (a pending order is checked
+    again once ``interval_seconds`` has passed)."""
+    for _ in range(runs):
+        run_cli("run", "--run-once", config=config)
+        if show(rid, config)["state"] == state:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"redemption {rid} never reached {state}: {show(rid, config)}")
+
+
 def show(rid: str, config: Path) -> dict[str, object]:
     out = run_cli("ledger", "show", rid, "--json", config=config)
     assert out.returncode == 0, out.stderr
@@ -70,8 +81,7 @@ def test_ledger_retry_does_not_announce_a_failed_order(standins: Standins) -> No
     config = standins.config(extra=PENDING_RULE)
     assert run_cli("run", "--run-once", config=config).returncode == 0
     standins.tremendous.set_status(key_of("2"), "FAILED")
-    run_cli("run", "--run-once", config=config)
-    assert show("2", config)["state"] == "held"
+    run_until("held", "2", config)
     retry = run_cli("ledger", "retry", "2", "--by", "ana", config=config)
     assert retry.returncode == 1 and "reorder" in retry.stderr
     assert show("2", config)["state"] == "held"
@@ -83,16 +93,13 @@ def test_ledger_reorder_places_a_new_order_for_a_failed_one(standins: Standins) 
     config = standins.config(extra=PENDING_RULE)
     assert run_cli("run", "--run-once", config=config).returncode == 0
     standins.tremendous.set_status(key_of("3"), "FAILED")
-    run_cli("run", "--run-once", config=config)
-    assert show("3", config)["state"] == "held"
+    run_until("held", "3", config)
     reorder = run_cli("ledger", "reorder", "3", "--by", "ana", config=config)
     assert reorder.returncode == 0, reorder.stderr
     assert "held -> waiting" in reorder.stdout and key_of("3", 1) in reorder.stdout
     assert run_cli("run", "--run-once", config=config).returncode == 0
     assert standins.tremendous.created_for(key_of("3", 1)) == 1
     standins.tremendous.approve(key_of("3", 1))
-    run_cli("run", "--run-once", config=config)
-    entry = show("3", config)
-    assert entry["state"] == "fulfilled"
+    run_until("fulfilled", "3", config)
     assert standins.accepted() == {"3": ["fulfill"]}
     assert standins.tremendous.created_for(key_of("3")) == 1  # the failed one, untouched
