@@ -177,6 +177,7 @@ class App:
                 namespace=config.influitive.org_id,
                 schedule=config.retry.schedule(),
                 lease_seconds=config.ledger.lease_seconds,
+                gone_after_polls=config.ledger.gone_after_polls,
                 batch_size=config.schedule.batch_size,
                 unmapped=config.fulfillment.unmapped_reward,
                 pending_recheck_seconds=config.schedule.interval_seconds,

@@ -132,6 +132,10 @@ class LedgerSettings(_Section):
             keepalive_interval_seconds=self.keepalive_interval_seconds,
             keepalive_count=self.keepalive_count,
         )
+    gone_after_polls: int = Field(default=2, ge=2, le=100)
+    """Complete polls, in separate cycles, a redemption must be missing from before it is
+    treated as decided elsewhere (closed, or an unconfirmed decision confirmed). One empty
+    read is never enough."""
 
 
 class ScheduleSettings(_Section):

@@ -134,51 +134,42 @@ def _admin(config: Config, source: str, redemption_id: str, to: State, detail: s
         ledger.close()
 
 
-def retry_entry(config: Config, source: str, redemption_id: str) -> None:
-    ledger = _ledger(config)
-    try:
-        entry = _find(ledger, source, redemption_id)
-    finally:
-        ledger.close()
-    if entry.state not in (State.HELD, State.WAITING):
-        raise PollerError(
-            f"redemption {redemption_id} is {entry.state.value}; only held or waiting "
-            "redemptions can be retried"
-        )
-    # Resume from what the ledger knows: an order placed -> decide again; a key saved ->
-    # reconcile by key; nothing -> route afresh (so a fixed [[rewards]] rule applies).
-    if entry.vendor_order_id:
-        to = State.ORDERED
-    elif entry.idempotency_key:
-        to = State.WAITING
-    else:
-        to = State.NEW
-    moved = _admin(config, source, redemption_id, to, "released by an operator (ledger retry)",
-                   Changes(attempts=0, clear=frozenset({"hold_reason", "next_attempt_at"})))
-    click.echo(f"redemption {redemption_id}: {entry.state.value} -> {moved.state.value}; "
-               "it is worked on at the next cycle")
-
-
-def refuse_entry(config: Config, source: str, redemption_id: str, message: str) -> None:
+def retry_entry(config: Config, source: str, redemption_id: str, actor: str) -> None:
     from poller.app import App
+    from poller.worker import operator
 
-    ledger = _ledger(config)
-    try:
-        entry = _find(ledger, source, redemption_id)
-    finally:
-        ledger.close()
-    manual_pending = entry.state is State.PENDING and entry.vendor == "manual"
-    if (entry.state.order_placed or entry.vendor_order_id) and not manual_pending:
-        raise PollerError(
-            f"redemption {redemption_id} has vendor order {entry.vendor_order_id}: refusing "
-            "would refund the points of a reward that was sent"
-        )
-    if entry.state.terminal:
-        raise PollerError(f"redemption {redemption_id} is already {entry.state.value}")
-    _admin(config, source, redemption_id, State.REFUSING,
-           "refused by an operator (ledger refuse)", Changes(message=message))
     with App(config) as app:
-        final = app.worker.process(entry.pk)
+        before = _find(app.ledger, source, redemption_id)
+        done = operator.retry(app.ledger, app.vendors, source=source,
+                              redemption_id=redemption_id, actor=actor, now=datetime.now(UTC))
+    click.echo(f"redemption {redemption_id}: {before.state.value} -> {done.entry.state.value}; "
+               f"{done.said}")
+
+
+def reorder_entry(config: Config, source: str, redemption_id: str, actor: str) -> None:
+    from poller.app import App
+    from poller.worker import operator
+
+    with App(config) as app:
+        before = _find(app.ledger, source, redemption_id)
+        done = operator.reorder(app.ledger, app.vendors, namespace=config.influitive.org_id,
+                                source=source, redemption_id=redemption_id, actor=actor,
+                                now=datetime.now(UTC))
+    click.echo(f"redemption {redemption_id}: {before.state.value} -> {done.entry.state.value}; "
+               f"{done.said}")
+
+
+def refuse_entry(config: Config, source: str, redemption_id: str, message: str,
+                 actor: str) -> None:
+    from poller.app import App
+    from poller.worker import operator
+
+    with App(config) as app:
+        done = operator.refuse(app.ledger, app.vendors, source=source,
+                               redemption_id=redemption_id, message=message, actor=actor,
+                               now=datetime.now(UTC))
+        click.echo(f"redemption {redemption_id}: {done.said}")
+        final = app.worker.process(done.entry.pk)
     state = final.state.value if final else "unknown"
     click.echo(f"redemption {redemption_id}: {state}")
     if final is not None and final.state is State.REFUSING:

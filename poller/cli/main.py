@@ -179,29 +179,61 @@ def ledger_show(obj: Context, redemption_id: str, source: str, as_json: bool) ->
     show_entry(obj.config(), source, redemption_id, as_json)
 
 
+def _os_user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (some containers)
+        return "unknown"
+
+
+_by = click.option("--by", "actor", metavar="NAME", default=_os_user,
+                   help="Who is acting, recorded with the change (default: the OS user).")
+
+
 @ledger.command("retry")
 @click.argument("redemption_id")
 @click.option("--source", default="influitive", show_default=True)
+@_by
 @click.pass_obj
 @handled
-def ledger_retry(obj: Context, redemption_id: str, source: str) -> None:
-    """Release a held or waiting redemption: it is worked on at the next cycle."""
+def ledger_retry(obj: Context, redemption_id: str, source: str, actor: str) -> None:
+    """Release a held or waiting redemption after asking the vendor about its order: it is
+    worked on at the next cycle."""
     from poller.cli.commands import retry_entry
 
-    retry_entry(obj.config(), source, redemption_id)
+    retry_entry(obj.config(), source, redemption_id, actor)
+
+
+@ledger.command("reorder")
+@click.argument("redemption_id")
+@click.option("--source", default="influitive", show_default=True)
+@_by
+@click.pass_obj
+@handled
+def ledger_reorder(obj: Context, redemption_id: str, source: str, actor: str) -> None:
+    """Place a new order (new key, derived from the first) for a redemption whose vendor
+    order failed or was cancelled."""
+    from poller.cli.commands import reorder_entry
+
+    reorder_entry(obj.config(), source, redemption_id, actor)
 
 
 @ledger.command("refuse")
 @click.argument("redemption_id")
 @click.option("--message", "-m", required=True, help="Shown to the advocate.")
 @click.option("--source", default="influitive", show_default=True)
+@_by
 @click.pass_obj
 @handled
-def ledger_refuse(obj: Context, redemption_id: str, message: str, source: str) -> None:
-    """Refuse a redemption no order was placed for (refunds the advocate's points)."""
+def ledger_refuse(obj: Context, redemption_id: str, message: str, source: str,
+                  actor: str) -> None:
+    """Refuse a redemption no reward reached (refunds the advocate's points); the vendor is
+    asked first whether an order exists under its key."""
     from poller.cli.commands import refuse_entry
 
-    refuse_entry(obj.config(), source, redemption_id, message)
+    refuse_entry(obj.config(), source, redemption_id, message, actor)
 
 
 @cli.group()

@@ -13,6 +13,7 @@ from typing import Literal
 
 from poller.core.errors import (
     AdvocateFacingError,
+    ConfigFixable,
     OperatorFacingError,
     TransientVendorError,
     UnknownOutcome,
@@ -119,12 +120,19 @@ def after_vendor_error(exc: VendorError, *, attempts: int, max_attempts: int) ->
     """Map the vendor error classes of vendors.md to the next state.
 
     Advocate-facing errors refuse (which refunds the points); nothing else ever refuses:
-    operator-facing errors wait (a top-up or a fixed key lets them through), transient ones
-    wait, an unknown outcome waits and is reconciled by key first. Past ``max_attempts``
-    a person is asked.
+    a config the operator must fix (unknown product, amount or currency the vendor does not
+    take) is held at once, since retrying cannot help; other operator-facing errors wait (a
+    top-up or a fixed key lets them through), transient ones wait, an unknown outcome waits
+    and is reconciled by key first. Past ``max_attempts`` a person is asked.
     """
     if isinstance(exc, AdvocateFacingError):
         return AfterError(state=State.REFUSING, reason=exc.advocate_message)
+    if isinstance(exc, ConfigFixable):
+        return AfterError(
+            state=State.HELD, operator=True,
+            reason=f"the configuration asks for something the vendor does not offer: {exc} "
+                   "(fix the [[rewards]] rule, then `ledger retry`)",
+        )
     retry_after = exc.retry_after if isinstance(exc, TransientVendorError) else None
     operator = isinstance(exc, OperatorFacingError)
     if isinstance(exc, UnknownOutcome):

@@ -149,6 +149,10 @@ class LedgerEntry:
     """When the order was first committed to (the key saved): the spend guard counts it."""
     approved: bool = False
     """A person approved this one past the spend guard (``ledger approve``)."""
+    unfinished_steps: int = field(default=0, compare=False)
+    """Steps on this row that were started (lease claimed) and never finished: the process
+    died, or the lease ran out mid-step. Back to 0 when a step finishes. Bookkeeping of the
+    leases, not of the redemption: left out of equality."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -45,8 +45,22 @@ class Vendor(Protocol):
     """A reward vendor. ``place_order`` must be idempotent on ``request.idempotency_key``:
     repeating it returns the first order and creates nothing.
 
-    Raises the classes in ``poller.core.errors``: TransientVendorError, AdvocateFacingError,
-    OperatorFacingError, UnknownOutcome.
+    Raises the classes in ``poller.core.errors``: TransientVendorError, AdvocateFacingError
+    (the recipient or the market: refused), OperatorFacingError, ConfigFixable (the
+    operator's config asks for what the vendor does not offer: held at once, never
+    refused), UnknownOutcome.
+
+    ``lookup`` has exactly three answers, the same for every adapter:
+
+    * **found**: an ``OrderResult`` (whatever its status);
+    * **not found**: ``None``, only when the vendor itself answered that no order exists
+      under the key (a 404 on the key, an empty search result);
+    * **unknown**: a ``VendorError`` when the vendor could not be asked or did not answer
+      plainly (connection refused, timeout, 5xx, 429, an unreadable body). A look-up
+      never places an order, whatever went wrong.
+
+    The worker acts on "not found" only: a redemption that left the outstanding list is
+    closed without an order, or an order is placed. "Unknown" always waits.
     """
 
     name: str
@@ -54,7 +68,8 @@ class Vendor(Protocol):
     def place_order(self, request: OrderRequest) -> OrderResult: ...
 
     def lookup(self, idempotency_key: str) -> OrderResult | None:
-        """The order placed under that key, or None when the vendor confirms there is none."""
+        """The order placed under that key (found), None when the vendor says there is none
+        (not found), or a VendorError when it could not be asked (unknown)."""
         ...
 
     def close(self) -> None: ...
@@ -204,16 +219,37 @@ class Ledger(Cache, Protocol):
         oldest first."""
         ...
 
-    def unseen_since(self, poll_id: int, states: frozenset[State]) -> list[LedgerEntry]:
-        """Entries in ``states`` that the poll ``poll_id`` did not see."""
+    def unseen_since(
+        self, poll_id: int, states: frozenset[State], *, polls: int = 1
+    ) -> list[LedgerEntry]:
+        """Entries in ``states`` that neither the poll ``poll_id`` nor a later one saw.
+
+        ``polls`` > 1 also asks for that many *complete* polls (finished with
+        ``complete=True``, ids after the row's ``last_seen_poll``, up to ``poll_id``) that
+        did not list the row: "gone" needs absence in several separate cycles, never one
+        read. With ``polls`` <= 1 the poll ``poll_id`` alone decides."""
+        ...
+
+    def seen_since(self, poll_id: int, states: frozenset[State]) -> list[LedgerEntry]:
+        """Entries in ``states`` that the poll ``poll_id`` (or a later one) listed: with the
+        finished states, the discrepancies between the ledger and the outstanding list."""
         ...
 
     def claim(self, pk: int, owner: str, now: datetime, lease_seconds: float) -> LedgerEntry | None:
         """Take the lease on one row if it is free or expired (compare-and-swap); None if
-        another worker holds it."""
+        another worker holds it. Adds one to ``unfinished_steps`` (``release`` clears it):
+        the returned entry counts this step."""
         ...
 
-    def release(self, pk: int, owner: str) -> None: ...
+    def renew(self, pk: int, owner: str, now: datetime, lease_seconds: float) -> bool:
+        """Extend a lease ``owner`` still holds (the heartbeat of a step waiting on a slow
+        call) to ``now + lease_seconds``. False, changing nothing, when the lease is gone."""
+        ...
+
+    def release(self, pk: int, owner: str) -> None:
+        """Give the lease back; the step finished, so ``unfinished_steps`` goes back to 0.
+        Does nothing when another owner holds the row."""
+        ...
 
     def transition(
         self, pk: int, owner: str, to_state: State, detail: str, now: datetime,
@@ -225,6 +261,14 @@ class Ledger(Cache, Protocol):
         is not ``expect``), IllegalTransition if the move is not allowed, and
         SpendLimitReached (changing nothing) if ``guard`` says the order would pass the
         daily limit. The event records ``actor`` (default: ``owner``) as who moved it."""
+        ...
+
+    def admin_transition(
+        self, pk: int, to_state: State, detail: str, now: datetime,
+        changes: Changes | None = None, *, actor: str | None = None,
+    ) -> LedgerEntry:
+        """A person's decision: take the lease as ``admin``, move the row, give the lease
+        back. LookupError if there is no such row, LeaseLost if a worker holds it."""
         ...
 
     def spent_since(self, currency: str, since: datetime) -> Decimal:

@@ -48,6 +48,8 @@ class FakeInfluitive:
         self.complete = True
         """What ``poll`` reports as ``complete``; set False to act out a cut-short poll."""
         self.polls = 0
+        self._empty_polls = 0
+        self._ignored: dict[Verb, int] = {"fulfill": 0, "refuse": 0}
         self.closed = False
         self.seed(*redemptions)
 
@@ -76,6 +78,19 @@ class FakeInfluitive:
         """The next calls of ``operation`` raise these errors, one per call, in order."""
         with self._lock:
             self._errors[operation].extend(errors)
+
+    def empty_polls(self, count: int = 1) -> None:
+        """The next ``count`` polls list nothing, yet report complete: the glitch of an API
+        that answers an empty page for a moment."""
+        with self._lock:
+            self._empty_polls += count
+
+    def ignore_next(self, verb: Verb, count: int = 1) -> None:
+        """The next ``count`` decisions of ``verb`` return as if accepted but apply nothing
+        (a firewall challenge answered 2xx, taken for success by a client that does not
+        recognise it): the redemption stays outstanding."""
+        with self._lock:
+            self._ignored[verb] += count
 
     def decide_in_ui(self, redemption_id: str, verb: Verb = "fulfill", message: str = "") -> None:
         """An admin decides in the Influitive UI: the redemption leaves the list."""
@@ -115,8 +130,11 @@ class FakeInfluitive:
         self._scripted("poll")
         with self._lock:
             self.polls += 1
+            empty = self._empty_polls > 0
+            if empty:
+                self._empty_polls -= 1
             return PollResult(
-                redemptions=tuple(self._outstanding.values()),
+                redemptions=() if empty else tuple(self._outstanding.values()),
                 complete=self.complete,
                 pages=1,
                 requests=1,
@@ -139,6 +157,12 @@ class FakeInfluitive:
     def _decide(self, redemption_id: str, verb: Verb, message: str) -> None:
         self._scripted(verb)
         with self._lock:
+            if self._ignored[verb] > 0:
+                self._ignored[verb] -= 1
+                self.decisions.append(FakeDecision(
+                    redemption_id=redemption_id, verb=verb, message=message, accepted=False,
+                ))
+                return
             accepted = redemption_id in self._outstanding
             self.decisions.append(FakeDecision(
                 redemption_id=redemption_id, verb=verb, message=message, accepted=accepted,

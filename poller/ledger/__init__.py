@@ -177,7 +177,7 @@ def counts_as_spent(state: State, vendor_order_id: str | None) -> bool:
     """Whether a row with ``ordered_at`` in the window counts towards the daily spend: not
     when refused (the vendor took nothing), nor when closed upstream before any vendor
     order existed. Both ledgers apply this same rule (the SQL one as a WHERE clause)."""
-    if state is State.REFUSED:
+    if state in (State.REFUSED, State.PERHAPS_REFUSED):
         return False
     return not (state is State.CLOSED_UPSTREAM and vendor_order_id is None)
 
@@ -260,10 +260,11 @@ def entry_from_columns(row: Mapping[Any, Any]) -> LedgerEntry:
         last_seen_poll=row["last_seen_poll"],
         ordered_at=row["ordered_at"],
         approved=bool(row["approved"]),
+        unfinished_steps=row["unfinished_steps"],
     )
 
 
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 """The newest migration in migrations/versions; a test keeps the two equal."""
 
 

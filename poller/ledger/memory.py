@@ -112,7 +112,7 @@ class MemoryLedger:
                         "next_attempt_at": None, "hold_reason": None, "last_error": None,
                         "message": None, "lease_owner": None, "lease_until": None,
                         "created_at": now, "updated_at": now, "last_seen_poll": poll_id,
-                        "ordered_at": None, "approved": False,
+                        "ordered_at": None, "approved": False, "unfinished_steps": 0,
                     }
                     self._events[pk] = [
                         Event(at=now, from_state=None, to_state=State.NEW, detail="recorded")
@@ -146,12 +146,29 @@ class MemoryLedger:
             ]
             return self._entries(rows[:limit])
 
-    def unseen_since(self, poll_id: int, states: frozenset[State]) -> builtins.list[LedgerEntry]:
+    def unseen_since(
+        self, poll_id: int, states: frozenset[State], *, polls: int = 1
+    ) -> builtins.list[LedgerEntry]:
+        with self._lock:
+            before = poll_id
+            if polls > 1:
+                complete = sorted((p.id for p in self._polls.values()
+                                   if p.complete and p.id <= poll_id), reverse=True)
+                if len(complete) < polls:
+                    return []
+                before = complete[polls - 1]
+            return self._entries(
+                row for _, row in sorted(self._rows.items())
+                if row["state"] in states
+                and (row["last_seen_poll"] is None or row["last_seen_poll"] < before)
+            )
+
+    def seen_since(self, poll_id: int, states: frozenset[State]) -> builtins.list[LedgerEntry]:
         with self._lock:
             return self._entries(
                 row for _, row in sorted(self._rows.items())
                 if row["state"] in states
-                and (row["last_seen_poll"] is None or row["last_seen_poll"] < poll_id)
+                and row["last_seen_poll"] is not None and row["last_seen_poll"] >= poll_id
             )
 
     # --- leases and transitions -------------------------------------------------------
@@ -169,7 +186,21 @@ class MemoryLedger:
                 return None
             row["lease_owner"] = owner
             row["lease_until"] = now + timedelta(seconds=lease_seconds)
+            row["unfinished_steps"] += 1
             return entry_from_columns(row)
+
+    def renew(self, pk: int, owner: str, now: datetime, lease_seconds: float) -> bool:
+        now = check_aware(now)
+        if lease_seconds <= 0:
+            raise ValueError(f"lease_seconds must be positive, got {lease_seconds}")
+        owner = clean_text(owner)
+        with self._lock:
+            row = self._rows.get(pk)
+            if (row is None or row["lease_owner"] != owner or row["lease_until"] is None
+                    or row["lease_until"] < now):
+                return False
+            row["lease_until"] = now + timedelta(seconds=lease_seconds)
+            return True
 
     def release(self, pk: int, owner: str) -> None:
         owner = clean_text(owner)
@@ -178,6 +209,7 @@ class MemoryLedger:
             if row is not None and row["lease_owner"] == owner:
                 row["lease_owner"] = None
                 row["lease_until"] = None
+                row["unfinished_steps"] = 0
 
     def transition(
         self, pk: int, owner: str, to_state: State, detail: str, now: datetime,

@@ -385,7 +385,7 @@ def _spent_where(currency: str, since: datetime) -> builtins.list[ColumnElement[
     return [
         red_t.c.currency == currency,
         red_t.c.ordered_at >= since,
-        red_t.c.state != State.REFUSED,
+        red_t.c.state.not_in([State.REFUSED, State.PERHAPS_REFUSED]),
         not_(
             and_(red_t.c.state == State.CLOSED_UPSTREAM, red_t.c.vendor_order_id.is_(None))
         ),
@@ -547,15 +547,43 @@ class SqlLedger:
             .limit(check_limit(limit))
         )
 
-    def unseen_since(self, poll_id: int, states: frozenset[State]) -> builtins.list[LedgerEntry]:
+    def unseen_since(
+        self, poll_id: int, states: frozenset[State], *, polls: int = 1
+    ) -> builtins.list[LedgerEntry]:
         if not states:
             return []
+        before = poll_id
+        if polls > 1:
+            # A row missed ``polls`` complete polls exactly when the polls-th newest complete
+            # poll up to poll_id is newer than the last poll that saw it: one short walk
+            # down the polls' primary key, then the same indexed range as polls=1.
+            with read_transaction(self._engine) as conn:
+                nth = conn.execute(
+                    select(polls_t.c.id)
+                    .where(polls_t.c.complete, polls_t.c.id <= poll_id)
+                    .order_by(polls_t.c.id.desc())
+                    .offset(polls - 1)
+                    .limit(1)
+                ).scalar_one_or_none()
+            if nth is None:
+                return []
+            before = nth
         return self._select_entries(
             select(red_t)
             .where(
                 red_t.c.state.in_(sorted(states)),
-                or_(red_t.c.last_seen_poll.is_(None), red_t.c.last_seen_poll < poll_id),
+                or_(red_t.c.last_seen_poll.is_(None), red_t.c.last_seen_poll < before),
             )
+            .order_by(red_t.c.pk)
+        )
+
+    def seen_since(self, poll_id: int, states: frozenset[State]) -> builtins.list[LedgerEntry]:
+        if not states:
+            return []
+        # ix_redemptions_state_last_seen_poll: one range per state.
+        return self._select_entries(
+            select(red_t)
+            .where(red_t.c.state.in_(sorted(states)), red_t.c.last_seen_poll >= poll_id)
             .order_by(red_t.c.pk)
         )
 
@@ -570,19 +598,33 @@ class SqlLedger:
         stmt = (
             update(red_t)
             .where(red_t.c.pk == pk, or_(_lease_free(now), red_t.c.lease_owner == owner))
-            .values(lease_owner=owner, lease_until=now + timedelta(seconds=lease_seconds))
+            .values(lease_owner=owner, lease_until=now + timedelta(seconds=lease_seconds),
+                    unfinished_steps=red_t.c.unfinished_steps + 1)
             .returning(*red_t.c)
         )
         with write_transaction(self._engine) as conn:
             row = conn.execute(stmt).first()
         return None if row is None else _entry(row)
 
+    def renew(self, pk: int, owner: str, now: datetime, lease_seconds: float) -> bool:
+        now = check_aware(now)
+        if lease_seconds <= 0:
+            raise ValueError(f"lease_seconds must be positive, got {lease_seconds}")
+        with write_transaction(self._engine) as conn:
+            result = conn.execute(
+                update(red_t)
+                .where(red_t.c.pk == pk, red_t.c.lease_owner == owner,
+                       red_t.c.lease_until >= now)
+                .values(lease_until=now + timedelta(seconds=lease_seconds))
+            )
+        return bool(result.rowcount)
+
     def release(self, pk: int, owner: str) -> None:
         with write_transaction(self._engine) as conn:
             conn.execute(
                 update(red_t)
                 .where(red_t.c.pk == pk, red_t.c.lease_owner == owner)
-                .values(lease_owner=None, lease_until=None)
+                .values(lease_owner=None, lease_until=None, unfinished_steps=0)
             )
 
     def transition(

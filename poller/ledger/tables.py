@@ -137,6 +137,9 @@ redemptions = Table(
     Column("ordered_at", UTCDateTime),
     # A person let this one past the spend guard (``ledger approve``).
     Column("approved", Boolean, nullable=False, default=False, server_default=false()),
+    # Steps started on the row (claim) and never finished (release): a worker killed or out
+    # of lease mid-step. Past max_attempts the row is held. Added by migration 0004.
+    Column("unfinished_steps", Integer, nullable=False, default=0, server_default=text("0")),
     # The exactly-once key: record() inserts with ON CONFLICT DO NOTHING on it.
     UniqueConstraint("source", "redemption_id"),
     # due(): each active state is one range scan of this index, so the finished rows that

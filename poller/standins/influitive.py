@@ -28,6 +28,12 @@ the API: a 403 HTML page without ``WWW-Authenticate`` (``waf_mode="block"``), or
 ``x-amzn-waf-action: challenge`` (``waf_mode="challenge"``). ``InfluitiveState.waf_blocked()``
 counts those answers. A queued ``Fault(waf=...)`` gives one such answer on demand.
 
+Outside-world glitches, on chosen requests (queued ``Fault``: ``{"empty_list": true}``,
+``{"waf": "challenge"}``, ``{"status": 404, "match": "/decision/"}``) or at random (knobs
+``empty_list_rate``, ``decision_fault_rate`` with ``decision_faults`` and ``random_seed``): a
+complete list that comes back empty, and decisions that apply nothing yet answer AWS WAF's
+challenge (``202``, ``x-amzn-waf-action: challenge``, an HTML page), 404 or 422.
+
 The token is never logged, echoed or stored in the state.
 """
 
@@ -35,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import threading
 import time
 from collections import deque
@@ -72,6 +79,7 @@ WAF_ANSWERS: frozenset[str] = frozenset({"block", "challenge", "captcha"})
 
 Garbage = Literal["html", "truncated", "wrong_shape", "empty"]
 GARBAGE_KINDS: frozenset[str] = frozenset({"html", "truncated", "wrong_shape", "empty"})
+DECISION_FAULTS: frozenset[str] = frozenset({"challenge", "block", "404", "409", "422"})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -106,6 +114,8 @@ class Fault:
     headers: tuple[tuple[str, str], ...] = ()
     """Extra headers to send with ``status`` (JSON: an object), e.g. a 403 with
     ``WWW-Authenticate: Token realm=Api``."""
+    empty_list: bool = False
+    """A list read answers a complete, empty list (``links.next`` null)."""
 
     @classmethod
     def from_json(cls, data: Any) -> Fault:
@@ -136,6 +146,7 @@ class Fault:
         return cls(
             waf=cast("WafAnswer | None", waf),
             headers=tuple((str(k), str(v)) for k, v in headers.items()),
+            empty_list=bool(data.get("empty_list", False)),
             status=status,
             retry_after=None if retry_after is None else str(retry_after),
             body=None if body is None else str(body),
@@ -188,6 +199,13 @@ class _Knobs:
     firewall."""
     waf_window: float = 300.0
     waf_mode: Literal["block", "challenge"] = "block"
+    empty_list_rate: float = 0.0
+    """Chance that a read of the list's first page answers a complete, empty list."""
+    decision_fault_rate: float = 0.0
+    """Chance that a decision applies nothing and answers one of ``decision_faults``."""
+    decision_faults: tuple[str, ...] = ("challenge", "404", "422")
+    random_seed: int | None = None
+    """Seed of the random faults (set it to replay a run)."""
 
 
 def _key(item: Any) -> str | None:
@@ -210,6 +228,7 @@ class InfluitiveState:
         self._waf_hits: dict[str, deque[float]] = {}
         self._waf_blocked = 0
         self._knobs = _Knobs()
+        self._rng = random.Random()
         if knobs:
             self.configure(**knobs)
 
@@ -226,6 +245,7 @@ class InfluitiveState:
             self._waf_hits.clear()
             self._waf_blocked = 0
             self._knobs = _Knobs()
+            self._rng = random.Random()
 
     def configure(
         self,
@@ -240,6 +260,10 @@ class InfluitiveState:
         waf_limit: int | None = None,
         waf_window: float | None = None,
         waf_mode: Literal["block", "challenge"] | None = None,
+        empty_list_rate: float | None = None,
+        decision_fault_rate: float | None = None,
+        decision_faults: Iterable[str] | None = None,
+        random_seed: int | None = None,
     ) -> None:
         """Change knobs; ``None`` leaves one as it is (``waf_limit=0`` turns the firewall
         off)."""
@@ -250,6 +274,16 @@ class InfluitiveState:
             raise ValueError("waf_window must be a positive number of seconds")
         if waf_mode is not None and waf_mode not in ("block", "challenge"):
             raise ValueError("waf_mode must be block or challenge")
+        for name, rate in (("empty_list_rate", empty_list_rate),
+                           ("decision_fault_rate", decision_fault_rate)):
+            if rate is not None and (not isinstance(rate, int | float) or not 0 <= rate <= 1):
+                raise ValueError(f"{name} must be between 0 and 1")
+        if decision_faults is not None:
+            decision_faults = [decision_faults] if isinstance(decision_faults, str) \
+                else list(decision_faults)
+            unknown = set(decision_faults) - DECISION_FAULTS
+            if unknown or not decision_faults:
+                raise ValueError(f"decision_faults: choose from {sorted(DECISION_FAULTS)}")
         if page_size is not None and (not isinstance(page_size, int) or page_size < 1):
             raise ValueError("page_size must be a positive integer")
         if delay is not None and (not isinstance(delay, int | float) or delay < 0):
@@ -281,6 +315,16 @@ class InfluitiveState:
             if waf_mode is not None:
                 k.waf_mode = waf_mode
 
+            if empty_list_rate is not None:
+                k.empty_list_rate = float(empty_list_rate)
+            if decision_fault_rate is not None:
+                k.decision_fault_rate = float(decision_fault_rate)
+            if decision_faults is not None:
+                k.decision_faults = tuple(decision_faults)
+            if random_seed is not None:
+                k.random_seed = int(random_seed)
+                self._rng = random.Random(random_seed)
+
     def waf_blocked(self) -> int:
         """How many API requests the firewall answered instead of the API."""
         with self._lock:
@@ -307,6 +351,7 @@ class InfluitiveState:
         with self._lock:
             out = asdict(self._knobs)
             out["refuse_verbs"] = list(self._knobs.refuse_verbs)
+            out["decision_faults"] = list(self._knobs.decision_faults)
             out["queue"] = [asdict(f) for f in self._faults]
             out["waf_blocked"] = self._waf_blocked
             return out
@@ -368,6 +413,23 @@ class InfluitiveState:
                 if fault.match is None or fault.match in target:
                     self._faults.remove(fault)
                     return fault
+            return self._random_fault(target)
+
+    def _random_fault(self, target: str) -> Fault | None:
+        """A fault drawn from the random knobs, or None."""
+        k = self._knobs
+        method, _, rest = target.partition(" ")
+        path, _, query = rest.partition("?")
+        if method == "GET" and path == LIST_PATH and query in ("", "page=1"):
+            if k.empty_list_rate and self._rng.random() < k.empty_list_rate:
+                return Fault(empty_list=True)
+        elif (method == "POST" and "/decision/" in path and k.decision_fault_rate
+              and self._rng.random() < k.decision_fault_rate):
+            kind = self._rng.choice(k.decision_faults)
+            if kind in ("challenge", "block"):
+                return Fault(waf=cast("WafAnswer", kind))
+            return Fault(status=int(kind), body=json.dumps(
+                {"errors": ["Reward redemption could not be processed"]}))
         return None
 
     def _record_request(self, method: str, path: str, query: str, status: int) -> None:
@@ -484,6 +546,9 @@ def _waf_response(answer: WafAnswer) -> Response:
 def _fault_response(fault: Fault, real: Response | None) -> Response:
     if fault.waf is not None:
         return _waf_response(fault.waf)
+    if fault.empty_list:
+        return JSONResponse({"reward_redemptions": [], "contacts": [],
+                             "links": {"self": f"{LIST_PATH}?page=1", "next": None}})
     if fault.status is not None:
         headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
         headers.update(dict(fault.headers))
@@ -513,7 +578,7 @@ def _short_circuits(fault: Fault | None) -> bool:
     """The fault answers instead of the real handler (which then never runs)."""
     if fault is None or fault.after:
         return False
-    return (fault.waf is not None or fault.status is not None
+    return (fault.status is not None or fault.waf is not None or fault.empty_list
             or fault.garbage in ("html", "wrong_shape", "empty"))
 
 

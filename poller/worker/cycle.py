@@ -1,11 +1,16 @@
 """One worker cycle: poll, record, then carry every due redemption one step further.
 
-The order of writes is the delivery guarantee (README, "Delivery guarantee"):
+The order of writes is the delivery guarantee (docs/delivery.md):
 
 1. a redemption is recorded before anything is done with it;
 2. its idempotency key and the ORDERING state are committed before the vendor is called;
 3. the vendor's answer is committed (ORDERED/PENDING/REFUSING/WAITING) before Influitive is told;
-4. FULFILLED/REFUSED is committed only after Influitive accepted the decision.
+4. FULFILLED/REFUSED is committed only after Influitive accepted the decision; an answer
+   that does not say whether it took effect (404/409/422) is PERHAPS_FULFILLED/REFUSED,
+   settled by the next complete polls.
+
+After a complete poll the ledger is held against the outstanding list (``_reconcile``):
+the poll is the truth for "still outstanding".
 
 A crash between any two steps leaves a state from which the next cycle resumes; the vendor
 is only ever asked again with the same key, and it creates nothing the second time.
@@ -14,7 +19,8 @@ is only ever asked again with the same key, and it creates nothing the second ti
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Literal
@@ -61,7 +67,14 @@ from poller.core.ports import (
     Vendor,
 )
 from poller.core.routing import RewardRule
-from poller.core.states import State, can_transition
+from poller.core.states import (
+    TERMINAL,
+    UNCONFIRMED,
+    State,
+    can_transition,
+    confirmed,
+    reopen_to,
+)
 from poller.worker.failpoints import failpoint
 
 log = structlog.get_logger("poller.worker")
@@ -90,6 +103,23 @@ class WorkerPolicy:
     concurrency: int = 1
     """Threads working the due redemptions of a cycle; 1 works them one after another."""
     spend: SpendPolicy = SpendPolicy()
+    gone_after_polls: int = 2
+    """Complete polls (separate cycles) a redemption must be missing from before it counts
+    as decided elsewhere (``[ledger] gone_after_polls``)."""
+    heartbeat: bool = True
+    """Renew the lease while a vendor or Influitive call is in flight, so a call slower
+    than ``lease_seconds`` does not hand the row to the next cycle mid-call."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Sighting:
+    """What a step may conclude from this cycle's poll: a row whose ``last_seen_poll`` is
+    ``poll_id`` or later is still outstanding; ``gone`` marks the rows the ledger found
+    missing from enough complete polls; ``started`` is when the poll began reading."""
+
+    poll_id: int
+    started: datetime
+    gone: bool = False
 
 
 @dataclass(kw_only=True)
@@ -159,56 +189,51 @@ class Worker:
         """Poll once, then work every due redemption one step. Raises SourceAuthError (the
         run cannot do its job) and ledger errors (the database is unreachable)."""
         report = CycleReport()
-        now = self.clock()
-        poll_id = self.ledger.start_poll(now)
+        started = self.clock()
+        poll_id = self.ledger.start_poll(started)
         poll = self._poll(poll_id, report)
+        sighting = None if poll is None else Sighting(poll_id=poll_id, started=started)
         if poll is not None and poll.complete:
-            unseen = [e for e in self.ledger.unseen_since(poll_id, BEFORE_ORDER)
-                      if e.source in self.polled_sources]
-            if unseen and self._list_held_still(poll_id, poll):
-                self._dispatch([e.pk for e in unseen], poll_id, poll, report)
-            # Absence means "gone" only for the rows just confirmed, never for the due ones.
-            poll = replace(poll, complete=False)
+            self._reconcile(poll_id, started, report)
         due = self.ledger.due(self.clock(), self.policy.batch_size)
-        self._dispatch([e.pk for e in due], poll_id, poll, report)
+        self._dispatch([e.pk for e in due], sighting, report)
         log.info(
             "cycle finished", poll_ok=report.poll_ok, complete=report.poll_complete,
             seen=report.seen, new=report.new, steps=report.steps, outcomes=report.outcomes,
         )
         return report
 
-    def _list_held_still(self, poll_id: int, poll: PollResult) -> bool:
-        """Whether the redemptions missing from this complete poll really left the list.
+    def _reconcile(self, poll_id: int, started: datetime, report: CycleReport) -> None:
+        """After a complete poll: hold the ledger against the outstanding list.
 
-        Influitive pages by offset: when a redemption on an earlier page is decided while a
-        later page is read (by an admin, or by another worker), every later item moves one
-        place up and one of them slips by unseen, though the poll looks complete. Closing
-        that one as "decided elsewhere" would lose it. So the list is read once more: if
-        everything the first read saw is still listed, nothing left the list during it and
-        what it missed had left before. The second read also marks what it sees as seen.
+        * Listed, but finished (or unconfirmed) in the ledger since before this poll began:
+          a discrepancy; the poll is the truth for "still outstanding", so the row is
+          reopened (``_reopen``).
+        * Not listed by ``gone_after_polls`` complete polls (separate cycles), while no
+          order is known, or while a decision is unconfirmed: gone. One empty or short read
+          is never enough: Influitive's list can come back empty for a moment, and a poll
+          that pages by offset can miss an item decided while it read.
         """
-        try:
-            again = self.source.poll()
-        except SourceUnavailable as exc:
-            log.warning("second read of the outstanding list failed; nothing is treated as "
-                        "gone this cycle", error=str(exc))
-            return False
-        first = {(r.source, r.id) for r in poll.redemptions}
-        if not again.complete or not first <= {(r.source, r.id) for r in again.redemptions}:
-            log.info("the outstanding list changed while it was read; nothing is treated "
-                     "as gone this cycle")
-            return False
-        self.ledger.record(poll_id, again.redemptions, self.clock())
-        return True
+        sighting = Sighting(poll_id=poll_id, started=started)
+        polled = self.polled_sources
+        listed = [e.pk for e in self.ledger.seen_since(poll_id, TERMINAL | UNCONFIRMED)
+                  if e.source in polled and e.updated_at < started]
+        if listed:
+            self._dispatch(listed, sighting, report)
+        gone = [e.pk for e in self.ledger.unseen_since(
+                    poll_id, BEFORE_ORDER | UNCONFIRMED, polls=self.policy.gone_after_polls)
+                if e.source in polled]
+        if gone:
+            self._dispatch(gone, replace(sighting, gone=True), report)
 
     def process(self, pk: int) -> LedgerEntry | None:
         """Work one redemption one step outside a cycle (for operator commands). Without a
         poll nothing is ordered: only decisions already taken are sent to Influitive."""
-        self._step(pk, -1, None, CycleReport())
+        self._step(pk, None, CycleReport())
         return self.ledger.get_pk(pk)
 
     def _dispatch(
-        self, pks: Sequence[int], poll_id: int, poll: PollResult | None, report: CycleReport
+        self, pks: Sequence[int], sighting: Sighting | None, report: CycleReport
     ) -> None:
         """Work each redemption one step, on up to ``policy.concurrency`` threads.
 
@@ -237,7 +262,7 @@ class Worker:
         def work() -> None:
             while (pk := take()) is not None:
                 try:
-                    self._step(pk, poll_id, poll, report)
+                    self._step(pk, sighting, report)
                 except BaseException as exc:
                     with lock:
                         failures.append(exc)
@@ -286,18 +311,17 @@ class Worker:
 
     # --- one redemption, one step ---------------------------------------------------------
 
-    def _step(self, pk: int, poll_id: int, poll: PollResult | None, report: CycleReport) -> None:
+    def _step(self, pk: int, sighting: Sighting | None, report: CycleReport) -> None:
         entry = self.ledger.claim(pk, self.owner, self.clock(), self.policy.lease_seconds)
         if entry is None:
             return  # another worker holds it
         bound = log.bind(redemption_id=entry.redemption_id, source=entry.source)
         try:
             # Seen by this poll or by a later one: another worker polling at the same time
-            # may have marked the row with its newer poll id. Only "not seen since this
-            # complete poll" means gone (the same rule as ``Ledger.unseen_since``).
-            outstanding = (poll is not None and entry.last_seen_poll is not None
-                           and entry.last_seen_poll >= poll_id)
-            gone = poll is not None and poll.complete and not outstanding
+            # may have marked the row with its newer poll id.
+            outstanding = (sighting is not None and entry.last_seen_poll is not None
+                           and entry.last_seen_poll >= sighting.poll_id)
+            gone = sighting is not None and sighting.gone and not outstanding
             if entry.source not in self.polled_sources:
                 # Pushed (webhook) sources are not polled: stored means outstanding, and
                 # nothing can tell that one went away.
@@ -307,7 +331,11 @@ class Worker:
             with structlog.contextvars.bound_contextvars(
                 redemption_id=entry.redemption_id, source=entry.source
             ):
-                final = self._advance(entry, outstanding=outstanding, gone=gone, log=bound)
+                if self._never_finishes(entry):
+                    final: LedgerEntry | None = self._hold_unfinished(entry, bound)
+                else:
+                    final = self._advance(entry, outstanding=outstanding, gone=gone,
+                                          sighting=sighting, log=bound)
             if final is not None:
                 report.stepped(final.state)
         except LeaseLost:
@@ -342,10 +370,39 @@ class Worker:
         except Exception as again:  # leave it; the lease expires and the next cycle retries
             log.error("could not hold the redemption", error=f"{type(again).__name__}")
 
+    def _never_finishes(self, entry: LedgerEntry) -> bool:
+        """Whether earlier steps on this row kept dying before they finished (the claim
+        just made counts one more) often enough to stop trying."""
+        earlier = entry.unfinished_steps - 1
+        return (earlier >= self.policy.schedule.max_attempts
+                and entry.state not in TERMINAL and entry.state is not State.HELD)
+
+    def _hold_unfinished(
+        self, entry: LedgerEntry, log: structlog.BoundLogger
+    ) -> LedgerEntry | None:
+        earlier = entry.unfinished_steps - 1
+        reason = (f"{earlier} steps on it in a row never finished (the worker died, or its "
+                  f"lease ran out during a slow call) while {entry.state.value}; held so it "
+                  "is not tried for ever: check the vendor and Influitive, raise [ledger] "
+                  "lease_seconds if calls are that slow, then `ledger retry`")
+        log.error("redemption held: its steps keep failing to finish", reason=reason)
+        if not can_transition(entry.state, State.HELD):
+            return None
+        return self._move(entry, State.HELD, reason, log,
+                          Changes(hold_reason=reason, last_error=reason, clear=_NOT_DUE))
+
     def _advance(
-        self, entry: LedgerEntry, *, outstanding: bool, gone: bool, log: structlog.BoundLogger
+        self, entry: LedgerEntry, *, outstanding: bool, gone: bool,
+        sighting: Sighting | None, log: structlog.BoundLogger,
     ) -> LedgerEntry | None:
         state = entry.state
+        if state in TERMINAL or state in UNCONFIRMED:
+            if gone and state in UNCONFIRMED:
+                return self._confirm(entry, log)
+            if (outstanding and sighting is not None and sighting.gone is False
+                    and entry.updated_at < sighting.started):
+                return self._reopen(entry, log)
+            return None
         if state in (State.NEW, State.WAITING, State.HELD) and entry.idempotency_key is None:
             if gone:
                 return self._move(entry, State.CLOSED_UPSTREAM,
@@ -433,7 +490,8 @@ class Worker:
         try:
             result: OrderResult | None = None
             if not fresh:
-                result = vendor.lookup(entry.idempotency_key)
+                with self._heartbeat(entry, log):
+                    result = vendor.lookup(entry.idempotency_key)
                 if result is not None:
                     log.info("reconciled: the vendor already has this order",
                              vendor_order_id=result.vendor_order_id)
@@ -445,7 +503,8 @@ class Worker:
                 if entry.state is not State.ORDERING:
                     entry = self._move(entry, State.ORDERING,
                                        f"attempt {attempts}: ordering from {entry.vendor}", log)
-                result = vendor.place_order(self._request(entry))
+                with self._heartbeat(entry, log):
+                    result = vendor.place_order(self._request(entry))
         except VendorError as exc:
             failpoint("after_vendor_answer")
             return self._vendor_failed(entry, exc, attempts, log)
@@ -502,7 +561,7 @@ class Worker:
                                Changes(message=message, attempts=attempts, last_error=str(exc)))
             return self._refuse(entry, log)
         if after.state is State.HELD:
-            log.error("redemption held after repeated vendor failures", error=str(exc),
+            log.error("redemption held for a person after a vendor error", error=str(exc),
                       attempts=attempts, error_class=kind)
             return self._move(entry, State.HELD, after.reason, log,
                               Changes(attempts=attempts, hold_reason=after.reason,
@@ -519,7 +578,8 @@ class Worker:
         assert entry.idempotency_key and entry.vendor
         vendor = self._vendor(entry.vendor)
         try:
-            result = vendor.lookup(entry.idempotency_key)
+            with self._heartbeat(entry, log):
+                result = vendor.lookup(entry.idempotency_key)
         except AdvocateFacingError as exc:
             # The vendor's final word on the pending order is no (e.g. the HTTP vendor's
             # "refused" after "pending"): nothing was sent, so the advocate gets the points back.
@@ -554,22 +614,95 @@ class Worker:
                               Changes(next_attempt_at=datetime.fromtimestamp(when, UTC)))
         return self._after_order(entry, result, log)
 
+    # --- the poll is the truth for "still outstanding" -----------------------------------
+
+    def _confirm(self, entry: LedgerEntry, log: structlog.BoundLogger) -> LedgerEntry:
+        """An unconfirmed decision whose redemption left the list: it took effect."""
+        final = confirmed(entry.state)
+        assert final is not None
+        polls = self.policy.gone_after_polls
+        log.info("decision confirmed: Influitive no longer lists the redemption",
+                 state=final.value)
+        return self._move(entry, final,
+                          f"confirmed: no longer listed by {polls} complete poll(s) after "
+                          "Influitive answered \"perhaps already decided\"", log,
+                          Changes(clear=frozenset({"next_attempt_at"})))
+
+    def _reopen(self, entry: LedgerEntry, log: structlog.BoundLogger) -> LedgerEntry | None:
+        """A complete poll, begun after the row was finished, still lists the redemption."""
+        target = reopen_to(entry.state, order_placed=entry.vendor_order_id is not None)
+        if target is None:
+            return None
+        was = entry.state.value
+        if target is State.NEW:
+            log.warning("redemption listed again after it was closed as gone; reopened")
+            return self._move(entry, State.NEW,
+                              "discrepancy: Influitive lists it again after it was closed as "
+                              "gone; reopened", log,
+                              Changes(clear=frozenset({"hold_reason", "next_attempt_at"})))
+        verb = "fulfilment" if target is State.ORDERED else "refusal"
+        attempts = entry.attempts + 1
+        if self.policy.schedule.exhausted(attempts):
+            reason = (f"Influitive still lists it after {attempts} attempts to send the {verb} "
+                      f"(the ledger had it {was}; last answer: {entry.last_error or 'accepted'})")
+            if target is State.REFUSING and "404" in (entry.last_error or ""):
+                reason += ("; a 404 to every refusal usually means Influitive does not know "
+                           "the verb: check [influitive] refuse_verb (refuse or reject)")
+            log.error("discrepancy persists; held for a person", reason=reason)
+            return self._move(entry, State.HELD, reason, log,
+                              Changes(attempts=attempts, hold_reason=reason, clear=_NOT_DUE))
+        when = self.policy.schedule.next_at(self.clock(), attempts)
+        log.warning("discrepancy: Influitive still lists a redemption the ledger had "
+                    "decided; the decision is sent again", was=was, attempts=attempts,
+                    next_attempt_at=when.isoformat())
+        return self._move(entry, target,
+                          f"discrepancy: Influitive still lists it although the ledger had it "
+                          f"{was}; the {verb} is sent again (attempt {attempts})", log,
+                          Changes(attempts=attempts, next_attempt_at=when))
+
+    @contextmanager
+    def _heartbeat(self, entry: LedgerEntry, log: structlog.BoundLogger) -> Iterator[None]:
+        """Keep the lease while a call that may outlast it is in flight: renewed every third
+        of ``lease_seconds``. A renewal that fails is logged; the step then ends in
+        LeaseLost at its next write, never in a second worker calling at the same time
+        (the lease is only taken over once it has run out)."""
+        if not self.policy.heartbeat:
+            yield
+            return
+        done = threading.Event()
+        interval = max(self.policy.lease_seconds / 3, 0.01)
+
+        def beat() -> None:
+            while not done.wait(interval):
+                try:
+                    kept = self.ledger.renew(entry.pk, self.owner, self.clock(),
+                                             self.policy.lease_seconds)
+                except Exception as exc:  # the ledger may be down: the lease just runs out
+                    log.warning("could not renew the lease", error=type(exc).__name__)
+                    continue
+                if not kept:
+                    log.warning("lease gone during a call; the step's result will not be "
+                                "saved")
+                    return
+
+        thread = threading.Thread(target=beat, name=f"lease-{entry.pk}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()
+
     def _fulfill(self, entry: LedgerEntry, log: structlog.BoundLogger) -> LedgerEntry:
         message = entry.message or self._render(self.messages.fulfilled, entry)
         try:
-            self._decider(entry).fulfill(entry.redemption_id, message)
+            with self._heartbeat(entry, log):
+                self._decider(entry).fulfill(entry.redemption_id, message)
         except AlreadyDecided as exc:
-            # Most often our own earlier decision that took effect although its answer (or
-            # the write after it) was lost to a crash; else an admin decided it in the UI.
-            # Either way the vendor order was placed and the advocate has the reward: the
-            # ledger records it fulfilled and says which, so a person can check.
-            log.warning("Influitive says the redemption was already decided; the vendor order "
-                        "was placed, recording it fulfilled", vendor_order_id=entry.vendor_order_id)
-            return self._move(entry, State.FULFILLED,
-                              f"Influitive answered already decided ({exc}): our earlier "
-                              "decision took effect, or an admin decided it; vendor order "
-                              f"{entry.vendor_order_id} was placed", log,
-                              Changes(clear=frozenset({"next_attempt_at", "last_error"})))
+            # Perhaps our own earlier decision that took effect although its answer was
+            # lost, perhaps an admin in the UI, perhaps a route that is wrong: not proof.
+            # Recorded as such; the next complete polls settle it.
+            return self._perhaps(entry, State.PERHAPS_FULFILLED, exc, log)
         except SourceUnavailable as exc:
             return self._decision_failed(entry, exc, log)
         failpoint("after_decision")
@@ -580,22 +713,32 @@ class Worker:
     def _refuse(self, entry: LedgerEntry, log: structlog.BoundLogger) -> LedgerEntry:
         message = entry.message or ""
         try:
-            self._decider(entry).refuse(entry.redemption_id, message)
+            with self._heartbeat(entry, log):
+                self._decider(entry).refuse(entry.redemption_id, message)
         except AlreadyDecided as exc:
-            # As in _fulfill: most often our own refusal whose answer was lost. No order was
-            # placed, so nothing was spent either way.
-            log.warning("Influitive says the redemption was already decided; recording it "
-                        "refused")
-            return self._move(entry, State.REFUSED,
-                              f"Influitive answered already decided ({exc}): our earlier "
-                              "refusal took effect, or an admin decided it", log,
-                              Changes(clear=frozenset({"next_attempt_at"})))
+            return self._perhaps(entry, State.PERHAPS_REFUSED, exc, log)
         except SourceUnavailable as exc:
             return self._decision_failed(entry, exc, log)
         failpoint("after_decision")
         log.info("refused at Influitive; the advocate's points are refunded")
         return self._move(entry, State.REFUSED, "refused at Influitive", log,
                           Changes(clear=frozenset({"next_attempt_at"})))
+
+    def _perhaps(
+        self, entry: LedgerEntry, to: State, exc: AlreadyDecided, log: structlog.BoundLogger
+    ) -> LedgerEntry:
+        if entry.source not in self.polled_sources:
+            # Nothing polls a pushed source: its answer is all there is to go on.
+            final = confirmed(to)
+            assert final is not None
+            return self._move(entry, final, f"{exc}; recorded as decided", log,
+                              Changes(clear=frozenset({"next_attempt_at"})))
+        log.warning("Influitive answered perhaps already decided; the next complete polls "
+                    "settle it", error=str(exc), vendor_order_id=entry.vendor_order_id)
+        return self._move(entry, to,
+                          f"perhaps already decided ({exc}): confirmed once complete polls no "
+                          "longer list it, sent again if they still do", log,
+                          Changes(last_error=str(exc), clear=frozenset({"next_attempt_at"})))
 
     def _decision_failed(
         self, entry: LedgerEntry, exc: SourceUnavailable, log: structlog.BoundLogger

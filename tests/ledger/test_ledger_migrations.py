@@ -127,11 +127,14 @@ def test_0002_adds_the_spend_columns_and_the_cache_and_downgrades_keeping_the_da
     migrate.upgrade(fresh_url, "0003")
     assert "actor" in _columns(fresh_url, "events")
     assert _columns(fresh_url, "request_log") == {"id", "scope", "at"}
+    migrate.upgrade(fresh_url, "0004")
+    assert "unfinished_steps" in _columns(fresh_url, "redemptions")
     ledger = open_ledger(fresh_url, migrate=False)
     try:
         old = ledger.get("influitive", "old")
         assert old is not None and old.amount == Decimal("12.50")
         assert old.ordered_at is None and old.approved is False  # the server default
+        assert old.unfinished_steps == 0
         ledger.cache_put("k", "v", None)
         assert ledger.cache_get("k", T0) == "v"
         (old_event,) = ledger.events(old.pk)
@@ -140,6 +143,7 @@ def test_0002_adds_the_spend_columns_and_the_cache_and_downgrades_keeping_the_da
         ledger.close()
 
     migrate.downgrade(fresh_url, "0002")
+    assert "unfinished_steps" not in _columns(fresh_url, "redemptions")
     assert "request_log" not in _tables(fresh_url)
     assert "actor" not in _columns(fresh_url, "events")
     assert len(_execute(fresh_url, "SELECT id FROM events WHERE redemption_pk = 1")) == 1

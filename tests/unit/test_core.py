@@ -13,6 +13,7 @@ from poller.core.backoff import RetrySchedule
 from poller.core.decide import Hold, Order, Refuse, after_vendor_error, plan_intake
 from poller.core.errors import (
     AdvocateFacingError,
+    ConfigFixable,
     OperatorFacingError,
     TransientVendorError,
     UnknownOutcome,
@@ -21,7 +22,16 @@ from poller.core.keys import idempotency_key
 from poller.core.messages import MessageTemplates, unknown_placeholders
 from poller.core.parse import Unkeyable, parse_page, parse_redemption
 from poller.core.routing import RewardRule, RouteProblem, route, route_from_metadata
-from poller.core.states import TERMINAL, IllegalTransition, State, check_transition
+from poller.core.states import (
+    ACTIVE,
+    TERMINAL,
+    UNCONFIRMED,
+    IllegalTransition,
+    State,
+    check_transition,
+    confirmed,
+    reopen_to,
+)
 
 RULES = [
     RewardRule(reward_id="37", vendor="tremendous", product="OKMHM2X2OHYV",
@@ -45,11 +55,45 @@ CONTACTS = {"1021": {"id": 1021, "email": "advocate@example.com", "name": "Test 
 
 # --- states --------------------------------------------------------------------------------
 
-def test_terminal_states_go_nowhere() -> None:
+REOPEN = {
+    State.FULFILLED: {State.ORDERED, State.HELD},
+    State.REFUSED: {State.REFUSING, State.HELD},
+    State.CLOSED_UPSTREAM: {State.NEW, State.ORDERED, State.HELD},
+}
+
+
+def test_finished_states_only_reopen_to_send_the_same_decision_again() -> None:
+    # A finished row moves only when a complete poll still lists it: back to where the
+    # same decision is sent again (or the row is worked afresh when nothing was ordered).
+    assert set(REOPEN) == TERMINAL
     for terminal in TERMINAL:
         for target in State:
-            with pytest.raises(IllegalTransition):
+            if target in REOPEN[terminal]:
                 check_transition(terminal, target)
+            else:
+                with pytest.raises(IllegalTransition):
+                    check_transition(terminal, target)
+
+
+def test_reopen_targets_and_confirmations() -> None:
+    assert reopen_to(State.FULFILLED, order_placed=True) is State.ORDERED
+    assert reopen_to(State.PERHAPS_FULFILLED, order_placed=True) is State.ORDERED
+    assert reopen_to(State.REFUSED, order_placed=False) is State.REFUSING
+    assert reopen_to(State.PERHAPS_REFUSED, order_placed=False) is State.REFUSING
+    assert reopen_to(State.CLOSED_UPSTREAM, order_placed=False) is State.NEW
+    assert reopen_to(State.CLOSED_UPSTREAM, order_placed=True) is State.ORDERED
+    assert reopen_to(State.ORDERED, order_placed=True) is None
+    assert confirmed(State.PERHAPS_FULFILLED) is State.FULFILLED
+    assert confirmed(State.PERHAPS_REFUSED) is State.REFUSED
+    assert confirmed(State.ORDERED) is None
+    # Unconfirmed rows are neither finished nor picked up as due work.
+    assert not UNCONFIRMED & (TERMINAL | ACTIVE)
+
+
+def test_config_fixable_is_held_at_once_never_refused_nor_retried() -> None:
+    after = after_vendor_error(ConfigFixable("unknown UTID U999"), attempts=1, max_attempts=8)
+    assert after.state is State.HELD and after.operator
+    assert "U999" in after.reason and "[[rewards]]" in after.reason
 
 
 def test_an_order_is_never_placed_twice_by_the_state_machine() -> None:
@@ -59,7 +103,9 @@ def test_an_order_is_never_placed_twice_by_the_state_machine() -> None:
     with pytest.raises(IllegalTransition):
         check_transition(State.ORDERED, State.REFUSING)
     with pytest.raises(IllegalTransition):
-        check_transition(State.FULFILLED, State.ORDERED)
+        check_transition(State.FULFILLED, State.ORDERING)
+    with pytest.raises(IllegalTransition):
+        check_transition(State.PERHAPS_FULFILLED, State.ORDERING)
 
 
 # --- parsing ---------------------------------------------------------------------------------

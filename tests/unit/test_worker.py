@@ -228,6 +228,10 @@ def test_redemption_decided_in_the_ui_is_never_ordered(rig: Rig) -> None:
     rig.source.decide_in_ui("2", "fulfill")
     rig.clock.advance(1000)
     rig.worker.run_cycle()
+    # Missing from one complete poll: not gone yet, and not ordered either (not listed).
+    assert rig.state(1) is State.WAITING and rig.state(2) is State.HELD
+    rig.clock.advance(1000)
+    rig.worker.run_cycle()
     assert rig.state(1) is State.CLOSED_UPSTREAM
     assert rig.state(2) is State.CLOSED_UPSTREAM
     assert sum(rig.vendor.created.values()) == 0
@@ -266,7 +270,7 @@ def test_auth_failure_aborts_the_cycle(rig: Rig) -> None:
     assert rig.ledger.last_successful_poll() is None
 
 
-def test_already_decided_ends_the_redemption(rig: Rig) -> None:
+def test_already_decided_is_perhaps_decided_until_complete_polls_confirm_it(rig: Rig) -> None:
     rig.source.seed(redemption(1))
     original = rig.source.fulfill
 
@@ -277,9 +281,15 @@ def test_already_decided_ends_the_redemption(rig: Rig) -> None:
     rig.source.fulfill = admin_first  # type: ignore[method-assign]
     rig.worker.run_cycle()
     entry = rig.entry(1)
+    assert entry.state is State.PERHAPS_FULFILLED
+    assert "perhaps already decided" in rig.ledger.events(entry.pk)[-1].detail
+    for _ in range(2):  # absent from two complete polls: confirmed
+        rig.clock.advance(60)
+        rig.worker.run_cycle()
+    entry = rig.entry(1)
     assert entry.state is State.FULFILLED
-    assert "already decided" in rig.ledger.events(entry.pk)[-1].detail
-    assert "vendor order" in rig.ledger.events(entry.pk)[-1].detail
+    assert "confirmed" in rig.ledger.events(entry.pk)[-1].detail
+    assert len([d for d in rig.source.decisions if d.by == "worker"]) == 1
 
 
 def test_pending_orders_are_rechecked_then_fulfilled(rig: Rig) -> None:

@@ -1,0 +1,257 @@
+"""The operator commands' logic: ``ledger refuse``, ``ledger retry``, ``ledger reorder``.
+
+A person acts on what the ledger says, and the ledger may be behind the vendor: a crash or
+an unknown outcome leaves a row with an idempotency key but no order id, although the order
+exists. So every command that could spend or refund asks the vendor first, by key, and acts
+on its three answers (``poller.core.ports.Vendor.lookup``): found, not found, unknown. An
+unknown answer changes nothing. Every move records who made it (``actor``) and why.
+
+Works through the Protocols only (``Ledger``, ``Vendor``): the CLI wires the real ones, the
+tests the in-memory ledger and the fake vendor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from poller.core.errors import PollerError, VendorError
+from poller.core.keys import idempotency_key
+from poller.core.model import LedgerEntry, OrderResult, OrderStatus
+from poller.core.ports import Changes, LeaseLost, Ledger, Vendor
+from poller.core.states import UNCONFIRMED, State
+
+MAX_GENERATIONS = 1000
+"""How far ``reorder`` searches for the generation of the current key."""
+
+
+class OperatorError(PollerError):
+    """The command was not carried out (exit 1); the message says why and what to do."""
+
+
+class NotInLedger(OperatorError):
+    pass
+
+
+@dataclass(frozen=True, kw_only=True)
+class Outcome:
+    entry: LedgerEntry
+    said: str
+    """One line for the operator: what was done and why."""
+
+
+def _find(ledger: Ledger, source: str, redemption_id: str) -> LedgerEntry:
+    entry = ledger.get(source, redemption_id)
+    if entry is None:
+        raise NotInLedger(f"no redemption {redemption_id!r} from {source} in the ledger")
+    return entry
+
+
+def _move(
+    ledger: Ledger, entry: LedgerEntry, to: State, detail: str, now: datetime,
+    changes: Changes | None, actor: str,
+) -> LedgerEntry:
+    try:
+        return ledger.admin_transition(entry.pk, to, detail, now, changes, actor=actor)
+    except LeaseLost:
+        raise OperatorError(
+            f"redemption {entry.redemption_id} is being worked on by a worker right now; "
+            "try again in a moment"
+        ) from None
+
+
+def _lookup(vendors: Callable[[str], Vendor], entry: LedgerEntry) -> OrderResult | None:
+    """The vendor's answer for the row's key: found or not found; OperatorError when it
+    could not be asked (unknown), so that nothing is decided on a guess."""
+    assert entry.idempotency_key and entry.vendor
+    try:
+        return vendors(entry.vendor).lookup(entry.idempotency_key)
+    except VendorError as exc:
+        raise OperatorError(
+            f"could not ask {entry.vendor} whether an order exists under key "
+            f"{entry.idempotency_key} ({type(exc).__name__}: {exc}); nothing was changed, "
+            "try again later"
+        ) from None
+
+
+def _describe(order: OrderResult) -> str:
+    detail = f", {order.detail}" if order.detail else ""
+    return f"vendor order {order.vendor_order_id} ({order.status.value}{detail})"
+
+
+def refuse(
+    ledger: Ledger, vendors: Callable[[str], Vendor], *, source: str, redemption_id: str,
+    message: str, actor: str, now: datetime,
+) -> Outcome:
+    """Prepare the refusal of a redemption no reward reached (REFUSING; the caller then
+    sends it to Influitive). A row with a key is looked up at the vendor first: an order
+    that exists blocks the refusal (its id is recorded on the row); a failed or cancelled
+    one allows it; a look-up that fails changes nothing."""
+    entry = _find(ledger, source, redemption_id)
+    if entry.state.terminal or entry.state in UNCONFIRMED:
+        if entry.vendor_order_id and entry.state.order_placed:
+            raise OperatorError(
+                f"redemption {redemption_id} has vendor order {entry.vendor_order_id}: "
+                "refusing would refund the points of a reward that was sent"
+            )
+        raise OperatorError(f"redemption {redemption_id} is already {entry.state.value}")
+    if entry.state is State.REFUSING:
+        return Outcome(entry=entry, said="the refusal is already on its way to Influitive")
+    manual_pending = entry.state is State.PENDING and entry.vendor == "manual"
+    why = "no vendor order was ever started"
+    if entry.idempotency_key and entry.vendor and not manual_pending:
+        order = _lookup(vendors, entry)
+        if order is None:
+            if entry.vendor_order_id:
+                raise OperatorError(
+                    f"redemption {redemption_id}: the ledger records vendor order "
+                    f"{entry.vendor_order_id} but {entry.vendor} has no order under key "
+                    f"{entry.idempotency_key}; check at the vendor before refusing"
+                )
+            why = (f"{entry.vendor} confirms no order exists under key "
+                   f"{entry.idempotency_key}")
+        elif order.status is OrderStatus.FAILED:
+            why = (f"{_describe(order)} failed at the vendor: nothing reached the advocate, "
+                   "so refusing refunds points for a reward that was never sent")
+        else:
+            detail = (f"refusal blocked: {_describe(order)} exists under key "
+                      f"{entry.idempotency_key}")
+            if entry.vendor_order_id != order.vendor_order_id and entry.state in (
+                    State.HELD, State.WAITING, State.ORDERING, State.PENDING):
+                _move(ledger, entry, entry.state, detail + "; its id is recorded", now,
+                      Changes(vendor_order_id=order.vendor_order_id), actor)
+            raise OperatorError(
+                f"redemption {redemption_id}: {_describe(order)} exists under its key; "
+                "refusing would refund the points of a reward that was sent (its order id "
+                "is now recorded; `ledger retry` lets the worker finish it)"
+            )
+    elif entry.state.order_placed and not manual_pending:
+        raise OperatorError(
+            f"redemption {redemption_id} has vendor order {entry.vendor_order_id}: refusing "
+            "would refund the points of a reward that was sent"
+        )
+    elif manual_pending:
+        why = "the manual reward was still pending: nothing was sent"
+    moved = _move(ledger, entry, State.REFUSING,
+                  f"refused by an operator (ledger refuse): {why}", now,
+                  Changes(message=message, clear=frozenset({"next_attempt_at"})), actor)
+    return Outcome(entry=moved, said=f"refusing: {why}")
+
+
+def retry(
+    ledger: Ledger, vendors: Callable[[str], Vendor], *, source: str, redemption_id: str,
+    actor: str, now: datetime,
+) -> Outcome:
+    """Release a held or waiting redemption to the worker, from what the vendor says.
+
+    Never to ORDERED unless the vendor confirms the order complete: ORDERED means "tell the
+    advocate it is on its way". A failed order is not retried here (``reorder``, or
+    ``refuse``); a look-up that fails changes nothing.
+    """
+    entry = _find(ledger, source, redemption_id)
+    if entry.state not in (State.HELD, State.WAITING):
+        raise OperatorError(
+            f"redemption {redemption_id} is {entry.state.value}; only held or waiting "
+            "redemptions can be retried"
+        )
+    release = Changes(attempts=0, clear=frozenset({"hold_reason", "next_attempt_at"}))
+    detail = "released by an operator (ledger retry)"
+    if not (entry.idempotency_key and entry.vendor):
+        # Nothing ordered: routed afresh, so a fixed [[rewards]] rule applies.
+        to = State.NEW if entry.state is State.HELD else State.WAITING
+        moved = _move(ledger, entry, to, detail + ": no key, routed afresh", now, release,
+                      actor)
+        return Outcome(entry=moved, said="it is routed afresh at the next cycle")
+    order = _lookup(vendors, entry)
+    if order is None:
+        if entry.vendor_order_id:
+            raise OperatorError(
+                f"redemption {redemption_id}: the ledger records vendor order "
+                f"{entry.vendor_order_id} but {entry.vendor} has no order under key "
+                f"{entry.idempotency_key}; check at the vendor"
+            )
+        moved = _move(ledger, entry, State.WAITING,
+                      f"{detail}: {entry.vendor} confirms no order under its key; ordered "
+                      "with the same key at the next cycle", now, release, actor)
+        return Outcome(entry=moved, said="no order exists yet; it is ordered (same key) at "
+                                         "the next cycle while Influitive still lists it")
+    found = Changes(attempts=0, vendor_order_id=order.vendor_order_id,
+                    clear=frozenset({"hold_reason", "next_attempt_at"}))
+    if order.status is OrderStatus.COMPLETE:
+        moved = _move(ledger, entry, State.ORDERED,
+                      f"{detail}: {_describe(order)} confirmed complete", now, found, actor)
+        return Outcome(entry=moved, said=f"{_describe(order)} is complete; the fulfilment is "
+                                         "sent to Influitive at the next cycle")
+    if order.status is OrderStatus.PENDING:
+        moved = _move(ledger, entry, State.PENDING,
+                      f"{detail}: {_describe(order)} still pending", now, found, actor)
+        return Outcome(entry=moved, said=f"{_describe(order)} is pending; checked again at "
+                                         "the next cycle")
+    if order.status is OrderStatus.FAILED:
+        raise OperatorError(
+            f"redemption {redemption_id}: {_describe(order)} failed at the vendor, nothing "
+            "was sent; `ledger reorder` places a new order, `ledger refuse` refunds the points"
+        )
+    raise OperatorError(
+        f"redemption {redemption_id}: {_describe(order)} needs a person at the vendor; "
+        "resolve it there first"
+    )
+
+
+def reorder(
+    ledger: Ledger, vendors: Callable[[str], Vendor], *, namespace: str, source: str,
+    redemption_id: str, actor: str, now: datetime,
+) -> Outcome:
+    """A new order for a redemption whose vendor order failed or was cancelled: a new
+    idempotency key derived from the first (the next generation, recorded in the event),
+    the vendor order id cleared, nothing else changed. The worker orders it at its next
+    cycle, while Influitive still lists the redemption."""
+    entry = _find(ledger, source, redemption_id)
+    if entry.state not in (State.HELD, State.WAITING):
+        raise OperatorError(
+            f"redemption {redemption_id} is {entry.state.value}; only a held redemption "
+            "whose vendor order failed can be reordered"
+        )
+    if not (entry.idempotency_key and entry.vendor):
+        raise OperatorError(
+            f"redemption {redemption_id} was never ordered; `ledger retry` routes it"
+        )
+    order = _lookup(vendors, entry)
+    if order is None:
+        raise OperatorError(
+            f"redemption {redemption_id}: {entry.vendor} has no order under key "
+            f"{entry.idempotency_key}; `ledger retry` orders it with the same key"
+        )
+    if order.status is not OrderStatus.FAILED:
+        raise OperatorError(
+            f"redemption {redemption_id}: {_describe(order)} did not fail; a new order "
+            "would send a second reward"
+        )
+    first = idempotency_key(namespace=namespace, source=source, redemption_id=redemption_id)
+    generation = next(
+        (g for g in range(MAX_GENERATIONS)
+         if idempotency_key(namespace=namespace, source=source, redemption_id=redemption_id,
+                            generation=g) == entry.idempotency_key),
+        None,
+    )
+    if generation is None:
+        raise OperatorError(
+            f"redemption {redemption_id}: its key {entry.idempotency_key} is not derived from "
+            f"this org id ({namespace}); was [influitive] org_id changed?"
+        )
+    new_key = idempotency_key(namespace=namespace, source=source, redemption_id=redemption_id,
+                              generation=generation + 1)
+    moved = _move(
+        ledger, entry, State.WAITING,
+        f"reordered by an operator (ledger reorder): {_describe(order)} under key "
+        f"{entry.idempotency_key} failed; new key {new_key} (generation {generation + 1}, "
+        f"derived from the first key {first})",
+        now,
+        Changes(idempotency_key=new_key, attempts=0,
+                clear=frozenset({"vendor_order_id", "hold_reason", "next_attempt_at",
+                                 "last_error"})),
+        actor,
+    )
+    return Outcome(entry=moved, said=f"new key {new_key}; ordered at the next cycle while "
+                                     "Influitive still lists it")
