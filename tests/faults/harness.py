@@ -505,10 +505,9 @@ currency = "USD"
         3. the ledger never says fulfilled/refused unless Influitive has the decision;
         4. a vendor order id in the ledger is the vendor's order for that redemption's key.
 
-        ``answers_trusted=False`` leaves out 3. for a run where Influitive answers a
-        decision 2xx without applying it (a firewall challenge) and the client may take that
-        for done: the ledger then says fulfilled until the next complete poll lists the
-        redemption again. The end-of-run check (``violations``) still demands it.
+        3. holds even when Influitive answers decisions with a firewall challenge (a 2xx that
+        applies nothing): the client reads it as blocked, never as done.
+        ``answers_trusted=False`` leaves 3. out, for a client that could be fooled.
         """
         entries = self.entries() if entries is None else entries
         by_key = {e.idempotency_key: e for e in entries.values() if e.idempotency_key}
