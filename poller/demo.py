@@ -108,7 +108,7 @@ def run_demo(*, keep: bool = False) -> int:
                        "still outstanding (held, or pending a person)")
             click.echo()
             click.echo(closing_hint(keep, workdir, config_file))
-        ok = first.ok and second.ok and second.steps == 0
+        ok = first.ok and second.ok and third.ok and second.new == 0
         return 0 if ok else 1
     finally:
         if not keep:
