@@ -23,13 +23,14 @@ from poller.core.decide import Hold, Order, Refuse, SpendPolicy, plan_intake
 from poller.core.model import LedgerEntry, PollResult, Redemption
 from poller.core.parse import Unkeyable, parse_stored
 from poller.core.routing import RewardRule
-from poller.core.states import ACTIVE, State
+from poller.core.states import ACTIVE, UNCONFIRMED, State, confirmed, reopen_to
 
 BEFORE_ORDER = frozenset({State.NEW, State.WAITING, State.HELD, State.ORDERING})
 SCAN_LIMIT = 100_000
 
 Action = Literal[
     "order", "hold", "refuse", "reconcile", "recheck", "fulfill", "close", "wait", "nothing",
+    "reopen", "confirm",
 ]
 
 
@@ -115,7 +116,8 @@ class Planner:
                 plan.steps.append(self._intake(redemption, None, ledger, now, planned))
             else:
                 plan.steps.append(self._outstanding(entry, ledger, now, planned))
-        rest = [e for e in ledger.list(states=ACTIVE | {State.HELD}, limit=SCAN_LIMIT)
+        rest = [e for e in ledger.list(states=ACTIVE | UNCONFIRMED | {State.HELD},
+                                       limit=SCAN_LIMIT)
                 if (e.source, e.redemption_id) not in polled]
         for entry in sorted(rest, key=lambda e: e.pk):
             step = self._not_polled(entry, complete=poll.complete, now=now)
@@ -167,8 +169,16 @@ class Planner:
         planned: dict[str, Decimal],
     ) -> Step:
         state = entry.state
-        if state.terminal:
-            return _step(entry, "nothing", f"already {state.value}; Influitive still lists it")
+        back = reopen_to(state, order_placed=entry.vendor_order_id is not None)
+        if back is not None:
+            # The poll is the truth for "still outstanding": a row the ledger has as finished
+            # (or perhaps decided) that Influitive still lists is worked on again.
+            what = {State.ORDERED: "send the fulfilment to Influitive again",
+                    State.REFUSING: "send the refusal to Influitive again",
+                    State.NEW: "work it like a new redemption (a saved key is looked up "
+                               "first)"}.get(back, f"move it back to {back.value}")
+            return _step(entry, "reopen",
+                         f"{state.value}, yet Influitive still lists it: {what}")
         if state is State.HELD:
             reason = entry.hold_reason or "no reason recorded"
             return _step(entry, "wait", f"held for a person: {reason}")
@@ -203,16 +213,25 @@ class Planner:
     # --- redemptions the ledger has and this poll did not list -----------------------------
 
     def _not_polled(self, entry: LedgerEntry, *, complete: bool, now: datetime) -> Step | None:
+        final = confirmed(entry.state)
+        if final is not None:
+            if not complete:
+                return None
+            return _step(entry, "confirm",
+                         f"missing from the list: becomes {final.value} once it has been "
+                         "missing from enough complete polls ([ledger] gone_after_polls)")
         if entry.state in BEFORE_ORDER:
             if not complete:
                 return None  # an incomplete poll proves nothing about absence
             if entry.idempotency_key is None:
                 return _step(entry, "close",
-                             "left Influitive's outstanding list before it was ordered "
-                             "(decided by someone else): close, never order")
+                             "missing from Influitive's outstanding list before it was ordered: "
+                             "closed as decided elsewhere (never ordered) once it has been "
+                             "missing from enough complete polls ([ledger] gone_after_polls)")
             return _step(entry, "reconcile",
-                         f"left the outstanding list: look the order up at {entry.vendor} by "
-                         "its key; close if there is none")
+                         f"missing from the outstanding list: look the order up at "
+                         f"{entry.vendor} by its key; closed only if the vendor says there is "
+                         "none, once it has been missing from enough complete polls")
         if entry.next_attempt_at is not None and entry.next_attempt_at > now:
             return None
         if entry.state in (State.PENDING, State.ORDERED, State.REFUSING):

@@ -81,6 +81,10 @@ def test_every_ledger_state_and_not_one_write() -> None:
        (State.WAITING, Changes(next_attempt_at=NOW + timedelta(hours=1), last_error="503")))
     at(ledger, "done", (State.ORDERING, KEYED), (State.ORDERED, Changes(vendor_order_id="O3")),
        (State.FULFILLED, Changes()))
+    at(ledger, "closed", (State.CLOSED_UPSTREAM, Changes()))
+    at(ledger, "perhaps", (State.ORDERING, KEYED), (State.ORDERED, Changes(vendor_order_id="O5")),
+       (State.PERHAPS_FULFILLED, Changes()))
+    at(ledger, "perhaps-gone", (State.REFUSING, Changes()), (State.PERHAPS_REFUSED, Changes()))
     at(ledger, "gone")  # in the ledger, no longer outstanding
     at(ledger, "gone-keyed", (State.ORDERING, KEYED))
     at(ledger, "gone-ordered", (State.ORDERING, KEYED),
@@ -88,23 +92,32 @@ def test_every_ledger_state_and_not_one_write() -> None:
     before = snapshot(ledger)
 
     outstanding = [redemption(r) for r in
-                   ("new", "held", "ordering", "pending", "ordered", "later", "done")]
+                   ("new", "held", "ordering", "pending", "ordered", "later", "done", "closed",
+                    "perhaps")]
     plan = planner().plan(poll(*outstanding), ledger, NOW)
     actions = {s.redemption_id: s.action for s in plan.steps}
     assert actions == {
         "new": "order", "held": "wait", "ordering": "reconcile", "pending": "recheck",
-        "ordered": "fulfill", "later": "wait", "done": "nothing", "gone": "close",
+        "ordered": "fulfill", "later": "wait", "gone": "close",
         "gone-keyed": "reconcile", "gone-ordered": "fulfill",
+        # The poll is the truth: finished or perhaps-decided rows still listed are reopened;
+        # a perhaps-decided one missing from a complete poll is on its way to confirmed.
+        "done": "reopen", "closed": "reopen", "perhaps": "reopen", "perhaps-gone": "confirm",
     }
     details = {s.redemption_id: s.detail for s in plan.steps}
     assert details["held"] == "held for a person: needs a person"
     assert "last error: 503" in details["later"]
+    assert details["done"] == ("fulfilled, yet Influitive still lists it: send the fulfilment "
+                               "to Influitive again")
+    assert "work it like a new redemption" in details["closed"]
+    assert "gone_after_polls" in details["perhaps-gone"]
     assert snapshot(ledger) == before
 
     # An incomplete poll proves nothing about absence: nothing is closed.
     partial = planner().plan(poll(*outstanding, complete=False), ledger, NOW)
     partial_actions = {s.redemption_id: s.action for s in partial.steps}
     assert "gone" not in partial_actions and "gone-keyed" not in partial_actions
+    assert "perhaps-gone" not in partial_actions
     assert partial_actions["gone-ordered"] == "fulfill"
 
 
