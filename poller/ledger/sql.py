@@ -25,6 +25,7 @@ Concurrency, in one place:
 from __future__ import annotations
 
 import builtins
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -147,13 +148,16 @@ def _is_memory(url: URL) -> bool:
     )
 
 
-def make_engine(url: str | URL) -> Engine:
+def make_engine(url: str | URL, *, read_only: bool = False) -> Engine:
     """An engine set up for the ledger: WAL, busy timeout and write-locking transactions on
     SQLite; connect timeout and stale-connection checks on PostgreSQL. ConfigError if the
-    URL cannot be used."""
+    URL cannot be used. ``read_only`` (SQLite): opens an existing file read-only, never
+    creating it nor changing its journal mode, so a ledger on a read-only mount is read."""
     parsed = _parse(url)
     try:
         if parsed.get_backend_name() == "sqlite":
+            if read_only and not _is_memory(parsed):
+                return _sqlite_read_only_engine(parsed)
             return _sqlite_engine(parsed)
         connect_args: dict[str, Any] = {}
         if "connect_timeout" not in parsed.query:
@@ -168,6 +172,31 @@ def make_engine(url: str | URL) -> Engine:
         ) from None
     except exc.ArgumentError as e:
         raise ConfigError(f"ledger.url {safe_url(parsed)} is not usable: {e}") from None
+
+
+def _sqlite_read_only_engine(url: URL) -> Engine:
+    """``mode=ro`` through a SQLite URI: no file is created, nothing written. Where the
+    folder cannot be written (a read-only mount) SQLite cannot make the WAL index either, so
+    the file is opened ``immutable``: nothing can be changing it there."""
+    from urllib.parse import quote
+
+    assert url.database is not None
+    path = Path(url.database).expanduser().resolve()
+    if not path.is_file():
+        raise ConfigError(f"ledger.url {safe_url(url)}: no ledger file at {path}")
+    writable = os.access(path.parent, os.W_OK) and os.access(path, os.W_OK)
+    query = "mode=ro" if writable else "mode=ro&immutable=1"
+    uri = f"file:{quote(str(path))}?{query}"
+
+    def connect() -> Any:
+        import sqlite3
+
+        conn = sqlite3.connect(uri, uri=True, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000,
+                               check_same_thread=False)
+        conn.isolation_level = None
+        return conn
+
+    return create_engine("sqlite://", creator=connect, poolclass=StaticPool)
 
 
 def _sqlite_engine(url: URL) -> Engine:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import click
 import pytest
 
-from poller.cli import ops
+from poller.cli import context, output
 from poller.core.model import Event
 from poller.core.states import State
 
@@ -23,14 +23,14 @@ class FakeTty(io.StringIO):
 
 def test_tables_wrap_on_a_terminal_and_not_in_a_pipe(monkeypatch: pytest.MonkeyPatch) -> None:
     rows = [["1", "order", LONG.strip()]]
-    piped = ops.wrapped_table(["id", "would", "detail"], rows)
+    piped = output.table(["id", "would", "detail"], rows)
     assert piped.splitlines()[1].endswith(LONG.strip())
     assert len(piped.splitlines()) == 2
 
     monkeypatch.setattr("sys.stdout", FakeTty())
     monkeypatch.setattr("shutil.get_terminal_size", lambda: __import__("os").terminal_size(
         (60, 24)))
-    wrapped = ops.wrapped_table(["id", "would", "detail"], rows).splitlines()
+    wrapped = output.table(["id", "would", "detail"], rows).splitlines()
     assert len(wrapped) > 2
     assert all(len(line) <= 60 for line in wrapped)
     assert wrapped[2].startswith(" " * len("ID  WOULD  "))  # under its own column
@@ -41,16 +41,16 @@ def test_the_timeline() -> None:
     events = [
         Event(at=t0, from_state=None, to_state=State.NEW, detail="recorded"),
         Event(at=t0 + timedelta(seconds=5), from_state=State.NEW, to_state=State.ORDERING,
-              detail="ordering"),
+              detail="ordering", actor="ana"),
         Event(at=t0 + timedelta(minutes=3, seconds=7), from_state=State.ORDERING,
               to_state=State.WAITING, detail="transient: 503"),
         Event(at=t0 + timedelta(hours=26), from_state=State.HELD, to_state=State.NEW,
               detail="an event that does not follow on"),
     ]
-    lines = ops.timeline(events).splitlines()
-    assert lines[0].split() == ["AT", "(UTC)", "AFTER", "STATE", "WHAT", "HAPPENED"]
-    assert lines[1].split() == ["2026-11-21", "22:04:46", "new", "recorded"]
-    assert lines[2].split()[2:4] == ["+5s", "ordering"]
+    lines = output.timeline(events).splitlines()
+    assert lines[0].split() == ["AT", "(UTC)", "AFTER", "STATE", "BY", "WHAT", "HAPPENED"]
+    assert lines[1].split() == ["2026-11-21", "22:04:46", "new", "-", "recorded"]
+    assert lines[2].split()[2:5] == ["+5s", "ordering", "ana"]
     assert lines[3].split()[2:4] == ["+3m02s", "waiting"]
     assert lines[4].split()[2:5] == ["+25h56m", "held", "->"]
     assert lines[-1] == "4 events over 26h00m, from new to new"
@@ -58,13 +58,13 @@ def test_the_timeline() -> None:
 
 def test_progress_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     items = list(range(50))
-    with ops.progress(items, "x") as bar:
+    with output.progress(items, "x") as bar:
         assert bar is items
     monkeypatch.setattr("sys.stderr", FakeTty())
-    with ops.progress(items, "x") as bar:
+    with output.progress(items, "x") as bar:
         assert list(bar) == items
         assert bar is not items
-    with ops.progress(items[:3], "x") as bar:  # a short list needs no bar
+    with output.progress(items[:3], "x") as bar:  # a short list needs no bar
         assert bar == items[:3]
 
 
@@ -78,9 +78,9 @@ def test_progress_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     ],
 )
 def test_dates(text: str, expected: datetime) -> None:
-    assert ops.UTC_DATE.convert(text, None, None) == expected
+    assert context.UTC_DATE.convert(text, None, None) == expected
 
 
 def test_bad_dates_are_usage_errors() -> None:
     with pytest.raises(click.BadParameter, match="is not a date"):
-        ops.UTC_DATE.convert("next week", None, None)
+        context.UTC_DATE.convert("next week", None, None)

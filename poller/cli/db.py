@@ -1,0 +1,24 @@
+"""``reward-poller db ...``: the ledger's database schema."""
+
+from __future__ import annotations
+
+import click
+
+from poller.cli.context import Context, handled
+
+
+@click.group()
+def db() -> None:
+    """The ledger's database schema."""
+
+
+@db.command("upgrade")
+@click.pass_obj
+@handled
+def db_upgrade(obj: Context) -> None:
+    """Create the ledger or run the Alembic migrations up to the newest."""
+    from poller.ledger.migrate import current, upgrade
+
+    url = obj.config().ledger.url
+    upgrade(url)
+    click.echo(f"ledger schema at revision {current(url)}")
