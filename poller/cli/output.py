@@ -6,9 +6,10 @@ Rules (docs/cli.md, "Output"):
 
 * stdout carries what a command prints (tables, JSON, CSV, summaries); logs, notes such as
   "showing N of M" and progress go to stderr, so a pipe sees only the data.
-* A table is plain aligned text. On a terminal its last column (free text) is wrapped under
-  itself to the width (``COLUMNS`` when set, else the terminal's); piped, every row is one
-  whole line, never cut, so ``grep`` and ``cut`` see it entire.
+* A table is plain aligned text. On a terminal it is fitted to the width (``COLUMNS`` when
+  set, else the terminal's): the widest columns are narrowed and their cells wrapped under
+  themselves; piped, every row is one whole line, never cut, so ``grep`` and ``cut`` see it
+  entire.
 * Colour only on a terminal and never when ``NO_COLOR`` is set (https://no-color.org).
 * Text from outside (reward names, e-mails, vendors' and Influitive's error text) is shown
   with its control characters removed: an escape sequence cannot drive the terminal and a
@@ -37,9 +38,9 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-MIN_WRAP = 20
-"""The narrowest the wrapped column gets; a terminal narrower than the fixed columns plus
-this wraps the lines itself."""
+MIN_COLUMN = 8
+"""The narrowest a column is made on a terminal; a terminal narrower than that for every
+column wraps the lines itself."""
 
 
 def colour_on(stream: Any = None) -> bool:
@@ -64,41 +65,56 @@ def cell(value: object) -> str:
     return clean_line(str(value))
 
 
+def fit(widths: Sequence[int], room: int, floor: int = MIN_COLUMN) -> list[int]:
+    """Column widths that fit ``room`` characters (gaps excluded): the widest columns are
+    narrowed to a common cap, never below ``floor`` (then the terminal wraps the rest)."""
+    if sum(widths) <= room:
+        return list(widths)
+    low, high = floor, max(widths)
+    while low < high:  # the largest cap that fits
+        cap = (low + high + 1) // 2
+        if sum(min(w, cap) for w in widths) <= room:
+            low = cap
+        else:
+            high = cap - 1
+    return [min(w, low) for w in widths]
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]], *,
           emphasise: dict[str, str] | None = None) -> str:
-    """Aligned columns, the last one free text (wrapped on a terminal, whole when piped).
+    """Aligned columns. On a terminal a table wider than it is narrowed, the widest columns
+    first, and their cells wrapped under themselves; piped, every row is one whole line.
     ``emphasise`` colours cells equal to a key (e.g. ``FAIL``) when colour is on."""
     cells = [[cell(v) for v in row] for row in rows]
-    fixed = len(headers) - 1
-    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers[:fixed])]
-    indent = sum(widths) + 2 * len(widths)
+    names = [h.upper() for h in headers]
+    natural = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(names)]
     width = terminal_width()
-    room = max(MIN_WRAP, width - indent) if width else None
+    widths = fit(natural, width - 2 * (len(names) - 1)) if width else natural
     colour = colour_on()
     marks = emphasise or {}
 
-    def paint(text: str, raw: str) -> str:
-        if colour and raw in marks:
-            return click.style(text, fg=marks[raw], bold=True)
-        return text
-
-    def line(row: Sequence[str], header: bool = False) -> list[str]:
-        head = "".join(paint(c.ljust(w), c) + "  " for c, w in zip(row[:fixed], widths,
-                                                                     strict=True))
-        last = row[fixed] if len(row) > fixed else ""
-        if room is None or len(last) <= room:
-            text = [(head + last).rstrip()]
+    def lines(row: Sequence[str], header: bool = False) -> list[str]:
+        if not width:
+            parts = [[c] for c in row]
         else:
-            parts = textwrap.wrap(last, room, break_long_words=True) or [""]
-            text = [head + parts[0], *(" " * indent + p for p in parts[1:])]
-        if header and colour:
-            text = [click.style(t, bold=True) for t in text]
-        return text
+            parts = [textwrap.wrap(c, w, break_on_hyphens=False) or [""] if len(c) > w
+                     else [c] for c, w in zip(row, widths, strict=True)]
+        out = []
+        for n in range(max(len(p) for p in parts)):
+            shown = []
+            for i, (part, w) in enumerate(zip(parts, widths, strict=True)):
+                text = part[n] if n < len(part) else ""
+                padded = text if i == len(parts) - 1 else text.ljust(w)
+                shown.append(click.style(padded, fg=marks[text], bold=True)
+                             if colour and text in marks and not header else padded)
+            line = "  ".join(shown).rstrip()
+            out.append(click.style(line, bold=True) if header and colour else line)
+        return out
 
-    out = line([h.upper() for h in headers], header=True)
+    result = lines(names, header=True)
     for row in cells:
-        out += line(row)
-    return "\n".join(out)
+        result += lines(row)
+    return "\n".join(result)
 
 
 def shown_of(shown: int, total: int, hint: str = "--limit") -> None:
