@@ -151,8 +151,8 @@ def test_run_once_exits_1_naming_the_vendor_and_the_fix(standins: Standins) -> N
     # One paragraph on stdout: what was done and why the rest waits.
     assert result.stdout.count("\n") == 1
     assert result.stdout.startswith("run: polled 2 outstanding redemptions (2 new)")
-    assert "waiting 2" in result.stdout and "Reasons: 2 x waiting: Tremendous rejected the API key" in (
-        result.stdout)
+    assert "waiting 2" in result.stdout
+    assert "Reasons: 2 x waiting: Tremendous rejected the API key" in result.stdout
     assert standins.accepted() == {}  # nothing refused, nothing decided
     waiting = json.loads(run_cli("ledger", "list", "--state", "waiting", "--json",
                                  config=config).stdout)

@@ -84,3 +84,35 @@ def test_dates(text: str, expected: datetime) -> None:
 def test_bad_dates_are_usage_errors() -> None:
     with pytest.raises(click.BadParameter, match="is not a date"):
         context.UTC_DATE.convert("next week", None, None)
+
+
+def test_text_from_outside_cannot_drive_the_terminal() -> None:
+    from poller.logs import clean_line
+
+    assert clean_line("Swag\x1b[31m red\x1b[0m\r\nrow\tx\x07\u202e") == "Swag red row x"
+    assert clean_line("title \x1b]0;pwned\x07ok") == "title ok"
+    table = output.table(["id", "reward"], [["1", "Mug\r\nINJECTED  ROW"]])
+    assert table.splitlines() == ["ID  REWARD", "1   Mug INJECTED  ROW"]
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [("=1+2", "'=1+2"), ("+1", "'+1"), ("-1", "'-1"), ("@SUM(A1)", "'@SUM(A1)"),
+     ("\tx", "'\tx"), ("\rx", "'\rx"), ("ada@example.com", "ada@example.com"),
+     ("25.00", "25.00"), (None, None)],
+)
+def test_csv_cells_never_start_a_formula(value: str | None, shown: str | None) -> None:
+    assert output.csv_cell(value) == shown
+
+
+def test_wide_tables_are_fitted_to_the_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert output.fit([10, 50, 80], 200) == [10, 50, 80]
+    assert output.fit([10, 50, 80], 100) == [10, 45, 45]
+    assert output.fit([10, 50, 80], 10) == [8, 8, 8]  # never narrower than a few characters
+    monkeypatch.setattr("sys.stdout", FakeTty())
+    monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.setattr("shutil.get_terminal_size", lambda: __import__("os").terminal_size(
+        (40, 24)))
+    lines = output.table(["id", "reward", "reason"], [["1", "x" * 30, LONG.strip()]])
+    assert all(len(line) <= 40 for line in lines.splitlines())
+    assert "\x1b" not in lines
