@@ -48,7 +48,8 @@ class Failed(click.ClickException):
     exit_code = EXIT_FAILED
 
     def show(self, file: Any = None) -> None:
-        click.echo(f"reward-poller: {logs.clean_line(self.format_message())}", err=True)
+        text = logs.clean_line(logs.redactor.scrub(self.format_message()))
+        click.echo(f"reward-poller: {text}", err=True)
 
 
 class BadConfig(click.ClickException):

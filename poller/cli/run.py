@@ -64,7 +64,7 @@ def run(obj: Context, run_once: bool, dry_run: bool) -> None:
                              "`reward-poller check`") from None
             if isinstance(exc, PollerError):
                 raise
-            log.error("cli.cycle.failed", error=f"{type(exc).__name__}: {exc}")
+            log.error("cycle.failed", error=f"{type(exc).__name__}: {exc}")
             raise Failed(f"cycle failed: {type(exc).__name__}: {exc}") from None
         finally:
             counter.finish()
