@@ -171,11 +171,11 @@ class CycleReport:
         with self._lock:
             self.outcomes[state.value] = self.outcomes.get(state.value, 0) + 1
 
-    def problem(self, found: OperatorProblem) -> None:
-        """One more redemption waits on an operator-facing error."""
+    def problem(self, found: OperatorProblem, *, redemptions: int = 1) -> None:
+        """``redemptions`` more wait on an operator-facing error (0: the poll met it)."""
         with self._lock:
             known = self.problems.setdefault(found.cause, found)
-            known.redemptions += 1
+            known.redemptions += redemptions
 
     def left(self, entry: LedgerEntry) -> None:
         """Count why a redemption was left held or waiting."""
@@ -347,7 +347,7 @@ class Worker:
                                     error=str(exc))
             if isinstance(exc, SourceBlocked):
                 report.problem(OperatorProblem(who=SOURCE_NAME, kind="firewall",
-                                               detail=str(exc)))
+                                               detail=str(exc)), redemptions=0)
             log.error("poll failed; nothing new is ordered this cycle", error=str(exc))
             report.errors.append(f"poll failed: {exc}")
             return None

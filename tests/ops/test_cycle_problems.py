@@ -66,6 +66,7 @@ def test_a_firewall_block_and_the_page_cap() -> None:
     source.fail_next("poll", SourceBlocked("Influitive's firewall answered 403 (WAF)"))
     report = worker.run_cycle()
     assert not report.ok and list(report.problems) == ["influitive.firewall"]
+    assert report.problems["influitive.firewall"].redemptions == 0  # the poll met it
     assert "Influitive's firewall blocked our requests" in problem_line(
         report.problems["influitive.firewall"])
 
