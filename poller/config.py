@@ -604,13 +604,23 @@ def _env_target(parts: list[str]) -> tuple[str, Any]:
 # --- the file ------------------------------------------------------------------------------
 
 
+def _reachable_by_others(file: Path) -> bool:
+    """Whether other users can get to the file: every folder above it lets them through
+    (a file in a private folder, such as a 0700 temporary one, is not exposed)."""
+    try:
+        return all(stat.S_IMODE(folder.stat().st_mode) & stat.S_IXOTH
+                   for folder in file.resolve().parents)
+    except OSError:
+        return True
+
+
 def _warn_if_readable(file: Path, data: dict[str, Any]) -> None:
     """A file other users can read that holds a secret: warn, naming the file and mode."""
     try:
         mode = stat.S_IMODE(file.stat().st_mode)
     except OSError:
         return
-    if not mode & stat.S_IROTH:
+    if not mode & stat.S_IROTH or not _reachable_by_others(file):
         return
     held = [f"{prefix}.{key}" for prefix, section, keys in _secret_sections(data)
             for key in sorted(keys) if section.get(key)]

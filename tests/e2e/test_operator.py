@@ -16,9 +16,11 @@ import json
 import os
 import pty
 import select
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -288,8 +290,14 @@ def test_config_mistakes_exit_2_naming_the_file_or_the_variable(
 def test_a_config_file_others_can_read_with_a_secret_is_warned_about(
     standins: Standins,
 ) -> None:
-    config = standins.config()
-    run_cli("db", "upgrade", config=config)
+    private = standins.config()
+    run_cli("db", "upgrade", config=private)
+    private.chmod(0o644)
+    assert "readable_by_others" not in run_cli("status", config=private).stderr  # 0700 above
+    shared = Path(tempfile.mkdtemp(prefix="reward-poller-e2e-", dir="/tmp"))
+    shared.chmod(0o755)
+    config = shared / "config.toml"
+    shutil.copy(private, config)
     config.chmod(0o644)
     warned = [line for line in json_lines(run_cli("status", config=config).stderr)
               if line["event"] == "config.file.readable_by_others"]
@@ -298,6 +306,7 @@ def test_a_config_file_others_can_read_with_a_secret_is_warned_about(
     assert warned[0]["secret_keys"] == ["influitive.api_token", "vendors.tremendous.api_key"]
     config.chmod(0o600)
     assert "readable_by_others" not in run_cli("status", config=config).stderr
+    shutil.rmtree(shared)
 
 
 # --- read-only commands -------------------------------------------------------------------

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -104,8 +107,19 @@ def test_file_errors_name_the_file_and_the_nearest_key(tmp_path: Path) -> None:
         load_config(path)
 
 
-def test_a_file_others_can_read_with_secrets_is_warned_about(tmp_path: Path) -> None:
-    path = config(tmp_path)
+@pytest.fixture
+def shared_dir(tmp_path: Path) -> Iterator[Path]:
+    """A folder other users can enter (pytest's own are private to the user)."""
+    folder = Path(tempfile.mkdtemp(prefix="reward-poller-test-", dir="/tmp"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder)
+
+
+def test_a_file_others_can_read_with_secrets_is_warned_about(
+    tmp_path: Path, shared_dir: Path
+) -> None:
+    path = config(shared_dir)
     with structlog.testing.capture_logs() as quiet:
         load_config(path)
     assert quiet == []
@@ -118,3 +132,10 @@ def test_a_file_others_can_read_with_secrets_is_warned_about(tmp_path: Path) -> 
         "secret_keys": ["influitive.api_token", "vendors.tremendous.api_key"],
         "fix": f"chmod 600 {path}, or move the secrets to *_file keys or the environment",
     }]
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    hidden = config(private)
+    hidden.chmod(0o644)
+    with structlog.testing.capture_logs() as unreachable:
+        load_config(hidden)
+    assert unreachable == []  # in a folder others cannot enter: not exposed
