@@ -128,8 +128,8 @@ def problem_line(problem: OperatorProblem, *, max_pages: int | None = None) -> s
     """One line naming who, what and the fix (``run --run-once``'s last line, alerts)."""
     who, kind = problem.who, problem.kind
     count = problem.redemptions
-    waiting = (f"; {count} redemption{'s' if count != 1 else ''} wait on it, nothing was "
-               "refused" if count else "")
+    verb = "redemptions wait" if count != 1 else "redemption waits"
+    waiting = f"; {count} {verb} on it, nothing was refused" if count else ""
     if who == "influitive":
         if kind == "firewall":
             return ("Influitive's firewall blocked our requests" + waiting + ". Fix: poll "

@@ -54,7 +54,8 @@ def _outcome(report: CycleReport | None, error: BaseException | None) -> tuple[b
 
 def run_once(app: App) -> CycleReport:
     """One cycle (``run --run-once``), then the alerts it calls for. Failed runs in a row are
-    counted in the ledger's cache, so a timer's runs alert like the daemon's cycles."""
+    counted in the ledger's cache, and a problem's once-per-interval mark is kept there too,
+    so a timer's runs alert like the daemon's cycles."""
     alerter = alerter_for(app.config, app.ledger)
     report: CycleReport | None = None
     error: Exception | None = None
@@ -67,6 +68,7 @@ def run_once(app: App) -> CycleReport:
     finally:
         if alerter.enabled and (report is not None or error is not None):  # not on Ctrl-C
             ok, why = _outcome(report, error)
+            alerter.problems(cycle_problems(report, app.config.influitive.max_pages, error))
             alerter.after_cycle(ok, why, alerter.count_failed_run(ok))
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -293,3 +294,24 @@ def test_healthz_reports_a_problem_until_it_is_no_longer_met() -> None:
     assert [p["cause"] for p in verdict.as_json(now[0])["problems"]] == ["influitive.firewall"]
     now[0] += 601
     assert health.judge().ok and health.judge().problems == []
+
+
+@pytest.mark.e2e
+def test_run_once_posts_an_operator_facing_problem_once_per_interval(
+    standins: Standins, receiver: tuple[Receiver, str]
+) -> None:
+    from tests.e2e.conftest import KEY
+
+    rec, url = receiver
+    standins.seed(1)
+    alerts = f'\n[alerts]\nwebhook_url = "{url}"\nmin_interval_seconds = 3600\n'
+    config = standins.config(extra=alerts)
+    config.write_text(config.read_text().replace(f'api_key = "{KEY}"',
+                                                 'api_key = "alerts-wrong-key-000"'))
+    assert run_cli("run", "--run-once", config=config).returncode == 1
+    assert len(rec.posts) == 1
+    assert "vendor tremendous rejected the credentials" in rec.texts()[0]
+    assert "1 redemption waits on it, nothing was refused" in rec.texts()[0]
+    time.sleep(2.1)  # the retry backoff (initial_backoff_seconds = 1, max 2)
+    assert run_cli("run", "--run-once", config=config).returncode == 1
+    assert len(rec.posts) == 1  # the same cause within min_interval_seconds: not again
