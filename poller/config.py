@@ -2,7 +2,17 @@
 
 ``REWARD_POLLER_<SECTION>__<KEY>`` overrides ``[section] key`` (e.g.
 ``REWARD_POLLER_INFLUITIVE__API_TOKEN``), so secrets can stay out of the file. Validation
-happens once, at start-up, before anything is polled; every error names the key.
+happens once, at start-up, before anything is polled; every error names the key, and the
+file or the environment variable it came from:
+
+* a config file that does not exist is an error naming the path (whatever the environment
+  holds; ``load_config(required=False)`` is the environment-only form for callers that
+  want it);
+* a ``REWARD_POLLER_*`` variable that maps to no known key is an error naming the variable,
+  with the nearest known name (a misspelled section, or ``_`` where ``__`` was meant);
+* a value that is not valid JSON where JSON is expected names the variable (exit 2);
+* an unknown key in the file names the file and suggests the nearest key;
+* a file readable by other users that holds a secret gets a warning naming it and its mode.
 
 Every secret key (a ``SecretStr`` field, in any section or vendor) can also be given as
 ``<key>_file``: a path whose stripped contents are the value, relative paths resolved against
@@ -11,7 +21,10 @@ Every secret key (a ``SecretStr`` field, in any section or vendor) can also be g
 
 from __future__ import annotations
 
+import difflib
+import json
 import os
+import stat
 import tomllib
 from decimal import Decimal
 from pathlib import Path
@@ -27,7 +40,12 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from poller.core.backoff import RetrySchedule
 from poller.core.currency import parse_currency
@@ -51,6 +69,11 @@ if TYPE_CHECKING:
 DEFAULT_CONFIG_PATH = "config.toml"
 CONFIG_ENV = "REWARD_POLLER_CONFIG"
 ENV_PREFIX = "REWARD_POLLER_"
+ENV_DELIMITER = "__"
+
+OTHER_VARIABLES = {CONFIG_ENV, "REWARD_POLLER_FAILPOINT"}
+"""``REWARD_POLLER_*`` variables that are not config keys but are read elsewhere (the config
+path; the test-only failpoints). Anything else must map to a key."""
 
 
 class _Section(BaseModel):
@@ -396,7 +419,10 @@ class Config(BaseSettings):
                 self._vendor_settings[name] = validate_settings(name, raw)
                 self._vendor_rates[name] = rate_limit(name, raw)
             except ValidationError as exc:
-                raise ConfigError(_describe(exc, prefix=f"vendors.{name}")) from None
+                from poller.vendors import vendor_module
+
+                raise ConfigError(_describe(exc, prefix=f"vendors.{name}",
+                                            model=vendor_module(name).Settings)) from None
             except ConfigError as exc:
                 raise ConfigError(f"vendors.{name}: {exc}") from None
         for i, reward in enumerate(self.rewards):
@@ -558,29 +584,214 @@ def _read_secret_files(data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _describe(exc: ValidationError, prefix: str = "") -> str:
+def _loc_text(loc: tuple[Any, ...], prefix: str = "") -> str:
+    out = prefix
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _model_at(loc: tuple[Any, ...], root: type[BaseModel] | None) -> type[BaseModel] | None:
+    """The model whose key ``loc`` ends with (for did-you-mean), or None."""
+    model = root
+    for part in loc[:-1]:
+        if model is None:
+            return None
+        if isinstance(part, int):
+            continue
+        field_info = model.model_fields.get(str(part))
+        if field_info is None:
+            return None
+        model = _inner_model(field_info.annotation)
+    return model
+
+
+def _inner_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _inner_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _nearest(word: str, choices: Any) -> str:
+    """`` (did you mean X?)`` for the closest of ``choices`` (case-insensitive), or ""."""
+    by_lower = {str(c).lower(): str(c) for c in choices}
+    close = difflib.get_close_matches(word.lower(), list(by_lower), n=1, cutoff=0.6)
+    return f" (did you mean {by_lower[close[0]]}?)" if close else ""
+
+
+def _describe(exc: ValidationError, prefix: str = "", *, model: type[BaseModel] | None = None,
+              origin: dict[str, str] | None = None) -> str:
+    """One line per error, naming the key; an unknown key gets the nearest known one;
+    ``origin`` maps a key's dotted name to the environment variable it came from."""
     lines = []
     for err in exc.errors():
-        loc = prefix
-        for part in err["loc"]:
-            loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
+        loc = tuple(err["loc"])
+        where = _loc_text(loc, prefix)
         msg = err["msg"]
         if err["type"] == "missing":
             msg = "required key is missing"
         elif err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        lines.append(f"{loc or '(top level)'}: {msg}")
+            known = _model_at(loc, model)
+            msg = "unknown key" + (_nearest(str(loc[-1]), known.model_fields) if known else "")
+        source = _origin_of(where, origin or {})
+        lines.append(f"{where or '(top level)'}: {msg}" + (f" (from {source})" if source else ""))
     return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def _origin_of(where: str, origin: dict[str, str]) -> str | None:
+    """The variable that set ``where`` or the section holding it."""
+    key = where.lower()
+    while key:
+        if key in origin:
+            return origin[key]
+        key = key.rpartition(".")[0]
+    return None
 
 
 def config_path(explicit: str | None) -> Path:
     return Path(explicit or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH)
 
 
+# --- the environment ---------------------------------------------------------------------
+
+
+def _is_complex(annotation: Any) -> bool:
+    """Whether pydantic-settings reads this field's variable as JSON."""
+    if annotation is None:
+        return False
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return True
+    origin = getattr(annotation, "__origin__", None)
+    if origin in (dict, list, tuple, set, frozenset):
+        return True
+    return any(_is_complex(a) for a in get_args(annotation) if a is not type(None))
+
+
+def _vendor_keys(name: str) -> frozenset[str] | None:
+    try:
+        from poller.vendors import COMMON_KEYS, vendor_module
+
+        settings = vendor_module(name).Settings
+    except ConfigError:
+        return None
+    keys = set(settings.model_fields) | set(COMMON_KEYS)
+    keys |= {k + FILE_SUFFIX for k in secret_keys(settings)}
+    return frozenset(keys)
+
+
+def _env_names() -> list[str]:
+    """The known variable names (upper-case, for did-you-mean)."""
+    names = sorted(OTHER_VARIABLES)
+    for section, field_info in Config.model_fields.items():
+        names.append(ENV_PREFIX + section.upper())
+        model = _inner_model(field_info.annotation)
+        if model is not None and section != "rewards":
+            keys = set(model.model_fields) | {k + FILE_SUFFIX for k in secret_keys(model)}
+            names += [f"{ENV_PREFIX}{section.upper()}{ENV_DELIMITER}{k.upper()}"
+                      for k in sorted(keys)]
+    return names
+
+
+def check_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """Every ``REWARD_POLLER_*`` variable must map to a known key (else a ConfigError naming
+    it, with the nearest known name) and hold valid JSON where JSON is expected. Returns the
+    dotted key -> variable map, so validation errors can name the variable."""
+    env = os.environ if environ is None else environ
+    errors: list[str] = []
+    origin: dict[str, str] = {}
+    for var in sorted(env):
+        if not var.upper().startswith(ENV_PREFIX) or var.upper() in OTHER_VARIABLES:
+            continue
+        parts = var[len(ENV_PREFIX):].lower().split(ENV_DELIMITER)
+        problem, annotation = _env_target(parts)
+        if problem:
+            hint = "" if "did you mean" in problem else _nearest(var, _env_names())
+            errors.append(f"{var}: {problem}{hint}")
+            continue
+        origin[".".join(parts)] = var
+        if _is_complex(annotation):
+            try:
+                json.loads(env[var])
+            except json.JSONDecodeError as exc:
+                errors.append(f"{var}: not valid JSON ({exc.msg} at character {exc.pos})")
+    if errors:
+        raise ConfigError("invalid configuration from the environment:\n  "
+                          + "\n  ".join(errors))
+    return origin
+
+
+def _env_target(parts: list[str]) -> tuple[str, Any]:
+    """(problem, annotation of the key) for a variable's name split at ``__``."""
+    section = parts[0]
+    field_info = Config.model_fields.get(section)
+    if field_info is None or any(not p for p in parts):
+        return "no such configuration key", None
+    if len(parts) == 1:
+        return "", field_info.annotation
+    if section == "vendors":
+        vendor_keys = _vendor_keys(parts[1])
+        if vendor_keys is None:
+            return f"no vendor named {parts[1]!r}", None
+        if len(parts) == 2:
+            return "", dict
+        if len(parts) == 3 and parts[2] in vendor_keys:
+            return "", None
+        stem = f"{ENV_PREFIX}VENDORS{ENV_DELIMITER}{parts[1].upper()}{ENV_DELIMITER}"
+        hint = _nearest(stem + "__".join(parts[2:]).upper(),
+                        [stem + k.upper() for k in vendor_keys])
+        return f"vendor {parts[1]} has no key {ENV_DELIMITER.join(parts[2:])!r}{hint}", None
+    model = _inner_model(field_info.annotation)
+    if model is None or section == "rewards" or len(parts) != 2:
+        return "no such configuration key", None
+    keys = set(model.model_fields) | {k + FILE_SUFFIX for k in secret_keys(model)}
+    if parts[1] not in keys:
+        return f"[{section}] has no key {parts[1]!r}", None
+    return "", model.model_fields[parts[1]].annotation if parts[1] in model.model_fields else None
+
+
+# --- the file ------------------------------------------------------------------------------
+
+
+def _reachable_by_others(file: Path) -> bool:
+    """Whether other users can get to the file: every folder above it lets them through
+    (a file in a private folder, such as a 0700 temporary one, is not exposed)."""
+    try:
+        return all(stat.S_IMODE(folder.stat().st_mode) & stat.S_IXOTH
+                   for folder in file.resolve().parents)
+    except OSError:
+        return True
+
+
+def _warn_if_readable(file: Path, data: dict[str, Any]) -> None:
+    """A file other users can read that holds a secret: warn, naming the file and mode."""
+    try:
+        mode = stat.S_IMODE(file.stat().st_mode)
+    except OSError:
+        return
+    if not mode & stat.S_IROTH or not _reachable_by_others(file):
+        return
+    held = [f"{prefix}.{key}" for prefix, section, keys in _secret_sections(data)
+            for key in sorted(keys) if section.get(key)]
+    if held:
+        import structlog
+
+        structlog.get_logger("poller.config").warning(
+            "config.file.readable_by_others", file=str(file), mode=f"{mode:04o}",
+            secret_keys=held,
+            fix=f"chmod 600 {file}, or move the secrets to *_file keys or the environment",
+        )
+
+
 def load_config(path: str | Path | None = None, *, required: bool = True) -> Config:
-    """Read, merge with the environment, validate. Raises ConfigError naming the key."""
+    """Read, merge with the environment, validate. Raises ConfigError naming the key, and
+    the file or variable it came from."""
     file = config_path(str(path) if path is not None else None)
     data: dict[str, Any] = {}
+    origin = check_environment()
     if file.exists():
         try:
             with file.open("rb") as fh:
@@ -589,12 +800,22 @@ def load_config(path: str | Path | None = None, *, required: bool = True) -> Con
             raise ConfigError(f"{file}: not valid TOML: {exc}") from None
         except OSError as exc:
             raise ConfigError(f"{file}: cannot be read: {exc.strerror}") from None
-    elif required and not any(k.startswith(ENV_PREFIX) for k in os.environ):
+        _warn_if_readable(file, data)
+    elif required:
         raise ConfigError(
             f"config file {file} not found (use --config PATH or set {CONFIG_ENV}; "
             "config.example.toml documents every key)"
         )
+    where = f"invalid configuration ({file if file.exists() else 'the environment'}):"
     try:
         return Config(**data)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from None
+        text = _describe(exc, model=Config, origin=origin)
+        raise ConfigError(text.replace("invalid configuration:", where, 1)) from None
+    except ConfigError as exc:  # from a section's own check (vendors, rewards)
+        text = str(exc)
+        if text.startswith("invalid configuration:"):
+            raise ConfigError(text.replace("invalid configuration:", where, 1)) from None
+        raise ConfigError(f"{where} {text}") from None
+    except SettingsError as exc:
+        raise ConfigError(f"invalid configuration from the environment: {exc}") from None

@@ -1,44 +1,41 @@
-"""``reward-poller check``: is the configuration able to order anything, before it tries?
+"""``reward-poller check``: can this configuration work, before it tries?
 
-Loading the config validates it (exit 2 on an error, naming the key). Then, for each vendor
-used by a ``[[rewards]]`` rule, the vendor's own ``check`` (``CheckableVendor``) says whether
-the credentials work, whether each (product, amount, currency) of those rules exists in its
-catalog and allows that amount and currency, and what the balance is where the vendor shows
-one. The table goes to stdout; the exit code is 0 when everything is fine, 1 on any problem.
+Loading the config validates it (exit 2 on an error, naming the key or variable). Then:
 
-``run_checks`` is the same check for other callers (the daemon's start). Like ``ops.py``,
-this module imports nothing heavy at import time (no vendor module, no ledger), and main.py
-only registers the command.
+* **Influitive**: one poll of the outstanding list (a single list request when the list has
+  one page, each request counted in the request budget like the worker's) proves the token
+  and org id; it says how many redemptions are outstanding and how many of them the
+  ``[[rewards]]`` rules or reward metadata route to a vendor. Rejected credentials, a
+  firewall block or an unreachable hub are failures naming Influitive.
+* **Each vendor used by a ``[[rewards]]`` rule**: the vendor's own ``check``
+  (``CheckableVendor``) says whether the credentials work, whether each (product, amount,
+  currency) exists in its catalog and allows that amount and currency, and the balance
+  where the vendor shows one. A vendor that cannot be reached is a failure, never
+  "credentials ok".
+
+The table goes to stdout; the exit code is 0 when everything is fine, 1 on any problem (the
+last line on stderr names Influitive and/or the vendors that failed).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
-from functools import wraps
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 
+from poller.cli.context import Context, Failed, check_budget, handled, missing_sqlite_file
+from poller.cli.output import emit_json, table
+
 if TYPE_CHECKING:
-    from poller.cli.main import Context
     from poller.config import Config
+    from poller.core.budget import RequestBudget
     from poller.core.ports import Cache, Vendor, VendorCheck
 
-F = TypeVar("F", bound=Callable[..., Any])
 Products = list[tuple[str | None, Decimal, str]]
-
-
-def handled(func: F) -> F:
-    """main.handled, looked up when the command runs (main.py imports this module)."""
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from poller.cli.main import handled as main_handled
-
-        return main_handled(func)(*args, **kwargs)
-
-    return cast(F, wrapper)
+SOURCE = "influitive"
 
 
 def products_by_vendor(config: Config) -> dict[str, Products]:
@@ -56,7 +53,8 @@ def products_by_vendor(config: Config) -> dict[str, Products]:
 def run_checks(config: Config, vendors: Callable[[str], Vendor]) -> list[VendorCheck]:
     """One ``VendorCheck`` per vendor used by ``[[rewards]]``. ``vendors`` builds a vendor
     by name (``poller.app.VendorPool``); a ConfigError from it propagates. A vendor without
-    ``check`` passes with a note; one whose check raises fails with the reason."""
+    ``check`` passes with a note; one whose check raises fails with the reason (and its
+    credentials count as not confirmed unless the vendor answered with another status)."""
     from poller.core.errors import VendorError
     from poller.core.ports import ProductCheck, VendorCheck
 
@@ -73,8 +71,9 @@ def run_checks(config: Config, vendors: Callable[[str], Vendor]) -> list[VendorC
         try:
             result = checker(products)
         except VendorError as exc:
-            result = VendorCheck(vendor=name, credentials_ok=exc.status not in (401, 403),
-                                 problems=(str(exc),))
+            # No status: the vendor was not reached, so nothing confirms the credentials.
+            answered = exc.status is not None and exc.status not in (401, 403)
+            result = VendorCheck(vendor=name, credentials_ok=answered, problems=(str(exc),))
         except Exception as exc:  # a broken check must not hide the other vendors' results
             result = VendorCheck(vendor=name, credentials_ok=False,
                                  problems=(f"the check itself failed: {type(exc).__name__}",))
@@ -82,12 +81,71 @@ def run_checks(config: Config, vendors: Callable[[str], Vendor]) -> list[VendorC
     return results
 
 
+@dataclass(frozen=True, kw_only=True)
+class SourceCheck:
+    """``check`` for Influitive: the outcome of one poll."""
+
+    ok: bool
+    detail: str
+    outstanding: int | None = None
+    routed: int | None = None
+    requests: int | None = None
+
+
+def check_source(config: Config, budget: RequestBudget | None = None) -> SourceCheck:
+    """Read Influitive's outstanding list (one request per page, each counted in the request
+    budget); count what is outstanding and what would be routed."""
+    from poller.app import influitive_client
+    from poller.core.decide import Order, plan_intake
+    from poller.core.errors import SourceAuthError, SourceBlocked, SourceUnavailable
+
+    client = influitive_client(config, budget=budget)
+    try:
+        poll = client.poll()
+    except SourceAuthError as exc:
+        return SourceCheck(ok=False, detail=f"credentials or org id rejected ({exc}): check "
+                                            "[influitive] api_token and org_id")
+    except SourceBlocked as exc:
+        return SourceCheck(ok=False, detail=f"blocked by Influitive's firewall ({exc}): retry "
+                                            "later or ask Influitive to allow this address")
+    except SourceUnavailable as exc:
+        return SourceCheck(ok=False, detail=f"unreachable ({exc}): check [influitive] "
+                                            "base_url and the network")
+    finally:
+        client.close()
+    rules = config.rules()
+    vendors = frozenset(config.vendors)
+    reason = config.fulfillment.templates().unmapped_reason
+    routed = sum(
+        isinstance(plan_intake(r, rules, unmapped=config.fulfillment.unmapped_reward,
+                               unmapped_reason=reason, vendors=vendors), Order)
+        for r in poll.redemptions
+    )
+    n = len(poll.redemptions)
+    requests = f"{poll.requests} list request{'s' if poll.requests != 1 else ''}"
+    detail = (f"token and org id accepted; {n} outstanding, {routed} of them routed by "
+              f"[[rewards]] rules or reward metadata ({requests})")
+    if not poll.complete:
+        capped = poll.pages >= config.influitive.max_pages
+        if capped:
+            return SourceCheck(
+                ok=False, outstanding=n, routed=routed, requests=poll.requests,
+                detail=f"{detail}; the list has more than [influitive] max_pages = "
+                       f"{config.influitive.max_pages} pages: raise max_pages")
+        detail += "; the list could not be read to its end"
+    return SourceCheck(ok=poll.complete, detail=detail, outstanding=n, routed=routed,
+                       requests=poll.requests)
+
+
 def _rows(results: Sequence[VendorCheck]) -> list[list[str]]:
     rows: list[list[str]] = []
     for result in results:
-        credentials = "ok" if result.credentials_ok else "FAIL"
-        rows.append([result.vendor, "credentials", "", credentials,
-                     f"balance {result.balance}" if result.balance else ""])
+        if result.credentials_ok:
+            credentials, detail = "ok", f"balance {result.balance}" if result.balance else ""
+        else:
+            credentials, detail = "FAIL", "not confirmed (see the problem below)" if (
+                result.problems) else "rejected"
+        rows.append([result.vendor, "credentials", "", credentials, detail])
         rows.extend([result.vendor, "problem", "", "FAIL", p] for p in result.problems)
         rows.extend(
             [result.vendor, p.product or "(none)", f"{p.amount} {p.currency}",
@@ -119,21 +177,16 @@ def count_problems(results: Sequence[VendorCheck]) -> int:
 def _ledger_cache(config: Config) -> tuple[Cache | None, Callable[[], None], str]:
     """The ledger as the vendors' cache (so a catalog fetched here serves the worker too),
     when it exists already: a check creates and migrates nothing. (cache, close, note)."""
-    from pathlib import Path
-
-    from sqlalchemy.engine import make_url
-
     from poller.core.errors import ConfigError, PollerError
     from poller.ledger import open_ledger
 
     def nothing() -> None:
         return None
 
-    url = make_url(config.ledger.url)
-    if url.get_backend_name() == "sqlite":
-        database = url.database or ""
-        if database in ("", ":memory:") or not Path(database).expanduser().exists():
-            return None, nothing, "no ledger yet: vendor catalogs are not cached"
+    if missing_sqlite_file(config.ledger.url) is not None or config.ledger.url in (
+        "sqlite://", "sqlite:///:memory:"
+    ):
+        return None, nothing, "no ledger yet: vendor catalogs are not cached"
     try:
         ledger = open_ledger(config.ledger.url, migrate=False)
     except ConfigError:
@@ -151,36 +204,46 @@ def _ledger_cache(config: Config) -> tuple[Cache | None, Callable[[], None], str
 @click.pass_obj
 @handled
 def check_command(obj: Context, as_json: bool) -> None:
-    """Check the config and, for each vendor in [[rewards]], credentials, products and balance."""
+    """Check the config, Influitive (credentials, org id, what is outstanding) and, for each
+    vendor in [[rewards]], credentials, products and balance."""
     from poller.app import VendorPool
-    from poller.cli.main import Failed
-    from poller.cli.ops import wrapped_table
     from poller.logs import redactor
 
     config = obj.config()
     cache, close_cache, note = _ledger_cache(config)
-    pool = VendorPool(config, cache=cache)
     try:
-        results = run_checks(config, pool)
+        source = check_source(config, check_budget(config, cache))
+        pool = VendorPool(config, cache=cache)
+        try:
+            results = run_checks(config, pool)
+        finally:
+            pool.close()
     finally:
-        pool.close()
         close_cache()
     if as_json:
-        from poller.cli.output import emit_json
-
-        emit_json(_as_json(results, redactor.scrub))
-    elif results:
-        rows = [[redactor.scrub(cell) for cell in row] for row in _rows(results)]
-        click.echo(wrapped_table(["vendor", "item", "amount", "result", "detail"], rows))
+        emit_json({
+            "influitive": {"ok": source.ok, "detail": redactor.scrub(source.detail),
+                           "outstanding": source.outstanding, "routed": source.routed,
+                           "requests": source.requests},
+            "vendors": _as_json(results, redactor.scrub),
+        })
     else:
-        click.echo("no [[rewards]] rules: nothing to check")
+        rows = [[SOURCE, "credentials", "", "ok" if source.ok else "FAIL", source.detail],
+                *_rows(results)]
+        rows = [[redactor.scrub(c) for c in row] for row in rows]
+        click.echo(table(["vendor", "item", "amount", "result", "detail"], rows,
+                         emphasise={"FAIL": "red"}))
+        if not results:
+            click.echo("\nno [[rewards]] rules: no vendor to check")
     unchecked = sorted(set(config.vendors) - {r.vendor for r in results})
     if unchecked and not as_json:
         click.echo(f"\nnot checked (no [[rewards]] rule uses them): {', '.join(unchecked)}")
     if note:
         click.echo(f"note: {note}", err=True)
-    failures = count_problems(results)
+    failures = count_problems(results) + (not source.ok)
     if failures:
-        raise Failed(f"check found {failures} problem{'s' if failures != 1 else ''}")
+        failed = ([SOURCE] if not source.ok else []) + [r.vendor for r in results if not r.ok]
+        raise Failed(f"check found {failures} problem{'s' if failures != 1 else ''}: "
+                     f"{', '.join(failed)}")
     if not as_json:
         click.echo("\nall checks passed")

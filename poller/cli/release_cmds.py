@@ -1,24 +1,20 @@
 """``init``, ``deploy systemd`` and ``db current``: putting an install in place.
 
 Like the other command modules, nothing heavy is imported at import time; main.py only
-registers the commands (and ``db upgrade`` calls ``report_upgrade``).
+registers the commands (and ``db upgrade`` in ``poller.cli.db`` calls ``report_upgrade``).
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
-if TYPE_CHECKING:
-    from poller.cli.main import Context
+from poller.cli.context import Context, Failed, handled
 
 
 def _failed(message: str) -> click.ClickException:
-    from poller.cli.main import Failed
-
     return Failed(message)
 
 
@@ -134,7 +130,6 @@ def report_upgrade(url: str) -> None:
 def db_current(obj: Context) -> None:
     """The ledger's schema revision, and whether it is the one this version needs
     (exit 1 when it is not)."""
-    from poller.cli.main import handled
     from poller.ledger.migrate import schema_revision
 
     def show() -> None:

@@ -10,12 +10,10 @@ import signal
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
 
 import click
 
-if TYPE_CHECKING:
-    from poller.cli.main import Context
+from poller.cli.context import Context, Failed
 
 DEFAULT_PORT_BASE = 7470  # poller.standins.sandbox.DEFAULT_PORT_BASE, without importing it
 
@@ -48,7 +46,6 @@ def sandbox_command(
     Prints the configuration that points at them; rehearse `check`, `run`, the daemon and
     the `ledger` commands with it in another terminal.
     """
-    from poller.cli.main import Failed
     from poller.config import DEFAULT_CONFIG_PATH
     from poller.standins import sandbox
 

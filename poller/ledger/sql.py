@@ -228,14 +228,20 @@ def _deadline_connection(seconds: float) -> Any | None:
     return DeadlineConnection
 
 
-def make_engine(url: str | URL, timeouts: LedgerTimeouts | None = None) -> Engine:
+def make_engine(
+    url: str | URL, timeouts: LedgerTimeouts | None = None, *, read_only: bool = False
+) -> Engine:
     """An engine set up for the ledger: WAL, busy timeout and write-locking transactions on
     SQLite; connect, statement and lock timeouts, keepalives, a client-side deadline and
-    stale-connection checks on PostgreSQL. ConfigError if the URL cannot be used."""
+    stale-connection checks on PostgreSQL. ConfigError if the URL cannot be used.
+    ``read_only`` (SQLite): opens an existing file read-only, never creating it nor changing
+    its journal mode, so a ledger on a read-only mount is read."""
     parsed = _parse(url)
     timeouts = timeouts or LedgerTimeouts()
     try:
         if parsed.get_backend_name() == "sqlite":
+            if read_only and not _is_memory(parsed):
+                return _sqlite_read_only_engine(parsed)
             return _sqlite_engine(parsed)
         connect_args = _pg_connect_args(parsed, timeouts)
         # pre_ping: a connection the server closed (restart, idle timeout) is replaced
@@ -270,6 +276,31 @@ def _create_private(path: Path) -> None:
     except OSError:
         return  # not creatable here: sqlite3's own open reports why, with the URL
     os.close(fd)
+
+
+def _sqlite_read_only_engine(url: URL) -> Engine:
+    """``mode=ro`` through a SQLite URI: no file is created, nothing written. Where the
+    folder cannot be written (a read-only mount) SQLite cannot make the WAL index either, so
+    the file is opened ``immutable``: nothing can be changing it there."""
+    from urllib.parse import quote
+
+    assert url.database is not None
+    path = Path(url.database).expanduser().resolve()
+    if not path.is_file():
+        raise ConfigError(f"ledger.url {safe_url(url)}: no ledger file at {path}")
+    writable = os.access(path.parent, os.W_OK) and os.access(path, os.W_OK)
+    query = "mode=ro" if writable else "mode=ro&immutable=1"
+    uri = f"file:{quote(str(path))}?{query}"
+
+    def connect() -> Any:
+        import sqlite3
+
+        conn = sqlite3.connect(uri, uri=True, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000,
+                               check_same_thread=False)
+        conn.isolation_level = None
+        return conn
+
+    return create_engine("sqlite://", creator=connect, poolclass=StaticPool)
 
 
 def _sqlite_engine(url: URL) -> Engine:

@@ -6,6 +6,11 @@ needed: a redemption was held, or the worker failed several cycles in a row.
   so it is announced at most once, across restarts and ``--run-once`` runs alike.
 * **Failing:** when ``failures_before_alert`` cycles in a row could not do their job, once per
   streak, and once more when a cycle succeeds again.
+* **Operator-facing errors:** the first time a cycle meets one (a vendor rejecting the
+  credentials, a balance without funds, a configuration the vendor does not accept, Influitive's
+  firewall blocking us, the poll stopping at ``max_pages``), at once, not after the retries
+  run out: once per cause (``who.kind``, e.g. ``tremendous.credentials``) per
+  ``min_interval_seconds``, with the count of redemptions waiting on it and the fix.
 * **Rate limit:** at most one post per ``min_interval_seconds`` (kept in memory and in the
   cache, so runs from a timer share it). A held redemption that could not be announced yet
   waits for the next post; nothing is dropped.
@@ -28,10 +33,12 @@ from poller import logs
 from poller.core.model import LedgerEntry
 from poller.core.ports import Cache
 from poller.core.states import State
+from poller.worker.cycle import CycleReport, OperatorProblem
 
 log = structlog.get_logger("poller.alerts")
 
 HELD_KEY = "alerts:held:{source}:{redemption_id}"
+PROBLEM_KEY = "alerts:problem:{cause}"
 LAST_POST_KEY = "alerts:last-post"
 FAILED_RUNS_KEY = "alerts:failed-runs"
 FAILURE_ANNOUNCED_KEY = "alerts:failure-announced"
@@ -62,24 +69,24 @@ def post_webhook(url: str, text: str, timeout: float) -> bool:
         response = httpx.post(url, json={"text": text}, timeout=timeout)
     except httpx.HTTPError as exc:
         # httpx names the URL in some messages: the redactor knows it as a secret.
-        log.warning("alert not delivered", error=logs.redactor.scrub(f"{type(exc).__name__}: "
+        log.warning("alert.delivery.failed", error=logs.redactor.scrub(f"{type(exc).__name__}: "
                                                                       f"{exc}"))
         return False
     if response.status_code >= 300:
-        log.warning("alert not delivered", status=response.status_code)
+        log.warning("alert.delivery.failed", status=response.status_code)
         return False
     return True
 
 
-def _clip(text: str, limit: int = MAX_REASON) -> str:
+def clip(text: str, limit: int = MAX_REASON) -> str:
     text = " ".join(logs.redactor.scrub(text).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def held_message(entries: Sequence[LedgerEntry], host: str) -> str:
     def line(e: LedgerEntry) -> str:
-        reward = f" ({_clip(e.reward_name, 60)})" if e.reward_name else ""
-        return f"- {e.redemption_id}{reward}: {_clip(e.hold_reason or 'no reason recorded')}"
+        reward = f" ({clip(e.reward_name, 60)})" if e.reward_name else ""
+        return f"- {e.redemption_id}{reward}: {clip(e.hold_reason or 'no reason recorded')}"
 
     if len(entries) == 1:
         e = entries[0]
@@ -98,13 +105,76 @@ def held_message(entries: Sequence[LedgerEntry], host: str) -> str:
 def failing_message(failures: int, last_error: str, host: str) -> str:
     return (
         f"reward-poller ({host}): {failures} cycles in a row failed. Last error: "
-        f"{_clip(last_error) or 'unknown'}. Nothing is lost: redemptions wait in the "
+        f"{clip(last_error) or 'unknown'}. Nothing is lost: redemptions wait in the "
         "ledger and are worked on once a cycle succeeds."
     )
 
 
 def recovered_message(host: str) -> str:
     return f"reward-poller ({host}): cycles succeed again."
+
+
+# --- operator-facing problems: what happened and the fix ----------------------------------
+
+_VENDOR_WHAT = {
+    "credentials": "rejected the credentials",
+    "funds": "has not enough funds for the orders",
+    "configuration": "does not accept what the configuration asks for",
+    "other": "needs an operator",
+}
+
+
+def problem_line(problem: OperatorProblem, *, max_pages: int | None = None) -> str:
+    """One line naming who, what and the fix (``run --run-once``'s last line, alerts)."""
+    who, kind = problem.who, problem.kind
+    count = problem.redemptions
+    verb = "redemptions wait" if count != 1 else "redemption waits"
+    waiting = f"; {count} {verb} on it, nothing was refused" if count else ""
+    if who == "influitive":
+        if kind == "firewall":
+            return ("Influitive's firewall blocked our requests" + waiting + ". Fix: poll "
+                    "less often ([schedule] interval_seconds) or ask Influitive to allow this "
+                    "address; the next cycles retry on their own")
+        if kind == "credentials":
+            return ("Influitive rejected the credentials" + waiting + ". Fix: check "
+                    "[influitive] api_token and org_id, then run `reward-poller check`")
+        if kind == "page_cap":
+            cap = f" = {max_pages}" if max_pages else ""
+            return (f"the poll stopped at [influitive] max_pages{cap} before the end of the "
+                    "list, so nothing is treated as gone. Fix: raise [influitive] max_pages")
+        return f"Influitive: {clip(problem.detail)}{waiting}"
+    what = _VENDOR_WHAT.get(kind, "needs an operator")
+    fix = {
+        "credentials": f"check the credentials in [vendors.{who}], then run "
+                       "`reward-poller check`",
+        "funds": f"top up the {who} balance; waiting redemptions are ordered at a later cycle",
+        "configuration": f"fix the [[rewards]] product, amount or currency for {who} "
+                         "(`reward-poller check` shows which), then `reward-poller ledger "
+                         "retry ID` for the held ones",
+    }.get(kind, f"see `reward-poller ledger list --vendor {who}`")
+    return f"vendor {who} {what} ({clip(problem.detail, 120)}){waiting}. Fix: {fix}"
+
+
+def cycle_problems(report: CycleReport | None, max_pages: int,
+                   error: BaseException | None = None) -> list[OperatorProblem]:
+    """The operator-facing problems a cycle met: those its report counted, Influitive
+    rejecting the credentials (``error``), and the poll stopping at ``max_pages`` (an
+    incomplete poll that read ``max_pages`` pages stopped at the cap)."""
+    from poller.core.errors import SourceAuthError
+
+    if isinstance(error, SourceAuthError):
+        return [OperatorProblem(who="influitive", kind="credentials", detail=str(error))]
+    if report is None:
+        return []
+    found = list(report.problems.values())
+    if report.poll_ok and not report.poll_complete and report.pages >= max_pages:
+        found.append(OperatorProblem(who="influitive", kind="page_cap",
+                                     detail=f"stopped after {report.pages} pages"))
+    return found
+
+
+def problem_message(problem: OperatorProblem, host: str) -> str:
+    return f"reward-poller ({host}): {problem_line(problem)}."
 
 
 class Alerter:
@@ -138,7 +208,29 @@ class Alerter:
             self._failures(ok, last_error, failures_in_a_row)
             self._held()
         except Exception as exc:  # a ledger that is down, a bug: log, never stop the worker
-            log.error("alerting failed", error=_clip(f"{type(exc).__name__}: {exc}"))
+            log.error("alert.failed", error=clip(f"{type(exc).__name__}: {exc}"))
+
+    def problems(self, found: Sequence[OperatorProblem]) -> None:
+        """Post each operator-facing problem at once: once per cause per
+        ``min_interval_seconds`` (its own limit, so a held-redemption post just before
+        never delays it). Called after every cycle; never raises."""
+        if not self.enabled:
+            return
+        for problem in found:
+            key = PROBLEM_KEY.format(cause=problem.cause)
+            try:
+                if self._get(key) is not None:
+                    log.info("alert.problem.deferred", cause=problem.cause,
+                             min_interval_seconds=self.min_interval.total_seconds())
+                    continue
+                assert self._url
+                if self._post(self._url, problem_message(problem, self.host), self.timeout):
+                    now = self._clock()
+                    self._put(key, now.isoformat(), now + self.min_interval)
+                    log.info("alert.problem.posted", cause=problem.cause,
+                             redemptions=problem.redemptions)
+            except Exception as exc:
+                log.error("alert.failed", error=clip(f"{type(exc).__name__}: {exc}"))
 
     def count_failed_run(self, ok: bool) -> int:
         """For ``--run-once``: failed runs in a row, kept in the cache across runs."""
@@ -169,7 +261,7 @@ class Alerter:
         if self._send(held_message(fresh, self.host)):
             for entry in fresh:
                 self._ledger.cache_put(_held_key(entry), now.isoformat(), None)
-            log.info("alert posted: held redemptions", count=len(fresh))
+            log.info("alert.held.posted", count=len(fresh))
 
     # --- posting, rate-limited ---------------------------------------------------------
 
@@ -177,7 +269,7 @@ class Alerter:
         assert self._url
         now = self._clock()
         if self._get(LAST_POST_KEY) is not None:
-            log.info("alert deferred: rate limit",
+            log.info("alert.deferred",
                      min_interval_seconds=self.min_interval.total_seconds())
             return False
         if not self._post(self._url, text, self.timeout):
@@ -201,8 +293,8 @@ class Alerter:
         try:
             self._ledger.cache_put(key, value, expires_at)
         except Exception as exc:
-            log.warning("alert state not saved in the ledger", key=key,
-                        error=_clip(f"{type(exc).__name__}: {exc}"))
+            log.warning("alert.state.unsaved", key=key,
+                        error=clip(f"{type(exc).__name__}: {exc}"))
 
 
 def _held_key(entry: LedgerEntry) -> str:

@@ -6,6 +6,10 @@ systemd hears READY=1: the ledger opens (and a SQLite one migrates) and answers 
 listener, when ``[server] listen`` is set, binds its address. Influitive and the vendors are
 not called here: the first cycle does that, and a failure there is reported by logs, metrics,
 ``/healthz`` and alerts without stopping the daemon.
+
+An operator-facing error met by a cycle (``poller.ops.alerts.cycle_problems``) is alerted at
+once (once per cause per ``[alerts] min_interval_seconds``) and shown by ``/healthz`` until
+no cycle has met it for the longest retry backoff.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from poller.config import Config
-from poller.ops.alerts import Alerter, HeldSource, describe_failure
+from poller.ops.alerts import Alerter, HeldSource, cycle_problems, describe_failure
 from poller.ops.notify import Notifier
 from poller.worker.cycle import CycleReport
 
@@ -24,6 +28,7 @@ if TYPE_CHECKING:
     from starlette.routing import BaseRoute
 
     from poller.app import App
+    from poller.ops.health import ProblemBoard
     from poller.ops.metrics import Recorder
     from poller.server.runner import HttpServer
 
@@ -49,7 +54,8 @@ def _outcome(report: CycleReport | None, error: BaseException | None) -> tuple[b
 
 def run_once(app: App) -> CycleReport:
     """One cycle (``run --run-once``), then the alerts it calls for. Failed runs in a row are
-    counted in the ledger's cache, so a timer's runs alert like the daemon's cycles."""
+    counted in the ledger's cache, and a problem's once-per-interval mark is kept there too,
+    so a timer's runs alert like the daemon's cycles."""
     alerter = alerter_for(app.config, app.ledger)
     report: CycleReport | None = None
     error: Exception | None = None
@@ -62,6 +68,7 @@ def run_once(app: App) -> CycleReport:
     finally:
         if alerter.enabled and (report is not None or error is not None):  # not on Ctrl-C
             ok, why = _outcome(report, error)
+            alerter.problems(cycle_problems(report, app.config.influitive.max_pages, error))
             alerter.after_cycle(ok, why, alerter.count_failed_run(ok))
 
 
@@ -74,6 +81,15 @@ def serve(config: Config, *, routes: RouteFactory | None = None,
 
     notifier = notifier or Notifier.from_environment()
     recorder = Recorder()
+    from poller.ops.alerts import problem_line
+    from poller.ops.health import ProblemBoard
+
+    max_pages = config.influitive.max_pages
+    board = ProblemBoard(
+        keep_seconds=max(2 * config.schedule.interval_seconds,
+                         config.retry.max_backoff_seconds),
+        describe=lambda p: problem_line(p, max_pages=max_pages),
+    )
     with App(config, recorder=recorder) as app:
         app.ledger.ping()
         recorder.set_counts(app.ledger.counts())
@@ -87,14 +103,22 @@ def serve(config: Config, *, routes: RouteFactory | None = None,
         def on_cycle(report: CycleReport | None, error: BaseException | None) -> None:
             ok, why = _outcome(report, error)
             recorder.observe_cycle(ok, daemon.failures_in_a_row)
+            problems = cycle_problems(report, max_pages, error)
+            board.update(problems)
+            for problem in problems:
+                log.error("cycle.problem", cause=problem.cause, who=problem.who,
+                          kind=problem.kind, redemptions=problem.redemptions,
+                          fix=problem_line(problem, max_pages=max_pages))
             try:
                 recorder.set_counts(app.ledger.counts())
             except Exception as exc:
-                log.warning("redemption counts not updated", error=type(exc).__name__)
+                log.warning("service.counts.failed", error=type(exc).__name__)
+            alerter.problems(problems)
             alerter.after_cycle(ok, why, daemon.failures_in_a_row)
 
         daemon.on_cycle = on_cycle
-        server = _listener(config, app, recorder, _with_webhooks(config, routes, daemon.nudge))
+        server = _listener(config, app, recorder, _with_webhooks(config, routes, daemon.nudge),
+                           board)
         try:
             return daemon.run()
         finally:
@@ -110,7 +134,8 @@ def _with_webhooks(
     if w.influitive_secret is None and w.influenceio_secret is None:
         return routes
     if not config.server.listen:
-        log.warning("webhook secrets are set but [server] listen is not: no receiver runs")
+        log.warning("service.webhooks.no_listener",
+                    reason="webhook secrets are set but [server] listen is not: no receiver runs")
         return routes
 
     def factory(app: App) -> Sequence[BaseRoute]:
@@ -130,7 +155,8 @@ def _with_webhooks(
 
 
 def _listener(
-    config: Config, app: App, recorder: Recorder, routes: RouteFactory | None
+    config: Config, app: App, recorder: Recorder, routes: RouteFactory | None,
+    board: ProblemBoard | None = None,
 ) -> HttpServer | None:
     if not config.server.listen:
         return None
@@ -139,7 +165,7 @@ def _listener(
     from poller.server.runner import HttpServer
 
     health = Health(interval_seconds=config.schedule.interval_seconds,
-                    last_success=lambda: recorder.last_successful_poll)
+                    last_success=lambda: recorder.last_successful_poll, problems=board)
     server = HttpServer(
         create_app(health, recorder, extra_routes=routes(app) if routes else ()),
         config.server.listen, config.server.limits(),

@@ -40,8 +40,11 @@ from poller.core.errors import (
     AdvocateFacingError,
     AlreadyDecided,
     ConfigError,
+    ConfigFixable,
+    OperatorFacingError,
     PollerError,
     SourceAuthError,
+    SourceBlocked,
     SourceUnavailable,
     VendorError,
 )
@@ -91,6 +94,17 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+_current = threading.local()
+"""The report of the cycle a worker thread is stepping for (set by ``Worker._step``), so the
+error paths deep in a step can count an operator-facing problem into it."""
+
+
+def _note(problem: OperatorProblem) -> None:
+    report = getattr(_current, "report", None)
+    if isinstance(report, CycleReport):
+        report.problem(problem)
+
+
 @dataclass(frozen=True, kw_only=True)
 class WorkerPolicy:
     namespace: str
@@ -122,6 +136,41 @@ class Sighting:
     gone: bool = False
 
 
+SOURCE_NAME = "influitive"
+
+_FUNDS_WORDS = ("fund", "balance", "insufficient")
+
+
+@dataclass(kw_only=True)
+class OperatorProblem:
+    """An operator-facing error a cycle met: who (a vendor's name, or ``influitive``), what
+    kind (``credentials``, ``funds``, ``configuration``, ``firewall``, ``page_cap``,
+    ``other``), the error's text, and how many redemptions wait on it in this cycle."""
+
+    who: str
+    kind: str
+    detail: str
+    redemptions: int = 0
+
+    @property
+    def cause(self) -> str:
+        return f"{self.who}.{self.kind}"
+
+
+def vendor_problem(vendor: str, exc: OperatorFacingError) -> OperatorProblem:
+    """Classify an operator-facing vendor error by what the operator must fix."""
+    text = str(exc).lower()
+    if isinstance(exc, ConfigFixable):
+        kind = "configuration"
+    elif exc.status in (401, 403):
+        kind = "credentials"
+    elif exc.status == 402 or any(w in text for w in _FUNDS_WORDS):
+        kind = "funds"
+    else:
+        kind = "other"
+    return OperatorProblem(who=exc.vendor or vendor, kind=kind, detail=str(exc))
+
+
 @dataclass(kw_only=True)
 class CycleReport:
     poll_ok: bool = False
@@ -133,6 +182,13 @@ class CycleReport:
     outcomes: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     stopped_early: bool = False
+    pages: int = 0
+    """Pages the poll read (with ``poll_complete`` False and the page cap reached, the poll
+    stopped at ``[influitive] max_pages``)."""
+    problems: dict[str, OperatorProblem] = field(default_factory=dict)
+    """Operator-facing errors met, by cause (``OperatorProblem.cause``)."""
+    reasons: dict[str, int] = field(default_factory=dict)
+    """``"<state>: <reason>"`` -> redemptions left held or waiting for that reason."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     """The worker threads of one cycle count into the same report."""
 
@@ -144,6 +200,21 @@ class CycleReport:
     def count(self, state: State) -> None:
         with self._lock:
             self.outcomes[state.value] = self.outcomes.get(state.value, 0) + 1
+
+    def problem(self, found: OperatorProblem, *, redemptions: int = 1) -> None:
+        """``redemptions`` more wait on an operator-facing error (0: the poll met it)."""
+        with self._lock:
+            known = self.problems.setdefault(found.cause, found)
+            known.redemptions += redemptions
+
+    def left(self, entry: LedgerEntry) -> None:
+        """Count why a redemption was left held or waiting."""
+        if entry.state not in (State.HELD, State.WAITING):
+            return
+        reason = " ".join((entry.hold_reason or entry.last_error or "no reason").split())
+        key = f"{entry.state.value}: {reason[:160]}"
+        with self._lock:
+            self.reasons[key] = self.reasons.get(key, 0) + 1
 
     def stepped(self, state: State) -> None:
         """One redemption moved on, to ``state``."""
@@ -182,6 +253,8 @@ class Worker:
         self.owner = owner
         self.clock = clock
         self.stop = stop or threading.Event()
+        self.on_progress: Callable[[int, int], None] | None = None
+        """Called with (done, total) after each redemption of a batch (progress display)."""
 
     # --- the cycle -----------------------------------------------------------------------
 
@@ -259,6 +332,8 @@ class Worker:
                     return None
                 return next(pending, None)
 
+        done = [0]
+
         def work() -> None:
             while (pk := take()) is not None:
                 try:
@@ -267,6 +342,10 @@ class Worker:
                     with lock:
                         failures.append(exc)
                     return
+                if self.on_progress is not None:
+                    with lock:
+                        done[0] += 1
+                        self.on_progress(done[0], len(pks))
 
         threads = min(self.policy.concurrency, len(pks))
         if threads <= 1:
@@ -291,6 +370,9 @@ class Worker:
         except SourceUnavailable as exc:
             self.ledger.finish_poll(poll_id, self.clock(), ok=False, complete=False, seen=0,
                                     error=str(exc))
+            if isinstance(exc, SourceBlocked):
+                report.problem(OperatorProblem(who=SOURCE_NAME, kind="firewall",
+                                               detail=str(exc)), redemptions=0)
             log.error("poll failed; nothing new is ordered this cycle", error=str(exc))
             report.errors.append(f"poll failed: {exc}")
             return None
@@ -307,6 +389,7 @@ class Worker:
         report.poll_complete = poll.complete
         report.seen = len(poll.redemptions)
         report.rejected = len(poll.rejected)
+        report.pages = poll.pages
         return poll
 
     # --- one redemption, one step ---------------------------------------------------------
@@ -315,6 +398,7 @@ class Worker:
         entry = self.ledger.claim(pk, self.owner, self.clock(), self.policy.lease_seconds)
         if entry is None:
             return  # another worker holds it
+        _current.report = report
         bound = log.bind(redemption_id=entry.redemption_id, source=entry.source)
         try:
             # Seen by this poll or by a later one: another worker polling at the same time
@@ -338,6 +422,7 @@ class Worker:
                                           sighting=sighting, log=bound)
             if final is not None:
                 report.stepped(final.state)
+                report.left(final)
         except LeaseLost:
             bound.warning("lease lost mid-step; another worker carries on")
         except PollerError:
@@ -543,8 +628,7 @@ class Worker:
             Changes(vendor_order_id=result.vendor_order_id, message=message, clear=frozenset(
                 {"next_attempt_at", "last_error"})),
         )
-        log.info("vendor order placed", vendor=entry.vendor,
-                 vendor_order_id=result.vendor_order_id)
+        # The vendor adapter logs the placed order (vendor_order_placed); one event per order.
         failpoint("after_ordered")
         return self._fulfill(entry, log)
 
@@ -553,6 +637,8 @@ class Worker:
     ) -> LedgerEntry:
         after = after_vendor_error(exc, attempts=attempts,
                                    max_attempts=self.policy.schedule.max_attempts)
+        if isinstance(exc, OperatorFacingError):
+            _note(vendor_problem(entry.vendor or "", exc))
         kind = type(exc).__name__
         if after.state is State.REFUSING:
             log.warning("vendor refused the order; refusing the redemption", error=str(exc))
@@ -744,6 +830,8 @@ class Worker:
         self, entry: LedgerEntry, exc: SourceUnavailable, log: structlog.BoundLogger
     ) -> LedgerEntry:
         attempts = entry.attempts + 1
+        if isinstance(exc, SourceBlocked):
+            _note(OperatorProblem(who=SOURCE_NAME, kind="firewall", detail=str(exc)))
         if self.policy.schedule.exhausted(attempts):
             reason = f"Influitive did not take the decision after {attempts} attempts: {exc}"
             log.error("decision failed repeatedly; held for a person", error=str(exc))

@@ -133,8 +133,10 @@ def refuse(
         )
     elif manual_pending:
         why = "the manual reward was still pending: nothing was sent"
+    said = '"' + " ".join(message.split()) + '"'
     moved = _move(ledger, entry, State.REFUSING,
-                  f"refused by an operator (ledger refuse): {why}", now,
+                  f"refused by an operator (ledger refuse): {why}; message to the advocate: "
+                  f"{said}", now,
                   Changes(message=message, clear=frozenset({"next_attempt_at"})), actor)
     return Outcome(entry=moved, said=f"refusing: {why}")
 

@@ -7,6 +7,10 @@ leases expire and the next start resumes).
 Under systemd (``Type=notify``) it says READY=1 when the scheduler starts, WATCHDOG=1 after
 every cycle that returns (and, while idle between cycles, every half ``WatchdogSec``, so only a
 hung cycle trips the watchdog, whatever the interval) and STOPPING=1 on the first signal.
+
+A cycle that runs longer than the interval makes APScheduler skip the runs that fell due
+meanwhile: that is logged once per skipped run as our own ``scheduler.run.skipped`` event
+(APScheduler's own text for it is silenced, so the log has one line per happening).
 """
 
 from __future__ import annotations
@@ -56,6 +60,11 @@ class Daemon:
         self._nudge_pending = False
         self.nudges = 0
         self.scheduler = BlockingScheduler(timezone=UTC)
+        self.skipped = 0
+        self._quiet_apscheduler()
+        from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED
+
+        self.scheduler.add_listener(self._skipped, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
         self.scheduler.add_job(
             self._run, "interval", seconds=interval_seconds, id="cycle",
             next_run_time=datetime.now(UTC), max_instances=1, coalesce=True,
@@ -66,6 +75,23 @@ class Daemon:
                 self._keepalive, "interval", seconds=self.notifier.watchdog_interval / 2,
                 id="watchdog", max_instances=1, coalesce=True, misfire_grace_time=None,
             )
+
+    @staticmethod
+    def _quiet_apscheduler() -> None:
+        """APScheduler logs a skipped run as a WARNING in its own words; ``_skipped`` logs it
+        as our event instead. Its errors still come through (as ``library.message``)."""
+        import logging
+
+        for name in ("apscheduler.scheduler", "apscheduler.executors.default"):
+            logger = logging.getLogger(name)
+            logger.setLevel(max(logger.getEffectiveLevel(), logging.ERROR))
+
+    def _skipped(self, event: Any) -> None:
+        if getattr(event, "job_id", None) != "cycle":
+            return
+        self.skipped += 1
+        log.warning("scheduler.run.skipped", reason="the previous cycle is still running",
+                    interval_seconds=self.interval, skipped=self.skipped)
 
     def _run(self) -> None:
         # Extra cycles asked for by webhooks during a cycle run here, in the same job
@@ -87,10 +113,10 @@ class Daemon:
             report = self._cycle()
         except SourceAuthError as exc:
             error = exc
-            log.error("cycle failed: Influitive rejected the credentials", error=str(exc))
+            log.error("cycle.failed", reason="Influitive rejected the credentials", error=str(exc))
         except Exception as exc:  # the daemon keeps running; the next interval tries again
             error = exc
-            log.error("cycle failed", error=f"{type(exc).__name__}: {exc}", exc_info=True)
+            log.error("cycle.failed", error=f"{type(exc).__name__}: {exc}", exc_info=True)
         finally:
             with self._nudge_lock:
                 self._in_cycle.clear()
@@ -99,12 +125,12 @@ class Daemon:
         ok = error is None and report is not None and report.ok
         self.failures_in_a_row = 0 if ok else self.failures_in_a_row + 1
         if not ok:
-            log.warning("cycle did not do its job", failures_in_a_row=self.failures_in_a_row)
+            log.warning("cycle.unsuccessful", failures_in_a_row=self.failures_in_a_row)
         if self.on_cycle is not None:
             try:
                 self.on_cycle(report, error)
             except Exception as exc:  # metrics/alerts must not stop the daemon nor its pings
-                log.error("after-cycle hook failed", error=f"{type(exc).__name__}: {exc}")
+                log.error("cycle.hook.failed", error=f"{type(exc).__name__}: {exc}")
         self.notifier.watchdog(
             f"cycle {self.cycles} {'ok' if ok else 'failed'}"
             + (f" ({self.failures_in_a_row} failed in a row)" if not ok else "")
@@ -131,7 +157,7 @@ class Daemon:
             self.scheduler.modify_job(
                 "cycle", next_run_time=datetime.now(UTC) + timedelta(seconds=NUDGE_DELAY))
         except Exception as exc:  # stopping, or not started yet: the interval still runs
-            log.debug("nudge not scheduled", error=type(exc).__name__)
+            log.debug("scheduler.nudge.unscheduled", error=type(exc).__name__)
 
     def _keepalive(self) -> None:
         if not self._in_cycle.is_set() and not self.stop.is_set():
@@ -139,9 +165,9 @@ class Daemon:
 
     def _signal(self, signum: int, frame: FrameType | None) -> None:
         if self.stop.is_set():
-            log.warning("second signal: exiting now", signal=signum)
+            log.warning("daemon.exiting_now", reason="second signal", signal=signum)
             os._exit(1)
-        log.info("stopping: finishing the redemption in hand", signal=signum)
+        log.info("daemon.stopping", reason="finishing the redemption in hand", signal=signum)
         self.notifier.stopping("finishing the redemption in hand")
         self.stop.set()
         threading.Thread(target=self._shutdown, daemon=True).start()
@@ -153,12 +179,12 @@ class Daemon:
         previous: dict[signal.Signals, Any] = {}
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.signal(sig, self._signal)
-        log.info("daemon started", interval_seconds=self.interval)
+        log.info("daemon.started", interval_seconds=self.interval)
         self.notifier.ready(f"polling every {self.interval:g}s")
         try:
             self.scheduler.start()
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-        log.info("daemon stopped")
+        log.info("daemon.stopped", cycles=self.cycles, skipped=self.skipped)
         return 0

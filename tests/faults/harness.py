@@ -73,6 +73,11 @@ CYCLE_EVENTS = frozenset({
     "redemption counts not updated", "after-cycle hook failed", "alert not delivered",
     "alert state not saved in the ledger", "alerting failed",
     "could not notify the service manager",
+    # The same, in the dotted naming of docs/logging.md.
+    "cycle.failed", "cycle.unsuccessful", "cycle.hook.failed", "daemon.exiting_now",
+    "scheduler.run.skipped", "service.counts.failed", "alert.delivery.failed", "cycle.problem",
+    "alert.state.unsaved", "alert.failed", "library.message",
+    "config.file.readable_by_others", "service.webhooks.no_listener",
 })
 
 

@@ -75,7 +75,7 @@ def test_influitive_down_then_back(sqlite_stage: Stage) -> None:
     assert down.returncode == 1
     assert "poll failed" in down.stderr
     daemon = stage.popen("run", config=config)
-    wait_for(lambda: cycles(daemon, "cycle did not do its job") >= 2, what="failed cycles")
+    wait_for(lambda: cycles(daemon, "cycle.unsuccessful") >= 2, what="failed cycles")
     assert daemon.popen.poll() is None  # still running, trying every interval
     assert stage.tremendous.received == [] and stage.entries() == {}
 
@@ -438,7 +438,7 @@ def test_ledger_briefly_unreachable_during_cycles(tmp_path: Path, ledgers: Ledge
             daemon = stage.popen("run", config=config)
             wait_for(lambda: stage.influitive.knobs()["queue"] == [], what="a slow poll")
             proxy.cut()
-            wait_for(lambda: cycles(daemon, "cycle failed") >= 2, what="failed cycles")
+            wait_for(lambda: cycles(daemon, "cycle.failed") >= 2, what="failed cycles")
             assert stage.tremendous.received == []
             proxy.restore()
             wait_for(stage.finished, what="everything done after the outage")
@@ -448,8 +448,8 @@ def test_ledger_briefly_unreachable_during_cycles(tmp_path: Path, ledgers: Ledge
             stage.tremendous.lose_answers(1, mode="hang", hang_seconds=1.0)
             wait_for(lambda: stage.tremendous.losses[0].remaining == 0, what="vendor call")
             proxy.cut()
-            failed_before = cycles(daemon, "cycle failed")
-            wait_for(lambda: cycles(daemon, "cycle failed") > failed_before + 1,
+            failed_before = cycles(daemon, "cycle.failed")
+            wait_for(lambda: cycles(daemon, "cycle.failed") > failed_before + 1,
                      what="cycles failing while the database is away")
             proxy.restore()
             assert stage.crash_violations() == []

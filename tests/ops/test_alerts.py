@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -247,3 +248,70 @@ def test_the_daemon_alerts_on_held_and_on_failing_cycles(
     assert daemon.returncode == 0, err
     assert len(rec.posts) == 3  # the held one was not announced again
     assert HOOK_PATH not in err
+
+
+def test_operator_facing_problems_alert_at_once_once_per_cause(
+    receiver: tuple[Receiver, str], ledger: SqlLedger
+) -> None:
+    from poller.worker.cycle import OperatorProblem
+
+    rec, url = receiver
+    clock = Clock()
+    a = alerter(ledger, url, clock, min_interval_seconds=300)
+    hold(ledger, "1", "first", clock)
+    a.after_cycle(True, "", 0)  # a held post just before: it must not delay the problem
+    keys = OperatorProblem(who="tremendous", kind="credentials", detail="HTTP 401",
+                           redemptions=3)
+    a.problems([keys])
+    assert len(rec.posts) == 2
+    assert rec.texts()[1] == (
+        "reward-poller (test-host): vendor tremendous rejected the credentials (HTTP 401); "
+        "3 redemptions wait on it, nothing was refused. Fix: check the credentials in "
+        "[vendors.tremendous], then run `reward-poller check`.")
+    clock.advance(200)
+    funds = OperatorProblem(who="tremendous", kind="funds", detail="no funds", redemptions=1)
+    a.problems([keys, funds])  # the same cause again: deferred; a new cause: at once
+    assert len(rec.posts) == 3 and "has not enough funds" in rec.texts()[2]
+    clock.advance(101)
+    a.problems([keys])
+    assert len(rec.posts) == 4 and "rejected the credentials" in rec.texts()[3]
+
+
+def test_healthz_reports_a_problem_until_it_is_no_longer_met() -> None:
+    from poller.ops.alerts import problem_line
+    from poller.ops.health import Health, ProblemBoard
+    from poller.worker.cycle import OperatorProblem
+
+    now = [1_800_000_000.0]
+    board = ProblemBoard(keep_seconds=600, describe=problem_line, clock=lambda: now[0])
+    health = Health(interval_seconds=60, last_success=lambda: now[0], clock=lambda: now[0],
+                    problems=board)
+    assert health.judge().ok
+    board.update([OperatorProblem(who="influitive", kind="firewall", detail="WAF 403",
+                                  redemptions=0)])
+    verdict = health.judge()
+    assert not verdict.ok and "Influitive's firewall blocked our requests" in verdict.reason
+    assert [p["cause"] for p in verdict.as_json(now[0])["problems"]] == ["influitive.firewall"]
+    now[0] += 601
+    assert health.judge().ok and health.judge().problems == []
+
+
+@pytest.mark.e2e
+def test_run_once_posts_an_operator_facing_problem_once_per_interval(
+    standins: Standins, receiver: tuple[Receiver, str]
+) -> None:
+    from tests.e2e.conftest import KEY
+
+    rec, url = receiver
+    standins.seed(1)
+    alerts = f'\n[alerts]\nwebhook_url = "{url}"\nmin_interval_seconds = 3600\n'
+    config = standins.config(extra=alerts)
+    config.write_text(config.read_text().replace(f'api_key = "{KEY}"',
+                                                 'api_key = "alerts-wrong-key-000"'))
+    assert run_cli("run", "--run-once", config=config).returncode == 1
+    assert len(rec.posts) == 1
+    assert "vendor tremendous rejected the credentials" in rec.texts()[0]
+    assert "1 redemption waits on it, nothing was refused" in rec.texts()[0]
+    time.sleep(2.1)  # the retry backoff (initial_backoff_seconds = 1, max 2)
+    assert run_cli("run", "--run-once", config=config).returncode == 1
+    assert len(rec.posts) == 1  # the same cause within min_interval_seconds: not again

@@ -68,7 +68,7 @@ def test_ledger_show_reads_as_a_timeline(standins: Standins) -> None:
     show = run_cli("ledger", "show", "1", config=config)
     assert show.returncode == 0
     timeline = show.stdout.split("\n\n")[1].splitlines()
-    assert timeline[0].split() == ["AT", "(UTC)", "AFTER", "STATE", "WHAT", "HAPPENED"]
+    assert timeline[0].split() == ["AT", "(UTC)", "AFTER", "STATE", "BY", "WHAT", "HAPPENED"]
     states = [line.split()[2] if i == 0 else line.split()[3]
               for i, line in enumerate(timeline[1:])]
     assert states == ["new", "ordering", "ordered", "fulfilled"]
@@ -87,13 +87,14 @@ def test_ledger_approve_lets_a_guarded_order_through(standins: Standins) -> None
     assert listed(config, "--state", "held") == ["4"]
     assert standins.tremendous.received == []
 
-    approve = run_cli("ledger", "approve", "4", config=config)
+    approve = run_cli("ledger", "approve", "4", "--by", "Ana Ops", config=config)
     assert approve.returncode == 0, approve.stderr
     assert approve.stdout.strip() == (
         "redemption 4: held -> new (approved); it is worked on at the next cycle")
     row = json.loads(run_cli("ledger", "show", "4", "--json", config=config).stdout)
     assert row["state"] == "new" and row["hold_reason"] is None
     assert row["events"][-1]["detail"] == "approved by an operator (ledger approve)"
+    assert row["events"][-1]["actor"] == "Ana Ops"
 
     assert run_cli("run", "--run-once", config=config).returncode == 0
     assert standins.accepted() == {"4": ["fulfill"]}  # the guard let this one through
@@ -130,7 +131,7 @@ def _pending_manual(standins: Standins, rid: int) -> None:
 
 def test_ledger_fulfill_for_manual_and_held_rewards(standins: Standins) -> None:
     config = standins.config()
-    run_cli("status", config=config)  # creates the ledger
+    run_cli("db", "upgrade", config=config)  # creates the ledger
     _pending_manual(standins, 6)
     done = run_cli("ledger", "fulfill", "6", "--message", "Your mug is in the post", config=config)
     assert done.returncode == 0, done.stderr

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import click
 import pytest
 
-from poller.cli import ops
+from poller.cli import context, output
 from poller.core.model import Event
 from poller.core.states import State
 
@@ -23,14 +23,14 @@ class FakeTty(io.StringIO):
 
 def test_tables_wrap_on_a_terminal_and_not_in_a_pipe(monkeypatch: pytest.MonkeyPatch) -> None:
     rows = [["1", "order", LONG.strip()]]
-    piped = ops.wrapped_table(["id", "would", "detail"], rows)
+    piped = output.table(["id", "would", "detail"], rows)
     assert piped.splitlines()[1].endswith(LONG.strip())
     assert len(piped.splitlines()) == 2
 
     monkeypatch.setattr("sys.stdout", FakeTty())
     monkeypatch.setattr("shutil.get_terminal_size", lambda: __import__("os").terminal_size(
         (60, 24)))
-    wrapped = ops.wrapped_table(["id", "would", "detail"], rows).splitlines()
+    wrapped = output.table(["id", "would", "detail"], rows).splitlines()
     assert len(wrapped) > 2
     assert all(len(line) <= 60 for line in wrapped)
     assert wrapped[2].startswith(" " * len("ID  WOULD  "))  # under its own column
@@ -41,16 +41,16 @@ def test_the_timeline() -> None:
     events = [
         Event(at=t0, from_state=None, to_state=State.NEW, detail="recorded"),
         Event(at=t0 + timedelta(seconds=5), from_state=State.NEW, to_state=State.ORDERING,
-              detail="ordering"),
+              detail="ordering", actor="ana"),
         Event(at=t0 + timedelta(minutes=3, seconds=7), from_state=State.ORDERING,
               to_state=State.WAITING, detail="transient: 503"),
         Event(at=t0 + timedelta(hours=26), from_state=State.HELD, to_state=State.NEW,
               detail="an event that does not follow on"),
     ]
-    lines = ops.timeline(events).splitlines()
-    assert lines[0].split() == ["AT", "(UTC)", "AFTER", "STATE", "WHAT", "HAPPENED"]
-    assert lines[1].split() == ["2026-11-21", "22:04:46", "new", "recorded"]
-    assert lines[2].split()[2:4] == ["+5s", "ordering"]
+    lines = output.timeline(events).splitlines()
+    assert lines[0].split() == ["AT", "(UTC)", "AFTER", "STATE", "BY", "WHAT", "HAPPENED"]
+    assert lines[1].split() == ["2026-11-21", "22:04:46", "new", "-", "recorded"]
+    assert lines[2].split()[2:5] == ["+5s", "ordering", "ana"]
     assert lines[3].split()[2:4] == ["+3m02s", "waiting"]
     assert lines[4].split()[2:5] == ["+25h56m", "held", "->"]
     assert lines[-1] == "4 events over 26h00m, from new to new"
@@ -58,13 +58,13 @@ def test_the_timeline() -> None:
 
 def test_progress_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     items = list(range(50))
-    with ops.progress(items, "x") as bar:
+    with output.progress(items, "x") as bar:
         assert bar is items
     monkeypatch.setattr("sys.stderr", FakeTty())
-    with ops.progress(items, "x") as bar:
+    with output.progress(items, "x") as bar:
         assert list(bar) == items
         assert bar is not items
-    with ops.progress(items[:3], "x") as bar:  # a short list needs no bar
+    with output.progress(items[:3], "x") as bar:  # a short list needs no bar
         assert bar == items[:3]
 
 
@@ -78,9 +78,41 @@ def test_progress_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     ],
 )
 def test_dates(text: str, expected: datetime) -> None:
-    assert ops.UTC_DATE.convert(text, None, None) == expected
+    assert context.UTC_DATE.convert(text, None, None) == expected
 
 
 def test_bad_dates_are_usage_errors() -> None:
     with pytest.raises(click.BadParameter, match="is not a date"):
-        ops.UTC_DATE.convert("next week", None, None)
+        context.UTC_DATE.convert("next week", None, None)
+
+
+def test_text_from_outside_cannot_drive_the_terminal() -> None:
+    from poller.logs import clean_line
+
+    assert clean_line("Swag\x1b[31m red\x1b[0m\r\nrow\tx\x07\u202e") == "Swag red row x"
+    assert clean_line("title \x1b]0;pwned\x07ok") == "title ok"
+    table = output.table(["id", "reward"], [["1", "Mug\r\nINJECTED  ROW"]])
+    assert table.splitlines() == ["ID  REWARD", "1   Mug INJECTED  ROW"]
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [("=1+2", "'=1+2"), ("+1", "'+1"), ("-1", "'-1"), ("@SUM(A1)", "'@SUM(A1)"),
+     ("\tx", "'\tx"), ("\rx", "'\rx"), ("ada@example.com", "ada@example.com"),
+     ("25.00", "25.00"), (None, None)],
+)
+def test_csv_cells_never_start_a_formula(value: str | None, shown: str | None) -> None:
+    assert output.csv_cell(value) == shown
+
+
+def test_wide_tables_are_fitted_to_the_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert output.fit([10, 50, 80], 200) == [10, 50, 80]
+    assert output.fit([10, 50, 80], 100) == [10, 45, 45]
+    assert output.fit([10, 50, 80], 10) == [8, 8, 8]  # never narrower than a few characters
+    monkeypatch.setattr("sys.stdout", FakeTty())
+    monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.setattr("shutil.get_terminal_size", lambda: __import__("os").terminal_size(
+        (40, 24)))
+    lines = output.table(["id", "reward", "reason"], [["1", "x" * 30, LONG.strip()]])
+    assert all(len(line) <= 40 for line in lines.splitlines())
+    assert "\x1b" not in lines

@@ -7,9 +7,13 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from poller.standins import influitive as influitive_standin
+from poller.standins.server import ServerThread
 
 from .support import (
     GIFTBIT_KEY,
@@ -31,8 +35,9 @@ PRODUCTS = {"tremendous": "AMZN-US", "tango": "U561593", "giftbit": "amazonus"}
 
 
 class Rig:
-    def __init__(self, tmp_path: Path, tremendous: Standin) -> None:
+    def __init__(self, tmp_path: Path, tremendous: Standin, influitive_url: str) -> None:
         self.tmp_path = tmp_path
+        self.influitive_url = influitive_url
         self.tremendous = tremendous
         self.tango: TangoStandin = tango_standin()
         self.giftbit: GiftbitStandin = giftbit_standin()
@@ -42,7 +47,7 @@ class Rig:
         chosen = {**PRODUCTS, **products}
         text = f"""
 [influitive]
-base_url = "http://127.0.0.1:9"
+base_url = "{self.influitive_url}"
 api_token = "{INFLUITIVE_TOKEN}"
 org_id = "check-org"
 
@@ -82,8 +87,12 @@ secret = "{self.receiver.secret}"
 
 
 @pytest.fixture
-def rig(tmp_path: Path, standin: Standin) -> Rig:
-    return Rig(tmp_path, standin)
+def rig(tmp_path: Path, standin: Standin) -> Iterator[Rig]:
+    # `check` proves Influitive's credentials too: a stand-in that accepts them.
+    app = influitive_standin.create_app(influitive_standin.InfluitiveState(),
+                                        api_token=INFLUITIVE_TOKEN, org_id="check-org")
+    with ServerThread(app) as url:
+        yield Rig(tmp_path, standin, url)
 
 
 def run_check(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -167,7 +176,7 @@ def test_json_and_the_catalog_cached_in_the_ledger(rig: Rig) -> None:
     first = run_check(config, "--json")
     second = run_check(config, "--json")
     assert first.returncode == 0 and second.returncode == 0, second.stderr
-    data = json.loads(second.stdout)
+    data = json.loads(second.stdout)["vendors"]
     assert [v["vendor"] for v in data] == ["tremendous", "tango", "giftbit", "http", "manual"]
     assert all(v["ok"] for v in data)
     assert data[1]["products"][0] == {"product": "U561593", "amount": "25.00",

@@ -1,0 +1,313 @@
+"""``reward-poller ledger ...``: look into the ledger and act on single redemptions.
+
+``list`` and ``show`` only read (the ledger is opened read-only and never created);
+``retry``, ``reorder``, ``approve``, ``refuse`` and ``fulfill`` move one redemption (``retry``,
+``reorder`` and ``refuse`` ask the vendor by key first), recording who did it
+(``--by NAME``, else the OS user) and the message sent, both shown by ``ledger show``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from poller.cli.context import (
+    BY_OPTION,
+    LIMIT,
+    UTC_DATE,
+    Context,
+    Failed,
+    actor_of,
+    admin_move,
+    find,
+    handled,
+    lookup,
+    quoted_message,
+    reading,
+)
+from poller.cli.output import emit_json, entry_dict, shown_of, table, timeline
+
+if TYPE_CHECKING:
+    from poller.core.model import LedgerEntry
+
+MANUAL_VENDOR = "manual"
+SOURCE_OPTION = click.option("--source", default="influitive", show_default=True,
+                             help="The redemption's source (influitive, influenceio).")
+
+
+@click.group()
+def ledger() -> None:
+    """Look into the ledger and act on single redemptions."""
+
+
+# --- reading --------------------------------------------------------------------------
+
+
+@ledger.command("list")
+@click.option("--state", "states", multiple=True, help="Only these states (repeatable).")
+@click.option("--vendor", help="Only orders from this vendor.")
+@click.option("--reward", help="Only this reward (its Influitive id or name).")
+@click.option("--email", help="Only this advocate (case-insensitive).")
+@click.option("--since", type=UTC_DATE, help="Recorded at or after this date (UTC).")
+@click.option("--until", type=UTC_DATE, help="Recorded before this date (UTC).")
+@click.option("--source", help="Only redemptions from this source (e.g. influitive).")
+@click.option("--limit", type=LIMIT, default=100, show_default=True,
+              help="At most this many rows (at least 1).")
+@click.option("--json", "as_json", is_flag=True, help="JSON on stdout.")
+@click.pass_obj
+@handled
+def ledger_list(
+    obj: Context, states: tuple[str, ...], vendor: str | None, reward: str | None,
+    email: str | None, since: datetime | None, until: datetime | None, source: str | None,
+    limit: int, as_json: bool,
+) -> None:
+    """List redemptions, newest first."""
+    from poller.core.states import State
+
+    try:
+        wanted = frozenset(State(s) for s in states) if states else None
+    except ValueError:
+        raise click.BadParameter(
+            f"choose from {', '.join(s.value for s in State)}", param_hint="--state"
+        ) from None
+    filters: Mapping[str, Any] = {"vendor": vendor, "reward": reward, "email": email,
+                                  "since": since, "until": until, "source": source}
+    with reading(obj.config()) as store:
+        entries = store.list(states=wanted, limit=limit + 1, filters=filters)
+        total = len(entries)
+        if total > limit:
+            total = len(store.list(states=wanted, limit=10**9, filters=filters))
+            entries = entries[:limit]
+    if as_json:
+        emit_json([entry_dict(e) for e in entries])
+    else:
+        click.echo(table(
+            ["redemption", "source", "state", "reward", "email", "vendor", "amount", "order",
+             "updated", "reason"],
+            [
+                (e.redemption_id, e.source, e.state.value, e.reward_name or e.reward_id,
+                 e.email, e.vendor,
+                 f"{e.amount} {e.currency}" if e.amount is not None else None,
+                 e.vendor_order_id, e.updated_at, e.hold_reason or e.last_error)
+                for e in entries
+            ],
+        ))
+    shown_of(len(entries), total)
+
+
+@ledger.command("show")
+@click.argument("redemption_id")
+@SOURCE_OPTION
+@click.option("--json", "as_json", is_flag=True, help="JSON on stdout.")
+@click.pass_obj
+@handled
+def ledger_show(obj: Context, redemption_id: str, source: str, as_json: bool) -> None:
+    """One redemption and its whole story: who moved it, and the messages sent."""
+    with reading(obj.config()) as store:
+        entry = find(store, source, redemption_id)
+        events = store.events(entry.pk)
+    if as_json:
+        data = entry_dict(entry, payload=True)
+        data["events"] = [
+            {"at": ev.at, "from": ev.from_state.value if ev.from_state else None,
+             "to": ev.to_state.value, "actor": ev.actor, "detail": ev.detail}
+            for ev in events
+        ]
+        emit_json(data)
+        return
+    fields = [(k, v) for k, v in entry_dict(entry).items() if v is not None]
+    click.echo(table(["field", "value"], fields))
+    click.echo()
+    click.echo(timeline(events))
+
+
+# --- acting on one redemption ----------------------------------------------------------
+
+
+@ledger.command("retry")
+@click.argument("redemption_id")
+@SOURCE_OPTION
+@BY_OPTION
+@click.pass_obj
+@handled
+def ledger_retry(obj: Context, redemption_id: str, source: str, by: str | None) -> None:
+    """Release a held or waiting redemption after asking the vendor about its order: it is
+    worked on at the next cycle. A row moves to ``ordered`` only when the vendor confirms
+    the order complete."""
+    from datetime import UTC
+
+    from poller.app import App
+    from poller.worker import operator
+
+    actor = actor_of(by)
+    config = obj.config()
+    lookup(config, source, redemption_id)  # a missing ledger or redemption: named, exit 1
+    with App(config) as app:
+        before = find(app.ledger, source, redemption_id)
+        done = operator.retry(app.ledger, app.vendors, source=source,
+                              redemption_id=redemption_id, actor=actor, now=datetime.now(UTC))
+    click.echo(f"redemption {redemption_id}: {before.state.value} -> {done.entry.state.value}; "
+               f"{done.said}")
+
+
+@ledger.command("reorder")
+@click.argument("redemption_id")
+@SOURCE_OPTION
+@BY_OPTION
+@click.pass_obj
+@handled
+def ledger_reorder(obj: Context, redemption_id: str, source: str, by: str | None) -> None:
+    """Place a new order for a redemption whose vendor order failed or was cancelled: a new
+    idempotency key derived from the first (both recorded), nothing else changed."""
+    from datetime import UTC
+
+    from poller.app import App
+    from poller.worker import operator
+
+    actor = actor_of(by)
+    config = obj.config()
+    lookup(config, source, redemption_id)
+    with App(config) as app:
+        before = find(app.ledger, source, redemption_id)
+        done = operator.reorder(app.ledger, app.vendors, namespace=config.influitive.org_id,
+                                source=source, redemption_id=redemption_id, actor=actor,
+                                now=datetime.now(UTC))
+    click.echo(f"redemption {redemption_id}: {before.state.value} -> {done.entry.state.value}; "
+               f"{done.said}")
+
+
+@ledger.command("approve")
+@click.argument("redemption_id")
+@SOURCE_OPTION
+@BY_OPTION
+@click.pass_obj
+@handled
+def ledger_approve(obj: Context, redemption_id: str, source: str, by: str | None) -> None:
+    """Release a held redemption past the spending guard (or after a review): it is
+    ordered at the next cycle, whatever the guard says about this one."""
+    from poller.core.ports import Changes
+    from poller.core.states import State
+
+    actor = actor_of(by)
+    config = obj.config()
+    entry = lookup(config, source, redemption_id)
+    if entry.state is not State.HELD:
+        raise Failed(
+            f"redemption {redemption_id} is {entry.state.value}; only held redemptions can be "
+            "approved (ledger retry releases waiting ones)"
+        )
+    to = State.WAITING if entry.idempotency_key else State.NEW
+    moved = admin_move(
+        config, source, redemption_id, to, "approved by an operator (ledger approve)",
+        Changes(approved=True, attempts=0, clear=frozenset({"hold_reason", "next_attempt_at"})),
+        actor=actor,
+    )
+    click.echo(f"redemption {redemption_id}: held -> {moved.state.value} (approved); it is "
+               "worked on at the next cycle")
+
+
+@ledger.command("refuse")
+@click.argument("redemption_id")
+@click.option("--message", "-m", required=True, help="Shown to the advocate.")
+@SOURCE_OPTION
+@BY_OPTION
+@click.pass_obj
+@handled
+def ledger_refuse(obj: Context, redemption_id: str, message: str, source: str,
+                  by: str | None) -> None:
+    """Refuse a redemption no reward reached (refunds the advocate's points). A redemption
+    with an idempotency key is looked up at the vendor first: an order that exists blocks
+    the refusal (exit 1, the order named and recorded); a failed or cancelled one allows it."""
+    from datetime import UTC
+
+    from poller.app import App
+    from poller.core.errors import PollerError
+    from poller.core.states import State
+    from poller.worker import operator
+
+    actor = actor_of(by)
+    if not message.strip():
+        raise click.BadParameter("must not be empty", param_hint="--message")
+    config = obj.config()
+    lookup(config, source, redemption_id)
+    with App(config) as app:
+        done = operator.refuse(app.ledger, app.vendors, source=source,
+                               redemption_id=redemption_id, message=message, actor=actor,
+                               now=datetime.now(UTC))
+        click.echo(f"redemption {redemption_id}: {done.said}")
+        final = app.worker.process(done.entry.pk)
+    state = final.state.value if final else "unknown"
+    click.echo(f"redemption {redemption_id}: {state}")
+    if final is not None and final.state is State.REFUSING:
+        raise PollerError(
+            f"Influitive did not take the refusal yet ({final.last_error}); the worker "
+            "retries it"
+        )
+
+
+def fulfill_refusal(entry: LedgerEntry) -> str | None:
+    """Why ``ledger fulfill`` must not touch ``entry``, or None when it may."""
+    from poller.core.states import State
+
+    rid = entry.redemption_id
+    if entry.state is State.HELD:
+        return None
+    if entry.state is State.PENDING and entry.vendor == MANUAL_VENDOR:
+        return None
+    if entry.state.terminal:
+        return f"redemption {rid} is already {entry.state.value}"
+    if entry.state is State.PENDING:
+        return (f"redemption {rid} is pending at {entry.vendor} (order "
+                f"{entry.vendor_order_id}); the worker fulfils it when the vendor completes it")
+    return (f"redemption {rid} is {entry.state.value}; only held redemptions, or pending ones "
+            f"of the {MANUAL_VENDOR} vendor, are fulfilled by hand")
+
+
+@ledger.command("fulfill")
+@click.argument("redemption_id")
+@click.option("--message", "-m", required=True,
+              help="Shown to the advocate, e.g. how the reward reached them.")
+@SOURCE_OPTION
+@BY_OPTION
+@click.pass_obj
+@handled
+def ledger_fulfill(obj: Context, redemption_id: str, message: str, source: str,
+                   by: str | None) -> None:
+    """Fulfil a reward a person delivered (manual vendor, or a held redemption): tells
+    Influitive with your message, then records it as fulfilled."""
+    from poller.app import App
+    from poller.core.ports import Changes
+    from poller.core.states import State
+
+    actor = actor_of(by)
+    config = obj.config()
+    entry = lookup(config, source, redemption_id)
+    refusal = fulfill_refusal(entry)
+    if refusal:
+        raise Failed(refusal)
+    if not message.strip():
+        raise click.BadParameter("must not be empty", param_hint="--message")
+    # The decision is committed first (ORDERED, with the message), then sent: the delivery
+    # guarantee's order. If Influitive does not take it now, the worker sends it again.
+    admin_move(config, source, redemption_id, State.ORDERED,
+               f"fulfilled by hand (ledger fulfill, was {entry.state.value}); "
+               f"message to the advocate: {quoted_message(message)}",
+               Changes(message=message, attempts=0,
+                       clear=frozenset({"hold_reason", "next_attempt_at", "last_error"})),
+               actor=actor)
+    with App(config) as app:
+        final = app.worker.process(entry.pk)
+    state = final.state if final is not None else None
+    if state is State.FULFILLED:
+        click.echo(f"redemption {redemption_id}: {entry.state.value} -> fulfilled; Influitive "
+                   "has your message")
+        return
+    if state is State.CLOSED_UPSTREAM:
+        raise Failed(f"redemption {redemption_id} was already decided at Influitive; the "
+                     "ledger now says closed_upstream")
+    reason = final.last_error if final is not None else "unknown"
+    raise Failed(f"Influitive did not take the decision yet ({reason}); the worker sends it "
+                 "again at the next cycle")

@@ -1,0 +1,216 @@
+"""``reward-poller run`` (the daemon, ``--run-once``, ``--dry-run``) and ``reward-poller demo``.
+
+``run --run-once`` prints one paragraph on stdout saying what the cycle did (ordered,
+decided, held, waiting, with the reasons counted) and exits 1 when the cycle met an
+operator-facing error for any redemption (a vendor rejecting the credentials, no funds, a
+configuration the vendor does not accept, Influitive's firewall) or when the poll stopped at
+``[influitive] max_pages``; its last line on stderr then names the vendor or source and the
+fix. Those redemptions still wait in the ledger: nothing is refused for them.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, cast
+
+import click
+import structlog
+
+from poller import logs
+from poller.cli.context import (
+    Context,
+    Failed,
+    check_budget,
+    handled,
+    missing_sqlite_file,
+    open_for_reading,
+)
+from poller.cli.output import Counter, progress, table
+
+if TYPE_CHECKING:
+    from poller.config import Config
+    from poller.ops.plan import Plan
+    from poller.worker.cycle import CycleReport
+
+log = structlog.get_logger("poller.cli")
+
+MAX_REASONS = 5
+"""Reasons listed in the summary; the rest are counted as "other reasons"."""
+
+
+@click.command("run")
+@click.option("--run-once", is_flag=True, help="Run exactly one cycle, then exit (0/1/2).")
+@click.option("--dry-run", is_flag=True,
+              help="Poll and print what one cycle would do; change nothing anywhere.")
+@click.pass_obj
+@handled
+def run(obj: Context, run_once: bool, dry_run: bool) -> None:
+    """Run the worker: a daemon polling every [schedule] interval_seconds, or one cycle."""
+    from poller.app import App
+    from poller.ops.service import run_once as one_cycle
+    from poller.ops.service import serve
+
+    config = obj.config()
+    if dry_run:
+        dry_run_plan(config)
+        return
+    if not run_once:
+        sys.exit(serve(config))
+    counter = Counter("working")
+    with App(config) as app:
+        app.worker.on_progress = lambda done, total: _progress(counter, done, total)
+        try:
+            report = one_cycle(app)
+        except Exception as exc:
+            from poller.core.errors import PollerError, SourceAuthError
+
+            if isinstance(exc, SourceAuthError):
+                raise Failed(f"{exc}. Fix: check [influitive] api_token and org_id, then run "
+                             "`reward-poller check`") from None
+            if isinstance(exc, PollerError):
+                raise
+            log.error("cycle.failed", error=f"{type(exc).__name__}: {exc}")
+            raise Failed(f"cycle failed: {type(exc).__name__}: {exc}") from None
+        finally:
+            counter.finish()
+    click.echo(summary(report))
+    from poller.ops.alerts import cycle_problems, problem_line
+
+    problems = cycle_problems(report, config.influitive.max_pages)
+    lines = [problem_line(p, max_pages=config.influitive.max_pages) for p in problems]
+    if not report.ok:
+        lines = [*(report.errors or ["the cycle could not do its job"]), *lines]
+    if lines:
+        raise Failed("; ".join(lines))
+
+
+def _progress(counter: Counter, done: int, total: int) -> None:
+    if done == 1:
+        counter.start(total)
+    counter.step()
+
+
+def summary(report: CycleReport) -> str:
+    """One paragraph: what the poll saw, what the cycle ordered, decided, held and left
+    waiting, and why (reasons counted)."""
+    o = report.outcomes
+    if not report.poll_ok:
+        polled = "the poll failed, nothing new was ordered"
+    else:
+        polled = (f"polled {report.seen} outstanding redemption"
+                  f"{'s' if report.seen != 1 else ''} ({report.new} new"
+                  + ("" if report.poll_complete else ", list incomplete") + ")")
+    ordered = o.get("ordered", 0) + o.get("pending", 0) + o.get("fulfilled", 0)
+    parts = [
+        f"ordered {ordered}" + (f" ({o['pending']} pending at the vendor)"
+                                if o.get("pending") else ""),
+        f"fulfilled {o.get('fulfilled', 0)}", f"refused {o.get('refused', 0)}",
+        f"closed {o.get('closed_upstream', 0)}", f"held {o.get('held', 0)}",
+        f"waiting {o.get('waiting', 0)}",
+    ]
+    text = f"run: {polled}; {', '.join(parts)}."
+    if report.reasons:
+        ranked = sorted(report.reasons.items(), key=lambda kv: (-kv[1], kv[0]))
+        listed = [f"{n} x {logs.clean_line(reason)}" for reason, n in ranked[:MAX_REASONS]]
+        rest = sum(n for _, n in ranked[MAX_REASONS:])
+        if rest:
+            listed.append(f"{rest} x other reasons (reward-poller ledger list)")
+        text += " Reasons: " + "; ".join(listed) + "."
+    if report.stopped_early:
+        text += " Stopped early on a signal; the rest wait for the next run."
+    return text
+
+
+# --- run --dry-run --------------------------------------------------------------------------
+
+
+def _read_only_ledger(config: Config) -> Any:
+    """The ledger opened read-only, never created nor migrated: a SQLite file that does not
+    exist yet reads as empty (and stays absent), as before a first run."""
+    from poller.ops.plan import EmptyLedger
+
+    if missing_sqlite_file(config.ledger.url) is not None or config.ledger.url in (
+        "sqlite://", "sqlite:///:memory:"
+    ):
+        return EmptyLedger()
+    return open_for_reading(config)
+
+
+def dry_run_plan(config: Config) -> Plan:
+    """Poll, read the ledger, print what the next cycle would do per redemption id."""
+    from poller.app import influitive_client
+    from poller.ops.plan import Planner
+
+    now = datetime.now(UTC)
+    planner = Planner(
+        rules=config.rules(), vendors=frozenset(config.vendors),
+        unmapped=config.fulfillment.unmapped_reward,
+        unmapped_reason=config.fulfillment.templates().unmapped_reason,
+        spend=config.fulfillment.spend_policy(),
+    )
+    ledger = _read_only_ledger(config)
+    try:
+        # The plan's requests count in the request budget like the worker's: a dry run
+        # beside a running daemon must not get the address blocked by Influitive's firewall.
+        source = influitive_client(config, budget=check_budget(config, ledger))
+        try:
+            poll = source.poll()
+        finally:
+            source.close()
+
+        def each(items: Iterable[Any]) -> Iterator[Any]:
+            with progress(list(items), "planning") as bar:
+                yield from bar
+
+        plan = planner.plan(poll, ledger, now, each=each)
+    finally:
+        if hasattr(ledger, "close"):
+            ledger.close()
+    print_plan(plan)
+    return plan
+
+
+def print_plan(plan: Plan) -> None:
+    rows = [[s.redemption_id, s.state.value if s.state else "-", s.action, s.detail]
+            for s in plan.steps]
+    if rows:
+        click.echo(table(["redemption", "ledger", "would", "detail"], rows))
+        click.echo()
+    spend = ", ".join(f"{amount} {currency}" for currency, amount in sorted(plan.spend().items()))
+    counts = ", ".join(
+        f"{n} {label}" for label, n in (
+            ("to order" + (f" ({spend})" if spend else ""), plan.count("order")),
+            ("to hold", plan.count("hold")), ("to refuse", plan.count("refuse")),
+            ("to fulfil", plan.count("fulfill")), ("to close", plan.count("close")),
+            ("to look up", plan.count("reconcile") + plan.count("recheck")),
+            ("waiting", plan.count("wait")),
+        ) if n
+    ) or "nothing to do"
+    complete = "" if plan.complete else " (incomplete: nothing is closed for being absent)"
+    click.echo(f"dry run: polled {plan.seen} outstanding{complete}; {counts}. "
+               "Nothing was recorded, ordered or decided.")
+
+
+# --- demo -------------------------------------------------------------------------------
+
+
+@click.command("demo")
+@click.option("--keep", is_flag=True,
+              help="Keep the demo's config and SQLite ledger; print commands that use them.")
+@click.pass_context
+@handled
+def demo(ctx: click.Context, keep: bool) -> None:
+    """Run the worker against local stand-ins for Influitive, Tremendous, Tango Card,
+    Giftbit, an HTTP vendor and manual fulfilment."""
+    from poller.demo import run_demo
+
+    parent = ctx.parent
+    if parent is not None and parent.get_parameter_source("log_level") is (
+        click.core.ParameterSource.DEFAULT
+    ):
+        # The demo's table tells the story; logs only for what went wrong, unless asked.
+        logs.configure(cast(logs.LogFormat, parent.params["log_format"]), "warning")
+
+    sys.exit(run_demo(keep=keep))
