@@ -210,7 +210,7 @@ class App:
             self.recorder.write_textfile(self._textfile)
         except Exception as exc:
             # The run's own work is done and recorded; the metrics are not: say so loudly.
-            log.error("metrics textfile not written", path=self._textfile,
+            log.error("metrics.textfile.failed", path=self._textfile,
                       error=f"{type(exc).__name__}: {exc}")
 
     def __enter__(self) -> App:

@@ -21,10 +21,9 @@ class InfluenceioDecisions:
     is logged for a person (the ledger shows it as refused with the reason)."""
 
     def fulfill(self, redemption_id: str, message: str) -> None:
-        log.info("influenceio: delivered by the vendor; nothing to tell Influence.io",
+        log.info("influenceio.decision.skipped",
                  redemption_id=redemption_id, source=SOURCE)
 
     def refuse(self, redemption_id: str, message: str) -> None:
-        log.warning("influenceio: refused; Influence.io has no refusal endpoint, refund the "
-                    "customer's points by hand if needed", redemption_id=redemption_id,
-                    source=SOURCE)
+        log.warning("influenceio.refusal.manual", redemption_id=redemption_id, source=SOURCE,
+                    action="refund the customer's points by hand in Influence.io if needed")

@@ -102,7 +102,7 @@ class InfluenceioRefunds:
         self._points.close()
 
     def fulfill(self, redemption_id: str, message: str) -> None:
-        log.info("influenceio: delivered by the vendor; nothing to tell Influence.io",
+        log.info("influenceio.decision.skipped",
                  redemption_id=redemption_id, source=SOURCE)
 
     def refuse(self, redemption_id: str, message: str) -> None:
@@ -115,13 +115,13 @@ class InfluenceioRefunds:
                            reason_template=self._reason_template)
         if isinstance(plan, str):
             # Nothing the API can do; as without a key: a person refunds by hand.
-            log.warning("influenceio: refused; the points cannot be refunded through the API, "
-                        "refund them by hand", redemption_id=redemption_id, reason=plan)
+            log.warning("influenceio.refund.manual", redemption_id=redemption_id, reason=plan,
+                        action="refund the points by hand in Influence.io")
             return
         key = MARKER_PREFIX + redemption_id
         marker = self._marker(key)
         if marker == DONE:
-            log.info("influenceio: refund already made", redemption_id=redemption_id)
+            log.info("influenceio.refund.already_made", redemption_id=redemption_id)
             return
         if marker == SENDING:
             # An earlier award's outcome is unknown: find it before any repeat.
@@ -134,7 +134,7 @@ class InfluenceioRefunds:
                 )
             if found:
                 self._set(key, DONE, plan)
-                log.info("influenceio: earlier refund found in the points history",
+                log.info("influenceio.refund.found",
                          redemption_id=redemption_id)
                 return
         elif entry.state is State.REFUSING:
@@ -147,15 +147,15 @@ class InfluenceioRefunds:
         answer = self._points.award(plan.customer_id, plan.points, plan.reason)
         if answer.outcome is Outcome.APPLIED:
             self._set(key, DONE, plan)
-            log.info("influenceio: points refunded", redemption_id=redemption_id,
+            log.info("influenceio.refund.applied", redemption_id=redemption_id,
                      points=plan.points)
             return
         if answer.outcome is Outcome.NOT_APPLIED:
             self._clear(key)
-            log.warning("influenceio: refund not applied", redemption_id=redemption_id,
+            log.warning("influenceio.refund.not_applied", redemption_id=redemption_id,
                         error=answer.detail)
             raise SourceUnavailable(f"{plan.describe()} not applied: {answer.detail}")
-        log.warning("influenceio: refund outcome unknown; will look it up before any repeat",
+        log.warning("influenceio.refund.outcome_unknown",
                     redemption_id=redemption_id, error=answer.detail)
         raise SourceUnavailable(f"{plan.describe()}: outcome unknown ({answer.detail}); "
                                 "looked up before any repeat")

@@ -191,7 +191,7 @@ class _LedgerCollector(Collector):
                     minor_units(self._ledger.spent_since(currency, midnight), currency))
                 limit.add_metric([currency], minor_units(daily, currency))
         except Exception as exc:
-            log.warning("ledger not read for the metrics", error=type(exc).__name__)
+            log.warning("metrics.ledger.unread", error=type(exc).__name__)
             return []
         return [oldest_age, spent, limit]
 
@@ -309,7 +309,7 @@ class Recorder:
         try:
             self.observe_ledger(ledger)
         except Exception as exc:  # the start-up checks report a broken ledger, not metrics
-            log.warning("ledger not read for the metrics", error=type(exc).__name__)
+            log.warning("metrics.ledger.unread", error=type(exc).__name__)
 
     def observe_ledger(self, ledger: LedgerView) -> None:
         """Counts by state and the last successful poll, from the ledger (the poll time only

@@ -72,7 +72,7 @@ class Notifier:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
                 sock.sendto(text.encode(), self._address)
         except OSError as exc:
-            log.warning("could not notify the service manager", error=str(exc))
+            log.warning("systemd.notify.failed", error=str(exc))
             return False
         return True
 

@@ -88,7 +88,7 @@ class GuardedH11Protocol(H11Protocol):
     def _close(self, why: str) -> None:
         self._disarm_header_timer()
         if not self.transport.is_closing():
-            log.debug("closing a connection", reason=why)
+            log.debug("server.connection.closed", reason=why)
             self.transport.abort()
 
     def handle_events(self) -> None:
@@ -133,8 +133,9 @@ class AcceptErrorLog:
             self.suppressed += 1
             return
         exc = context.get("exception")
-        log.warning("the listener cannot accept connections (out of file descriptors or "
-                    "memory); new connections wait in the backlog",
+        log.warning("server.accept.failed",
+                    action="out of file descriptors or memory: new connections wait in the "
+                           "backlog",
                     error=f"{type(exc).__name__}: {exc}" if exc else message,
                     repeated=self.suppressed)
         self._last = now

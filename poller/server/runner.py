@@ -117,7 +117,7 @@ class HttpServer:
                 self._sock.close()
                 raise ListenError(f"the HTTP listener did not start on {self.url}")
             time.sleep(0.01)
-        log.info("listening", url=self.url, routes="/healthz /metrics")
+        log.info("server.listening", url=self.url, routes="/healthz /metrics")
         return self.url
 
     def stop(self) -> None:

@@ -300,7 +300,7 @@ class GiftbitState(Faults):
                      "message": "The campaign was created"} if funded or held else
                     {"code": FUNDS_REQUIRED, "name": "Campaign created, funds required",
                      "message": "The campaign was created and will be sent once funded"})
-            log.debug("standin_campaign_created", id=ident, status=campaign["status"])
+            log.debug("standin.campaign.created", id=ident, status=campaign["status"])
             return 200, {"campaign": answer, "info": info, "status": 200}, "created"
 
 

@@ -170,7 +170,7 @@ class ReceiverState(Faults):
                 local, _, domain = email.partition("@")
                 entry.update(status="accepted", message=f"sent by email to {local[:1]}***@{domain}")
             self.orders[key] = entry
-            log.debug("standin_hook_order", key=key, status=entry["status"])
+            log.debug("standin.hook.order", key=key, status=entry["status"])
             return 200, self._answer(entry), "created"
 
 

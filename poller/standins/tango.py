@@ -304,7 +304,7 @@ class TangoState(Faults):
             self.orders[order["referenceOrderID"]] = order
             if isinstance(external_id, str):
                 self._by_external[external_id.lower()] = order["referenceOrderID"]
-            log.debug("standin_order_created", order_id=order["referenceOrderID"])
+            log.debug("standin.order.created", order_id=order["referenceOrderID"])
             return 201, copy.deepcopy(order), True
 
 

@@ -228,7 +228,7 @@ class TremendousState(Faults):
             self.orders[order["id"]] = order
             if isinstance(external_id, str):
                 self._by_external[external_id] = order["id"]
-            log.debug("standin_order_created", order_id=order["id"], external_id=external_id)
+            log.debug("standin.order.created", order_id=order["id"], external_id=external_id)
             if self.background_left > 0:
                 self.background_left -= 1
                 return 202, {"order": _copy(order)}, True

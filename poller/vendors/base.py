@@ -110,12 +110,13 @@ def call(
     except httpx.TransportError as exc:
         errors = [*attempt_errors, exc]
         if creates and not all(nothing_was_sent(e) for e in errors):
-            log.warning("vendor_outcome_unknown", vendor=vendor, call=where, error=explain(exc))
+            log.warning("vendor.call.outcome_unknown", vendor=vendor, call=where,
+                        error=explain(exc))
             raise UnknownOutcome(
                 f"{label} {where}: no answer ({explain(exc)}); the {thing} may exist",
                 vendor=vendor,
             ) from None
-        log.warning("vendor_unreachable", vendor=vendor, call=where, error=explain(exc))
+        log.warning("vendor.call.unreachable", vendor=vendor, call=where, error=explain(exc))
         raise TransientVendorError(
             f"{label} {where}: could not reach {reach} ({explain(exc)})", vendor=vendor,
         ) from None

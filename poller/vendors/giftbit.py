@@ -195,7 +195,7 @@ class GiftbitVendor:
             data = json_or_none(response)
             campaign = _campaign_of(data)
             if campaign is None:
-                log.warning("vendor_outcome_unknown", vendor=NAME, call="POST /campaign",
+                log.warning("vendor.call.outcome_unknown", vendor=NAME, call="POST /campaign",
                             http_status=status, error="200 without a campaign")
                 raise UnknownOutcome(
                     "Giftbit answered HTTP 200 to POST /campaign with a body that is not a "
@@ -208,7 +208,7 @@ class GiftbitVendor:
                 )
             result = self._result(campaign, _info_code(data), ident,
                                   fallback_email=request.recipient_email)
-            log.info("vendor_order_placed", vendor=NAME, key=request.idempotency_key,
+            log.info("vendor.order.placed", vendor=NAME, key=request.idempotency_key,
                      order_id=result.vendor_order_id, status=result.status.value,
                      http_status=status)
             return result
@@ -221,7 +221,7 @@ class GiftbitVendor:
             # We have used this id before: the campaign is ours (ids derive from our key).
             found = self.lookup(request.idempotency_key)
             if found is not None:
-                log.info("vendor_order_repeat", vendor=NAME, key=request.idempotency_key,
+                log.info("vendor.order.repeat", vendor=NAME, key=request.idempotency_key,
                          order_id=found.vendor_order_id, status=found.status.value)
                 return found
             raise OperatorFacingError(
@@ -416,7 +416,7 @@ class GiftbitVendor:
                 f"Giftbit answered HTTP {status} to {what}, which this adapter cannot act on"
                 f"{suffix}", vendor=NAME, status=status,
             )
-        log.warning("vendor_error", vendor=NAME, call=what, http_status=status,
+        log.warning("vendor.call.failed", vendor=NAME, call=what, http_status=status,
                     error_class=type(error).__name__, code=code[:60] or None)
         raise error
 
@@ -442,7 +442,7 @@ class GiftbitVendor:
         if status_text == AWAITING_FUNDS or info_code in (FUNDS_REQUIRED, FUNDS_PENDING):
             # The operator's problem, not the advocate's: the campaign exists and Giftbit
             # sends it by itself once the balance covers it. Re-checked on later cycles.
-            log.warning("vendor_awaiting_funds", vendor=NAME, order_id=order_id,
+            log.warning("vendor.order.awaiting_funds", vendor=NAME, order_id=order_id,
                         info=info_code)
             waiting = ("a payment has not cleared yet" if info_code == FUNDS_PENDING
                        else "the Giftbit balance needs a top-up")
@@ -454,7 +454,7 @@ class GiftbitVendor:
         if status_text == CAMPAIGN_CREATED:
             return self._gifts_result(ident, order_id, detail, email)
         if status_text != API_CREATING:
-            log.warning("vendor_unknown_status", vendor=NAME, order_id=order_id,
+            log.warning("vendor.order.unknown_status", vendor=NAME, order_id=order_id,
                         status=status_text[:40] or None)
         return OrderResult(vendor_order_id=order_id, status=OrderStatus.PENDING,
                            delivery="being created at Giftbit", detail=detail)
@@ -489,7 +489,7 @@ class GiftbitVendor:
             why = {"UNDELIVERABLE": "the address does not exist",
                    "COMPLAINT": "the recipient marked Giftbit's e-mail as spam",
                    "UNSUBSCRIBED": "the recipient unsubscribed from Giftbit's e-mails"}[bad]
-            log.error("vendor_undeliverable", vendor=NAME, order_id=order_id, delivery=bad)
+            log.error("vendor.delivery.failed", vendor=NAME, order_id=order_id, delivery=bad)
             return OrderResult(
                 vendor_order_id=order_id, status=OrderStatus.NEEDS_PERSON,
                 delivery="not delivered",
@@ -505,7 +505,7 @@ class GiftbitVendor:
                                delivery=delivery, detail=detail)
         unknown = [s for s in states if s not in NOT_YET]
         if unknown:
-            log.warning("vendor_unknown_status", vendor=NAME, order_id=order_id,
+            log.warning("vendor.order.unknown_status", vendor=NAME, order_id=order_id,
                         delivery=unknown[0][:40])
         return OrderResult(vendor_order_id=order_id, status=OrderStatus.PENDING,
                            delivery="being sent by Giftbit", detail=detail)

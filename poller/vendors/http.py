@@ -325,7 +325,7 @@ class HttpVendor:
             why = type(exc).__name__
             if isinstance(exc, OSError) and exc.strerror:
                 why += f": {exc.strerror}"
-            log.warning("vendor_unreachable", vendor=NAME, call="check", origin=self.host,
+            log.warning("vendor.call.unreachable", vendor=NAME, call="check", origin=self.host,
                         error=why)
             return f"http vendor: could not reach {self.host} ({why})"
 
@@ -361,7 +361,7 @@ class HttpVendor:
             self._raise_for(response, what)
         answer = _answer_of(response)
         if answer is None:
-            log.warning("vendor_unreadable_answer", vendor=NAME, call=what, http_status=status)
+            log.warning("vendor.call.unreadable", vendor=NAME, call=what, http_status=status)
             raise OperatorFacingError(
                 f"{self.host} answered HTTP {status} with a body that is not the documented "
                 'answer ({"status": "accepted"|"pending"|"refused", ...}); it may have taken '
@@ -377,7 +377,7 @@ class HttpVendor:
             with self._lock:  # final: the ledger keeps it; a daemon's memory need not
                 self._sent.pop(key, None)
         if state == "refused":
-            log.warning("vendor_refused", vendor=NAME, key=key, order_id=order_id)
+            log.warning("vendor.order.refused", vendor=NAME, key=key, order_id=order_id)
             raise AdvocateFacingError(
                 f"{self.host} refused the order{': ' + message if message else ''}",
                 vendor=NAME, status=status, advocate_message=message or PRODUCT_UNAVAILABLE,
@@ -385,12 +385,12 @@ class HttpVendor:
         # The advocate's delivery text is the receiver's message or a plain word: never
         # our URL (it may be a secret) nor its host.
         if state == "pending":
-            log.info("vendor_order_pending", vendor=NAME, key=key, order_id=order_id)
+            log.info("vendor.order.pending", vendor=NAME, key=key, order_id=order_id)
             return OrderResult(vendor_order_id=order_id, status=OrderStatus.PENDING,
                                delivery=message or "being prepared",
                                detail=f"pending at {self.host}"
                                       + (f": {message}" if message else ""))
-        log.info("vendor_order_placed", vendor=NAME, key=key, order_id=order_id,
+        log.info("vendor.order.placed", vendor=NAME, key=key, order_id=order_id,
                  status="complete", http_status=status)
         return OrderResult(vendor_order_id=order_id, status=OrderStatus.COMPLETE,
                            delivery=message or "sent",
@@ -428,7 +428,7 @@ class HttpVendor:
                 f"{self.host} answered HTTP {status} to {what}{suffix}", vendor=NAME,
                 status=status,
             )
-        log.warning("vendor_error", vendor=NAME, call=what, http_status=status,
+        log.warning("vendor.call.failed", vendor=NAME, call=what, http_status=status,
                     error_class=type(error).__name__)
         raise error
 

@@ -280,7 +280,7 @@ class TangoVendor:
             if response.status_code != 409 or IN_PROCESS_KEY not in _keys_of(response):
                 break
             # Still being processed: the identical request again after >= 2 s.
-            log.info("vendor_order_in_process", vendor=NAME, key=key)
+            log.info("vendor.order.in_process", vendor=NAME, key=key)
             self._sleep(IN_PROCESS_WAIT)
             response = self._call("POST", "orders", creates=True, json=body)
         status = response.status_code
@@ -294,7 +294,7 @@ class TangoVendor:
                 )
             found = self.lookup(key)
             if found is not None:
-                log.info("vendor_order_repeat", vendor=NAME, key=key,
+                log.info("vendor.order.repeat", vendor=NAME, key=key,
                          order_id=found.vendor_order_id, http_status=status)
                 return found
             raise TransientVendorError(
@@ -305,7 +305,7 @@ class TangoVendor:
         if 200 <= status < 300:
             order = _order_of(json_or_none(response))
             if order is None:
-                log.warning("vendor_outcome_unknown", vendor=NAME, call="POST /orders",
+                log.warning("vendor.call.outcome_unknown", vendor=NAME, call="POST /orders",
                             http_status=status, error="2xx without an order")
                 raise UnknownOutcome(
                     f"Tango Card answered HTTP {status} to POST /orders with a body that is not "
@@ -319,7 +319,7 @@ class TangoVendor:
                     "externalRefID", vendor=NAME, status=status,
                 )
             result = self._result(order, fallback_email=request.recipient_email)
-            log.info("vendor_order_placed", vendor=NAME, key=key,
+            log.info("vendor.order.placed", vendor=NAME, key=key,
                      order_id=result.vendor_order_id, status=result.status.value,
                      http_status=status)
             return result
@@ -354,7 +354,7 @@ class TangoVendor:
                 vendor=NAME, status=status,
             )
         if len(mine) > 1:
-            log.warning("vendor_duplicate_orders", vendor=NAME, key=idempotency_key,
+            log.warning("vendor.order.duplicates", vendor=NAME, key=idempotency_key,
                         count=len(mine))
         return self._result(mine[0], fallback_email=None)
 
@@ -427,7 +427,7 @@ class TangoVendor:
                 f"Tango Card answered HTTP {response.status_code} to GET /catalogs without a "
                 "catalog", vendor=NAME, status=response.status_code,
             )
-        log.info("vendor_catalog_fetched", vendor=NAME, items=len(items))
+        log.info("vendor.catalog.fetched", vendor=NAME, items=len(items))
         self._catalog = (now, items)
         if self._cache is not None:
             value = json.dumps({"fetched_at": now.isoformat(), "items": items})
@@ -549,7 +549,7 @@ class TangoVendor:
                 f"Tango Card answered HTTP {status} to {what}, which this adapter does not "
                 f"expect{suffix}", vendor=NAME, status=status,
             )
-        log.warning("vendor_error", vendor=NAME, call=what, http_status=status,
+        log.warning("vendor.call.failed", vendor=NAME, call=what, http_status=status,
                     error_class=type(error).__name__, keys=",".join(keys)[:80] or None)
         raise error
 
@@ -613,7 +613,7 @@ class TangoVendor:
         status_text = raw_status.upper() if isinstance(raw_status, str) else ""
         status = _ORDER_STATUS.get(status_text)
         if status is None:
-            log.warning("vendor_unknown_status", vendor=NAME,
+            log.warning("vendor.order.unknown_status", vendor=NAME,
                         order_id=str(order.get("referenceOrderID"))[:40],
                         status=str(raw_status)[:40])
             status = OrderStatus.PENDING

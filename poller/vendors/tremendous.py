@@ -177,7 +177,7 @@ class TremendousVendor:
             # in some way, so the order is found by it rather than guessed at.
             found = self.lookup(request.idempotency_key)
             if found is not None:
-                log.info("vendor_order_repeat", vendor=NAME, key=request.idempotency_key,
+                log.info("vendor.order.repeat", vendor=NAME, key=request.idempotency_key,
                          order_id=found.vendor_order_id, http_status=status)
                 return found
             raise TransientVendorError(
@@ -187,7 +187,7 @@ class TremendousVendor:
         if status == 202:
             # Accepted, created in the background: look it up by external_id later.
             order = _order_of(response)
-            log.info("vendor_order_accepted", vendor=NAME, key=request.idempotency_key,
+            log.info("vendor.order.accepted", vendor=NAME, key=request.idempotency_key,
                      http_status=status)
             return OrderResult(
                 vendor_order_id=str(order["id"]) if order else request.idempotency_key,
@@ -198,7 +198,7 @@ class TremendousVendor:
         if 200 <= status < 300:
             order = _order_of(response)
             if order is None:
-                log.warning("vendor_outcome_unknown", vendor=NAME, call="POST /orders",
+                log.warning("vendor.call.outcome_unknown", vendor=NAME, call="POST /orders",
                             http_status=status, error="2xx without an order")
                 raise UnknownOutcome(
                     f"Tremendous answered HTTP {status} to POST /orders with a body that is "
@@ -214,7 +214,7 @@ class TremendousVendor:
                 )
             result = self._result(order, fallback_email=request.recipient_email)
             log.info(
-                "vendor_order_repeat" if status == 201 else "vendor_order_placed",
+                "vendor.order.repeat" if status == 201 else "vendor.order.placed",
                 vendor=NAME, key=request.idempotency_key,
                 order_id=result.vendor_order_id, status=result.status.value, http_status=status,
             )
@@ -402,7 +402,7 @@ class TremendousVendor:
                 vendor=NAME, status=status,
             )
         log.warning(
-            "vendor_error", vendor=NAME, call=what, http_status=status,
+            "vendor.call.failed", vendor=NAME, call=what, http_status=status,
             error_class=type(error).__name__,
         )
         raise error
@@ -467,7 +467,7 @@ class TremendousVendor:
         status_text = raw_status.upper() if isinstance(raw_status, str) else ""
         status = _ORDER_STATUS.get(status_text)
         if status is None:
-            log.warning("vendor_unknown_status", vendor=NAME, order_id=order.get("id"),
+            log.warning("vendor.order.unknown_status", vendor=NAME, order_id=order.get("id"),
                         status=str(raw_status)[:40])
             status = OrderStatus.PENDING
         reward = _first_reward(order)
@@ -492,7 +492,7 @@ class TremendousVendor:
         if status is OrderStatus.COMPLETE and delivery_status == "FAILED":
             # EXECUTED, but the e-mail bounced: the advocate has nothing. Never fulfil.
             where = mask_email(email) if email else "the recipient's address"
-            log.error("vendor_delivery_failed", vendor=NAME, order_id=str(order["id"]))
+            log.error("vendor.delivery.failed", vendor=NAME, order_id=str(order["id"]))
             status = OrderStatus.NEEDS_PERSON
             text = "not delivered"
             detail = (f"{detail}: the reward bounced, Tremendous could not deliver it to "
@@ -502,7 +502,7 @@ class TremendousVendor:
             status = OrderStatus.PENDING  # on its way: re-checked like a pending order
         elif status is OrderStatus.COMPLETE and delivery_status not in ("", "SUCCEEDED") \
                 and method == "EMAIL":
-            log.warning("vendor_unknown_status", vendor=NAME, order_id=str(order["id"]),
+            log.warning("vendor.order.unknown_status", vendor=NAME, order_id=str(order["id"]),
                         delivery=delivery_status[:40])
             status = OrderStatus.PENDING
         return OrderResult(

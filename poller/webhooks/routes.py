@@ -52,7 +52,7 @@ def influitive_route(
 ) -> Route:
     async def receive(request: Request) -> Response:
         if not _authorized(request, secret):
-            log.warning("influitive webhook refused: bad secret")
+            log.warning("webhook.influitive.unauthorized")
             return _unauthorized()
         # The body is not used (the poll is the truth), but it is read against the same
         # cap and deadline so a huge or trickling body cannot hold the connection.
@@ -60,13 +60,13 @@ def influitive_route(
             await read_body(request, max_bytes=max_body, timeout=body_timeout,
                             key=MAX_BODY_KEY)
         except BodyTooLarge as exc:
-            log.warning("influitive webhook refused: body too large", reason=str(exc))
+            log.warning("webhook.influitive.too_large", reason=str(exc))
             return JSONResponse({"error": str(exc)}, status_code=413)
         except BodyTooSlow as exc:
-            log.warning("influitive webhook refused: body too slow", reason=str(exc))
+            log.warning("webhook.influitive.too_slow", reason=str(exc))
             return JSONResponse({"error": str(exc)}, status_code=408)
         nudge()
-        log.info("influitive webhook: cycle requested")
+        log.info("webhook.influitive.nudged")
         return JSONResponse({"status": "accepted", "action": "cycle requested"},
                             status_code=202)
 
@@ -87,7 +87,7 @@ def influenceio_route(
 ) -> Route:
     async def receive(request: Request) -> Response:
         if not _authorized(request, secret):
-            log.warning("influenceio webhook refused: bad secret")
+            log.warning("webhook.influenceio.unauthorized")
             return _unauthorized()
         topic = request.headers.get("X-Webhook-Topic", "")
         webhook_id = request.headers.get("X-Webhook-Id", "").strip()
@@ -95,7 +95,7 @@ def influenceio_route(
             # A 4xx the sender sees (and shows in its delivery log): this URL was set up
             # for one topic; a 2xx would hide a misconfigured subscription for ever.
             shown = "".join(c for c in topic[:64] if c.isprintable())
-            log.warning("influenceio webhook refused: missing or unsupported topic",
+            log.warning("webhook.influenceio.bad_topic",
                         topic=shown or None, webhook_id=webhook_id[:64] or None)
             return JSONResponse(
                 {"error": f"X-Webhook-Topic must be {REDEEMED_TOPIC!r}; got "
@@ -106,10 +106,10 @@ def influenceio_route(
             raw = await read_body(request, max_bytes=max_body, timeout=body_timeout,
                                   key=MAX_BODY_KEY)
         except BodyTooLarge as exc:
-            log.warning("influenceio webhook refused: body too large", reason=str(exc))
+            log.warning("webhook.influenceio.too_large", reason=str(exc))
             return JSONResponse({"error": str(exc)}, status_code=413)
         except BodyTooSlow as exc:
-            log.warning("influenceio webhook refused: body too slow", reason=str(exc))
+            log.warning("webhook.influenceio.too_slow", reason=str(exc))
             return JSONResponse({"error": str(exc)}, status_code=408)
         try:
             body: Any = json.loads(raw)
@@ -118,7 +118,7 @@ def influenceio_route(
         try:
             redemption = parse_redeemed(body)
         except BadEvent as exc:
-            log.warning("influenceio webhook rejected", reason=str(exc))
+            log.warning("webhook.influenceio.rejected", reason=str(exc))
             return JSONResponse({"error": str(exc)}, status_code=422)
         now = clock()
         # A delivery is the pair (webhook id, event id): a sender that reuses a webhook id
@@ -127,7 +127,7 @@ def influenceio_route(
         seen_key = (f"webhook:{SOURCE}:{webhook_id}:{redemption.id}" if webhook_id
                     else None)
         if seen_key and await run_in_threadpool(ledger.cache_get, seen_key, now) is not None:
-            log.info("influenceio webhook: delivered again, already stored",
+            log.info("webhook.influenceio.duplicate",
                      redemption_id=redemption.id, source=SOURCE)
             return JSONResponse({"status": "duplicate", "id": redemption.id})
         # Stored durably before the 2xx: if this fails, the sender retries.
@@ -136,7 +136,7 @@ def influenceio_route(
         new = await run_in_threadpool(ledger.record, 0, [redemption], now)
         if seen_key:
             await run_in_threadpool(ledger.cache_put, seen_key, redemption.id, now + SEEN_FOR)
-        log.info("influenceio webhook stored", redemption_id=redemption.id, source=SOURCE,
+        log.info("webhook.influenceio.stored", redemption_id=redemption.id, source=SOURCE,
                  new=bool(new))
         if new:
             nudge()

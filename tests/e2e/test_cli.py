@@ -37,7 +37,7 @@ def test_run_once_fulfils_then_does_nothing(standins: Standins) -> None:
     # Every log line is JSON on stderr and names its redemption when it is about one.
     lines = [json.loads(line) for line in first.stderr.splitlines() if line.startswith("{")]
     about = [ln for ln in lines
-             if "vendor_order_id" in ln and ln.get("event") != "vendor_order_placed"]
+             if "vendor_order_id" in ln and ln.get("event") != "vendor.order.placed"]
     assert about and all("redemption_id" in ln for ln in about)
     assert first.stdout.startswith("run: polled 3 outstanding redemptions (3 new)")
 

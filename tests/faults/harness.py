@@ -78,6 +78,8 @@ CYCLE_EVENTS = frozenset({
     "scheduler.run.skipped", "service.counts.failed", "alert.delivery.failed", "cycle.problem",
     "alert.state.unsaved", "alert.failed", "library.message",
     "config.file.readable_by_others", "service.webhooks.no_listener",
+    "systemd.notify.failed", "metrics.ledger.unread", "metrics.textfile.failed",
+    "server.accept.failed",
 })
 
 

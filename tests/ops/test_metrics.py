@@ -295,7 +295,7 @@ def test_a_textfile_that_cannot_be_written_is_logged_not_hidden(standins: Standi
     standins.seed(1)
     config = standins.config(extra=f'\n[metrics]\ntextfile = "{textfile}"\n')
     result = run_cli("run", "--run-once", config=config)
-    assert "metrics textfile not written" in result.stderr + result.stdout
+    assert "metrics.textfile.failed" in result.stderr + result.stdout
     assert str(textfile) in result.stderr + result.stdout
 
 

@@ -95,7 +95,7 @@ def test_standin_errors_are_clean(
     for error in errors:
         _assert_clean(_rendered(error), standin.api_key, "tk_wrong_but_secret_999")
     _assert_clean(repr(logs), standin.api_key, "tk_wrong_but_secret_999")
-    assert any(e["event"] == "vendor_order_placed" for e in logs)
+    assert any(e["event"] == "vendor.order.placed" for e in logs)
 
 
 KEY = "tk_mock_secret_key_0123456789"
