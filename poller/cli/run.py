@@ -152,9 +152,10 @@ def dry_run_plan(config: Config) -> Plan:
     )
     ledger = _read_only_ledger(config)
     try:
-        # The plan's requests count in the request budget like the worker's: a dry run
-        # beside a running daemon must not get the address blocked by Influitive's firewall.
-        source = influitive_client(config, budget=check_budget(config, ledger))
+        # A budget of its own: the dry run writes nothing, not even the shared request log
+        # (it reads a ledger on a read-only mount too). Its few list requests are not
+        # counted by the workers; the budget's margin under the firewall's limit covers them.
+        source = influitive_client(config, budget=check_budget(config, None))
         try:
             poll = source.poll()
         finally:

@@ -15,6 +15,7 @@ import getpass
 import json
 import os
 import pty
+import re
 import select
 import shutil
 import signal
@@ -339,7 +340,7 @@ def test_status_and_dry_run_read_a_ledger_on_a_read_only_mount(standins: Standin
     result = subprocess.run(["unshare", "-rm", "sh", "-c", inner], capture_output=True,
                             text=True, timeout=60, env=cli_env())
     assert result.returncode == 0, result.stderr
-    assert "fulfilled        1" in result.stdout
+    assert re.search(r"^fulfilled +1$", result.stdout, re.M), result.stdout
     assert "dry run: polled 1 outstanding; 1 to order" in result.stdout
 
 
@@ -401,7 +402,7 @@ def test_operator_commands_record_who_and_the_message(standins: Standins) -> Non
     assert run_cli("ledger", "retry", "2", config=config).returncode == 0
     events = json.loads(run_cli("ledger", "show", "2", "--json", config=config).stdout)["events"]
     assert events[-1]["actor"] == getpass.getuser()
-    assert events[-1]["detail"] == "released by an operator (ledger retry)"
+    assert events[-1]["detail"].startswith("released by an operator (ledger retry)")
 
 
 # --- CSV ------------------------------------------------------------------------------------
