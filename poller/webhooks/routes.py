@@ -56,21 +56,31 @@ def influitive_route(
             return _unauthorized()
         # The body is not used (the poll is the truth), but it is read against the same
         # cap and deadline so a huge or trickling body cannot hold the connection.
-        try:
-            await read_body(request, max_bytes=max_body, timeout=body_timeout,
-                            key=MAX_BODY_KEY)
-        except BodyTooLarge as exc:
-            log.warning("webhook.influitive.too_large", reason=str(exc))
-            return JSONResponse({"error": str(exc)}, status_code=413)
-        except BodyTooSlow as exc:
-            log.warning("webhook.influitive.too_slow", reason=str(exc))
-            return JSONResponse({"error": str(exc)}, status_code=408)
+        read = await _bounded_body(request, "influitive", max_body, body_timeout)
+        if isinstance(read, Response):
+            return read
         nudge()
         log.info("webhook.influitive.nudged")
         return JSONResponse({"status": "accepted", "action": "cycle requested"},
                             status_code=202)
 
     return Route(INFLUITIVE_PATH, receive, methods=["POST"])
+
+
+async def _bounded_body(
+    request: Request, receiver: str, max_body: int, body_timeout: float
+) -> bytes | Response:
+    """The body, read incrementally against the size cap and the deadline; or the 413/408
+    answer (logged as a warning) when it is too large or too slow."""
+    try:
+        return await read_body(request, max_bytes=max_body, timeout=body_timeout,
+                               key=MAX_BODY_KEY)
+    except BodyTooLarge as exc:
+        log.warning(f"webhook.{receiver}.too_large", reason=str(exc))
+        return JSONResponse({"error": str(exc)}, status_code=413)
+    except BodyTooSlow as exc:
+        log.warning(f"webhook.{receiver}.too_slow", reason=str(exc))
+        return JSONResponse({"error": str(exc)}, status_code=408)
 
 
 def _topic_matches(topic: str) -> bool:
@@ -102,15 +112,9 @@ def influenceio_route(
                           f"{shown!r}" if shown else
                           f"X-Webhook-Topic header is missing; expected {REDEEMED_TOPIC!r}"},
                 status_code=400)
-        try:
-            raw = await read_body(request, max_bytes=max_body, timeout=body_timeout,
-                                  key=MAX_BODY_KEY)
-        except BodyTooLarge as exc:
-            log.warning("webhook.influenceio.too_large", reason=str(exc))
-            return JSONResponse({"error": str(exc)}, status_code=413)
-        except BodyTooSlow as exc:
-            log.warning("webhook.influenceio.too_slow", reason=str(exc))
-            return JSONResponse({"error": str(exc)}, status_code=408)
+        raw = await _bounded_body(request, "influenceio", max_body, body_timeout)
+        if isinstance(raw, Response):
+            return raw
         try:
             body: Any = json.loads(raw)
         except ValueError:
