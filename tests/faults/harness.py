@@ -512,9 +512,11 @@ currency = "USD"
         3. the ledger never says fulfilled/refused unless Influitive has the decision;
         4. a vendor order id in the ledger is the vendor's order for that redemption's key.
 
-        3. holds even when Influitive answers decisions with a firewall challenge (a 2xx that
-        applies nothing): the client reads it as blocked, never as done.
-        ``answers_trusted=False`` leaves 3. out, for a client that could be fooled.
+        ``answers_trusted=False`` leaves 3. out for a run where the list comes back empty at
+        random: a decision answered "perhaps decided" and then missing from two glitched
+        complete polls in a row is confirmed, as designed, until the next poll lists it
+        again and reopens it. The end-of-run check (``violations``) still demands 3. (A
+        firewall challenge alone never breaks 3.: the client reads it as blocked.)
         """
         entries = self.entries() if entries is None else entries
         by_key = {e.idempotency_key: e for e in entries.values() if e.idempotency_key}

@@ -90,7 +90,7 @@ def one_trial(stage: Stage, rng: random.Random, base: int,
         code = proc.kill()
         done.append(f"{' '.join(args)} {how} {fault or 'no fault'}: exit {code}")
         problems += [f"after round {n + 1}: {v}"
-                     for v in stage.crash_violations()]
+                     for v in stage.crash_violations(answers_trusted=not ambiguous)]
         stage.wait_lease()
     stage.tremendous.clear_faults()
     runs = stage.settle(config, max_runs=40 if ambiguous else 12)
