@@ -134,8 +134,8 @@ def ledger_path(ledgers: Ledgers, reps: int = 5, n: int = 100) -> Figure:
             (f"{backend}: ledger time per redemption (median of {reps} rounds of {n})",
              f"{res['seconds'] * ms:.2f} ms"),
             (f"{backend}: server statements per redemption",
-             f"{res['statements']:.1f} ({res['own_statements']:.1f} in claim, 3 transitions "
-             f"and release; {res['paged_statements']:.2f} as the share of record and due)"),
+             f"{res['statements']:.1f} ({res['own_statements']:.1f} in the 3 guarded moves; "
+             f"{res['paged_statements']:.2f} as the share of record and due)"),
             (f"{backend}: ... by kind",
              ", ".join(f"{k} {v:.2f}" for k, v in sorted(kinds.items(), key=lambda x: -x[1]))),
             (f"{backend}: commits per redemption",
@@ -193,9 +193,10 @@ def ledger_path(ledgers: Ledgers, reps: int = 5, n: int = 100) -> Figure:
         method=(
             f"{n} redemptions per round taken from new to fulfilled through the real "
             "`Ledger` API with the worker's calls and arguments on the happy path (`record` "
-            "and `due` per page of 25; per redemption `claim`, `transition` to ORDERING with "
-            "the idempotency key, to ORDERED with the vendor's order id and message, to "
-            "FULFILLED, `release`), on one thread, no HTTP. The peer: pgqueuer's "
+            "and `due` per page of 25; per redemption `claim_transition` to ORDERING with "
+            "the idempotency key, `transition` to ORDERED with the vendor's order id and "
+            "message, to FULFILLED with the lease given back), on one thread, no HTTP. The "
+            "peer: pgqueuer's "
             "`enqueue` (one job at a time), then per job `dequeue` (batch of one) and "
             "`log_jobs` (complete), on an autocommit psycopg connection to its own schema of "
             f"the same database. Rounds alternate ledger, pgqueuer (one by one), pgqueuer "

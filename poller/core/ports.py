@@ -251,16 +251,30 @@ class Ledger(Cache, Protocol):
         Does nothing when another owner holds the row."""
         ...
 
+    def claim_transition(
+        self, pk: int, owner: str, to_state: State, detail: str, now: datetime,
+        lease_seconds: float, changes: Changes | None = None, *, expect: State,
+        guard: SpendGuard | None = None,
+    ) -> LedgerEntry | None:
+        """``claim`` and ``transition`` in one transaction: take the lease (free, expired or
+        already ours) on a row in state ``expect`` and move it to ``to_state``. None,
+        changing nothing, when another worker holds the row, its state is no longer
+        ``expect``, or there is no such row. Counts a step in ``unfinished_steps`` as
+        ``claim`` does; raises as ``transition`` does otherwise."""
+        ...
+
     def transition(
         self, pk: int, owner: str, to_state: State, detail: str, now: datetime,
         changes: Changes | None = None, *, expect: State | None = None,
-        guard: SpendGuard | None = None, actor: str | None = None,
+        guard: SpendGuard | None = None, actor: str | None = None, release: bool = False,
     ) -> LedgerEntry:
         """Move a row we hold the lease on to ``to_state``, set ``changes`` and append an
         event, in one transaction. Raises LeaseLost if the lease is not ours (or the state
         is not ``expect``), IllegalTransition if the move is not allowed, and
         SpendLimitReached (changing nothing) if ``guard`` says the order would pass the
-        daily limit. The event records ``actor`` (default: ``owner``) as who moved it."""
+        daily limit. The event records ``actor`` (default: ``owner``) as who moved it.
+        ``release`` gives the lease back in the same transaction (as ``release`` does):
+        for the last write of a step."""
         ...
 
     def admin_transition(

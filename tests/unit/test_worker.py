@@ -98,6 +98,58 @@ def test_happy_path_orders_once_and_fulfills(rig: Rig) -> None:
     assert again.steps == 0 and sum(rig.vendor.calls.values()) == 2
 
 
+class WriteCounter(MemoryLedger):
+    """The in-memory ledger, counting the per-redemption writes (each one transaction)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[str] = []
+
+    def claim(self, *args: Any, **kw: Any) -> Any:
+        self.writes.append("claim")
+        return super().claim(*args, **kw)
+
+    def claim_transition(self, *args: Any, **kw: Any) -> Any:
+        self.writes.append("claim_transition")
+        return super().claim_transition(*args, **kw)
+
+    def transition(self, *args: Any, **kw: Any) -> Any:
+        self.writes.append("transition+release" if kw.get("release") else "transition")
+        return super().transition(*args, **kw)
+
+    def release(self, *args: Any, **kw: Any) -> None:
+        self.writes.append("release")
+        super().release(*args, **kw)
+
+    def renew(self, *args: Any, **kw: Any) -> bool:
+        self.writes.append("renew")
+        return super().renew(*args, **kw)
+
+
+def test_a_new_redemption_is_fulfilled_in_three_writes(rig: Rig) -> None:
+    rig.ledger = WriteCounter()
+    worker = rig.make()
+    rig.source.seed(redemption(1))
+    worker.run_cycle()
+    assert rig.state(1) is State.FULFILLED
+    # The key saved with the lease taken, the vendor's answer, the decision with the lease
+    # given back: the three commits the delivery guarantee needs, no more.
+    assert rig.ledger.writes == ["claim_transition", "transition", "transition+release"]
+    entry = rig.entry(1)
+    assert entry.unfinished_steps == 0
+    assert rig.ledger.claim(entry.pk, "w2", rig.clock(), 60) is not None
+
+
+def test_a_step_that_ends_waiting_still_gives_the_lease_back(rig: Rig) -> None:
+    rig.ledger = WriteCounter()
+    worker = rig.make()
+    rig.vendor.fail(TransientVendorError("503", vendor="fake", status=503))
+    rig.source.seed(redemption(1))
+    worker.run_cycle()
+    assert rig.state(1) is State.WAITING
+    assert rig.ledger.writes[-1] == "release" and rig.entry(1).unfinished_steps == 0
+
+
 def test_the_story_is_in_the_events(rig: Rig) -> None:
     rig.source.seed(redemption(1))
     rig.worker.run_cycle()
