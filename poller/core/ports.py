@@ -7,8 +7,8 @@ Each external system is one module behind one of these, with a fake beside it:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
@@ -39,6 +39,40 @@ class RedemptionSource(Protocol):
     def fulfill(self, redemption_id: str, message: str) -> None: ...
 
     def refuse(self, redemption_id: str, message: str) -> None: ...
+
+
+class PagedSource(RedemptionSource, Protocol):
+    """A source that can hand its list over page by page as it reads it (the Influitive
+    client): memory stays flat in the number outstanding and each page can be recorded
+    before the next is asked for."""
+
+    def poll_pages(self, on_page: Callable[[Sequence[Redemption]], None]) -> PollResult:
+        """Like ``poll``, but each page's redemptions go to ``on_page`` as they are read and
+        the result keeps none (``streamed`` counts them). An exception from ``on_page``
+        ends the poll and is raised."""
+        ...
+
+
+POLL_BATCH = 500
+"""Redemptions per ``on_page`` call when a source that cannot page (a fake, a test double)
+is read with ``read_pages``."""
+
+
+def read_pages(
+    source: RedemptionSource, on_page: Callable[[Sequence[Redemption]], None]
+) -> PollResult:
+    """One poll of ``source``, its redemptions handed to ``on_page`` a page at a time:
+    as read when the source can (``PagedSource``), else from its ``poll`` in batches of
+    ``POLL_BATCH``. The result keeps no redemptions; ``streamed`` counts them."""
+    paged = getattr(source, "poll_pages", None)
+    if callable(paged):
+        result: PollResult = paged(on_page)
+        return result
+    result = source.poll()
+    listed = result.redemptions
+    for start in range(0, len(listed), POLL_BATCH):
+        on_page(listed[start:start + POLL_BATCH])
+    return replace(result, redemptions=(), streamed=result.streamed + len(listed))
 
 
 class Vendor(Protocol):

@@ -54,6 +54,7 @@ from poller.core.model import (
     OrderResult,
     OrderStatus,
     PollResult,
+    Redemption,
 )
 from poller.core.parse import Unkeyable, parse_stored
 from poller.core.ports import (
@@ -65,6 +66,7 @@ from poller.core.ports import (
     SpendGuard,
     SpendLimitReached,
     Vendor,
+    read_pages,
 )
 from poller.core.routing import RewardRule
 from poller.core.states import (
@@ -288,8 +290,17 @@ class Worker:
             raise failures[0]
 
     def _poll(self, poll_id: int, report: CycleReport) -> PollResult | None:
+        """Read the outstanding list, recording each page as it arrives (a transaction per
+        page, each marking its redemptions as seen by this poll): memory stays flat in the
+        number outstanding, and a poll cut short still leaves what it read workable."""
+        new = 0
+
+        def record(page: Sequence[Redemption]) -> None:
+            nonlocal new
+            new += self.ledger.record(poll_id, page, self.clock())
+
         try:
-            poll = self.source.poll()
+            poll = read_pages(self.source, record)
         except SourceAuthError as exc:
             self.ledger.finish_poll(poll_id, self.clock(), ok=False, complete=False, seen=0,
                                     error=str(exc))
@@ -300,10 +311,10 @@ class Worker:
             log.error("poll failed; nothing new is ordered this cycle", error=str(exc))
             report.errors.append(f"poll failed: {exc}")
             return None
-        report.new = self.ledger.record(poll_id, poll.redemptions, self.clock())
+        report.new = new
         failpoint("after_record")
         self.ledger.finish_poll(poll_id, self.clock(), ok=True, complete=poll.complete,
-                                seen=len(poll.redemptions))
+                                seen=poll.seen)
         for reason in poll.rejected:
             log.warning("redemption skipped: it cannot be recorded", reason=reason)
         if not poll.complete:
@@ -311,7 +322,7 @@ class Worker:
                         pages=poll.pages)
         report.poll_ok = True
         report.poll_complete = poll.complete
-        report.seen = len(poll.redemptions)
+        report.seen = poll.seen
         report.rejected = len(poll.rejected)
         return poll
 

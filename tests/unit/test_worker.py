@@ -16,7 +16,7 @@ from poller.core.errors import (
     SourceUnavailable,
     TransientVendorError,
 )
-from poller.core.model import OrderStatus
+from poller.core.model import OrderStatus, PollResult
 from poller.core.routing import RewardRule
 from poller.core.states import State
 from poller.influitive.fake import FakeInfluitive
@@ -148,6 +148,44 @@ def test_a_step_that_ends_waiting_still_gives_the_lease_back(rig: Rig) -> None:
     worker.run_cycle()
     assert rig.state(1) is State.WAITING
     assert rig.ledger.writes[-1] == "release" and rig.entry(1).unfinished_steps == 0
+
+
+class PagedFake(FakeInfluitive):
+    """The fake, read page by page as the real client is, then cut short."""
+
+    page_size = 2
+    recorded_before_next: list[int]
+
+    def poll_pages(self, on_page: Any) -> PollResult:
+        listed = self.poll().redemptions
+        for start in range(0, len(listed), self.page_size):
+            on_page(listed[start:start + self.page_size])
+            self.recorded_before_next.append(self.ledger_rows())
+        return PollResult(redemptions=(), streamed=len(listed), complete=False,
+                          pages=-(-len(listed) // self.page_size), requests=1)
+
+    def ledger_rows(self) -> int:
+        raise NotImplementedError
+
+
+def test_pages_are_recorded_as_read_and_an_incomplete_poll_is_still_worked(rig: Rig) -> None:
+    ledger = rig.ledger
+
+    class Source(PagedFake):
+        def ledger_rows(self) -> int:
+            return sum(ledger.counts().values())
+
+    source = Source()
+    source.recorded_before_next = []
+    source.seed(*(redemption(i) for i in range(1, 6)))
+    rig.source = source
+    report = rig.make().run_cycle()
+    # Each page was in the ledger before the next one was read.
+    assert source.recorded_before_next == [2, 4, 5]
+    assert (report.seen, report.new, report.poll_complete) == (5, 5, False)
+    assert all(rig.state(i) is State.FULFILLED for i in range(1, 6))
+    last = rig.ledger.last_successful_poll()
+    assert last is not None and (last.seen, last.complete) == (5, False)
 
 
 def test_the_story_is_in_the_events(rig: Rig) -> None:
