@@ -440,6 +440,12 @@ class SqlLedger:
         # The statements of every step, built once: the guarded moves per set of changed
         # columns (a handful), the rest here.
         self._moves: dict[tuple[frozenset[str], bool, bool], Any] = {}
+        # On PostgreSQL a move without a spend guard is a single statement (the UPDATE and
+        # its event in one CTE), atomic and durable on its own: sent in autocommit.
+        self._autocommit: Engine | None = (
+            engine.execution_options(isolation_level="AUTOCOMMIT")
+            if engine.dialect.name == "postgresql" else None
+        )
         now = bindparam("w_now", type_=UTCDateTime())
         owner = bindparam("w_owner", type_=CleanText())
         until = bindparam("v_until", type_=UTCDateTime())
@@ -750,9 +756,10 @@ class SqlLedger:
         params.update(w_pk=pk, w_owner=owner, w_now=now, w_expect=expect, v_state=to_state,
                       v_until=claim_until, e_detail=clean_stored(detail),
                       e_actor=actor or owner)
+        pg = self._autocommit is not None
         try:
-            with write_transaction(self._engine) as conn:
-                pg = conn.dialect.name == "postgresql"
+            with (write_transaction(self._engine) if guard is not None or not pg
+                  else self._one_statement()) as conn:
                 if guard is not None and pg:
                     # Held to the commit: the next guarded move reads our amount.
                     conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_SPEND_LOCK})")
@@ -775,6 +782,14 @@ class SqlLedger:
         except exc.IntegrityError as e:
             raise _key_in_use(pk, columns, e) from None
         return _entry(row)
+
+    @contextmanager
+    def _one_statement(self) -> Iterator[Connection]:
+        """A connection whose every statement commits on its own (PostgreSQL): a move that is
+        one statement is then one round trip, with no BEGIN and COMMIT around it."""
+        assert self._autocommit is not None
+        with translate_errors(self._engine.url), self._autocommit.connect() as conn:
+            yield conn
 
     def _why_not_moved(
         self, conn: Connection, pk: int, owner: str, now: datetime, expect: State
