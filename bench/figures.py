@@ -319,8 +319,9 @@ def ledger_overhead(ledgers: Ledgers, reps: int = 5, n: int = 80) -> Figure:
     worst = max(r["ratio"] for r in results.values())
     notes = [
         "Per redemption the ledger commits: its share of the poll's `start_poll`, `record` "
-        "and `finish_poll`, then `claim`, the three transitions new -> ordering -> ordered "
-        "-> fulfilled (each with its event row) and `release`. Each is one short transaction "
+        "and `finish_poll`, then the three moves new -> ordering (the lease taken) -> "
+        "ordered -> fulfilled (the lease given back), each with its event row. Each is one "
+        "short transaction "
         "on purpose: the delivery guarantee needs the key saved before the vendor call and "
         "the vendor's answer saved before Influitive is told.",
         "This machine's disk makes the floor move from run to run (a bare SQLite commit has "
@@ -336,16 +337,10 @@ def ledger_overhead(ledgers: Ledgers, reps: int = 5, n: int = 80) -> Figure:
             'COMMIT is the larger share (SQLAlchemy Core building and binding each statement,'
             ' the TypeDecorators, decoding the RETURNING row into a `LedgerEntry`, and on '
             'PostgreSQL a round trip per statement). The `pool_pre_ping` what-if row shows '
-            'the ping is not what costs. What would cut it (ledger changes, '
-            '`poller/ledger/sql.py`): `transition()` as one guarded `UPDATE ... WHERE pk = '
-            ':pk AND lease_owner = :owner AND state = :expect RETURNING *` plus the event '
-            'INSERT, instead of SELECT ... FOR UPDATE, UPDATE, INSERT (one statement less per'
-            ' transition, three per redemption); releasing the lease in the final transition '
-            'instead of a separate `release()` commit (one commit and one statement less per '
-            'redemption); `claim()` returning only the columns the worker needs. On a disk '
-            'where a durable commit costs a millisecond or more the ratio falls under 2x with'
-            ' the code as it is (earlier runs on this machine, with slower fsyncs, measured '
-            '1.7x on SQLite).')
+            'the ping is not what costs (the engine no longer pings at checkout). What is '
+            'left is the per-statement cost of SQLAlchemy Core (cached statements still bind '
+            'and process every parameter through the TypeDecorators) and decoding the '
+            'RETURNING row into a `LedgerEntry`.')
     return Figure(
         number=2, title="Ledger overhead per redemption vs bare durable commits",
         measured=", ".join(f"{b} {r['ratio']:.2f}x" for b, r in results.items()),

@@ -2,10 +2,10 @@
 worker calls it, and a job queue's path on the same PostgreSQL for comparison.
 
 Ledger, per page of redemptions: ``record`` (the poll's intake, one call per page) and
-``due`` (the cycle's query), then per redemption ``claim``, ``transition`` to ORDERING
-(with the idempotency key), to ORDERED (with the vendor's order id and the message), to
-FULFILLED, and ``release`` -- the calls and arguments of ``poller.worker.cycle.Worker`` on
-the happy path, without the HTTP in between.
+``due`` (the cycle's query), then per redemption ``claim_transition`` to ORDERING (the
+lease taken and the idempotency key saved), ``transition`` to ORDERED (with the vendor's
+order id and the message) and to FULFILLED (the lease given back) -- the calls and
+arguments of ``poller.worker.cycle.Worker`` on the happy path, without the HTTP in between.
 
 Peer: pgqueuer's ``enqueue`` (per job, or a page at a time in its batch form), then per job
 ``dequeue`` (batch of one) and ``log_jobs`` (complete), on its own schema of the same
@@ -212,18 +212,17 @@ def ledger_path(ledger: Any, n: int, first_id: int, *,
             for k, (r, listed) in enumerate(zip(page, due, strict=True)):
                 first = start == 0 and k == 0
                 pk = listed.pk
-                with call("claim", first):
-                    entry = ledger.claim(pk, owner, datetime.now(UTC), 300)
-                assert entry is not None
-                with call("transition NEW -> ORDERING (the key saved)", first):
-                    entry = ledger.transition(
+                with call("claim_transition NEW -> ORDERING (lease taken, key saved)", first):
+                    entry = ledger.claim_transition(
                         pk, owner, State.ORDERING, "ordering 25.00 USD", datetime.now(UTC),
+                        300,
                         Changes(idempotency_key=idempotency_key(
                                     namespace="bench", source=r.source, redemption_id=r.id),
                                 vendor="tremendous", product="AMZN-US",
                                 amount=Decimal("25.00"), currency="USD",
                                 ordered_at=datetime.now(UTC)),
                         expect=State.NEW)
+                assert entry is not None
                 with call("transition ORDERING -> ORDERED (the answer saved)", first):
                     entry = ledger.transition(
                         pk, owner, State.ORDERED, "vendor order placed", datetime.now(UTC),
@@ -231,14 +230,13 @@ def ledger_path(ledger: Any, n: int, first_id: int, *,
                                 message="Your $25 Amazon gift card is on its way.",
                                 clear=frozenset({"next_attempt_at", "last_error"})),
                         expect=State.ORDERING)
-                with call("transition ORDERED -> FULFILLED (the decision saved)", first):
+                with call("transition ORDERED -> FULFILLED (decision saved, lease given back)",
+                          first):
                     entry = ledger.transition(
                         pk, owner, State.FULFILLED, "fulfilled at Influitive",
                         datetime.now(UTC),
                         Changes(clear=frozenset({"next_attempt_at", "last_error"})),
-                        expect=State.ORDERED)
-                with call("release", first):
-                    ledger.release(pk, owner)
+                        expect=State.ORDERED, release=True)
                 assert entry.state is State.FULFILLED
         kinds = {k: v / n for k, v in probe.kinds.items()}
         own = probe.kinds - paged

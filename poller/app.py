@@ -85,6 +85,15 @@ INFLUITIVE_BUDGET_SCOPE = "influitive"
 """The ``request_log`` scope of the Influitive request budget."""
 
 
+def budget_window(window_seconds: float) -> float:
+    """The window the request budget counts units in: ``[influitive] window_seconds`` plus 5%
+    of it, at most a second. A unit is stamped as its request is about to leave; the
+    firewall counts the request when it arrives, a moment later, and a request held up on
+    its way (a busy host, a new connection) would otherwise still be in the firewall's
+    window when the budget has already handed its unit to the next request."""
+    return window_seconds + min(1.0, window_seconds * 0.05)
+
+
 def request_budget(
     config: Config, ledger: SqlLedger, stop: threading.Event | None = None
 ) -> RequestBudget:
@@ -96,7 +105,7 @@ def request_budget(
 
     s = config.influitive
     limit = BudgetLimit(scope=INFLUITIVE_BUDGET_SCOPE, max_requests=s.max_requests_per_window,
-                        window_seconds=s.window_seconds)
+                        window_seconds=budget_window(s.window_seconds))
     return RequestBudget(SqlRequestLog(ledger.engine), limit, stop=stop)
 
 

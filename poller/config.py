@@ -87,7 +87,7 @@ class InfluitiveSettings(_Section):
     refuse_verb: Literal["refuse", "reject"] = "refuse"
     """docs: ``refuse`` today, ``reject`` in older clients (assumed; configurable)."""
     list_path: str = "/reward_redemptions"
-    max_pages: int = Field(default=100, ge=1)
+    max_pages: int = Field(default=4000, ge=1)
     timeout_seconds: float = Field(default=30.0, gt=0)
     max_requests_per_window: int = Field(default=180, ge=1)
     """Requests to Influitive in any ``window_seconds``, shared by every worker on the ledger

@@ -179,3 +179,11 @@ class PollResult:
     requests: int
     rejected: tuple[str, ...] = ()
     """Items that could not be keyed (no id), with the reason; logged, never ordered."""
+    streamed: int = 0
+    """Redemptions handed to the reader page by page as they were read
+    (``poll_pages``) instead of kept in ``redemptions``."""
+
+    @property
+    def seen(self) -> int:
+        """Redemptions this poll listed (each once)."""
+        return len(self.redemptions) + self.streamed

@@ -7,8 +7,8 @@ Each external system is one module behind one of these, with a fake beside it:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
@@ -39,6 +39,40 @@ class RedemptionSource(Protocol):
     def fulfill(self, redemption_id: str, message: str) -> None: ...
 
     def refuse(self, redemption_id: str, message: str) -> None: ...
+
+
+class PagedSource(RedemptionSource, Protocol):
+    """A source that can hand its list over page by page as it reads it (the Influitive
+    client): memory stays flat in the number outstanding and each page can be recorded
+    before the next is asked for."""
+
+    def poll_pages(self, on_page: Callable[[Sequence[Redemption]], None]) -> PollResult:
+        """Like ``poll``, but each page's redemptions go to ``on_page`` as they are read and
+        the result keeps none (``streamed`` counts them). An exception from ``on_page``
+        ends the poll and is raised."""
+        ...
+
+
+POLL_BATCH = 500
+"""Redemptions per ``on_page`` call when a source that cannot page (a fake, a test double)
+is read with ``read_pages``."""
+
+
+def read_pages(
+    source: RedemptionSource, on_page: Callable[[Sequence[Redemption]], None]
+) -> PollResult:
+    """One poll of ``source``, its redemptions handed to ``on_page`` a page at a time:
+    as read when the source can (``PagedSource``), else from its ``poll`` in batches of
+    ``POLL_BATCH``. The result keeps no redemptions; ``streamed`` counts them."""
+    paged = getattr(source, "poll_pages", None)
+    if callable(paged):
+        result: PollResult = paged(on_page)
+        return result
+    result = source.poll()
+    listed = result.redemptions
+    for start in range(0, len(listed), POLL_BATCH):
+        on_page(listed[start:start + POLL_BATCH])
+    return replace(result, redemptions=(), streamed=result.streamed + len(listed))
 
 
 class Vendor(Protocol):
@@ -251,16 +285,30 @@ class Ledger(Cache, Protocol):
         Does nothing when another owner holds the row."""
         ...
 
+    def claim_transition(
+        self, pk: int, owner: str, to_state: State, detail: str, now: datetime,
+        lease_seconds: float, changes: Changes | None = None, *, expect: State,
+        guard: SpendGuard | None = None,
+    ) -> LedgerEntry | None:
+        """``claim`` and ``transition`` in one transaction: take the lease (free, expired or
+        already ours) on a row in state ``expect`` and move it to ``to_state``. None,
+        changing nothing, when another worker holds the row, its state is no longer
+        ``expect``, or there is no such row. Counts a step in ``unfinished_steps`` as
+        ``claim`` does; raises as ``transition`` does otherwise."""
+        ...
+
     def transition(
         self, pk: int, owner: str, to_state: State, detail: str, now: datetime,
         changes: Changes | None = None, *, expect: State | None = None,
-        guard: SpendGuard | None = None, actor: str | None = None,
+        guard: SpendGuard | None = None, actor: str | None = None, release: bool = False,
     ) -> LedgerEntry:
         """Move a row we hold the lease on to ``to_state``, set ``changes`` and append an
         event, in one transaction. Raises LeaseLost if the lease is not ours (or the state
         is not ``expect``), IllegalTransition if the move is not allowed, and
         SpendLimitReached (changing nothing) if ``guard`` says the order would pass the
-        daily limit. The event records ``actor`` (default: ``owner``) as who moved it."""
+        daily limit. The event records ``actor`` (default: ``owner``) as who moved it.
+        ``release`` gives the lease back in the same transaction (as ``release`` does):
+        for the last write of a step."""
         ...
 
     def admin_transition(

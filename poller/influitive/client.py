@@ -13,8 +13,8 @@ import contextlib
 import json
 import re
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any, cast
 from urllib.parse import quote
@@ -54,6 +54,11 @@ WAF_ACTION_HEADER = "x-amzn-waf-action"
 AUTH_REALM = "token realm=api"
 """Influitive's own 401 carries ``WWW-Authenticate: Token realm=Api``; a 403 without it is
 the firewall's block page, not a verdict on the credentials."""
+
+DEFAULT_MAX_PAGES = 4000
+"""Pages per poll before it is cut short (incomplete): 100,000 outstanding at the list's
+observed 25 per page. Pages are recorded as they are read, so the cap bounds the time and
+the request budget one poll may spend, not memory."""
 
 DEFAULT_MAX_PAGE_BYTES = 4 * 1024 * 1024
 """One list page larger than this is not read (``[influitive] max_page_bytes``)."""
@@ -216,7 +221,7 @@ class InfluitiveClient:
         org_id: str,
         *,
         policy: RetryPolicy = RetryPolicy(),
-        max_pages: int = 100,
+        max_pages: int = DEFAULT_MAX_PAGES,
         refuse_verb: str = REFUSE_VERB,
         list_path: str = LIST_PATH,
         transport: httpx.BaseTransport | None = None,
@@ -341,8 +346,18 @@ class InfluitiveClient:
     # --- poll -------------------------------------------------------------------------
 
     def poll(self) -> PollResult:
+        """Every page read, then returned at once (``--dry-run``, ``check``)."""
+        found: list[Redemption] = []
+        result = self.poll_pages(found.extend)
+        return replace(result, redemptions=tuple(found), streamed=0)
+
+    def poll_pages(self, on_page: Callable[[Sequence[Redemption]], None]) -> PollResult:
+        """Read the list page by page, handing each page's redemptions (not seen earlier in
+        this poll) to ``on_page`` as soon as it is read; only their ids are kept, so memory
+        does not grow with the number outstanding. The result's ``streamed`` counts them.
+        An exception from ``on_page`` ends the poll and is raised as it is."""
         first_request = self._requests
-        found: dict[str, Redemption] = {}
+        found: set[str] = set()
         rejected: list[str] = []
         seen: set[str] = {str(self._list_url)}
         url = self._list_url
@@ -366,11 +381,15 @@ class InfluitiveClient:
                 break
             pages += 1
             rejected.extend(page.rejected)
+            fresh: list[Redemption] = []
             for redemption in page.redemptions:
                 if redemption.id in found:
                     duplicates += 1
                 else:
-                    found[redemption.id] = redemption
+                    found.add(redemption.id)
+                    fresh.append(redemption)
+            if fresh:
+                on_page(fresh)
             # A page's own ``self`` link counts as read too, so that a ``next`` back to
             # "?page=1" is caught even when the first request had no page parameter.
             with contextlib.suppress(_PageFailed):
@@ -397,7 +416,8 @@ class InfluitiveClient:
         if incomplete is not None:
             log.warning("influitive.poll.incomplete", reason=incomplete, pages=pages)
         result = PollResult(
-            redemptions=tuple(found.values()),
+            redemptions=(),
+            streamed=len(found),
             complete=incomplete is None,
             pages=pages,
             requests=self._requests - first_request,
@@ -405,7 +425,7 @@ class InfluitiveClient:
         )
         log.info(
             "influitive.poll.done", pages=pages, requests=result.requests,
-            redemptions=len(result.redemptions), rejected=len(rejected),
+            redemptions=len(found), rejected=len(rejected),
             duplicates=duplicates, complete=result.complete,
         )
         return result

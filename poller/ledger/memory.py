@@ -211,15 +211,33 @@ class MemoryLedger:
                 row["lease_until"] = None
                 row["unfinished_steps"] = 0
 
+    def claim_transition(
+        self, pk: int, owner: str, to_state: State, detail: str, now: datetime,
+        lease_seconds: float, changes: Changes | None = None, *, expect: State,
+        guard: SpendGuard | None = None,
+    ) -> LedgerEntry | None:
+        now = check_aware(now)
+        if lease_seconds <= 0:
+            raise ValueError(f"lease_seconds must be positive, got {lease_seconds}")
+        check_transition(expect, to_state)
+        owner = clean_text(owner)
+        with self._lock:
+            row = self._rows.get(pk)
+            if (row is None or row["state"] != expect
+                    or not (self._lease_free(row, now) or row["lease_owner"] == owner)):
+                return None
+            return self._move(row, pk, owner, to_state, detail, now, changes, guard=guard,
+                              actor=None, claim_until=now + timedelta(seconds=lease_seconds))
+
     def transition(
         self, pk: int, owner: str, to_state: State, detail: str, now: datetime,
         changes: Changes | None = None, *, expect: State | None = None,
-        guard: SpendGuard | None = None, actor: str | None = None,
+        guard: SpendGuard | None = None, actor: str | None = None, release: bool = False,
     ) -> LedgerEntry:
         now = check_aware(now)
-        columns = change_columns(changes)
-        guard = None if guard is None else check_guard(guard)
         owner = clean_text(owner)
+        if expect is not None:
+            check_transition(expect, to_state)
         with self._lock:
             row = self._rows.get(pk)
             if row is None:
@@ -229,24 +247,41 @@ class MemoryLedger:
             current: State = row["state"]
             if expect is not None and current != expect:
                 raise LeaseLost(f"redemption {pk} is {current.value!r}, expected {expect.value!r}")
-            check_transition(current, to_state)
-            if guard is not None:
-                check_spend(guard, self._spent(guard.currency, guard.since, but=pk))
-            key = columns.get("idempotency_key")
-            if key is not None and any(
-                other["idempotency_key"] == key for other_pk, other in self._rows.items()
-                if other_pk != pk
-            ):
-                raise IdempotencyKeyInUse(
-                    f"redemption {pk}: idempotency key {key!r} already belongs to another "
-                    "redemption"
-                )
-            row.update(columns, state=to_state, updated_at=now)
-            self._events[pk].append(
-                Event(at=now, from_state=current, to_state=to_state, detail=clean_stored(detail),
-                      actor=clean_text(actor or owner))
+            return self._move(row, pk, owner, to_state, detail, now, changes, guard=guard,
+                              actor=actor, release=release)
+
+    def _move(
+        self, row: dict[str, Any], pk: int, owner: str, to_state: State, detail: str,
+        now: datetime, changes: Changes | None, *, guard: SpendGuard | None,
+        actor: str | None, claim_until: datetime | None = None, release: bool = False,
+    ) -> LedgerEntry:
+        """Check and apply one move on ``row`` (the lock held, the lease checked)."""
+        columns = change_columns(changes)
+        guard = None if guard is None else check_guard(guard)
+        current: State = row["state"]
+        check_transition(current, to_state)
+        if guard is not None:
+            check_spend(guard, self._spent(guard.currency, guard.since, but=pk))
+        key = columns.get("idempotency_key")
+        if key is not None and any(
+            other["idempotency_key"] == key for other_pk, other in self._rows.items()
+            if other_pk != pk
+        ):
+            raise IdempotencyKeyInUse(
+                f"redemption {pk}: idempotency key {key!r} already belongs to another "
+                "redemption"
             )
-            return entry_from_columns(row)
+        row.update(columns, state=to_state, updated_at=now)
+        if claim_until is not None:
+            row.update(lease_owner=owner, lease_until=claim_until,
+                       unfinished_steps=row["unfinished_steps"] + 1)
+        if release:
+            row.update(lease_owner=None, lease_until=None, unfinished_steps=0)
+        self._events[pk].append(
+            Event(at=now, from_state=current, to_state=to_state, detail=clean_stored(detail),
+                  actor=clean_text(actor or owner))
+        )
+        return entry_from_columns(row)
 
     def admin_transition(
         self, pk: int, to_state: State, detail: str, now: datetime,

@@ -39,6 +39,8 @@ from sqlalchemy import (
     Row,
     Select,
     and_,
+    bindparam,
+    cast,
     create_engine,
     event,
     exc,
@@ -49,10 +51,9 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql as pg_dialect
-from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.pool import StaticPool
+from sqlalchemy.sql.dml import Update
 
 from poller.core.errors import ConfigError
 from poller.core.model import Event, LedgerEntry, Redemption
@@ -75,6 +76,7 @@ from poller.ledger import (
     entry_from_columns,
     sum_amounts,
 )
+from poller.ledger.tables import CleanText, StateType, UTCDateTime
 from poller.ledger.tables import cache as cache_t
 from poller.ledger.tables import events as events_t
 from poller.ledger.tables import polls as polls_t
@@ -88,6 +90,9 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 a few milliseconds long, so reaching this means something is wrong (a stuck process)."""
 
 PG_CONNECT_TIMEOUT_S = 10
+
+PG_POOL_RECYCLE_S = 600
+"""Pooled PostgreSQL connections older than this are closed and replaced at checkout."""
 
 _WRITE = "reward_poller_write"
 """Execution option marking a connection whose transactions will write (BEGIN IMMEDIATE)."""
@@ -244,9 +249,14 @@ def make_engine(
                 return _sqlite_read_only_engine(parsed)
             return _sqlite_engine(parsed)
         connect_args = _pg_connect_args(parsed, timeouts)
-        # pre_ping: a connection the server closed (restart, idle timeout) is replaced
-        # instead of failing the next cycle.
-        engine = create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
+        # No ping before every checkout (one more round trip per transaction): connections
+        # are replaced after PG_POOL_RECYCLE_S, before a server's or a firewall's idle
+        # limit closes them, and a connection that fails anyway (server restart) is
+        # invalidated with the rest of the pool by SQLAlchemy's disconnect handling, so
+        # only the transaction that found it fails (LedgerUnavailable) and the next one
+        # connects afresh.
+        engine = create_engine(parsed, pool_recycle=PG_POOL_RECYCLE_S,
+                               connect_args=connect_args)
         connection_class = (_deadline_connection(timeouts.client_seconds)
                             if parsed.get_driver_name() == "psycopg" else None)
         if connection_class is not None:
@@ -428,7 +438,16 @@ def _spent(conn: Connection, where: Sequence[ColumnElement[bool]]) -> Decimal:
     return sum_amounts(conn.execute(select(red_t.c.amount).where(*where)).scalars())
 
 
-def _lease_free(now: datetime) -> Any:
+def _key_in_use(pk: int, columns: Mapping[str, Any], error: exc.IntegrityError) -> Exception:
+    if "idempotency_key" in str(error.orig):
+        return IdempotencyKeyInUse(
+            f"redemption {pk}: idempotency key {columns.get('idempotency_key')!r} "
+            "already belongs to another redemption"
+        )
+    return error
+
+
+def _lease_free(now: Any) -> Any:
     return or_(
         red_t.c.lease_owner.is_(None), red_t.c.lease_until.is_(None), red_t.c.lease_until < now
     )
@@ -440,9 +459,48 @@ class SqlLedger:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._insert = (
-            pg_dialect.insert if engine.dialect.name == "postgresql" else sqlite_dialect.insert
+        # The dialect's own insert (ON CONFLICT), imported here: a SQLite worker never
+        # loads the PostgreSQL dialect, a tenth of its start.
+        self._insert: Any
+        if engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+            self._insert = pg_insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+            self._insert = sqlite_insert
+        # The statements of every step, built once: the guarded moves per set of changed
+        # columns (a handful), the rest here.
+        self._moves: dict[tuple[frozenset[str], bool, bool], Any] = {}
+        # On PostgreSQL a move without a spend guard is a single statement (the UPDATE and
+        # its event in one CTE), atomic and durable on its own: sent in autocommit.
+        self._autocommit: Engine | None = (
+            engine.execution_options(isolation_level="AUTOCOMMIT")
+            if engine.dialect.name == "postgresql" else None
         )
+        now = bindparam("w_now", type_=UTCDateTime())
+        owner = bindparam("w_owner", type_=CleanText())
+        until = bindparam("v_until", type_=UTCDateTime())
+        this = red_t.c.pk == bindparam("w_pk")
+        self._claim_stmt = (
+            update(red_t)
+            .where(this, or_(_lease_free(now), red_t.c.lease_owner == owner))
+            .values(lease_owner=owner, lease_until=until,
+                    unfinished_steps=red_t.c.unfinished_steps + 1)
+            .returning(*red_t.c)
+        )
+        self._renew_stmt = (
+            update(red_t)
+            .where(this, red_t.c.lease_owner == owner, red_t.c.lease_until >= now)
+            .values(lease_until=until)
+        )
+        self._release_stmt = (
+            update(red_t)
+            .where(this, red_t.c.lease_owner == owner)
+            .values(lease_owner=None, lease_until=None, unfinished_steps=0)
+        )
+        self._lease_stmt = select(red_t.c.state, red_t.c.lease_owner,
+                                  red_t.c.lease_until).where(this)
+        self._event_stmt = insert(events_t)
 
     @property
     def engine(self) -> Engine:
@@ -626,15 +684,11 @@ class SqlLedger:
         now = check_aware(now)
         if lease_seconds <= 0:
             raise ValueError(f"lease_seconds must be positive, got {lease_seconds}")
-        stmt = (
-            update(red_t)
-            .where(red_t.c.pk == pk, or_(_lease_free(now), red_t.c.lease_owner == owner))
-            .values(lease_owner=owner, lease_until=now + timedelta(seconds=lease_seconds),
-                    unfinished_steps=red_t.c.unfinished_steps + 1)
-            .returning(*red_t.c)
-        )
         with write_transaction(self._engine) as conn:
-            row = conn.execute(stmt).first()
+            row = conn.execute(self._claim_stmt, {
+                "w_pk": pk, "w_owner": owner, "w_now": now,
+                "v_until": now + timedelta(seconds=lease_seconds),
+            }).first()
         return None if row is None else _entry(row)
 
     def renew(self, pk: int, owner: str, now: datetime, lease_seconds: float) -> bool:
@@ -642,30 +696,46 @@ class SqlLedger:
         if lease_seconds <= 0:
             raise ValueError(f"lease_seconds must be positive, got {lease_seconds}")
         with write_transaction(self._engine) as conn:
-            result = conn.execute(
-                update(red_t)
-                .where(red_t.c.pk == pk, red_t.c.lease_owner == owner,
-                       red_t.c.lease_until >= now)
-                .values(lease_until=now + timedelta(seconds=lease_seconds))
-            )
+            result = conn.execute(self._renew_stmt, {
+                "w_pk": pk, "w_owner": owner, "w_now": now,
+                "v_until": now + timedelta(seconds=lease_seconds),
+            })
         return bool(result.rowcount)
 
     def release(self, pk: int, owner: str) -> None:
         with write_transaction(self._engine) as conn:
-            conn.execute(
-                update(red_t)
-                .where(red_t.c.pk == pk, red_t.c.lease_owner == owner)
-                .values(lease_owner=None, lease_until=None, unfinished_steps=0)
-            )
+            conn.execute(self._release_stmt, {"w_pk": pk, "w_owner": owner})
+
+    def claim_transition(
+        self, pk: int, owner: str, to_state: State, detail: str, now: datetime,
+        lease_seconds: float, changes: Changes | None = None, *, expect: State,
+        guard: SpendGuard | None = None,
+    ) -> LedgerEntry | None:
+        now = check_aware(now)
+        if lease_seconds <= 0:
+            raise ValueError(f"lease_seconds must be positive, got {lease_seconds}")
+        check_transition(expect, to_state)
+        return self._guarded_move(
+            pk, owner, to_state, detail, now, change_columns(changes), expect=expect,
+            guard=None if guard is None else check_guard(guard), actor=None,
+            claim_until=now + timedelta(seconds=lease_seconds), release=False)
 
     def transition(
         self, pk: int, owner: str, to_state: State, detail: str, now: datetime,
         changes: Changes | None = None, *, expect: State | None = None,
-        guard: SpendGuard | None = None, actor: str | None = None,
+        guard: SpendGuard | None = None, actor: str | None = None, release: bool = False,
     ) -> LedgerEntry:
         now = check_aware(now)
         columns = change_columns(changes)
         guard = None if guard is None else check_guard(guard)
+        if expect is not None:
+            # The state is known beforehand: one guarded UPDATE, no row read first.
+            check_transition(expect, to_state)
+            moved = self._guarded_move(pk, owner, to_state, detail, now, columns,
+                                       expect=expect, guard=guard, actor=actor,
+                                       claim_until=None, release=release)
+            assert moved is not None  # without a claim, no match raises LeaseLost
+            return moved
         try:
             with write_transaction(self._engine) as conn:
                 if guard is not None and conn.dialect.name == "postgresql":
@@ -678,18 +748,17 @@ class SqlLedger:
                     raise LeaseLost(f"redemption {pk} is not in the ledger")
                 if row.lease_owner != owner or row.lease_until is None or row.lease_until < now:
                     raise LeaseLost(f"redemption {pk}: the lease of {owner!r} is gone")
-                if expect is not None and row.state != expect:
-                    raise LeaseLost(
-                        f"redemption {pk} is {row.state.value!r}, expected {expect.value!r}"
-                    )
                 check_transition(row.state, to_state)
                 if guard is not None:
                     where = _spent_where(guard.currency, guard.since)
                     check_spend(guard, _spent(conn, [*where, red_t.c.pk != pk]))
+                values: dict[str, Any] = {**columns, "state": to_state, "updated_at": now}
+                if release:
+                    values.update(lease_owner=None, lease_until=None, unfinished_steps=0)
                 new = conn.execute(
                     update(red_t)
                     .where(red_t.c.pk == pk)
-                    .values(**columns, state=to_state, updated_at=now)
+                    .values(**values)
                     .returning(*red_t.c)
                 ).one()
                 conn.execute(
@@ -699,13 +768,115 @@ class SqlLedger:
                     )
                 )
         except exc.IntegrityError as e:
-            if "idempotency_key" in str(e.orig):
-                raise IdempotencyKeyInUse(
-                    f"redemption {pk}: idempotency key {columns.get('idempotency_key')!r} "
-                    "already belongs to another redemption"
-                ) from None
-            raise
+            raise _key_in_use(pk, columns, e) from None
         return _entry(new)
+
+    def _guarded_move(
+        self, pk: int, owner: str, to_state: State, detail: str, now: datetime,
+        columns: dict[str, Any], *, expect: State, guard: SpendGuard | None,
+        actor: str | None, claim_until: datetime | None, release: bool,
+    ) -> LedgerEntry | None:
+        """One guarded UPDATE ... RETURNING and its event row, in one transaction (one
+        statement on PostgreSQL). With ``claim_until`` the lease is taken by the same
+        UPDATE (free, expired or already ours) and no match returns None; without it the
+        lease must be ours and live, and no match reads the row once to say why
+        (LeaseLost)."""
+        claim = claim_until is not None
+        stmt = self._move_stmt(frozenset(columns), claim=claim, release=release)
+        params: dict[str, Any] = {f"v_{name}": value for name, value in columns.items()}
+        params.update(w_pk=pk, w_owner=owner, w_now=now, w_expect=expect, v_state=to_state,
+                      v_until=claim_until, e_detail=clean_stored(detail),
+                      e_actor=actor or owner)
+        pg = self._autocommit is not None
+        try:
+            with (write_transaction(self._engine) if guard is not None or not pg
+                  else self._one_statement()) as conn:
+                if guard is not None and pg:
+                    # Held to the commit: the next guarded move reads our amount.
+                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_SPEND_LOCK})")
+                row = conn.execute(stmt, params).first()
+                if row is None:
+                    if claim:
+                        return None  # another worker holds it, or it has moved on
+                    raise self._why_not_moved(conn, pk, owner, now, expect)
+                if guard is not None:
+                    # After the move, in its transaction: the lease and the state are
+                    # checked first, and going over the limit rolls the move back.
+                    where = _spent_where(guard.currency, guard.since)
+                    check_spend(guard, _spent(conn, [*where, red_t.c.pk != pk]))
+                if not pg:
+                    conn.execute(self._event_stmt, {
+                        "redemption_pk": pk, "at": now, "from_state": expect,
+                        "to_state": to_state, "detail": params["e_detail"],
+                        "actor": params["e_actor"],
+                    })
+        except exc.IntegrityError as e:
+            raise _key_in_use(pk, columns, e) from None
+        return _entry(row)
+
+    @contextmanager
+    def _one_statement(self) -> Iterator[Connection]:
+        """A connection whose every statement commits on its own (PostgreSQL): a move that is
+        one statement is then one round trip, with no BEGIN and COMMIT around it."""
+        assert self._autocommit is not None
+        with translate_errors(self._engine.url), self._autocommit.connect() as conn:
+            yield conn
+
+    def _why_not_moved(
+        self, conn: Connection, pk: int, owner: str, now: datetime, expect: State
+    ) -> LeaseLost:
+        row = conn.execute(self._lease_stmt, {"w_pk": pk}).first()
+        if row is None:
+            return LeaseLost(f"redemption {pk} is not in the ledger")
+        if row.lease_owner != owner or row.lease_until is None or row.lease_until < now:
+            return LeaseLost(f"redemption {pk}: the lease of {owner!r} is gone")
+        return LeaseLost(f"redemption {pk} is {row.state.value!r}, expected {expect.value!r}")
+
+    def _move_stmt(self, columns: frozenset[str], *, claim: bool, release: bool) -> Any:
+        """The guarded move for one set of changed columns, built once and kept: building
+        SQLAlchemy statements costs more than running them."""
+        key = (columns, claim, release)
+        stmt = self._moves.get(key)
+        if stmt is None:
+            stmt = self._moves[key] = self._build_move(columns, claim=claim, release=release)
+        return stmt
+
+    def _build_move(self, columns: frozenset[str], *, claim: bool, release: bool) -> Any:
+        now = bindparam("w_now", type_=UTCDateTime())
+        owner = bindparam("w_owner", type_=CleanText())
+        where: builtins.list[Any] = [
+            red_t.c.pk == bindparam("w_pk"),
+            red_t.c.state == bindparam("w_expect", type_=StateType()),
+        ]
+        if claim:
+            where.append(or_(_lease_free(now), red_t.c.lease_owner == owner))
+        else:
+            where += [red_t.c.lease_owner == owner, red_t.c.lease_until >= now]
+        values: dict[str, Any] = {
+            name: bindparam(f"v_{name}", type_=red_t.c[name].type) for name in sorted(columns)
+        }
+        values.update(state=bindparam("v_state", type_=StateType()), updated_at=now)
+        if claim:
+            values.update(lease_owner=owner,
+                          lease_until=bindparam("v_until", type_=UTCDateTime()),
+                          unfinished_steps=red_t.c.unfinished_steps + 1)
+        if release:
+            values.update(lease_owner=None, lease_until=None, unfinished_steps=0)
+        moved: Update = update(red_t).where(*where).values(**values)
+        if self._engine.dialect.name != "postgresql":
+            return moved.returning(*red_t.c)
+        # PostgreSQL: the event row is written by the same statement, from what the UPDATE
+        # returned, so a move is one round trip.
+        cte = moved.returning(*red_t.c).cte("moved")
+        event_cte = insert(events_t).from_select(
+            ["redemption_pk", "at", "from_state", "to_state", "detail", "actor"],
+            select(cte.c.pk, cte.c.updated_at,
+                   cast(bindparam("w_expect", type_=StateType()), red_t.c.state.type),
+                   cte.c.state,
+                   cast(bindparam("e_detail", type_=CleanText()), events_t.c.detail.type),
+                   cast(bindparam("e_actor", type_=CleanText()), events_t.c.actor.type)),
+        ).cte("event")
+        return select(cte).add_cte(event_cte)
 
     def admin_transition(
         self, pk: int, to_state: State, detail: str, now: datetime,

@@ -33,7 +33,7 @@ import platform
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -49,8 +49,8 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from poller import __version__, transport
-from poller.core.model import OrderRequest, OrderResult, OrderStatus, PollResult
-from poller.core.ports import RedemptionSource, Vendor
+from poller.core.model import OrderRequest, OrderResult, OrderStatus, PollResult, Redemption
+from poller.core.ports import RedemptionSource, Vendor, read_pages
 from poller.core.states import State
 
 if TYPE_CHECKING:
@@ -389,6 +389,14 @@ class _CountingSource:
         try:
             with self._recorder.calling("influitive"):
                 return self._inner.poll()
+        except Exception as exc:
+            self._recorder.influitive_error("poll", exc)
+            raise
+
+    def poll_pages(self, on_page: Callable[[Sequence[Redemption]], None]) -> PollResult:
+        try:
+            with self._recorder.calling("influitive"):
+                return read_pages(self._inner, on_page)
         except Exception as exc:
             self._recorder.influitive_error("poll", exc)
             raise

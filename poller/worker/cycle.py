@@ -57,6 +57,7 @@ from poller.core.model import (
     OrderResult,
     OrderStatus,
     PollResult,
+    Redemption,
 )
 from poller.core.parse import Unkeyable, parse_stored
 from poller.core.ports import (
@@ -68,6 +69,7 @@ from poller.core.ports import (
     SpendGuard,
     SpendLimitReached,
     Vendor,
+    read_pages,
 )
 from poller.core.routing import RewardRule
 from poller.core.states import (
@@ -88,6 +90,9 @@ _NOT_DUE = frozenset({"next_attempt_at"})
 # States in which no vendor order is known to exist: a redemption that leaves the
 # outstanding list while in one of them is closed, never ordered.
 BEFORE_ORDER = frozenset({State.NEW, State.WAITING, State.HELD, State.ORDERING})
+
+# A step that moves a redemption into one of these has nothing left to do on it.
+_RELEASED = TERMINAL | UNCONFIRMED
 
 
 def utcnow() -> datetime:
@@ -268,8 +273,10 @@ class Worker:
         sighting = None if poll is None else Sighting(poll_id=poll_id, started=started)
         if poll is not None and poll.complete:
             self._reconcile(poll_id, started, report)
+        # The rows as ``due`` read them: a new redemption's first step is planned from them
+        # and its claim folded into saving the key (``_claim_ordering``).
         due = self.ledger.due(self.clock(), self.policy.batch_size)
-        self._dispatch([e.pk for e in due], sighting, report)
+        self._dispatch(due, sighting, report)
         log.info(
             "cycle finished", poll_ok=report.poll_ok, complete=report.poll_complete,
             seen=report.seen, new=report.new, steps=report.steps, outcomes=report.outcomes,
@@ -306,7 +313,8 @@ class Worker:
         return self.ledger.get_pk(pk)
 
     def _dispatch(
-        self, pks: Sequence[int], sighting: Sighting | None, report: CycleReport
+        self, pks: Sequence[LedgerEntry | int], sighting: Sighting | None,
+        report: CycleReport,
     ) -> None:
         """Work each redemption one step, on up to ``policy.concurrency`` threads.
 
@@ -321,7 +329,7 @@ class Worker:
         lock = threading.Lock()
         failures: list[BaseException] = []
 
-        def take() -> int | None:
+        def take() -> LedgerEntry | int | None:
             with lock:
                 if failures:
                     return None
@@ -361,8 +369,17 @@ class Worker:
             raise failures[0]
 
     def _poll(self, poll_id: int, report: CycleReport) -> PollResult | None:
+        """Read the outstanding list, recording each page as it arrives (a transaction per
+        page, each marking its redemptions as seen by this poll): memory stays flat in the
+        number outstanding, and a poll cut short still leaves what it read workable."""
+        new = 0
+
+        def record(page: Sequence[Redemption]) -> None:
+            nonlocal new
+            new += self.ledger.record(poll_id, page, self.clock())
+
         try:
-            poll = self.source.poll()
+            poll = read_pages(self.source, record)
         except SourceAuthError as exc:
             self.ledger.finish_poll(poll_id, self.clock(), ok=False, complete=False, seen=0,
                                     error=str(exc))
@@ -376,10 +393,10 @@ class Worker:
             log.error("poll failed; nothing new is ordered this cycle", error=str(exc))
             report.errors.append(f"poll failed: {exc}")
             return None
-        report.new = self.ledger.record(poll_id, poll.redemptions, self.clock())
+        report.new = new
         failpoint("after_record")
         self.ledger.finish_poll(poll_id, self.clock(), ok=True, complete=poll.complete,
-                                seen=len(poll.redemptions))
+                                seen=poll.seen)
         for reason in poll.rejected:
             log.warning("redemption skipped: it cannot be recorded", reason=reason)
         if not poll.complete:
@@ -387,19 +404,28 @@ class Worker:
                         pages=poll.pages)
         report.poll_ok = True
         report.poll_complete = poll.complete
-        report.seen = len(poll.redemptions)
+        report.seen = poll.seen
         report.rejected = len(poll.rejected)
         report.pages = poll.pages
         return poll
 
     # --- one redemption, one step ---------------------------------------------------------
 
-    def _step(self, pk: int, sighting: Sighting | None, report: CycleReport) -> None:
-        entry = self.ledger.claim(pk, self.owner, self.clock(), self.policy.lease_seconds)
+    def _step(
+        self, item: LedgerEntry | int, sighting: Sighting | None, report: CycleReport
+    ) -> None:
+        """One step on one redemption: ``item`` is its pk, or its row as ``due`` read it
+        (which lets a new redemption's claim be folded into saving its key)."""
+        pk = item.pk if isinstance(item, LedgerEntry) else item
+        fresh = (self._claim_ordering(item, sighting) if isinstance(item, LedgerEntry)
+                 else None)
+        entry = fresh or self.ledger.claim(pk, self.owner, self.clock(),
+                                           self.policy.lease_seconds)
         if entry is None:
             return  # another worker holds it
         _current.report = report
         bound = log.bind(redemption_id=entry.redemption_id, source=entry.source)
+        final: LedgerEntry | None = None
         try:
             # Seen by this poll or by a later one: another worker polling at the same time
             # may have marked the row with its newer poll id.
@@ -415,8 +441,12 @@ class Worker:
             with structlog.contextvars.bound_contextvars(
                 redemption_id=entry.redemption_id, source=entry.source
             ):
-                if self._never_finishes(entry):
-                    final: LedgerEntry | None = self._hold_unfinished(entry, bound)
+                if fresh is not None:
+                    failpoint("after_key_saved")
+                    final = self._order(entry, outstanding=True, gone=False, log=bound,
+                                        fresh=True)
+                elif self._never_finishes(entry):
+                    final = self._hold_unfinished(entry, bound)
                 else:
                     final = self._advance(entry, outstanding=outstanding, gone=gone,
                                           sighting=sighting, log=bound)
@@ -433,9 +463,68 @@ class Worker:
             self._hold_after_crash(entry, exc, bound, report)
         finally:
             try:
-                self.ledger.release(pk, self.owner)
+                if final is None or final.state not in _RELEASED:
+                    self.ledger.release(pk, self.owner)
             except Exception:  # the ledger may be what failed; the lease then simply expires
                 bound.warning("could not release lease; it expires on its own")
+
+    def _claim_ordering(
+        self, listed: LedgerEntry, sighting: Sighting | None
+    ) -> LedgerEntry | None:
+        """The happy path's first write: a new redemption still outstanding and orderable
+        as its row was read is claimed and moved to ORDERING with its key in one
+        transaction. None (nothing changed) whenever anything else applies: another worker
+        has the row, it moved on, it is held, refused, over a spend limit, or its steps keep
+        dying; the ordinary step (claim, then decide) then takes over and says why."""
+        if (sighting is None or sighting.gone or listed.idempotency_key is not None
+                or listed.state not in (State.NEW, State.WAITING)
+                or listed.unfinished_steps >= self.policy.schedule.max_attempts):
+            return None
+        if listed.source in self.polled_sources and (
+                listed.last_seen_poll is None or listed.last_seen_poll < sighting.poll_id):
+            return None
+        try:
+            plan = plan_intake(
+                parse_stored(listed.source, listed.payload), self.rules,
+                unmapped=self.policy.unmapped, unmapped_reason=self.messages.unmapped_reason,
+                vendors=self._vendor_names,
+            )
+            if not isinstance(plan, Order) or (
+                    not listed.approved
+                    and self.policy.spend.precheck(plan.route.amount,
+                                                   plan.route.currency) is not None):
+                return None
+            detail, changes, guard = self._ordering_move(listed, plan)
+            return self.ledger.claim_transition(
+                listed.pk, self.owner, State.ORDERING, detail, self.clock(),
+                self.policy.lease_seconds, changes, expect=listed.state, guard=guard)
+        except PollerError:
+            raise  # infrastructure: the cycle fails, as in the ordinary step
+        except Exception:
+            # A spend limit reached, a payload that cannot be planned, a bug: nothing was
+            # written, and the ordinary step meets the same condition with the lease held.
+            return None
+
+    def _ordering_move(
+        self, entry: LedgerEntry, plan: Order
+    ) -> tuple[str, Changes, SpendGuard | None]:
+        """The move to ORDERING (detail, changes, spend guard) of a redemption its rule
+        orders and the spend precheck let through."""
+        r = plan.route
+        guard: SpendGuard | None = None
+        if not entry.approved:
+            limit = self.policy.spend.daily(r.currency)
+            if limit is not None:
+                now = self.clock()
+                guard = SpendGuard(currency=r.currency, amount=r.amount, daily_limit=limit,
+                                   since=now.replace(hour=0, minute=0, second=0, microsecond=0))
+        key = idempotency_key(namespace=self.policy.namespace, source=entry.source,
+                              redemption_id=entry.redemption_id)
+        return (f"ordering {r.amount} {r.currency} from {r.vendor} (product {r.product}, "
+                f"route {r.origin})",
+                Changes(idempotency_key=key, vendor=r.vendor, product=r.product,
+                        amount=r.amount, currency=r.currency, ordered_at=self.clock()),
+                guard)
 
     def _hold_after_crash(
         self, entry: LedgerEntry, exc: Exception, log: structlog.BoundLogger,
@@ -529,28 +618,13 @@ class Worker:
                                Changes(message=message))
             return self._refuse(entry, log)
         assert isinstance(plan, Order)
-        r = plan.route
-        guard: SpendGuard | None = None
         if not entry.approved:
-            reason = self.policy.spend.precheck(r.amount, r.currency)
+            reason = self.policy.spend.precheck(plan.route.amount, plan.route.currency)
             if reason is not None:
                 return self._spend_hold(entry, reason, log)
-            limit = self.policy.spend.daily(r.currency)
-            if limit is not None:
-                now = self.clock()
-                guard = SpendGuard(currency=r.currency, amount=r.amount, daily_limit=limit,
-                                   since=now.replace(hour=0, minute=0, second=0, microsecond=0))
-        key = idempotency_key(namespace=self.policy.namespace, source=entry.source,
-                              redemption_id=entry.redemption_id)
+        detail, changes, guard = self._ordering_move(entry, plan)
         try:
-            entry = self._move(
-                entry, State.ORDERING,
-                f"ordering {r.amount} {r.currency} from {r.vendor} (product {r.product}, "
-                f"route {r.origin})", log,
-                Changes(idempotency_key=key, vendor=r.vendor, product=r.product,
-                        amount=r.amount, currency=r.currency, ordered_at=self.clock()),
-                guard=guard,
-            )
+            entry = self._move(entry, State.ORDERING, detail, log, changes, guard=guard)
         except SpendLimitReached as exc:
             return self._spend_hold(entry, f"spending guard: {exc}", log)
         failpoint("after_key_saved")
@@ -855,8 +929,11 @@ class Worker:
         self, entry: LedgerEntry, to: State, detail: str, log: structlog.BoundLogger,
         changes: Changes | None = None, guard: SpendGuard | None = None,
     ) -> LedgerEntry:
+        # A move to a finished (or unconfirmed) state is the step's last write: the lease
+        # goes back with it, and ``_step`` releases nothing more.
         moved = self.ledger.transition(entry.pk, self.owner, to, detail, self.clock(), changes,
-                                       expect=entry.state, guard=guard)
+                                       expect=entry.state, guard=guard,
+                                       release=to in _RELEASED)
         log.debug("transition", from_state=entry.state.value, to_state=to.value, detail=detail)
         return moved
 

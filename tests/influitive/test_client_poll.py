@@ -45,6 +45,49 @@ def test_three_pages_are_read_in_order(
     assert [r.query for r in standin.state.requests()] == ["", "page=2", "page=3"]
 
 
+def test_pages_are_handed_over_as_they_are_read_and_not_kept(
+    standin: Standin, make_client: MakeClient
+) -> None:
+    standin.state.seed([item(i) for i in range(1, 6)])
+    standin.state.configure(page_size=2)
+    handed: list[tuple[list[str], int]] = []
+
+    def on_page(page: Any) -> None:
+        # Each page arrives before the next one is asked for.
+        handed.append(([r.id for r in page], len(standin.state.requests())))
+
+    result = make_client().poll_pages(on_page)
+
+    assert handed == [(["1", "2"], 1), (["3", "4"], 2), (["5"], 3)]
+    assert (result.redemptions, result.streamed, result.seen) == ((), 5, 5)
+    assert (result.complete, result.pages) == (True, 3)
+
+
+def test_a_page_cut_short_keeps_what_was_handed_over(
+    standin: Standin, make_client: MakeClient
+) -> None:
+    standin.state.seed([item(i) for i in range(1, 7)])
+    standin.state.configure(page_size=2)
+    handed: list[str] = []
+
+    result = make_client(max_pages=2).poll_pages(lambda page: handed.extend(r.id for r in page))
+
+    assert handed == ["1", "2", "3", "4"] and result.streamed == 4
+    assert result.complete is False
+
+
+def test_an_error_from_the_reader_ends_the_poll(standin: Standin, make_client: MakeClient) -> None:
+    standin.state.seed([item(i) for i in range(1, 7)])
+    standin.state.configure(page_size=2)
+
+    def on_page(page: Any) -> None:
+        raise RuntimeError("ledger down")
+
+    with pytest.raises(RuntimeError, match="ledger down"):
+        make_client().poll_pages(on_page)
+    assert len(standin.state.requests()) == 1
+
+
 @pytest.mark.parametrize("last_next", ["null", "empty", "absent"])
 def test_last_page_may_say_so_in_any_way(
     standin: Standin, make_client: MakeClient, last_next: Any

@@ -234,3 +234,11 @@ def test_limits_are_checked() -> None:
         BudgetLimit(scope="s", max_requests=0, window_seconds=5)
     with pytest.raises(ValueError):
         BudgetLimit(scope="s", max_requests=1, window_seconds=0)
+
+
+def test_the_budget_window_leaves_a_margin_for_requests_on_their_way() -> None:
+    from poller.app import budget_window
+
+    # A second at most on Influitive's five minutes; 5% of a short window.
+    assert budget_window(300) == 301
+    assert budget_window(2) == pytest.approx(2.1)

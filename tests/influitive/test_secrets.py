@@ -141,5 +141,5 @@ def test_repr_hides_credentials_in_the_base_url() -> None:
     client = InfluitiveClient("https://user:pw-SECRET@api.example.test:8443/api", TOKEN, ORG)
     assert repr(client) == (
         "InfluitiveClient(base_url='https://api.example.test:8443/api', refuse_verb='refuse', "
-        "max_pages=100)"
+        "max_pages=4000)"
     )

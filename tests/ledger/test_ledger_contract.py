@@ -226,6 +226,63 @@ def test_release_frees_the_row_only_for_its_holder(ledger: AnyLedger) -> None:
     ledger.release(999_999, "w1")  # a missing row is not an error
 
 
+def test_claim_transition_takes_the_lease_and_moves_the_row_at_once(ledger: AnyLedger) -> None:
+    (entry,) = recorded(ledger, "1")
+    t1 = T0 + timedelta(seconds=1)
+    moved = ledger.claim_transition(
+        entry.pk, "w1", State.ORDERING, "placing order", t1, 60,
+        Changes(idempotency_key="k1", vendor="tango", amount=Decimal("5"), currency="USD"),
+        expect=State.NEW,
+    )
+    assert moved is not None and moved.state is State.ORDERING
+    assert (moved.idempotency_key, moved.vendor, moved.amount) == ("k1", "tango", Decimal("5"))
+    assert moved.unfinished_steps == 1 and moved.payload == entry.payload
+    assert ledger.get_pk(entry.pk) == moved
+    assert ledger.events(entry.pk)[-1] == _event(t1, State.NEW, State.ORDERING,
+                                                  "placing order", "w1")
+    # The lease is w1's now: nobody else claims it, w1 carries on under it.
+    assert ledger.claim(entry.pk, "w2", t1, 60) is None
+    ordered = ledger.transition(entry.pk, "w1", State.ORDERED, "placed", t1,
+                                expect=State.ORDERING)
+    assert ordered.state is State.ORDERED
+
+
+def test_claim_transition_changes_nothing_unless_the_row_is_free_and_as_expected(
+    ledger: AnyLedger,
+) -> None:
+    a, b = recorded(ledger, "a", "b")
+    assert ledger.claim(a.pk, "w2", T0, 60) is not None
+    # Held by another worker, in another state than expected, or not there: None.
+    assert ledger.claim_transition(a.pk, "w1", State.ORDERING, "x", T0, 60,
+                                   expect=State.NEW) is None
+    assert ledger.claim_transition(b.pk, "w1", State.ORDERING, "x", T0, 60,
+                                   expect=State.WAITING) is None
+    assert ledger.claim_transition(999_999, "w1", State.ORDERING, "x", T0, 60,
+                                   expect=State.NEW) is None
+    with pytest.raises(IllegalTransition):
+        ledger.claim_transition(b.pk, "w1", State.FULFILLED, "x", T0, 60, expect=State.NEW)
+    with pytest.raises(ValueError):
+        ledger.claim_transition(b.pk, "w1", State.ORDERING, "x", T0, 0, expect=State.NEW)
+    assert [ledger.get_pk(e.pk) for e in (b,)] == [b]
+    assert [e.detail for e in ledger.events(b.pk)] == ["recorded"]
+    # An expired lease is taken over, and the step counted on top of the dead one.
+    later = T0 + timedelta(seconds=61)
+    moved = ledger.claim_transition(a.pk, "w1", State.ORDERING, "x", later, 60,
+                                    expect=State.NEW)
+    assert moved is not None and moved.unfinished_steps == 2
+
+
+def test_a_move_can_give_the_lease_back_with_it(ledger: AnyLedger) -> None:
+    (entry,) = recorded(ledger, "1")
+    assert ledger.claim(entry.pk, "w1", T0, 60) is not None
+    ledger.transition(entry.pk, "w1", State.REFUSING, "refusing", T0, expect=State.NEW)
+    done = ledger.transition(entry.pk, "w1", State.REFUSED, "refused", T0,
+                             expect=State.REFUSING, release=True)
+    assert done.state is State.REFUSED and done.unfinished_steps == 0
+    # Free at once, for anyone, long before the lease would have run out.
+    assert ledger.claim(entry.pk, "w2", T0, 60) is not None
+
+
 # --- transitions -------------------------------------------------------------------------
 
 
@@ -705,6 +762,34 @@ def test_the_lease_and_the_state_machine_are_checked_before_the_guard(
     assert ledger.claim(b.pk, "w1", T0, LEASE) is not None
     with pytest.raises(IllegalTransition):
         ledger.transition(b.pk, "w1", State.ORDERING, "x", T0, guard=guard("1"))
+
+
+def test_claim_transition_over_the_limit_takes_no_lease(ledger: AnyLedger) -> None:
+    a, b = recorded(ledger, "a", "b")
+    order(ledger, a.pk, "95")
+    with pytest.raises(SpendLimitReached):
+        ledger.claim_transition(
+            b.pk, "w1", State.ORDERING, "placing order", T0, LEASE,
+            Changes(idempotency_key="kb", amount=Decimal("10"), currency="USD", ordered_at=T0),
+            expect=State.NEW, guard=guard("10"),
+        )
+    assert ledger.get_pk(b.pk) == b
+    assert ledger.claim(b.pk, "w2", T0, LEASE) is not None  # the lease was not taken
+    ledger.release(b.pk, "w2")
+    moved = ledger.claim_transition(
+        b.pk, "w1", State.ORDERING, "placing order", T0, LEASE,
+        Changes(idempotency_key="kb", amount=Decimal("5"), currency="USD", ordered_at=T0),
+        expect=State.NEW, guard=guard("5"),
+    )
+    assert moved is not None and ledger.spent_since("USD", MIDNIGHT) == Decimal("100")
+
+
+def test_a_guarded_move_checks_the_lease_before_the_limit(ledger: AnyLedger) -> None:
+    a, b = recorded(ledger, "a", "b")
+    order(ledger, a.pk, "100")
+    with pytest.raises(LeaseLost):
+        ledger.transition(b.pk, "nobody", State.ORDERING, "x", T0, expect=State.NEW,
+                          guard=guard("1"))
 
 
 def test_refused_and_closed_without_an_order_do_not_count(ledger: AnyLedger) -> None:

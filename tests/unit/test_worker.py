@@ -16,7 +16,7 @@ from poller.core.errors import (
     SourceUnavailable,
     TransientVendorError,
 )
-from poller.core.model import OrderStatus
+from poller.core.model import OrderStatus, PollResult
 from poller.core.routing import RewardRule
 from poller.core.states import State
 from poller.influitive.fake import FakeInfluitive
@@ -96,6 +96,96 @@ def test_happy_path_orders_once_and_fulfills(rig: Rig) -> None:
     # A second cycle does nothing: nothing is outstanding, nothing is due.
     again = rig.worker.run_cycle()
     assert again.steps == 0 and sum(rig.vendor.calls.values()) == 2
+
+
+class WriteCounter(MemoryLedger):
+    """The in-memory ledger, counting the per-redemption writes (each one transaction)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[str] = []
+
+    def claim(self, *args: Any, **kw: Any) -> Any:
+        self.writes.append("claim")
+        return super().claim(*args, **kw)
+
+    def claim_transition(self, *args: Any, **kw: Any) -> Any:
+        self.writes.append("claim_transition")
+        return super().claim_transition(*args, **kw)
+
+    def transition(self, *args: Any, **kw: Any) -> Any:
+        self.writes.append("transition+release" if kw.get("release") else "transition")
+        return super().transition(*args, **kw)
+
+    def release(self, *args: Any, **kw: Any) -> None:
+        self.writes.append("release")
+        super().release(*args, **kw)
+
+    def renew(self, *args: Any, **kw: Any) -> bool:
+        self.writes.append("renew")
+        return super().renew(*args, **kw)
+
+
+def test_a_new_redemption_is_fulfilled_in_three_writes(rig: Rig) -> None:
+    rig.ledger = WriteCounter()
+    worker = rig.make()
+    rig.source.seed(redemption(1))
+    worker.run_cycle()
+    assert rig.state(1) is State.FULFILLED
+    # The key saved with the lease taken, the vendor's answer, the decision with the lease
+    # given back: the three commits the delivery guarantee needs, no more.
+    assert rig.ledger.writes == ["claim_transition", "transition", "transition+release"]
+    entry = rig.entry(1)
+    assert entry.unfinished_steps == 0
+    assert rig.ledger.claim(entry.pk, "w2", rig.clock(), 60) is not None
+
+
+def test_a_step_that_ends_waiting_still_gives_the_lease_back(rig: Rig) -> None:
+    rig.ledger = WriteCounter()
+    worker = rig.make()
+    rig.vendor.fail(TransientVendorError("503", vendor="fake", status=503))
+    rig.source.seed(redemption(1))
+    worker.run_cycle()
+    assert rig.state(1) is State.WAITING
+    assert rig.ledger.writes[-1] == "release" and rig.entry(1).unfinished_steps == 0
+
+
+class PagedFake(FakeInfluitive):
+    """The fake, read page by page as the real client is, then cut short."""
+
+    page_size = 2
+    recorded_before_next: list[int]
+
+    def poll_pages(self, on_page: Any) -> PollResult:
+        listed = self.poll().redemptions
+        for start in range(0, len(listed), self.page_size):
+            on_page(listed[start:start + self.page_size])
+            self.recorded_before_next.append(self.ledger_rows())
+        return PollResult(redemptions=(), streamed=len(listed), complete=False,
+                          pages=-(-len(listed) // self.page_size), requests=1)
+
+    def ledger_rows(self) -> int:
+        raise NotImplementedError
+
+
+def test_pages_are_recorded_as_read_and_an_incomplete_poll_is_still_worked(rig: Rig) -> None:
+    ledger = rig.ledger
+
+    class Source(PagedFake):
+        def ledger_rows(self) -> int:
+            return sum(ledger.counts().values())
+
+    source = Source()
+    source.recorded_before_next = []
+    source.seed(*(redemption(i) for i in range(1, 6)))
+    rig.source = source
+    report = rig.make().run_cycle()
+    # Each page was in the ledger before the next one was read.
+    assert source.recorded_before_next == [2, 4, 5]
+    assert (report.seen, report.new, report.poll_complete) == (5, 5, False)
+    assert all(rig.state(i) is State.FULFILLED for i in range(1, 6))
+    last = rig.ledger.last_successful_poll()
+    assert last is not None and (last.seen, last.complete) == (5, False)
 
 
 def test_the_story_is_in_the_events(rig: Rig) -> None:
