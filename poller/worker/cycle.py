@@ -278,7 +278,7 @@ class Worker:
         due = self.ledger.due(self.clock(), self.policy.batch_size)
         self._dispatch(due, sighting, report)
         log.info(
-            "cycle finished", poll_ok=report.poll_ok, complete=report.poll_complete,
+            "cycle.finished", poll_ok=report.poll_ok, complete=report.poll_complete,
             seen=report.seen, new=report.new, steps=report.steps, outcomes=report.outcomes,
         )
         return report
@@ -336,7 +336,7 @@ class Worker:
                 if self.stop.is_set():
                     if not report.stopped_early:
                         report.stopped_early = True
-                        log.info("stopping before the next redemption", remaining="some")
+                        log.info("cycle.stopping", remaining="some")
                     return None
                 return next(pending, None)
 
@@ -390,7 +390,7 @@ class Worker:
             if isinstance(exc, SourceBlocked):
                 report.problem(OperatorProblem(who=SOURCE_NAME, kind="firewall",
                                                detail=str(exc)), redemptions=0)
-            log.error("poll failed; nothing new is ordered this cycle", error=str(exc))
+            log.error("poll.failed", error=str(exc))
             report.errors.append(f"poll failed: {exc}")
             return None
         report.new = new
@@ -398,9 +398,9 @@ class Worker:
         self.ledger.finish_poll(poll_id, self.clock(), ok=True, complete=poll.complete,
                                 seen=poll.seen)
         for reason in poll.rejected:
-            log.warning("redemption skipped: it cannot be recorded", reason=reason)
+            log.warning("redemption.unrecordable", reason=reason)
         if not poll.complete:
-            log.warning("poll incomplete; no redemption is treated as gone this cycle",
+            log.warning("poll.incomplete",
                         pages=poll.pages)
         report.poll_ok = True
         report.poll_complete = poll.complete
@@ -454,7 +454,7 @@ class Worker:
                 report.stepped(final.state)
                 report.left(final)
         except LeaseLost:
-            bound.warning("lease lost mid-step; another worker carries on")
+            bound.warning("redemption.lease.lost")
         except PollerError:
             raise  # infrastructure (ledger down, credentials, config): the cycle fails
         except Exception as exc:
@@ -466,7 +466,7 @@ class Worker:
                 if final is None or final.state not in _RELEASED:
                     self.ledger.release(pk, self.owner)
             except Exception:  # the ledger may be what failed; the lease then simply expires
-                bound.warning("could not release lease; it expires on its own")
+                bound.warning("redemption.lease.unreleased")
 
     def _claim_ordering(
         self, listed: LedgerEntry, sighting: Sighting | None
@@ -531,7 +531,7 @@ class Worker:
         report: CycleReport,
     ) -> None:
         reason = f"unexpected error while working it: {type(exc).__name__}: {exc}"
-        log.error("unexpected error; redemption held for a person", error=reason,
+        log.error("redemption.crashed", error=reason,
                   exc_info=True)
         with report._lock:
             report.errors.append(f"redemption {entry.redemption_id}: {reason}")
@@ -542,7 +542,7 @@ class Worker:
                                        Changes(hold_reason=reason, last_error=reason,
                                                clear=_NOT_DUE), expect=current.state)
         except Exception as again:  # leave it; the lease expires and the next cycle retries
-            log.error("could not hold the redemption", error=f"{type(again).__name__}")
+            log.error("redemption.hold.failed", error=f"{type(again).__name__}")
 
     def _never_finishes(self, entry: LedgerEntry) -> bool:
         """Whether earlier steps on this row kept dying before they finished (the claim
@@ -559,7 +559,7 @@ class Worker:
                   f"lease ran out during a slow call) while {entry.state.value}; held so it "
                   "is not tried for ever: check the vendor and Influitive, raise [ledger] "
                   "lease_seconds if calls are that slow, then `ledger retry`")
-        log.error("redemption held: its steps keep failing to finish", reason=reason)
+        log.error("redemption.unfinished.held", reason=reason)
         if not can_transition(entry.state, State.HELD):
             return None
         return self._move(entry, State.HELD, reason, log,
@@ -609,7 +609,7 @@ class Worker:
             unmapped_reason=self.messages.unmapped_reason, vendors=self._vendor_names,
         )
         if isinstance(plan, Hold):
-            log.warning("redemption held for a person", reason=plan.reason)
+            log.warning("redemption.held", reason=plan.reason)
             return self._move(entry, State.HELD, plan.reason, log,
                               Changes(hold_reason=plan.reason))
         if isinstance(plan, Refuse):
@@ -633,7 +633,7 @@ class Worker:
     def _spend_hold(
         self, entry: LedgerEntry, reason: str, log: structlog.BoundLogger
     ) -> LedgerEntry:
-        log.warning("redemption held by the spending guard", reason=reason)
+        log.warning("redemption.spend_guard.held", reason=reason)
         return self._move(entry, State.HELD, reason, log,
                           Changes(hold_reason=reason, clear=_NOT_DUE))
 
@@ -652,7 +652,7 @@ class Worker:
                 with self._heartbeat(entry, log):
                     result = vendor.lookup(entry.idempotency_key)
                 if result is not None:
-                    log.info("reconciled: the vendor already has this order",
+                    log.info("redemption.reconciled",
                              vendor_order_id=result.vendor_order_id)
             if result is None:
                 if gone:
@@ -685,14 +685,14 @@ class Worker:
         if result.status is OrderStatus.NEEDS_PERSON:
             reason = f"vendor order {result.vendor_order_id} needs a person " \
                      f"({result.detail or 'not delivered'})"
-            log.error("vendor order needs a person; held", reason=reason)
+            log.error("redemption.needs_person", reason=reason)
             return self._move(entry, State.HELD, reason, log,
                               Changes(vendor_order_id=result.vendor_order_id,
                                       hold_reason=reason, clear=_NOT_DUE))
         if result.status is OrderStatus.FAILED:
             reason = f"vendor order {result.vendor_order_id} failed at the vendor " \
                      f"({result.detail or 'failed'})"
-            log.error("vendor order failed; held for a person", reason=reason)
+            log.error("redemption.order_failed", reason=reason)
             return self._move(entry, State.HELD, reason, log,
                               Changes(vendor_order_id=result.vendor_order_id,
                                       hold_reason=reason, clear=_NOT_DUE))
@@ -715,20 +715,20 @@ class Worker:
             _note(vendor_problem(entry.vendor or "", exc))
         kind = type(exc).__name__
         if after.state is State.REFUSING:
-            log.warning("vendor refused the order; refusing the redemption", error=str(exc))
+            log.warning("redemption.refusing", error=str(exc))
             message = self._render(self.messages.refused, entry, reason=after.reason)
             entry = self._move(entry, State.REFUSING, f"vendor refused: {exc}", log,
                                Changes(message=message, attempts=attempts, last_error=str(exc)))
             return self._refuse(entry, log)
         if after.state is State.HELD:
-            log.error("redemption held for a person after a vendor error", error=str(exc),
+            log.error("redemption.vendor.held", error=str(exc),
                       attempts=attempts, error_class=kind)
             return self._move(entry, State.HELD, after.reason, log,
                               Changes(attempts=attempts, hold_reason=after.reason,
                                       last_error=str(exc), clear=_NOT_DUE))
         when = self.policy.schedule.next_at(self.clock(), attempts, after.retry_after)
         (log.error if after.operator else log.warning)(
-            "vendor attempt failed; will retry", error=str(exc), error_class=kind,
+            "redemption.vendor.retry", error=str(exc), error_class=kind,
             attempts=attempts, next_attempt_at=when.isoformat(),
         )
         return self._move(entry, State.WAITING, after.reason, log,
@@ -751,21 +751,21 @@ class Worker:
             if self.policy.schedule.exhausted(attempts):
                 reason = f"could not check the pending vendor order after {attempts} " \
                          f"attempts: {exc}"
-                log.error("pending order check failed repeatedly; held for a person",
+                log.error("redemption.pending.exhausted",
                           error=str(exc))
                 return self._move(entry, State.HELD, reason, log,
                                   Changes(attempts=attempts, hold_reason=reason,
                                           last_error=str(exc), clear=_NOT_DUE))
             retry_at = self.policy.schedule.next_at(self.clock(), attempts,
                                                     getattr(exc, "retry_after", None))
-            log.warning("pending order check failed; will retry", error=str(exc),
+            log.warning("redemption.pending.retry", error=str(exc),
                         attempts=attempts)
             return self._move(entry, State.PENDING, f"check failed: {exc}", log,
                               Changes(attempts=attempts, next_attempt_at=retry_at,
                                       last_error=str(exc)))
         if result is None:
             reason = "the vendor no longer knows the pending order under its key"
-            log.error(reason)
+            log.error("redemption.pending.lost", reason=reason)
             return self._move(entry, State.HELD, reason, log,
                               Changes(hold_reason=reason, clear=_NOT_DUE))
         if result.status is OrderStatus.PENDING:
@@ -781,7 +781,7 @@ class Worker:
         final = confirmed(entry.state)
         assert final is not None
         polls = self.policy.gone_after_polls
-        log.info("decision confirmed: Influitive no longer lists the redemption",
+        log.info("decision.confirmed",
                  state=final.value)
         return self._move(entry, final,
                           f"confirmed: no longer listed by {polls} complete poll(s) after "
@@ -795,7 +795,7 @@ class Worker:
             return None
         was = entry.state.value
         if target is State.NEW:
-            log.warning("redemption listed again after it was closed as gone; reopened")
+            log.warning("redemption.reopened")
             return self._move(entry, State.NEW,
                               "discrepancy: Influitive lists it again after it was closed as "
                               "gone; reopened", log,
@@ -808,12 +808,11 @@ class Worker:
             if target is State.REFUSING and "404" in (entry.last_error or ""):
                 reason += ("; a 404 to every refusal usually means Influitive does not know "
                            "the verb: check [influitive] refuse_verb (refuse or reject)")
-            log.error("discrepancy persists; held for a person", reason=reason)
+            log.error("discrepancy.held", reason=reason)
             return self._move(entry, State.HELD, reason, log,
                               Changes(attempts=attempts, hold_reason=reason, clear=_NOT_DUE))
         when = self.policy.schedule.next_at(self.clock(), attempts)
-        log.warning("discrepancy: Influitive still lists a redemption the ledger had "
-                    "decided; the decision is sent again", was=was, attempts=attempts,
+        log.warning("discrepancy.found", was=was, attempts=attempts,
                     next_attempt_at=when.isoformat())
         return self._move(entry, target,
                           f"discrepancy: Influitive still lists it although the ledger had it "
@@ -838,11 +837,10 @@ class Worker:
                     kept = self.ledger.renew(entry.pk, self.owner, self.clock(),
                                              self.policy.lease_seconds)
                 except Exception as exc:  # the ledger may be down: the lease just runs out
-                    log.warning("could not renew the lease", error=type(exc).__name__)
+                    log.warning("redemption.lease.renew_failed", error=type(exc).__name__)
                     continue
                 if not kept:
-                    log.warning("lease gone during a call; the step's result will not be "
-                                "saved")
+                    log.warning("redemption.lease.lost_in_call")
                     return
 
         thread = threading.Thread(target=beat, name=f"lease-{entry.pk}", daemon=True)
@@ -866,7 +864,7 @@ class Worker:
         except SourceUnavailable as exc:
             return self._decision_failed(entry, exc, log)
         failpoint("after_decision")
-        log.info("fulfilled at Influitive", vendor_order_id=entry.vendor_order_id)
+        log.info("decision.fulfilled", vendor_order_id=entry.vendor_order_id)
         return self._move(entry, State.FULFILLED, "fulfilled at Influitive", log,
                           Changes(clear=frozenset({"next_attempt_at", "last_error"})))
 
@@ -880,7 +878,7 @@ class Worker:
         except SourceUnavailable as exc:
             return self._decision_failed(entry, exc, log)
         failpoint("after_decision")
-        log.info("refused at Influitive; the advocate's points are refunded")
+        log.info("decision.refused")
         return self._move(entry, State.REFUSED, "refused at Influitive", log,
                           Changes(clear=frozenset({"next_attempt_at"})))
 
@@ -893,8 +891,8 @@ class Worker:
             assert final is not None
             return self._move(entry, final, f"{exc}; recorded as decided", log,
                               Changes(clear=frozenset({"next_attempt_at"})))
-        log.warning("Influitive answered perhaps already decided; the next complete polls "
-                    "settle it", error=str(exc), vendor_order_id=entry.vendor_order_id)
+        log.warning("decision.perhaps_decided", error=str(exc),
+                    vendor_order_id=entry.vendor_order_id)
         return self._move(entry, to,
                           f"perhaps already decided ({exc}): confirmed once complete polls no "
                           "longer list it, sent again if they still do", log,
@@ -908,12 +906,12 @@ class Worker:
             _note(OperatorProblem(who=SOURCE_NAME, kind="firewall", detail=str(exc)))
         if self.policy.schedule.exhausted(attempts):
             reason = f"Influitive did not take the decision after {attempts} attempts: {exc}"
-            log.error("decision failed repeatedly; held for a person", error=str(exc))
+            log.error("decision.exhausted", error=str(exc))
             return self._move(entry, State.HELD, reason, log,
                               Changes(attempts=attempts, hold_reason=reason,
                                       last_error=str(exc), clear=_NOT_DUE))
         when = self.policy.schedule.next_at(self.clock(), attempts, exc.retry_after)
-        log.warning("decision failed; will retry", error=str(exc), attempts=attempts)
+        log.warning("decision.retry", error=str(exc), attempts=attempts)
         return self._move(entry, entry.state, f"decision failed: {exc}", log,
                           Changes(attempts=attempts, next_attempt_at=when, last_error=str(exc)))
 
@@ -934,7 +932,8 @@ class Worker:
         moved = self.ledger.transition(entry.pk, self.owner, to, detail, self.clock(), changes,
                                        expect=entry.state, guard=guard,
                                        release=to in _RELEASED)
-        log.debug("transition", from_state=entry.state.value, to_state=to.value, detail=detail)
+        log.debug("redemption.transition", from_state=entry.state.value, to_state=to.value,
+                  detail=detail)
         return moved
 
     def _request(self, entry: LedgerEntry) -> OrderRequest:

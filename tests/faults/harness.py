@@ -65,15 +65,9 @@ LedgerKind = Literal["sqlite", "postgresql"]
 # warning or error line must name its redemption.
 CYCLE_EVENTS = frozenset({
     "influitive.poll.failed", "influitive.poll.incomplete", "influitive.item.rejected",
-    "influitive.item.unparseable", "poll failed; nothing new is ordered this cycle",
-    "poll incomplete; no redemption is treated as gone this cycle",
-    "redemption skipped: it cannot be recorded", "cycle failed", "cycle did not do its job",
-    "cycle failed: Influitive rejected the credentials", "second signal: exiting now",
+    "influitive.item.unparseable", "influitive.poll.blocked", "influitive.budget.waited",
+    "poll.failed", "poll.incomplete", "redemption.unrecordable",
     # The daemon's own housekeeping (poller.ops): about the process, not a redemption.
-    "redemption counts not updated", "after-cycle hook failed", "alert not delivered",
-    "alert state not saved in the ledger", "alerting failed",
-    "could not notify the service manager",
-    # The same, in the dotted naming of docs/logging.md.
     "cycle.failed", "cycle.unsuccessful", "cycle.hook.failed", "daemon.exiting_now",
     "scheduler.run.skipped", "service.counts.failed", "alert.delivery.failed", "cycle.problem",
     "alert.state.unsaved", "alert.failed", "library.message",

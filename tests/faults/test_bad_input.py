@@ -119,7 +119,7 @@ def test_malformed_redemptions_are_held_or_skipped_and_the_good_ones_go_through(
     assert entries["2"].email == "adv2@example.com"  # the first of the duplicates wins
     assert sorted(entries) == sorted(stage.kinds)  # nothing else was recorded
     skipped = [ln["reason"] for ln in run.lines()
-               if ln.get("event") == "redemption skipped: it cannot be recorded"]
+               if ln.get("event") == "redemption.unrecordable"]
     assert len(skipped) == len(SKIPPED)
     for (_, reason), said in zip(SKIPPED, skipped, strict=True):
         assert reason in said, (reason, said)
