@@ -45,11 +45,11 @@ def test_the_order_that_would_pass_the_limit_is_held_and_the_log_says_why(
     assert "more than max_order_amount 50.00 USD" in (entries["5"].hold_reason or "")
     assert "no daily_spend_limit is set for EUR" in (entries["6"].hold_reason or "")
     said = {str(ln["redemption_id"]): ln["reason"] for ln in run.lines()
-            if ln.get("event") == "redemption held by the spending guard"}
+            if ln.get("event") == "redemption.spend_guard.held"}
     assert said.keys() == {"3", "4", "5", "6"}
     assert "would pass 60.00" in said["3"]
     assert all(ln.get("level") == "warning" for ln in run.lines()
-               if ln.get("event") == "redemption held by the spending guard")
+               if ln.get("event") == "redemption.spend_guard.held")
     # Never refused, never sent to the vendor; a second run changes nothing.
     assert stage.accepted() == {"1": ["fulfill"], "2": ["fulfill"]}
     assert stage.run_once(config).returncode == 0
