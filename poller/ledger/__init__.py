@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from poller.core.errors import ConfigError, PollerError
 from poller.core.model import LedgerEntry
 from poller.core.ports import Changes, SpendGuard, SpendLimitReached
-from poller.core.states import State
+from poller.core.states import State, check_transition
 
 if TYPE_CHECKING:
     from poller.ledger.sql import LedgerTimeouts, SqlLedger
@@ -163,6 +163,16 @@ _EXACT = 200
 """Decimal digits when adding amounts (the default context keeps 28): far more than any
 money amount has, so a day's total is exact."""
 
+
+
+def check_claim(now: datetime, lease_seconds: float, expect: State, to_state: State) -> datetime:
+    """The arguments of ``claim_transition`` (both ledgers): an aware ``now``, a positive
+    lease, a move the state machine allows. Returns ``now``."""
+    now = check_aware(now)
+    if lease_seconds <= 0:
+        raise ValueError(f"lease_seconds must be positive, got {lease_seconds}")
+    check_transition(expect, to_state)
+    return now
 
 def check_guard(guard: SpendGuard) -> SpendGuard:
     """``guard`` with its amounts checked and ``since`` in UTC."""

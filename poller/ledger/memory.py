@@ -23,6 +23,7 @@ from poller.ledger import (
     IdempotencyKeyInUse,
     change_columns,
     check_aware,
+    check_claim,
     check_filters,
     check_guard,
     check_limit,
@@ -216,10 +217,7 @@ class MemoryLedger:
         lease_seconds: float, changes: Changes | None = None, *, expect: State,
         guard: SpendGuard | None = None,
     ) -> LedgerEntry | None:
-        now = check_aware(now)
-        if lease_seconds <= 0:
-            raise ValueError(f"lease_seconds must be positive, got {lease_seconds}")
-        check_transition(expect, to_state)
+        now = check_claim(now, lease_seconds, expect, to_state)
         owner = clean_text(owner)
         with self._lock:
             row = self._rows.get(pk)

@@ -65,6 +65,7 @@ from poller.ledger import (
     LedgerUnavailable,
     change_columns,
     check_aware,
+    check_claim,
     check_filters,
     check_guard,
     check_limit,
@@ -711,10 +712,7 @@ class SqlLedger:
         lease_seconds: float, changes: Changes | None = None, *, expect: State,
         guard: SpendGuard | None = None,
     ) -> LedgerEntry | None:
-        now = check_aware(now)
-        if lease_seconds <= 0:
-            raise ValueError(f"lease_seconds must be positive, got {lease_seconds}")
-        check_transition(expect, to_state)
+        now = check_claim(now, lease_seconds, expect, to_state)
         return self._guarded_move(
             pk, owner, to_state, detail, now, change_columns(changes), expect=expect,
             guard=None if guard is None else check_guard(guard), actor=None,
