@@ -104,9 +104,13 @@ def request_budget(
     from poller.ledger.budget import SqlRequestLog
 
     s = config.influitive
+    window = budget_window(s.window_seconds)
     limit = BudgetLimit(scope=INFLUITIVE_BUDGET_SCOPE, max_requests=s.max_requests_per_window,
-                        window_seconds=budget_window(s.window_seconds))
-    return RequestBudget(SqlRequestLog(ledger.engine), limit, stop=stop)
+                        window_seconds=window)
+    # Units taken ahead wait at most half the margin budget_window adds; the other half is
+    # left for requests on their way.
+    return RequestBudget(SqlRequestLog(ledger.engine), limit, stop=stop,
+                         hold_seconds=(window - s.window_seconds) / 2)
 
 
 def influitive_client(config: Config, budget: RequestBudget | None = None) -> InfluitiveClient:

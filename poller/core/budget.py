@@ -38,16 +38,26 @@ class BudgetLimit:
             raise ValueError("window_seconds must be positive")
 
 
+@dataclass(frozen=True)
+class Grant:
+    """What ``RequestLog.try_take`` gave: ``units`` taken (0 when the budget is spent) and,
+    when none, ``free_in`` seconds until the oldest unit in the window frees."""
+
+    units: int
+    free_in: float = 0.0
+
+
 class RequestLog(Protocol):
     """Where the units taken are counted. ``try_take`` is atomic across every process that
     shares the log: two callers never both take the last unit."""
 
-    def try_take(self, limit: BudgetLimit, clock: Callable[[], datetime]) -> float | None:
-        """Take one unit if fewer than ``limit.max_requests`` were taken in the window
-        ending now (and forget units older than the window). ``clock`` is read once the
-        log is locked, so a unit is never stamped earlier than one another process took
-        meanwhile. Returns None when the unit was taken, else the seconds until the oldest
-        unit in the window frees."""
+    def try_take(
+        self, limit: BudgetLimit, clock: Callable[[], datetime], units: int = 1
+    ) -> Grant:
+        """Take up to ``units`` units, as many as fewer than ``limit.max_requests`` taken
+        in the window ending now allow (and forget units older than the window). ``clock``
+        is read once the log is locked, so a unit is never stamped earlier than one another
+        process took meanwhile."""
         ...
 
     def taken(self, limit: BudgetLimit, now: datetime) -> int:
@@ -80,14 +90,47 @@ class RequestBudget:
         stop: threading.Event | None = None,
         clock: Callable[[], datetime] = _utcnow,
         wait: Callable[[float], bool] | None = None,
+        hold_seconds: float = 0.0,
     ) -> None:
         """``wait(seconds)`` sleeps and returns True to abort the wait (default: waits on
-        ``stop``, so a stop request ends it at once)."""
+        ``stop``, so a stop request ends it at once). ``hold_seconds``: how long a unit
+        taken ahead may wait for its request (0: one unit at a time)."""
         self.log = log
         self.limit = limit
         self._stop = stop or threading.Event()
         self._clock = clock
         self._wait = wait if wait is not None else self._stop.wait
+        self._hold = timedelta(seconds=max(hold_seconds, 0.0))
+        # At most a tenth of the budget ahead: what a batch leaves unused (the end of a
+        # backlog) stays counted until it leaves the window.
+        self._most = (1 if hold_seconds <= 0
+                      else max(1, min(32, limit.max_requests // 10)))
+        self._batch = 1
+        self._spare = 0
+        self._spare_until = datetime.min.replace(tzinfo=UTC)
+        self._lock = threading.Lock()
+
+    def _try_take(self) -> float | None:
+        """One unit, from those taken ahead or from the log: None when taken, else the
+        seconds until the log may have one."""
+        with self._lock:
+            now = self._clock()
+            in_time = now <= self._spare_until
+            if self._spare and in_time:
+                self._spare -= 1
+                return None
+            # Every unit of the last batch went to a request in time: ask for twice as
+            # many. Units left over, or a quiet spell: one at a time again (the leftovers
+            # are dropped, still counted).
+            self._batch = min(self._batch * 2, self._most) if in_time else 1
+            self._spare = 0
+            grant = self.log.try_take(self.limit, self._clock, self._batch)
+            if not grant.units:
+                return grant.free_in
+            # From before the log stamped them: a unit is never used later than
+            # hold_seconds after its stamp.
+            self._spare, self._spare_until = grant.units - 1, now + self._hold
+            return None
 
     def take(self) -> float:
         """Take one unit; returns the seconds waited for it."""
@@ -99,7 +142,7 @@ class RequestBudget:
                     f"stopping: no {self.limit.scope} request sent while waiting for the "
                     "request budget"
                 )
-            free_in = self.log.try_take(self.limit, self._clock)
+            free_in = self._try_take()
             now = self._clock()
             if free_in is None:
                 return (now - started).total_seconds()
@@ -126,17 +169,20 @@ class MemoryRequestLog:
         self._lock = threading.Lock()
         self._taken: dict[str, deque[datetime]] = {}
 
-    def try_take(self, limit: BudgetLimit, clock: Callable[[], datetime]) -> float | None:
+    def try_take(
+        self, limit: BudgetLimit, clock: Callable[[], datetime], units: int = 1
+    ) -> Grant:
         window = timedelta(seconds=limit.window_seconds)
         with self._lock:
             now = clock()
             times = self._taken.setdefault(limit.scope, deque())
             while times and times[0] <= now - window:
                 times.popleft()
-            if len(times) < limit.max_requests:
-                times.append(now)
-                return None
-            return max(0.0, (times[0] + window - now).total_seconds())
+            free = min(units, limit.max_requests - len(times))
+            if free > 0:
+                times.extend([now] * free)
+                return Grant(free)
+            return Grant(0, max(0.0, (times[0] + window - now).total_seconds()))
 
     def taken(self, limit: BudgetLimit, now: datetime) -> int:
         window = timedelta(seconds=limit.window_seconds)

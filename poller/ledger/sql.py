@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import builtins
 import os
+import threading
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -97,6 +99,11 @@ PG_POOL_RECYCLE_S = 600
 
 _WRITE = "reward_poller_write"
 """Execution option marking a connection whose transactions will write (BEGIN IMMEDIATE)."""
+
+_SINGLE = "reward_poller_single_statement"
+"""Execution option marking a connection whose every statement commits on its own: no BEGIN
+is sent, and SQLite runs each statement as its own transaction (a write statement takes
+the write lock as it starts, waiting as BEGIN IMMEDIATE would)."""
 
 _PG_RECORD_LOCK = 0x72705F7265636F72
 """Advisory lock key serialising ``record`` between processes on PostgreSQL."""
@@ -334,6 +341,7 @@ def _sqlite_engine(url: URL) -> Engine:
             )
         _create_private(path)
         engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        _WRITERS[engine] = threading.RLock()
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -355,10 +363,10 @@ def _sqlite_engine(url: URL) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        if connection.get_execution_options().get(_WRITE):
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
-        else:
-            connection.exec_driver_sql("BEGIN")
+        options = connection.get_execution_options()
+        if options.get(_SINGLE):
+            return  # sqlite3 is in autocommit (isolation_level None): each statement commits
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if options.get(_WRITE) else "BEGIN")
 
     return engine
 
@@ -391,10 +399,47 @@ def translate_errors(url: URL) -> Iterator[None]:
         raise
 
 
+_WRITERS: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
+"""One lock per SQLite file engine, held around each of its writes. SQLite admits one writer
+at a time; threads of one process that meet at its lock wait in its busy handler, which
+sleeps in steps of up to 100 ms. Queued on a lock of our own instead, the next writer
+starts the moment the last one commits. Other processes still wait in the busy handler."""
+
+_VARIANTS: weakref.WeakKeyDictionary[Engine, dict[str, Engine]] = weakref.WeakKeyDictionary()
+
+
+def _writer(engine: Engine) -> threading.RLock | nullcontext[None]:
+    return _WRITERS.get(engine) or nullcontext()
+
+
+def _variant(engine: Engine, name: str) -> Engine:
+    """``engine`` with the execution options of a write transaction (``_WRITE``) or of
+    single-statement transactions (``_SINGLE``), made once per engine."""
+    variants = _VARIANTS.setdefault(engine, {})
+    found = variants.get(name)
+    if found is None:
+        if name == _SINGLE and engine.dialect.name == "postgresql":
+            found = engine.execution_options(isolation_level="AUTOCOMMIT")
+        else:
+            found = engine.execution_options(**{name: True})
+        variants[name] = found
+    return found
+
+
 @contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
     """One committed-or-rolled-back transaction that will write (BEGIN IMMEDIATE on SQLite)."""
-    with translate_errors(engine.url), engine.execution_options(**{_WRITE: True}).begin() as conn:
+    with (_writer(engine), translate_errors(engine.url),
+          _variant(engine, _WRITE).begin() as conn):
+        yield conn
+
+
+@contextmanager
+def single_statements(engine: Engine) -> Iterator[Connection]:
+    """A connection whose every statement is its own transaction, committed by the database
+    as it ends: a write that is one statement is one round trip, with no BEGIN and COMMIT
+    (PostgreSQL's autocommit; on SQLite no BEGIN is sent and sqlite3 is in autocommit)."""
+    with _writer(engine), translate_errors(engine.url), _variant(engine, _SINGLE).connect() as conn:
         yield conn
 
 
@@ -460,6 +505,7 @@ class SqlLedger:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self._pg = engine.dialect.name == "postgresql"
         # The dialect's own insert (ON CONFLICT), imported here: a SQLite worker never
         # loads the PostgreSQL dialect, a tenth of its start.
         self._insert: Any
@@ -472,12 +518,6 @@ class SqlLedger:
         # The statements of every step, built once: the guarded moves per set of changed
         # columns (a handful), the rest here.
         self._moves: dict[tuple[frozenset[str], bool, bool], Any] = {}
-        # On PostgreSQL a move without a spend guard is a single statement (the UPDATE and
-        # its event in one CTE), atomic and durable on its own: sent in autocommit.
-        self._autocommit: Engine | None = (
-            engine.execution_options(isolation_level="AUTOCOMMIT")
-            if engine.dialect.name == "postgresql" else None
-        )
         now = bindparam("w_now", type_=UTCDateTime())
         owner = bindparam("w_owner", type_=CleanText())
         until = bindparam("v_until", type_=UTCDateTime())
@@ -501,7 +541,6 @@ class SqlLedger:
         )
         self._lease_stmt = select(red_t.c.state, red_t.c.lease_owner,
                                   red_t.c.lease_until).where(this)
-        self._event_stmt = insert(events_t)
 
     @property
     def engine(self) -> Engine:
@@ -783,13 +822,15 @@ class SqlLedger:
         stmt = self._move_stmt(frozenset(columns), claim=claim, release=release)
         params: dict[str, Any] = {f"v_{name}": value for name, value in columns.items()}
         params.update(w_pk=pk, w_owner=owner, w_now=now, w_expect=expect, v_state=to_state,
-                      v_until=claim_until, e_detail=clean_stored(detail),
-                      e_actor=actor or owner)
-        pg = self._autocommit is not None
+                      v_until=claim_until, v_move_detail=clean_stored(detail),
+                      v_move_actor=actor or owner)
         try:
-            with (write_transaction(self._engine) if guard is not None or not pg
-                  else self._one_statement()) as conn:
-                if guard is not None and pg:
+            # Without a spend guard a move is one statement (its event row is written by the
+            # same statement: a CTE on PostgreSQL, a trigger on SQLite), atomic and durable
+            # on its own: no BEGIN or COMMIT around it.
+            with (write_transaction(self._engine) if guard is not None
+                  else single_statements(self._engine)) as conn:
+                if guard is not None and self._pg:
                     # Held to the commit: the next guarded move reads our amount.
                     conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_SPEND_LOCK})")
                 row = conn.execute(stmt, params).first()
@@ -802,23 +843,9 @@ class SqlLedger:
                     # checked first, and going over the limit rolls the move back.
                     where = _spent_where(guard.currency, guard.since)
                     check_spend(guard, _spent(conn, [*where, red_t.c.pk != pk]))
-                if not pg:
-                    conn.execute(self._event_stmt, {
-                        "redemption_pk": pk, "at": now, "from_state": expect,
-                        "to_state": to_state, "detail": params["e_detail"],
-                        "actor": params["e_actor"],
-                    })
         except exc.IntegrityError as e:
             raise _key_in_use(pk, columns, e) from None
         return _entry(row)
-
-    @contextmanager
-    def _one_statement(self) -> Iterator[Connection]:
-        """A connection whose every statement commits on its own (PostgreSQL): a move that is
-        one statement is then one round trip, with no BEGIN and COMMIT around it."""
-        assert self._autocommit is not None
-        with translate_errors(self._engine.url), self._autocommit.connect() as conn:
-            yield conn
 
     def _why_not_moved(
         self, conn: Connection, pk: int, owner: str, now: datetime, expect: State
@@ -853,7 +880,9 @@ class SqlLedger:
         values: dict[str, Any] = {
             name: bindparam(f"v_{name}", type_=red_t.c[name].type) for name in sorted(columns)
         }
-        values.update(state=bindparam("v_state", type_=StateType()), updated_at=now)
+        values.update(state=bindparam("v_state", type_=StateType()), updated_at=now,
+                      move_detail=bindparam("v_move_detail", type_=CleanText()),
+                      move_actor=bindparam("v_move_actor", type_=CleanText()))
         if claim:
             values.update(lease_owner=owner,
                           lease_until=bindparam("v_until", type_=UTCDateTime()),
@@ -861,18 +890,18 @@ class SqlLedger:
         if release:
             values.update(lease_owner=None, lease_until=None, unfinished_steps=0)
         moved: Update = update(red_t).where(*where).values(**values)
-        if self._engine.dialect.name != "postgresql":
+        if not self._pg:
+            # SQLite: the trigger trg_redemptions_move_event (migration 0005) writes the
+            # event row from move_detail and move_actor.
             return moved.returning(*red_t.c)
         # PostgreSQL: the event row is written by the same statement, from what the UPDATE
-        # returned, so a move is one round trip.
+        # returned.
         cte = moved.returning(*red_t.c).cte("moved")
         event_cte = insert(events_t).from_select(
             ["redemption_pk", "at", "from_state", "to_state", "detail", "actor"],
             select(cte.c.pk, cte.c.updated_at,
                    cast(bindparam("w_expect", type_=StateType()), red_t.c.state.type),
-                   cte.c.state,
-                   cast(bindparam("e_detail", type_=CleanText()), events_t.c.detail.type),
-                   cast(bindparam("e_actor", type_=CleanText()), events_t.c.actor.type)),
+                   cte.c.state, cte.c.move_detail, cte.c.move_actor),
         ).cte("event")
         return select(cte).add_cte(event_cte)
 

@@ -140,6 +140,11 @@ redemptions = Table(
     # Steps started on the row (claim) and never finished (release): a worker killed or out
     # of lease mid-step. Past max_attempts the row is held. Added by migration 0004.
     Column("unfinished_steps", Integer, nullable=False, default=0, server_default=text("0")),
+    # The detail and actor of the row's last guarded move (a worker's step), set by the
+    # move's own UPDATE; its event row is written from them in the same statement (a CTE on
+    # PostgreSQL, a trigger on SQLite). Added by migration 0005.
+    Column("move_detail", CleanText),
+    Column("move_actor", CleanText),
     # The exactly-once key: record() inserts with ON CONFLICT DO NOTHING on it.
     UniqueConstraint("source", "redemption_id"),
     # due(): each active state is one range scan of this index, so the finished rows that

@@ -81,6 +81,7 @@ from poller.core.states import (
     reopen_to,
 )
 from poller.worker.failpoints import failpoint
+from poller.worker.leases import LeaseKeeper
 
 log = structlog.get_logger("poller.worker")
 
@@ -260,6 +261,7 @@ class Worker:
         self.stop = stop or threading.Event()
         self.on_progress: Callable[[int, int], None] | None = None
         """Called with (done, total) after each redemption of a batch (progress display)."""
+        self._keeper = LeaseKeeper(self._renew, policy.lease_seconds / 3)
 
     # --- the cycle -----------------------------------------------------------------------
 
@@ -822,34 +824,17 @@ class Worker:
     @contextmanager
     def _heartbeat(self, entry: LedgerEntry, log: structlog.BoundLogger) -> Iterator[None]:
         """Keep the lease while a call that may outlast it is in flight: renewed every third
-        of ``lease_seconds``. A renewal that fails is logged; the step then ends in
-        LeaseLost at its next write, never in a second worker calling at the same time
-        (the lease is only taken over once it has run out)."""
+        of ``lease_seconds`` (``LeaseKeeper``). A renewal that fails is logged; the step then
+        ends in LeaseLost at its next write, never in a second worker calling at the same
+        time (the lease is only taken over once it has run out)."""
         if not self.policy.heartbeat:
             yield
             return
-        done = threading.Event()
-        interval = max(self.policy.lease_seconds / 3, 0.01)
-
-        def beat() -> None:
-            while not done.wait(interval):
-                try:
-                    kept = self.ledger.renew(entry.pk, self.owner, self.clock(),
-                                             self.policy.lease_seconds)
-                except Exception as exc:  # the ledger may be down: the lease just runs out
-                    log.warning("redemption.lease.renew_failed", error=type(exc).__name__)
-                    continue
-                if not kept:
-                    log.warning("redemption.lease.lost_in_call")
-                    return
-
-        thread = threading.Thread(target=beat, name=f"lease-{entry.pk}", daemon=True)
-        thread.start()
-        try:
+        with self._keeper.held(entry.pk, log):
             yield
-        finally:
-            done.set()
-            thread.join()
+
+    def _renew(self, pk: int) -> bool:
+        return self.ledger.renew(pk, self.owner, self.clock(), self.policy.lease_seconds)
 
     def _fulfill(self, entry: LedgerEntry, log: structlog.BoundLogger) -> LedgerEntry:
         message = entry.message or self._render(self.messages.fulfilled, entry)

@@ -14,7 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from poller.core.budget import BudgetLimit, BudgetWaitAborted, MemoryRequestLog, RequestBudget
+from poller.core.budget import (
+    BudgetLimit,
+    BudgetWaitAborted,
+    Grant,
+    MemoryRequestLog,
+    RequestBudget,
+)
 from poller.core.errors import SourceUnavailable
 from poller.influitive.client import InfluitiveClient
 from poller.ledger import open_ledger
@@ -56,6 +62,65 @@ def test_takes_up_to_the_limit_then_waits_for_the_oldest_unit() -> None:
     assert budget.log.taken(limit, clock()) == 1  # the three from T0 have left
 
 
+class CountingLog(MemoryRequestLog):
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[int] = []
+
+    def try_take(self, limit: BudgetLimit, clock: object, units: int = 1) -> Grant:
+        self.asked.append(units)
+        return super().try_take(limit, clock, units)  # type: ignore[arg-type]
+
+
+def test_under_load_units_are_taken_a_batch_at_a_time() -> None:
+    clock = Clock()
+    log = CountingLog()
+    limit = BudgetLimit(scope="influitive", max_requests=100, window_seconds=60)
+    budget = RequestBudget(log, limit, clock=clock, wait=clock.wait, hold_seconds=0.5)
+
+    for _ in range(40):
+        assert budget.take() == 0.0
+    # Doubling while every unit was used in time, up to a tenth of the budget.
+    assert log.asked == [1, 2, 4, 8, 10, 10, 10]
+    assert log.taken(limit, clock()) == 45  # handed out 40; 5 are still ahead, counted
+
+
+def test_units_taken_ahead_are_dropped_after_the_hold_and_the_batch_starts_over() -> None:
+    clock = Clock()
+    log = CountingLog()
+    limit = BudgetLimit(scope="influitive", max_requests=100, window_seconds=60)
+    budget = RequestBudget(log, limit, clock=clock, wait=clock.wait, hold_seconds=0.5)
+    for _ in range(4):
+        budget.take()  # batches of 1, 2, then 4: three of the last still ahead
+    assert log.asked == [1, 2, 4]
+
+    clock.now += timedelta(seconds=0.6)  # past the hold: never used this late
+    budget.take()
+    assert log.asked == [1, 2, 4, 1]
+    assert log.taken(limit, clock()) == 8  # the three dropped stay counted
+
+
+def test_a_batch_never_takes_more_than_the_window_has_left() -> None:
+    clock = Clock()
+    limit = BudgetLimit(scope="influitive", max_requests=20, window_seconds=10)
+    budget = RequestBudget(MemoryRequestLog(), limit, clock=clock, wait=clock.wait,
+                           hold_seconds=0.5)
+    for _ in range(20):
+        assert budget.take() == 0.0
+    assert budget.log.taken(limit, clock()) == 20
+    assert budget.take() == pytest.approx(10.0)  # the 21st waits for the window
+
+
+def test_without_a_hold_every_request_takes_its_own_unit() -> None:
+    clock = Clock()
+    log = CountingLog()
+    limit = BudgetLimit(scope="influitive", max_requests=100, window_seconds=60)
+    budget = RequestBudget(log, limit, clock=clock, wait=clock.wait)
+    for _ in range(5):
+        budget.take()
+    assert log.asked == [1, 1, 1, 1, 1]
+
+
 def test_a_stop_request_ends_the_wait_and_nothing_is_taken() -> None:
     stop = threading.Event()
     limit = BudgetLimit(scope="influitive", max_requests=1, window_seconds=60)
@@ -71,8 +136,8 @@ def test_a_stop_request_ends_the_wait_and_nothing_is_taken() -> None:
 
 def test_a_budget_that_stays_spent_gives_up_after_a_window() -> None:
     class Full:
-        def try_take(self, limit: BudgetLimit, clock: object) -> float | None:
-            return 1.0
+        def try_take(self, limit: BudgetLimit, clock: object, units: int = 1) -> Grant:
+            return Grant(0, 1.0)
 
         def taken(self, limit: BudgetLimit, now: datetime) -> int:
             return limit.max_requests
@@ -93,14 +158,15 @@ def test_the_sql_log_counts_a_rolling_window_and_prunes(ledger_url: str) -> None
         limit = BudgetLimit(scope="influitive", max_requests=2, window_seconds=10)
         other = BudgetLimit(scope="elsewhere", max_requests=1, window_seconds=10)
 
-        assert log.try_take(limit, lambda: T0) is None
-        assert log.try_take(limit, lambda: T0 + timedelta(seconds=3)) is None
+        assert log.try_take(limit, lambda: T0) == Grant(1)
+        assert log.try_take(limit, lambda: T0 + timedelta(seconds=3)) == Grant(1)
         wait = log.try_take(limit, lambda: T0 + timedelta(seconds=5))
-        assert wait == pytest.approx(5.0)
-        assert log.try_take(other, lambda: T0 + timedelta(seconds=5)) is None  # own scope
+        assert wait.units == 0 and wait.free_in == pytest.approx(5.0)
+        assert log.try_take(other, lambda: T0 + timedelta(seconds=5)) == Grant(1)  # own scope
         assert log.taken(limit, T0 + timedelta(seconds=5)) == 2
-        # Ten seconds after the first unit it has left the window: one is free again.
-        assert log.try_take(limit, lambda: T0 + timedelta(seconds=10)) is None
+        # Ten seconds after the first unit it has left the window: one is free again, and
+        # one only, however many are asked for.
+        assert log.try_take(limit, lambda: T0 + timedelta(seconds=10), units=5) == Grant(1)
         with ledger.engine.connect() as conn:
             rows = conn.exec_driver_sql(
                 "SELECT COUNT(*) FROM request_log WHERE scope = 'influitive'").scalar_one()
@@ -121,14 +187,13 @@ _TAKER = textwrap.dedent("""
     stamps = []
 
     class Recording(SqlRequestLog):
-        def try_take(self, limit, clock):
+        def try_take(self, limit, clock, units=1):
             seen = []
             def reading():
                 seen.append(datetime.now(UTC))
                 return seen[-1]
-            answer = super().try_take(limit, reading)
-            if answer is None:
-                stamps.append(seen[-1].isoformat())
+            answer = super().try_take(limit, reading, units)
+            stamps.extend([seen[-1].isoformat()] * answer.units)
             return answer
 
     budget = RequestBudget(Recording(ledger.engine),
@@ -224,9 +289,9 @@ def test_without_a_budget_the_firewall_blocks_past_its_limit(
 def test_memory_log_answers_like_the_protocol() -> None:
     log = MemoryRequestLog()
     limit = BudgetLimit(scope="s", max_requests=1, window_seconds=5)
-    assert log.try_take(limit, lambda: T0) is None
-    assert log.try_take(limit, lambda: T0 + timedelta(seconds=2)) == pytest.approx(3.0)
-    assert log.try_take(limit, lambda: T0 + timedelta(seconds=5)) is None
+    assert log.try_take(limit, lambda: T0) == Grant(1)
+    assert log.try_take(limit, lambda: T0 + timedelta(seconds=2)) == Grant(0, pytest.approx(3.0))
+    assert log.try_take(limit, lambda: T0 + timedelta(seconds=5), units=3) == Grant(1)
 
 
 def test_limits_are_checked() -> None:

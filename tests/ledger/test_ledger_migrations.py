@@ -100,6 +100,13 @@ def _execute(url: str, sql: str) -> list[Row[Any]]:
         engine.dispose()
 
 
+def _has_move_trigger(url: str) -> bool:
+    if not url.startswith("sqlite"):
+        return False
+    names = _execute(url, "SELECT name FROM sqlite_master WHERE type = 'trigger'")
+    return [tuple(n) for n in names] == [("trg_redemptions_move_event",)]
+
+
 def test_0002_adds_the_spend_columns_and_the_cache_and_downgrades_keeping_the_data(
     fresh_url: str,
 ) -> None:
@@ -129,6 +136,9 @@ def test_0002_adds_the_spend_columns_and_the_cache_and_downgrades_keeping_the_da
     assert _columns(fresh_url, "request_log") == {"id", "scope", "at"}
     migrate.upgrade(fresh_url, "0004")
     assert "unfinished_steps" in _columns(fresh_url, "redemptions")
+    migrate.upgrade(fresh_url, "0005")
+    assert {"move_detail", "move_actor"} <= _columns(fresh_url, "redemptions")
+    assert _has_move_trigger(fresh_url) is fresh_url.startswith("sqlite")
     ledger = open_ledger(fresh_url, migrate=False)
     try:
         old = ledger.get("influitive", "old")
@@ -142,6 +152,9 @@ def test_0002_adds_the_spend_columns_and_the_cache_and_downgrades_keeping_the_da
     finally:
         ledger.close()
 
+    migrate.downgrade(fresh_url, "0004")
+    assert not {"move_detail", "move_actor"} & _columns(fresh_url, "redemptions")
+    assert not _has_move_trigger(fresh_url)
     migrate.downgrade(fresh_url, "0002")
     assert "unfinished_steps" not in _columns(fresh_url, "redemptions")
     assert "request_log" not in _tables(fresh_url)

@@ -1,0 +1,103 @@
+"""Keeping leases alive while calls are in flight: one thread for every call of a worker.
+
+A step that waits on a vendor or on Influitive must not lose its row's lease to the next
+cycle mid-call. Each call registers here for its duration; one thread renews the lease of
+every call that has been in flight for a third of ``lease_seconds`` (and again every third
+after that). One shared thread instead of one per call: starting and joining a thread for
+each of a redemption's two calls cost more than the rest of the worker's own bookkeeping
+at a few hundred redemptions a second. The thread leaves when no call has needed it for
+one interval, and the next call starts it again.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import structlog
+
+
+@dataclass
+class _Call:
+    pk: int
+    log: structlog.BoundLogger
+    due: float
+    """``time.monotonic()`` at which its lease is next renewed."""
+
+
+class LeaseKeeper:
+    """``renew(pk)`` extends the lease on ``pk`` and says whether it was still held."""
+
+    def __init__(self, renew: Callable[[int], bool], interval: float) -> None:
+        self._renew = renew
+        self.interval = max(interval, 0.01)
+        self._calls: dict[int, _Call] = {}
+        self._tokens = itertools.count()
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    @contextmanager
+    def held(self, pk: int, log: structlog.BoundLogger) -> Iterator[None]:
+        """The lease on ``pk`` is renewed while the block runs."""
+        token = next(self._tokens)
+        with self._wake:
+            self._calls[token] = _Call(pk, log, time.monotonic() + self.interval)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="lease-keeper",
+                                                daemon=True)
+                self._thread.start()
+        try:
+            yield
+        finally:
+            with self._wake:
+                del self._calls[token]
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                due = self._due_or_leave()
+                if due is None:
+                    return
+            for token, call in due:
+                self._renew_one(token, call)
+
+    def _due_or_leave(self) -> list[tuple[int, _Call]] | None:
+        """Wait (holding the condition) until some call is due; None once no call has been
+        registered for a whole interval, the thread then being forgotten."""
+        idle_since = time.monotonic()
+        while True:
+            now = time.monotonic()
+            if not self._calls:
+                if now - idle_since >= self.interval:
+                    self._thread = None
+                    return None
+                self._wake.wait(self.interval - (now - idle_since))
+                continue
+            idle_since = now
+            due = [(t, c) for t, c in self._calls.items() if c.due <= now]
+            if due:
+                for _, call in due:
+                    call.due = now + self.interval
+                return due
+            # At most an interval: a call whose lease was lost is never due again.
+            nearest = min(c.due for c in self._calls.values())
+            self._wake.wait(min(nearest - now, self.interval))
+
+    def _renew_one(self, token: int, call: _Call) -> None:
+        try:
+            kept = self._renew(call.pk)
+        except Exception as exc:  # the ledger may be down: the lease just runs out
+            call.log.warning("redemption.lease.renew_failed", error=type(exc).__name__)
+            return
+        if kept:
+            return
+        with self._wake:
+            if self._calls.get(token) is not call:
+                return  # the call ended (and perhaps gave the lease back) meanwhile
+            # Not renewed again: the step ends in LeaseLost at its next write.
+            call.due = float("inf")
+        call.log.warning("redemption.lease.lost_in_call")
