@@ -11,6 +11,7 @@ from __future__ import annotations
 import builtins
 import threading
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -173,6 +174,9 @@ class MemoryLedger:
             )
 
     # --- leases and transitions -------------------------------------------------------
+
+    def pinned(self) -> AbstractContextManager[None]:
+        return nullcontext()  # no connections to share
 
     def claim(
         self, pk: int, owner: str, now: datetime, lease_seconds: float

@@ -506,6 +506,7 @@ class SqlLedger:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._pg = engine.dialect.name == "postgresql"
+        self._thread = threading.local()  # .conn: the connection pinned by pinned()
         # The dialect's own insert (ON CONFLICT), imported here: a SQLite worker never
         # loads the PostgreSQL dialect, a tenth of its start.
         self._insert: Any
@@ -718,13 +719,43 @@ class SqlLedger:
 
     # --- leases and transitions -------------------------------------------------------
 
+    @contextmanager
+    def pinned(self) -> Iterator[None]:
+        if getattr(self._thread, "conn", None) is not None:
+            yield  # already pinned further up this thread
+            return
+        with translate_errors(self._engine.url), \
+                _variant(self._engine, _SINGLE).connect() as conn:
+            self._thread.conn = conn
+            try:
+                yield
+            finally:
+                self._thread.conn = None
+
+    @contextmanager
+    def _one_statement(self) -> Iterator[Connection]:
+        """A connection for a write that is one statement, committed as it ends: the
+        thread's pinned one, else one from the pool (``single_statements``)."""
+        conn: Connection | None = getattr(self._thread, "conn", None)
+        if conn is None:
+            with single_statements(self._engine) as fresh:
+                yield fresh
+            return
+        with _writer(self._engine), translate_errors(self._engine.url):
+            try:
+                yield conn
+            finally:
+                # Ends SQLAlchemy's own bookkeeping of a transaction begun by the statement;
+                # the database committed it already (autocommit).
+                conn.rollback()
+
     def claim(
         self, pk: int, owner: str, now: datetime, lease_seconds: float
     ) -> LedgerEntry | None:
         now = check_aware(now)
         if lease_seconds <= 0:
             raise ValueError(f"lease_seconds must be positive, got {lease_seconds}")
-        with write_transaction(self._engine) as conn:
+        with self._one_statement() as conn:
             row = conn.execute(self._claim_stmt, {
                 "w_pk": pk, "w_owner": owner, "w_now": now,
                 "v_until": now + timedelta(seconds=lease_seconds),
@@ -735,7 +766,7 @@ class SqlLedger:
         now = check_aware(now)
         if lease_seconds <= 0:
             raise ValueError(f"lease_seconds must be positive, got {lease_seconds}")
-        with write_transaction(self._engine) as conn:
+        with self._one_statement() as conn:
             result = conn.execute(self._renew_stmt, {
                 "w_pk": pk, "w_owner": owner, "w_now": now,
                 "v_until": now + timedelta(seconds=lease_seconds),
@@ -743,7 +774,7 @@ class SqlLedger:
         return bool(result.rowcount)
 
     def release(self, pk: int, owner: str) -> None:
-        with write_transaction(self._engine) as conn:
+        with self._one_statement() as conn:
             conn.execute(self._release_stmt, {"w_pk": pk, "w_owner": owner})
 
     def claim_transition(
@@ -829,7 +860,7 @@ class SqlLedger:
             # same statement: a CTE on PostgreSQL, a trigger on SQLite), atomic and durable
             # on its own: no BEGIN or COMMIT around it.
             with (write_transaction(self._engine) if guard is not None
-                  else single_statements(self._engine)) as conn:
+                  else self._one_statement()) as conn:
                 if guard is not None and self._pg:
                     # Held to the commit: the next guarded move reads our amount.
                     conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_SPEND_LOCK})")

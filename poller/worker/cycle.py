@@ -344,7 +344,7 @@ class Worker:
 
         done = [0]
 
-        def work() -> None:
+        def steps() -> None:
             while (pk := take()) is not None:
                 try:
                     self._step(pk, sighting, report)
@@ -356,6 +356,15 @@ class Worker:
                     with lock:
                         done[0] += 1
                         self.on_progress(done[0], len(pks))
+
+        def work() -> None:
+            try:
+                # One ledger connection for this thread's writes, not one per write.
+                with self.ledger.pinned():
+                    steps()
+            except BaseException as exc:  # the ledger could not hand a connection
+                with lock:
+                    failures.append(exc)
 
         threads = min(self.policy.concurrency, len(pks))
         if threads <= 1:
