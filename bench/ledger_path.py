@@ -197,6 +197,9 @@ def ledger_path(ledger: Any, n: int, first_id: int, *,
                 per_call.setdefault(name, []).extend(probe.texts[before:])
                 probe.capture = False
 
+    # As a worker thread does: one connection for its one-statement writes.
+    pin = ledger.pinned()
+    pin.__enter__()
     try:
         ids = list(range(first_id, first_id + n))
         for start in range(0, n, PAGE):
@@ -246,6 +249,7 @@ def ledger_path(ledger: Any, n: int, first_id: int, *,
                 "own_commits": (probe.commits - paged_commits) / n,
                 "paged_statements": sum(paged.values()) / n}
     finally:
+        pin.__exit__(None, None, None)
         probe.close()
         ledger.finish_poll(poll_id, datetime.now(UTC), ok=True, complete=False, seen=n)
 

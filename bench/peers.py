@@ -195,7 +195,9 @@ def ledger_path(ledgers: Ledgers, reps: int = 5, n: int = 100) -> Figure:
             "`Ledger` API with the worker's calls and arguments on the happy path (`record` "
             "and `due` per page of 25; per redemption `claim_transition` to ORDERING with "
             "the idempotency key, `transition` to ORDERED with the vendor's order id and "
-            "message, to FULFILLED with the lease given back), on one thread, no HTTP. The "
+            "message, to FULFILLED with the lease given back), on one thread holding one "
+            "connection for its one-statement writes (`Ledger.pinned`, as a worker thread "
+            "does), no HTTP. The "
             "peer: pgqueuer's "
             "`enqueue` (one job at a time), then per job `dequeue` (batch of one) and "
             "`log_jobs` (complete), on an autocommit psycopg connection to its own schema of "
@@ -236,18 +238,19 @@ def _one_run(ledgers: Ledgers, standins: Standins, workdir: Path, ids: Any, who:
         url = ledgers.sqlite(f"{name}-{time.monotonic_ns()}")
         open_migrated(url).close()  # migrated beforehand: the run is the work alone
         # Without a vendor limit the worker runs without its client-side limiter, as the
-        # script does; with one, with Tremendous's default (10/s).
+        # script does; with one, with its limiter set to the limit the vendor enforces.
         # The stand-in here enforces no Influitive budget, and the script keeps to none: the
         # worker's own budget is set out of reach (its default would pace 2,000 decisions
         # over most of an hour), so the figure compares the work, not the budget.
         config = write_config(workdir / f"{name}-worker.toml", standins, url, batch_size=n,
-                              rate=None if vendor_rate else 0,
+                              rate=vendor_rate or 0,
                               influitive_extra=_max_pages(n) + _budget_lines(10 * n, 60.0))
         cmd = _run_once_cmd(config)
     wall, cpu, _ = _timed(cmd, log)
     statuses = _vendor_statuses(standins)
     return {"wall": wall, "cpu": cpu, "429": statuses.get(429, 0),
-            "created": statuses.get(201, 0), "accepted": _accepted(standins)}
+            "created": statuses.get(200, 0) + statuses.get(201, 0),
+            "accepted": _accepted(standins)}
 
 
 def script(ledgers: Ledgers, standins: Standins, workdir: Path, ids: Any,
@@ -302,8 +305,10 @@ def script(ledgers: Ledgers, standins: Standins, workdir: Path, ids: Any,
             "of the child. "
             "Vendor at 0 ms and 50 ms: no vendor limit, the worker's client-side limiter "
             "off (`rate_limit_per_second = 0`), as the script has none. Vendor enforcing "
-            "10 requests a second: the worker with Tremendous's default limiter (10/s); the "
-            "script's 429s are orders it did not place."),
+            "10 requests a second: the worker with `rate_limit_per_second = 10`, the limit "
+            "the stand-in enforces (the worker's own default for Tremendous is lower, 2/s, "
+            "after the limit Tremendous documents for 30-second windows); the script's 429s "
+            "are orders it did not place."),
         details=details,
         notes=[] if complete else ["Not every redemption the worker was given was "
                                    "fulfilled in its run: see the rows above."],

@@ -10,6 +10,7 @@ for a later cycle instead of blocking the worker.
 from __future__ import annotations
 
 import email.utils
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -127,7 +128,27 @@ def send(
 ) -> httpx.Response:
     """Send one request with bounded retries. Returns the last response (which may still be
     a 429 or 5xx) or raises the last ``httpx.TransportError``."""
-    retrying = Retrying(
+    response: httpx.Response = _retrying(policy, sleep)(_observed, client, method, url, **kwargs)
+    return response
+
+
+def _retrying(policy: RetryPolicy, sleep: Callable[[float], None]) -> Retrying:
+    """The retry loop for one policy, built once: a ``Retrying`` keeps the state of a call
+    in thread-local storage, so every thread may run calls through the same one, and
+    building it costs more than a request that needs no retry."""
+    try:
+        return _kept_retrying(policy, sleep)
+    except TypeError:  # a sleep that cannot be a cache key (a recorder in tests)
+        return _build_retrying(policy, sleep)
+
+
+@functools.lru_cache(maxsize=64)
+def _kept_retrying(policy: RetryPolicy, sleep: Callable[[float], None]) -> Retrying:
+    return _build_retrying(policy, sleep)
+
+
+def _build_retrying(policy: RetryPolicy, sleep: Callable[[float], None]) -> Retrying:
+    return Retrying(
         stop=stop_after_attempt(policy.attempts),
         wait=_Wait(policy),
         retry=retry_if_exception_type(httpx.TransportError) | retry_if_result(
@@ -137,8 +158,6 @@ def send(
         reraise=True,
         retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
     )
-    response: httpx.Response = retrying(_observed, client, method, url, **kwargs)
-    return response
 
 
 def nothing_was_sent(exc: httpx.TransportError) -> bool:

@@ -553,7 +553,8 @@ class InfluitiveClient:
                         answer=blocked)
             raise SourceBlocked(f"{what} not applied: {blocked}", retry_after_of(response))
         if 200 <= status < 300:
-            log.info("influitive.decision.done", redemption_id=redemption_id, verb=verb)
+            # Debug: the worker's own decision.fulfilled/decision.refused says it at info.
+            log.debug("influitive.decision.done", redemption_id=redemption_id, verb=verb)
             return
         detail = self._error_text(response)
         suffix = f" ({detail})" if detail else ""

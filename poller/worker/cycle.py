@@ -262,6 +262,7 @@ class Worker:
         self.on_progress: Callable[[int, int], None] | None = None
         """Called with (done, total) after each redemption of a batch (progress display)."""
         self._keeper = LeaseKeeper(self._renew, policy.lease_seconds / 3)
+        self._parse_memo: dict[tuple[str, str], Redemption] = {}
 
     # --- the cycle -----------------------------------------------------------------------
 
@@ -496,7 +497,7 @@ class Worker:
             return None
         try:
             plan = plan_intake(
-                parse_stored(listed.source, listed.payload), self.rules,
+                self._parsed(listed), self.rules,
                 unmapped=self.policy.unmapped, unmapped_reason=self.messages.unmapped_reason,
                 vendors=self._vendor_names,
             )
@@ -611,7 +612,7 @@ class Worker:
 
     def _intake(self, entry: LedgerEntry, log: structlog.BoundLogger) -> LedgerEntry | None:
         try:
-            redemption = parse_stored(entry.source, entry.payload)
+            redemption = self._parsed(entry)
         except Unkeyable as exc:  # cannot happen for a recorded row, but never guess
             return self._move(entry, State.HELD, f"stored payload unreadable: {exc}", log,
                               Changes(hold_reason=str(exc)))
@@ -930,8 +931,21 @@ class Worker:
                   detail=detail)
         return moved
 
+    def _parsed(self, entry: LedgerEntry) -> Redemption:
+        """The stored payload parsed; kept for the few redemptions in hand, as a step reads
+        it several times (planning, the order, the message) and a stored payload never
+        changes."""
+        key = (entry.source, entry.redemption_id)
+        found = self._parse_memo.get(key)
+        if found is None:
+            found = parse_stored(entry.source, entry.payload)
+            if len(self._parse_memo) >= 256:
+                self._parse_memo.clear()
+            self._parse_memo[key] = found
+        return found
+
     def _request(self, entry: LedgerEntry) -> OrderRequest:
-        redemption = parse_stored(entry.source, entry.payload)
+        redemption = self._parsed(entry)
         assert entry.idempotency_key and entry.vendor and entry.amount and entry.currency
         return OrderRequest(
             idempotency_key=entry.idempotency_key,
@@ -949,7 +963,7 @@ class Worker:
 
     def _render(self, template: str, entry: LedgerEntry, **extra: str) -> str:
         try:
-            contact = parse_stored(entry.source, entry.payload).contact
+            contact = self._parsed(entry).contact
         except Unkeyable:
             contact = None
         values: Mapping[str, object] = {
