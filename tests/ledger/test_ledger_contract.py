@@ -404,6 +404,53 @@ def test_an_idempotency_key_belongs_to_one_redemption(ledger: AnyLedger) -> None
     assert again.idempotency_key == "rpsame"
 
 
+def test_a_pinned_thread_moves_rows_as_any_other_and_survives_a_failed_move(
+    ledger: AnyLedger,
+) -> None:
+    a, b, c = recorded(ledger, "1", "2", "3")
+    t1 = T0 + timedelta(seconds=1)
+    with ledger.pinned(), ledger.pinned():  # nested: the outer connection is kept
+        first = ledger.claim_transition(a.pk, "w1", State.ORDERING, "ordering a", t1, 60,
+                                        Changes(idempotency_key="rpk1"), expect=State.NEW)
+        assert first is not None
+        assert ledger.claim(b.pk, "w1", t1, 60) is not None
+        with pytest.raises(IdempotencyKeyInUse):  # fails on the pinned connection...
+            ledger.transition(b.pk, "w1", State.ORDERING, "x", t1,
+                              Changes(idempotency_key="rpk1"), expect=State.NEW)
+        with pytest.raises(LeaseLost):
+            ledger.transition(c.pk, "w1", State.ORDERING, "x", t1, expect=State.NEW)
+        # ...which carries on with the next move.
+        assert ledger.renew(a.pk, "w1", t1, 120)
+        done = ledger.transition(a.pk, "w1", State.ORDERED, "placed", t1, expect=State.ORDERING,
+                                 release=True)
+        ledger.release(b.pk, "w1")
+    assert done.state is State.ORDERED and done.unfinished_steps == 0
+    assert ledger.get_pk(b.pk) == b
+    assert [e.detail for e in ledger.events(b.pk)] == ["recorded"]
+    assert [e.detail for e in ledger.events(a.pk)] == ["recorded", "ordering a", "placed"]
+    assert ledger.claim(a.pk, "w2", t1, 60) is not None  # released by the move
+
+
+def test_a_pinned_thread_takes_one_connection_for_all_its_moves(ledger: AnyLedger) -> None:
+    if not isinstance(ledger, SqlLedger):
+        return  # the memory ledger has no connections: nothing to share
+    from sqlalchemy import event
+
+    rows = recorded(ledger, *(str(n) for n in range(5)))
+    checkouts: list[object] = []
+    event.listen(ledger.engine, "checkout", lambda *args: checkouts.append(args[0]))
+    with ledger.pinned():
+        for entry in rows:
+            assert ledger.claim_transition(entry.pk, "w1", State.ORDERING, "x", T0, 60,
+                                           expect=State.NEW) is not None
+            ledger.transition(entry.pk, "w1", State.ORDERED, "y", T0, expect=State.ORDERING)
+            ledger.transition(entry.pk, "w1", State.FULFILLED, "z", T0, expect=State.ORDERED,
+                              release=True)
+    assert len(checkouts) == 1  # fifteen moves, one connection
+    assert all([e.detail for e in ledger.events(r.pk)] == ["recorded", "x", "y", "z"]
+               for r in rows)
+
+
 @pytest.mark.parametrize(
     "amount",
     ["10.50", "0.000001", "25", "1E+3", "-0", "12345678901234567890.123456789012345678"],
