@@ -6,9 +6,12 @@ RUNTIME := $(VENV)/.installed-runtime
 DEV := $(VENV)/.installed-dev
 # pip installs into the virtualenv from outside it when this Python's pip can (22.3 and
 # newer: --python), which spares creating a pip inside it (seconds of the first `make demo`);
-# else the virtualenv gets its own pip. Modules compile to bytecode when first imported.
+# else the virtualenv gets its own pip. Bytecode is then compiled on every core at once
+# (pip alone compiles on one): an environment with PYTHONDONTWRITEBYTECODE set never writes
+# it on import, and each process would compile every module it imports, at every start.
 PIP_INSTALL = if [ -x $(BIN)/pip ]; then $(BIN)/python -m pip install $(PIPFLAGS) $(1); \
-	else $(PYTHON) -m pip --python $(BIN)/python install $(PIPFLAGS) $(1); fi
+	else $(PYTHON) -m pip --python $(BIN)/python install $(PIPFLAGS) $(1); fi && \
+	$(BIN)/python -m compileall -q -j 0 $(VENV)/lib poller > /dev/null
 PIPFLAGS = --disable-pip-version-check --no-compile
 
 .PHONY: demo test lint check-pg clean install bench faults
