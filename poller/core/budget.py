@@ -8,6 +8,14 @@ an egress address, so the count must be shared too: each request first takes a u
 budget is spent, the caller waits until the oldest unit leaves the window, so nothing is
 sent only to be blocked.
 
+Taking a unit is a write to the ledger. Under load the budget takes several at once (a
+batch that doubles while every unit of the last one was used in time, back to one when
+one was not) and hands them to the next requests; a unit taken ahead is used within
+``hold_seconds`` of being taken or dropped, still counted. That is safe because the window
+the log counts in is wider than the firewall's by a margin (``budget_window``): a unit held
+for part of that margin is still in the log's window whenever its request is in the
+firewall's, the rest of the margin covering the request's way there.
+
 Pure: no SQL or HTTP here. ``poller.ledger.budget`` is the SQL ``RequestLog``.
 """
 
