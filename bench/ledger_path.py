@@ -81,7 +81,7 @@ class StatementProbe:
                    context: Any, executemany: bool) -> None:
         words = statement.split(None, 1)
         kind = words[0].upper() if words else "?"
-        if kind in _WRITES and _autocommits(cursor):
+        if is_implicit_commit(cursor, statement):
             # A write outside any transaction is its own durable transaction: the server
             # commits it with no COMMIT sent.
             self.implicit_commits += 1
@@ -118,6 +118,13 @@ class StatementProbe:
 
 
 _WRITES = frozenset({"INSERT", "UPDATE", "DELETE", "WITH"})
+
+
+def is_implicit_commit(cursor: Any, statement: str) -> bool:
+    """Whether ``statement`` is a write sent outside any transaction: the server commits it
+    on its own, with no COMMIT sent."""
+    words = statement.split(None, 1)
+    return bool(words) and words[0].upper() in _WRITES and _autocommits(cursor)
 
 
 def _autocommits(cursor: Any) -> bool:
