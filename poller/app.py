@@ -78,7 +78,8 @@ class VendorPool:
 def open_ledger(config: Config) -> SqlLedger:
     from poller.ledger import open_ledger as _open
 
-    return _open(config.ledger.url, timeouts=config.ledger.timeouts())
+    return _open(config.ledger.url, timeouts=config.ledger.timeouts(),
+                 threads=config.schedule.concurrency)
 
 
 INFLUITIVE_BUDGET_SCOPE = "influitive"

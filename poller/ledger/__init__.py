@@ -294,7 +294,8 @@ def _at_head(engine: Any) -> bool:
 
 
 def open_ledger(
-    url: str, *, migrate: bool | None = None, timeouts: LedgerTimeouts | None = None
+    url: str, *, migrate: bool | None = None, timeouts: LedgerTimeouts | None = None,
+    threads: int | None = None,
 ) -> SqlLedger:
     """The SQL ledger at ``url`` (``sqlite:///path.db`` or ``postgresql://...``).
 
@@ -302,12 +303,16 @@ def open_ledger(
     should just work) but leaves PostgreSQL alone: a shared server is migrated on purpose,
     with ``reward-poller db upgrade``. ``migrate=True`` always migrates, ``False`` never.
 
+    ``threads``: how many threads may each hold a connection at once (the worker's
+    ``concurrency``, each thread keeping one while it works: ``Ledger.pinned``); the pool
+    keeps that many and a few more.
+
     Raises ConfigError for an unusable URL, LedgerNotMigrated when the schema is missing or
     out of date, LedgerUnavailable when the database cannot be reached.
     """
     from poller.ledger.sql import SqlLedger, make_engine
 
-    engine = make_engine(url, timeouts)
+    engine = make_engine(url, timeouts, threads=threads)
     try:
         if migrate is not False and _at_head(engine):
             # The usual start: nothing to migrate, and Alembic (the largest import of a

@@ -94,6 +94,10 @@ a few milliseconds long, so reaching this means something is wrong (a stuck proc
 
 PG_CONNECT_TIMEOUT_S = 10
 
+POOL_SPARE = 4
+"""Pooled connections beyond the worker's threads: the lease keeper, the poll, the request
+budget, the listener and metrics take one now and then."""
+
 PG_POOL_RECYCLE_S = 600
 """Pooled PostgreSQL connections older than this are closed and replaced at checkout."""
 
@@ -242,20 +246,24 @@ def _deadline_connection(seconds: float) -> Any | None:
 
 
 def make_engine(
-    url: str | URL, timeouts: LedgerTimeouts | None = None, *, read_only: bool = False
+    url: str | URL, timeouts: LedgerTimeouts | None = None, *, read_only: bool = False,
+    threads: int | None = None,
 ) -> Engine:
     """An engine set up for the ledger: WAL, busy timeout and write-locking transactions on
     SQLite; connect, statement and lock timeouts, keepalives, a client-side deadline and
     stale-connection checks on PostgreSQL. ConfigError if the URL cannot be used.
     ``read_only`` (SQLite): opens an existing file read-only, never creating it nor changing
-    its journal mode, so a ledger on a read-only mount is read."""
+    its journal mode, so a ledger on a read-only mount is read. ``threads``: threads that
+    may each hold a pooled connection at once; the pool keeps that many and ``POOL_SPARE``
+    more (SQLAlchemy's default of 5 otherwise)."""
     parsed = _parse(url)
     timeouts = timeouts or LedgerTimeouts()
+    pool: dict[str, Any] = {} if threads is None else {"pool_size": threads + POOL_SPARE}
     try:
         if parsed.get_backend_name() == "sqlite":
             if read_only and not _is_memory(parsed):
                 return _sqlite_read_only_engine(parsed)
-            return _sqlite_engine(parsed)
+            return _sqlite_engine(parsed, pool)
         connect_args = _pg_connect_args(parsed, timeouts)
         # No ping before every checkout (one more round trip per transaction): connections
         # are replaced after PG_POOL_RECYCLE_S, before a server's or a firewall's idle
@@ -264,7 +272,7 @@ def make_engine(
         # only the transaction that found it fails (LedgerUnavailable) and the next one
         # connects afresh.
         engine = create_engine(parsed, pool_recycle=PG_POOL_RECYCLE_S,
-                               connect_args=connect_args)
+                               connect_args=connect_args, **pool)
         connection_class = (_deadline_connection(timeouts.client_seconds)
                             if parsed.get_driver_name() == "psycopg" else None)
         if connection_class is not None:
@@ -321,7 +329,7 @@ def _sqlite_read_only_engine(url: URL) -> Engine:
     return create_engine("sqlite://", creator=connect, poolclass=StaticPool)
 
 
-def _sqlite_engine(url: URL) -> Engine:
+def _sqlite_engine(url: URL, pool: dict[str, Any] | None = None) -> Engine:
     memory = _is_memory(url)
     if memory:
         # One connection shared by everyone, or each connection would see its own empty
@@ -340,7 +348,8 @@ def _sqlite_engine(url: URL) -> Engine:
                 f"ledger.url {safe_url(url)}: the folder {folder} does not exist"
             )
         _create_private(path)
-        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+                               **(pool or {}))
         _WRITERS[engine] = threading.RLock()
 
     @event.listens_for(engine, "connect")

@@ -221,3 +221,59 @@ def test_the_spend_limit_holds_across_processes_on_sqlite(tmp_path: Path) -> Non
 def test_the_spend_limit_holds_across_processes_on_postgresql(empty_pg_url: str) -> None:
     migrate.upgrade(empty_pg_url)
     _spend_race(empty_pg_url)
+
+
+# --- threads of one process ------------------------------------------------------------------
+
+THREADS = 24
+
+
+def _pinned_threads(url: str) -> None:
+    """More threads than SQLAlchemy's default pool (5 + 10 overflow), each holding its pinned
+    connection while all the others hold theirs, each moving its own rows."""
+    import threading
+
+    ledger = open_ledger(url, threads=THREADS)
+    try:
+        assert ledger.engine.pool.size() >= THREADS  # type: ignore[attr-defined]
+        poll = ledger.start_poll(T0)
+        ledger.record(poll, [Redemption(id=str(i), contact=Contact(email=f"{i}@example.com"),
+                                        raw={"id": i}) for i in range(THREADS * 3)], T0)
+        rows = [e.pk for e in ledger.due(T0, THREADS * 3)]
+        all_pinned = threading.Barrier(THREADS, timeout=30)
+        failures: list[BaseException] = []
+
+        def work(n: int) -> None:
+            try:
+                with ledger.pinned():
+                    all_pinned.wait()
+                    for pk in rows[n::THREADS]:
+                        owner = f"t{n}"
+                        assert ledger.claim_transition(pk, owner, State.ORDERING, "o", T0, 60,
+                                                       expect=State.NEW) is not None
+                        ledger.transition(pk, owner, State.ORDERED, "p", T0,
+                                          expect=State.ORDERING, release=True)
+            except BaseException as exc:  # reported below
+                failures.append(exc)
+
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(THREADS)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert failures == []
+        assert ledger.counts()[State.ORDERED] == THREADS * 3
+    finally:
+        ledger.close()
+
+
+def test_threads_each_holding_a_connection_fit_the_pool_on_sqlite(tmp_path: Path) -> None:
+    _pinned_threads(f"sqlite:///{tmp_path / 'ledger.db'}")
+
+
+@pytest.mark.postgres
+def test_threads_each_holding_a_connection_fit_the_pool_on_postgresql(
+    empty_pg_url: str,
+) -> None:
+    migrate.upgrade(empty_pg_url)
+    _pinned_threads(empty_pg_url)
