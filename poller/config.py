@@ -21,7 +21,6 @@ Every secret key (a ``SecretStr`` field, in any section or vendor) can also be g
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import stat
@@ -388,7 +387,9 @@ class Config(BaseSettings):
     security: SecuritySettings = SecuritySettings()
     influenceio: InfluenceioSettings = InfluenceioSettings()
     vendors: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    rewards: list[RewardSettings] = Field(default_factory=list)
+    rewards: list[RewardSettings] = []
+    """(pydantic copies a mutable default for each instance; ``default_factory=list`` would
+    have it read ``list``'s signature, whose parser costs every start a couple of ms)"""
 
     _vendor_settings: dict[str, BaseModel] = PrivateAttr(default_factory=dict)
     _vendor_rates: dict[str, float | None] = PrivateAttr(default_factory=dict)
@@ -618,6 +619,8 @@ def _inner_model(annotation: Any) -> type[BaseModel] | None:
 
 def _nearest(word: str, choices: Any) -> str:
     """`` (did you mean X?)`` for the closest of ``choices`` (case-insensitive), or ""."""
+    import difflib  # only for a key or variable that is wrong
+
     by_lower = {str(c).lower(): str(c) for c in choices}
     close = difflib.get_close_matches(word.lower(), list(by_lower), n=1, cutoff=0.6)
     return f" (did you mean {by_lower[close[0]]}?)" if close else ""

@@ -1,17 +1,23 @@
-"""Shared HTTP plumbing for the adapters: one bounded retry loop, Retry-After honoured.
+"""Shared HTTP plumbing for the adapters: one bounded retry loop, Retry-After honoured,
+and the one kind of client they all use.
 
 Retrying lives here once so that the Influitive client and every vendor behave alike:
 429 and 5xx and transport errors are retried a few times inside one call, with exponential
 backoff and full jitter (tenacity); a Retry-After longer than ``max_retry_after`` is not
 slept through here: the response is handed back so the caller can schedule the next attempt
 for a later cycle instead of blocking the worker.
+
+``ApiClient`` is the ``httpx.Client`` of every adapter: TLS verified with one context shared
+by the whole process (``tls_context``), and no cookie jar.
 """
 
 from __future__ import annotations
 
 import email.utils
 import functools
+import ssl
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,6 +34,71 @@ from tenacity import (
 )
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+# --- the clients ----------------------------------------------------------------------------
+
+
+@functools.cache
+def _verifying_context() -> ssl.SSLContext:
+    # Loading the trusted certificates is most of what building an httpx client costs
+    # (tens of milliseconds), and every client would load the same ones: once per process.
+    # The same certificates as httpx's default (SSL_CERT_FILE or SSL_CERT_DIR when set,
+    # else certifi's bundle); an SSLContext is safe to share between clients and threads.
+    return httpx.create_ssl_context()
+
+
+@functools.cache
+def _trusting_nothing() -> ssl.SSLContext:
+    # Hostname checked and a certificate required, but no certificate trusted: a TLS
+    # connection made with it fails closed instead of going unverified.
+    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+
+
+def tls_context(url: str) -> ssl.SSLContext:
+    """The ``verify=`` for a client whose requests go to ``url``: the process's one verifying
+    context (built on first use) wherever TLS can happen, that is for https, any other
+    scheme, or a proxy from the environment (which may be https itself). A plain-http URL
+    with no proxy makes no TLS connection: it gets a context that trusts no certificate, so
+    the certificates are never loaded and nothing is ever accepted unverified."""
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
+    if scheme == "http" and not urllib.request.getproxies():
+        return _trusting_nothing()
+    return _verifying_context()
+
+
+class _UnkeptCookies(httpx.Cookies):
+    """A cookie jar that keeps nothing from a response."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+
+class ApiClient(httpx.Client):
+    """The ``httpx.Client`` of the adapters (token- or key-authenticated APIs).
+
+    * TLS is verified with ``tls_context(target)`` (``target``: where the requests go,
+      ``base_url`` by default), shared by every client instead of built for each.
+    * No cookie jar: these APIs authenticate every request by its headers, so a cookie a
+      server sets is neither needed nor sent back (nor parsed from every response). The
+      jar is the client's public ``cookies``; an httpx that reached its cookies some other
+      way would simply keep them, as before.
+    """
+
+    def __init__(self, *, target: str | None = None, **kwargs: Any) -> None:
+        self._unkept = _UnkeptCookies(kwargs.pop("cookies", None))
+        if "verify" not in kwargs:
+            where = target if target is not None else str(kwargs.get("base_url", ""))
+            kwargs["verify"] = tls_context(where)
+        super().__init__(**kwargs)
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return self._unkept
+
+    @cookies.setter
+    def cookies(self, cookies: Any) -> None:
+        self._unkept = _UnkeptCookies(cookies)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -26,6 +26,7 @@ from poller.cli.context import (
     handled,
     missing_sqlite_file,
     open_for_reading,
+    start_up_done,
 )
 from poller.cli.output import Counter, progress, table
 
@@ -54,12 +55,15 @@ def run(obj: Context, run_once: bool, dry_run: bool) -> None:
 
     config = obj.config()
     if dry_run:
+        start_up_done()
         dry_run_plan(config)
         return
     if not run_once:
+        start_up_done()
         sys.exit(serve(config))
     counter = Counter("working")
     with App(config) as app:
+        start_up_done()
         app.worker.on_progress = lambda done, total: _progress(counter, done, total)
         try:
             report = one_cycle(app)

@@ -24,7 +24,7 @@ import structlog
 
 from poller import __version__
 from poller.core.errors import ConfigError
-from poller.transport import RetryPolicy, describe, nothing_was_sent, send
+from poller.transport import ApiClient, RetryPolicy, describe, nothing_was_sent, send
 
 log = structlog.get_logger(__name__)
 
@@ -90,7 +90,8 @@ class PointsClient:
         self._history_path = history_path
         self._key = key
         self._base = str(url).rstrip("/")
-        self._http = httpx.Client(
+        self._http = ApiClient(
+            target=self._base,
             headers={"x-api-key": key, "Accept": "application/json",
                      "Content-Type": "application/json", "User-Agent": USER_AGENT},
             timeout=policy.timeout, transport=transport, follow_redirects=False,

@@ -33,7 +33,7 @@ from poller.core.errors import (
 )
 from poller.core.model import PollResult, Redemption
 from poller.core.parse import Unkeyable, parse_page, parse_redemption, redemption_key
-from poller.transport import RetryPolicy, describe, retry_after_of, send
+from poller.transport import ApiClient, RetryPolicy, describe, retry_after_of, send
 
 log = structlog.get_logger(__name__)
 
@@ -256,7 +256,7 @@ class InfluitiveClient:
         self._requests = 0
         self._budget = budget
         self._max_page_bytes = max_page_bytes
-        self._http = httpx.Client(
+        self._http = ApiClient(
             base_url=base_url,
             headers={
                 "Authorization": f"Token {api_token.strip()}",

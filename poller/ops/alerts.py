@@ -65,8 +65,11 @@ def post_webhook(url: str, text: str, timeout: float) -> bool:
     Teams' Slack-compatible endpoints) take it."""
     import httpx
 
+    from poller.transport import tls_context
+
     try:
-        response = httpx.post(url, json={"text": text}, timeout=timeout)
+        response = httpx.post(url, json={"text": text}, timeout=timeout,
+                              verify=tls_context(url))
     except httpx.HTTPError as exc:
         # httpx names the URL in some messages: the redactor knows it as a secret.
         log.warning("alert.delivery.failed", error=logs.redactor.scrub(f"{type(exc).__name__}: "

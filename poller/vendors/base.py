@@ -1,7 +1,7 @@
 """HTTP plumbing shared by the vendor adapters (not a vendor: the registry skips ``base``).
 
-* ``WitnessClient``: an ``httpx.Client`` that remembers the transport error of every attempt
-  (``bearer_client`` builds one with the usual headers).
+* ``WitnessClient``: an ``ApiClient`` (``poller.transport``) that remembers the transport
+  error of every attempt (``bearer_client`` builds one with the usual headers).
 * ``call``: one logical call through the shared retry loop with transport errors classified
   (``UnknownOutcome`` when a create may have reached the vendor, else
   ``TransientVendorError``).
@@ -21,7 +21,7 @@ import httpx
 import structlog
 
 from poller.core.errors import TransientVendorError, UnknownOutcome
-from poller.transport import RetryPolicy, describe, nothing_was_sent, send
+from poller.transport import ApiClient, RetryPolicy, describe, nothing_was_sent, send
 
 log = structlog.get_logger(__name__)
 
@@ -35,8 +35,8 @@ _URL = re.compile(r"https?://\S+", re.IGNORECASE)
 MAX_QUOTED = 300
 
 
-class WitnessClient(httpx.Client):
-    """An ``httpx.Client`` that remembers the transport error of every attempt.
+class WitnessClient(ApiClient):
+    """An ``ApiClient`` that remembers the transport error of every attempt.
 
     ``transport.send`` retries inside one call and re-raises only the *last* error: a first
     attempt that timed out after sending (the order may exist) followed by a refused

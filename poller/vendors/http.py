@@ -267,6 +267,7 @@ class HttpVendor:
         self._sent: dict[str, _Sent] = {}
         self._lock = threading.Lock()
         self._client = WitnessClient(
+            target=url,
             headers={"Accept": "application/json", "User-Agent": USER_AGENT},
             timeout=policy.timeout,
             transport=transport,

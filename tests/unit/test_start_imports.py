@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -36,3 +37,71 @@ def test_a_sqlite_ledger_does_not_load_the_postgresql_dialect(tmp_path: Path) ->
                  "print(any(m.startswith('sqlalchemy.dialects.postgresql') "
                  "for m in sys.modules))")
     assert out == "False"
+
+
+COMMAND_MODULES = ("poller.cli.run", "poller.cli.report", "poller.cli.ledger", "poller.cli.check",
+                   "poller.cli.db", "poller.cli.release_cmds", "poller.cli.sandbox_cmd")
+
+
+def test_run_imports_no_other_command_module() -> None:
+    out = _fresh("import sys, click; from poller.cli.main import cli; "
+                 "ctx = click.Context(cli); cli.get_command(ctx, 'run'); "
+                 f"print(sorted(m for m in {COMMAND_MODULES!r} if m in sys.modules))")
+    assert out == "['poller.cli.run']"
+
+
+def test_help_lists_every_command_without_importing_one_and_as_each_would_itself() -> None:
+    # The listing from the static map, then from the commands themselves once loaded: the
+    # same at any terminal width (click shortens both alike).
+    out = _fresh(
+        "import json, sys, click\n"
+        "from poller.cli.main import cli, LAZY_COMMANDS\n"
+        "def helps():\n"
+        "    out = []\n"
+        "    for width in (40, 80, 200):\n"
+        "        with click.Context(cli, info_name='reward-poller', terminal_width=width,\n"
+        "                           max_content_width=width) as ctx:\n"
+        "            out.append(cli.get_help(ctx))\n"
+        "    return out\n"
+        "lazy = helps()\n"
+        f"imported = [m for m in {COMMAND_MODULES!r} if m in sys.modules]\n"
+        "from poller.cli.main import COMMANDS\n"
+        "def first(text):\n"
+        "    return ' '.join(text.split('\\n\\n')[0].split())\n"
+        "drift = [c.name for c in COMMANDS if first(c.help) != first(LAZY_COMMANDS[c.name].help)]\n"
+        "print(json.dumps([lazy == helps(), imported, drift, sorted(c.name for c in COMMANDS)]))\n"
+    )
+    same, imported, drift, names = json.loads(out)
+    assert imported == [] and drift == []
+    assert same
+    assert names == ["check", "db", "demo", "deploy", "init", "ledger", "report", "run",
+                     "sandbox", "status"]
+
+
+def test_the_collector_pauses_only_for_a_start_up_that_asked_for_it() -> None:
+    out = _fresh(
+        "import gc\n"
+        "from poller.cli.context import pause_collector, start_up_done\n"
+        "start_up_done()\n"
+        "untouched = (gc.isenabled(), gc.get_freeze_count())\n"
+        "pause_collector()\n"
+        "paused = gc.isenabled()\n"
+        "start_up_done()\n"
+        "print(untouched, paused, gc.isenabled(), gc.get_freeze_count() > 0)\n"
+    )
+    assert out == "(True, 0) False True True"
+
+
+def test_a_command_other_than_run_collects_from_its_start() -> None:
+    out = _fresh(
+        "import gc\n"
+        "from poller.cli.context import pause_collector\n"
+        "from poller.cli.main import cli\n"
+        "pause_collector()\n"
+        "try:\n"
+        "    cli(['--config', '/nonexistent/config.toml', 'status'], standalone_mode=False)\n"
+        "except Exception:\n"
+        "    pass\n"
+        "print(gc.isenabled())\n"
+    )
+    assert out == "True"
