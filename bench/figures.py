@@ -393,12 +393,14 @@ def throughput(ledgers: Ledgers, standins: Standins, workdir: Path, ids: Ids,
 
     import poller.vendors.ratelimit as ratelimit
 
-    main = drain(backlog, "backlog", None)  # the default for tremendous: 10/s
+    # The limiter set to the limit the stand-in enforces (the worker's own default for
+    # Tremendous is lower: 2/s, the limit Tremendous documents for 30-second windows).
+    main = drain(backlog, "backlog", rate)
     plain = drain(contrast, "nolimit", 0)  # 0: no client-side limiter
     headroom = ratelimit.HEADROOM
     ratelimit.HEADROOM = 0.0  # what-if: tokens exactly 1/rate apart
     try:
-        exact = drain(contrast, "exact", None)
+        exact = drain(contrast, "exact", rate)
     finally:
         ratelimit.HEADROOM = headroom
     sustained = main["rate"] / rate
@@ -465,9 +467,11 @@ def throughput(ledgers: Ledgers, standins: Standins, workdir: Path, ids: Ids,
             f"{backlog} outstanding redemptions at the Influitive stand-in (25 a page); the "
             "Tremendous stand-in answers every request after 200 ms and answers 429 to any "
             f"request beyond {rate} in a one-second window (its check runs after the delay, "
-            "as a server's would). The worker runs with the defaults a user gets: "
-            "`concurrency = 4`, `batch_size = 500`, and Tremendous's default "
-            f"`rate_limit_per_second = {rate}` (a token bucket with a burst of one). "
+            "as a server's would). The worker runs with the defaults a user gets, "
+            "`concurrency = 4` and `batch_size = 500`, and "
+            f"`rate_limit_per_second = {rate}`, the limit the stand-in enforces (a token "
+            "bucket with a burst of one; without the setting the worker keeps to 2/s, the "
+            "lower of the limits Tremendous documents). "
             "Cycles run back to back, as the daemon does when a cycle takes longer "
             "than its interval, on a SQLite ledger. Rates come from the stand-in's own "
             "timestamps of the orders it created."),
