@@ -472,6 +472,7 @@ def throughput(ledgers: Ledgers, standins: Standins, workdir: Path, ids: Ids,
             f"`rate_limit_per_second = {rate}`, the limit the stand-in enforces (a token "
             "bucket with a burst of one; without the setting the worker keeps to 2/s, the "
             "lower of the limits Tremendous documents). "
+            "The Influitive request budget is set out of reach (figure 10 measures it). "
             "Cycles run back to back, as the daemon does when a cycle takes longer "
             "than its interval, on a SQLite ledger. Rates come from the stand-in's own "
             "timestamps of the orders it created."),

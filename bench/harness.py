@@ -310,8 +310,13 @@ def write_config(
     concurrency: int = 4, batch_size: int = 500, rate: float | None = None, extra: str = "",
     influitive_extra: str = "",
 ) -> Path:
-    """``influitive_extra``: more ``key = value`` lines for the ``[influitive]`` section."""
+    """``influitive_extra``: more ``key = value`` lines for the ``[influitive]`` section.
+    Unless they set the Influitive request budget, it is set out of reach: a figure that
+    is not about the budget measures the work, not the budget's pace (its default, 180
+    requests per 5 minutes, would stretch most figures over hours)."""
     rate_line = "" if rate is None else f"rate_limit_per_second = {rate}\n"
+    if "max_requests_per_window" not in influitive_extra:
+        influitive_extra += "max_requests_per_window = 1000000\nwindow_seconds = 60\n"
     path.write_text(f"""
 [influitive]
 base_url = "{standins.influitive_url}"
