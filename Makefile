@@ -53,9 +53,11 @@ lint: $(DEV)
 bench: $(VENV)/.bench-installed check-pg
 	$(BIN)/python -m bench
 
+# In a variable: a comma written inside $(call ...) would split its argument in two.
+BENCH_EXTRAS := .[dev,bench]
 $(VENV)/.bench-installed: $(DEV) pyproject.toml
 	@echo "==> installing the bench extras (pgqueuer) into $(VENV) (pip)"
-	@$(call PIP_INSTALL,-e '.[dev,bench]')
+	@$(call PIP_INSTALL,-e '$(BENCH_EXTRAS)')
 	@touch $@
 
 ## The long fault-injection run: the crash, concurrency and outside-fault suites
