@@ -209,6 +209,11 @@ class _Probe:
         self.commit_seconds = 0.0
         self._event = event
         event.listen(engine, "before_cursor_execute", self._statement)
+        # The guarded moves run on the driver's cursor, past SQLAlchemy's events.
+        from poller.ledger.prepared import STATEMENT_OBSERVERS
+
+        self._observers = STATEMENT_OBSERVERS
+        self._observers.append(self._prepared)
         dialect = engine.dialect
         self._original = dialect.do_commit
 
@@ -229,12 +234,17 @@ class _Probe:
         if is_implicit_commit(cursor, statement):
             self.commits += 1  # a write outside a transaction commits on its own
 
+    def _prepared(self, conn: Any, cursor: Any, statement: str, parameters: Any) -> None:
+        if conn.engine.pool is self.engine.pool:
+            self._statement(conn, cursor, statement)
+
     def reset(self) -> None:
         self.commits = self.statements = 0
         self.commit_seconds = 0.0
 
     def close(self) -> None:
         self._event.remove(self.engine, "before_cursor_execute", self._statement)
+        self._observers.remove(self._prepared)
         self.engine.dialect.do_commit = self._original
 
 

@@ -69,6 +69,11 @@ class StatementProbe:
 
         dialect.do_commit, dialect.do_rollback, dialect.do_ping = commit, rollback, ping
         event.listen(engine, "before_cursor_execute", self._statement)
+        # The guarded moves run on the driver's cursor, past SQLAlchemy's events.
+        from poller.ledger.prepared import STATEMENT_OBSERVERS
+
+        self._observers = STATEMENT_OBSERVERS
+        self._observers.append(self._prepared)
         if self._pg:
             event.listen(engine, "begin", self._begin)
 
@@ -91,6 +96,10 @@ class StatementProbe:
             kind = "SELECT pg_advisory_xact_lock"
         self._count(kind, _short(statement))
 
+    def _prepared(self, conn: Any, cursor: Any, statement: str, parameters: Any) -> None:
+        if conn.engine.pool is self.engine.pool:
+            self._statement(conn, cursor, statement, parameters, None, False)
+
     def _begin(self, conn: Any) -> None:
         if not getattr(conn.connection.dbapi_connection, "autocommit", False):
             self._count("BEGIN")
@@ -111,6 +120,7 @@ class StatementProbe:
 
     def close(self) -> None:
         self._event.remove(self.engine, "before_cursor_execute", self._statement)
+        self._observers.remove(self._prepared)
         if self._pg:
             self._event.remove(self.engine, "begin", self._begin)
         dialect = self.engine.dialect

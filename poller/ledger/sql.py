@@ -79,6 +79,7 @@ from poller.ledger import (
     entry_from_columns,
     sum_amounts,
 )
+from poller.ledger.prepared import Prepared
 from poller.ledger.tables import CleanText, StateType, UTCDateTime
 from poller.ledger.tables import cache as cache_t
 from poller.ledger.tables import events as events_t
@@ -255,7 +256,8 @@ def make_engine(
     ``read_only`` (SQLite): opens an existing file read-only, never creating it nor changing
     its journal mode, so a ledger on a read-only mount is read. ``threads``: threads that
     may each hold a pooled connection at once; the pool keeps that many and ``POOL_SPARE``
-    more (SQLAlchemy's default of 5 otherwise)."""
+    more (SQLAlchemy's default of 5 otherwise). Its errors never quote a statement's
+    parameters (advocates' addresses, messages that may carry a reward link)."""
     parsed = _parse(url)
     timeouts = timeouts or LedgerTimeouts()
     pool: dict[str, Any] = {} if threads is None else {"pool_size": threads + POOL_SPARE}
@@ -271,7 +273,7 @@ def make_engine(
         # invalidated with the rest of the pool by SQLAlchemy's disconnect handling, so
         # only the transaction that found it fails (LedgerUnavailable) and the next one
         # connects afresh.
-        engine = create_engine(parsed, pool_recycle=PG_POOL_RECYCLE_S,
+        engine = create_engine(parsed, pool_recycle=PG_POOL_RECYCLE_S, hide_parameters=True,
                                connect_args=connect_args, **pool)
         connection_class = (_deadline_connection(timeouts.client_seconds)
                             if parsed.get_driver_name() == "psycopg" else None)
@@ -335,7 +337,8 @@ def _sqlite_engine(url: URL, pool: dict[str, Any] | None = None) -> Engine:
         # One connection shared by everyone, or each connection would see its own empty
         # database. Fit for tests and dry runs in one thread, not for a worker.
         engine = create_engine(
-            url, poolclass=StaticPool, connect_args={"check_same_thread": False}
+            url, poolclass=StaticPool, connect_args={"check_same_thread": False},
+            hide_parameters=True,
         )
     else:
         assert url.database is not None
@@ -349,7 +352,7 @@ def _sqlite_engine(url: URL, pool: dict[str, Any] | None = None) -> Engine:
             )
         _create_private(path)
         engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
-                               **(pool or {}))
+                               hide_parameters=True, **(pool or {}))
         _WRITERS[engine] = threading.RLock()
 
     @event.listens_for(engine, "connect")
@@ -527,7 +530,7 @@ class SqlLedger:
             self._insert = sqlite_insert
         # The statements of every step, built once: the guarded moves per set of changed
         # columns (a handful), the rest here.
-        self._moves: dict[tuple[frozenset[str], bool, bool], Any] = {}
+        self._moves: dict[tuple[frozenset[str], bool, bool], Prepared] = {}
         now = bindparam("w_now", type_=UTCDateTime())
         owner = bindparam("w_owner", type_=CleanText())
         until = bindparam("v_until", type_=UTCDateTime())
@@ -873,7 +876,8 @@ class SqlLedger:
                 if guard is not None and self._pg:
                     # Held to the commit: the next guarded move reads our amount.
                     conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_SPEND_LOCK})")
-                row = conn.execute(stmt, params).first()
+                row = (stmt.first(conn, params) if guard is None
+                       else stmt.first_in(conn, params))
                 if row is None:
                     if claim:
                         return None  # another worker holds it, or it has moved on
@@ -885,7 +889,7 @@ class SqlLedger:
                     check_spend(guard, _spent(conn, [*where, red_t.c.pk != pk]))
         except exc.IntegrityError as e:
             raise _key_in_use(pk, columns, e) from None
-        return _entry(row)
+        return entry_from_columns(row)
 
     def _why_not_moved(
         self, conn: Connection, pk: int, owner: str, now: datetime, expect: State
@@ -897,13 +901,15 @@ class SqlLedger:
             return LeaseLost(f"redemption {pk}: the lease of {owner!r} is gone")
         return LeaseLost(f"redemption {pk} is {row.state.value!r}, expected {expect.value!r}")
 
-    def _move_stmt(self, columns: frozenset[str], *, claim: bool, release: bool) -> Any:
-        """The guarded move for one set of changed columns, built once and kept: building
-        SQLAlchemy statements costs more than running them."""
+    def _move_stmt(self, columns: frozenset[str], *, claim: bool, release: bool) -> Prepared:
+        """The guarded move for one set of changed columns, built and compiled once and
+        kept: building and compiling SQLAlchemy statements costs more than running them."""
         key = (columns, claim, release)
         stmt = self._moves.get(key)
         if stmt is None:
-            stmt = self._moves[key] = self._build_move(columns, claim=claim, release=release)
+            stmt = self._moves[key] = Prepared(
+                self._build_move(columns, claim=claim, release=release),
+                self._engine.dialect, builtins.list(red_t.c))
         return stmt
 
     def _build_move(self, columns: frozenset[str], *, claim: bool, release: bool) -> Any:
