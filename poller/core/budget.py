@@ -9,8 +9,9 @@ budget is spent, the caller waits until the oldest unit leaves the window, so no
 sent only to be blocked.
 
 Taking a unit is a write to the ledger. Under load the budget takes several at once (a
-batch that doubles while every unit of the last one was used in time, back to one when
-one was not) and hands them to the next requests; a unit taken ahead is used within
+batch that doubles while every unit of the last one was used in time, halves when the
+last one ran out of time just now, and is back to one after a quiet spell) and hands them
+to the next requests; a unit taken ahead is used within
 ``hold_seconds`` of being taken or dropped, still counted. That is safe because the window
 the log counts in is wider than the firewall's by a margin (``budget_window``): a unit held
 for part of that margin is still in the log's window whenever its request is in the
@@ -128,9 +129,15 @@ class RequestBudget:
                 self._spare -= 1
                 return None
             # Every unit of the last batch went to a request in time: ask for twice as
-            # many. Units left over, or a quiet spell: one at a time again (the leftovers
-            # are dropped, still counted).
-            self._batch = min(self._batch * 2, self._most) if in_time else 1
+            # many. The last batch ran out of time just now (units left over, dropped but
+            # still counted, or used up a little late): the requests come a little slower
+            # than it assumed, so half as many. A quiet spell since: one at a time again.
+            if in_time:
+                self._batch = min(self._batch * 2, self._most)
+            elif now - self._spare_until <= self._hold:
+                self._batch = max(1, self._batch // 2)
+            else:
+                self._batch = 1
             self._spare = 0
             grant = self.log.try_take(self.limit, self._clock, self._batch)
             if not grant.units:

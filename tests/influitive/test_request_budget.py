@@ -94,10 +94,28 @@ def test_units_taken_ahead_are_dropped_after_the_hold_and_the_batch_starts_over(
         budget.take()  # batches of 1, 2, then 4: three of the last still ahead
     assert log.asked == [1, 2, 4]
 
-    clock.now += timedelta(seconds=0.6)  # past the hold: never used this late
+    clock.now += timedelta(seconds=1.2)  # a quiet spell, well past the hold
     budget.take()
     assert log.asked == [1, 2, 4, 1]
     assert log.taken(limit, clock()) == 8  # the three dropped stay counted
+
+
+def test_a_batch_that_ran_out_of_time_just_now_is_halved() -> None:
+    clock = Clock()
+    log = CountingLog()
+    limit = BudgetLimit(scope="influitive", max_requests=100, window_seconds=60)
+    budget = RequestBudget(log, limit, clock=clock, wait=clock.wait, hold_seconds=0.5)
+    for _ in range(15):
+        budget.take()  # batches of 1, 2, 4, 8: all used at once
+    assert log.asked == [1, 2, 4, 8]
+    # Requests now come every 0.1 s: the next batch of 10 cannot be used within 0.5 s.
+    for _ in range(20):
+        clock.now += timedelta(seconds=0.1)
+        budget.take()
+    # 10 (six used, four dropped), then 5 (used in time), 10 again, then 5: four writes
+    # for twenty requests, where going back to one would take eight or more.
+    assert log.asked[4:] == [10, 5, 10, 5]
+    assert log.taken(limit, clock()) == 15 + 30  # 35 handed out, 8 dropped, 2 still ahead
 
 
 def test_a_batch_never_takes_more_than_the_window_has_left() -> None:
