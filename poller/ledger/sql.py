@@ -519,6 +519,10 @@ class SqlLedger:
         self._engine = engine
         self._pg = engine.dialect.name == "postgresql"
         self._thread = threading.local()  # .conn: the connection pinned by pinned()
+        # SQLite files: the in-process writer lock, and the one connection that writes
+        # single statements under it (_shared_writer). None on PostgreSQL.
+        self._writers = _WRITERS.get(engine)
+        self._shared: Connection | None = None
         # The dialect's own insert (ON CONFLICT), imported here: a SQLite worker never
         # loads the PostgreSQL dialect, a tenth of its start.
         self._insert: Any
@@ -733,6 +737,9 @@ class SqlLedger:
 
     @contextmanager
     def pinned(self) -> Iterator[None]:
+        if self._writers is not None:
+            yield  # SQLite: every one-statement write already goes through one connection
+            return
         if getattr(self._thread, "conn", None) is not None:
             yield  # already pinned further up this thread
             return
@@ -746,20 +753,48 @@ class SqlLedger:
 
     @contextmanager
     def _one_statement(self) -> Iterator[Connection]:
-        """A connection for a write that is one statement, committed as it ends: the
-        thread's pinned one, else one from the pool (``single_statements``)."""
+        """A connection for a write that is one statement, committed as it ends. SQLite:
+        the process's one writing connection (``_shared_writer``). PostgreSQL: the thread's
+        pinned one, else one from the pool (``single_statements``)."""
+        if self._writers is not None:
+            with self._writers, translate_errors(self._engine.url):
+                conn = self._shared_writer()
+                try:
+                    yield conn
+                finally:
+                    self._end_statement(conn)
+            return
         conn: Connection | None = getattr(self._thread, "conn", None)
         if conn is None:
             with single_statements(self._engine) as fresh:
                 yield fresh
             return
-        with _writer(self._engine), translate_errors(self._engine.url):
+        with translate_errors(self._engine.url):
             try:
                 yield conn
             finally:
-                # Ends SQLAlchemy's own bookkeeping of a transaction begun by the statement;
-                # the database committed it already (autocommit).
-                conn.rollback()
+                conn.rollback()  # see _end_statement
+
+    def _shared_writer(self) -> Connection:
+        """SQLite: one connection for every one-statement write of this process, used under
+        the writer lock. Writes are one at a time anyway, and a connection's page cache
+        stays valid only while no other connection writes: with one writer per thread,
+        every move re-read from disk the pages the others had just written (~15 reads a
+        move, measured), where the one writer keeps them."""
+        conn = self._shared
+        if conn is None or conn.invalidated or conn.closed:
+            conn = self._shared = _variant(self._engine, _SINGLE).connect()
+        return conn
+
+    def _end_statement(self, conn: Connection) -> None:
+        try:
+            # Ends SQLAlchemy's own bookkeeping of a transaction begun by the statement;
+            # the database committed it already (autocommit).
+            conn.rollback()
+        except exc.DBAPIError:
+            # The statement's own outcome was raised or returned already; a connection that
+            # cannot even reset is replaced: the next write opens a new one.
+            conn.invalidate()
 
     def claim(
         self, pk: int, owner: str, now: datetime, lease_seconds: float
@@ -1051,6 +1086,11 @@ class SqlLedger:
             conn.exec_driver_sql("SELECT 1").scalar_one()
 
     def close(self) -> None:
+        if self._writers is not None:
+            with self._writers:
+                if self._shared is not None:
+                    self._shared.close()
+                    self._shared = None
         self._engine.dispose()
 
     # Last, because inside the class body its name hides the builtin ``list``.

@@ -60,7 +60,8 @@ def test_a_move_on_a_pinned_connection_is_committed_as_it_returns(sql_ledger: Sq
         assert moved is not None
         assert _other_sees(sql_ledger, entry.pk) == "ordering"
         assert moved == sql_ledger.get_pk(entry.pk)  # what a plain read gives
-        driver = sql_ledger._thread.conn.connection.driver_connection
+        writing = sql_ledger._shared or sql_ledger._thread.conn  # SQLite's one writer, or pinned
+        driver = writing.connection.driver_connection
         assert _idle(driver), "a move must not leave a transaction open"
         sql_ledger.transition(entry.pk, "w1", State.ORDERED, "placed", T0,
                               expect=State.ORDERING)
