@@ -758,11 +758,11 @@ class SqlLedger:
         pinned one, else one from the pool (``single_statements``)."""
         if self._writers is not None:
             with self._writers, translate_errors(self._engine.url):
-                conn = self._shared_writer()
+                shared = self._shared_writer()
                 try:
-                    yield conn
+                    yield shared
                 finally:
-                    self._end_statement(conn)
+                    self._end_statement(shared)
             return
         conn: Connection | None = getattr(self._thread, "conn", None)
         if conn is None:

@@ -107,7 +107,7 @@ def test_a_backlog_is_worked_on_several_threads_each_redemption_exactly_once() -
 
 def test_concurrency_is_bounded_by_the_setting() -> None:
     rig = Rig(concurrency=3, vendor=SlowVendor(seconds=0.01))
-    rig.seed(30)
+    rig.seed(120)  # enough for the threads started one at a time to all be at work
     rig.worker.run_cycle()
     assert isinstance(rig.vendor, SlowVendor)
     assert rig.vendor.most_in_flight == 3
