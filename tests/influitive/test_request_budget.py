@@ -72,12 +72,17 @@ class CountingLog(MemoryRequestLog):
         return super().try_take(limit, clock, units)  # type: ignore[arg-type]
 
 
-def test_under_load_units_are_taken_a_batch_at_a_time() -> None:
+def _batching() -> tuple[Clock, CountingLog, BudgetLimit, RequestBudget]:
+    """A budget of 100 a minute that takes units ahead, held for 0.5 s."""
     clock = Clock()
     log = CountingLog()
     limit = BudgetLimit(scope="influitive", max_requests=100, window_seconds=60)
     budget = RequestBudget(log, limit, clock=clock, wait=clock.wait, hold_seconds=0.5)
+    return clock, log, limit, budget
 
+
+def test_under_load_units_are_taken_a_batch_at_a_time() -> None:
+    clock, log, limit, budget = _batching()
     for _ in range(40):
         assert budget.take() == 0.0
     # Doubling while every unit was used in time, up to a tenth of the budget.
@@ -86,10 +91,7 @@ def test_under_load_units_are_taken_a_batch_at_a_time() -> None:
 
 
 def test_units_taken_ahead_are_dropped_after_the_hold_and_the_batch_starts_over() -> None:
-    clock = Clock()
-    log = CountingLog()
-    limit = BudgetLimit(scope="influitive", max_requests=100, window_seconds=60)
-    budget = RequestBudget(log, limit, clock=clock, wait=clock.wait, hold_seconds=0.5)
+    clock, log, limit, budget = _batching()
     for _ in range(4):
         budget.take()  # batches of 1, 2, then 4: three of the last still ahead
     assert log.asked == [1, 2, 4]
@@ -101,10 +103,7 @@ def test_units_taken_ahead_are_dropped_after_the_hold_and_the_batch_starts_over(
 
 
 def test_a_batch_that_ran_out_of_time_just_now_is_halved() -> None:
-    clock = Clock()
-    log = CountingLog()
-    limit = BudgetLimit(scope="influitive", max_requests=100, window_seconds=60)
-    budget = RequestBudget(log, limit, clock=clock, wait=clock.wait, hold_seconds=0.5)
+    clock, log, limit, budget = _batching()
     for _ in range(15):
         budget.take()  # batches of 1, 2, 4, 8: all used at once
     assert log.asked == [1, 2, 4, 8]

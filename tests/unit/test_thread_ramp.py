@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from functools import partial
 
 import pytest
@@ -121,25 +122,22 @@ def _always(share: float) -> partial[ThreadRamp]:
     return partial(ThreadRamp, cpu=lambda: (time.monotonic() - began) * share)
 
 
-def test_a_cycle_whose_steps_keep_the_process_busy_runs_them_on_one_thread() -> None:
-    rig = Rig(concurrency=4, vendor=SpinVendor(seconds=0.003))
-    rig.worker.ramp = _always(0.95)
-    rig.seed(60)
-    report = rig.worker.run_cycle()
-    assert report.outcomes == {"fulfilled": 60}
-    assert isinstance(rig.vendor, SpinVendor)
-    assert len(rig.vendor.threads) == 1 and rig.vendor.most_in_flight == 1
-    rig.assert_exactly_once(60)
-
-
-def test_a_cycle_waiting_on_a_slow_vendor_reaches_its_concurrency() -> None:
-    rig = Rig(concurrency=4, vendor=SlowVendor(seconds=0.02))
-    rig.worker.ramp = _always(0.05)
+@pytest.mark.parametrize(("vendor", "share", "threads"), [
+    # Steps that keep the interpreter busy: more threads would only hand it to each other.
+    (lambda: SpinVendor(seconds=0.003), 0.95, 1),
+    # Steps waiting on a slow vendor: the cycle reaches its concurrency.
+    (lambda: SlowVendor(seconds=0.02), 0.05, 4),
+], ids=["busy", "waiting"])
+def test_a_cycle_runs_as_many_threads_as_keep_the_process_busy(
+    vendor: Callable[[], SlowVendor], share: float, threads: int,
+) -> None:
+    rig = Rig(concurrency=4, vendor=vendor())
+    rig.worker.ramp = _always(share)
     rig.seed(60)
     report = rig.worker.run_cycle()
     assert report.outcomes == {"fulfilled": 60}
     assert isinstance(rig.vendor, SlowVendor)
-    assert rig.vendor.most_in_flight == 4 and len(rig.vendor.threads) == 4
+    assert len(rig.vendor.threads) == threads and rig.vendor.most_in_flight == threads
     rig.assert_exactly_once(60)
 
 
