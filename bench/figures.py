@@ -201,19 +201,14 @@ class _Probe:
     statements, and times its DBAPI commits."""
 
     def __init__(self, engine: Any) -> None:
-        from sqlalchemy import event
+        from bench.ledger_path import is_implicit_commit, watch_statements
 
         self.engine = engine
         self.commits = 0
         self.statements = 0
         self.commit_seconds = 0.0
-        self._event = event
-        event.listen(engine, "before_cursor_execute", self._statement)
-        # The guarded moves run on the driver's cursor, past SQLAlchemy's events.
-        from poller.ledger.prepared import STATEMENT_OBSERVERS
-
-        self._observers = STATEMENT_OBSERVERS
-        self._observers.append(self._prepared)
+        self._implicit = is_implicit_commit
+        self._unwatch = watch_statements(engine, self._statement)
         dialect = engine.dialect
         self._original = dialect.do_commit
 
@@ -227,24 +222,17 @@ class _Probe:
 
         dialect.do_commit = do_commit
 
-    def _statement(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        from bench.ledger_path import is_implicit_commit
-
+    def _statement(self, cursor: Any, statement: str) -> None:
         self.statements += 1
-        if is_implicit_commit(cursor, statement):
+        if self._implicit(cursor, statement):
             self.commits += 1  # a write outside a transaction commits on its own
-
-    def _prepared(self, conn: Any, cursor: Any, statement: str, parameters: Any) -> None:
-        if conn.engine.pool is self.engine.pool:
-            self._statement(conn, cursor, statement)
 
     def reset(self) -> None:
         self.commits = self.statements = 0
         self.commit_seconds = 0.0
 
     def close(self) -> None:
-        self._event.remove(self.engine, "before_cursor_execute", self._statement)
-        self._observers.remove(self._prepared)
+        self._unwatch()
         self.engine.dialect.do_commit = self._original
 
 

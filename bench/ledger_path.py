@@ -22,7 +22,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -68,12 +68,7 @@ class StatementProbe:
             return bool(do_ping(dbapi_connection))
 
         dialect.do_commit, dialect.do_rollback, dialect.do_ping = commit, rollback, ping
-        event.listen(engine, "before_cursor_execute", self._statement)
-        # The guarded moves run on the driver's cursor, past SQLAlchemy's events.
-        from poller.ledger.prepared import STATEMENT_OBSERVERS
-
-        self._observers = STATEMENT_OBSERVERS
-        self._observers.append(self._prepared)
+        self._unwatch = watch_statements(engine, self._statement)
         if self._pg:
             event.listen(engine, "begin", self._begin)
 
@@ -82,8 +77,7 @@ class StatementProbe:
         if self.capture:
             self.texts.append(text or kind)
 
-    def _statement(self, conn: Any, cursor: Any, statement: str, parameters: Any,
-                   context: Any, executemany: bool) -> None:
+    def _statement(self, cursor: Any, statement: str) -> None:
         words = statement.split(None, 1)
         kind = words[0].upper() if words else "?"
         if is_implicit_commit(cursor, statement):
@@ -95,10 +89,6 @@ class StatementProbe:
         elif kind == "SELECT" and "pg_advisory_xact_lock" in statement:
             kind = "SELECT pg_advisory_xact_lock"
         self._count(kind, _short(statement))
-
-    def _prepared(self, conn: Any, cursor: Any, statement: str, parameters: Any) -> None:
-        if conn.engine.pool is self.engine.pool:
-            self._statement(conn, cursor, statement, parameters, None, False)
 
     def _begin(self, conn: Any) -> None:
         if not getattr(conn.connection.dbapi_connection, "autocommit", False):
@@ -119,12 +109,36 @@ class StatementProbe:
         self.implicit_commits = 0
 
     def close(self) -> None:
-        self._event.remove(self.engine, "before_cursor_execute", self._statement)
-        self._observers.remove(self._prepared)
+        self._unwatch()
         if self._pg:
             self._event.remove(self.engine, "begin", self._begin)
         dialect = self.engine.dialect
         dialect.do_commit, dialect.do_rollback, dialect.do_ping = self._originals
+
+
+def watch_statements(engine: Any, seen: Callable[[Any, str], None]) -> Callable[[], None]:
+    """Call ``seen(cursor, statement)`` for each statement ``engine`` sends: those through
+    SQLAlchemy (its ``before_cursor_execute`` event) and the guarded moves, which go on the
+    driver's cursor past it (``poller.ledger.prepared``). Returns what stops watching."""
+    from sqlalchemy import event
+
+    from poller.ledger.prepared import STATEMENT_OBSERVERS
+
+    def through_sqlalchemy(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen(cursor, statement)
+
+    def prepared(conn: Any, cursor: Any, statement: str, parameters: Any) -> None:
+        if conn.engine.pool is engine.pool:  # the variants of one engine share its pool
+            seen(cursor, statement)
+
+    event.listen(engine, "before_cursor_execute", through_sqlalchemy)
+    STATEMENT_OBSERVERS.append(prepared)
+
+    def stop() -> None:
+        event.remove(engine, "before_cursor_execute", through_sqlalchemy)
+        STATEMENT_OBSERVERS.remove(prepared)
+
+    return stop
 
 
 _WRITES = frozenset({"INSERT", "UPDATE", "DELETE", "WITH"})

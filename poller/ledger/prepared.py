@@ -112,5 +112,5 @@ class Prepared:
     def first_in(self, conn: Connection, values: Mapping[str, Any]) -> dict[str, Any] | None:
         """As ``first``, through ``conn.execute``: for a statement inside a transaction
         SQLAlchemy began (its BEGIN, its events), where the saving does not matter."""
-        row = conn.execute(self.statement, dict(values)).first()
+        row = conn.execute(self.statement, values).first()
         return None if row is None else dict(row._mapping)

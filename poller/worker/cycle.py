@@ -335,21 +335,19 @@ class Worker:
         pending = iter(pks)
         lock = threading.Lock()
         failures: list[BaseException] = []
-
         ran_out = threading.Event()  # nothing left to take: no thread to start
 
         def take() -> LedgerEntry | int | None:
             with lock:
+                item: LedgerEntry | int | None = None
                 if failures:
-                    ran_out.set()
-                    return None
-                if self.stop.is_set():
-                    ran_out.set()
+                    pass
+                elif self.stop.is_set():
                     if not report.stopped_early:
                         report.stopped_early = True
                         log.info("cycle.stopping", remaining="some")
-                    return None
-                item = next(pending, None)
+                else:
+                    item = next(pending, None)
                 if item is None:
                     ran_out.set()
                 return item

@@ -8,7 +8,7 @@ cost of handing the interpreter from thread to thread (measured against stand-in
 at once, on 2 cores: 4 threads used 17% more CPU than 1, and 5% more wall time than 2).
 
 So a cycle starts one thread and starts another while the process used less than
-``busy_below`` of one CPU over the windows since the last one started (``SETTLE`` windows
+``BUSY_BELOW`` of one CPU over the windows since the last one started (``SETTLE`` windows
 at least; an average, so one quiet moment does not count as a trend). A thread once started runs
 until the work runs out: the cycle never stops one mid-redemption. A vendor slow to answer
 leaves the process idle, so the cycle reaches ``concurrency`` within a fraction of a second
@@ -40,18 +40,16 @@ class ThreadRamp:
     """Says when the dispatcher should start another thread (``grow``), up to ``most``."""
 
     def __init__(
-        self, most: int, *, busy_below: float = BUSY_BELOW,
-        cpu: Callable[[], float] = time.process_time,
+        self, most: int, *, cpu: Callable[[], float] = time.process_time,
         wall: Callable[[], float] = time.monotonic,
     ) -> None:
         self.most = most
         self.running = 0
-        self._busy_below = busy_below
         self._cpu = cpu
         self._wall = wall
         self._busy: float | None = None
         self._settling = 0
-        self._last = (wall(), cpu())
+        self._last = (0.0, 0.0)  # (wall, cpu) at the last window; set as the first starts
 
     def grow(self) -> bool:
         """Called every window by the dispatcher: True when it should start one more thread
@@ -72,7 +70,7 @@ class ThreadRamp:
         if self._settling:
             self._settling -= 1
             return False
-        if self.running >= self.most or self._busy >= self._busy_below:
+        if self.running >= self.most or self._busy >= BUSY_BELOW:
             return False
         # The windows before this thread say nothing about the process with it: the
         # average starts again, and is given SETTLE windows before the next decision.
