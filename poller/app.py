@@ -180,6 +180,7 @@ class App:
         # The Influence.io refund records its intent under the worker's lease: same owner.
         self.deciders = _pushed_sources(config, self.ledger, owner)
         if recorder is not None:
+            recorder.expect_vendors(self.vendors.names)
             source = recorder.instrument_source(self.source)
             vendors = _instrumented(self.vendors, recorder)
         self.worker = Worker(

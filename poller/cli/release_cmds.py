@@ -1,4 +1,5 @@
-"""``init``, ``deploy systemd`` and ``db current``: putting an install in place.
+"""``init``, ``deploy systemd``, ``deploy prometheus`` and ``db current``: putting an install
+in place.
 
 Like the other command modules, nothing heavy is imported at import time; main.py only
 registers the commands (and ``db upgrade`` in ``poller.cli.db`` calls ``report_upgrade``).
@@ -110,6 +111,43 @@ def deploy_systemd(obj: Context, prefix: Path | None, force: bool) -> None:
         click.echo(f"wrote {target}")
     click.echo("\nthen: systemctl daemon-reload && systemctl enable --now "
                "reward-poller.service   (or reward-poller-once.timer, not both)")
+
+
+@deploy_group.command("prometheus")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), metavar="PATH",
+              help="Write the rules to PATH (e.g. /etc/prometheus/rules/reward-poller.yml) "
+                   "instead of printing them.")
+@click.option("--force", is_flag=True, help="With --output: replace a file that differs.")
+def deploy_prometheus(output: Path | None, force: bool) -> None:
+    """The Prometheus alert rules for reward-poller's metrics (docs/metrics.md).
+
+    Without --output the rules go to stdout. A file that exists is never replaced unless
+    --force (one with the same text is left as it is).
+    """
+    from poller.release import files
+
+    try:
+        rules = files.prometheus_rules()
+    except files.MissingPackageData as exc:
+        raise _failed(str(exc)) from None
+    if output is None:
+        click.echo(rules, nl=False)
+        return
+    if output.exists():
+        if output.read_text(encoding="utf-8") == rules:
+            click.echo(f"unchanged {output}")
+            return
+        if not force:
+            raise _failed(f"{output} exists and differs: not overwritten (--force replaces "
+                          "it)")
+        output.write_text(rules, encoding="utf-8")
+    else:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        write_new_file(output, rules, 0o644)
+    os.chmod(output, 0o644)  # Prometheus runs as its own user
+    click.echo(f"wrote {output}")
+    click.echo(f"\nthen: name it in rule_files of prometheus.yml, check it (promtool check rules "
+               f"{output}) and reload Prometheus (systemctl reload prometheus)")
 
 
 def report_upgrade(url: str) -> None:

@@ -1,7 +1,8 @@
 """The acceptance test of a release: ``pip install .`` into a new virtualenv (a wheel, not
 editable), then, from a folder with no file of the repository, ``reward-poller init`` and
 ``reward-poller sandbox`` in one process, ``reward-poller check`` and ``reward-poller run
---run-once`` in another."""
+--run-once`` in another; ``deploy systemd`` and ``deploy prometheus`` print what the wheel
+ships."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -56,13 +58,17 @@ def site_packages(bin_dir: Path) -> Path:
     return Path(found.stdout.strip())
 
 
-def test_the_wheel_ships_the_example_config_and_the_units(installed: Path) -> None:
+def test_the_wheel_ships_the_example_config_the_units_and_the_alert_rules(
+    installed: Path,
+) -> None:
     package = site_packages(installed)
     assert "site-packages" in str(package)  # the installed copy, not the checkout
     data = package / "release" / "data"
     assert (data / "config.example.toml").read_text() == files.example_config()
     for unit in files.UNITS:
         assert (data / "systemd" / unit).read_text() == files.unit(unit)
+    assert (data / "prometheus" / "alerts.yml").read_text() == (
+        ROOT / "deploy" / "prometheus" / "alerts.yml").read_text()
     assert (package / "migrations" / "versions").is_dir()
 
 
@@ -102,4 +108,10 @@ def test_init_sandbox_check_run_from_an_empty_folder(installed: Path, tmp_path: 
     units = cli("deploy", "systemd", cwd=here, command=exe)
     assert units.returncode == 0, units.stderr
     assert f"ExecStart={installed / 'reward-poller'} --config " in units.stdout
+    rules = cli("deploy", "prometheus", cwd=here, command=exe)
+    assert rules.returncode == 0, rules.stderr
+    assert rules.stdout == (ROOT / "deploy" / "prometheus" / "alerts.yml").read_text()
+    version = cli("--version", cwd=here, command=exe)
+    assert version.stdout.split()[-1] == tomllib.loads(
+        (ROOT / "pyproject.toml").read_text())["project"]["version"]
     assert sorted(p.name for p in here.iterdir()) == ["config.toml", "reward-poller.db"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import stat
 import subprocess
@@ -34,6 +35,7 @@ def test_the_shipped_files_are_the_repository_files() -> None:
     assert set(files.UNITS) == {p.name for p in (ROOT / "deploy" / "systemd").iterdir()}
     for unit in files.UNITS:
         assert files.unit(unit) == (ROOT / "deploy" / "systemd" / unit).read_text()
+    assert files.prometheus_rules() == (ROOT / "deploy" / "prometheus" / "alerts.yml").read_text()
 
 
 # --- init ----------------------------------------------------------------------------------
@@ -144,6 +146,42 @@ def test_the_written_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr.strip() == "", result.stderr
+
+
+# --- deploy prometheus ---------------------------------------------------------------------
+
+
+def test_deploy_prometheus_prints_the_shipped_rules() -> None:
+    result = invoke("deploy", "prometheus")
+    assert result.exit_code == 0, result.output
+    assert result.output == (ROOT / "deploy" / "prometheus" / "alerts.yml").read_text()
+    assert "alert: RewardPollerOperatorFacingErrors" in result.output
+
+
+def test_deploy_prometheus_writes_the_rules_and_never_replaces_a_changed_file(
+    tmp_path: Path,
+) -> None:
+    target = tmp_path / "rules" / "reward-poller.yml"
+    old_umask = os.umask(0o077)
+    try:
+        first = invoke("deploy", "prometheus", "--output", str(target))
+    finally:
+        os.umask(old_umask)
+    assert first.exit_code == 0, first.output
+    assert f"wrote {target}" in first.output
+    assert target.read_text() == files.prometheus_rules()
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644  # Prometheus runs as another user
+    assert f"unchanged {target}" in invoke("deploy", "prometheus", "--output",
+                                           str(target)).output
+
+    target.write_text(target.read_text() + "# mine\n")
+    refused = CliRunner().invoke(cli, ["deploy", "prometheus", "--output", str(target)])
+    assert refused.exit_code == 1
+    assert str(target) in refused.output and "--force" in refused.output
+    assert target.read_text().endswith("# mine\n")
+    forced = invoke("deploy", "prometheus", "--output", str(target), "--force")
+    assert forced.exit_code == 0, forced.output
+    assert target.read_text() == files.prometheus_rules()
 
 
 # --- db upgrade / db current ---------------------------------------------------------------
