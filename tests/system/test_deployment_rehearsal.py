@@ -42,7 +42,7 @@ from poller.release.files import UNITS
 from poller.standins.sandbox import SERVICES
 from tests.release.conftest import clean_env, free_port_base, read_until, start, stop
 from tests.system.conftest import SERVICE_USER, require_tool, scratch_dir
-from tests.system.units import Running, ServiceManager, Unit, parse_unit
+from tests.system.units import Running, ServiceManager, Unit, load_unit
 
 pytestmark = [pytest.mark.install, pytest.mark.e2e, pytest.mark.system,
               pytest.mark.timeout(900)]
@@ -214,7 +214,7 @@ def _deploy(d: Deployment) -> None:
                                 str(units))
     for name in UNITS:
         if (units / name).is_file():
-            d.units[name] = parse_unit(name, (units / name).read_text())
+            d.units[name] = load_unit(units / name)
 
 
 # --- the first start -------------------------------------------------------------------------
@@ -321,8 +321,7 @@ def daemon(deployment: Deployment) -> DaemonRun:
             if alive():
                 _until(fulfilled, timeout=60)
         finally:
-            running.signal(signal.SIGTERM)  # KillSignal=SIGTERM
-            seen.exit_code = running.wait(timeout=60)
+            seen.exit_code = manager.stop(running, unit, at_most=60)  # systemctl stop
     seen.stopping = any("STOPPING=1" in m.splitlines() for m in running.notifications)
     seen.stdout = running.stdout
     seen.stderr_lines = list(running.stderr_lines)

@@ -38,13 +38,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.ops.test_systemd_units import parse, seconds
+
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 """systemd's default $PATH for system services (Debian 12's build)."""
-
-_UNITS = {"us": 1e-6, "usec": 1e-6, "ms": 1e-3, "msec": 1e-3, "s": 1, "sec": 1,
-          "second": 1, "seconds": 1, "m": 60, "min": 60, "minute": 60, "minutes": 60,
-          "h": 3600, "hr": 3600, "hour": 3600, "hours": 3600, "d": 86400, "day": 86400,
-          "days": 86400}
 
 
 class CredentialMissing(RuntimeError):
@@ -56,11 +53,13 @@ class CredentialMissing(RuntimeError):
 
 @dataclass(frozen=True)
 class Unit:
+    """A unit file as tests/ops/test_systemd_units.py's parser reads it."""
+
     name: str
-    sections: dict[str, list[tuple[str, str]]]
+    sections: dict[str, dict[str, list[str]]]
 
     def values(self, key: str, section: str = "Service") -> list[str]:
-        return [v for k, v in self.sections.get(section, []) if k == key]
+        return self.sections.get(section, {}).get(key, [])
 
     def value(self, key: str, section: str = "Service") -> str | None:
         found = self.values(key, section)
@@ -68,38 +67,12 @@ class Unit:
 
     def credentials(self) -> list[tuple[str, str]]:
         """(ID, PATH) of every ``LoadCredential=``."""
-        return [tuple(v.split(":", 1)) for v in self.values("LoadCredential")]  # type: ignore[misc]
+        return [(ident, path) for ident, _, path in
+                (v.partition(":") for v in self.values("LoadCredential"))]
 
 
-def parse_unit(name: str, text: str) -> Unit:
-    """systemd.syntax(7): ``[Section]`` headers, ``Key=value`` lines, ``#``/``;`` comments,
-    a backslash at the end of a line continuing it."""
-    sections: dict[str, list[tuple[str, str]]] = {}
-    current: list[tuple[str, str]] | None = None
-    pending = ""
-    for raw in text.splitlines():
-        line = pending + raw.strip()
-        pending = ""
-        if line.endswith("\\"):
-            pending = line[:-1] + " "
-            continue
-        if not line or line[0] in "#;":
-            continue
-        if line.startswith("[") and line.endswith("]"):
-            current = sections.setdefault(line[1:-1], [])
-            continue
-        key, _, value = line.partition("=")
-        assert current is not None, f"{name}: {line!r} before any section"
-        current.append((key.strip(), value.strip()))
-    return Unit(name, sections)
-
-
-def timespan_seconds(text: str) -> float:
-    """``15min``, ``30s``, ``1h 30min``, a bare number of seconds."""
-    total = 0.0
-    for number, unit in re.findall(r"([\d.]+)\s*([a-z]*)", text):
-        total += float(number) * _UNITS[unit or "s"]
-    return total
+def load_unit(path: Path) -> Unit:
+    return Unit(path.name, parse(path))
 
 
 def resolve_specifiers(text: str, table: dict[str, str]) -> str:
@@ -309,7 +282,7 @@ class ServiceManager:
             env["NOTIFY_SOCKET"] = str(address)
             watchdog = unit.value("WatchdogSec")
             if watchdog:
-                env["WATCHDOG_USEC"] = str(int(timespan_seconds(watchdog) * 1_000_000))
+                env["WATCHDOG_USEC"] = str(int(seconds(watchdog) * 1_000_000))
 
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
@@ -342,8 +315,9 @@ class ServiceManager:
         running = self.start(unit, argv=argv)
         return running.wait(timeout), running
 
-    def stop(self, running: Running, unit: Unit) -> int:
-        """``systemctl stop``: KillSignal= (SIGTERM), then SIGKILL after TimeoutStopSec=."""
+    def stop(self, running: Running, unit: Unit, *, at_most: float) -> int:
+        """``systemctl stop``: KillSignal= (SIGTERM), then SIGKILL after TimeoutStopSec=
+        (or ``at_most`` seconds, when shorter: a test does not wait 20 minutes)."""
         name = unit.value("KillSignal") or "SIGTERM"
         running.signal(getattr(signal, name))
-        return running.wait(timespan_seconds(unit.value("TimeoutStopSec") or "90s"))
+        return running.wait(min(seconds(unit.value("TimeoutStopSec") or "90s"), at_most))
