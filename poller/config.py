@@ -789,20 +789,51 @@ def _warn_if_readable(file: Path, data: dict[str, Any]) -> None:
         )
 
 
+def _present(file: Path) -> bool:
+    """Whether the file exists; a folder on the way this user may not enter counts as
+    present, so that reading it names the permission problem rather than "not found"."""
+    try:
+        file.stat()
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def _unreadable(file: Path, exc: OSError) -> str:
+    """The error for a config file that cannot be opened; for a permission denied, who is
+    reading and how the systemd units hand a root-only file to their service."""
+    text = f"{file}: cannot be read: {exc.strerror or exc}"
+    if not isinstance(exc, PermissionError):
+        return text
+    import pwd
+
+    uid = os.geteuid()
+    try:
+        user = f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        user = f"uid {uid}"
+    return (f"{file}: cannot be read by user {user}: {exc.strerror or exc}. Under systemd, "
+            f"let systemd hand it over: LoadCredential=config.toml:{file} and --config "
+            "${CREDENTIALS_DIRECTORY}/config.toml, as the units of `reward-poller deploy "
+            "systemd` do (docs/deployment.md); elsewhere run as a user who can read it")
+
+
 def load_config(path: str | Path | None = None, *, required: bool = True) -> Config:
     """Read, merge with the environment, validate. Raises ConfigError naming the key, and
     the file or variable it came from."""
     file = config_path(str(path) if path is not None else None)
     data: dict[str, Any] = {}
     origin = check_environment()
-    if file.exists():
+    if _present(file):
         try:
             with file.open("rb") as fh:
                 data = tomllib.load(fh)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{file}: not valid TOML: {exc}") from None
         except OSError as exc:
-            raise ConfigError(f"{file}: cannot be read: {exc.strerror}") from None
+            raise ConfigError(_unreadable(file, exc)) from None
         _warn_if_readable(file, data)
     elif required:
         raise ConfigError(

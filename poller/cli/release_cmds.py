@@ -67,30 +67,33 @@ def deploy_group() -> None:
 @deploy_group.command("systemd")
 @click.option("--prefix", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
               help="Write the units into DIR (e.g. /etc/systemd/system) instead of printing "
-                   "them.")
+                   "them. DIR must exist.")
+@click.option("--create-prefix", is_flag=True,
+              help="With --prefix: create DIR (and its parents) when it does not exist.")
 @click.option("--force", is_flag=True, help="With --prefix: replace units that differ.")
 @click.pass_obj
-def deploy_systemd(obj: Context, prefix: Path | None, force: bool) -> None:
+def deploy_systemd(obj: Context, prefix: Path | None, create_prefix: bool, force: bool) -> None:
     """The systemd units (daemon; or timer and one-shot service) for this install.
 
-    ExecStart= names this install's reward-poller and the config file given with --config
-    (default /etc/reward-poller/config.toml). Without --prefix the units go to stdout, each
-    after a "### NAME" line.
+    ExecStart= names this install's reward-poller; the units hand the service the config
+    file given with --config (default /etc/reward-poller/config.toml) and the secrets in the
+    credentials/ folder beside it with LoadCredential=. Without --prefix the units go to
+    stdout, each after a "### NAME" line.
     """
     from poller.release import deploy, files
 
     config_path = (str(Path(obj.config_path).absolute()) if obj.config_path
                    else deploy.SHIPPED_CONFIG)
+    if prefix is not None and not prefix.is_dir() and not create_prefix:
+        # A typo would otherwise leave the units where systemd never looks.
+        raise click.BadParameter(
+            f"{prefix} does not exist (a typo? systemd reads /etc/systemd/system); add "
+            "--create-prefix to create it", param_hint="'--prefix'")
     try:
         units = deploy.render_all(config_path=config_path)
     except files.MissingPackageData as exc:
         raise _failed(str(exc)) from None
-    executable = deploy.executable()
-    if deploy.hidden_from_units(executable):
-        click.echo(
-            f"warning: {executable} is under a home directory, which the units hide from the "
-            "service (ProtectHome=yes): install reward-poller outside it, e.g. into "
-            "/opt/reward-poller (docs/deployment.md)", err=True)
+    _warn_about_paths(config_path)
     if prefix is None:
         for unit in units:
             click.echo(f"### {unit.name}")
@@ -111,6 +114,28 @@ def deploy_systemd(obj: Context, prefix: Path | None, force: bool) -> None:
         click.echo(f"wrote {target}")
     click.echo("\nthen: systemctl daemon-reload && systemctl enable --now "
                "reward-poller.service   (or reward-poller-once.timer, not both)")
+
+
+def _warn_about_paths(config_path: str) -> None:
+    """Warn (stderr) about what would keep the service from starting or from its files: a
+    missing configuration (systemd refuses to start a unit whose LoadCredential= file is
+    missing), an install, ledger or textfile the units' sandbox hides."""
+    import tomllib
+
+    from poller.release import deploy
+
+    paths = deploy.install_paths()
+    config = Path(config_path)
+    try:
+        with config.open("rb") as fh:
+            paths += deploy.config_paths(tomllib.load(fh))
+    except FileNotFoundError:
+        click.echo(f"warning: {config} does not exist: the service cannot start until it "
+                   "does (reward-poller init)", err=True)
+    except (OSError, tomllib.TOMLDecodeError):
+        pass  # `check` and the service's start name what is wrong with it
+    for line in deploy.path_warnings(paths):
+        click.echo(line, err=True)
 
 
 @deploy_group.command("prometheus")

@@ -1,4 +1,4 @@
-"""The acceptance test of a release: ``pip install .`` into a new virtualenv (a wheel, not
+"""The acceptance test of a release: the built wheel installed into a new virtualenv (not
 editable), then, from a folder with no file of the repository, ``reward-poller init`` and
 ``reward-poller sandbox`` in one process, ``reward-poller check`` and ``reward-poller run
 --run-once`` in another; ``deploy systemd`` and ``deploy prometheus`` print what the wheel
@@ -7,7 +7,6 @@ ships."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import tomllib
@@ -18,32 +17,18 @@ import pytest
 from poller.release import files
 from tests.release.conftest import clean_env, cli, free_port_base, read_until, start, stop
 
-ROOT = Path(__file__).resolve().parents[2]
-SHIPPED = ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "LICENSE", "CHANGELOG.md",
-           "config.example.toml", "deploy", "migrations", "poller")
-
 pytestmark = [pytest.mark.install, pytest.mark.timeout(900)]
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A new virtualenv with reward-poller installed from a copy of the source tree (so the
-    build leaves nothing in the checkout). Returns its bin/ folder."""
-    base = tmp_path_factory.mktemp("fresh")
-    source = base / "source"
-    source.mkdir()
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "build")
-    for name in SHIPPED:
-        path = ROOT / name
-        if path.is_dir():
-            shutil.copytree(path, source / name, ignore=ignore)
-        else:
-            shutil.copy2(path, source / name)
-    venv = base / "venv"
+def installed(built_wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A new virtualenv with the built wheel installed (tests/conftest.py). Returns its
+    bin/ folder."""
+    venv = tmp_path_factory.mktemp("fresh") / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     result = subprocess.run(
         [str(venv / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check",
-         "--quiet", str(source)],
+         "--quiet", str(built_wheel)],
         capture_output=True, text=True, timeout=600, env=clean_env(),
     )
     assert result.returncode == 0, result.stdout + result.stderr
