@@ -44,6 +44,7 @@ from poller.core.errors import (
     LookupUnavailable,
     OperatorFacingError,
     PollerError,
+    ProductUnavailable,
     SourceAuthError,
     SourceBlocked,
     SourceUnavailable,
@@ -121,6 +122,9 @@ class WorkerPolicy:
     lease_seconds: float = 300.0
     batch_size: int = 500
     unmapped: Literal["hold", "refuse"] = "hold"
+    unavailable: Literal["refuse", "hold"] = "refuse"
+    """A product the vendor will not sell although its catalog lists it: refused, or held
+    for a person (``[fulfillment] unavailable_reward``)."""
     pending_recheck_seconds: float = 300.0
     concurrency: int = 1
     """Threads working the due redemptions of a cycle; 1 works them one after another."""
@@ -765,9 +769,15 @@ class Worker:
         self, entry: LedgerEntry, exc: VendorError, attempts: int, log: structlog.BoundLogger
     ) -> LedgerEntry:
         after = after_vendor_error(exc, attempts=attempts,
-                                   max_attempts=self.policy.schedule.max_attempts)
+                                   max_attempts=self.policy.schedule.max_attempts,
+                                   unavailable=self.policy.unavailable,
+                                   unavailable_reason=self._render(
+                                       self.messages.unavailable_reason, entry))
         if isinstance(exc, OperatorFacingError):
             _note(vendor_problem(entry.vendor or "", exc))
+        elif isinstance(exc, ProductUnavailable) and after.state is State.HELD:
+            # Held by choice, for a person to decide on the money: the run says so.
+            _note(OperatorProblem(who=entry.vendor or "", kind="other", detail=str(exc)))
         kind = type(exc).__name__
         if after.state is State.REFUSING:
             log.warning("redemption.refusing", error=str(exc))
