@@ -196,6 +196,7 @@ class App:
                 gone_after_polls=config.ledger.gone_after_polls,
                 batch_size=config.schedule.batch_size,
                 unmapped=config.fulfillment.unmapped_reward,
+                unavailable=config.fulfillment.unavailable_reward,
                 pending_recheck_seconds=config.schedule.interval_seconds,
                 concurrency=config.schedule.concurrency,
                 spend=config.fulfillment.spend_policy(),

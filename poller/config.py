@@ -53,6 +53,7 @@ from poller.core.errors import ConfigError
 from poller.core.messages import (
     DEFAULT_FULFILLED,
     DEFAULT_REFUSED,
+    DEFAULT_UNAVAILABLE,
     DEFAULT_UNMAPPED,
     MessageTemplates,
     unknown_placeholders,
@@ -191,6 +192,11 @@ class FulfillmentSettings(_Section):
     refused_message: str = DEFAULT_REFUSED
     unmapped_message: str = DEFAULT_UNMAPPED
     """The ``{reason}`` used in ``refused_message`` when an unmapped reward is refused."""
+    unavailable_reward: Literal["refuse", "hold"] = "refuse"
+    """A product the vendor will not sell although its catalog lists it with the route's
+    currency and value: refused (the points are refunded), or held for a person."""
+    unavailable_message: str = DEFAULT_UNAVAILABLE
+    """The ``{reason}`` used in ``refused_message`` when such a reward is refused."""
     daily_spend_limit: dict[str, Decimal] | None = None
     """Per currency, the most that may be committed to vendor orders per UTC day. When set,
     a currency it does not name is held (money is never spent without a limit once the
@@ -214,7 +220,8 @@ class FulfillmentSettings(_Section):
     def spend_policy(self) -> SpendPolicy:
         return SpendPolicy(daily_limit=self.daily_spend_limit, max_order=self.max_order_amount)
 
-    @field_validator("fulfilled_message", "refused_message", "unmapped_message")
+    @field_validator("fulfilled_message", "refused_message", "unmapped_message",
+                     "unavailable_message")
     @classmethod
     def _known_placeholders(cls, value: str) -> str:
         unknown = unknown_placeholders(value)
@@ -227,6 +234,7 @@ class FulfillmentSettings(_Section):
             fulfilled=self.fulfilled_message,
             refused=self.refused_message,
             unmapped_reason=self.unmapped_message,
+            unavailable_reason=self.unavailable_message,
         )
 
 

@@ -11,8 +11,9 @@ Built-in behaviours (no setup needed):
   with the first order (creates nothing, charges nothing); ``background(n)`` makes the next
   ``n`` new orders answer 202 (accepted, created in the background: look it up later).
   Orders draw the balance down (402 when it is too low).
-* Every product id is orderable except ``UNAVAILABLE`` (422: out of stock) and ids starting
-  with ``UNKNOWN`` (422: no such product); product ``PENDING`` makes an order in
+* Every product id is orderable except ``UNAVAILABLE`` (listed in the catalog, yet every
+  order for it is a 422 "Product UNAVAILABLE is not available") and ids starting with
+  ``UNKNOWN`` (422: no such product; 404 in the catalog); product ``PENDING`` makes an order in
   ``PENDING APPROVAL`` until ``approve``. A denomination above 2000 or an unsupported
   currency is a 422 about the value.
 * A recipient email ending in ``@invalid.example`` (or without ``@``) is a 422 about the
@@ -73,6 +74,7 @@ CATALOG: tuple[dict[str, Any], ...] = (
     {"id": "VISA-US", "name": "Virtual Visa Card", "category": "visa_card"},
     {"id": "TREE-PLANTING", "name": "Plant a tree", "category": "charity"},
     {"id": PENDING_PRODUCT, "name": "Needs approval (stand-in)", "category": "merchant_card"},
+    {"id": UNAVAILABLE_PRODUCT, "name": "Sold out (stand-in)", "category": "merchant_card"},
 )
 
 
@@ -261,8 +263,8 @@ def _validate(body: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
         )
     if products[0] == UNAVAILABLE_PRODUCT:
         return 422, _error_body(
-            f"Product {products[0]} is out of stock",
-            {"reward": {"products": ["is out of stock"]}},
+            f"Product {products[0]} is not available",
+            {"reward": {"products": ["is not available"]}},
         )
     if products[0].startswith(UNKNOWN_PRODUCT_PREFIX):
         return 422, _error_body(
@@ -433,7 +435,7 @@ def create_app(state: TremendousState | None = None, *, api_key: str = "standin-
     @api
     async def get_product(request: Request) -> Response:
         product_id = request.path_params["product_id"]
-        if product_id == UNAVAILABLE_PRODUCT or product_id.startswith(UNKNOWN_PRODUCT_PREFIX):
+        if product_id.startswith(UNKNOWN_PRODUCT_PREFIX):
             return _error(404, "Resource not found")
         return JSONResponse({"product": _product(product_id)})
 

@@ -41,8 +41,10 @@ from poller.core.errors import (
     AlreadyDecided,
     ConfigError,
     ConfigFixable,
+    LookupUnavailable,
     OperatorFacingError,
     PollerError,
+    ProductUnavailable,
     SourceAuthError,
     SourceBlocked,
     SourceUnavailable,
@@ -120,6 +122,9 @@ class WorkerPolicy:
     lease_seconds: float = 300.0
     batch_size: int = 500
     unmapped: Literal["hold", "refuse"] = "hold"
+    unavailable: Literal["refuse", "hold"] = "refuse"
+    """A product the vendor will not sell although its catalog lists it: refused, or held
+    for a person (``[fulfillment] unavailable_reward``)."""
     pending_recheck_seconds: float = 300.0
     concurrency: int = 1
     """Threads working the due redemptions of a cycle; 1 works them one after another."""
@@ -636,7 +641,7 @@ class Worker:
                 return None
             return self._order(entry, outstanding=outstanding, gone=gone, log=log)
         if state is State.PENDING:
-            return self._recheck_pending(entry, log)
+            return self._recheck_pending(entry, log, in_cycle=sighting is not None)
         if state is State.ORDERED:
             return self._fulfill(entry, log)
         if state is State.REFUSING:
@@ -694,8 +699,17 @@ class Worker:
         try:
             result: OrderResult | None = None
             if not fresh:
-                with self._heartbeat(entry, log):
-                    result = vendor.lookup(entry.idempotency_key)
+                try:
+                    with self._heartbeat(entry, log):
+                        result = vendor.lookup(entry.idempotency_key)
+                except LookupUnavailable as exc:
+                    # The vendor cannot say whether the first send took. The identical
+                    # request may go again only while Influitive still lists the
+                    # redemption (the vendor's idempotency makes it a repeat, not a second
+                    # order); once it left the list, an order now would be one nobody wants.
+                    if gone or not exc.idempotent_resend:
+                        return self._hold_unconfirmable(entry, exc, log, gone=gone)
+                    log.info("redemption.resend", reason=str(exc))
                 if result is not None:
                     log.info("redemption.reconciled",
                              vendor_order_id=result.vendor_order_id)
@@ -755,9 +769,15 @@ class Worker:
         self, entry: LedgerEntry, exc: VendorError, attempts: int, log: structlog.BoundLogger
     ) -> LedgerEntry:
         after = after_vendor_error(exc, attempts=attempts,
-                                   max_attempts=self.policy.schedule.max_attempts)
+                                   max_attempts=self.policy.schedule.max_attempts,
+                                   unavailable=self.policy.unavailable,
+                                   unavailable_reason=self._render(
+                                       self.messages.unavailable_reason, entry))
         if isinstance(exc, OperatorFacingError):
             _note(vendor_problem(entry.vendor or "", exc))
+        elif isinstance(exc, ProductUnavailable) and after.state is State.HELD:
+            # Held by choice, for a person to decide on the money: the run says so.
+            _note(OperatorProblem(who=entry.vendor or "", kind="other", detail=str(exc)))
         kind = type(exc).__name__
         if after.state is State.REFUSING:
             log.warning("redemption.refusing", error=str(exc))
@@ -779,12 +799,46 @@ class Worker:
         return self._move(entry, State.WAITING, after.reason, log,
                           Changes(attempts=attempts, next_attempt_at=when, last_error=str(exc)))
 
-    def _recheck_pending(self, entry: LedgerEntry, log: structlog.BoundLogger) -> LedgerEntry:
+    def _hold_unconfirmable(
+        self, entry: LedgerEntry, exc: LookupUnavailable, log: structlog.BoundLogger, *,
+        gone: bool,
+    ) -> LedgerEntry | None:
+        """Held for a person: the vendor cannot look the order up, and sending the request
+        again is not allowed (the redemption left the list, or the vendor promises no
+        idempotency). Counted as an operator problem, so ``run --run-once`` exits 1."""
+        why = ("the redemption has left Influitive's outstanding list (decided by someone "
+               "else), so it is not sent again" if gone
+               else f"{entry.vendor} does not promise that a repeat creates nothing new")
+        reason = (f"unconfirmable order: the outcome of the order sent to {entry.vendor} under "
+                  f"key {entry.idempotency_key} is unknown and {entry.vendor} cannot look it "
+                  f"up; {why}. Check at {entry.vendor} whether that order exists "
+                  f"(`reward-poller ledger show {entry.redemption_id}`)")
+        if entry.state is State.HELD and entry.hold_reason == reason:
+            return None  # already with a person for this very reason
+        log.error("redemption.unconfirmable.held", reason=reason, error=str(exc))
+        _note(OperatorProblem(who=entry.vendor or "", kind="other", detail=reason))
+        return self._move(entry, State.HELD, reason, log,
+                          Changes(hold_reason=reason, last_error=str(exc), clear=_NOT_DUE))
+
+    def _recheck_pending(
+        self, entry: LedgerEntry, log: structlog.BoundLogger, *, in_cycle: bool = True,
+    ) -> LedgerEntry | None:
         assert entry.idempotency_key and entry.vendor
         vendor = self._vendor(entry.vendor)
         try:
             with self._heartbeat(entry, log):
-                result = vendor.lookup(entry.idempotency_key)
+                try:
+                    result = vendor.lookup(entry.idempotency_key)
+                except LookupUnavailable as exc:
+                    # The order exists (the vendor took it as pending). A vendor without a
+                    # look-up is asked by repeating the identical request, which its
+                    # idempotency promise makes a read; never from an operator command.
+                    if not in_cycle:
+                        return None
+                    if not exc.idempotent_resend:
+                        raise
+                    log.info("redemption.pending.resend", reason=str(exc))
+                    result = vendor.place_order(self._request(entry))
         except AdvocateFacingError as exc:
             # The vendor's final word on the pending order is no (e.g. the HTTP vendor's
             # "refused" after "pending"): nothing was sent, so the advocate gets the points back.

@@ -17,6 +17,7 @@ from poller.core.errors import (
     AdvocateFacingError,
     ConfigFixable,
     OperatorFacingError,
+    ProductUnavailable,
     TransientVendorError,
     UnknownOutcome,
 )
@@ -33,6 +34,7 @@ REPLAY_ORIGIN = "http://giftbit.standin"
 EXPECTED = {
     "create_and_lookup.yaml", "repeat_create.yaml", "lookup_unknown.yaml",
     "awaiting_funds_then_sent.yaml", "auth_401.yaml", "invalid_brand_422.yaml",
+    "brand_unavailable_422.yaml",
     "recipient_422.yaml", "rate_limit_429.yaml", "server_error_forever.yaml",
     "garbage_200.yaml", "check.yaml", "undeliverable.yaml",
 }
@@ -144,9 +146,17 @@ def test_auth_401(rec: Tape) -> None:
 
 
 def test_invalid_brand_422(rec: Tape) -> None:
+    # A brand GET /brands/{code} does not know: the config.
     error = _raises(rec, "invalid_brand_422.yaml", ConfigFixable,
                     req("gc-brand", product="UNAVAILABLE"))
-    assert "ERROR_CAMPAIGN_INVALID_BRAND" in str(error)
+    assert "ERROR_CAMPAIGN_INVALID_BRAND" in str(error) and "does not list" in str(error)
+
+
+def test_brand_unavailable_422(rec: Tape) -> None:
+    # A brand that takes this price and currency, yet Giftbit will not supply it.
+    error = _raises(rec, "brand_unavailable_422.yaml", ProductUnavailable,
+                    req("gc-soldout", product="soldoutus"))
+    assert "ERROR_CAMPAIGN_INVALID_BRAND" in str(error) and "catalog lists it" in str(error)
 
 
 def test_recipient_422(rec: Tape) -> None:

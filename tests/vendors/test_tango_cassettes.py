@@ -18,6 +18,7 @@ from poller.core.errors import (
     AdvocateFacingError,
     ConfigFixable,
     OperatorFacingError,
+    ProductUnavailable,
     TransientVendorError,
     UnknownOutcome,
 )
@@ -36,6 +37,7 @@ AMAZON = "U561593"
 EXPECTED = {
     "create_and_lookup.yaml", "repeat_create.yaml", "lookup_unknown.yaml",
     "pending_then_approved.yaml", "auth_401.yaml", "funds_402.yaml", "item_400.yaml",
+    "item_unavailable_400.yaml",
     "in_process_409.yaml", "exists_409.yaml", "partial.yaml", "lookup_404_110.yaml",
     "recipient_400.yaml", "wrong_base_url_404.yaml", "rate_limit_429_retry_after.yaml",
     "server_error_then_success.yaml", "processed_then_5xx.yaml", "server_error_forever.yaml",
@@ -159,8 +161,16 @@ def test_funds_402(rec: Tape) -> None:
 
 
 def test_item_400(rec: Tape) -> None:
-    error = _raises(rec, "item_400.yaml", ConfigFixable, req("tc-item", product="UNAVAILABLE"))
-    assert "422.097" in str(error)
+    # 422.024 for a UTID the catalog (read after the refusal) does not list: the config.
+    error = _raises(rec, "item_400.yaml", ConfigFixable, req("tc-item", product="U000000"))
+    assert "422.024" in str(error) and "does not list" in str(error)
+
+
+def test_item_unavailable_400(rec: Tape) -> None:
+    # 422.097 for an item the catalog lists at this value and currency: unavailable.
+    error = _raises(rec, "item_unavailable_400.yaml", ProductUnavailable,
+                    req("tc-item-gone", product="UNAVAILABLE"))
+    assert "422.097" in str(error) and "catalog lists it" in str(error)
 
 
 def test_in_process_409(rec: Tape) -> None:

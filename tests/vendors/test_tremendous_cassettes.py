@@ -31,6 +31,7 @@ from poller.core.errors import (
     AdvocateFacingError,
     ConfigFixable,
     OperatorFacingError,
+    ProductUnavailable,
     TransientVendorError,
     UnknownOutcome,
 )
@@ -196,9 +197,11 @@ def test_funds_402(rec: Recorder) -> None:
 
 
 def test_product_422(rec: Recorder) -> None:
-    error = _raises(rec, "product_422.yaml", AdvocateFacingError, "cas-422p",
+    # A 422 about a product GET /products/{id} lists at this value: unavailable, whatever
+    # the words ("is not available").
+    error = _raises(rec, "product_422.yaml", ProductUnavailable, "cas-422p",
                     product="UNAVAILABLE")
-    assert "out of stock" in str(error)
+    assert "catalog lists it" in str(error) and "is not available" in str(error)
 
 
 def test_unknown_product_422(rec: Recorder) -> None:
