@@ -112,6 +112,13 @@ def _note(problem: OperatorProblem) -> None:
         report.problem(problem)
 
 
+def _note_released() -> None:
+    report = getattr(_current, "report", None)
+    if isinstance(report, CycleReport):
+        with report._lock:
+            report.released += 1
+
+
 @dataclass(frozen=True, kw_only=True)
 class WorkerPolicy:
     namespace: str
@@ -196,6 +203,12 @@ class CycleReport:
     """Operator-facing errors met, by cause (``OperatorProblem.cause``)."""
     reasons: dict[str, int] = field(default_factory=dict)
     """``"<state>: <reason>"`` -> redemptions left held or waiting for that reason."""
+    released: int = 0
+    """Redemptions a stop caught after their claim and before their step's first call (the
+    vendor's or Influitive's): nothing was sent, their lease was given back, the next cycle
+    takes them at once."""
+    not_started: int = 0
+    """Redemptions a stop left untouched (never claimed) in this cycle."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     """The worker threads of one cycle count into the same report."""
 
@@ -336,6 +349,7 @@ class Worker:
         lock = threading.Lock()
         failures: list[BaseException] = []
         ran_out = threading.Event()  # nothing left to take: no thread to start
+        taken = [0]
 
         def take() -> LedgerEntry | int | None:
             with lock:
@@ -343,11 +357,17 @@ class Worker:
                 if failures:
                     pass
                 elif self.stop.is_set():
-                    if not report.stopped_early:
-                        report.stopped_early = True
-                        log.info("cycle.stopping", remaining="some")
+                    if not ran_out.is_set():
+                        left = len(pks) - taken[0]
+                        with report._lock:
+                            report.not_started += left
+                        if not report.stopped_early:
+                            report.stopped_early = True
+                            log.info("cycle.stopping", remaining=left)
                 else:
                     item = next(pending, None)
+                    if item is not None:
+                        taken[0] += 1
                 if item is None:
                     ran_out.set()
                 return item
@@ -635,6 +655,9 @@ class Worker:
             if state is State.HELD and not gone:
                 return None
             return self._order(entry, outstanding=outstanding, gone=gone, log=log)
+        if state in (State.PENDING, State.ORDERED, State.REFUSING) and self._released_before(
+                log, "the vendor check or the decision"):
+            return None
         if state is State.PENDING:
             return self._recheck_pending(entry, log)
         if state is State.ORDERED:
@@ -661,6 +684,8 @@ class Worker:
             message = self._render(self.messages.refused, entry, reason=plan.reason)
             entry = self._move(entry, State.REFUSING, f"refusing: {plan.reason}", log,
                                Changes(message=message))
+            if self._stopping(log, "sending the refusal"):
+                return entry
             return self._refuse(entry, log)
         assert isinstance(plan, Order)
         if not entry.approved:
@@ -689,6 +714,8 @@ class Worker:
         assert entry.idempotency_key and entry.vendor
         if not outstanding and not gone:
             return None  # the poll failed or was partial: do not order blindly
+        if self._released_before(log, "the vendor call"):
+            return None
         vendor = self._vendor(entry.vendor)
         attempts = entry.attempts + 1
         try:
@@ -704,6 +731,8 @@ class Worker:
                     return self._move(entry, State.CLOSED_UPSTREAM,
                                       "left the outstanding list; the vendor confirms no order "
                                       "exists under its key", log)
+                if self._released_before(log, "the vendor order"):
+                    return None
                 if entry.state is not State.ORDERING:
                     entry = self._move(entry, State.ORDERING,
                                        f"attempt {attempts}: ordering from {entry.vendor}", log)
@@ -714,6 +743,25 @@ class Worker:
             return self._vendor_failed(entry, exc, attempts, log)
         failpoint("after_vendor_answer")
         return self._after_order(entry, result, log)
+
+    def _stopping(self, log: structlog.BoundLogger, before: str) -> bool:
+        """Whether a stop was asked for: then no new call leaves for this redemption. What
+        it has reached is in the ledger already; ``_step`` gives its lease back, so the next
+        cycle takes it at once, with no attempt counted (its key, if saved, is looked up
+        first there, as after any interruption). Once a stop is asked for, the Influitive
+        request budget sends nothing either (``poller.core.budget``)."""
+        if not self.stop.is_set():
+            return False
+        log.info("redemption.stopping", reason=f"stopping before {before}")
+        return True
+
+    def _released_before(self, log: structlog.BoundLogger, before: str) -> bool:
+        """``_stopping`` at the start of a step's first call: the step ends with nothing
+        done, counted as released."""
+        if not self._stopping(log, before):
+            return False
+        _note_released()
+        return True
 
     def _after_order(
         self, entry: LedgerEntry, result: OrderResult, log: structlog.BoundLogger
@@ -749,6 +797,8 @@ class Worker:
         )
         # The vendor adapter logs the placed order (vendor_order_placed); one event per order.
         failpoint("after_ordered")
+        if self._stopping(log, "telling Influitive"):
+            return entry  # ordered, recorded: the next cycle sends the fulfilment
         return self._fulfill(entry, log)
 
     def _vendor_failed(
@@ -764,6 +814,8 @@ class Worker:
             message = self._render(self.messages.refused, entry, reason=after.reason)
             entry = self._move(entry, State.REFUSING, f"vendor refused: {exc}", log,
                                Changes(message=message, attempts=attempts, last_error=str(exc)))
+            if self._stopping(log, "sending the refusal"):
+                return entry
             return self._refuse(entry, log)
         if after.state is State.HELD:
             log.error("redemption.vendor.held", error=str(exc),
