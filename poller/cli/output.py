@@ -8,8 +8,8 @@ Rules (docs/cli.md, "Output"):
   "showing N of M" and progress go to stderr, so a pipe sees only the data.
 * A table is plain aligned text. On a terminal it is fitted to the width (``COLUMNS`` when
   set, else the terminal's): the widest columns are narrowed and their cells wrapped under
-  themselves; piped, every row is one whole line, never cut, so ``grep`` and ``cut`` see it
-  entire.
+  themselves, at spaces only (an id is never split); piped, every row is one whole line,
+  never cut, so ``grep`` and ``cut`` see it entire.
 * Colour only on a terminal and never when ``NO_COLOR`` is set (https://no-color.org).
 * Text from outside (reward names, e-mails, vendors' and Influitive's error text) is shown
   with its control characters removed: an escape sequence cannot drive the terminal and a
@@ -65,19 +65,32 @@ def cell(value: object) -> str:
     return clean_line(str(value))
 
 
-def fit(widths: Sequence[int], room: int, floor: int = MIN_COLUMN) -> list[int]:
+def fit(widths: Sequence[int], room: int, floor: int = MIN_COLUMN,
+        floors: Sequence[int] | None = None) -> list[int]:
     """Column widths that fit ``room`` characters (gaps excluded): the widest columns are
-    narrowed to a common cap, never below ``floor`` (then the terminal wraps the rest)."""
+    narrowed to a common cap, never below ``floor`` nor below the column's own ``floors``
+    entry (its longest word), so no id or other token is ever cut; when even that does not
+    fit, the terminal wraps the rest."""
     if sum(widths) <= room:
         return list(widths)
+    least = [min(w, max(floor, f)) for w, f in zip(widths, floors or [0] * len(widths),
+                                                   strict=True)]
+
+    def sized(cap: int) -> list[int]:
+        return [max(min(w, cap), f) for w, f in zip(widths, least, strict=True)]
+
     low, high = floor, max(widths)
     while low < high:  # the largest cap that fits
         cap = (low + high + 1) // 2
-        if sum(min(w, cap) for w in widths) <= room:
+        if sum(sized(cap)) <= room:
             low = cap
         else:
             high = cap - 1
-    return [min(w, low) for w in widths]
+    return sized(low)
+
+
+def _longest_word(text: str) -> int:
+    return max((len(word) for word in text.split()), default=0)
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]], *,
@@ -89,7 +102,14 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]], *,
     names = [h.upper() for h in headers]
     natural = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(names)]
     width = terminal_width()
-    widths = fit(natural, width - 2 * (len(names) - 1)) if width else natural
+    if width:
+        # Cells wrap only at spaces: an id, an order number or an e-mail address is never
+        # split across lines (a copied "ORD00000" + "0020" finds nothing).
+        words = [max([_longest_word(h), *(_longest_word(r[i]) for r in cells)])
+                 for i, h in enumerate(names)]
+        widths = fit(natural, width - 2 * (len(names) - 1), floors=words)
+    else:
+        widths = natural
     colour = colour_on()
     marks = emphasise or {}
 
@@ -97,8 +117,8 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]], *,
         if not width:
             parts = [[c] for c in row]
         else:
-            parts = [textwrap.wrap(c, w, break_on_hyphens=False) or [""] if len(c) > w
-                     else [c] for c, w in zip(row, widths, strict=True)]
+            parts = [textwrap.wrap(c, w, break_on_hyphens=False, break_long_words=False)
+                     or [""] if len(c) > w else [c] for c, w in zip(row, widths, strict=True)]
         out = []
         for n in range(max(len(p) for p in parts)):
             shown = []
@@ -206,7 +226,10 @@ def timeline(events: Sequence[Event]) -> str:
         to = ev.to_state.value
         follows = previous is None or ev.from_state in (None, previous.to_state)
         moved = to if follows or ev.from_state is None else f"{ev.from_state.value} -> {to}"
-        rows.append([f"{ev.at:%Y-%m-%d %H:%M:%S}", after, moved, ev.actor, ev.detail])
+        # Events written before a route without a product was described without one read
+        # "(product None, ...)": shown as they are written now.
+        detail = ev.detail.replace("(product None, ", "(")
+        rows.append([f"{ev.at:%Y-%m-%d %H:%M:%S}", after, moved, ev.actor, detail])
         previous = ev
     text = table(["at (utc)", "after", "state", "by", "what happened"], rows)
     if len(events) > 1:

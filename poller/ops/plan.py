@@ -173,8 +173,7 @@ class Planner:
                 return step("hold", reason)
         planned[r.currency] = planned.get(r.currency, Decimal(0)) + r.amount
         return step(
-            "order", f"{r.amount} {r.currency} from {r.vendor} (product {r.product}, route "
-                     f"{r.origin}), then fulfil at Influitive",
+            "order", f"{r.describe()}, then fulfil at Influitive",
             amount=r.amount, currency=r.currency,
         )
 

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import httpx
 import structlog
 
-from poller.core.errors import TransientVendorError, UnknownOutcome
+from poller.core.errors import TransientVendorError, UnknownOutcome, VendorUnreachable
 from poller.transport import ApiClient, RetryPolicy, describe, nothing_was_sent, send
 
 log = structlog.get_logger(__name__)
@@ -117,7 +117,9 @@ def call(
                 vendor=vendor,
             ) from None
         log.warning("vendor.call.unreachable", vendor=vendor, call=where, error=explain(exc))
-        raise TransientVendorError(
+        # Not one attempt got through (DNS, refused, connect timeout): a person should look.
+        unreachable = all(nothing_was_sent(e) for e in errors)
+        raise (VendorUnreachable if unreachable else TransientVendorError)(
             f"{label} {where}: could not reach {reach} ({explain(exc)})", vendor=vendor,
         ) from None
     if (

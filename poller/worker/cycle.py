@@ -47,6 +47,7 @@ from poller.core.errors import (
     SourceBlocked,
     SourceUnavailable,
     VendorError,
+    VendorUnreachable,
 )
 from poller.core.keys import idempotency_key
 from poller.core.messages import MessageTemplates
@@ -169,6 +170,16 @@ class OperatorProblem:
     @property
     def cause(self) -> str:
         return f"{self.who}.{self.kind}"
+
+
+def note_vendor_error(vendor: str, exc: VendorError) -> None:
+    """Count a vendor error a person must look at into the cycle's report: an
+    operator-facing one, or a vendor that could not be reached at all (the redemption
+    waits either way; ``run --run-once`` exits 1 naming the vendor)."""
+    if isinstance(exc, OperatorFacingError):
+        _note(vendor_problem(vendor, exc))
+    elif isinstance(exc, VendorUnreachable):
+        _note(OperatorProblem(who=exc.vendor or vendor, kind="unreachable", detail=str(exc)))
 
 
 def vendor_problem(vendor: str, exc: OperatorFacingError) -> OperatorProblem:
@@ -585,8 +596,7 @@ class Worker:
                                    since=now.replace(hour=0, minute=0, second=0, microsecond=0))
         key = idempotency_key(namespace=self.policy.namespace, source=entry.source,
                               redemption_id=entry.redemption_id)
-        return (f"ordering {r.amount} {r.currency} from {r.vendor} (product {r.product}, "
-                f"route {r.origin})",
+        return (f"ordering {r.describe()}",
                 Changes(idempotency_key=key, vendor=r.vendor, product=r.product,
                         amount=r.amount, currency=r.currency, ordered_at=self.clock()),
                 guard)
@@ -806,8 +816,7 @@ class Worker:
     ) -> LedgerEntry:
         after = after_vendor_error(exc, attempts=attempts,
                                    max_attempts=self.policy.schedule.max_attempts)
-        if isinstance(exc, OperatorFacingError):
-            _note(vendor_problem(entry.vendor or "", exc))
+        note_vendor_error(entry.vendor or "", exc)
         kind = type(exc).__name__
         if after.state is State.REFUSING:
             log.warning("redemption.refusing", error=str(exc))
@@ -844,6 +853,7 @@ class Worker:
         except VendorError as exc:
             # The order exists; only the check failed. It stays PENDING (never WAITING,
             # which would mean "no order known") and is checked again later.
+            note_vendor_error(entry.vendor or "", exc)
             attempts = entry.attempts + 1
             if self.policy.schedule.exhausted(attempts):
                 reason = f"could not check the pending vendor order after {attempts} " \
