@@ -8,8 +8,8 @@ Rules (docs/cli.md, "Output"):
   "showing N of M" and progress go to stderr, so a pipe sees only the data.
 * A table is plain aligned text. On a terminal it is fitted to the width (``COLUMNS`` when
   set, else the terminal's): the widest columns are narrowed and their cells wrapped under
-  themselves, at spaces only (an id is never split); piped, every row is one whole line,
-  never cut, so ``grep`` and ``cut`` see it entire.
+  themselves at spaces; a column of ids is never wrapped (see ``_floors``); piped, every row
+  is one whole line, never cut, so ``grep`` and ``cut`` see it entire.
 * Colour only on a terminal and never when ``NO_COLOR`` is set (https://no-color.org).
 * Text from outside (reward names, e-mails, vendors' and Influitive's error text) is shown
   with its control characters removed: an escape sequence cannot drive the terminal and a
@@ -93,6 +93,22 @@ def _longest_word(text: str) -> int:
     return max((len(word) for word in text.split()), default=0)
 
 
+def _floors(names: Sequence[str], cells: Sequence[Sequence[str]], natural: Sequence[int],
+            room: int) -> list[int]:
+    """How narrow each column may be made. A column of single words (ids, order numbers,
+    e-mail addresses, states) is never wrapped at all: a copied "ORD00000" + "0020" finds
+    nothing. Text columns (reasons, names) wrap at spaces, never narrower than their longest
+    word while the table can fit that way; when it cannot, a text column's long word (a
+    quoted escape sequence, a URL) is what gets cut, never an id column."""
+    solid = [all(" " not in row[i] for row in cells) for i in range(len(names))]
+    words = [max([_longest_word(h), *(_longest_word(r[i]) for r in cells)])
+             for i, h in enumerate(names)]
+    floors = [n if s else w for n, s, w in zip(natural, solid, words, strict=True)]
+    if sum(min(n, max(MIN_COLUMN, f)) for n, f in zip(natural, floors, strict=True)) > room:
+        floors = [f if s else 0 for f, s in zip(floors, solid, strict=True)]
+    return floors
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]], *,
           emphasise: dict[str, str] | None = None) -> str:
     """Aligned columns. On a terminal a table wider than it is narrowed, the widest columns
@@ -102,14 +118,10 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]], *,
     names = [h.upper() for h in headers]
     natural = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(names)]
     width = terminal_width()
+    widths = natural
     if width:
-        # Cells wrap only at spaces: an id, an order number or an e-mail address is never
-        # split across lines (a copied "ORD00000" + "0020" finds nothing).
-        words = [max([_longest_word(h), *(_longest_word(r[i]) for r in cells)])
-                 for i, h in enumerate(names)]
-        widths = fit(natural, width - 2 * (len(names) - 1), floors=words)
-    else:
-        widths = natural
+        widths = fit(natural, width - 2 * (len(names) - 1),
+                     floors=_floors(names, cells, natural, width - 2 * (len(names) - 1)))
     colour = colour_on()
     marks = emphasise or {}
 
@@ -117,8 +129,9 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]], *,
         if not width:
             parts = [[c] for c in row]
         else:
-            parts = [textwrap.wrap(c, w, break_on_hyphens=False, break_long_words=False)
-                     or [""] if len(c) > w else [c] for c, w in zip(row, widths, strict=True)]
+            # A word is cut only when it is longer than its column (see _floors).
+            parts = [textwrap.wrap(c, w, break_on_hyphens=False) or [""] if len(c) > w
+                     else [c] for c, w in zip(row, widths, strict=True)]
         out = []
         for n in range(max(len(p) for p in parts)):
             shown = []

@@ -5,6 +5,8 @@ strict JSON (NaN, 1e400, nesting thousands deep) is a 400 with a reason, never a
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,6 +20,15 @@ from poller.webhooks.body import MAX_DEPTH
 from poller.webhooks.routes import webhook_routes
 
 SECRET = "influenceio-secret-77a1f0e2"
+
+
+@pytest.fixture
+def debug_logs() -> Iterator[None]:
+    """Debug events reach ``capture_logs`` whatever level an earlier test configured."""
+    saved = structlog.get_config()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
+    yield
+    structlog.configure(**saved)
 
 
 @pytest.fixture
@@ -59,7 +70,7 @@ def test_the_known_topics_are_the_documented_ones() -> None:
 
 @pytest.mark.parametrize("topic", [*sorted(IGNORED_TOPICS), "Points/Earned"])
 def test_a_known_topic_that_needs_no_action_is_acknowledged_and_ignored(
-    client: TestClient, ledger: MemoryLedger, topic: str
+    client: TestClient, ledger: MemoryLedger, topic: str, debug_logs: None
 ) -> None:
     with structlog.testing.capture_logs() as logs:
         answer = _post(client, _event("evt-earned"), topic=topic)
