@@ -844,9 +844,11 @@ def load_config(path: str | Path | None = None, *, required: bool = True) -> Con
             raise ConfigError(_unreadable(file, exc)) from None
         _warn_if_readable(file, data)
     elif required:
+        # `init` writes the commented example from inside the package: it works for a pipx
+        # or pip install, which has no config.example.toml to copy.
         raise ConfigError(
             f"config file {file} not found (use --config PATH or set {CONFIG_ENV}; "
-            "config.example.toml documents every key)"
+            f"`reward-poller init {file}` writes a commented one to fill in)"
         )
     where = f"invalid configuration ({file if file.exists() else 'the environment'}):"
     try:

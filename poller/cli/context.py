@@ -196,6 +196,52 @@ LIMIT = click.IntRange(min=1)
 # --- the ledger, as a command needs it ----------------------------------------------------
 
 
+def in_the_way(path: Path, replace: Callable[[str], bool] | None = None) -> str | None:
+    """Why a config file may not be written at ``path`` (None: it may). Nothing may be
+    there, not even a symbolic link whose target does not exist (writing through it would
+    create a file somewhere else), unless ``replace`` accepts the text of the regular file
+    found. ``init`` and ``sandbox --write-config`` both ask this."""
+    if not os.path.lexists(path):
+        return None
+    if path.is_symlink():
+        target = os.readlink(path)
+        dangling = "" if path.exists() else ", which does not exist"
+        return (f"{path} is a symbolic link to {target}{dangling}: not followed, nothing "
+                "written (remove the link, or choose another path)")
+    if replace is not None and path.is_file():
+        try:
+            if replace(path.read_text(encoding="utf-8")):
+                return None
+        except (OSError, UnicodeDecodeError):
+            pass
+    return f"{path} exists: not overwritten (move it away, or choose another path)"
+
+
+def write_new_file(
+    path: Path, text: str, mode: int = 0o600, *, replace: Callable[[str], bool] | None = None,
+) -> None:
+    """Create ``path`` with ``text`` (or rewrite a regular file ``replace`` accepts);
+    Failed (exit 1, naming the file) when anything else is there (``in_the_way``). A new
+    file is created with O_EXCL and a replaced one opened with O_NOFOLLOW, so a link put in
+    place meanwhile is never written through either."""
+    why = in_the_way(path, replace)
+    if why is not None:
+        raise Failed(why)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    if os.path.lexists(path):
+        flags = os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW
+    try:
+        fd = os.open(path, flags, mode)
+        os.fchmod(fd, mode)
+    except FileExistsError:
+        raise Failed(f"{path} exists: not overwritten (move it away, or choose another "
+                     "path)") from None
+    except OSError as exc:
+        raise Failed(f"cannot create {path}: {exc.strerror or exc}") from None
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
+
+
 def missing_sqlite_file(url: str) -> Path | None:
     """The path of a SQLite ledger file that does not exist, else None (it exists, it is
     in memory, or the ledger is PostgreSQL)."""

@@ -12,25 +12,11 @@ from pathlib import Path
 
 import click
 
-from poller.cli.context import Context, Failed, handled
+from poller.cli.context import Context, Failed, handled, write_new_file
 
 
 def _failed(message: str) -> click.ClickException:
     return Failed(message)
-
-
-def write_new_file(path: Path, text: str, mode: int = 0o600) -> None:
-    """Create ``path`` with ``text``; Failed (exit 1, naming the file) if it exists. Created
-    with O_EXCL, so two commands racing cannot both write it."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    except FileExistsError:
-        raise _failed(f"{path} exists: not overwritten (move it away, or choose another "
-                      "path)") from None
-    except OSError as exc:
-        raise _failed(f"cannot create {path}: {exc.strerror or exc}") from None
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(text)
 
 
 @click.command("init")

@@ -10,6 +10,7 @@ fix. Those redemptions still wait in the ledger: nothing is refused for them.
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
@@ -61,12 +62,18 @@ def run(obj: Context, run_once: bool, dry_run: bool) -> None:
     if not run_once:
         start_up_done()
         sys.exit(serve(config))
+    from poller.worker.signals import StopOnSignal
+
     counter = Counter("working")
-    with App(config) as app:
+    report: CycleReport | None = None
+    # SIGINT/SIGTERM stop the cycle as they stop the daemon (poller.worker.signals).
+    stopper = StopOnSignal(on_second=lambda sig: _interrupted(sig, None, at_once=True))
+    with stopper, App(config, stop=stopper.stop) as app:
         start_up_done()
         app.worker.on_progress = lambda done, total: _progress(counter, done, total)
         try:
-            report = one_cycle(app)
+            if stopper.received is None:  # a signal during start-up: no cycle at all
+                report = one_cycle(app)
         except Exception as exc:
             from poller.core.errors import PollerError, SourceAuthError
 
@@ -79,6 +86,12 @@ def run(obj: Context, run_once: bool, dry_run: bool) -> None:
             raise Failed(f"cycle failed: {type(exc).__name__}: {exc}") from None
         finally:
             counter.finish()
+    if stopper.received is not None:
+        if report is not None:
+            click.echo(summary(report))
+        _interrupted(stopper.received, report, at_once=False)
+        sys.exit(128 + int(stopper.received))
+    assert report is not None
     click.echo(summary(report))
     from poller.ops.alerts import cycle_problems, problem_line
 
@@ -88,6 +101,22 @@ def run(obj: Context, run_once: bool, dry_run: bool) -> None:
         lines = [*(report.errors or ["the cycle could not do its job"]), *lines]
     if lines:
         raise Failed("; ".join(lines))
+
+
+def _interrupted(sig: signal.Signals, report: CycleReport | None, *, at_once: bool) -> None:
+    """The one line a signal earns (JSON off a terminal, like every log line): which signal,
+    how the run stopped, and what it left for the next run."""
+    fields: dict[str, Any] = {"signal": sig.name, "exit_code": 128 + int(sig)}
+    if at_once:
+        fields["stopped"] = ("at once, on a second signal: a redemption in hand keeps its "
+                             "lease until [ledger] lease_seconds runs out")
+    else:
+        fields["stopped"] = ("after the redemptions in hand; those not yet sent to a vendor "
+                             "were released for the next run")
+    if report is not None:
+        fields.update(steps=report.steps, released=report.released,
+                      not_started=report.not_started, outcomes=report.outcomes)
+    log.warning("run.interrupted", **fields)
 
 
 def _progress(counter: Counter, done: int, total: int) -> None:
@@ -191,6 +220,7 @@ def print_plan(plan: Plan) -> None:
             ("to fulfil", plan.count("fulfill")), ("to close", plan.count("close")),
             ("to look up", plan.count("reconcile") + plan.count("recheck")),
             ("waiting", plan.count("wait")),
+            ("leased by another run", plan.count("skip")),
         ) if n
     ) or "nothing to do"
     complete = "" if plan.complete else " (incomplete: nothing is closed for being absent)"

@@ -75,6 +75,14 @@ class TransientVendorError(VendorError):
         self.retry_after = retry_after
 
 
+class VendorUnreachable(TransientVendorError):
+    """The vendor's host could not be reached at all (a DNS failure, a connection refused
+    or timed out before anything was sent), after the transport's retries. Nothing was
+    sent, so the redemption waits and is retried like after any transient error; but an
+    address that does not resolve or answer is for a person to look at (a wrong URL, a
+    firewall, an outage): ``run --run-once`` exits 1 naming the vendor."""
+
+
 RECIPIENT_INVALID = "the gift card provider did not accept the email address on your profile"
 PRODUCT_UNAVAILABLE = "this reward is not available at the moment"
 

@@ -123,6 +123,7 @@ _VENDOR_WHAT = {
     "credentials": "rejected the credentials",
     "funds": "has not enough funds for the orders",
     "configuration": "does not accept what the configuration asks for",
+    "unreachable": "could not be reached",
     "other": "needs an operator",
 }
 
@@ -154,6 +155,9 @@ def problem_line(problem: OperatorProblem, *, max_pages: int | None = None) -> s
         "configuration": f"fix the [[rewards]] product, amount or currency for {who} "
                          "(`reward-poller check` shows which), then `reward-poller ledger "
                          "retry ID` for the held ones",
+        "unreachable": f"check the address in [vendors.{who}] and that this host can reach "
+                       "it (DNS, firewall, proxy), then run `reward-poller check`; waiting "
+                       "redemptions are retried at a later cycle",
     }.get(kind, f"see `reward-poller ledger list --vendor {who}`")
     return f"vendor {who} {what} ({clip(problem.detail, 120)}){waiting}. Fix: {fix}"
 

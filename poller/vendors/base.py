@@ -29,6 +29,7 @@ from poller.core.errors import (
     TransientVendorError,
     UnknownOutcome,
     VendorError,
+    VendorUnreachable,
 )
 from poller.transport import ApiClient, RetryPolicy, describe, nothing_was_sent, send
 
@@ -126,7 +127,9 @@ def call(
                 vendor=vendor,
             ) from None
         log.warning("vendor.call.unreachable", vendor=vendor, call=where, error=explain(exc))
-        raise TransientVendorError(
+        # Not one attempt got through (DNS, refused, connect timeout): a person should look.
+        unreachable = all(nothing_was_sent(e) for e in errors)
+        raise (VendorUnreachable if unreachable else TransientVendorError)(
             f"{label} {where}: could not reach {reach} ({explain(exc)})", vendor=vendor,
         ) from None
     if (

@@ -49,6 +49,7 @@ from poller.core.errors import (
     SourceBlocked,
     SourceUnavailable,
     VendorError,
+    VendorUnreachable,
 )
 from poller.core.keys import idempotency_key
 from poller.core.messages import MessageTemplates
@@ -114,6 +115,13 @@ def _note(problem: OperatorProblem) -> None:
         report.problem(problem)
 
 
+def _note_released() -> None:
+    report = getattr(_current, "report", None)
+    if isinstance(report, CycleReport):
+        with report._lock:
+            report.released += 1
+
+
 @dataclass(frozen=True, kw_only=True)
 class WorkerPolicy:
     namespace: str
@@ -169,6 +177,16 @@ class OperatorProblem:
         return f"{self.who}.{self.kind}"
 
 
+def note_vendor_error(vendor: str, exc: VendorError) -> None:
+    """Count a vendor error a person must look at into the cycle's report: an
+    operator-facing one, or a vendor that could not be reached at all (the redemption
+    waits either way; ``run --run-once`` exits 1 naming the vendor)."""
+    if isinstance(exc, OperatorFacingError):
+        _note(vendor_problem(vendor, exc))
+    elif isinstance(exc, VendorUnreachable):
+        _note(OperatorProblem(who=exc.vendor or vendor, kind="unreachable", detail=str(exc)))
+
+
 def vendor_problem(vendor: str, exc: OperatorFacingError) -> OperatorProblem:
     """Classify an operator-facing vendor error by what the operator must fix."""
     text = str(exc).lower()
@@ -201,6 +219,12 @@ class CycleReport:
     """Operator-facing errors met, by cause (``OperatorProblem.cause``)."""
     reasons: dict[str, int] = field(default_factory=dict)
     """``"<state>: <reason>"`` -> redemptions left held or waiting for that reason."""
+    released: int = 0
+    """Redemptions a stop caught after their claim and before their step's first call (the
+    vendor's or Influitive's): nothing was sent, their lease was given back, the next cycle
+    takes them at once."""
+    not_started: int = 0
+    """Redemptions a stop left untouched (never claimed) in this cycle."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     """The worker threads of one cycle count into the same report."""
 
@@ -341,6 +365,7 @@ class Worker:
         lock = threading.Lock()
         failures: list[BaseException] = []
         ran_out = threading.Event()  # nothing left to take: no thread to start
+        taken = [0]
 
         def take() -> LedgerEntry | int | None:
             with lock:
@@ -348,11 +373,17 @@ class Worker:
                 if failures:
                     pass
                 elif self.stop.is_set():
-                    if not report.stopped_early:
-                        report.stopped_early = True
-                        log.info("cycle.stopping", remaining="some")
+                    if not ran_out.is_set():
+                        left = len(pks) - taken[0]
+                        with report._lock:
+                            report.not_started += left
+                        if not report.stopped_early:
+                            report.stopped_early = True
+                            log.info("cycle.stopping", remaining=left)
                 else:
                     item = next(pending, None)
+                    if item is not None:
+                        taken[0] += 1
                 if item is None:
                     ran_out.set()
                 return item
@@ -570,8 +601,7 @@ class Worker:
                                    since=now.replace(hour=0, minute=0, second=0, microsecond=0))
         key = idempotency_key(namespace=self.policy.namespace, source=entry.source,
                               redemption_id=entry.redemption_id)
-        return (f"ordering {r.amount} {r.currency} from {r.vendor} (product {r.product}, "
-                f"route {r.origin})",
+        return (f"ordering {r.describe()}",
                 Changes(idempotency_key=key, vendor=r.vendor, product=r.product,
                         amount=r.amount, currency=r.currency, ordered_at=self.clock()),
                 guard)
@@ -640,6 +670,9 @@ class Worker:
             if state is State.HELD and not gone:
                 return None
             return self._order(entry, outstanding=outstanding, gone=gone, log=log)
+        if state in (State.PENDING, State.ORDERED, State.REFUSING) and self._released_before(
+                log, "the vendor check or the decision"):
+            return None
         if state is State.PENDING:
             return self._recheck_pending(entry, log, in_cycle=sighting is not None)
         if state is State.ORDERED:
@@ -666,6 +699,8 @@ class Worker:
             message = self._render(self.messages.refused, entry, reason=plan.reason)
             entry = self._move(entry, State.REFUSING, f"refusing: {plan.reason}", log,
                                Changes(message=message))
+            if self._stopping(log, "sending the refusal"):
+                return entry
             return self._refuse(entry, log)
         assert isinstance(plan, Order)
         if not entry.approved:
@@ -694,6 +729,8 @@ class Worker:
         assert entry.idempotency_key and entry.vendor
         if not outstanding and not gone:
             return None  # the poll failed or was partial: do not order blindly
+        if self._released_before(log, "the vendor call"):
+            return None
         vendor = self._vendor(entry.vendor)
         attempts = entry.attempts + 1
         try:
@@ -718,6 +755,8 @@ class Worker:
                     return self._move(entry, State.CLOSED_UPSTREAM,
                                       "left the outstanding list; the vendor confirms no order "
                                       "exists under its key", log)
+                if self._released_before(log, "the vendor order"):
+                    return None
                 if entry.state is not State.ORDERING:
                     entry = self._move(entry, State.ORDERING,
                                        f"attempt {attempts}: ordering from {entry.vendor}", log)
@@ -728,6 +767,25 @@ class Worker:
             return self._vendor_failed(entry, exc, attempts, log)
         failpoint("after_vendor_answer")
         return self._after_order(entry, result, log)
+
+    def _stopping(self, log: structlog.BoundLogger, before: str) -> bool:
+        """Whether a stop was asked for: then no new call leaves for this redemption. What
+        it has reached is in the ledger already; ``_step`` gives its lease back, so the next
+        cycle takes it at once, with no attempt counted (its key, if saved, is looked up
+        first there, as after any interruption). Once a stop is asked for, the Influitive
+        request budget sends nothing either (``poller.core.budget``)."""
+        if not self.stop.is_set():
+            return False
+        log.info("redemption.stopping", reason=f"stopping before {before}")
+        return True
+
+    def _released_before(self, log: structlog.BoundLogger, before: str) -> bool:
+        """``_stopping`` at the start of a step's first call: the step ends with nothing
+        done, counted as released."""
+        if not self._stopping(log, before):
+            return False
+        _note_released()
+        return True
 
     def _after_order(
         self, entry: LedgerEntry, result: OrderResult, log: structlog.BoundLogger
@@ -763,6 +821,8 @@ class Worker:
         )
         # The vendor adapter logs the placed order (vendor_order_placed); one event per order.
         failpoint("after_ordered")
+        if self._stopping(log, "telling Influitive"):
+            return entry  # ordered, recorded: the next cycle sends the fulfilment
         return self._fulfill(entry, log)
 
     def _vendor_failed(
@@ -773,9 +833,8 @@ class Worker:
                                    unavailable=self.policy.unavailable,
                                    unavailable_reason=self._render(
                                        self.messages.unavailable_reason, entry))
-        if isinstance(exc, OperatorFacingError):
-            _note(vendor_problem(entry.vendor or "", exc))
-        elif isinstance(exc, ProductUnavailable) and after.state is State.HELD:
+        note_vendor_error(entry.vendor or "", exc)
+        if isinstance(exc, ProductUnavailable) and after.state is State.HELD:
             # Held by choice, for a person to decide on the money: the run says so.
             _note(OperatorProblem(who=entry.vendor or "", kind="other", detail=str(exc)))
         kind = type(exc).__name__
@@ -784,6 +843,8 @@ class Worker:
             message = self._render(self.messages.refused, entry, reason=after.reason)
             entry = self._move(entry, State.REFUSING, f"vendor refused: {exc}", log,
                                Changes(message=message, attempts=attempts, last_error=str(exc)))
+            if self._stopping(log, "sending the refusal"):
+                return entry
             return self._refuse(entry, log)
         if after.state is State.HELD:
             log.error("redemption.vendor.held", error=str(exc),
@@ -846,6 +907,7 @@ class Worker:
         except VendorError as exc:
             # The order exists; only the check failed. It stays PENDING (never WAITING,
             # which would mean "no order known") and is checked again later.
+            note_vendor_error(entry.vendor or "", exc)
             attempts = entry.attempts + 1
             if self.policy.schedule.exhausted(attempts):
                 reason = f"could not check the pending vendor order after {attempts} " \

@@ -98,7 +98,11 @@ def test_vendor_down_then_back(sqlite_stage: Stage) -> None:
     config = stage.config(tremendous_url=f"http://127.0.0.1:{port}", lease_seconds=3)
 
     down = stage.run_once(config)
-    assert down.returncode == 0, down.stderr  # the cycle ran; the redemptions wait
+    # The cycle ran and the redemptions wait, but a vendor nothing answers for is a person's
+    # to look at: exit 1, the last line naming it.
+    assert down.returncode == 1, down.stderr
+    assert down.stderr.strip().splitlines()[-1].startswith(
+        "reward-poller: vendor tremendous could not be reached")
     entries = stage.entries()
     assert {e.state for e in entries.values()} == {State.WAITING}
     assert all("could not reach" in (e.last_error or "") for e in entries.values())

@@ -17,6 +17,8 @@ import pytest
 from poller.release import files
 from tests.release.conftest import clean_env, cli, free_port_base, read_until, start, stop
 
+ROOT = Path(__file__).resolve().parents[2]
+
 pytestmark = [pytest.mark.install, pytest.mark.timeout(900)]
 
 
