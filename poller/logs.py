@@ -15,10 +15,13 @@ import logging
 import os
 import re
 import sys
+import threading
 from collections.abc import Iterable, MutableMapping
 from typing import Any, Literal
 
 import structlog
+
+from poller.core.redact import MIN_SECRET, UrlRedaction, looks_like_credential, url_redaction
 
 REDACTED = "[redacted]"
 
@@ -47,22 +50,52 @@ def clean_line(text: str) -> str:
 
 
 class Redactor:
-    """Removes known secret values from every string in an event, tracebacks included."""
+    """Removes known secret values from every string in an event, tracebacks included.
+
+    A secret is scrubbed in context, never as a bare substring that could be an ordinary
+    word: a value that looks like a credential (``poller.core.redact.looks_like_credential``)
+    wherever it appears; any other value only as a whole token (not inside a longer word); a
+    URL's password only where it stands in a userinfo (``user:[redacted]@``) unless it looks
+    like a credential. Values shorter than ``MIN_SECRET`` are never scrubbed on their own."""
 
     def __init__(self) -> None:
         self._secrets: set[str] = set()
+        self._urls: dict[str, UrlRedaction] = {}
+        self._lock = threading.Lock()
+        self._compiled: tuple[re.Pattern[str], list[str]] | None = None
+        self._stale = False
 
     def add(self, values: Iterable[str]) -> None:
-        # Very short values would redact ordinary words; real tokens are long.
-        self._secrets.update(v for v in values if v and len(v) >= 6)
+        """Secret values as they are (tokens, API keys, passwords)."""
+        new = {v for v in values if v and len(v) >= MIN_SECRET} - self._secrets
+        if new:
+            with self._lock:
+                self._secrets.update(new)
+                self._stale = True
+
+    def add_url(self, url: str, secret_path: bool = True) -> None:
+        """The secret parts of ``url`` (``poller.core.redact.url_redaction``): its password,
+        secret query values and, with ``secret_path``, credential-looking path segments.
+        Its user name, host, port and ordinary path are never secrets."""
+        found = url_redaction(url, secret_path)
+        if found and self._urls.get(found.url) != found:
+            with self._lock:
+                self._urls[found.url] = found
+                self._stale = True
+
+    def _pattern(self) -> tuple[re.Pattern[str], list[str]] | None:
+        if self._stale:
+            with self._lock:
+                self._compiled = _compile(self._secrets, self._urls.values())
+                self._stale = False
+        return self._compiled
 
     def scrub(self, text: str) -> str:
-        # Longest first: a secret that contains another (a URL's "user:password" and its
-        # password) is replaced whole, not left half-shown around a shorter one.
-        for secret in sorted(self._secrets, key=len, reverse=True):
-            if secret in text:
-                text = text.replace(secret, REDACTED)
-        return text
+        compiled = self._pattern()
+        if compiled is None or not text:
+            return text
+        pattern, replacements = compiled
+        return pattern.sub(lambda m: replacements[(m.lastindex or 1) - 1], text)
 
     def _value(self, value: Any) -> Any:
         if isinstance(value, str):
@@ -82,6 +115,40 @@ class Redactor:
             else:
                 event[key] = self._value(event[key])
         return event
+
+
+def _whole(value: str) -> str:
+    """``value`` as a regex matching it only as a whole token: not preceded or followed by a
+    letter or digit where it starts or ends with one."""
+    head = r"(?<![A-Za-z0-9])" if value[:1].isalnum() else ""
+    tail = r"(?![A-Za-z0-9])" if value[-1:].isalnum() else ""
+    return f"{head}({re.escape(value)}){tail}"
+
+
+def _compile(secrets: Iterable[str],
+             urls: Iterable[UrlRedaction]) -> tuple[re.Pattern[str], list[str]] | None:
+    """One pattern for every secret (one group each, the longest first, so a secret that
+    holds another is replaced whole) and the replacement of each group."""
+    found: list[tuple[int, str, str]] = []  # (length, regex, replacement)
+    for value in secrets:
+        regex = f"({re.escape(value)})" if looks_like_credential(value) else _whole(value)
+        found.append((len(value), regex, REDACTED))
+    for url in urls:
+        if url.shown is not None:
+            for whole in {url.url, url.url.rstrip("/")}:
+                if len(whole) >= MIN_SECRET:
+                    found.append((len(whole), f"({re.escape(whole)})", url.shown))
+        for password in url.passwords:
+            # In its userinfo (``user:password@``): the user name stays.
+            found.append((len(password) + 1, f"(?<=:)({re.escape(password)})(?=@)", REDACTED))
+            if looks_like_credential(password):
+                found.append((len(password), f"({re.escape(password)})", REDACTED))
+        for token in url.tokens:
+            found.append((len(token), _whole(token), REDACTED))
+    if not found:
+        return None
+    found.sort(key=lambda item: -item[0])
+    return re.compile("|".join(regex for _, regex, _ in found)), [r for _, _, r in found]
 
 
 redactor = Redactor()
