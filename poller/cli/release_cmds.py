@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from poller.cli.context import Context, Failed, handled
+from poller.logs import stderr_line
 
 
 def _failed(message: str) -> click.ClickException:
@@ -86,10 +87,11 @@ def deploy_systemd(obj: Context, prefix: Path | None, force: bool) -> None:
         raise _failed(str(exc)) from None
     executable = deploy.executable()
     if deploy.hidden_from_units(executable):
-        click.echo(
-            f"warning: {executable} is under a home directory, which the units hide from the "
-            "service (ProtectHome=yes): install reward-poller outside it, e.g. into "
-            "/opt/reward-poller (docs/deployment.md)", err=True)
+        warning = (f"{executable} is under a home directory, which the units hide from the "
+                   "service (ProtectHome=yes): install reward-poller outside it, e.g. into "
+                   "/opt/reward-poller (docs/deployment.md)")
+        stderr_line("deploy.executable.hidden", warning, level="warning",
+                    human=f"warning: {warning}", executable=str(executable))
     if prefix is None:
         for unit in units:
             click.echo(f"### {unit.name}")
