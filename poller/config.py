@@ -373,8 +373,10 @@ class AlertsSettings(_Section):
 class SecuritySettings(_Section):
     secret_url_keys: list[str] = Field(default_factory=lambda: list(DEFAULT_SECRET_URL_KEYS))
     """Config keys whose URL path may itself be a secret (a catch-hook id, a token in the
-    path): shown as the host only, and scrubbed from logs and the ledger. ``*`` matches one
-    name (``vendors.*.url``). Userinfo (``user:pass@``) is removed from every URL anyway."""
+    path): shown as the host only, and the path segments that look like credentials (an id
+    or token, not words such as ``api`` or ``v2``) scrubbed from logs and the ledger. ``*``
+    matches one name (``vendors.*.url``). Userinfo (``user:pass@``) is never shown, and a
+    password is scrubbed from every URL anyway."""
 
 
 class Config(BaseSettings):
@@ -445,11 +447,14 @@ class Config(BaseSettings):
     @model_validator(mode="after")
     def _register_url_secrets(self) -> Config:
         # At load, before anything can log or store a URL: the secret parts of every config
-        # URL (userinfo; the path for [security] secret_url_keys) are scrubbed wherever
-        # they would appear (logs, the ledger's stored texts, CLI errors).
+        # URL (its password and secret query values; credential-looking path segments for
+        # [security] secret_url_keys) are scrubbed wherever they would appear (logs, the
+        # ledger's stored texts, CLI errors). Never its user name, host, port or plain path.
         from poller.logs import redactor
 
-        redactor.add(self.url_secrets())
+        keys = self.security.secret_url_keys
+        for key, url in self.urls().items():
+            redactor.add_url(url, secret_path=is_secret_url_key(key, keys))
         return self
 
     def vendor_settings(self, name: str) -> BaseModel | None:
@@ -490,8 +495,9 @@ class Config(BaseSettings):
         return found
 
     def url_secrets(self) -> list[str]:
-        """The parts of config URLs that are secret (userinfo everywhere; path and query
-        for the keys in ``[security] secret_url_keys``), for the redactor."""
+        """The parts of config URLs that are secret (a password and secret query values
+        everywhere; credential-looking path segments for the keys in ``[security]
+        secret_url_keys``): see ``poller.core.redact.url_secrets``."""
         keys = self.security.secret_url_keys
         return [part for key, url in self.urls().items()
                 for part in url_secrets(url, secret_path=is_secret_url_key(key, keys))]

@@ -207,7 +207,7 @@ def check_command(obj: Context, as_json: bool) -> None:
     """Check the config, Influitive (credentials, org id, what is outstanding) and, for each
     vendor in [[rewards]], credentials, products and balance."""
     from poller.app import VendorPool
-    from poller.logs import redactor
+    from poller.logs import redactor, stderr_line
 
     config = obj.config()
     cache, close_cache, note = _ledger_cache(config)
@@ -239,7 +239,7 @@ def check_command(obj: Context, as_json: bool) -> None:
     if unchecked and not as_json:
         click.echo(f"\nnot checked (no [[rewards]] rule uses them): {', '.join(unchecked)}")
     if note:
-        click.echo(f"note: {note}", err=True)
+        stderr_line("cli.note", note, level="info", human=f"note: {note}")
     failures = count_problems(results) + (not source.ok)
     if failures:
         failed = ([SOURCE] if not source.ok else []) + [r.vendor for r in results if not r.ok]

@@ -45,22 +45,36 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class Failed(click.ClickException):
-    """The command could not do its job: one line on stderr, exit 1."""
+    """The command could not do its job: one line on stderr, exit 1. ``fields`` go into
+    that line's JSON object when stderr carries JSON lines (``source``, ``fix``...)."""
 
     exit_code = EXIT_FAILED
 
+    def __init__(self, message: str, **fields: Any) -> None:
+        super().__init__(message)
+        self.fields = fields
+
     def show(self, file: Any = None) -> None:
         text = logs.clean_line(logs.redactor.scrub(self.format_message()))
-        click.echo(f"reward-poller: {text}", err=True)
+        logs.stderr_line("cli.failed", text, human=f"reward-poller: {text}",
+                         exit_code=self.exit_code, **self.fields)
 
 
 class BadConfig(click.ClickException):
-    """The configuration is unusable: the message names the key, variable or file; exit 2."""
+    """The configuration is unusable: the message names the key, variable or file; exit 2.
+    Several problems are one line each on a terminal, one JSON object (``problems``) in a
+    log."""
 
     exit_code = EXIT_USAGE
 
     def show(self, file: Any = None) -> None:
-        click.echo(f"reward-poller: {logs.redactor.scrub(self.format_message())}", err=True)
+        text = logs.redactor.scrub(self.format_message())
+        head, *rest = text.split("\n")
+        problems = [line.strip() for line in rest if line.strip()]
+        logs.stderr_line("config.invalid", logs.clean_line(head.rstrip(":")),
+                         human=f"reward-poller: {text}", exit_code=self.exit_code,
+                         problems=[logs.clean_line(p) for p in problems] or [
+                             logs.clean_line(head)])
 
 
 class NotFound(PollerError):

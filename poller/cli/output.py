@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from poller.logs import clean_line
+from poller.logs import clean_line, stderr_line
 
 if TYPE_CHECKING:
     from poller.core.model import Event, LedgerEntry
@@ -153,7 +153,8 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]], *,
 def shown_of(shown: int, total: int, hint: str = "--limit") -> None:
     """Say on stderr that a listing stopped before the end (stdout stays pure data)."""
     if shown < total:
-        click.echo(f"showing {shown} of {total} (raise {hint} to see more)", err=True)
+        stderr_line("cli.rows.limited", f"showing {shown} of {total} (raise {hint} to see more)",
+                    level="info", shown=shown, total=total)
 
 
 # --- JSON and CSV ------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from poller.cli.context import Context, Failed, handled, write_new_file
+from poller.logs import stderr_line
 
 
 def _failed(message: str) -> click.ClickException:
@@ -116,12 +117,15 @@ def _warn_about_paths(config_path: str) -> None:
         with config.open("rb") as fh:
             paths += deploy.config_paths(tomllib.load(fh))
     except FileNotFoundError:
-        click.echo(f"warning: {config} does not exist: the service cannot start until it "
-                   "does (reward-poller init)", err=True)
+        warning = (f"{config} does not exist: the service cannot start until it does "
+                   "(reward-poller init)")
+        stderr_line("deploy.config.missing", warning, level="warning",
+                    human=f"warning: {warning}", config=str(config))
     except (OSError, tomllib.TOMLDecodeError):
         pass  # `check` and the service's start name what is wrong with it
     for line in deploy.path_warnings(paths):
-        click.echo(line, err=True)
+        stderr_line("deploy.path.hidden", line.removeprefix("warning: "), level="warning",
+                    human=line)
 
 
 @deploy_group.command("prometheus")

@@ -78,11 +78,14 @@ def run(obj: Context, run_once: bool, dry_run: bool) -> None:
             from poller.core.errors import PollerError, SourceAuthError
 
             if isinstance(exc, SourceAuthError):
-                raise Failed(f"{exc}. Fix: check [influitive] api_token and org_id, then run "
-                             "`reward-poller check`") from None
+                from poller.ops.alerts import cycle_problems, problem_fields
+
+                found = problem_fields(cycle_problems(None, 0, exc)[0])
+                raise Failed(f"{exc}. Fix: {found['fix']}", source="influitive",
+                             cause=found["cause"], fix=found["fix"]) from None
             if isinstance(exc, PollerError):
                 raise
-            log.error("cycle.failed", error=f"{type(exc).__name__}: {exc}")
+            # The one line about it is the command's own (no log line saying it again).
             raise Failed(f"cycle failed: {type(exc).__name__}: {exc}") from None
         finally:
             counter.finish()
@@ -93,14 +96,17 @@ def run(obj: Context, run_once: bool, dry_run: bool) -> None:
         sys.exit(128 + int(stopper.received))
     assert report is not None
     click.echo(summary(report))
-    from poller.ops.alerts import cycle_problems, problem_line
+    from poller.ops.alerts import cycle_problems, problem_fields, problem_line
 
-    problems = cycle_problems(report, config.influitive.max_pages)
-    lines = [problem_line(p, max_pages=config.influitive.max_pages) for p in problems]
+    max_pages = config.influitive.max_pages
+    problems = cycle_problems(report, max_pages)
+    lines = [problem_line(p, max_pages=max_pages) for p in problems]
     if not report.ok:
         lines = [*(report.errors or ["the cycle could not do its job"]), *lines]
     if lines:
-        raise Failed("; ".join(lines))
+        fields: dict[str, Any] = {"source": "influitive"} if not report.poll_ok else {}
+        raise Failed("; ".join(lines), **fields, errors=report.errors,
+                     problems=[problem_fields(p, max_pages=max_pages) for p in problems])
 
 
 def _interrupted(sig: signal.Signals, report: CycleReport | None, *, at_once: bool) -> None:

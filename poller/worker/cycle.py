@@ -471,7 +471,8 @@ class Worker:
             if isinstance(exc, SourceBlocked):
                 report.problem(OperatorProblem(who=SOURCE_NAME, kind="firewall",
                                                detail=str(exc)), redemptions=0)
-            log.error("poll.failed", error=str(exc))
+            # Said once, by whoever ran the cycle: the daemon's cycle.failed line, or the
+            # last line of ``run --run-once``.
             report.errors.append(f"poll failed: {exc}")
             return None
         report.new = new
