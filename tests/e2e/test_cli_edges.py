@@ -25,9 +25,11 @@ def test_run_once_exits_1_naming_a_vendor_it_cannot_reach(standins: Standins) ->
     config.write_text(config.read_text().replace(standins.tremendous_url, nobody))
     result = run_cli("run", "--run-once", config=config)
     assert result.returncode == 1, result.stderr
-    last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("reward-poller: vendor tremendous could not be reached (")
-    assert "2 redemptions wait on it" in last and "[vendors.tremendous]" in last
+    last = json.loads(result.stderr.strip().splitlines()[-1])  # stderr is not a terminal
+    assert last["event"] == "cli.failed"
+    assert last["message"].startswith("vendor tremendous could not be reached (")
+    assert "2 redemptions wait on it" in last["message"]
+    assert "[vendors.tremendous]" in last["message"]
     # Nothing is given up on: both wait for a later run, which orders them once the vendor
     # answers again.
     rows = json.loads(run_cli("ledger", "list", "--json", config=config).stdout)

@@ -8,6 +8,7 @@ about a redemption names it (the JSON log lines on stderr).
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 from datetime import UTC, datetime
@@ -101,8 +102,9 @@ def test_vendor_down_then_back(sqlite_stage: Stage) -> None:
     # The cycle ran and the redemptions wait, but a vendor nothing answers for is a person's
     # to look at: exit 1, the last line naming it.
     assert down.returncode == 1, down.stderr
-    assert down.stderr.strip().splitlines()[-1].startswith(
-        "reward-poller: vendor tremendous could not be reached")
+    last = json.loads(down.stderr.strip().splitlines()[-1])  # stderr is not a terminal
+    assert last["event"] == "cli.failed"
+    assert last["message"].startswith("vendor tremendous could not be reached")
     entries = stage.entries()
     assert {e.state for e in entries.values()} == {State.WAITING}
     assert all("could not reach" in (e.last_error or "") for e in entries.values())

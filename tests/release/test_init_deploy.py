@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -204,8 +205,7 @@ def test_install_ledger_and_textfile_paths_the_units_hide_are_warned_about(
                '[metrics]\ntextfile = "/home/ada/metrics/reward-poller.prom"\n',
     )
     assert result.exit_code == 0, result.output
-    warnings = [line for line in result.output.splitlines() if line.startswith("warning:")]
-    assert warnings == [
+    assert _warnings(result.output) == [
         "warning: the executable /tmp/venv/bin/reward-poller is under /tmp, which the service "
         "sees as an empty folder of its own (PrivateTmp=yes): install reward-poller outside "
         "it, e.g. into /opt/reward-poller (docs/deployment.md)",
@@ -221,6 +221,19 @@ def test_install_ledger_and_textfile_paths_the_units_hide_are_warned_about(
         " is under /home, which the units hide from the service (ProtectHome=yes): write it "
         "into node_exporter's textfile collector folder (docs/deployment.md)",
     ]
+
+
+def _warnings(output: str) -> list[str]:
+    """The warnings as a terminal shows them; off one (as here) each is a JSON line."""
+    found = []
+    for line in output.splitlines():
+        if line.startswith("{"):
+            record = json.loads(line)
+            if record["level"] == "warning":
+                found.append(f"warning: {record['message']}")
+        elif line.startswith("warning:"):
+            found.append(line)
+    return found
 
 
 def test_a_config_anywhere_and_a_relative_ledger_are_not_warned_about(
@@ -247,7 +260,7 @@ def test_a_missing_config_is_warned_about(
     )
     assert result.exit_code == 0, result.output
     assert (f"warning: {tmp_path / 'config.toml'} does not exist: the service cannot start "
-            "until it does (reward-poller init)") in result.output
+            "until it does (reward-poller init)") in _warnings(result.output)
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None,

@@ -365,14 +365,23 @@ def test_timer_unit_runs_one_cycle_that_fulfils(deployment: Deployment) -> None:
 # --- beyond the first start ------------------------------------------------------------------
 
 
+PRIORITIES = {"debug": 7, "info": 6, "warning": 4, "error": 3, "critical": 2}
+"""sd-daemon's levels: journald reads a line's ``<N>`` prefix as its priority and strips it."""
+
+
 def _json_lines(lines: list[str]) -> list[dict[str, Any]]:
+    """Each line as journald stores it: its ``<N>`` priority (stderr is the journal stream,
+    ``JOURNAL_STREAM``) matching the line's level, then one JSON object."""
     parsed = []
     for line in lines:
+        match = re.fullmatch(r"<(\d)>(.*)", line.rstrip("\n"), flags=re.S)
+        assert match, f"no journald priority: {line!r}"
         try:
-            item = json.loads(line)
+            item = json.loads(match.group(2))
         except ValueError:
             raise AssertionError(f"not a JSON line: {line!r}") from None
         assert isinstance(item, dict), line
+        assert int(match.group(1)) == PRIORITIES[item["level"]], line
         parsed.append(item)
     return parsed
 
@@ -425,9 +434,15 @@ def test_a_signal_during_a_timer_run_exits_128_plus_it_with_one_json_line(
         before = len(running.stderr_lines)
         running.signal(signum)
         exit_code = running.wait(timeout=30)
-    after = running.stderr_lines[before:]
+    after = _json_lines(running.stderr_lines[before:])
     assert exit_code == code, running.stderr
-    assert len(after) == 1, after
+    # The poll in hand is finished and recorded; then one line says the run was stopped, and
+    # nothing after the signal reads as a failure.
+    stops = [line for line in after if line["event"] == "run.interrupted"]
+    assert len(stops) == 1, after
+    assert after[-1] is stops[0], after
+    assert stops[0]["exit_code"] == code
+    assert not [line for line in after if line["level"] in ("error", "critical")], after
     _json_lines(running.stderr_lines)
 
 
