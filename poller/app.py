@@ -79,7 +79,7 @@ def open_ledger(config: Config) -> SqlLedger:
     from poller.ledger import open_ledger as _open
 
     return _open(config.ledger.url, timeouts=config.ledger.timeouts(),
-                 threads=config.schedule.concurrency)
+                 threads=config.schedule.concurrency, schema=config.ledger.schema)
 
 
 INFLUITIVE_BUDGET_SCOPE = "influitive"

@@ -25,6 +25,7 @@ import json
 import os
 import stat
 import tomllib
+import warnings
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
@@ -127,8 +128,19 @@ class InfluenceioSettings(_Section):
         return value
 
 
+# ``[ledger] schema`` is the key's name. As a field it hides BaseModel's deprecated
+# ``schema()`` method, which nothing calls; pydantic warns about that when the class is made.
+warnings.filterwarnings("ignore", message='Field name "schema" in "LedgerSettings"',
+                        category=UserWarning)
+
+
 class LedgerSettings(_Section):
     url: str = "sqlite:///reward-poller.db"
+    schema: str | None = Field(  # type: ignore[assignment]  # see the filter above
+        default=None, pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    """PostgreSQL: the schema the ledger's tables (and Alembic's version table) are in,
+    created by ``db upgrade``. Unset: unqualified names, found through the connection's
+    ``search_path`` (``public`` on a default server), as before the key existed."""
     lease_seconds: float = Field(default=300.0, gt=0)
     connect_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
     """PostgreSQL: how long opening a connection may take."""
@@ -143,6 +155,20 @@ class LedgerSettings(_Section):
     """...are sent this often..."""
     keepalive_count: int = Field(default=3, ge=1, le=30)
     """...and this many unanswered ones mark the connection dead."""
+
+    @field_validator("schema")
+    @classmethod
+    def _schema_name(cls, value: str | None) -> str | None:
+        if value is not None and value.startswith("pg_"):
+            raise ValueError("names starting with pg_ are reserved by PostgreSQL")
+        return value
+
+    @model_validator(mode="after")
+    def _schema_needs_postgresql(self) -> LedgerSettings:
+        if self.schema is not None and self.url.startswith("sqlite"):
+            raise ValueError("schema is for a PostgreSQL ledger; a SQLite ledger is a file "
+                             "of its own: leave schema out")
+        return self
 
     def timeouts(self) -> LedgerTimeouts:
         from poller.ledger.sql import LedgerTimeouts

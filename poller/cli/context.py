@@ -301,7 +301,7 @@ def open_for_reading(config: Config) -> SqlLedger:
             engine.dispose()
             raise
         return SqlLedger(engine)
-    return open_ledger(config.ledger.url, migrate=False)
+    return open_ledger(config.ledger.url, migrate=False, schema=config.ledger.schema)
 
 
 def open_for_writing(config: Config) -> SqlLedger:
@@ -312,7 +312,7 @@ def open_for_writing(config: Config) -> SqlLedger:
     missing = missing_sqlite_file(config.ledger.url)
     if missing is not None:
         raise PollerError(no_ledger_message(missing))
-    return open_ledger(config.ledger.url)
+    return open_ledger(config.ledger.url, schema=config.ledger.schema)
 
 
 @contextmanager

@@ -165,17 +165,22 @@ def deploy_prometheus(output: Path | None, force: bool) -> None:
                f"{output}) and reload Prometheus (systemctl reload prometheus)")
 
 
-def report_upgrade(url: str) -> None:
-    """``db upgrade``: migrate, and say whether anything changed and between which
-    revisions."""
+def _in_schema(schema: str | None) -> str:
+    return "" if schema is None else f" (PostgreSQL schema {schema})"
+
+
+def report_upgrade(url: str, schema: str | None = None) -> None:
+    """``db upgrade``: create the ``[ledger] schema`` if it is set and missing, migrate, and
+    say whether anything changed and between which revisions."""
     from poller.ledger.migrate import upgrade
 
-    done = upgrade(url)
+    done = upgrade(url, schema=schema)
     if done.migrated:
-        click.echo(f"ledger schema migrated from revision {done.before or '(none)'} to "
-                   f"{done.after}")
+        click.echo(f"ledger schema{_in_schema(schema)} migrated from revision "
+                   f"{done.before or '(none)'} to {done.after}")
     else:
-        click.echo(f"ledger schema already at revision {done.after}: nothing to migrate")
+        click.echo(f"ledger schema{_in_schema(schema)} already at revision {done.after}: "
+                   "nothing to migrate")
 
 
 @click.command("current")
@@ -186,14 +191,16 @@ def db_current(obj: Context) -> None:
     from poller.ledger.migrate import schema_revision
 
     def show() -> None:
-        state = schema_revision(obj.config().ledger.url)
+        ledger = obj.config().ledger
+        state = schema_revision(ledger.url, schema=ledger.schema)
+        where = _in_schema(ledger.schema)
         if state.current is None:
-            raise _failed(f"the ledger has no reward-poller tables yet (this version needs "
-                          f"revision {state.head}): run `reward-poller db upgrade`")
+            raise _failed(f"the ledger{where} has no reward-poller tables yet (this version "
+                          f"needs revision {state.head}): run `reward-poller db upgrade`")
         if state.at_head:
-            click.echo(f"ledger schema at revision {state.current} (head): up to date")
+            click.echo(f"ledger schema{where} at revision {state.current} (head): up to date")
             return
-        click.echo(f"ledger schema at revision {state.current}; this version needs "
+        click.echo(f"ledger schema{where} at revision {state.current}; this version needs "
                    f"{state.head}")
         if not state.known:
             raise _failed(f"revision {state.current} is newer than this version of "

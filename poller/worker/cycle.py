@@ -302,7 +302,9 @@ class Worker:
         """Poll once, then work every due redemption one step. Raises SourceAuthError (the
         run cannot do its job) and ledger errors (the database is unreachable)."""
         report = CycleReport()
-        started = self.clock()
+        # On the ledger's clock: the reconciliation compares it with the times the ledger
+        # stored (``updated_at``), which other workers' moves wrote.
+        started = self.ledger.now(self.clock())
         poll_id = self.ledger.start_poll(started)
         poll = self._poll(poll_id, report)
         sighting = None if poll is None else Sighting(poll_id=poll_id, started=started)
