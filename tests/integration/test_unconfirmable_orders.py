@@ -96,7 +96,8 @@ def receiver() -> ReceiverStandin:
 
 @pytest.fixture
 def rig(ledger_url: str, receiver: ReceiverStandin) -> Iterator[Rig]:
-    ledger = open_ledger(ledger_url, migrate=True)
+    # The rig moves time by hand: PostgreSQL takes it from the test clock, not its own.
+    ledger = open_ledger(ledger_url, migrate=True, process_clock=True)
     made = Rig(ledger, receiver)
     try:
         yield made
@@ -200,7 +201,8 @@ def test_a_pending_order_is_asked_again_by_repeating_the_request(rig: Rig) -> No
 def test_with_a_lookup_route_a_refused_redemption_is_closed_by_the_receivers_answer(
     ledger_url: str, receiver: ReceiverStandin,
 ) -> None:
-    ledger = open_ledger(ledger_url, migrate=True)
+    # The rig moves time by hand: PostgreSQL takes it from the test clock, not its own.
+    ledger = open_ledger(ledger_url, migrate=True, process_clock=True)
     rig = Rig(ledger, receiver, lookup_route=True)
     try:
         rig.source.seed(redemption(1))
