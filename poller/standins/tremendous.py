@@ -178,7 +178,7 @@ class TremendousState(Faults):
             if status == "EXECUTED":
                 delivery["status"] = "SUCCEEDED"
                 sent = self._payloads.get(str(order.get("external_id")), {})
-                _processed(order, obj_get(sent, "payment", "funding_source_id") or "balance")
+                _processed(order, _dig(sent, "payment", "funding_source_id") or "balance")
             elif status in ("FAILED", "CANCELED"):
                 delivery["status"] = "FAILED"
             return _copy(order)
@@ -264,7 +264,8 @@ def _error_body(message: str, payload: Any = None) -> dict[str, Any]:
     return {"errors": {"message": message, "payload": payload if payload is not None else {}}}
 
 
-def obj_get(value: Any, *keys: str) -> Any:
+def _dig(value: Any, *keys: str) -> Any:
+    """``value[k1][k2]...``, or None where a level is missing."""
     for key in keys:
         value = value.get(key) if isinstance(value, dict) else None
     return value
