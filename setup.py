@@ -1,6 +1,6 @@
-"""Build step beyond pyproject.toml: ship the example configuration and the systemd units
-inside the package (``poller/release/data/``), copied from the one place they live in the
-repository (``poller.release.files.SOURCES`` names them)."""
+"""Build step beyond pyproject.toml: ship the example configuration, the systemd units and the
+Prometheus alert rules inside the package (``poller/release/data/``), copied from the one
+place they live in the repository (``poller.release.files.SOURCES`` names them)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from setuptools.command.build_py import build_py
 ROOT = Path(__file__).resolve().parent
 UNITS = sorted(p.name for p in (ROOT / "deploy" / "systemd").iterdir() if p.is_file())
 SHIPPED = {"config.example.toml": "config.example.toml",
-           **{f"systemd/{u}": f"deploy/systemd/{u}" for u in UNITS}}
+           **{f"systemd/{u}": f"deploy/systemd/{u}" for u in UNITS},
+           "prometheus/alerts.yml": "deploy/prometheus/alerts.yml"}
 
 
 class BuildWithReleaseFiles(build_py):

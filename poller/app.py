@@ -79,7 +79,7 @@ def open_ledger(config: Config) -> SqlLedger:
     from poller.ledger import open_ledger as _open
 
     return _open(config.ledger.url, timeouts=config.ledger.timeouts(),
-                 threads=config.schedule.concurrency)
+                 threads=config.schedule.concurrency, schema=config.ledger.schema)
 
 
 INFLUITIVE_BUDGET_SCOPE = "influitive"
@@ -180,6 +180,7 @@ class App:
         # The Influence.io refund records its intent under the worker's lease: same owner.
         self.deciders = _pushed_sources(config, self.ledger, owner)
         if recorder is not None:
+            recorder.expect_vendors(self.vendors.names)
             source = recorder.instrument_source(self.source)
             vendors = _instrumented(self.vendors, recorder)
         self.worker = Worker(
@@ -195,6 +196,7 @@ class App:
                 gone_after_polls=config.ledger.gone_after_polls,
                 batch_size=config.schedule.batch_size,
                 unmapped=config.fulfillment.unmapped_reward,
+                unavailable=config.fulfillment.unavailable_reward,
                 pending_recheck_seconds=config.schedule.interval_seconds,
                 concurrency=config.schedule.concurrency,
                 spend=config.fulfillment.spend_policy(),

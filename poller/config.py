@@ -25,6 +25,7 @@ import json
 import os
 import stat
 import tomllib
+import warnings
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
@@ -53,6 +54,7 @@ from poller.core.errors import ConfigError
 from poller.core.messages import (
     DEFAULT_FULFILLED,
     DEFAULT_REFUSED,
+    DEFAULT_UNAVAILABLE,
     DEFAULT_UNMAPPED,
     MessageTemplates,
     unknown_placeholders,
@@ -126,8 +128,19 @@ class InfluenceioSettings(_Section):
         return value
 
 
+# ``[ledger] schema`` is the key's name. As a field it hides BaseModel's deprecated
+# ``schema()`` method, which nothing calls; pydantic warns about that when the class is made.
+warnings.filterwarnings("ignore", message='Field name "schema" in "LedgerSettings"',
+                        category=UserWarning)
+
+
 class LedgerSettings(_Section):
     url: str = "sqlite:///reward-poller.db"
+    schema: str | None = Field(  # type: ignore[assignment]  # see the filter above
+        default=None, pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    """PostgreSQL: the schema the ledger's tables (and Alembic's version table) are in,
+    created by ``db upgrade``. Unset: unqualified names, found through the connection's
+    ``search_path`` (``public`` on a default server), as before the key existed."""
     lease_seconds: float = Field(default=300.0, gt=0)
     connect_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
     """PostgreSQL: how long opening a connection may take."""
@@ -142,6 +155,20 @@ class LedgerSettings(_Section):
     """...are sent this often..."""
     keepalive_count: int = Field(default=3, ge=1, le=30)
     """...and this many unanswered ones mark the connection dead."""
+
+    @field_validator("schema")
+    @classmethod
+    def _schema_name(cls, value: str | None) -> str | None:
+        if value is not None and value.startswith("pg_"):
+            raise ValueError("names starting with pg_ are reserved by PostgreSQL")
+        return value
+
+    @model_validator(mode="after")
+    def _schema_needs_postgresql(self) -> LedgerSettings:
+        if self.schema is not None and self.url.startswith("sqlite"):
+            raise ValueError("schema is for a PostgreSQL ledger; a SQLite ledger is a file "
+                             "of its own: leave schema out")
+        return self
 
     def timeouts(self) -> LedgerTimeouts:
         from poller.ledger.sql import LedgerTimeouts
@@ -191,6 +218,11 @@ class FulfillmentSettings(_Section):
     refused_message: str = DEFAULT_REFUSED
     unmapped_message: str = DEFAULT_UNMAPPED
     """The ``{reason}`` used in ``refused_message`` when an unmapped reward is refused."""
+    unavailable_reward: Literal["refuse", "hold"] = "refuse"
+    """A product the vendor will not sell although its catalog lists it with the route's
+    currency and value: refused (the points are refunded), or held for a person."""
+    unavailable_message: str = DEFAULT_UNAVAILABLE
+    """The ``{reason}`` used in ``refused_message`` when such a reward is refused."""
     daily_spend_limit: dict[str, Decimal] | None = None
     """Per currency, the most that may be committed to vendor orders per UTC day. When set,
     a currency it does not name is held (money is never spent without a limit once the
@@ -214,7 +246,8 @@ class FulfillmentSettings(_Section):
     def spend_policy(self) -> SpendPolicy:
         return SpendPolicy(daily_limit=self.daily_spend_limit, max_order=self.max_order_amount)
 
-    @field_validator("fulfilled_message", "refused_message", "unmapped_message")
+    @field_validator("fulfilled_message", "refused_message", "unmapped_message",
+                     "unavailable_message")
     @classmethod
     def _known_placeholders(cls, value: str) -> str:
         unknown = unknown_placeholders(value)
@@ -227,6 +260,7 @@ class FulfillmentSettings(_Section):
             fulfilled=self.fulfilled_message,
             refused=self.refused_message,
             unmapped_reason=self.unmapped_message,
+            unavailable_reason=self.unavailable_message,
         )
 
 
@@ -365,8 +399,10 @@ class AlertsSettings(_Section):
 class SecuritySettings(_Section):
     secret_url_keys: list[str] = Field(default_factory=lambda: list(DEFAULT_SECRET_URL_KEYS))
     """Config keys whose URL path may itself be a secret (a catch-hook id, a token in the
-    path): shown as the host only, and scrubbed from logs and the ledger. ``*`` matches one
-    name (``vendors.*.url``). Userinfo (``user:pass@``) is removed from every URL anyway."""
+    path): shown as the host only, and the path segments that look like credentials (an id
+    or token, not words such as ``api`` or ``v2``) scrubbed from logs and the ledger. ``*``
+    matches one name (``vendors.*.url``). Userinfo (``user:pass@``) is never shown, and a
+    password is scrubbed from every URL anyway."""
 
 
 class Config(BaseSettings):
@@ -437,11 +473,14 @@ class Config(BaseSettings):
     @model_validator(mode="after")
     def _register_url_secrets(self) -> Config:
         # At load, before anything can log or store a URL: the secret parts of every config
-        # URL (userinfo; the path for [security] secret_url_keys) are scrubbed wherever
-        # they would appear (logs, the ledger's stored texts, CLI errors).
+        # URL (its password and secret query values; credential-looking path segments for
+        # [security] secret_url_keys) are scrubbed wherever they would appear (logs, the
+        # ledger's stored texts, CLI errors). Never its user name, host, port or plain path.
         from poller.logs import redactor
 
-        redactor.add(self.url_secrets())
+        keys = self.security.secret_url_keys
+        for key, url in self.urls().items():
+            redactor.add_url(url, secret_path=is_secret_url_key(key, keys))
         return self
 
     def vendor_settings(self, name: str) -> BaseModel | None:
@@ -482,8 +521,9 @@ class Config(BaseSettings):
         return found
 
     def url_secrets(self) -> list[str]:
-        """The parts of config URLs that are secret (userinfo everywhere; path and query
-        for the keys in ``[security] secret_url_keys``), for the redactor."""
+        """The parts of config URLs that are secret (a password and secret query values
+        everywhere; credential-looking path segments for the keys in ``[security]
+        secret_url_keys``): see ``poller.core.redact.url_secrets``."""
         keys = self.security.secret_url_keys
         return [part for key, url in self.urls().items()
                 for part in url_secrets(url, secret_path=is_secret_url_key(key, keys))]
@@ -789,25 +829,58 @@ def _warn_if_readable(file: Path, data: dict[str, Any]) -> None:
         )
 
 
+def _present(file: Path) -> bool:
+    """Whether the file exists; a folder on the way this user may not enter counts as
+    present, so that reading it names the permission problem rather than "not found"."""
+    try:
+        file.stat()
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def _unreadable(file: Path, exc: OSError) -> str:
+    """The error for a config file that cannot be opened; for a permission denied, who is
+    reading and how the systemd units hand a root-only file to their service."""
+    text = f"{file}: cannot be read: {exc.strerror or exc}"
+    if not isinstance(exc, PermissionError):
+        return text
+    import pwd
+
+    uid = os.geteuid()
+    try:
+        user = f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        user = f"uid {uid}"
+    return (f"{file}: cannot be read by user {user}: {exc.strerror or exc}. Under systemd, "
+            f"let systemd hand it over: LoadCredential=config.toml:{file} and --config "
+            "${CREDENTIALS_DIRECTORY}/config.toml, as the units of `reward-poller deploy "
+            "systemd` do (docs/deployment.md); elsewhere run as a user who can read it")
+
+
 def load_config(path: str | Path | None = None, *, required: bool = True) -> Config:
     """Read, merge with the environment, validate. Raises ConfigError naming the key, and
     the file or variable it came from."""
     file = config_path(str(path) if path is not None else None)
     data: dict[str, Any] = {}
     origin = check_environment()
-    if file.exists():
+    if _present(file):
         try:
             with file.open("rb") as fh:
                 data = tomllib.load(fh)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{file}: not valid TOML: {exc}") from None
         except OSError as exc:
-            raise ConfigError(f"{file}: cannot be read: {exc.strerror}") from None
+            raise ConfigError(_unreadable(file, exc)) from None
         _warn_if_readable(file, data)
     elif required:
+        # `init` writes the commented example from inside the package: it works for a pipx
+        # or pip install, which has no config.example.toml to copy.
         raise ConfigError(
             f"config file {file} not found (use --config PATH or set {CONFIG_ENV}; "
-            "config.example.toml documents every key)"
+            f"`reward-poller init {file}` writes a commented one to fill in)"
         )
     where = f"invalid configuration ({file if file.exists() else 'the environment'}):"
     try:

@@ -1,5 +1,7 @@
 """Logging set-up: everything to stderr, one JSON object per line when stderr is not a
-terminal, readable on a terminal, never a secret.
+terminal, readable on a terminal, never a secret. The command line's own stderr lines (a
+failure, a configuration error, a note) go through ``stderr_line``, so they are JSON lines
+too. Under systemd (stderr is the journal) every line starts with its sd-daemon priority.
 
 stdout is reserved for what a command prints (tables, --json, reports, plans), so logs never
 mix into output a user pipes somewhere. Records of libraries that use the standard
@@ -11,14 +13,19 @@ each event carries: docs/logging.md.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
 import sys
+import threading
 from collections.abc import Iterable, MutableMapping
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import structlog
+
+from poller.core.redact import MIN_SECRET, UrlRedaction, looks_like_credential, url_redaction
 
 REDACTED = "[redacted]"
 
@@ -47,22 +54,52 @@ def clean_line(text: str) -> str:
 
 
 class Redactor:
-    """Removes known secret values from every string in an event, tracebacks included."""
+    """Removes known secret values from every string in an event, tracebacks included.
+
+    A secret is scrubbed in context, never as a bare substring that could be an ordinary
+    word: a value that looks like a credential (``poller.core.redact.looks_like_credential``)
+    wherever it appears; any other value only as a whole token (not inside a longer word); a
+    URL's password only where it stands in a userinfo (``user:[redacted]@``) unless it looks
+    like a credential. Values shorter than ``MIN_SECRET`` are never scrubbed on their own."""
 
     def __init__(self) -> None:
         self._secrets: set[str] = set()
+        self._urls: dict[str, UrlRedaction] = {}
+        self._lock = threading.Lock()
+        self._compiled: tuple[re.Pattern[str], list[str]] | None = None
+        self._stale = False
 
     def add(self, values: Iterable[str]) -> None:
-        # Very short values would redact ordinary words; real tokens are long.
-        self._secrets.update(v for v in values if v and len(v) >= 6)
+        """Secret values as they are (tokens, API keys, passwords)."""
+        new = {v for v in values if v and len(v) >= MIN_SECRET} - self._secrets
+        if new:
+            with self._lock:
+                self._secrets.update(new)
+                self._stale = True
+
+    def add_url(self, url: str, secret_path: bool = True) -> None:
+        """The secret parts of ``url`` (``poller.core.redact.url_redaction``): its password,
+        secret query values and, with ``secret_path``, credential-looking path segments.
+        Its user name, host, port and ordinary path are never secrets."""
+        found = url_redaction(url, secret_path)
+        if found and self._urls.get(found.url) != found:
+            with self._lock:
+                self._urls[found.url] = found
+                self._stale = True
+
+    def _pattern(self) -> tuple[re.Pattern[str], list[str]] | None:
+        if self._stale:
+            with self._lock:
+                self._compiled = _compile(self._secrets, self._urls.values())
+                self._stale = False
+        return self._compiled
 
     def scrub(self, text: str) -> str:
-        # Longest first: a secret that contains another (a URL's "user:password" and its
-        # password) is replaced whole, not left half-shown around a shorter one.
-        for secret in sorted(self._secrets, key=len, reverse=True):
-            if secret in text:
-                text = text.replace(secret, REDACTED)
-        return text
+        compiled = self._pattern()
+        if compiled is None or not text:
+            return text
+        pattern, replacements = compiled
+        return pattern.sub(lambda m: replacements[(m.lastindex or 1) - 1], text)
 
     def _value(self, value: Any) -> Any:
         if isinstance(value, str):
@@ -82,6 +119,40 @@ class Redactor:
             else:
                 event[key] = self._value(event[key])
         return event
+
+
+def _whole(value: str) -> str:
+    """``value`` as a regex matching it only as a whole token: not preceded or followed by a
+    letter or digit where it starts or ends with one."""
+    head = r"(?<![A-Za-z0-9])" if value[:1].isalnum() else ""
+    tail = r"(?![A-Za-z0-9])" if value[-1:].isalnum() else ""
+    return f"{head}({re.escape(value)}){tail}"
+
+
+def _compile(secrets: Iterable[str],
+             urls: Iterable[UrlRedaction]) -> tuple[re.Pattern[str], list[str]] | None:
+    """One pattern for every secret (one group each, the longest first, so a secret that
+    holds another is replaced whole) and the replacement of each group."""
+    found: list[tuple[int, str, str]] = []  # (length, regex, replacement)
+    for value in secrets:
+        regex = f"({re.escape(value)})" if looks_like_credential(value) else _whole(value)
+        found.append((len(value), regex, REDACTED))
+    for url in urls:
+        if url.shown is not None:
+            for whole in {url.url, url.url.rstrip("/")}:
+                if len(whole) >= MIN_SECRET:
+                    found.append((len(whole), f"({re.escape(whole)})", url.shown))
+        for password in url.passwords:
+            # In its userinfo (``user:password@``): the user name stays.
+            found.append((len(password) + 1, f"(?<=:)({re.escape(password)})(?=@)", REDACTED))
+            if looks_like_credential(password):
+                found.append((len(password), f"({re.escape(password)})", REDACTED))
+        for token in url.tokens:
+            found.append((len(token), _whole(token), REDACTED))
+    if not found:
+        return None
+    found.sort(key=lambda item: -item[0])
+    return re.compile("|".join(regex for _, regex, _ in found)), [r for _, _, r in found]
 
 
 redactor = Redactor()
@@ -115,10 +186,106 @@ def use_console(fmt: LogFormat) -> bool:
     return fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
 
 
+# --- stderr under a service manager -------------------------------------------------------
+
+PRIORITIES = {"critical": 2, "exception": 3, "error": 3, "warning": 4, "info": 6, "debug": 7}
+"""sd-daemon(3) priorities (SD_CRIT, SD_ERR, SD_WARNING, SD_INFO, SD_DEBUG) by level name."""
+
+_json_lines: bool | None = None  # set by ``configure``; None: decided by the terminal
+_journal: bool | None = None  # set by ``configure``; None: looked up when first needed
+
+
+def journal_stderr() -> bool:
+    """Whether stderr is connected to the journal: systemd sets ``JOURNAL_STREAM`` to the
+    device and inode of the stream it gives a service (systemd.exec(5)); a process whose
+    stderr was redirected elsewhere inherits the variable but not the stream."""
+    device, colon, inode = os.environ.get("JOURNAL_STREAM", "").partition(":")
+    if not (colon and device.isdigit() and inode.isdigit()):
+        return False
+    try:
+        status = os.fstat(sys.stderr.fileno())
+    except (OSError, ValueError, AttributeError):  # no real file behind sys.stderr
+        return False
+    return (status.st_dev, status.st_ino) == (int(device), int(inode))
+
+
+def priority_prefix(level: str) -> str:
+    """``<N>`` for a line at ``level`` when stderr is the journal (journald reads it as the
+    line's priority, SyslogLevelPrefix=yes being the default), else nothing."""
+    global _journal
+    if _journal is None:
+        _journal = journal_stderr()
+    if not _journal:
+        return ""
+    return f"<{PRIORITIES.get(level.lower(), PRIORITIES['info'])}>"
+
+
+def json_stderr() -> bool:
+    """Whether what the command line writes on stderr is JSON lines: as the log format
+    chose (``--log-format``), else when stderr is not a terminal."""
+    if _json_lines is not None:
+        return _json_lines
+    return not sys.stderr.isatty()
+
+
+def stderr_line(event: str, message: str, *, level: str = "error", human: str | None = None,
+                **fields: Any) -> None:
+    """One line on stderr from the command line itself (a failure, a note, a usage error):
+    a JSON object (``message``, ``fields``, ``event``, ``level``, ``timestamp``), redacted
+    like a log line, when stderr carries JSON lines; ``human`` (default ``message``) as it
+    is on a terminal. Under systemd the line starts with its ``<N>`` priority."""
+    stream = sys.stderr
+    if json_stderr():
+        record: dict[str, Any] = {"message": message, **fields, "event": event,
+                                  "level": level, "timestamp": _now()}
+        text = json.dumps(redactor(None, level, record), default=str)
+    else:
+        text = redactor.scrub(human if human is not None else message)
+    prefix = priority_prefix(level)
+    if prefix:
+        text = "\n".join(prefix + line for line in text.split("\n"))
+    try:
+        stream.write(text + "\n")
+        stream.flush()
+    except (OSError, ValueError):  # stderr closed (a pipe's reader gone): nowhere to say it
+        pass
+
+
+def log_thread_crash(args: threading.ExceptHookArgs) -> None:
+    """``threading.excepthook`` for the command line: an exception no thread caught becomes
+    one ``thread.crashed`` log line (JSON off a terminal, redacted) instead of Python's
+    traceback text on stderr. A thread that calls ``sys.exit`` says nothing, as by default."""
+    if issubclass(args.exc_type, SystemExit):
+        return
+    structlog.get_logger("poller").critical(
+        "thread.crashed", thread=getattr(args.thread, "name", None),
+        exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+class _Prioritised:
+    """A renderer's line with the journald priority prefix of its level in front."""
+
+    def __init__(self, renderer: Any) -> None:
+        self._renderer = renderer
+
+    def __call__(self, logger: Any, method: str, event: MutableMapping[str, Any]) -> Any:
+        level = str(event.get("level", method))
+        text = self._renderer(logger, method, event)
+        prefix = priority_prefix(level)
+        return prefix + text if prefix and isinstance(text, str) else text
+
+
 def configure(fmt: LogFormat = "auto", level: str = "INFO") -> None:
+    global _json_lines, _journal
     console = use_console(fmt)
+    _json_lines = not console
+    _journal = journal_stderr()
     colours = console and sys.stderr.isatty() and not os.environ.get("NO_COLOR")
-    renderer: Any = (
+    renderer: Any = _Prioritised(
         structlog.dev.ConsoleRenderer(colors=colours)
         if console
         else structlog.processors.JSONRenderer()

@@ -236,10 +236,22 @@ def nothing_was_sent(exc: httpx.TransportError) -> bool:
     return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
 
 
+def target(url: httpx.URL) -> str:
+    """``host[:port]/path`` of a request, as errors and logs name it: the port kept (a
+    stand-in or a proxy is often on one), never the scheme's userinfo or the query (either
+    may hold a secret)."""
+    host = url.host
+    if ":" in host:
+        host = f"[{host}]"
+    port = f":{url.port}" if url.port is not None else ""
+    return f"{host}{port}{url.path}"
+
+
 def describe(exc: httpx.TransportError) -> str:
-    """A secret-free description: the class and the target host, never headers."""
+    """A secret-free description: the class and the target (``host:port/path``), never
+    headers, userinfo or query."""
     request = getattr(exc, "_request", None)
-    where = f" ({request.method} {request.url.host}{request.url.path})" if request else ""
+    where = f" ({request.method} {target(request.url)})" if request else ""
     return f"{type(exc).__name__}{where}"
 
 

@@ -2,6 +2,11 @@
 
 Loading the config validates it (exit 2 on an error, naming the key or variable). Then:
 
+* **The ledger**: connects, reads the schema's revision against the one this version needs
+  (a PostgreSQL ledger behind: "run `reward-poller db upgrade`", as ``db current`` says)
+  and proves it can write, in a transaction rolled back. A SQLite ledger's folder must be
+  writable by the user running the check (SQLite writes its journal next to the file); a
+  file that does not exist yet is fine when its folder is. It creates and migrates nothing.
 * **Influitive**: one poll of the outstanding list (a single list request when the list has
   one page, each request counted in the request budget like the worker's) proves the token
   and org id; it says how many redemptions are outstanding and how many of them the
@@ -14,7 +19,7 @@ Loading the config validates it (exit 2 on an error, naming the key or variable)
   "credentials ok".
 
 The table goes to stdout; the exit code is 0 when everything is fine, 1 on any problem (the
-last line on stderr names Influitive and/or the vendors that failed).
+last line on stderr names the ledger, Influitive and/or the vendors that failed).
 """
 
 from __future__ import annotations
@@ -26,16 +31,18 @@ from typing import TYPE_CHECKING, Any, cast
 
 import click
 
-from poller.cli.context import Context, Failed, check_budget, handled, missing_sqlite_file
+from poller.cli.context import Context, Failed, check_budget, handled
 from poller.cli.output import emit_json, table
 
 if TYPE_CHECKING:
     from poller.config import Config
     from poller.core.budget import RequestBudget
     from poller.core.ports import Cache, Vendor, VendorCheck
+    from poller.ledger.access import LedgerCheck
 
 Products = list[tuple[str | None, Decimal, str]]
 SOURCE = "influitive"
+LEDGER = "ledger"
 
 
 def products_by_vendor(config: Config) -> dict[str, Products]:
@@ -174,29 +181,16 @@ def count_problems(results: Sequence[VendorCheck]) -> int:
     )
 
 
-def _ledger_cache(config: Config) -> tuple[Cache | None, Callable[[], None], str]:
-    """The ledger as the vendors' cache (so a catalog fetched here serves the worker too),
-    when it exists already: a check creates and migrates nothing. (cache, close, note)."""
-    from poller.core.errors import ConfigError, PollerError
-    from poller.ledger import open_ledger
+def _ledger_cache(config: Config) -> tuple[LedgerCheck, Cache | None, Callable[[], None]]:
+    """The ledger's check, and the ledger as the vendors' cache (so a catalog fetched here
+    serves the worker too) when it is ready as it is: (check, cache, close)."""
+    from poller.ledger.access import check_ledger
 
-    def nothing() -> None:
-        return None
-
-    if missing_sqlite_file(config.ledger.url) is not None or config.ledger.url in (
-        "sqlite://", "sqlite:///:memory:"
-    ):
-        return None, nothing, "no ledger yet: vendor catalogs are not cached"
-    try:
-        ledger = open_ledger(config.ledger.url, migrate=False)
-    except ConfigError:
-        raise
-    except PollerError as exc:
-        return None, nothing, f"ledger not used as a cache ({exc})"
-    if not hasattr(ledger, "cache_get") or not hasattr(ledger, "cache_put"):
-        ledger.close()
-        return None, nothing, "ledger not used as a cache (it has none)"
-    return cast("Cache", ledger), ledger.close, ""
+    found, ledger = check_ledger(config.ledger.url, schema=config.ledger.schema,
+                                 timeouts=config.ledger.timeouts())
+    if ledger is None:
+        return found, None, lambda: None
+    return found, cast("Cache", ledger), ledger.close
 
 
 @click.command("check")
@@ -205,12 +199,15 @@ def _ledger_cache(config: Config) -> tuple[Cache | None, Callable[[], None], str
 @handled
 def check_command(obj: Context, as_json: bool) -> None:
     """Check the config, Influitive (credentials, org id, what is outstanding) and, for each
-    vendor in [[rewards]], credentials, products and balance."""
+    vendor in [[rewards]], credentials, products and balance.
+
+    The ledger is checked first: reachable, migrated to this version's revision, writable
+    (a write tried and rolled back)."""
     from poller.app import VendorPool
-    from poller.logs import redactor
+    from poller.logs import redactor, stderr_line
 
     config = obj.config()
-    cache, close_cache, note = _ledger_cache(config)
+    ledger, cache, close_cache = _ledger_cache(config)
     try:
         source = check_source(config, check_budget(config, cache))
         pool = VendorPool(config, cache=cache)
@@ -222,13 +219,15 @@ def check_command(obj: Context, as_json: bool) -> None:
         close_cache()
     if as_json:
         emit_json({
+            "ledger": {"ok": ledger.ok, "detail": redactor.scrub(ledger.detail)},
             "influitive": {"ok": source.ok, "detail": redactor.scrub(source.detail),
                            "outstanding": source.outstanding, "routed": source.routed,
                            "requests": source.requests},
             "vendors": _as_json(results, redactor.scrub),
         })
     else:
-        rows = [[SOURCE, "credentials", "", "ok" if source.ok else "FAIL", source.detail],
+        rows = [[LEDGER, "database", "", "ok" if ledger.ok else "FAIL", ledger.detail],
+                [SOURCE, "credentials", "", "ok" if source.ok else "FAIL", source.detail],
                 *_rows(results)]
         rows = [[redactor.scrub(c) for c in row] for row in rows]
         click.echo(table(["vendor", "item", "amount", "result", "detail"], rows,
@@ -238,11 +237,13 @@ def check_command(obj: Context, as_json: bool) -> None:
     unchecked = sorted(set(config.vendors) - {r.vendor for r in results})
     if unchecked and not as_json:
         click.echo(f"\nnot checked (no [[rewards]] rule uses them): {', '.join(unchecked)}")
-    if note:
-        click.echo(f"note: {note}", err=True)
-    failures = count_problems(results) + (not source.ok)
+    if cache is None:
+        note = "the ledger is not used as the vendors' catalog cache"
+        stderr_line("cli.note", note, level="info", human=f"note: {note}")
+    failures = count_problems(results) + (not source.ok) + (not ledger.ok)
     if failures:
-        failed = ([SOURCE] if not source.ok else []) + [r.vendor for r in results if not r.ok]
+        failed = (([LEDGER] if not ledger.ok else []) + ([SOURCE] if not source.ok else [])
+                  + [r.vendor for r in results if not r.ok])
         raise Failed(f"check found {failures} problem{'s' if failures != 1 else ''}: "
                      f"{', '.join(failed)}")
     if not as_json:

@@ -45,22 +45,36 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class Failed(click.ClickException):
-    """The command could not do its job: one line on stderr, exit 1."""
+    """The command could not do its job: one line on stderr, exit 1. ``fields`` go into
+    that line's JSON object when stderr carries JSON lines (``source``, ``fix``...)."""
 
     exit_code = EXIT_FAILED
 
+    def __init__(self, message: str, **fields: Any) -> None:
+        super().__init__(message)
+        self.fields = fields
+
     def show(self, file: Any = None) -> None:
         text = logs.clean_line(logs.redactor.scrub(self.format_message()))
-        click.echo(f"reward-poller: {text}", err=True)
+        logs.stderr_line("cli.failed", text, human=f"reward-poller: {text}",
+                         exit_code=self.exit_code, **self.fields)
 
 
 class BadConfig(click.ClickException):
-    """The configuration is unusable: the message names the key, variable or file; exit 2."""
+    """The configuration is unusable: the message names the key, variable or file; exit 2.
+    Several problems are one line each on a terminal, one JSON object (``problems``) in a
+    log."""
 
     exit_code = EXIT_USAGE
 
     def show(self, file: Any = None) -> None:
-        click.echo(f"reward-poller: {logs.redactor.scrub(self.format_message())}", err=True)
+        text = logs.redactor.scrub(self.format_message())
+        head, *rest = text.split("\n")
+        problems = [line.strip() for line in rest if line.strip()]
+        logs.stderr_line("config.invalid", logs.clean_line(head.rstrip(":")),
+                         human=f"reward-poller: {text}", exit_code=self.exit_code,
+                         problems=[logs.clean_line(p) for p in problems] or [
+                             logs.clean_line(head)])
 
 
 class NotFound(PollerError):
@@ -196,6 +210,52 @@ LIMIT = click.IntRange(min=1)
 # --- the ledger, as a command needs it ----------------------------------------------------
 
 
+def in_the_way(path: Path, replace: Callable[[str], bool] | None = None) -> str | None:
+    """Why a config file may not be written at ``path`` (None: it may). Nothing may be
+    there, not even a symbolic link whose target does not exist (writing through it would
+    create a file somewhere else), unless ``replace`` accepts the text of the regular file
+    found. ``init`` and ``sandbox --write-config`` both ask this."""
+    if not os.path.lexists(path):
+        return None
+    if path.is_symlink():
+        target = os.readlink(path)
+        dangling = "" if path.exists() else ", which does not exist"
+        return (f"{path} is a symbolic link to {target}{dangling}: not followed, nothing "
+                "written (remove the link, or choose another path)")
+    if replace is not None and path.is_file():
+        try:
+            if replace(path.read_text(encoding="utf-8")):
+                return None
+        except (OSError, UnicodeDecodeError):
+            pass
+    return f"{path} exists: not overwritten (move it away, or choose another path)"
+
+
+def write_new_file(
+    path: Path, text: str, mode: int = 0o600, *, replace: Callable[[str], bool] | None = None,
+) -> None:
+    """Create ``path`` with ``text`` (or rewrite a regular file ``replace`` accepts);
+    Failed (exit 1, naming the file) when anything else is there (``in_the_way``). A new
+    file is created with O_EXCL and a replaced one opened with O_NOFOLLOW, so a link put in
+    place meanwhile is never written through either."""
+    why = in_the_way(path, replace)
+    if why is not None:
+        raise Failed(why)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    if os.path.lexists(path):
+        flags = os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW
+    try:
+        fd = os.open(path, flags, mode)
+        os.fchmod(fd, mode)
+    except FileExistsError:
+        raise Failed(f"{path} exists: not overwritten (move it away, or choose another "
+                     "path)") from None
+    except OSError as exc:
+        raise Failed(f"cannot create {path}: {exc.strerror or exc}") from None
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
+
+
 def missing_sqlite_file(url: str) -> Path | None:
     """The path of a SQLite ledger file that does not exist, else None (it exists, it is
     in memory, or the ledger is PostgreSQL)."""
@@ -241,7 +301,7 @@ def open_for_reading(config: Config) -> SqlLedger:
             engine.dispose()
             raise
         return SqlLedger(engine)
-    return open_ledger(config.ledger.url, migrate=False)
+    return open_ledger(config.ledger.url, migrate=False, schema=config.ledger.schema)
 
 
 def open_for_writing(config: Config) -> SqlLedger:
@@ -252,7 +312,7 @@ def open_for_writing(config: Config) -> SqlLedger:
     missing = missing_sqlite_file(config.ledger.url)
     if missing is not None:
         raise PollerError(no_ledger_message(missing))
-    return open_ledger(config.ledger.url)
+    return open_ledger(config.ledger.url, schema=config.ledger.schema)
 
 
 @contextmanager

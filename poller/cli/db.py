@@ -20,4 +20,5 @@ def db_upgrade(obj: Context) -> None:
     anything changed and between which revisions."""
     from poller.cli.release_cmds import report_upgrade
 
-    report_upgrade(obj.config().ledger.url)
+    config = obj.config()
+    report_upgrade(config.ledger.url, config.ledger.schema)

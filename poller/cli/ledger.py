@@ -8,7 +8,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import difflib
+from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -75,12 +76,15 @@ def ledger_list(
         ) from None
     filters: Mapping[str, Any] = {"vendor": vendor, "reward": reward, "email": email,
                                   "since": since, "until": until, "source": source}
-    with reading(obj.config()) as store:
+    config = obj.config()
+    with reading(config) as store:
         entries = store.list(states=wanted, limit=limit + 1, filters=filters)
         total = len(entries)
         if total > limit:
             total = len(store.list(states=wanted, limit=10**9, filters=filters))
             entries = entries[:limit]
+    if vendor is not None and not entries:
+        _known_vendor(vendor, config.vendors)
     if as_json:
         emit_json([entry_dict(e) for e in entries])
     else:
@@ -96,6 +100,22 @@ def ledger_list(
             ],
         ))
     shown_of(len(entries), total)
+
+
+def _known_vendor(vendor: str, configured: Collection[str]) -> None:
+    """A ``--vendor`` that matched nothing and names no configured vendor is a typo, not an
+    empty answer: a usage error naming the vendors there are. (A vendor no longer in the
+    config still lists its old rows: the check runs only when nothing matched.)"""
+    if vendor in configured:
+        return
+    names = sorted(configured)
+    by_fold = {n.casefold(): n for n in names}
+    close = difflib.get_close_matches(vendor.casefold(), list(by_fold), n=1)
+    hint = f"; did you mean {by_fold[close[0]]!r}?" if close else ""
+    listed = ", ".join(names) if names else "none"
+    raise click.BadParameter(
+        f"no vendor {vendor!r} in the config and no redemption ordered from it "
+        f"(configured vendors: {listed}){hint}", param_hint="--vendor")
 
 
 @ledger.command("show")

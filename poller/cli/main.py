@@ -8,13 +8,19 @@ is imported only when the command runs (``poller.cli.lazy``), so a start loads t
 command it runs.
 
 Exit codes (docs/cli.md, "Exit codes"): 0 the command did its job; 1 it could not; 2 a usage
-or configuration error.
+or configuration error; 130 interrupted (Ctrl-C). ``main`` runs click outside its standalone
+mode and renders every error itself, through ``poller.logs.stderr_line``: readable on a
+terminal, one JSON object per line when stderr is not one (docs/logging.md).
 """
 
 from __future__ import annotations
 
 import gc
-from typing import Any, cast
+import logging
+import sys
+import threading
+import traceback
+from typing import Any, NoReturn, cast
 
 import click
 
@@ -23,13 +29,19 @@ from poller.cli.context import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
+    BadConfig,
     Context,
+    Failed,
     pause_collector,
     start_up_done,
 )
 from poller.cli.lazy import LazyCommand, LazyGroup
 
-__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "LAZY_COMMANDS", "cli", "main"]
+__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "LAZY_COMMANDS", "cli",
+           "main"]
+
+EXIT_INTERRUPTED = 130
+"""Ctrl-C (SIGINT) ended the command: 128 + the signal's number, as a shell reports it."""
 
 LAZY_COMMANDS: dict[str, LazyCommand] = {
     "run": LazyCommand(
@@ -69,7 +81,22 @@ LAZY_COMMANDS: dict[str, LazyCommand] = {
 (the first paragraph of the command's own; a test keeps the two the same)."""
 
 
-@click.group(cls=LazyGroup, lazy=LAZY_COMMANDS,
+class _Interrupted(Exception):
+    """A KeyboardInterrupt in a command, taken out of click's hands: click would write an
+    empty line on stderr for it before raising ``Abort``."""
+
+
+class CommandLine(LazyGroup):
+    """The top-level group: a Ctrl-C inside a command reaches ``main`` as ``_Interrupted``."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as exc:
+            raise _Interrupted() from exc
+
+
+@click.group(cls=CommandLine, lazy=LAZY_COMMANDS,
              context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="reward-poller")
 @click.option("--config", "config_path", metavar="PATH", envvar="REWARD_POLLER_CONFIG",
@@ -95,11 +122,74 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def main() -> None:
+def main() -> NoReturn:
     pause_collector()
+    # Python's own warnings and an exception no thread caught become log records: a JSON
+    # line like every other one when stderr is not a terminal.
+    logging.captureWarnings(True)
+    threading.excepthook = logs.log_thread_crash
     try:
-        cli(prog_name="reward-poller")
+        code = run_command()
     finally:
         start_up_done()  # a command that ended before it said so
         # The process ends here: what is left is released with it, not walked first.
         gc.freeze()
+    sys.exit(code)
+
+
+def run_command(args: list[str] | None = None) -> int:
+    """Run the command line and return its exit code, every error rendered on stderr by
+    ``render_error`` (SystemExit from a command passes through as it is)."""
+    try:
+        result = cli.main(args=args, prog_name="reward-poller", standalone_mode=False)
+    except Exception as exc:
+        return render_error(exc)
+    # Outside standalone mode click returns an explicit exit code (``ctx.exit``, ``--help``)
+    # or what the command returned (None).
+    return result if type(result) is int else EXIT_OK
+
+
+def render_error(exc: Exception) -> int:
+    """Say on stderr why the command ended, as one line (one JSON object off a terminal);
+    return the exit code for it."""
+    if isinstance(exc, Failed | BadConfig):
+        exc.show()
+        return exc.exit_code
+    if isinstance(exc, click.UsageError):
+        return _usage_error(exc)
+    if isinstance(exc, click.ClickException):
+        text = logs.clean_line(exc.format_message())
+        logs.stderr_line("cli.failed", text, human=f"Error: {text}", exit_code=exc.exit_code)
+        return exc.exit_code
+    if isinstance(exc, _Interrupted) or (
+        isinstance(exc, click.exceptions.Abort)
+        and isinstance(exc.__context__, KeyboardInterrupt)
+    ):
+        logs.stderr_line("cli.interrupted", "interrupted (Ctrl-C)", level="warning",
+                         human="Aborted!", exit_code=EXIT_INTERRUPTED)
+        return EXIT_INTERRUPTED
+    if isinstance(exc, click.exceptions.Abort):
+        logs.stderr_line("cli.aborted", "aborted", human="Aborted!", exit_code=EXIT_FAILED)
+        return EXIT_FAILED
+    if not logs.json_stderr():
+        raise exc  # a bug: the traceback, as Python shows it on a terminal
+    logs.stderr_line("cli.crashed", f"unexpected error: {type(exc).__name__}: {exc}",
+                     level="critical", exit_code=EXIT_FAILED,
+                     exception="".join(traceback.format_exception(exc)))
+    return EXIT_FAILED
+
+
+def _usage_error(exc: click.UsageError) -> int:
+    if not logs.json_stderr():
+        exc.show()
+        return exc.exit_code
+    ctx = exc.ctx
+    fields: dict[str, Any] = {}
+    if ctx is not None:
+        fields["usage"] = ctx.get_usage().removeprefix("Usage: ")
+        if ctx.command.get_help_option(ctx) is not None:
+            option = max(ctx.command.get_help_option_names(ctx), key=len)
+            fields["hint"] = f"Try '{ctx.command_path} {option}' for help."
+    logs.stderr_line("cli.usage_error", logs.clean_line(exc.format_message()),
+                     exit_code=exc.exit_code, **fields)
+    return exc.exit_code

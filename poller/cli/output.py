@@ -8,8 +8,8 @@ Rules (docs/cli.md, "Output"):
   "showing N of M" and progress go to stderr, so a pipe sees only the data.
 * A table is plain aligned text. On a terminal it is fitted to the width (``COLUMNS`` when
   set, else the terminal's): the widest columns are narrowed and their cells wrapped under
-  themselves; piped, every row is one whole line, never cut, so ``grep`` and ``cut`` see it
-  entire.
+  themselves at spaces; a column of ids is never wrapped (see ``_floors``); piped, every row
+  is one whole line, never cut, so ``grep`` and ``cut`` see it entire.
 * Colour only on a terminal and never when ``NO_COLOR`` is set (https://no-color.org).
 * Text from outside (reward names, e-mails, vendors' and Influitive's error text) is shown
   with its control characters removed: an escape sequence cannot drive the terminal and a
@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from poller.logs import clean_line
+from poller.logs import clean_line, stderr_line
 
 if TYPE_CHECKING:
     from poller.core.model import Event, LedgerEntry
@@ -65,19 +65,48 @@ def cell(value: object) -> str:
     return clean_line(str(value))
 
 
-def fit(widths: Sequence[int], room: int, floor: int = MIN_COLUMN) -> list[int]:
+def fit(widths: Sequence[int], room: int, floor: int = MIN_COLUMN,
+        floors: Sequence[int] | None = None) -> list[int]:
     """Column widths that fit ``room`` characters (gaps excluded): the widest columns are
-    narrowed to a common cap, never below ``floor`` (then the terminal wraps the rest)."""
+    narrowed to a common cap, never below ``floor`` nor below the column's own ``floors``
+    entry (its longest word), so no id or other token is ever cut; when even that does not
+    fit, the terminal wraps the rest."""
     if sum(widths) <= room:
         return list(widths)
+    least = [min(w, max(floor, f)) for w, f in zip(widths, floors or [0] * len(widths),
+                                                   strict=True)]
+
+    def sized(cap: int) -> list[int]:
+        return [max(min(w, cap), f) for w, f in zip(widths, least, strict=True)]
+
     low, high = floor, max(widths)
     while low < high:  # the largest cap that fits
         cap = (low + high + 1) // 2
-        if sum(min(w, cap) for w in widths) <= room:
+        if sum(sized(cap)) <= room:
             low = cap
         else:
             high = cap - 1
-    return [min(w, low) for w in widths]
+    return sized(low)
+
+
+def _longest_word(text: str) -> int:
+    return max((len(word) for word in text.split()), default=0)
+
+
+def _floors(names: Sequence[str], cells: Sequence[Sequence[str]], natural: Sequence[int],
+            room: int) -> list[int]:
+    """How narrow each column may be made. A column of single words (ids, order numbers,
+    e-mail addresses, states) is never wrapped at all: a copied "ORD00000" + "0020" finds
+    nothing. Text columns (reasons, names) wrap at spaces, never narrower than their longest
+    word while the table can fit that way; when it cannot, a text column's long word (a
+    quoted escape sequence, a URL) is what gets cut, never an id column."""
+    solid = [all(" " not in row[i] for row in cells) for i in range(len(names))]
+    words = [max([_longest_word(h), *(_longest_word(r[i]) for r in cells)])
+             for i, h in enumerate(names)]
+    floors = [n if s else w for n, s, w in zip(natural, solid, words, strict=True)]
+    if sum(min(n, max(MIN_COLUMN, f)) for n, f in zip(natural, floors, strict=True)) > room:
+        floors = [f if s else 0 for f, s in zip(floors, solid, strict=True)]
+    return floors
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]], *,
@@ -89,7 +118,10 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]], *,
     names = [h.upper() for h in headers]
     natural = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(names)]
     width = terminal_width()
-    widths = fit(natural, width - 2 * (len(names) - 1)) if width else natural
+    widths = natural
+    if width:
+        widths = fit(natural, width - 2 * (len(names) - 1),
+                     floors=_floors(names, cells, natural, width - 2 * (len(names) - 1)))
     colour = colour_on()
     marks = emphasise or {}
 
@@ -97,6 +129,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]], *,
         if not width:
             parts = [[c] for c in row]
         else:
+            # A word is cut only when it is longer than its column (see _floors).
             parts = [textwrap.wrap(c, w, break_on_hyphens=False) or [""] if len(c) > w
                      else [c] for c, w in zip(row, widths, strict=True)]
         out = []
@@ -120,7 +153,8 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]], *,
 def shown_of(shown: int, total: int, hint: str = "--limit") -> None:
     """Say on stderr that a listing stopped before the end (stdout stays pure data)."""
     if shown < total:
-        click.echo(f"showing {shown} of {total} (raise {hint} to see more)", err=True)
+        stderr_line("cli.rows.limited", f"showing {shown} of {total} (raise {hint} to see more)",
+                    level="info", shown=shown, total=total)
 
 
 # --- JSON and CSV ------------------------------------------------------------------------
@@ -206,7 +240,10 @@ def timeline(events: Sequence[Event]) -> str:
         to = ev.to_state.value
         follows = previous is None or ev.from_state in (None, previous.to_state)
         moved = to if follows or ev.from_state is None else f"{ev.from_state.value} -> {to}"
-        rows.append([f"{ev.at:%Y-%m-%d %H:%M:%S}", after, moved, ev.actor, ev.detail])
+        # Events written before a route without a product was described without one read
+        # "(product None, ...)": shown as they are written now.
+        detail = ev.detail.replace("(product None, ", "(")
+        rows.append([f"{ev.at:%Y-%m-%d %H:%M:%S}", after, moved, ev.actor, detail])
         previous = ev
     text = table(["at (utc)", "after", "state", "by", "what happened"], rows)
     if len(events) > 1:

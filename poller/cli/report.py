@@ -113,11 +113,19 @@ def report_rows(config: Config, since: datetime, until: datetime) -> list[dict[s
 @click.option("--until", type=UTC_DATE, default=None, help="... and before this (default: now).")
 @click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv",
               show_default=True)
+@click.option("--json", "as_json", is_flag=True,
+              help="JSON on stdout, as with every command's --json (= --format json).")
 @click.pass_obj
 @handled
-def report(obj: Context, since: datetime, until: datetime | None, fmt: str) -> None:
+def report(obj: Context, since: datetime, until: datetime | None, fmt: str,
+           as_json: bool) -> None:
     """One row per vendor order, for reconciling with the vendor's invoice (stdout). CSV
     cells that would start a spreadsheet formula are prefixed with an apostrophe."""
+    if as_json:
+        given = click.get_current_context().get_parameter_source("fmt")
+        if fmt != "json" and given is click.core.ParameterSource.COMMANDLINE:
+            raise click.UsageError(f"--json contradicts --format {fmt}")
+        fmt = "json"
     until = until or datetime.now(UTC)
     if until <= since:
         raise click.BadParameter("must be after --since", param_hint="--until")

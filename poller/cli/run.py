@@ -10,6 +10,7 @@ fix. Those redemptions still wait in the ledger: nothing is refused for them.
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
@@ -61,33 +62,67 @@ def run(obj: Context, run_once: bool, dry_run: bool) -> None:
     if not run_once:
         start_up_done()
         sys.exit(serve(config))
+    from poller.worker.signals import StopOnSignal
+
     counter = Counter("working")
-    with App(config) as app:
+    report: CycleReport | None = None
+    # SIGINT/SIGTERM stop the cycle as they stop the daemon (poller.worker.signals).
+    stopper = StopOnSignal(on_second=lambda sig: _interrupted(sig, None, at_once=True))
+    with stopper, App(config, stop=stopper.stop) as app:
         start_up_done()
         app.worker.on_progress = lambda done, total: _progress(counter, done, total)
         try:
-            report = one_cycle(app)
+            if stopper.received is None:  # a signal during start-up: no cycle at all
+                report = one_cycle(app)
         except Exception as exc:
             from poller.core.errors import PollerError, SourceAuthError
 
             if isinstance(exc, SourceAuthError):
-                raise Failed(f"{exc}. Fix: check [influitive] api_token and org_id, then run "
-                             "`reward-poller check`") from None
+                from poller.ops.alerts import cycle_problems, problem_fields
+
+                found = problem_fields(cycle_problems(None, 0, exc)[0])
+                raise Failed(f"{exc}. Fix: {found['fix']}", source="influitive",
+                             cause=found["cause"], fix=found["fix"]) from None
             if isinstance(exc, PollerError):
                 raise
-            log.error("cycle.failed", error=f"{type(exc).__name__}: {exc}")
+            # The one line about it is the command's own (no log line saying it again).
             raise Failed(f"cycle failed: {type(exc).__name__}: {exc}") from None
         finally:
             counter.finish()
+    if stopper.received is not None:
+        if report is not None:
+            click.echo(summary(report))
+        _interrupted(stopper.received, report, at_once=False)
+        sys.exit(128 + int(stopper.received))
+    assert report is not None
     click.echo(summary(report))
-    from poller.ops.alerts import cycle_problems, problem_line
+    from poller.ops.alerts import cycle_problems, problem_fields, problem_line
 
-    problems = cycle_problems(report, config.influitive.max_pages)
-    lines = [problem_line(p, max_pages=config.influitive.max_pages) for p in problems]
+    max_pages = config.influitive.max_pages
+    problems = cycle_problems(report, max_pages)
+    lines = [problem_line(p, max_pages=max_pages) for p in problems]
     if not report.ok:
         lines = [*(report.errors or ["the cycle could not do its job"]), *lines]
     if lines:
-        raise Failed("; ".join(lines))
+        fields: dict[str, Any] = {"source": "influitive"} if not report.poll_ok else {}
+        raise Failed("; ".join(lines), **fields, errors=report.errors,
+                     problems=[problem_fields(p, max_pages=max_pages) for p in problems])
+
+
+def _interrupted(sig: signal.Signals, report: CycleReport | None, *, at_once: bool) -> None:
+    """The one line a signal earns (JSON off a terminal, like every log line): which signal,
+    how the run stopped, and what it left for the next run."""
+    fields: dict[str, Any] = {"signal": sig.name, "exit_code": 128 + int(sig)}
+    if at_once:
+        fields["stopped"] = ("at once, on a second signal: a redemption in hand keeps its "
+                             "lease until [ledger] lease_seconds runs out")
+    else:
+        fields["stopped"] = ("after the redemptions in hand; those not yet sent to a vendor "
+                             "were released for the next run")
+    if report is not None:
+        fields.update(steps=report.steps, released=report.released,
+                      not_started=report.not_started, outcomes=report.outcomes)
+    log.warning("run.interrupted", **fields)
 
 
 def _progress(counter: Counter, done: int, total: int) -> None:
@@ -191,6 +226,7 @@ def print_plan(plan: Plan) -> None:
             ("to fulfil", plan.count("fulfill")), ("to close", plan.count("close")),
             ("to look up", plan.count("reconcile") + plan.count("recheck")),
             ("waiting", plan.count("wait")),
+            ("leased by another run", plan.count("skip")),
         ) if n
     ) or "nothing to do"
     complete = "" if plan.complete else " (incomplete: nothing is closed for being absent)"

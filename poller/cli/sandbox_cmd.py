@@ -13,7 +13,7 @@ from types import FrameType
 
 import click
 
-from poller.cli.context import Context, Failed
+from poller.cli.context import Context, Failed, in_the_way, write_new_file
 
 DEFAULT_PORT_BASE = 7470  # poller.standins.sandbox.DEFAULT_PORT_BASE, without importing it
 
@@ -54,10 +54,16 @@ def sandbox_command(
         giftbit=giftbit_port, http=http_port,
     ).as_dict()
     target = Path(obj.config_path or DEFAULT_CONFIG_PATH)
-    if write_config and target.exists() and not sandbox.replaceable(
-            target.read_text(encoding="utf-8")):
-        raise Failed(f"{target} has settings of your own: not overwritten (paste the snippet "
-                     "printed without --write-config, or use --config OTHER.toml)")
+    if write_config:
+        # Checked before the stand-ins start; the same check as `init` (a symbolic link,
+        # dangling or not, is never written through), but an unchanged example or an
+        # earlier sandbox configuration may be replaced.
+        why = in_the_way(target, sandbox.replaceable)
+        if why is not None and target.is_file() and not target.is_symlink():
+            why = (f"{target} has settings of your own: not overwritten (paste the snippet "
+                   "printed without --write-config, or use --config OTHER.toml)")
+        if why is not None:
+            raise Failed(why)
     box = sandbox.Sandbox(ports, seed=not empty)
     try:
         urls = box.start()
@@ -78,8 +84,7 @@ def sandbox_command(
         click.echo(f"seeded {seeded} redemption{'s' if seeded != 1 else ''} at Influitive; "
                    f"add more: curl -X POST {urls['influitive']}/_standin/redemptions -d @...")
         if write_config:
-            target.write_text(sandbox.config_text(urls), encoding="utf-8")
-            target.chmod(0o600)
+            write_new_file(target, sandbox.config_text(urls), replace=sandbox.replaceable)
             click.echo(f"\nwrote {target}: the example configuration, pointed at these "
                        "stand-ins.")
         else:

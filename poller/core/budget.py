@@ -25,7 +25,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -50,10 +50,13 @@ class BudgetLimit:
 @dataclass(frozen=True)
 class Grant:
     """What ``RequestLog.try_take`` gave: ``units`` taken (0 when the budget is spent) and,
-    when none, ``free_in`` seconds until the oldest unit in the window frees."""
+    when none, ``free_in`` seconds until the oldest unit in the window frees. ``at``: the
+    time the units were stamped with, on the log's clock (None when none were taken, or the
+    log does not say)."""
 
     units: int
     free_in: float = 0.0
+    at: datetime | None = field(default=None, compare=False)
 
 
 class RequestLog(Protocol):
@@ -66,7 +69,9 @@ class RequestLog(Protocol):
         """Take up to ``units`` units, as many as fewer than ``limit.max_requests`` taken
         in the window ending now allow (and forget units older than the window). ``clock``
         is read once the log is locked, so a unit is never stamped earlier than one another
-        process took meanwhile."""
+        process took meanwhile. A log shared by several hosts keeps one clock of its own
+        instead (the database server's, ``poller.ledger.budget``): the window and the stamps
+        of every host are then on the same clock, whatever the hosts' clocks say."""
         ...
 
     def taken(self, limit: BudgetLimit, now: datetime) -> int:
@@ -196,7 +201,7 @@ class MemoryRequestLog:
             free = min(units, limit.max_requests - len(times))
             if free > 0:
                 times.extend([now] * free)
-                return Grant(free)
+                return Grant(free, at=now)
             return Grant(0, max(0.0, (times[0] + window - now).total_seconds()))
 
     def taken(self, limit: BudgetLimit, now: datetime) -> int:

@@ -12,9 +12,11 @@ from decimal import Decimal
 from typing import Literal
 
 from poller.core.errors import (
+    PRODUCT_UNAVAILABLE,
     AdvocateFacingError,
     ConfigFixable,
     OperatorFacingError,
+    ProductUnavailable,
     TransientVendorError,
     UnknownOutcome,
     VendorError,
@@ -116,15 +118,30 @@ class AfterError:
     """A person must act (auth, funds, config) even if the retries may carry it through."""
 
 
-def after_vendor_error(exc: VendorError, *, attempts: int, max_attempts: int) -> AfterError:
+def after_vendor_error(
+    exc: VendorError, *, attempts: int, max_attempts: int,
+    unavailable: Literal["refuse", "hold"] = "refuse",
+    unavailable_reason: str = PRODUCT_UNAVAILABLE,
+) -> AfterError:
     """Map the vendor error classes of vendors.md to the next state.
 
-    Advocate-facing errors refuse (which refunds the points); nothing else ever refuses:
+    A product the vendor will not sell although its catalog lists it at the route's
+    currency and value (``ProductUnavailable``) refuses with ``unavailable_reason``, or is
+    held for a person with ``unavailable="hold"`` (``[fulfillment] unavailable_reward``).
+    Other advocate-facing errors refuse (which refunds the points); nothing else refuses:
     a config the operator must fix (unknown product, amount or currency the vendor does not
     take) is held at once, since retrying cannot help; other operator-facing errors wait (a
     top-up or a fixed key lets them through), transient ones wait, an unknown outcome waits
     and is reconciled by key first. Past ``max_attempts`` a person is asked.
     """
+    if isinstance(exc, ProductUnavailable):
+        if unavailable == "hold":
+            return AfterError(
+                state=State.HELD, operator=True,
+                reason=f"{exc} (held: [fulfillment] unavailable_reward = \"hold\"; "
+                       "`ledger refuse` refunds the points, `ledger retry` tries again)",
+            )
+        return AfterError(state=State.REFUSING, reason=unavailable_reason)
     if isinstance(exc, AdvocateFacingError):
         return AfterError(state=State.REFUSING, reason=exc.advocate_message)
     if isinstance(exc, ConfigFixable):

@@ -75,6 +75,14 @@ class TransientVendorError(VendorError):
         self.retry_after = retry_after
 
 
+class VendorUnreachable(TransientVendorError):
+    """The vendor's host could not be reached at all (a DNS failure, a connection refused
+    or timed out before anything was sent), after the transport's retries. Nothing was
+    sent, so the redemption waits and is retried like after any transient error; but an
+    address that does not resolve or answer is for a person to look at (a wrong URL, a
+    firewall, an outage): ``run --run-once`` exits 1 naming the vendor."""
+
+
 RECIPIENT_INVALID = "the gift card provider did not accept the email address on your profile"
 PRODUCT_UNAVAILABLE = "this reward is not available at the moment"
 
@@ -94,6 +102,15 @@ class AdvocateFacingError(VendorError):
         self.advocate_message = advocate_message
 
 
+class ProductUnavailable(AdvocateFacingError):
+    """The vendor would not sell a product its own catalog lists with the route's currency
+    and value (out of stock, discontinued, not available): the reward cannot be had, the
+    configuration is right. Decided from the catalog, never from the wording of the
+    vendor's message. Refused by default (the points are refunded); ``[fulfillment]
+    unavailable_reward = "hold"`` holds it for a person instead. ``advocate_message`` is
+    replaced by ``[fulfillment] unavailable_message``."""
+
+
 class OperatorFacingError(VendorError):
     """Auth, funds, configuration: a person must act. Never refuse; wait and retry."""
 
@@ -108,3 +125,20 @@ class ConfigFixable(OperatorFacingError):
 class UnknownOutcome(VendorError):
     """The request may or may not have created an order (timeout after sending, reset):
     reconcile with the same key before anything else."""
+
+
+class LookupUnavailable(VendorError):
+    """A look-up's "unknown" answer from a vendor that has no way to look an order up (the
+    HTTP receiver without a look-up route) while an earlier send's outcome is unknown.
+
+    Never "no order" and never a reason to send anything from the look-up itself. The
+    worker may repeat the identical request only while Influitive still lists the
+    redemption as outstanding, and only when ``idempotent_resend`` says the vendor promises
+    that a repeat under the same key creates nothing new; otherwise (the redemption left
+    the list, an operator command) the redemption is held for a person."""
+
+    def __init__(
+        self, message: str, *, vendor: str = "", idempotent_resend: bool = False,
+    ) -> None:
+        super().__init__(message, vendor=vendor)
+        self.idempotent_resend = idempotent_resend

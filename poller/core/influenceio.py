@@ -7,6 +7,7 @@ Pure: the receiver validates with it before storing, the worker parses the store
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -53,6 +54,9 @@ def parse_redeemed(body: Any) -> Redemption:
     points = body.get("points")
     if points is not None and (isinstance(points, bool) or not isinstance(points, int | float)):
         raise BadEvent("field 'points' is not a number")
+    if isinstance(points, float) and not math.isfinite(points):
+        # NaN or an overflowing literal (1e400): int() of it would raise, not refuse.
+        raise BadEvent("field 'points' is not a finite number")
     problems: list[str] = []
     bad_email = email_problem(customer.get("email"), "customer")
     if bad_email:

@@ -18,6 +18,8 @@ DEFAULT_REFUSED = (
     "We could not send your {reward_name}: {reason}. Your points have been refunded."
 )
 DEFAULT_UNMAPPED = "This reward cannot be fulfilled automatically"
+DEFAULT_UNAVAILABLE = "this reward is not available at the moment"
+"""The ``{reason}`` of a refusal because the vendor will not sell a product it lists."""
 
 
 def unknown_placeholders(template: str) -> list[str]:
@@ -41,6 +43,7 @@ class MessageTemplates:
     fulfilled: str = DEFAULT_FULFILLED
     refused: str = DEFAULT_REFUSED
     unmapped_reason: str = DEFAULT_UNMAPPED
+    unavailable_reason: str = DEFAULT_UNAVAILABLE
 
     @staticmethod
     def render(template: str, values: Mapping[str, object]) -> str:

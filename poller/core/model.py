@@ -76,6 +76,12 @@ class Route:
     origin: str
     """Where the route came from: ``metadata`` or ``config:<rule>``."""
 
+    def describe(self) -> str:
+        """``25.00 USD from tremendous (product AMZN-US, route config:reward_id=37)``; a
+        vendor that takes no product (manual, an HTTP receiver) has none named."""
+        product = f"product {self.product}, " if self.product else ""
+        return f"{self.amount} {self.currency} from {self.vendor} ({product}route {self.origin})"
+
 
 @dataclass(frozen=True, kw_only=True)
 class OrderRequest:

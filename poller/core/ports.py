@@ -232,7 +232,18 @@ class Ledger(Cache, Protocol):
     """Durable record of every redemption and every transition.
 
     All times are timezone-aware UTC. Every method commits before it returns.
+
+    The ``now`` each method takes is the caller's clock. A ledger shared by workers on
+    several hosts (PostgreSQL) keeps time by one clock instead, the database server's:
+    there ``now`` only anchors the times given relative to it (``next_attempt_at``, a
+    lease's length), and the times it stores and compares are the server's.
     """
+
+    def now(self, local: datetime) -> datetime:
+        """The ledger's time: the clock the times it stores are on, so the one to compare
+        them with (the database server's for a shared ledger; ``local``, the caller's
+        clock, otherwise). One read per decision, not per row."""
+        ...
 
     def start_poll(self, now: datetime) -> int: ...
 

@@ -371,8 +371,7 @@ class InfluitiveClient:
             except (_PageFailed, ValueError) as exc:
                 failure = (exc if isinstance(exc, _PageFailed)
                            else _PageFailed(f"page {pages + 1} has the wrong shape: {exc}"))
-                if pages == 0:
-                    log.warning("influitive.poll.failed", error=failure.message)
+                if pages == 0:  # the caller says so, once (the error names the page)
                     raise SourceUnavailable(
                         f"Influitive redemption list could not be read: {failure.message}",
                         failure.retry_after,

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, localcontext
 from typing import TYPE_CHECKING, Any
 
-from poller.core.errors import ConfigError, PollerError
+from poller.core.errors import PollerError
 from poller.core.model import LedgerEntry
 from poller.core.ports import Changes, SpendGuard, SpendLimitReached
 from poller.core.states import State, check_transition
@@ -31,6 +31,7 @@ __all__ = [
     "FILTER_KEYS",
     "IdempotencyKeyInUse",
     "LedgerNotMigrated",
+    "LedgerNotWritable",
     "LedgerUnavailable",
     "open_ledger",
 ]
@@ -42,8 +43,16 @@ class LedgerUnavailable(PollerError):
     carries the password of the URL."""
 
 
-class LedgerNotMigrated(ConfigError):
-    """The database has no reward-poller schema, or not the one this version expects."""
+class LedgerNotWritable(PollerError):
+    """This process cannot write the ledger: a SQLite file or folder it may not write (or
+    on a read-only mount), a PostgreSQL server or role that refuses writes. The message
+    names the cause (the folder and the user, the server's answer)."""
+
+
+class LedgerNotMigrated(PollerError):
+    """The database has no reward-poller schema, or not the one this version expects. Not a
+    configuration error: the configuration is right and a person must act (run
+    ``reward-poller db upgrade``, or upgrade reward-poller), so commands exit 1."""
 
 
 class IdempotencyKeyInUse(PollerError):
@@ -280,14 +289,19 @@ HEAD_REVISION = "0005"
 
 def _at_head(engine: Any) -> bool:
     """Whether the schema is exactly this version's, read with one plain SELECT."""
-    from sqlalchemy import inspect, text
+    from sqlalchemy import Column, MetaData, String, Table, inspect, select
     from sqlalchemy.exc import SQLAlchemyError
 
+    from poller.ledger.sql import ledger_schema
+
+    schema = ledger_schema(engine)
+    version = Table("alembic_version", MetaData(), Column("version_num", String(32)),
+                    schema=schema)
     try:
         with engine.connect() as conn:
-            if not inspect(conn).has_table("alembic_version"):
+            if not inspect(conn).has_table("alembic_version", schema=schema):
                 return False
-            rows = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+            rows = conn.execute(select(version.c.version_num)).scalars().all()
     except SQLAlchemyError:  # unreachable, or unreadable: the full path says which, clearly
         return False
     return list(rows) == [HEAD_REVISION]
@@ -295,7 +309,7 @@ def _at_head(engine: Any) -> bool:
 
 def open_ledger(
     url: str, *, migrate: bool | None = None, timeouts: LedgerTimeouts | None = None,
-    threads: int | None = None,
+    threads: int | None = None, schema: str | None = None, process_clock: bool = False,
 ) -> SqlLedger:
     """The SQL ledger at ``url`` (``sqlite:///path.db`` or ``postgresql://...``).
 
@@ -307,17 +321,26 @@ def open_ledger(
     ``concurrency``, each thread keeping one while it works: ``Ledger.pinned``); the pool
     keeps that many and a few more.
 
+    ``schema`` (PostgreSQL, ``[ledger] schema``): the schema the ledger's tables, and
+    Alembic's version table, are in; None: unqualified names (the connection's
+    ``search_path``, ``public`` on a default server).
+
+    ``process_clock`` (PostgreSQL): take the ``now`` each call is given as the time, as
+    SQLite does, instead of the database server's clock (``SqlLedger``). Only for a single
+    process whose clock is the one that counts, such as a test that moves time by hand.
+
     Raises ConfigError for an unusable URL, LedgerNotMigrated when the schema is missing or
-    out of date, LedgerUnavailable when the database cannot be reached.
+    out of date, LedgerUnavailable when the database cannot be reached, LedgerNotWritable
+    when a SQLite ledger's file or folder cannot be written by this user (naming both).
     """
     from poller.ledger.sql import SqlLedger, make_engine
 
-    engine = make_engine(url, timeouts, threads=threads)
+    engine = make_engine(url, timeouts, threads=threads, schema=schema)
     try:
         if migrate is not False and _at_head(engine):
             # The usual start: nothing to migrate, and Alembic (the largest import of a
             # cold start) is never loaded.
-            return SqlLedger(engine)
+            return SqlLedger(engine, process_clock=process_clock)
         from poller.ledger import migrate as migrations
 
         if migrate is None:
@@ -329,4 +352,4 @@ def open_ledger(
     except BaseException:
         engine.dispose()
         raise
-    return SqlLedger(engine)
+    return SqlLedger(engine, process_clock=process_clock)

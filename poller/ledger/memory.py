@@ -54,6 +54,10 @@ class MemoryLedger:
         self._polls: dict[int, PollRecord] = {}
         self._cache: dict[str, tuple[str, datetime | None]] = {}
 
+    def now(self, local: datetime) -> datetime:
+        """One process, one clock: the caller's."""
+        return check_aware(local)
+
     # --- polls -------------------------------------------------------------------------
 
     def start_poll(self, now: datetime) -> int:

@@ -20,12 +20,21 @@ from alembic.util import CommandError
 from sqlalchemy.engine import Connection, Engine
 
 from poller.ledger import LedgerNotMigrated
-from poller.ledger.sql import make_engine, read_transaction, safe_url, write_transaction
+from poller.ledger.sql import (
+    PG_MIGRATION_LOCK,
+    ledger_schema,
+    make_engine,
+    read_transaction,
+    safe_url,
+    write_transaction,
+)
 
 
-def alembic_config(*, url: str | None = None, connection: Connection | None = None) -> Config:
+def alembic_config(*, url: str | None = None, connection: Connection | None = None,
+                   schema: str | None = None) -> Config:
     """An Alembic Config for the packaged scripts. ``migrations/env.py`` uses ``connection``
-    as it is (inside the caller's transaction), else ``url``."""
+    as it is (inside the caller's transaction, in the schema of its engine), else ``url``
+    and ``schema``."""
     cfg = Config()
     location = str(resources.files("poller.migrations"))
     cfg.set_main_option("script_location", location.replace("%", "%%"))
@@ -35,6 +44,8 @@ def alembic_config(*, url: str | None = None, connection: Connection | None = No
         cfg.attributes["url"] = url
     if connection is not None:
         cfg.attributes["connection"] = connection
+    if schema is not None:
+        cfg.attributes["schema"] = schema
     return cfg
 
 
@@ -51,15 +62,39 @@ def head() -> str:
 
 
 @contextmanager
-def _engine(url: str | Engine) -> Iterator[Engine]:
+def _engine(url: str | Engine, schema: str | None) -> Iterator[Engine]:
     if isinstance(url, Engine):
         yield url
         return
-    engine = make_engine(url)
+    engine = make_engine(url, schema=schema)
     try:
         yield engine
     finally:
         engine.dispose()
+
+
+def _context(conn: Connection) -> MigrationContext:
+    """Alembic's view of the ledger on ``conn``: its version table in the ledger's schema."""
+    return MigrationContext.configure(
+        conn, opts={"version_table_schema": ledger_schema(conn)})
+
+
+def describe(engine: Engine) -> str:
+    """The ledger as messages name it: the URL without its password, and the schema."""
+    schema = ledger_schema(engine)
+    return safe_url(engine.url) + ("" if schema is None else f" (schema {schema})")
+
+
+def create_schema(conn: Connection) -> None:
+    """PostgreSQL: create the ledger's schema unless it exists. Under the migration lock,
+    so two processes upgrading at once do not both try (IF NOT EXISTS alone can still fail
+    on the race)."""
+    schema = ledger_schema(conn)
+    if schema is None or conn.dialect.name != "postgresql":
+        return
+    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({PG_MIGRATION_LOCK})")
+    quoted = conn.dialect.identifier_preparer.quote_identifier(schema)
+    conn.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {quoted}")
 
 
 @dataclass(frozen=True)
@@ -89,41 +124,44 @@ class Revision:
         return self.current == self.head
 
 
-def upgrade(url: str | Engine, revision: str = "head") -> Migration:
+def upgrade(url: str | Engine, revision: str = "head", *,
+            schema: str | None = None) -> Migration:
     """Bring the database at ``url`` (or on ``engine``) up to ``revision``, in one
-    transaction: on SQLite it holds the write lock, on PostgreSQL env.py takes an advisory
-    lock, so processes starting together migrate one after the other, never twice. The
-    revisions before and after are read inside that transaction, so they are the ones this
-    call saw, even when another process migrated just before."""
-    with _engine(url) as engine:
+    transaction: on SQLite it holds the write lock, on PostgreSQL an advisory lock, so
+    processes starting together migrate one after the other, never twice. The revisions
+    before and after are read inside that transaction, so they are the ones this call saw,
+    even when another process migrated just before. ``schema`` (PostgreSQL, with a URL; an
+    engine brings its own): created first unless it exists."""
+    with _engine(url, schema) as engine:
         try:
             with write_transaction(engine) as conn:
-                before = MigrationContext.configure(conn).get_current_revision()
+                create_schema(conn)
+                before = _context(conn).get_current_revision()
                 command.upgrade(alembic_config(connection=conn), revision)
-                after = MigrationContext.configure(conn).get_current_revision()
+                after = _context(conn).get_current_revision()
             return Migration(before=before, after=after)
         except CommandError as e:
             raise LedgerNotMigrated(
-                f"cannot migrate the ledger database {safe_url(engine.url)}: {e}. "
+                f"cannot migrate the ledger database {describe(engine)}: {e}. "
                 "Was it migrated by a newer reward-poller?"
             ) from None
 
 
-def downgrade(url: str | Engine, revision: str) -> None:
+def downgrade(url: str | Engine, revision: str, *, schema: str | None = None) -> None:
     """Take the schema back to ``revision`` (``base`` drops every ledger table)."""
-    with _engine(url) as engine, write_transaction(engine) as conn:
+    with _engine(url, schema) as engine, write_transaction(engine) as conn:
         command.downgrade(alembic_config(connection=conn), revision)
 
 
-def current(url: str | Engine) -> str | None:
+def current(url: str | Engine, *, schema: str | None = None) -> str | None:
     """The revision the database is at, None if it has no reward-poller schema."""
-    with _engine(url) as engine, read_transaction(engine) as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+    with _engine(url, schema) as engine, read_transaction(engine) as conn:
+        return _context(conn).get_current_revision()
 
 
-def schema_revision(url: str | Engine) -> Revision:
+def schema_revision(url: str | Engine, *, schema: str | None = None) -> Revision:
     """The ledger's revision, and whether this version of reward-poller knows it."""
-    found = current(url)
+    found = current(url, schema=schema)
     known = True
     if found is not None:
         try:
@@ -135,7 +173,7 @@ def schema_revision(url: str | Engine) -> Revision:
 
 def is_up_to_date(engine: Engine) -> bool:
     with read_transaction(engine) as conn:
-        heads = set(MigrationContext.configure(conn).get_current_heads())
+        heads = set(_context(conn).get_current_heads())
     return heads == set(_script().get_heads())
 
 
@@ -144,7 +182,7 @@ def check(engine: Engine) -> None:
     if is_up_to_date(engine):
         return
     found = current(engine)
-    where = f"the ledger database {safe_url(engine.url)}"
+    where = f"the ledger database {describe(engine)}"
     if found is None:
         raise LedgerNotMigrated(
             f"{where} has no reward-poller tables yet: run `reward-poller db upgrade` first"

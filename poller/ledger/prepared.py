@@ -17,6 +17,8 @@ statements instead (the benchmarks count statements with both).
 
 Only for statements whose shape is fixed: no ``IN`` list that expands, nothing rendered at
 execution time, bind names the driver takes as they are (``Prepared`` refuses the rest).
+The engine's ``schema_translate_map`` (``[ledger] schema``) is applied when compiling, as
+``Connection.execute`` would apply it when running.
 """
 
 from __future__ import annotations
@@ -42,8 +44,12 @@ class Prepared:
     by the names of ``columns`` (the statement's result columns, in order), each value
     through its column type's result processor, as ``execute`` would give it."""
 
-    def __init__(self, statement: Any, dialect: Dialect, columns: Sequence[Column[Any]]) -> None:
-        compiled = statement.compile(dialect=dialect)
+    def __init__(self, statement: Any, dialect: Dialect, columns: Sequence[Column[Any]],
+                 schema_translate_map: Mapping[str | None, str | None] | None = None) -> None:
+        compiled = (statement.compile(dialect=dialect) if not schema_translate_map
+                    else statement.compile(dialect=dialect,
+                                           schema_translate_map=dict(schema_translate_map),
+                                           render_schema_translate=True))
         if (compiled.literal_execute_params or compiled.post_compile_params
                 or compiled.escaped_bind_names):
             raise ValueError("a statement with parameters rendered at execution time, or "

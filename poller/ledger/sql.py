@@ -20,6 +20,18 @@ Concurrency, in one place:
   advisory lock first, so two workers cannot both read "60 of 75 spent" and both order 10.
   The lock is taken before the row lock and only by guarded transitions, so it cannot form
   a cycle with the others.
+
+Time, on PostgreSQL, is the database server's: several workers on several hosts share the
+ledger, and their clocks differ. Every time that one worker writes and another compares
+(lease expiry and renewal, ``updated_at`` and the polls' times that the reconciliation
+compares, ``next_attempt_at`` against ``due``, the request budget's entries:
+``poller.ledger.budget``) is taken inside the statement (``statement_timestamp()``) or read
+once per decision (``SqlLedger.now``). The ``now`` a caller passes then only anchors the
+times it gives relative to it: ``next_attempt_at = now + 60 s`` is stored as the server's
+time plus 60 s, ``ordered_at = now`` as the server's time. A spend guard's ``since`` is a
+calendar instant (midnight UTC) and is compared as it is. SQLite is one file on one host, so
+the process's clock (the ``now`` passed) is the time there; ``open_ledger(process_clock=True)``
+asks for the same on PostgreSQL (a single process that moves time by hand, such as a test).
 """
 
 from __future__ import annotations
@@ -63,7 +75,9 @@ from poller.core.ports import Changes, LeaseLost, PollRecord, SpendGuard
 from poller.core.states import ACTIVE, TERMINAL, State, check_transition
 from poller.ledger import (
     ADMIN_OWNER,
+    TIME_COLUMNS,
     IdempotencyKeyInUse,
+    LedgerNotWritable,
     LedgerUnavailable,
     change_columns,
     check_aware,
@@ -110,11 +124,21 @@ _SINGLE = "reward_poller_single_statement"
 is sent, and SQLite runs each statement as its own transaction (a write statement takes
 the write lock as it starts, waiting as BEGIN IMMEDIATE would)."""
 
+PG_MIGRATION_LOCK = 0x72705F6D69677261
+"""Advisory lock key of a migration (``db upgrade``, a SQLite-like start): PostgreSQL
+processes that migrate at the same time queue on it, so the second one finds the schema
+done instead of half-done."""
+
 _PG_RECORD_LOCK = 0x72705F7265636F72
 """Advisory lock key serialising ``record`` between processes on PostgreSQL."""
 
 _PG_SPEND_LOCK = 0x72705F7370656E64
 """Advisory lock key serialising guarded transitions (the spend check) on PostgreSQL."""
+
+SERVER_NOW: ColumnElement[datetime] = func.statement_timestamp(type_=UTCDateTime())
+"""PostgreSQL's time for one statement: when the server started it (one value however many
+rows the statement reads or writes; after any lock an earlier statement of its transaction
+waited for)."""
 
 _CHUNK = 500
 """Keys per IN (...) list: far below SQLite's bound-parameter limit, whatever the batch."""
@@ -131,7 +155,9 @@ def safe_url(url: URL | str) -> str:
     return parsed.render_as_string(hide_password=True)
 
 
-def _parse(url: str | URL) -> URL:
+def parse_url(url: str | URL) -> URL:
+    """``url`` with the driver the ledger uses filled in; ConfigError naming the problem
+    (never echoing a URL that could not be parsed, which may hold a password)."""
     try:
         parsed = make_url(url) if isinstance(url, str) else url
     except exc.ArgumentError:
@@ -248,7 +274,7 @@ def _deadline_connection(seconds: float) -> Any | None:
 
 def make_engine(
     url: str | URL, timeouts: LedgerTimeouts | None = None, *, read_only: bool = False,
-    threads: int | None = None,
+    threads: int | None = None, schema: str | None = None,
 ) -> Engine:
     """An engine set up for the ledger: WAL, busy timeout and write-locking transactions on
     SQLite; connect, statement and lock timeouts, keepalives, a client-side deadline and
@@ -256,13 +282,21 @@ def make_engine(
     ``read_only`` (SQLite): opens an existing file read-only, never creating it nor changing
     its journal mode, so a ledger on a read-only mount is read. ``threads``: threads that
     may each hold a pooled connection at once; the pool keeps that many and ``POOL_SPARE``
-    more (SQLAlchemy's default of 5 otherwise). Its errors never quote a statement's
-    parameters (advocates' addresses, messages that may carry a reward link)."""
-    parsed = _parse(url)
+    more (SQLAlchemy's default of 5 otherwise). ``schema`` (PostgreSQL, ``[ledger]
+    schema``): the schema every statement names its tables in (``ledger_schema``); None
+    leaves the names unqualified, found through the connection's ``search_path``. Its
+    errors never quote a statement's parameters (advocates' addresses, messages that may
+    carry a reward link)."""
+    parsed = parse_url(url)
     timeouts = timeouts or LedgerTimeouts()
     pool: dict[str, Any] = {} if threads is None else {"pool_size": threads + POOL_SPARE}
     try:
         if parsed.get_backend_name() == "sqlite":
+            if schema is not None:
+                raise ConfigError(
+                    f"[ledger] schema = {schema!r} is for PostgreSQL; a SQLite ledger is one "
+                    "file of its own: leave schema out"
+                )
             if read_only and not _is_memory(parsed):
                 return _sqlite_read_only_engine(parsed)
             return _sqlite_engine(parsed, pool)
@@ -273,6 +307,11 @@ def make_engine(
         # invalidated with the rest of the pool by SQLAlchemy's disconnect handling, so
         # only the transaction that found it fails (LedgerUnavailable) and the next one
         # connects afresh.
+        if schema is not None:
+            # Every statement SQLAlchemy compiles for this engine (and the prepared ones,
+            # poller.ledger.prepared) names its tables in the schema: the server's
+            # search_path, and one set in the URL's options, no longer decide.
+            pool["execution_options"] = {"schema_translate_map": {None: schema}}
         engine = create_engine(parsed, pool_recycle=PG_POOL_RECYCLE_S, hide_parameters=True,
                                connect_args=connect_args, **pool)
         connection_class = (_deadline_connection(timeouts.client_seconds)
@@ -291,6 +330,14 @@ def make_engine(
         ) from None
     except exc.ArgumentError as e:
         raise ConfigError(f"ledger.url {safe_url(parsed)} is not usable: {e}") from None
+
+
+def ledger_schema(engine: Engine | Connection) -> str | None:
+    """The schema the ledger's tables are in, as ``make_engine(schema=...)`` set it; None:
+    unqualified names (the connection's ``search_path``, ``public`` by default)."""
+    found = engine.get_execution_options().get("schema_translate_map") or {}
+    schema = found.get(None)
+    return schema if isinstance(schema, str) else None
 
 
 def _create_private(path: Path) -> None:
@@ -350,6 +397,11 @@ def _sqlite_engine(url: URL, pool: dict[str, Any] | None = None) -> Engine:
             raise ConfigError(
                 f"ledger.url {safe_url(url)}: the folder {folder} does not exist"
             )
+        from poller.ledger.access import sqlite_write_problem
+
+        problem = sqlite_write_problem(path.resolve())
+        if problem is not None:
+            raise LedgerNotWritable(f"cannot write the ledger {safe_url(url)}: {problem}")
         _create_private(path)
         engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
                                hide_parameters=True, **(pool or {}))
@@ -438,6 +490,12 @@ def _variant(engine: Engine, name: str) -> Engine:
     return found
 
 
+def write_variant(engine: Engine) -> Engine:
+    """``engine`` whose transactions will write (BEGIN IMMEDIATE on SQLite), for a caller
+    that begins and ends the transaction itself."""
+    return _variant(engine, _WRITE)
+
+
 @contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
     """One committed-or-rolled-back transaction that will write (BEGIN IMMEDIATE on SQLite)."""
@@ -505,6 +563,12 @@ def _key_in_use(pk: int, columns: Mapping[str, Any], error: exc.IntegrityError) 
     return error
 
 
+def _shifted(value: Any, now: Any, ledger_now: Any) -> Any:  # datetimes, or SQL expressions
+    """``value``, a time the caller gave relative to its ``now``, on the ledger's clock
+    (``ledger_now``): the same distance from it."""
+    return value + (ledger_now - now)
+
+
 def _lease_free(now: Any) -> Any:
     return or_(
         red_t.c.lease_owner.is_(None), red_t.c.lease_until.is_(None), red_t.c.lease_until < now
@@ -515,9 +579,11 @@ class SqlLedger:
     """The ``Ledger`` on a SQLAlchemy engine. Build it with ``poller.ledger.open_ledger``,
     which also checks or migrates the schema."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, process_clock: bool = False) -> None:
         self._engine = engine
         self._pg = engine.dialect.name == "postgresql"
+        # The database server's clock, shared by every worker (see the module's docstring).
+        self._db_clock = self._pg and not process_clock
         self._thread = threading.local()  # .conn: the connection pinned by pinned()
         # SQLite files: the in-process writer lock, and the one connection that writes
         # single statements under it (_shared_writer). None on PostgreSQL.
@@ -535,9 +601,9 @@ class SqlLedger:
         # The statements of every step, built once: the guarded moves per set of changed
         # columns (a handful), the rest here.
         self._moves: dict[tuple[frozenset[str], bool, bool], Prepared] = {}
-        now = bindparam("w_now", type_=UTCDateTime())
+        now = self._now_sql()
         owner = bindparam("w_owner", type_=CleanText())
-        until = bindparam("v_until", type_=UTCDateTime())
+        until = self._given("v_until")
         this = red_t.c.pk == bindparam("w_pk")
         self._claim_stmt = (
             update(red_t)
@@ -556,8 +622,41 @@ class SqlLedger:
             .where(this, red_t.c.lease_owner == owner)
             .values(lease_owner=None, lease_until=None, unfinished_steps=0)
         )
-        self._lease_stmt = select(red_t.c.state, red_t.c.lease_owner,
-                                  red_t.c.lease_until).where(this)
+        self._lease_stmt = select(red_t.c.state, red_t.c.lease_owner, red_t.c.lease_until,
+                                  now.label("ledger_now")).where(this)
+
+    def _now_sql(self) -> ColumnElement[datetime]:
+        """"Now" in a statement: the server's time, or the caller's ``now`` (``w_now``)."""
+        return SERVER_NOW if self._db_clock else bindparam("w_now", type_=UTCDateTime())
+
+    def _given(self, name: str) -> ColumnElement[datetime]:
+        """The time the caller gave as the parameter ``name``, on the ledger's clock (the
+        same distance from the statement's "now" as from the caller's ``w_now``)."""
+        value: ColumnElement[datetime] = bindparam(name, type_=UTCDateTime())
+        if not self._db_clock:
+            return value
+        shifted: ColumnElement[datetime] = _shifted(
+            value, bindparam("w_now", type_=UTCDateTime()), SERVER_NOW)
+        return shifted
+
+    def _ledger_now(self, conn: Connection, now: datetime) -> datetime:
+        """The time one decision made on ``conn`` goes by: read from the server once, or
+        the caller's ``now``."""
+        if not self._db_clock:
+            return now
+        found = conn.execute(select(SERVER_NOW)).scalar_one()
+        assert isinstance(found, datetime)
+        return found
+
+    def now(self, local: datetime) -> datetime:
+        """The ledger's time: the database server's on PostgreSQL (``local``, the caller's
+        clock, on SQLite). The times the ledger stores are on this clock, so a worker
+        compares them with this (``Ledger.now``)."""
+        local = check_aware(local)
+        if not self._db_clock:
+            return local
+        with read_transaction(self._engine) as conn:
+            return self._ledger_now(conn, local)
 
     @property
     def engine(self) -> Engine:
@@ -572,8 +671,9 @@ class SqlLedger:
         now = check_aware(now)
         with write_transaction(self._engine) as conn:
             poll_id: int = conn.execute(
-                insert(polls_t).values(started_at=now, ok=False, complete=False, seen=0)
-                .returning(polls_t.c.id)
+                insert(polls_t).values(started_at=self._now_sql(), ok=False, complete=False,
+                                       seen=0)
+                .returning(polls_t.c.id), {"w_now": now}
             ).scalar_one()
         return poll_id
 
@@ -585,8 +685,9 @@ class SqlLedger:
         with write_transaction(self._engine) as conn:
             result = conn.execute(
                 update(polls_t).where(polls_t.c.id == poll_id).values(
-                    finished_at=now, ok=ok, complete=complete, seen=seen, error=error
-                )
+                    finished_at=self._now_sql(), ok=ok, complete=complete, seen=seen,
+                    error=error
+                ), {"w_now": now}
             )
             if result.rowcount == 0:
                 raise LookupError(f"no poll with id {poll_id}")
@@ -636,6 +737,10 @@ class SqlLedger:
         with write_transaction(self._engine) as conn:
             if conn.dialect.name == "postgresql":
                 conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_RECORD_LOCK})")
+            if self._db_clock:
+                now = self._ledger_now(conn, now)
+                for row in rows:
+                    row["created_at"] = row["updated_at"] = now
             # executemany + RETURNING: SQLAlchemy batches it into multi-row INSERTs; rows
             # skipped by ON CONFLICT (recorded earlier, or by another worker) return nothing.
             new_pks = sorted(conn.execute(stmt, rows).scalars().all())
@@ -676,21 +781,25 @@ class SqlLedger:
 
     # --- the worker's queries ---------------------------------------------------------
 
-    def _select_entries(self, stmt: Select[Any]) -> builtins.list[LedgerEntry]:
+    def _select_entries(
+        self, stmt: Select[Any], params: Mapping[str, Any] | None = None
+    ) -> builtins.list[LedgerEntry]:
         with read_transaction(self._engine) as conn:
-            return [_entry(row) for row in conn.execute(stmt)]
+            return [_entry(row) for row in conn.execute(stmt, params)]
 
     def due(self, now: datetime, limit: int) -> builtins.list[LedgerEntry]:
         now = check_aware(now)
+        at = self._now_sql()
         return self._select_entries(
             select(red_t)
             .where(
                 red_t.c.state.in_(sorted(ACTIVE)),
-                or_(red_t.c.next_attempt_at.is_(None), red_t.c.next_attempt_at <= now),
-                _lease_free(now),
+                or_(red_t.c.next_attempt_at.is_(None), red_t.c.next_attempt_at <= at),
+                _lease_free(at),
             )
             .order_by(red_t.c.pk)
-            .limit(check_limit(limit))
+            .limit(check_limit(limit)),
+            {"w_now": now},
         )
 
     def unseen_since(
@@ -857,16 +966,27 @@ class SqlLedger:
                     # Held to the commit: the next guarded transition reads our amount.
                     conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_SPEND_LOCK})")
                 row = conn.execute(
-                    select(red_t).where(red_t.c.pk == pk).with_for_update()
+                    select(red_t, self._now_sql().label("ledger_now"))
+                    .where(red_t.c.pk == pk).with_for_update(),
+                    {"w_now": now},
                 ).first()
                 if row is None:
                     raise LeaseLost(f"redemption {pk} is not in the ledger")
-                if row.lease_owner != owner or row.lease_until is None or row.lease_until < now:
+                # From here on, the ledger's time (the server's, or ``now`` itself).
+                ledger_now: datetime = row.ledger_now
+                if (row.lease_owner != owner or row.lease_until is None
+                        or row.lease_until < ledger_now):
                     raise LeaseLost(f"redemption {pk}: the lease of {owner!r} is gone")
                 check_transition(row.state, to_state)
                 if guard is not None:
                     where = _spent_where(guard.currency, guard.since)
                     check_spend(guard, _spent(conn, [*where, red_t.c.pk != pk]))
+                columns = {
+                    name: _shifted(value, now, ledger_now)
+                    if name in TIME_COLUMNS and value is not None else value
+                    for name, value in columns.items()
+                }
+                now = ledger_now
                 values: dict[str, Any] = {**columns, "state": to_state, "updated_at": now}
                 if release:
                     values.update(lease_owner=None, lease_until=None, unfinished_steps=0)
@@ -929,10 +1049,11 @@ class SqlLedger:
     def _why_not_moved(
         self, conn: Connection, pk: int, owner: str, now: datetime, expect: State
     ) -> LeaseLost:
-        row = conn.execute(self._lease_stmt, {"w_pk": pk}).first()
+        row = conn.execute(self._lease_stmt, {"w_pk": pk, "w_now": now}).first()
         if row is None:
             return LeaseLost(f"redemption {pk} is not in the ledger")
-        if row.lease_owner != owner or row.lease_until is None or row.lease_until < now:
+        if (row.lease_owner != owner or row.lease_until is None
+                or row.lease_until < row.ledger_now):
             return LeaseLost(f"redemption {pk}: the lease of {owner!r} is gone")
         return LeaseLost(f"redemption {pk} is {row.state.value!r}, expected {expect.value!r}")
 
@@ -944,11 +1065,12 @@ class SqlLedger:
         if stmt is None:
             stmt = self._moves[key] = Prepared(
                 self._build_move(columns, claim=claim, release=release),
-                self._engine.dialect, builtins.list(red_t.c))
+                self._engine.dialect, builtins.list(red_t.c),
+                self._engine.get_execution_options().get("schema_translate_map"))
         return stmt
 
     def _build_move(self, columns: frozenset[str], *, claim: bool, release: bool) -> Any:
-        now = bindparam("w_now", type_=UTCDateTime())
+        now = self._now_sql()
         owner = bindparam("w_owner", type_=CleanText())
         where: builtins.list[Any] = [
             red_t.c.pk == bindparam("w_pk"),
@@ -959,14 +1081,15 @@ class SqlLedger:
         else:
             where += [red_t.c.lease_owner == owner, red_t.c.lease_until >= now]
         values: dict[str, Any] = {
-            name: bindparam(f"v_{name}", type_=red_t.c[name].type) for name in sorted(columns)
+            name: self._given(f"v_{name}") if name in TIME_COLUMNS
+            else bindparam(f"v_{name}", type_=red_t.c[name].type)
+            for name in sorted(columns)
         }
         values.update(state=bindparam("v_state", type_=StateType()), updated_at=now,
                       move_detail=bindparam("v_move_detail", type_=CleanText()),
                       move_actor=bindparam("v_move_actor", type_=CleanText()))
         if claim:
-            values.update(lease_owner=owner,
-                          lease_until=bindparam("v_until", type_=UTCDateTime()),
+            values.update(lease_owner=owner, lease_until=self._given("v_until"),
                           unfinished_steps=red_t.c.unfinished_steps + 1)
         if release:
             values.update(lease_owner=None, lease_until=None, unfinished_steps=0)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 
@@ -123,29 +123,30 @@ _VENDOR_WHAT = {
     "credentials": "rejected the credentials",
     "funds": "has not enough funds for the orders",
     "configuration": "does not accept what the configuration asks for",
+    "unreachable": "could not be reached",
     "other": "needs an operator",
 }
 
 
-def problem_line(problem: OperatorProblem, *, max_pages: int | None = None) -> str:
-    """One line naming who, what and the fix (``run --run-once``'s last line, alerts)."""
+def problem_parts(problem: OperatorProblem, *, max_pages: int | None = None) -> tuple[str, str]:
+    """(what happened, the fix) for ``problem``; the fix is "" when there is none to give."""
     who, kind = problem.who, problem.kind
     count = problem.redemptions
     verb = "redemptions wait" if count != 1 else "redemption waits"
     waiting = f"; {count} {verb} on it, nothing was refused" if count else ""
     if who == "influitive":
         if kind == "firewall":
-            return ("Influitive's firewall blocked our requests" + waiting + ". Fix: poll "
-                    "less often ([schedule] interval_seconds) or ask Influitive to allow this "
-                    "address; the next cycles retry on their own")
+            return ("Influitive's firewall blocked our requests" + waiting,
+                    "poll less often ([schedule] interval_seconds) or ask Influitive to allow "
+                    "this address; the next cycles retry on their own")
         if kind == "credentials":
-            return ("Influitive rejected the credentials" + waiting + ". Fix: check "
-                    "[influitive] api_token and org_id, then run `reward-poller check`")
+            return ("Influitive rejected the credentials" + waiting,
+                    "check [influitive] api_token and org_id, then run `reward-poller check`")
         if kind == "page_cap":
             cap = f" = {max_pages}" if max_pages else ""
             return (f"the poll stopped at [influitive] max_pages{cap} before the end of the "
-                    "list, so nothing is treated as gone. Fix: raise [influitive] max_pages")
-        return f"Influitive: {clip(problem.detail)}{waiting}"
+                    "list, so nothing is treated as gone", "raise [influitive] max_pages")
+        return f"Influitive: {clip(problem.detail)}{waiting}", ""
     what = _VENDOR_WHAT.get(kind, "needs an operator")
     fix = {
         "credentials": f"check the credentials in [vendors.{who}], then run "
@@ -154,8 +155,25 @@ def problem_line(problem: OperatorProblem, *, max_pages: int | None = None) -> s
         "configuration": f"fix the [[rewards]] product, amount or currency for {who} "
                          "(`reward-poller check` shows which), then `reward-poller ledger "
                          "retry ID` for the held ones",
+        "unreachable": f"check the address in [vendors.{who}] and that this host can reach "
+                       "it (DNS, firewall, proxy), then run `reward-poller check`; waiting "
+                       "redemptions are retried at a later cycle",
     }.get(kind, f"see `reward-poller ledger list --vendor {who}`")
-    return f"vendor {who} {what} ({clip(problem.detail, 120)}){waiting}. Fix: {fix}"
+    return f"vendor {who} {what} ({clip(problem.detail, 120)}){waiting}", fix
+
+
+def problem_line(problem: OperatorProblem, *, max_pages: int | None = None) -> str:
+    """One line naming who, what and the fix (``run --run-once``'s last line, alerts)."""
+    what, fix = problem_parts(problem, max_pages=max_pages)
+    return f"{what}. Fix: {fix}" if fix else what
+
+
+def problem_fields(problem: OperatorProblem, *, max_pages: int | None = None) -> dict[str, Any]:
+    """``problem`` as the fields of a log line or a JSON object: ``cause``, ``who``,
+    ``kind``, ``redemptions`` and ``fix``."""
+    return {"cause": problem.cause, "who": problem.who, "kind": problem.kind,
+            "redemptions": problem.redemptions,
+            "fix": problem_parts(problem, max_pages=max_pages)[1]}
 
 
 def cycle_problems(report: CycleReport | None, max_pages: int,

@@ -19,7 +19,10 @@ the worker cycle:
 
 ``run --run-once`` has no listener: ``write_textfile`` writes the same exposition (without the
 ``process_*`` series, which node_exporter has of its own) for node_exporter's textfile
-collector, atomically.
+collector, atomically, its counters continuing from run to run (``poller.ops.textfile``).
+
+The error series the alert rules page on exist at 0 before the first error (Influitive's at
+once, each configured vendor's from ``expect_vendors``), so that error is an increase.
 
 Labels carry class names, vendor names, currencies and states only: never an id, an email or
 an error text, so the series stay few and nothing secret can leak into a scrape. Money is
@@ -30,7 +33,6 @@ from __future__ import annotations
 
 import os
 import platform
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -38,7 +40,6 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import httpx
@@ -52,6 +53,7 @@ from poller import __version__, transport
 from poller.core.model import OrderRequest, OrderResult, OrderStatus, PollResult, Redemption
 from poller.core.ports import RedemptionSource, Vendor, read_pages
 from poller.core.states import State
+from poller.ops.textfile import Textfile
 
 if TYPE_CHECKING:
     from poller.core.model import LedgerEntry
@@ -122,6 +124,13 @@ DAEMON_ONLY = frozenset({
     "reward_poller_failed_cycles_in_a_row",
 })
 """Families only the daemon feeds: a textfile would show them at zero, which would lie."""
+
+
+INFLUITIVE_OPERATIONS = ("poll", "fulfill", "refuse")
+ALERTING_INFLUITIVE_ERRORS = ("SourceAuthError",)
+ALERTING_VENDOR_ERRORS = ("OperatorFacingError", "ConfigFixable")
+"""The error classes deploy/prometheus/alerts.yml pages on: their series exist at 0 from the
+start (Influitive's) or from the vendor's configuration (``Recorder.expect_vendors``)."""
 
 
 class _Without:
@@ -268,6 +277,10 @@ class Recorder:
             self.redemptions.labels(state=state.value).set(0)
         for outcome in ("ok", "failed"):
             self.cycles.labels(outcome=outcome)
+        for operation in INFLUITIVE_OPERATIONS:
+            for error_class in ALERTING_INFLUITIVE_ERRORS:
+                self.influitive_errors.labels(operation=operation, error_class=error_class)
+        self._textfile = Textfile()
         self._last_success: float | None = None
         self._ledger_success: float | None = None
 
@@ -297,6 +310,14 @@ class Recorder:
                 self._last_success = now
             self.last_success.set(now)
 
+    def expect_vendors(self, names: Iterable[str]) -> None:
+        """The vendor error series the alert rules read, at 0 for each configured vendor
+        before its first error: an error then shows as an increase of a series Prometheus
+        already has, which ``increase()`` sees."""
+        for vendor in sorted(names):
+            for error_class in ALERTING_VENDOR_ERRORS:
+                self.vendor_errors.labels(vendor=vendor, error_class=error_class)
+
     def set_counts(self, counts: Mapping[State, int]) -> None:
         for state in State:
             self.redemptions.labels(state=state.value).set(counts.get(state, 0))
@@ -324,23 +345,10 @@ class Recorder:
                     self.last_success.set(when)
 
     def write_textfile(self, path: str | os.PathLike[str]) -> None:
-        """The exposition into ``path`` for node_exporter's textfile collector: written to a
-        temporary file beside it, then renamed over it, so a scrape never reads half a file.
-        World-readable: node_exporter runs as another user."""
-        target = Path(path)
-        data = prometheus_client.generate_latest(_Without(self.registry, DAEMON_ONLY))
-        fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
-                                         dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-            os.chmod(temporary, 0o644)
-            os.replace(temporary, target)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        """The exposition (without the daemon-only families) into ``path`` for node_exporter's
+        textfile collector, atomically, the counters continuing from the values the file
+        already holds (``poller.ops.textfile``): one Recorder writes one file."""
+        self._textfile.write(path, _Without(self.registry, DAEMON_ONLY).collect())
 
     @contextmanager
     def calling(self, upstream: str) -> Iterator[None]:

@@ -13,6 +13,7 @@ The plan mirrors ``Worker._advance``; where the worker needs an answer it does n
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,8 +31,11 @@ SCAN_LIMIT = 100_000
 
 Action = Literal[
     "order", "hold", "refuse", "reconcile", "recheck", "fulfill", "close", "wait", "nothing",
-    "reopen", "confirm",
+    "reopen", "confirm", "skip",
 ]
+
+LEASED = ("leased by a run in progress (or by one that ended without giving it back): the "
+          "next run skips it until the lease runs out ([ledger] lease_seconds)")
 
 
 class ReadLedger(Protocol):
@@ -44,6 +48,8 @@ class ReadLedger(Protocol):
     ) -> list[LedgerEntry]: ...
 
     def spent_since(self, currency: str, since: datetime) -> Decimal: ...
+
+    def due(self, now: datetime, limit: int) -> builtins.list[LedgerEntry]: ...
 
 
 class EmptyLedger:
@@ -59,6 +65,9 @@ class EmptyLedger:
 
     def spent_since(self, currency: str, since: datetime) -> Decimal:
         return Decimal(0)
+
+    def due(self, now: datetime, limit: int) -> builtins.list[LedgerEntry]:
+        return []
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -106,6 +115,7 @@ class Planner:
         plan = Plan(seen=len(poll.redemptions), complete=poll.complete)
         planned: dict[str, Decimal] = {}
         polled: set[tuple[str, str]] = set()
+        leased = _leased(ledger, now)
         for redemption in each(poll.redemptions):
             key = (redemption.source, redemption.id)
             if key in polled:
@@ -114,6 +124,8 @@ class Planner:
             entry = ledger.get(*key)
             if entry is None:
                 plan.steps.append(self._intake(redemption, None, ledger, now, planned))
+            elif leased(entry):
+                plan.steps.append(_step(entry, "skip", LEASED))
             else:
                 plan.steps.append(self._outstanding(entry, ledger, now, planned))
         rest = [e for e in ledger.list(states=ACTIVE | UNCONFIRMED | {State.HELD},
@@ -121,6 +133,8 @@ class Planner:
                 if (e.source, e.redemption_id) not in polled]
         for entry in sorted(rest, key=lambda e: e.pk):
             step = self._not_polled(entry, complete=poll.complete, now=now)
+            if step is not None and leased(entry):
+                step = _step(entry, "skip", LEASED)
             if step is not None:
                 plan.steps.append(step)
         return plan
@@ -159,8 +173,7 @@ class Planner:
                 return step("hold", reason)
         planned[r.currency] = planned.get(r.currency, Decimal(0)) + r.amount
         return step(
-            "order", f"{r.amount} {r.currency} from {r.vendor} (product {r.product}, route "
-                     f"{r.origin}), then fulfil at Influitive",
+            "order", f"{r.describe()}, then fulfil at Influitive",
             amount=r.amount, currency=r.currency,
         )
 
@@ -237,6 +250,21 @@ class Planner:
         if entry.state in (State.PENDING, State.ORDERED, State.REFUSING):
             return self._carry_on(entry)
         return None
+
+
+def _leased(ledger: ReadLedger, now: datetime) -> Callable[[LedgerEntry], bool]:
+    """Whether a row is held by a live lease. The ledger hands the worker only due rows whose
+    lease is free (``due``); a row in an active state, due by its time, that ``due`` leaves
+    out is leased: a run would skip it, not look it up nor order it."""
+    free = {e.pk for e in ledger.due(now, SCAN_LIMIT)}
+    if len(free) >= SCAN_LIMIT:
+        return lambda entry: False  # the read was cut short: absence proves nothing
+
+    def leased(entry: LedgerEntry) -> bool:
+        return (entry.state in ACTIVE and entry.pk not in free
+                and (entry.next_attempt_at is None or entry.next_attempt_at <= now))
+
+    return leased
 
 
 def _step(entry: LedgerEntry, action: Action, detail: str) -> Step:

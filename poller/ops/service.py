@@ -15,14 +15,21 @@ no cycle has met it for the longest retry backoff.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from poller.config import Config
-from poller.ops.alerts import Alerter, HeldSource, cycle_problems, describe_failure
+from poller.ops.alerts import (
+    Alerter,
+    HeldSource,
+    cycle_problems,
+    describe_failure,
+    problem_fields,
+)
 from poller.ops.notify import Notifier
-from poller.worker.cycle import CycleReport
+from poller.worker.cycle import SOURCE_NAME as SOURCE
+from poller.worker.cycle import CycleReport, OperatorProblem
 
 if TYPE_CHECKING:
     from starlette.routing import BaseRoute
@@ -50,6 +57,23 @@ def alerter_for(config: Config, ledger: HeldSource) -> Alerter:
 def _outcome(report: CycleReport | None, error: BaseException | None) -> tuple[bool, str]:
     ok = error is None and report is not None and report.ok
     return ok, "" if ok else describe_failure(report.errors if report else [], error)
+
+
+def failed_the_cycle(problem: OperatorProblem) -> bool:
+    """Whether ``problem`` is what makes a cycle fail (Influitive rejecting the credentials
+    or its firewall blocking the poll), rather than one met by some redemptions."""
+    return problem.who == SOURCE and problem.kind in ("credentials", "firewall")
+
+
+def failure_fields(report: CycleReport | None, error: BaseException | None,
+                   max_pages: int) -> dict[str, Any]:
+    """What a failed cycle's ``cycle.failed`` line adds: the operator-facing ``cause`` and
+    ``fix`` when an Influitive problem made it fail (nothing otherwise)."""
+    for problem in cycle_problems(report, max_pages, error):
+        if failed_the_cycle(problem):
+            fields = problem_fields(problem, max_pages=max_pages)
+            return {"cause": fields["cause"], "fix": fields["fix"]}
+    return {}
 
 
 def run_once(app: App) -> CycleReport:
@@ -98,6 +122,7 @@ def serve(config: Config, *, routes: RouteFactory | None = None,
             recorder.timed(app.worker.run_cycle),
             interval_seconds=config.schedule.interval_seconds, stop=app.stop,
             notifier=notifier,
+            explain=lambda report, error: failure_fields(report, error, max_pages),
         )
 
         def on_cycle(report: CycleReport | None, error: BaseException | None) -> None:
@@ -106,6 +131,8 @@ def serve(config: Config, *, routes: RouteFactory | None = None,
             problems = cycle_problems(report, max_pages, error)
             board.update(problems)
             for problem in problems:
+                if not ok and failed_the_cycle(problem):
+                    continue  # its cause and fix are in the cycle's one cycle.failed line
                 log.error("cycle.problem", cause=problem.cause, who=problem.who,
                           kind=problem.kind, redemptions=problem.redemptions,
                           fix=problem_line(problem, max_pages=max_pages))

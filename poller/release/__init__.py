@@ -1,3 +1,3 @@
 """What an install of reward-poller brings with it beside the code: the commented example
-configuration and the systemd units (package data), and the commands that put them in place
-(``init``, ``deploy systemd``)."""
+configuration, the systemd units and the Prometheus alert rules (package data), and the
+commands that put them in place (``init``, ``deploy systemd``, ``deploy prometheus``)."""

@@ -1,9 +1,11 @@
-"""The files shipped inside the package: the example configuration and the systemd units.
+"""The files shipped inside the package: the example configuration, the systemd units and the
+Prometheus alert rules.
 
 They live once in the repository, at the top level (``config.example.toml``,
-``deploy/systemd/``), where a reader of the source finds them; the build (``setup.py``) copies
-them into ``poller/release/data/`` of the wheel. A source checkout installed in editable
-mode has no such copy, so the files are then read from the checkout itself.
+``deploy/systemd/``, ``deploy/prometheus/alerts.yml``), where a reader of the source finds
+them; the build (``setup.py``) copies them into ``poller/release/data/`` of the wheel. A
+source checkout installed in editable mode has no such copy, so the files are then read from
+the checkout itself.
 """
 
 from __future__ import annotations
@@ -17,9 +19,13 @@ EXAMPLE_CONFIG = "config.example.toml"
 UNITS = ("reward-poller.service", "reward-poller-once.service", "reward-poller-once.timer")
 """The systemd units, in the order ``deploy systemd`` prints them."""
 
+PROMETHEUS_RULES = "prometheus/alerts.yml"
+"""The alert rules ``deploy prometheus`` prints (docs/metrics.md)."""
+
 SOURCES: dict[str, str] = {
     EXAMPLE_CONFIG: "config.example.toml",
     **{f"systemd/{unit}": f"deploy/systemd/{unit}" for unit in UNITS},
+    PROMETHEUS_RULES: "deploy/prometheus/alerts.yml",
 }
 """Package data name -> the file in the repository it is copied from (``setup.py``)."""
 
@@ -55,3 +61,7 @@ def example_config() -> str:
 
 def unit(name: str) -> str:
     return read(f"systemd/{name}")
+
+
+def prometheus_rules() -> str:
+    return read(PROMETHEUS_RULES)

@@ -23,8 +23,10 @@ Built-in behaviours (no setup needed):
   campaign is sent) with ``delivery_status`` ``DELIVERED``; an address ending in
   ``@bounce.example`` is ``UNDELIVERABLE``; ``set_delivery`` changes it.
 * Brands (``BRANDS``, Giftbit's brand fields): ``amazonus`` (USD, variable 5 to 500),
-  ``starbucksus`` (USD, fixed 5, 10 or 25), ``amazonca`` (CAD) and ``PENDING`` (USD). Any
-  other code (``UNAVAILABLE`` for instance) or a price the brand does not allow is a 422
+  ``starbucksus`` (USD, fixed 5, 10 or 25), ``amazonca`` (CAD), ``PENDING`` (USD) and
+  ``soldoutus`` (USD, variable 5 to 500: listed, yet every campaign for it is a 422
+  ``ERROR_CAMPAIGN_INVALID_BRAND``, as for a brand Giftbit cannot supply just now). Any other
+  code (``UNAVAILABLE`` for instance) or a price the brand does not allow is a 422
   ``ERROR_CAMPAIGN_INVALID_BRAND``; ``GET /brands/{code}`` of an unknown code is a 422
   ``ERROR_BRANDS_NO_SUCH_BRAND``.
 * A contact email ending in ``@invalid.example`` (or without ``@``) cannot be added: with no
@@ -68,6 +70,7 @@ log = structlog.get_logger(__name__)
 
 API_PREFIX = "/papi/v1"
 PENDING_BRAND = "PENDING"
+SOLD_OUT_BRAND = "soldoutus"
 INVALID_RECIPIENT_DOMAIN = "@invalid.example"
 DEFAULT_FUNDS: dict[str, int] = {"USD": 1_000_000, "CAD": 1_000_000}
 BOUNCE_DOMAIN = "@bounce.example"
@@ -96,6 +99,8 @@ BRANDS: tuple[dict[str, Any], ...] = (
     _brand("amazonca", "Amazon.ca", "CAD", min_price_in_cents=500, max_price_in_cents=50_000),
     _brand(PENDING_BRAND, "Waits for approval (stand-in)", "USD", min_price_in_cents=100,
            max_price_in_cents=200_000),
+    _brand(SOLD_OUT_BRAND, "Sold out (stand-in)", "USD", min_price_in_cents=500,
+           max_price_in_cents=50_000),
 )
 _BRANDS = {b["brand_code"]: b for b in BRANDS}
 
@@ -320,7 +325,7 @@ def _validate(body: dict[str, Any]) -> dict[str, Any] | None:
         and isinstance(codes[0], str) else None
     if (
         brand is None or not isinstance(price, int) or isinstance(price, bool)
-        or not _price_allowed(brand, price)
+        or not _price_allowed(brand, price) or brand["brand_code"] == SOLD_OUT_BRAND
     ):
         return error_body(422, INVALID_BRAND, "Invalid brand",
                           "The brand or price is not available for this campaign")

@@ -1,9 +1,11 @@
 """A local receiver for the generic HTTP vendor: what a user's own endpoint would do.
 
 Serve it with ``ServerThread(create_app(state))`` and configure ``[vendors.http] url`` as
-``<url>/hooks/orders`` (``HOOK_PATH``) with the same ``secret``. It checks every request the
-way the wire format in ``poller.vendors.http`` asks a receiver to, using that module's
-``verify_signature``, and keeps a record of every request and every order per key.
+``<url>/hooks/orders`` (``HOOK_PATH``) with the same ``secret``, and optionally
+``lookup_url`` as ``<url>/hooks/orders/{idempotency_key}`` (``LOOKUP_PATH``). It checks
+every request the way the wire format in ``poller.vendors.http`` asks a receiver to, using
+that module's ``verify_signature``, and keeps a record of every request and every order per
+key (``received``: POSTs, ``lookups``: GETs).
 
 Built-in behaviours (no setup needed):
 
@@ -12,17 +14,21 @@ Built-in behaviours (no setup needed):
   a 400.
 * Idempotent on ``Idempotency-Key``: a repeat answers the order's current state and creates
   nothing; a repeat with a *different* body is a 422 (the adapter must send identical bytes).
+* ``GET /hooks/orders/{key}`` (signed over the key): the order's answer, or a 404
+  ``{"status": "not_found"}``; it never creates anything.
 * Rules for a new order: product ``UNAVAILABLE`` is ``refused`` ("This reward is out of
   stock"); an advocate email ending in ``@invalid.example`` is ``refused``; product
   ``PENDING`` is ``pending`` until ``approve``; anything else is ``accepted`` at once.
 
 Fault knobs, from Python (``ReceiverState`` methods) or over HTTP (``/_standin/...``, see
 ``create_app``): forced statuses, a delay, a rate limit, lost answers (drop or hang after the
-order was taken), garbage answers. ``reset`` puts everything back.
+order was taken), garbage answers, and ``ignore`` (the next POSTs hang unhandled: nothing is
+recorded, no order is made, no answer comes). ``reset`` puts everything back.
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import threading
@@ -51,6 +57,7 @@ from poller.vendors.http import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, verify_sig
 log = structlog.get_logger(__name__)
 
 HOOK_PATH = "/hooks/orders"
+LOOKUP_PATH = HOOK_PATH + "/{idempotency_key}"
 UNAVAILABLE_PRODUCT = "UNAVAILABLE"
 PENDING_PRODUCT = "PENDING"
 INVALID_RECIPIENT_DOMAIN = "@invalid.example"
@@ -70,8 +77,11 @@ class ReceiverState(Faults):
         """Idempotency key -> ``{"order_id", "status", "message", "body", "order"}``."""
         self.received: list[dict[str, Any]] = []
         """One record per POST: key, signature_ok, status (HTTP), answer, outcome."""
+        self.lookups: list[dict[str, Any]] = []
+        """One record per look-up GET: key, signature_ok, status (HTTP)."""
         self._init_faults()
         self._counter = 0
+        self._ignore = 0
 
     def __repr__(self) -> str:
         return f"ReceiverState(orders={len(self.orders)})"
@@ -83,8 +93,23 @@ class ReceiverState(Faults):
             self.secret = self._initial_secret
             self.orders.clear()
             self.received.clear()
+            self.lookups.clear()
             self._reset_faults()
             self._counter = 0
+            self._ignore = 0
+
+    def ignore(self, count: int = 1) -> None:
+        """The next ``count`` POSTs hang unhandled until the client gives up: the receiver
+        records nothing and makes no order (a receiver stuck before it read the request)."""
+        with self._lock:
+            self._ignore += count
+
+    def _take_ignore(self) -> bool:
+        with self._lock:
+            if self._ignore > 0:
+                self._ignore -= 1
+                return True
+            return False
 
     def set_secret(self, secret: str) -> None:
         """Verify with another secret (the adapter's requests then fail with 401)."""
@@ -120,11 +145,17 @@ class ReceiverState(Faults):
             found = self.orders.get(key)
             return copy.deepcopy(found) if found is not None else None
 
+    def posts(self) -> int:
+        """Every POST that reached the app (signed or not, handled or refused)."""
+        with self._lock:
+            return len(self.received)
+
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             return {
                 "orders": copy.deepcopy(self.orders),
                 "received": [dict(r) for r in self.received],
+                "lookups": [dict(r) for r in self.lookups],
                 "counts": self.counts(),
             }
 
@@ -176,13 +207,23 @@ class ReceiverState(Faults):
 
 GARBAGE = b"<html>200 OK, but not JSON</html>"
 
+
+async def _until_disconnected(request: Request, most: float = 60.0) -> None:
+    """Wait (at most ``most`` seconds) until the client hangs up."""
+    deadline = time.monotonic() + most
+    while time.monotonic() < deadline:
+        if await request.is_disconnected():
+            return
+        await asyncio.sleep(0.02)
+
 Handler = Callable[[Request], Awaitable[Response]]
 
 
 def create_app(state: ReceiverState | None = None) -> Starlette:
     """The receiver app; ``app.state.receiver`` is the ``ReceiverState``.
 
-    ``POST /hooks/orders``: the generic HTTP vendor's wire format.
+    ``POST /hooks/orders``: the generic HTTP vendor's wire format; ``GET
+    /hooks/orders/{key}``: its optional look-up.
 
     Admin under ``/_standin`` (no auth, JSON bodies, loopback use only):
     ``GET /orders`` (orders by key, received requests, counts per key); ``POST /reset``;
@@ -196,6 +237,9 @@ def create_app(state: ReceiverState | None = None) -> Starlette:
 
     async def hook(request: Request) -> Response:
         raw = await request.body()
+        if st._take_ignore():
+            await _until_disconnected(request)
+            return Response(status_code=504)  # nobody is listening any more
         key = request.headers.get(IDEMPOTENCY_HEADER)
         with st._lock:
             secret, max_age = st.secret, st.max_age
@@ -227,6 +271,35 @@ def create_app(state: ReceiverState | None = None) -> Starlette:
                    answer=answer.get("status"))
         response: Response = JSONResponse(answer, status_code=status)
         return spoil(st, response, lose=True, garbage=GARBAGE, garbage_type="text/html")
+
+    async def look_up(request: Request) -> Response:
+        key = request.path_params["idempotency_key"]
+        with st._lock:
+            secret, max_age = st.secret, st.max_age
+        await apply_delay(st)
+        signed = (request.headers.get(IDEMPOTENCY_HEADER) == key
+                  and verify_signature(secret, request.headers.get(SIGNATURE_HEADER),
+                                       key.encode(), max_age))
+
+        def answer(status: int, body: dict[str, Any],
+                   headers: dict[str, str] | None = None) -> Response:
+            with st._lock:
+                st.lookups.append({"key": key, "signature_ok": signed, "status": status,
+                                   "at": time.time()})
+            return JSONResponse(body, status_code=status, headers=headers)
+
+        fault = st._take_fault("GET", HOOK_PATH)
+        if fault is not None:
+            return answer(fault.status, {"error": f"Forced {fault.status} (stand-in)"},
+                          retry_after_headers(fault.retry_after))
+        if not signed:
+            return answer(401, {"error": "Missing, wrong or stale signature"})
+        with st._lock:
+            order = st.orders.get(key)
+            found = st._answer(order) if order is not None else None
+        if found is None:
+            return answer(404, {"status": "not_found"})
+        return answer(200, found)
 
     # --- admin ----------------------------------------------------------------------------
 
@@ -263,6 +336,7 @@ def create_app(state: ReceiverState | None = None) -> Starlette:
 
     routes = [
         Route(HOOK_PATH, hook, methods=["POST"]),
+        Route(LOOKUP_PATH, look_up, methods=["GET"]),
         Route("/_standin/orders", admin_orders, methods=["GET"]),
         Route("/_standin/secret", admin_secret, methods=["POST"]),
         Route("/_standin/orders/{key}/approve", admin_approve, methods=["POST"]),

@@ -14,10 +14,12 @@ Built-in behaviours (no setup needed):
   (created in the background: the look-up finds it EXECUTED). Orders draw the balance down
   (402 when it is too low). An order carries ``payment`` and its reward's link only once
   processed (EXECUTED), as Tremendous documents.
-* Every product id is orderable except ``UNAVAILABLE`` (422: out of stock) and ids starting
-  with ``UNKNOWN`` (422, the documented "At least one valid product required"); product
-  ``PENDING`` makes an order in ``PENDING APPROVAL`` until ``approve``. A denomination
-  above 2000 or an unsupported currency is a 422 about the value.
+* Every product id is orderable except ``UNAVAILABLE`` (listed in the catalog, yet every
+  order for it is a 422 "Product UNAVAILABLE is not available", the payload naming
+  ``reward.products``) and ids starting with ``UNKNOWN`` (422, the documented "At least one
+  valid product required"; 404 in the catalog); product ``PENDING`` makes an order in
+  ``PENDING APPROVAL`` until ``approve``. A denomination above 2000 or an unsupported
+  currency is a 422 about the value.
 * A recipient email ending in ``@invalid.example`` (or without ``@``) is a 422 about the
   recipient; an unknown funding source or delivery method is a 422 about those. An address
   ending in ``@bounce.example`` is ordered (``EXECUTED``) but its reward's delivery is
@@ -89,6 +91,7 @@ CATALOG: tuple[dict[str, Any], ...] = (
     {"id": "VISA-US", "name": "Virtual Visa Card", "category": "visa_card"},
     {"id": "TREE-PLANTING", "name": "Plant a tree", "category": "charity"},
     {"id": PENDING_PRODUCT, "name": "Needs approval (stand-in)", "category": "merchant_card"},
+    {"id": UNAVAILABLE_PRODUCT, "name": "Sold out (stand-in)", "category": "merchant_card"},
 )
 
 
@@ -291,8 +294,8 @@ def _validate(body: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
         return 422, _error_body(VALIDATION_MESSAGE, NO_VALID_PRODUCT)
     if products[0] == UNAVAILABLE_PRODUCT:
         return 422, _error_body(
-            f"Product {products[0]} is out of stock",
-            {"reward": {"products": "is out of stock"}},
+            f"Product {products[0]} is not available",
+            {"reward": {"products": "is not available"}},
         )
     if products[0].startswith(UNKNOWN_PRODUCT_PREFIX):
         return 422, _error_body(VALIDATION_MESSAGE, NO_VALID_PRODUCT)
@@ -461,7 +464,7 @@ def create_app(state: TremendousState | None = None, *, api_key: str = "standin-
     @api
     async def get_product(request: Request) -> Response:
         product_id = request.path_params["product_id"]
-        if product_id == UNAVAILABLE_PRODUCT or product_id.startswith(UNKNOWN_PRODUCT_PREFIX):
+        if product_id.startswith(UNKNOWN_PRODUCT_PREFIX):
             return _error(404, "Resource not found")
         return JSONResponse({"product": _product(product_id)})
 

@@ -8,19 +8,29 @@
 * ``scrub``: vendor text made safe to quote (no secret, no URL, one line, bounded).
 * ``json_or_none``, ``obj``, ``mask_email``: reading answers.
 * ``http_base_url``: the ``base_url`` check of the adapters' Settings.
+* ``unavailable_or_config``: a product the vendor would not sell, decided by its catalog.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import structlog
 
-from poller.core.errors import TransientVendorError, UnknownOutcome
+from poller.core.errors import (
+    ConfigFixable,
+    OperatorFacingError,
+    ProductUnavailable,
+    TransientVendorError,
+    UnknownOutcome,
+    VendorError,
+    VendorUnreachable,
+)
 from poller.transport import ApiClient, RetryPolicy, describe, nothing_was_sent, send
 
 log = structlog.get_logger(__name__)
@@ -117,7 +127,9 @@ def call(
                 vendor=vendor,
             ) from None
         log.warning("vendor.call.unreachable", vendor=vendor, call=where, error=explain(exc))
-        raise TransientVendorError(
+        # Not one attempt got through (DNS, refused, connect timeout): a person should look.
+        unreachable = all(nothing_was_sent(e) for e in errors)
+        raise (VendorUnreachable if unreachable else TransientVendorError)(
             f"{label} {where}: could not reach {reach} ({explain(exc)})", vendor=vendor,
         ) from None
     if (
@@ -167,3 +179,53 @@ def http_base_url(value: str) -> str:
     if not value.startswith(("https://", "http://")):
         raise ValueError("base_url must start with https:// (or http:// for a stand-in)")
     return value
+
+
+def unavailable_or_config(
+    *, vendor: str, label: str, product: str, amount: Decimal, currency: str, refusal: str,
+    status: int | None, listing: Callable[[], list[str] | None],
+) -> VendorError:
+    """What an order the vendor refused as unavailable means, decided by the vendor's own
+    catalog, never by the wording of its message.
+
+    ``listing`` reads the catalog: None when it does not list ``product``, else what keeps
+    ``amount`` ``currency`` from being ordered from it (empty: nothing). Listed and taking
+    that currency and value: the product is unavailable (``ProductUnavailable``, refused by
+    default). Unknown, or the value or currency outside what it takes: the configuration
+    (``ConfigFixable``, held). A catalog that cannot be read decides nothing: the error
+    keeps the redemption waiting (transient, or operator-facing for credentials), so it is
+    asked again later and never refused on a guess. ``refusal`` is the vendor's answer, as
+    the adapter quotes it.
+    """
+    try:
+        problems = listing()
+    except VendorError as exc:
+        log.warning("vendor.catalog.undecided", vendor=vendor, product=product,
+                    error_class=type(exc).__name__)
+        text = (f"{label} refused the order ({refusal}) and its catalog could not be read to "
+                f"tell an unavailable product from a configuration mistake ({exc}); nothing "
+                "is decided, the order is tried again later")
+        if isinstance(exc, OperatorFacingError):
+            # Never ConfigFixable: that would hold at once on what is only a failed read.
+            return OperatorFacingError(text, vendor=vendor, status=exc.status)
+        retry_after = exc.retry_after if isinstance(exc, TransientVendorError) else None
+        return TransientVendorError(text, vendor=vendor, status=exc.status,
+                                    retry_after=retry_after)
+    if problems is None:
+        return ConfigFixable(
+            f"{label} does not list product {product!r} in its catalog ({refusal}); fix "
+            "product in the routing config (reward-poller check suggests the closest)",
+            vendor=vendor, status=status,
+        )
+    if problems:
+        return ConfigFixable(
+            f"{label} lists product {product!r} but not at {amount} {currency}: "
+            f"{'; '.join(problems)} ({refusal}); fix amount or currency in the routing config",
+            vendor=vendor, status=status,
+        )
+    log.warning("vendor.product.unavailable", vendor=vendor, product=product)
+    return ProductUnavailable(
+        f"{label} would not sell product {product!r} although its catalog lists it at "
+        f"{amount} {currency}: the reward is unavailable ({refusal})",
+        vendor=vendor, status=status,
+    )

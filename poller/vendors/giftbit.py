@@ -27,10 +27,14 @@ what this module assumes on top of it:
   address); ``UNSENT``, ``TEMPORARILY_UNDELIVERABLE`` (and an empty list: the e-mails are on
   their way) are pending. A gift the giver cancelled is FAILED.
 * Errors come as ``{"error": {"code", "name", "message"}, "status"}``. 422
-  ``ERROR_CAMPAIGN_INVALID_BRAND`` (brand or price not available) is the operator's config
-  (ConfigFixable); 422 ``ERROR_CAMPAIGN_NO_CONTACTS`` (the contact could not be added, e.g.
-  an undeliverable address) refuses the redemption as an invalid recipient; 402 is a failed
-  credit-card top-up (operator); 429 and 5xx are transient; anything else is the operator's.
+  ``ERROR_CAMPAIGN_INVALID_BRAND`` (brand or price not available) is decided by the brand
+  (``GET /brands/{code}``): a brand that takes the route's currency and price is
+  unavailable (ProductUnavailable: refused by default), an unknown brand or a price or
+  currency it does not take is the operator's config (ConfigFixable), and a brand that
+  cannot be read decides nothing; 422 ``ERROR_CAMPAIGN_NO_CONTACTS`` (the contact could
+  not be added, e.g. an undeliverable address) refuses the redemption as an invalid
+  recipient; 402 is a failed credit-card top-up (operator); 429 and 5xx are transient;
+  anything else is the operator's.
 * ``price_in_cents`` is in the brand's currency; the route's currency and price are compared
   with the brand's (``fund_currencyisocode``, ``allowed_prices_in_cents`` or
   ``min/max_price_in_cents``) by ``check()`` (``reward-poller check`` and the daemon's
@@ -78,6 +82,7 @@ from poller.vendors.base import (
     json_or_none,
     mask_email,
     scrub,
+    unavailable_or_config,
 )
 
 log = structlog.get_logger(__name__)
@@ -228,7 +233,7 @@ class GiftbitVendor:
                 f"Giftbit says campaign id {ident} is taken but does not find it: look at the "
                 "account before retrying", vendor=NAME, status=status,
             )
-        self._raise_for(response, "POST /campaign", creating=True)
+        self._raise_for(response, "POST /campaign", creating=request)
 
     def lookup(self, idempotency_key: str) -> OrderResult | None:
         ident = campaign_id(idempotency_key)
@@ -356,8 +361,9 @@ class GiftbitVendor:
                     vendor=NAME, label="Giftbit", where=f"{method} /{path.split('/')[0]}",
                     creates=creates, thing="campaign", **kwargs)
 
-    def _raise_for(self, response: httpx.Response, what: str, *, creating: bool = False,
-                   ) -> NoReturn:
+    def _raise_for(self, response: httpx.Response, what: str, *,
+                   creating: OrderRequest | None = None) -> NoReturn:
+        """``creating``: the order request this answers (a create's 4xx is classified)."""
         status = response.status_code
         error_body = _error_of(response) or {}
         code = str(error_body.get("code", ""))
@@ -385,23 +391,19 @@ class GiftbitVendor:
                 f"Giftbit: payment required (HTTP 402 to {what}: a credit-card top-up failed)"
                 f"{suffix}; fund the account", vendor=NAME, status=status,
             )
-        elif creating and code == INVALID_BRAND:
-            error = ConfigFixable(
-                f"Giftbit: the brand or price is not available (HTTP {status}){suffix}; fix "
-                "product or amount in the routing config (reward-poller check shows the "
-                "brand's prices)", vendor=NAME, status=status,
-            )
-        elif creating and code == NO_CONTACTS:
+        elif creating is not None and code == INVALID_BRAND:
+            error = self._unavailable_or_config(creating, f"HTTP {status}{suffix}", status)
+        elif creating is not None and code == NO_CONTACTS:
             error = AdvocateFacingError(
                 f"Giftbit could not add the recipient (HTTP {status}){suffix}",
                 vendor=NAME, status=status, advocate_message=RECIPIENT_INVALID,
             )
-        elif creating and _FUNDS.search(text):
+        elif creating is not None and _FUNDS.search(text):
             error = OperatorFacingError(
                 f"Giftbit: not enough funds (HTTP {status}){suffix}; top the account up",
                 vendor=NAME, status=status,
             )
-        elif creating and status in (400, 422) and _RECIPIENT.search(text):
+        elif creating is not None and status in (400, 422) and _RECIPIENT.search(text):
             error = AdvocateFacingError(
                 f"Giftbit: the recipient is invalid (HTTP {status}){suffix}",
                 vendor=NAME, status=status, advocate_message=RECIPIENT_INVALID,
@@ -419,6 +421,22 @@ class GiftbitVendor:
         log.warning("vendor.call.failed", vendor=NAME, call=what, http_status=status,
                     error_class=type(error).__name__, code=code[:60] or None)
         raise error
+
+    def _unavailable_or_config(self, request: OrderRequest, refusal: str,
+                               status: int) -> VendorError:
+        """"Brand or price not available": the brand (``GET /brands/{code}``) decides
+        whether the brand is unavailable or the routing config is wrong."""
+        code = request.product or ""
+
+        def listing() -> list[str] | None:
+            brand = self.brand(code)
+            return None if brand is None else _brand_problems(brand, request.amount,
+                                                              request.currency)
+
+        return unavailable_or_config(
+            vendor=NAME, label="Giftbit", product=code, amount=request.amount,
+            currency=request.currency, refusal=refusal, status=status, listing=listing,
+        )
 
     def _vendor_message(self, error: Mapping[str, Any]) -> str:
         parts = [str(error[k]) for k in ("code", "message") if isinstance(error.get(k), str)]

@@ -45,30 +45,34 @@ The receiver's side of the contract
     order, never a second order. A non-2xx answer means "not taken": the same request comes
     again later.
 
-Why ``lookup`` repeats the request
-    An arbitrary endpoint has no "find order by key" call, and the protocol stays one
-    request. Idempotency on the key makes a repeat a look-up: it creates nothing new and
-    answers the order's current state. To repeat the identical bytes after a restart (a
-    ``--run-once`` timer is a new process each time), the body is saved in ``context.cache``
-    (the ledger) *before* it is first sent, for ``REMEMBER`` (90 days). ``lookup`` answers
-    None, without sending anything, when this install never sent that key (nothing saved)
-    or when every answer so far was a non-2xx (by the contract above, nothing was taken):
-    so a redemption withdrawn while it waited is not ordered by the look-up. Without a
-    cache (tests), only this process's own requests are remembered.
+The look-up (optional: ``lookup_url``)
+    ``GET {lookup_url}`` with ``{idempotency_key}`` in it replaced by the key, the header
+    ``Idempotency-Key: <key>`` and ``X-Reward-Poller-Signature: t=<unix seconds>,v1=<hex>``
+    where ``<hex>`` signs the key's bytes in place of a body (``verify_signature(SECRET,
+    header, key.encode())``). It must create nothing. Answers: a 2xx with the order's answer
+    as above (found); a 404 with ``{"status": "not_found"}`` (no order under the key);
+    anything else (another 404, 5xx, 429, 401, an unreadable body, no answer) is "could not
+    ask", never "no order".
 
 Look-up contract
-    ``lookup`` raises a VendorError whenever it could not ask (connect error, timeout, 5xx,
-    429, an unreadable answer); it answers None only from this install's own record that
-    nothing was taken: never sent, or refused by a non-2xx answer, or not even delivered
-    (every attempt failed to connect, so no byte reached the receiver). Only then may the
-    worker place the order afresh; after an answer that was lost in flight the repeat is
-    the look-up.
+    ``lookup`` never sends an order: it reads. With ``lookup_url`` it asks the receiver.
+    Without one it answers from this install's own record of what it sent, saved in
+    ``context.cache`` (the ledger) *before* the first byte of each order leaves, for
+    ``REMEMBER`` (90 days): None ("no order") when it never sent that key, or when every
+    answer so far was a non-2xx or no attempt ever reached the receiver (by the contract,
+    nothing was taken); otherwise ``LookupUnavailable`` (an "unknown" answer with
+    ``idempotent_resend``: the contract promises a repeat creates nothing new). The worker
+    then repeats the identical request (``place_order``: same bytes, same key, a fresh
+    signature) only while Influitive still lists the redemption, and holds it for a person
+    once it left the list, so an order is never created for a redemption an admin decided.
+    Without a cache (tests), only this process's own requests are remembered.
 
 Secrets: the HMAC secret is used to sign and nowhere else (never a header, a log line or a
-repr). ``url`` may carry credentials (``https://user:pass@host/...``) or be a secret itself
-(a catch hook's path): messages, exceptions, log lines, ledger text and ``check`` name only
-its origin (``scheme://host[:port]``), and the advocate's delivery text never names it.
-The receiver's ``message`` is quoted with URLs removed and bounded.
+repr). ``url`` and ``lookup_url`` may carry credentials (``https://user:pass@host/...``) or
+be a secret themselves (a catch hook's path): messages, exceptions, log lines, ledger text
+and ``check`` name only their origin (``scheme://host[:port]``), and the advocate's
+delivery text never names it. The receiver's ``message`` is quoted with URLs removed and
+bounded.
 """
 
 from __future__ import annotations
@@ -84,7 +88,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import NoReturn
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 import structlog
@@ -93,6 +97,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
 from poller.core.errors import (
     PRODUCT_UNAVAILABLE,
     AdvocateFacingError,
+    LookupUnavailable,
     OperatorFacingError,
     TransientVendorError,
     VendorError,
@@ -114,6 +119,10 @@ log = structlog.get_logger(__name__)
 NAME = "http"
 SIGNATURE_HEADER = "X-Reward-Poller-Signature"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+KEY_PLACEHOLDER = "{idempotency_key}"
+"""Where the key goes in ``lookup_url``."""
+NOT_FOUND = "not_found"
+"""The ``status`` of the look-up's 404 answer that means "no order under this key"."""
 DEFAULT_MAX_AGE = 300.0
 """What ``verify_signature`` tolerates by default between signing and checking, seconds."""
 REMEMBER = timedelta(days=90)
@@ -127,6 +136,9 @@ class Settings(BaseModel):
 
     url: str
     secret: SecretStr
+    lookup_url: str | None = None
+    """The receiver's optional look-up route, with ``{idempotency_key}`` where the key goes;
+    unset: the receiver cannot be asked (see the module doc)."""
 
     @field_validator("url")
     @classmethod
@@ -134,6 +146,18 @@ class Settings(BaseModel):
         value = value.strip()
         if not value.startswith(("https://", "http://")) or not urlsplit(value).netloc:
             raise ValueError("url must be an https:// (or http://) address")
+        return value
+
+    @field_validator("lookup_url")
+    @classmethod
+    def _lookup_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        if not value.startswith(("https://", "http://")) or not urlsplit(value).netloc:
+            raise ValueError("lookup_url must be an https:// (or http://) address")
+        if KEY_PLACEHOLDER not in value:
+            raise ValueError(f"lookup_url must contain {KEY_PLACEHOLDER} (where the key goes)")
         return value
 
     @field_validator("secret")
@@ -145,7 +169,8 @@ class Settings(BaseModel):
 
 
 def build(settings: Settings, context: BuildContext) -> HttpVendor:
-    return HttpVendor(settings.url, settings.secret, policy=context.policy, cache=context.cache)
+    return HttpVendor(settings.url, settings.secret, policy=context.policy, cache=context.cache,
+                      lookup_url=settings.lookup_url)
 
 
 # --- the signature ----------------------------------------------------------------------
@@ -255,9 +280,11 @@ class HttpVendor:
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
+        lookup_url: str | None = None,
     ) -> None:
         self._secret = secret if isinstance(secret, SecretStr) else SecretStr(secret)
         self._url = url  # may hold credentials or a secret path: never quoted
+        self._lookup_url = lookup_url  # the same
         self.host = origin(url)
         """What messages name: ``scheme://host[:port]`` only."""
         self._policy = policy
@@ -268,6 +295,12 @@ class HttpVendor:
         self._lock = threading.Lock()
         self._client = WitnessClient(
             target=url,
+            headers={"Accept": "application/json", "User-Agent": USER_AGENT},
+            timeout=policy.timeout,
+            transport=transport,
+        )
+        self._lookup_client = None if lookup_url is None else WitnessClient(
+            target=lookup_url,
             headers={"Accept": "application/json", "User-Agent": USER_AGENT},
             timeout=policy.timeout,
             transport=transport,
@@ -285,16 +318,32 @@ class HttpVendor:
         if sent is None:
             sent = _Sent(body=order_body(request).decode())
             self._remember(key, sent)  # before the first byte leaves: see the module doc
-        return self._ask(key, sent, fresh=fresh, what="POST (order)")
+        return self._ask(key, sent, fresh=fresh,
+                         what="POST (order)" if fresh else "POST (repeat)")
 
     def lookup(self, idempotency_key: str) -> OrderResult | None:
+        """Reads only: the receiver's look-up route, or this install's own record of what
+        it sent (see the module doc). Never sends an order."""
+        if self._lookup_url is not None:
+            return self._look_up(idempotency_key)
         sent = self._recall(idempotency_key)
         if sent is None or sent.taken is False:
             return None
-        return self._ask(idempotency_key, sent, fresh=False, what="POST (repeat)")
+        if sent.taken is None:
+            why = ("an earlier order request under this key got no answer, so the receiver "
+                   "may or may not have taken it")
+        else:
+            why = "the receiver took an order under this key; its current state is not known"
+        log.info("vendor.lookup.unavailable", vendor=NAME, key=idempotency_key)
+        raise LookupUnavailable(
+            f"{self.host} has no look-up route ([vendors.http] lookup_url is not set) and "
+            f"{why}", vendor=NAME, idempotent_resend=True,
+        )
 
     def close(self) -> None:
         self._client.close()
+        if self._lookup_client is not None:
+            self._lookup_client.close()
 
     # --- the configuration check -------------------------------------------------------
 
@@ -372,6 +421,11 @@ class HttpVendor:
         if sent.taken is not True:
             sent.taken = True
             self._remember(key, sent)
+        return self._result_of(key, answer, status)
+
+    def _result_of(self, key: str, answer: tuple[str, str | None, str],
+                   status: int) -> OrderResult:
+        """The receiver's answer about the order under ``key`` (to an order or a look-up)."""
         state, order_id, message = answer
         order_id = order_id or key
         if state != "pending" and self._cache is not None:
@@ -397,6 +451,38 @@ class HttpVendor:
                            delivery=message or "sent",
                            detail=f"accepted by {self.host}")
 
+    def _look_up(self, key: str) -> OrderResult | None:
+        """``GET {lookup_url}``: found, None on the receiver's own "not_found", else raises."""
+        assert self._lookup_url is not None and self._lookup_client is not None
+        what = "GET (look-up)"
+        url = self._lookup_url.replace(KEY_PLACEHOLDER, quote(key, safe=""))
+        headers = {
+            IDEMPOTENCY_HEADER: key,
+            SIGNATURE_HEADER: signature(self._secret, key.encode(), int(self._clock())),
+        }
+        response = call(self._lookup_client, "GET", url, policy=self._policy,
+                        sleep=self._sleep, vendor=NAME, label=self.host, where=what,
+                        creates=False, reach="the receiver", hide_path=True, headers=headers)
+        status = response.status_code
+        if status == 404 and _status_of(response) == NOT_FOUND:
+            log.info("vendor.lookup.not_found", vendor=NAME, key=key)
+            return None
+        if not 200 <= status < 300:
+            self._raise_for(response, what, url_key="lookup_url")
+        answer = _answer_of(response)
+        if answer is None:
+            log.warning("vendor.call.unreadable", vendor=NAME, call=what, http_status=status)
+            raise OperatorFacingError(
+                f"{self.host} answered HTTP {status} to the look-up with a body that is not "
+                'the documented answer ({"status": "accepted"|"pending"|"refused", ...}); '
+                "fix the receiver's look-up route", vendor=NAME, status=status,
+            )
+        sent = self._recall(key)
+        if sent is not None and sent.taken is not True:
+            sent.taken = True
+            self._remember(key, sent)
+        return self._result_of(key, answer, status)
+
     def _call(self, body: bytes, headers: Mapping[str, str], what: str) -> httpx.Response:
         """Every send may create the order (a repeat of an unanswered one too), so a
         transport error after a byte may have left is an unknown outcome."""
@@ -404,7 +490,8 @@ class HttpVendor:
                     vendor=NAME, label=self.host, where=what, creates=True,
                     reach="the receiver", hide_path=True, content=body, headers=dict(headers))
 
-    def _raise_for(self, response: httpx.Response, what: str) -> NoReturn:
+    def _raise_for(self, response: httpx.Response, what: str, *,
+                   url_key: str = "url") -> NoReturn:
         status = response.status_code
         said = scrub(_message_of(response))
         suffix = f": {said}" if said else ""
@@ -421,7 +508,7 @@ class HttpVendor:
             )
         elif status == 404:
             error = OperatorFacingError(
-                f"{self.host} answered HTTP 404 to {what}: is url right?{suffix}",
+                f"{self.host} answered HTTP 404 to {what}: is {url_key} right?{suffix}",
                 vendor=NAME, status=status,
             )
         else:
@@ -481,6 +568,16 @@ def _answer_of(response: httpx.Response) -> tuple[str, str | None, str] | None:
         str(order_id)[:200] if isinstance(order_id, str | int) and str(order_id) else None,
         scrub(message) if isinstance(message, str) else "",
     )
+
+
+def _status_of(response: httpx.Response) -> str | None:
+    """The ``status`` field of a JSON answer, lower-cased; None without one."""
+    try:
+        data = response.json()
+    except ValueError:
+        return None
+    status = data.get("status") if isinstance(data, dict) else None
+    return status.lower() if isinstance(status, str) else None
 
 
 def _message_of(response: httpx.Response) -> str:

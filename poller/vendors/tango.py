@@ -26,7 +26,11 @@ developers.tangocard.com) and what this module assumes on top of it:
   ``402.001`` not enough funds (the operator tops up; retried); ``403.016`` (fraud velocity
   flag) and ``403.007`` (customer not authorised) are the operator's and not always a bad
   key; ``422.024``, ``422.025``-``.027``, ``422.030``, ``422.097``-``.099`` (UTID, amount,
-  inactive item) are the operator's config (ConfigFixable); ``422.009``, ``422.028``,
+  inactive item) are decided by the (cached) catalog: an item it lists with the route's
+  currency and value is unavailable (ProductUnavailable: refused by default), an unknown
+  UTID or an amount or currency the item does not take is the operator's config
+  (ConfigFixable), and a catalog that cannot be read decides nothing; ``422.009``,
+  ``422.028``,
   ``422.029``, ``422.134`` (the recipient) refuse the redemption. A 4xx without a known key
   is read from its field paths, leaning towards the operator.
 * 5xx "may occasionally process": the request is replayed with the same ``externalRefID``
@@ -87,6 +91,7 @@ from poller.vendors.base import (
     mask_email,
     obj,
     scrub,
+    unavailable_or_config,
 )
 
 log = structlog.get_logger(__name__)
@@ -323,7 +328,7 @@ class TangoVendor:
                      order_id=result.vendor_order_id, status=result.status.value,
                      http_status=status)
             return result
-        self._raise_for(response, "POST /orders", creating=True)
+        self._raise_for(response, "POST /orders", creating=request)
 
     def lookup(self, idempotency_key: str) -> OrderResult | None:
         response = self._call("GET", "orders", params={"externalRefID": idempotency_key})
@@ -493,8 +498,9 @@ class TangoVendor:
                     vendor=NAME, label="Tango Card", where=f"{method} /{path.split('/')[0]}",
                     creates=creates, **kwargs)
 
-    def _raise_for(self, response: httpx.Response, what: str, *, creating: bool = False,
-                   ) -> NoReturn:
+    def _raise_for(self, response: httpx.Response, what: str, *,
+                   creating: OrderRequest | None = None) -> NoReturn:
+        """``creating``: the order request this answers (a create's 4xx is classified)."""
         status = response.status_code
         errors = _errors_of(response)
         keys = _keys_of(response)
@@ -532,7 +538,7 @@ class TangoVendor:
             )
         elif status >= 500:
             replay = (" (Tango may have processed it: the retry reuses the externalRefID, so "
-                      "it cannot be ordered twice)") if creating else ""
+                      "it cannot be ordered twice)") if creating is not None else ""
             error = TransientVendorError(
                 f"Tango Card server error (HTTP {status} to {what}){replay}{suffix}",
                 vendor=NAME, status=status, retry_after=retry_after_of(response),
@@ -542,8 +548,8 @@ class TangoVendor:
                 f"Tango Card answered HTTP 404 to {what} without a Tango error key: is "
                 f"base_url right? ({self.base_url}){suffix}", vendor=NAME, status=status,
             )
-        elif creating and 400 <= status < 500:
-            error = self._invalid_request(errors, keys, status, suffix)
+        elif creating is not None and 400 <= status < 500:
+            error = self._invalid_request(errors, keys, status, suffix, creating)
         else:
             error = OperatorFacingError(
                 f"Tango Card answered HTTP {status} to {what}, which this adapter does not "
@@ -554,17 +560,14 @@ class TangoVendor:
         raise error
 
     def _invalid_request(self, errors: list[dict[str, Any]], keys: list[str], status: int,
-                         suffix: str) -> VendorError:
+                         suffix: str, request: OrderRequest) -> VendorError:
         named = f" ({', '.join(keys)})" if keys else ""
         known = set(keys) & (CONFIG_KEYS | RECIPIENT_KEYS)
         if known:
             # Tango's error ids decide; the field paths are only a fallback.
             if known & CONFIG_KEYS:
-                return ConfigFixable(
-                    f"Tango Card does not take this UTID or amount (HTTP {status}{named})"
-                    f"{suffix}; fix product or amount in the routing config "
-                    "(reward-poller check shows the catalog)", vendor=NAME, status=status,
-                )
+                return self._unavailable_or_config(request, f"HTTP {status}{named}{suffix}",
+                                                   status)
             return AdvocateFacingError(
                 f"Tango Card: the recipient is invalid (HTTP {status}{named}){suffix}",
                 vendor=NAME, status=status, advocate_message=RECIPIENT_INVALID,
@@ -582,13 +585,26 @@ class TangoVendor:
                 vendor=NAME, status=status, advocate_message=RECIPIENT_INVALID,
             )
         if kind == "product":
-            return ConfigFixable(
-                f"Tango Card does not take this UTID or amount (HTTP {status}{named}){suffix}; "
-                "fix product or amount in the routing config", vendor=NAME, status=status,
-            )
+            return self._unavailable_or_config(request, f"HTTP {status}{named}{suffix}", status)
         return OperatorFacingError(
             f"Tango Card rejected our request (HTTP {status}{named}): check the configuration"
             f"{suffix}", vendor=NAME, status=status,
+        )
+
+    def _unavailable_or_config(self, request: OrderRequest, refusal: str,
+                               status: int) -> VendorError:
+        """Tango refused the item or its amount: the (cached) catalog decides whether the
+        item is unavailable or the routing config is wrong (``unavailable_or_config``)."""
+        utid = request.product or ""
+
+        def listing() -> list[str] | None:
+            item = self.catalog().get(utid)
+            return None if item is None else _value_problems(item, request.amount,
+                                                             request.currency)
+
+        return unavailable_or_config(
+            vendor=NAME, label="Tango Card", product=utid, amount=request.amount,
+            currency=request.currency, refusal=refusal, status=status, listing=listing,
         )
 
     def _vendor_message(self, response: httpx.Response, errors: list[dict[str, Any]]) -> str:
@@ -763,10 +779,19 @@ def _catalog_items(data: Any) -> dict[str, dict[str, Any]] | None:
 
 
 def _item_problems(item: Mapping[str, Any], amount: Decimal, currency: str) -> list[str]:
+    """What ``check`` reports: the item not active, or ``_value_problems``."""
     problems: list[str] = []
     status = item.get("status")
     if status and status != "active":
         problems.append(f"the item is {status}, not active")
+    return problems + _value_problems(item, amount, currency)
+
+
+def _value_problems(item: Mapping[str, Any], amount: Decimal, currency: str) -> list[str]:
+    """What keeps ``amount`` ``currency`` from being ordered from this item (its currency,
+    fixed value or min/max), whatever its status: an inactive item at a value it takes is
+    listed and unavailable, not a configuration mistake."""
+    problems: list[str] = []
     item_currency = item.get("currency")
     if isinstance(item_currency, str) and item_currency.upper() != currency.upper():
         problems.append(f"the item is priced in {item_currency}, the route says {currency}")

@@ -18,10 +18,13 @@ top of it:
   ``PENDING`` are re-checked like a pending order.
 * Errors come as ``{"errors": {"message", "payload"}}`` (``payload`` mirrors the request);
   a 429 says ``{"error": ...}``. The 400/422 classification reads the payload's paths: a
-  problem with the recipient refuses the redemption; a product the message calls out of
-  stock or discontinued refuses it too; an unknown product, a value or currency the product
-  does not take, or a funding source is the operator's config (ConfigFixable); anything it
-  cannot place is the operator's to look at.
+  problem with the recipient refuses the redemption; one about the product, its value or
+  currency is decided by the catalog (``GET /products/{id}``), never by the message's
+  wording: a product listed with that currency and value that Tremendous will not sell is
+  unavailable (ProductUnavailable: refused by default), an unknown product or a value or
+  currency it does not take is the operator's config (ConfigFixable), and a catalog that
+  cannot be read decides nothing (the order waits); a funding source is the operator's
+  config; anything it cannot place is the operator's to look at.
 * No Retry-After is promised on 429; one is honoured when present.
 
 Secrets: the API key lives in the client's headers only (httpx masks it in reprs) and the
@@ -64,6 +67,7 @@ from poller.vendors.base import (
     mask_email,
     obj,
     scrub,
+    unavailable_or_config,
 )
 
 log = structlog.get_logger(__name__)
@@ -219,7 +223,7 @@ class TremendousVendor:
                 order_id=result.vendor_order_id, status=result.status.value, http_status=status,
             )
             return result
-        self._raise_for(response, "POST /orders", creating=True)
+        self._raise_for(response, "POST /orders", creating=request)
 
     def lookup(self, idempotency_key: str) -> OrderResult | None:
         response = self._call("GET", f"orders/{quote(idempotency_key, safe='')}")
@@ -360,8 +364,9 @@ class TremendousVendor:
                     creates=creates, **kwargs)
 
     def _raise_for(
-        self, response: httpx.Response, what: str, *, creating: bool = False,
+        self, response: httpx.Response, what: str, *, creating: OrderRequest | None = None,
     ) -> NoReturn:
+        """``creating``: the order request this answers (a create's 400/422 is classified)."""
         status = response.status_code
         said = self._vendor_message(response)
         suffix = f": {said}" if said else ""
@@ -387,8 +392,8 @@ class TremendousVendor:
                 f"Tremendous server error (HTTP {status} to {what}){suffix}",
                 vendor=NAME, status=status, retry_after=retry_after_of(response),
             )
-        elif status in (400, 422) and creating:
-            error = self._invalid_request(response, status, suffix)
+        elif status in (400, 422) and creating is not None:
+            error = self._invalid_request(response, status, suffix, creating)
         elif status == 404:
             error = OperatorFacingError(
                 f"Tremendous answered HTTP 404 to {what}: is base_url right? "
@@ -407,22 +412,22 @@ class TremendousVendor:
         )
         raise error
 
-    def _invalid_request(self, response: httpx.Response, status: int, suffix: str) -> Exception:
+    def _invalid_request(self, response: httpx.Response, status: int, suffix: str,
+                         request: OrderRequest) -> Exception:
         errors = _errors_of(response)
         kind = _classify_invalid(errors)
-        if kind == "product":
-            message = errors.get("message") if errors else None
-            said = " ".join(str(v) for v in (message, errors.get("payload") if errors else None))
-            if _STOCK_TEXT.search(said) and not _config_paths(errors):
-                return AdvocateFacingError(
-                    f"Tremendous: the product is out of stock or discontinued (HTTP {status})"
-                    f"{suffix}", vendor=NAME, status=status,
-                )
-            return ConfigFixable(
-                f"Tremendous does not take this product, value or currency (HTTP {status})"
-                f"{suffix}; fix product, amount or currency in the routing config "
-                "(reward-poller check shows what the product allows)",
-                vendor=NAME, status=status,
+        if kind == "product" and request.product:
+            product = request.product
+
+            def listing() -> list[str] | None:
+                found = self.product(product)
+                return None if found is None else _product_problems(
+                    found, request.amount, request.currency)
+
+            return unavailable_or_config(
+                vendor=NAME, label="Tremendous", product=product, amount=request.amount,
+                currency=request.currency, refusal=f"HTTP {status}{suffix}", status=status,
+                listing=listing,
             )
         if kind == "config":
             return ConfigFixable(
@@ -552,10 +557,7 @@ _RECIPIENT_WORDS = frozenset({"recipient", "recipients", "email"})
 _PRODUCT_WORDS = frozenset(
     {"product", "products", "value", "denomination", "currency_code", "sku", "catalog"}
 )
-_VALUE_WORDS = frozenset({"value", "denomination", "currency_code"})
 _CONFIG_WORDS = frozenset({"payment", "funding_source_id", "delivery", "method"})
-_STOCK_TEXT = re.compile(r"out of stock|discontinued|no longer (available|offered)",
-                         re.IGNORECASE)
 _RECIPIENT_TEXT = re.compile(r"\b(recipient|e-?mail)\b", re.IGNORECASE)
 _PRODUCT_TEXT = re.compile(r"\b(products?|denomination|sku|catalog)\b", re.IGNORECASE)
 
@@ -572,13 +574,6 @@ def _paths(payload: Any, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ..
             yield from _paths(value, prefix)
     elif prefix:
         yield prefix
-
-
-def _config_paths(errors: Mapping[str, Any] | None) -> bool:
-    """Whether the payload names the value or currency (the route's amount, not stock)."""
-    if not errors:
-        return False
-    return any(set(p) & _VALUE_WORDS for p in _paths(errors.get("payload")))
 
 
 def _classify_invalid(errors: Mapping[str, Any] | None) -> str:
@@ -631,6 +626,14 @@ def _check_product(catalog: Mapping[str, Mapping[str, Any]] | None, product: str
         hint = difflib.get_close_matches(product, list(catalog), n=1)
         return result(False, f"no product {product!r} enabled at Tremendous"
                       + (f" (did you mean {hint[0]}?)" if hint else ""))
+    problems = _product_problems(found, amount, currency)
+    name = found.get("name")
+    return result(not problems, "; ".join(problems) if problems else str(name or product))
+
+
+def _product_problems(found: Mapping[str, Any], amount: Decimal, currency: str) -> list[str]:
+    """What keeps ``amount`` ``currency`` from being ordered from this catalog entry: the
+    currency among its ``currency_codes``, the amount inside one of its ``skus`` ranges."""
     problems: list[str] = []
     currencies = found.get("currency_codes")
     if isinstance(currencies, list) and currencies and currency not in currencies:
@@ -642,8 +645,7 @@ def _check_product(catalog: Mapping[str, Mapping[str, Any]] | None, product: str
                           for low, high in ranges):
         allowed = ", ".join(_range(low, high) for low, high in ranges)
         problems.append(f"{amount:.2f} is outside its values ({allowed})")
-    name = found.get("name")
-    return result(not problems, "; ".join(problems) if problems else str(name or product))
+    return problems
 
 
 def _range(low: Decimal | None, high: Decimal | None) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import json
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,9 +14,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from poller.core.ports import Ledger
-from poller.influenceio import REDEEMED_TOPIC, SOURCE
+from poller.influenceio import IGNORED_TOPICS, REDEEMED_TOPIC, SOURCE
 from poller.influenceio.events import BadEvent, parse_redeemed
 from poller.server.guard import BodyTooLarge, BodyTooSlow, read_body
+from poller.webhooks.body import BadBody, parse_json
 
 log = structlog.get_logger("poller.webhooks")
 
@@ -83,11 +83,18 @@ async def _bounded_body(
         return JSONResponse({"error": str(exc)}, status_code=408)
 
 
-def _topic_matches(topic: str) -> bool:
+def _topic(header: str) -> str:
     # Header values are case-sensitive in principle, but a sender's or a proxy's different
-    # spelling of the one topic we take must not drop a paid redemption: compared
-    # case-insensitively (documented in docs/security.md).
-    return topic.strip().casefold() == REDEEMED_TOPIC.casefold()
+    # spelling of a topic must not drop a paid redemption: compared case-insensitively
+    # (documented in docs/security.md).
+    return header.strip().casefold()
+
+
+def _bad_topic(shown: str) -> str:
+    if not shown:
+        return f"X-Webhook-Topic header is missing; expected {REDEEMED_TOPIC!r}"
+    return (f"X-Webhook-Topic {shown!r} is not an Influence.io topic this receiver knows; "
+            f"expected {REDEEMED_TOPIC!r}")
 
 
 def influenceio_route(
@@ -101,24 +108,29 @@ def influenceio_route(
             return _unauthorized()
         topic = request.headers.get("X-Webhook-Topic", "")
         webhook_id = request.headers.get("X-Webhook-Id", "").strip()
-        if not _topic_matches(topic):
-            # A 4xx the sender sees (and shows in its delivery log): this URL was set up
-            # for one topic; a 2xx would hide a misconfigured subscription for ever.
-            shown = "".join(c for c in topic[:64] if c.isprintable())
+        shown = "".join(c for c in topic[:64] if c.isprintable())
+        if _topic(topic) in IGNORED_TOPICS:
+            # A real topic a merchant may subscribe to (points/earned, customers/updated,
+            # ...) that needs nothing from us: acknowledged, so the sender does not retry
+            # it or disable the subscription, and its body is not read.
+            log.debug("webhook.influenceio.ignored", topic=shown,
+                      webhook_id=webhook_id[:64] or None)
+            return JSONResponse({"status": "ignored", "topic": _topic(topic)})
+        if _topic(topic) != REDEEMED_TOPIC:
+            # A 4xx the sender sees (and shows in its delivery log): a topic Influence.io
+            # does not document, or none, means a misconfigured sender that a 2xx would hide.
             log.warning("webhook.influenceio.bad_topic",
                         topic=shown or None, webhook_id=webhook_id[:64] or None)
-            return JSONResponse(
-                {"error": f"X-Webhook-Topic must be {REDEEMED_TOPIC!r}; got "
-                          f"{shown!r}" if shown else
-                          f"X-Webhook-Topic header is missing; expected {REDEEMED_TOPIC!r}"},
-                status_code=400)
+            return JSONResponse({"error": _bad_topic(shown)}, status_code=400)
         raw = await _bounded_body(request, "influenceio", max_body, body_timeout)
         if isinstance(raw, Response):
             return raw
         try:
-            body: Any = json.loads(raw)
-        except ValueError:
-            return JSONResponse({"error": "body is not valid JSON"}, status_code=400)
+            body: Any = parse_json(raw)
+        except BadBody as exc:
+            log.warning("webhook.influenceio.rejected", reason=str(exc),
+                        webhook_id=webhook_id[:64] or None)
+            return JSONResponse({"error": str(exc)}, status_code=400)
         try:
             redemption = parse_redeemed(body)
         except BadEvent as exc:

@@ -41,12 +41,15 @@ from poller.core.errors import (
     AlreadyDecided,
     ConfigError,
     ConfigFixable,
+    LookupUnavailable,
     OperatorFacingError,
     PollerError,
+    ProductUnavailable,
     SourceAuthError,
     SourceBlocked,
     SourceUnavailable,
     VendorError,
+    VendorUnreachable,
 )
 from poller.core.keys import idempotency_key
 from poller.core.messages import MessageTemplates
@@ -112,6 +115,13 @@ def _note(problem: OperatorProblem) -> None:
         report.problem(problem)
 
 
+def _note_released() -> None:
+    report = getattr(_current, "report", None)
+    if isinstance(report, CycleReport):
+        with report._lock:
+            report.released += 1
+
+
 @dataclass(frozen=True, kw_only=True)
 class WorkerPolicy:
     namespace: str
@@ -120,6 +130,9 @@ class WorkerPolicy:
     lease_seconds: float = 300.0
     batch_size: int = 500
     unmapped: Literal["hold", "refuse"] = "hold"
+    unavailable: Literal["refuse", "hold"] = "refuse"
+    """A product the vendor will not sell although its catalog lists it: refused, or held
+    for a person (``[fulfillment] unavailable_reward``)."""
     pending_recheck_seconds: float = 300.0
     concurrency: int = 1
     """Threads working the due redemptions of a cycle; 1 works them one after another."""
@@ -164,6 +177,16 @@ class OperatorProblem:
         return f"{self.who}.{self.kind}"
 
 
+def note_vendor_error(vendor: str, exc: VendorError) -> None:
+    """Count a vendor error a person must look at into the cycle's report: an
+    operator-facing one, or a vendor that could not be reached at all (the redemption
+    waits either way; ``run --run-once`` exits 1 naming the vendor)."""
+    if isinstance(exc, OperatorFacingError):
+        _note(vendor_problem(vendor, exc))
+    elif isinstance(exc, VendorUnreachable):
+        _note(OperatorProblem(who=exc.vendor or vendor, kind="unreachable", detail=str(exc)))
+
+
 def vendor_problem(vendor: str, exc: OperatorFacingError) -> OperatorProblem:
     """Classify an operator-facing vendor error by what the operator must fix."""
     text = str(exc).lower()
@@ -196,6 +219,12 @@ class CycleReport:
     """Operator-facing errors met, by cause (``OperatorProblem.cause``)."""
     reasons: dict[str, int] = field(default_factory=dict)
     """``"<state>: <reason>"`` -> redemptions left held or waiting for that reason."""
+    released: int = 0
+    """Redemptions a stop caught after their claim and before their step's first call (the
+    vendor's or Influitive's): nothing was sent, their lease was given back, the next cycle
+    takes them at once."""
+    not_started: int = 0
+    """Redemptions a stop left untouched (never claimed) in this cycle."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     """The worker threads of one cycle count into the same report."""
 
@@ -273,7 +302,9 @@ class Worker:
         """Poll once, then work every due redemption one step. Raises SourceAuthError (the
         run cannot do its job) and ledger errors (the database is unreachable)."""
         report = CycleReport()
-        started = self.clock()
+        # On the ledger's clock: the reconciliation compares it with the times the ledger
+        # stored (``updated_at``), which other workers' moves wrote.
+        started = self.ledger.now(self.clock())
         poll_id = self.ledger.start_poll(started)
         poll = self._poll(poll_id, report)
         sighting = None if poll is None else Sighting(poll_id=poll_id, started=started)
@@ -336,6 +367,7 @@ class Worker:
         lock = threading.Lock()
         failures: list[BaseException] = []
         ran_out = threading.Event()  # nothing left to take: no thread to start
+        taken = [0]
 
         def take() -> LedgerEntry | int | None:
             with lock:
@@ -343,11 +375,17 @@ class Worker:
                 if failures:
                     pass
                 elif self.stop.is_set():
-                    if not report.stopped_early:
-                        report.stopped_early = True
-                        log.info("cycle.stopping", remaining="some")
+                    if not ran_out.is_set():
+                        left = len(pks) - taken[0]
+                        with report._lock:
+                            report.not_started += left
+                        if not report.stopped_early:
+                            report.stopped_early = True
+                            log.info("cycle.stopping", remaining=left)
                 else:
                     item = next(pending, None)
+                    if item is not None:
+                        taken[0] += 1
                 if item is None:
                     ran_out.set()
                 return item
@@ -435,7 +473,8 @@ class Worker:
             if isinstance(exc, SourceBlocked):
                 report.problem(OperatorProblem(who=SOURCE_NAME, kind="firewall",
                                                detail=str(exc)), redemptions=0)
-            log.error("poll.failed", error=str(exc))
+            # Said once, by whoever ran the cycle: the daemon's cycle.failed line, or the
+            # last line of ``run --run-once``.
             report.errors.append(f"poll failed: {exc}")
             return None
         report.new = new
@@ -565,8 +604,7 @@ class Worker:
                                    since=now.replace(hour=0, minute=0, second=0, microsecond=0))
         key = idempotency_key(namespace=self.policy.namespace, source=entry.source,
                               redemption_id=entry.redemption_id)
-        return (f"ordering {r.amount} {r.currency} from {r.vendor} (product {r.product}, "
-                f"route {r.origin})",
+        return (f"ordering {r.describe()}",
                 Changes(idempotency_key=key, vendor=r.vendor, product=r.product,
                         amount=r.amount, currency=r.currency, ordered_at=self.clock()),
                 guard)
@@ -635,8 +673,11 @@ class Worker:
             if state is State.HELD and not gone:
                 return None
             return self._order(entry, outstanding=outstanding, gone=gone, log=log)
+        if state in (State.PENDING, State.ORDERED, State.REFUSING) and self._released_before(
+                log, "the vendor check or the decision"):
+            return None
         if state is State.PENDING:
-            return self._recheck_pending(entry, log)
+            return self._recheck_pending(entry, log, in_cycle=sighting is not None)
         if state is State.ORDERED:
             return self._fulfill(entry, log)
         if state is State.REFUSING:
@@ -661,6 +702,8 @@ class Worker:
             message = self._render(self.messages.refused, entry, reason=plan.reason)
             entry = self._move(entry, State.REFUSING, f"refusing: {plan.reason}", log,
                                Changes(message=message))
+            if self._stopping(log, "sending the refusal"):
+                return entry
             return self._refuse(entry, log)
         assert isinstance(plan, Order)
         if not entry.approved:
@@ -689,13 +732,24 @@ class Worker:
         assert entry.idempotency_key and entry.vendor
         if not outstanding and not gone:
             return None  # the poll failed or was partial: do not order blindly
+        if self._released_before(log, "the vendor call"):
+            return None
         vendor = self._vendor(entry.vendor)
         attempts = entry.attempts + 1
         try:
             result: OrderResult | None = None
             if not fresh:
-                with self._heartbeat(entry, log):
-                    result = vendor.lookup(entry.idempotency_key)
+                try:
+                    with self._heartbeat(entry, log):
+                        result = vendor.lookup(entry.idempotency_key)
+                except LookupUnavailable as exc:
+                    # The vendor cannot say whether the first send took. The identical
+                    # request may go again only while Influitive still lists the
+                    # redemption (the vendor's idempotency makes it a repeat, not a second
+                    # order); once it left the list, an order now would be one nobody wants.
+                    if gone or not exc.idempotent_resend:
+                        return self._hold_unconfirmable(entry, exc, log, gone=gone)
+                    log.info("redemption.resend", reason=str(exc))
                 if result is not None:
                     log.info("redemption.reconciled",
                              vendor_order_id=result.vendor_order_id)
@@ -704,6 +758,8 @@ class Worker:
                     return self._move(entry, State.CLOSED_UPSTREAM,
                                       "left the outstanding list; the vendor confirms no order "
                                       "exists under its key", log)
+                if self._released_before(log, "the vendor order"):
+                    return None
                 if entry.state is not State.ORDERING:
                     entry = self._move(entry, State.ORDERING,
                                        f"attempt {attempts}: ordering from {entry.vendor}", log)
@@ -714,6 +770,25 @@ class Worker:
             return self._vendor_failed(entry, exc, attempts, log)
         failpoint("after_vendor_answer")
         return self._after_order(entry, result, log)
+
+    def _stopping(self, log: structlog.BoundLogger, before: str) -> bool:
+        """Whether a stop was asked for: then no new call leaves for this redemption. What
+        it has reached is in the ledger already; ``_step`` gives its lease back, so the next
+        cycle takes it at once, with no attempt counted (its key, if saved, is looked up
+        first there, as after any interruption). Once a stop is asked for, the Influitive
+        request budget sends nothing either (``poller.core.budget``)."""
+        if not self.stop.is_set():
+            return False
+        log.info("redemption.stopping", reason=f"stopping before {before}")
+        return True
+
+    def _released_before(self, log: structlog.BoundLogger, before: str) -> bool:
+        """``_stopping`` at the start of a step's first call: the step ends with nothing
+        done, counted as released."""
+        if not self._stopping(log, before):
+            return False
+        _note_released()
+        return True
 
     def _after_order(
         self, entry: LedgerEntry, result: OrderResult, log: structlog.BoundLogger
@@ -749,21 +824,30 @@ class Worker:
         )
         # The vendor adapter logs the placed order (vendor_order_placed); one event per order.
         failpoint("after_ordered")
+        if self._stopping(log, "telling Influitive"):
+            return entry  # ordered, recorded: the next cycle sends the fulfilment
         return self._fulfill(entry, log)
 
     def _vendor_failed(
         self, entry: LedgerEntry, exc: VendorError, attempts: int, log: structlog.BoundLogger
     ) -> LedgerEntry:
         after = after_vendor_error(exc, attempts=attempts,
-                                   max_attempts=self.policy.schedule.max_attempts)
-        if isinstance(exc, OperatorFacingError):
-            _note(vendor_problem(entry.vendor or "", exc))
+                                   max_attempts=self.policy.schedule.max_attempts,
+                                   unavailable=self.policy.unavailable,
+                                   unavailable_reason=self._render(
+                                       self.messages.unavailable_reason, entry))
+        note_vendor_error(entry.vendor or "", exc)
+        if isinstance(exc, ProductUnavailable) and after.state is State.HELD:
+            # Held by choice, for a person to decide on the money: the run says so.
+            _note(OperatorProblem(who=entry.vendor or "", kind="other", detail=str(exc)))
         kind = type(exc).__name__
         if after.state is State.REFUSING:
             log.warning("redemption.refusing", error=str(exc))
             message = self._render(self.messages.refused, entry, reason=after.reason)
             entry = self._move(entry, State.REFUSING, f"vendor refused: {exc}", log,
                                Changes(message=message, attempts=attempts, last_error=str(exc)))
+            if self._stopping(log, "sending the refusal"):
+                return entry
             return self._refuse(entry, log)
         if after.state is State.HELD:
             log.error("redemption.vendor.held", error=str(exc),
@@ -779,12 +863,46 @@ class Worker:
         return self._move(entry, State.WAITING, after.reason, log,
                           Changes(attempts=attempts, next_attempt_at=when, last_error=str(exc)))
 
-    def _recheck_pending(self, entry: LedgerEntry, log: structlog.BoundLogger) -> LedgerEntry:
+    def _hold_unconfirmable(
+        self, entry: LedgerEntry, exc: LookupUnavailable, log: structlog.BoundLogger, *,
+        gone: bool,
+    ) -> LedgerEntry | None:
+        """Held for a person: the vendor cannot look the order up, and sending the request
+        again is not allowed (the redemption left the list, or the vendor promises no
+        idempotency). Counted as an operator problem, so ``run --run-once`` exits 1."""
+        why = ("the redemption has left Influitive's outstanding list (decided by someone "
+               "else), so it is not sent again" if gone
+               else f"{entry.vendor} does not promise that a repeat creates nothing new")
+        reason = (f"unconfirmable order: the outcome of the order sent to {entry.vendor} under "
+                  f"key {entry.idempotency_key} is unknown and {entry.vendor} cannot look it "
+                  f"up; {why}. Check at {entry.vendor} whether that order exists "
+                  f"(`reward-poller ledger show {entry.redemption_id}`)")
+        if entry.state is State.HELD and entry.hold_reason == reason:
+            return None  # already with a person for this very reason
+        log.error("redemption.unconfirmable.held", reason=reason, error=str(exc))
+        _note(OperatorProblem(who=entry.vendor or "", kind="other", detail=reason))
+        return self._move(entry, State.HELD, reason, log,
+                          Changes(hold_reason=reason, last_error=str(exc), clear=_NOT_DUE))
+
+    def _recheck_pending(
+        self, entry: LedgerEntry, log: structlog.BoundLogger, *, in_cycle: bool = True,
+    ) -> LedgerEntry | None:
         assert entry.idempotency_key and entry.vendor
         vendor = self._vendor(entry.vendor)
         try:
             with self._heartbeat(entry, log):
-                result = vendor.lookup(entry.idempotency_key)
+                try:
+                    result = vendor.lookup(entry.idempotency_key)
+                except LookupUnavailable as exc:
+                    # The order exists (the vendor took it as pending). A vendor without a
+                    # look-up is asked by repeating the identical request, which its
+                    # idempotency promise makes a read; never from an operator command.
+                    if not in_cycle:
+                        return None
+                    if not exc.idempotent_resend:
+                        raise
+                    log.info("redemption.pending.resend", reason=str(exc))
+                    result = vendor.place_order(self._request(entry))
         except AdvocateFacingError as exc:
             # The vendor's final word on the pending order is no (e.g. the HTTP vendor's
             # "refused" after "pending"): nothing was sent, so the advocate gets the points back.
@@ -792,6 +910,7 @@ class Worker:
         except VendorError as exc:
             # The order exists; only the check failed. It stays PENDING (never WAITING,
             # which would mean "no order known") and is checked again later.
+            note_vendor_error(entry.vendor or "", exc)
             attempts = entry.attempts + 1
             if self.policy.schedule.exhausted(attempts):
                 reason = f"could not check the pending vendor order after {attempts} " \

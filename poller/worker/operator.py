@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from poller.core.errors import PollerError, VendorError
+from poller.core.errors import LookupUnavailable, PollerError, VendorError
 from poller.core.keys import idempotency_key
 from poller.core.model import LedgerEntry, OrderResult, OrderStatus
 from poller.core.ports import Changes, LeaseLost, Ledger, Vendor
@@ -61,12 +61,24 @@ def _move(
         ) from None
 
 
-def _lookup(vendors: Callable[[str], Vendor], entry: LedgerEntry) -> OrderResult | None:
+def _lookup(vendors: Callable[[str], Vendor], entry: LedgerEntry, *,
+            unconfirmable: bool = False) -> OrderResult | None:
     """The vendor's answer for the row's key: found or not found; OperatorError when it
-    could not be asked (unknown), so that nothing is decided on a guess."""
+    could not be asked (unknown), so that nothing is decided on a guess. A look-up only
+    reads: no command ever sends an order. ``unconfirmable``: a vendor that cannot look
+    orders up raises its LookupUnavailable for the caller to act on."""
     assert entry.idempotency_key and entry.vendor
     try:
         return vendors(entry.vendor).lookup(entry.idempotency_key)
+    except LookupUnavailable as exc:
+        if unconfirmable:
+            raise
+        raise OperatorError(
+            f"{entry.vendor} cannot tell whether an order exists under key "
+            f"{entry.idempotency_key} ({exc}); nothing was changed. Check at {entry.vendor} "
+            "by hand: `ledger fulfill` if the reward was sent, `ledger retry` to let the "
+            "worker repeat the identical request while Influitive still lists it"
+        ) from None
     except VendorError as exc:
         raise OperatorError(
             f"could not ask {entry.vendor} whether an order exists under key "
@@ -165,7 +177,17 @@ def retry(
         moved = _move(ledger, entry, to, detail + ": no key, routed afresh", now, release,
                       actor)
         return Outcome(entry=moved, said="it is routed afresh at the next cycle")
-    order = _lookup(vendors, entry)
+    try:
+        order = _lookup(vendors, entry, unconfirmable=True)
+    except LookupUnavailable as exc:
+        # Released, not sent: the worker repeats the identical request only while
+        # Influitive still lists the redemption, and holds it again otherwise.
+        moved = _move(ledger, entry, State.WAITING,
+                      f"{detail}: {exc}; the worker repeats the identical request only while "
+                      "Influitive still lists the redemption", now, release, actor)
+        return Outcome(entry=moved, said=f"{entry.vendor} cannot look the order up; the "
+                                         "worker repeats the identical request (same key) at "
+                                         "the next cycle only while Influitive still lists it")
     if order is None:
         if entry.vendor_order_id:
             raise OperatorError(

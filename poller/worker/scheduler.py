@@ -8,6 +8,9 @@ Under systemd (``Type=notify``) it says READY=1 when the scheduler starts, WATCH
 every cycle that returns (and, while idle between cycles, every half ``WatchdogSec``, so only a
 hung cycle trips the watchdog, whatever the interval) and STOPPING=1 on the first signal.
 
+A cycle that fails is logged once, as ``cycle.failed`` (error): its cause, the failures in a
+row and, when the service explains it, the operator-facing cause and fix.
+
 A cycle that runs longer than the interval makes APScheduler skip the runs that fell due
 meanwhile: that is logged once per skipped run as our own ``scheduler.run.skipped`` event
 (APScheduler's own text for it is silenced, so the log has one line per happening).
@@ -18,14 +21,14 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Any
 
 import structlog
 
-from poller.core.errors import SourceAuthError
+from poller.core.errors import PollerError
 from poller.ops.notify import Notifier
 from poller.worker.cycle import CycleReport
 
@@ -44,6 +47,8 @@ class Daemon:
         stop: threading.Event,
         on_cycle: Callable[[CycleReport | None, BaseException | None], None] | None = None,
         notifier: Notifier | None = None,
+        explain: Callable[[CycleReport | None, BaseException | None],
+                          Mapping[str, Any]] | None = None,
     ) -> None:
         from apscheduler.schedulers.blocking import BlockingScheduler
 
@@ -51,6 +56,9 @@ class Daemon:
         self.interval = interval_seconds
         self.stop = stop
         self.on_cycle = on_cycle
+        self.explain = explain
+        """Fields to add to a failed cycle's ``cycle.failed`` line (the cause and fix of an
+        operator-facing error)."""
         self.failures_in_a_row = 0
         self.notifier = notifier or Notifier()
         self.cycles = 0
@@ -111,12 +119,8 @@ class Daemon:
             self._nudge_pending = False
         try:
             report = self._cycle()
-        except SourceAuthError as exc:
-            error = exc
-            log.error("cycle.failed", reason="Influitive rejected the credentials", error=str(exc))
         except Exception as exc:  # the daemon keeps running; the next interval tries again
             error = exc
-            log.error("cycle.failed", error=f"{type(exc).__name__}: {exc}", exc_info=True)
         finally:
             with self._nudge_lock:
                 self._in_cycle.clear()
@@ -125,7 +129,7 @@ class Daemon:
         ok = error is None and report is not None and report.ok
         self.failures_in_a_row = 0 if ok else self.failures_in_a_row + 1
         if not ok:
-            log.warning("cycle.unsuccessful", failures_in_a_row=self.failures_in_a_row)
+            self._failed(report, error)
         if self.on_cycle is not None:
             try:
                 self.on_cycle(report, error)
@@ -138,6 +142,26 @@ class Daemon:
         # A webhook arrived while this cycle ran: its redemption may not have been in this
         # poll, so one more cycle follows at once (however many webhooks came).
         return again and not self.stop.is_set()
+
+    def _failed(self, report: CycleReport | None, error: BaseException | None) -> None:
+        """The one line about a cycle that could not do its job: the cause, the failures
+        in a row, what ``explain`` adds (the fix), and the traceback of an unexpected
+        error (our own errors say all there is in their message)."""
+        if error is None:
+            cause = "; ".join(report.errors) if report is not None and report.errors else \
+                "the cycle could not do its job"
+        else:
+            cause = str(error) if isinstance(error, PollerError) else \
+                f"{type(error).__name__}: {error}"
+        fields: dict[str, Any] = {}
+        if self.explain is not None:
+            try:
+                fields = dict(self.explain(report, error))
+            except Exception as exc:  # the line is written without what it would add
+                log.debug("cycle.explain.failed", error=type(exc).__name__)
+        unexpected = error is not None and not isinstance(error, PollerError)
+        log.error("cycle.failed", error=cause, failures_in_a_row=self.failures_in_a_row,
+                  **fields, exc_info=error if unexpected else None)
 
     def nudge(self) -> None:
         """Run a cycle now (a webhook said something happened). Coalesced: nudges while

@@ -173,6 +173,10 @@ def test_a_manual_reward_that_cannot_be_sent_can_be_refused(standins: Standins) 
     assert run_cli("run", "--run-once", config=config).returncode == 0
     shown = json.loads(run_cli("ledger", "show", "9", "--json", config=config).stdout)
     assert shown["state"] == "pending" and shown["vendor"] == "manual"
+    # The manual vendor takes no product: none is named, never "product None".
+    story = run_cli("ledger", "show", "9", config=config).stdout
+    assert "ordering 40.00 USD from manual (route config:reward_id=54)" in story
+    assert "None" not in story
     refused = run_cli("ledger", "refuse", "9", "-m", "Out of hoodies in your size",
                       config=config)
     assert refused.returncode == 0, refused.stderr

@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -45,6 +46,13 @@ WRONG_KEY = "e2e-wrong-tremendous-key-000"
 
 def last_line(text: str) -> str:
     return text.strip().splitlines()[-1]
+
+
+def last_json(text: str) -> dict[str, Any]:
+    """The last stderr line, parsed: off a terminal the command line's own lines (its
+    failure, a configuration error) are JSON objects like the log lines."""
+    parsed: dict[str, Any] = json.loads(last_line(text))
+    return parsed
 
 
 def json_lines(text: str) -> list[dict[str, object]]:
@@ -125,7 +133,8 @@ def test_check_proves_influitive_and_names_what_failed(standins: Standins) -> No
     assert wrong.returncode == 1
     assert _rows(wrong.stdout)[("influitive", "credentials")] == "FAIL"
     assert "credentials or org id rejected" in wrong.stdout
-    assert last_line(wrong.stderr) == "reward-poller: check found 1 problem: influitive"
+    assert last_json(wrong.stderr)["event"] == "cli.failed"
+    assert last_json(wrong.stderr)["message"] == "check found 1 problem: influitive"
 
     with_key(config, f'base_url = "{standins.influitive_url}"', 'base_url = "http://127.0.0.1:9"')
     with_key(config, f'base_url = "{standins.tremendous_url}/api/v2"',
@@ -135,7 +144,7 @@ def test_check_proves_influitive_and_names_what_failed(standins: Standins) -> No
     assert "unreachable" in down.stdout
     assert ("tremendous", "problem") in _rows(down.stdout)
     assert "FAIL" in {_rows(down.stdout)[("tremendous", "problem")]}
-    assert last_line(down.stderr).endswith("influitive, tremendous")
+    assert last_json(down.stderr)["message"].endswith("influitive, tremendous")
     assert "all checks passed" not in down.stdout
 
 
@@ -147,10 +156,15 @@ def test_run_once_exits_1_naming_the_vendor_and_the_fix(standins: Standins) -> N
     config = with_key(standins.config(), f'api_key = "{KEY}"', f'api_key = "{WRONG_KEY}"')
     result = run_cli("run", "--run-once", config=config)
     assert result.returncode == 1, result.stderr
-    last = last_line(result.stderr)
-    assert last.startswith("reward-poller: vendor tremendous rejected the credentials")
+    failed = last_json(result.stderr)
+    last = failed["message"]
+    assert failed["event"] == "cli.failed" and failed["exit_code"] == 1
+    assert last.startswith("vendor tremendous rejected the credentials")
     assert "2 redemptions wait on it, nothing was refused" in last
     assert "Fix: check the credentials in [vendors.tremendous]" in last
+    [problem] = failed["problems"]
+    assert problem["cause"] == "tremendous.credentials" and problem["redemptions"] == 2
+    assert problem["fix"].startswith("check the credentials in [vendors.tremendous]")
     # One paragraph on stdout: what was done and why the rest waits.
     assert result.stdout.count("\n") == 1
     assert result.stdout.startswith("run: polled 2 outstanding redemptions (2 new)")
@@ -167,8 +181,8 @@ def test_run_once_exits_1_when_the_poll_stops_at_max_pages(standins: Standins) -
     config = with_key(standins.config(), f'org_id = "{ORG}"', f'org_id = "{ORG}"\nmax_pages = 1')
     result = run_cli("run", "--run-once", config=config)
     assert result.returncode == 1
-    assert "[influitive] max_pages = 1" in last_line(result.stderr)
-    assert "Fix: raise [influitive] max_pages" in last_line(result.stderr)
+    assert "[influitive] max_pages = 1" in last_json(result.stderr)["message"]
+    assert "Fix: raise [influitive] max_pages" in last_json(result.stderr)["message"]
     assert "list incomplete" in result.stdout
 
 
@@ -258,8 +272,9 @@ def test_config_mistakes_exit_2_naming_the_file_or_the_variable(
         **env, "REWARD_POLLER_CONFIG": str(tmp_path / "nope.toml"),
         "REWARD_POLLER_INFLUITIVE__ORG_ID": "x"})
     assert missing.returncode == 2
-    assert last_line(missing.stderr).startswith(f"reward-poller: config file {tmp_path}/nope.toml"
-                                                " not found")
+    assert last_json(missing.stderr)["event"] == "config.invalid"
+    assert last_json(missing.stderr)["message"].startswith(
+        f"config file {tmp_path}/nope.toml not found")
 
     def env_error(name: str, value: str) -> str:
         result = run_env("--config", str(config), "status", cwd=tmp_path,
@@ -320,7 +335,7 @@ def test_read_only_commands_never_create_a_ledger(standins: Standins) -> None:
                  ["report", "--since", "2026-01-01"]):
         result = run_cli(*args, config=config)
         assert result.returncode == 1, args
-        assert last_line(result.stderr).startswith(f"reward-poller: no ledger at {path}")
+        assert last_json(result.stderr)["message"].startswith(f"no ledger at {path}")
         assert not path.exists()
     bad = run_cli("ledger", "list", "--limit", "0", config=config)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr

@@ -129,3 +129,110 @@ currency = "USD"
     for output in (run.stdout, run.stderr, show.stdout, show.stderr, listing.stdout):
         assert PASSWORD not in output
         assert "4815162" not in output and "zq9x8y7w" not in output
+
+
+# --- what is not a secret: user names, hosts, ports, ordinary paths, advocates' messages ---
+
+
+ADVOCATE_HOOK = "http://advocate@127.0.0.1:9/hook"
+THANKS = "Thank you for being an advocate!"
+
+
+def _loaded(**sections: object) -> Config:
+    """A config with these sections loaded (which teaches the redactor its URLs)."""
+    return Config(influitive={"api_token": "tok-123456789", "org_id": "org"},
+                  **sections)  # type: ignore[arg-type]
+
+
+def test_a_url_user_name_port_and_plain_path_are_not_secrets() -> None:
+    assert url_secrets(ADVOCATE_HOOK) == []
+    assert url_secrets("postgresql+psycopg://postgres@127.0.0.1:5432/ledger", False) == []
+    assert url_secrets("http://127.0.0.1:8080/api/v2") == []
+    _loaded(alerts={"webhook_url": ADVOCATE_HOOK},
+            ledger={"url": "postgresql+psycopg://postgres@127.0.0.1:5432/ledger"})
+    for text in (THANKS, "install reward-poller[postgres]", "listening on 8080",
+                 "postgresql+psycopg://postgres@127.0.0.1:5432/ledger is unavailable"):
+        assert logs.redactor.scrub(text) == text
+
+
+def test_a_postgres_password_is_hidden_where_it_stands_the_user_name_stays() -> None:
+    """``user:password@``: the password goes, the user name (here ``postgres``, a common
+    word) stays, and so does every other ``postgres`` in the text."""
+    _loaded(ledger={"url": "postgresql+psycopg://postgres:hunter@127.0.0.1:5432/ledger"})
+    text = ("could not reach postgresql+psycopg://postgres:hunter@127.0.0.1:5432/ledger; "
+            "install reward-poller[postgres]")
+    assert logs.redactor.scrub(text) == (
+        "could not reach postgresql+psycopg://postgres:[redacted]@127.0.0.1:5432/ledger; "
+        "install reward-poller[postgres]")
+
+
+def test_the_install_hint_and_a_postgres_user_survive_the_redactor(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The error a missing driver gives, as the CLI would show it: URL and hint intact."""
+    import sys
+
+    from poller.core.errors import ConfigError
+    from poller.ledger.sql import make_engine
+
+    url = "postgresql+psycopg2://postgres@127.0.0.1:1/ledger"
+    _loaded(ledger={"url": url})
+    monkeypatch.setitem(sys.modules, "psycopg2", None)  # the driver is not installed
+    with pytest.raises(ConfigError) as raised:
+        make_engine(url)
+    shown = logs.redactor.scrub(str(raised.value))
+    assert shown == str(raised.value)
+    assert "postgresql+psycopg2://postgres@127.0.0.1:1/ledger" in shown
+    assert shown.endswith("install reward-poller[postgres]")
+
+
+def test_a_connect_error_keeps_host_port_and_path() -> None:
+    """Vendor base URLs are secret-path keys by default; ``/api/v2`` holds no credential,
+    so an error naming the request keeps it, with the port."""
+    import httpx
+
+    from poller.transport import describe
+
+    _loaded(vendors={"tremendous": {"base_url": "http://127.0.0.1:9/api/v2",
+                                    "api_key": "k" * 24}})
+    with httpx.Client() as client, pytest.raises(httpx.ConnectError) as raised:
+        client.get("http://u:pw-123456@127.0.0.1:9/api/v2/funding_sources?token=abc")
+    said = logs.redactor.scrub(describe(raised.value))
+    assert said == "ConnectError (GET 127.0.0.1:9/api/v2/funding_sources)"
+
+
+@pytest.mark.e2e
+def test_the_advocates_message_is_the_template_byte_for_byte(standins: Standins) -> None:
+    """A webhook URL whose user name is ``advocate`` must not rewrite what the advocate
+    reads: Influitive receives the rendered template exactly, and the ledger stores it."""
+    config = standins.config(extra=f"""
+[fulfillment]
+fulfilled_message = "{THANKS}"
+
+[alerts]
+webhook_url = "{ADVOCATE_HOOK}"
+""")
+    standins.seed(1)
+    run = run_cli("run", "--run-once", config=config)
+    assert run.returncode == 0, run.stderr
+    [decision] = [d for d in standins.influitive.decisions() if d.accepted]
+    assert decision.verb == "fulfill"
+    assert decision.message is not None
+    assert decision.message.encode() == THANKS.encode()
+    show = run_cli("ledger", "show", "1", "--json", config=config)
+    assert json.loads(show.stdout)["message"] == THANKS
+
+
+@pytest.mark.e2e
+def test_check_names_an_unreachable_vendor_with_its_port_and_path(standins: Standins) -> None:
+    from poller.standins.server import free_port
+
+    port = free_port()  # nothing listens there
+    config = standins.config()
+    config.write_text(config.read_text().replace(
+        f'base_url = "{standins.tremendous_url}/api/v2"',
+        f'base_url = "http://127.0.0.1:{port}/api/v2"'))
+    result = run_cli("check", config=config)
+    assert result.returncode == 1
+    assert f"ConnectError (GET 127.0.0.1:{port}/api/v2/funding_sources)" in result.stdout
+    assert "[redacted]" not in result.stdout + result.stderr

@@ -64,16 +64,18 @@ LedgerKind = Literal["sqlite", "postgresql"]
 # Warning/error lines about a whole cycle or poll, not about one redemption. Every other
 # warning or error line must name its redemption.
 CYCLE_EVENTS = frozenset({
-    "influitive.poll.failed", "influitive.poll.incomplete", "influitive.item.rejected",
+    "influitive.poll.incomplete", "influitive.item.rejected",
     "influitive.item.unparseable", "influitive.poll.blocked", "influitive.budget.waited",
-    "poll.failed", "poll.incomplete", "redemption.unrecordable",
+    "poll.incomplete", "redemption.unrecordable",
     # The daemon's own housekeeping (poller.ops): about the process, not a redemption.
-    "cycle.failed", "cycle.unsuccessful", "cycle.hook.failed", "daemon.exiting_now",
+    "cycle.failed", "cycle.hook.failed", "daemon.exiting_now",
     "scheduler.run.skipped", "service.counts.failed", "alert.delivery.failed", "cycle.problem",
     "alert.state.unsaved", "alert.failed", "library.message",
     "config.file.readable_by_others", "service.webhooks.no_listener",
     "systemd.notify.failed", "metrics.ledger.unread", "metrics.textfile.failed",
     "server.accept.failed",
+    # The command line's own last line (``run --run-once`` that could not do its job).
+    "cli.failed", "config.invalid",
 })
 
 

@@ -8,6 +8,7 @@ about a redemption names it (the JSON log lines on stderr).
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 from datetime import UTC, datetime
@@ -75,7 +76,7 @@ def test_influitive_down_then_back(sqlite_stage: Stage) -> None:
     assert down.returncode == 1
     assert "poll failed" in down.stderr
     daemon = stage.popen("run", config=config)
-    wait_for(lambda: cycles(daemon, "cycle.unsuccessful") >= 2, what="failed cycles")
+    wait_for(lambda: cycles(daemon, "cycle.failed") >= 2, what="failed cycles")
     assert daemon.popen.poll() is None  # still running, trying every interval
     assert stage.tremendous.received == [] and stage.entries() == {}
 
@@ -98,7 +99,12 @@ def test_vendor_down_then_back(sqlite_stage: Stage) -> None:
     config = stage.config(tremendous_url=f"http://127.0.0.1:{port}", lease_seconds=3)
 
     down = stage.run_once(config)
-    assert down.returncode == 0, down.stderr  # the cycle ran; the redemptions wait
+    # The cycle ran and the redemptions wait, but a vendor nothing answers for is a person's
+    # to look at: exit 1, the last line naming it.
+    assert down.returncode == 1, down.stderr
+    last = json.loads(down.stderr.strip().splitlines()[-1])  # stderr is not a terminal
+    assert last["event"] == "cli.failed"
+    assert last["message"].startswith("vendor tremendous could not be reached")
     entries = stage.entries()
     assert {e.state for e in entries.values()} == {State.WAITING}
     assert all("could not reach" in (e.last_error or "") for e in entries.values())

@@ -193,6 +193,12 @@ def test_report_one_row_per_vendor_order(standins: Standins) -> None:
     as_json = run_cli("report", "--since", since, "--format", "json", config=config)
     data = json.loads(as_json.stdout)
     assert {d["vendor_order_id"] for d in data} == {r["vendor_order_id"] for r in rows}
+    # --json, as every other command spells it, is the same as --format json.
+    flag = run_cli("report", "--since", since, "--json", config=config)
+    assert flag.returncode == 0, flag.stderr
+    assert json.loads(flag.stdout) == data
+    clash = run_cli("report", "--since", since, "--json", "--format", "csv", config=config)
+    assert clash.returncode == 2 and "--json contradicts --format csv" in clash.stderr
 
     later = run_cli("report", "--since", (today + timedelta(days=1)).isoformat(),
                     "--until", (today + timedelta(days=2)).isoformat(), config=config)

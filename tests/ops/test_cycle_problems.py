@@ -6,6 +6,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import httpx
+import pytest
+
 from poller.core.backoff import RetrySchedule
 from poller.core.errors import (
     ConfigFixable,
@@ -13,12 +16,15 @@ from poller.core.errors import (
     SourceAuthError,
     SourceBlocked,
     TransientVendorError,
+    VendorUnreachable,
 )
 from poller.core.routing import RewardRule
 from poller.core.states import State
 from poller.influitive.fake import FakeInfluitive
 from poller.ledger.memory import MemoryLedger
 from poller.ops.alerts import cycle_problems, problem_line
+from poller.transport import RetryPolicy
+from poller.vendors.base import call
 from poller.vendors.fake import FakeVendor
 from poller.worker.cycle import CycleReport, Worker, WorkerPolicy
 
@@ -59,6 +65,37 @@ def test_a_configuration_the_vendor_refuses_and_a_transient_error() -> None:
     vendor.fail(TransientVendorError("503", vendor="fake", status=503), times=1)
     report = worker.run_cycle()
     assert list(report.problems) == ["fake.configuration"]  # a 503 is nobody's to fix
+
+
+def test_a_vendor_that_cannot_be_reached_is_named_and_the_redemption_waits() -> None:
+    worker, _, vendor, ledger = rig(1, 2)
+    vendor.fail(VendorUnreachable("fake POST /orders: could not reach the server "
+                                  "(ConnectError (POST fake.invalid/orders))", vendor="fake"),
+                times=None)
+    report = worker.run_cycle()
+    assert report.ok
+    assert {c: p.redemptions for c, p in report.problems.items()} == {"fake.unreachable": 2}
+    assert {e.state for e in ledger.list()} == {State.WAITING}  # retried later, not held
+    line = problem_line(report.problems["fake.unreachable"])
+    assert line.startswith("vendor fake could not be reached (")
+    assert "check the address in [vendors.fake]" in line
+
+
+def test_the_vendor_transport_tells_unreachable_from_other_failures() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
+
+    def slow(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    policy = RetryPolicy(attempts=2, initial_wait=0.001, max_wait=0.001)
+    for handler, kind in ((refuse, VendorUnreachable), (slow, TransientVendorError)):
+        with httpx.Client(transport=httpx.MockTransport(handler),
+                          base_url="http://vendor.test") as client, \
+                pytest.raises(TransientVendorError) as caught:
+            call(client, "GET", "/orders/k", policy=policy, sleep=lambda s: None,
+                 vendor="fake", label="fake", where="GET /orders", creates=False)
+        assert type(caught.value) is kind
 
 
 def test_a_firewall_block_and_the_page_cap() -> None:

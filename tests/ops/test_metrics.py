@@ -16,14 +16,22 @@ from typing import Any
 
 import httpx
 import pytest
+import structlog.testing
 from prometheus_client.parser import text_string_to_metric_families
 
 from poller import __version__
 from poller.config import ConfigError, load_config
+from poller.core.errors import OperatorFacingError
 from poller.core.model import OrderRequest, OrderResult, OrderStatus
 from poller.core.ports import PollRecord
 from poller.core.states import State
-from poller.ops.metrics import Recorder, minor_units, outcome_of
+from poller.ops.metrics import (
+    ALERTING_INFLUITIVE_ERRORS,
+    ALERTING_VENDOR_ERRORS,
+    Recorder,
+    minor_units,
+    outcome_of,
+)
 from poller.transport import RetryPolicy, send
 from tests.e2e.conftest import Standins, run_cli
 
@@ -258,6 +266,99 @@ def test_write_textfile_into_a_missing_folder_fails_and_leaves_nothing(tmp_path:
     assert list(tmp_path.iterdir()) == []
 
 
+def _run(target: Path, *, errors: int = 0, seconds: float | None = None,
+         held: int = 0) -> Recorder:
+    """One ``run --run-once``'s Recorder: a new process's counters, written at its end."""
+    recorder = Recorder(process=False)
+    recorder.expect_vendors(["tremendous"])
+    for _ in range(errors):
+        recorder.vendor_error("tremendous", OperatorFacingError("rejected"))
+    if seconds is not None:
+        recorder.request_duration.labels(upstream="tremendous", outcome="4xx").observe(seconds)
+    recorder.redemptions.labels(state="held").set(held)
+    recorder.write_textfile(target)
+    return recorder
+
+
+def test_textfile_counters_continue_from_the_previous_run(tmp_path: Path) -> None:
+    """Two runs that each met the same errors write a growing counter (else Prometheus sees
+    the same value twice and increase() is 0); gauges are each run's own."""
+    target = tmp_path / "reward-poller.prom"
+    rejected = ("reward_poller_vendor_errors_total", (("error_class", "OperatorFacingError"),
+                                                       ("vendor", "tremendous")))
+    count = ("reward_poller_request_duration_seconds_count",
+             (("outcome", "4xx"), ("upstream", "tremendous")))
+    total = ("reward_poller_request_duration_seconds_sum", count[1])
+    bucket = ("reward_poller_request_duration_seconds_bucket",
+              (("le", "+Inf"), ("outcome", "4xx"), ("upstream", "tremendous")))
+
+    _run(target, errors=2, seconds=0.5, held=1)
+    first = samples(target.read_text())
+    assert first[rejected] == 2 and first[count] == 1 and first[total] == 0.5
+
+    _run(target, errors=2, seconds=1.5, held=0)
+    second = samples(target.read_text())
+    assert second[rejected] == 4
+    assert (second[count], second[total], second[bucket]) == (2, 2.0, 2)
+    assert value(second, "reward_poller_redemptions", state="held") == 0
+
+    _run(target)  # a run that met none: what earlier runs counted stays
+    third = samples(target.read_text())
+    assert (third[rejected], third[count], third[total]) == (4, 2, 2.0)
+
+
+def test_a_recorder_writing_again_adds_only_what_it_counted_since(tmp_path: Path) -> None:
+    target = tmp_path / "reward-poller.prom"
+    _run(target, errors=3)
+    recorder = _run(target, errors=1)
+    recorder.write_textfile(target)
+    key = ("reward_poller_vendor_errors_total",
+           (("error_class", "OperatorFacingError"), ("vendor", "tremendous")))
+    assert samples(target.read_text())[key] == 4
+    recorder.vendor_error("tremendous", OperatorFacingError("rejected"))
+    recorder.write_textfile(target)
+    assert samples(target.read_text())[key] == 5
+
+
+def test_runs_ending_together_each_add_their_counts(tmp_path: Path) -> None:
+    target = tmp_path / "reward-poller.prom"
+    recorders = [Recorder(process=False) for _ in range(8)]
+    for recorder in recorders:
+        recorder.vendor_error("tango", OperatorFacingError("rejected"))
+    threads = [threading.Thread(target=r.write_textfile, args=(target,)) for r in recorders]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert value(samples(target.read_text()), "reward_poller_vendor_errors_total",
+                 vendor="tango", error_class="OperatorFacingError") == 8
+
+
+def test_an_unreadable_previous_textfile_starts_the_counters_again(tmp_path: Path) -> None:
+    target = tmp_path / "reward-poller.prom"
+    target.write_text("not an exposition\n")
+    with structlog.testing.capture_logs() as logs:
+        _run(target, errors=1)
+    assert value(samples(target.read_text()), "reward_poller_vendor_errors_total",
+                 vendor="tremendous", error_class="OperatorFacingError") == 1
+    assert [entry for entry in logs if entry["event"] == "metrics.textfile.unreadable"
+            and entry["path"] == str(target)]
+
+
+def test_the_series_the_alert_rules_page_on_exist_at_zero_before_the_first_error() -> None:
+    recorder = Recorder(process=False)
+    recorder.expect_vendors(["tango", "giftbit"])
+    found = samples(recorder.exposition())
+    for vendor in ("tango", "giftbit"):
+        for error_class in ALERTING_VENDOR_ERRORS:
+            assert value(found, "reward_poller_vendor_errors_total", vendor=vendor,
+                         error_class=error_class) == 0
+    for operation in ("poll", "fulfill", "refuse"):
+        for error_class in ALERTING_INFLUITIVE_ERRORS:
+            assert value(found, "reward_poller_influitive_errors_total", operation=operation,
+                         error_class=error_class) == 0
+
+
 def test_textfile_must_be_a_prom_file(tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
     config.write_text('[influitive]\napi_token = "t"\norg_id = "o"\n\n'
@@ -288,6 +389,18 @@ def test_run_once_writes_the_textfile(standins: Standins) -> None:
     assert not [k for k in found if "cycle" in k[0]]
     assert sorted(p.name for p in textfile.parent.iterdir() if "prom" in p.name) == [
         "reward-poller.prom"]
+    # The configured vendor's operator-facing series exist before its first error.
+    assert value(found, "reward_poller_vendor_errors_total", vendor="tremendous",
+                 error_class="OperatorFacingError") == 0
+
+    standins.seed(4)
+    again = run_cli("run", "--run-once", config=config)
+    assert again.returncode == 0, again.stderr
+    after = samples(textfile.read_text())  # the next run's counters continue from these
+    assert value(after, "reward_poller_spend_minor_units_total", vendor="tremendous",
+                 currency="USD") == 7500
+    assert value(after, count, upstream="tremendous", outcome="2xx") > value(
+        found, count, upstream="tremendous", outcome="2xx")
 
 
 def test_a_textfile_that_cannot_be_written_is_logged_not_hidden(standins: Standins) -> None:

@@ -113,6 +113,40 @@ def test_wide_tables_are_fitted_to_the_terminal(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.setattr("shutil.get_terminal_size", lambda: __import__("os").terminal_size(
         (40, 24)))
-    lines = output.table(["id", "reward", "reason"], [["1", "x" * 30, LONG.strip()]])
+    lines = output.table(["id", "reward", "reason"], [["1", "xx " * 10, LONG.strip()]])
     assert all(len(line) <= 40 for line in lines.splitlines())
     assert "\x1b" not in lines
+
+
+def test_a_column_is_never_narrower_than_its_longest_word() -> None:
+    assert output.fit([10, 50, 80], 100, floors=[4, 50, 6]) == [10, 50, 40]
+    assert output.fit([10, 50, 80], 10, floors=[4, 12, 6]) == [8, 12, 8]
+
+
+def test_ids_are_never_split_at_80_columns(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.stdout", FakeTty())
+    monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.setenv("COLUMNS", "80")
+    ids = [f"ORD0000000{n:02d}" for n in range(15, 25)]
+    rows = [[str(4800 + n), "influitive", "fulfilled", "$25 gift card",
+             f"advocate{n}@example.com", "tremendous", "25.00 USD", order,
+             datetime(2026, 11, 30, 15, 44, n, tzinfo=UTC), LONG.strip()]
+            for n, order in enumerate(ids)]
+    text = output.table(["redemption", "source", "state", "reward", "email", "vendor",
+                         "amount", "order", "updated", "reason"], rows)
+    lines = text.splitlines()
+    assert len(lines) > len(rows) + 1  # it was fitted (wrapped), not printed whole
+    tokens = {t for line in lines for t in line.split()}
+    assert set(ids) <= tokens  # every order id whole on one line
+    assert {f"advocate{n}@example.com" for n in range(10)} <= tokens
+    assert not any(t.startswith("ORD0") and t not in ids for t in tokens)
+
+
+def test_an_event_written_with_no_product_is_shown_without_one() -> None:
+    t0 = datetime(2026, 11, 21, 22, 4, 46, tzinfo=UTC)
+    events = [Event(at=t0, from_state=State.NEW, to_state=State.ORDERING, actor="w",
+                    detail="ordering 40 USD from manual (product None, route config:x=1)")]
+    shown = output.timeline(events)
+    assert "ordering 40 USD from manual (route config:x=1)" in shown
+    assert "None" not in shown
+

@@ -130,3 +130,24 @@ def test_the_spending_guard_is_planned_too() -> None:
     assert "daily spend limit for USD" in plan.steps[1].detail
     eur_only = planner(spend=SpendPolicy(daily_limit={"EUR": Decimal("100")}))
     assert eur_only.plan(poll(redemption("c")), ledger, NOW).steps[0].action == "hold"
+
+
+def test_a_row_a_live_run_holds_is_skipped_not_looked_up() -> None:
+    """A run stopped without giving its lease back (killed, or a run still going): the next
+    run's ``due`` leaves the row out, so the plan says skip, not reconcile."""
+    ledger = MemoryLedger()
+    at(ledger, "in-flight", (State.ORDERING, KEYED))
+    at(ledger, "in-flight-gone", (State.ORDERING, KEYED))
+    at(ledger, "free", (State.ORDERING, KEYED))
+    for rid in ("in-flight", "in-flight-gone"):
+        entry = ledger.get("influitive", rid)
+        assert entry is not None and ledger.claim(entry.pk, "other-run", NOW, 300)
+    plan = planner().plan(poll(redemption("in-flight"), redemption("free")), ledger, NOW)
+    steps = {s.redemption_id: s for s in plan.steps}
+    assert {rid: s.action for rid, s in steps.items()} == {
+        "in-flight": "skip", "in-flight-gone": "skip", "free": "reconcile"}
+    assert "leased by a run in progress" in steps["in-flight"].detail
+    assert "lease_seconds" in steps["in-flight"].detail
+    # Once the lease has run out, the run would look it up again, and the plan says so.
+    later = planner().plan(poll(redemption("in-flight")), ledger, NOW + timedelta(seconds=301))
+    assert {s.redemption_id: s.action for s in later.steps}["in-flight"] == "reconcile"

@@ -1,4 +1,5 @@
-"""Helpers for the release tests: the CLI as a subprocess, free loopback ports."""
+"""Helpers for the release tests: the CLI as a subprocess, free loopback ports, the stand-ins
+of tests/e2e."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from poller.standins.sandbox import SERVICES
+from tests.e2e.conftest import standins  # noqa: F401  (the fixture, shared with tests/e2e)
 
 
 def free_port_base(count: int = len(SERVICES)) -> int:

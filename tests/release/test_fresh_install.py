@@ -1,14 +1,15 @@
-"""The acceptance test of a release: ``pip install .`` into a new virtualenv (a wheel, not
+"""The acceptance test of a release: the built wheel installed into a new virtualenv (not
 editable), then, from a folder with no file of the repository, ``reward-poller init`` and
 ``reward-poller sandbox`` in one process, ``reward-poller check`` and ``reward-poller run
---run-once`` in another."""
+--run-once`` in another; ``deploy systemd`` and ``deploy prometheus`` print what the wheel
+ships."""
 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -17,31 +18,19 @@ from poller.release import files
 from tests.release.conftest import clean_env, cli, free_port_base, read_until, start, stop
 
 ROOT = Path(__file__).resolve().parents[2]
-SHIPPED = ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "LICENSE", "CHANGELOG.md",
-           "config.example.toml", "deploy", "migrations", "poller")
 
 pytestmark = [pytest.mark.install, pytest.mark.timeout(900)]
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A new virtualenv with reward-poller installed from a copy of the source tree (so the
-    build leaves nothing in the checkout). Returns its bin/ folder."""
-    base = tmp_path_factory.mktemp("fresh")
-    source = base / "source"
-    source.mkdir()
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "build")
-    for name in SHIPPED:
-        path = ROOT / name
-        if path.is_dir():
-            shutil.copytree(path, source / name, ignore=ignore)
-        else:
-            shutil.copy2(path, source / name)
-    venv = base / "venv"
+def installed(built_wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A new virtualenv with the built wheel installed (tests/conftest.py). Returns its
+    bin/ folder."""
+    venv = tmp_path_factory.mktemp("fresh") / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     result = subprocess.run(
         [str(venv / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check",
-         "--quiet", str(source)],
+         "--quiet", str(built_wheel)],
         capture_output=True, text=True, timeout=600, env=clean_env(),
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -56,13 +45,17 @@ def site_packages(bin_dir: Path) -> Path:
     return Path(found.stdout.strip())
 
 
-def test_the_wheel_ships_the_example_config_and_the_units(installed: Path) -> None:
+def test_the_wheel_ships_the_example_config_the_units_and_the_alert_rules(
+    installed: Path,
+) -> None:
     package = site_packages(installed)
     assert "site-packages" in str(package)  # the installed copy, not the checkout
     data = package / "release" / "data"
     assert (data / "config.example.toml").read_text() == files.example_config()
     for unit in files.UNITS:
         assert (data / "systemd" / unit).read_text() == files.unit(unit)
+    assert (data / "prometheus" / "alerts.yml").read_text() == (
+        ROOT / "deploy" / "prometheus" / "alerts.yml").read_text()
     assert (package / "migrations" / "versions").is_dir()
 
 
@@ -102,4 +95,10 @@ def test_init_sandbox_check_run_from_an_empty_folder(installed: Path, tmp_path: 
     units = cli("deploy", "systemd", cwd=here, command=exe)
     assert units.returncode == 0, units.stderr
     assert f"ExecStart={installed / 'reward-poller'} --config " in units.stdout
+    rules = cli("deploy", "prometheus", cwd=here, command=exe)
+    assert rules.returncode == 0, rules.stderr
+    assert rules.stdout == (ROOT / "deploy" / "prometheus" / "alerts.yml").read_text()
+    version = cli("--version", cwd=here, command=exe)
+    assert version.stdout.split()[-1] == tomllib.loads(
+        (ROOT / "pyproject.toml").read_text())["project"]["version"]
     assert sorted(p.name for p in here.iterdir()) == ["config.toml", "reward-poller.db"]

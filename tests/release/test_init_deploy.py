@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import stat
 import subprocess
@@ -34,6 +36,7 @@ def test_the_shipped_files_are_the_repository_files() -> None:
     assert set(files.UNITS) == {p.name for p in (ROOT / "deploy" / "systemd").iterdir()}
     for unit in files.UNITS:
         assert files.unit(unit) == (ROOT / "deploy" / "systemd" / unit).read_text()
+    assert files.prometheus_rules() == (ROOT / "deploy" / "prometheus" / "alerts.yml").read_text()
 
 
 # --- init ----------------------------------------------------------------------------------
@@ -89,23 +92,42 @@ def test_deploy_systemd_prints_every_unit_with_this_installs_paths() -> None:
     assert Path(executable).is_file()
     assert executable.startswith(sys.prefix) or shutil.which("reward-poller") == executable
     assert deploy.SHIPPED_EXECUTABLE not in result.output
-    assert f"ExecStart={executable} --config /etc/reward-poller/config.toml run\n" in (
-        result.output)
-    assert f"ExecStart={executable} --config /etc/reward-poller/config.toml run --run-once\n" \
-        in result.output
+    # systemd reads the root-only configuration and hands the service a copy of its own.
+    from_credentials = "--config ${CREDENTIALS_DIRECTORY}/config.toml"
+    assert f"ExecStart={executable} {from_credentials} run\n" in result.output
+    assert f"ExecStart={executable} {from_credentials} run --run-once\n" in result.output
+    assert result.output.count(
+        "\nLoadCredential=config.toml:/etc/reward-poller/config.toml\n") == 2
     assert sys.prefix in result.output
 
 
-def test_deploy_systemd_uses_the_config_option(tmp_path: Path) -> None:
+def test_deploy_systemd_loads_the_config_option_and_the_credentials_beside_it(
+    tmp_path: Path,
+) -> None:
     config = tmp_path / "etc" / "config.toml"
     result = invoke("--config", str(config), "deploy", "systemd")
-    assert f"--config {config} run\n" in result.output
+    creds = tmp_path / "etc" / "credentials"
+    for line in (f"LoadCredential=config.toml:{config}",
+                 f"LoadCredential=influitive-token:{creds}/influitive-token",
+                 f"LoadCredential=tremendous-api-key:{creds}/tremendous-api-key",
+                 f"# LoadCredential=alerts-webhook:{creds}/alerts-webhook"):
+        assert result.output.count(f"\n{line}\n") == 2, line
+    assert "/etc/reward-poller" not in result.output.replace(
+        "needs no access to /etc/reward-poller", "")
+    assert "--config ${CREDENTIALS_DIRECTORY}/config.toml run\n" in result.output
+
+
+def test_a_percent_sign_in_a_path_is_not_a_specifier(tmp_path: Path) -> None:
+    config = tmp_path / "100%" / "config.toml"
+    unit = deploy.render("reward-poller.service", config_path=str(config)).text
+    assert f"LoadCredential=config.toml:{tmp_path}/100%%/config.toml\n" in unit
 
 
 def test_deploy_systemd_writes_the_units_and_never_replaces_a_changed_one(
     tmp_path: Path,
 ) -> None:
     target = tmp_path / "units"
+    target.mkdir()
     first = invoke("deploy", "systemd", "--prefix", str(target))
     assert first.exit_code == 0, first.output
     assert sorted(p.name for p in target.iterdir()) == sorted(files.UNITS)
@@ -126,11 +148,119 @@ def test_deploy_systemd_writes_the_units_and_never_replaces_a_changed_one(
     assert not changed.read_text().endswith("# mine\n")
 
 
+def test_a_prefix_that_does_not_exist_is_refused_unless_asked_to_create_it(
+    tmp_path: Path,
+) -> None:
+    typo = tmp_path / "etc" / "systemd" / "sytsem"
+    refused = CliRunner().invoke(cli, ["deploy", "systemd", "--prefix", str(typo)])
+    assert refused.exit_code == 2
+    assert f"{typo} does not exist" in refused.output
+    assert "--create-prefix" in refused.output
+    assert not typo.exists() and not typo.parent.exists()
+    created = invoke("deploy", "systemd", "--prefix", str(typo), "--create-prefix")
+    assert created.exit_code == 0, created.output
+    assert sorted(p.name for p in typo.iterdir()) == sorted(files.UNITS)
+
+
 def test_a_home_directory_install_is_warned_about() -> None:
     assert deploy.hidden_from_units("/home/ada/.local/bin/reward-poller")
     assert deploy.hidden_from_units("/root/.local/bin/reward-poller")
     assert not deploy.hidden_from_units("/opt/reward-poller/bin/reward-poller")
     assert not deploy.hidden_from_units("/homestead/bin/reward-poller")
+
+
+@pytest.mark.parametrize(("path", "unit_setting"), [
+    ("/home/ada/venv/bin/reward-poller", "ProtectHome=yes"),
+    ("/run/user/1000/reward-poller", "ProtectHome=yes"),
+    ("/tmp/venv/bin/reward-poller", "PrivateTmp=yes"),
+    ("/var/tmp/reward-poller.db", "PrivateTmp=yes"),
+    ("/opt/reward-poller/bin/reward-poller", None),
+    ("/var/lib/reward-poller/reward-poller.db", None),
+    ("/tmpfs/reward-poller", None),
+])
+def test_what_the_units_sandbox_hides(path: str, unit_setting: str | None) -> None:
+    problem = deploy.sandbox_problem(path)
+    assert (problem is None) == (unit_setting is None)
+    if unit_setting:
+        assert unit_setting in (problem or "")
+
+
+def _deploy_with(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, *, executable: str,
+                 interpreter: str, config: str | None) -> Result:
+    monkeypatch.setattr(deploy, "executable", lambda: executable)
+    monkeypatch.setattr(deploy.sys, "executable", interpreter)
+    path = tmp_path / "config.toml"
+    if config is not None:
+        path.write_text(config)
+    return CliRunner().invoke(cli, ["--config", str(path), "deploy", "systemd"])
+
+
+def test_install_ledger_and_textfile_paths_the_units_hide_are_warned_about(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+) -> None:
+    result = _deploy_with(
+        monkeypatch, tmp_path, executable="/tmp/venv/bin/reward-poller",
+        interpreter="/root/.pyenv/versions/3.11.7/bin/python3.11",
+        config='[ledger]\nurl = "sqlite:////var/tmp/rp/reward-poller.db"\n'
+               '[metrics]\ntextfile = "/home/ada/metrics/reward-poller.prom"\n',
+    )
+    assert result.exit_code == 0, result.output
+    assert _warnings(result.output) == [
+        "warning: the executable /tmp/venv/bin/reward-poller is under /tmp, which the service "
+        "sees as an empty folder of its own (PrivateTmp=yes): install reward-poller outside "
+        "it, e.g. into /opt/reward-poller (docs/deployment.md)",
+        "warning: the Python interpreter /root/.pyenv/versions/3.11.7/bin/python3.11 is under "
+        "/root, which the units hide from the service (ProtectHome=yes): install "
+        "reward-poller outside it, e.g. into /opt/reward-poller, made with the system's "
+        "python3 (docs/deployment.md)",
+        "warning: the SQLite ledger ([ledger] url) /var/tmp/rp/reward-poller.db is under "
+        "/var/tmp, which the service sees as an empty folder of its own (PrivateTmp=yes): "
+        'keep it in the state directory: url = "sqlite:///reward-poller.db" '
+        "(docs/deployment.md)",
+        "warning: the metrics textfile ([metrics] textfile) /home/ada/metrics/reward-poller.prom"
+        " is under /home, which the units hide from the service (ProtectHome=yes): write it "
+        "into node_exporter's textfile collector folder (docs/deployment.md)",
+    ]
+
+
+def _warnings(output: str) -> list[str]:
+    """The warnings as a terminal shows them; off one (as here) each is a JSON line."""
+    found = []
+    for line in output.splitlines():
+        if line.startswith("{"):
+            record = json.loads(line)
+            if record["level"] == "warning":
+                found.append(f"warning: {record['message']}")
+        elif line.startswith("warning:"):
+            found.append(line)
+    return found
+
+
+def test_a_config_anywhere_and_a_relative_ledger_are_not_warned_about(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+) -> None:
+    """The configuration reaches the service through LoadCredential=, which systemd reads
+    before the sandbox applies: a config under /tmp (tmp_path) is fine."""
+    result = _deploy_with(
+        monkeypatch, tmp_path, executable="/opt/reward-poller/bin/reward-poller",
+        interpreter="/usr/bin/python3.11",
+        config='[ledger]\nurl = "sqlite:///reward-poller.db"\n',
+    )
+    assert result.exit_code == 0, result.output
+    assert "warning" not in result.output
+
+
+def test_a_missing_config_is_warned_about(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+) -> None:
+    """systemd refuses to start a unit whose LoadCredential= file is missing."""
+    result = _deploy_with(
+        monkeypatch, tmp_path, executable="/opt/reward-poller/bin/reward-poller",
+        interpreter="/usr/bin/python3.11", config=None,
+    )
+    assert result.exit_code == 0, result.output
+    assert (f"warning: {tmp_path / 'config.toml'} does not exist: the service cannot start "
+            "until it does (reward-poller init)") in _warnings(result.output)
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None,
@@ -144,6 +274,42 @@ def test_the_written_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr.strip() == "", result.stderr
+
+
+# --- deploy prometheus ---------------------------------------------------------------------
+
+
+def test_deploy_prometheus_prints_the_shipped_rules() -> None:
+    result = invoke("deploy", "prometheus")
+    assert result.exit_code == 0, result.output
+    assert result.output == (ROOT / "deploy" / "prometheus" / "alerts.yml").read_text()
+    assert "alert: RewardPollerOperatorFacingErrors" in result.output
+
+
+def test_deploy_prometheus_writes_the_rules_and_never_replaces_a_changed_file(
+    tmp_path: Path,
+) -> None:
+    target = tmp_path / "rules" / "reward-poller.yml"
+    old_umask = os.umask(0o077)
+    try:
+        first = invoke("deploy", "prometheus", "--output", str(target))
+    finally:
+        os.umask(old_umask)
+    assert first.exit_code == 0, first.output
+    assert f"wrote {target}" in first.output
+    assert target.read_text() == files.prometheus_rules()
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644  # Prometheus runs as another user
+    assert f"unchanged {target}" in invoke("deploy", "prometheus", "--output",
+                                           str(target)).output
+
+    target.write_text(target.read_text() + "# mine\n")
+    refused = CliRunner().invoke(cli, ["deploy", "prometheus", "--output", str(target)])
+    assert refused.exit_code == 1
+    assert str(target) in refused.output and "--force" in refused.output
+    assert target.read_text().endswith("# mine\n")
+    forced = invoke("deploy", "prometheus", "--output", str(target), "--force")
+    assert forced.exit_code == 0, forced.output
+    assert target.read_text() == files.prometheus_rules()
 
 
 # --- db upgrade / db current ---------------------------------------------------------------

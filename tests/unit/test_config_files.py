@@ -154,3 +154,56 @@ def test_a_file_that_is_not_text(tmp_path: Path, creds: Path) -> None:
     with pytest.raises(ConfigError, match=r"influitive\.api_token_file: .*not UTF-8 text"):
         load_config(config_file(tmp_path, influitive=f'api_token_file = "{creds / "binary"}"',
                                 tremendous='api_key = "k"'))
+
+
+# --- a configuration file this user cannot read ----------------------------------------------
+
+
+def _denied(monkeypatch: pytest.MonkeyPatch, target: Path, method: str) -> None:
+    """``target``'s ``method`` (open, stat) fails as for another user's mode 0600 file: the
+    tests run as root, whom no mode stops."""
+    real = getattr(Path, method)
+
+    def denied(self: Path, *args: object, **kwargs: object) -> object:
+        if self == target:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, method, denied)
+
+
+def test_an_unreadable_config_names_the_user_and_how_systemd_hands_it_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import pwd
+
+    config = config_file(tmp_path, influitive=f'api_token = "{TOKEN}"', tremendous='api_key = "k"')
+    _denied(monkeypatch, config, "open")
+    with pytest.raises(ConfigError) as caught:
+        load_config(config)
+    uid = os.geteuid()
+    text = str(caught.value)
+    assert text.startswith(f"{config}: cannot be read by user {pwd.getpwuid(uid).pw_name} "
+                           f"(uid {uid}): Permission denied. ")
+    assert f"LoadCredential=config.toml:{config}" in text
+    assert "--config ${CREDENTIALS_DIRECTORY}/config.toml" in text
+
+
+def test_a_config_behind_a_folder_this_user_cannot_enter_is_not_called_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = config_file(tmp_path, influitive=f'api_token = "{TOKEN}"', tremendous='api_key = "k"')
+    _denied(monkeypatch, config, "stat")
+    _denied(monkeypatch, config, "open")
+    with pytest.raises(ConfigError, match="cannot be read by user"):
+        load_config(config)
+
+
+def test_a_config_that_cannot_be_read_for_another_reason_says_only_why(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "config.toml"
+    folder.mkdir()  # a folder where the file should be
+    with pytest.raises(ConfigError) as caught:
+        load_config(folder)
+    assert str(caught.value) == f"{folder}: cannot be read: Is a directory"

@@ -427,6 +427,9 @@ def test_two_workers_never_order_the_same_redemption(rig: Rig) -> None:
 
 
 def test_stop_finishes_the_redemption_in_hand_and_stops(rig: Rig) -> None:
+    """The vendor call in flight is finished and its answer recorded; nothing new leaves
+    after the stop (not even the fulfilment, which Influitive's request budget would not
+    send), and the lease goes back, so the next cycle fulfils it at once."""
     rig.source.seed(*(redemption(i) for i in range(1, 4)))
     original = rig.vendor.place_order
 
@@ -436,9 +439,45 @@ def test_stop_finishes_the_redemption_in_hand_and_stops(rig: Rig) -> None:
 
     rig.vendor.place_order = stop_after_first  # type: ignore[method-assign]
     report = rig.worker.run_cycle()
-    assert report.stopped_early
+    assert report.stopped_early and report.not_started == 2
     states = sorted(rig.state(i).value for i in range(1, 4))
-    assert states == ["fulfilled", "new", "new"]
+    assert states == ["new", "new", "ordered"]
+    assert rig.source.accepted_decisions() == []
+    ordered = next(e for e in rig.ledger.list(limit=10) if e.state is State.ORDERED)
+    assert ordered.attempts == 0 and ordered.next_attempt_at is None  # no attempt counted
+    rig.vendor.place_order = original  # type: ignore[method-assign]
+    rig.worker.stop.clear()
+    rig.worker.run_cycle()
+    assert {rig.state(i) for i in range(1, 4)} == {State.FULFILLED}
+    assert rig.vendor.order_count == 3
+
+
+def test_a_stop_before_the_order_is_sent_releases_the_redemption(rig: Rig) -> None:
+    """A redemption whose key is saved (a run was interrupted after it) is looked up first;
+    a stop that comes during the look-up sends no order: the lease goes back at once and the
+    next cycle takes it, looks it up again and orders it once."""
+    rig.source.seed(redemption(1))
+    rig.vendor.fail(TransientVendorError("503", vendor="fake"))
+    rig.worker.run_cycle()
+    assert rig.state(1) is State.WAITING and rig.entry(1).idempotency_key
+    rig.clock.advance(3600)
+    original = rig.vendor.lookup
+
+    def stop_during_lookup(key: str) -> Any:
+        rig.worker.stop.set()
+        return original(key)
+
+    rig.vendor.lookup = stop_during_lookup  # type: ignore[method-assign]
+    report = rig.worker.run_cycle()
+    assert report.released == 1 and report.steps == 0
+    assert rig.state(1) is State.WAITING
+    assert rig.vendor.order_count == 0
+    assert [e.redemption_id for e in rig.ledger.due(rig.clock(), 10)] == ["1"]  # lease free
+    rig.vendor.lookup = original  # type: ignore[method-assign]
+    rig.worker.stop.clear()
+    rig.worker.run_cycle()
+    assert rig.state(1) is State.FULFILLED
+    assert rig.vendor.order_count == 1
 
 
 def test_an_unexpected_error_holds_that_redemption_and_the_rest_go_through(rig: Rig) -> None:

@@ -148,7 +148,9 @@ def test_a_mistyped_product_is_found_for_each_vendor(rig: Rig) -> None:
     assert "did you mean AMZN-US?" in result.stdout
     assert "did you mean U561593?" in result.stdout
     assert "did you mean amazonus?" in result.stdout
-    assert "reward-poller: check found 3 problems" in result.stderr
+    failed = json.loads(result.stderr.strip().splitlines()[-1])
+    assert failed["event"] == "cli.failed"
+    assert failed["message"].startswith("check found 3 problems")
 
 
 def test_rejected_credentials_fail(rig: Rig) -> None:

@@ -28,6 +28,7 @@ from poller.core.errors import (
 )
 from poller.core.model import OrderRequest, OrderResult, OrderStatus
 from poller.core.ports import Vendor
+from poller.standins import http_receiver
 from poller.standins.server import free_port
 from poller.transport import RetryPolicy
 from poller.vendors.fake import FakeVendor
@@ -219,12 +220,16 @@ def giftbit(pytest_request: pytest.FixtureRequest) -> Harness:
 
 
 def http(pytest_request: pytest.FixtureRequest) -> Harness:
+    """The receiver with its optional look-up route configured (``lookup_url``); without
+    one the look-up cannot answer found or not found once a send's outcome is unknown
+    (``test_lookup_never_orders.py`` holds that variant to the same promise)."""
     receiver = receiver_standin()
     cache = DictCache()  # what the vendor sent survives a new instance, as in the ledger
 
     def make(url: str = receiver.hook_url, policy: RetryPolicy = FAST) -> HttpVendor:
+        origin = url.removesuffix(http_receiver.HOOK_PATH)
         made = HttpVendor(url, receiver.secret, policy=policy, sleep=lambda _s: None,
-                          cache=cache)
+                          cache=cache, lookup_url=origin + http_receiver.LOOKUP_PATH)
         pytest_request.addfinalizer(made.close)
         return made
 
@@ -239,7 +244,6 @@ def http(pytest_request: pytest.FixtureRequest) -> Harness:
         elif kind == "operator":
             state.set_secret("a-secret-the-vendor-does-not-have")
         elif kind == "unknown":
-            # The look-up repeats the POST, so lose only the create's own attempts.
             state.lose_answers(FAST.attempts)
         return request
 

@@ -20,7 +20,12 @@ from typing import Any
 
 import pytest
 
-from poller.core.errors import ConfigFixable, OperatorFacingError, TransientVendorError
+from poller.core.errors import (
+    ConfigFixable,
+    OperatorFacingError,
+    ProductUnavailable,
+    TransientVendorError,
+)
 from poller.core.model import OrderStatus
 from poller.vendors.giftbit import SANDBOX_URL, GiftbitVendor
 
@@ -39,8 +44,8 @@ from .support import FAST, make_request
 LIBRARY = CASSETTES / "giftbit"
 EXPECTED = {
     "create_and_lookup.yaml", "undeliverable.yaml", "awaiting_funds_then_sent.yaml",
-    "auth_401.yaml", "invalid_brand_422.yaml", "rate_limit_429.yaml",
-    "server_error_forever.yaml", "check.yaml",
+    "auth_401.yaml", "invalid_brand_422.yaml", "brand_unavailable_422.yaml",
+    "rate_limit_429.yaml", "server_error_forever.yaml", "check.yaml",
 }
 REQUIRED = frozenset({"id", "contacts.*.email", "price_in_cents", "brand_codes", "subject",
                       "message"})
@@ -117,9 +122,19 @@ def test_auth_401() -> None:
 
 
 def test_invalid_brand_422() -> None:
+    # A brand GET /brands/{code} does not know (ERROR_BRANDS_NO_SUCH_BRAND): the config.
     error = _raises("invalid_brand_422.yaml", ConfigFixable,
                     req("gc-brand", product="UNAVAILABLE"))
     assert "ERROR_CAMPAIGN_INVALID_BRAND" in str(error)
+    assert "does not list product" in str(error)
+
+
+def test_brand_unavailable_422() -> None:
+    # The same refusal for a brand GET /brands/{code} lists at this price and currency:
+    # unavailable, decided by the brand, not by the words.
+    error = _raises("brand_unavailable_422.yaml", ProductUnavailable,
+                    req("gc-soldout", product="soldoutus"))
+    assert "ERROR_CAMPAIGN_INVALID_BRAND" in str(error) and "catalog lists it" in str(error)
 
 
 def test_rate_limit_429() -> None:

@@ -1,5 +1,5 @@
-"""The generic HTTP vendor: the signature, the wire format, the answers, and repeating the
-identical request as the look-up, against the receiver stand-in."""
+"""The generic HTTP vendor: the signature, the wire format, the answers, the optional
+look-up route, and a look-up that never sends an order, against the receiver stand-in."""
 
 from __future__ import annotations
 
@@ -18,12 +18,13 @@ from pydantic import ValidationError
 from poller import vendors
 from poller.core.errors import (
     AdvocateFacingError,
+    LookupUnavailable,
     OperatorFacingError,
     TransientVendorError,
     UnknownOutcome,
 )
 from poller.core.model import OrderStatus, Shipping
-from poller.standins.http_receiver import BAD_EMAIL, OUT_OF_STOCK
+from poller.standins.http_receiver import BAD_EMAIL, LOOKUP_PATH, OUT_OF_STOCK
 from poller.standins.server import free_port
 from poller.transport import RetryPolicy
 from poller.vendors.http import (
@@ -67,6 +68,11 @@ def make_vendor(receiver: ReceiverStandin) -> Iterator[MakeVendor]:
 @pytest.fixture
 def vendor(make_vendor: MakeVendor) -> HttpVendor:
     return make_vendor()
+
+
+def with_lookup(make_vendor: MakeVendor, receiver: ReceiverStandin, **kw: Any) -> HttpVendor:
+    """A vendor with the receiver's look-up route configured."""
+    return make_vendor(lookup_url=receiver.url + LOOKUP_PATH, **kw)
 
 
 def req(rid: str, **kw: Any) -> Any:
@@ -194,13 +200,53 @@ def test_pending_is_re_asked_by_repeating_until_accepted(
     placed = vendor.place_order(request)
     assert placed.status is OrderStatus.PENDING
     assert "Waiting for approval" in placed.detail
+    still = vendor.place_order(request)  # what the worker does for a pending one
+    assert still.status is OrderStatus.PENDING
+    receiver.state.approve(request.idempotency_key)
+    done = vendor.place_order(request)
+    assert done.status is OrderStatus.COMPLETE
+    assert done.vendor_order_id == placed.vendor_order_id
+    assert receiver.state.counts()[request.idempotency_key] == {"received": 3, "created": 1}
+    # Without a look-up route the look-up says it cannot tell, and sends nothing.
+    with pytest.raises(LookupUnavailable) as caught:
+        vendor.lookup(request.idempotency_key)
+    assert caught.value.idempotent_resend
+    assert receiver.state.posts() == 3 and receiver.state.lookups == []
+
+
+def test_the_lookup_route_answers_pending_then_accepted(
+    make_vendor: MakeVendor, receiver: ReceiverStandin,
+) -> None:
+    vendor = with_lookup(make_vendor, receiver)
+    request = req("h-route", product="PENDING")
+    placed = vendor.place_order(request)
     still = vendor.lookup(request.idempotency_key)
     assert still is not None and still.status is OrderStatus.PENDING
     receiver.state.approve(request.idempotency_key)
     done = vendor.lookup(request.idempotency_key)
     assert done is not None and done.status is OrderStatus.COMPLETE
     assert done.vendor_order_id == placed.vendor_order_id
-    assert receiver.state.counts()[request.idempotency_key] == {"received": 3, "created": 1}
+    assert receiver.state.posts() == 1  # the look-ups were GETs, signed over the key
+    assert [(r["status"], r["signature_ok"]) for r in receiver.state.lookups] == \
+        [(200, True), (200, True)]
+
+
+def test_the_lookup_route_says_not_found_only_in_its_own_words(
+    make_vendor: MakeVendor, receiver: ReceiverStandin,
+) -> None:
+    vendor = with_lookup(make_vendor, receiver)
+    assert vendor.lookup("rpneverordered") is None  # 404 {"status": "not_found"}
+    receiver.state.fail(404, 1, method="GET")  # a 404 that is not the receiver's "not_found"
+    with pytest.raises(OperatorFacingError, match="lookup_url"):
+        vendor.lookup("rpneverordered")
+    receiver.state.fail(503, None, method="GET")
+    with pytest.raises(TransientVendorError):
+        vendor.lookup("rpneverordered")
+    wrong = with_lookup(make_vendor, receiver, secret="not-the-receivers-secret")
+    receiver.state.clear_faults()
+    with pytest.raises(OperatorFacingError, match="same secret"):
+        wrong.lookup("rpneverordered")
+    assert receiver.state.posts() == 0
 
 
 def test_refused_is_advocate_facing_with_the_receivers_reason(vendor: HttpVendor) -> None:
@@ -213,8 +259,9 @@ def test_refused_is_advocate_facing_with_the_receivers_reason(vendor: HttpVendor
 
 
 def test_a_pending_order_refused_later_refuses_on_lookup(
-    vendor: HttpVendor, receiver: ReceiverStandin,
+    make_vendor: MakeVendor, receiver: ReceiverStandin,
 ) -> None:
+    vendor = with_lookup(make_vendor, receiver)
     request = req("h-later", product="PENDING")
     vendor.place_order(request)
     receiver.state.set_status(request.idempotency_key, "refused", "Sold out, sorry")
@@ -259,21 +306,37 @@ def test_an_unreadable_2xx_is_operator_facing(vendor: HttpVendor,
     request = req("h-garbage")
     with pytest.raises(OperatorFacingError, match="not the documented answer"):
         vendor.place_order(request)
-    found = vendor.lookup(request.idempotency_key)  # the receiver took it: the repeat says so
-    assert found is not None and found.status is OrderStatus.COMPLETE
+    found = vendor.place_order(request)  # the receiver took it: the repeat says so
+    assert found.status is OrderStatus.COMPLETE
     assert receiver.state.created_for(request.idempotency_key) == 1
 
 
-def test_lost_answer_is_unknown_then_lookup_repeats_and_finds_it(
-    vendor: HttpVendor, receiver: ReceiverStandin,
+def test_lost_answer_is_unknown_then_the_lookup_route_finds_it(
+    make_vendor: MakeVendor, receiver: ReceiverStandin,
 ) -> None:
+    vendor = with_lookup(make_vendor, receiver)
     receiver.state.lose_answers(FAST.attempts)
     request = req("h-lost")
     with pytest.raises(UnknownOutcome):
         vendor.place_order(request)
+    posts = receiver.state.posts()
     found = vendor.lookup(request.idempotency_key)
     assert found is not None and found.status is OrderStatus.COMPLETE
     assert receiver.state.created_for(request.idempotency_key) == 1
+    assert receiver.state.posts() == posts
+
+
+def test_lost_answer_without_a_route_is_unconfirmable_and_sends_nothing(
+    make_vendor: MakeVendor, receiver: ReceiverStandin,
+) -> None:
+    vendor = make_vendor(policy=RetryPolicy(attempts=1, timeout=0.3))
+    receiver.state.ignore(1)  # the receiver hangs and records nothing
+    request = req("h-lost-bare")
+    with pytest.raises(UnknownOutcome):
+        vendor.place_order(request)
+    with pytest.raises(LookupUnavailable, match="lookup_url is not set"):
+        vendor.lookup(request.idempotency_key)
+    assert receiver.state.posts() == 0 and receiver.state.orders == {}
 
 
 def test_hung_answer_is_unknown(make_vendor: MakeVendor, receiver: ReceiverStandin) -> None:
@@ -303,10 +366,11 @@ def test_a_lookup_that_cannot_connect_raises_and_never_creates(
     receiver.state.lose_answers(FAST.attempts)
     with pytest.raises(UnknownOutcome):
         make_vendor(cache=cache).place_order(request)  # taken, answer lost
-    dead = make_vendor(cache=cache, url=f"http://127.0.0.1:{free_port()}/hooks/orders")
+    dead = make_vendor(cache=cache,
+                       lookup_url=f"http://127.0.0.1:{free_port()}/orders/{{idempotency_key}}")
     with pytest.raises(TransientVendorError, match="ConnectError"):
         dead.lookup(request.idempotency_key)
-    found = make_vendor(cache=cache).lookup(request.idempotency_key)
+    found = with_lookup(make_vendor, receiver, cache=cache).lookup(request.idempotency_key)
     assert found is not None
     assert receiver.state.created_for(request.idempotency_key) == 1
 
@@ -332,7 +396,8 @@ def test_lookup_after_only_refusing_answers_sends_nothing(
     assert len(receiver.state.received) == sent
     receiver.state.clear_faults()
     assert vendor.place_order(request).status is OrderStatus.COMPLETE
-    assert vendor.lookup(request.idempotency_key) is not None
+    with pytest.raises(LookupUnavailable):  # taken now: only the receiver could say more
+        vendor.lookup(request.idempotency_key)
 
 
 def test_a_new_process_repeats_the_identical_request_from_the_cache(
@@ -343,8 +408,10 @@ def test_a_new_process_repeats_the_identical_request_from_the_cache(
     make_vendor(cache=cache).place_order(request)
     receiver.state.approve(request.idempotency_key)
     later = make_vendor(cache=cache)  # e.g. the next --run-once
-    found = later.lookup(request.idempotency_key)
-    assert found is not None and found.status is OrderStatus.COMPLETE
+    with pytest.raises(LookupUnavailable):
+        later.lookup(request.idempotency_key)  # it remembers sending, and says no more
+    found = later.place_order(req("h-restart", product="PENDING", amount="99"))
+    assert found.status is OrderStatus.COMPLETE
     bodies = {r["outcome"] for r in receiver.state.received}
     assert bodies == {"created", "repeat"}  # a different body would be a 422 "conflict"
     assert make_vendor().lookup(request.idempotency_key) is None  # no cache, no memory
@@ -401,8 +468,16 @@ def test_settings() -> None:
     settings = Settings.model_validate({"url": "https://hooks.example.com/x",
                                         "secret": "0123456789abcdef"})
     assert "0123456789abcdef" not in repr(settings)
+    with_route = Settings.model_validate({
+        "url": "https://hooks.example.com/x", "secret": "0123456789abcdef",
+        "lookup_url": "https://hooks.example.com/orders/{idempotency_key}"})
+    assert with_route.lookup_url == "https://hooks.example.com/orders/{idempotency_key}"
     for bad in ({"url": "ftp://x", "secret": "0123456789abcdef"},
                 {"url": "https://x", "secret": "short"},
+                {"url": "https://x", "secret": "0123456789abcdef",
+                 "lookup_url": "https://x/orders"},  # no {idempotency_key}
+                {"url": "https://x", "secret": "0123456789abcdef",
+                 "lookup_url": "ftp://x/{idempotency_key}"},
                 {"url": "https://x", "secret": "0123456789abcdef", "sekret": "typo"}):
         with pytest.raises(ValidationError):
             Settings.model_validate(bad)

@@ -187,6 +187,7 @@ def test_giftbit_funds_and_approvals(
                        (_campaign("x2", cents=100), "ERROR_CAMPAIGN_INVALID_BRAND"),
                        (_campaign("x4", brand="starbucksus", cents=750),
                         "ERROR_CAMPAIGN_INVALID_BRAND"),
+                       (_campaign("x5", brand="soldoutus"), "ERROR_CAMPAIGN_INVALID_BRAND"),
                        (_campaign("x3", email="a@invalid.example"),
                         "ERROR_CAMPAIGN_NO_CONTACTS")):
         answer = api.post("campaign", json=body)
@@ -197,7 +198,8 @@ def test_giftbit_funds_and_approvals(
     unknown = api.get("brands/nope")
     assert unknown.status_code == 422
     assert unknown.json()["error"]["code"] == "ERROR_BRANDS_NO_SUCH_BRAND"
-    assert len(api.get("brands").json()["brands"]) == 4
+    assert api.get("brands/soldoutus").json()["brand"]["brand_code"] == "soldoutus"
+    assert len(api.get("brands").json()["brands"]) == 5
 
 
 @pytest.fixture

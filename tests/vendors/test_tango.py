@@ -17,10 +17,12 @@ from pydantic import ValidationError
 
 from poller import vendors
 from poller.core.errors import (
+    PRODUCT_UNAVAILABLE,
     RECIPIENT_INVALID,
     AdvocateFacingError,
     ConfigFixable,
     OperatorFacingError,
+    ProductUnavailable,
     TransientVendorError,
     UnknownOutcome,
     VendorError,
@@ -186,7 +188,7 @@ def test_not_enough_funds_is_operator_facing_then_a_top_up_lets_it_through(
 
 
 @pytest.mark.parametrize(("product", "amount"), [
-    ("UNAVAILABLE", "25"), ("U000000", "25"), (STARBUCKS, "30"), (AMAZON, "5000"),
+    ("U000000", "25"), (STARBUCKS, "30"), (AMAZON, "5000"),
 ])
 def test_an_item_or_amount_problem_is_the_operators_config(
     vendor: TangoVendor, standin: TangoStandin, product: str, amount: str,
@@ -195,6 +197,16 @@ def test_an_item_or_amount_problem_is_the_operators_config(
         vendor.place_order(req(f"t-item-{product}-{amount}", product=product, amount=amount))
     assert caught.value.status == 400  # field errors come as HTTP 400
     assert "routing config" in str(caught.value)
+    assert standin.state.orders == {}
+
+
+def test_a_listed_item_tango_will_not_sell_is_unavailable(
+    vendor: TangoVendor, standin: TangoStandin,
+) -> None:
+    # The stand-in's UNAVAILABLE is in the catalog (inactive) at 1 to 2000 USD: 422.097.
+    with pytest.raises(ProductUnavailable, match=r"422\.097") as caught:
+        vendor.place_order(req("t-unavailable", product="UNAVAILABLE", amount="25"))
+    assert caught.value.advocate_message == PRODUCT_UNAVAILABLE
     assert standin.state.orders == {}
 
 
@@ -639,12 +651,45 @@ def test_403_keys_are_the_operators_and_not_always_a_bad_key(key: str, said: str
     assert "rejected the platform name/key" not in str(caught.value)
 
 
+def _refusing(body: dict[str, Any], catalog: httpx.Response) -> TangoVendor:
+    """A Tango that refuses every order with ``body`` and answers ``catalog`` to
+    ``GET /catalogs``."""
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET" and request.url.path.endswith("/catalogs"):
+            return catalog
+        return httpx.Response(400, json=body)
+
+    return _mock(handler)
+
+
+NO_ITEMS = httpx.Response(200, json={"brands": []})
+
+
+def _listing(utid: str, **item: Any) -> httpx.Response:
+    return httpx.Response(200, json={"brands": [{"brandName": "B", "items": [
+        {"utid": utid, "rewardName": "Card", "currencyCode": "USD", "status": "active",
+         "valueType": "VARIABLE_VALUE", "minValue": 1, "maxValue": 100, **item}]}]})
+
+
 @pytest.mark.parametrize("key", ["422.024", "422.025", "422.026", "422.027", "422.030",
                                  "422.097", "422.098", "422.099"])
-def test_item_keys_are_config_fixable(key: str) -> None:
+def test_item_keys_are_decided_by_the_catalog(key: str) -> None:
     body = _tango_error(400, key, [{"path": "x", "i18nKey": key, "message": "m"}])
+    request = req("t-key")
+    # The catalog does not list the UTID: the routing config is wrong.
     with pytest.raises(ConfigFixable, match=key):
-        _mock(lambda r: httpx.Response(400, json=body)).place_order(req("t-key"))
+        _refusing(body, NO_ITEMS).place_order(request)
+    # Listed, but not at this amount: the routing config again.
+    with pytest.raises(ConfigFixable, match="above the item's maximum"):
+        _refusing(body, _listing(str(request.product), maxValue=10)).place_order(request)
+    # Listed at this amount and currency (inactive or not), yet refused: unavailable.
+    for status in ("active", "inactive"):
+        with pytest.raises(ProductUnavailable, match=key) as caught:
+            _refusing(body, _listing(str(request.product), status=status)).place_order(request)
+        assert caught.value.advocate_message == PRODUCT_UNAVAILABLE
+    # The catalog cannot be read: nothing is decided.
+    with pytest.raises(TransientVendorError, match="nothing is decided"):
+        _refusing(body, httpx.Response(503)).place_order(request)
 
 
 @pytest.mark.parametrize("key", ["422.009", "422.028", "422.029", "422.134"])
@@ -657,5 +702,4 @@ def test_recipient_keys_refuse(key: str) -> None:
 
 def test_a_top_level_key_alone_is_read() -> None:
     with pytest.raises(ConfigFixable, match=r"422\.024"):
-        _mock(lambda r: httpx.Response(400, json=_tango_error(400, "422.024"))
-              ).place_order(req("t-top"))
+        _refusing(_tango_error(400, "422.024"), NO_ITEMS).place_order(req("t-top"))

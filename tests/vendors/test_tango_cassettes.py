@@ -26,6 +26,7 @@ from poller.core.errors import (
     AdvocateFacingError,
     ConfigFixable,
     OperatorFacingError,
+    ProductUnavailable,
     TransientVendorError,
 )
 from poller.core.model import OrderStatus
@@ -51,9 +52,10 @@ REDACTED = "REDACTED"
 EXPECTED = {
     "create_and_lookup.yaml", "repeat_create.yaml", "lookup_unknown.yaml",
     "pending_then_approved.yaml", "auth_401.yaml", "funds_402.yaml", "item_400.yaml",
-    "in_process_409.yaml", "exists_409.yaml", "partial.yaml", "lookup_404_110.yaml",
-    "recipient_400.yaml", "rate_limit_429.yaml", "server_error_then_success.yaml",
-    "processed_then_5xx.yaml", "server_error_forever.yaml", "check.yaml",
+    "item_unavailable_400.yaml", "in_process_409.yaml", "exists_409.yaml", "partial.yaml",
+    "lookup_404_110.yaml", "recipient_400.yaml", "rate_limit_429.yaml",
+    "server_error_then_success.yaml", "processed_then_5xx.yaml", "server_error_forever.yaml",
+    "check.yaml",
 }
 REQUIRED = frozenset({
     "customerIdentifier", "accountIdentifier", "utid", "amount", "sendEmail",
@@ -147,9 +149,19 @@ def test_funds_402() -> None:
 
 
 def test_item_400() -> None:
-    """Tango's own example error: the key is only in ``errors[]``."""
+    """Tango's own example error: the key is only in ``errors[]``. The catalog, read after
+    the refusal, does not list the UTID: the config."""
     error = _raises("item_400.yaml", ConfigFixable, req("tc-item", product="U000000"))
     assert error.status == 400 and "422.024" in str(error)
+    assert "does not list product" in str(error)
+
+
+def test_item_unavailable_400() -> None:
+    """422.097 for an item the catalog lists at this currency and value: unavailable."""
+    error = _raises("item_unavailable_400.yaml", ProductUnavailable,
+                    req("tc-item-gone", product="UNAVAILABLE"))
+    assert error.status == 400 and "422.097" in str(error)
+    assert "catalog lists it" in str(error)
 
 
 def test_in_process_409() -> None:

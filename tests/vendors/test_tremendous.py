@@ -13,9 +13,11 @@ from pydantic import ValidationError
 
 from poller import vendors
 from poller.core.errors import (
+    PRODUCT_UNAVAILABLE,
     AdvocateFacingError,
     ConfigFixable,
     OperatorFacingError,
+    ProductUnavailable,
     TransientVendorError,
     UnknownOutcome,
     VendorError,
@@ -167,14 +169,27 @@ def test_not_enough_funds_is_operator_facing_and_a_top_up_lets_it_through(
     assert standin.state.created_for(request.idempotency_key) == 1
 
 
-def test_out_of_stock_product_is_advocate_facing(
-    vendor: TremendousVendor, order_request: MakeRequest,
+def test_a_listed_product_tremendous_will_not_sell_is_unavailable(
+    vendor: TremendousVendor, order_request: MakeRequest, standin: Standin,
 ) -> None:
-    with pytest.raises(AdvocateFacingError) as caught:
+    # "Product UNAVAILABLE is not available": no word about stock. The catalog lists it at
+    # this currency and value, so the reward is unavailable, not the config wrong.
+    with pytest.raises(ProductUnavailable) as caught:
         vendor.place_order(order_request("r-product", product="UNAVAILABLE"))
     assert caught.value.status == 422
-    assert not isinstance(caught.value, ConfigFixable)
-    assert "out of stock" in str(caught.value)
+    assert caught.value.advocate_message == PRODUCT_UNAVAILABLE
+    assert "catalog lists it at 25 USD" in str(caught.value)
+    assert "is not available" in str(caught.value)
+    assert standin.state.orders == {}
+
+
+def test_an_unreadable_catalog_decides_nothing(
+    vendor: TremendousVendor, order_request: MakeRequest, standin: Standin,
+) -> None:
+    standin.state.fail(503, None, method="GET", path="/products")
+    with pytest.raises(TransientVendorError, match="nothing is decided") as caught:
+        vendor.place_order(order_request("r-product-503", product="UNAVAILABLE"))
+    assert not isinstance(caught.value, ConfigFixable | AdvocateFacingError)
 
 
 @pytest.mark.parametrize(("over", "said"), [
@@ -565,7 +580,7 @@ def test_funding_balance_of_an_unknown_source(make_vendor: MakeVendor) -> None:
 def test_product(vendor: TremendousVendor) -> None:
     product = vendor.product("AMZN-US")
     assert product is not None and product["id"] == "AMZN-US"
-    assert vendor.product("UNAVAILABLE") is None
+    assert vendor.product("UNKNOWN-GIFT") is None
 
 
 # --- settings and registry -----------------------------------------------------------------

@@ -7,9 +7,10 @@ names its source and what was adapted (see ``doc_cassettes.py``). They replay ag
 sandbox host with record mode "none".
 
 Cases the documentation does not describe have no cassette; the stand-in tests cover them
-(``test_tremendous.py``): a product out of stock (no documented message), a wrong
-``base_url`` (what another path answers is undocumented), a Retry-After on 429 (none is
-documented), a 2xx that is not an order, lost answers and refused connections.
+(``test_tremendous.py``): a wrong ``base_url`` (what another path answers is undocumented),
+a Retry-After on 429 (none is documented), a 2xx that is not an order, lost answers and
+refused connections. A product refused although listed has one, composed from the
+documented error object and product (its header says what is chosen).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from poller.core.errors import (
     AdvocateFacingError,
     ConfigFixable,
     OperatorFacingError,
+    ProductUnavailable,
     TransientVendorError,
 )
 from poller.core.model import OrderStatus
@@ -47,10 +49,10 @@ AMAZON = "OKMHM2X2OHYV"
 REDACTED_LINK = "https://redacted.invalid/reward-link"
 EXPECTED = {
     "create_and_lookup.yaml", "repeat_create.yaml", "lookup_unknown.yaml", "auth_401.yaml",
-    "funds_402.yaml", "unknown_product_422.yaml", "recipient_422.yaml", "config_422.yaml",
-    "rate_limit_429.yaml", "server_error_then_success.yaml", "server_error_forever.yaml",
-    "pending_then_approved.yaml", "accepted_202.yaml", "conflict_409.yaml",
-    "bounced_delivery.yaml",
+    "funds_402.yaml", "product_422.yaml", "unknown_product_422.yaml", "recipient_422.yaml",
+    "config_422.yaml", "rate_limit_429.yaml", "server_error_then_success.yaml",
+    "server_error_forever.yaml", "pending_then_approved.yaml", "accepted_202.yaml",
+    "conflict_409.yaml", "bounced_delivery.yaml",
 }
 REQUIRED = frozenset({
     "external_id", "payment.funding_source_id", "reward.products",
@@ -131,10 +133,20 @@ def test_funds_402() -> None:
     assert "not enough funds" in str(error)
 
 
+def test_product_422() -> None:
+    # A 422 about a product GET /products/{id} lists at this currency and value: unavailable,
+    # decided by the catalog, whatever the words.
+    error = _raises("product_422.yaml", ProductUnavailable,
+                    req("cas-422p", product="UNAVAILABLE"))
+    assert error.status == 422 and "catalog lists it" in str(error)
+
+
 def test_unknown_product_422() -> None:
+    # The same kind of 422 for a product GET /products/{id} does not know (404): the config.
     error = _raises("unknown_product_422.yaml", ConfigFixable,
                     req("cas-422u", product="UNKNOWN-GIFT"))
-    assert error.status == 422 and "routing config" in str(error)
+    assert error.status == 422 and "does not list product" in str(error)
+    assert "routing config" in str(error)
 
 
 def test_recipient_422() -> None:

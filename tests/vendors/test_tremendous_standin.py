@@ -102,7 +102,9 @@ def test_catalog(api: httpx.Client) -> None:
     ids = [p["id"] for p in api.get("products").json()["products"]]
     assert "AMZN-US" in ids and "PENDING" in ids
     assert api.get("products/ANYTHING").json()["product"]["id"] == "ANYTHING"
-    assert api.get("products/UNAVAILABLE").status_code == 404
+    assert api.get("products/UNKNOWN-GIFT").status_code == 404
+    assert api.get("products/UNAVAILABLE").json()["product"]["id"] == "UNAVAILABLE"
+    assert "UNAVAILABLE" in ids  # listed, yet every order for it is refused
 
 
 def test_pending_approve_and_status(api: httpx.Client, admin: httpx.Client) -> None:

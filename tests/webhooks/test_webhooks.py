@@ -167,12 +167,21 @@ def test_influenceio_event_delivered_twice_orders_once(
     assert [(r["source"], r["redemption_id"]) for r in rows] == [("influenceio", "501")]
 
 
-def test_other_topics_are_refused_with_a_4xx_the_sender_sees(
+def test_unknown_topics_are_refused_with_a_4xx_the_sender_sees(
     standins: Standins, daemon: Daemon
 ) -> None:
-    answer = io_post(daemon, io_event(777), topic="customers/updated")
+    answer = io_post(daemon, io_event(777), topic="orders/created")
     assert answer.status_code == 400 and "X-Webhook-Topic" in answer.json()["error"]
     out = run_cli("ledger", "show", "777", "--source", "influenceio", config=daemon.config)
+    assert out.returncode == 1
+
+
+def test_a_documented_topic_with_nothing_to_do_is_acknowledged_and_not_stored(
+    standins: Standins, daemon: Daemon
+) -> None:
+    answer = io_post(daemon, io_event(778), topic="points/earned")
+    assert answer.status_code == 200 and answer.json()["status"] == "ignored"
+    out = run_cli("ledger", "show", "778", "--source", "influenceio", config=daemon.config)
     assert out.returncode == 1
 
 
