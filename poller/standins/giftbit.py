@@ -6,7 +6,8 @@ campaign it created, so tests can check "one campaign per id" against the vendor
 
 Built-in behaviours (no setup needed):
 
-* ``Authorization: Bearer <api_key>`` or 401; a request with ``SIMULATE-RATELIMIT: true``
+* ``Authorization: Bearer <api_key>`` or 401 (the reference's ``ERROR_UNAUTHORIZED`` body);
+  answers carry the documented ``info`` codes; a request with ``SIMULATE-RATELIMIT: true``
   is a 429, as on Giftbit's testbed.
 * ``POST /campaign`` creates at most one campaign per ``id`` (letters and digits, at most 40:
   the limit the adapter assumes). What Giftbit answers to a repeated id is unconfirmed, so
@@ -102,6 +103,10 @@ BRANDS: tuple[dict[str, Any], ...] = (
            max_price_in_cents=50_000),
 )
 _BRANDS = {b["brand_code"]: b for b in BRANDS}
+
+
+BRANDS_INFO = {"code": "INFO_BRANDS_RETRIEVED", "name": "Brand(s) Retrieved",
+               "message": "A list of brands or single brand has been retrieved"}
 
 
 def error_body(status: int, code: str, name: str, message: str) -> dict[str, Any]:
@@ -395,8 +400,9 @@ def create_app(state: GiftbitState | None = None, *, api_key: str = "standin-key
             if not hmac.compare_digest(given, expected):
                 if is_create:
                     st._record(ident, created=False, status=401, outcome="unauthorized")
-                return _error(401, "ERROR_INVALID_TOKEN", "Invalid token",
-                              "The API token is invalid or missing")
+                # The body of the reference's 401 example (GET /ping).
+                return _error(401, "ERROR_UNAUTHORIZED", "Unauthorized",
+                              "Access Token missing or invalid")
             response = await handler(request)
             return spoil(st, response, lose=is_create, garbage=GARBAGE)
 
@@ -436,8 +442,9 @@ def create_app(state: GiftbitState | None = None, *, api_key: str = "standin-key
                      and (by_uuid is None or c["uuid"] == by_uuid)]
         return JSONResponse({"gifts": gifts, "number_of_results": len(gifts), "limit": 20,
                              "offset": 0, "total_count": len(gifts),
-                             "info": {"code": "INFO_GIFTS_RETRIEVED", "name": "Gifts retrieved",
-                                      "message": "Gifts retrieved successfully"},
+                             "info": {"code": "INFO_GIFTS", "name": "Gift information retrieved",
+                                      "message": "Returned gifts matching your search "
+                                                 "parameters."},
                              "status": 200})
 
     @api
@@ -445,24 +452,29 @@ def create_app(state: GiftbitState | None = None, *, api_key: str = "standin-key
         brands = [dict(b) for b in BRANDS]
         return JSONResponse({"brands": brands, "number_of_results": len(brands),
                              "limit": 500, "offset": 0, "total_count": len(brands),
-                             "status": 200})
+                             "info": BRANDS_INFO, "status": 200})
 
     @api
     async def get_brand(request: Request) -> Response:
         brand = _BRANDS.get(request.path_params["code"])
         if brand is None:
-            return _error(422, NO_SUCH_BRAND, "No such brand",
-                          "No brand exists with this brand code")
-        return JSONResponse({"brand": dict(brand), "status": 200})
+            return _error(422, NO_SUCH_BRAND, "No brand found", "No brand found matching that code")
+        return JSONResponse({"brand": dict(brand), "info": BRANDS_INFO, "status": 200})
 
     @api
     async def get_funds(request: Request) -> Response:
         with st._lock:
             funds = dict(st.funds)
-        return JSONResponse({"fundsbycurrency": {
-            cur: {"available_in_cents": cents, "pending_in_cents": 0, "reserved_in_cents": 0}
-            for cur, cents in funds.items()
-        }, "status": 200})
+        return JSONResponse({
+            "info": {"code": "INFO_FUNDS", "name": "Fund information retrieved",
+                     "message": "Your current fund information was retrieved."},
+            "fundsbycurrency": {
+                cur: {"available_in_cents": cents, "pending_in_cents": 0,
+                      "reserved_in_cents": 0}
+                for cur, cents in funds.items()
+            },
+            "status": 200,
+        })
 
     # --- admin ----------------------------------------------------------------------------
 

@@ -13,9 +13,13 @@ Built-in behaviours (no setup needed):
   makes a repeat a 409 ``409.024`` instead, and ``in_process(n)`` answers the next ``n``
   creates 409 ``409.002`` (the same externalRefID is still being processed) without handling
   them. Orders draw the account balance down; too little is a 402 ``402.001``.
-* Errors are Tango's documented body: ``timestamp, requestId, path, httpCode, httpPhrase,
-  message, i18nKey, i18nTokenReplacements, errors[{path, i18nKey, i18nTokenReplacements,
-  message, invalidValue, constraint}], code``; field errors are HTTP 400.
+* Errors are Tango's documented body (its client's ``ApiError``): ``timestamp, requestId,
+  path, httpCode, httpPhrase`` with ``message`` and ``i18nKey`` (the catalogue's key and
+  text: 401.002, 402.001, 409.002, 409.024, 404.110, 429.001, 500.001, 503.502), or, for
+  field errors (HTTP 400), ``errors[{path, i18nKey, message, invalidValue, constraint}]``
+  only, as in Tango's example.
+* ``GET /orders`` lists orders without their ``reward`` (swagger ``OrderListItemView``):
+  the credentials come only with the create's answer and ``GET /orders/{referenceOrderID}``.
 * The catalog (``CATALOG``): ``U561593`` Amazon.com (USD, 0.01 to 2000), ``U426141``
   Starbucks (USD, fixed 25.00), ``U579023`` Zalando (EUR, 5 to 250), ``PENDING`` (USD; its
   orders stay ``PENDING`` until ``approve``) and ``UNAVAILABLE`` (inactive: ``422.097``). A
@@ -111,26 +115,41 @@ _PHRASES = {400: "Bad Request", 401: "Unauthorized", 402: "Payment Required",
             502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
 
 
+# i18nKey and text per status where Tango's message catalogue has one for it (its official
+# client's messages.properties; docs/vendors.md).
+_DEFAULT_KEYS = {
+    401: ("401.002", "Invalid HTTP Basic Authorization credentials"),
+    404: ("404.001", "Not found"),
+    429: ("429.001", "Too many requests"),
+    500: ("500.001", "Unexpected Application error"),
+    503: ("503.502", "Service temporarily unavailable. We recommend implementing an "
+                     "incremental retry. If the problem persists please check out status page "
+                     "at: http://status.tangocard.com"),
+}
+FUNDS_MESSAGE = "There are insufficient funds in your account to process this order."
+
+
 def error_body(status: int, path: str, errors: list[dict[str, Any]] | None = None,
                message: str | None = None, i18n_key: str | None = None) -> dict[str, Any]:
-    """Tango's documented error shape (``code`` is deprecated; ``i18nKey`` is the id)."""
-    items = [{"path": None, "i18nKey": None, "i18nTokenReplacements": [], "message": None,
-              "invalidValue": None, "constraint": None, **e} for e in errors or []]
-    key = i18n_key or next((e["i18nKey"] for e in items if e["i18nKey"]), None) \
-        or f"{status}.000"
-    return {
+    """Tango's documented error body (its client's ApiError): ``timestamp, requestId, path,
+    httpCode, httpPhrase`` and either ``errors[{path, i18nKey, message, invalidValue,
+    constraint}]`` (field errors, laid out as in Tango's example: no top-level message or
+    key) or ``message`` and ``i18nKey`` (the error's id). Empty fields are left out, as the
+    client's serialisation does."""
+    body: dict[str, Any] = {
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
         "requestId": secrets.token_hex(8),
         "path": path,
         "httpCode": status,
         "httpPhrase": _PHRASES.get(status, "Error"),
-        "message": message or (items[0]["message"] if items and items[0]["message"]
-                               else _PHRASES.get(status, "Error")),
-        "i18nKey": key,
-        "i18nTokenReplacements": [],
-        "errors": items,
-        "code": int(key.replace(".", "")) if key.replace(".", "").isdigit() else None,
     }
+    if errors:
+        body["errors"] = [{k: v for k, v in e.items() if v is not None} for e in errors]
+        return body
+    default_key, default_text = _DEFAULT_KEYS.get(status, (f"{status}.000", None))
+    body["message"] = message or default_text or _PHRASES.get(status, "Error")
+    body["i18nKey"] = i18n_key or default_key
+    return body
 
 
 def _error(status: int, path: str, errors: list[dict[str, Any]] | None = None,
@@ -280,14 +299,15 @@ class TangoState(Faults):
             if self.in_process_left > 0:
                 self.in_process_left -= 1
                 return 409, error_body(409, path, message=(
-                    "An order with this externalRefID is being processed; retry in a few "
-                    "seconds"), i18n_key="409.002"), False
+                    f"Another order with the same external reference ID of {external_id} for "
+                    f"accountId {ACCOUNT} is currently in process but not complete. Please "
+                    "ensure a minimum of 2 seconds for all retries."), i18n_key="409.002"), False
             if isinstance(external_id, str) and external_id.lower() in self._by_external:
                 order = self.orders[self._by_external[external_id.lower()]]
                 if self.repeat_conflict:
                     return 409, error_body(409, path, message=(
-                        "An order with this externalRefID already exists"),
-                        i18n_key="409.024"), False
+                        f"An order with the external reference ID '{external_id}' already "
+                        "exists on your platform."), i18n_key="409.024"), False
                 return 200, copy.deepcopy(order), False
             problem = _validate(body)
             if problem is not None:
@@ -295,9 +315,8 @@ class TangoState(Faults):
             amount = _amount(body.get("amount"))
             assert amount is not None
             if amount > self.balance:
-                return 402, error_body(402, path, message=(
-                    "The account does not have sufficient funds to place this order"),
-                    i18n_key="402.001"), False
+                return 402, error_body(402, path, message=FUNDS_MESSAGE,
+                                       i18n_key="402.001"), False
             self.balance -= amount
             self._counter += 1
             order = _new_order(self._counter, body, amount)
@@ -370,7 +389,7 @@ def _reward() -> dict[str, Any]:
         "credentialList": [
             {"label": "Redemption URL", "value": link, "type": "url",
              "credentialType": "redemptionUrl"},
-            {"label": "Claim Code", "value": code, "type": "text", "credentialType": "cardNumber"},
+            {"label": "Claim Code", "value": code, "type": "text", "credentialType": "claimCode"},
         ],
         "redemptionInstructions": "Visit the redemption URL to claim your card.",
     }
@@ -389,7 +408,11 @@ def _new_order(number: int, body: dict[str, Any], amount: Decimal) -> dict[str, 
         "amountCharged": {"value": float(amount), "currencyCode": item["currencyCode"],
                           "total": float(amount)},
         "denomination": {"value": float(amount), "currencyCode": item["currencyCode"]},
+        "sender": {"firstName": "", "lastName": "", "email": ""},
         "recipient": dict(body["recipient"]),
+        "emailSubject": str(body.get("emailSubject") or ""),
+        "message": str(body.get("message") or ""),
+        "campaign": str(body.get("campaign") or ""),
         "sendEmail": bool(body.get("sendEmail", True)),
         "status": "PENDING" if pending else "COMPLETE",
         "createdAt": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
@@ -397,6 +420,14 @@ def _new_order(number: int, body: dict[str, Any], amount: Decimal) -> dict[str, 
     if not pending:
         order["reward"] = _reward()
     return order
+
+
+def _list_item(order: dict[str, Any]) -> dict[str, Any]:
+    """An order as ``GET /orders`` lists it (swagger OrderListItemView): no ``reward``, so no
+    credentials; ``GET /orders/{referenceOrderID}`` has them."""
+    item = {k: copy.deepcopy(v) for k, v in order.items() if k != "reward"}
+    item.setdefault("accountNumber", "A00000001")
+    return item
 
 
 GARBAGE = b'{"referenceOrderID": "RA<html>502 Bad Gateway</html>'
@@ -438,23 +469,22 @@ def create_app(state: TangoState | None = None, *, platform_key: str = "standin-
                 if is_create:
                     st._record(external_id, created=False, status=fault.status, outcome="forced")
                 headers = retry_after_headers(fault.retry_after)
-                return _error(fault.status, full, message=f"Forced {fault.status} (stand-in)",
-                              headers=headers)
+                return _error(fault.status, full, headers=headers)
             if st._rate_limited():
                 if is_create:
                     st._record(external_id, created=False, status=429, outcome="rate_limited")
-                return _error(429, full, message="Too many requests",
+                return _error(429, full,
                               headers=rate_limit_headers(st))
             given = request.headers.get("authorization", "").encode()
             if not hmac.compare_digest(given, expected):
                 if is_create:
                     st._record(external_id, created=False, status=401, outcome="unauthorized")
-                return _error(401, full, message="Full authentication is required")
+                return _error(401, full)
             response = await handler(request)
             if is_create:
                 failed = st._take_process_then_fail()
                 if failed is not None:
-                    return _error(failed, full, message="Internal error (stand-in: processed)")
+                    return _error(failed, full)
             return spoil(st, response, lose=is_create, garbage=GARBAGE)
 
         return wrapped
@@ -479,13 +509,13 @@ def create_app(state: TangoState | None = None, *, platform_key: str = "standin-
     async def list_orders(request: Request) -> Response:
         wanted = request.query_params.get("externalRefID")
         with st._lock:
-            orders = [copy.deepcopy(o) for o in st.orders.values()
+            orders = [_list_item(o) for o in st.orders.values()
                       if wanted is None or str(o.get("externalRefID", "")).lower()
                       == wanted.lower()]
             empty_404 = st.empty_lookup_404
         if not orders and wanted is not None and empty_404:
             return _error(404, request.url.path, message=(
-                "No orders found for this External Ref ID"), i18n_key="404.110")
+                f"No Orders found for External Ref ID: {wanted}"), i18n_key="404.110")
         return JSONResponse({
             "page": {"number": 0, "elementsPerBlock": 100, "resultCount": len(orders),
                      "totalCount": len(orders)},

@@ -7,20 +7,28 @@ order it created, so tests can check "one order per key" against the vendor's si
 Built-in behaviours (no setup needed):
 
 * ``Authorization: Bearer <api_key>`` or 401.
-* ``POST /orders`` is idempotent on ``external_id``: a new order answers 200, a repeat 201
-  with the first order (creates nothing, charges nothing); ``background(n)`` makes the next
-  ``n`` new orders answer 202 (accepted, created in the background: look it up later).
-  Orders draw the balance down (402 when it is too low).
+* ``POST /orders`` is idempotent on ``external_id``: a new order answers 200, a repeat of
+  the same payload 201 with the first order (creates nothing, charges nothing), the same
+  ``external_id`` with another payload 409; ``background(n)`` makes the next ``n`` new
+  orders answer 202 with only ``id``, ``external_id``, ``created_at`` and status ``OPEN``
+  (created in the background: the look-up finds it EXECUTED). Orders draw the balance down
+  (402 when it is too low). An order carries ``payment`` and its reward's link only once
+  processed (EXECUTED), as Tremendous documents.
 * Every product id is orderable except ``UNAVAILABLE`` (listed in the catalog, yet every
-  order for it is a 422 "Product UNAVAILABLE is not available") and ids starting with
-  ``UNKNOWN`` (422: no such product; 404 in the catalog); product ``PENDING`` makes an order in
+  order for it is a 422 "Product UNAVAILABLE is not available", the payload naming
+  ``reward.products``) and ids starting with ``UNKNOWN`` (422, the documented "At least one
+  valid product required"; 404 in the catalog); product ``PENDING`` makes an order in
   ``PENDING APPROVAL`` until ``approve``. A denomination above 2000 or an unsupported
   currency is a 422 about the value.
 * A recipient email ending in ``@invalid.example`` (or without ``@``) is a 422 about the
   recipient; an unknown funding source or delivery method is a 422 about those. An address
   ending in ``@bounce.example`` is ordered (``EXECUTED``) but its reward's delivery is
   ``FAILED`` (a bounced e-mail); ``set_delivery`` sets any reward's delivery status.
-* Errors are ``{"errors": {"message", "payload"}}``; a 429 says ``{"error": ...}``.
+* Errors are ``{"errors": {"message", "payload"}}``, the payload mirroring the request with
+  a text at each leaf; a 429 says ``{"error": {"message", "payload"}}``. The documented
+  examples' texts are used where there are some (``tests/vendors/cassettes/tremendous``
+  holds them; ``tests/vendors/test_standins_match_cassettes.py`` keeps this stand-in to
+  them).
 
 Fault knobs, from Python (``TremendousState`` methods) or over HTTP (``/_standin/...``, see
 ``create_app``): forced statuses for the next N requests, a delay per request, a rate
@@ -69,6 +77,15 @@ MAX_DENOMINATION = 2000.0
 CURRENCIES = ("USD", "EUR", "GBP", "CAD", "AUD")
 LINK_BASE = "https://standin.tremendous.invalid/rewards/payout/"
 
+# Texts and bodies from Tremendous' documentation (docs/vendors.md): the error-handling page,
+# the rate-limiting page and the OpenAPI spec's examples.
+VALIDATION_MESSAGE = "Order failed: validation failure"
+NO_VALID_PRODUCT = {"rewards": {"catalog": "At least one valid product required"}}
+FUNDS_MESSAGE = "Not enough funds to carry out this operation. Fund your balance to proceed."
+AUTH_MESSAGE = "Production Access not available for your account"
+CONFLICT_MESSAGE = "An order with this external_id already exists with different parameters"
+RATE_LIMITED = {"error": {"message": "Too many requests", "payload": {}}}
+
 CATALOG: tuple[dict[str, Any], ...] = (
     {"id": "AMZN-US", "name": "Amazon.com Gift Card", "category": "merchant_card"},
     {"id": "VISA-US", "name": "Virtual Visa Card", "category": "visa_card"},
@@ -111,6 +128,7 @@ class TremendousState(Faults):
         """One record per ``POST /orders`` received: external_id, created, status, outcome."""
         self._init_faults()
         self._by_external: dict[str, str] = {}
+        self._payloads: dict[str, Any] = {}
         self._counter = 0
         self.background_left = 0
 
@@ -126,6 +144,7 @@ class TremendousState(Faults):
             self.received.clear()
             self._reset_faults()
             self._by_external.clear()
+            self._payloads.clear()
             self._counter = 0
             self.background_left = 0
 
@@ -161,6 +180,8 @@ class TremendousState(Faults):
             delivery = order["rewards"][0]["delivery"]
             if status == "EXECUTED":
                 delivery["status"] = "SUCCEEDED"
+                sent = self._payloads.get(str(order.get("external_id")), {})
+                _processed(order, _dig(sent, "payment", "funding_source_id") or "balance")
             elif status in ("FAILED", "CANCELED"):
                 delivery["status"] = "FAILED"
             return _copy(order)
@@ -212,7 +233,10 @@ class TremendousState(Faults):
         external_id = body.get("external_id")
         with self._lock:
             if isinstance(external_id, str) and external_id in self._by_external:
-                # A repeated external_id: 201 with the first order (Tremendous's SDK).
+                # A repeated external_id: 201 with the first order when the payload is the
+                # same, 409 when it differs (the SDK's create_order, "Idempotence").
+                if self._payloads.get(external_id, body) != body:
+                    return 409, _error_body(CONFLICT_MESSAGE), False
                 return 201, {"order": _copy(self.orders[self._by_external[external_id]])}, False
             problem = _validate(body)
             if problem is not None:
@@ -220,25 +244,34 @@ class TremendousState(Faults):
             reward = body["reward"]
             cents = round(float(reward["value"]["denomination"]) * 100)
             if cents > self.balance_cents:
-                return 402, _error_body(
-                    "Insufficient funds on the funding source", {"payment": {"funding_source_id":
-                    ["has insufficient funds"]}},
-                ), False
+                return 402, _error_body(FUNDS_MESSAGE), False
             self.balance_cents -= cents
             self._counter += 1
             order = _new_order(self._counter, body)
             self.orders[order["id"]] = order
             if isinstance(external_id, str):
                 self._by_external[external_id] = order["id"]
+                self._payloads[external_id] = copy.deepcopy(body)
             log.debug("standin.order.created", order_id=order["id"], external_id=external_id)
             if self.background_left > 0:
                 self.background_left -= 1
-                return 202, {"order": _copy(order)}, True
+                # Only the fields the spec requires of a 202 order; it is EXECUTED when
+                # looked up (created "in the background" at once).
+                return 202, {"order": {k: order[k] for k in ("id", "external_id",
+                                                                "created_at")}
+                             | {"status": "OPEN"}}, True
             return 200, {"order": _copy(order)}, True
 
 
 def _error_body(message: str, payload: Any = None) -> dict[str, Any]:
     return {"errors": {"message": message, "payload": payload if payload is not None else {}}}
+
+
+def _dig(value: Any, *keys: str) -> Any:
+    """``value[k1][k2]...``, or None where a level is missing."""
+    for key in keys:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
 
 
 def _copy(order: dict[str, Any]) -> dict[str, Any]:
@@ -254,23 +287,18 @@ def _validate(body: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
     if source not in ("balance", BALANCE_SOURCE_ID):
         return 422, _error_body(
             "Funding source not found",
-            {"payment": {"funding_source_id": ["is not a funding source of this account"]}},
+            {"payment": {"funding_source_id": "is not a funding source of this account"}},
         )
     products = reward.get("products")
     if not isinstance(products, list) or len(products) != 1 or not isinstance(products[0], str):
-        return 422, _error_body(
-            "Exactly one product is required", {"reward": {"products": ["is invalid"]}},
-        )
+        return 422, _error_body(VALIDATION_MESSAGE, NO_VALID_PRODUCT)
     if products[0] == UNAVAILABLE_PRODUCT:
         return 422, _error_body(
             f"Product {products[0]} is not available",
-            {"reward": {"products": ["is not available"]}},
+            {"reward": {"products": "is not available"}},
         )
     if products[0].startswith(UNKNOWN_PRODUCT_PREFIX):
-        return 422, _error_body(
-            f"Product {products[0]} not found",
-            {"reward": {"products": ["is not a valid product"]}},
-        )
+        return 422, _error_body(VALIDATION_MESSAGE, NO_VALID_PRODUCT)
     value = reward.get("value")
     denomination = value.get("denomination") if isinstance(value, dict) else None
     currency = value.get("currency_code") if isinstance(value, dict) else None
@@ -280,14 +308,13 @@ def _validate(body: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
     ):
         return 422, _error_body(
             "Denomination is not available for this product",
-            {"reward": {"value": {"denomination": [
-                f"must be between 1 and {MAX_DENOMINATION:g}",
-            ]}}},
+            {"reward": {"value": {"denomination":
+                f"must be between 1 and {MAX_DENOMINATION:g}"}}},
         )
     if currency not in CURRENCIES:
         return 422, _error_body(
             "Currency is not available for this product",
-            {"reward": {"value": {"currency_code": ["is not supported by this product"]}}},
+            {"reward": {"value": {"currency_code": "is not supported by this product"}}},
         )
     recipient = reward.get("recipient")
     email = recipient.get("email") if isinstance(recipient, dict) else None
@@ -297,17 +324,17 @@ def _validate(body: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
         or email.lower().endswith(INVALID_RECIPIENT_DOMAIN)
     ):
         return 422, _error_body(
-            "Recipient email is invalid", {"reward": {"recipient": {"email": ["is invalid"]}}},
+            VALIDATION_MESSAGE, {"reward": {"recipient": {"email": "Email address is invalid"}}},
         )
     if not isinstance(name, str) or not name.strip():
         return 422, _error_body(
-            "Recipient name is required", {"reward": {"recipient": {"name": ["can't be blank"]}}},
+            "Recipient name is required", {"reward": {"recipient": {"name": "can't be blank"}}},
         )
     delivery = reward.get("delivery")
     method = delivery.get("method") if isinstance(delivery, dict) else None
     if method not in ("EMAIL", "LINK"):
         return 422, _error_body(
-            "Delivery method is invalid", {"reward": {"delivery": {"method": ["is invalid"]}}},
+            "Delivery method is invalid", {"reward": {"delivery": {"method": "is invalid"}}},
         )
     return None
 
@@ -321,17 +348,11 @@ def _new_order(number: int, body: dict[str, Any]) -> dict[str, Any]:
         "FAILED" if email.endswith(BOUNCE_DOMAIN) else "SUCCEEDED")
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     order_id = f"ORD{number:09d}"
-    return {
+    order: dict[str, Any] = {
         "id": order_id,
         "external_id": body.get("external_id"),
         "created_at": now,
         "status": "PENDING APPROVAL" if pending else "EXECUTED",
-        "payment": {
-            "funding_source_id": body["payment"]["funding_source_id"],
-            "subtotal": reward["value"]["denomination"],
-            "total": reward["value"]["denomination"],
-            "fees": 0.0,
-        },
         "rewards": [{
             "id": f"RWD{number:09d}",
             "order_id": order_id,
@@ -339,13 +360,21 @@ def _new_order(number: int, body: dict[str, Any]) -> dict[str, Any]:
             "products": [product],
             "value": dict(reward["value"]),
             "recipient": dict(reward["recipient"]),
-            "delivery": {
-                "method": reward["delivery"]["method"],
-                "status": delivery,
-                "link": LINK_BASE + secrets.token_urlsafe(12),
-            },
+            "delivery": {"method": reward["delivery"]["method"], "status": delivery},
         }],
     }
+    if not pending:
+        _processed(order, body["payment"]["funding_source_id"])
+    return order
+
+
+def _processed(order: dict[str, Any], funding_source_id: Any) -> None:
+    """What an order carries once processed: its cost ("payment": only for processed
+    orders, says the order object's reference) and its reward's link."""
+    value = order["rewards"][0]["value"]["denomination"]
+    order.setdefault("payment", {"funding_source_id": funding_source_id, "subtotal": value,
+                                 "total": value, "fees": 0.0})
+    order["rewards"][0]["delivery"].setdefault("link", LINK_BASE + secrets.token_urlsafe(12))
 
 
 GARBAGE = b'{"order": {"id": "ORD<html>502 Bad Gateway</html>'
@@ -391,14 +420,14 @@ def create_app(state: TremendousState | None = None, *, api_key: str = "standin-
             if st._rate_limited():
                 if is_create:
                     st._record(external_id, created=False, status=429, outcome="rate_limited")
-                # Tremendous's 429 body uses a singular "error" key.
-                return JSONResponse({"error": "Too Many Requests"}, status_code=429,
+                # Tremendous's 429 body uses a singular "error" key (rate-limiting page).
+                return JSONResponse(RATE_LIMITED, status_code=429,
                                     headers=rate_limit_headers(st))
             given = request.headers.get("authorization", "").encode()
             if not hmac.compare_digest(given, expected):
                 if is_create:
                     st._record(external_id, created=False, status=401, outcome="unauthorized")
-                return _error(401, "The API key is invalid or missing")
+                return _error(401, AUTH_MESSAGE)
             response = await handler(request)
             return spoil(st, response, lose=is_create, garbage=GARBAGE)
 

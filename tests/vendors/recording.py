@@ -1,9 +1,12 @@
-"""vcrpy plumbing shared by the cassette tests of the Tango, Giftbit and HTTP adapters.
+"""vcrpy recording for the generic HTTP vendor's cassettes (``cassettes/http/``).
 
-Cassettes are recorded once against a stand-in served with a recording-only secret and
-replay with record mode "none" (no network in CI). Re-record one vendor's with e.g.::
+That vendor's receiver is the user's own service, whose contract this project defines, so
+its cassettes are recorded against the project's receiver stand-in, served with a
+recording-only secret, and replay with record mode "none" (no network in CI). The other
+vendors' cassettes are composed from their documentation instead (``doc_cassettes.py``).
+Record them again with::
 
-    REWARD_POLLER_VCR_RECORD=all .venv/bin/pytest tests/vendors/test_tango_cassettes.py
+    REWARD_POLLER_VCR_RECORD=all .venv/bin/pytest tests/vendors/test_http_cassettes.py
 
 While recording, request URLs are rewritten to a fixed replay origin, the auth and
 signature headers are filtered out, and response bodies go through the vendor's scrubber

@@ -193,7 +193,7 @@ def test_an_unreadable_catalog_decides_nothing(
 
 
 @pytest.mark.parametrize(("over", "said"), [
-    ({"product": "UNKNOWN-PRODUCT"}, "not found"),
+    ({"product": "UNKNOWN-PRODUCT"}, "validation failure"),  # the documented answer
     ({"amount": "5000"}, "Denomination is not available"),
     ({"currency": "JPY"}, "Currency is not available"),
 ])
@@ -728,6 +728,6 @@ def test_the_429_body_with_a_singular_error_is_quoted(
     vendor: TremendousVendor, standin: Standin, order_request: MakeRequest,
 ) -> None:
     standin.state.set_rate_limit(0)
-    with pytest.raises(TransientVendorError, match="Too Many Requests") as caught:
+    with pytest.raises(TransientVendorError, match="Too many requests") as caught:
         vendor.place_order(order_request("r-429-body"))
     assert caught.value.status == 429
