@@ -436,7 +436,7 @@ def test_no_connection_is_held_between_calls(ledger: AnyLedger) -> None:
     assert ledger.renew(entry.pk, "w1", T0, 60)
     with pytest.raises(LeaseLost):
         ledger.transition(entry.pk, "w2", State.ORDERED, "y", T0, expect=State.ORDERING)
-    ledger.transition(entry.pk, "w1", State.FULFILLED, "z", T0, expect=State.ORDERING,
+    ledger.transition(entry.pk, "w1", State.ORDERED, "z", T0, expect=State.ORDERING,
                       release=True)
     # Each call took a pooled connection for its statement or transaction and gave it back.
     assert ledger.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
