@@ -325,8 +325,8 @@ def ledger_overhead(ledgers: Ledgers, reps: int = 5, n: int = 80) -> Figure:
     if worst > 2.0:
         notes.append(
             'Where the target is missed (SQLite), the cause is what each move writes, not how '
-            'it commits: a move is one statement committed on its own (figure 7 counts them), '
-            'sent on the driver cursor with its statement compiled once, and most of its time '
+            'it commits: a move is one statement in its own short transaction (figure 7 counts '
+            'them), and most of its time '
             "is SQLite's. That statement writes about eight pages to the WAL "
             '(strace: 4 KiB writes per commit) where the floor\'s one-row UPDATE writes one: '
             'the row, the entries of the two indexes on `state` that `due()` and the '

@@ -117,26 +117,18 @@ class StatementProbe:
 
 
 def watch_statements(engine: Any, seen: Callable[[Any, str], None]) -> Callable[[], None]:
-    """Call ``seen(cursor, statement)`` for each statement ``engine`` sends: those through
-    SQLAlchemy (its ``before_cursor_execute`` event) and the guarded moves, which go on the
-    driver's cursor past it (``poller.ledger.prepared``). Returns what stops watching."""
+    """Call ``seen(cursor, statement)`` for each statement ``engine`` sends (SQLAlchemy's
+    ``before_cursor_execute`` event: every statement the ledger sends goes through it).
+    Returns what stops watching."""
     from sqlalchemy import event
-
-    from poller.ledger.prepared import STATEMENT_OBSERVERS
 
     def through_sqlalchemy(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         seen(cursor, statement)
 
-    def prepared(conn: Any, cursor: Any, statement: str, parameters: Any) -> None:
-        if conn.engine.pool is engine.pool:  # the variants of one engine share its pool
-            seen(cursor, statement)
-
     event.listen(engine, "before_cursor_execute", through_sqlalchemy)
-    STATEMENT_OBSERVERS.append(prepared)
 
     def stop() -> None:
         event.remove(engine, "before_cursor_execute", through_sqlalchemy)
-        STATEMENT_OBSERVERS.remove(prepared)
 
     return stop
 
@@ -228,9 +220,6 @@ def ledger_path(ledger: Any, n: int, first_id: int, *,
                 per_call.setdefault(name, []).extend(probe.texts[before:])
                 probe.capture = False
 
-    # As a worker thread does: one connection for its one-statement writes.
-    pin = ledger.pinned()
-    pin.__enter__()
     try:
         ids = list(range(first_id, first_id + n))
         for start in range(0, n, PAGE):
@@ -280,7 +269,6 @@ def ledger_path(ledger: Any, n: int, first_id: int, *,
                 "own_commits": (probe.commits - paged_commits) / n,
                 "paged_statements": sum(paged.values()) / n}
     finally:
-        pin.__exit__(None, None, None)
         probe.close()
         ledger.finish_poll(poll_id, datetime.now(UTC), ok=True, complete=False, seen=n)
 

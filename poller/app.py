@@ -108,11 +108,7 @@ def request_budget(
     window = budget_window(s.window_seconds)
     limit = BudgetLimit(scope=INFLUITIVE_BUDGET_SCOPE, max_requests=s.max_requests_per_window,
                         window_seconds=window)
-    # Units taken ahead wait at most a quarter of the margin budget_window adds (and 0.1 s:
-    # under load requests follow each other within milliseconds); the rest is left for
-    # requests on their way.
-    return RequestBudget(SqlRequestLog(ledger.engine), limit, stop=stop,
-                         hold_seconds=min((window - s.window_seconds) / 4, 0.1))
+    return RequestBudget(SqlRequestLog(ledger.engine), limit, stop=stop)
 
 
 def influitive_client(config: Config, budget: RequestBudget | None = None) -> InfluitiveClient:

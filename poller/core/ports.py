@@ -8,7 +8,6 @@ Each external system is one module behind one of these, with a fake beside it:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
@@ -279,12 +278,6 @@ class Ledger(Cache, Protocol):
     def seen_since(self, poll_id: int, states: frozenset[State]) -> list[LedgerEntry]:
         """Entries in ``states`` that the poll ``poll_id`` (or a later one) listed: with the
         finished states, the discrepancies between the ledger and the outstanding list."""
-        ...
-
-    def pinned(self) -> AbstractContextManager[None]:
-        """While the block runs, this thread's one-statement writes (claims, moves without
-        a spend guard, renewals, releases) share one connection instead of taking one from
-        the pool each time: a worker thread holds it for the redemptions it works."""
         ...
 
     def claim(self, pk: int, owner: str, now: datetime, lease_seconds: float) -> LedgerEntry | None:

@@ -318,8 +318,7 @@ def open_ledger(
     with ``reward-poller db upgrade``. ``migrate=True`` always migrates, ``False`` never.
 
     ``threads``: how many threads may each hold a connection at once (the worker's
-    ``concurrency``, each thread keeping one while it works: ``Ledger.pinned``); the pool
-    keeps that many and a few more.
+    ``concurrency``); the pool keeps that many and a few more.
 
     ``schema`` (PostgreSQL, ``[ledger] schema``): the schema the ledger's tables, and
     Alembic's version table, are in; None: unqualified names (the connection's

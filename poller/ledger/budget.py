@@ -1,9 +1,8 @@
 """The request budget's ``RequestLog`` in the ledger: one ``request_log`` row per request
 sent, shared by every worker process on the same database (poller.core.budget).
 
-Taking units (one, or a batch: ``RequestBudget``) is one write transaction that reads the
-window and inserts a row per unit, so it must be serialised between processes or two could
-both take the last unit: SQLite's
+Taking a unit is one write transaction that reads the window and inserts a row, so it must
+be serialised between processes or two could both take the last unit: SQLite's
 ``BEGIN IMMEDIATE`` (``write_transaction``) admits one writer at a time; on PostgreSQL a
 transaction-scoped advisory lock per scope does the same (READ COMMITTED alone would let
 both count 179 and both insert). Rows older than the window are pruned in the same
@@ -44,9 +43,7 @@ class SqlRequestLog:
         self._pg = engine.dialect.name == "postgresql"
         self._db_clock = self._pg and not process_clock
 
-    def try_take(
-        self, limit: BudgetLimit, clock: Callable[[], datetime], units: int = 1
-    ) -> Grant:
+    def try_take(self, limit: BudgetLimit, clock: Callable[[], datetime]) -> Grant:
         window = timedelta(seconds=limit.window_seconds)
         in_scope = request_log.c.scope == limit.scope
         with write_transaction(self._engine) as conn:
@@ -69,14 +66,13 @@ class SqlRequestLog:
                 ).one()
             start = now - window
             conn.execute(delete(request_log).where(in_scope, request_log.c.at <= start))
-            free = min(units, limit.max_requests - count)
-            if free > 0:
-                conn.execute(insert(request_log), [{"scope": limit.scope, "at": now}] * free)
-                return Grant(free, at=now)
+            if count < limit.max_requests:
+                conn.execute(insert(request_log).values(scope=limit.scope, at=now))
+                return Grant(True, at=now)
         # The stored time comes back through UTCDateTime (aware, UTC).
         assert isinstance(oldest, datetime)
         free_in: float = (oldest - start).total_seconds()
-        return Grant(0, max(0.0, free_in))
+        return Grant(False, max(0.0, free_in))
 
     def taken(self, limit: BudgetLimit, now: datetime) -> int:
         """Units in the window ending at ``now`` (on PostgreSQL: now by the server's clock,

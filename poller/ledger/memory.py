@@ -11,7 +11,6 @@ from __future__ import annotations
 import builtins
 import threading
 from collections.abc import Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -178,9 +177,6 @@ class MemoryLedger:
             )
 
     # --- leases and transitions -------------------------------------------------------
-
-    def pinned(self) -> AbstractContextManager[None]:
-        return nullcontext()  # no connections to share
 
     def claim(
         self, pk: int, owner: str, now: datetime, lease_seconds: float

@@ -93,7 +93,6 @@ from poller.ledger import (
     entry_from_columns,
     sum_amounts,
 )
-from poller.ledger.prepared import Prepared
 from poller.ledger.tables import CleanText, StateType, UTCDateTime
 from poller.ledger.tables import cache as cache_t
 from poller.ledger.tables import events as events_t
@@ -118,11 +117,6 @@ PG_POOL_RECYCLE_S = 600
 
 _WRITE = "reward_poller_write"
 """Execution option marking a connection whose transactions will write (BEGIN IMMEDIATE)."""
-
-_SINGLE = "reward_poller_single_statement"
-"""Execution option marking a connection whose every statement commits on its own: no BEGIN
-is sent, and SQLite runs each statement as its own transaction (a write statement takes
-the write lock as it starts, waiting as BEGIN IMMEDIATE would)."""
 
 PG_MIGRATION_LOCK = 0x72705F6D69677261
 """Advisory lock key of a migration (``db upgrade``, a SQLite-like start): PostgreSQL
@@ -308,9 +302,8 @@ def make_engine(
         # only the transaction that found it fails (LedgerUnavailable) and the next one
         # connects afresh.
         if schema is not None:
-            # Every statement SQLAlchemy compiles for this engine (and the prepared ones,
-            # poller.ledger.prepared) names its tables in the schema: the server's
-            # search_path, and one set in the URL's options, no longer decide.
+            # Every statement SQLAlchemy runs on this engine names its tables in the schema:
+            # the server's search_path, and one set in the URL's options, no longer decide.
             pool["execution_options"] = {"schema_translate_map": {None: schema}}
         engine = create_engine(parsed, pool_recycle=PG_POOL_RECYCLE_S, hide_parameters=True,
                                connect_args=connect_args, **pool)
@@ -428,8 +421,6 @@ def _sqlite_engine(url: URL, pool: dict[str, Any] | None = None) -> Engine:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
         options = connection.get_execution_options()
-        if options.get(_SINGLE):
-            return  # sqlite3 is in autocommit (isolation_level None): each statement commits
         connection.exec_driver_sql("BEGIN IMMEDIATE" if options.get(_WRITE) else "BEGIN")
 
     return engine
@@ -469,47 +460,23 @@ at a time; threads of one process that meet at its lock wait in its busy handler
 sleeps in steps of up to 100 ms. Queued on a lock of our own instead, the next writer
 starts the moment the last one commits. Other processes still wait in the busy handler."""
 
-_VARIANTS: weakref.WeakKeyDictionary[Engine, dict[str, Engine]] = weakref.WeakKeyDictionary()
 
 
 def _writer(engine: Engine) -> threading.RLock | nullcontext[None]:
     return _WRITERS.get(engine) or nullcontext()
 
 
-def _variant(engine: Engine, name: str) -> Engine:
-    """``engine`` with the execution options of a write transaction (``_WRITE``) or of
-    single-statement transactions (``_SINGLE``), made once per engine."""
-    variants = _VARIANTS.setdefault(engine, {})
-    found = variants.get(name)
-    if found is None:
-        if name == _SINGLE and engine.dialect.name == "postgresql":
-            found = engine.execution_options(isolation_level="AUTOCOMMIT")
-        else:
-            found = engine.execution_options(**{name: True})
-        variants[name] = found
-    return found
-
-
 def write_variant(engine: Engine) -> Engine:
     """``engine`` whose transactions will write (BEGIN IMMEDIATE on SQLite), for a caller
     that begins and ends the transaction itself."""
-    return _variant(engine, _WRITE)
+    return engine.execution_options(**{_WRITE: True})
 
 
 @contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
-    """One committed-or-rolled-back transaction that will write (BEGIN IMMEDIATE on SQLite)."""
-    with (_writer(engine), translate_errors(engine.url),
-          _variant(engine, _WRITE).begin() as conn):
-        yield conn
-
-
-@contextmanager
-def single_statements(engine: Engine) -> Iterator[Connection]:
-    """A connection whose every statement is its own transaction, committed by the database
-    as it ends: a write that is one statement is one round trip, with no BEGIN and COMMIT
-    (PostgreSQL's autocommit; on SQLite no BEGIN is sent and sqlite3 is in autocommit)."""
-    with _writer(engine), translate_errors(engine.url), _variant(engine, _SINGLE).connect() as conn:
+    """One committed-or-rolled-back transaction that will write (BEGIN IMMEDIATE on SQLite),
+    on a connection from the pool."""
+    with _writer(engine), translate_errors(engine.url), write_variant(engine).begin() as conn:
         yield conn
 
 
@@ -584,11 +551,6 @@ class SqlLedger:
         self._pg = engine.dialect.name == "postgresql"
         # The database server's clock, shared by every worker (see the module's docstring).
         self._db_clock = self._pg and not process_clock
-        self._thread = threading.local()  # .conn: the connection pinned by pinned()
-        # SQLite files: the in-process writer lock, and the one connection that writes
-        # single statements under it (_shared_writer). None on PostgreSQL.
-        self._writers = _WRITERS.get(engine)
-        self._shared: Connection | None = None
         # The dialect's own insert (ON CONFLICT), imported here: a SQLite worker never
         # loads the PostgreSQL dialect, a tenth of its start.
         self._insert: Any
@@ -600,7 +562,7 @@ class SqlLedger:
             self._insert = sqlite_insert
         # The statements of every step, built once: the guarded moves per set of changed
         # columns (a handful), the rest here.
-        self._moves: dict[tuple[frozenset[str], bool, bool], Prepared] = {}
+        self._moves: dict[tuple[frozenset[str], bool, bool], Any] = {}
         now = self._now_sql()
         owner = bindparam("w_owner", type_=CleanText())
         until = self._given("v_until")
@@ -844,74 +806,13 @@ class SqlLedger:
 
     # --- leases and transitions -------------------------------------------------------
 
-    @contextmanager
-    def pinned(self) -> Iterator[None]:
-        if self._writers is not None:
-            yield  # SQLite: every one-statement write already goes through one connection
-            return
-        if getattr(self._thread, "conn", None) is not None:
-            yield  # already pinned further up this thread
-            return
-        with translate_errors(self._engine.url), \
-                _variant(self._engine, _SINGLE).connect() as conn:
-            self._thread.conn = conn
-            try:
-                yield
-            finally:
-                self._thread.conn = None
-
-    @contextmanager
-    def _one_statement(self) -> Iterator[Connection]:
-        """A connection for a write that is one statement, committed as it ends. SQLite:
-        the process's one writing connection (``_shared_writer``). PostgreSQL: the thread's
-        pinned one, else one from the pool (``single_statements``)."""
-        if self._writers is not None:
-            with self._writers, translate_errors(self._engine.url):
-                shared = self._shared_writer()
-                try:
-                    yield shared
-                finally:
-                    self._end_statement(shared)
-            return
-        conn: Connection | None = getattr(self._thread, "conn", None)
-        if conn is None:
-            with single_statements(self._engine) as fresh:
-                yield fresh
-            return
-        with translate_errors(self._engine.url):
-            try:
-                yield conn
-            finally:
-                conn.rollback()  # see _end_statement
-
-    def _shared_writer(self) -> Connection:
-        """SQLite: one connection for every one-statement write of this process, used under
-        the writer lock. Writes are one at a time anyway, and a connection's page cache
-        stays valid only while no other connection writes: with one writer per thread,
-        every move re-read from disk the pages the others had just written (~15 reads a
-        move, measured), where the one writer keeps them."""
-        conn = self._shared
-        if conn is None or conn.invalidated or conn.closed:
-            conn = self._shared = _variant(self._engine, _SINGLE).connect()
-        return conn
-
-    def _end_statement(self, conn: Connection) -> None:
-        try:
-            # Ends SQLAlchemy's own bookkeeping of a transaction begun by the statement;
-            # the database committed it already (autocommit).
-            conn.rollback()
-        except exc.DBAPIError:
-            # The statement's own outcome was raised or returned already; a connection that
-            # cannot even reset is replaced: the next write opens a new one.
-            conn.invalidate()
-
     def claim(
         self, pk: int, owner: str, now: datetime, lease_seconds: float
     ) -> LedgerEntry | None:
         now = check_aware(now)
         if lease_seconds <= 0:
             raise ValueError(f"lease_seconds must be positive, got {lease_seconds}")
-        with self._one_statement() as conn:
+        with write_transaction(self._engine) as conn:
             row = conn.execute(self._claim_stmt, {
                 "w_pk": pk, "w_owner": owner, "w_now": now,
                 "v_until": now + timedelta(seconds=lease_seconds),
@@ -922,7 +823,7 @@ class SqlLedger:
         now = check_aware(now)
         if lease_seconds <= 0:
             raise ValueError(f"lease_seconds must be positive, got {lease_seconds}")
-        with self._one_statement() as conn:
+        with write_transaction(self._engine) as conn:
             result = conn.execute(self._renew_stmt, {
                 "w_pk": pk, "w_owner": owner, "w_now": now,
                 "v_until": now + timedelta(seconds=lease_seconds),
@@ -930,7 +831,7 @@ class SqlLedger:
         return bool(result.rowcount)
 
     def release(self, pk: int, owner: str) -> None:
-        with self._one_statement() as conn:
+        with write_transaction(self._engine) as conn:
             conn.execute(self._release_stmt, {"w_pk": pk, "w_owner": owner})
 
     def claim_transition(
@@ -1023,16 +924,13 @@ class SqlLedger:
                       v_until=claim_until, v_move_detail=clean_stored(detail),
                       v_move_actor=actor or owner)
         try:
-            # Without a spend guard a move is one statement (its event row is written by the
-            # same statement: a CTE on PostgreSQL, a trigger on SQLite), atomic and durable
-            # on its own: no BEGIN or COMMIT around it.
-            with (write_transaction(self._engine) if guard is not None
-                  else self._one_statement()) as conn:
+            # The move is one statement: its event row is written by the same statement (a
+            # CTE on PostgreSQL, a trigger on SQLite).
+            with write_transaction(self._engine) as conn:
                 if guard is not None and self._pg:
                     # Held to the commit: the next guarded move reads our amount.
                     conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_SPEND_LOCK})")
-                row = (stmt.first(conn, params) if guard is None
-                       else stmt.first_in(conn, params))
+                row = conn.execute(stmt, params).first()
                 if row is None:
                     if claim:
                         return None  # another worker holds it, or it has moved on
@@ -1044,7 +942,7 @@ class SqlLedger:
                     check_spend(guard, _spent(conn, [*where, red_t.c.pk != pk]))
         except exc.IntegrityError as e:
             raise _key_in_use(pk, columns, e) from None
-        return entry_from_columns(row)
+        return _entry(row)
 
     def _why_not_moved(
         self, conn: Connection, pk: int, owner: str, now: datetime, expect: State
@@ -1057,16 +955,13 @@ class SqlLedger:
             return LeaseLost(f"redemption {pk}: the lease of {owner!r} is gone")
         return LeaseLost(f"redemption {pk} is {row.state.value!r}, expected {expect.value!r}")
 
-    def _move_stmt(self, columns: frozenset[str], *, claim: bool, release: bool) -> Prepared:
-        """The guarded move for one set of changed columns, built and compiled once and
-        kept: building and compiling SQLAlchemy statements costs more than running them."""
+    def _move_stmt(self, columns: frozenset[str], *, claim: bool, release: bool) -> Any:
+        """The guarded move for one set of changed columns, built once and kept (SQLAlchemy
+        caches its compiled form)."""
         key = (columns, claim, release)
         stmt = self._moves.get(key)
         if stmt is None:
-            stmt = self._moves[key] = Prepared(
-                self._build_move(columns, claim=claim, release=release),
-                self._engine.dialect, builtins.list(red_t.c),
-                self._engine.get_execution_options().get("schema_translate_map"))
+            stmt = self._moves[key] = self._build_move(columns, claim=claim, release=release)
         return stmt
 
     def _build_move(self, columns: frozenset[str], *, claim: bool, release: bool) -> Any:
@@ -1209,11 +1104,6 @@ class SqlLedger:
             conn.exec_driver_sql("SELECT 1").scalar_one()
 
     def close(self) -> None:
-        if self._writers is not None:
-            with self._writers:
-                if self._shared is not None:
-                    self._shared.close()
-                    self._shared = None
         self._engine.dispose()
 
     # Last, because inside the class body its name hides the builtin ``list``.

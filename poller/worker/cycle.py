@@ -407,10 +407,8 @@ class Worker:
 
         def work() -> None:
             try:
-                # One ledger connection for this thread's writes, not one per write.
-                with self.ledger.pinned():
-                    steps()
-            except BaseException as exc:  # the ledger could not hand a connection
+                steps()
+            except BaseException as exc:
                 with lock:
                     failures.append(exc)
 

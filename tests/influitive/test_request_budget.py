@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -65,77 +66,23 @@ def test_takes_up_to_the_limit_then_waits_for_the_oldest_unit() -> None:
 class CountingLog(MemoryRequestLog):
     def __init__(self) -> None:
         super().__init__()
-        self.asked: list[int] = []
+        self.calls = 0
 
-    def try_take(self, limit: BudgetLimit, clock: object, units: int = 1) -> Grant:
-        self.asked.append(units)
-        return super().try_take(limit, clock, units)  # type: ignore[arg-type]
-
-
-def _batching() -> tuple[Clock, CountingLog, BudgetLimit, RequestBudget]:
-    """A budget of 100 a minute that takes units ahead, held for 0.5 s."""
-    clock = Clock()
-    log = CountingLog()
-    limit = BudgetLimit(scope="influitive", max_requests=100, window_seconds=60)
-    budget = RequestBudget(log, limit, clock=clock, wait=clock.wait, hold_seconds=0.5)
-    return clock, log, limit, budget
+    def try_take(self, limit: BudgetLimit, clock: Callable[[], datetime]) -> Grant:
+        self.calls += 1
+        return super().try_take(limit, clock)
 
 
-def test_under_load_units_are_taken_a_batch_at_a_time() -> None:
-    clock, log, limit, budget = _batching()
-    for _ in range(40):
-        assert budget.take() == 0.0
-    # Doubling while every unit was used in time, up to a tenth of the budget.
-    assert log.asked == [1, 2, 4, 8, 10, 10, 10]
-    assert log.taken(limit, clock()) == 45  # handed out 40; 5 are still ahead, counted
-
-
-def test_units_taken_ahead_are_dropped_after_the_hold_and_the_batch_starts_over() -> None:
-    clock, log, limit, budget = _batching()
-    for _ in range(4):
-        budget.take()  # batches of 1, 2, then 4: three of the last still ahead
-    assert log.asked == [1, 2, 4]
-
-    clock.now += timedelta(seconds=1.2)  # a quiet spell, well past the hold
-    budget.take()
-    assert log.asked == [1, 2, 4, 1]
-    assert log.taken(limit, clock()) == 8  # the three dropped stay counted
-
-
-def test_a_batch_that_ran_out_of_time_just_now_is_halved() -> None:
-    clock, log, limit, budget = _batching()
-    for _ in range(15):
-        budget.take()  # batches of 1, 2, 4, 8: all used at once
-    assert log.asked == [1, 2, 4, 8]
-    # Requests now come every 0.1 s: the next batch of 10 cannot be used within 0.5 s.
-    for _ in range(20):
-        clock.now += timedelta(seconds=0.1)
-        budget.take()
-    # 10 (six used, four dropped), then 5 (used in time), 10 again, then 5: four writes
-    # for twenty requests, where going back to one would take eight or more.
-    assert log.asked[4:] == [10, 5, 10, 5]
-    assert log.taken(limit, clock()) == 15 + 30  # 35 handed out, 8 dropped, 2 still ahead
-
-
-def test_a_batch_never_takes_more_than_the_window_has_left() -> None:
-    clock = Clock()
-    limit = BudgetLimit(scope="influitive", max_requests=20, window_seconds=10)
-    budget = RequestBudget(MemoryRequestLog(), limit, clock=clock, wait=clock.wait,
-                           hold_seconds=0.5)
-    for _ in range(20):
-        assert budget.take() == 0.0
-    assert budget.log.taken(limit, clock()) == 20
-    assert budget.take() == pytest.approx(10.0)  # the 21st waits for the window
-
-
-def test_without_a_hold_every_request_takes_its_own_unit() -> None:
+def test_every_request_takes_its_own_unit_from_the_log() -> None:
     clock = Clock()
     log = CountingLog()
     limit = BudgetLimit(scope="influitive", max_requests=100, window_seconds=60)
     budget = RequestBudget(log, limit, clock=clock, wait=clock.wait)
     for _ in range(5):
         budget.take()
-    assert log.asked == [1, 1, 1, 1, 1]
+    # One unit per request, none taken ahead: the log holds exactly what was sent.
+    assert log.calls == 5
+    assert log.taken(limit, clock()) == 5
 
 
 def test_a_stop_request_ends_the_wait_and_nothing_is_taken() -> None:
@@ -153,8 +100,8 @@ def test_a_stop_request_ends_the_wait_and_nothing_is_taken() -> None:
 
 def test_a_budget_that_stays_spent_gives_up_after_a_window() -> None:
     class Full:
-        def try_take(self, limit: BudgetLimit, clock: object, units: int = 1) -> Grant:
-            return Grant(0, 1.0)
+        def try_take(self, limit: BudgetLimit, clock: Callable[[], datetime]) -> Grant:
+            return Grant(False, 1.0)
 
         def taken(self, limit: BudgetLimit, now: datetime) -> int:
             return limit.max_requests
@@ -176,15 +123,16 @@ def test_the_sql_log_counts_a_rolling_window_and_prunes(ledger_url: str) -> None
         limit = BudgetLimit(scope="influitive", max_requests=2, window_seconds=10)
         other = BudgetLimit(scope="elsewhere", max_requests=1, window_seconds=10)
 
-        assert log.try_take(limit, lambda: T0) == Grant(1)
-        assert log.try_take(limit, lambda: T0 + timedelta(seconds=3)) == Grant(1)
+        assert log.try_take(limit, lambda: T0) == Grant(True)
+        assert log.try_take(limit, lambda: T0 + timedelta(seconds=3)) == Grant(True)
         wait = log.try_take(limit, lambda: T0 + timedelta(seconds=5))
-        assert wait.units == 0 and wait.free_in == pytest.approx(5.0)
-        assert log.try_take(other, lambda: T0 + timedelta(seconds=5)) == Grant(1)  # own scope
+        assert not wait.taken and wait.free_in == pytest.approx(5.0)
+        assert log.try_take(other, lambda: T0 + timedelta(seconds=5)) == Grant(True)  # own
         assert log.taken(limit, T0 + timedelta(seconds=5)) == 2
         # Ten seconds after the first unit it has left the window: one is free again, and
-        # one only, however many are asked for.
-        assert log.try_take(limit, lambda: T0 + timedelta(seconds=10), units=5) == Grant(1)
+        # one only.
+        assert log.try_take(limit, lambda: T0 + timedelta(seconds=10)) == Grant(True)
+        assert not log.try_take(limit, lambda: T0 + timedelta(seconds=10)).taken
         with ledger.engine.connect() as conn:
             rows = conn.exec_driver_sql(
                 "SELECT COUNT(*) FROM request_log WHERE scope = 'influitive'").scalar_one()
@@ -205,11 +153,11 @@ _TAKER = textwrap.dedent("""
     stamps = []
 
     class Recording(SqlRequestLog):
-        def try_take(self, limit, clock, units=1):
+        def try_take(self, limit, clock):
             # Stamped by the log's clock: the caller's on SQLite, the server's on PostgreSQL.
-            answer = super().try_take(limit, lambda: datetime.now(UTC), units)
-            if answer.units:
-                stamps.extend([answer.at.isoformat()] * answer.units)
+            answer = super().try_take(limit, lambda: datetime.now(UTC))
+            if answer.taken:
+                stamps.append(answer.at.isoformat())
             return answer
 
     budget = RequestBudget(Recording(ledger.engine),
@@ -305,9 +253,12 @@ def test_without_a_budget_the_firewall_blocks_past_its_limit(
 def test_memory_log_answers_like_the_protocol() -> None:
     log = MemoryRequestLog()
     limit = BudgetLimit(scope="s", max_requests=1, window_seconds=5)
-    assert log.try_take(limit, lambda: T0) == Grant(1)
-    assert log.try_take(limit, lambda: T0 + timedelta(seconds=2)) == Grant(0, pytest.approx(3.0))
-    assert log.try_take(limit, lambda: T0 + timedelta(seconds=5), units=3) == Grant(1)
+    assert log.try_take(limit, lambda: T0) == Grant(True, at=T0)
+    assert log.try_take(limit, lambda: T0 + timedelta(seconds=2)) == Grant(
+        False, pytest.approx(3.0))
+    taken = log.try_take(limit, lambda: T0 + timedelta(seconds=5))
+    assert taken.taken and taken.at == T0 + timedelta(seconds=5)
+    assert not log.try_take(limit, lambda: T0 + timedelta(seconds=5)).taken
 
 
 def test_limits_are_checked() -> None:

@@ -1,5 +1,5 @@
 """``[ledger] schema`` on PostgreSQL: the ledger's tables, Alembic's version table and every
-statement (the prepared ones too) live in the schema named, created by ``db upgrade``; two
+statement live in the schema named, created by ``db upgrade``; two
 ledgers in two schemas of one database are independent; a ``search_path`` in the URL (how
 the other tests place their tables) no longer decides once the key is set."""
 
@@ -110,7 +110,7 @@ def test_two_ledgers_in_two_schemas_of_one_database_are_independent(
         assert one.record(poll, [Redemption(id="7", raw={"id": "7"})], T0) == 1
         assert two.get("influitive", "7") is None
         assert two.list() == [] and two.counts() == {}
-        # The prepared one-statement moves (the raw-cursor path) work in the schema too.
+        # The one-statement guarded moves work in the schema too.
         entry = one.get("influitive", "7")
         assert entry is not None
         moved = one.claim_transition(entry.pk, "w", State.ORDERING, "ordering", T0, 60,
@@ -128,8 +128,8 @@ def test_two_ledgers_in_two_schemas_of_one_database_are_independent(
         assert fresh is not None and fresh.state is State.NEW
         # The request budget of each is its own.
         limit = BudgetLimit(scope="influitive", max_requests=1, window_seconds=60)
-        assert SqlRequestLog(one.engine).try_take(limit, lambda: T0).units == 1
-        assert SqlRequestLog(two.engine).try_take(limit, lambda: T0).units == 1
+        assert SqlRequestLog(one.engine).try_take(limit, lambda: T0).taken
+        assert SqlRequestLog(two.engine).try_take(limit, lambda: T0).taken
     finally:
         one.close()
         two.close()
