@@ -531,7 +531,7 @@ def latency(ledgers: Ledgers, standins: Standins, workdir: Path, ids: Ids,
     measured = _run_daemon(standins, config, ids, daemon_samples, daemon_interval)
     # (c) The real daemon at 60 s with the Influitive webhook: each redemption is followed
     # by its "Reward Redemption Requested" webhook, which nudges a cycle.
-    from poller.standins.server import free_port
+    from poller.sandbox.server import free_port
 
     port = free_port()
     nudged_config = write_config(
@@ -649,7 +649,7 @@ def _wait_first_poll(standins: Standins, webhook: str | None) -> None:
 # --- 5. footprint ------------------------------------------------------------------------------
 
 
-HEAVY = ("uvicorn", "starlette", "apscheduler", "poller.standins", "poller.vendors.tremendous",
+HEAVY = ("uvicorn", "starlette", "apscheduler", "poller.sandbox", "poller.vendors.tremendous",
          "alembic", "sqlalchemy", "httpx", "pydantic")
 
 
@@ -694,7 +694,7 @@ def footprint(ledgers: Ledgers, standins: Standins, workdir: Path, ids: Ids,
                             and m.rsplit(".", 1)[1] in available()
                             and m != "poller.vendors.tremendous")
     lazy_ok = not unused_vendors and not any(
-        loaded[m] for m in ("uvicorn", "starlette", "apscheduler", "poller.standins"))
+        loaded[m] for m in ("uvicorn", "starlette", "apscheduler", "poller.sandbox"))
     rss_ok = growth_kib <= 2048
     detail_rss = ", ".join(f"after {k}: {v / 1024:.1f} MiB" for k, v in rss["rss_kib"].items())
     return Figure(

@@ -28,8 +28,8 @@ from typing import Any
 
 import structlog
 
-from poller.standins import influitive, tremendous
-from poller.standins.server import ServerThread
+from poller.sandbox import influitive, tremendous
+from poller.sandbox.server import ServerThread
 
 TOKEN = "bench-influitive-token"
 ORG = "bench-org"

@@ -245,7 +245,7 @@ def print_plan(plan: Plan) -> None:
 def demo(ctx: click.Context, keep: bool) -> None:
     """Run the worker against local stand-ins for Influitive, Tremendous, Tango Card,
     Giftbit, an HTTP vendor and manual fulfilment."""
-    from poller.demo import run_demo
+    from poller.cli.demo import run_demo
 
     parent = ctx.parent
     if parent is not None and parent.get_parameter_source("log_level") is (

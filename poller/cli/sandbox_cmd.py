@@ -15,7 +15,7 @@ import click
 
 from poller.cli.context import Context, Failed, in_the_way, write_new_file
 
-DEFAULT_PORT_BASE = 7470  # poller.standins.sandbox.DEFAULT_PORT_BASE, without importing it
+DEFAULT_PORT_BASE = 7470  # poller.sandbox.services.DEFAULT_PORT_BASE, without importing it
 
 
 @click.command("sandbox")
@@ -47,7 +47,7 @@ def sandbox_command(
     the `ledger` commands with it in another terminal.
     """
     from poller.config import DEFAULT_CONFIG_PATH
-    from poller.standins import sandbox
+    from poller.sandbox import services as sandbox
 
     ports = sandbox.Ports.from_base(
         port_base, influitive=influitive_port, tremendous=tremendous_port, tango=tango_port,

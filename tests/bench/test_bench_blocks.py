@@ -18,8 +18,8 @@ from bench.peers import budget_use
 from bench.serve import KEY, ORG, TOKEN, RequestBudget
 from poller.core.states import State
 from poller.ledger import open_ledger
-from poller.standins import influitive, tremendous
-from poller.standins.server import ServerThread
+from poller.sandbox import influitive, tremendous
+from poller.sandbox.server import ServerThread
 from tests.ledger.conftest import pg_schema
 
 ROOT = Path(__file__).resolve().parents[2]

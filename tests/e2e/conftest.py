@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from poller.standins import influitive as influitive_standin
-from poller.standins import tremendous as tremendous_standin
-from poller.standins.server import ServerThread
+from poller.sandbox import influitive as influitive_standin
+from poller.sandbox import tremendous as tremendous_standin
+from poller.sandbox.server import ServerThread
 
 TOKEN = "e2e-influitive-token-5f3a9c"
 ORG = "e2e-org-0001"

@@ -35,7 +35,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from poller.standins.server import ServerThread
+from poller.sandbox.server import ServerThread
 from tests.e2e.conftest import KEY, ORG, SECRETS, TOKEN, Standins, cli_env, popen_cli, run_cli
 from tests.ops.conftest import free_port, wait_for
 

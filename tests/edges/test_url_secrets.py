@@ -225,7 +225,7 @@ webhook_url = "{ADVOCATE_HOOK}"
 
 @pytest.mark.e2e
 def test_check_names_an_unreachable_vendor_with_its_port_and_path(standins: Standins) -> None:
-    from poller.standins.server import free_port
+    from poller.sandbox.server import free_port
 
     port = free_port()  # nothing listens there
     config = standins.config()

@@ -41,9 +41,9 @@ from poller.core.model import LedgerEntry
 from poller.core.states import ACTIVE, TERMINAL, UNCONFIRMED, State
 from poller.ledger import migrate
 from poller.ledger.sql import SqlLedger, make_engine
-from poller.standins import influitive as influitive_standin
-from poller.standins import tremendous as tremendous_standin
-from poller.standins.server import ServerThread, free_port
+from poller.sandbox import influitive as influitive_standin
+from poller.sandbox import tremendous as tremendous_standin
+from poller.sandbox.server import ServerThread, free_port
 
 TOKEN = "faults-influitive-token-7c41e9b2d8"
 ORG = "faults-org-5a0c"

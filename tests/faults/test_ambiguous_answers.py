@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from poller.core.states import State
-from poller.standins.influitive import Fault
+from poller.sandbox.influitive import Fault
 from tests.faults.harness import TOKEN, Stage, key_of
 
 pytestmark = pytest.mark.e2e

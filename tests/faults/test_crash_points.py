@@ -16,7 +16,7 @@ import pytest
 
 from poller.core.model import Event, LedgerEntry
 from poller.core.states import State
-from poller.standins.influitive import Fault
+from poller.sandbox.influitive import Fault
 from poller.worker.failpoints import EXIT_CODE, POINTS
 from tests.faults.harness import Kind, Stage, wait_for
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import MetaData, create_engine, select
 
-import poller.demo as demo
-from poller.standins.influitive import Fault
+import poller.cli.demo as demo
+from poller.sandbox.influitive import Fault
 from poller.worker.failpoints import EXIT_CODE
 from tests.faults.harness import SECRETS, TOKEN, Stage, cli_env
 

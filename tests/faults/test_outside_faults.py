@@ -18,10 +18,10 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from poller.core.states import State
-from poller.standins import influitive as influitive_standin
-from poller.standins import tremendous as tremendous_standin
-from poller.standins.influitive import Fault
-from poller.standins.server import ServerThread, free_port
+from poller.sandbox import influitive as influitive_standin
+from poller.sandbox import tremendous as tremendous_standin
+from poller.sandbox.influitive import Fault
+from poller.sandbox.server import ServerThread, free_port
 from tests.faults.harness import (
     KEY,
     ORG,

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from poller.core.states import State
-from poller.standins import http_receiver
-from poller.standins.server import ServerThread
+from poller.sandbox import http_receiver
+from poller.sandbox.server import ServerThread
 from tests.faults.harness import Run, Stage, TcpProxy, unnamed_failures
 
 pytestmark = pytest.mark.e2e

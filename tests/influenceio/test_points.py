@@ -8,7 +8,7 @@ import pytest
 
 from poller.core.errors import ConfigError
 from poller.influenceio.points import Outcome, PointsClient
-from poller.standins.server import free_port
+from poller.sandbox.server import free_port
 
 from .conftest import API_KEY, FAST, MakePoints, Platform
 

@@ -10,8 +10,8 @@ import pytest
 
 from poller.core.errors import AlreadyDecided, SourceAuthError, SourceUnavailable
 from poller.influitive.client import InfluitiveClient
-from poller.standins.influitive import Fault
-from poller.standins.server import free_port
+from poller.sandbox.influitive import Fault
+from poller.sandbox.server import free_port
 
 from .conftest import FAST, ORG, TOKEN, Sleeps, Standin, item
 

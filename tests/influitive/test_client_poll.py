@@ -13,7 +13,7 @@ from structlog.testing import capture_logs
 
 from poller.core.errors import SourceAuthError, SourceUnavailable
 from poller.influitive.client import InfluitiveClient
-from poller.standins.influitive import Fault
+from poller.sandbox.influitive import Fault
 from poller.transport import RetryPolicy
 
 from .conftest import FAST, ORG, TOKEN, Sleeps, Standin, item
@@ -444,7 +444,7 @@ def test_slow_answer_within_the_timeout_is_fine(standin: Standin, make_client: M
 
 
 def test_unreachable_host_is_unavailable(sleeps: Sleeps) -> None:
-    from poller.standins.server import free_port
+    from poller.sandbox.server import free_port
 
     client = InfluitiveClient(f"http://127.0.0.1:{free_port()}", TOKEN, ORG, policy=FAST,
                               sleep=sleeps)

@@ -19,7 +19,7 @@ from poller.core.errors import (
     SourceUnavailable,
 )
 from poller.influitive.client import InfluitiveClient, Probe
-from poller.standins.influitive import Fault
+from poller.sandbox.influitive import Fault
 
 from .conftest import FAST, ORG, TOKEN, Sleeps, Standin, item
 

@@ -13,8 +13,8 @@ from structlog.testing import capture_logs
 
 from poller.core.errors import ConfigError, SourceError
 from poller.influitive.client import InfluitiveClient
-from poller.standins.influitive import Fault
-from poller.standins.server import free_port
+from poller.sandbox.influitive import Fault
+from poller.sandbox.server import free_port
 
 from .conftest import FAST, ORG, TOKEN, Standin, item
 

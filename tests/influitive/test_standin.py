@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from poller.standins.influitive import Fault, InfluitiveState, create_app
+from poller.sandbox.influitive import Fault, InfluitiveState, create_app
 
 from .conftest import ORG, TOKEN, Standin, item
 

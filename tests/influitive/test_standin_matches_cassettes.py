@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from poller.standins.influitive import Fault, InfluitiveState
+from poller.sandbox.influitive import Fault, InfluitiveState
 
 from ..vendors.doc_cassettes import interactions, response_json
 from ..vendors.test_standins_match_cassettes import Field, Vendor, shape

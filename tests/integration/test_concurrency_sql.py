@@ -27,9 +27,9 @@ from poller.core.states import State
 from poller.influitive.fake import FakeInfluitive
 from poller.ledger import open_ledger
 from poller.ledger.sql import SqlLedger
-from poller.standins import influitive as influitive_standin
-from poller.standins import tremendous as tremendous_standin
-from poller.standins.server import ServerThread
+from poller.sandbox import influitive as influitive_standin
+from poller.sandbox import tremendous as tremendous_standin
+from poller.sandbox.server import ServerThread
 from poller.vendors.fake import FakeVendor
 from poller.worker.cycle import Worker, WorkerPolicy
 

@@ -28,10 +28,10 @@ from poller.core.states import State
 from poller.influitive.fake import FakeInfluitive
 from poller.ledger import open_ledger
 from poller.ledger.sql import SqlLedger
-from poller.standins import giftbit as giftbit_standin
-from poller.standins import tango as tango_standin
-from poller.standins import tremendous as tremendous_standin
-from poller.standins.server import ServerThread
+from poller.sandbox import giftbit as giftbit_standin
+from poller.sandbox import tango as tango_standin
+from poller.sandbox import tremendous as tremendous_standin
+from poller.sandbox.server import ServerThread
 from poller.vendors.giftbit import GiftbitVendor
 from poller.vendors.tango import TangoVendor
 from poller.vendors.tremendous import TremendousVendor

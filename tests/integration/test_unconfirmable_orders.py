@@ -25,7 +25,7 @@ from poller.core.states import State
 from poller.influitive.fake import FakeInfluitive
 from poller.ledger import open_ledger
 from poller.ledger.sql import SqlLedger
-from poller.standins import http_receiver
+from poller.sandbox import http_receiver
 from poller.transport import RetryPolicy
 from poller.vendors.http import HttpVendor
 from poller.worker import operator

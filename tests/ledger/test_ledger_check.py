@@ -22,8 +22,8 @@ from sqlalchemy.engine import make_url
 
 from poller.cli.main import cli
 from poller.ledger import migrate, open_ledger
-from poller.standins import influitive as influitive_standin
-from poller.standins.server import ServerThread, free_port
+from poller.sandbox import influitive as influitive_standin
+from poller.sandbox.server import ServerThread, free_port
 
 TOKEN = "ledger-check-influitive-token-31"
 ORG = "check-org"

@@ -25,7 +25,7 @@ from poller.core.states import State
 from poller.ledger import open_ledger
 from poller.ledger.sql import SqlLedger
 from poller.ops.alerts import Alerter
-from poller.standins.server import ServerThread
+from poller.sandbox.server import ServerThread
 from tests.e2e.conftest import Standins, popen_cli, run_cli
 from tests.ops.conftest import free_port, wait_for
 

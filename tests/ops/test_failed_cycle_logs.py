@@ -15,7 +15,7 @@ from structlog.testing import capture_logs
 
 from poller.core.errors import SourceAuthError
 from poller.ledger import LedgerUnavailable
-from poller.standins.server import free_port
+from poller.sandbox.server import free_port
 from poller.worker.cycle import CycleReport
 from poller.worker.scheduler import Daemon
 from tests.e2e.conftest import TOKEN, Standins, popen_cli

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from poller.standins.sandbox import SERVICES
+from poller.sandbox.services import SERVICES
 from tests.e2e.conftest import standins  # noqa: F401  (the fixture, shared with tests/e2e)
 
 

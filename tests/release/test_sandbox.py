@@ -16,7 +16,7 @@ import pytest
 from poller.cli import sandbox_cmd
 from poller.config import load_config
 from poller.release import files
-from poller.standins import sandbox
+from poller.sandbox import services as sandbox
 from tests.release.conftest import cli, free_port_base, read_until, start, stop
 
 pytestmark = pytest.mark.e2e

@@ -39,7 +39,7 @@ import httpx
 import pytest
 
 from poller.release.files import UNITS
-from poller.standins.sandbox import SERVICES
+from poller.sandbox.services import SERVICES
 from tests.release.conftest import clean_env, free_port_base, read_until, start, stop
 from tests.system.conftest import SERVICE_USER, require_tool, scratch_dir
 from tests.system.units import Running, ServiceManager, Unit, load_unit

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from poller.core.model import OrderRequest
-from poller.standins.server import ServerThread
-from poller.standins.tremendous import API_PREFIX, TremendousState, create_app
+from poller.sandbox.server import ServerThread
+from poller.sandbox.tremendous import API_PREFIX, TremendousState, create_app
 from poller.vendors.tremendous import TremendousVendor
 
 from .support import FAST, STANDIN_KEY, Standin, make_request

@@ -15,11 +15,11 @@ from typing import Any
 
 from poller.core.keys import idempotency_key
 from poller.core.model import OrderRequest, Shipping
-from poller.standins import giftbit as giftbit_standin_module
-from poller.standins import http_receiver
-from poller.standins import tango as tango_standin_module
-from poller.standins.server import ServerThread
-from poller.standins.tremendous import TremendousState
+from poller.sandbox import giftbit as giftbit_standin_module
+from poller.sandbox import http_receiver
+from poller.sandbox import tango as tango_standin_module
+from poller.sandbox.server import ServerThread
+from poller.sandbox.tremendous import TremendousState
 from poller.transport import RetryPolicy
 
 STANDIN_KEY = "tk_standin_4b1d7e0c9a2f58e3"

@@ -227,7 +227,7 @@ def test_the_example_config_documents_every_vendor(tmp_path: Path) -> None:
 
 
 def _dead(prefix: str) -> str:
-    from poller.standins.server import free_port
+    from poller.sandbox.server import free_port
 
     return f"http://127.0.0.1:{free_port()}{prefix}"
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from poller.standins import influitive as influitive_standin
-from poller.standins.server import ServerThread
+from poller.sandbox import influitive as influitive_standin
+from poller.sandbox.server import ServerThread
 
 from .support import (
     GIFTBIT_KEY,
@@ -200,7 +200,7 @@ def test_a_giftbit_price_the_brand_does_not_allow_fails(rig: Rig) -> None:
 
 
 def test_an_unreachable_vendor_fails_and_a_secret_http_url_stays_hidden(rig: Rig) -> None:
-    from poller.standins.server import free_port
+    from poller.sandbox.server import free_port
 
     port = free_port()
     secret_url = f"http://hookuser:hookpass99@127.0.0.1:{port}/hooks/catch/123456/abcsecret/"

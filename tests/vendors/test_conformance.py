@@ -28,8 +28,8 @@ from poller.core.errors import (
 )
 from poller.core.model import OrderRequest, OrderResult, OrderStatus
 from poller.core.ports import Vendor
-from poller.standins import http_receiver
-from poller.standins.server import free_port
+from poller.sandbox import http_receiver
+from poller.sandbox.server import free_port
 from poller.transport import RetryPolicy
 from poller.vendors.fake import FakeVendor
 from poller.vendors.giftbit import GiftbitVendor, campaign_id

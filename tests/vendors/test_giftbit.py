@@ -26,7 +26,7 @@ from poller.core.errors import (
 )
 from poller.core.keys import idempotency_key
 from poller.core.model import OrderStatus
-from poller.standins.server import free_port
+from poller.sandbox.server import free_port
 from poller.transport import RetryPolicy
 from poller.vendors.giftbit import MAX_CAMPAIGN_ID, GiftbitVendor, Settings, campaign_id
 

@@ -1,6 +1,6 @@
 """The generic HTTP vendor replayed from recorded exchanges with the receiver stand-in.
 
-Recorded against ``poller.standins.http_receiver`` (see ``recording.py`` to re-record). The
+Recorded against ``poller.sandbox.http_receiver`` (see ``recording.py`` to re-record). The
 signature header is filtered out of the files: with the body it would let anyone test
 guesses of the secret offline. Not recordable, so covered only in ``test_http_vendor.py``:
 lost answers and refused connections.
@@ -16,8 +16,8 @@ import pytest
 
 from poller.core.errors import AdvocateFacingError, OperatorFacingError, TransientVendorError
 from poller.core.model import OrderStatus
-from poller.standins import http_receiver as standin
-from poller.standins.server import ServerThread
+from poller.sandbox import http_receiver as standin
+from poller.sandbox.server import ServerThread
 from poller.vendors.http import HttpVendor
 
 from .recording import RECORDING, Tape, cassette_texts, start_recording, tape

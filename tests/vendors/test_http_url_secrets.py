@@ -16,7 +16,7 @@ from structlog.testing import capture_logs
 
 from poller.core.errors import VendorError
 from poller.core.model import OrderResult
-from poller.standins.server import free_port
+from poller.sandbox.server import free_port
 from poller.transport import RetryPolicy
 from poller.vendors.http import HttpVendor
 

@@ -24,8 +24,8 @@ from poller.core.errors import (
     UnknownOutcome,
 )
 from poller.core.model import OrderStatus, Shipping
-from poller.standins.http_receiver import BAD_EMAIL, LOOKUP_PATH, OUT_OF_STOCK
-from poller.standins.server import free_port
+from poller.sandbox.http_receiver import BAD_EMAIL, LOOKUP_PATH, OUT_OF_STOCK
+from poller.sandbox.server import free_port
 from poller.transport import RetryPolicy
 from poller.vendors.http import (
     IDEMPOTENCY_HEADER,

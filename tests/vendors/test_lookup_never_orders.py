@@ -29,9 +29,9 @@ import pytest
 from poller.core.errors import LookupUnavailable, UnknownOutcome, VendorError
 from poller.core.model import OrderRequest, OrderResult, OrderStatus
 from poller.core.ports import Vendor
-from poller.standins import http_receiver
-from poller.standins.server import free_port
-from poller.standins.tremendous import API_PREFIX
+from poller.sandbox import http_receiver
+from poller.sandbox.server import free_port
+from poller.sandbox.tremendous import API_PREFIX
 from poller.transport import RetryPolicy
 from poller.vendors.giftbit import GiftbitVendor
 from poller.vendors.http import HttpVendor

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from poller.standins import http_receiver
+from poller.sandbox import http_receiver
 from poller.vendors.http import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, order_body, signature
 
 from .support import (

@@ -13,8 +13,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from poller.core.errors import VendorError
-from poller.standins.server import free_port
-from poller.standins.tango import LINK_BASE as TANGO_LINK_BASE
+from poller.sandbox.server import free_port
+from poller.sandbox.tango import LINK_BASE as TANGO_LINK_BASE
 from poller.vendors.giftbit import GiftbitVendor
 from poller.vendors.http import HttpVendor
 from poller.vendors.tango import TangoVendor

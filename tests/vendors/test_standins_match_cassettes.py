@@ -19,10 +19,10 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from poller.standins import giftbit as giftbit_standin
-from poller.standins import tango as tango_standin
-from poller.standins import tremendous as tremendous_standin
-from poller.standins.server import ServerThread
+from poller.sandbox import giftbit as giftbit_standin
+from poller.sandbox import tango as tango_standin
+from poller.sandbox import tremendous as tremendous_standin
+from poller.sandbox.server import ServerThread
 
 from .doc_cassettes import CASSETTES, interactions, key_paths, request_json, response_json
 

@@ -28,8 +28,8 @@ from poller.core.errors import (
     VendorError,
 )
 from poller.core.model import OrderStatus
-from poller.standins.server import free_port
-from poller.standins.tango import LINK_BASE
+from poller.sandbox.server import free_port
+from poller.sandbox.tango import LINK_BASE
 from poller.transport import RetryPolicy
 from poller.vendors.tango import CATALOG_TTL, Settings, TangoVendor, classify_errors
 

@@ -30,7 +30,7 @@ from poller.core.errors import (
     TransientVendorError,
 )
 from poller.core.model import OrderStatus
-from poller.standins import tango as standin
+from poller.sandbox import tango as standin
 from poller.vendors.tango import IN_PROCESS_WAIT, SANDBOX_URL, TangoVendor
 
 from .doc_cassettes import (

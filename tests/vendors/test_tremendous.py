@@ -23,8 +23,8 @@ from poller.core.errors import (
     VendorError,
 )
 from poller.core.model import OrderRequest, OrderStatus
-from poller.standins.server import free_port
-from poller.standins.tremendous import LINK_BASE
+from poller.sandbox.server import free_port
+from poller.sandbox.tremendous import LINK_BASE
 from poller.transport import RetryPolicy
 from poller.vendors.tremendous import (
     Settings,

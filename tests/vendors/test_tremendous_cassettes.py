@@ -28,7 +28,7 @@ from poller.core.errors import (
     TransientVendorError,
 )
 from poller.core.model import OrderStatus
-from poller.standins.tremendous import LINK_BASE
+from poller.sandbox.tremendous import LINK_BASE
 from poller.vendors.tremendous import SANDBOX_URL, TremendousVendor
 
 from .doc_cassettes import (

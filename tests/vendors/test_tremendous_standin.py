@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from poller.standins.tremendous import create_app
+from poller.sandbox.tremendous import create_app
 
 from .support import Standin
 

@@ -14,8 +14,8 @@ from structlog.testing import capture_logs
 
 from poller.core.errors import VendorError
 from poller.core.model import OrderRequest
-from poller.standins.server import free_port
-from poller.standins.tremendous import LINK_BASE
+from poller.sandbox.server import free_port
+from poller.sandbox.tremendous import LINK_BASE
 from poller.vendors.fake import FakeVendor
 from poller.vendors.tremendous import TremendousVendor
 

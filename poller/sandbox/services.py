@@ -20,12 +20,12 @@ from types import TracebackType
 from typing import Any
 
 from poller.release import files
-from poller.standins import giftbit as giftbit_standin
-from poller.standins import http_receiver as http_standin
-from poller.standins import influitive as influitive_standin
-from poller.standins import tango as tango_standin
-from poller.standins import tremendous as tremendous_standin
-from poller.standins.server import ServerThread
+from poller.sandbox import giftbit as giftbit_standin
+from poller.sandbox import http_receiver as http_standin
+from poller.sandbox import influitive as influitive_standin
+from poller.sandbox import tango as tango_standin
+from poller.sandbox import tremendous as tremendous_standin
+from poller.sandbox.server import ServerThread
 
 SERVICES = ("influitive", "tremendous", "tango", "giftbit", "http")
 """The stand-ins, in port order (``--port-base`` + index). The manual vendor needs none."""

@@ -52,7 +52,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from poller.standins.faults import (
+from poller.sandbox.faults import (
     Faults,
     _json_object,
     apply_delay,

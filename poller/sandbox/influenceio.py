@@ -33,7 +33,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from poller.standins.faults import (
+from poller.sandbox.faults import (
     Faults,
     apply_delay,
     fault_admin_routes,

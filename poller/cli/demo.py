@@ -20,7 +20,7 @@ import click
 from poller.app import App
 from poller.cli.output import table
 from poller.config import load_config
-from poller.standins import sandbox
+from poller.sandbox import services as sandbox
 
 # The stand-ins' credentials (the sandbox's): only ever sent to loopback. Named here too so
 # the no-secret tests find every one the demo uses.
