@@ -192,7 +192,7 @@ class ScheduleSettings(_Section):
     batch_size: int = Field(default=500, ge=1)
     """Most redemptions worked on in one cycle; the rest wait for the next."""
     concurrency: int = Field(default=4, ge=1, le=64)
-    """Redemptions worked on at once within a cycle (threads); 1: one after another."""
+    """Threads a cycle runs (redemptions worked on at once); 1: one after another."""
 
 
 class RetrySettings(_Section):

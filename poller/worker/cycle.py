@@ -85,7 +85,6 @@ from poller.core.states import (
 )
 from poller.worker.failpoints import failpoint
 from poller.worker.leases import LeaseKeeper
-from poller.worker.ramp import WINDOW_SECONDS, ThreadRamp
 
 log = structlog.get_logger("poller.worker")
 
@@ -291,8 +290,6 @@ class Worker:
         self.stop = stop or threading.Event()
         self.on_progress: Callable[[int, int], None] | None = None
         """Called with (done, total) after each redemption of a batch (progress display)."""
-        self.ramp: Callable[[int], ThreadRamp] = ThreadRamp
-        """Makes, per cycle, what decides when to start each of up to N threads."""
         self._keeper = LeaseKeeper(self._renew, policy.lease_seconds / 3)
         self._parse_memo: dict[tuple[str, str], Redemption] = {}
 
@@ -353,8 +350,8 @@ class Worker:
         self, pks: Sequence[LedgerEntry | int], sighting: Sighting | None,
         report: CycleReport,
     ) -> None:
-        """Work each redemption one step, on up to ``policy.concurrency`` threads, started one
-        at a time while the ones running leave the process idle (poller.worker.ramp).
+        """Work each redemption one step, on ``policy.concurrency`` threads (fewer when there
+        are fewer redemptions).
 
         Each thread takes the next redemption only while no stop was asked for and no thread
         failed, so a SIGTERM lets the redemptions in hand finish and starts no new one. Each
@@ -366,7 +363,7 @@ class Worker:
         pending = iter(pks)
         lock = threading.Lock()
         failures: list[BaseException] = []
-        ran_out = threading.Event()  # nothing left to take: no thread to start
+        ran_out = threading.Event()  # nothing left to take: the stop is counted once
         taken = [0]
 
         def take() -> LedgerEntry | int | None:
@@ -416,38 +413,14 @@ class Worker:
         if threads <= 1:
             work()
         else:
-            self._run_threads(self.ramp(threads), work, ran_out)
+            pool = [threading.Thread(target=work, name=f"poller-worker-{i}", daemon=True)
+                    for i in range(threads)]
+            for thread in pool:
+                thread.start()
+            for thread in pool:
+                thread.join()
         if failures:
             raise failures[0]
-
-    @staticmethod
-    def _run_threads(
-        ramp: ThreadRamp, work: Callable[[], None], ran_out: threading.Event
-    ) -> None:
-        """Run ``work`` on threads started as ``ramp`` says (poller.worker.ramp) until every
-        one has returned."""
-        pool: list[threading.Thread] = []
-        ended = threading.Event()
-
-        def run() -> None:
-            try:
-                work()
-            finally:
-                ended.set()
-
-        while True:
-            if not ran_out.is_set() and ramp.grow():
-                thread = threading.Thread(target=run, name=f"poller-worker-{len(pool)}",
-                                          daemon=True)
-                pool.append(thread)
-                thread.start()
-            if not any(thread.is_alive() for thread in pool):
-                break
-            ended.wait(WINDOW_SECONDS)
-            ended.clear()
-        for thread in pool:
-            thread.join()
-        log.debug("cycle.threads", started=len(pool), most=ramp.most, busy=ramp.busy)
 
     def _poll(self, poll_id: int, report: CycleReport) -> PollResult | None:
         """Read the outstanding list, recording each page as it arrives (a transaction per

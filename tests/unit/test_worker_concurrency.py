@@ -107,11 +107,52 @@ def test_a_backlog_is_worked_on_several_threads_each_redemption_exactly_once() -
 
 def test_concurrency_is_bounded_by_the_setting() -> None:
     rig = Rig(concurrency=3, vendor=SlowVendor(seconds=0.01))
-    rig.seed(120)  # enough for the threads started one at a time to all be at work
+    rig.seed(30)
     rig.worker.run_cycle()
     assert isinstance(rig.vendor, SlowVendor)
     assert rig.vendor.most_in_flight == 3
     assert len(rig.vendor.threads) == 3
+
+
+class BusyVendor(SlowVendor):
+    """Each call keeps the interpreter busy (no sleep, no I/O) until ``meet`` calls are in
+    flight at once, or gives up after ``patience`` seconds: a process that only ever grew
+    threads while idle would never bring them together."""
+
+    def __init__(self, meet: int, patience: float = 10.0) -> None:
+        super().__init__(seconds=0.0)
+        self.meet = meet
+        self.patience = patience
+        self.met = threading.Event()
+
+    def place_order(self, request: OrderRequest) -> OrderResult:
+        with self._count:
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+            self.threads.add(threading.current_thread().name)
+            if self.in_flight >= self.meet:
+                self.met.set()
+        try:
+            deadline = time.monotonic() + self.patience
+            while not self.met.is_set() and time.monotonic() < deadline:
+                pass  # busy, on purpose
+            return FakeVendor.place_order(self, request)
+        finally:
+            with self._count:
+                self.in_flight -= 1
+
+
+def test_a_cycle_runs_concurrency_threads_even_while_its_steps_keep_the_cpu_busy() -> None:
+    # [schedule] concurrency is how many threads a cycle runs: all of them from the start,
+    # whatever the process's CPU use.
+    vendor = BusyVendor(meet=4)
+    rig = Rig(concurrency=4, vendor=vendor)
+    rig.seed(4)
+    report = rig.worker.run_cycle()
+    assert report.outcomes == {"fulfilled": 4}
+    assert vendor.met.is_set() and vendor.most_in_flight == 4
+    assert vendor.threads == {f"poller-worker-{i}" for i in range(4)}
+    rig.assert_exactly_once(4)
 
 
 def test_concurrency_one_works_in_the_calling_thread() -> None:
