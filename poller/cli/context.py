@@ -14,7 +14,6 @@ an operator-facing problem met by a run, a redemption not found or not movable t
 
 from __future__ import annotations
 
-import gc
 import getpass
 import os
 from collections.abc import Callable, Iterator
@@ -115,37 +114,6 @@ def handled(func: F) -> F:
             raise Failed(str(exc)) from None
 
     return cast(F, wrapper)
-
-
-# --- the cyclic garbage collector during start-up -----------------------------------------
-
-_collector_paused = False
-
-
-def pause_collector() -> None:
-    """Pause the cyclic garbage collector for the start-up of this process's command
-    (``main`` only, never a command run inside another program such as a test).
-
-    A start imports some seven hundred modules: classes, functions and tables that live as
-    long as the process. Each few hundred new objects the collector would walk them again,
-    and find almost nothing to free (a few hundred objects in all); that is about a tenth
-    of a ``run --run-once`` start. ``start_up_done`` freezes them and resumes collecting."""
-    global _collector_paused
-    if gc.isenabled():
-        gc.disable()
-        _collector_paused = True
-
-
-def start_up_done() -> None:
-    """Resume collecting after ``pause_collector``, with what start-up built frozen
-    (``gc.freeze``: never walked again, by later collections nor at exit). Does nothing
-    when the collector was not paused. The group calls it before every command but ``run``,
-    which calls it once it has built what its cycles need."""
-    global _collector_paused
-    if _collector_paused:
-        _collector_paused = False
-        gc.freeze()
-        gc.enable()
 
 
 # --- who runs the command ---------------------------------------------------------------

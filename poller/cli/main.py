@@ -15,7 +15,6 @@ terminal, one JSON object per line when stderr is not one (docs/logging.md).
 
 from __future__ import annotations
 
-import gc
 import logging
 import sys
 import threading
@@ -32,8 +31,6 @@ from poller.cli.context import (
     BadConfig,
     Context,
     Failed,
-    pause_collector,
-    start_up_done,
 )
 from poller.cli.lazy import LazyCommand, LazyGroup
 
@@ -110,8 +107,6 @@ def cli(ctx: click.Context, config_path: str | None, log_format: str, log_level:
     """Fulfil Influitive reward redemptions through your own vendor, exactly once."""
     logs.configure(cast(logs.LogFormat, log_format), log_level)
     ctx.obj = Context(config_path)
-    if ctx.invoked_subcommand != "run":  # run says so itself, once its App is built
-        start_up_done()
 
 
 def __getattr__(name: str) -> Any:
@@ -123,18 +118,11 @@ def __getattr__(name: str) -> Any:
 
 
 def main() -> NoReturn:
-    pause_collector()
     # Python's own warnings and an exception no thread caught become log records: a JSON
     # line like every other one when stderr is not a terminal.
     logging.captureWarnings(True)
     threading.excepthook = logs.log_thread_crash
-    try:
-        code = run_command()
-    finally:
-        start_up_done()  # a command that ended before it said so
-        # The process ends here: what is left is released with it, not walked first.
-        gc.freeze()
-    sys.exit(code)
+    sys.exit(run_command())
 
 
 def run_command(args: list[str] | None = None) -> int:

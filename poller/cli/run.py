@@ -27,7 +27,6 @@ from poller.cli.context import (
     handled,
     missing_sqlite_file,
     open_for_reading,
-    start_up_done,
 )
 from poller.cli.output import Counter, progress, table
 
@@ -56,11 +55,9 @@ def run(obj: Context, run_once: bool, dry_run: bool) -> None:
 
     config = obj.config()
     if dry_run:
-        start_up_done()
         dry_run_plan(config)
         return
     if not run_once:
-        start_up_done()
         sys.exit(serve(config))
     from poller.worker.signals import StopOnSignal
 
@@ -69,7 +66,6 @@ def run(obj: Context, run_once: bool, dry_run: bool) -> None:
     # SIGINT/SIGTERM stop the cycle as they stop the daemon (poller.worker.signals).
     stopper = StopOnSignal(on_second=lambda sig: _interrupted(sig, None, at_once=True))
     with stopper, App(config, stop=stopper.stop) as app:
-        start_up_done()
         app.worker.on_progress = lambda done, total: _progress(counter, done, total)
         try:
             if stopper.received is None:  # a signal during start-up: no cycle at all
