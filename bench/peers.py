@@ -295,8 +295,8 @@ def script(ledgers: Ledgers, standins: Standins, workdir: Path, ids: Any,
         method=(
             "Both as processes of their own against the same stand-ins, alternating "
             "(worker, script) with fresh redemptions each run: `reward-poller run --run-once` "
-            "(defaults: `concurrency = 4`, the most threads, started while the process is "
-            "idle; `batch_size` = the backlog; a fresh SQLite ledger, migrated beforehand) "
+            "(defaults: `concurrency = 4` threads; `batch_size` = the backlog; a fresh "
+            "SQLite ledger, migrated beforehand) "
             "and `bench/baseline_script.py`: sequential, httpx, durable SQLite (WAL, "
             "`synchronous = FULL`, as the ledger), three commits per redemption "
             "(the key before the order, the answer before the decision, the decision after), "
