@@ -481,6 +481,20 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
 
 
 @contextmanager
+def one_statement_write(engine: Engine) -> Iterator[Connection]:
+    """A write that is one statement. On PostgreSQL it commits on its own (autocommit): a
+    statement is atomic by itself, and BEGIN and COMMIT around it would be two more round
+    trips for each of a redemption's moves. SQLite: an ordinary write transaction (its
+    writer lock and BEGIN IMMEDIATE)."""
+    if engine.dialect.name != "postgresql":
+        with write_transaction(engine) as conn:
+            yield conn
+        return
+    with translate_errors(engine.url), engine.connect() as conn:
+        yield conn.execution_options(isolation_level="AUTOCOMMIT")
+
+
+@contextmanager
 def read_transaction(engine: Engine) -> Iterator[Connection]:
     """One read-only transaction (a consistent snapshot), rolled back at the end."""
     with translate_errors(engine.url), engine.connect() as conn:
@@ -812,7 +826,7 @@ class SqlLedger:
         now = check_aware(now)
         if lease_seconds <= 0:
             raise ValueError(f"lease_seconds must be positive, got {lease_seconds}")
-        with write_transaction(self._engine) as conn:
+        with one_statement_write(self._engine) as conn:
             row = conn.execute(self._claim_stmt, {
                 "w_pk": pk, "w_owner": owner, "w_now": now,
                 "v_until": now + timedelta(seconds=lease_seconds),
@@ -823,7 +837,7 @@ class SqlLedger:
         now = check_aware(now)
         if lease_seconds <= 0:
             raise ValueError(f"lease_seconds must be positive, got {lease_seconds}")
-        with write_transaction(self._engine) as conn:
+        with one_statement_write(self._engine) as conn:
             result = conn.execute(self._renew_stmt, {
                 "w_pk": pk, "w_owner": owner, "w_now": now,
                 "v_until": now + timedelta(seconds=lease_seconds),
@@ -831,7 +845,7 @@ class SqlLedger:
         return bool(result.rowcount)
 
     def release(self, pk: int, owner: str) -> None:
-        with write_transaction(self._engine) as conn:
+        with one_statement_write(self._engine) as conn:
             conn.execute(self._release_stmt, {"w_pk": pk, "w_owner": owner})
 
     def claim_transition(
@@ -926,7 +940,10 @@ class SqlLedger:
         try:
             # The move is one statement: its event row is written by the same statement (a
             # CTE on PostgreSQL, a trigger on SQLite).
-            with write_transaction(self._engine) as conn:
+            # Without a spend guard that is all it does (autocommit on PostgreSQL); with
+            # one, the guard's lock and check share its transaction.
+            write = write_transaction if guard is not None else one_statement_write
+            with write(self._engine) as conn:
                 if guard is not None and self._pg:
                     # Held to the commit: the next guarded move reads our amount.
                     conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_SPEND_LOCK})")
