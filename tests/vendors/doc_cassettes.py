@@ -106,3 +106,25 @@ def data_text(path: Path) -> str:
     """The cassette without its header: what a replay could hand to the code."""
     return "\n".join(line for line in path.read_text().splitlines()
                      if not line.startswith("#"))
+
+
+def assert_sources_named(library: Path, expected: set[str]) -> None:
+    """The library holds exactly ``expected``, and each cassette's header names its source."""
+    files = cassette_files(library)
+    assert set(files) == expected
+    for name, path in files.items():
+        assert "Source:" in header(path), name
+
+
+def documented_creates(library: Path, origin: str, required: frozenset[str]) -> int:
+    """Assert every request goes to the documented ``origin`` and every POST body carries the
+    ``required`` keys; returns how many POSTs there were."""
+    creates = 0
+    for name, path in cassette_files(library).items():
+        for interaction in interactions(path):
+            request = interaction["request"]
+            assert request["uri"].startswith(origin + "/"), name
+            if request["method"] == "POST":
+                creates += 1
+                assert missing_keys(request_json(interaction), required) == set(), name
+    return creates

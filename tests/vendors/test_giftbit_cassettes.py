@@ -31,13 +31,12 @@ from poller.vendors.giftbit import SANDBOX_URL, GiftbitVendor
 
 from .doc_cassettes import (
     CASSETTES,
+    assert_sources_named,
     cassette_files,
     data_text,
-    header,
+    documented_creates,
     interactions,
-    missing_keys,
     replayer,
-    request_json,
 )
 from .support import FAST, make_request
 
@@ -165,22 +164,11 @@ def test_check() -> None:
 
 
 def test_every_cassette_names_its_source() -> None:
-    files = cassette_files(LIBRARY)
-    assert set(files) == EXPECTED
-    for name, path in files.items():
-        assert "Source:" in header(path), name
+    assert_sources_named(LIBRARY, EXPECTED)
 
 
 def test_requests_carry_the_documented_keys() -> None:
-    creates = 0
-    for name, path in cassette_files(LIBRARY).items():
-        for interaction in interactions(path):
-            request = interaction["request"]
-            assert request["uri"].startswith(SANDBOX_URL + "/"), name
-            if request["method"] == "POST":
-                creates += 1
-                assert missing_keys(request_json(interaction), REQUIRED) == set(), name
-    assert creates >= len(EXPECTED) - 1
+    assert documented_creates(LIBRARY, SANDBOX_URL, REQUIRED) >= len(EXPECTED) - 1
 
 
 def test_no_cassette_holds_a_secret() -> None:
