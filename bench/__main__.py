@@ -18,7 +18,7 @@ How to read this: each section gives the figure, its target (what the project pr
 it was measured, and for a target not met the measured cause. Times are medians of several
 repetitions after a warm-up. The stand-ins (`poller/sandbox`) run in a process of their own
 (`bench/serve.py`), as the real services would be elsewhere; the worker is the real one,
-built from a config file by `poller.app.App` exactly as `reward-poller run` builds it.
+built from a config file by `poller.compose.App` exactly as `reward-poller run` builds it.
 Re-run with `make bench` (about half an hour on two cores; it installs the bench's own
 extras, pgqueuer among them); `python -m bench --only history` runs one figure, and
 `python -m bench --quick` runs every figure at small sizes to check that it runs. Every

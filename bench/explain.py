@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from poller.core.states import State
+from poller.domain.states import State
 
 
 def _capture(ledger: Any, call: Callable[[], object]) -> list[tuple[str, Any]]:

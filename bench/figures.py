@@ -39,7 +39,7 @@ class Ids:
 
 
 def _app(config: Path) -> Any:
-    from poller.app import App
+    from poller.compose import App
     from poller.config import load_config
 
     return App(load_config(config))
@@ -239,7 +239,7 @@ class _Probe:
 def _ledger_rounds(ledger: Any, reps: int, n: int, first_id: int) -> dict[str, float]:
     """Medians over ``reps`` rounds (after a warm-up) of the ledger's cost per redemption."""
     from poller.core.routing import RewardRule
-    from poller.influitive.fake import FakeInfluitive
+    from poller.sources.influitive.fake import FakeInfluitive
     from poller.vendors.fake import FakeVendor
     from poller.worker.cycle import Worker, WorkerPolicy
 
@@ -587,7 +587,7 @@ influitive_secret = "{WEBHOOK_SECRET}"
 
 
 def _order_time(standins: Standins, rid: int) -> float:
-    from poller.core.keys import idempotency_key
+    from poller.domain.keys import idempotency_key
 
     key = idempotency_key(namespace="bench-org", source="influitive", redemption_id=str(rid))
     for r in standins.vendor_snapshot()["received"]:

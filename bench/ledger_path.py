@@ -172,8 +172,8 @@ def _short(statement: str, width: int = 110) -> str:
 
 
 def _redemption(rid: int) -> Any:
-    from poller.core.model import INFLUITIVE
-    from poller.core.parse import parse_stored
+    from poller.domain.model import INFLUITIVE
+    from poller.sources.influitive.wire import parse_stored
 
     raw = {"id": rid, "reward_id": 37, "reward_name": "$25 Amazon gift card", "points": 2500,
            "quantity": 1, "stage": "requested",
@@ -190,9 +190,9 @@ def ledger_path(ledger: Any, n: int, first_id: int, *,
     of the per-redemption calls alone (``own_*``) and the page calls' share. With
     ``per_call``, the statements of the first redemption's calls are written into it, call
     by call."""
-    from poller.core.keys import idempotency_key
-    from poller.core.ports import Changes
-    from poller.core.states import State
+    from poller.domain.keys import idempotency_key
+    from poller.domain.states import State
+    from poller.ports import Changes
 
     probe = StatementProbe(ledger.engine)
     owner = f"bench:{uuid.uuid4().hex[:6]}"

@@ -408,7 +408,7 @@ def _budget_lines(requests: int, window: float) -> str:
 
 def influitive_budget(ledgers: Ledgers, standins: Standins, workdir: Path, ids: Any,
                       backlog: int = 2000, requests: int = 120, window: float = 10.0) -> Figure:
-    from poller.app import App
+    from poller.compose import App
     from poller.config import load_config
 
     standins.reset()

@@ -24,7 +24,7 @@ def rss_kib() -> int:
 
 
 def main() -> None:
-    from poller.app import App
+    from poller.compose import App
     from poller.config import load_config
 
     config, cycles = Path(sys.argv[1]), int(sys.argv[2])

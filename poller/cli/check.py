@@ -37,8 +37,8 @@ from poller.cli.output import emit_json, table
 if TYPE_CHECKING:
     from poller.config import Config
     from poller.core.budget import RequestBudget
-    from poller.core.ports import Cache, Vendor, VendorCheck
     from poller.ledger.access import LedgerCheck
+    from poller.ports import Cache, Vendor, VendorCheck
 
 Products = list[tuple[str | None, Decimal, str]]
 SOURCE = "influitive"
@@ -59,11 +59,11 @@ def products_by_vendor(config: Config) -> dict[str, Products]:
 
 def run_checks(config: Config, vendors: Callable[[str], Vendor]) -> list[VendorCheck]:
     """One ``VendorCheck`` per vendor used by ``[[rewards]]``. ``vendors`` builds a vendor
-    by name (``poller.app.VendorPool``); a ConfigError from it propagates. A vendor without
+    by name (``poller.compose.VendorPool``); a ConfigError from it propagates. A vendor without
     ``check`` passes with a note; one whose check raises fails with the reason (and its
     credentials count as not confirmed unless the vendor answered with another status)."""
-    from poller.core.errors import VendorError
-    from poller.core.ports import ProductCheck, VendorCheck
+    from poller.domain.errors import VendorError
+    from poller.ports import ProductCheck, VendorCheck
 
     results: list[VendorCheck] = []
     for name, products in products_by_vendor(config).items():
@@ -102,9 +102,9 @@ class SourceCheck:
 def check_source(config: Config, budget: RequestBudget | None = None) -> SourceCheck:
     """Read Influitive's outstanding list (one request per page, each counted in the request
     budget); count what is outstanding and what would be routed."""
-    from poller.app import influitive_client
+    from poller.compose import influitive_client
     from poller.core.decide import Order, plan_intake
-    from poller.core.errors import SourceAuthError, SourceBlocked, SourceUnavailable
+    from poller.domain.errors import SourceAuthError, SourceBlocked, SourceUnavailable
 
     client = influitive_client(config, budget=budget)
     try:
@@ -203,7 +203,7 @@ def check_command(obj: Context, as_json: bool) -> None:
 
     The ledger is checked first: reachable, migrated to this version's revision, writable
     (a write tried and rolled back)."""
-    from poller.app import VendorPool
+    from poller.compose import VendorPool
     from poller.logs import redactor, stderr_line
 
     config = obj.config()

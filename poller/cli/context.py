@@ -26,15 +26,15 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import click
 
 from poller import logs
-from poller.core.errors import ConfigError, PollerError
+from poller.domain.errors import ConfigError, PollerError
 
 if TYPE_CHECKING:
     from poller.config import Config
     from poller.core.budget import RequestBudget
-    from poller.core.model import LedgerEntry
-    from poller.core.ports import Changes
-    from poller.core.states import State
+    from poller.domain.model import LedgerEntry
+    from poller.domain.states import State
     from poller.ledger.sql import SqlLedger
+    from poller.ports import Changes
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -293,7 +293,7 @@ def reading(config: Config) -> Iterator[SqlLedger]:
 
 
 def find(ledger: Any, source: str, redemption_id: str) -> LedgerEntry:
-    from poller.core.model import LedgerEntry
+    from poller.domain.model import LedgerEntry
 
     entry = ledger.get(source, redemption_id)
     if entry is None:
@@ -314,7 +314,7 @@ def lookup(config: Config, source: str, redemption_id: str) -> LedgerEntry:
 def admin_move(config: Config, source: str, redemption_id: str, to: State, detail: str,
                changes: Changes, *, actor: str) -> LedgerEntry:
     """An operator's transition, recorded with who made it."""
-    from poller.core.ports import LeaseLost
+    from poller.ports import LeaseLost
 
     ledger = open_for_writing(config)
     try:
@@ -340,7 +340,7 @@ def check_budget(config: Config, ledger: Any | None) -> RequestBudget:
     """The request budget ``check`` spends from: the ledger's, shared with every worker on
     it, when a ledger exists; else one of its own (nothing else can be using a ledger that
     does not exist yet)."""
-    from poller.app import INFLUITIVE_BUDGET_SCOPE, request_budget
+    from poller.compose import INFLUITIVE_BUDGET_SCOPE, request_budget
     from poller.core.budget import BudgetLimit, MemoryRequestLog, RequestBudget
 
     if ledger is not None and hasattr(ledger, "engine"):

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import click
 
-from poller.app import App
 from poller.cli.output import table
+from poller.compose import App
 from poller.config import load_config
 from poller.sandbox import services as sandbox
 

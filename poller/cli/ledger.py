@@ -32,7 +32,7 @@ from poller.cli.context import (
 from poller.cli.output import emit_json, entry_dict, shown_of, table, timeline
 
 if TYPE_CHECKING:
-    from poller.core.model import LedgerEntry
+    from poller.domain.model import LedgerEntry
 
 MANUAL_VENDOR = "manual"
 SOURCE_OPTION = click.option("--source", default="influitive", show_default=True,
@@ -66,7 +66,7 @@ def ledger_list(
     limit: int, as_json: bool,
 ) -> None:
     """List redemptions, newest first."""
-    from poller.core.states import State
+    from poller.domain.states import State
 
     try:
         wanted = frozenset(State(s) for s in states) if states else None
@@ -159,7 +159,7 @@ def ledger_retry(obj: Context, redemption_id: str, source: str, by: str | None) 
     the order complete."""
     from datetime import UTC
 
-    from poller.app import App
+    from poller.compose import App
     from poller.worker import operator
 
     actor = actor_of(by)
@@ -184,7 +184,7 @@ def ledger_reorder(obj: Context, redemption_id: str, source: str, by: str | None
     idempotency key derived from the first (both recorded), nothing else changed."""
     from datetime import UTC
 
-    from poller.app import App
+    from poller.compose import App
     from poller.worker import operator
 
     actor = actor_of(by)
@@ -208,8 +208,8 @@ def ledger_reorder(obj: Context, redemption_id: str, source: str, by: str | None
 def ledger_approve(obj: Context, redemption_id: str, source: str, by: str | None) -> None:
     """Release a held redemption past the spending guard (or after a review): it is
     ordered at the next cycle, whatever the guard says about this one."""
-    from poller.core.ports import Changes
-    from poller.core.states import State
+    from poller.domain.states import State
+    from poller.ports import Changes
 
     actor = actor_of(by)
     config = obj.config()
@@ -243,9 +243,9 @@ def ledger_refuse(obj: Context, redemption_id: str, message: str, source: str,
     the refusal (exit 1, the order named and recorded); a failed or cancelled one allows it."""
     from datetime import UTC
 
-    from poller.app import App
-    from poller.core.errors import PollerError
-    from poller.core.states import State
+    from poller.compose import App
+    from poller.domain.errors import PollerError
+    from poller.domain.states import State
     from poller.worker import operator
 
     actor = actor_of(by)
@@ -270,7 +270,7 @@ def ledger_refuse(obj: Context, redemption_id: str, message: str, source: str,
 
 def fulfill_refusal(entry: LedgerEntry) -> str | None:
     """Why ``ledger fulfill`` must not touch ``entry``, or None when it may."""
-    from poller.core.states import State
+    from poller.domain.states import State
 
     rid = entry.redemption_id
     if entry.state is State.HELD:
@@ -298,9 +298,9 @@ def ledger_fulfill(obj: Context, redemption_id: str, message: str, source: str,
                    by: str | None) -> None:
     """Fulfil a reward a person delivered (manual vendor, or a held redemption): tells
     Influitive with your message, then records it as fulfilled."""
-    from poller.app import App
-    from poller.core.ports import Changes
-    from poller.core.states import State
+    from poller.compose import App
+    from poller.domain.states import State
+    from poller.ports import Changes
 
     actor = actor_of(by)
     config = obj.config()

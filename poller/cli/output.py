@@ -34,7 +34,7 @@ import click
 from poller.logs import clean_line, stderr_line
 
 if TYPE_CHECKING:
-    from poller.core.model import Event, LedgerEntry
+    from poller.domain.model import Event, LedgerEntry
 
 T = TypeVar("T")
 

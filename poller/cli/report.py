@@ -18,7 +18,7 @@ from poller.cli.output import csv_cell, emit_json, progress, table
 
 if TYPE_CHECKING:
     from poller.config import Config
-    from poller.core.model import Event, LedgerEntry
+    from poller.domain.model import Event, LedgerEntry
 
 REPORT_COLUMNS = (
     "redemption_id", "source", "email", "vendor", "vendor_order_id", "amount", "currency",
@@ -36,7 +36,7 @@ def _when(value: datetime) -> str:
 @handled
 def status(obj: Context, as_json: bool) -> None:
     """Counts by state, the oldest redemption still open, the last successful poll."""
-    from poller.core.states import State
+    from poller.domain.states import State
 
     with reading(obj.config()) as store:
         counts = store.counts()
@@ -73,7 +73,7 @@ def status(obj: Context, as_json: bool) -> None:
 def _ordered_at(entry: LedgerEntry, events: Sequence[Event]) -> datetime:
     """When the vendor accepted the order (the first move to ordered or pending), else when
     it was committed to, else when the row last changed."""
-    from poller.core.states import State
+    from poller.domain.states import State
 
     for ev in events:
         if ev.to_state in (State.ORDERED, State.PENDING):

@@ -32,7 +32,7 @@ from poller.cli.output import Counter, progress, table
 
 if TYPE_CHECKING:
     from poller.config import Config
-    from poller.ops.plan import Plan
+    from poller.core.plan import Plan
     from poller.worker.cycle import CycleReport
 
 log = structlog.get_logger("poller.cli")
@@ -49,9 +49,9 @@ MAX_REASONS = 5
 @handled
 def run(obj: Context, run_once: bool, dry_run: bool) -> None:
     """Run the worker: a daemon polling every [schedule] interval_seconds, or one cycle."""
-    from poller.app import App
-    from poller.ops.service import run_once as one_cycle
-    from poller.ops.service import serve
+    from poller.compose import App
+    from poller.daemon.service import run_once as one_cycle
+    from poller.daemon.service import serve
 
     config = obj.config()
     if dry_run:
@@ -71,10 +71,10 @@ def run(obj: Context, run_once: bool, dry_run: bool) -> None:
             if stopper.received is None:  # a signal during start-up: no cycle at all
                 report = one_cycle(app)
         except Exception as exc:
-            from poller.core.errors import PollerError, SourceAuthError
+            from poller.domain.errors import PollerError, SourceAuthError
 
             if isinstance(exc, SourceAuthError):
-                from poller.ops.alerts import cycle_problems, problem_fields
+                from poller.daemon.alerts import cycle_problems, problem_fields
 
                 found = problem_fields(cycle_problems(None, 0, exc)[0])
                 raise Failed(f"{exc}. Fix: {found['fix']}", source="influitive",
@@ -92,7 +92,7 @@ def run(obj: Context, run_once: bool, dry_run: bool) -> None:
         sys.exit(128 + int(stopper.received))
     assert report is not None
     click.echo(summary(report))
-    from poller.ops.alerts import cycle_problems, problem_fields, problem_line
+    from poller.daemon.alerts import cycle_problems, problem_fields, problem_line
 
     max_pages = config.influitive.max_pages
     problems = cycle_problems(report, max_pages)
@@ -164,7 +164,7 @@ def summary(report: CycleReport) -> str:
 def _read_only_ledger(config: Config) -> Any:
     """The ledger opened read-only, never created nor migrated: a SQLite file that does not
     exist yet reads as empty (and stays absent), as before a first run."""
-    from poller.ops.plan import EmptyLedger
+    from poller.core.plan import EmptyLedger
 
     if missing_sqlite_file(config.ledger.url) is not None or config.ledger.url in (
         "sqlite://", "sqlite:///:memory:"
@@ -175,8 +175,8 @@ def _read_only_ledger(config: Config) -> Any:
 
 def dry_run_plan(config: Config) -> Plan:
     """Poll, read the ledger, print what the next cycle would do per redemption id."""
-    from poller.app import influitive_client
-    from poller.ops.plan import Planner
+    from poller.compose import influitive_client
+    from poller.core.plan import Planner
 
     now = datetime.now(UTC)
     planner = Planner(

@@ -1,5 +1,5 @@
-"""The core: states, routing and the decision of what to do next.
+"""The core: routing, the next step and the decisions, on the domain's types.
 
-Nothing in here performs I/O or imports an HTTP or SQL library (an import-linter
-contract in pyproject.toml enforces it). Adapters translate to and from these types.
+Nothing in here performs I/O or imports an HTTP or SQL library, a source, a vendor or the
+ledger (import-linter contracts in pyproject.toml enforce it).
 """

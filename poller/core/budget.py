@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from poller.core.errors import PollerError
+from poller.domain.errors import PollerError
 
 
 @dataclass(frozen=True, kw_only=True)

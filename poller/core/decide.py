@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal
 
-from poller.core.errors import (
+from poller.core.routing import RewardRule, RouteProblem, route
+from poller.domain.errors import (
     PRODUCT_UNAVAILABLE,
     AdvocateFacingError,
     ConfigFixable,
@@ -21,9 +22,8 @@ from poller.core.errors import (
     UnknownOutcome,
     VendorError,
 )
-from poller.core.model import Redemption, Route
-from poller.core.routing import RewardRule, RouteProblem, route
-from poller.core.states import State
+from poller.domain.model import Redemption, Route
+from poller.domain.states import State
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from poller.core.currency import CurrencyProblem, is_currency, normalise_amount
-from poller.core.model import INFLUITIVE, Redemption, Route
+from poller.domain.model import INFLUITIVE, Redemption, Route
+from poller.domain.money import CurrencyProblem, is_currency, normalise_amount
 
 # An amount above this is treated as a data error, not an order (a bug or an abuse should
 # never empty the balance in one go). Users can still route larger rewards by rule.

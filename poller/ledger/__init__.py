@@ -18,10 +18,10 @@ from datetime import UTC, datetime
 from decimal import Decimal, localcontext
 from typing import TYPE_CHECKING, Any
 
-from poller.core.errors import PollerError
-from poller.core.model import LedgerEntry
-from poller.core.ports import Changes, SpendGuard, SpendLimitReached
-from poller.core.states import State, check_transition
+from poller.domain.errors import PollerError
+from poller.domain.model import LedgerEntry
+from poller.domain.states import State, check_transition
+from poller.ports import Changes, SpendGuard, SpendLimitReached
 
 if TYPE_CHECKING:
     from poller.ledger.sql import LedgerTimeouts, SqlLedger

@@ -15,9 +15,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from poller.core.model import Event, LedgerEntry, Redemption
-from poller.core.ports import Changes, LeaseLost, PollRecord, SpendGuard
-from poller.core.states import ACTIVE, TERMINAL, State, check_transition
+from poller.domain.model import Event, LedgerEntry, Redemption
+from poller.domain.states import ACTIVE, TERMINAL, State, check_transition
 from poller.ledger import (
     ADMIN_OWNER,
     IdempotencyKeyInUse,
@@ -36,9 +35,10 @@ from poller.ledger import (
     entry_from_columns,
     sum_amounts,
 )
+from poller.ports import Changes, LeaseLost, PollRecord, SpendGuard
 
 if TYPE_CHECKING:
-    from poller.core.ports import Ledger
+    from poller.ports import Ledger
 
 
 class MemoryLedger:

@@ -69,10 +69,9 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql.dml import Update
 
-from poller.core.errors import ConfigError
-from poller.core.model import Event, LedgerEntry, Redemption
-from poller.core.ports import Changes, LeaseLost, PollRecord, SpendGuard
-from poller.core.states import ACTIVE, TERMINAL, State, check_transition
+from poller.domain.errors import ConfigError
+from poller.domain.model import Event, LedgerEntry, Redemption
+from poller.domain.states import ACTIVE, TERMINAL, State, check_transition
 from poller.ledger import (
     ADMIN_OWNER,
     TIME_COLUMNS,
@@ -98,9 +97,10 @@ from poller.ledger.tables import cache as cache_t
 from poller.ledger.tables import events as events_t
 from poller.ledger.tables import polls as polls_t
 from poller.ledger.tables import redemptions as red_t
+from poller.ports import Changes, LeaseLost, PollRecord, SpendGuard
 
 if TYPE_CHECKING:
-    from poller.core.ports import Ledger
+    from poller.ports import Ledger
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 """How long a SQLite writer waits for another process's write before giving up. Writes are

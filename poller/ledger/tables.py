@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
-from poller.core.states import State
+from poller.domain.states import State
 from poller.ledger import check_amount, check_aware, clean_text
 
 # Named constraints: Alembic's batch mode on SQLite recreates tables by constraint name, and

@@ -13,7 +13,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from poller.core.errors import PollerError
+from poller.domain.errors import PollerError
 
 EXAMPLE_CONFIG = "config.example.toml"
 UNITS = ("reward-poller.service", "reward-poller-once.service", "reward-poller-once.timer")

@@ -21,8 +21,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from poller.core.errors import ConfigError
-from poller.core.ports import Cache, Vendor
+from poller.domain.errors import ConfigError
+from poller.ports import Cache, Vendor
 from poller.transport import RetryPolicy
 
 

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import httpx
 import structlog
 
-from poller.core.errors import (
+from poller.domain.errors import (
     ConfigFixable,
     OperatorFacingError,
     ProductUnavailable,

@@ -22,8 +22,8 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from poller.core.errors import UnknownOutcome, VendorError
-from poller.core.model import OrderRequest, OrderResult, OrderStatus
+from poller.domain.errors import UnknownOutcome, VendorError
+from poller.domain.model import OrderRequest, OrderResult, OrderStatus
 
 Action = Literal["raise", "lose", "pending"]
 On = Literal["place_order", "lookup"]
@@ -63,7 +63,7 @@ class _Order:
 
 
 class FakeVendor:
-    """Implements ``poller.core.ports.Vendor`` in memory. Thread-safe."""
+    """Implements ``poller.ports.Vendor`` in memory. Thread-safe."""
 
     def __init__(self, name: str = "fake", *, link: bool = True) -> None:
         self.name = name

@@ -94,7 +94,7 @@ import httpx
 import structlog
 from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
 
-from poller.core.errors import (
+from poller.domain.errors import (
     PRODUCT_UNAVAILABLE,
     AdvocateFacingError,
     LookupUnavailable,
@@ -102,8 +102,8 @@ from poller.core.errors import (
     TransientVendorError,
     VendorError,
 )
-from poller.core.model import OrderRequest, OrderResult, OrderStatus
-from poller.core.ports import Cache, ProductCheck, VendorCheck
+from poller.domain.model import OrderRequest, OrderResult, OrderStatus
+from poller.ports import Cache, ProductCheck, VendorCheck
 from poller.transport import RetryPolicy, retry_after_of
 from poller.vendors import BuildContext
 from poller.vendors.base import (

@@ -23,8 +23,8 @@ from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict
 
-from poller.core.model import OrderRequest, OrderResult, OrderStatus, Shipping
-from poller.core.ports import ProductCheck, VendorCheck
+from poller.domain.model import OrderRequest, OrderResult, OrderStatus, Shipping
+from poller.ports import ProductCheck, VendorCheck
 from poller.vendors import BuildContext
 
 NAME = "manual"

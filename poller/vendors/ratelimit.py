@@ -20,8 +20,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from poller.core.model import OrderRequest, OrderResult
-from poller.core.ports import Vendor
+from poller.domain.model import OrderRequest, OrderResult
+from poller.ports import Vendor
 
 DEFAULT_RATE_LIMITS: Mapping[str, float] = {
     # Tremendous documents its limit both as "10 requests per second" and as "60 requests

@@ -69,7 +69,7 @@ import httpx
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from poller.core.errors import (
+from poller.domain.errors import (
     RECIPIENT_INVALID,
     AdvocateFacingError,
     ConfigFixable,
@@ -78,8 +78,8 @@ from poller.core.errors import (
     UnknownOutcome,
     VendorError,
 )
-from poller.core.model import OrderRequest, OrderResult, OrderStatus
-from poller.core.ports import Cache, ProductCheck, VendorCheck
+from poller.domain.model import OrderRequest, OrderResult, OrderStatus
+from poller.ports import Cache, ProductCheck, VendorCheck
 from poller.transport import RetryPolicy, retry_after_of
 from poller.vendors import BuildContext
 from poller.vendors.base import (

@@ -46,7 +46,7 @@ import httpx
 import structlog
 from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
 
-from poller.core.errors import (
+from poller.domain.errors import (
     RECIPIENT_INVALID,
     AdvocateFacingError,
     ConfigFixable,
@@ -55,8 +55,8 @@ from poller.core.errors import (
     UnknownOutcome,
     VendorError,
 )
-from poller.core.model import OrderRequest, OrderResult, OrderStatus
-from poller.core.ports import ProductCheck, VendorCheck
+from poller.domain.model import OrderRequest, OrderResult, OrderStatus
+from poller.ports import ProductCheck, VendorCheck
 from poller.transport import RetryPolicy, retry_after_of
 from poller.vendors import BuildContext
 from poller.vendors.base import (

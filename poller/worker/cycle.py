@@ -36,7 +36,8 @@ from poller.core.decide import (
     after_vendor_error,
     plan_intake,
 )
-from poller.core.errors import (
+from poller.core.routing import RewardRule
+from poller.domain.errors import (
     AdvocateFacingError,
     AlreadyDecided,
     ConfigError,
@@ -51,9 +52,9 @@ from poller.core.errors import (
     VendorError,
     VendorUnreachable,
 )
-from poller.core.keys import idempotency_key
-from poller.core.messages import MessageTemplates
-from poller.core.model import (
+from poller.domain.keys import idempotency_key
+from poller.domain.messages import MessageTemplates
+from poller.domain.model import (
     INFLUITIVE,
     LedgerEntry,
     OrderRequest,
@@ -62,8 +63,15 @@ from poller.core.model import (
     PollResult,
     Redemption,
 )
-from poller.core.parse import Unkeyable, parse_stored
-from poller.core.ports import (
+from poller.domain.states import (
+    TERMINAL,
+    UNCONFIRMED,
+    State,
+    can_transition,
+    confirmed,
+    reopen_to,
+)
+from poller.ports import (
     Changes,
     Decider,
     LeaseLost,
@@ -74,15 +82,7 @@ from poller.core.ports import (
     Vendor,
     read_pages,
 )
-from poller.core.routing import RewardRule
-from poller.core.states import (
-    TERMINAL,
-    UNCONFIRMED,
-    State,
-    can_transition,
-    confirmed,
-    reopen_to,
-)
+from poller.sources.influitive.wire import Unkeyable, parse_stored
 from poller.worker.failpoints import failpoint
 from poller.worker.leases import LeaseKeeper
 

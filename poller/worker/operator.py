@@ -3,7 +3,7 @@
 A person acts on what the ledger says, and the ledger may be behind the vendor: a crash or
 an unknown outcome leaves a row with an idempotency key but no order id, although the order
 exists. So every command that could spend or refund asks the vendor first, by key, and acts
-on its three answers (``poller.core.ports.Vendor.lookup``): found, not found, unknown. An
+on its three answers (``poller.ports.Vendor.lookup``): found, not found, unknown. An
 unknown answer changes nothing. Every move records who made it (``actor``) and why.
 
 Works through the Protocols only (``Ledger``, ``Vendor``): the CLI wires the real ones, the
@@ -16,11 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from poller.core.errors import LookupUnavailable, PollerError, VendorError
-from poller.core.keys import idempotency_key
-from poller.core.model import LedgerEntry, OrderResult, OrderStatus
-from poller.core.ports import Changes, LeaseLost, Ledger, Vendor
-from poller.core.states import UNCONFIRMED, State
+from poller.domain.errors import LookupUnavailable, PollerError, VendorError
+from poller.domain.keys import idempotency_key
+from poller.domain.model import LedgerEntry, OrderResult, OrderStatus
+from poller.domain.states import UNCONFIRMED, State
+from poller.ports import Changes, LeaseLost, Ledger, Vendor
 
 MAX_GENERATIONS = 1000
 """How far ``reorder`` searches for the generation of the current key."""

@@ -16,7 +16,7 @@ from sqlalchemy import create_engine
 from bench import ledger_path as lp
 from bench.peers import budget_use
 from bench.serve import KEY, ORG, TOKEN, RequestBudget
-from poller.core.states import State
+from poller.domain.states import State
 from poller.ledger import open_ledger
 from poller.sandbox import influitive, tremendous
 from poller.sandbox.server import ServerThread

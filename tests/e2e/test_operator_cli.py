@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from poller.core.keys import idempotency_key
+from poller.domain.keys import idempotency_key
 from tests.e2e.conftest import ORG, SECRETS, Standins, cli_env, run_cli
 
 PENDING_RULE = '''

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from poller.config import Config, load_config
-from poller.core.errors import ConfigError
-from poller.server.limits import ServerLimits
+from poller.daemon.limits import ServerLimits
+from poller.domain.errors import ConfigError
 
 
 def config(**sections: Any) -> Config:

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 
 from poller.config import FulfillmentSettings, RewardSettings
-from poller.core.currency import CurrencyProblem, format_amount, normalise_amount, parse_currency
 from poller.core.decide import Hold, Order, SpendPolicy, plan_intake
-from poller.core.parse import parse_redemption
 from poller.core.routing import RewardRule
-from poller.core.states import State
+from poller.domain.money import CurrencyProblem, format_amount, normalise_amount, parse_currency
+from poller.domain.states import State
+from poller.sources.influitive.wire import parse_redemption
 from tests.unit.test_spend_guard import guarded
 from tests.unit.test_worker import redemption
 

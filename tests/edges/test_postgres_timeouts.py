@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
-from poller.core.model import INFLUITIVE, Contact, Redemption
+from poller.domain.model import INFLUITIVE, Contact, Redemption
 from poller.ledger import LedgerUnavailable, migrate, open_ledger
 from poller.ledger.sql import _PG_RECORD_LOCK, LedgerTimeouts
 from tests.e2e.conftest import Standins, run_cli

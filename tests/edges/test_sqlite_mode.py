@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from poller.core.model import INFLUITIVE, Contact, Redemption
+from poller.domain.model import INFLUITIVE, Contact, Redemption
 from poller.ledger import open_ledger
 
 

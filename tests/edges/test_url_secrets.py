@@ -10,12 +10,12 @@ import pytest
 
 from poller import logs
 from poller.config import Config
-from poller.core.model import INFLUITIVE, Contact, Redemption
-from poller.core.ports import Changes
 from poller.core.redact import display_url, is_secret_url_key, url_secrets
-from poller.core.states import State
+from poller.domain.model import INFLUITIVE, Contact, Redemption
+from poller.domain.states import State
 from poller.ledger import open_ledger
 from poller.ledger.memory import MemoryLedger
+from poller.ports import Changes
 from tests.e2e.conftest import Standins, run_cli
 
 PASSWORD = "pa55w0rd-9f8e7d"
@@ -172,7 +172,7 @@ def test_the_install_hint_and_a_postgres_user_survive_the_redactor(
     """The error a missing driver gives, as the CLI would show it: URL and hint intact."""
     import sys
 
-    from poller.core.errors import ConfigError
+    from poller.domain.errors import ConfigError
     from poller.ledger.sql import make_engine
 
     url = "postgresql+psycopg2://postgres@127.0.0.1:1/ledger"

@@ -36,9 +36,9 @@ from typing import Any, Literal
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
-from poller.core.keys import idempotency_key
-from poller.core.model import LedgerEntry
-from poller.core.states import ACTIVE, TERMINAL, UNCONFIRMED, State
+from poller.domain.keys import idempotency_key
+from poller.domain.model import LedgerEntry
+from poller.domain.states import ACTIVE, TERMINAL, UNCONFIRMED, State
 from poller.ledger import migrate
 from poller.ledger.sql import SqlLedger, make_engine
 from poller.sandbox import influitive as influitive_standin
@@ -67,7 +67,7 @@ CYCLE_EVENTS = frozenset({
     "influitive.poll.incomplete", "influitive.item.rejected",
     "influitive.item.unparseable", "influitive.poll.blocked", "influitive.budget.waited",
     "poll.incomplete", "redemption.unrecordable",
-    # The daemon's own housekeeping (poller.ops): about the process, not a redemption.
+    # The daemon's own housekeeping (poller.daemon): about the process, not a redemption.
     "cycle.failed", "cycle.hook.failed", "daemon.exiting_now",
     "scheduler.run.skipped", "service.counts.failed", "alert.delivery.failed", "cycle.problem",
     "alert.state.unsaved", "alert.failed", "library.message",

@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from poller.core.states import State
+from poller.domain.states import State
 from poller.sandbox.influitive import Fault
 from tests.faults.harness import TOKEN, Stage, key_of
 

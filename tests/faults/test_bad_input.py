@@ -21,19 +21,19 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 import poller.worker.cycle as cycle
 from poller.core.backoff import RetrySchedule
-from poller.core.errors import (
+from poller.core.routing import RewardRule
+from poller.domain.errors import (
     AdvocateFacingError,
     OperatorFacingError,
     SourceUnavailable,
     TransientVendorError,
     VendorError,
 )
-from poller.core.keys import idempotency_key
-from poller.core.model import OrderRequest, OrderResult, PollResult
-from poller.core.routing import RewardRule
-from poller.core.states import ACTIVE, TERMINAL, State
-from poller.influitive.fake import FakeInfluitive
+from poller.domain.keys import idempotency_key
+from poller.domain.model import OrderRequest, OrderResult, PollResult
+from poller.domain.states import ACTIVE, TERMINAL, State
 from poller.ledger.memory import MemoryLedger
+from poller.sources.influitive.fake import FakeInfluitive
 from poller.vendors.fake import FakeVendor
 from poller.worker.cycle import Worker, WorkerPolicy
 from poller.worker.failpoints import POINTS

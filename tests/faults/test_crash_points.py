@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from poller.core.model import Event, LedgerEntry
-from poller.core.states import State
+from poller.domain.model import Event, LedgerEntry
+from poller.domain.states import State
 from poller.sandbox.influitive import Fault
 from poller.worker.failpoints import EXIT_CODE, POINTS
 from tests.faults.harness import Kind, Stage, wait_for

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from poller.core.states import ACTIVE
+from poller.domain.states import ACTIVE
 from tests.faults.harness import Kind, Stage, wait_for
 
 pytestmark = pytest.mark.e2e

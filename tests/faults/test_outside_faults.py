@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
-from poller.core.states import State
+from poller.domain.states import State
 from poller.sandbox import influitive as influitive_standin
 from poller.sandbox import tremendous as tremendous_standin
 from poller.sandbox.influitive import Fault

@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from poller.core.states import State
+from poller.domain.states import State
 from tests.faults.harness import Kind, Stage, item, wait_for
 
 pytestmark = pytest.mark.e2e

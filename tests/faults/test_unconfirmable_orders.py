@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from poller.core.states import State
+from poller.domain.states import State
 from poller.sandbox import http_receiver
 from poller.sandbox.server import ServerThread
 from tests.faults.harness import Run, Stage, TcpProxy, unnamed_failures

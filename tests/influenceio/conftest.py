@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from poller.influenceio.points import PointsClient
 from poller.sandbox.influenceio import InfluenceioState, create_app
 from poller.sandbox.server import ServerThread
+from poller.sources.influenceio.points import PointsClient
 from poller.transport import RetryPolicy
 
 API_KEY = "ioKEY-SECRET-3c91d7a2b5e4"

@@ -6,9 +6,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from poller.core.errors import ConfigError
-from poller.influenceio.points import Outcome, PointsClient
+from poller.domain.errors import ConfigError
 from poller.sandbox.server import free_port
+from poller.sources.influenceio.points import Outcome, PointsClient
 
 from .conftest import API_KEY, FAST, MakePoints, Platform
 

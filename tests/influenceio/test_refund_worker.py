@@ -11,14 +11,14 @@ import pytest
 
 from poller.config import Config
 from poller.core.backoff import RetrySchedule
-from poller.core.influenceio import parse_redeemed
-from poller.core.ports import Decider
-from poller.core.states import State
-from poller.influenceio.events import InfluenceioDecisions
-from poller.influenceio.refunds import InfluenceioRefunds
-from poller.influitive.fake import FakeInfluitive
+from poller.domain.states import State
 from poller.ledger import open_ledger
 from poller.ledger.sql import SqlLedger
+from poller.ports import Decider
+from poller.sources.influenceio.events import InfluenceioDecisions
+from poller.sources.influenceio.refunds import InfluenceioRefunds
+from poller.sources.influenceio.wire import parse_redeemed
+from poller.sources.influitive.fake import FakeInfluitive
 from poller.vendors.fake import FakeVendor
 from poller.worker.cycle import Worker, WorkerPolicy
 
@@ -94,7 +94,7 @@ def test_without_a_key_the_refusal_is_left_for_a_person(
 
 
 def test_the_app_wires_the_refund_only_with_a_key(tmp_path: Any, platform: Platform) -> None:
-    from poller.app import App
+    from poller.compose import App
 
     base = {"influitive": {"api_token": "t" * 20, "org_id": "org"},
             "ledger": {"url": f"sqlite:///{tmp_path / 'ledger.db'}"}}

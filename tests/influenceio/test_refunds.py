@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from poller.core.errors import SourceUnavailable
-from poller.core.influenceio import parse_redeemed
-from poller.core.ports import LeaseLost
-from poller.core.states import State
-from poller.influenceio.refunds import InfluenceioRefunds, plan_refund
+from poller.domain.errors import SourceUnavailable
+from poller.domain.states import State
 from poller.ledger.memory import MemoryLedger
+from poller.ports import LeaseLost
+from poller.sources.influenceio.refunds import InfluenceioRefunds, plan_refund
+from poller.sources.influenceio.wire import parse_redeemed
 
 from .conftest import MakePoints, Platform, redeemed
 

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from poller.config import Config
-from poller.core.errors import ConfigError
+from poller.domain.errors import ConfigError
 
 BASE: dict[str, Any] = {"influitive": {"api_token": "t" * 20, "org_id": "org"}}
 

@@ -8,8 +8,8 @@ import json
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
+from poller.daemon.webhooks import webhook_routes
 from poller.ledger.memory import MemoryLedger
-from poller.webhooks.routes import webhook_routes
 
 from .conftest import redeemed
 

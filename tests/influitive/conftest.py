@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from poller.influitive.client import InfluitiveClient
 from poller.sandbox.influitive import InfluitiveState, create_app
 from poller.sandbox.server import ServerThread
+from poller.sources.influitive.client import InfluitiveClient
 from poller.transport import RetryPolicy
 
 TOKEN = "tok-INFLUITIVE-SECRET-7f3a9c51d2"

@@ -25,8 +25,8 @@ from typing import Any
 
 import pytest
 
-from poller.core.errors import SourceAuthError, SourceBlocked
-from poller.influitive.client import InfluitiveClient
+from poller.domain.errors import SourceAuthError, SourceBlocked
+from poller.sources.influitive.client import InfluitiveClient
 
 from ..vendors.doc_cassettes import (
     cassette_files,

@@ -8,10 +8,10 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from poller.core.errors import AlreadyDecided, SourceAuthError, SourceUnavailable
-from poller.influitive.client import InfluitiveClient
+from poller.domain.errors import AlreadyDecided, SourceAuthError, SourceUnavailable
 from poller.sandbox.influitive import Fault
 from poller.sandbox.server import free_port
+from poller.sources.influitive.client import InfluitiveClient
 
 from .conftest import FAST, ORG, TOKEN, Sleeps, Standin, item
 

@@ -11,9 +11,9 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
-from poller.core.errors import SourceAuthError, SourceUnavailable
-from poller.influitive.client import InfluitiveClient
+from poller.domain.errors import SourceAuthError, SourceUnavailable
 from poller.sandbox.influitive import Fault
+from poller.sources.influitive.client import InfluitiveClient
 from poller.transport import RetryPolicy
 
 from .conftest import FAST, ORG, TOKEN, Sleeps, Standin, item

@@ -12,14 +12,14 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from poller.core.errors import (
+from poller.domain.errors import (
     AlreadyDecided,
     SourceAuthError,
     SourceBlocked,
     SourceUnavailable,
 )
-from poller.influitive.client import InfluitiveClient, Probe
 from poller.sandbox.influitive import Fault
+from poller.sources.influitive.client import InfluitiveClient, Probe
 
 from .conftest import FAST, ORG, TOKEN, Sleeps, Standin, item
 

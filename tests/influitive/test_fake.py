@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from poller.core.errors import AlreadyDecided, SourceAuthError, SourceUnavailable
-from poller.core.model import Redemption
-from poller.core.ports import RedemptionSource
-from poller.influitive.fake import FakeInfluitive
+from poller.domain.errors import AlreadyDecided, SourceAuthError, SourceUnavailable
+from poller.domain.model import Redemption
+from poller.ports import RedemptionSource
+from poller.sources.influitive.fake import FakeInfluitive
 
 from .conftest import item
 

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from poller.core.parse import Unkeyable, parse_page, parse_redemption, redemption_key
-from poller.influitive.client import parse_items
+from poller.sources.influitive.client import parse_items
+from poller.sources.influitive.wire import Unkeyable, parse_page, parse_redemption, redemption_key
 
 scalars = (
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)

@@ -22,10 +22,10 @@ from poller.core.budget import (
     MemoryRequestLog,
     RequestBudget,
 )
-from poller.core.errors import SourceUnavailable
-from poller.influitive.client import InfluitiveClient
+from poller.domain.errors import SourceUnavailable
 from poller.ledger import open_ledger
 from poller.ledger.budget import SqlRequestLog
+from poller.sources.influitive.client import InfluitiveClient
 from tests.integration.conftest import ledger_url, pg_url  # noqa: F401
 
 from .conftest import FAST, ORG, TOKEN, Sleeps, Standin, item
@@ -269,7 +269,7 @@ def test_limits_are_checked() -> None:
 
 
 def test_the_budget_window_leaves_a_margin_for_requests_on_their_way() -> None:
-    from poller.app import budget_window
+    from poller.compose import budget_window
 
     # A second at most on Influitive's five minutes; 5% of a short window.
     assert budget_window(300) == 301

@@ -11,10 +11,10 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
-from poller.core.errors import ConfigError, SourceError
-from poller.influitive.client import InfluitiveClient
+from poller.domain.errors import ConfigError, SourceError
 from poller.sandbox.influitive import Fault
 from poller.sandbox.server import free_port
+from poller.sources.influitive.client import InfluitiveClient
 
 from .conftest import FAST, ORG, TOKEN, Standin, item
 

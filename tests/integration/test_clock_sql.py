@@ -11,11 +11,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from poller.core.backoff import RetrySchedule
-from poller.core.model import PollResult
-from poller.core.states import State
-from poller.influitive.fake import FakeInfluitive
+from poller.domain.model import PollResult
+from poller.domain.states import State
 from poller.ledger import open_ledger
 from poller.ledger.sql import SqlLedger
+from poller.sources.influitive.fake import FakeInfluitive
 from poller.vendors.fake import FakeVendor
 from poller.worker.cycle import Worker, WorkerPolicy
 from tests.unit.test_worker import RULES, redemption

@@ -18,18 +18,18 @@ from typing import Any
 
 import pytest
 
-from poller.app import App
+from poller.compose import App
 from poller.config import load_config
 from poller.core.backoff import RetrySchedule
-from poller.core.model import OrderRequest, OrderResult
 from poller.core.routing import RewardRule
-from poller.core.states import State
-from poller.influitive.fake import FakeInfluitive
+from poller.domain.model import OrderRequest, OrderResult
+from poller.domain.states import State
 from poller.ledger import open_ledger
 from poller.ledger.sql import SqlLedger
 from poller.sandbox import influitive as influitive_standin
 from poller.sandbox import tremendous as tremendous_standin
 from poller.sandbox.server import ServerThread
+from poller.sources.influitive.fake import FakeInfluitive
 from poller.vendors.fake import FakeVendor
 from poller.worker.cycle import Worker, WorkerPolicy
 

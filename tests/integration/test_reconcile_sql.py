@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 
 from poller.core.backoff import RetrySchedule
-from poller.core.errors import AlreadyDecided, ConfigFixable, TransientVendorError
-from poller.core.model import OrderRequest, OrderResult
-from poller.core.states import State
-from poller.influitive.fake import FakeInfluitive
+from poller.domain.errors import AlreadyDecided, ConfigFixable, TransientVendorError
+from poller.domain.model import OrderRequest, OrderResult
+from poller.domain.states import State
 from poller.ledger import open_ledger
 from poller.ledger.sql import SqlLedger
+from poller.sources.influitive.fake import FakeInfluitive
 from poller.vendors.fake import FakeVendor
 from poller.worker.cycle import Worker, WorkerPolicy, utcnow
 from tests.unit.test_worker import RULES, Clock, redemption

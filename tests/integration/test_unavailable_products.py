@@ -21,17 +21,17 @@ from typing import Any, Literal
 import pytest
 
 from poller.core.backoff import RetrySchedule
-from poller.core.messages import DEFAULT_REFUSED, MessageTemplates
-from poller.core.ports import Vendor
 from poller.core.routing import RewardRule
-from poller.core.states import State
-from poller.influitive.fake import FakeInfluitive
+from poller.domain.messages import DEFAULT_REFUSED, MessageTemplates
+from poller.domain.states import State
 from poller.ledger import open_ledger
 from poller.ledger.sql import SqlLedger
+from poller.ports import Vendor
 from poller.sandbox import giftbit as giftbit_standin
 from poller.sandbox import tango as tango_standin
 from poller.sandbox import tremendous as tremendous_standin
 from poller.sandbox.server import ServerThread
+from poller.sources.influitive.fake import FakeInfluitive
 from poller.vendors.giftbit import GiftbitVendor
 from poller.vendors.tango import TangoVendor
 from poller.vendors.tremendous import TremendousVendor

@@ -21,11 +21,11 @@ import structlog
 
 from poller.core.backoff import RetrySchedule
 from poller.core.routing import RewardRule
-from poller.core.states import State
-from poller.influitive.fake import FakeInfluitive
+from poller.domain.states import State
 from poller.ledger import open_ledger
 from poller.ledger.sql import SqlLedger
 from poller.sandbox import http_receiver
+from poller.sources.influitive.fake import FakeInfluitive
 from poller.transport import RetryPolicy
 from poller.vendors.http import HttpVendor
 from poller.worker import operator

@@ -16,13 +16,13 @@ import pytest
 from sqlalchemy import select, text
 
 from poller.core.budget import BudgetLimit
-from poller.core.model import Redemption
-from poller.core.ports import Changes, LeaseLost
-from poller.core.states import TERMINAL, State
+from poller.domain.model import Redemption
+from poller.domain.states import TERMINAL, State
 from poller.ledger import open_ledger
 from poller.ledger.budget import SqlRequestLog
 from poller.ledger.sql import SqlLedger
 from poller.ledger.tables import redemptions
+from poller.ports import Changes, LeaseLost
 from tests.ledger.conftest import _empty_pg
 
 pytestmark = pytest.mark.postgres
@@ -205,7 +205,7 @@ def test_stored_times_are_the_server_s_and_relative_ones_keep_their_distance(
 def test_a_guarded_order_is_counted_on_the_server_clock(
     hosts: tuple[SqlLedger, SqlLedger]
 ) -> None:
-    from poller.core.ports import SpendGuard, SpendLimitReached
+    from poller.ports import SpendGuard, SpendLimitReached
 
     ledger, _ = hosts
     midnight = server_now(ledger).replace(hour=0, minute=0, second=0, microsecond=0)

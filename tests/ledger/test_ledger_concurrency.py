@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from poller.core.model import Contact, Redemption
-from poller.core.ports import Changes, SpendGuard, SpendLimitReached
-from poller.core.states import State
+from poller.domain.model import Contact, Redemption
+from poller.domain.states import State
 from poller.ledger import migrate, open_ledger
+from poller.ports import Changes, SpendGuard, SpendLimitReached
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 PROCESSES = 4

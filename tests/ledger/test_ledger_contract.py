@@ -12,12 +12,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from poller.core.model import Contact, LedgerEntry, Redemption
-from poller.core.ports import Changes, LeaseLost, SpendGuard, SpendLimitReached
-from poller.core.states import ACTIVE, TERMINAL, IllegalTransition, State
+from poller.domain.model import Contact, LedgerEntry, Redemption
+from poller.domain.states import ACTIVE, TERMINAL, IllegalTransition, State
 from poller.ledger import IdempotencyKeyInUse
 from poller.ledger.memory import MemoryLedger
 from poller.ledger.sql import SqlLedger
+from poller.ports import Changes, LeaseLost, SpendGuard, SpendLimitReached
 
 AnyLedger = MemoryLedger | SqlLedger
 
@@ -99,7 +99,7 @@ def test_record_inserts_new_rows_with_their_fields_and_a_recorded_event(ledger: 
 def _event(
     at: datetime, frm: State | None, to: State, detail: str, actor: str | None = None
 ) -> Any:
-    from poller.core.model import Event
+    from poller.domain.model import Event
 
     return Event(at=at, from_state=frm, to_state=to, detail=detail, actor=actor)
 

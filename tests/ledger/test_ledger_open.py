@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine
 
-from poller.core.errors import ConfigError
-from poller.core.model import Redemption
+from poller.domain.errors import ConfigError
+from poller.domain.model import Redemption
 from poller.ledger import LedgerNotMigrated, LedgerUnavailable, migrate, open_ledger
 from poller.ledger.sql import SqlLedger, make_engine
 

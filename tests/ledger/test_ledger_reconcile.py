@@ -6,9 +6,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from poller.core.model import Redemption
-from poller.core.ports import Changes, Ledger
-from poller.core.states import State
+from poller.domain.model import Redemption
+from poller.domain.states import State
+from poller.ports import Changes, Ledger
 
 T0 = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
 BEFORE = frozenset({State.NEW, State.WAITING, State.HELD, State.ORDERING})

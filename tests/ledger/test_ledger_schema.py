@@ -21,11 +21,11 @@ from sqlalchemy.engine import make_url
 
 from poller.cli.main import cli
 from poller.core.budget import BudgetLimit
-from poller.core.model import Redemption
-from poller.core.ports import Changes
-from poller.core.states import State
+from poller.domain.model import Redemption
+from poller.domain.states import State
 from poller.ledger import migrate, open_ledger
 from poller.ledger.budget import SqlRequestLog
+from poller.ports import Changes
 from tests.ledger.conftest import PG_URL, _ensure_database, pg_schema
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -191,7 +191,7 @@ def test_a_schema_the_ledger_cannot_use_is_a_configuration_error(
     ledger: dict[str, str], message: str
 ) -> None:
     from poller.config import Config
-    from poller.core.errors import ConfigError
+    from poller.domain.errors import ConfigError
 
     with pytest.raises((ConfigError, ValueError), match=message):
         Config(influitive={"api_token": "tok-123456789", "org_id": "org"}, ledger=ledger)

@@ -8,12 +8,12 @@ from decimal import Decimal
 
 import pytest
 
-from poller.core.errors import TransientVendorError
-from poller.core.keys import idempotency_key
-from poller.core.model import LedgerEntry, OrderRequest, OrderStatus, Redemption
-from poller.core.ports import Changes, Ledger
-from poller.core.states import State
-from poller.influitive.fake import FakeInfluitive
+from poller.domain.errors import TransientVendorError
+from poller.domain.keys import idempotency_key
+from poller.domain.model import LedgerEntry, OrderRequest, OrderStatus, Redemption
+from poller.domain.states import State
+from poller.ports import Changes, Ledger
+from poller.sources.influitive.fake import FakeInfluitive
 from poller.vendors.fake import FakeVendor
 from poller.worker import operator
 from poller.worker.cycle import Worker, WorkerPolicy

@@ -19,12 +19,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from poller import logs
-from poller.core.model import Contact, Redemption
-from poller.core.ports import Changes
-from poller.core.states import State
+from poller.daemon.alerts import Alerter
+from poller.domain.model import Contact, Redemption
+from poller.domain.states import State
 from poller.ledger import open_ledger
 from poller.ledger.sql import SqlLedger
-from poller.ops.alerts import Alerter
+from poller.ports import Changes
 from poller.sandbox.server import ServerThread
 from tests.e2e.conftest import Standins, popen_cli, run_cli
 from tests.ops.conftest import free_port, wait_for
@@ -278,8 +278,8 @@ def test_operator_facing_problems_alert_at_once_once_per_cause(
 
 
 def test_healthz_reports_a_problem_until_it_is_no_longer_met() -> None:
-    from poller.ops.alerts import problem_line
-    from poller.ops.health import Health, ProblemBoard
+    from poller.daemon.alerts import problem_line
+    from poller.daemon.health import Health, ProblemBoard
     from poller.worker.cycle import OperatorProblem
 
     now = [1_800_000_000.0]

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from poller.core.model import Contact, Redemption
-from poller.core.ports import Changes
-from poller.core.states import State
+from poller.domain.model import Contact, Redemption
+from poller.domain.states import State
 from poller.ledger import open_ledger
+from poller.ports import Changes
 from tests.e2e.conftest import Standins, run_cli
 
 pytestmark = pytest.mark.e2e

@@ -10,7 +10,9 @@ import httpx
 import pytest
 
 from poller.core.backoff import RetrySchedule
-from poller.core.errors import (
+from poller.core.routing import RewardRule
+from poller.daemon.alerts import cycle_problems, problem_line
+from poller.domain.errors import (
     ConfigFixable,
     OperatorFacingError,
     SourceAuthError,
@@ -18,11 +20,9 @@ from poller.core.errors import (
     TransientVendorError,
     VendorUnreachable,
 )
-from poller.core.routing import RewardRule
-from poller.core.states import State
-from poller.influitive.fake import FakeInfluitive
+from poller.domain.states import State
 from poller.ledger.memory import MemoryLedger
-from poller.ops.alerts import cycle_problems, problem_line
+from poller.sources.influitive.fake import FakeInfluitive
 from poller.transport import RetryPolicy
 from poller.vendors.base import call
 from poller.vendors.fake import FakeVendor

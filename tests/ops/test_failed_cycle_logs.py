@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from poller.core.errors import SourceAuthError
+from poller.daemon.scheduler import Daemon
+from poller.domain.errors import SourceAuthError
 from poller.ledger import LedgerUnavailable
 from poller.sandbox.server import free_port
 from poller.worker.cycle import CycleReport
-from poller.worker.scheduler import Daemon
 from tests.e2e.conftest import TOKEN, Standins, popen_cli
 
 from .conftest import wait_for

@@ -21,17 +21,17 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from poller import __version__
 from poller.config import ConfigError, load_config
-from poller.core.errors import OperatorFacingError
-from poller.core.model import OrderRequest, OrderResult, OrderStatus
-from poller.core.ports import PollRecord
-from poller.core.states import State
-from poller.ops.metrics import (
+from poller.daemon.metrics import (
     ALERTING_INFLUITIVE_ERRORS,
     ALERTING_VENDOR_ERRORS,
     Recorder,
     minor_units,
     outcome_of,
 )
+from poller.domain.errors import OperatorFacingError
+from poller.domain.model import OrderRequest, OrderResult, OrderStatus
+from poller.domain.states import State
+from poller.ports import PollRecord
 from poller.transport import RetryPolicy, send
 from tests.e2e.conftest import Standins, run_cli
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from poller.ops.notify import Notifier, socket_address, watchdog_seconds
+from poller.daemon.notify import Notifier, socket_address, watchdog_seconds
 from tests.e2e.conftest import SECRETS, Standins, cli_env
 from tests.ops.conftest import wait_for
 

@@ -10,8 +10,8 @@ import click
 import pytest
 
 from poller.cli import context, output
-from poller.core.model import Event
-from poller.core.states import State
+from poller.domain.model import Event
+from poller.domain.states import State
 
 LONG = "word " * 40
 

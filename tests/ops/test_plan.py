@@ -8,13 +8,13 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from poller.core.decide import SpendPolicy
-from poller.core.model import PollResult, Redemption
-from poller.core.parse import parse_redemption
-from poller.core.ports import Changes
+from poller.core.plan import EmptyLedger, Planner
 from poller.core.routing import RewardRule
-from poller.core.states import State
+from poller.domain.model import PollResult, Redemption
+from poller.domain.states import State
 from poller.ledger.memory import MemoryLedger
-from poller.ops.plan import EmptyLedger, Planner
+from poller.ports import Changes
+from poller.sources.influitive.wire import parse_redemption
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 RULES = [RewardRule(vendor="tremendous", product="AMZN", amount=Decimal("25.00"),

@@ -20,15 +20,15 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from poller.core.errors import SourceUnavailable, TransientVendorError
-from poller.core.model import OrderRequest, OrderResult, OrderStatus
-from poller.core.states import State
-from poller.ops.health import Health
-from poller.ops.metrics import Recorder
-from poller.server.app import create_app
-from poller.server.guard import AcceptErrorLog
-from poller.server.limits import ServerLimits
-from poller.server.runner import HttpServer, ListenError, parse_listen
+from poller.daemon.guard import AcceptErrorLog
+from poller.daemon.health import Health
+from poller.daemon.limits import ServerLimits
+from poller.daemon.listener import create_app
+from poller.daemon.metrics import Recorder
+from poller.daemon.runner import HttpServer, ListenError, parse_listen
+from poller.domain.errors import SourceUnavailable, TransientVendorError
+from poller.domain.model import OrderRequest, OrderResult, OrderStatus
+from poller.domain.states import State
 from tests.e2e.conftest import SECRETS, Standins, cli_env, popen_cli
 from tests.ops.conftest import free_port, wait_for
 

@@ -20,8 +20,8 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from poller.core.states import State
-from poller.ops.metrics import ALERTING_INFLUITIVE_ERRORS, ALERTING_VENDOR_ERRORS, Recorder
+from poller.daemon.metrics import ALERTING_INFLUITIVE_ERRORS, ALERTING_VENDOR_ERRORS, Recorder
+from poller.domain.states import State
 from tests.e2e.conftest import KEY, Standins, run_cli
 
 RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"

@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from poller import transport
-from poller.influenceio.points import PointsClient
-from poller.influitive.client import InfluitiveClient
+from poller.sources.influenceio.points import PointsClient
+from poller.sources.influitive.client import InfluitiveClient
 from poller.transport import ApiClient, tls_context
 from poller.vendors.giftbit import GiftbitVendor
 from poller.vendors.http import HttpVendor

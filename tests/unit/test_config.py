@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from poller.config import load_config
-from poller.core.errors import ConfigError
+from poller.domain.errors import ConfigError
 
 BASE = """
 [influitive]

@@ -12,7 +12,7 @@ import pytest
 import structlog
 
 from poller.config import check_environment, load_config
-from poller.core.errors import ConfigError
+from poller.domain.errors import ConfigError
 
 BASE = """
 [influitive]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from poller.config import AlertsSettings, InfluitiveSettings, load_config, secret_keys
-from poller.core.errors import ConfigError
+from poller.domain.errors import ConfigError
 
 BASE = """
 [influitive]

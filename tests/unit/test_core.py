@@ -11,18 +11,17 @@ from hypothesis import strategies as st
 
 from poller.core.backoff import RetrySchedule
 from poller.core.decide import Hold, Order, Refuse, after_vendor_error, plan_intake
-from poller.core.errors import (
+from poller.core.routing import RewardRule, RouteProblem, route, route_from_metadata
+from poller.domain.errors import (
     AdvocateFacingError,
     ConfigFixable,
     OperatorFacingError,
     TransientVendorError,
     UnknownOutcome,
 )
-from poller.core.keys import idempotency_key
-from poller.core.messages import MessageTemplates, unknown_placeholders
-from poller.core.parse import Unkeyable, parse_page, parse_redemption
-from poller.core.routing import RewardRule, RouteProblem, route, route_from_metadata
-from poller.core.states import (
+from poller.domain.keys import idempotency_key
+from poller.domain.messages import MessageTemplates, unknown_placeholders
+from poller.domain.states import (
     ACTIVE,
     TERMINAL,
     UNCONFIRMED,
@@ -32,6 +31,7 @@ from poller.core.states import (
     confirmed,
     reopen_to,
 )
+from poller.sources.influitive.wire import Unkeyable, parse_page, parse_redemption
 
 RULES = [
     RewardRule(reward_id="37", vendor="tremendous", product="OKMHM2X2OHYV",

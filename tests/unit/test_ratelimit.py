@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from poller.app import VendorPool
+from poller.compose import VendorPool
 from poller.config import Config
-from poller.core.errors import ConfigError
-from poller.core.model import OrderRequest, OrderStatus
+from poller.domain.errors import ConfigError
+from poller.domain.model import OrderRequest, OrderStatus
 from poller.vendors import available
 from poller.vendors.fake import FakeVendor
 from poller.vendors.ratelimit import RateLimitedVendor, TokenBucket, limited

@@ -6,8 +6,8 @@ from datetime import timedelta
 from decimal import Decimal
 
 from poller.core.decide import SpendPolicy
-from poller.core.ports import Changes
-from poller.core.states import State
+from poller.domain.states import State
+from poller.ports import Changes
 from tests.unit.test_worker import Rig, redemption
 
 

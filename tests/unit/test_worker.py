@@ -9,18 +9,18 @@ from typing import Any
 import pytest
 
 from poller.core.backoff import RetrySchedule
-from poller.core.errors import (
+from poller.core.routing import RewardRule
+from poller.domain.errors import (
     AdvocateFacingError,
     OperatorFacingError,
     SourceAuthError,
     SourceUnavailable,
     TransientVendorError,
 )
-from poller.core.model import OrderStatus, PollResult
-from poller.core.routing import RewardRule
-from poller.core.states import State
-from poller.influitive.fake import FakeInfluitive
+from poller.domain.model import OrderStatus, PollResult
+from poller.domain.states import State
 from poller.ledger.memory import MemoryLedger
+from poller.sources.influitive.fake import FakeInfluitive
 from poller.vendors.fake import FakeVendor
 from poller.worker.cycle import Worker, WorkerPolicy
 

@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 
 from poller.core.backoff import RetrySchedule
-from poller.core.errors import SourceAuthError, TransientVendorError
-from poller.core.model import OrderRequest, OrderResult
 from poller.core.routing import RewardRule
-from poller.core.states import State
-from poller.influitive.fake import FakeInfluitive
+from poller.domain.errors import SourceAuthError, TransientVendorError
+from poller.domain.model import OrderRequest, OrderResult
+from poller.domain.states import State
 from poller.ledger.memory import MemoryLedger
+from poller.sources.influitive.fake import FakeInfluitive
 from poller.vendors.fake import FakeVendor
 from poller.worker.cycle import CycleReport, Worker, WorkerPolicy
 

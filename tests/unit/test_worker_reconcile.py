@@ -13,14 +13,14 @@ from datetime import timedelta
 from typing import Any
 
 from poller.core.backoff import RetrySchedule
-from poller.core.errors import (
+from poller.domain.errors import (
     AlreadyDecided,
     ConfigFixable,
     SourceBlocked,
     TransientVendorError,
 )
-from poller.core.model import OrderRequest, OrderResult
-from poller.core.states import State
+from poller.domain.model import OrderRequest, OrderResult
+from poller.domain.states import State
 from poller.ledger.memory import MemoryLedger
 from poller.vendors.fake import FakeVendor
 from poller.worker.cycle import Worker, WorkerPolicy, utcnow

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from poller.core.model import OrderRequest
+from poller.domain.model import OrderRequest
 from poller.sandbox.server import ServerThread
 from poller.sandbox.tremendous import API_PREFIX, TremendousState, create_app
 from poller.vendors.tremendous import TremendousVendor

@@ -13,8 +13,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from poller.core.keys import idempotency_key
-from poller.core.model import OrderRequest, Shipping
+from poller.domain.keys import idempotency_key
+from poller.domain.model import OrderRequest, Shipping
 from poller.sandbox import giftbit as giftbit_standin_module
 from poller.sandbox import http_receiver
 from poller.sandbox import tango as tango_standin_module

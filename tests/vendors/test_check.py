@@ -13,8 +13,8 @@ import pytest
 
 from poller.cli.check import count_problems, products_by_vendor, run_checks
 from poller.config import load_config
-from poller.core.errors import OperatorFacingError
-from poller.core.ports import CheckableVendor, Vendor, VendorCheck
+from poller.domain.errors import OperatorFacingError
+from poller.ports import CheckableVendor, Vendor, VendorCheck
 from poller.vendors.giftbit import GiftbitVendor
 from poller.vendors.http import HttpVendor
 from poller.vendors.manual import ManualVendor

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from poller.core.errors import (
+from poller.domain.errors import (
     AdvocateFacingError,
     ConfigFixable,
     OperatorFacingError,
@@ -26,8 +26,8 @@ from poller.core.errors import (
     UnknownOutcome,
     VendorError,
 )
-from poller.core.model import OrderRequest, OrderResult, OrderStatus
-from poller.core.ports import Vendor
+from poller.domain.model import OrderRequest, OrderResult, OrderStatus
+from poller.ports import Vendor
 from poller.sandbox import http_receiver
 from poller.sandbox.server import free_port
 from poller.transport import RetryPolicy

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from poller.core.errors import (
+from poller.domain.errors import (
     AdvocateFacingError,
     OperatorFacingError,
     TransientVendorError,
     UnknownOutcome,
 )
-from poller.core.model import OrderStatus
+from poller.domain.model import OrderStatus
 from poller.vendors.fake import FakeVendor
 
 from .support import make_request

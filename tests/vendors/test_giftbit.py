@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from poller import vendors
-from poller.core.errors import (
+from poller.domain.errors import (
     RECIPIENT_INVALID,
     AdvocateFacingError,
     ConfigFixable,
@@ -24,8 +24,8 @@ from poller.core.errors import (
     TransientVendorError,
     UnknownOutcome,
 )
-from poller.core.keys import idempotency_key
-from poller.core.model import OrderStatus
+from poller.domain.keys import idempotency_key
+from poller.domain.model import OrderStatus
 from poller.sandbox.server import free_port
 from poller.transport import RetryPolicy
 from poller.vendors.giftbit import MAX_CAMPAIGN_ID, GiftbitVendor, Settings, campaign_id

@@ -20,13 +20,13 @@ from typing import Any
 
 import pytest
 
-from poller.core.errors import (
+from poller.domain.errors import (
     ConfigFixable,
     OperatorFacingError,
     ProductUnavailable,
     TransientVendorError,
 )
-from poller.core.model import OrderStatus
+from poller.domain.model import OrderStatus
 from poller.vendors.giftbit import SANDBOX_URL, GiftbitVendor
 
 from .doc_cassettes import (

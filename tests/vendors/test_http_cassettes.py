@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from poller.core.errors import AdvocateFacingError, OperatorFacingError, TransientVendorError
-from poller.core.model import OrderStatus
+from poller.domain.errors import AdvocateFacingError, OperatorFacingError, TransientVendorError
+from poller.domain.model import OrderStatus
 from poller.sandbox import http_receiver as standin
 from poller.sandbox.server import ServerThread
 from poller.vendors.http import HttpVendor

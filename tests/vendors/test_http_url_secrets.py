@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 import pytest
 from structlog.testing import capture_logs
 
-from poller.core.errors import VendorError
-from poller.core.model import OrderResult
+from poller.domain.errors import VendorError
+from poller.domain.model import OrderResult
 from poller.sandbox.server import free_port
 from poller.transport import RetryPolicy
 from poller.vendors.http import HttpVendor

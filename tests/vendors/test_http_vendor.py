@@ -16,14 +16,14 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from poller import vendors
-from poller.core.errors import (
+from poller.domain.errors import (
     AdvocateFacingError,
     LookupUnavailable,
     OperatorFacingError,
     TransientVendorError,
     UnknownOutcome,
 )
-from poller.core.model import OrderStatus, Shipping
+from poller.domain.model import OrderStatus, Shipping
 from poller.sandbox.http_receiver import BAD_EMAIL, LOOKUP_PATH, OUT_OF_STOCK
 from poller.sandbox.server import free_port
 from poller.transport import RetryPolicy

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from poller.core.states import State
+from poller.domain.states import State
 from poller.vendors.giftbit import GiftbitVendor, campaign_id
 from poller.vendors.http import HttpVendor
 from poller.vendors.tango import TangoVendor

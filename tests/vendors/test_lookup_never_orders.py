@@ -26,9 +26,9 @@ from typing import Any
 import httpx
 import pytest
 
-from poller.core.errors import LookupUnavailable, UnknownOutcome, VendorError
-from poller.core.model import OrderRequest, OrderResult, OrderStatus
-from poller.core.ports import Vendor
+from poller.domain.errors import LookupUnavailable, UnknownOutcome, VendorError
+from poller.domain.model import OrderRequest, OrderResult, OrderStatus
+from poller.ports import Vendor
 from poller.sandbox import http_receiver
 from poller.sandbox.server import free_port
 from poller.sandbox.tremendous import API_PREFIX

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from poller import vendors
-from poller.core.model import OrderStatus, Shipping
+from poller.domain.model import OrderStatus, Shipping
 from poller.vendors.manual import ManualVendor, Settings, shipping_summary
 
 from .support import FAST, make_request

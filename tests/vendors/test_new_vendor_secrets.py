@@ -12,7 +12,7 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
-from poller.core.errors import VendorError
+from poller.domain.errors import VendorError
 from poller.sandbox.server import free_port
 from poller.sandbox.tango import LINK_BASE as TANGO_LINK_BASE
 from poller.vendors.giftbit import GiftbitVendor

@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 
 from poller.core.backoff import RetrySchedule
-from poller.core.model import Shipping
-from poller.core.ports import Vendor
 from poller.core.routing import RewardRule
-from poller.core.states import State
-from poller.influitive.fake import FakeInfluitive
+from poller.domain.model import Shipping
+from poller.domain.states import State
 from poller.ledger.memory import MemoryLedger
+from poller.ports import Vendor
+from poller.sources.influitive.fake import FakeInfluitive
 from poller.vendors.giftbit import GiftbitVendor, campaign_id
 from poller.vendors.http import HttpVendor
 from poller.vendors.manual import ManualVendor

@@ -16,7 +16,7 @@ import pytest
 from pydantic import ValidationError
 
 from poller import vendors
-from poller.core.errors import (
+from poller.domain.errors import (
     PRODUCT_UNAVAILABLE,
     RECIPIENT_INVALID,
     AdvocateFacingError,
@@ -27,7 +27,7 @@ from poller.core.errors import (
     UnknownOutcome,
     VendorError,
 )
-from poller.core.model import OrderStatus
+from poller.domain.model import OrderStatus
 from poller.sandbox.server import free_port
 from poller.sandbox.tango import LINK_BASE
 from poller.transport import RetryPolicy

@@ -22,14 +22,14 @@ from typing import Any
 
 import pytest
 
-from poller.core.errors import (
+from poller.domain.errors import (
     AdvocateFacingError,
     ConfigFixable,
     OperatorFacingError,
     ProductUnavailable,
     TransientVendorError,
 )
-from poller.core.model import OrderStatus
+from poller.domain.model import OrderStatus
 from poller.sandbox import tango as standin
 from poller.vendors.tango import IN_PROCESS_WAIT, SANDBOX_URL, TangoVendor
 

@@ -12,7 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from poller import vendors
-from poller.core.errors import (
+from poller.domain.errors import (
     PRODUCT_UNAVAILABLE,
     AdvocateFacingError,
     ConfigFixable,
@@ -22,7 +22,7 @@ from poller.core.errors import (
     UnknownOutcome,
     VendorError,
 )
-from poller.core.model import OrderRequest, OrderStatus
+from poller.domain.model import OrderRequest, OrderStatus
 from poller.sandbox.server import free_port
 from poller.sandbox.tremendous import LINK_BASE
 from poller.transport import RetryPolicy

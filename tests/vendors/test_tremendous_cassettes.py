@@ -20,14 +20,14 @@ from typing import Any
 
 import pytest
 
-from poller.core.errors import (
+from poller.domain.errors import (
     AdvocateFacingError,
     ConfigFixable,
     OperatorFacingError,
     ProductUnavailable,
     TransientVendorError,
 )
-from poller.core.model import OrderStatus
+from poller.domain.model import OrderStatus
 from poller.sandbox.tremendous import LINK_BASE
 from poller.vendors.tremendous import SANDBOX_URL, TremendousVendor
 

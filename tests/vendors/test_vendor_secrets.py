@@ -12,8 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
-from poller.core.errors import VendorError
-from poller.core.model import OrderRequest
+from poller.domain.errors import VendorError
+from poller.domain.model import OrderRequest
 from poller.sandbox.server import free_port
 from poller.sandbox.tremendous import LINK_BASE
 from poller.vendors.fake import FakeVendor

@@ -14,10 +14,10 @@ import structlog
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from poller.influenceio import IGNORED_TOPICS, KNOWN_TOPICS, REDEEMED_TOPIC
+from poller.daemon.webhook_body import MAX_DEPTH
+from poller.daemon.webhooks import webhook_routes
 from poller.ledger.memory import MemoryLedger
-from poller.webhooks.body import MAX_DEPTH
-from poller.webhooks.routes import webhook_routes
+from poller.sources.influenceio import IGNORED_TOPICS, KNOWN_TOPICS, REDEEMED_TOPIC
 
 SECRET = "influenceio-secret-77a1f0e2"
 
@@ -138,7 +138,7 @@ def test_a_good_event_is_still_stored(client: TestClient, ledger: MemoryLedger) 
 
 @pytest.mark.parametrize("points", [float("nan"), float("inf"), float("-inf")])
 def test_the_parser_refuses_a_points_value_that_is_not_finite(points: float) -> None:
-    from poller.influenceio.events import BadEvent, parse_redeemed
+    from poller.sources.influenceio.events import BadEvent, parse_redeemed
 
     body = json.loads(_event())
     body["points"] = points

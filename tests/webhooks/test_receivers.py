@@ -16,12 +16,12 @@ import httpx
 import pytest
 import structlog
 
+from poller.daemon.health import Health
+from poller.daemon.listener import create_app
+from poller.daemon.metrics import Recorder
+from poller.daemon.runner import HttpServer
+from poller.daemon.webhooks import webhook_routes
 from poller.ledger.memory import MemoryLedger
-from poller.ops.health import Health
-from poller.ops.metrics import Recorder
-from poller.server.app import create_app
-from poller.server.runner import HttpServer
-from poller.webhooks.routes import webhook_routes
 from tests.ops.conftest import free_port
 
 SECRET = "influenceio-secret-77a1f0e2"
@@ -110,7 +110,7 @@ def test_the_topic_is_matched_without_regard_to_case(served: Served) -> None:
 def test_an_email_with_a_line_break_is_stored_and_held_as_malformed(served: Served) -> None:
     answer = served.post(event(905, customer={"id": "c-1", "email": "a@example.com\r\nBcc: x@y"}))
     assert answer.status_code == 202
-    from poller.core.parse import parse_stored
+    from poller.sources.influitive.wire import parse_stored
 
     entry = served.ledger.get("influenceio", "905")
     assert entry is not None

@@ -28,8 +28,8 @@ from typing import Any
 
 import structlog
 
-from poller.core.errors import PollerError
-from poller.ops.notify import Notifier
+from poller.daemon.notify import Notifier
+from poller.domain.errors import PollerError
 from poller.worker.cycle import CycleReport
 
 log = structlog.get_logger("poller.scheduler")

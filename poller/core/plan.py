@@ -21,10 +21,10 @@ from decimal import Decimal
 from typing import Any, Literal, Protocol
 
 from poller.core.decide import Hold, Order, Refuse, SpendPolicy, plan_intake
-from poller.core.model import LedgerEntry, PollResult, Redemption
-from poller.core.parse import Unkeyable, parse_stored
 from poller.core.routing import RewardRule
-from poller.core.states import ACTIVE, UNCONFIRMED, State, confirmed, reopen_to
+from poller.domain.model import LedgerEntry, PollResult, Redemption
+from poller.domain.states import ACTIVE, UNCONFIRMED, State, confirmed, reopen_to
+from poller.sources.influitive.wire import Unkeyable, parse_stored
 
 BEFORE_ORDER = frozenset({State.NEW, State.WAITING, State.HELD, State.ORDERING})
 SCAN_LIMIT = 100_000

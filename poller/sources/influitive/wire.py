@@ -11,8 +11,8 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from poller.core.currency import CurrencyProblem, parse_currency
-from poller.core.model import INFLUITIVE, Contact, Redemption, Shipping
+from poller.domain.model import INFLUITIVE, Contact, Redemption, Shipping
+from poller.domain.money import CurrencyProblem, parse_currency
 
 MAX_ID_LENGTH = 200
 # ASCII digits only (str.isdigit also takes "²"), and short enough for int() to accept.
@@ -229,7 +229,7 @@ def parse_page(body: Any) -> tuple[list[Mapping[str, Any]], dict[str, Mapping[st
 def parse_stored(source: str, payload: Mapping[str, Any]) -> Redemption:
     """Parse a payload as the ledger stored it, by its source. Raises Unkeyable."""
     if source == "influenceio":
-        from poller.core.influenceio import BadEvent, parse_redeemed
+        from poller.sources.influenceio.wire import BadEvent, parse_redeemed
 
         try:
             return parse_redeemed(payload)

@@ -1,5 +1,5 @@
 """The listener's limits, as plain data (importing this loads no HTTP library; the
-config validates against it). ``poller.server.guard`` enforces them."""
+config validates against it). ``poller.daemon.guard`` enforces them."""
 
 from __future__ import annotations
 

@@ -27,9 +27,9 @@ import structlog
 from starlette.requests import Request
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from poller.server.limits import ServerLimits
+from poller.daemon.limits import ServerLimits
 
-log = structlog.get_logger("poller.server")
+log = structlog.get_logger("poller.daemon")
 
 
 class GuardedH11Protocol(H11Protocol):

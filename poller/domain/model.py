@@ -9,7 +9,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from poller.core.states import State
+from poller.domain.states import State
 
 INFLUITIVE = "influitive"
 

@@ -48,10 +48,12 @@ from pydantic_settings import (
 )
 
 from poller.core.backoff import RetrySchedule
-from poller.core.currency import parse_currency
 from poller.core.decide import SpendPolicy
-from poller.core.errors import ConfigError
-from poller.core.messages import (
+from poller.core.redact import DEFAULT_SECRET_URL_KEYS, is_secret_url_key, url_secrets
+from poller.core.routing import RewardRule
+from poller.daemon.limits import ServerLimits
+from poller.domain.errors import ConfigError
+from poller.domain.messages import (
     DEFAULT_FULFILLED,
     DEFAULT_REFUSED,
     DEFAULT_UNAVAILABLE,
@@ -59,10 +61,8 @@ from poller.core.messages import (
     MessageTemplates,
     unknown_placeholders,
 )
-from poller.core.model import INFLUITIVE
-from poller.core.redact import DEFAULT_SECRET_URL_KEYS, is_secret_url_key, url_secrets
-from poller.core.routing import RewardRule
-from poller.server.limits import ServerLimits
+from poller.domain.model import INFLUITIVE
+from poller.domain.money import parse_currency
 
 if TYPE_CHECKING:
     from poller.ledger.sql import LedgerTimeouts
@@ -356,7 +356,7 @@ class ServerSettings(_Section):
     def _host_port(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        from poller.server.runner import parse_listen
+        from poller.daemon.runner import parse_listen
 
         parse_listen(value)
         return value.strip()

@@ -1,7 +1,7 @@
 """The Protocols every adapter implements. The worker cycle sees nothing else.
 
 Each external system is one module behind one of these, with a fake beside it:
-``poller.influitive`` (client + fake), ``poller.vendors.<name>`` (+ ``vendors.fake``),
+``poller.sources.influitive`` (client + fake), ``poller.vendors.<name>`` (+ ``vendors.fake``),
 ``poller.ledger`` (SQL + in-memory).
 """
 
@@ -13,8 +13,15 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
-from poller.core.model import Event, LedgerEntry, OrderRequest, OrderResult, PollResult, Redemption
-from poller.core.states import State
+from poller.domain.model import (
+    Event,
+    LedgerEntry,
+    OrderRequest,
+    OrderResult,
+    PollResult,
+    Redemption,
+)
+from poller.domain.states import State
 
 
 class Decider(Protocol):
@@ -79,7 +86,7 @@ class Vendor(Protocol):
     """A reward vendor. ``place_order`` must be idempotent on ``request.idempotency_key``:
     repeating it returns the first order and creates nothing.
 
-    Raises the classes in ``poller.core.errors``: TransientVendorError, AdvocateFacingError
+    Raises the classes in ``poller.domain.errors``: TransientVendorError, AdvocateFacingError
     (the recipient or the market: refused), OperatorFacingError, ConfigFixable (the
     operator's config asks for what the vendor does not offer: held at once, never
     refused), UnknownOutcome.

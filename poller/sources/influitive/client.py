@@ -24,15 +24,15 @@ import structlog
 
 from poller import __version__
 from poller.core.budget import BudgetWaitAborted, RequestBudget
-from poller.core.errors import (
+from poller.domain.errors import (
     AlreadyDecided,
     ConfigError,
     SourceAuthError,
     SourceBlocked,
     SourceUnavailable,
 )
-from poller.core.model import PollResult, Redemption
-from poller.core.parse import Unkeyable, parse_page, parse_redemption, redemption_key
+from poller.domain.model import PollResult, Redemption
+from poller.sources.influitive.wire import Unkeyable, parse_page, parse_redemption, redemption_key
 from poller.transport import ApiClient, RetryPolicy, describe, retry_after_of, send
 
 log = structlog.get_logger(__name__)

@@ -16,10 +16,10 @@ from typing import Any
 
 import structlog
 
-from poller.core.errors import PollerError
-from poller.server.limits import ServerLimits
+from poller.daemon.limits import ServerLimits
+from poller.domain.errors import PollerError
 
-log = structlog.get_logger("poller.server")
+log = structlog.get_logger("poller.daemon")
 
 
 class ListenError(PollerError):
@@ -69,7 +69,7 @@ def _uvicorn_server(config: Any, interval: float) -> Any:
 
     import uvicorn
 
-    from poller.server.guard import AcceptErrorLog
+    from poller.daemon.guard import AcceptErrorLog
 
     class Server(uvicorn.Server):
         async def serve(self, sockets: list[socket.socket] | None = None) -> None:
@@ -85,7 +85,7 @@ class HttpServer:
     def __init__(self, app: Any, listen: str, limits: ServerLimits | None = None) -> None:
         import uvicorn
 
-        from poller.server.guard import protocol_for
+        from poller.daemon.guard import protocol_for
 
         limits = limits or ServerLimits()
         self.limits = limits

@@ -23,7 +23,7 @@ import httpx
 import structlog
 
 from poller import __version__
-from poller.core.errors import ConfigError
+from poller.domain.errors import ConfigError
 from poller.transport import ApiClient, RetryPolicy, describe, nothing_was_sent, send
 
 log = structlog.get_logger(__name__)

@@ -11,8 +11,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from poller.core.model import Contact, Redemption
-from poller.core.parse import email_problem
+from poller.domain.model import Contact, Redemption
+from poller.sources.influitive.wire import email_problem
 
 INFLUENCEIO = "influenceio"
 MAX_ID_LENGTH = 200

@@ -1,4 +1,4 @@
-"""Influence.io events: parsing (in ``poller.core.influenceio``) and the decision side;
+"""Influence.io events: parsing (in ``poller.sources.influenceio.wire``) and the decision side;
 bodies (shapes from Influence.io's developer reference:
 ``{"id", "customer": {"id", "externalId", "email", "name", "pointBalance", ...}, "action",
 "points", "type", "ruleId", "couponCode", "rewardType"}``)."""
@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import structlog
 
-from poller.core.influenceio import BadEvent, parse_redeemed
-from poller.influenceio import SOURCE
+from poller.sources.influenceio import SOURCE
+from poller.sources.influenceio.wire import BadEvent, parse_redeemed
 
 __all__ = ["BadEvent", "InfluenceioDecisions", "parse_redeemed"]
 

@@ -10,8 +10,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from poller.ops.health import Health
-from poller.ops.metrics import CONTENT_TYPE, Recorder
+from poller.daemon.health import Health
+from poller.daemon.metrics import CONTENT_TYPE, Recorder
 
 
 def create_app(

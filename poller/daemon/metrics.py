@@ -19,7 +19,7 @@ the worker cycle:
 
 ``run --run-once`` has no listener: ``write_textfile`` writes the same exposition (without the
 ``process_*`` series, which node_exporter has of its own) for node_exporter's textfile
-collector, atomically, its counters continuing from run to run (``poller.ops.textfile``).
+collector, atomically, its counters continuing from run to run (``poller.daemon.textfile``).
 
 The error series the alert rules page on exist at 0 before the first error (Influitive's at
 once, each configured vendor's from ``expect_vendors``), so that error is an increase.
@@ -50,14 +50,14 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from poller import __version__, transport
-from poller.core.model import OrderRequest, OrderResult, OrderStatus, PollResult, Redemption
-from poller.core.ports import RedemptionSource, Vendor, read_pages
-from poller.core.states import State
-from poller.ops.textfile import Textfile
+from poller.daemon.textfile import Textfile
+from poller.domain.model import OrderRequest, OrderResult, OrderStatus, PollResult, Redemption
+from poller.domain.states import State
+from poller.ports import RedemptionSource, Vendor, read_pages
 
 if TYPE_CHECKING:
-    from poller.core.model import LedgerEntry
-    from poller.core.ports import PollRecord
+    from poller.domain.model import LedgerEntry
+    from poller.ports import PollRecord
 
 T = TypeVar("T")
 
@@ -347,7 +347,7 @@ class Recorder:
     def write_textfile(self, path: str | os.PathLike[str]) -> None:
         """The exposition (without the daemon-only families) into ``path`` for node_exporter's
         textfile collector, atomically, the counters continuing from the values the file
-        already holds (``poller.ops.textfile``): one Recorder writes one file."""
+        already holds (``poller.daemon.textfile``): one Recorder writes one file."""
         self._textfile.write(path, _Without(self.registry, DAEMON_ONLY).collect())
 
     @contextmanager

@@ -28,11 +28,11 @@ from typing import Any
 
 import structlog
 
-from poller.core.errors import SourceUnavailable
-from poller.core.ports import Ledger
-from poller.core.states import State
-from poller.influenceio import SOURCE
-from poller.influenceio.points import Outcome, PointsClient
+from poller.domain.errors import SourceUnavailable
+from poller.domain.states import State
+from poller.ports import Ledger
+from poller.sources.influenceio import SOURCE
+from poller.sources.influenceio.points import Outcome, PointsClient
 
 log = structlog.get_logger(__name__)
 

@@ -13,9 +13,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from poller.core.errors import AlreadyDecided
-from poller.core.model import PollResult, Redemption
-from poller.influitive.client import Probe, parse_items
+from poller.domain.errors import AlreadyDecided
+from poller.domain.model import PollResult, Redemption
+from poller.sources.influitive.client import Probe, parse_items
 
 Operation = Literal["poll", "fulfill", "refuse", "probe"]
 Verb = Literal["fulfill", "refuse"]

@@ -30,9 +30,9 @@ from typing import Any, Protocol
 import structlog
 
 from poller import logs
-from poller.core.model import LedgerEntry
-from poller.core.ports import Cache
-from poller.core.states import State
+from poller.domain.model import LedgerEntry
+from poller.domain.states import State
+from poller.ports import Cache
 from poller.worker.cycle import CycleReport, OperatorProblem
 
 log = structlog.get_logger("poller.alerts")
@@ -181,7 +181,7 @@ def cycle_problems(report: CycleReport | None, max_pages: int,
     """The operator-facing problems a cycle met: those its report counted, Influitive
     rejecting the credentials (``error``), and the poll stopping at ``max_pages`` (an
     incomplete poll that read ``max_pages`` pages stopped at the cap)."""
-    from poller.core.errors import SourceAuthError
+    from poller.domain.errors import SourceAuthError
 
     if isinstance(error, SourceAuthError):
         return [OperatorProblem(who="influitive", kind="credentials", detail=str(error))]

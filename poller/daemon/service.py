@@ -7,7 +7,7 @@ listener, when ``[server] listen`` is set, binds its address. Influitive and the
 not called here: the first cycle does that, and a failure there is reported by logs, metrics,
 ``/healthz`` and alerts without stopping the daemon.
 
-An operator-facing error met by a cycle (``poller.ops.alerts.cycle_problems``) is alerted at
+An operator-facing error met by a cycle (``poller.daemon.alerts.cycle_problems``) is alerted at
 once (once per cause per ``[alerts] min_interval_seconds``) and shown by ``/healthz`` until
 no cycle has met it for the longest retry backoff.
 """
@@ -20,24 +20,24 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from poller.config import Config
-from poller.ops.alerts import (
+from poller.daemon.alerts import (
     Alerter,
     HeldSource,
     cycle_problems,
     describe_failure,
     problem_fields,
 )
-from poller.ops.notify import Notifier
+from poller.daemon.notify import Notifier
 from poller.worker.cycle import SOURCE_NAME as SOURCE
 from poller.worker.cycle import CycleReport, OperatorProblem
 
 if TYPE_CHECKING:
     from starlette.routing import BaseRoute
 
-    from poller.app import App
-    from poller.ops.health import ProblemBoard
-    from poller.ops.metrics import Recorder
-    from poller.server.runner import HttpServer
+    from poller.compose import App
+    from poller.daemon.health import ProblemBoard
+    from poller.daemon.metrics import Recorder
+    from poller.daemon.runner import HttpServer
 
 log = structlog.get_logger("poller.service")
 
@@ -99,14 +99,14 @@ def run_once(app: App) -> CycleReport:
 def serve(config: Config, *, routes: RouteFactory | None = None,
           notifier: Notifier | None = None) -> int:
     """Run the daemon until SIGTERM/SIGINT; returns its exit code."""
-    from poller.app import App
-    from poller.ops.metrics import Recorder
-    from poller.worker.scheduler import Daemon
+    from poller.compose import App
+    from poller.daemon.metrics import Recorder
+    from poller.daemon.scheduler import Daemon
 
     notifier = notifier or Notifier.from_environment()
     recorder = Recorder()
-    from poller.ops.alerts import problem_line
-    from poller.ops.health import ProblemBoard
+    from poller.daemon.alerts import problem_line
+    from poller.daemon.health import ProblemBoard
 
     max_pages = config.influitive.max_pages
     board = ProblemBoard(
@@ -166,7 +166,7 @@ def _with_webhooks(
         return routes
 
     def factory(app: App) -> Sequence[BaseRoute]:
-        from poller.webhooks.routes import webhook_routes
+        from poller.daemon.webhooks import webhook_routes
 
         extra = list(routes(app)) if routes else []
         return [*extra, *webhook_routes(
@@ -187,9 +187,9 @@ def _listener(
 ) -> HttpServer | None:
     if not config.server.listen:
         return None
-    from poller.ops.health import Health
-    from poller.server.app import create_app
-    from poller.server.runner import HttpServer
+    from poller.daemon.health import Health
+    from poller.daemon.listener import create_app
+    from poller.daemon.runner import HttpServer
 
     health = Health(interval_seconds=config.schedule.interval_seconds,
                     last_success=lambda: recorder.last_successful_poll, problems=board)

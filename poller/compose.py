@@ -14,19 +14,19 @@ from typing import TYPE_CHECKING
 import structlog
 
 from poller.config import Config
-from poller.core.errors import ConfigError
-from poller.core.ports import Cache, Decider, RedemptionSource, Vendor
+from poller.domain.errors import ConfigError
+from poller.ports import Cache, Decider, RedemptionSource, Vendor
 from poller.transport import RetryPolicy
 from poller.worker.cycle import Worker, WorkerPolicy
 
 if TYPE_CHECKING:
     from poller.core.budget import RequestBudget
-    from poller.core.ports import Ledger
-    from poller.influitive.client import InfluitiveClient
+    from poller.daemon.metrics import Recorder
     from poller.ledger.sql import SqlLedger
-    from poller.ops.metrics import Recorder
+    from poller.ports import Ledger
+    from poller.sources.influitive.client import InfluitiveClient
 
-log = structlog.get_logger("poller.app")
+log = structlog.get_logger("poller.compose")
 
 
 def worker_id() -> str:
@@ -113,7 +113,7 @@ def request_budget(
 
 def influitive_client(config: Config, budget: RequestBudget | None = None) -> InfluitiveClient:
     """``budget``: every request takes a unit of it first (see ``request_budget``)."""
-    from poller.influitive.client import InfluitiveClient
+    from poller.sources.influitive.client import InfluitiveClient
 
     s = config.influitive
     return InfluitiveClient(
@@ -124,14 +124,14 @@ def influitive_client(config: Config, budget: RequestBudget | None = None) -> In
 
 
 def _pushed_sources(config: Config, ledger: Ledger, owner: str) -> dict[str, Decider]:
-    from poller.influenceio import SOURCE
-    from poller.influenceio.events import InfluenceioDecisions
+    from poller.sources.influenceio import SOURCE
+    from poller.sources.influenceio.events import InfluenceioDecisions
 
     settings = config.influenceio
     if settings.api_key is None:
         return {SOURCE: InfluenceioDecisions()}
-    from poller.influenceio.points import PointsClient
-    from poller.influenceio.refunds import InfluenceioRefunds
+    from poller.sources.influenceio.points import PointsClient
+    from poller.sources.influenceio.refunds import InfluenceioRefunds
 
     points = PointsClient(
         settings.base_url, settings.api_key.get_secret_value(),
@@ -161,7 +161,7 @@ class App:
         self.ledger = open_ledger(config)
         self._textfile = config.metrics.textfile if recorder is None else None
         if self._textfile is not None:
-            from poller.ops.metrics import Recorder
+            from poller.daemon.metrics import Recorder
 
             recorder = Recorder(process=False)
         self.recorder = recorder

@@ -1,4 +1,24 @@
-"""The Starlette routes of the two receivers."""
+"""Webhook receivers on the daemon's listener (the Starlette routes): real-time intake.
+
+``POST /webhooks/influitive``: Influitive's "Reward Redemption Requested" webhook is a nudge,
+not the truth: it triggers an immediate (coalesced) cycle and the poll stays the source of
+what is outstanding. Nothing is ordered from its body.
+
+``POST /webhooks/influenceio``: an Influence.io ``points/redeemed`` event is stored in the
+ledger before it is answered 2xx (deduplicated on the pair of webhook id and event id), then
+worked by the same machinery as an Influitive redemption. The other topics Influence.io
+documents (``poller.sources.influenceio.KNOWN_TOPICS``) are answered 200 and ignored (logged at
+debug); a missing or unknown ``X-Webhook-Topic`` (compared case-insensitively) is answered 400
+and logged as a warning. A body that is not strict JSON (NaN, a number that overflows, nesting
+past ``poller.daemon.webhook_body.MAX_DEPTH``) is answered 400 with the reason.
+
+Bodies are read chunk by chunk against ``[webhooks] max_body_bytes`` and
+``[server] body_timeout_seconds`` (docs/security.md).
+
+Neither sender documents a signature, so both require a shared secret, accepted in an
+``X-Webhook-Secret`` header or a ``token`` query parameter (many senders let you set only
+the URL), compared in constant time; anything else is answered 401.
+"""
 
 from __future__ import annotations
 
@@ -13,13 +33,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from poller.core.ports import Ledger
-from poller.influenceio import IGNORED_TOPICS, REDEEMED_TOPIC, SOURCE
-from poller.influenceio.events import BadEvent, parse_redeemed
-from poller.server.guard import BodyTooLarge, BodyTooSlow, read_body
-from poller.webhooks.body import BadBody, parse_json
+from poller.daemon.guard import BodyTooLarge, BodyTooSlow, read_body
+from poller.daemon.webhook_body import BadBody, parse_json
+from poller.ports import Ledger
+from poller.sources.influenceio import IGNORED_TOPICS, REDEEMED_TOPIC, SOURCE
+from poller.sources.influenceio.events import BadEvent, parse_redeemed
 
-log = structlog.get_logger("poller.webhooks")
+log = structlog.get_logger("poller.daemon.webhooks")
 
 SECRET_HEADER = "X-Webhook-Secret"
 TOKEN_PARAM = "token"
