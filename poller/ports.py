@@ -7,7 +7,7 @@ Each external system is one module behind one of these, with a fake beside it:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
@@ -21,6 +21,7 @@ from poller.domain.model import (
     PollResult,
     Redemption,
 )
+from poller.domain.orders import VendorOrder
 from poller.domain.states import State
 
 
@@ -361,3 +362,19 @@ class Ledger(Cache, Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class OrderBook(Protocol):
+    """A vendor's own list of the orders placed with it: what the books audit reads.
+
+    Built by ``poller.vendors.build_order_book``; a vendor that cannot list its orders
+    raises ``NotAuditable`` there, once, instead of answering an empty list."""
+
+    vendor: str
+
+    def orders(self, since: datetime, until: datetime) -> Iterator[VendorOrder]:
+        """Every order created in [since, until), each page read once, within the vendor's
+        rate limit. Raises the adapter's errors (``VendorUnreachable`` and the rest) as
+        ``place_order`` does: an unreadable list is never an empty one."""
+        ...
+

@@ -142,3 +142,9 @@ class LookupUnavailable(VendorError):
     ) -> None:
         super().__init__(message, vendor=vendor)
         self.idempotent_resend = idempotent_resend
+
+
+class NotAuditable(PollerError):
+    """A vendor whose own order list cannot be read (none documented, or none configured):
+    the audit says so plainly for that vendor instead of reporting an empty list."""
+

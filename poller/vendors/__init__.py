@@ -21,8 +21,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from poller.domain.errors import ConfigError
-from poller.ports import Cache, Vendor
+from poller.domain.errors import ConfigError, NotAuditable
+from poller.ports import Cache, OrderBook, Vendor
 from poller.transport import RetryPolicy
 
 
@@ -91,3 +91,16 @@ def validate_settings(name: str, raw: Mapping[str, Any]) -> BaseModel:
 def build_vendor(name: str, settings: BaseModel, context: BuildContext) -> Vendor:
     vendor: Vendor = vendor_module(name).build(settings, context)
     return vendor
+
+
+def build_order_book(name: str, settings: BaseModel, context: BuildContext) -> OrderBook:
+    """The vendor's own order list, for the books audit. A vendor module offers one by
+    defining ``order_book(settings, context)``; one that cannot (or whose settings leave out
+    what it needs) raises ``NotAuditable`` with the reason, said once in the report."""
+    module = vendor_module(name)
+    factory = getattr(module, "order_book", None)
+    if factory is None:
+        raise NotAuditable(f"vendor {name!r} has no order list reward-poller can read")
+    book: OrderBook = factory(settings, context)
+    return book
+
