@@ -11,13 +11,15 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import make_url
 
 from poller.domain.model import Contact, LedgerEntry, Redemption
 from poller.domain.states import ACTIVE, TERMINAL, IllegalTransition, State
-from poller.ledger import IdempotencyKeyInUse
+from poller.ledger import IdempotencyKeyInUse, LedgerUnavailable, open_ledger
 from poller.ledger.memory import MemoryLedger
 from poller.ledger.sql import SqlLedger
 from poller.ports import Changes, LeaseLost, SpendGuard, SpendLimitReached
+from tests.faults.harness import TcpProxy
 
 AnyLedger = MemoryLedger | SqlLedger
 
@@ -662,8 +664,24 @@ def test_admin_transition_moves_a_row_unless_a_worker_holds_it(ledger: AnyLedger
         ledger.admin_transition(999_999, State.NEW, "x", T0)
 
 
-def test_ping(ledger: AnyLedger) -> None:
-    ledger.ping()
+def test_ping_answers_while_the_ledger_is_reachable(ledger: AnyLedger) -> None:
+    assert ledger.ping() is None
+
+
+def test_ping_names_the_ledger_when_its_database_goes_away(pg_url: str) -> None:
+    """A ledger whose database has gone away answers ping with LedgerUnavailable naming it
+    (what ``check`` and the daemon's health read), never with a driver error or silence."""
+    url = make_url(pg_url)
+    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
+    ledger = open_ledger(url.set(port=proxy.port).render_as_string(hide_password=False))
+    try:
+        assert ledger.ping() is None
+        proxy.cut()
+        with pytest.raises(LedgerUnavailable, match=f"127.0.0.1:{proxy.port}"):
+            ledger.ping()
+    finally:
+        ledger.close()
+        proxy.close()
 
 
 # --- ordered_at and approved -------------------------------------------------------------

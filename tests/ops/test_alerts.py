@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog.testing
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -182,12 +183,25 @@ def test_a_receiver_that_fails_is_tried_again_later(
     assert len(rec.posts) == 2
 
 
-def test_an_unreachable_receiver_never_stops_the_worker(ledger: SqlLedger) -> None:
+def test_an_unreachable_receiver_never_stops_the_worker(
+    receiver: tuple[Receiver, str], ledger: SqlLedger
+) -> None:
+    """The post fails: the cycle goes on (no exception), the failure is logged, and the held
+    redemption is not marked announced, so a receiver that comes back gets it."""
     clock = Clock()
     hold(ledger, "8", "needs a person", clock)
     url = f"http://127.0.0.1:{free_port()}{HOOK_PATH}"
     a = alerter(ledger, url, clock, timeout_seconds=2)
-    a.after_cycle(False, "boom", 5)
+    with structlog.testing.capture_logs() as captured:
+        assert a.after_cycle(False, "boom", 5) is None
+    assert any(e["event"] == "alert.delivery.failed" for e in captured)
+    assert not any(e["event"] == "alert.held.posted" for e in captured)
+
+    rec, good_url = receiver
+    clock.advance(3600)
+    alerter(ledger, good_url, clock).after_cycle(True, "", 0)
+    assert len(rec.posts) == 1
+    assert "- 8 (Swag): needs a person" in rec.texts()[0]
 
 
 def test_without_a_webhook_nothing_is_read_or_sent(ledger: SqlLedger) -> None:
