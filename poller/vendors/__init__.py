@@ -1,13 +1,13 @@
 """Vendors, found by name.
 
-A vendor is one module ``poller.vendors.<name>`` that defines:
+A vendor is one module or package ``poller.vendors.<name>`` that defines:
 
 * ``Settings``: a pydantic model of its ``[vendors.<name>]`` config section, and
 * ``build(settings: Settings, context: BuildContext) -> Vendor``.
 
-Adding a vendor touches that one new module and its tests: the registry finds it by its
-module name, and the config validates its section with its ``Settings``. Modules are imported
-only when a config uses them, so an unused vendor costs nothing at start-up.
+Adding a vendor touches that one new module (or package) and its tests: the registry finds
+it by its name, and the config validates its section with its ``Settings``. Vendors are
+imported only when a config uses them, so an unused vendor costs nothing at start-up.
 """
 
 from __future__ import annotations

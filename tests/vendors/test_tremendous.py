@@ -26,13 +26,9 @@ from poller.domain.model import OrderRequest, OrderStatus
 from poller.sandbox.server import free_port
 from poller.sandbox.tremendous import LINK_BASE
 from poller.transport import RetryPolicy
-from poller.vendors.tremendous import (
-    Settings,
-    TremendousVendor,
-    _classify_invalid,
-    build,
-    mask_email,
-)
+from poller.vendors.base import mask_email
+from poller.vendors.tremendous import Settings, TremendousVendor, build
+from poller.vendors.tremendous.wire import _classify_invalid
 
 from .support import FAST, Standin
 
