@@ -14,13 +14,19 @@ from bench.harness import Ledgers, Standins, machine, product_logs
 from bench.report import Figure, markdown, table
 
 PREAMBLE = """
-How to read this: each section gives the figure, its target (what the project promises), how
-it was measured, and for a target not met the measured cause. Times are medians of several
-repetitions after a warm-up. The stand-ins (`poller/sandbox`) run in a process of their own
-(`bench/serve.py`), as the real services would be elsewhere; the worker is the real one,
-built from a config file by `poller.compose.App` exactly as `reward-poller run` builds it.
-Re-run with `make bench` (about half an hour on two cores; it installs the bench's own
-extras, pgqueuer among them); `python -m bench --only history` runs one figure, and
+How to read this: the six figures users feel, each beside its target (what the project
+promises) with met / NOT MET, in this order: 1. drain rate against the binding limit
+(Influitive's request budget, each vendor's limit), idle and with every core busy;
+2. webhook-to-order latency; 3. the ledger's path per redemption against pgqueuer, with its
+statements and commits; 4. RSS against the number outstanding; 5. the idle daemon's CPU;
+6. cold start. Then two notes, measured and printed without a target: the worker against a
+plain sequential script, and the ledger against the bare-commit floor. Each section says how
+it was measured and, for a target not met, the measured cause. The stand-ins
+(`poller/sandbox`) run in processes of their own (`bench/serve.py`), as the real services
+would be elsewhere; the worker is the real one, built from a config file by
+`poller.compose.App` exactly as `reward-poller run` builds it, or run as `reward-poller`
+itself. Re-run with `make bench` (under half an hour on two cores; it installs the bench's
+own extras, pgqueuer among them); `python -m bench --only drain` runs one figure, and
 `python -m bench --quick` runs every figure at small sizes to check that it runs. Every
 module is compiled to bytecode before the first figure, as a regular install has it.
 """

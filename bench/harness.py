@@ -1,5 +1,5 @@
-"""What every measurement needs: the stand-ins in their own process, ledgers on SQLite and
-PostgreSQL, a config pointing at them, bulk-seeded history, the machine's description."""
+"""What every measurement needs: the stand-ins in their own processes, ledgers on SQLite and
+PostgreSQL, a config pointing at them, a busy machine on demand, the machine's description."""
 
 from __future__ import annotations
 
@@ -12,10 +12,9 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -28,15 +27,25 @@ PG_DATABASE = "reward_poller_bench"
 """The benchmarks' own database: created if missing, never dropped; each run works in
 schemas of its own inside it and drops them afterwards."""
 
-PRODUCT_PAYLOAD_PAD = "x" * 180
-"""Padding so a stored payload is about the size of a real one (~450 bytes of JSON)."""
-
-
 # --- timing ---------------------------------------------------------------------------------
 
 
 def median(values: Sequence[float]) -> float:
     return float(statistics.median(values))
+
+
+@contextmanager
+def cpu_hog(processes: int | None = None) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """A busy machine: one process spinning in a loop per core (or ``processes``), at the
+    same priority as everything else, until the block ends. Yields the processes."""
+    n = processes or os.cpu_count() or 1
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+    try:
+        yield hogs
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
 
 
 # --- the stand-ins --------------------------------------------------------------------------
@@ -47,8 +56,10 @@ class Standins:
     HTTP APIs."""
 
     def __init__(self) -> None:
-        self._procs = [self._start("influitive"), self._start("tremendous")]
-        self.influitive_url, self.tremendous_url = (self._url(p) for p in self._procs)
+        self._procs = [self._start("influitive"), self._start("tremendous"),
+                       self._start("tango")]
+        self.influitive_url, self.tremendous_url, self.tango_url = (
+            self._url(p) for p in self._procs)
         self._http = httpx.Client(timeout=60)
 
     @staticmethod
@@ -101,11 +112,13 @@ class Standins:
         self._post(f"{self.influitive_url}/_standin/reset")
         self._post(f"{self.influitive_url}/_bench/reset")
         self._post(f"{self.influitive_url}/_standin/faults", {"page_size": page_size})
-        t = f"{self.tremendous_url}/_standin"
-        self._post(f"{t}/reset")
-        self._post(f"{t}/balance", {"cents": 10**12})
-        self._post(f"{t}/delay", {"seconds": vendor_delay})
-        self._post(f"{t}/rate_limit", {"per_second": vendor_rate})
+        for url, balance in ((self.tremendous_url, {"cents": 10**12}),
+                             (self.tango_url, {"amount": 10**10})):
+            t = f"{url}/_standin"
+            self._post(f"{t}/reset")
+            self._post(f"{t}/balance", balance)
+            self._post(f"{t}/delay", {"seconds": vendor_delay})
+            self._post(f"{t}/rate_limit", {"per_second": vendor_rate})
 
     def seed(self, ids: Sequence[int], reward_id: int = 37) -> None:
         items = [redemption_item(i, reward_id) for i in ids]
@@ -137,8 +150,9 @@ class Standins:
     def outstanding(self) -> int:
         return len(self._get(f"{self.influitive_url}/_standin/redemptions")["reward_redemptions"])
 
-    def vendor_snapshot(self) -> dict[str, Any]:
-        found: dict[str, Any] = self._get(f"{self.tremendous_url}/_standin/orders")
+    def vendor_snapshot(self, vendor: str = "tremendous") -> dict[str, Any]:
+        url = self.tango_url if vendor == "tango" else self.tremendous_url
+        found: dict[str, Any] = self._get(f"{url}/_standin/orders")
         return found
 
 
@@ -218,90 +232,6 @@ def open_migrated(url: str) -> Any:
     return open_ledger(url, migrate=True)
 
 
-def seed_history(url: str, n: int, *, batch: int = 10_000) -> float:
-    """Insert ``n`` closed redemptions (fulfilled, refused, closed upstream), their events
-    and their polls straight through the ledger's tables, a few transactions in all: what
-    a year of a busy hub leaves behind. Returns the seconds it took."""
-    import time
-
-    from sqlalchemy import insert, text
-
-    from poller.ledger.sql import make_engine, write_transaction
-    from poller.ledger.tables import events, polls, redemptions
-
-    began = time.perf_counter()
-    engine = make_engine(url)
-    now = datetime.now(UTC)
-    start = now - timedelta(minutes=n)  # one a minute, ending now: the newest are today's
-    n_polls = max(1, n // 20)
-    try:
-        with write_transaction(engine) as conn:
-            poll_base = conn.execute(text("SELECT COALESCE(MAX(id), 0) FROM polls")).scalar_one()
-            pk_base = conn.execute(
-                text("SELECT COALESCE(MAX(pk), 0) FROM redemptions")).scalar_one()
-            conn.execute(insert(polls), [
-                {"id": poll_base + p + 1, "started_at": start + timedelta(minutes=20 * p),
-                 "finished_at": start + timedelta(minutes=20 * p, seconds=1), "ok": True,
-                 "complete": True, "seen": 20}
-                for p in range(n_polls)
-            ])
-        for lo in range(0, n, batch):
-            rows, evs = [], []
-            for i in range(lo, min(n, lo + batch)):
-                pk = pk_base + i + 1
-                at = start + timedelta(minutes=i)
-                kind = i % 20
-                state = ("refused" if kind == 0 else "closed_upstream" if kind == 1
-                         else "fulfilled")
-                ordered = state == "fulfilled"
-                payload = json.dumps({**redemption_item(10_000_000 + i),
-                                      "notes": PRODUCT_PAYLOAD_PAD})
-                rows.append({
-                    "pk": pk, "source": "influitive", "redemption_id": f"h{i}",
-                    "state": state, "payload": payload, "reward_id": "37",
-                    "reward_name": "$25 Amazon gift card",
-                    "email": f"advocate{10_000_000 + i}@example.com",
-                    "vendor": "tremendous" if ordered else None,
-                    "product": "AMZN-US" if ordered else None,
-                    "amount": Decimal("25.00") if state != "closed_upstream" else None,
-                    "currency": "USD" if state != "closed_upstream" else None,
-                    "idempotency_key": f"rphist{i:012d}" if ordered else None,
-                    "vendor_order_id": f"HIST{i:09d}" if ordered else None,
-                    "attempts": 0, "next_attempt_at": None, "hold_reason": None,
-                    "last_error": None,
-                    "message": "Your $25 Amazon gift card is on its way." if ordered else None,
-                    "lease_owner": None, "lease_until": None, "created_at": at,
-                    "updated_at": at + timedelta(seconds=2),
-                    "last_seen_poll": poll_base + min(n_polls, i // 20 + 1),
-                })
-                story = (["new", "ordering", "ordered", "fulfilled"] if ordered
-                         else ["new", "refusing", "refused"] if state == "refused"
-                         else ["new", "closed_upstream"])
-                for k, to in enumerate(story):
-                    evs.append({"redemption_pk": pk, "at": at + timedelta(seconds=k),
-                                "from_state": story[k - 1] if k else None, "to_state": to,
-                                "detail": f"history {to}"})
-            if "ordered_at" in redemptions.c:  # the spend guard's column (migration 0002)
-                for row in rows:
-                    row["ordered_at"] = row["created_at"] if row["vendor"] else None
-            with write_transaction(engine) as conn:
-                conn.execute(insert(redemptions), rows)
-                conn.execute(insert(events), evs)
-        if engine.dialect.name == "postgresql":
-            with write_transaction(engine) as conn:
-                # Ids were given explicitly: move the sequences past them.
-                conn.execute(text("SELECT setval(pg_get_serial_sequence('redemptions', 'pk'), "
-                                  "(SELECT MAX(pk) FROM redemptions))"))
-                conn.execute(text("SELECT setval(pg_get_serial_sequence('polls', 'id'), "
-                                  "(SELECT MAX(id) FROM polls))"))
-            # What autovacuum does on its own after a bulk change this size.
-            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                conn.execute(text("ANALYZE"))
-    finally:
-        engine.dispose()
-    return time.perf_counter() - began
-
-
 # --- config ---------------------------------------------------------------------------------
 
 
@@ -347,6 +277,34 @@ amount = "25.00"
 currency = "USD"
 """ + extra)
     return path
+
+
+TANGO_REWARD = 38
+"""The reward id ``tango_section`` maps to Tango Card."""
+
+
+def tango_section(standins: Standins, rate: float | None = None) -> str:
+    """``extra`` for ``write_config``: the Tango Card stand-in as a vendor, and reward
+    ``TANGO_REWARD`` ordered from it. Only the configs that use it have it (a configured
+    vendor's module is imported at start-up)."""
+    from poller.sandbox import tango
+
+    rate_line = "" if rate is None else f"rate_limit_per_second = {rate}\n"
+    return f"""
+[vendors.tango]
+base_url = "{standins.tango_url}{tango.API_PREFIX}"
+platform_name = "{tango.PLATFORM_NAME}"
+platform_key = "{KEY}"
+customer_identifier = "{tango.CUSTOMER}"
+account_identifier = "{tango.ACCOUNT}"
+{rate_line}
+[[rewards]]
+reward_id = "{TANGO_REWARD}"
+vendor = "tango"
+product = "U561593"
+amount = "25.00"
+currency = "USD"
+"""
 
 
 # --- the machine ----------------------------------------------------------------------------

@@ -33,6 +33,34 @@ PAGE = 25
 real list's observed) page size."""
 
 
+def bare_commit_seconds(ledger: Any, commits: int) -> float:
+    """Seconds per bare durable commit: a one-row UPDATE in its own transaction, on a raw
+    driver connection of the ledger's own engine (same file or server, same settings)."""
+    raw = ledger.engine.raw_connection()
+    sqlite = ledger.engine.dialect.name == "sqlite"
+    try:
+        cur = raw.cursor()
+        if sqlite:
+            cur.execute("CREATE TABLE IF NOT EXISTS bench_floor (id INTEGER PRIMARY KEY, n INT)")
+            cur.execute("INSERT OR IGNORE INTO bench_floor VALUES (1, 0)")
+        else:
+            cur.execute("CREATE TABLE IF NOT EXISTS bench_floor (id INT PRIMARY KEY, n INT)")
+            cur.execute("INSERT INTO bench_floor VALUES (1, 0) ON CONFLICT DO NOTHING")
+            raw.commit()
+        began = time.perf_counter()
+        for _ in range(commits):
+            if sqlite:
+                cur.execute("BEGIN IMMEDIATE")
+                cur.execute("UPDATE bench_floor SET n = n + 1 WHERE id = 1")
+                cur.execute("COMMIT")
+            else:
+                cur.execute("UPDATE bench_floor SET n = n + 1 WHERE id = 1")
+                raw.commit()
+        return (time.perf_counter() - began) / commits
+    finally:
+        raw.close()
+
+
 class StatementProbe:
     """Counts the server statements and commits an SQLAlchemy engine sends, by kind, and
     (when ``capture``) keeps their text in order."""

@@ -14,7 +14,7 @@ class Figure:
     measured: str
     target: str
     met: bool | None
-    """None: there is no target for this figure; it is reported."""
+    """None: a note, reported without a target."""
     method: str = ""
     details: list[tuple[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -23,7 +23,7 @@ class Figure:
 
     @property
     def verdict(self) -> str:
-        return "reported" if self.met is None else ("met" if self.met else "NOT MET")
+        return "note" if self.met is None else ("met" if self.met else "NOT MET")
 
 
 def table(figures: list[Figure]) -> str:

@@ -1,4 +1,4 @@
-"""Serve one stand-in (``influitive`` or ``tremendous``) from its own process until stdin
+"""Serve one stand-in (``influitive``, ``tremendous`` or ``tango``) from its own process until stdin
 closes: ``python -m bench.serve tremendous``.
 
 The benchmarks run the worker in one process and each stand-in in another, as the real
@@ -28,7 +28,7 @@ from typing import Any
 
 import structlog
 
-from poller.sandbox import influitive, tremendous
+from poller.sandbox import influitive, tango, tremendous
 from poller.sandbox.server import ServerThread
 
 TOKEN = "bench-influitive-token"
@@ -152,6 +152,8 @@ def main() -> None:
     if which == "influitive":
         app = RequestBudget(influitive.create_app(influitive.InfluitiveState(),
                                                   api_token=TOKEN, org_id=ORG))
+    elif which == "tango":
+        app = tango.create_app(tango.TangoState(), platform_key=KEY)
     else:
         app = tremendous.create_app(tremendous.TremendousState(), api_key=KEY)
     with ServerThread(app) as url:

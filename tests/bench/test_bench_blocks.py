@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -170,3 +171,32 @@ def test_peak_reports_the_peak_rss_of_its_child() -> None:
     assert result["returncode"] == 0
     assert result["peak_rss_kib"] >= 64 * 1024
     assert result["cpu_s"] >= 0 and result["wall_s"] > 0
+
+
+def test_cpu_hog_keeps_one_spinning_process_per_requested_core_until_the_block_ends() -> None:
+    from bench.harness import cpu_hog
+    from bench.stats import proc_cpu_seconds
+
+    with cpu_hog(2) as hogs:
+        assert len(hogs) == 2
+        time.sleep(0.5)
+        assert all(h.poll() is None for h in hogs)  # still running
+        spent = [proc_cpu_seconds(Path(f"/proc/{h.pid}/stat").read_text()) for h in hogs]
+        assert sum(spent) > 0  # spinning, not sleeping
+    assert all(h.returncode is not None for h in hogs)  # killed and reaped
+
+
+def test_tango_section_gives_a_config_that_routes_its_reward_to_tango(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from bench.harness import TANGO_REWARD, tango_section, write_config
+    from poller.config import load_config
+
+    standins: Any = SimpleNamespace(influitive_url="http://127.0.0.1:9",
+                                    tremendous_url="http://127.0.0.1:9",
+                                    tango_url="http://127.0.0.1:9")
+    config = load_config(write_config(tmp_path / "c.toml", standins,
+                                      f"sqlite:///{tmp_path / 'l.db'}",
+                                      extra=tango_section(standins, rate=1.0)))
+    rules = {r.reward_id: r.vendor for r in config.rewards}
+    assert rules == {"37": "tremendous", str(TANGO_REWARD): "tango"}
