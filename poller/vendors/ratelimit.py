@@ -37,7 +37,8 @@ HEADROOM = 0.08
 one-second windows, on its own clock, after network and scheduling jitter: with calls
 exactly 1/rate apart, one earlier call arriving a millisecond late puts the next window's
 first call inside the previous window, a 429, and the HTTP layer's retry of it is a request
-no limiter sees. BENCHMARKS.md (figure 3) has the measurement."""
+no limiter sees. BENCHMARKS.md's drain figure runs each vendor stand-in at its configured
+rate and counts the 429s."""
 
 
 class TokenBucket:
