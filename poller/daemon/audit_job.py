@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -75,9 +76,11 @@ def _why(exc: BaseException) -> str:
 
 def audit_books(
     engine: Engine, vendors: Sequence[str], open_book: BookOpener, *, since: datetime,
-    until: datetime,
+    until: datetime, calling: Callable[[str], AbstractContextManager[None]] | None = None,
 ) -> AuditResult:
-    """Audit each of ``vendors`` for ``[since, until)`` against the ledger at ``engine``."""
+    """Audit each of ``vendors`` for ``[since, until)`` against the ledger at ``engine``.
+    ``calling(vendor)`` (``Recorder.calling``) surrounds the reading of each list, so its
+    HTTP requests are timed as that vendor's."""
     from poller.ledger.audit import rows_for_audit
 
     audits: list[VendorAudit] = []
@@ -88,7 +91,8 @@ def audit_books(
             audits.append(VendorAudit(vendor=name, not_auditable=_why(exc)))
             continue
         try:
-            orders = list(book.orders(since - MARGIN, until + MARGIN))
+            with calling(name) if calling is not None else nullcontext():
+                orders = list(book.orders(since - MARGIN, until + MARGIN))
         except Exception as exc:  # any failure to read is "unreadable", never "empty"
             audits.append(VendorAudit(vendor=name, unreadable=_why(exc)))
             continue
@@ -142,8 +146,9 @@ class AuditJob:
         since, until = trailing_period(self.config, started)
         result: AuditResult | None = None
         try:
-            result = audit_books(self.engine, vendors_to_audit(self.config), self.open_book,
-                                 since=since, until=until)
+            result = audit_books(
+                self.engine, vendors_to_audit(self.config), self.open_book, since=since,
+                until=until, calling=self.recorder.calling if self.recorder else None)
             save_run(self.engine, result, started_at=started, finished_at=self.clock(),
                      actor="daemon")
             log_result(result)

@@ -156,3 +156,24 @@ def test_an_interval_of_0_schedules_nothing(config: Config, ledger: SqlLedger) -
     daemon = Daemon(CycleReport, interval_seconds=3600, stop=threading.Event())
     assert not schedule_audit(daemon.scheduler, lambda: None, 0)
     assert "audit" not in {j.id for j in daemon.scheduler.get_jobs()}
+
+
+def test_the_requests_of_a_list_are_timed_as_that_vendors(
+    config: Config, ledger: SqlLedger,
+) -> None:
+    from poller.daemon import metrics
+
+    class Timed(FakeOrderBook):
+        def orders(self, since: datetime, until: datetime) -> Iterator[VendorOrder]:
+            metrics._observe_request(0.2, None, RuntimeError())  # as the transport's hook does
+            return super().orders(since, until)
+
+    books = Books()
+    books.tremendous = Timed("tremendous", [])
+    recorder = Recorder(process=False)
+    AuditJob(config, ledger.engine, recorder, open_book=books, clock=lambda: NOW)()
+    text = recorder.exposition().decode()
+    counts = {tuple(sorted(s.labels.items())): s.value
+              for f in text_string_to_metric_families(text) for s in f.samples
+              if s.name == "reward_poller_request_duration_seconds_count"}
+    assert counts == {(("outcome", "error"), ("upstream", "tremendous")): 1}

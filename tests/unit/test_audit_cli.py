@@ -229,3 +229,49 @@ def test_the_metrics_go_to_a_textfile_of_their_own(config: Path, books: dict[str
                     (("kind", "orphan"), ("vendor", "tremendous")))] == 0
     assert samples[("reward_poller_audit_last_run_balanced", ())] == 0
     assert all(name.startswith("reward_poller_audit_") for name, _ in samples)
+
+
+def test_the_alert_fires_on_the_textfile_an_audit_run_writes(
+    config: Path, books: dict[str, Any], tmp_path: Path,
+) -> None:
+    import subprocess
+
+    import yaml
+
+    from tests.release.test_alert_rules import RULES, _series, promtool
+
+    prom = config.parent / "prom" / "reward-poller-audit.prom"
+    assert run(config).exit_code == 0
+    files = [prom.read_text()]
+    books["tremendous"] = FakeOrderBook("tremendous", [order("r1"), order("r2"),
+                                                       order("stray")])
+    assert run(config).exit_code == 1
+    files.append(prom.read_text())
+
+    rules = yaml.safe_load((RULES / "alerts.yml").read_text())
+    (rule,) = [r for g in rules["groups"] for r in g["rules"]
+               if r.get("alert") == "RewardPollerBooksUnbalanced"]
+    fired = [{"exp_labels": {**rule["labels"], "job": "node", "instance": "host1",
+                             "vendor": "tremendous", "kind": "orphan"},
+              "exp_annotations": {
+                  "summary": "1 orphan discrepancy(ies) at tremendous on host1",
+                  "description": rule["annotations"]["description"].replace(
+                      "{{ $labels.vendor }}", "tremendous")}}]
+    alert = "RewardPollerBooksUnbalanced"
+    tests = {
+        "rule_files": [str(RULES / "alerts.yml")],
+        "evaluation_interval": "1m",
+        "tests": [{
+            "name": "a balanced audit, then one that finds an orphan order",
+            "interval": "1m",
+            "input_series": _series(files, {"job": "node", "instance": "host1"}),
+            "alert_rule_test": [
+                {"eval_time": "4m", "alertname": alert, "exp_alerts": []},
+                {"eval_time": "5m", "alertname": alert, "exp_alerts": fired},
+            ],
+        }],
+    }
+    (tmp_path / "audit.test.yml").write_text(json.dumps(tests, indent=1))
+    result = subprocess.run([promtool(), "test", "rules", "audit.test.yml"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
