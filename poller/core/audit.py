@@ -12,8 +12,9 @@ An order belongs to the ledger row whose idempotency key the vendor recorded wit
 (``VendorOrder.external_id``), else to the row that names its order id. The kinds:
 
 * ``orphan``: an order carrying one of our keys (``poller.domain.keys.is_our_key``) that no
-  row owns, or whose row was refused or closed without our fulfilment, still live at the
-  vendor (money spent for no fulfilled redemption: the worst case);
+  row owns, or whose row was refused or closed without our fulfilment, or ordered from
+  another vendor, still live at the vendor (money spent for no fulfilled redemption: the
+  worst case);
 * ``duplicate``: more than one live order for one row;
 * ``missing``: a row the vendor confirmed (ordered, pending, fulfilled) in the period with no
   order at the vendor at all;
@@ -239,7 +240,8 @@ def audit_vendor(
     counted = matched = not_ours = 0
     for order in orders:
         owner = _owner(order, by_key, by_order)
-        if owner is not None:
+        elsewhere = owner is not None and owner.vendor not in (None, vendor)
+        if owner is not None and not elsewhere:
             owned.setdefault(owner.pk, []).append(order)
         if not in_period(order.created_at):
             continue
@@ -258,7 +260,13 @@ def audit_vendor(
             elif not is_our_key(order.external_id):
                 not_ours += 1
             continue
-        if owner.state in NOT_FULFILLED and live:
+        if elsewhere and live:
+            found.append(Discrepancy(
+                vendor=vendor, kind=Kind.ORPHAN, redemption_id=owner.redemption_id,
+                source=owner.source, order_id=order.order_id,
+                detail=f"{order.raw_status} at {vendor} under the redemption's key, but the "
+                       f"ledger has it ordered from {owner.vendor}"))
+        elif owner.state in NOT_FULFILLED and live:
             found.append(Discrepancy(
                 vendor=vendor, kind=Kind.ORPHAN, redemption_id=owner.redemption_id,
                 source=owner.source, order_id=order.order_id,
