@@ -41,12 +41,16 @@ def _spend(spend: dict[str, int] | Any) -> str:
     return ", ".join(f"{amount} {currency}" for currency, amount in spend.items()) or "-"
 
 
+def _count(n: int) -> str:
+    return f"{n} discrepanc{'y' if n == 1 else 'ies'}"
+
+
 def _note(v: VendorAudit) -> str:
     if v.not_auditable is not None:
         return f"cannot be audited: {v.not_auditable}"
     if v.unreadable is not None:
         return f"order list could not be read: {v.unreadable}"
-    return "balanced" if v.balanced else f"{len(v.discrepancies)} discrepancies"
+    return "balanced" if v.balanced else _count(len(v.discrepancies))
 
 
 def as_json(result: AuditResult) -> dict[str, Any]:
@@ -90,9 +94,11 @@ def write_csv(result: AuditResult) -> None:
 
 def write_table(result: AuditResult) -> None:
     click.echo(f"books audit, orders created {_iso(result.since)} to {_iso(result.until)}")
-    rows = [(v.vendor, v.orders, v.matched,
-             ", ".join(f"{s} {n}" for s, n in v.by_status.items()) or "-", _spend(v.spend),
-             _note(v)) for v in result.vendors]
+    rows: list[tuple[object, ...]] = [
+        (v.vendor, "-", "-", "-", "-", _note(v)) if v.unreadable or v.not_auditable else
+        (v.vendor, v.orders, v.matched,
+         ", ".join(f"{s} {n}" for s, n in v.by_status.items()) or "-", _spend(v.spend),
+         _note(v)) for v in result.vendors]
     rows.append(("total", result.orders, result.matched,
                  ", ".join(f"{s} {n}" for s, n in result.by_status.items()) or "-",
                  _spend(result.spend), "balanced" if result.balanced else "NOT balanced"))
@@ -110,7 +116,7 @@ def write_table(result: AuditResult) -> None:
     else:
         parts = []
         if result.discrepancies:
-            parts.append(f"{len(result.discrepancies)} discrepancies")
+            parts.append(_count(len(result.discrepancies)))
         if unread:
             parts.append(f"order list not read: {', '.join(unread)}")
         click.echo(f"The books do not balance: {'; '.join(parts)}.")

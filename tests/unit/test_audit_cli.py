@@ -134,7 +134,7 @@ def test_a_discrepancy_exits_1_names_the_redemption_and_what_to_do(
     assert result.exit_code == 1
     assert "missing" in result.output and "r2" in result.output and "o-r2" in result.output
     assert "ask the" in result.output
-    assert "The books do not balance: 1 discrepancies." in result.output
+    assert "The books do not balance: 1 discrepancy." in result.output
 
 
 def test_a_list_that_cannot_be_read_exits_1_and_says_which(
