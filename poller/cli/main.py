@@ -53,6 +53,10 @@ LAZY_COMMANDS: dict[str, LazyCommand] = {
         "poller.cli.report", "report",
         "One row per vendor order, for reconciling with the vendor's invoice (stdout). CSV "
         "cells that would start a spreadsheet formula are prefixed with an apostrophe."),
+    "audit": LazyCommand(
+        "poller.cli.audit", "audit",
+        "Balance the books: every order at a vendor belongs to exactly one fulfilled "
+        "redemption. Exit 0 when they balance, 1 on a discrepancy or a vendor list not read."),
     "check": LazyCommand(
         "poller.cli.check", "check_command",
         "Check the config, Influitive (credentials, org id, what is outstanding) and, for "

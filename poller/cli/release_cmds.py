@@ -100,7 +100,8 @@ def deploy_systemd(obj: Context, prefix: Path | None, create_prefix: bool, force
         os.chmod(target, 0o644)
         click.echo(f"wrote {target}")
     click.echo("\nthen: systemctl daemon-reload && systemctl enable --now "
-               "reward-poller.service   (or reward-poller-once.timer, not both)")
+               "reward-poller.service   (or reward-poller-once.timer, not both; with the "
+               "timer, reward-poller-audit.timer too)")
 
 
 def _warn_about_paths(config_path: str) -> None:

@@ -47,6 +47,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from poller.config.audit import AuditSettings
 from poller.core.backoff import RetrySchedule
 from poller.core.decide import SpendPolicy
 from poller.core.redact import DEFAULT_SECRET_URL_KEYS, is_secret_url_key, url_secrets
@@ -422,6 +423,7 @@ class Config(BaseSettings):
     webhooks: WebhooksSettings = WebhooksSettings()
     security: SecuritySettings = SecuritySettings()
     influenceio: InfluenceioSettings = InfluenceioSettings()
+    audit: AuditSettings = AuditSettings()
     vendors: dict[str, dict[str, Any]] = Field(default_factory=dict)
     rewards: list[RewardSettings] = []
     """(pydantic copies a mutable default for each instance; ``default_factory=list`` would

@@ -40,6 +40,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import httpx
@@ -50,12 +51,14 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from poller import __version__, transport
+from poller.core.audit import KINDS
 from poller.daemon.textfile import Textfile
 from poller.domain.model import OrderRequest, OrderResult, OrderStatus, PollResult, Redemption
 from poller.domain.states import State
 from poller.ports import RedemptionSource, Vendor, read_pages
 
 if TYPE_CHECKING:
+    from poller.core.audit import AuditResult
     from poller.domain.model import LedgerEntry
     from poller.ports import PollRecord
 
@@ -125,12 +128,27 @@ DAEMON_ONLY = frozenset({
 })
 """Families only the daemon feeds: a textfile would show them at zero, which would lie."""
 
+AUDIT_FAMILIES = frozenset({
+    "reward_poller_audit_discrepancies", "reward_poller_audit_unreadable",
+    "reward_poller_audit_last_run_timestamp_seconds", "reward_poller_audit_last_run_balanced",
+})
+"""What the books audit feeds (``observe_audit``). ``reward-poller audit`` writes them to a
+textfile of their own (``write_audit_textfile``), which ``run --run-once``'s file leaves out:
+each file holds its own series, so neither hides the other's."""
+
 
 INFLUITIVE_OPERATIONS = ("poll", "fulfill", "refuse")
 ALERTING_INFLUITIVE_ERRORS = ("SourceAuthError",)
 ALERTING_VENDOR_ERRORS = ("OperatorFacingError", "ConfigFixable")
 """The error classes deploy/prometheus/alerts.yml pages on: their series exist at 0 from the
 start (Influitive's) or from the vendor's configuration (``Recorder.expect_vendors``)."""
+
+
+def audit_textfile(textfile: str | os.PathLike[str]) -> Path:
+    """Where ``reward-poller audit`` writes its metrics: beside ``[metrics] textfile``, its
+    name ending ``-audit.prom`` (``reward-poller.prom`` -> ``reward-poller-audit.prom``)."""
+    path = Path(textfile)
+    return path.with_name(f"{path.stem}-audit.prom")
 
 
 class _Without:
@@ -273,6 +291,25 @@ class Recorder:
             "Amount of the vendor orders accepted, in minor units of the currency (cents).",
             ["vendor", "currency"], registry=r,
         )
+        self.audit_discrepancies = Gauge(
+            "reward_poller_audit_discrepancies",
+            "Discrepancies the last books audit found, by vendor and kind (orphan, "
+            "duplicate, missing, mismatch, cancelled).", ["vendor", "kind"], registry=r,
+        )
+        self.audit_unreadable = Gauge(
+            "reward_poller_audit_unreadable",
+            "1 when the last books audit could not read the vendor's order list.", ["vendor"],
+            registry=r,
+        )
+        self.audit_last_run = Gauge(
+            "reward_poller_audit_last_run_timestamp_seconds",
+            "Unix time the last books audit finished (0: none yet).", registry=r,
+        )
+        self.audit_balanced = Gauge(
+            "reward_poller_audit_last_run_balanced",
+            "1 when the last books audit balanced; 0 when it found a discrepancy, could not "
+            "read a vendor's list, or failed.", registry=r,
+        )
         for state in State:
             self.redemptions.labels(state=state.value).set(0)
         for outcome in ("ok", "failed"):
@@ -281,6 +318,7 @@ class Recorder:
             for error_class in ALERTING_INFLUITIVE_ERRORS:
                 self.influitive_errors.labels(operation=operation, error_class=error_class)
         self._textfile = Textfile()
+        self._audit_textfile = Textfile()
         self._last_success: float | None = None
         self._ledger_success: float | None = None
 
@@ -348,7 +386,31 @@ class Recorder:
         """The exposition (without the daemon-only families) into ``path`` for node_exporter's
         textfile collector, atomically, the counters continuing from the values the file
         already holds (``poller.daemon.textfile``): one Recorder writes one file."""
-        self._textfile.write(path, _Without(self.registry, DAEMON_ONLY).collect())
+        self._textfile.write(path,
+                             _Without(self.registry, DAEMON_ONLY | AUDIT_FAMILIES).collect())
+
+    def write_audit_textfile(self, path: str | os.PathLike[str]) -> None:
+        """Only the books audit's families into ``path`` (``audit_textfile``), atomically."""
+        names = frozenset(m.name for m in self.registry.collect()) - AUDIT_FAMILIES
+        self._audit_textfile.write(path, _Without(self.registry, names).collect())
+
+    def observe_audit(self, result: AuditResult | None, finished: float) -> None:
+        """The books audit that finished at ``finished`` (Unix time); None: it failed.
+        Every audited vendor has a series per kind, 0 when clean, so a first discrepancy
+        is a change Prometheus sees."""
+        self.audit_last_run.set(finished)
+        if result is None:
+            self.audit_balanced.set(0)
+            return
+        self.audit_balanced.set(1 if result.balanced else 0)
+        for vendor in result.vendors:
+            if vendor.not_auditable is not None:
+                continue
+            self.audit_unreadable.labels(vendor=vendor.vendor).set(
+                0 if vendor.unreadable is None else 1)
+            for kind in KINDS:
+                self.audit_discrepancies.labels(vendor=vendor.vendor, kind=kind.value).set(
+                    vendor.count(kind))
 
     @contextmanager
     def calling(self, upstream: str) -> Iterator[None]:

@@ -144,6 +144,10 @@ def serve(config: Config, *, routes: RouteFactory | None = None,
             alerter.after_cycle(ok, why, daemon.failures_in_a_row)
 
         daemon.on_cycle = on_cycle
+        from poller.daemon.audit_job import AuditJob, schedule_audit
+
+        schedule_audit(daemon.scheduler, AuditJob(config, app.ledger.engine, recorder),
+                       config.audit.interval_seconds)
         server = _listener(config, app, recorder, _with_webhooks(config, routes, daemon.nudge),
                            board)
         try:

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import hashlib
 
+KEY_PREFIX = "rp"
+"""What every key ``idempotency_key`` makes starts with."""
+
 
 def idempotency_key(*, namespace: str, source: str, redemption_id: str, generation: int = 0) -> str:
     """``namespace`` is the Influitive org id (so two orgs sharing a vendor account never
@@ -17,4 +20,17 @@ def idempotency_key(*, namespace: str, source: str, redemption_id: str, generati
     material = f"{namespace}\x1f{source}\x1f{redemption_id}"
     if generation:
         material += f"\x1f{generation}"
-    return "rp" + hashlib.sha256(material.encode()).hexdigest()[:40]
+    return KEY_PREFIX + hashlib.sha256(material.encode()).hexdigest()[:40]
+
+
+_KEY_LENGTH = len(KEY_PREFIX) + 40
+_HEX = frozenset("0123456789abcdef")
+
+
+def is_our_key(text: str | None) -> bool:
+    """Whether ``text`` has the shape of a key ``idempotency_key`` makes (``rp`` and 40 hex
+    digits): an order a vendor lists under such a key was placed by reward-poller."""
+    return (
+        text is not None and len(text) == _KEY_LENGTH and text.startswith(KEY_PREFIX)
+        and set(text[len(KEY_PREFIX):]) <= _HEX
+    )

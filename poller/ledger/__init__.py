@@ -283,7 +283,7 @@ def entry_from_columns(row: Mapping[Any, Any]) -> LedgerEntry:
     )
 
 
-HEAD_REVISION = "0005"
+HEAD_REVISION = "0006"
 """The newest migration in migrations/versions; a test keeps the two equal."""
 
 

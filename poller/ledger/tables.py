@@ -217,3 +217,7 @@ request_log = Table(
     Index("ix_request_log_scope_at", "scope", "at"),
     sqlite_autoincrement=True,
 )
+
+# The books audit's tables (audit_runs, audit_discrepancies) join this metadata from their
+# own module; imported here so that the schema is whole wherever the tables are used.
+import poller.ledger.audit  # noqa: E402, F401

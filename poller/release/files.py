@@ -16,7 +16,8 @@ from pathlib import Path
 from poller.domain.errors import PollerError
 
 EXAMPLE_CONFIG = "config.example.toml"
-UNITS = ("reward-poller.service", "reward-poller-once.service", "reward-poller-once.timer")
+UNITS = ("reward-poller.service", "reward-poller-once.service", "reward-poller-once.timer",
+         "reward-poller-audit.service", "reward-poller-audit.timer")
 """The systemd units, in the order ``deploy systemd`` prints them."""
 
 PROMETHEUS_RULES = "prometheus/alerts.yml"

@@ -1,4 +1,5 @@
-"""An in-memory ``Vendor`` for fast worker tests, with scripted outcomes.
+"""An in-memory ``Vendor`` for fast worker tests (and ``FakeOrderBook``, a vendor's order
+list for the books audit's tests), with scripted outcomes.
 
 It keeps the one promise every real vendor makes (idempotent on the key) and counts what it
 was asked, so a test can check "one order per redemption, however often the worker tried":
@@ -19,11 +20,14 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Literal
 
 from poller.domain.errors import UnknownOutcome, VendorError
 from poller.domain.model import OrderRequest, OrderResult, OrderStatus
+from poller.domain.orders import VendorOrder
 
 Action = Literal["raise", "lose", "pending"]
 On = Literal["place_order", "lookup"]
@@ -200,3 +204,30 @@ class FakeVendor:
             if order.polls_left == 0:
                 order.result = replace(order.result, status=order.final)
         return order.result
+
+
+class FakeOrderBook:
+    """Implements ``poller.ports.OrderBook`` in memory: the orders a test gives it, or the
+    error it was told to raise. Records each period it was asked for."""
+
+    def __init__(self, vendor: str = "fake", orders: Iterable[VendorOrder] = (), *,
+                 error: Exception | None = None) -> None:
+        self.vendor = vendor
+        self._orders = list(orders)
+        self.error = error
+        self.asked: list[tuple[datetime, datetime]] = []
+        self.closed = False
+
+    def add(self, *orders: VendorOrder) -> None:
+        self._orders.extend(orders)
+
+    def orders(self, since: datetime, until: datetime) -> Iterator[VendorOrder]:
+        self.asked.append((since, until))
+        if self.error is not None:
+            raise self.error
+        for order in sorted(self._orders, key=lambda o: o.created_at):
+            if since <= order.created_at < until:
+                yield order
+
+    def close(self) -> None:
+        self.closed = True

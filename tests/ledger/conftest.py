@@ -97,7 +97,8 @@ def _empty_pg(url: str) -> None:
     try:
         with engine.begin() as conn:
             conn.exec_driver_sql(
-                "TRUNCATE events, redemptions, polls, cache, request_log RESTART IDENTITY CASCADE"
+                "TRUNCATE events, redemptions, polls, cache, request_log, audit_discrepancies, "
+                "audit_runs RESTART IDENTITY CASCADE"
             )
     finally:
         engine.dispose()

@@ -139,6 +139,8 @@ def test_0002_adds_the_spend_columns_and_the_cache_and_downgrades_keeping_the_da
     migrate.upgrade(fresh_url, "0005")
     assert {"move_detail", "move_actor"} <= _columns(fresh_url, "redemptions")
     assert _has_move_trigger(fresh_url) is fresh_url.startswith("sqlite")
+    migrate.upgrade(fresh_url, "0006")
+    assert {"audit_runs", "audit_discrepancies"} <= _tables(fresh_url)
     ledger = open_ledger(fresh_url, migrate=False)
     try:
         old = ledger.get("influitive", "old")
@@ -152,6 +154,8 @@ def test_0002_adds_the_spend_columns_and_the_cache_and_downgrades_keeping_the_da
     finally:
         ledger.close()
 
+    migrate.downgrade(fresh_url, "0005")
+    assert not {"audit_runs", "audit_discrepancies"} & _tables(fresh_url)
     migrate.downgrade(fresh_url, "0004")
     assert not {"move_detail", "move_actor"} & _columns(fresh_url, "redemptions")
     assert not _has_move_trigger(fresh_url)

@@ -30,7 +30,8 @@ from tests.ledger.conftest import PG_URL, _ensure_database, pg_schema
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
-LEDGER_TABLES = {"alembic_version", "redemptions", "events", "polls", "cache", "request_log"}
+LEDGER_TABLES = {"alembic_version", "redemptions", "events", "polls", "cache", "request_log",
+                 "audit_runs", "audit_discrepancies"}
 
 
 @pytest.fixture

@@ -15,6 +15,8 @@ UNITS = Path(__file__).parents[2] / "deploy" / "systemd"
 DAEMON = UNITS / "reward-poller.service"
 ONCE = UNITS / "reward-poller-once.service"
 TIMER = UNITS / "reward-poller-once.timer"
+AUDIT = UNITS / "reward-poller-audit.service"
+AUDIT_TIMER = UNITS / "reward-poller-audit.timer"
 INSTALLED_BINARY = "/opt/reward-poller/bin/reward-poller"
 
 Unit = dict[str, dict[str, list[str]]]
@@ -67,8 +69,8 @@ HARDENING = {
 }
 
 
-@pytest.mark.parametrize("path", [DAEMON, ONCE], ids=lambda p: p.name)
-def test_both_services_are_locked_down_and_share_the_state(path: Path) -> None:
+@pytest.mark.parametrize("path", [DAEMON, ONCE, AUDIT], ids=lambda p: p.name)
+def test_every_service_is_locked_down_and_shares_the_state(path: Path) -> None:
     unit = parse(path)
     service = unit["Service"]
     for key, value in HARDENING.items():
@@ -115,6 +117,21 @@ def test_the_timer_and_its_oneshot_never_overlap() -> None:
     assert seconds(one(service, "Service", "TimeoutStartSec")) > 0  # a hung run ends
 
 
+def test_the_audit_timer_runs_the_books_audit_once_a_day() -> None:
+    service, timer = parse(AUDIT), parse(AUDIT_TIMER)
+    assert one(service, "Service", "Type") == "oneshot"
+    assert one(service, "Service", "ExecStart").endswith(" audit")
+    assert "Restart" not in service["Service"]  # a discrepancy (exit 1) is shown, not retried
+    assert "Install" not in service  # started by the timer only
+    # The same secrets as the timer's cycles: the vendors' keys read their order lists.
+    assert parse(ONCE)["Service"]["LoadCredential"] == service["Service"]["LoadCredential"]
+    assert one(timer, "Timer", "OnCalendar") == "daily"
+    assert one(timer, "Timer", "Persistent") == "true"
+    assert one(timer, "Timer", "Unit") == AUDIT.name
+    assert one(timer, "Install", "WantedBy") == "timers.target"
+    assert seconds(one(service, "Service", "TimeoutStartSec")) >= 3600  # slow lists end too
+
+
 def _installed_copies(tmp_path: Path) -> list[Path]:
     """The units with ExecStart= pointing at this checkout's entry point, so verify finds an
     executable (it checks that the binary exists)."""
@@ -122,7 +139,7 @@ def _installed_copies(tmp_path: Path) -> list[Path]:
     # `make test` installs the package, so the entry point is always there in the test run.
     assert binary.exists(), f"{binary} missing: install the package (make install)"
     copies = []
-    for path in (DAEMON, ONCE, TIMER):
+    for path in (DAEMON, ONCE, TIMER, AUDIT, AUDIT_TIMER):
         copy = tmp_path / path.name
         copy.write_text(path.read_text().replace(INSTALLED_BINARY, str(binary)))
         copies.append(copy)
@@ -144,7 +161,7 @@ def test_systemd_analyze_verify(tmp_path: Path) -> None:
 
 
 @needs_analyze
-@pytest.mark.parametrize("name", [DAEMON.name, ONCE.name])
+@pytest.mark.parametrize("name", [DAEMON.name, ONCE.name, AUDIT.name])
 def test_systemd_analyze_security_rates_the_units_ok(tmp_path: Path, name: str) -> None:
     copies = {p.name: p for p in _installed_copies(tmp_path)}
     result = subprocess.run(

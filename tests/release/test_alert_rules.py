@@ -20,6 +20,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from poller.core.audit import AuditResult, VendorAudit
 from poller.daemon.metrics import ALERTING_INFLUITIVE_ERRORS, ALERTING_VENDOR_ERRORS, Recorder
 from poller.domain.states import State
 from tests.e2e.conftest import KEY, Standins, run_cli
@@ -40,7 +41,7 @@ def test_promtool_check_rules() -> None:
     result = subprocess.run([promtool(), "check", "rules", str(RULES / "alerts.yml")],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 5 rules found" in result.stdout
+    assert "SUCCESS: 7 rules found" in result.stdout
 
 
 def test_promtool_test_rules() -> None:
@@ -70,6 +71,8 @@ def test_every_metric_the_rules_read_is_exposed() -> None:
     # Series with labels appear once something happened; make one of each.
     recorder.vendor_error("tango", RuntimeError())
     recorder.influitive_error("poll", RuntimeError())
+    recorder.observe_audit(AuditResult(since=datetime.now(UTC), until=datetime.now(UTC),
+                                       vendors=(VendorAudit(vendor="tango"),)), 0.0)
     exposed = {s.name for f in text_string_to_metric_families(recorder.exposition().decode())
                for s in f.samples}
     text = (RULES / "alerts.yml").read_text()

@@ -96,8 +96,9 @@ def test_deploy_systemd_prints_every_unit_with_this_installs_paths() -> None:
     from_credentials = "--config ${CREDENTIALS_DIRECTORY}/config.toml"
     assert f"ExecStart={executable} {from_credentials} run\n" in result.output
     assert f"ExecStart={executable} {from_credentials} run --run-once\n" in result.output
+    assert f"ExecStart={executable} {from_credentials} audit\n" in result.output
     assert result.output.count(
-        "\nLoadCredential=config.toml:/etc/reward-poller/config.toml\n") == 2
+        "\nLoadCredential=config.toml:/etc/reward-poller/config.toml\n") == 3
     assert sys.prefix in result.output
 
 
@@ -111,7 +112,7 @@ def test_deploy_systemd_loads_the_config_option_and_the_credentials_beside_it(
                  f"LoadCredential=influitive-token:{creds}/influitive-token",
                  f"LoadCredential=tremendous-api-key:{creds}/tremendous-api-key",
                  f"# LoadCredential=alerts-webhook:{creds}/alerts-webhook"):
-        assert result.output.count(f"\n{line}\n") == 2, line
+        assert result.output.count(f"\n{line}\n") == 3, line
     assert "/etc/reward-poller" not in result.output.replace(
         "needs no access to /etc/reward-poller", "")
     assert "--config ${CREDENTIALS_DIRECTORY}/config.toml run\n" in result.output

@@ -40,7 +40,8 @@ def test_a_sqlite_ledger_does_not_load_the_postgresql_dialect(tmp_path: Path) ->
 
 
 COMMAND_MODULES = ("poller.cli.run", "poller.cli.report", "poller.cli.ledger", "poller.cli.check",
-                   "poller.cli.db", "poller.cli.release_cmds", "poller.cli.sandbox_cmd")
+                   "poller.cli.db", "poller.cli.release_cmds", "poller.cli.sandbox_cmd",
+                   "poller.cli.audit")
 
 
 def test_run_imports_no_other_command_module() -> None:
@@ -74,7 +75,7 @@ def test_help_lists_every_command_without_importing_one_and_as_each_would_itself
     same, imported, drift, names = json.loads(out)
     assert imported == [] and drift == []
     assert same
-    assert names == ["check", "db", "demo", "deploy", "init", "ledger", "report", "run",
+    assert names == ["audit", "check", "db", "demo", "deploy", "init", "ledger", "report", "run",
                      "sandbox", "status"]
 
 

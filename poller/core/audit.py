@@ -1,0 +1,321 @@
+"""Balancing the books: every order a vendor lists belongs to exactly one fulfilled
+redemption, and every redemption fulfilled through the vendor has its order there.
+
+Pure matching, no I/O: given one vendor's own order list for a period and the ledger rows
+that may own those orders, ``audit_vendor`` names each discrepancy, the redemption and the
+order it is about, and what to do (docs/audit.md). The caller reads both sides a ``MARGIN``
+wider than the period, so an order placed at the edge of the period, or a row ordered a
+little before its order was created, is matched across the edge; only orders created in the
+period, and rows ordered in it, are reported on.
+
+An order belongs to the ledger row whose idempotency key the vendor recorded with it
+(``VendorOrder.external_id``), else to the row that names its order id. The kinds:
+
+* ``orphan``: an order carrying one of our keys (``poller.domain.keys.is_our_key``) that no
+  row owns, or whose row was refused or closed without our fulfilment, or ordered from
+  another vendor, still live at the vendor (money spent for no fulfilled redemption: the
+  worst case);
+* ``duplicate``: more than one live order for one row;
+* ``missing``: a row the vendor confirmed (ordered, pending, fulfilled) in the period with no
+  order at the vendor at all;
+* ``mismatch``: amount, currency, product, recipient or order id differ between the order and
+  its row (a field the vendor does not give is not compared);
+* ``cancelled``: the row's orders were all cancelled or failed at the vendor but the ledger
+  counts the redemption as fulfilled (or about to be).
+
+A row still being worked on (new, waiting, ordering, held) owns its order without
+discrepancy: the worker or a person is on it. Orders cancelled or failed at the vendor with no
+row spent nothing and are only counted; so are orders carrying no key of ours and named by no
+row (another system on the same account, or a vendor that keeps no key: ``not_ours``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+
+from poller.domain.keys import is_our_key
+from poller.domain.model import LedgerEntry
+from poller.domain.money import CurrencyProblem, minor_units
+from poller.domain.orders import OrderStatus, VendorOrder
+from poller.domain.states import State
+
+MARGIN = timedelta(days=1)
+"""How much wider than the period both sides are read, for matching across its edges."""
+
+LIVE = frozenset({OrderStatus.COMPLETE, OrderStatus.PENDING, OrderStatus.UNKNOWN})
+"""Orders that spent (or may have spent) money: all but cancelled and failed."""
+
+SPENT = frozenset({OrderStatus.COMPLETE, OrderStatus.PENDING})
+"""Orders whose amount counts as spend."""
+
+CONFIRMED = frozenset({State.PENDING, State.ORDERED, State.FULFILLED, State.PERHAPS_FULFILLED})
+"""Rows the vendor confirmed an order for: the ledger counts them as fulfilled through it,
+or about to be."""
+
+NOT_FULFILLED = frozenset({State.REFUSING, State.REFUSED, State.PERHAPS_REFUSED,
+                           State.CLOSED_UPSTREAM})
+"""Rows finished (or finishing) without our fulfilment: an order they own is an orphan."""
+
+
+class Kind(StrEnum):
+    ORPHAN = "orphan"
+    DUPLICATE = "duplicate"
+    MISSING = "missing"
+    MISMATCH = "mismatch"
+    CANCELLED = "cancelled"
+
+
+KINDS: tuple[Kind, ...] = tuple(Kind)
+
+ACTIONS: Mapping[Kind, str] = {
+    Kind.ORPHAN: "no fulfilled redemption owns this order: find who placed it and cancel it "
+                 "at the vendor if it is not owed",
+    Kind.DUPLICATE: "the advocate may be paid twice: cancel the extra order at the vendor "
+                    "(keep the one the ledger names)",
+    Kind.MISSING: "the ledger says the vendor confirmed an order it does not list: ask the "
+                  "vendor; if there is none, send the reward again",
+    Kind.MISMATCH: "compare the order with the redemption; a wrong recipient or amount needs "
+                   "the order cancelled and placed again",
+    Kind.CANCELLED: "the advocate got nothing: send the reward again (a new order) or tell "
+                    "the advocate",
+}
+"""What to do about each kind (docs/audit.md says more)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Discrepancy:
+    vendor: str
+    kind: Kind
+    redemption_id: str | None
+    """The redemption it is about (None: no row owns the order)."""
+    source: str | None
+    order_id: str | None
+    """The vendor's order it is about (None: the order is missing)."""
+    detail: str
+    """What differs, in a sentence (never a secret: ids, amounts, states, field names)."""
+
+    @property
+    def action(self) -> str:
+        return ACTIONS[self.kind]
+
+
+@dataclass(frozen=True, kw_only=True)
+class VendorAudit:
+    """One vendor's side of the books for the period."""
+
+    vendor: str
+    orders: int = 0
+    """Orders the vendor lists as created in the period."""
+    matched: int = 0
+    """Of those, orders owned by a ledger row without discrepancy."""
+    not_ours: int = 0
+    """Orders with no key of ours that no row names (counted, not judged)."""
+    by_status: Mapping[str, int] = field(default_factory=dict)
+    spend: Mapping[str, int] = field(default_factory=dict)
+    """Amounts of complete and pending orders, per currency, in minor units."""
+    discrepancies: tuple[Discrepancy, ...] = ()
+    unreadable: str | None = None
+    """Why the vendor's list could not be read (the audit could not balance it)."""
+    not_auditable: str | None = None
+    """Why the vendor cannot be audited at all (no list to read): said, not counted."""
+
+    @property
+    def balanced(self) -> bool:
+        return not self.discrepancies and self.unreadable is None
+
+    def count(self, kind: Kind) -> int:
+        return sum(1 for d in self.discrepancies if d.kind is kind)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditResult:
+    since: datetime
+    until: datetime
+    vendors: tuple[VendorAudit, ...]
+
+    @property
+    def balanced(self) -> bool:
+        """True when no vendor shows a discrepancy and every list that exists was read."""
+        return all(v.balanced for v in self.vendors)
+
+    @property
+    def discrepancies(self) -> tuple[Discrepancy, ...]:
+        return tuple(d for v in self.vendors for d in v.discrepancies)
+
+    @property
+    def orders(self) -> int:
+        return sum(v.orders for v in self.vendors)
+
+    @property
+    def matched(self) -> int:
+        return sum(v.matched for v in self.vendors)
+
+    @property
+    def by_status(self) -> dict[str, int]:
+        return _added(v.by_status for v in self.vendors)
+
+    @property
+    def spend(self) -> dict[str, int]:
+        return _added(v.spend for v in self.vendors)
+
+    def count(self, kind: Kind) -> int:
+        return sum(v.count(kind) for v in self.vendors)
+
+
+def _added(counts: Iterable[Mapping[str, int]]) -> dict[str, int]:
+    total: Counter[str] = Counter()
+    for each in counts:
+        total.update(each)
+    return dict(sorted(total.items()))
+
+
+def _minor(amount: Decimal, currency: str) -> int | None:
+    try:
+        scaled = amount.scaleb(minor_units(currency))
+    except CurrencyProblem:
+        return None
+    return int(scaled) if scaled == scaled.to_integral_value() else None
+
+
+def _same_text(a: str, b: str) -> bool:
+    return a.strip().casefold() == b.strip().casefold()
+
+
+def differences(order: VendorOrder, entry: LedgerEntry) -> list[str]:
+    """The fields in which ``order`` and its row differ, as short phrases; a field either
+    side does not give is not compared."""
+    found: list[str] = []
+    if order.currency is not None and entry.currency is not None \
+            and not _same_text(order.currency, entry.currency):
+        found.append(f"currency {order.currency} at the vendor, {entry.currency} in the ledger")
+    elif order.amount_minor is not None and entry.amount is not None and entry.currency:
+        ledger_minor = _minor(entry.amount, entry.currency.strip().upper())
+        if ledger_minor != order.amount_minor:
+            found.append(f"amount {order.amount_minor} (minor units) at the vendor, "
+                         f"{entry.amount} {entry.currency} in the ledger")
+    if order.product is not None and entry.product is not None \
+            and not _same_text(order.product, entry.product):
+        found.append(f"product {order.product} at the vendor, {entry.product} in the ledger")
+    if order.recipient is not None and entry.email is not None \
+            and not _same_text(order.recipient, entry.email):
+        found.append("recipient differs from the redemption's email")
+    if entry.vendor_order_id is not None and entry.vendor_order_id != order.order_id:
+        found.append(f"the ledger names order {entry.vendor_order_id}")
+    return found
+
+
+def _owner(order: VendorOrder, by_key: Mapping[str, LedgerEntry],
+           by_order: Mapping[str, LedgerEntry]) -> LedgerEntry | None:
+    if order.external_id is not None:
+        entry = by_key.get(order.external_id)
+        if entry is not None:
+            return entry
+    return by_order.get(order.order_id)
+
+
+def audit_vendor(
+    vendor: str, orders: Iterable[VendorOrder], entries: Iterable[LedgerEntry], *,
+    since: datetime, until: datetime,
+) -> VendorAudit:
+    """One vendor's books for ``[since, until)``: ``orders`` is what the vendor lists
+    (created ``MARGIN`` either side included), ``entries`` the ledger rows that may own them
+    (every row whose key or order id an order names, and this vendor's rows ordered in the
+    period and its margins)."""
+    rows = list(entries)
+    by_key = {e.idempotency_key: e for e in rows if e.idempotency_key}
+    by_order = {e.vendor_order_id: e for e in rows if e.vendor_order_id and e.vendor == vendor}
+
+    def in_period(when: datetime | None) -> bool:
+        return when is not None and since <= when < until
+
+    owned: dict[int, list[VendorOrder]] = {}
+    found: list[Discrepancy] = []
+    by_status: Counter[str] = Counter()
+    spend: Counter[str] = Counter()
+    counted = matched = not_ours = 0
+    for order in orders:
+        owner = _owner(order, by_key, by_order)
+        elsewhere = owner is not None and owner.vendor not in (None, vendor)
+        if owner is not None and not elsewhere:
+            owned.setdefault(owner.pk, []).append(order)
+        if not in_period(order.created_at):
+            continue
+        counted += 1
+        by_status[order.status.value] += 1
+        if order.status in SPENT and order.amount_minor is not None and order.currency:
+            spend[order.currency.strip().upper()] += order.amount_minor
+        live = order.status in LIVE
+        if owner is None:
+            if live and is_our_key(order.external_id):
+                found.append(Discrepancy(
+                    vendor=vendor, kind=Kind.ORPHAN, redemption_id=None, source=None,
+                    order_id=order.order_id,
+                    detail=f"{order.raw_status} at the vendor under key {order.external_id}, "
+                           "which no redemption in the ledger has"))
+            elif not is_our_key(order.external_id):
+                not_ours += 1
+            continue
+        if elsewhere and live:
+            found.append(Discrepancy(
+                vendor=vendor, kind=Kind.ORPHAN, redemption_id=owner.redemption_id,
+                source=owner.source, order_id=order.order_id,
+                detail=f"{order.raw_status} at {vendor} under the redemption's key, but the "
+                       f"ledger has it ordered from {owner.vendor}"))
+        elif owner.state in NOT_FULFILLED and live:
+            found.append(Discrepancy(
+                vendor=vendor, kind=Kind.ORPHAN, redemption_id=owner.redemption_id,
+                source=owner.source, order_id=order.order_id,
+                detail=f"{order.raw_status} at the vendor, but the redemption is "
+                       f"{owner.state.value} in the ledger"))
+    for entry in rows:
+        if entry.state not in CONFIRMED or entry.vendor != vendor:
+            continue
+        theirs = owned.get(entry.pk, [])
+        if not theirs:
+            if in_period(entry.ordered_at):
+                found.append(Discrepancy(
+                    vendor=vendor, kind=Kind.MISSING, redemption_id=entry.redemption_id,
+                    source=entry.source, order_id=entry.vendor_order_id,
+                    detail=f"{entry.state.value} in the ledger with order "
+                           f"{entry.vendor_order_id or '(no id)'}; the vendor lists none"))
+            continue
+        if not any(in_period(o.created_at) for o in theirs):
+            continue  # the neighbouring period's audit reports on it
+        found.extend(_judge(vendor, entry, theirs))
+    counted_found = {d.order_id for d in found if d.order_id is not None}
+    for entry_orders in owned.values():
+        for order in entry_orders:
+            if in_period(order.created_at) and order.order_id not in counted_found:
+                matched += 1
+    return VendorAudit(
+        vendor=vendor, orders=counted, matched=matched, not_ours=not_ours,
+        by_status=dict(sorted(by_status.items())), spend=dict(sorted(spend.items())),
+        discrepancies=tuple(found))
+
+
+def _judge(vendor: str, entry: LedgerEntry, orders: Sequence[VendorOrder]) -> list[Discrepancy]:
+    """The discrepancies between a confirmed row and the orders it owns."""
+    def make(kind: Kind, order_id: str | None, detail: str) -> Discrepancy:
+        return Discrepancy(vendor=vendor, kind=kind, redemption_id=entry.redemption_id,
+                           source=entry.source, order_id=order_id, detail=detail)
+
+    live = [o for o in orders if o.status in LIVE]
+    if not live:
+        last = orders[-1]
+        return [make(Kind.CANCELLED, last.order_id,
+                     f"{last.raw_status} at the vendor, {entry.state.value} in the ledger")]
+    named = [o for o in live if o.order_id == entry.vendor_order_id]
+    kept = named[0] if named else live[0]
+    found = [make(Kind.DUPLICATE, o.order_id,
+                  f"a second live order for the redemption ({o.raw_status}); the ledger's is "
+                  f"{entry.vendor_order_id or kept.order_id}")
+             for o in live if o is not kept]
+    diff = differences(kept, entry)
+    if diff:
+        found.append(make(Kind.MISMATCH, kept.order_id, "; ".join(diff)))
+    return found

@@ -1,0 +1,176 @@
+"""The books audit in the ledger: what it reads (the rows that may own a vendor's orders)
+and what it keeps (one ``audit_runs`` row per run, one ``audit_discrepancies`` row per
+discrepancy found). Built by migration 0006; the tables join ``poller.ledger.tables``'s
+metadata, which the migrations are compared with.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    ColumnElement,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    insert,
+    or_,
+    select,
+)
+from sqlalchemy.engine import Engine
+
+from poller.core.audit import AuditResult, Discrepancy, Kind
+from poller.domain.model import LedgerEntry
+from poller.ledger.tables import CleanText, UTCDateTime, metadata
+from poller.ledger.tables import redemptions as red_t
+
+audit_runs = Table(
+    "audit_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime, nullable=False),
+    # The period audited: orders created in [since, until).
+    Column("since", UTCDateTime, nullable=False),
+    Column("until", UTCDateTime, nullable=False),
+    # Who ran it: "daemon", or the OS user behind `reward-poller audit`.
+    Column("actor", CleanText, nullable=False),
+    Column("balanced", Boolean, nullable=False),
+    Column("orders", Integer, nullable=False),
+    Column("matched", Integer, nullable=False),
+    Column("discrepancies", Integer, nullable=False),
+    # Per vendor, as JSON text (poller.ledger.audit.vendor_summary): counts by status, spend
+    # by currency in minor units, and why a list could not be read or audited.
+    Column("vendors", Text, nullable=False),
+    sqlite_autoincrement=True,
+)
+
+audit_discrepancies = Table(
+    "audit_discrepancies",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", Integer, ForeignKey("audit_runs.id"), nullable=False),
+    Column("vendor", CleanText, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("source", CleanText),
+    Column("redemption_id", CleanText),
+    Column("order_id", CleanText),
+    Column("detail", CleanText, nullable=False),
+    Column("action", CleanText, nullable=False),
+    # One run's discrepancies, in the order found.
+    Index("ix_audit_discrepancies_run_id_id", "run_id", "id"),
+    sqlite_autoincrement=True,
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoredRun:
+    id: int
+    started_at: datetime
+    finished_at: datetime
+    since: datetime
+    until: datetime
+    actor: str
+    balanced: bool
+    orders: int
+    matched: int
+    discrepancies: tuple[Discrepancy, ...]
+    vendors: dict[str, dict[str, object]]
+
+
+def vendor_summary(result: AuditResult) -> dict[str, dict[str, object]]:
+    return {
+        v.vendor: {
+            "orders": v.orders, "matched": v.matched, "not_ours": v.not_ours,
+            "by_status": dict(v.by_status), "spend_minor_units": dict(v.spend),
+            "discrepancies": len(v.discrepancies), "unreadable": v.unreadable,
+            "not_auditable": v.not_auditable,
+        }
+        for v in result.vendors
+    }
+
+
+def save_run(engine: Engine, result: AuditResult, *, started_at: datetime,
+             finished_at: datetime, actor: str) -> int:
+    """Store one run and its discrepancies in one transaction; returns the run's id."""
+    from poller.ledger.sql import write_transaction
+
+    with write_transaction(engine) as conn:
+        run_id = conn.execute(insert(audit_runs).values(
+            started_at=started_at, finished_at=finished_at, since=result.since,
+            until=result.until, actor=actor, balanced=result.balanced, orders=result.orders,
+            matched=result.matched, discrepancies=len(result.discrepancies),
+            vendors=json.dumps(vendor_summary(result), sort_keys=True),
+        ).returning(audit_runs.c.id)).scalar_one()
+        rows = [{"run_id": run_id, "vendor": d.vendor, "kind": d.kind.value,
+                 "source": d.source, "redemption_id": d.redemption_id,
+                 "order_id": d.order_id, "detail": d.detail, "action": d.action}
+                for d in result.discrepancies]
+        if rows:
+            conn.execute(insert(audit_discrepancies), rows)
+    return int(run_id)
+
+
+def last_run(engine: Engine) -> StoredRun | None:
+    """The newest run stored, with its discrepancies; None before the first."""
+    from poller.ledger.sql import read_transaction
+
+    with read_transaction(engine) as conn:
+        run = conn.execute(
+            select(audit_runs).order_by(audit_runs.c.id.desc()).limit(1)).first()
+        if run is None:
+            return None
+        found = conn.execute(
+            select(audit_discrepancies).where(audit_discrepancies.c.run_id == run.id)
+            .order_by(audit_discrepancies.c.id)).all()
+    return StoredRun(
+        id=run.id, started_at=run.started_at, finished_at=run.finished_at, since=run.since,
+        until=run.until, actor=run.actor, balanced=bool(run.balanced), orders=run.orders,
+        matched=run.matched, vendors=json.loads(run.vendors),
+        discrepancies=tuple(
+            Discrepancy(vendor=d.vendor, kind=Kind(d.kind), source=d.source,
+                        redemption_id=d.redemption_id, order_id=d.order_id, detail=d.detail)
+            for d in found),
+    )
+
+
+BATCH = 500
+"""Keys or order ids per ``IN (...)`` list (well under every driver's parameter limit)."""
+
+
+def rows_for_audit(
+    engine: Engine, vendor: str, *, since: datetime, until: datetime,
+    keys: Collection[str] = (), order_ids: Collection[str] = (),
+) -> list[LedgerEntry]:
+    """The ledger rows that may own ``vendor``'s orders: the vendor's rows ordered in
+    ``[since, until)``, and every row whose idempotency key is in ``keys`` or whose order id
+    (at this vendor) is in ``order_ids``; each once."""
+    from poller.ledger.sql import _entry, read_transaction
+
+    found: dict[int, LedgerEntry] = {}
+    with read_transaction(engine) as conn:
+        def add(where: ColumnElement[bool]) -> None:
+            for row in conn.execute(select(red_t).where(where)):
+                entry = _entry(row)
+                found[entry.pk] = entry
+
+        add((red_t.c.vendor == vendor) & (red_t.c.ordered_at >= since)
+            & (red_t.c.ordered_at < until))
+        for chunk in _chunks(sorted(keys)):
+            add(red_t.c.idempotency_key.in_(chunk))
+        for chunk in _chunks(sorted(order_ids)):
+            add(or_(red_t.c.vendor == vendor, red_t.c.vendor.is_(None))
+                & red_t.c.vendor_order_id.in_(chunk))
+    return [found[pk] for pk in sorted(found)]
+
+
+def _chunks(items: Sequence[str]) -> list[Sequence[str]]:
+    return [items[i:i + BATCH] for i in range(0, len(items), BATCH)]
