@@ -1,6 +1,6 @@
 """Running the books audit: read each vendor's order list, match it with the ledger
 (``poller.core.audit``), store the result (``poller.ledger.audit``), and, in the daemon, on
-``[audit] interval_seconds`` with the metrics the alert rules read (docs/audit.md).
+``[audit] interval`` with the metrics the alert rules read (docs/audit.md).
 
 Only vendors are read, each through its own order list (``poller.vendors.build_order_book``,
 which paces its requests with the vendor's rate limiter); Influitive is never called. A

@@ -147,7 +147,7 @@ def serve(config: Config, *, routes: RouteFactory | None = None,
         from poller.daemon.audit_job import AuditJob, schedule_audit
 
         schedule_audit(daemon.scheduler, AuditJob(config, app.ledger.engine, recorder),
-                       config.audit.interval_seconds)
+                       config.audit.interval)
         server = _listener(config, app, recorder, _with_webhooks(config, routes, daemon.nudge),
                            board)
         try:

@@ -1,5 +1,5 @@
 """The daemon's scheduled books audit (poller.daemon.audit_job): run by the daemon's own
-scheduler on ``[audit] interval_seconds``, reading only the vendors' order lists, each run
+scheduler on ``[audit] interval``, reading only the vendors' order lists, each run
 kept in the ledger, the discrepancies on ``/metrics`` as a gauge that the alert rule reads
 (raised once per discrepancy, however often the audit runs, and back to 0 when cleared)."""
 
@@ -49,7 +49,7 @@ org_id = "org"
 url = "sqlite:///{tmp_path / 'ledger.db'}"
 
 [audit]
-interval_seconds = 3600
+interval = "1h"
 window_days = 2
 
 [vendors.tremendous]
@@ -137,7 +137,7 @@ def test_the_daemon_runs_the_audit_on_its_own_scheduler(config: Config,
     recorder = Recorder(process=False)
     job = AuditJob(config, ledger.engine, recorder, open_book=Books(), clock=lambda: NOW)
     daemon = Daemon(CycleReport, interval_seconds=3600, stop=threading.Event())
-    assert schedule_audit(daemon.scheduler, job, config.audit.interval_seconds,
+    assert schedule_audit(daemon.scheduler, job, config.audit.interval,
                           first_after=0)
     jobs: dict[str, Any] = {j.id: j for j in daemon.scheduler.get_jobs()}
     assert jobs["audit"].trigger.interval == timedelta(seconds=3600)

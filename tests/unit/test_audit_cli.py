@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import tomllib
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -213,6 +214,28 @@ def test_a_bad_audit_section_exits_2(config: Path, books: dict[str, Any]) -> Non
     result = run(config)
     assert result.exit_code == 2
     assert "window_days" in result.output
+
+
+@pytest.mark.parametrize(("written", "seconds"), [
+    ('"24h"', 86400.0), ('"1d"', 86400.0), ('"30m"', 1800.0), ('"90s"', 90.0), ("3600", 3600.0),
+    ("0", 0.0),
+])
+def test_the_audit_interval_reads_as_a_duration(written: str, seconds: float) -> None:
+    from poller.config.audit import AuditSettings, duration_seconds
+
+    assert AuditSettings.model_validate({"interval": tomllib.loads(f"v = {written}")["v"]}
+                                        ).interval == seconds
+    assert duration_seconds(tomllib.loads(f"v = {written}")["v"]) == seconds
+
+
+@pytest.mark.parametrize("written", ['"soon"', '"24"', '"-1h"', "-5", "true"])
+def test_a_bad_audit_interval_exits_2_naming_the_key(
+    config: Path, books: dict[str, Any], written: str,
+) -> None:
+    config.write_text(config.read_text() + f"\n[audit]\ninterval = {written}\n")
+    result = run(config)
+    assert result.exit_code == 2
+    assert "audit.interval" in result.output
 
 
 def test_the_metrics_go_to_a_textfile_of_their_own(config: Path, books: dict[str, Any]) -> None:
