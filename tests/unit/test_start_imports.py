@@ -74,7 +74,7 @@ def test_help_lists_every_command_without_importing_one_and_as_each_would_itself
     same, imported, drift, names = json.loads(out)
     assert imported == [] and drift == []
     assert same
-    assert names == ["check", "db", "demo", "deploy", "init", "ledger", "report", "run",
+    assert names == ["check", "console", "db", "demo", "deploy", "init", "ledger", "report", "run",
                      "sandbox", "status"]
 
 
