@@ -61,7 +61,7 @@ def spend_svg(spend: Spend) -> Markup:
                 f"<title>{escape(day.day.date().isoformat())} {escape(vendor)}: "
                 f"{escape(_fmt(amount))} {escape(spend.currency)}</title></rect>")
             base += amount
-        if i % max(1, len(spend.days) // 7) == 0 or i == len(spend.days) - 1:
+        if (len(spend.days) - 1 - i) % max(1, len(spend.days) // 7) == 0:  # today labelled
             parts.append(f'<text class="tick" x="{x + bar_w / 2:.1f}" y="{HEIGHT - BOTTOM + 16}" '
                          f'text-anchor="middle">{escape(day.day.strftime("%d %b"))}</text>')
     if spend.limit is not None:

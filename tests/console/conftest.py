@@ -50,7 +50,7 @@ class World:
 
     def _write(self, extra: dict[str, str]) -> Path:
         path = self.config_path.with_name("other.toml")
-        text = self.config_path.read_text().split("[console]")[0]
+        text = self.config_path.read_text().rsplit("\n[console]\n", 1)[0]
         path.write_text(text + console_toml(**extra))
         os.chmod(path, 0o600)
         return path
