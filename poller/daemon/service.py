@@ -186,6 +186,9 @@ def _listener(
     board: ProblemBoard | None = None,
 ) -> HttpServer | None:
     if not config.server.listen:
+        if config.console.enabled:
+            log.warning("service.console.no_listener",
+                        reason="[console] enabled is set but [server] listen is not")
         return None
     from poller.daemon.health import Health
     from poller.daemon.listener import create_app

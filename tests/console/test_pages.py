@@ -157,3 +157,31 @@ def test_audit_page_lists_the_latest_audits_discrepancies(world: World) -> None:
     assert "3 orders checked" in html and "Discrepancies (1)" in html
     assert "order without redemption" in html and "ORD-77" in html and "25.00 USD" in html
     assert "Not audited (the vendor cannot list its orders): manual" in html
+
+
+class Balances:
+    def __init__(self, balance: str | None, fail: bool = False) -> None:
+        self.balance, self.fail, self.asked = balance, fail, 0
+
+    def check(self, products: object) -> object:
+        from poller.ports import VendorCheck
+
+        self.asked += 1
+        if self.fail:
+            raise RuntimeError("down")
+        return VendorCheck(vendor="v", credentials_ok=True, balance=self.balance)
+
+
+def test_funds_are_asked_at_most_once_per_interval_and_unknown_on_failure() -> None:
+    from poller.console.data import FundsCache
+
+    now = [0.0]
+    vendors = {"tango": Balances("1,000.00 USD"), "giftbit": Balances(None, fail=True),
+               "manual": object()}
+    funds = FundsCache(lambda n: vendors[n], sorted(vendors), ttl=300, clock=lambda: now[0])  # type: ignore[arg-type,index]
+    assert funds() == {"giftbit": None, "manual": None, "tango": "1,000.00 USD"}
+    funds()
+    assert vendors["tango"].asked == 1  # type: ignore[attr-defined]
+    now[0] = 301
+    funds()
+    assert vendors["tango"].asked == 2  # type: ignore[attr-defined]

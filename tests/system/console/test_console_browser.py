@@ -29,6 +29,7 @@ from tests.system.conftest import require
 pytestmark = [pytest.mark.e2e, pytest.mark.system, pytest.mark.timeout(600)]
 
 CHROMIUM = "/usr/bin/chromium"
+WHO = "the console's browser test"
 ROOT = Path(__file__).resolve().parents[3]
 SHOTS = ROOT / "docs" / "console"
 MESSAGE = "Conference tickets are sold out this year, so your 20,000 points are back."
@@ -104,12 +105,12 @@ def _wait_for_line(proc: subprocess.Popen[str], word: str, timeout: float = 60) 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    require(Path(CHROMIUM).is_file(), f"Chromium at {CHROMIUM} (Debian: apt-get install "
-                                      "chromium)")
+    require(Path(CHROMIUM).is_file(),
+            f"Chromium at {CHROMIUM} (Debian: apt-get install chromium)", WHO)
     try:
         import playwright  # noqa: F401
     except ImportError:
-        require(False, "the Python package playwright (the dev extras)")
+        require(False, "the Python package playwright (the dev extras)", WHO)
     folder = tmp_path_factory.mktemp("console-site")
     config = folder / "config.toml"
     base = free_run(5)
