@@ -8,6 +8,7 @@ ledger already keeps free of secrets (and which are scrubbed once more on the wa
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import Counter
@@ -160,8 +161,20 @@ def suggested_action(entry: LedgerEntry) -> str:
     return action or "Read the history; retry once the cause is fixed, or refuse it."
 
 
+_URL_PATH = re.compile(r"(?i)\b(https?://[^/\s\"'<>?#]+)[/?#][^\s\"'<>]*")
+
+
 def scrub(text: str | None) -> str | None:
-    return None if text is None else redactor.scrub(text)
+    """``text`` as a page may show it: every secret the log redactor knows removed, and
+    every URL cut to its host (a claim link's path is its secret)."""
+    if text is None:
+        return None
+    def cut(match: re.Match[str]) -> str:
+        whole = match.group(0)
+        tail = whole[len(whole.rstrip(".,;:!)")):]
+        return f"{match.group(1)}/…{tail}"
+
+    return _URL_PATH.sub(cut, redactor.scrub(text))
 
 
 # --- the overview ---------------------------------------------------------------------------

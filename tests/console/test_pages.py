@@ -185,3 +185,13 @@ def test_funds_are_asked_at_most_once_per_interval_and_unknown_on_failure() -> N
     now[0] = 301
     funds()
     assert vendors["tango"].asked == 2  # type: ignore[attr-defined]
+
+
+def test_links_in_details_and_messages_are_cut_to_their_host() -> None:
+    from poller.console.data import scrub
+
+    text = ("sent: https://standin.tango.invalid/redeem/Zx81kq?c=1 and "
+            "http://example.com:8080/p, see https://host.example")
+    assert scrub(text) == ("sent: https://standin.tango.invalid/… and "
+                           "http://example.com:8080/…, see https://host.example")
+    assert scrub(None) is None
