@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote
 
 import jinja2
 import structlog
@@ -212,7 +212,8 @@ def create_app(backend: data.Backend, settings: ConsoleSettings) -> ASGIApp:
                     target = request.url.path
                     response = RedirectResponse(
                         f"{request.scope.get('root_path', '').rstrip('/')}/login?next="
-                        f"{target if target.startswith('/') else '/'}", status_code=303)
+                        f"{quote(target if target.startswith('/') else '/')}",
+                        status_code=303)
                     c.save(request, response, session)
                     return response
                 if act and not user.can_act:
@@ -382,8 +383,6 @@ def _safe_next(value: str | None) -> str:
 
 
 def _entry_url(request: Request, entry: Any) -> str:
-    from urllib.parse import quote
-
     base = request.scope.get("root_path", "").rstrip("/")
     return (f"{base}/redemptions/{quote(entry.source, safe='')}/"
             f"{quote(entry.redemption_id, safe='')}")
