@@ -14,6 +14,12 @@ from poller.worker import operator
 Action = Literal["retry", "reorder", "refuse", "fulfill"]
 ACTIONS: tuple[Action, ...] = ("retry", "reorder", "refuse", "fulfill")
 NEEDS_MESSAGE = frozenset({"refuse", "fulfill"})
+HINTS = {
+    "retry": "Try again now: the vendor is asked first, nothing is sent twice.",
+    "reorder": "The vendor's order failed: place a new one.",
+    "refuse": "Turn it down: the advocate gets their points back and reads your message.",
+    "fulfill": "You sent the reward yourself: tell the advocate how it reaches them.",
+}
 TITLES = {"retry": "Retry", "reorder": "Reorder", "refuse": "Refuse",
           "fulfill": "Mark fulfilled"}
 

@@ -299,6 +299,7 @@ def create_app(backend: data.Backend, settings: ConsoleSettings) -> ASGIApp:
         events = await run_in_threadpool(data.history, backend, entry)
         return c.render(request, session, "redemption.html", entry=entry, events=events,
                         actions=actions.available(entry), titles=actions.TITLES,
+                        hints=actions.HINTS,
                         needs_message=actions.NEEDS_MESSAGE, kind=data.reason_kind,
                         suggest=data.suggested_action, page="redemptions")
 
