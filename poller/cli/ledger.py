@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Collection, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
@@ -26,15 +26,10 @@ from poller.cli.context import (
     find,
     handled,
     lookup,
-    quoted_message,
     reading,
 )
 from poller.cli.output import emit_json, entry_dict, shown_of, table, timeline
 
-if TYPE_CHECKING:
-    from poller.domain.model import LedgerEntry
-
-MANUAL_VENDOR = "manual"
 SOURCE_OPTION = click.option("--source", default="influitive", show_default=True,
                              help="The redemption's source (influitive, influenceio).")
 
@@ -268,24 +263,6 @@ def ledger_refuse(obj: Context, redemption_id: str, message: str, source: str,
         )
 
 
-def fulfill_refusal(entry: LedgerEntry) -> str | None:
-    """Why ``ledger fulfill`` must not touch ``entry``, or None when it may."""
-    from poller.domain.states import State
-
-    rid = entry.redemption_id
-    if entry.state is State.HELD:
-        return None
-    if entry.state is State.PENDING and entry.vendor == MANUAL_VENDOR:
-        return None
-    if entry.state.terminal:
-        return f"redemption {rid} is already {entry.state.value}"
-    if entry.state is State.PENDING:
-        return (f"redemption {rid} is pending at {entry.vendor} (order "
-                f"{entry.vendor_order_id}); the worker fulfils it when the vendor completes it")
-    return (f"redemption {rid} is {entry.state.value}; only held redemptions, or pending ones "
-            f"of the {MANUAL_VENDOR} vendor, are fulfilled by hand")
-
-
 @ledger.command("fulfill")
 @click.argument("redemption_id")
 @click.option("--message", "-m", required=True,
@@ -298,27 +275,25 @@ def ledger_fulfill(obj: Context, redemption_id: str, message: str, source: str,
                    by: str | None) -> None:
     """Fulfil a reward a person delivered (manual vendor, or a held redemption): tells
     Influitive with your message, then records it as fulfilled."""
+    from datetime import UTC
+
     from poller.compose import App
     from poller.domain.states import State
-    from poller.ports import Changes
+    from poller.worker import operator
 
     actor = actor_of(by)
     config = obj.config()
     entry = lookup(config, source, redemption_id)
-    refusal = fulfill_refusal(entry)
+    refusal = operator.fulfill_refusal(entry)
     if refusal:
         raise Failed(refusal)
     if not message.strip():
         raise click.BadParameter("must not be empty", param_hint="--message")
     # The decision is committed first (ORDERED, with the message), then sent: the delivery
     # guarantee's order. If Influitive does not take it now, the worker sends it again.
-    admin_move(config, source, redemption_id, State.ORDERED,
-               f"fulfilled by hand (ledger fulfill, was {entry.state.value}); "
-               f"message to the advocate: {quoted_message(message)}",
-               Changes(message=message, attempts=0,
-                       clear=frozenset({"hold_reason", "next_attempt_at", "last_error"})),
-               actor=actor)
     with App(config) as app:
+        operator.fulfill(app.ledger, source=source, redemption_id=redemption_id,
+                         message=message, actor=actor, now=datetime.now(UTC))
         final = app.worker.process(entry.pk)
     state = final.state if final is not None else None
     if state is State.FULFILLED:

@@ -73,6 +73,10 @@ LAZY_COMMANDS: dict[str, LazyCommand] = {
         "poller.cli.sandbox_cmd", "sandbox_command",
         "Serve local stand-ins for Influitive, Tremendous, Tango Card, Giftbit and an HTTP "
         "vendor (manual needs none) on loopback, with a few redemptions, until Ctrl-C."),
+    "console": LazyCommand(
+        "poller.cli.console_cmd", "console_command",
+        "Serve the web console (held redemptions, decisions, spend) until Ctrl-C, for "
+        "deployments whose worker runs from a timer; the daemon serves it itself."),
     "demo": LazyCommand(
         "poller.cli.run", "demo",
         "Run the worker against local stand-ins for Influitive, Tremendous, Tango Card, "

@@ -48,6 +48,7 @@ from pydantic_settings import (
 )
 
 from poller.config.audit import AuditSettings
+from poller.config.console import ConsoleSettings
 from poller.core.backoff import RetrySchedule
 from poller.core.decide import SpendPolicy
 from poller.core.redact import DEFAULT_SECRET_URL_KEYS, is_secret_url_key, url_secrets
@@ -422,6 +423,7 @@ class Config(BaseSettings):
     alerts: AlertsSettings = AlertsSettings()
     webhooks: WebhooksSettings = WebhooksSettings()
     security: SecuritySettings = SecuritySettings()
+    console: ConsoleSettings = ConsoleSettings()
     influenceio: InfluenceioSettings = InfluenceioSettings()
     audit: AuditSettings = AuditSettings()
     vendors: dict[str, dict[str, Any]] = Field(default_factory=dict)

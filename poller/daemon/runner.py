@@ -97,6 +97,7 @@ class HttpServer:
             http=protocol_for(limits), backlog=limits.backlog,
             timeout_keep_alive=max(1, round(limits.keep_alive_seconds)),
             h11_max_incomplete_event_size=limits.max_header_bytes,
+            proxy_headers=False,  # whose X-Forwarded-* to believe is the app's to say
         )
         self._server = _uvicorn_server(config, limits.accept_error_interval_seconds)
         self._thread = threading.Thread(

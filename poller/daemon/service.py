@@ -190,6 +190,9 @@ def _listener(
     board: ProblemBoard | None = None,
 ) -> HttpServer | None:
     if not config.server.listen:
+        if config.console.enabled:
+            log.warning("service.console.no_listener",
+                        reason="[console] enabled is set but [server] listen is not")
         return None
     from poller.daemon.health import Health
     from poller.daemon.listener import create_app
@@ -197,9 +200,14 @@ def _listener(
 
     health = Health(interval_seconds=config.schedule.interval_seconds,
                     last_success=lambda: recorder.last_successful_poll, problems=board)
-    server = HttpServer(
-        create_app(health, recorder, extra_routes=routes(app) if routes else ()),
-        config.server.listen, config.server.limits(),
-    )
+    extra = list(routes(app)) if routes else []
+    if config.console.enabled:  # docs/console.md
+        from poller.console.app import app_backend, check_bind, mount
+        from poller.daemon.runner import parse_listen
+
+        check_bind(parse_listen(config.server.listen)[0], config.console)
+        extra.append(mount(app_backend(app, config.console), config.console))
+    server = HttpServer(create_app(health, recorder, extra_routes=extra),
+                        config.server.listen, config.server.limits())
     server.start()
     return server

@@ -1,4 +1,5 @@
-"""The operator commands' logic: ``ledger refuse``, ``ledger retry``, ``ledger reorder``.
+"""The operator commands' logic: ``ledger refuse``, ``ledger retry``, ``ledger reorder``,
+``ledger fulfill``; the web console's actions run these same functions.
 
 A person acts on what the ledger says, and the ledger may be behind the vendor: a crash or
 an unknown outcome leaves a row with an idempotency key but no order id, although the order
@@ -21,6 +22,9 @@ from poller.domain.keys import idempotency_key
 from poller.domain.model import LedgerEntry, OrderResult, OrderStatus
 from poller.domain.states import UNCONFIRMED, State
 from poller.ports import Changes, LeaseLost, Ledger, Vendor
+
+MANUAL_VENDOR = "manual"
+"""The vendor whose rewards a person sends (``ledger fulfill`` records it)."""
 
 MAX_GENERATIONS = 1000
 """How far ``reorder`` searches for the generation of the current key."""
@@ -145,7 +149,7 @@ def refuse(
         )
     elif manual_pending:
         why = "the manual reward was still pending: nothing was sent"
-    said = '"' + " ".join(message.split()) + '"'
+    said = quoted(message)
     moved = _move(ledger, entry, State.REFUSING,
                   f"refused by an operator (ledger refuse): {why}; message to the advocate: "
                   f"{said}", now,
@@ -279,3 +283,48 @@ def reorder(
     )
     return Outcome(entry=moved, said=f"new key {new_key}; ordered at the next cycle while "
                                      "Influitive still lists it")
+
+
+def fulfill_refusal(entry: LedgerEntry) -> str | None:
+    """Why ``ledger fulfill`` must not touch ``entry``, or None when it may."""
+    rid = entry.redemption_id
+    if entry.state is State.HELD:
+        return None
+    if entry.state is State.PENDING and entry.vendor == MANUAL_VENDOR:
+        return None
+    if entry.state.terminal:
+        return f"redemption {rid} is already {entry.state.value}"
+    if entry.state is State.PENDING:
+        return (f"redemption {rid} is pending at {entry.vendor} (order "
+                f"{entry.vendor_order_id}); the worker fulfils it when the vendor completes it")
+    return (f"redemption {rid} is {entry.state.value}; only held redemptions, or pending ones "
+            f"of the {MANUAL_VENDOR} vendor, are fulfilled by hand")
+
+
+def quoted(message: str) -> str:
+    """The operator's message as it goes into an event's detail (one line, quoted)."""
+    return '"' + " ".join(message.split()) + '"'
+
+
+def fulfill(
+    ledger: Ledger, *, source: str, redemption_id: str, message: str, actor: str,
+    now: datetime,
+) -> Outcome:
+    """Record a reward a person delivered (the manual vendor, or a held redemption) as
+    ORDERED with the message for the advocate: the decision is committed first, then the
+    caller has the worker send it to Influitive (``Worker.process``), which sends it again
+    at a later cycle if Influitive does not take it now."""
+    entry = _find(ledger, source, redemption_id)
+    refusal = fulfill_refusal(entry)
+    if refusal:
+        raise OperatorError(refusal)
+    if not message.strip():
+        raise OperatorError("the message to the advocate must not be empty")
+    moved = _move(ledger, entry, State.ORDERED,
+                  f"fulfilled by hand (ledger fulfill, was {entry.state.value}); "
+                  f"message to the advocate: {quoted(message)}", now,
+                  Changes(message=message, attempts=0,
+                          clear=frozenset({"hold_reason", "next_attempt_at", "last_error"})),
+                  actor)
+    return Outcome(entry=moved, said="recorded as sent by hand; Influitive is told with your "
+                                     "message")

@@ -26,13 +26,13 @@ system's, which the units' dynamic user can run (a Python under a home directory
 SERVICE_USER = "nobody"
 
 
-def require(ok: bool, what: str) -> None:
+def require(ok: bool, what: str, who: str = "the deployment rehearsal") -> None:
     """Skip (locally) or fail (CI) when ``ok`` is false; ``what`` says what is missing."""
     if ok:
         return
     if os.environ.get("CI") == "true":
-        pytest.fail(f"the deployment rehearsal needs {what} (.ci/run installs it)")
-    pytest.skip(f"the deployment rehearsal needs {what}")
+        pytest.fail(f"{who} needs {what} (.ci/run installs it)")
+    pytest.skip(f"{who} needs {what}")
 
 
 def require_tool(name: str, package: str) -> str:

@@ -75,7 +75,8 @@ def test_help_lists_every_command_without_importing_one_and_as_each_would_itself
     same, imported, drift, names = json.loads(out)
     assert imported == [] and drift == []
     assert same
-    assert names == ["audit", "check", "db", "demo", "deploy", "init", "ledger", "report", "run",
+    assert names == ["audit", "check", "console", "db", "demo", "deploy", "init", "ledger",
+                     "report", "run",
                      "sandbox", "status"]
 
 
