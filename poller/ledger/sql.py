@@ -92,6 +92,7 @@ from poller.ledger import (
     entry_from_columns,
     sum_amounts,
 )
+from poller.ledger.stored_redemption import encode_redemption
 from poller.ledger.tables import CleanText, StateType, UTCDateTime
 from poller.ledger.tables import cache as cache_t
 from poller.ledger.tables import events as events_t
@@ -695,6 +696,7 @@ class SqlLedger:
                 # Encoded here, before the transaction: a payload that cannot be stored
                 # fails the call with TypeError, not deep inside the driver.
                 "payload": encode_payload(batch[source, rid].raw),
+                "redemption": encode_redemption(batch[source, rid]),
                 "reward_id": clean_optional(batch[source, rid].reward_id),
                 "reward_name": clean_optional(batch[source, rid].reward_name),
                 "email": clean_optional(batch[source, rid].contact.email),
