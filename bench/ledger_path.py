@@ -200,14 +200,13 @@ def _short(statement: str, width: int = 110) -> str:
 
 
 def _redemption(rid: int) -> Any:
-    from poller.domain.model import INFLUITIVE
-    from poller.sources.influitive.wire import parse_stored
+    from poller.sources.influitive.wire import parse_redemption
 
     raw = {"id": rid, "reward_id": 37, "reward_name": "$25 Amazon gift card", "points": 2500,
            "quantity": 1, "stage": "requested",
            "contact": {"id": 100_000 + rid, "email": f"advocate{rid}@example.com",
                        "first_name": "Advocate", "last_name": str(rid)}}
-    return parse_stored(INFLUITIVE, raw)
+    return parse_redemption(raw)
 
 
 def ledger_path(ledger: Any, n: int, first_id: int, *,

@@ -264,7 +264,9 @@ class Ledger(Cache, Protocol):
     def record(self, poll_id: int, redemptions: Sequence[Redemption], now: datetime) -> int:
         """Insert the redemptions not yet in the ledger (state NEW, event "recorded") and
         mark every one of them as seen by ``poll_id``. Duplicates within the batch and
-        redemptions already recorded are never inserted twice. Returns how many were new."""
+        redemptions already recorded are never inserted twice. Returns how many were new.
+        Each redemption is stored whole beside its raw payload (``raw``): the entries read
+        back carry it as ``LedgerEntry.redemption``, so nothing parses the payload again."""
         ...
 
     def due(self, now: datetime, limit: int) -> list[LedgerEntry]:

@@ -22,9 +22,8 @@ from typing import Any, Literal, Protocol
 
 from poller.core.decide import Hold, Order, Refuse, SpendPolicy, plan_intake
 from poller.core.routing import RewardRule
-from poller.domain.model import LedgerEntry, PollResult, Redemption
+from poller.domain.model import LedgerEntry, PollResult, Redemption, UnreadablePayload
 from poller.domain.states import ACTIVE, UNCONFIRMED, State, confirmed, reopen_to
-from poller.sources.influitive.wire import Unkeyable, parse_stored
 
 BEFORE_ORDER = frozenset({State.NEW, State.WAITING, State.HELD, State.ORDERING})
 SCAN_LIMIT = 100_000
@@ -201,8 +200,8 @@ class Planner:
                          f"next attempt at {entry.next_attempt_at:%Y-%m-%d %H:%M:%S} UTC{error}")
         if state in (State.NEW, State.WAITING) and entry.idempotency_key is None:
             try:
-                redemption = parse_stored(entry.source, entry.payload)
-            except Unkeyable as exc:
+                redemption = entry.parsed()
+            except UnreadablePayload as exc:
                 return _step(entry, "hold", f"stored payload unreadable: {exc}")
             return self._intake(redemption, entry, ledger, now, planned)
         return self._carry_on(entry)

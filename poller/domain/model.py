@@ -125,6 +125,12 @@ class OrderResult:
     detail: str = ""
 
 
+class UnreadablePayload(ValueError):
+    """A ledger row holds no ``Redemption``: its payload could not be read into one when it
+    was stored (a row recorded before the ledger kept the model, whose payload the
+    migration that added it could not read). The message says why."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class LedgerEntry:
     """One ledger row, as the core sees it."""
@@ -134,6 +140,13 @@ class LedgerEntry:
     redemption_id: str
     state: State
     payload: Mapping[str, Any]
+    """The redemption exactly as the source sent it (``redemption.raw``)."""
+    redemption: Redemption | None = None
+    """The redemption as the source's adapter read it when it was recorded, stored beside
+    the payload: the steps read this and never parse the payload again. None when the
+    payload could not be read (``unreadable`` says why)."""
+    unreadable: str | None = None
+    """Why ``redemption`` is None; None when it is there."""
     reward_id: str | None = None
     reward_name: str | None = None
     email: str | None = None
@@ -159,6 +172,12 @@ class LedgerEntry:
     """Steps on this row that were started (lease claimed) and never finished: the process
     died, or the lease ran out mid-step. Back to 0 when a step finishes. Bookkeeping of the
     leases, not of the redemption: left out of equality."""
+
+    def parsed(self) -> Redemption:
+        """The stored redemption, or UnreadablePayload naming why there is none."""
+        if self.redemption is None:
+            raise UnreadablePayload(self.unreadable or "no redemption is stored with the payload")
+        return self.redemption
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from poller.domain.errors import PollerError
 from poller.domain.model import LedgerEntry
 from poller.domain.states import State, check_transition
+from poller.ledger.stored_redemption import decode_redemption
 from poller.ports import Changes, SpendGuard, SpendLimitReached
 
 if TYPE_CHECKING:
@@ -254,12 +255,16 @@ def decode_payload(text: str) -> dict[str, Any]:
 
 def entry_from_columns(row: Mapping[Any, Any]) -> LedgerEntry:
     """A ``LedgerEntry`` from the columns of one ``redemptions`` row (SQL or in-memory)."""
+    payload = decode_payload(row["payload"])
+    redemption, unreadable = decode_redemption(row["redemption"], payload)
     return LedgerEntry(
         pk=row["pk"],
         source=row["source"],
         redemption_id=row["redemption_id"],
         state=State(row["state"]),
-        payload=decode_payload(row["payload"]),
+        payload=payload,
+        redemption=redemption,
+        unreadable=unreadable,
         reward_id=row["reward_id"],
         reward_name=row["reward_name"],
         email=row["email"],
@@ -283,7 +288,7 @@ def entry_from_columns(row: Mapping[Any, Any]) -> LedgerEntry:
     )
 
 
-HEAD_REVISION = "0006"
+HEAD_REVISION = "0007"
 """The newest migration in migrations/versions; a test keeps the two equal."""
 
 

@@ -153,7 +153,8 @@ def rows_for_audit(
     """The ledger rows that may own ``vendor``'s orders: the vendor's rows ordered in
     ``[since, until)``, and every row whose idempotency key is in ``keys`` or whose order id
     (at this vendor) is in ``order_ids``; each once."""
-    from poller.ledger.sql import _entry, read_transaction
+    from poller.ledger.sql import read_transaction
+    from poller.ledger.sql.base import row_entry as _entry
 
     found: dict[int, LedgerEntry] = {}
     with read_transaction(engine) as conn:

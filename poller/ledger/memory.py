@@ -35,6 +35,7 @@ from poller.ledger import (
     entry_from_columns,
     sum_amounts,
 )
+from poller.ledger.stored_redemption import encode_redemption
 from poller.ports import Changes, LeaseLost, PollRecord, SpendGuard
 
 if TYPE_CHECKING:
@@ -98,6 +99,7 @@ class MemoryLedger:
         # Encoded before touching anything: a payload that cannot be stored fails the whole
         # batch, as the SQL transaction would.
         payloads = {key: encode_payload(r.raw) for key, r in batch.items()}
+        models = {key: encode_redemption(r) for key, r in batch.items()}
         new = 0
         with self._lock:
             for key in batch:
@@ -109,6 +111,7 @@ class MemoryLedger:
                     self._rows[pk] = {
                         "pk": pk, "source": key[0], "redemption_id": key[1],
                         "state": State.NEW, "payload": payloads[key],
+                        "redemption": models[key],
                         "reward_id": clean_optional(r.reward_id),
                         "reward_name": clean_optional(r.reward_name),
                         "email": clean_optional(r.contact.email),

@@ -112,6 +112,11 @@ redemptions = Table(
     # The raw payload as JSON text (poller.ledger.encode_payload), byte-for-byte the same on
     # both databases; nothing queries inside it, so no JSONB.
     Column("payload", Text, nullable=False),
+    # The redemption the source's adapter read from the payload when it was recorded, as
+    # one JSON object (poller.ledger.stored_redemption says why one column and not typed
+    # ones): the steps read it and never parse the payload again. Added and filled for the
+    # rows already there by migration 0006; NULL only if a row was written around it.
+    Column("redemption", Text),
     Column("reward_id", CleanText),
     Column("reward_name", CleanText),
     Column("email", CleanText),

@@ -62,6 +62,7 @@ from poller.domain.model import (
     OrderStatus,
     PollResult,
     Redemption,
+    UnreadablePayload,
 )
 from poller.domain.states import (
     TERMINAL,
@@ -82,7 +83,6 @@ from poller.ports import (
     Vendor,
     read_pages,
 )
-from poller.sources.influitive.wire import Unkeyable, parse_stored
 from poller.worker.failpoints import failpoint
 from poller.worker.leases import LeaseKeeper
 
@@ -291,7 +291,6 @@ class Worker:
         self.on_progress: Callable[[int, int], None] | None = None
         """Called with (done, total) after each redemption of a batch (progress display)."""
         self._keeper = LeaseKeeper(self._renew, policy.lease_seconds / 3)
-        self._parse_memo: dict[tuple[str, str], Redemption] = {}
 
     # --- the cycle -----------------------------------------------------------------------
 
@@ -658,7 +657,7 @@ class Worker:
     def _intake(self, entry: LedgerEntry, log: structlog.BoundLogger) -> LedgerEntry | None:
         try:
             redemption = self._parsed(entry)
-        except Unkeyable as exc:  # cannot happen for a recorded row, but never guess
+        except UnreadablePayload as exc:
             return self._move(entry, State.HELD, f"stored payload unreadable: {exc}", log,
                               Changes(hold_reason=str(exc)))
         plan = plan_intake(
@@ -1055,17 +1054,8 @@ class Worker:
         return moved
 
     def _parsed(self, entry: LedgerEntry) -> Redemption:
-        """The stored payload parsed; kept for the few redemptions in hand, as a step reads
-        it several times (planning, the order, the message) and a stored payload never
-        changes."""
-        key = (entry.source, entry.redemption_id)
-        found = self._parse_memo.get(key)
-        if found is None:
-            found = parse_stored(entry.source, entry.payload)
-            if len(self._parse_memo) >= 256:
-                self._parse_memo.clear()
-            self._parse_memo[key] = found
-        return found
+        """The redemption the ledger stored when it was recorded: never parsed again."""
+        return entry.parsed()
 
     def _request(self, entry: LedgerEntry) -> OrderRequest:
         redemption = self._parsed(entry)
@@ -1087,7 +1077,7 @@ class Worker:
     def _render(self, template: str, entry: LedgerEntry, **extra: str) -> str:
         try:
             contact = self._parsed(entry).contact
-        except Unkeyable:
+        except UnreadablePayload:
             contact = None
         values: Mapping[str, object] = {
             "reward_name": entry.reward_name or "reward",

@@ -16,7 +16,8 @@ from sqlalchemy.engine import make_url
 
 from poller.domain.model import INFLUITIVE, Contact, Redemption
 from poller.ledger import LedgerUnavailable, migrate, open_ledger
-from poller.ledger.sql import _PG_RECORD_LOCK, LedgerTimeouts
+from poller.ledger.sql import LedgerTimeouts
+from poller.ledger.sql.locks import RECORD_LOCK
 from tests.e2e.conftest import Standins, run_cli
 from tests.ledger.conftest import pg_schema
 
@@ -147,7 +148,7 @@ def test_the_advisory_lock_wait_is_bounded_and_named(migrated_pg: str) -> None:
     outcome: list[BaseException | int] = []
     try:
         with holder.connect() as conn:
-            conn.exec_driver_sql(f"SELECT pg_advisory_lock({_PG_RECORD_LOCK})")
+            conn.exec_driver_sql(f"SELECT pg_advisory_lock({RECORD_LOCK})")
 
             def record() -> None:
                 from datetime import UTC, datetime
@@ -162,7 +163,7 @@ def test_the_advisory_lock_wait_is_bounded_and_named(migrated_pg: str) -> None:
             worker.start()
             worker.join(timeout=15)
             waited = time.monotonic() - started
-            conn.exec_driver_sql(f"SELECT pg_advisory_unlock({_PG_RECORD_LOCK})")
+            conn.exec_driver_sql(f"SELECT pg_advisory_unlock({RECORD_LOCK})")
             worker.join(timeout=15)
         assert waited < 5, "record waited for the advisory lock without a bound"
         [result] = outcome

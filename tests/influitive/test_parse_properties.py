@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from poller.sources.influitive.client import parse_items
+from poller.sources.influitive.pages import parse_items
 from poller.sources.influitive.wire import Unkeyable, parse_page, parse_redemption, redemption_key
 
 scalars = (

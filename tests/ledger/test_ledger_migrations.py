@@ -140,6 +140,9 @@ def test_0002_adds_the_spend_columns_and_the_cache_and_downgrades_keeping_the_da
     assert {"move_detail", "move_actor"} <= _columns(fresh_url, "redemptions")
     assert _has_move_trigger(fresh_url) is fresh_url.startswith("sqlite")
     migrate.upgrade(fresh_url, "0006")
+    assert "redemption" in _columns(fresh_url, "redemptions")
+    assert not {"audit_runs", "audit_discrepancies"} & _tables(fresh_url)
+    migrate.upgrade(fresh_url, "0007")
     assert {"audit_runs", "audit_discrepancies"} <= _tables(fresh_url)
     ledger = open_ledger(fresh_url, migrate=False)
     try:
@@ -151,11 +154,16 @@ def test_0002_adds_the_spend_columns_and_the_cache_and_downgrades_keeping_the_da
         assert ledger.cache_get("k", T0) == "v"
         (old_event,) = ledger.events(old.pk)
         assert old_event.actor is None  # written before the column existed
+        # Its payload ("{}") has no id: kept, with why it could not be read.
+        assert old.redemption is None and old.unreadable == "redemption has no id"
     finally:
         ledger.close()
 
-    migrate.downgrade(fresh_url, "0005")
+    migrate.downgrade(fresh_url, "0006")
     assert not {"audit_runs", "audit_discrepancies"} & _tables(fresh_url)
+    migrate.downgrade(fresh_url, "0005")
+    assert "redemption" not in _columns(fresh_url, "redemptions")
+    assert _execute(fresh_url, "SELECT payload FROM redemptions")[0][0] == "{}"
     migrate.downgrade(fresh_url, "0004")
     assert not {"move_detail", "move_actor"} & _columns(fresh_url, "redemptions")
     assert not _has_move_trigger(fresh_url)

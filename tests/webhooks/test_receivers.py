@@ -110,11 +110,9 @@ def test_the_topic_is_matched_without_regard_to_case(served: Served) -> None:
 def test_an_email_with_a_line_break_is_stored_and_held_as_malformed(served: Served) -> None:
     answer = served.post(event(905, customer={"id": "c-1", "email": "a@example.com\r\nBcc: x@y"}))
     assert answer.status_code == 202
-    from poller.sources.influitive.wire import parse_stored
-
     entry = served.ledger.get("influenceio", "905")
     assert entry is not None
-    problems = parse_stored("influenceio", entry.payload).problems
+    problems = entry.parsed().problems
     assert any("control characters" in p for p in problems)
 
 

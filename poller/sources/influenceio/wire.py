@@ -2,7 +2,8 @@
 developer reference: ``{"id", "customer": {"id", "externalId", "email", "name",
 "pointBalance", ...}, "action", "points", "type", "ruleId", "couponCode", "rewardType"}``).
 
-Pure: the receiver validates with it before storing, the worker parses the stored body again.
+Pure: the receiver turns a body into a ``Redemption`` with it before storing; the ledger keeps
+that model beside the body, so nothing parses a stored body again.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from poller.domain.contact import email_problem
 from poller.domain.model import Contact, Redemption
-from poller.sources.influitive.wire import email_problem
 
 INFLUENCEIO = "influenceio"
 MAX_ID_LENGTH = 200

@@ -32,7 +32,13 @@ from poller.domain.errors import (
     SourceUnavailable,
 )
 from poller.domain.model import PollResult, Redemption
-from poller.sources.influitive.wire import Unkeyable, parse_page, parse_redemption, redemption_key
+from poller.sources.influitive.firewall import blocked_reason, looks_like_html
+from poller.sources.influitive.pages import (
+    DEFAULT_MAX_PAGE_BYTES,
+    CappedReader,
+    PageTooLarge,
+    parse_items,
+)
 from poller.transport import ApiClient, RetryPolicy, describe, retry_after_of, send
 
 log = structlog.get_logger(__name__)
@@ -49,56 +55,14 @@ ALREADY_DECIDED_STATUSES = frozenset({404, 409, 422})
 an unknown route answers, so a wrong ``refuse_verb`` looks like "already decided" too: these
 answers mean *perhaps* decided, never proof (the next complete poll confirms)."""
 
-WAF_ACTION_HEADER = "x-amzn-waf-action"
-"""AWS WAF marks its own answers with this header: ``challenge`` (202), ``captcha`` (405)."""
-AUTH_REALM = "token realm=api"
-"""Influitive's own 401 carries ``WWW-Authenticate: Token realm=Api``; a 403 without it is
-the firewall's block page, not a verdict on the credentials."""
-
 DEFAULT_MAX_PAGES = 4000
 """Pages per poll before it is cut short (incomplete): 100,000 outstanding at the list's
 observed 25 per page. Pages are recorded as they are read, so the cap bounds the time and
 the request budget one poll may spend, not memory."""
 
-DEFAULT_MAX_PAGE_BYTES = 4 * 1024 * 1024
-"""One list page larger than this is not read (``[influitive] max_page_bytes``)."""
-
 MAX_ERROR_TEXT = 200
 _VERB_RE = re.compile(r"^[a-z][a-z_]{0,31}$")
 _HEADER_VALUE_RE = re.compile(r"^[\x21-\x7e][\x20-\x7e]*$")
-
-
-class _PageTooLarge(Exception):
-    """A list page's body passed ``max_page_bytes`` while it was read."""
-
-
-class _CappedReader:
-    """What the retry loop calls for a list page: the GET, with the body read in chunks and
-    abandoned at the cap, so a huge page never sits in memory whole."""
-
-    def __init__(self, client: httpx.Client, cap: int) -> None:
-        self._client = client
-        self._cap = cap
-
-    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        request = self._client.build_request(method, url, **kwargs)
-        response = self._client.send(request, stream=True)
-        chunks: list[bytes] = []
-        size = 0
-        try:
-            for chunk in response.iter_bytes():  # decoded: the size that reaches memory
-                size += len(chunk)
-                if size > self._cap:
-                    raise _PageTooLarge()
-                chunks.append(chunk)
-        finally:
-            response.close()
-        # The body is already decoded: drop the headers that would make httpx decode again.
-        headers = [(k, v) for k, v in response.headers.multi_items()
-                   if k.lower() not in ("content-encoding", "content-length",
-                                        "transfer-encoding")]
-        return httpx.Response(response.status_code, headers=headers, content=b"".join(chunks),
-                              request=request)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -111,47 +75,6 @@ class Probe:
     """The page links to a next one: ``outstanding`` is then a lower bound."""
 
 
-def waf_action(response: httpx.Response) -> str | None:
-    """The AWS WAF action named by the answer (``challenge``, ``captcha``, ...), if any."""
-    value = response.headers.get(WAF_ACTION_HEADER)
-    if value is None:
-        return None
-    # Server text that ends up in messages: only the characters an action name has.
-    return re.sub(r"[^a-z0-9_-]", "", value.lower())[:32] or "present"
-
-
-def has_token_realm(response: httpx.Response) -> bool:
-    """``WWW-Authenticate: Token realm=Api`` (quotes, case and spacing tolerated)."""
-    for value in response.headers.get_list("WWW-Authenticate"):
-        normalised = re.sub(r"\s*=\s*", "=", value.replace('"', "").lower()).strip()
-        if normalised.startswith("token") and re.search(r"\brealm=api\b", normalised):
-            return True
-    return False
-
-
-def looks_like_html(response: httpx.Response) -> bool:
-    kind = response.headers.get("Content-Type", "").lower()
-    if "html" in kind:
-        return True
-    return response.content[:64].lstrip().lower().startswith((b"<!doctype", b"<html"))
-
-
-def blocked_reason(response: httpx.Response) -> str | None:
-    """Why this answer is Influitive's firewall and not Influitive, or None.
-
-    AWS WAF answers a block with 403 and an HTML page (no ``WWW-Authenticate: Token
-    realm=Api``), a challenge with 202 and ``x-amzn-waf-action: challenge``, a CAPTCHA with
-    405 and ``x-amzn-waf-action: captcha``. None of these applied anything.
-    """
-    status = response.status_code
-    action = waf_action(response)
-    if action is not None:
-        return f"HTTP {status}, x-amzn-waf-action: {action}"
-    if status == 403 and (not has_token_realm(response) or looks_like_html(response)):
-        detail = "an HTML page" if looks_like_html(response) else "no Token realm"
-        return f"HTTP 403 with {detail}"
-    return None
-
 
 class _PageFailed(Exception):
     """One list page could not be read after the transport's retries."""
@@ -161,50 +84,6 @@ class _PageFailed(Exception):
         self.message = message
         self.retry_after = retry_after
 
-
-@dataclass(frozen=True, kw_only=True)
-class PageItems:
-    """The items of one list page, parsed: every item is either a redemption or a reason."""
-
-    redemptions: tuple[Redemption, ...]
-    rejected: tuple[str, ...]
-
-
-def parse_items(body: Any, page: int = 1) -> PageItems:
-    """Parse one list page body into redemptions and rejection reasons.
-
-    Raises ValueError only when the page as a whole has the wrong shape. A single item never
-    raises: an item that is not an object, or has no usable id, becomes a rejection reason;
-    an item with a usable id is always kept (held with a problem if it cannot be parsed), so
-    a keyable redemption is never silently lost.
-    """
-    raw_items, contacts = parse_page(body)
-    # parse_page drops non-objects from a bare array; report them like any other bad item.
-    items: list[Any] = list(body) if isinstance(body, list) else raw_items
-    redemptions: list[Redemption] = []
-    rejected: list[str] = []
-    for index, item in enumerate(items):
-        where = f"page {page} item {index}"
-        if not isinstance(item, Mapping):
-            rejected.append(f"{where}: item is a {type(item).__name__}, not an object")
-            continue
-        try:
-            redemptions.append(parse_redemption(item, contacts))
-        except Unkeyable as exc:
-            rejected.append(f"{where}: {exc}")
-        except (ValueError, TypeError, RecursionError) as exc:
-            # Keyable but unparseable (parse_redemption may raise on odd numbers): record
-            # it and hold it for a person rather than lose it.
-            try:
-                key = redemption_key(item)
-            except Unkeyable as unkeyable:
-                rejected.append(f"{where}: {unkeyable}")
-                continue
-            log.warning("influitive.item.unparseable", redemption_id=key,
-                        error=type(exc).__name__)
-            problem = f"payload could not be parsed ({type(exc).__name__}); check it by hand"
-            redemptions.append(Redemption(id=key, raw=dict(item), problems=(problem,)))
-    return PageItems(redemptions=tuple(redemptions), rejected=tuple(rejected))
 
 
 class InfluitiveClient:
@@ -432,11 +311,11 @@ class InfluitiveClient:
     def _get_page(self, url: httpx.URL, page: int) -> Any:
         """The decoded JSON body of one list page, or _PageFailed / SourceAuthError /
         SourceBlocked."""
-        reader = _CappedReader(self._http, self._max_page_bytes)
+        reader = CappedReader(self._http, self._max_page_bytes)
         try:
             response = send(cast(httpx.Client, reader), "GET", str(url), policy=self._policy,
                             sleep=self._sleep)
-        except _PageTooLarge as exc:
+        except PageTooLarge as exc:
             raise _PageFailed(
                 f"page {page} is larger than [influitive] max_page_bytes "
                 f"({self._max_page_bytes} bytes); not read"

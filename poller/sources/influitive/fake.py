@@ -15,7 +15,8 @@ from typing import Any, Literal
 
 from poller.domain.errors import AlreadyDecided
 from poller.domain.model import PollResult, Redemption
-from poller.sources.influitive.client import Probe, parse_items
+from poller.sources.influitive.client import Probe
+from poller.sources.influitive.pages import parse_items
 
 Operation = Literal["poll", "fulfill", "refuse", "probe"]
 Verb = Literal["fulfill", "refuse"]

@@ -11,30 +11,13 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from poller.domain.contact import email_problem
 from poller.domain.model import INFLUITIVE, Contact, Redemption, Shipping
 from poller.domain.money import CurrencyProblem, parse_currency
 
 MAX_ID_LENGTH = 200
 # ASCII digits only (str.isdigit also takes "²"), and short enough for int() to accept.
 _INTEGER = re.compile(r"-?[0-9]{1,18}")
-
-
-# C0 and C1 controls, DEL, and the Unicode line/paragraph separators: in an e-mail address
-# they can only be an injection (an extra header, a split CSV row, a terminal escape).
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-
-
-def email_problem(value: Any, who: str = "advocate") -> str | None:
-    """Why the e-mail address ``value`` (as received, before any stripping) cannot be used,
-    or None. Missing, without ``@``, or with a control character (CR/LF included)."""
-    email = _text(value)
-    if email is None:
-        return f"{who} has no email address"
-    if isinstance(value, str) and _CONTROL.search(value):
-        return f"{who} email address contains control characters (CR/LF or similar)"
-    if "@" not in email:
-        return f"{who} email address is malformed"
-    return None
 
 
 def currency_problem(metadata: dict[str, Any]) -> str | None:
@@ -224,15 +207,3 @@ def parse_page(body: Any) -> tuple[list[Mapping[str, Any]], dict[str, Mapping[st
         raise ValueError("list page has no reward_redemptions array")
     contacts = body.get("contacts")
     return list(items), contacts_by_id(contacts if isinstance(contacts, list) else [])
-
-
-def parse_stored(source: str, payload: Mapping[str, Any]) -> Redemption:
-    """Parse a payload as the ledger stored it, by its source. Raises Unkeyable."""
-    if source == "influenceio":
-        from poller.sources.influenceio.wire import BadEvent, parse_redeemed
-
-        try:
-            return parse_redeemed(payload)
-        except BadEvent as exc:
-            raise Unkeyable(str(exc)) from None
-    return parse_redemption(payload)
