@@ -1,0 +1,302 @@
+"""The vendors' own order lists, as the books audit reads them (``poller.vendors.<name>.
+orders``), and the stand-ins' answers to them.
+
+* Each reader against a cassette composed from the vendor's documented list example
+  (``cassettes/orders``, see ``doc_cassettes.py``): the orders it yields, field by field.
+* Each stand-in answers a list request in the cassette's shape.
+* Paging against the stand-in: 10,000 orders read with each page asked for exactly once
+  (counted at the stand-in), never faster than the rate limit (measured on the limiter's
+  own clock, which the test drives); an error on page 3 raises instead of ending the list.
+* What ``/_standin/inject`` adds (an orphan, a duplicate, a mismatch) is in the list.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from poller.domain.errors import NotAuditable, TransientVendorError, VendorUnreachable
+from poller.domain.orders import OrderStatus, VendorOrder
+from poller.sandbox.server import ServerThread
+from poller.sandbox.tremendous import API_PREFIX as TREMENDOUS_PREFIX
+from poller.sandbox.tremendous import TremendousState
+from poller.sandbox.tremendous import create_app as tremendous_app
+from poller.transport import RetryPolicy
+from poller.vendors import BuildContext, build_order_book, validate_settings
+from poller.vendors.ratelimit import HEADROOM, TokenBucket
+from poller.vendors.tremendous import TremendousVendor
+from poller.vendors.tremendous.orders import TremendousOrderBook
+
+from .doc_cassettes import CASSETTES, interactions, replayer, response_json
+from .support import FAST, STANDIN_KEY
+
+LIBRARY = CASSETTES / "orders"
+MAY = datetime(2026, 5, 1, tzinfo=UTC)
+JUNE = datetime(2026, 6, 1, tzinfo=UTC)
+NO_RETRY = RetryPolicy(attempts=1, timeout=5.0)
+
+
+@dataclass
+class FakeClock:
+    """The limiter's clock: ``sleep`` moves it on; nothing really waits."""
+
+    now: float = 1000.0
+    slept: list[float] = field(default_factory=list)
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+class Stamped(httpx.HTTPTransport):
+    """A real transport that notes the limiter's clock as each request leaves."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__()
+        self.clock = clock
+        self.sent: list[tuple[float, str]] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.sent.append((self.clock(), str(request.url)))
+        return super().handle_request(request)
+
+
+def assert_within_rate(times: list[float], rate: float) -> None:
+    """No two requests closer than the limiter allows (rate less its headroom): at most
+    ``rate`` requests in any one-second window of the limiter's clock."""
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert gaps, "fewer than two requests"
+    assert min(gaps) >= 1 / rate - 1e-9
+    for i, start in enumerate(times):
+        assert sum(1 for t in times[i:] if t < start + 1.0) <= rate
+
+
+# --- Tremendous -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tremendous() -> Iterator[tuple[str, TremendousState]]:
+    state = TremendousState()
+    with ServerThread(tremendous_app(state, api_key=STANDIN_KEY)) as url:
+        yield url, state
+
+
+@pytest.fixture
+def trem(tremendous: tuple[str, TremendousState]) -> Iterator[tuple[str, TremendousState]]:
+    url, state = tremendous
+    state.reset()
+    yield url, state
+    state.reset()
+
+
+def tremendous_book(url: str, *, bucket: TokenBucket | None = None, page_size: int = 100,
+                    transport: httpx.BaseTransport | None = None,
+                    policy: RetryPolicy = FAST) -> TremendousOrderBook:
+    vendor = TremendousVendor(url + TREMENDOUS_PREFIX, STANDIN_KEY, policy=policy,
+                              sleep=lambda s: None, transport=transport)
+    return TremendousOrderBook(vendor, bucket=bucket, page_size=page_size)
+
+
+def test_tremendous_reads_the_documented_list() -> None:
+    vendor = TremendousVendor("https://testflight.tremendous.com/api/v2", "REDACTED",
+                              policy=NO_RETRY)
+    book = TremendousOrderBook(vendor, bucket=None, page_size=2)
+    with replayer(LIBRARY).use_cassette("tremendous_list.yaml") as cassette:
+        got = list(book.orders(MAY, JUNE))
+        assert cassette.all_played
+    assert got == [
+        VendorOrder(vendor="tremendous", order_id="ORD000000003", external_id="rp3c0ffee",
+                    created_at=datetime(2026, 5, 20, 9, 30, tzinfo=UTC),
+                    status=OrderStatus.CANCELLED, raw_status="CANCELED", amount_minor=1000,
+                    currency="USD", product=None, recipient="carol@example.com"),
+        VendorOrder(vendor="tremendous", order_id="ORD000000002", external_id="rp2beef",
+                    created_at=datetime(2026, 5, 12, 16, 45, 10, tzinfo=UTC),
+                    status=OrderStatus.PENDING, raw_status="PENDING APPROVAL",
+                    amount_minor=5000, currency="EUR", product=None,
+                    recipient="bob@example.com"),
+        VendorOrder(vendor="tremendous", order_id="ORD000000001", external_id="rp1cafe",
+                    created_at=datetime(2026, 5, 1, 14, 11, 9, tzinfo=UTC),
+                    status=OrderStatus.COMPLETE, raw_status="EXECUTED", amount_minor=2500,
+                    currency="USD", product=None, recipient="alice@example.com"),
+    ]
+
+
+def test_tremendous_status_not_documented_is_unknown_as_it_came() -> None:
+    vendor = TremendousVendor("https://x.invalid", "k", policy=NO_RETRY)
+    book = TremendousOrderBook(vendor, bucket=None)
+    order = book._order({"id": "O1", "created_at": "2026-05-02T00:00:00Z",
+                         "status": "REVERSED", "rewards": []})
+    assert order is not None
+    assert order.status is OrderStatus.UNKNOWN
+    assert order.raw_status == "REVERSED"
+    assert order.amount_minor is None and order.currency is None
+
+
+def _shape(value: Any) -> Any:
+    """Key layout and value types, list items merged."""
+    if isinstance(value, dict):
+        return {k: _shape(v) for k, v in sorted(value.items())}
+    if isinstance(value, list):
+        merged: dict[str, Any] = {}
+        for item in value:
+            shaped = _shape(item)
+            if isinstance(shaped, dict):
+                merged.update(shaped)
+            else:
+                return [shaped]
+        return [merged] if merged else []
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    return type(value).__name__
+
+
+def _fields(shape: Any, keep: set[str], prefix: str = "") -> set[str]:
+    out: set[str] = set()
+    if isinstance(shape, dict):
+        for k, v in shape.items():
+            path = f"{prefix}.{k}" if prefix else k
+            if path in keep:
+                out.add(f"{path}:{v if not isinstance(v, dict | list) else type(v).__name__}")
+            out |= _fields(v, keep, path)
+    elif isinstance(shape, list) and shape:
+        out |= _fields(shape[0], keep, f"{prefix}.*")
+    return out
+
+
+TREMENDOUS_FIELDS = {
+    "orders", "total_count", "orders.*.id", "orders.*.external_id", "orders.*.created_at",
+    "orders.*.status", "orders.*.rewards", "orders.*.rewards.*.value.denomination",
+    "orders.*.rewards.*.value.currency_code", "orders.*.rewards.*.recipient.email",
+    "orders.*.rewards.*.delivery.status",
+}
+
+
+def test_tremendous_standin_lists_in_the_documented_shape(
+    trem: tuple[str, TremendousState],
+) -> None:
+    url, state = trem
+    state.inject("orphan", count=3, created_at="2026-05-03T10:00:00Z")
+    state.inject("orphan", external_id="later", created_at="2026-06-03T10:00:00Z")
+    recorded = interactions(LIBRARY / "tremendous_list.yaml")
+    with httpx.Client(headers={"Authorization": f"Bearer {STANDIN_KEY}"}) as client:
+        for interaction in recorded:
+            parts = urlsplit(interaction["request"]["uri"])
+            answer = client.get(url + parts.path + "?" + parts.query)
+            assert answer.status_code == 200
+            mine, documented = answer.json(), response_json(interaction)
+            assert _fields(_shape(mine), TREMENDOUS_FIELDS) == \
+                _fields(_shape(documented), TREMENDOUS_FIELDS)
+            assert mine["total_count"] == 3  # the June order is outside the bounds
+        newest_first = client.get(url + TREMENDOUS_PREFIX + "/orders",
+                                  params={"limit": 500}).json()["orders"]
+        assert [o["created_at"] for o in newest_first] == sorted(
+            (o["created_at"] for o in newest_first), reverse=True)
+        too_many = client.get(url + TREMENDOUS_PREFIX + "/orders", params={"limit": 501})
+        assert too_many.status_code == 400
+
+
+def test_tremendous_reads_10000_orders_each_page_once_within_the_rate(
+    trem: tuple[str, TremendousState],
+) -> None:
+    url, state = trem
+    state.inject("orphan", count=10_000, created_at="2026-05-15T12:00:00Z")
+    clock = FakeClock()
+    bucket = TokenBucket(2.0, headroom=HEADROOM, clock=clock, sleep=clock.sleep)
+    stamped = Stamped(clock)
+    book = tremendous_book(url, bucket=bucket, transport=stamped)
+    got = list(book.orders(MAY, JUNE))
+    assert len(got) == 10_000
+    assert len({o.order_id for o in got}) == 10_000
+    offsets = [int(q["offset"]) for q in state.list_requests]
+    assert sorted(offsets) == list(range(0, 10_000, 100))  # each page exactly once
+    assert len(stamped.sent) == 100
+    assert_within_rate([t for t, _ in stamped.sent], 2.0)
+
+
+def test_tremendous_streams_and_an_error_on_page_3_raises(
+    trem: tuple[str, TremendousState],
+) -> None:
+    url, state = trem
+    state.inject("orphan", count=500, created_at="2026-05-15T12:00:00Z")
+    orders = tremendous_book(url).orders(MAY, JUNE)
+    first_two_pages = [next(orders) for _ in range(200)]
+    assert len(state.list_requests) == 2  # nothing read ahead
+    state.fail(500, None, method="GET", path="/orders")
+    with pytest.raises(TransientVendorError, match="HTTP 500"):
+        next(orders)
+    assert len(first_two_pages) == 200
+
+
+def test_tremendous_unreachable_list_raises_not_an_empty_list() -> None:
+    book = tremendous_book("http://127.0.0.1:9", policy=NO_RETRY)
+    with pytest.raises(VendorUnreachable):
+        list(book.orders(MAY, JUNE))
+
+
+def test_tremendous_injected_orphan_duplicate_and_mismatch_are_listed(
+    trem: tuple[str, TremendousState],
+) -> None:
+    url, _ = trem
+    with httpx.Client(base_url=url) as admin:
+        api = {"Authorization": f"Bearer {STANDIN_KEY}"}
+        placed = admin.post(TREMENDOUS_PREFIX + "/orders", headers=api, json={
+            "external_id": "rpours1", "payment": {"funding_source_id": "balance"},
+            "reward": {"products": ["AMZN-US"],
+                       "value": {"denomination": 25.0, "currency_code": "USD"},
+                       "recipient": {"name": "A", "email": "a@example.com"},
+                       "delivery": {"method": "EMAIL"}}})
+        assert placed.status_code == 200
+        admin.post(TREMENDOUS_PREFIX + "/orders", headers=api, json={
+            "external_id": "rpours2", "payment": {"funding_source_id": "balance"},
+            "reward": {"products": ["AMZN-US"],
+                       "value": {"denomination": 10.0, "currency_code": "USD"},
+                       "recipient": {"name": "B", "email": "b@example.com"},
+                       "delivery": {"method": "EMAIL"}}})
+        for body in ({"kind": "orphan", "external_id": "notours"},
+                     {"kind": "duplicate", "external_id": "rpours1"},
+                     {"kind": "mismatch", "external_id": "rpours2"}):
+            answer = admin.post("/_standin/inject", json=body)
+            assert answer.status_code == 200, answer.text
+        assert admin.post("/_standin/inject", json={"kind": "bogus"}).status_code == 400
+        assert admin.post("/_standin/inject",
+                          json={"kind": "mismatch", "external_id": "nope"}).status_code == 404
+    now = datetime.now(UTC)
+    got = list(tremendous_book(url).orders(datetime(2020, 1, 1, tzinfo=UTC),
+                                           now.replace(year=now.year + 1)))
+    by_key: dict[str | None, list[VendorOrder]] = {}
+    for order in got:
+        by_key.setdefault(order.external_id, []).append(order)
+    assert len(by_key["notours"]) == 1
+    assert len(by_key["rpours1"]) == 2
+    assert len({o.order_id for o in by_key["rpours1"]}) == 2
+    assert [o.amount_minor for o in by_key["rpours2"]] == [1100]
+
+
+def test_tremendous_order_book_is_built_from_its_section() -> None:
+    settings = validate_settings("tremendous", {"api_key": "k", "base_url": "https://x.invalid"})
+    book = build_order_book("tremendous", settings, BuildContext(policy=FAST))
+    assert isinstance(book, TremendousOrderBook)
+    assert book.vendor == "tremendous"
+    assert book._bucket is not None and book._bucket.rate == 2.0  # documented default
+    configured = build_order_book("tremendous", settings,
+                                  BuildContext(policy=FAST, rate_limit_per_second=5.0))
+    assert isinstance(configured, TremendousOrderBook)
+    assert configured._bucket is not None and configured._bucket.rate == 5.0
+
+
+def test_manual_has_no_order_list() -> None:
+    settings = validate_settings("manual", {})
+    with pytest.raises(NotAuditable):
+        build_order_book("manual", settings, BuildContext(policy=FAST))
