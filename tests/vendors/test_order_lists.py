@@ -22,7 +22,12 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from poller.domain.errors import NotAuditable, TransientVendorError, VendorUnreachable
+from poller.domain.errors import (
+    NotAuditable,
+    OperatorFacingError,
+    TransientVendorError,
+    VendorUnreachable,
+)
 from poller.domain.orders import OrderStatus, VendorOrder
 from poller.sandbox.server import ServerThread
 from poller.sandbox.tremendous import API_PREFIX as TREMENDOUS_PREFIX
@@ -31,11 +36,13 @@ from poller.sandbox.tremendous import create_app as tremendous_app
 from poller.transport import RetryPolicy
 from poller.vendors import BuildContext, build_order_book, validate_settings
 from poller.vendors.ratelimit import HEADROOM, TokenBucket
+from poller.vendors.tango import TangoVendor
+from poller.vendors.tango.orders import TangoOrderBook
 from poller.vendors.tremendous import TremendousVendor
 from poller.vendors.tremendous.orders import TremendousOrderBook
 
 from .doc_cassettes import CASSETTES, interactions, replayer, response_json
-from .support import FAST, STANDIN_KEY
+from .support import FAST, STANDIN_KEY, TangoStandin, tango_standin
 
 LIBRARY = CASSETTES / "orders"
 MAY = datetime(2026, 5, 1, tzinfo=UTC)
@@ -300,3 +307,142 @@ def test_manual_has_no_order_list() -> None:
     settings = validate_settings("manual", {})
     with pytest.raises(NotAuditable):
         build_order_book("manual", settings, BuildContext(policy=FAST))
+
+
+# --- Tango Card -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tango() -> Iterator[TangoStandin]:
+    standin = tango_standin()
+    yield standin
+    standin.state.reset()
+
+
+def tango_book(standin: TangoStandin, *, clock: FakeClock | None = None,
+               bucket: TokenBucket | None = None, page_size: int = 100,
+               transport: httpx.BaseTransport | None = None) -> TangoOrderBook:
+    clock = clock or FakeClock()
+    vendor = TangoVendor(standin.base_url, standin.platform_name, standin.platform_key,
+                         standin.customer, standin.account, policy=FAST, sleep=clock.sleep,
+                         monotonic=clock, transport=transport)
+    return TangoOrderBook(vendor, bucket=bucket, page_size=page_size)
+
+
+def test_tango_reads_the_documented_list() -> None:
+    vendor = TangoVendor("https://integration-api.tangocard.com/raas/v2", "platform",
+                         "REDACTED", "standin-customer", "standin-account", policy=NO_RETRY,
+                         sleep=lambda s: None)
+    book = TangoOrderBook(vendor, bucket=None, page_size=2)
+    with replayer(LIBRARY).use_cassette("tango_list.yaml") as cassette:
+        got = list(book.orders(MAY, JUNE))
+        assert cassette.all_played
+    common = {"vendor": "tango", "currency": "USD", "product": "U561593"}
+    assert got == [
+        VendorOrder(order_id="RA260501-1024-36", external_id="rp1cafe",
+                    created_at=datetime(2026, 5, 1, 14, 11, 9, 362000, tzinfo=UTC),
+                    status=OrderStatus.COMPLETE, raw_status="COMPLETE", amount_minor=2500,
+                    recipient="alice@example.com", **common),
+        VendorOrder(order_id="RA260512-2048-11", external_id="rp2beef",
+                    created_at=datetime(2026, 5, 12, 16, 45, 10, 4000, tzinfo=UTC),
+                    status=OrderStatus.PENDING, raw_status="PENDING", amount_minor=5000,
+                    recipient="bob@example.com", **common),
+        VendorOrder(order_id="RA260520-4096-02", external_id="rp3c0ffee",
+                    created_at=datetime(2026, 5, 20, 9, 30, tzinfo=UTC),
+                    status=OrderStatus.FAILED, raw_status="FAILED", amount_minor=1000,
+                    recipient="carol@example.com", **common),
+    ]
+
+
+TANGO_FIELDS = {
+    "orders", "page", "page.number", "page.elementsPerBlock", "page.resultCount",
+    "page.totalCount", "orders.*.referenceOrderID", "orders.*.externalRefID",
+    "orders.*.createdAt", "orders.*.status", "orders.*.utid", "orders.*.denomination.value",
+    "orders.*.denomination.currencyCode", "orders.*.recipient.email",
+}
+
+
+def test_tango_standin_lists_in_the_documented_shape(tango: TangoStandin) -> None:
+    tango.state.inject("orphan", count=3, created_at="2026-05-03T10:00:00.000Z")
+    tango.state.inject("orphan", created_at="2026-06-03T10:00:00.000Z")
+    recorded = interactions(LIBRARY / "tango_list.yaml")
+    auth = httpx.BasicAuth(tango.platform_name, tango.platform_key)
+    with httpx.Client(auth=auth) as client:
+        for index, interaction in enumerate(recorded):
+            parts = urlsplit(interaction["request"]["uri"])
+            answer = client.get(tango.url + parts.path + "?" + parts.query)
+            assert answer.status_code == 200
+            mine, documented = answer.json(), response_json(interaction)
+            assert _fields(_shape(mine), TANGO_FIELDS) == \
+                _fields(_shape(documented), TANGO_FIELDS)
+            assert mine["page"]["number"] == index
+            assert mine["page"]["totalCount"] == 3  # the June order is outside the dates
+        assert not any("reward" in o for o in client.get(
+            tango.base_url + "/orders").json()["orders"])  # the list carries no credentials
+
+
+def test_tango_reads_10000_orders_each_page_once_within_the_rate(tango: TangoStandin) -> None:
+    tango.state.inject("orphan", count=10_000, created_at="2026-05-15T12:00:00.000Z")
+    clock = FakeClock()
+    bucket = TokenBucket(1.0, headroom=HEADROOM, clock=clock, sleep=clock.sleep)
+    stamped = Stamped(clock)
+    got = list(tango_book(tango, clock=clock, bucket=bucket, transport=stamped)
+               .orders(MAY, JUNE))
+    assert len(got) == 10_000
+    assert len({o.order_id for o in got}) == 10_000
+    pages = [int(q["page"]) for q in tango.state.list_requests]
+    assert sorted(pages) == list(range(100))  # each page exactly once
+    assert len(stamped.sent) == 100
+    assert_within_rate([t for t, _ in stamped.sent], 1.0)
+
+
+def test_tango_streams_and_an_error_on_page_3_raises(tango: TangoStandin) -> None:
+    tango.state.inject("orphan", count=500, created_at="2026-05-15T12:00:00.000Z")
+    orders = tango_book(tango).orders(MAY, JUNE)
+    for _ in range(200):
+        next(orders)
+    assert len(tango.state.list_requests) == 2
+    tango.state.fail(503, None, method="GET", path="/orders")
+    with pytest.raises(TransientVendorError, match="HTTP 503"):
+        next(orders)
+
+
+def test_tango_page_numbered_otherwise_is_refused(tango: TangoStandin) -> None:
+    def one_based(request: httpx.Request) -> httpx.Response:
+        number = int(request.url.params["page"]) + 1
+        return httpx.Response(200, json={"orders": [], "page": {
+            "number": number, "elementsPerBlock": 100, "resultCount": 0, "totalCount": 0}})
+
+    book = tango_book(tango, transport=httpx.MockTransport(one_based))
+    with pytest.raises(OperatorFacingError, match="page numbering"):
+        list(book.orders(MAY, JUNE))
+
+
+def test_tango_injected_orphan_duplicate_and_mismatch_are_listed(tango: TangoStandin) -> None:
+    with httpx.Client(base_url=tango.url) as admin:
+        for key in ("rpours1", "rpours2"):
+            assert admin.post("/_standin/inject",
+                              json={"kind": "orphan", "external_id": key}).status_code == 200
+        for body in ({"kind": "orphan", "external_id": "notours"},
+                     {"kind": "duplicate", "external_id": "rpours1"},
+                     {"kind": "mismatch", "external_id": "rpours2"}):
+            answer = admin.post("/_standin/inject", json=body)
+            assert answer.status_code == 200, answer.text
+    now = datetime.now(UTC)
+    got = list(tango_book(tango).orders(datetime(2020, 1, 1, tzinfo=UTC),
+                                        now.replace(year=now.year + 1)))
+    by_key: dict[str | None, list[VendorOrder]] = {}
+    for order in got:
+        by_key.setdefault(order.external_id, []).append(order)
+    assert len(by_key["notours"]) == 1
+    assert len({o.order_id for o in by_key["rpours1"]}) == 2
+    assert [o.amount_minor for o in by_key["rpours2"]] == [2600]
+
+
+def test_tango_order_book_is_built_from_its_section() -> None:
+    settings = validate_settings("tango", {
+        "platform_name": "p", "platform_key": "k", "customer_identifier": "c",
+        "account_identifier": "a", "base_url": "https://x.invalid"})
+    book = build_order_book("tango", settings, BuildContext(policy=FAST))
+    assert isinstance(book, TangoOrderBook)
+    assert book._bucket is not None and book._bucket.rate == 1.0

@@ -61,7 +61,6 @@ def build(settings: Settings, context: BuildContext) -> TremendousVendor:
     )
 
 
-
 def order_book(settings: Settings, context: BuildContext) -> TremendousOrderBook:
     """Tremendous's own order list, for the books audit (``orders``)."""
     from poller.vendors.ratelimit import list_bucket
