@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import functools
 import hmac
 import re
 import secrets
@@ -522,6 +523,7 @@ def _orphan_body(external_id: str, amount: str, utid: str, email: str) -> dict[s
             "recipient": {"firstName": "Not", "lastName": "Ours", "email": email}}
 
 
+@functools.lru_cache(maxsize=4096)
 def _moment(text: str, *, end: bool) -> datetime:
     """An RFC 3339 date or date-time; a bare date is its first (or, for ``end``, its last)
     instant."""

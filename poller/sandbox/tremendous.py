@@ -39,6 +39,7 @@ answers. ``reset`` puts everything back.
 from __future__ import annotations
 
 import copy
+import functools
 import hmac
 import secrets
 import threading
@@ -455,6 +456,7 @@ def _mismatch(order: dict[str, Any], field: str) -> None:
         raise ValueError(f"unknown field {field!r}: amount, currency, status or recipient")
 
 
+@functools.lru_cache(maxsize=4096)
 def _instant(text: str) -> datetime:
     moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

@@ -35,6 +35,8 @@ from poller.sandbox.tremendous import TremendousState
 from poller.sandbox.tremendous import create_app as tremendous_app
 from poller.transport import RetryPolicy
 from poller.vendors import BuildContext, build_order_book, validate_settings
+from poller.vendors.giftbit import GiftbitVendor
+from poller.vendors.giftbit.orders import GiftbitOrderBook
 from poller.vendors.ratelimit import HEADROOM, TokenBucket
 from poller.vendors.tango import TangoVendor
 from poller.vendors.tango.orders import TangoOrderBook
@@ -42,7 +44,14 @@ from poller.vendors.tremendous import TremendousVendor
 from poller.vendors.tremendous.orders import TremendousOrderBook
 
 from .doc_cassettes import CASSETTES, interactions, replayer, response_json
-from .support import FAST, STANDIN_KEY, TangoStandin, tango_standin
+from .support import (
+    FAST,
+    STANDIN_KEY,
+    GiftbitStandin,
+    TangoStandin,
+    giftbit_standin,
+    tango_standin,
+)
 
 LIBRARY = CASSETTES / "orders"
 MAY = datetime(2026, 5, 1, tzinfo=UTC)
@@ -446,3 +455,155 @@ def test_tango_order_book_is_built_from_its_section() -> None:
     book = build_order_book("tango", settings, BuildContext(policy=FAST))
     assert isinstance(book, TangoOrderBook)
     assert book._bucket is not None and book._bucket.rate == 1.0
+
+
+# --- Giftbit ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def giftbit() -> Iterator[GiftbitStandin]:
+    standin = giftbit_standin()
+    yield standin
+    standin.state.reset()
+
+
+def giftbit_book(standin: GiftbitStandin, *, bucket: TokenBucket | None = None,
+                 page_size: int = 100,
+                 transport: httpx.BaseTransport | None = None) -> GiftbitOrderBook:
+    vendor = GiftbitVendor(standin.base_url, standin.api_key, policy=FAST,
+                           sleep=lambda s: None, transport=transport)
+    return GiftbitOrderBook(vendor, bucket=bucket, page_size=page_size)
+
+
+def test_giftbit_reads_the_documented_list() -> None:
+    vendor = GiftbitVendor("https://api-testbed.giftbit.com/papi/v1", "REDACTED",
+                           policy=NO_RETRY)
+    book = GiftbitOrderBook(vendor, bucket=None, page_size=2)
+    with replayer(LIBRARY).use_cassette("giftbit_list.yaml") as cassette:
+        got = list(book.orders(MAY, JUNE))
+        assert cassette.all_played
+    common = {"vendor": "giftbit", "currency": None, "product": "amazonus", "recipient": None}
+    assert got == [
+        VendorOrder(order_id="d30be501ed2546e580c5c9eaf56633d9", external_id="rp3c0ffee",
+                    created_at=datetime(2026, 5, 20, 9, 30, tzinfo=UTC),  # 02:30 PDT
+                    status=OrderStatus.FAILED, raw_status="SENT_AND_REDEEMABLE/UNDELIVERABLE",
+                    amount_minor=1000, **common),
+        VendorOrder(order_id="a41cf612fe3657f691d6dafb067744e0", external_id="rp2beef",
+                    created_at=datetime(2026, 5, 12, 16, 45, 10, tzinfo=UTC),
+                    status=OrderStatus.CANCELLED, raw_status="GIVER_CANCELLED/DELIVERED",
+                    amount_minor=5000, **common),
+        VendorOrder(order_id="b52d0723af4768a7a2e7eb0c178855f1", external_id="rp1cafe",
+                    created_at=datetime(2026, 5, 1, 14, 11, 9, tzinfo=UTC),
+                    status=OrderStatus.COMPLETE, raw_status="SENT_AND_REDEEMABLE/DELIVERED",
+                    amount_minor=2500, **common),
+    ]
+
+
+@pytest.mark.parametrize(("status", "delivery", "expected"), [
+    ("SENT_AND_REDEEMABLE", "UNSENT", OrderStatus.PENDING),
+    ("SENT_AND_REDEEMABLE", "TEMPORARILY_UNDELIVERABLE", OrderStatus.PENDING),
+    ("SENT_AND_REDEEMABLE", "COMPLAINT", OrderStatus.FAILED),
+    ("REDEEMED", "DELIVERED", OrderStatus.COMPLETE),
+    ("SENT_AND_REDEEMABLE", "LOST_IN_THE_POST", OrderStatus.UNKNOWN),
+    ("ON_HOLD", "DELIVERED", OrderStatus.UNKNOWN),
+])
+def test_giftbit_gift_statuses(status: str, delivery: str, expected: OrderStatus) -> None:
+    from poller.vendors.giftbit.orders import gift_status
+
+    assert gift_status(status, delivery) is expected
+
+
+GIFTBIT_FIELDS = {
+    "gifts", "number_of_results", "limit", "offset", "total_count", "info.code",
+    "gifts.*.uuid", "gifts.*.campaign_uuid", "gifts.*.campaign_id", "gifts.*.price_in_cents",
+    "gifts.*.brand_code", "gifts.*.delivery_status", "gifts.*.status", "gifts.*.created_date",
+}
+
+
+def test_giftbit_standin_lists_in_the_documented_shape(giftbit: GiftbitStandin) -> None:
+    giftbit.state.inject("orphan", count=3, created_at="2026-05-03 10:00:00")
+    giftbit.state.inject("orphan", created_at="2026-05-31 17:00:02")  # June in UTC
+    recorded = interactions(LIBRARY / "giftbit_list.yaml")
+    with httpx.Client(headers={"Authorization": f"Bearer {giftbit.api_key}"}) as client:
+        for interaction in recorded:
+            parts = urlsplit(interaction["request"]["uri"])
+            answer = client.get(giftbit.url + parts.path + "?" + parts.query)
+            assert answer.status_code == 200
+            mine, documented = answer.json(), response_json(interaction)
+            assert _fields(_shape(mine), GIFTBIT_FIELDS) == \
+                _fields(_shape(documented), GIFTBIT_FIELDS)
+            assert mine["total_count"] == 3
+            assert mine["info"]["code"] == documented["info"]["code"]
+
+
+def test_giftbit_reads_10000_orders_each_page_once_within_the_rate(
+    giftbit: GiftbitStandin,
+) -> None:
+    giftbit.state.inject("orphan", count=10_000, created_at="2026-05-15 12:00:00")
+    clock = FakeClock()
+    bucket = TokenBucket(5.0, headroom=HEADROOM, clock=clock, sleep=clock.sleep)
+    stamped = Stamped(clock)
+    got = list(giftbit_book(giftbit, bucket=bucket, transport=stamped).orders(MAY, JUNE))
+    assert len(got) == 10_000
+    assert len({o.external_id for o in got}) == 10_000
+    offsets = [int(q["offset"]) for q in giftbit.state.list_requests]
+    assert sorted(offsets) == list(range(0, 10_000, 100))
+    assert len(stamped.sent) == 100
+    assert_within_rate([t for t, _ in stamped.sent], 5.0)
+
+
+def test_giftbit_streams_and_an_error_on_page_3_raises(giftbit: GiftbitStandin) -> None:
+    giftbit.state.inject("orphan", count=500, created_at="2026-05-15 12:00:00")
+    orders = giftbit_book(giftbit).orders(MAY, JUNE)
+    for _ in range(200):
+        next(orders)
+    assert len(giftbit.state.list_requests) == 2
+    giftbit.state.fail(502, None, method="GET", path="/gifts")
+    with pytest.raises(TransientVendorError, match="HTTP 502"):
+        next(orders)
+
+
+def test_giftbit_capped_limit_is_still_read_whole(giftbit: GiftbitStandin) -> None:
+    giftbit.state.inject("orphan", count=250, created_at="2026-05-15 12:00:00")
+    real = httpx.HTTPTransport()
+
+    def capped(request: httpx.Request) -> httpx.Response:
+        url = request.url.copy_set_param("limit", "40")
+        answer = real.handle_request(httpx.Request(request.method, url,
+                                                   headers=request.headers))
+        answer.read()
+        return answer
+
+    got = list(giftbit_book(giftbit, transport=httpx.MockTransport(capped))
+               .orders(MAY, JUNE))
+    assert len({o.order_id for o in got}) == 250
+
+
+def test_giftbit_injected_orphan_duplicate_and_mismatch_are_listed(
+    giftbit: GiftbitStandin,
+) -> None:
+    with httpx.Client(base_url=giftbit.url) as admin:
+        for key in ("rpours1", "rpours2"):
+            assert admin.post("/_standin/inject",
+                              json={"kind": "orphan", "external_id": key}).status_code == 200
+        for body in ({"kind": "orphan", "external_id": "notours"},
+                     {"kind": "duplicate", "external_id": "rpours1"},
+                     {"kind": "mismatch", "external_id": "rpours2"}):
+            answer = admin.post("/_standin/inject", json=body)
+            assert answer.status_code == 200, answer.text
+    now = datetime.now(UTC)
+    got = list(giftbit_book(giftbit).orders(datetime(2020, 1, 1, tzinfo=UTC),
+                                            now.replace(year=now.year + 1)))
+    by_key: dict[str | None, list[VendorOrder]] = {}
+    for order in got:
+        by_key.setdefault(order.external_id, []).append(order)
+    assert len(by_key["notours"]) == 1
+    assert len({o.order_id for o in by_key["rpours1"]}) == 2
+    assert [o.amount_minor for o in by_key["rpours2"]] == [2600]
+
+
+def test_giftbit_order_book_has_no_default_rate() -> None:
+    settings = validate_settings("giftbit", {"api_key": "k", "base_url": "https://x.invalid"})
+    book = build_order_book("giftbit", settings, BuildContext(policy=FAST))
+    assert isinstance(book, GiftbitOrderBook)
+    assert book._bucket is None

@@ -77,7 +77,8 @@ class TangoOrderBook:
                     yield order
             read += len(page)
             number += 1
-            if len(page) < self._page_size or (total is not None and read >= total):
+            if not page or (total is not None and read >= total) or (
+                    total is None and len(page) < self._page_size):
                 return
 
     def _page(self, since: datetime, until: datetime,
@@ -110,6 +111,14 @@ class TangoOrderBook:
                 f"Tango Card answered page {answered} when page {number} of {what} was asked "
                 "for: its page numbering is not the documented one, so the list cannot be "
                 "read completely", vendor=NAME, status=status,
+            )
+        size = paging.get("elementsPerBlock")
+        if isinstance(size, int) and not isinstance(size, bool) and size != self._page_size \
+                and page:
+            raise OperatorFacingError(
+                f"Tango Card answered {what} in blocks of {size} when {self._page_size} were "
+                "asked for: pages by number would skip or repeat orders",
+                vendor=NAME, status=status,
             )
         total = paging.get("totalCount")
         return page, total if isinstance(total, int) and not isinstance(total, bool) else None

@@ -74,7 +74,10 @@ class TremendousOrderBook:
                 if since <= order.created_at < until:
                     yield order
             offset += len(page)
-            if len(page) < self._page_size or (total is not None and offset >= total):
+            # total_count decides when given: a limit the server caps lower is still read
+            # whole; without it, a short page is the last.
+            if not page or (total is not None and offset >= total) or (
+                    total is None and len(page) < self._page_size):
                 return
 
     def _page(self, since: datetime, until: datetime,
