@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from poller.core.redact import DEFAULT_SECRET_URL_KEYS, is_secret_url_key
 from poller.domain.errors import (
     NotAuditable,
     OperatorFacingError,
@@ -29,6 +30,7 @@ from poller.domain.errors import (
     VendorUnreachable,
 )
 from poller.domain.orders import OrderStatus, VendorOrder
+from poller.sandbox import http_receiver
 from poller.sandbox.server import ServerThread
 from poller.sandbox.tremendous import API_PREFIX as TREMENDOUS_PREFIX
 from poller.sandbox.tremendous import TremendousState
@@ -37,6 +39,7 @@ from poller.transport import RetryPolicy
 from poller.vendors import BuildContext, build_order_book, validate_settings
 from poller.vendors.giftbit import GiftbitVendor
 from poller.vendors.giftbit.orders import GiftbitOrderBook
+from poller.vendors.http.orders import HttpOrderBook
 from poller.vendors.ratelimit import HEADROOM, TokenBucket
 from poller.vendors.tango import TangoVendor
 from poller.vendors.tango.orders import TangoOrderBook
@@ -48,8 +51,11 @@ from .support import (
     FAST,
     STANDIN_KEY,
     GiftbitStandin,
+    ReceiverStandin,
     TangoStandin,
     giftbit_standin,
+    make_request,
+    receiver_standin,
     tango_standin,
 )
 
@@ -607,3 +613,168 @@ def test_giftbit_order_book_has_no_default_rate() -> None:
     book = build_order_book("giftbit", settings, BuildContext(policy=FAST))
     assert isinstance(book, GiftbitOrderBook)
     assert book._bucket is None
+
+
+# --- the HTTP vendor --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def receiver() -> Iterator[ReceiverStandin]:
+    standin = receiver_standin()
+    yield standin
+    standin.state.reset()
+
+
+def http_book(receiver: ReceiverStandin, *, bucket: TokenBucket | None = None,
+              transport: httpx.BaseTransport | None = None,
+              url: str | None = None) -> HttpOrderBook:
+    return HttpOrderBook(url or receiver.url + http_receiver.ORDERS_PATH, receiver.secret,
+                         bucket=bucket, policy=FAST, sleep=lambda s: None,
+                         transport=transport)
+
+
+def test_http_reads_the_contract_list() -> None:
+    book = HttpOrderBook("https://hooks.example.com/order-list", "s" * 16, bucket=None,
+                         policy=NO_RETRY)
+    with replayer(LIBRARY).use_cassette("http_list.yaml") as cassette:
+        got = list(book.orders(MAY, JUNE))
+        assert cassette.all_played
+    assert got == [
+        VendorOrder(vendor="http", order_id="HOOK-000001", external_id="rp1cafe",
+                    created_at=datetime(2026, 5, 1, 14, 11, 9, tzinfo=UTC),
+                    status=OrderStatus.COMPLETE, raw_status="accepted", amount_minor=2500,
+                    currency="USD", product="AMZN", recipient="alice@example.com"),
+        VendorOrder(vendor="http", order_id="HOOK-000002", external_id="rp2beef",
+                    created_at=datetime(2026, 5, 12, 16, 45, 10, tzinfo=UTC),
+                    status=OrderStatus.CANCELLED, raw_status="refused", amount_minor=5000,
+                    currency="EUR", product=None, recipient="bob@example.com"),
+        VendorOrder(vendor="http", order_id="MANUAL-7", external_id=None,
+                    created_at=datetime(2026, 5, 20, 9, 30, tzinfo=UTC),
+                    status=OrderStatus.PENDING, raw_status="pending", amount_minor=1000,
+                    currency="USD", product=None, recipient=None),
+    ]
+
+
+HTTP_FIELDS = {
+    "orders", "next_cursor", "orders.*.idempotency_key", "orders.*.order_id",
+    "orders.*.created_at", "orders.*.status", "orders.*.amount", "orders.*.currency",
+    "orders.*.email",
+}
+
+
+def test_http_receiver_lists_in_the_contract_shape_and_checks_the_signature(
+    receiver: ReceiverStandin,
+) -> None:
+    receiver.state.inject("orphan", external_id="k1", count=150,
+                          created_at="2026-05-03T10:00:00Z")
+    documented = [response_json(i) for i in interactions(LIBRARY / "http_list.yaml")]
+    list(http_book(receiver).orders(MAY, JUNE))
+    assert [r["signature_ok"] for r in receiver.state.list_requests] == [True, True]
+    assert [r["query"].get("cursor") for r in receiver.state.list_requests] == [None, "100"]
+    with httpx.Client() as client:
+        unsigned = client.get(receiver.url + http_receiver.ORDERS_PATH,
+                              params={"since": "2026-05-01T00:00:00Z"})
+        assert unsigned.status_code == 401
+        query = "since=2026-05-01T00%3A00%3A00Z&until=2026-06-01T00%3A00%3A00Z"
+        from poller.vendors.http import signature
+
+        mine = client.get(receiver.url + http_receiver.ORDERS_PATH + "?" + query, headers={
+            "X-Reward-Poller-Signature": signature(receiver.secret, query.encode(),
+                                                   int(datetime.now(UTC).timestamp()))}).json()
+    assert _fields(_shape(mine), HTTP_FIELDS) == _fields(_shape(documented[0]), HTTP_FIELDS)
+
+
+def test_http_reads_10000_orders_each_page_once_within_the_rate(
+    receiver: ReceiverStandin,
+) -> None:
+    receiver.state.inject("orphan", count=10_000, created_at="2026-05-15T12:00:00Z")
+    clock = FakeClock()
+    bucket = TokenBucket(3.0, headroom=HEADROOM, clock=clock, sleep=clock.sleep)
+    stamped = Stamped(clock)
+    got = list(http_book(receiver, bucket=bucket, transport=stamped).orders(MAY, JUNE))
+    assert len({o.order_id for o in got}) == len(got) == 10_000
+    cursors = [r["query"].get("cursor", "0") for r in receiver.state.list_requests]
+    assert sorted(cursors, key=int) == [str(n) for n in range(0, 10_000, 100)]
+    assert len(stamped.sent) == 100
+    assert_within_rate([t for t, _ in stamped.sent], 3.0)
+
+
+def test_http_streams_and_an_error_on_page_3_raises(receiver: ReceiverStandin) -> None:
+    receiver.state.inject("orphan", count=500, created_at="2026-05-15T12:00:00Z")
+    orders = http_book(receiver).orders(MAY, JUNE)
+    for _ in range(200):
+        next(orders)
+    assert len(receiver.state.list_requests) == 2
+    receiver.state.fail(503, None)
+    with pytest.raises(TransientVendorError, match="HTTP 503"):
+        next(orders)
+
+
+def test_http_cursor_given_twice_is_an_error_not_a_loop() -> None:
+    def stuck(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"orders": [], "next_cursor": "again"})
+
+    book = HttpOrderBook("https://hooks.example.com/list", "s" * 16, bucket=None,
+                         policy=NO_RETRY, transport=httpx.MockTransport(stuck))
+    with pytest.raises(OperatorFacingError, match="next_cursor"):
+        list(book.orders(MAY, JUNE))
+
+
+def test_http_list_errors_name_only_the_origin() -> None:
+    book = HttpOrderBook("http://user:hookp4ss-9f2c@127.0.0.1:9/catch/ab12cd34ef56/list",
+                         "s" * 16, bucket=None, policy=NO_RETRY)
+    with pytest.raises(VendorUnreachable) as caught:
+        list(book.orders(MAY, JUNE))
+    for part in ("hookp4ss", "ab12cd34ef56", "/catch"):
+        assert part not in str(caught.value)
+        assert part not in repr(book)
+
+
+def test_http_injected_orphan_duplicate_and_mismatch_are_listed(
+    receiver: ReceiverStandin,
+) -> None:
+    from poller.vendors.http import HttpVendor
+
+    vendor = HttpVendor(receiver.hook_url, receiver.secret, policy=FAST)
+    try:
+        ours = [make_request(r, vendor="http") for r in ("h-1", "h-2")]
+        for request in ours:
+            vendor.place_order(request)
+    finally:
+        vendor.close()
+    with httpx.Client(base_url=receiver.url) as admin:
+        for body in ({"kind": "orphan"},
+                     {"kind": "duplicate", "external_id": ours[0].idempotency_key},
+                     {"kind": "mismatch", "external_id": ours[1].idempotency_key}):
+            answer = admin.post("/_standin/inject", json=body)
+            assert answer.status_code == 200, answer.text
+    now = datetime.now(UTC)
+    got = list(http_book(receiver).orders(datetime(2020, 1, 1, tzinfo=UTC),
+                                          now.replace(year=now.year + 1)))
+    by_key: dict[str | None, list[VendorOrder]] = {}
+    for order in got:
+        by_key.setdefault(order.external_id, []).append(order)
+    assert len(by_key[None]) == 1  # the orphan carries no key of ours
+    assert len({o.order_id for o in by_key[ours[0].idempotency_key]}) == 2
+    assert [o.amount_minor for o in by_key[ours[1].idempotency_key]] == [2600]
+
+
+def test_http_without_orders_url_is_not_auditable() -> None:
+    settings = validate_settings("http", {"url": "https://hooks.example.com/x",
+                                          "secret": "s" * 16})
+    with pytest.raises(NotAuditable, match="no orders_url configured"):
+        build_order_book("http", settings, BuildContext(policy=FAST))
+    with_list = validate_settings("http", {"url": "https://hooks.example.com/x",
+                                           "secret": "s" * 16,
+                                           "orders_url": "https://hooks.example.com/list"})
+    book = build_order_book("http", with_list, BuildContext(policy=FAST))
+    assert isinstance(book, HttpOrderBook)
+    assert book._bucket is None  # no documented rate: none unless configured
+    with pytest.raises(ValueError, match="orders_url"):
+        validate_settings("http", {"url": "https://h.example.com", "secret": "s" * 16,
+                                   "orders_url": "ftp://h.example.com/list"})
+
+
+def test_orders_url_is_a_secret_url_key() -> None:
+    assert "vendors.*.orders_url" in DEFAULT_SECRET_URL_KEYS
+    assert is_secret_url_key("vendors.http.orders_url", DEFAULT_SECRET_URL_KEYS)
