@@ -778,3 +778,35 @@ def test_http_without_orders_url_is_not_auditable() -> None:
 def test_orders_url_is_a_secret_url_key() -> None:
     assert "vendors.*.orders_url" in DEFAULT_SECRET_URL_KEYS
     assert is_secret_url_key("vendors.http.orders_url", DEFAULT_SECRET_URL_KEYS)
+
+
+# --- reward-poller sandbox --inject -----------------------------------------------------------
+
+
+def test_sandbox_inject_adds_to_the_running_standins(
+    trem: tuple[str, TremendousState], capsys: pytest.CaptureFixture[str],
+) -> None:
+    from poller.cli.main import run_command
+
+    url, state = trem
+    port = str(urlsplit(url).port)
+    assert run_command(["sandbox", "--tremendous-port", port,
+                        "--inject", "tremendous:orphan:notours"]) == 0
+    assert run_command(["sandbox", "--tremendous-port", port,
+                        "--inject", "tremendous:duplicate:notours",
+                        "--inject", "tremendous:mismatch:notours"]) == 0
+    out = capsys.readouterr().out
+    assert "tremendous: orphan injected: order ORD" in out
+    assert out.count("(key notours)") == 3
+    listed = list(tremendous_book(url).orders(datetime(2020, 1, 1, tzinfo=UTC),
+                                              datetime(2100, 1, 1, tzinfo=UTC)))
+    assert len(listed) == 2
+    assert sorted(o.amount_minor or 0 for o in listed) == [2500, 2600]
+    assert len(state.orders) == 2
+
+
+def test_sandbox_inject_names_a_bad_request(capsys: pytest.CaptureFixture[str]) -> None:
+    from poller.cli.main import run_command
+
+    assert run_command(["sandbox", "--inject", "amazon:orphan"]) != 0
+    assert "the vendor is one of tremendous, tango, giftbit, http" in capsys.readouterr().err
