@@ -320,7 +320,7 @@ def test_tremendous_order_book_is_built_from_its_section() -> None:
 
 def test_manual_has_no_order_list() -> None:
     settings = validate_settings("manual", {})
-    with pytest.raises(NotAuditable):
+    with pytest.raises(NotAuditable, match="no order list to read"):
         build_order_book("manual", settings, BuildContext(policy=FAST))
 
 
