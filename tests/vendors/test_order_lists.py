@@ -13,6 +13,7 @@ orders``), and the stand-ins' answers to them.
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+import structlog
 
 from poller.core.redact import DEFAULT_SECRET_URL_KEYS, is_secret_url_key
 from poller.domain.errors import (
@@ -783,8 +785,23 @@ def test_orders_url_is_a_secret_url_key() -> None:
 # --- reward-poller sandbox --inject -----------------------------------------------------------
 
 
+@pytest.fixture
+def restored_logging() -> Iterator[None]:
+    """``run_command`` configures logging for the process: put it back for the next test."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    structlog.reset_defaults()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    for handler in handlers:
+        root.addHandler(handler)
+    root.setLevel(level)
+
+
 def test_sandbox_inject_adds_to_the_running_standins(
     trem: tuple[str, TremendousState], capsys: pytest.CaptureFixture[str],
+    restored_logging: None,
 ) -> None:
     from poller.cli.main import run_command
 
@@ -805,7 +822,9 @@ def test_sandbox_inject_adds_to_the_running_standins(
     assert len(state.orders) == 2
 
 
-def test_sandbox_inject_names_a_bad_request(capsys: pytest.CaptureFixture[str]) -> None:
+def test_sandbox_inject_names_a_bad_request(
+    capsys: pytest.CaptureFixture[str], restored_logging: None,
+) -> None:
     from poller.cli.main import run_command
 
     assert run_command(["sandbox", "--inject", "amazon:orphan"]) != 0
