@@ -829,3 +829,15 @@ def test_sandbox_inject_names_a_bad_request(
 
     assert run_command(["sandbox", "--inject", "amazon:orphan"]) != 0
     assert "the vendor is one of tremendous, tango, giftbit, http" in capsys.readouterr().err
+
+
+def test_http_signature_covers_a_query_orders_url_already_has(
+    receiver: ReceiverStandin,
+) -> None:
+    receiver.state.inject("orphan", created_at="2026-05-03T10:00:00Z")
+    url = receiver.url + http_receiver.ORDERS_PATH + "?token=ab%2Fcd+ef&team=x"
+    got = list(http_book(receiver, url=url).orders(MAY, JUNE))
+    assert len(got) == 1
+    [request] = receiver.state.list_requests
+    assert request["signature_ok"] is True
+    assert request["query"]["token"] == "ab/cd ef"
