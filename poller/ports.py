@@ -374,6 +374,17 @@ class OrderBook(Protocol):
 
     vendor: str
 
+    def vendor_key(self, idempotency_key: str) -> str:
+        """The id this vendor records for one of our idempotency keys (the key itself,
+        unless the vendor's id has rules the key does not fit: Giftbit's campaign id)."""
+        ...
+
+    def is_ours(self, external_id: str | None) -> bool:
+        """Whether an id in the vendor's list has the shape of one reward-poller sends."""
+        ...
+
+    def close(self) -> None: ...
+
     def orders(self, since: datetime, until: datetime) -> Iterator[VendorOrder]:
         """Every order created in [since, until), each page read once, within the vendor's
         rate limit. Raises the adapter's errors (``VendorUnreachable`` and the rest) as

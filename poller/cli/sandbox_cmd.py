@@ -34,17 +34,24 @@ DEFAULT_PORT_BASE = 7470  # poller.sandbox.services.DEFAULT_PORT_BASE, without i
               help="Write the configuration for the stand-ins to --config (default "
                    "./config.toml): only over a missing file, the unchanged example from "
                    "`init`, or an earlier sandbox configuration.")
+@click.option("--inject", "injections", multiple=True, metavar="VENDOR:KIND[:KEY]",
+              help="Do not serve: add to the order list of the stand-ins already running on "
+                   "these ports an orphan, a duplicate or a mismatch (KIND) at VENDOR "
+                   "(tremendous, tango, giftbit or http), for rehearsing `reward-poller "
+                   "audit`; KEY names the order a duplicate or mismatch is made of (default: "
+                   "the newest). Repeatable.")
 @click.pass_obj
 def sandbox_command(
     obj: Context, port_base: int, influitive_port: int | None, tremendous_port: int | None,
     tango_port: int | None, giftbit_port: int | None, http_port: int | None, empty: bool,
-    write_config: bool,
+    write_config: bool, injections: tuple[str, ...],
 ) -> None:
     """Serve local stand-ins for Influitive, Tremendous, Tango Card, Giftbit and an HTTP
     vendor (manual needs none) on loopback, with a few redemptions, until Ctrl-C.
 
     Prints the configuration that points at them; rehearse `check`, `run`, the daemon and
-    the `ledger` commands with it in another terminal.
+    the `ledger` commands with it in another terminal. With --inject, adds orphan, duplicate
+    or mismatched orders to the running stand-ins instead (docs/sandbox.md).
     """
     from poller.config import DEFAULT_CONFIG_PATH
     from poller.sandbox import services as sandbox
@@ -53,6 +60,9 @@ def sandbox_command(
         port_base, influitive=influitive_port, tremendous=tremendous_port, tango=tango_port,
         giftbit=giftbit_port, http=http_port,
     ).as_dict()
+    if injections:
+        _inject(sandbox.urls_for(sandbox.HOST, ports), injections)
+        return
     target = Path(obj.config_path or DEFAULT_CONFIG_PATH)
     if write_config:
         # Checked before the stand-ins start; the same check as `init` (a symbolic link,
@@ -104,3 +114,26 @@ def sandbox_command(
         signal.signal(signal.SIGTERM, previous)
         box.stop()
     click.echo("stand-ins stopped")
+
+
+def _inject(urls: dict[str, str], injections: tuple[str, ...]) -> None:
+    """``--inject``: each ``VENDOR:KIND[:KEY]`` sent to the running stand-in, what it added
+    printed (the order's id and the key it carries)."""
+    from poller.sandbox import services as sandbox
+
+    try:
+        wanted = [sandbox.parse_injection(text) for text in injections]
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--inject") from None
+    for vendor, kind, key in wanted:
+        try:
+            added = sandbox.inject(urls[vendor], kind, key)
+        except (OSError, RuntimeError) as exc:
+            raise Failed(f"{vendor}: {kind} not injected: {exc}") from None
+        for order in added:
+            ident = next((str(order[k]) for k in ("id", "referenceOrderID", "uuid", "order_id")
+                          if order.get(k)), "?")
+            ours = next((str(order[k]) for k in ("external_id", "externalRefID",
+                                                 "campaign_id", "idempotency_key")
+                         if order.get(k)), "none")
+            click.echo(f"{vendor}: {kind} injected: order {ident} (key {ours})")

@@ -32,7 +32,7 @@ row (another system on the same account, or a vendor that keeps no key: ``not_ou
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -220,14 +220,16 @@ def _owner(order: VendorOrder, by_key: Mapping[str, LedgerEntry],
 
 def audit_vendor(
     vendor: str, orders: Iterable[VendorOrder], entries: Iterable[LedgerEntry], *,
-    since: datetime, until: datetime,
+    since: datetime, until: datetime, vendor_key: Callable[[str], str] = lambda key: key,
+    is_ours: Callable[[str | None], bool] = is_our_key,
 ) -> VendorAudit:
     """One vendor's books for ``[since, until)``: ``orders`` is what the vendor lists
     (created ``MARGIN`` either side included), ``entries`` the ledger rows that may own them
     (every row whose key or order id an order names, and this vendor's rows ordered in the
-    period and its margins)."""
+    period and its margins). ``vendor_key`` turns a row's key into the id the vendor records
+    for it and ``is_ours`` tells our ids in the vendor's list (``OrderBook``'s own)."""
     rows = list(entries)
-    by_key = {e.idempotency_key: e for e in rows if e.idempotency_key}
+    by_key = {vendor_key(e.idempotency_key): e for e in rows if e.idempotency_key}
     by_order = {e.vendor_order_id: e for e in rows if e.vendor_order_id and e.vendor == vendor}
 
     def in_period(when: datetime | None) -> bool:
@@ -251,13 +253,13 @@ def audit_vendor(
             spend[order.currency.strip().upper()] += order.amount_minor
         live = order.status in LIVE
         if owner is None:
-            if live and is_our_key(order.external_id):
+            if live and is_ours(order.external_id):
                 found.append(Discrepancy(
                     vendor=vendor, kind=Kind.ORPHAN, redemption_id=None, source=None,
                     order_id=order.order_id,
                     detail=f"{order.raw_status} at the vendor under key {order.external_id}, "
                            "which no redemption in the ledger has"))
-            elif not is_our_key(order.external_id):
+            elif not is_ours(order.external_id):
                 not_ours += 1
             continue
         if elsewhere and live:

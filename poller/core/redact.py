@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 DEFAULT_SECRET_URL_KEYS = ("vendors.*.url", "vendors.*.base_url", "vendors.*.lookup_url",
-                           "alerts.webhook_url")
+                           "vendors.*.orders_url", "alerts.webhook_url")
 """Every vendor URL and the alert webhook: their paths may be credentials."""
 
 HIDDEN_PATH = "/…"

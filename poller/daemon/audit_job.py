@@ -48,7 +48,9 @@ def order_book_opener(config: Config) -> BookOpener:
         settings = config.vendor_settings(name)
         if settings is None:
             raise ConfigError(f"vendor {name!r} has no [vendors.{name}] section")
-        return build_order_book(name, settings, BuildContext(policy=policy))
+        return build_order_book(name, settings, BuildContext(
+            # The config has applied the vendor's default already: None there is "no limit".
+            policy=policy, rate_limit_per_second=config.vendor_rate_limit(name) or 0.0))
 
     return open_book
 
@@ -97,14 +99,13 @@ def audit_books(
             audits.append(VendorAudit(vendor=name, unreadable=_why(exc)))
             continue
         finally:
-            close: Any = getattr(book, "close", None)
-            if callable(close):
-                close()
+            book.close()
         entries = rows_for_audit(
             engine, name, since=since - MARGIN, until=until + MARGIN,
             keys={o.external_id for o in orders if o.external_id},
             order_ids={o.order_id for o in orders})
-        audits.append(audit_vendor(name, orders, entries, since=since, until=until))
+        audits.append(audit_vendor(name, orders, entries, since=since, until=until,
+                                   vendor_key=book.vendor_key, is_ours=book.is_ours))
     return AuditResult(since=since, until=until, vendors=tuple(audits))
 
 

@@ -12,7 +12,7 @@ import asyncio
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -273,6 +273,40 @@ def fault_admin_routes(st: Any, *, targeted: bool = True) -> list[Route]:
         Route("/_standin/lose", admin_lose, methods=["POST"]),
         Route("/_standin/garbage", admin_garbage, methods=["POST"]),
     ]
+
+
+INJECT_KINDS = ("orphan", "duplicate", "mismatch")
+"""What ``POST /_standin/inject`` puts into a stand-in's order list for the books audit."""
+
+_INJECT_OPTIONS = frozenset({"external_id", "count", "created_at", "field"})
+
+
+def inject_route(inject: Callable[..., list[dict[str, Any]]]) -> Callable[
+        [Request], Awaitable[Response]]:
+    """``POST /_standin/inject {"kind": "orphan"|"duplicate"|"mismatch", "external_id",
+    "count", "created_at", "field"}``: calls the stand-in's ``inject`` and answers
+    ``{"injected": [orders as listed]}`` (400 for a bad body, 404 for an unknown order)."""
+
+    async def admin_inject(request: Request) -> Response:
+        body = await _json_object(request)
+        kind = body.get("kind")
+        if kind not in INJECT_KINDS:
+            return JSONResponse({"error": f"kind is one of {', '.join(INJECT_KINDS)}"},
+                                status_code=400)
+        options = {k: v for k, v in body.items() if k in _INJECT_OPTIONS and v is not None}
+        count = options.get("count", 1)
+        if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= 100_000:
+            return JSONResponse({"error": "count is an integer from 1 to 100000"},
+                                status_code=400)
+        try:
+            made = inject(kind, **options)
+        except KeyError:
+            return JSONResponse({"error": "no such order"}, status_code=404)
+        except (TypeError, ValueError) as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse({"injected": made})
+
+    return admin_inject
 
 
 # --- responses that misbehave on purpose ---------------------------------------------------

@@ -19,8 +19,10 @@ Built-in behaviours (no setup needed):
   ``INFO_CAMPAIGN_CREATED_FUNDS_REQUIRED``) and topping the funds up (``set_funds`` /
   ``add_funds``) sends the waiting campaigns that now fit, oldest first. Brand ``PENDING``
   stays ``API_CREATING`` until ``approve``.
-* ``GET /gifts?campaign_id=`` lists the campaign's gifts (one per contact, made when the
-  campaign is sent) with ``delivery_status`` ``DELIVERED``; an address ending in
+* ``GET /gifts`` lists gifts newest first (``campaign_id``, ``campaign_uuid``,
+  ``delivery_status``, ``status``, ``created_date_greater_than``/``_less_than`` filters,
+  ``limit`` default 20, ``offset``; dates are Pacific time, as Giftbit's): one per contact,
+  made when the campaign is sent, with ``delivery_status`` ``DELIVERED``; an address ending in
   ``@bounce.example`` is ``UNDELIVERABLE``; ``set_delivery`` changes it.
 * Brands (``BRANDS``, Giftbit's brand fields): ``amazonus`` (USD, variable 5 to 500),
   ``starbucksus`` (USD, fixed 5, 10 or 25), ``amazonca`` (CAD), ``PENDING`` (USD) and
@@ -41,13 +43,16 @@ the campaign was created), garbage answers, ``repeat_mode``. ``reset`` puts ever
 from __future__ import annotations
 
 import copy
+import functools
 import hmac
 import re
 import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 import structlog
 from starlette.applications import Starlette
@@ -60,6 +65,7 @@ from poller.sandbox.faults import (
     _json_object,
     apply_delay,
     fault_admin_routes,
+    inject_route,
     rate_limit_headers,
     retry_after_headers,
     spoil,
@@ -133,6 +139,9 @@ class GiftbitState(Faults):
         """One record per ``POST /campaign``: id, created, status, outcome."""
         self.repeat_mode: RepeatMode = "error"
         self._init_faults()
+        self.list_requests: list[dict[str, str]] = []
+        """The query of every ``GET /gifts`` answered (offset, limit, filters)."""
+        self._counter = 0
 
     def __repr__(self) -> str:
         return f"GiftbitState(campaigns={len(self.campaigns)}, funds={self.funds})"
@@ -146,6 +155,8 @@ class GiftbitState(Faults):
             self.received.clear()
             self.repeat_mode = "error"
             self._reset_faults()
+            self.list_requests.clear()
+            self._counter = 0
 
     def set_repeat_mode(self, mode: RepeatMode) -> None:
         with self._lock:
@@ -189,6 +200,99 @@ class GiftbitState(Faults):
         with self._lock:
             campaign = self.campaigns.get(ident)
             return copy.deepcopy(campaign["_gifts"]) if campaign is not None else []
+
+    def inject(self, kind: str, *, external_id: str | None = None, count: int = 1,
+               created_at: str | None = None, price_in_cents: int = 2500,
+               brand_code: str = "amazonus", email: str = "orphan@example.com",
+               field: str = "amount") -> list[dict[str, Any]]:
+        """Put into the gift list what the books audit must find (none touches the funds):
+        ``orphan`` (``count`` sent campaigns placed outside reward-poller, id
+        ``external_id`` or ``orphanN``, ``created_at`` ``yyyy-MM-dd HH:mm:ss`` Pacific,
+        default now), ``duplicate`` (a second gift in the campaign ``external_id``, default
+        the newest, as if it had been sent twice) or ``mismatch`` (that campaign's gift
+        changed in ``field``: ``amount`` +100 cents, ``status`` to GIVER_CANCELLED, or
+        ``recipient``). Returns the gifts as listed. KeyError: no such campaign (or none
+        sent); ValueError: unknown kind or field."""
+        with self._lock:
+            if kind == "orphan":
+                made = []
+                for _ in range(count):
+                    self._counter += 1
+                    ident = external_id or f"orphan{self._counter}"
+                    campaign: dict[str, Any] = {
+                        "id": ident, "uuid": str(uuid.uuid4()), "status": CAMPAIGN_CREATED,
+                        "price_in_cents": price_in_cents, "brand_codes": [brand_code],
+                        "contacts": [{"firstname": "Not", "lastname": "Ours",
+                                      "email": email}],
+                        "subject": None, "message": None,
+                        "created_date": created_at or pacific_now(),
+                        "_currency": _BRANDS[brand_code]["fund_currencyisocode"]
+                        if brand_code in _BRANDS else "USD",
+                        "_hold": False, "_gifts": [],
+                    }
+                    self.campaigns.setdefault(ident, campaign)
+                    self._send(campaign)
+                    made.append(copy.deepcopy(campaign["_gifts"][-1]))
+                return made
+            ref: str | None = external_id or next(
+                (c["id"] for c in reversed(list(self.campaigns.values())) if c["_gifts"]), None)
+            found = self.campaigns.get(ref) if ref is not None else None
+            if found is None or not found["_gifts"]:
+                raise KeyError(ref)
+            gift: dict[str, Any] = found["_gifts"][0]
+            if kind == "duplicate":
+                twin = copy.deepcopy(gift) | {"uuid": str(uuid.uuid4())}
+                if created_at is not None:
+                    twin["created_date"] = created_at
+                found["_gifts"].append(twin)
+                return [copy.deepcopy(twin)]
+            if kind == "mismatch":
+                if field == "amount":
+                    gift["price_in_cents"] += 100
+                elif field == "status":
+                    gift["status"] = "GIVER_CANCELLED"
+                elif field == "recipient":
+                    gift["recipient_email"] = "someone-else@example.com"
+                else:
+                    raise ValueError(f"unknown field {field!r}: amount, status or recipient")
+                return [copy.deepcopy(gift)]
+            raise ValueError(f"unknown kind {kind!r}: orphan, duplicate or mismatch")
+
+    def listed(self, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        """``GET /gifts``: newest first; ``campaign_id``, ``campaign_uuid``,
+        ``delivery_status``, ``status``, ``created_date_greater_than`` /
+        ``created_date_less_than`` (``yyyy-MM-dd HH:mm:ss`` Pacific), ``limit`` (default
+        20), ``offset``."""
+        try:
+            limit = int(query.get("limit", "20"))
+            offset = int(query.get("offset", "0"))
+            after = _pacific(query["created_date_greater_than"]) \
+                if "created_date_greater_than" in query else None
+            before = _pacific(query["created_date_less_than"]) \
+                if "created_date_less_than" in query else None
+        except ValueError:
+            return 422, error_body(422, "ERROR_INVALID_PARAMETER", "Invalid parameter",
+                                   "limit, offset or a date is not valid")
+        if limit < 1 or offset < 0:
+            return 422, error_body(422, "ERROR_INVALID_PARAMETER", "Invalid parameter",
+                                   "limit and offset must be positive")
+        exact = {k: query[k] for k in ("campaign_id", "campaign_uuid", "delivery_status",
+                                       "status") if k in query}
+        with self._lock:
+            self.list_requests.append(dict(query))
+            chosen = [
+                g for c in self.campaigns.values() for g in c["_gifts"]
+                if all(str(g.get(k)) == v for k, v in exact.items())
+                and (after is None or _pacific(g["created_date"]) > after)
+                and (before is None or _pacific(g["created_date"]) < before)
+            ]
+            chosen.sort(key=lambda g: (_pacific(g["created_date"]), g["uuid"]), reverse=True)
+            page = [copy.deepcopy(g) for g in chosen[offset:offset + limit]]
+        return 200, {"gifts": page, "number_of_results": len(page), "limit": limit,
+                     "offset": offset, "total_count": len(chosen),
+                     "info": {"code": "INFO_GIFTS", "name": "Gift information retrieved",
+                              "message": "Returned gifts matching your search parameters."},
+                     "status": 200}
 
     # --- records ------------------------------------------------------------------------
 
@@ -292,7 +396,7 @@ class GiftbitState(Faults):
                 "contacts": copy.deepcopy(body["contacts"]),
                 "subject": body.get("subject"),
                 "message": body.get("message"),
-                "created_date": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+                "created_date": pacific_now(),
                 "_currency": currency,
                 "_hold": held,
                 "_gifts": [],
@@ -312,6 +416,19 @@ class GiftbitState(Faults):
                      "message": "The campaign was created and will be sent once funded"})
             log.debug("standin.campaign.created", id=ident, status=campaign["status"])
             return 200, {"campaign": answer, "info": info, "status": 200}, "created"
+
+
+PACIFIC = ZoneInfo("America/Los_Angeles")
+
+
+def pacific_now() -> str:
+    """Now as Giftbit writes dates: Pacific time, ``yyyy-MM-dd HH:mm:ss``."""
+    return datetime.now(PACIFIC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@functools.lru_cache(maxsize=4096)
+def _pacific(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=PACIFIC)
 
 
 def _public(campaign: dict[str, Any]) -> dict[str, Any]:
@@ -372,7 +489,9 @@ def create_app(state: GiftbitState | None = None, *, api_key: str = "standin-key
     ``POST /lose {"count", "mode", "hang_seconds"}``; ``POST /garbage {"count"}``;
     ``POST /repeat_mode {"mode": "error"|"replay"}``;
     ``POST /campaigns/{id}/approve``; ``POST /campaigns/{id}/status {"status"}``;
-    ``POST /campaigns/{id}/delivery {"delivery_status"}``.
+    ``POST /campaigns/{id}/delivery {"delivery_status"}``;
+    ``POST /inject {"kind": "orphan"|"duplicate"|"mismatch", "external_id", "count",
+    "created_at", "field"}`` (see ``GiftbitState.inject``).
     """
     st = state if state is not None else GiftbitState()
     expected = f"Bearer {api_key}".encode()
@@ -434,18 +553,8 @@ def create_app(state: GiftbitState | None = None, *, api_key: str = "standin-key
 
     @api
     async def list_gifts(request: Request) -> Response:
-        wanted = request.query_params.get("campaign_id")
-        by_uuid = request.query_params.get("campaign_uuid")
-        with st._lock:
-            gifts = [copy.deepcopy(g) for c in st.campaigns.values() for g in c["_gifts"]
-                     if (wanted is None or c["id"] == wanted)
-                     and (by_uuid is None or c["uuid"] == by_uuid)]
-        return JSONResponse({"gifts": gifts, "number_of_results": len(gifts), "limit": 20,
-                             "offset": 0, "total_count": len(gifts),
-                             "info": {"code": "INFO_GIFTS", "name": "Gift information retrieved",
-                                      "message": "Returned gifts matching your search "
-                                                 "parameters."},
-                             "status": 200})
+        status, answer = st.listed(dict(request.query_params))
+        return JSONResponse(answer, status_code=status)
 
     @api
     async def list_brands(request: Request) -> Response:
@@ -540,6 +649,7 @@ def create_app(state: GiftbitState | None = None, *, api_key: str = "standin-key
         Route("/_standin/campaigns/{ident}/approve", admin_approve, methods=["POST"]),
         Route("/_standin/campaigns/{ident}/status", admin_status, methods=["POST"]),
         Route("/_standin/campaigns/{ident}/delivery", admin_delivery, methods=["POST"]),
+        Route("/_standin/inject", inject_route(st.inject), methods=["POST"]),
     ]
     routes += fault_admin_routes(st)
     app = Starlette(routes=routes)

@@ -16,6 +16,8 @@ Built-in behaviours (no setup needed):
   nothing; a repeat with a *different* body is a 422 (the adapter must send identical bytes).
 * ``GET /hooks/orders/{key}`` (signed over the key): the order's answer, or a 404
   ``{"status": "not_found"}``; it never creates anything.
+* ``GET /hooks/order-list?since=&until=[&cursor=]`` (signed over the query string): the
+  orders taken, as the order list in the wire format shows them, 100 a page.
 * Rules for a new order: product ``UNAVAILABLE`` is ``refused`` ("This reward is out of
   stock"); an advocate email ending in ``@invalid.example`` is ``refused``; product
   ``PENDING`` is ``pending`` until ``approve``; anything else is ``accepted`` at once.
@@ -30,10 +32,13 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import json
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import structlog
@@ -47,6 +52,7 @@ from poller.sandbox.faults import (
     _json_object,
     apply_delay,
     fault_admin_routes,
+    inject_route,
     rate_limit_headers,
     retry_after_headers,
     spoil,
@@ -58,6 +64,10 @@ log = structlog.get_logger(__name__)
 
 HOOK_PATH = "/hooks/orders"
 LOOKUP_PATH = HOOK_PATH + "/{idempotency_key}"
+ORDERS_PATH = "/hooks/order-list"
+"""The optional order list (``[vendors.http] orders_url``), paged by cursor."""
+LIST_PAGE = 100
+"""Orders per page of the order list."""
 UNAVAILABLE_PRODUCT = "UNAVAILABLE"
 PENDING_PRODUCT = "PENDING"
 INVALID_RECIPIENT_DOMAIN = "@invalid.example"
@@ -79,9 +89,13 @@ class ReceiverState(Faults):
         """One record per POST: key, signature_ok, status (HTTP), answer, outcome."""
         self.lookups: list[dict[str, Any]] = []
         """One record per look-up GET: key, signature_ok, status (HTTP)."""
+        self.extra: list[dict[str, Any]] = []
+        """Orders only in the order list (``inject``): orphans and duplicates."""
         self._init_faults()
         self._counter = 0
         self._ignore = 0
+        self.list_requests: list[dict[str, Any]] = []
+        """One record per order-list GET: query (since, until, cursor), signature_ok, status."""
 
     def __repr__(self) -> str:
         return f"ReceiverState(orders={len(self.orders)})"
@@ -94,9 +108,11 @@ class ReceiverState(Faults):
             self.orders.clear()
             self.received.clear()
             self.lookups.clear()
+            self.extra.clear()
             self._reset_faults()
             self._counter = 0
             self._ignore = 0
+            self.list_requests.clear()
 
     def ignore(self, count: int = 1) -> None:
         """The next ``count`` POSTs hang unhandled until the client gives up: the receiver
@@ -128,6 +144,81 @@ class ReceiverState(Faults):
             order["status"] = status
             order["message"] = message
             return self._answer(order)
+
+    def inject(self, kind: str, *, external_id: str | None = None, count: int = 1,
+               created_at: str | None = None, amount: str = "25.00", currency: str = "USD",
+               email: str = "orphan@example.com", field: str = "amount",
+               ) -> list[dict[str, Any]]:
+        """Put into the order list what the books audit must find: ``orphan`` (``count``
+        orders taken outside reward-poller, under ``external_id`` or none, ``created_at``
+        RFC 3339, default now), ``duplicate`` (a second order under the key ``external_id``,
+        default the newest order's) or ``mismatch`` (that order changed in ``field``:
+        ``amount`` +1.00, ``status`` accepted <-> cancelled, or ``recipient``). Returns the
+        orders as listed. KeyError: no such order; ValueError: unknown kind or field."""
+        with self._lock:
+            if kind == "orphan":
+                made = []
+                for _ in range(count):
+                    self._counter += 1
+                    entry = self._listed_entry(external_id, amount, currency, email, created_at)
+                    self.extra.append(entry)
+                    made.append(_listed(entry))
+                return made
+            key = external_id or next(reversed(self.orders), None)
+            order = self.orders.get(key) if key is not None else None
+            if order is None:
+                raise KeyError(key)
+            if kind == "duplicate":
+                self._counter += 1
+                listed = _listed({**order, "key": key})
+                entry = self._listed_entry(key, listed["amount"], listed["currency"],
+                                           listed["email"] or email, created_at)
+                self.extra.append(entry)
+                return [_listed(entry)]
+            if kind == "mismatch":
+                routing = order["order"].setdefault("routing", {})
+                if field == "amount":
+                    routing["amount"] = str(Decimal(str(routing.get("amount", "0"))) + 1)
+                elif field == "status":
+                    order["status"] = "cancelled" if order["status"] == "accepted" \
+                        else "accepted"
+                elif field == "recipient":
+                    order["order"].setdefault("advocate", {})["email"] = \
+                        "someone-else@example.com"
+                else:
+                    raise ValueError(f"unknown field {field!r}: amount, status or recipient")
+                return [_listed({**order, "key": key})]
+            raise ValueError(f"unknown kind {kind!r}: orphan, duplicate or mismatch")
+
+    def _listed_entry(self, key: str | None, amount: str, currency: str, email: str,
+                      created_at: str | None) -> dict[str, Any]:
+        return {"key": key, "order_id": f"HOOK-{self._counter:06d}", "status": "accepted",
+                "message": "", "created_at": created_at or _now(),
+                "order": {"routing": {"amount": amount, "currency": currency,
+                                      "product": None},
+                          "advocate": {"email": email}}}
+
+    def listed(self, since: str | None, until: str | None, cursor: str | None,
+               ) -> tuple[int, dict[str, Any]]:
+        """The order list: orders created in [since, until), oldest first, ``LIST_PAGE`` a
+        page; the cursor is the offset of the next page."""
+        try:
+            low = _instant(since) if since else None
+            high = _instant(until) if until else None
+            offset = int(cursor) if cursor else 0
+        except ValueError:
+            return 400, {"error": "since, until (RFC 3339) or cursor is not valid"}
+        with self._lock:
+            every = [{**o, "key": k} for k, o in self.orders.items()] + list(self.extra)
+            chosen = sorted(
+                (e for e in every
+                 if (low is None or _instant(e["created_at"]) >= low)
+                 and (high is None or _instant(e["created_at"]) < high)),
+                key=lambda e: (_instant(e["created_at"]), e["order_id"]))
+            page = [_listed(e) for e in chosen[offset:offset + LIST_PAGE]]
+        following = offset + LIST_PAGE
+        return 200, {"orders": page,
+                     "next_cursor": str(following) if following < len(chosen) else None}
 
     # --- records ------------------------------------------------------------------------
 
@@ -190,7 +281,7 @@ class ReceiverState(Faults):
             email = str(advocate.get("email") or "")
             self._counter += 1
             entry: dict[str, Any] = {"order_id": f"HOOK-{self._counter:06d}", "body": text,
-                                     "order": order}
+                                     "order": order, "created_at": _now()}
             if product == UNAVAILABLE_PRODUCT:
                 entry.update(status="refused", message=OUT_OF_STOCK)
             elif "@" not in email or email.lower().endswith(INVALID_RECIPIENT_DOMAIN):
@@ -203,6 +294,27 @@ class ReceiverState(Faults):
             self.orders[key] = entry
             log.debug("standin.hook.order", key=key, status=entry["status"])
             return 200, self._answer(entry), "created"
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@functools.lru_cache(maxsize=4096)
+def _instant(text: str) -> datetime:
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _listed(entry: dict[str, Any]) -> dict[str, Any]:
+    """An order as the order list shows it (the contract in ``poller.vendors.http.wire``)."""
+    order: dict[str, Any] = entry.get("order") or {}
+    routing: dict[str, Any] = order.get("routing") or {}
+    advocate: dict[str, Any] = order.get("advocate") or {}
+    return {"idempotency_key": entry.get("key"), "order_id": entry["order_id"],
+            "created_at": entry["created_at"], "status": entry["status"],
+            "amount": routing.get("amount"), "currency": routing.get("currency"),
+            "product": routing.get("product"), "email": advocate.get("email")}
 
 
 GARBAGE = b"<html>200 OK, but not JSON</html>"
@@ -223,7 +335,8 @@ def create_app(state: ReceiverState | None = None) -> Starlette:
     """The receiver app; ``app.state.receiver`` is the ``ReceiverState``.
 
     ``POST /hooks/orders``: the generic HTTP vendor's wire format; ``GET
-    /hooks/orders/{key}``: its optional look-up.
+    /hooks/orders/{key}``: its optional look-up; ``GET /hooks/order-list``: its optional
+    order list (``since``, ``until``, ``cursor``; signed over the query string).
 
     Admin under ``/_standin`` (no auth, JSON bodies, loopback use only):
     ``GET /orders`` (orders by key, received requests, counts per key); ``POST /reset``;
@@ -231,7 +344,8 @@ def create_app(state: ReceiverState | None = None) -> Starlette:
     ``POST /delay {"seconds"}``; ``POST /rate_limit {"per_second", "retry_after"}``;
     ``POST /lose {"count", "mode", "hang_seconds"}``; ``POST /garbage {"count"}``;
     ``POST /orders/{key}/approve``; ``POST /orders/{key}/status {"status", "message"}``;
-    ``POST /secret {"secret"}``.
+    ``POST /secret {"secret"}``; ``POST /inject {"kind": "orphan"|"duplicate"|"mismatch",
+    "external_id", "count", "created_at", "field"}`` (see ``ReceiverState.inject``).
     """
     st = state if state is not None else ReceiverState()
 
@@ -301,6 +415,35 @@ def create_app(state: ReceiverState | None = None) -> Starlette:
             return answer(404, {"status": "not_found"})
         return answer(200, found)
 
+    async def order_list(request: Request) -> Response:
+        query = request.url.query
+        with st._lock:
+            secret, max_age = st.secret, st.max_age
+        await apply_delay(st)
+        signed = verify_signature(secret, request.headers.get(SIGNATURE_HEADER),
+                                  query.encode(), max_age)
+
+        def answer(status: int, body: dict[str, Any],
+                   headers: dict[str, str] | None = None) -> Response:
+            with st._lock:
+                st.list_requests.append({"query": dict(request.query_params),
+                                         "signature_ok": signed, "status": status,
+                                         "at": time.time()})
+            return JSONResponse(body, status_code=status, headers=headers)
+
+        fault = st._take_fault("GET", ORDERS_PATH)
+        if fault is not None:
+            return answer(fault.status, {"error": f"Forced {fault.status} (stand-in)"},
+                          retry_after_headers(fault.retry_after))
+        if st._rate_limited():
+            return answer(429, {"error": "Too many requests"}, rate_limit_headers(st))
+        if not signed:
+            return answer(401, {"error": "Missing, wrong or stale signature"})
+        params = request.query_params
+        status, body = st.listed(params.get("since"), params.get("until"),
+                                 params.get("cursor"))
+        return answer(status, body)
+
     # --- admin ----------------------------------------------------------------------------
 
     async def admin_orders(request: Request) -> Response:
@@ -337,6 +480,8 @@ def create_app(state: ReceiverState | None = None) -> Starlette:
     routes = [
         Route(HOOK_PATH, hook, methods=["POST"]),
         Route(LOOKUP_PATH, look_up, methods=["GET"]),
+        Route(ORDERS_PATH, order_list, methods=["GET"]),
+        Route("/_standin/inject", inject_route(st.inject), methods=["POST"]),
         Route("/_standin/orders", admin_orders, methods=["GET"]),
         Route("/_standin/secret", admin_secret, methods=["POST"]),
         Route("/_standin/orders/{key}/approve", admin_approve, methods=["POST"]),

@@ -111,6 +111,7 @@ api_key = {giftbit_key}
 [vendors.http]
 url = {http}
 secret = {http_secret}
+orders_url = {http_orders}
 
 [vendors.manual]
 
@@ -199,6 +200,47 @@ class Ports:
         return {name: getattr(self, name) for name in SERVICES}
 
 
+INJECT_VENDORS = ("tremendous", "tango", "giftbit", "http")
+"""The stand-ins whose order list ``inject`` can add to (the books audit reads them)."""
+
+
+def parse_injection(text: str) -> tuple[str, str, str | None]:
+    """``VENDOR:KIND[:KEY]`` (``tremendous:duplicate:rp3f...``) as (vendor, kind, key);
+    ValueError naming what is wrong."""
+    from poller.sandbox.faults import INJECT_KINDS
+
+    vendor, _, rest = text.partition(":")
+    kind, _, key = rest.partition(":")
+    if vendor not in INJECT_VENDORS:
+        raise ValueError(f"{text!r}: the vendor is one of {', '.join(INJECT_VENDORS)}")
+    if kind not in INJECT_KINDS:
+        raise ValueError(f"{text!r}: the kind is one of {', '.join(INJECT_KINDS)}")
+    return vendor, kind, key or None
+
+
+def inject(url: str, kind: str, key: str | None = None, *,
+           timeout: float = 10.0) -> list[dict[str, Any]]:
+    """``POST {url}/_standin/inject``: add an orphan, a duplicate or a mismatch to a running
+    stand-in's order list (for rehearsing ``reward-poller audit``). Returns what was added;
+    RuntimeError with the stand-in's reason when it refuses, OSError when it is not there."""
+    import httpx
+
+    body: dict[str, Any] = {"kind": kind}
+    if key is not None:
+        body["external_id"] = key
+    try:
+        answer = httpx.post(url + "/_standin/inject", json=body, timeout=timeout)
+    except httpx.TransportError as exc:
+        raise OSError(f"no stand-in answered at {url} ({type(exc).__name__}): is "
+                      "`reward-poller sandbox` running on these ports?") from None
+    data = answer.json() if answer.headers.get("content-type", "").startswith(
+        "application/json") else {}
+    if answer.status_code != 200:
+        raise RuntimeError(str(data.get("error") or f"HTTP {answer.status_code}"))
+    injected = data.get("injected")
+    return injected if isinstance(injected, list) else []
+
+
 def urls_for(host: str, ports: Mapping[str, int]) -> dict[str, str]:
     return {name: f"http://{host}:{port}" for name, port in ports.items()}
 
@@ -233,6 +275,7 @@ def _extra(urls: Mapping[str, str]) -> str:
         giftbit_key=toml_string(GIFTBIT_KEY),
         http=toml_string(urls["http"] + http_standin.HOOK_PATH),
         http_secret=toml_string(HTTP_SECRET),
+        http_orders=toml_string(urls["http"] + http_standin.ORDERS_PATH),
     )
 
 

@@ -41,12 +41,14 @@ from __future__ import annotations
 
 import base64
 import copy
+import functools
 import hmac
 import re
 import secrets
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -61,6 +63,7 @@ from poller.sandbox.faults import (
     _json_object,
     apply_delay,
     fault_admin_routes,
+    inject_route,
     rate_limit_headers,
     retry_after_headers,
     spoil,
@@ -179,6 +182,8 @@ class TangoState(Faults):
         self.in_process_left = 0
         self.repeat_conflict = False
         self.empty_lookup_404 = False
+        self.list_requests: list[dict[str, str]] = []
+        """The query of every ``GET /orders`` answered (page, elementsPerBlock, ...)."""
 
     def __repr__(self) -> str:
         return f"TangoState(orders={len(self.orders)}, balance={self.balance})"
@@ -198,6 +203,7 @@ class TangoState(Faults):
             self.in_process_left = 0
             self.repeat_conflict = False
             self.empty_lookup_404 = False
+            self.list_requests.clear()
 
     def in_process(self, count: int = 1) -> None:
         """Answer the next ``count`` creates 409 ``409.002`` (still being processed)."""
@@ -242,6 +248,95 @@ class TangoState(Faults):
             if status == "COMPLETE" and "reward" not in order:
                 order["reward"] = _reward()
             return copy.deepcopy(order)
+
+    def inject(self, kind: str, *, external_id: str | None = None, count: int = 1,
+               created_at: str | None = None, amount: str = "25.00", utid: str | None = None,
+               email: str = "orphan@example.com", field: str = "amount",
+               ) -> list[dict[str, Any]]:
+        """Put into the order list what the books audit must find (none touches the balance):
+        ``orphan`` (``count`` orders placed outside reward-poller, ``external_id`` or
+        ``orphanN`` each, ``created_at`` RFC 3339, default now), ``duplicate`` (a second
+        order under ``external_id``, default the newest order's) or ``mismatch`` (the order
+        ``external_id``, default the newest, changed in ``field``: ``amount`` +1.00,
+        ``status`` COMPLETE <-> FAILED, or ``recipient``). Returns the orders as listed.
+        KeyError: no such order; ValueError: unknown kind or field."""
+        with self._lock:
+            if kind == "orphan":
+                made = []
+                for _ in range(count):
+                    self._counter += 1
+                    body = _orphan_body(external_id or f"orphan{self._counter}", amount,
+                                        utid or next(iter(_ITEMS)), email)
+                    made.append(self._add(body, created_at))
+                return made
+            ref = external_id or next(
+                (str(o["externalRefID"]) for o in reversed(list(self.orders.values()))
+                 if isinstance(o.get("externalRefID"), str)), None)
+            order = self._find(ref) if ref is not None else None
+            if order is None:
+                raise KeyError(ref)
+            if kind == "duplicate":
+                self._counter += 1
+                body = {k: copy.deepcopy(order[k]) for k in (
+                    "externalRefID", "customerIdentifier", "accountIdentifier", "utid",
+                    "recipient")} | {"amount": order["denomination"]["value"]}
+                return [_list_item(self._add(body, created_at, index=False))]
+            if kind == "mismatch":
+                if field == "amount":
+                    value = order["denomination"]["value"] + 1.0
+                    order["denomination"]["value"] = value
+                    order["amountCharged"]["value"] = order["amountCharged"]["total"] = value
+                elif field == "status":
+                    order["status"] = "FAILED" if order["status"] == "COMPLETE" else "COMPLETE"
+                elif field == "recipient":
+                    order["recipient"]["email"] = "someone-else@example.com"
+                else:
+                    raise ValueError(f"unknown field {field!r}: amount, status or recipient")
+                return [_list_item(order)]
+            raise ValueError(f"unknown kind {kind!r}: orphan, duplicate or mismatch")
+
+    def _add(self, body: dict[str, Any], created_at: str | None, *,
+             index: bool = True) -> dict[str, Any]:
+        order = _new_order(self._counter, body, Decimal(str(body["amount"])))
+        order.pop("reward", None)
+        if created_at is not None:
+            order["createdAt"] = created_at
+        self.orders[order["referenceOrderID"]] = order
+        external = body.get("externalRefID")
+        if index and isinstance(external, str):
+            self._by_external.setdefault(external.lower(), order["referenceOrderID"])
+        return _list_item(order)
+
+    def listed(self, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        """``GET /orders``: oldest first; ``externalRefID``, ``startDate`` / ``endDate``
+        (RFC 3339 date or date-time, inclusive), ``elementsPerBlock`` (default 10) and
+        ``page`` (from 0)."""
+        try:
+            size = int(query.get("elementsPerBlock", "10"))
+            number = int(query.get("page", "0"))
+            start = _moment(query["startDate"], end=False) if "startDate" in query else None
+            end = _moment(query["endDate"], end=True) if "endDate" in query else None
+        except ValueError:
+            return 400, {"message": "invalid paging or date parameter"}
+        if size < 1 or number < 0:
+            return 400, {"message": "invalid paging parameter"}
+        wanted = query.get("externalRefID")
+        with self._lock:
+            self.list_requests.append(dict(query))
+            chosen = [
+                o for o in self.orders.values()
+                if (wanted is None or str(o.get("externalRefID", "")).lower() == wanted.lower())
+                and (start is None or _moment(o["createdAt"], end=False) >= start)
+                and (end is None or _moment(o["createdAt"], end=False) <= end)
+            ]
+            chosen.sort(key=lambda o: (_moment(o["createdAt"], end=False),
+                                       o["referenceOrderID"]))
+            page = [_list_item(o) for o in chosen[number * size:(number + 1) * size]]
+        return 200, {
+            "page": {"number": number, "elementsPerBlock": size, "resultCount": len(page),
+                     "totalCount": len(chosen)},
+            "orders": page,
+        }
 
     # --- records ------------------------------------------------------------------------
 
@@ -422,6 +517,23 @@ def _new_order(number: int, body: dict[str, Any], amount: Decimal) -> dict[str, 
     return order
 
 
+def _orphan_body(external_id: str, amount: str, utid: str, email: str) -> dict[str, Any]:
+    return {"externalRefID": external_id, "customerIdentifier": CUSTOMER,
+            "accountIdentifier": ACCOUNT, "utid": utid, "amount": amount,
+            "recipient": {"firstName": "Not", "lastName": "Ours", "email": email}}
+
+
+@functools.lru_cache(maxsize=4096)
+def _moment(text: str, *, end: bool) -> datetime:
+    """An RFC 3339 date or date-time; a bare date is its first (or, for ``end``, its last)
+    instant."""
+    if len(text) == 10:
+        day = datetime.fromisoformat(text).replace(tzinfo=UTC)
+        return day + timedelta(days=1, microseconds=-1) if end else day
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 def _list_item(order: dict[str, Any]) -> dict[str, Any]:
     """An order as ``GET /orders`` lists it (swagger OrderListItemView): no ``reward``, so no
     credentials; ``GET /orders/{referenceOrderID}`` has them."""
@@ -439,7 +551,8 @@ def create_app(state: TangoState | None = None, *, platform_key: str = "standin-
                platform_name: str = PLATFORM_NAME) -> Starlette:
     """The stand-in app; ``app.state.tango`` is the ``TangoState``.
 
-    API under ``/raas/v2``: ``POST /orders``, ``GET /orders?externalRefID=``,
+    API under ``/raas/v2``: ``POST /orders``, ``GET /orders`` (``externalRefID``,
+    ``startDate``, ``endDate``, ``elementsPerBlock``, ``page``),
     ``GET /orders/{referenceOrderID}``, ``GET /catalogs``, ``GET /accounts/{identifier}``.
 
     Admin under ``/_standin`` (no auth, JSON bodies, loopback use only):
@@ -451,7 +564,9 @@ def create_app(state: TangoState | None = None, *, platform_key: str = "standin-
     ``POST /lose {"count", "mode": "drop"|"hang", "hang_seconds"}``; ``POST /garbage {"count"}``;
     ``POST /orders/{ref}/approve``; ``POST /orders/{ref}/status {"status"}``;
     ``POST /in_process {"count"}`` (409 ``409.002``);
-    ``POST /switches {"repeat_conflict", "empty_lookup_404"}``.
+    ``POST /switches {"repeat_conflict", "empty_lookup_404"}``;
+    ``POST /inject {"kind": "orphan"|"duplicate"|"mismatch", "external_id", "count",
+    "created_at", "field"}`` (see ``TangoState.inject``).
     """
     st = state if state is not None else TangoState()
     expected = b"Basic " + base64.b64encode(f"{platform_name}:{platform_key}".encode())
@@ -507,20 +622,17 @@ def create_app(state: TangoState | None = None, *, platform_key: str = "standin-
 
     @api
     async def list_orders(request: Request) -> Response:
-        wanted = request.query_params.get("externalRefID")
+        query = dict(request.query_params)
+        status, answer = st.listed(query)
+        wanted = query.get("externalRefID")
         with st._lock:
-            orders = [_list_item(o) for o in st.orders.values()
-                      if wanted is None or str(o.get("externalRefID", "")).lower()
-                      == wanted.lower()]
             empty_404 = st.empty_lookup_404
-        if not orders and wanted is not None and empty_404:
+        if status == 200 and not answer["orders"] and wanted is not None and empty_404:
             return _error(404, request.url.path, message=(
                 f"No Orders found for External Ref ID: {wanted}"), i18n_key="404.110")
-        return JSONResponse({
-            "page": {"number": 0, "elementsPerBlock": 100, "resultCount": len(orders),
-                     "totalCount": len(orders)},
-            "orders": orders,
-        })
+        if status != 200:
+            return _error(status, request.url.path, message=answer["message"])
+        return JSONResponse(answer)
 
     @api
     async def get_order(request: Request) -> Response:
@@ -613,6 +725,7 @@ def create_app(state: TangoState | None = None, *, platform_key: str = "standin-
         Route("/_standin/orders/{ref}/status", admin_status, methods=["POST"]),
         Route("/_standin/in_process", admin_in_process, methods=["POST"]),
         Route("/_standin/switches", admin_switches, methods=["POST"]),
+        Route("/_standin/inject", inject_route(st.inject), methods=["POST"]),
     ]
     routes += fault_admin_routes(st)
     app = Starlette(routes=routes)

@@ -39,11 +39,13 @@ answers. ``reset`` puts everything back.
 from __future__ import annotations
 
 import copy
+import functools
 import hmac
 import secrets
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -57,6 +59,7 @@ from poller.sandbox.faults import (
     _json_object,
     apply_delay,
     fault_admin_routes,
+    inject_route,
     rate_limit_headers,
     retry_after_headers,
     spoil,
@@ -74,6 +77,7 @@ BOUNCE_DOMAIN = "@bounce.example"
 PENDING_PRODUCT = "PENDING"
 INVALID_RECIPIENT_DOMAIN = "@invalid.example"
 MAX_DENOMINATION = 2000.0
+MAX_LIST_LIMIT = 500
 CURRENCIES = ("USD", "EUR", "GBP", "CAD", "AUD")
 LINK_BASE = "https://standin.tremendous.invalid/rewards/payout/"
 
@@ -131,6 +135,8 @@ class TremendousState(Faults):
         self._payloads: dict[str, Any] = {}
         self._counter = 0
         self.background_left = 0
+        self.list_requests: list[dict[str, str]] = []
+        """The query of every ``GET /orders`` list request answered (offset, limit, ...)."""
 
     def __repr__(self) -> str:
         return f"TremendousState(orders={len(self.orders)}, balance_cents={self.balance_cents})"
@@ -147,6 +153,7 @@ class TremendousState(Faults):
             self._payloads.clear()
             self._counter = 0
             self.background_left = 0
+            self.list_requests.clear()
 
     def background(self, count: int = 1) -> None:
         """The next ``count`` new orders answer 202: created in the background."""
@@ -185,6 +192,89 @@ class TremendousState(Faults):
             elif status in ("FAILED", "CANCELED"):
                 delivery["status"] = "FAILED"
             return _copy(order)
+
+    def inject(self, kind: str, *, external_id: str | None = None, count: int = 1,
+               created_at: str | None = None, denomination: float = 25.0,
+               currency: str = "USD", email: str = "orphan@example.com",
+               field: str = "amount") -> list[dict[str, Any]]:
+        """Put into the order list what the books audit must find (none touches the balance):
+
+        * ``orphan``: ``count`` orders placed outside reward-poller (``external_id``, or
+          ``orphan-N`` each), ``created_at`` (ISO 8601, default now);
+        * ``duplicate``: a second order under ``external_id`` (default: the newest order's),
+          as if the vendor had not kept the key idempotent;
+        * ``mismatch``: the order ``external_id`` (default: the newest) changed in ``field``:
+          ``amount`` (+1.00), ``currency`` (to EUR, or CAD from EUR), ``status``
+          (EXECUTED <-> CANCELED) or ``recipient``.
+
+        Returns the orders as listed. KeyError: no such order; ValueError: unknown kind."""
+        with self._lock:
+            if kind == "orphan":
+                made = []
+                for _ in range(count):
+                    self._counter += 1
+                    key = external_id or f"orphan-{self._counter}"
+                    made.append(self._add(_body(key, denomination, currency, email),
+                                          created_at))
+                return made
+            ref = external_id or self._newest_external()
+            order = self._find(ref) if ref is not None else None
+            if order is None:
+                raise KeyError(ref)
+            if kind == "duplicate":
+                self._counter += 1
+                sent = self._payloads.get(str(order.get("external_id"))) or _body(
+                    str(order.get("external_id")), denomination, currency, email)
+                return [self._add(copy.deepcopy(sent), created_at, index=False)]
+            if kind == "mismatch":
+                _mismatch(order, field)
+                return [_copy(order)]
+            raise ValueError(f"unknown kind {kind!r}: orphan, duplicate or mismatch")
+
+    def _newest_external(self) -> str | None:
+        for order in reversed(list(self.orders.values())):
+            if isinstance(order.get("external_id"), str):
+                return str(order["external_id"])
+        return None
+
+    def _add(self, body: dict[str, Any], created_at: str | None, *,
+             index: bool = True) -> dict[str, Any]:
+        order = _new_order(self._counter, body)
+        if created_at is not None:
+            order["created_at"] = order["rewards"][0]["created_at"] = created_at
+        self.orders[order["id"]] = order
+        if index and isinstance(body.get("external_id"), str):
+            self._by_external.setdefault(body["external_id"], order["id"])
+            self._payloads.setdefault(body["external_id"], copy.deepcopy(body))
+        return _copy(order)
+
+    def listed(self, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        """``GET /orders``: newest first, ``created_at[gte]``/``[lte]`` (inclusive),
+        ``external_id``, ``offset``, ``limit`` (default 10, at most 500)."""
+        try:
+            offset = int(query.get("offset", "0"))
+            limit = int(query.get("limit", "10"))
+        except ValueError:
+            return 400, _error_body("offset and limit must be integers")
+        if offset < 0 or not 1 <= limit <= MAX_LIST_LIMIT:
+            return 400, _error_body(f"limit must be between 1 and {MAX_LIST_LIMIT}")
+        low, high = query.get("created_at[gte]"), query.get("created_at[lte]")
+        try:
+            low_at = _instant(low) if low else None
+            high_at = _instant(high) if high else None
+        except ValueError:
+            return 400, _error_body("created_at must be an ISO 8601 datetime")
+        with self._lock:
+            self.list_requests.append(dict(query))
+            chosen = [
+                o for o in self.orders.values()
+                if (low_at is None or _instant(o["created_at"]) >= low_at)
+                and (high_at is None or _instant(o["created_at"]) <= high_at)
+                and ("external_id" not in query or o.get("external_id") == query["external_id"])
+            ]
+            chosen.sort(key=lambda o: (_instant(o["created_at"]), o["id"]), reverse=True)
+            page = [_copy(o) for o in chosen[offset:offset + limit]]
+        return 200, {"orders": page, "total_count": len(chosen)}
 
     # --- records ------------------------------------------------------------------------
 
@@ -339,6 +429,39 @@ def _validate(body: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
     return None
 
 
+def _body(external_id: str, denomination: float, currency: str,
+          email: str) -> dict[str, Any]:
+    return {
+        "external_id": external_id,
+        "payment": {"funding_source_id": "balance"},
+        "reward": {"products": ["AMZN-US"],
+                   "value": {"denomination": denomination, "currency_code": currency},
+                   "recipient": {"name": "Not ours", "email": email},
+                   "delivery": {"method": "EMAIL"}},
+    }
+
+
+def _mismatch(order: dict[str, Any], field: str) -> None:
+    reward = order["rewards"][0]
+    if field == "amount":
+        reward["value"]["denomination"] = float(reward["value"]["denomination"]) + 1.0
+    elif field == "currency":
+        reward["value"]["currency_code"] = (
+            "CAD" if reward["value"]["currency_code"] == "EUR" else "EUR")
+    elif field == "status":
+        order["status"] = "CANCELED" if order["status"] == "EXECUTED" else "EXECUTED"
+    elif field == "recipient":
+        reward["recipient"]["email"] = "someone-else@example.com"
+    else:
+        raise ValueError(f"unknown field {field!r}: amount, currency, status or recipient")
+
+
+@functools.lru_cache(maxsize=4096)
+def _instant(text: str) -> datetime:
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 def _new_order(number: int, body: dict[str, Any]) -> dict[str, Any]:
     reward = body["reward"]
     product = reward["products"][0]
@@ -389,7 +512,9 @@ Handler = Callable[[Request], Awaitable[Response]]
 def create_app(state: TremendousState | None = None, *, api_key: str = "standin-key") -> Starlette:
     """The stand-in app; ``app.state.tremendous`` is the ``TremendousState``.
 
-    API under ``/api/v2``: ``POST /orders``, ``GET /orders/{id or external_id}``,
+    API under ``/api/v2``: ``POST /orders``, ``GET /orders`` (the order list: ``offset``,
+    ``limit``, ``created_at[gte]``, ``created_at[lte]``, ``external_id``),
+    ``GET /orders/{id or external_id}``,
     ``GET /products``, ``GET /products/{id}``, ``GET /funding_sources``.
 
     Admin under ``/_standin`` (no auth, JSON bodies, loopback use only):
@@ -400,7 +525,9 @@ def create_app(state: TremendousState | None = None, *, api_key: str = "standin-
     ``POST /rate_limit {"per_second" (null: off), "retry_after"}``;
     ``POST /lose {"count", "mode": "drop"|"hang", "hang_seconds"}``; ``POST /garbage {"count"}``;
     ``POST /orders/{id or external_id}/approve``; ``POST /orders/{ref}/status {"status"}``;
-    ``POST /orders/{ref}/delivery {"status"}``; ``POST /background {"count"}``.
+    ``POST /orders/{ref}/delivery {"status"}``; ``POST /background {"count"}``;
+    ``POST /inject {"kind": "orphan"|"duplicate"|"mismatch", "external_id", "count",
+    "created_at", "field"}`` (see ``TremendousState.inject``).
     """
     st = state if state is not None else TremendousState()
     expected = f"Bearer {api_key}".encode()
@@ -449,6 +576,11 @@ def create_app(state: TremendousState | None = None, *, api_key: str = "standin-
             order_id=order["id"] if isinstance(order, dict) else None,
         )
         return JSONResponse(answer, status_code=status)
+
+    @api
+    async def list_orders(request: Request) -> Response:
+        status, body = st.listed(dict(request.query_params))
+        return JSONResponse(body, status_code=status)
 
     @api
     async def get_order(request: Request) -> Response:
@@ -526,6 +658,7 @@ def create_app(state: TremendousState | None = None, *, api_key: str = "standin-
 
     routes = [
         Route(f"{API_PREFIX}/orders", create_order, methods=["POST"]),
+        Route(f"{API_PREFIX}/orders", list_orders, methods=["GET"]),
         Route(f"{API_PREFIX}/orders/{{ref}}", get_order, methods=["GET"]),
         Route(f"{API_PREFIX}/products", list_products, methods=["GET"]),
         Route(f"{API_PREFIX}/products/{{product_id}}", get_product, methods=["GET"]),
@@ -536,6 +669,7 @@ def create_app(state: TremendousState | None = None, *, api_key: str = "standin-
         Route("/_standin/orders/{ref}/status", admin_status, methods=["POST"]),
         Route("/_standin/orders/{ref}/delivery", admin_delivery, methods=["POST"]),
         Route("/_standin/background", admin_background, methods=["POST"]),
+        Route("/_standin/inject", inject_route(st.inject), methods=["POST"]),
     ]
     routes += fault_admin_routes(st)
     app = Starlette(routes=routes)

@@ -33,6 +33,11 @@ class BuildContext:
     policy: RetryPolicy
     cache: Cache | None = None
     """Durable cache in the ledger (None in tests that do not need one)."""
+    rate_limit_per_second: float | None = None
+    """For an order book (``build_order_book``): the section's ``rate_limit_per_second``
+    (``Config.vendor_rate_limit``); None: the vendor's documented default
+    (``ratelimit.DEFAULT_RATE_LIMITS``). ``build_vendor`` ignores it: ``ratelimit.limited``
+    wraps the vendor instead."""
 
 # Modules in this package that are not vendors a user can configure.
 _NOT_VENDORS = frozenset({"fake", "base", "ratelimit"})

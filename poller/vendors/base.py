@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,6 +32,8 @@ from poller.domain.errors import (
     VendorError,
     VendorUnreachable,
 )
+from poller.domain.keys import is_our_key
+from poller.domain.money import CurrencyProblem, minor_units, parse_currency
 from poller.transport import ApiClient, RetryPolicy, describe, nothing_was_sent, send
 
 log = structlog.get_logger(__name__)
@@ -229,3 +232,54 @@ def unavailable_or_config(
         f"{amount} {currency}: the reward is unavailable ({refusal})",
         vendor=vendor, status=status,
     )
+
+
+# --- reading order lists (the books audit) ----------------------------------------------
+
+
+def minor_amount(value: Any, currency: Any) -> int | None:
+    """``value`` (a number in major units, as JSON gives it) in ``currency``'s minor units:
+    ``25.0`` USD -> ``2500``. None when either is missing or not what it should be, or the
+    value has more decimals than the currency (never rounded into a match)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    if not isinstance(currency, str):
+        return None
+    try:
+        code = parse_currency(currency)
+        number = Decimal(str(value)).scaleb(minor_units(code))
+    except (CurrencyProblem, ArithmeticError, ValueError):
+        return None
+    if not number.is_finite() or number != number.to_integral_value():
+        return None
+    return int(number)
+
+
+def parse_instant(value: Any) -> datetime | None:
+    """An ISO 8601 / RFC 3339 date-time as an aware datetime (naive means UTC); None when
+    it is not one."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def rfc3339(moment: datetime) -> str:
+    """``moment`` in UTC as ``2026-05-01T14:11:09Z`` (naive means UTC)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class SameKeyBook:
+    """For an ``OrderBook`` whose vendor records our idempotency key as it was sent."""
+
+    def vendor_key(self, idempotency_key: str) -> str:
+        return idempotency_key
+
+    def is_ours(self, external_id: str | None) -> bool:
+        return is_our_key(external_id)
+

@@ -26,6 +26,7 @@ from datetime import datetime
 from typing import Literal
 
 from poller.domain.errors import UnknownOutcome, VendorError
+from poller.domain.keys import is_our_key
 from poller.domain.model import OrderRequest, OrderResult, OrderStatus
 from poller.domain.orders import VendorOrder
 
@@ -231,3 +232,9 @@ class FakeOrderBook:
 
     def close(self) -> None:
         self.closed = True
+
+    def vendor_key(self, idempotency_key: str) -> str:
+        return idempotency_key
+
+    def is_ours(self, external_id: str | None) -> bool:
+        return is_our_key(external_id)

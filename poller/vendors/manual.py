@@ -20,9 +20,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from decimal import Decimal
+from typing import NoReturn
 
 from pydantic import BaseModel, ConfigDict
 
+from poller.domain.errors import NotAuditable
 from poller.domain.model import OrderRequest, OrderResult, OrderStatus, Shipping
 from poller.ports import ProductCheck, VendorCheck
 from poller.vendors import BuildContext
@@ -39,6 +41,13 @@ class Settings(BaseModel):
 
 def build(settings: Settings, context: BuildContext) -> ManualVendor:
     return ManualVendor()
+
+
+def order_book(settings: Settings, context: BuildContext) -> NoReturn:
+    """Nothing to read: the manual vendor places no order anywhere, so the books audit has
+    no vendor list to match the ledger against."""
+    raise NotAuditable("manual vendor: nothing is ordered anywhere, so there is no order "
+                       "list to read")
 
 
 def shipping_summary(shipping: Shipping | None) -> str:

@@ -126,3 +126,11 @@ def limited(vendor: Vendor, rate_per_second: float | None) -> Vendor:
     if not rate_per_second:
         return vendor
     return RateLimitedVendor(vendor, TokenBucket(rate_per_second, headroom=HEADROOM))
+
+
+def list_bucket(name: str, rate_per_second: float | None) -> TokenBucket | None:
+    """The token bucket an order book takes a token from before each page it asks for:
+    ``rate_per_second`` (less ``HEADROOM``), or the vendor's documented default when None;
+    None (no limit) when neither gives one."""
+    rate = DEFAULT_RATE_LIMITS.get(name) if rate_per_second is None else rate_per_second
+    return TokenBucket(rate, headroom=HEADROOM) if rate else None

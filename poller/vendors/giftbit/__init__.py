@@ -48,17 +48,32 @@ key and of URLs before they are quoted.
 
 Modules: ``settings`` (the config section), ``wire`` (the campaign id and the shapes of its
 answers), ``client`` (the HTTP calls and error mapping), ``catalog`` (funds, brands and
-``check``), ``vendor`` (``GiftbitVendor``: placing and looking up campaigns).
+``check``), ``vendor`` (``GiftbitVendor``: placing and looking up campaigns), ``orders``
+(``GiftbitOrderBook``: its gifts as an order list, for the books audit).
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from poller.vendors import BuildContext
-from poller.vendors.giftbit.settings import Settings
+from poller.vendors.giftbit.settings import NAME, Settings
 from poller.vendors.giftbit.vendor import GiftbitVendor
 
-__all__ = ["GiftbitVendor", "Settings", "build"]
+if TYPE_CHECKING:
+    from poller.vendors.giftbit.orders import GiftbitOrderBook
+
+__all__ = ["GiftbitVendor", "Settings", "build", "order_book"]
 
 
 def build(settings: Settings, context: BuildContext) -> GiftbitVendor:
     return GiftbitVendor(settings.base_url, settings.api_key, policy=context.policy)
+
+
+def order_book(settings: Settings, context: BuildContext) -> GiftbitOrderBook:
+    """Giftbit's own list of rewards (gifts), for the books audit."""
+    from poller.vendors.giftbit.orders import GiftbitOrderBook
+    from poller.vendors.ratelimit import list_bucket
+
+    return GiftbitOrderBook(build(settings, context),
+                            bucket=list_bucket(NAME, context.rate_limit_per_second))

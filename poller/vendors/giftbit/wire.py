@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from poller.domain.keys import is_our_key
 from poller.vendors.base import json_or_none
 
 MAX_CAMPAIGN_ID = 40
@@ -34,6 +35,12 @@ def campaign_id(idempotency_key: str) -> str:
     if _CAMPAIGN_ID.fullmatch(idempotency_key):
         return idempotency_key
     return "rp" + hashlib.sha256(idempotency_key.encode()).hexdigest()[: MAX_CAMPAIGN_ID - 2]
+
+
+def is_our_campaign(text: str) -> bool:
+    """Whether a campaign id has the shape ``campaign_id`` gives one of our keys."""
+    return (text.startswith("rp") and len(text) == MAX_CAMPAIGN_ID
+            and set(text[2:]) <= set("0123456789abcdef")) or is_our_key(text)
 
 
 _DUPLICATE = re.compile(r"duplicate|already[ _-]?(exists|used|taken)|id[ _-]?exists|in use",

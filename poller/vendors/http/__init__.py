@@ -30,13 +30,17 @@ bounded.
 
 Modules: ``settings`` (the config section), ``wire`` (the protocol: signature, order body,
 answers), ``client`` (the calls and error mapping), ``record`` (what this install sent),
-``vendor`` (``HttpVendor``: placing and looking up orders).
+``vendor`` (``HttpVendor``: placing and looking up orders), ``orders`` (``HttpOrderBook``: the
+receiver's optional order list, for the books audit).
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from poller.domain.errors import NotAuditable
 from poller.vendors import BuildContext
-from poller.vendors.http.settings import Settings
+from poller.vendors.http.settings import NAME, Settings
 from poller.vendors.http.vendor import HttpVendor
 from poller.vendors.http.wire import (
     IDEMPOTENCY_HEADER,
@@ -46,6 +50,9 @@ from poller.vendors.http.wire import (
     verify_signature,
 )
 
+if TYPE_CHECKING:
+    from poller.vendors.http.orders import HttpOrderBook
+
 __all__ = [
     "IDEMPOTENCY_HEADER",
     "SIGNATURE_HEADER",
@@ -53,6 +60,7 @@ __all__ = [
     "Settings",
     "build",
     "order_body",
+    "order_book",
     "signature",
     "verify_signature",
 ]
@@ -61,3 +69,17 @@ __all__ = [
 def build(settings: Settings, context: BuildContext) -> HttpVendor:
     return HttpVendor(settings.url, settings.secret, policy=context.policy, cache=context.cache,
                       lookup_url=settings.lookup_url)
+
+
+def order_book(settings: Settings, context: BuildContext) -> HttpOrderBook:
+    """The receiver's order list (``orders_url``), for the books audit; NotAuditable
+    without one."""
+    if settings.orders_url is None:
+        raise NotAuditable(
+            "http vendor: no orders_url configured ([vendors.http] orders_url), so the "
+            "receiver's own order list cannot be read")
+    from poller.vendors.http.orders import HttpOrderBook
+    from poller.vendors.ratelimit import list_bucket
+
+    return HttpOrderBook(settings.orders_url, settings.secret, policy=context.policy,
+                         bucket=list_bucket(NAME, context.rate_limit_per_second))

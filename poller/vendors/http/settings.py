@@ -22,6 +22,20 @@ class Settings(BaseModel):
     """The receiver's optional look-up route, with ``{idempotency_key}`` where the key goes;
     unset: the receiver cannot be asked (see the package doc)."""
 
+    orders_url: str | None = None
+    """The receiver's optional order list (``reward-poller audit``), see ``wire``; unset:
+    the audit says the http vendor cannot be checked."""
+
+    @field_validator("orders_url")
+    @classmethod
+    def _orders_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        if not value.startswith(("https://", "http://")) or not urlsplit(value).netloc:
+            raise ValueError("orders_url must be an https:// (or http://) address")
+        return value
+
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:

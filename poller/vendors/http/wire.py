@@ -50,6 +50,27 @@ The look-up (optional: ``lookup_url``)
     as above (found); a 404 with ``{"status": "not_found"}`` (no order under the key);
     anything else (another 404, 5xx, 429, 401, an unreadable body, no answer) is "could not
     ask", never "no order".
+
+The order list (optional: ``orders_url``, read by ``reward-poller audit``)
+    ``GET {orders_url}`` with the query ``since=<RFC 3339>&until=<RFC 3339>`` (and
+    ``&cursor=<c>`` after the first page) appended to any query ``orders_url`` has, and the
+    header ``X-Reward-Poller-Signature: t=<unix seconds>,v1=<hex>`` where ``<hex>`` signs the
+    whole query string as sent (the bytes after ``?``) in place of a body
+    (``verify_signature(SECRET, header, request.url.query.encode())``). It must create
+    nothing. Answer: a 2xx with::
+
+        {"orders": [{"idempotency_key": "rp3f9c..." | null, "order_id": "...",
+                     "created_at": "2026-05-01T14:11:09Z",
+                     "status": "accepted" | "pending" | "refused" | "cancelled" | "failed",
+                     "amount": "25.00", "currency": "USD", "product": "AMZN" | null,
+                     "email": "ada@example.com" | null}, ...],
+         "next_cursor": "<opaque>" | null}
+
+    listing every order created in [since, until), a page at a time: ``next_cursor`` says
+    there is more and is sent back as ``cursor`` (a cursor seen twice ends the read as an
+    error). An order with no ``idempotency_key`` was not placed by reward-poller. Anything
+    else (non-2xx, an unreadable body, no answer) is "could not read the list", never an
+    empty one.
 """
 
 from __future__ import annotations
@@ -68,6 +89,8 @@ from poller.vendors.base import scrub
 
 SIGNATURE_HEADER = "X-Reward-Poller-Signature"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+LIST_STATUSES = ("accepted", "pending", "refused", "cancelled", "failed")
+"""The ``status`` values of an order in the order list."""
 NOT_FOUND = "not_found"
 """The ``status`` of the look-up's 404 answer that means "no order under this key"."""
 DEFAULT_MAX_AGE = 300.0

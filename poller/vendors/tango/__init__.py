@@ -53,16 +53,22 @@ quoted in an exception or a log line.
 
 Modules: ``settings`` (the config section, Tango's limits), ``wire`` (the shapes of its
 answers), ``client`` (the HTTP calls and error mapping), ``catalog`` (the catalog, balance and
-``check``), ``vendor`` (``TangoVendor``: placing and looking up orders).
+``check``), ``vendor`` (``TangoVendor``: placing and looking up orders), ``orders``
+(``TangoOrderBook``: its own order list, for the books audit).
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from poller.vendors import BuildContext
-from poller.vendors.tango.settings import Settings
+from poller.vendors.tango.settings import NAME, Settings
 from poller.vendors.tango.vendor import TangoVendor
 
-__all__ = ["Settings", "TangoVendor", "build"]
+if TYPE_CHECKING:
+    from poller.vendors.tango.orders import TangoOrderBook
+
+__all__ = ["Settings", "TangoVendor", "build", "order_book"]
 
 
 def build(settings: Settings, context: BuildContext) -> TangoVendor:
@@ -76,3 +82,11 @@ def build(settings: Settings, context: BuildContext) -> TangoVendor:
         cache=context.cache,
     )
 
+
+def order_book(settings: Settings, context: BuildContext) -> TangoOrderBook:
+    """Tango Card's own order list for the configured account, for the books audit."""
+    from poller.vendors.ratelimit import list_bucket
+    from poller.vendors.tango.orders import TangoOrderBook
+
+    return TangoOrderBook(build(settings, context),
+                          bucket=list_bucket(NAME, context.rate_limit_per_second))

@@ -33,16 +33,22 @@ message (vendor texts are scrubbed of the key and of URLs before they are quoted
 
 Modules: ``settings`` (the config section), ``wire`` (the shapes of its answers), ``client``
 (the HTTP calls and error mapping), ``catalog`` (the funding source, products and ``check``),
-``vendor`` (``TremendousVendor``: placing and looking up orders).
+``vendor`` (``TremendousVendor``: placing and looking up orders), ``orders``
+(``TremendousOrderBook``: its own order list, for the books audit).
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from poller.vendors import BuildContext
-from poller.vendors.tremendous.settings import Settings
+from poller.vendors.tremendous.settings import NAME, Settings
 from poller.vendors.tremendous.vendor import TremendousVendor
 
-__all__ = ["Settings", "TremendousVendor", "build"]
+if TYPE_CHECKING:
+    from poller.vendors.tremendous.orders import TremendousOrderBook
+
+__all__ = ["Settings", "TremendousVendor", "build", "order_book"]
 
 
 def build(settings: Settings, context: BuildContext) -> TremendousVendor:
@@ -54,3 +60,11 @@ def build(settings: Settings, context: BuildContext) -> TremendousVendor:
         policy=context.policy,
     )
 
+
+def order_book(settings: Settings, context: BuildContext) -> TremendousOrderBook:
+    """Tremendous's own order list, for the books audit (``orders``)."""
+    from poller.vendors.ratelimit import list_bucket
+    from poller.vendors.tremendous.orders import TremendousOrderBook
+
+    return TremendousOrderBook(build(settings, context),
+                               bucket=list_bucket(NAME, context.rate_limit_per_second))
