@@ -204,9 +204,16 @@ def differences(order: VendorOrder, entry: LedgerEntry) -> list[str]:
     if order.recipient is not None and entry.email is not None \
             and not _same_text(order.recipient, entry.email):
         found.append("recipient differs from the redemption's email")
-    if entry.vendor_order_id is not None and entry.vendor_order_id != order.order_id:
+    if entry.vendor_order_id is not None and not _names(entry.vendor_order_id, order):
         found.append(f"the ledger names order {entry.vendor_order_id}")
     return found
+
+
+def _names(vendor_order_id: str, order: VendorOrder) -> bool:
+    """Whether the ledger's order id is this order's: its own id, or the id we gave it that
+    the vendor lists as its reference (Giftbit: the campaign id is the order id the ledger
+    keeps, each gift of the campaign its own ``uuid``)."""
+    return vendor_order_id in (order.order_id, order.external_id)
 
 
 def _owner(order: VendorOrder, by_key: Mapping[str, LedgerEntry],
@@ -311,7 +318,8 @@ def _judge(vendor: str, entry: LedgerEntry, orders: Sequence[VendorOrder]) -> li
         last = orders[-1]
         return [make(Kind.CANCELLED, last.order_id,
                      f"{last.raw_status} at the vendor, {entry.state.value} in the ledger")]
-    named = [o for o in live if o.order_id == entry.vendor_order_id]
+    named = [o for o in live
+             if entry.vendor_order_id is not None and _names(entry.vendor_order_id, o)]
     kept = named[0] if named else live[0]
     found = [make(Kind.DUPLICATE, o.order_id,
                   f"a second live order for the redemption ({o.raw_status}); the ledger's is "

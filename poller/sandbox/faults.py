@@ -9,6 +9,7 @@ A stand-in state inherits ``Faults``, creates ``self._lock`` (an ``RLock``), cal
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import threading
 import time
 from collections import Counter, deque
@@ -20,6 +21,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
+
+from poller.domain.keys import KEY_PREFIX
 
 LoseMode = Literal["drop", "hang"]
 
@@ -279,6 +282,14 @@ INJECT_KINDS = ("orphan", "duplicate", "mismatch")
 """What ``POST /_standin/inject`` puts into a stand-in's order list for the books audit."""
 
 _INJECT_OPTIONS = frozenset({"external_id", "count", "created_at", "field"})
+
+
+def orphan_key(n: int) -> str:
+    """The key an injected orphan carries by default: the shape of reward-poller's own keys
+    (``poller.domain.keys``), which no redemption has, so the books audit takes the order
+    for one reward-poller placed and reports it as an orphan (an order under any other key
+    is another system's, only counted)."""
+    return KEY_PREFIX + hashlib.sha256(f"standin-orphan-{n}".encode()).hexdigest()[:40]
 
 
 def inject_route(inject: Callable[..., list[dict[str, Any]]]) -> Callable[

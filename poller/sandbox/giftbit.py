@@ -66,6 +66,7 @@ from poller.sandbox.faults import (
     apply_delay,
     fault_admin_routes,
     inject_route,
+    orphan_key,
     rate_limit_headers,
     retry_after_headers,
     spoil,
@@ -207,7 +208,8 @@ class GiftbitState(Faults):
                field: str = "amount") -> list[dict[str, Any]]:
         """Put into the gift list what the books audit must find (none touches the funds):
         ``orphan`` (``count`` sent campaigns placed outside reward-poller, id
-        ``external_id`` or ``orphanN``, ``created_at`` ``yyyy-MM-dd HH:mm:ss`` Pacific,
+        ``external_id`` or one of our keys' shape (``orphan_key``), ``created_at``
+        ``yyyy-MM-dd HH:mm:ss`` Pacific,
         default now), ``duplicate`` (a second gift in the campaign ``external_id``, default
         the newest, as if it had been sent twice) or ``mismatch`` (that campaign's gift
         changed in ``field``: ``amount`` +100 cents, ``status`` to GIVER_CANCELLED, or
@@ -218,7 +220,7 @@ class GiftbitState(Faults):
                 made = []
                 for _ in range(count):
                     self._counter += 1
-                    ident = external_id or f"orphan{self._counter}"
+                    ident = external_id or orphan_key(self._counter)
                     campaign: dict[str, Any] = {
                         "id": ident, "uuid": str(uuid.uuid4()), "status": CAMPAIGN_CREATED,
                         "price_in_cents": price_in_cents, "brand_codes": [brand_code],

@@ -53,6 +53,7 @@ from poller.sandbox.faults import (
     apply_delay,
     fault_admin_routes,
     inject_route,
+    orphan_key,
     rate_limit_headers,
     retry_after_headers,
     spoil,
@@ -150,7 +151,8 @@ class ReceiverState(Faults):
                email: str = "orphan@example.com", field: str = "amount",
                ) -> list[dict[str, Any]]:
         """Put into the order list what the books audit must find: ``orphan`` (``count``
-        orders taken outside reward-poller, under ``external_id`` or none, ``created_at``
+        orders taken outside reward-poller, under ``external_id`` or one of our keys' shape
+        (``orphan_key``), ``created_at``
         RFC 3339, default now), ``duplicate`` (a second order under the key ``external_id``,
         default the newest order's) or ``mismatch`` (that order changed in ``field``:
         ``amount`` +1.00, ``status`` accepted <-> cancelled, or ``recipient``). Returns the
@@ -160,7 +162,8 @@ class ReceiverState(Faults):
                 made = []
                 for _ in range(count):
                     self._counter += 1
-                    entry = self._listed_entry(external_id, amount, currency, email, created_at)
+                    entry = self._listed_entry(external_id or orphan_key(self._counter), amount,
+                                               currency, email, created_at)
                     self.extra.append(entry)
                     made.append(_listed(entry))
                 return made

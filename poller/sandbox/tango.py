@@ -64,6 +64,7 @@ from poller.sandbox.faults import (
     apply_delay,
     fault_admin_routes,
     inject_route,
+    orphan_key,
     rate_limit_headers,
     retry_after_headers,
     spoil,
@@ -255,7 +256,8 @@ class TangoState(Faults):
                ) -> list[dict[str, Any]]:
         """Put into the order list what the books audit must find (none touches the balance):
         ``orphan`` (``count`` orders placed outside reward-poller, ``external_id`` or
-        ``orphanN`` each, ``created_at`` RFC 3339, default now), ``duplicate`` (a second
+        one of our keys' shape each (``orphan_key``), ``created_at`` RFC 3339, default now),
+        ``duplicate`` (a second
         order under ``external_id``, default the newest order's) or ``mismatch`` (the order
         ``external_id``, default the newest, changed in ``field``: ``amount`` +1.00,
         ``status`` COMPLETE <-> FAILED, or ``recipient``). Returns the orders as listed.
@@ -265,7 +267,7 @@ class TangoState(Faults):
                 made = []
                 for _ in range(count):
                     self._counter += 1
-                    body = _orphan_body(external_id or f"orphan{self._counter}", amount,
+                    body = _orphan_body(external_id or orphan_key(self._counter), amount,
                                         utid or next(iter(_ITEMS)), email)
                     made.append(self._add(body, created_at))
                 return made

@@ -60,6 +60,7 @@ from poller.sandbox.faults import (
     apply_delay,
     fault_admin_routes,
     inject_route,
+    orphan_key,
     rate_limit_headers,
     retry_after_headers,
     spoil,
@@ -193,6 +194,21 @@ class TremendousState(Faults):
                 delivery["status"] = "FAILED"
             return _copy(order)
 
+    def forget(self, order_ref: str) -> dict[str, Any]:
+        """Drop the order (by id or external_id) from everything the API serves, as if the
+        vendor had never had it (an order the ledger names that the vendor does not list:
+        the books audit's ``missing``). Returns the order as it was. KeyError: no such
+        order."""
+        with self._lock:
+            order = self._find(order_ref)
+            if order is None:
+                raise KeyError(order_ref)
+            del self.orders[order["id"]]
+            for key in [k for k, v in self._by_external.items() if v == order["id"]]:
+                del self._by_external[key]
+                self._payloads.pop(key, None)
+            return _copy(order)
+
     def inject(self, kind: str, *, external_id: str | None = None, count: int = 1,
                created_at: str | None = None, denomination: float = 25.0,
                currency: str = "USD", email: str = "orphan@example.com",
@@ -200,7 +216,7 @@ class TremendousState(Faults):
         """Put into the order list what the books audit must find (none touches the balance):
 
         * ``orphan``: ``count`` orders placed outside reward-poller (``external_id``, or
-          ``orphan-N`` each), ``created_at`` (ISO 8601, default now);
+          one of our keys' shape each, ``orphan_key``), ``created_at`` (ISO 8601, default now);
         * ``duplicate``: a second order under ``external_id`` (default: the newest order's),
           as if the vendor had not kept the key idempotent;
         * ``mismatch``: the order ``external_id`` (default: the newest) changed in ``field``:
@@ -213,7 +229,7 @@ class TremendousState(Faults):
                 made = []
                 for _ in range(count):
                     self._counter += 1
-                    key = external_id or f"orphan-{self._counter}"
+                    key = external_id or orphan_key(self._counter)
                     made.append(self._add(_body(key, denomination, currency, email),
                                           created_at))
                 return made
@@ -525,7 +541,8 @@ def create_app(state: TremendousState | None = None, *, api_key: str = "standin-
     ``POST /rate_limit {"per_second" (null: off), "retry_after"}``;
     ``POST /lose {"count", "mode": "drop"|"hang", "hang_seconds"}``; ``POST /garbage {"count"}``;
     ``POST /orders/{id or external_id}/approve``; ``POST /orders/{ref}/status {"status"}``;
-    ``POST /orders/{ref}/delivery {"status"}``; ``POST /background {"count"}``;
+    ``POST /orders/{ref}/delivery {"status"}``; ``POST /orders/{ref}/forget`` (the order
+    dropped: listed and found no more); ``POST /background {"count"}``;
     ``POST /inject {"kind": "orphan"|"duplicate"|"mismatch", "external_id", "count",
     "created_at", "field"}`` (see ``TremendousState.inject``).
     """
@@ -645,6 +662,13 @@ def create_app(state: TremendousState | None = None, *, api_key: str = "standin-
         st.background(int(body.get("count", 1)))
         return JSONResponse({"ok": True})
 
+    async def admin_forget(request: Request) -> Response:
+        try:
+            order = st.forget(request.path_params["ref"])
+        except KeyError:
+            return JSONResponse({"error": "no such order"}, status_code=404)
+        return JSONResponse({"forgotten": order})
+
     async def admin_status(request: Request) -> Response:
         body = await _json_object(request)
         status = body.get("status")
@@ -668,6 +692,7 @@ def create_app(state: TremendousState | None = None, *, api_key: str = "standin-
         Route("/_standin/orders/{ref}/approve", admin_approve, methods=["POST"]),
         Route("/_standin/orders/{ref}/status", admin_status, methods=["POST"]),
         Route("/_standin/orders/{ref}/delivery", admin_delivery, methods=["POST"]),
+        Route("/_standin/orders/{ref}/forget", admin_forget, methods=["POST"]),
         Route("/_standin/background", admin_background, methods=["POST"]),
         Route("/_standin/inject", inject_route(st.inject), methods=["POST"]),
     ]

@@ -119,6 +119,16 @@ def test_an_order_owned_by_its_order_id_when_the_vendor_keeps_no_key() -> None:
     assert audit.balanced and audit.matched == 1
 
 
+def test_a_ledger_order_id_the_vendor_lists_as_the_orders_reference_is_that_order() -> None:
+    # Giftbit: the ledger keeps the campaign id (the id we gave it, our key made to fit), the
+    # list names each gift by its uuid and carries the campaign id as its reference.
+    gift = order(1, order_id="gift-uuid-1", external_id="campaign-1")
+    audit = run([gift], [entry(1, idempotency_key="campaign-1", vendor_order_id="campaign-1")])
+    assert audit.balanced and audit.matched == 1
+    other = run([gift], [entry(1, idempotency_key="campaign-1", vendor_order_id="campaign-2")])
+    assert kinds(other) == [(Kind.MISMATCH, "r1", "gift-uuid-1")]
+
+
 def test_a_row_still_being_worked_on_owns_its_order_without_discrepancy() -> None:
     for state in (State.NEW, State.WAITING, State.ORDERING, State.HELD):
         audit = run([order(1)], [entry(1, state=state, vendor_order_id=None)])

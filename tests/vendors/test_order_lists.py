@@ -31,6 +31,7 @@ from poller.domain.errors import (
     TransientVendorError,
     VendorUnreachable,
 )
+from poller.domain.keys import is_our_key
 from poller.domain.orders import OrderStatus, VendorOrder
 from poller.sandbox import http_receiver
 from poller.sandbox.server import ServerThread
@@ -756,7 +757,10 @@ def test_http_injected_orphan_duplicate_and_mismatch_are_listed(
     by_key: dict[str | None, list[VendorOrder]] = {}
     for order in got:
         by_key.setdefault(order.external_id, []).append(order)
-    assert len(by_key[None]) == 1  # the orphan carries no key of ours
+    orphans = [k for k in by_key if k not in (ours[0].idempotency_key,
+                                                 ours[1].idempotency_key)]
+    # The orphan carries a key of our shape that no redemption has: the audit's orphan.
+    assert len(orphans) == 1 and is_our_key(orphans[0]) and len(by_key[orphans[0]]) == 1
     assert len({o.order_id for o in by_key[ours[0].idempotency_key]}) == 2
     assert [o.amount_minor for o in by_key[ours[1].idempotency_key]] == [2600]
 
@@ -879,3 +883,36 @@ def test_giftbit_orders_are_matched_and_judged_by_their_campaign_id() -> None:
                          is_ours=book.is_ours)
     assert [(d.kind, d.order_id) for d in audit.discrepancies] == [(Kind.ORPHAN, "gift-2")]
     assert audit.matched == 1 and audit.not_ours == 1
+
+
+def test_every_stand_ins_default_orphan_carries_a_key_of_our_shape_no_redemption_has() -> None:
+    # An order under any other key is another system's (not_ours): only counted, never an
+    # orphan. What --inject VENDOR:orphan adds must be one the audit reports.
+    from poller.sandbox.giftbit import GiftbitState
+    from poller.sandbox.http_receiver import ReceiverState
+    from poller.sandbox.tango import TangoState
+
+    two = TremendousState().inject("orphan", count=2)
+    assert two[0]["external_id"] != two[1]["external_id"]
+    keys = [two[1]["external_id"], TangoState().inject("orphan")[0]["externalRefID"],
+            GiftbitState().inject("orphan")[0]["campaign_id"],
+            ReceiverState().inject("orphan")[0]["idempotency_key"]]
+    assert all(is_our_key(k) for k in keys), keys
+
+
+def test_tremendous_forgets_an_order_over_the_admin_route(
+    trem: tuple[str, TremendousState],
+) -> None:
+    url, state = trem
+    kept, dropped = state.inject("orphan", count=2)
+    with httpx.Client(base_url=url) as admin:
+        answer = admin.post(f"/_standin/orders/{dropped['external_id']}/forget")
+        assert answer.status_code == 200
+        assert answer.json()["forgotten"]["id"] == dropped["id"]
+        assert admin.post(f"/_standin/orders/{dropped['id']}/forget").status_code == 404
+        api = {"Authorization": f"Bearer {STANDIN_KEY}"}
+        assert admin.get(TREMENDOUS_PREFIX + f"/orders/{dropped['id']}",
+                         headers=api).status_code == 404
+    listed = list(tremendous_book(url).orders(datetime(2020, 1, 1, tzinfo=UTC),
+                                              datetime.now(UTC) + timedelta(days=1)))
+    assert [o.order_id for o in listed] == [kept["id"]]
