@@ -146,8 +146,10 @@ def serve(config: Config, *, routes: RouteFactory | None = None,
         daemon.on_cycle = on_cycle
         from poller.daemon.audit_job import AuditJob, schedule_audit
 
+        # The first audit a minute after the start, or after one interval when that is
+        # shorter: a daemon started with a short interval shows its audit's metrics soon.
         schedule_audit(daemon.scheduler, AuditJob(config, app.ledger.engine, recorder),
-                       config.audit.interval)
+                       config.audit.interval, first_after=min(60.0, config.audit.interval))
         server = _listener(config, app, recorder, _with_webhooks(config, routes, daemon.nudge),
                            board)
         try:

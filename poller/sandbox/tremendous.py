@@ -138,6 +138,8 @@ class TremendousState(Faults):
         self.background_left = 0
         self.list_requests: list[dict[str, str]] = []
         """The query of every ``GET /orders`` list request answered (offset, limit, ...)."""
+        self.list_times: list[float] = []
+        """When each of them came (``time.monotonic()``), for pacing checks."""
 
     def __repr__(self) -> str:
         return f"TremendousState(orders={len(self.orders)}, balance_cents={self.balance_cents})"
@@ -155,6 +157,7 @@ class TremendousState(Faults):
             self._counter = 0
             self.background_left = 0
             self.list_requests.clear()
+            self.list_times.clear()
 
     def background(self, count: int = 1) -> None:
         """The next ``count`` new orders answer 202: created in the background."""
@@ -282,6 +285,7 @@ class TremendousState(Faults):
             return 400, _error_body("created_at must be an ISO 8601 datetime")
         with self._lock:
             self.list_requests.append(dict(query))
+            self.list_times.append(time.monotonic())
             chosen = [
                 o for o in self.orders.values()
                 if (low_at is None or _instant(o["created_at"]) >= low_at)
