@@ -12,6 +12,8 @@ for Influitive and the vendors (as the page's "Rehearse it first" section does).
   environment, state directory and credentials.
 * The daemon: READY=1, ``/healthz``, a redemption fulfilled, SIGTERM, a clean exit. The timer's
   one-shot unit: one run that fulfils. ``check`` as the docs' ``rp`` runs it.
+* The books audit's unit (step 7): after that run the books balance (exit 0); with an orphan
+  injected at the Tremendous stand-in it exits 1 naming it; its textfile says each.
 
 The tests after "Beyond the first start" check what the product promises of a running
 deployment (metrics across timer runs and the alert they fire, signals in a run, JSON logs,
@@ -49,6 +51,7 @@ pytestmark = [pytest.mark.install, pytest.mark.e2e, pytest.mark.system,
 
 DAEMON = "reward-poller.service"
 ONCE = "reward-poller-once.service"
+AUDIT = "reward-poller-audit.service"
 READY = "ready; Ctrl-C stops the stand-ins"
 REWARD_37 = {"reward_id": 37, "reward_name": "$25 Amazon gift card"}
 
@@ -360,6 +363,57 @@ def test_timer_unit_runs_one_cycle_that_fulfils(deployment: Deployment) -> None:
     # The ledger is where StateDirectory= and WorkingDirectory= put it, the user's own.
     ledger = manager.state_directory(deployment.units[ONCE]) / "reward-poller.db"
     assert ledger.stat().st_uid == manager.user.pw_uid
+
+
+ORPHANS_AT_TREMENDOUS = 'reward_poller_audit_discrepancies{kind="orphan",vendor="tremendous"}'
+
+
+def test_audit_unit_balances_the_books_then_finds_an_injected_orphan(
+    deployment: Deployment,
+) -> None:
+    """docs/deployment.md step 7: reward-poller-audit.service's ExecStart, as its user, with
+    its credentials and the state directory it shares with the timer's unit (the ledger)."""
+    manager = deployment.manager("audit")
+    textdir = manager.scratch / "textfile_collector"  # node_exporter's, ReadWritePaths=
+    textdir.mkdir()
+    os.chown(textdir, manager.user.pw_uid, manager.user.pw_gid)
+    with_textfile = lambda text: set_key(  # noqa: E731
+        text, "metrics", r"^# textfile = .*$", f'textfile = "{textdir / "reward-poller.prom"}"')
+    audit_file = textdir / "reward-poller-audit.prom"
+    with deployment.edited(deployment.config, with_textfile), deployment.sandbox():
+        code, once = manager.run(deployment.units[ONCE])
+        assert code == 0, once.stderr
+        balanced_code, balanced = manager.run(deployment.units[AUDIT])
+        balanced_metrics = _textfile_samples(audit_file.read_text())
+        injected = deployment.cli("sandbox", "--port-base", str(deployment.port_base),
+                                  "--inject", "tremendous:orphan")
+        assert injected.returncode == 0, injected.stdout + injected.stderr
+        found = re.search(r"injected: order (\S+) ", injected.stdout)
+        assert found, injected.stdout
+        orphan_code, orphan = manager.run(deployment.units[AUDIT])
+        orphan_metrics = _textfile_samples(audit_file.read_text())
+    assert manager.state_directory(deployment.units[AUDIT]) == manager.state_directory(
+        deployment.units[ONCE])  # one ledger
+
+    assert balanced_code == 0, balanced.stdout + balanced.stderr
+    assert "The books balance." in balanced.stdout
+    assert re.search(r"(?m)^tremendous +3 +3 ", balanced.stdout), balanced.stdout
+    assert re.search(r"(?m)^manual .*cannot be audited: ", balanced.stdout)
+    assert balanced_metrics["reward_poller_audit_last_run_balanced{}"] == 1.0
+    assert balanced_metrics["reward_poller_audit_last_run_timestamp_seconds{}"] > 0
+    assert balanced_metrics[ORPHANS_AT_TREMENDOUS] == 0.0
+
+    assert orphan_code == 1, orphan.stdout + orphan.stderr
+    assert re.search(rf"(?m)^tremendous +orphan +- +{re.escape(found[1])} ", orphan.stdout), (
+        orphan.stdout)
+    assert "The books do not balance: 1 discrepancy." in orphan.stdout
+    assert orphan_metrics["reward_poller_audit_last_run_balanced{}"] == 0.0
+    assert orphan_metrics[ORPHANS_AT_TREMENDOUS] == 1.0
+    assert sum(v for k, v in orphan_metrics.items()
+               if k.startswith("reward_poller_audit_discrepancies{")) == 1.0
+    assert (orphan_metrics["reward_poller_audit_last_run_timestamp_seconds{}"]
+            >= balanced_metrics["reward_poller_audit_last_run_timestamp_seconds{}"])
+    _json_lines(orphan.stderr_lines)  # the journal's stream: JSON lines, as every unit's
 
 
 # --- beyond the first start ------------------------------------------------------------------
