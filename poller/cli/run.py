@@ -173,6 +173,16 @@ def _read_only_ledger(config: Config) -> Any:
     return open_for_reading(config)
 
 
+def parsed_or_why(entry: Any) -> Any:
+    """A recorded row's stored payload parsed, or why it cannot be (for the plan)."""
+    from poller.sources.influitive.wire import Unkeyable, parse_stored
+
+    try:
+        return parse_stored(entry.source, entry.payload)
+    except Unkeyable as exc:
+        return str(exc)
+
+
 def dry_run_plan(config: Config) -> Plan:
     """Poll, read the ledger, print what the next cycle would do per redemption id."""
     from poller.compose import influitive_client
@@ -180,7 +190,7 @@ def dry_run_plan(config: Config) -> Plan:
 
     now = datetime.now(UTC)
     planner = Planner(
-        rules=config.rules(), vendors=frozenset(config.vendors),
+        rules=config.rules(), vendors=frozenset(config.vendors), parse=parsed_or_why,
         unmapped=config.fulfillment.unmapped_reward,
         unmapped_reason=config.fulfillment.templates().unmapped_reason,
         spend=config.fulfillment.spend_policy(),

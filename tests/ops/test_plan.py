@@ -7,6 +7,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from poller.cli.run import parsed_or_why
 from poller.core.decide import SpendPolicy
 from poller.core.plan import EmptyLedger, Planner
 from poller.core.routing import RewardRule
@@ -32,7 +33,8 @@ def poll(*items: Redemption, complete: bool = True) -> PollResult:
 
 def planner(**kw: object) -> Planner:
     options: dict[str, object] = {"rules": RULES, "vendors": {"tremendous"},
-                                  "unmapped": "hold", "unmapped_reason": "not automatic"}
+                                  "unmapped": "hold", "unmapped_reason": "not automatic",
+                                  "parse": parsed_or_why}
     options.update(kw)
     return Planner(**options)  # type: ignore[arg-type]
 
