@@ -38,7 +38,7 @@ from poller.domain.messages import MessageTemplates
 from poller.domain.model import INFLUITIVE, LedgerEntry
 from poller.domain.states import State, can_transition
 from poller.ports import Changes, Decider, LeaseLost, Ledger, RedemptionSource, Vendor
-from poller.worker import decide, order, reconcile, record
+from poller.worker import decide, failpoints, order, reconcile, record
 from poller.worker.context import (
     NOT_DUE,
     RELEASED,
@@ -48,7 +48,6 @@ from poller.worker.context import (
     redemption_of,
     utcnow,
 )
-from poller.worker.failpoints import failpoint
 from poller.worker.leases import LeaseKeeper
 from poller.worker.report import SOURCE_NAME, CycleReport, OperatorProblem, vendor_problem
 
@@ -288,7 +287,7 @@ class Worker:
                 if crash is not None:
                     raise crash
                 if started is not None:
-                    failpoint("after_key_saved")
+                    failpoints.failpoint("after_key_saved")
                     final = order.order(ctx, entry, gone=False, fresh=True)
                 else:
                     event = NO_POLL if sighting is None else sighting.of(entry)

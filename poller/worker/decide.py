@@ -14,8 +14,8 @@ from poller.domain.errors import AlreadyDecided, SourceBlocked, SourceUnavailabl
 from poller.domain.model import LedgerEntry
 from poller.domain.states import State
 from poller.ports import Changes, Decider
+from poller.worker import failpoints
 from poller.worker.context import NOT_DUE, StepContext, log
-from poller.worker.failpoints import failpoint
 from poller.worker.report import SOURCE_NAME, OperatorProblem
 
 
@@ -52,7 +52,7 @@ def _send(ctx: StepContext, entry: LedgerEntry, call: Callable[[Decider], None])
                                                detail=str(exc)))
         answer = DecisionAnswer(outcome="failed", error=str(exc), retry_after=exc.retry_after)
     else:
-        failpoint("after_decision")
+        failpoints.failpoint("after_decision")
         answer = DecisionAnswer(outcome="taken")
     action = ctx.next(entry, answer)
     kind = action.kind

@@ -28,9 +28,8 @@ from poller.domain.keys import idempotency_key
 from poller.domain.model import LedgerEntry, OrderResult, OrderStatus, Route
 from poller.domain.states import State
 from poller.ports import Changes, SpendGuard, SpendLimitReached
-from poller.worker import decide
+from poller.worker import decide, failpoints
 from poller.worker.context import NOT_DUE, StepContext, log
-from poller.worker.failpoints import failpoint
 from poller.worker.report import OperatorProblem
 
 
@@ -76,7 +75,7 @@ def start(ctx: StepContext, entry: LedgerEntry, action: Action) -> LedgerEntry |
         entry = ctx.move(entry, State.ORDERING, detail, changes, guard=guard)
     except SpendLimitReached as exc:
         return spend_hold(ctx, entry, f"spending guard: {exc}")
-    failpoint("after_key_saved")
+    failpoints.failpoint("after_key_saved")
     return order(ctx, entry, gone=False, fresh=True)
 
 
@@ -110,7 +109,7 @@ def order(
                 if event.result is not None:
                     log.info("redemption.reconciled",
                              vendor_order_id=event.result.vendor_order_id)
-                    failpoint("after_vendor_answer")
+                    failpoints.failpoint("after_vendor_answer")
                 return follow(ctx, entry, action)
             if isinstance(event, NoLookUp):
                 # The vendor cannot say whether the first send took: the identical request
@@ -125,9 +124,9 @@ def order(
         with ctx.heartbeat(entry):
             result = vendor.place_order(ctx.request(entry))
     except VendorError as exc:
-        failpoint("after_vendor_answer")
+        failpoints.failpoint("after_vendor_answer")
         return failed(ctx, entry, exc)
-    failpoint("after_vendor_answer")
+    failpoints.failpoint("after_vendor_answer")
     return follow(ctx, entry, ctx.next(entry, Answered(result=result)))
 
 
@@ -206,7 +205,7 @@ def ordered(ctx: StepContext, entry: LedgerEntry, result: OrderResult) -> Ledger
                 clear=frozenset({"next_attempt_at", "last_error"})),
     )
     # The vendor adapter logs the placed order (vendor_order_placed); one event per order.
-    failpoint("after_ordered")
+    failpoints.failpoint("after_ordered")
     if ctx.stopping("telling Influitive"):
         return entry  # ordered, recorded: the next cycle sends the fulfilment
     return decide.fulfill(ctx, entry)

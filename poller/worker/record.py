@@ -13,8 +13,8 @@ from poller.domain.errors import SourceAuthError, SourceBlocked, SourceUnavailab
 from poller.domain.model import LedgerEntry, PollResult, Redemption
 from poller.domain.states import State
 from poller.ports import Changes, Ledger, RedemptionSource, read_pages
+from poller.worker import failpoints
 from poller.worker.context import NOT_DUE, StepContext, log
-from poller.worker.failpoints import failpoint
 from poller.worker.report import SOURCE_NAME, CycleReport, OperatorProblem
 
 
@@ -47,7 +47,7 @@ def poll(
         report.errors.append(f"poll failed: {exc}")
         return None
     report.new = new
-    failpoint("after_record")
+    failpoints.failpoint("after_record")
     ledger.finish_poll(poll_id, clock(), ok=True, complete=result.complete, seen=result.seen)
     for reason in result.rejected:
         log.warning("redemption.unrecordable", reason=reason)
