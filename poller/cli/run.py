@@ -174,11 +174,13 @@ def _read_only_ledger(config: Config) -> Any:
 
 
 def parsed_or_why(entry: Any) -> Any:
-    """A recorded row's stored payload parsed, or why it cannot be (for the plan)."""
-    from poller.sources.influitive.wire import Unkeyable, parse_stored
+    """A recorded row's redemption as the worker reads it, or why it cannot be read (for
+    the plan)."""
+    from poller.sources.influitive.wire import Unkeyable
+    from poller.worker.context import redemption_of
 
     try:
-        return parse_stored(entry.source, entry.payload)
+        return redemption_of(entry)
     except Unkeyable as exc:
         return str(exc)
 

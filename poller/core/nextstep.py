@@ -133,7 +133,6 @@ class Facts:
     key_saved: bool = False
     order_id: str | None = None
     vendor: str | None = None
-    key: str | None = None
     attempts: int = 0
     approved: bool = False
     hold_reason: str | None = None
@@ -171,7 +170,7 @@ def facts_of(
     when = entry.next_attempt_at
     return Facts(
         state=entry.state, key_saved=entry.idempotency_key is not None,
-        order_id=entry.vendor_order_id, vendor=entry.vendor, key=entry.idempotency_key,
+        order_id=entry.vendor_order_id, vendor=entry.vendor,
         attempts=entry.attempts, approved=entry.approved, hold_reason=entry.hold_reason,
         last_error=entry.last_error, polled=polled,
         due=now is None or when is None or when <= now,
