@@ -50,6 +50,12 @@ class Listing(StrEnum):
 
 
 class Kind(StrEnum):
+    """The actions. On a due row: NOTHING, WAIT, the holds, CONFIRM, REOPEN, CLOSE, REFUSE,
+    START_ORDER, LOOK_UP, RECHECK, FULFILL, SEND_REFUSAL. After a vendor's answer:
+    PLACE_ORDER, MARK_PENDING, STILL_PENDING, MARK_ORDERED, HOLD_ORDER, HOLD_UNCONFIRMABLE,
+    CLOSE, VENDOR_*, CHECK_*. After Influitive's: FULFILLED, REFUSED, PERHAPS, DECIDED,
+    DECISION_*."""
+
     NOTHING = "nothing"
     WAIT = "wait"
     HOLD_UNFINISHED = "hold_unfinished"
@@ -83,12 +89,6 @@ class Kind(StrEnum):
     DECIDED = "decided"
     DECISION_RETRY = "decision_retry"
     DECISION_HOLD = "decision_hold"
-
-
-CALLS = frozenset({Kind.LOOK_UP, Kind.PLACE_ORDER, Kind.RECHECK, Kind.FULFILL,
-                   Kind.SEND_REFUSAL})
-"""Actions that call out (the vendor or Influitive): a stop asked for ends the step before
-them, with nothing sent."""
 
 
 @dataclass(frozen=True, kw_only=True)
