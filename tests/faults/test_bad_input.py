@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-import poller.worker.cycle as cycle
+import poller.worker.failpoints as failpoints
 from poller.core.backoff import RetrySchedule
 from poller.core.routing import RewardRule
 from poller.domain.errors import (
@@ -367,7 +367,7 @@ class DeliveryMachine(RuleBasedStateMachine):
     def _run(self, n: int) -> bool:
         """One cycle of worker ``n``; True when it crashed."""
         # The worker's failpoints raise Crash here instead of exiting the process.
-        names = vars(cycle)
+        names = vars(failpoints)
         original = names["failpoint"]
         names["failpoint"] = self._failpoint
         try:

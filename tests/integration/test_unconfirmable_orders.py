@@ -117,7 +117,10 @@ def test_a_refused_redemption_is_never_ordered_when_the_receiver_comes_back(rig:
     refused_at = len(rig.network.sent)
     rig.network.down = True
     reports = []
-    with structlog.testing.capture_logs() as logs:
+    # With the context the cycle binds for each step, as the configured logger merges it.
+    with structlog.testing.capture_logs(
+        processors=[structlog.contextvars.merge_contextvars]
+    ) as logs:
         for _ in range(3):
             reports.append(rig.cycle())
     rig.network.down = False
