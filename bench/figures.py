@@ -731,8 +731,8 @@ def footprint(ledgers: Ledgers, standins: Standins, workdir: Path, ids: Ids,
 
 def _footprint_notes(loaded: dict[str, bool]) -> list[str]:
     notes = [
-        "What a run-once with nothing to do must load: the CLI (click), the config (pydantic, "
-        "pydantic-settings), the Influitive client (httpx, tenacity), the ledger (SQLAlchemy, "
+        "What a run-once with nothing to do must load: the CLI (click), the config (pydantic), "
+        "the Influitive client (httpx, tenacity), the ledger (SQLAlchemy, "
         "and alembic to check the schema revision) and structlog. Server libraries "
         "(uvicorn, starlette), the scheduler (APScheduler, only for the daemon) and the "
         "stand-ins are not imported."]

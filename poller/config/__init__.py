@@ -19,13 +19,15 @@ Every secret key (a ``SecretStr`` field, in any section or vendor) can also be g
 ``$CREDENTIALS_DIRECTORY`` when systemd set it (``LoadCredential=``). See ``poller.config.secrets``.
 
 The package, by room: ``sections`` and ``server`` (the ``[section]`` models, plain settings),
-``model`` (``Config``), ``secrets`` (secret keys, ``*_file``, URL redaction), ``describe``
-(error lines), ``load`` (the file and the environment). Nothing here imports the daemon:
-the listener's address and limits are plain data in ``server``.
+``model`` (``Config``), ``environment`` (the ``REWARD_POLLER_*`` variables), ``secrets``
+(secret keys, ``*_file``, URL redaction), ``describe`` (error lines), ``load`` (the file and
+the checks of the environment). Nothing here imports the daemon: the listener's address and
+limits are plain data in ``server``.
 """
 
 from __future__ import annotations
 
+from poller.config.environment import ENV_DELIMITER, ENV_PREFIX
 from poller.config.load import (
     CONFIG_ENV,
     DEFAULT_CONFIG_PATH,
@@ -34,7 +36,7 @@ from poller.config.load import (
     config_path,
     load_config,
 )
-from poller.config.model import ENV_DELIMITER, ENV_PREFIX, Config
+from poller.config.model import Config
 from poller.config.secrets import CREDENTIALS_ENV, FILE_SUFFIX, secret_keys
 from poller.config.sections import (
     AlertsSettings,

@@ -10,14 +10,14 @@ import pwd
 import stat
 import tomllib
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 import structlog
-from pydantic import BaseModel, ValidationError
-from pydantic_settings import SettingsError
+from pydantic import ValidationError
 
 from poller.config.describe import describe, inner_model, nearest
-from poller.config.model import ENV_DELIMITER, ENV_PREFIX, Config
+from poller.config.environment import ENV_DELIMITER, ENV_PREFIX, is_complex
+from poller.config.model import Config
 from poller.config.secrets import FILE_SUFFIX, secret_keys, secret_sections
 from poller.domain.errors import ConfigError
 from poller.vendors import COMMON_KEYS, vendor_module
@@ -38,18 +38,6 @@ def config_path(explicit: str | None) -> Path:
 
 
 # --- the environment ---------------------------------------------------------------------
-
-
-def _is_complex(annotation: Any) -> bool:
-    """Whether pydantic-settings reads this field's variable as JSON."""
-    if annotation is None:
-        return False
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return True
-    origin = getattr(annotation, "__origin__", None)
-    if origin in (dict, list, tuple, set, frozenset):
-        return True
-    return any(_is_complex(a) for a in get_args(annotation) if a is not type(None))
 
 
 def _vendor_keys(name: str) -> frozenset[str] | None:
@@ -92,7 +80,7 @@ def check_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
             errors.append(f"{var}: {problem}{hint}")
             continue
         origin[".".join(parts)] = var
-        if _is_complex(annotation):
+        if is_complex(annotation):
             try:
                 json.loads(env[var])
             except json.JSONDecodeError as exc:
@@ -225,5 +213,3 @@ def load_config(path: str | Path | None = None, *, required: bool = True) -> Con
         if text.startswith("invalid configuration:"):
             raise ConfigError(text.replace("invalid configuration:", where, 1)) from None
         raise ConfigError(f"{where} {text}") from None
-    except SettingsError as exc:
-        raise ConfigError(f"invalid configuration from the environment: {exc}") from None

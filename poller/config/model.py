@@ -6,10 +6,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field, PrivateAttr, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 
 from poller.config.describe import describe
+from poller.config.environment import environment_data, merged
 from poller.config.secrets import read_secret_files, register_url_secrets
 from poller.config.sections import (
     AlertsSettings,
@@ -29,15 +37,12 @@ from poller.core.routing import RewardRule
 from poller.domain.errors import ConfigError
 from poller.vendors import rate_limit, validate_settings, vendor_module
 
-ENV_PREFIX = "REWARD_POLLER_"
-ENV_DELIMITER = "__"
 
+class Config(BaseModel):
+    """The whole configuration. Made from data (the file's), it reads the environment over
+    it key by key (``poller.config.environment``), then the ``*_file`` secrets."""
 
-class Config(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid",
-        case_sensitive=False,
-    )
+    model_config = ConfigDict(extra="forbid", validate_default=True)
 
     influitive: InfluitiveSettings
     ledger: LedgerSettings = LedgerSettings()
@@ -58,22 +63,14 @@ class Config(BaseSettings):
     _vendor_settings: dict[str, BaseModel] = PrivateAttr(default_factory=dict)
     _vendor_rates: dict[str, float | None] = PrivateAttr(default_factory=dict)
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # The environment wins over the file (passed as init data), key by key.
-        return (env_settings, init_settings)
-
     @model_validator(mode="before")
     @classmethod
-    def _secret_files(cls, data: Any) -> Any:
-        return read_secret_files(data, cls) if isinstance(data, dict) else data
+    def _environment_and_secret_files(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        # The environment wins over the file (passed as data), key by key; then each
+        # ``<secret>_file`` of either is read.
+        return read_secret_files(merged(data, environment_data(cls)), cls)
 
     @model_validator(mode="after")
     def _vendors_exist(self) -> Config:
