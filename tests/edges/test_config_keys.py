@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
+from poller.compose import ledger_timeouts
 from poller.config import Config, load_config
-from poller.daemon.limits import ServerLimits
+from poller.config.server import ServerLimits
 from poller.domain.errors import ConfigError
 
 
@@ -20,7 +21,7 @@ def test_defaults() -> None:
     assert c.server.limits() == ServerLimits()
     assert c.webhooks.max_body_bytes == 64 * 1024
     assert c.server.body_timeout_seconds == 10
-    t = c.ledger.timeouts()
+    t = ledger_timeouts(c)
     assert (t.connect_seconds, t.statement_seconds, t.lock_seconds) == (10, 30, 10)
     assert t.client_seconds == 35
 
@@ -34,7 +35,7 @@ def test_keys_reach_the_objects_they_configure() -> None:
     assert c.server.limits() == ServerLimits(
         max_connections=32, backlog=8, header_timeout_seconds=2, keep_alive_seconds=3,
         max_header_bytes=4096, accept_error_interval_seconds=5)
-    t = c.ledger.timeouts()
+    t = ledger_timeouts(c)
     assert (t.statement_seconds, t.lock_seconds, t.connect_seconds, t.client_seconds) == \
         (2, 1, 3, 4)
 

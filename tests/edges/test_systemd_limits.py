@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from poller.daemon.limits import ServerLimits
+from poller.config.server import ServerLimits
 from tests.ops.test_systemd_units import DAEMON, ONCE, parse
 
 

@@ -20,12 +20,12 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from poller.daemon.guard import AcceptErrorLog
+from poller.config.server import ServerLimits, parse_listen
 from poller.daemon.health import Health
-from poller.daemon.limits import ServerLimits
+from poller.daemon.httplimits import AcceptErrorLog
 from poller.daemon.listener import create_app
 from poller.daemon.metrics import Recorder
-from poller.daemon.runner import HttpServer, ListenError, parse_listen
+from poller.daemon.runner import HttpServer, ListenError
 from poller.domain.errors import SourceUnavailable, TransientVendorError
 from poller.domain.model import OrderRequest, OrderResult, OrderStatus
 from poller.domain.states import State

@@ -100,3 +100,23 @@ def test_a_command_runs_with_the_cyclic_collector_as_python_left_it() -> None:
         "print(seen, gc.isenabled(), gc.get_freeze_count())\n"
     )
     assert out == "[True] True 0"
+
+
+DAEMON_ONLY = ("apscheduler", "starlette", "uvicorn", "prometheus_client", "poller.compose.daemon",
+               "poller.daemon.scheduler", "poller.daemon.runner", "poller.daemon.metrics")
+
+
+def test_a_run_once_loads_none_of_the_daemons_parts() -> None:
+    # What `run --run-once` imports (without [metrics] textfile): the composition root and
+    # the one-cycle path, never the scheduler, the listener, its HTTP server or metrics.
+    out = _fresh("import sys; import poller.cli.run, poller.compose; "
+                 "from poller.compose import App, run_once; "
+                 f"print(sorted(m for m in {DAEMON_ONLY!r} if m in sys.modules))")
+    assert out == "[]"
+
+
+def test_the_configuration_imports_no_daemon_module() -> None:
+    out = _fresh("import sys; from poller.config import load_config, Config; "
+                 "print(sorted(m for m in sys.modules if m.startswith(('poller.daemon', "
+                 "'poller.compose'))))")
+    assert out == "[]"

@@ -1,11 +1,11 @@
-"""What keeps the listener up when a client misbehaves, on purpose or not.
+"""The listener's limits, enforced: what keeps it up when a client misbehaves, on purpose or not.
 
 uvicorn on its own waits forever for the rest of a request's headers, keeps every
 connection it accepts, and logs a traceback each time ``accept()`` fails. A thousand
 sockets that each send half a request then exhaust the process's file descriptors and
 ``/healthz`` stops answering. Here:
 
-* ``GuardedH11Protocol`` gives every connection a deadline for its request headers
+* ``LimitedH11Protocol`` gives every connection a deadline for its request headers
   (``[server] header_timeout_seconds``) and keeps at most ``[server] max_connections`` open:
   a new connection beyond the limit displaces the oldest one still waiting for its headers
   (a slow client loses its place, a monitoring probe that sends its request at once does
@@ -27,12 +27,12 @@ import structlog
 from starlette.requests import Request
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from poller.daemon.limits import ServerLimits
+from poller.config.server import ServerLimits
 
 log = structlog.get_logger("poller.daemon")
 
 
-class GuardedH11Protocol(H11Protocol):
+class LimitedH11Protocol(H11Protocol):
     """uvicorn's h11 protocol with a header deadline and a connection limit.
 
     ``limits`` is set on a subclass made by ``protocol_for`` (uvicorn builds the protocol
@@ -54,7 +54,7 @@ class GuardedH11Protocol(H11Protocol):
     def _make_room(self) -> bool:
         """Close the connection that has waited longest for its headers; False if none."""
         waiting = [c for c in self.connections
-                   if isinstance(c, GuardedH11Protocol) and c is not self
+                   if isinstance(c, LimitedH11Protocol) and c is not self
                    and c._waiting_since is not None]
         if not waiting:
             return False
@@ -109,8 +109,8 @@ class GuardedH11Protocol(H11Protocol):
         super().connection_lost(exc)
 
 
-def protocol_for(limits: ServerLimits) -> type[GuardedH11Protocol]:
-    return type("LimitedH11Protocol", (GuardedH11Protocol,), {"limits": limits})
+def protocol_for(limits: ServerLimits) -> type[LimitedH11Protocol]:
+    return type("ConfiguredH11Protocol", (LimitedH11Protocol,), {"limits": limits})
 
 
 class AcceptErrorLog:

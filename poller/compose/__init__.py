@@ -1,5 +1,8 @@
-"""The composition root: turns a Config into a wired Worker. The only module that knows
-every adapter; everything it imports heavy is imported here, lazily, when first needed."""
+"""The composition root: turns a Config into a wired Worker (``App``), and a run of it
+(``run_once``). The only place that knows every adapter: it builds the ledger, the request
+budget, the sources and the vendors and hands them to the worker, from the top down; the
+daemon's parts are built by ``poller.compose.daemon`` (imported only by the daemon's command,
+so a ``run --run-once`` never loads the scheduler, the listener or its HTTP server)."""
 
 from __future__ import annotations
 
@@ -14,17 +17,26 @@ from typing import TYPE_CHECKING
 import structlog
 
 from poller.config import Config
+from poller.core.budget import BudgetLimit, RequestBudget
+from poller.daemon.alerts import Alerter, HeldSource
+from poller.daemon.service import run_once as run_cycle_once
 from poller.domain.errors import ConfigError
-from poller.ports import Cache, Decider, RedemptionSource, Vendor
+from poller.ledger import open_ledger as _open_ledger
+from poller.ledger.budget import SqlRequestLog
+from poller.ledger.sql import LedgerTimeouts, SqlLedger
+from poller.ports import Cache, Decider, Ledger, RedemptionSource, Vendor
+from poller.sources.influenceio import SOURCE as INFLUENCEIO
+from poller.sources.influenceio.events import InfluenceioDecisions
+from poller.sources.influenceio.points import PointsClient
+from poller.sources.influenceio.refunds import InfluenceioRefunds
+from poller.sources.influitive.client import InfluitiveClient
 from poller.transport import RetryPolicy
-from poller.worker.cycle import Worker, WorkerPolicy
+from poller.vendors import BuildContext, build_vendor
+from poller.vendors.ratelimit import limited
+from poller.worker.cycle import CycleReport, Worker, WorkerPolicy
 
 if TYPE_CHECKING:
-    from poller.core.budget import RequestBudget
     from poller.daemon.metrics import Recorder
-    from poller.ledger.sql import SqlLedger
-    from poller.ports import Ledger
-    from poller.sources.influitive.client import InfluitiveClient
 
 log = structlog.get_logger("poller.compose")
 
@@ -58,9 +70,6 @@ class VendorPool:
     def __call__(self, name: str) -> Vendor:
         with self._lock:
             if name not in self._built:
-                from poller.vendors import BuildContext, build_vendor
-                from poller.vendors.ratelimit import limited
-
                 settings = self._config.vendor_settings(name)
                 if settings is None:
                     raise ConfigError(f"vendor {name!r} has no [vendors.{name}] section")
@@ -75,11 +84,22 @@ class VendorPool:
         self._built.clear()
 
 
-def open_ledger(config: Config) -> SqlLedger:
-    from poller.ledger import open_ledger as _open
+def ledger_timeouts(config: Config) -> LedgerTimeouts:
+    """PostgreSQL's bounds on waiting, from ``[ledger]``."""
+    s = config.ledger
+    return LedgerTimeouts(
+        connect_seconds=s.connect_timeout_seconds,
+        statement_seconds=s.statement_timeout_seconds,
+        lock_seconds=s.lock_timeout_seconds,
+        keepalive_idle_seconds=s.keepalive_idle_seconds,
+        keepalive_interval_seconds=s.keepalive_interval_seconds,
+        keepalive_count=s.keepalive_count,
+    )
 
-    return _open(config.ledger.url, timeouts=config.ledger.timeouts(),
-                 threads=config.schedule.concurrency, schema=config.ledger.schema)
+
+def open_ledger(config: Config) -> SqlLedger:
+    return _open_ledger(config.ledger.url, timeouts=ledger_timeouts(config),
+                        threads=config.schedule.concurrency, schema=config.ledger.schema)
 
 
 INFLUITIVE_BUDGET_SCOPE = "influitive"
@@ -101,9 +121,6 @@ def request_budget(
     """The Influitive request budget (``[influitive] max_requests_per_window`` per
     ``window_seconds``), counted in the ledger so every worker on it shares it. ``stop``
     ends a wait for a unit early."""
-    from poller.core.budget import BudgetLimit, RequestBudget
-    from poller.ledger.budget import SqlRequestLog
-
     s = config.influitive
     window = budget_window(s.window_seconds)
     limit = BudgetLimit(scope=INFLUITIVE_BUDGET_SCOPE, max_requests=s.max_requests_per_window,
@@ -113,8 +130,6 @@ def request_budget(
 
 def influitive_client(config: Config, budget: RequestBudget | None = None) -> InfluitiveClient:
     """``budget``: every request takes a unit of it first (see ``request_budget``)."""
-    from poller.sources.influitive.client import InfluitiveClient
-
     s = config.influitive
     return InfluitiveClient(
         s.base_url, s.api_token.get_secret_value(), s.org_id,
@@ -124,22 +139,16 @@ def influitive_client(config: Config, budget: RequestBudget | None = None) -> In
 
 
 def _pushed_sources(config: Config, ledger: Ledger, owner: str) -> dict[str, Decider]:
-    from poller.sources.influenceio import SOURCE
-    from poller.sources.influenceio.events import InfluenceioDecisions
-
     settings = config.influenceio
     if settings.api_key is None:
-        return {SOURCE: InfluenceioDecisions()}
-    from poller.sources.influenceio.points import PointsClient
-    from poller.sources.influenceio.refunds import InfluenceioRefunds
-
+        return {INFLUENCEIO: InfluenceioDecisions()}
     points = PointsClient(
         settings.base_url, settings.api_key.get_secret_value(),
         policy=http_policy(config, timeout=settings.timeout_seconds),
         points_field=settings.points_field, reason_field=settings.reason_field,
         history_path=settings.history_path,
     )
-    return {SOURCE: InfluenceioRefunds(
+    return {INFLUENCEIO: InfluenceioRefunds(
         points, ledger, owner=owner, customer_id_field=settings.customer_id_field,
         reason_template=settings.refund_reason,
     )}
@@ -161,14 +170,16 @@ class App:
         self.ledger = open_ledger(config)
         self._textfile = config.metrics.textfile if recorder is None else None
         if self._textfile is not None:
+            # On demand: prometheus_client costs a run-once's start-up a good part of its
+            # time, and only a run with ``[metrics] textfile`` set has metrics to write.
             from poller.daemon.metrics import Recorder
 
             recorder = Recorder(process=False)
         self.recorder = recorder
         if recorder is not None:
             recorder.attach_ledger(self.ledger, config.fulfillment.daily_spend_limit)
-        self.budget = request_budget(config, self.ledger, self.stop)
-        self.source = influitive_client(config, budget=self.budget)
+        self.request_budget = request_budget(config, self.ledger, self.stop)
+        self.source = influitive_client(config, budget=self.request_budget)
         self.vendors = VendorPool(config, cache=self.ledger)
         source: RedemptionSource = self.source
         vendors: Callable[[str], Vendor] = self.vendors
@@ -241,3 +252,20 @@ def _instrumented(pool: VendorPool, recorder: Recorder) -> Callable[[str], Vendo
         return recorder.instrument_vendor(pool(name))
 
     return vendor
+
+
+def alerter_for(config: Config, ledger: HeldSource) -> Alerter:
+    """The alerts of ``[alerts]``, counting failed runs and held redemptions in ``ledger``."""
+    a = config.alerts
+    return Alerter(
+        webhook_url=a.webhook_url.get_secret_value() if a.webhook_url is not None else None,
+        ledger=ledger, failures_before_alert=a.failures_before_alert,
+        min_interval_seconds=a.min_interval_seconds, timeout_seconds=a.timeout_seconds,
+    )
+
+
+def run_once(app: App) -> CycleReport:
+    """One cycle of ``app``'s worker (``run --run-once``), then the alerts it calls for
+    (``poller.daemon.service.run_once``)."""
+    return run_cycle_once(app.worker.run_cycle, alerter_for(app.config, app.ledger),
+                          app.config.influitive.max_pages)
