@@ -14,7 +14,7 @@ PIP_INSTALL = if [ -x $(BIN)/pip ]; then $(BIN)/python -m pip install $(PIPFLAGS
 	$(BIN)/python -m compileall -q -j 0 $(VENV)/lib poller > /dev/null
 PIPFLAGS = --disable-pip-version-check --no-compile
 
-.PHONY: demo test lint check-pg clean install bench faults
+.PHONY: demo test unit lint check-pg clean install bench faults
 
 $(BIN)/python:
 	@echo "==> creating the virtualenv $(VENV)"
@@ -44,12 +44,16 @@ demo: $(RUNTIME)
 test: $(DEV) lint check-pg
 	$(BIN)/python -m pytest
 
+## The fast tier alone: tests/unit (no network, no process, no database), in seconds.
+unit: $(DEV)
+	$(BIN)/python -m pytest tests/unit
+
 lint: $(DEV)
 	$(BIN)/ruff check poller tests migrations
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-## The benchmark suite: prints a table and writes BENCHMARKS.md (about half an hour on 2 cores).
+## The benchmark suite: prints a table and writes BENCHMARKS.md (under half an hour on 2 cores).
 bench: $(VENV)/.bench-installed check-pg
 	$(BIN)/python -m bench
 
@@ -66,7 +70,7 @@ $(VENV)/.bench-installed: $(DEV) pyproject.toml
 FAULT_TRIALS ?= 200
 faults: $(DEV) check-pg
 	REWARD_POLLER_FAULT_TRIALS=$(FAULT_TRIALS) REWARD_POLLER_FAULT_EXAMPLES=2000 \
-		$(BIN)/python -m pytest tests/faults -q
+		$(BIN)/python -m pytest tests/system/faults -q
 
 ## Make sure the local PostgreSQL answers (starting the packaged cluster if it is down).
 check-pg:

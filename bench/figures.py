@@ -329,7 +329,6 @@ def webhook_latency(ledgers: Ledgers, standins: Standins, workdir: Path, ids: Id
 
 # --- 5. idle CPU of the daemon -------------------------------------------------------------
 
-
 def idle_cpu(ledgers: Ledgers, standins: Standins, workdir: Path, ids: Ids,
              seconds: float = 60.0) -> Figure:
     from poller.sandbox.server import free_port

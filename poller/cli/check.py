@@ -184,10 +184,11 @@ def count_problems(results: Sequence[VendorCheck]) -> int:
 def _ledger_cache(config: Config) -> tuple[LedgerCheck, Cache | None, Callable[[], None]]:
     """The ledger's check, and the ledger as the vendors' cache (so a catalog fetched here
     serves the worker too) when it is ready as it is: (check, cache, close)."""
+    from poller.compose import ledger_timeouts
     from poller.ledger.access import check_ledger
 
     found, ledger = check_ledger(config.ledger.url, schema=config.ledger.schema,
-                                 timeouts=config.ledger.timeouts())
+                                 timeouts=ledger_timeouts(config))
     if ledger is None:
         return found, None, lambda: None
     return found, cast("Cache", ledger), ledger.close

@@ -50,14 +50,15 @@ MAX_REASONS = 5
 def run(obj: Context, run_once: bool, dry_run: bool) -> None:
     """Run the worker: a daemon polling every [schedule] interval_seconds, or one cycle."""
     from poller.compose import App
-    from poller.daemon.service import run_once as one_cycle
-    from poller.daemon.service import serve
+    from poller.compose import run_once as one_cycle
 
     config = obj.config()
     if dry_run:
         dry_run_plan(config)
         return
     if not run_once:
+        from poller.compose.daemon import serve
+
         sys.exit(serve(config))
     from poller.worker.signals import StopOnSignal
 

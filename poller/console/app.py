@@ -418,8 +418,8 @@ def app_backend(app: Any, settings: ConsoleSettings) -> data.Backend:
     return data.Backend(
         ledger=app.ledger, vendors=app.vendors, vendor_names=app.vendors.names,
         namespace=config.influitive.org_id, process=app.worker.process,
-        daily_limits=dict(config.fulfillment.daily_spend_limit or {}), budget=app.budget,
-        funds=funds, audit=audit,
+        daily_limits=dict(config.fulfillment.daily_spend_limit or {}),
+        request_budget=app.request_budget, funds=funds, audit=audit,
     )
 
 

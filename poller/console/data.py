@@ -112,7 +112,7 @@ class Backend:
     """The worker's ``process``: sends a refusal or fulfilment to Influitive at once, as
     ``ledger refuse`` and ``ledger fulfill`` do."""
     daily_limits: Mapping[str, Decimal] = field(default_factory=dict)
-    budget: RequestBudget | None = None
+    request_budget: RequestBudget | None = None
     audit: AuditReader = field(default_factory=NoAudit)
     funds: Callable[[], Mapping[str, str | None]] | None = None
     clock: Callable[[], datetime] = _utcnow
@@ -233,10 +233,10 @@ def overview(backend: Backend) -> Overview:
     by_reason = Counter(reason_kind(e.hold_reason or e.last_error) for e in held)
     oldest = ledger.oldest_waiting()
     used = max_req = window = None
-    if backend.budget is not None:
-        limit = backend.budget.limit
+    if backend.request_budget is not None:
+        limit = backend.request_budget.limit
         try:
-            used = backend.budget.log.taken(limit, now)
+            used = backend.request_budget.log.taken(limit, now)
         except Exception:
             used = None
         max_req, window = limit.max_requests, limit.window_seconds

@@ -3,12 +3,13 @@
 A separate path from the worker on purpose: the worker's every step writes the ledger first
 (that is its delivery guarantee), so a "do not write" flag threaded through it would be a
 flag on every line. This module reads instead: one poll (GET only), the ledger's read methods
-(``get``, ``list``, ``spent_since``) and the same pure decision the worker takes
-(``poller.core.decide.plan_intake`` and the spending guard). Nothing is recorded, claimed,
-ordered or decided, so the next real run starts exactly where it would have.
+(``get``, ``list``, ``spent_since``) and asks the very function the worker asks,
+``poller.core.nextstep.next_step``, what each redemption's next step is. Nothing is
+recorded, claimed, ordered or decided, so the next real run starts exactly where it would
+have.
 
-The plan mirrors ``Worker._advance``; where the worker needs an answer it does not have yet
-(a vendor lookup, Influitive's reply), the plan says what it would ask.
+This module only presents: where the worker needs an answer it does not have yet (a vendor
+lookup, Influitive's reply), the plan says what it would ask.
 """
 
 from __future__ import annotations
@@ -18,14 +19,26 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
-from poller.core.decide import Hold, Order, Refuse, SpendPolicy, plan_intake
+from poller.core.decide import SpendPolicy
+from poller.core.nextstep import (
+    Action as Next,
+)
+from poller.core.nextstep import (
+    Due,
+    Facts,
+    Kind,
+    Listing,
+    Rules,
+    facts_of,
+    needs_payload,
+    next_step,
+)
 from poller.core.routing import RewardRule
 from poller.domain.model import LedgerEntry, PollResult, Redemption, UnreadablePayload
-from poller.domain.states import ACTIVE, UNCONFIRMED, State, confirmed, reopen_to
+from poller.domain.states import ACTIVE, UNCONFIRMED, State
 
-BEFORE_ORDER = frozenset({State.NEW, State.WAITING, State.HELD, State.ORDERING})
 SCAN_LIMIT = 100_000
 
 Action = Literal[
@@ -115,6 +128,7 @@ class Planner:
         planned: dict[str, Decimal] = {}
         polled: set[tuple[str, str]] = set()
         leased = _leased(ledger, now)
+        listed = Due(listing=Listing.LISTED, before_poll=True)
         for redemption in each(poll.redemptions):
             key = (redemption.source, redemption.id)
             if key in polled:
@@ -122,133 +136,121 @@ class Planner:
             polled.add(key)
             entry = ledger.get(*key)
             if entry is None:
-                plan.steps.append(self._intake(redemption, None, ledger, now, planned))
+                facts = Facts(state=State.NEW, redemption=redemption,
+                              spent_today=self._spent(ledger, now, planned))
+                plan.steps.append(self._present(
+                    facts, next_step(facts, listed, self._rules()), None, planned,
+                    redemption_id=redemption.id, source=redemption.source))
             elif leased(entry):
                 plan.steps.append(_step(entry, "skip", LEASED))
             else:
-                plan.steps.append(self._outstanding(entry, ledger, now, planned))
+                plan.steps.append(self._present(
+                    self._facts(entry, ledger, now, planned), listed, entry, planned))
+        # A complete poll that does not list a row is what, repeated over enough polls,
+        # makes it gone: the plan says what would then happen. A partial one proves nothing.
+        unlisted = Due(listing=Listing.GONE if poll.complete else Listing.UNLISTED)
         rest = [e for e in ledger.list(states=ACTIVE | UNCONFIRMED | {State.HELD},
                                        limit=SCAN_LIMIT)
                 if (e.source, e.redemption_id) not in polled]
         for entry in sorted(rest, key=lambda e: e.pk):
-            step = self._not_polled(entry, complete=poll.complete, now=now)
-            if step is not None and leased(entry):
-                step = _step(entry, "skip", LEASED)
-            if step is not None:
-                plan.steps.append(step)
+            facts = self._facts(entry, ledger, now, planned)
+            action = next_step(facts, unlisted, self._rules())
+            if action.kind in (Kind.NOTHING, Kind.WAIT):
+                continue  # nothing a run would do about it now
+            step = (_step(entry, "skip", LEASED) if leased(entry)
+                    else self._present(facts, action, entry, planned))
+            plan.steps.append(step)
         return plan
 
-    # --- redemptions in this poll ---------------------------------------------------------
+    def _rules(self) -> Rules:
+        return Rules(rules=self.rules, vendors=self.vendors, unmapped=self.unmapped,
+                     unmapped_reason=self.unmapped_reason, spend=self.spend)
 
-    def _intake(
-        self, redemption: Redemption, entry: LedgerEntry | None, ledger: ReadLedger,
-        now: datetime, planned: dict[str, Decimal],
+    def _spent(self, ledger: ReadLedger, now: datetime,
+               planned: dict[str, Decimal]) -> dict[str, Decimal]:
+        """What is ordered today, this plan's orders included, in each limited currency."""
+        midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        return {c: ledger.spent_since(c, midnight) + planned.get(c, Decimal(0))
+                for c in (self.spend.daily_limit or {})}
+
+    def _facts(self, entry: LedgerEntry, ledger: ReadLedger, now: datetime,
+               planned: dict[str, Decimal]) -> Facts:
+        routed = needs_payload(entry)
+        return facts_of(entry, polled=True, claimed=False, now=now,
+                        redemption=_stored(entry) if routed else None,
+                        spent_today=self._spent(ledger, now, planned) if routed else None)
+
+    def _present(
+        self, facts: Facts, decided: Next | Due, entry: LedgerEntry | None,
+        planned: dict[str, Decimal], *, redemption_id: str = "", source: str = "",
     ) -> Step:
-        state = entry.state if entry else None
+        """The step a run would take, in the dry run's words."""
+        action = (next_step(facts, decided, self._rules()) if isinstance(decided, Due)
+                  else decided)
+        state = entry.state if entry is not None else None
+        rid = entry.redemption_id if entry is not None else redemption_id
+        src = entry.source if entry is not None else source
+        kind = action.kind
 
-        def step(action: Action, detail: str, **money: Any) -> Step:
-            return Step(redemption_id=redemption.id, source=redemption.source, state=state,
-                        action=action, detail=detail, **money)
+        def step(label: Action, detail: str, **money: Decimal | str) -> Step:
+            return Step(redemption_id=rid, source=src, state=state, action=label,
+                        detail=detail, **money)  # type: ignore[arg-type]
 
-        decision = plan_intake(redemption, self.rules, unmapped=self.unmapped,
-                               unmapped_reason=self.unmapped_reason, vendors=self.vendors)
-        if isinstance(decision, Hold):
-            return step("hold", decision.reason)
-        if isinstance(decision, Refuse):
-            return step("refuse", f"refuse at Influitive: {decision.reason}")
-        assert isinstance(decision, Order)
-        r = decision.route
-        if entry is None or not entry.approved:
-            reason = self.spend.precheck(r.amount, r.currency)
-            limit = self.spend.daily(r.currency)
-            if reason is None and limit is not None:
-                midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-                spent = ledger.spent_since(r.currency, midnight) + planned.get(r.currency, 0)
-                if spent + r.amount > limit:
-                    reason = (f"spending guard: daily spend limit for {r.currency} reached: "
-                              f"{spent} ordered today (this plan included) + {r.amount} "
-                              f"would pass {limit}")
-            if reason is not None:
-                return step("hold", reason)
-        planned[r.currency] = planned.get(r.currency, Decimal(0)) + r.amount
-        return step(
-            "order", f"{r.describe()}, then fulfil at Influitive",
-            amount=r.amount, currency=r.currency,
-        )
-
-    def _outstanding(
-        self, entry: LedgerEntry, ledger: ReadLedger, now: datetime,
-        planned: dict[str, Decimal],
-    ) -> Step:
-        state = entry.state
-        back = reopen_to(state, order_placed=entry.vendor_order_id is not None)
-        if back is not None:
-            # The poll is the truth for "still outstanding": a row the ledger has as finished
-            # (or perhaps decided) that Influitive still lists is worked on again.
+        vendor, amount, currency = (
+            (entry.vendor, entry.amount, entry.currency) if entry else (None, None, None))
+        if kind is Kind.START_ORDER:
+            r = action.route
+            assert r is not None
+            planned[r.currency] = planned.get(r.currency, Decimal(0)) + r.amount
+            return step("order", f"{r.describe()}, then fulfil at Influitive",
+                        amount=r.amount, currency=r.currency)
+        if kind is Kind.HOLD_UNREADABLE:
+            return step("hold", f"stored payload unreadable: {action.reason}")
+        if kind in (Kind.HOLD, Kind.HOLD_SPEND, Kind.HOLD_UNFINISHED, Kind.HOLD_DISCREPANCY):
+            return step("hold", action.reason)
+        if kind is Kind.REFUSE:
+            return step("refuse", f"refuse at Influitive: {action.reason}")
+        if kind is Kind.REOPEN:
+            back = action.to
+            assert back is not None and state is not None
             what = {State.ORDERED: "send the fulfilment to Influitive again",
                     State.REFUSING: "send the refusal to Influitive again",
                     State.NEW: "work it like a new redemption (a saved key is looked up "
                                "first)"}.get(back, f"move it back to {back.value}")
-            return _step(entry, "reopen",
-                         f"{state.value}, yet Influitive still lists it: {what}")
-        if state is State.HELD:
-            reason = entry.hold_reason or "no reason recorded"
-            return _step(entry, "wait", f"held for a person: {reason}")
-        if entry.next_attempt_at is not None and entry.next_attempt_at > now:
-            error = f" (last error: {entry.last_error})" if entry.last_error else ""
-            return _step(entry, "wait",
-                         f"next attempt at {entry.next_attempt_at:%Y-%m-%d %H:%M:%S} UTC{error}")
-        if state in (State.NEW, State.WAITING) and entry.idempotency_key is None:
-            try:
-                redemption = entry.parsed()
-            except UnreadablePayload as exc:
-                return _step(entry, "hold", f"stored payload unreadable: {exc}")
-            return self._intake(redemption, entry, ledger, now, planned)
-        return self._carry_on(entry)
-
-    def _carry_on(self, entry: LedgerEntry) -> Step:
-        state = entry.state
-        if state in (State.NEW, State.WAITING, State.ORDERING):
-            return _step(entry, "reconcile",
-                         f"look the order up at {entry.vendor} by its key; if there is none, "
-                         f"order {entry.amount} {entry.currency} again (attempt "
-                         f"{entry.attempts + 1})")
-        if state is State.PENDING:
-            return _step(entry, "recheck",
-                         f"ask {entry.vendor} about pending order {entry.vendor_order_id}")
-        if state is State.ORDERED:
-            return _step(entry, "fulfill",
-                         f"fulfil at Influitive (vendor order {entry.vendor_order_id})")
-        assert state is State.REFUSING
-        return _step(entry, "refuse", "send the refusal to Influitive")
-
-    # --- redemptions the ledger has and this poll did not list -----------------------------
-
-    def _not_polled(self, entry: LedgerEntry, *, complete: bool, now: datetime) -> Step | None:
-        final = confirmed(entry.state)
-        if final is not None:
-            if not complete:
-                return None
-            return _step(entry, "confirm",
-                         f"missing from the list: becomes {final.value} once it has been "
-                         "missing from enough complete polls ([ledger] gone_after_polls)")
-        if entry.state in BEFORE_ORDER:
-            if not complete:
-                return None  # an incomplete poll proves nothing about absence
-            if entry.idempotency_key is None:
-                return _step(entry, "close",
-                             "missing from Influitive's outstanding list before it was ordered: "
-                             "closed as decided elsewhere (never ordered) once it has been "
-                             "missing from enough complete polls ([ledger] gone_after_polls)")
-            return _step(entry, "reconcile",
-                         f"missing from the outstanding list: look the order up at "
-                         f"{entry.vendor} by its key; closed only if the vendor says there is "
-                         "none, once it has been missing from enough complete polls")
-        if entry.next_attempt_at is not None and entry.next_attempt_at > now:
-            return None
-        if entry.state in (State.PENDING, State.ORDERED, State.REFUSING):
-            return self._carry_on(entry)
-        return None
+            return step("reopen", f"{state.value}, yet Influitive still lists it: {what}")
+        if kind is Kind.WAIT:
+            if state is State.HELD:
+                return step("wait", f"held for a person: {action.reason}")
+            return step("wait", action.reason)
+        if kind is Kind.LOOK_UP and action.gone:
+            return step("reconcile",
+                        f"missing from the outstanding list: look the order up at {vendor} by "
+                        "its key; closed only if the vendor says there is none, once it has "
+                        "been missing from enough complete polls")
+        if kind is Kind.LOOK_UP:
+            return step("reconcile",
+                        f"look the order up at {vendor} by its key; if there is none, order "
+                        f"{amount} {currency} again (attempt {facts.attempts + 1})")
+        if kind is Kind.RECHECK:
+            order = entry.vendor_order_id if entry else None
+            return step("recheck", f"ask {vendor} about pending order {order}")
+        if kind is Kind.FULFILL:
+            order = entry.vendor_order_id if entry else None
+            return step("fulfill", f"fulfil at Influitive (vendor order {order})")
+        if kind is Kind.SEND_REFUSAL:
+            return step("refuse", "send the refusal to Influitive")
+        if kind is Kind.CLOSE:
+            return step("close",
+                        "missing from Influitive's outstanding list before it was ordered: "
+                        "closed as decided elsewhere (never ordered) once it has been "
+                        "missing from enough complete polls ([ledger] gone_after_polls)")
+        if kind is Kind.CONFIRM:
+            final = action.to
+            assert final is not None
+            return step("confirm",
+                        f"missing from the list: becomes {final.value} once it has been "
+                        "missing from enough complete polls ([ledger] gone_after_polls)")
+        return step("nothing", "nothing to do until the next complete poll")
 
 
 def _leased(ledger: ReadLedger, now: datetime) -> Callable[[LedgerEntry], bool]:
@@ -269,3 +271,12 @@ def _leased(ledger: ReadLedger, now: datetime) -> Callable[[LedgerEntry], bool]:
 def _step(entry: LedgerEntry, action: Action, detail: str) -> Step:
     return Step(redemption_id=entry.redemption_id, source=entry.source, state=entry.state,
                 action=action, detail=detail)
+
+
+def _stored(entry: LedgerEntry) -> Redemption | str:
+    """The redemption the row recorded (read once, by its source, when it was recorded),
+    or why its payload could not be read."""
+    try:
+        return entry.parsed()
+    except UnreadablePayload as exc:
+        return str(exc)

@@ -27,12 +27,15 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+import httpx
 import structlog
 
 from poller import logs
+from poller.domain.errors import SourceAuthError
 from poller.domain.model import LedgerEntry
 from poller.domain.states import State
 from poller.ports import Cache
+from poller.transport import tls_context
 from poller.worker.cycle import CycleReport, OperatorProblem
 
 log = structlog.get_logger("poller.alerts")
@@ -63,10 +66,6 @@ Post = Callable[[str, str, float], bool]
 def post_webhook(url: str, text: str, timeout: float) -> bool:
     """POST ``{"text": text}`` the way Slack's incoming webhooks (and Mattermost, Rocket.Chat,
     Teams' Slack-compatible endpoints) take it."""
-    import httpx
-
-    from poller.transport import tls_context
-
     try:
         response = httpx.post(url, json={"text": text}, timeout=timeout,
                               verify=tls_context(url))
@@ -181,8 +180,6 @@ def cycle_problems(report: CycleReport | None, max_pages: int,
     """The operator-facing problems a cycle met: those its report counted, Influitive
     rejecting the credentials (``error``), and the poll stopping at ``max_pages`` (an
     incomplete poll that read ``max_pages`` pages stopped at the cap)."""
-    from poller.domain.errors import SourceAuthError
-
     if isinstance(error, SourceAuthError):
         return [OperatorProblem(who="influitive", kind="credentials", detail=str(error))]
     if report is None:

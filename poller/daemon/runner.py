@@ -8,6 +8,7 @@ thread dying quietly in the background.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -15,8 +16,10 @@ from types import TracebackType
 from typing import Any
 
 import structlog
+import uvicorn
 
-from poller.daemon.limits import ServerLimits
+from poller.config.server import ServerLimits, parse_listen
+from poller.daemon.httplimits import AcceptErrorLog, protocol_for
 from poller.domain.errors import PollerError
 
 log = structlog.get_logger("poller.daemon")
@@ -24,21 +27,6 @@ log = structlog.get_logger("poller.daemon")
 
 class ListenError(PollerError):
     """The configured ``[server] listen`` address cannot be bound."""
-
-
-def parse_listen(value: str) -> tuple[str, int]:
-    """``"127.0.0.1:9464"`` or ``"[::1]:9464"`` -> (host, port). ValueError otherwise."""
-    host, sep, port = value.strip().rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise ValueError(f"{value!r} is not HOST:PORT (e.g. 127.0.0.1:9464 or [::1]:9464)")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    elif ":" in host:
-        raise ValueError(f"{value!r}: write an IPv6 address in brackets, e.g. [::1]:9464")
-    number = int(port)
-    if not 0 < number < 65536:
-        raise ValueError(f"{value!r}: port must be 1-65535")
-    return host, number
 
 
 def bind(host: str, port: int, backlog: int = ServerLimits.backlog) -> socket.socket:
@@ -65,12 +53,6 @@ def bind(host: str, port: int, backlog: int = ServerLimits.backlog) -> socket.so
 def _uvicorn_server(config: Any, interval: float) -> Any:
     """uvicorn's server with our handler for the event loop's errors: accept failures are
     counted and logged once per interval, not a traceback per attempt."""
-    import asyncio
-
-    import uvicorn
-
-    from poller.daemon.guard import AcceptErrorLog
-
     class Server(uvicorn.Server):
         async def serve(self, sockets: list[socket.socket] | None = None) -> None:
             asyncio.get_running_loop().set_exception_handler(AcceptErrorLog(interval))
@@ -83,10 +65,6 @@ class HttpServer:
     """``with HttpServer(app, "127.0.0.1:9464"): ...`` serves ``app`` until the block ends."""
 
     def __init__(self, app: Any, listen: str, limits: ServerLimits | None = None) -> None:
-        import uvicorn
-
-        from poller.daemon.guard import protocol_for
-
         limits = limits or ServerLimits()
         self.limits = limits
         self.host, self.port = parse_listen(listen)

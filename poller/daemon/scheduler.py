@@ -18,6 +18,7 @@ meanwhile: that is logged once per skipped run as our own ``scheduler.run.skippe
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
@@ -27,6 +28,8 @@ from types import FrameType
 from typing import Any
 
 import structlog
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED
+from apscheduler.schedulers.blocking import BlockingScheduler
 
 from poller.daemon.notify import Notifier
 from poller.domain.errors import PollerError
@@ -50,8 +53,6 @@ class Daemon:
         explain: Callable[[CycleReport | None, BaseException | None],
                           Mapping[str, Any]] | None = None,
     ) -> None:
-        from apscheduler.schedulers.blocking import BlockingScheduler
-
         self._cycle = cycle
         self.interval = interval_seconds
         self.stop = stop
@@ -70,8 +71,6 @@ class Daemon:
         self.scheduler = BlockingScheduler(timezone=UTC)
         self.skipped = 0
         self._quiet_apscheduler()
-        from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED
-
         self.scheduler.add_listener(self._skipped, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
         self.scheduler.add_job(
             self._run, "interval", seconds=interval_seconds, id="cycle",
@@ -88,8 +87,6 @@ class Daemon:
     def _quiet_apscheduler() -> None:
         """APScheduler logs a skipped run as a WARNING in its own words; ``_skipped`` logs it
         as our event instead. Its errors still come through (as ``library.message``)."""
-        import logging
-
         for name in ("apscheduler.scheduler", "apscheduler.executors.default"):
             logger = logging.getLogger(name)
             logger.setLevel(max(logger.getEffectiveLevel(), logging.ERROR))

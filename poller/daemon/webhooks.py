@@ -33,7 +33,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from poller.daemon.guard import BodyTooLarge, BodyTooSlow, read_body
+from poller.daemon.httplimits import BodyTooLarge, BodyTooSlow, read_body
 from poller.daemon.webhook_body import BadBody, parse_json
 from poller.ports import Ledger
 from poller.sources.influenceio import IGNORED_TOPICS, REDEEMED_TOPIC, SOURCE

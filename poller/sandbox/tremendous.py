@@ -26,8 +26,8 @@ Built-in behaviours (no setup needed):
   ``FAILED`` (a bounced e-mail); ``set_delivery`` sets any reward's delivery status.
 * Errors are ``{"errors": {"message", "payload"}}``, the payload mirroring the request with
   a text at each leaf; a 429 says ``{"error": {"message", "payload"}}``. The documented
-  examples' texts are used where there are some (``tests/vendors/cassettes/tremendous``
-  holds them; ``tests/vendors/test_standins_match_cassettes.py`` keeps this stand-in to
+  examples' texts are used where there are some (``tests/adapters/vendors/cassettes/tremendous``
+  holds them; ``tests/adapters/vendors/test_standins_match_cassettes.py`` keeps this stand-in to
   them).
 
 Fault knobs, from Python (``TremendousState`` methods) or over HTTP (``/_standin/...``, see

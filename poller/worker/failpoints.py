@@ -1,4 +1,4 @@
-"""Named crash points for the fault-injection tests (tests/faults).
+"""Named crash points for the fault-injection tests (tests/system/faults).
 
 ``REWARD_POLLER_FAILPOINT=after_key_saved`` makes the worker die at that point the way
 ``kill -9`` or a power cut would: ``os._exit`` skips every ``finally``, lease release and

@@ -17,14 +17,19 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
+
+log = structlog.get_logger("poller.worker")
 
 
 @dataclass
 class _Call:
     pk: int
-    log: structlog.BoundLogger
+    context: dict[str, Any]
+    """The structlog context variables of the step that made the call (they name the
+    redemption): the keeper's thread logs with them."""
     due: float
     """``time.monotonic()`` at which its lease is next renewed."""
 
@@ -41,11 +46,12 @@ class LeaseKeeper:
         self._thread: threading.Thread | None = None
 
     @contextmanager
-    def held(self, pk: int, log: structlog.BoundLogger) -> Iterator[None]:
+    def held(self, pk: int) -> Iterator[None]:
         """The lease on ``pk`` is renewed while the block runs."""
         token = next(self._tokens)
+        context = structlog.contextvars.get_contextvars()
         with self._wake:
-            self._calls[token] = _Call(pk, log, time.monotonic() + self.interval)
+            self._calls[token] = _Call(pk, context, time.monotonic() + self.interval)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="lease-keeper",
                                                 daemon=True)
@@ -91,7 +97,8 @@ class LeaseKeeper:
         try:
             kept = self._renew(call.pk)
         except Exception as exc:  # the ledger may be down: the lease just runs out
-            call.log.warning("redemption.lease.renew_failed", error=type(exc).__name__)
+            log.warning("redemption.lease.renew_failed", error=type(exc).__name__,
+                        **call.context)
             return
         if kept:
             return
@@ -100,4 +107,4 @@ class LeaseKeeper:
                 return  # the call ended (and perhaps gave the lease back) meanwhile
             # Not renewed again: the step ends in LeaseLost at its next write.
             call.due = float("inf")
-        call.log.warning("redemption.lease.lost_in_call")
+        log.warning("redemption.lease.lost_in_call", **call.context)

@@ -19,7 +19,7 @@ from poller.ledger import IdempotencyKeyInUse, LedgerUnavailable, open_ledger
 from poller.ledger.memory import MemoryLedger
 from poller.ledger.sql import SqlLedger
 from poller.ports import Changes, LeaseLost, SpendGuard, SpendLimitReached
-from tests.faults.harness import TcpProxy
+from tests.system.faults.harness import TcpProxy
 
 AnyLedger = MemoryLedger | SqlLedger
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.release.conftest import clean_env
+from tests.system.release.conftest import clean_env
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 """The interpreter the docs make the virtualenv with (``sudo python3 -m venv``): the

@@ -42,8 +42,8 @@ import pytest
 
 from poller.release.files import UNITS
 from poller.sandbox.services import SERVICES
-from tests.release.conftest import clean_env, free_port_base, read_until, start, stop
 from tests.system.conftest import SERVICE_USER, require_tool, scratch_dir
+from tests.system.release.conftest import clean_env, free_port_base, read_until, start, stop
 from tests.system.units import Running, ServiceManager, Unit, load_unit
 
 pytestmark = [pytest.mark.install, pytest.mark.e2e, pytest.mark.system,

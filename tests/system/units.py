@@ -38,7 +38,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.ops.test_systemd_units import parse, seconds
+from tests.system.daemon.test_systemd_units import parse, seconds
 
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 """systemd's default $PATH for system services (Debian 12's build)."""
@@ -53,7 +53,7 @@ class CredentialMissing(RuntimeError):
 
 @dataclass(frozen=True)
 class Unit:
-    """A unit file as tests/ops/test_systemd_units.py's parser reads it."""
+    """A unit file as tests/system/daemon/test_systemd_units.py's parser reads it."""
 
     name: str
     sections: dict[str, dict[str, list[str]]]

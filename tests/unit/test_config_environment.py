@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-from poller.config import check_environment, load_config
+from poller.config import Config, check_environment, load_config
 from poller.domain.errors import ConfigError
 
 BASE = """
@@ -139,3 +139,39 @@ def test_a_file_others_can_read_with_secrets_is_warned_about(
     with structlog.testing.capture_logs() as unreachable:
         load_config(hidden)
     assert unreachable == []  # in a folder others cannot enter: not exposed
+
+
+def test_a_section_as_json_then_single_keys_over_it_then_the_file_beneath(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    path = config(tmp_path, BASE + '[ledger]\nurl = "sqlite:///file.db"\nlease_seconds = 100\n'
+                  "gone_after_polls = 5\n")
+    monkeypatch.setenv("REWARD_POLLER_LEDGER", '{"url": "sqlite:///json.db", "lease_seconds": 50}')
+    monkeypatch.setenv("REWARD_POLLER_LEDGER__LEASE_SECONDS", "7")
+    ledger = load_config(path).ledger
+    assert (ledger.url, ledger.lease_seconds, ledger.gone_after_polls) == (
+        "sqlite:///json.db", 7, 5)
+
+
+def test_variable_names_are_read_in_any_case_and_vendor_keys_merge_with_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    path = config(tmp_path, BASE + "rate_limit_per_second = 3\n")
+    monkeypatch.setenv("reward_poller_Vendors__TREMENDOUS__api_key", "env-key-777")
+    monkeypatch.setenv("REWARD_POLLER_FULFILLMENT__DAILY_SPEND_LIMIT", '{"usd": 100}')
+    loaded = load_config(path)
+    assert "env-key-777" in loaded.secrets() and "key-123456" not in loaded.secrets()
+    assert loaded.vendor_rate_limit("tremendous") == 3
+    assert loaded.fulfillment.daily_spend_limit == {"USD": 100}
+
+
+def test_a_config_made_from_data_reads_the_environment_and_names_bad_json(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("REWARD_POLLER_SCHEDULE__CONCURRENCY", "3")
+    assert Config(influitive={"api_token": "t", "org_id": "o"}).schedule.concurrency == 3
+    monkeypatch.setenv("REWARD_POLLER_SECURITY__SECRET_URL_KEYS", "[not json-secret-value")
+    with pytest.raises(ConfigError) as caught:
+        Config(influitive={"api_token": "t", "org_id": "o"})
+    assert "REWARD_POLLER_SECURITY__SECRET_URL_KEYS: not valid JSON" in str(caught.value)
+    assert "secret-value" not in str(caught.value)

@@ -2,7 +2,7 @@
 
 No single answer may become a final state: an empty list, a decision that did not take
 effect, a look-up that could not reach the vendor, a config typo, a call slower than the
-lease. The same cases run on SQLite and PostgreSQL in tests/integration/test_reconcile_sql.py.
+lease. The same cases run on SQLite and PostgreSQL in tests/ledger/worker/test_reconcile_sql.py.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.console.conftest import PASSWORDS, console_toml
+from tests.adapters.console.conftest import PASSWORDS, console_toml
 from tests.system.conftest import require
 
 pytestmark = [pytest.mark.e2e, pytest.mark.system, pytest.mark.timeout(600)]
