@@ -15,6 +15,7 @@ def _structlog_without_rich() -> None:
         return
     _sys.modules["rich"] = None  # type: ignore[assignment]  # makes `import rich` fail
     try:
+        # On demand, once, with rich hidden: see above.
         import structlog  # noqa: F401
     finally:
         del _sys.modules["rich"]

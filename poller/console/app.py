@@ -25,10 +25,10 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from poller.config.console import ConsoleSettings
+from poller.config.console import ConsoleSettings, is_loopback
 from poller.console import actions, auth, data
 from poller.console.chart import spend_svg
-from poller.domain.errors import PollerError
+from poller.domain.errors import ConfigError, PollerError
 from poller.ledger.audit import last_run
 
 log = structlog.get_logger("poller.console")
@@ -426,9 +426,6 @@ def app_backend(app: Any, settings: ConsoleSettings) -> data.Backend:
 def check_bind(host: str, settings: ConsoleSettings) -> None:
     """ConfigError when the console would listen beyond loopback without
     ``allow_remote``, or has no user to sign in."""
-    from poller.config.console import is_loopback
-    from poller.domain.errors import ConfigError
-
     if not settings.users:
         raise ConfigError("[console] has no users: add one with `reward-poller console "
                           "add-user NAME --role operator`")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import secrets
 import threading
 import time
@@ -101,8 +102,6 @@ class Users:
 
 def toml_entry(name: str, role: Role, password_hash: str) -> str:
     """The ``[[console.users]]`` entry for ``add-user`` to print or append."""
-    import json
-
     return (f"[[console.users]]\nname = {json.dumps(name, ensure_ascii=False)}\n"
             f"role = {json.dumps(role)}\npassword_hash = {json.dumps(password_hash)}\n")
 

@@ -21,6 +21,7 @@ from typing import Protocol
 from poller.core.budget import RequestBudget
 from poller.domain.model import Event, LedgerEntry
 from poller.domain.states import TERMINAL, State
+from poller.ledger import counts_as_spent
 from poller.ledger.audit import StoredRun
 from poller.logs import redactor
 from poller.ports import Ledger, PollRecord, Vendor
@@ -296,8 +297,6 @@ def spend(backend: Backend, days: int = 14) -> list[Spend]:
     """What was committed to vendor orders per UTC day and vendor over the last ``days``
     days, per currency, by the daily limit's rule (``ordered_at`` in the day; refused rows
     and those closed without a vendor order do not count)."""
-    from poller.ledger import counts_as_spent
-
     now = backend.clock().astimezone(UTC)
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
     first = today - timedelta(days=days - 1)

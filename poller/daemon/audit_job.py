@@ -21,7 +21,10 @@ import structlog
 from poller import logs
 from poller.core.audit import MARGIN, AuditResult, VendorAudit, audit_vendor
 from poller.domain.errors import ConfigError, NotAuditable, PollerError
+from poller.ledger.audit import rows_for_audit, save_run
 from poller.ports import OrderBook
+from poller.transport import RetryPolicy
+from poller.vendors import BuildContext, build_order_book
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -37,9 +40,6 @@ BookOpener = Callable[[str], OrderBook]
 
 def order_book_opener(config: Config) -> BookOpener:
     """Each configured vendor's order list, built from its ``[vendors.<name>]`` section."""
-    from poller.transport import RetryPolicy
-    from poller.vendors import BuildContext, build_order_book
-
     policy = RetryPolicy(attempts=config.retry.http_attempts,
                          max_retry_after=config.retry.max_retry_after_seconds,
                          timeout=config.influitive.timeout_seconds)
@@ -83,8 +83,6 @@ def audit_books(
     """Audit each of ``vendors`` for ``[since, until)`` against the ledger at ``engine``.
     ``calling(vendor)`` (``Recorder.calling``) surrounds the reading of each list, so its
     HTTP requests are timed as that vendor's."""
-    from poller.ledger.audit import rows_for_audit
-
     audits: list[VendorAudit] = []
     for name in vendors:
         try:
@@ -141,8 +139,6 @@ class AuditJob:
         self.runs = 0
 
     def __call__(self) -> AuditResult | None:
-        from poller.ledger.audit import save_run
-
         started = self.clock()
         since, until = trailing_period(self.config, started)
         result: AuditResult | None = None

@@ -22,6 +22,7 @@ from poller.domain.errors import PollerError
 from poller.domain.model import LedgerEntry
 from poller.domain.states import State, check_transition
 from poller.ledger.stored_redemption import decode_redemption
+from poller.logs import redactor
 from poller.ports import Changes, SpendGuard, SpendLimitReached
 
 if TYPE_CHECKING:
@@ -101,8 +102,6 @@ def clean_stored(value: str) -> str:
     message, an event's detail), with every secret the log redactor knows removed: the
     ledger is read by ``ledger show`` and exported by ``report``, so it must not keep what
     the logs may not show (a token quoted in an error, a URL's userinfo or secret path)."""
-    from poller.logs import redactor
-
     return clean_text(redactor.scrub(value))
 
 
@@ -294,10 +293,11 @@ HEAD_REVISION = "0007"
 
 def _at_head(engine: Any) -> bool:
     """Whether the schema is exactly this version's, read with one plain SELECT."""
+    # On demand, as in open_ledger: importing this package loads no SQL library.
     from sqlalchemy import Column, MetaData, String, Table, inspect, select
     from sqlalchemy.exc import SQLAlchemyError
 
-    from poller.ledger.sql import ledger_schema
+    from poller.ledger.sql import ledger_schema  # on demand: SQLAlchemy, as above
 
     schema = ledger_schema(engine)
     version = Table("alembic_version", MetaData(), Column("version_num", String(32)),
@@ -337,6 +337,8 @@ def open_ledger(
     out of date, LedgerUnavailable when the database cannot be reached, LedgerNotWritable
     when a SQLite ledger's file or folder cannot be written by this user (naming both).
     """
+    # On demand: importing this package loads no SQL library (the CLI's --help, the core's
+    # unit tests), and poller.ledger.sql builds on this module.
     from poller.ledger.sql import SqlLedger, make_engine
 
     engine = make_engine(url, timeouts, threads=threads, schema=schema)
@@ -345,7 +347,7 @@ def open_ledger(
             # The usual start: nothing to migrate, and Alembic (the largest import of a
             # cold start) is never loaded.
             return SqlLedger(engine, process_clock=process_clock)
-        from poller.ledger import migrate as migrations
+        from poller.ledger import migrate as migrations  # on demand: Alembic, only to migrate
 
         if migrate is None:
             migrate = engine.dialect.name == "sqlite"

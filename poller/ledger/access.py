@@ -1,76 +1,33 @@
 """Whether this process can write the ledger, and if not, why, in words a person can act on.
 
-A SQLite ledger is a file plus, while it is open, its journal next to it (``-wal`` and
-``-shm`` in WAL mode): a folder this user cannot write makes every write, and in WAL mode
-even a read, fail with SQLite's "unable to open database file", which names neither the
-folder nor the user. ``sqlite_write_problem`` names both, before SQLite is asked.
-``prove_writable`` writes a row in a transaction it rolls back, and ``check_ledger`` puts
-it all together for ``reward-poller check``.
+``sqlite_write_problem`` (``poller.ledger.writable``) names the SQLite file or folder this
+user cannot write, and the user, before SQLite is asked. ``prove_writable`` writes a row in
+a transaction it rolls back, and ``check_ledger`` puts it all together for
+``reward-poller check``.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from sqlalchemy import insert
+from sqlalchemy import exc, insert
 from sqlalchemy.engine import Engine
 
-from poller.ledger import LedgerNotWritable
+from poller.ledger import LedgerNotWritable, LedgerUnavailable, migrate
+from poller.ledger.sql import (
+    LedgerTimeouts,
+    SqlLedger,
+    make_engine,
+    parse_url,
+    safe_url,
+    write_variant,
+)
+from poller.ledger.tables import request_log
+from poller.ledger.writable import sqlite_write_problem, user
 
-if TYPE_CHECKING:
-    from poller.ledger.sql import LedgerTimeouts, SqlLedger
-
-
-def user() -> str:
-    """The user this process runs as (effective uid), by name where it has one."""
-    if not hasattr(os, "geteuid"):  # pragma: no cover - POSIX only in practice
-        return "this user"
-    uid = os.geteuid()
-    try:
-        import pwd
-
-        return pwd.getpwuid(uid).pw_name
-    except (ImportError, KeyError):  # a container's uid without a passwd entry
-        return f"uid {uid}"
-
-
-def _writable(path: Path) -> bool:
-    effective = os.access in os.supports_effective_ids
-    return os.access(path, os.W_OK | (os.X_OK if path.is_dir() else 0),
-                     effective_ids=effective)
-
-
-def _read_only_mount(path: Path) -> bool:
-    try:
-        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
-    except (OSError, AttributeError):
-        return False
-
-
-def sqlite_write_problem(path: Path) -> str | None:
-    """Why this process could not write the SQLite ledger at ``path`` (creating it when it
-    does not exist), or None. Root passes the permission checks, as it does in SQLite."""
-    folder = path.parent
-    if not folder.is_dir():
-        return f"the folder {folder} does not exist"
-    if _read_only_mount(folder):
-        return (f"the folder {folder} is on a read-only file system: the ledger needs a "
-                "writable place (move ledger.url, or mount it read-write)")
-    fix = "(chown or chmod it, or point ledger.url elsewhere)"
-    if path.exists() and not _writable(path):
-        return f"the ledger file {path} is not writable by user {user()} {fix}"
-    if _writable(folder):
-        return None
-    journal = [Path(f"{path}{suffix}") for suffix in ("-wal", "-shm")]
-    if path.exists() and all(j.exists() and _writable(j) for j in journal):
-        return None  # the journal files exist already and can be written: enough for SQLite
-    what = ("create the ledger file" if not path.exists()
-            else "create its journal files (-wal, -shm) next to the ledger")
-    return f"the folder {folder} is not writable by user {user()}: SQLite must {what} {fix}"
+__all__ = ["LedgerCheck", "check_ledger", "prove_writable", "sqlite_write_problem", "user"]
 
 
 def prove_writable(engine: Engine) -> None:
@@ -78,11 +35,6 @@ def prove_writable(engine: Engine) -> None:
     when the database refuses (a read-only server or transaction, no privilege, a read-only
     SQLite file or folder). Nothing is kept. The ledger's tables must exist (a
     ``request_log`` row is written)."""
-    from sqlalchemy import exc
-
-    from poller.ledger.sql import safe_url, write_variant
-    from poller.ledger.tables import request_log
-
     try:
         with write_variant(engine).connect() as conn:
             transaction = conn.begin()
@@ -115,9 +67,6 @@ def check_ledger(
     write (rolled back). Creates and migrates nothing. Returns the ledger, open, when it is
     ready for the worker as it is (the caller closes it), else None. ConfigError for a URL
     that cannot be used."""
-    from poller.ledger import LedgerUnavailable, migrate
-    from poller.ledger.sql import SqlLedger, make_engine, parse_url
-
     parsed = parse_url(url)
     sqlite = parsed.get_backend_name() == "sqlite"
     if sqlite:

@@ -1,7 +1,7 @@
 """The books audit in the ledger: what it reads (the rows that may own a vendor's orders)
 and what it keeps (one ``audit_runs`` row per run, one ``audit_discrepancies`` row per
-discrepancy found). Built by migration 0006; the tables join ``poller.ledger.tables``'s
-metadata, which the migrations are compared with.
+discrepancy found). Built by migration 0006; the tables are in ``poller.ledger.tables``
+with the rest of the schema.
 """
 
 from __future__ import annotations
@@ -11,64 +11,15 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import (
-    Boolean,
-    Column,
-    ColumnElement,
-    ForeignKey,
-    Index,
-    Integer,
-    String,
-    Table,
-    Text,
-    insert,
-    or_,
-    select,
-)
+from sqlalchemy import ColumnElement, insert, or_, select
 from sqlalchemy.engine import Engine
 
 from poller.core.audit import AuditResult, Discrepancy, Kind
 from poller.domain.model import LedgerEntry
-from poller.ledger.tables import CleanText, UTCDateTime, metadata
+from poller.ledger.sql import read_transaction, write_transaction
+from poller.ledger.sql.base import row_entry
+from poller.ledger.tables import audit_discrepancies, audit_runs
 from poller.ledger.tables import redemptions as red_t
-
-audit_runs = Table(
-    "audit_runs",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("started_at", UTCDateTime, nullable=False),
-    Column("finished_at", UTCDateTime, nullable=False),
-    # The period audited: orders created in [since, until).
-    Column("since", UTCDateTime, nullable=False),
-    Column("until", UTCDateTime, nullable=False),
-    # Who ran it: "daemon", or the OS user behind `reward-poller audit`.
-    Column("actor", CleanText, nullable=False),
-    Column("balanced", Boolean, nullable=False),
-    Column("orders", Integer, nullable=False),
-    Column("matched", Integer, nullable=False),
-    Column("discrepancies", Integer, nullable=False),
-    # Per vendor, as JSON text (poller.ledger.audit.vendor_summary): counts by status, spend
-    # by currency in minor units, and why a list could not be read or audited.
-    Column("vendors", Text, nullable=False),
-    sqlite_autoincrement=True,
-)
-
-audit_discrepancies = Table(
-    "audit_discrepancies",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("run_id", Integer, ForeignKey("audit_runs.id"), nullable=False),
-    Column("vendor", CleanText, nullable=False),
-    Column("kind", String(16), nullable=False),
-    Column("source", CleanText),
-    Column("redemption_id", CleanText),
-    Column("order_id", CleanText),
-    Column("detail", CleanText, nullable=False),
-    Column("action", CleanText, nullable=False),
-    # One run's discrepancies, in the order found.
-    Index("ix_audit_discrepancies_run_id_id", "run_id", "id"),
-    sqlite_autoincrement=True,
-)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -101,8 +52,6 @@ def vendor_summary(result: AuditResult) -> dict[str, dict[str, object]]:
 def save_run(engine: Engine, result: AuditResult, *, started_at: datetime,
              finished_at: datetime, actor: str) -> int:
     """Store one run and its discrepancies in one transaction; returns the run's id."""
-    from poller.ledger.sql import write_transaction
-
     with write_transaction(engine) as conn:
         run_id = conn.execute(insert(audit_runs).values(
             started_at=started_at, finished_at=finished_at, since=result.since,
@@ -121,8 +70,6 @@ def save_run(engine: Engine, result: AuditResult, *, started_at: datetime,
 
 def last_run(engine: Engine) -> StoredRun | None:
     """The newest run stored, with its discrepancies; None before the first."""
-    from poller.ledger.sql import read_transaction
-
     with read_transaction(engine) as conn:
         run = conn.execute(
             select(audit_runs).order_by(audit_runs.c.id.desc()).limit(1)).first()
@@ -153,14 +100,11 @@ def rows_for_audit(
     """The ledger rows that may own ``vendor``'s orders: the vendor's rows ordered in
     ``[since, until)``, and every row whose idempotency key is in ``keys`` or whose order id
     (at this vendor) is in ``order_ids``; each once."""
-    from poller.ledger.sql import read_transaction
-    from poller.ledger.sql.base import row_entry as _entry
-
     found: dict[int, LedgerEntry] = {}
     with read_transaction(engine) as conn:
         def add(where: ColumnElement[bool]) -> None:
             for row in conn.execute(select(red_t).where(where)):
-                entry = _entry(row)
+                entry = row_entry(row)
                 found[entry.pk] = entry
 
         add((red_t.c.vendor == vendor) & (red_t.c.ordered_at >= since)

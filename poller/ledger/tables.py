@@ -223,6 +223,41 @@ request_log = Table(
     sqlite_autoincrement=True,
 )
 
-# The books audit's tables (audit_runs, audit_discrepancies) join this metadata from their
-# own module; imported here so that the schema is whole wherever the tables are used.
-import poller.ledger.audit  # noqa: E402, F401
+# The books audit (``poller.ledger.audit``): one row per run, one per discrepancy found.
+audit_runs = Table(
+    "audit_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime, nullable=False),
+    # The period audited: orders created in [since, until).
+    Column("since", UTCDateTime, nullable=False),
+    Column("until", UTCDateTime, nullable=False),
+    # Who ran it: "daemon", or the OS user behind `reward-poller audit`.
+    Column("actor", CleanText, nullable=False),
+    Column("balanced", Boolean, nullable=False),
+    Column("orders", Integer, nullable=False),
+    Column("matched", Integer, nullable=False),
+    Column("discrepancies", Integer, nullable=False),
+    # Per vendor, as JSON text (``poller.ledger.audit.vendor_summary``): counts by status, spend
+    # by currency in minor units, and why a list could not be read or audited.
+    Column("vendors", Text, nullable=False),
+    sqlite_autoincrement=True,
+)
+
+audit_discrepancies = Table(
+    "audit_discrepancies",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", Integer, ForeignKey("audit_runs.id"), nullable=False),
+    Column("vendor", CleanText, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("source", CleanText),
+    Column("redemption_id", CleanText),
+    Column("order_id", CleanText),
+    Column("detail", CleanText, nullable=False),
+    Column("action", CleanText, nullable=False),
+    # One run's discrepancies, in the order found.
+    Index("ix_audit_discrepancies_run_id_id", "run_id", "id"),
+    sqlite_autoincrement=True,
+)

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from poller.domain.errors import ConfigError, NotAuditable
 from poller.ports import Cache, OrderBook, Vendor
 from poller.transport import RetryPolicy
+from poller.vendors.ratelimit import DEFAULT_RATE_LIMITS
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,8 +58,6 @@ class _Common(BaseModel):
 def rate_limit(name: str, raw: Mapping[str, Any]) -> float | None:
     """The calls per second allowed to vendor ``name`` (None: no limit), from its section
     or the vendor's documented default. Raises pydantic's ValidationError naming the key."""
-    from poller.vendors.ratelimit import DEFAULT_RATE_LIMITS
-
     common = _Common.model_validate({k: v for k, v in raw.items() if k in COMMON_KEYS})
     rate = common.rate_limit_per_second
     if rate is None:

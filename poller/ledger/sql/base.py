@@ -54,10 +54,14 @@ class SqlLedgerBase:
         # loads the PostgreSQL dialect, a tenth of its start.
         self._insert: Any
         if engine.dialect.name == "postgresql":
+            # On demand: only a PostgreSQL ledger loads its dialect.
             from sqlalchemy.dialects.postgresql import insert as pg_insert
+
             self._insert = pg_insert
         else:
+            # On demand: only a SQLite ledger loads its dialect.
             from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
             self._insert = sqlite_insert
         # The statements of every step, built once: the guarded moves per set of changed
         # columns (a handful), the rest here.

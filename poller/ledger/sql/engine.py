@@ -3,12 +3,15 @@ per-connection set-up of SQLite (WAL, busy timeout, write-locking transactions).
 
 from __future__ import annotations
 
+import inspect
 import os
+import sqlite3
 import threading
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import (
     create_engine,
@@ -22,6 +25,7 @@ from poller.domain.errors import ConfigError
 from poller.ledger import (
     LedgerNotWritable,
 )
+from poller.ledger.writable import sqlite_write_problem
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 """How long a SQLite writer waits for another process's write before giving up. Writes are
@@ -145,8 +149,7 @@ def _deadline_connection(seconds: float) -> Any | None:
     """A psycopg connection class whose every wait for the server ends after ``seconds``:
     then the connection is closed (its state is unknown) and an OperationalError raised,
     which the ledger reports as LedgerUnavailable."""
-    import inspect
-
+    # Here, not at the top: psycopg is only for a PostgreSQL URL (reward-poller[postgres]).
     import psycopg
     from psycopg import errors as pg_errors
 
@@ -251,8 +254,6 @@ def _sqlite_read_only_engine(url: URL) -> Engine:
     """``mode=ro`` through a SQLite URI: no file is created, nothing written. Where the
     folder cannot be written (a read-only mount) SQLite cannot make the WAL index either, so
     the file is opened ``immutable``: nothing can be changing it there."""
-    from urllib.parse import quote
-
     assert url.database is not None
     path = Path(url.database).expanduser().resolve()
     if not path.is_file():
@@ -262,8 +263,6 @@ def _sqlite_read_only_engine(url: URL) -> Engine:
     uri = f"file:{quote(str(path))}?{query}"
 
     def connect() -> Any:
-        import sqlite3
-
         conn = sqlite3.connect(uri, uri=True, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000,
                                check_same_thread=False)
         conn.isolation_level = None
@@ -291,8 +290,6 @@ def _sqlite_engine(url: URL, pool: dict[str, Any] | None = None) -> Engine:
             raise ConfigError(
                 f"ledger.url {safe_url(url)}: the folder {folder} does not exist"
             )
-        from poller.ledger.access import sqlite_write_problem
-
         problem = sqlite_write_problem(path.resolve())
         if problem is not None:
             raise LedgerNotWritable(f"cannot write the ledger {safe_url(url)}: {problem}")

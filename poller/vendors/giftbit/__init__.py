@@ -54,14 +54,11 @@ answers), ``client`` (the HTTP calls and error mapping), ``catalog`` (funds, bra
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from poller.vendors import BuildContext
+from poller.vendors.giftbit.orders import GiftbitOrderBook
 from poller.vendors.giftbit.settings import NAME, Settings
 from poller.vendors.giftbit.vendor import GiftbitVendor
-
-if TYPE_CHECKING:
-    from poller.vendors.giftbit.orders import GiftbitOrderBook
+from poller.vendors.ratelimit import list_bucket
 
 __all__ = ["GiftbitVendor", "Settings", "build", "order_book"]
 
@@ -72,8 +69,5 @@ def build(settings: Settings, context: BuildContext) -> GiftbitVendor:
 
 def order_book(settings: Settings, context: BuildContext) -> GiftbitOrderBook:
     """Giftbit's own list of rewards (gifts), for the books audit."""
-    from poller.vendors.giftbit.orders import GiftbitOrderBook
-    from poller.vendors.ratelimit import list_bucket
-
     return GiftbitOrderBook(build(settings, context),
                             bucket=list_bucket(NAME, context.rate_limit_per_second))

@@ -36,10 +36,9 @@ receiver's optional order list, for the books audit).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from poller.domain.errors import NotAuditable
 from poller.vendors import BuildContext
+from poller.vendors.http.orders import HttpOrderBook
 from poller.vendors.http.settings import NAME, Settings
 from poller.vendors.http.vendor import HttpVendor
 from poller.vendors.http.wire import (
@@ -49,9 +48,7 @@ from poller.vendors.http.wire import (
     signature,
     verify_signature,
 )
-
-if TYPE_CHECKING:
-    from poller.vendors.http.orders import HttpOrderBook
+from poller.vendors.ratelimit import list_bucket
 
 __all__ = [
     "IDEMPOTENCY_HEADER",
@@ -78,8 +75,6 @@ def order_book(settings: Settings, context: BuildContext) -> HttpOrderBook:
         raise NotAuditable(
             "http vendor: no orders_url configured ([vendors.http] orders_url), so the "
             "receiver's own order list cannot be read")
-    from poller.vendors.http.orders import HttpOrderBook
-    from poller.vendors.ratelimit import list_bucket
 
     return HttpOrderBook(settings.orders_url, settings.secret, policy=context.policy,
                          bucket=list_bucket(NAME, context.rate_limit_per_second))

@@ -59,14 +59,11 @@ answers), ``client`` (the HTTP calls and error mapping), ``catalog`` (the catalo
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from poller.vendors import BuildContext
+from poller.vendors.ratelimit import list_bucket
+from poller.vendors.tango.orders import TangoOrderBook
 from poller.vendors.tango.settings import NAME, Settings
 from poller.vendors.tango.vendor import TangoVendor
-
-if TYPE_CHECKING:
-    from poller.vendors.tango.orders import TangoOrderBook
 
 __all__ = ["Settings", "TangoVendor", "build", "order_book"]
 
@@ -85,8 +82,5 @@ def build(settings: Settings, context: BuildContext) -> TangoVendor:
 
 def order_book(settings: Settings, context: BuildContext) -> TangoOrderBook:
     """Tango Card's own order list for the configured account, for the books audit."""
-    from poller.vendors.ratelimit import list_bucket
-    from poller.vendors.tango.orders import TangoOrderBook
-
     return TangoOrderBook(build(settings, context),
                           bucket=list_bucket(NAME, context.rate_limit_per_second))

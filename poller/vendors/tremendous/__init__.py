@@ -39,14 +39,11 @@ Modules: ``settings`` (the config section), ``wire`` (the shapes of its answers)
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from poller.vendors import BuildContext
+from poller.vendors.ratelimit import list_bucket
+from poller.vendors.tremendous.orders import TremendousOrderBook
 from poller.vendors.tremendous.settings import NAME, Settings
 from poller.vendors.tremendous.vendor import TremendousVendor
-
-if TYPE_CHECKING:
-    from poller.vendors.tremendous.orders import TremendousOrderBook
 
 __all__ = ["Settings", "TremendousVendor", "build", "order_book"]
 
@@ -63,8 +60,5 @@ def build(settings: Settings, context: BuildContext) -> TremendousVendor:
 
 def order_book(settings: Settings, context: BuildContext) -> TremendousOrderBook:
     """Tremendous's own order list, for the books audit (``orders``)."""
-    from poller.vendors.ratelimit import list_bucket
-    from poller.vendors.tremendous.orders import TremendousOrderBook
-
     return TremendousOrderBook(build(settings, context),
                                bucket=list_bucket(NAME, context.rate_limit_per_second))
