@@ -1,5 +1,8 @@
 """What ``/metrics`` exposes, and how the daemon feeds it.
 
+Over 500 lines on purpose: every metric family reward-poller exports is declared here, in
+one registry, so that docs/metrics.md, the alert rules and this file can be read side by side.
+
 The ``Recorder`` owns one prometheus-client registry (not the global one, so tests and a
 second App in one process never collide). It is fed from three places, none of them inside
 the worker cycle:
