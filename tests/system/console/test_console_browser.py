@@ -1,7 +1,9 @@
 """The console in a real browser (Chromium, driven by Playwright) against
 ``reward-poller sandbox``: the configuration ``sandbox --write-config`` writes, with a
 ``[console]`` section added, one ``run --run-once``, and ``reward-poller console`` serving
-it. Each page is saved as a screenshot into docs/console/.
+it. Each page is saved as a screenshot: into docs/console/ when
+``REWARD_POLLER_SCREENSHOTS=1`` (how the docs' pictures are refreshed), else into the test's
+own temporary folder, so a test run leaves the checkout as it found it.
 
 Needs Debian's Chromium at /usr/bin/chromium and the Python package playwright (dev
 extras); locally a missing one skips these tests, under CI (``CI=true``) it fails them.
@@ -14,6 +16,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,7 +34,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.system, pytest.mark.timeout(600)]
 CHROMIUM = "/usr/bin/chromium"
 WHO = "the console's browser test"
 ROOT = Path(__file__).resolve().parents[3]
-SHOTS = ROOT / "docs" / "console"
+DOCS_SHOTS = ROOT / "docs" / "console"
 MESSAGE = "Conference tickets are sold out this year, so your 20,000 points are back."
 
 
@@ -178,9 +181,23 @@ def sign_in(page: Any, site: Site, name: str, password: str | None = None) -> No
     page.click("button[type=submit]")
 
 
+_TEMP_SHOTS: list[Path] = []
+
+
+def shots_dir() -> Path:
+    if os.environ.get("REWARD_POLLER_SCREENSHOTS") == "1":
+        return DOCS_SHOTS
+    if not _TEMP_SHOTS:
+        _TEMP_SHOTS.append(Path(tempfile.mkdtemp(prefix="console-shots-")))
+    return _TEMP_SHOTS[0]
+
+
 def shot(page: Any, name: str, *, full: bool = True) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=full)
+    folder = shots_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
+    page.screenshot(path=str(path), full_page=full)
+    assert path.stat().st_size > 1000  # a picture of the page, not an empty file
 
 
 def test_refuse_a_held_redemption_with_a_message(page: Any, site: Site) -> None:
