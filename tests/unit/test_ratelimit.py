@@ -57,6 +57,25 @@ def test_calls_are_spaced_evenly_at_the_rate() -> None:
     assert max(sum(1 for s in starts if w <= s < w + 1.0) for w in starts) == 10
 
 
+def test_a_waiter_woken_late_never_brings_the_next_call_closer_than_the_interval() -> None:
+    """A busy machine wakes sleepers late, by different amounts: the next call is timed from
+    when this one was actually made, so no two calls are less than 1/rate apart."""
+    t = FakeTime()
+    late = itertools.cycle([0.04, 0.0, 0.07, 0.0, 0.01])
+
+    def oversleep(seconds: float) -> None:
+        t.sleep(seconds + next(late))
+
+    bucket = TokenBucket(10, clock=t.clock, sleep=oversleep)
+    starts = []
+    for _ in range(30):
+        bucket.acquire()
+        starts.append(t.now)
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert min(gaps) >= 0.1 - 1e-9
+    assert max(sum(1 for s in starts if w <= s < w + 1.0) for w in starts) <= 10
+
+
 def test_an_idle_bucket_saves_up_to_burst_tokens_only() -> None:
     t = FakeTime()
     bucket = TokenBucket(2, burst=3, clock=t.clock, sleep=t.sleep)
