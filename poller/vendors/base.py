@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -34,6 +34,7 @@ from poller.domain.errors import (
 )
 from poller.domain.keys import is_our_key
 from poller.domain.money import CurrencyProblem, minor_units, parse_currency
+from poller.domain.orders import VendorOrder
 from poller.transport import ApiClient, RetryPolicy, describe, nothing_was_sent, send
 
 log = structlog.get_logger(__name__)
@@ -282,4 +283,32 @@ class SameKeyBook:
 
     def is_ours(self, external_id: str | None) -> bool:
         return is_our_key(external_id)
+
+
+def read_pages(
+    page: Callable[[int, int], tuple[list[Any], int | None]],
+    order_of: Callable[[Any], VendorOrder | None], *, since: datetime, until: datetime,
+    page_size: int,
+) -> Iterator[VendorOrder]:
+    """An order list read page by page, each page asked once: ``page(number, offset)``
+    answers the page's items and the list's total when the vendor gives one. Orders created
+    outside [since, until) and an order seen twice while paging are left out. The total
+    decides when given (a page the server caps lower is still read whole); without it, a
+    short page is the last."""
+    seen: set[str] = set()
+    number = offset = 0
+    while True:
+        items, total = page(number, offset)
+        for item in items:
+            order = order_of(item)
+            if order is None or order.order_id in seen:
+                continue
+            seen.add(order.order_id)
+            if since <= order.created_at < until:
+                yield order
+        offset += len(items)
+        number += 1
+        if not items or (total is not None and offset >= total) or (
+                total is None and len(items) < page_size):
+            return
 

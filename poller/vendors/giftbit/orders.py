@@ -34,7 +34,7 @@ from zoneinfo import ZoneInfo
 
 from poller.domain.errors import TransientVendorError
 from poller.domain.orders import OrderStatus, VendorOrder
-from poller.vendors.base import json_or_none
+from poller.vendors.base import json_or_none, read_pages
 from poller.vendors.giftbit.settings import NAME
 from poller.vendors.giftbit.vendor import GiftbitVendor
 from poller.vendors.giftbit.wire import campaign_id, is_our_campaign
@@ -120,21 +120,8 @@ class GiftbitOrderBook:
         return external_id is not None and is_our_campaign(external_id)
 
     def orders(self, since: datetime, until: datetime) -> Iterator[VendorOrder]:
-        seen: set[str] = set()
-        offset = 0
-        while True:
-            page, total = self._page(since, until, offset)
-            for item in page:
-                order = self._order(item)
-                if order is None or order.order_id in seen:
-                    continue
-                seen.add(order.order_id)
-                if since <= order.created_at < until:
-                    yield order
-            offset += len(page)
-            if not page or (total is not None and offset >= total) or (
-                    total is None and len(page) < self._page_size):
-                return
+        return read_pages(lambda number, offset: self._page(since, until, offset), self._order,
+                          since=since, until=until, page_size=self._page_size)
 
     def _page(self, since: datetime, until: datetime,
               offset: int) -> tuple[list[Any], int | None]:

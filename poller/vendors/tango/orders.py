@@ -24,7 +24,15 @@ from typing import Any
 
 from poller.domain.errors import OperatorFacingError, TransientVendorError
 from poller.domain.orders import OrderStatus, VendorOrder
-from poller.vendors.base import SameKeyBook, json_or_none, minor_amount, obj, parse_instant, rfc3339
+from poller.vendors.base import (
+    SameKeyBook,
+    json_or_none,
+    minor_amount,
+    obj,
+    parse_instant,
+    read_pages,
+    rfc3339,
+)
 from poller.vendors.ratelimit import TokenBucket
 from poller.vendors.tango.settings import NAME
 from poller.vendors.tango.vendor import TangoVendor
@@ -63,23 +71,8 @@ class TangoOrderBook(SameKeyBook):
         self._v.close()
 
     def orders(self, since: datetime, until: datetime) -> Iterator[VendorOrder]:
-        seen: set[str] = set()
-        number = 0
-        read = 0
-        while True:
-            page, total = self._page(since, until, number)
-            for item in page:
-                order = self._order(item)
-                if order is None or order.order_id in seen:
-                    continue
-                seen.add(order.order_id)
-                if since <= order.created_at < until:
-                    yield order
-            read += len(page)
-            number += 1
-            if not page or (total is not None and read >= total) or (
-                    total is None and len(page) < self._page_size):
-                return
+        return read_pages(lambda number, offset: self._page(since, until, number), self._order,
+                          since=since, until=until, page_size=self._page_size)
 
     def _page(self, since: datetime, until: datetime,
               number: int) -> tuple[list[Any], int | None]:

@@ -28,6 +28,7 @@ from poller.vendors.base import (
     minor_amount,
     obj,
     parse_instant,
+    read_pages,
     rfc3339,
 )
 from poller.vendors.ratelimit import TokenBucket
@@ -70,23 +71,8 @@ class TremendousOrderBook(SameKeyBook):
         self._v.close()
 
     def orders(self, since: datetime, until: datetime) -> Iterator[VendorOrder]:
-        seen: set[str] = set()
-        offset = 0
-        while True:
-            page, total = self._page(since, until, offset)
-            for item in page:
-                order = self._order(item)
-                if order is None or order.order_id in seen:
-                    continue
-                seen.add(order.order_id)
-                if since <= order.created_at < until:
-                    yield order
-            offset += len(page)
-            # total_count decides when given: a limit the server caps lower is still read
-            # whole; without it, a short page is the last.
-            if not page or (total is not None and offset >= total) or (
-                    total is None and len(page) < self._page_size):
-                return
+        return read_pages(lambda number, offset: self._page(since, until, offset), self._order,
+                          since=since, until=until, page_size=self._page_size)
 
     def _page(self, since: datetime, until: datetime,
               offset: int) -> tuple[list[Any], int | None]:
