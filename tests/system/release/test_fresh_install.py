@@ -59,6 +59,18 @@ def test_the_wheel_ships_the_example_config_the_units_and_the_alert_rules(
     assert (package / "migrations" / "versions").is_dir()
 
 
+def test_the_wheel_ships_the_consoles_templates_and_stylesheet(installed: Path) -> None:
+    """The console renders from files, not code: each template and the stylesheet must be
+    in the wheel, as they are in the source tree."""
+    package = site_packages(installed)
+    source = ROOT / "poller" / "console"
+    shipped = sorted(p.relative_to(source) for p in source.rglob("*")
+                     if p.suffix in {".html", ".css"})
+    assert shipped, "the console has templates and a stylesheet in the source tree"
+    for name in shipped:
+        assert (package / "console" / name).read_bytes() == (source / name).read_bytes()
+
+
 def test_init_sandbox_check_run_from_an_empty_folder(installed: Path, tmp_path: Path) -> None:
     exe = [str(installed / "reward-poller")]
     here = tmp_path / "rehearsal"
