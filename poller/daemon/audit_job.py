@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -155,18 +155,3 @@ class AuditJob:
         if self.recorder is not None:
             self.recorder.observe_audit(result, time.time())
         return result
-
-
-def schedule_audit(scheduler: Any, job: Callable[[], object], interval_seconds: float, *,
-                   first_after: float = 60.0) -> bool:
-    """Add ``job`` to the daemon's APScheduler ``scheduler``, every ``interval_seconds``,
-    the first ``first_after`` seconds from now; never two at once. False (nothing added)
-    when ``interval_seconds`` is 0."""
-    if interval_seconds <= 0:
-        return False
-    scheduler.add_job(
-        job, "interval", seconds=interval_seconds, id="audit",
-        next_run_time=datetime.now(UTC) + timedelta(seconds=first_after), max_instances=1,
-        coalesce=True, misfire_grace_time=None,
-    )
-    return True
