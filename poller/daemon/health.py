@@ -1,15 +1,7 @@
-"""Is the daemon well? Judged when asked (each ``/healthz`` request), from the time of its
-last successful poll: healthy while that is at most two polling intervals old.
-
-Two intervals, not one, so a single slow or failed cycle is not an outage; and before the
-first cycle has finished, the daemon counts as healthy for two intervals from its start.
-
-An operator-facing problem (a vendor rejecting the credentials, no funds, a configuration
-the vendor does not accept, Influitive's firewall, the poll stopping at ``max_pages``) makes
-the daemon unhealthy at once, however fresh its polls: redemptions wait on a person. It is
-listed under ``problems`` (cause, who, kind, redemptions waiting, the fix, when first and
-last seen) until no cycle has met it for ``keep_seconds`` (the longest retry backoff, at
-least two intervals: long enough for the waiting redemptions to be tried again).
+"""Is the daemon well? Judged at each ``/healthz`` request: healthy while the last successful
+poll is at most two intervals old (so one slow or failed cycle is not an outage; before the
+first, for two intervals from the start), and no operator-facing problem is on the board
+(docs/cli.md "run": a person must act, however fresh the polls).
 """
 
 from __future__ import annotations
@@ -29,8 +21,8 @@ def _iso(when: float) -> str:
 
 
 class ProblemBoard:
-    """The operator-facing problems recent cycles met, by cause (thread-safe: cycles write,
-    ``/healthz`` reads)."""
+    """The operator-facing problems recent cycles met, by cause, each until no cycle has met
+    it for ``keep_seconds`` (thread-safe: cycles write, ``/healthz`` reads)."""
 
     def __init__(self, *, keep_seconds: float, describe: Callable[[OperatorProblem], str],
                  clock: Callable[[], float] = time.time) -> None:
@@ -74,9 +66,7 @@ class Verdict:
         return {
             "status": "ok" if self.ok else "unhealthy",
             "reason": self.reason,
-            "last_successful_poll": (
-                datetime.fromtimestamp(last, UTC).isoformat() if last is not None else None
-            ),
+            "last_successful_poll": _iso(last) if last is not None else None,
             "seconds_since_last_successful_poll": (
                 round(now - last, 3) if last is not None else None
             ),
@@ -101,35 +91,20 @@ class Health:
         return self._clock()
 
     def judge(self) -> Verdict:
-        verdict = self._judge_polls()
-        problems = self.problems.current() if self.problems is not None else []
-        if not problems:
-            return verdict
-        reason = "; ".join(p["message"] for p in problems)
-        return Verdict(ok=False, reason=f"a person must act: {reason}",
-                       last_successful_poll=verdict.last_successful_poll,
-                       threshold_seconds=self.threshold, problems=problems)
-
-    def _judge_polls(self) -> Verdict:
-        now = self._clock()
         last = self._last_success()
-        if last is None:
-            waited = now - self.started_at
-            if waited <= self.threshold:
-                reason = f"starting: no poll finished yet ({waited:.0f}s since start)"
-                return Verdict(ok=True, reason=reason, last_successful_poll=None,
-                               threshold_seconds=self.threshold)
-            reason = (f"no successful poll since the daemon started {waited:.0f}s ago "
+        age = self._clock() - (self.started_at if last is None else last)
+        ok = age <= self.threshold
+        late = f"more than 2 intervals ({self.threshold:g}s)"
+        if last is not None:
+            reason = f"last successful poll {age:.0f}s ago" + ("" if ok else f", {late}")
+        elif ok:
+            reason = f"starting: no poll finished yet ({age:.0f}s since start)"
+        else:
+            reason = (f"no successful poll since the daemon started {age:.0f}s ago "
                       f"(more than 2 intervals, {self.threshold:g}s)")
-            return Verdict(ok=False, reason=reason, last_successful_poll=None,
-                           threshold_seconds=self.threshold)
-        age = now - last
-        if age <= self.threshold:
-            return Verdict(ok=True, reason=f"last successful poll {age:.0f}s ago",
-                           last_successful_poll=last, threshold_seconds=self.threshold)
-        return Verdict(
-            ok=False,
-            reason=(f"last successful poll {age:.0f}s ago, more than 2 intervals "
-                    f"({self.threshold:g}s)"),
-            last_successful_poll=last, threshold_seconds=self.threshold,
-        )
+        problems = self.problems.current() if self.problems is not None else []
+        if problems:
+            ok = False
+            reason = "a person must act: " + "; ".join(p["message"] for p in problems)
+        return Verdict(ok=ok, reason=reason, last_successful_poll=last,
+                       threshold_seconds=self.threshold, problems=problems)

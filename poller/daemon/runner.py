@@ -16,7 +16,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from types import TracebackType
 from typing import Any
 
 import structlog
@@ -30,11 +29,10 @@ log = structlog.get_logger("poller.daemon")
 
 
 class LimitedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with a header deadline and a connection limit.
-
-    ``limits`` is set on a subclass made by ``protocol_for`` (uvicorn builds the protocol
-    from the class with its own arguments).
-    """
+    """uvicorn's h11 protocol with a header deadline and a connection limit: a connection
+    beyond it displaces the one that has waited longest for its headers, or is closed at once
+    when every open connection is busy with a request. ``limits`` is set on a subclass
+    (uvicorn builds the protocol from the class with its own arguments)."""
 
     limits: ServerLimits = ServerLimits()
     _header_timer: asyncio.TimerHandle | None = None
@@ -106,13 +104,9 @@ class LimitedH11Protocol(H11Protocol):
         super().connection_lost(exc)
 
 
-def protocol_for(limits: ServerLimits) -> type[LimitedH11Protocol]:
-    return type("ConfiguredH11Protocol", (LimitedH11Protocol,), {"limits": limits})
-
-
 class AcceptErrorLog:
-    """A loop exception handler: accept() failures (EMFILE, ENFILE, ENOBUFS) are counted
-    and logged once per interval; everything else goes to the default handler."""
+    """A loop exception handler: accept() failures (EMFILE, ENFILE, ENOBUFS) are counted and
+    logged once per interval, not a traceback per attempt; the rest goes to the default."""
 
     def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.interval = interval
@@ -140,7 +134,7 @@ class AcceptErrorLog:
 
 
 class ListenError(PollerError):
-    """The configured ``[server] listen`` address cannot be bound."""
+    pass
 
 
 def bind(host: str, port: int, backlog: int = ServerLimits.backlog) -> socket.socket:
@@ -164,15 +158,13 @@ def bind(host: str, port: int, backlog: int = ServerLimits.backlog) -> socket.so
     return sock
 
 
-def _uvicorn_server(config: Any, interval: float) -> Any:
-    """uvicorn's server with our handler for the event loop's errors: accept failures are
-    counted and logged once per interval, not a traceback per attempt."""
-    class Server(uvicorn.Server):
-        async def serve(self, sockets: list[socket.socket] | None = None) -> None:
-            asyncio.get_running_loop().set_exception_handler(AcceptErrorLog(interval))
-            await super().serve(sockets)
+class _Server(uvicorn.Server):
+    accept_error_interval = 60.0
 
-    return Server(config)
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        handler = AcceptErrorLog(self.accept_error_interval)
+        asyncio.get_running_loop().set_exception_handler(handler)
+        await super().serve(sockets)
 
 
 class HttpServer:
@@ -180,18 +172,19 @@ class HttpServer:
 
     def __init__(self, app: Any, listen: str, limits: ServerLimits | None = None) -> None:
         limits = limits or ServerLimits()
-        self.limits = limits
         self.host, self.port = parse_listen(listen)
         self._sock = bind(self.host, self.port, limits.backlog)
         config = uvicorn.Config(
             app, log_level="warning", access_log=False, lifespan="off",
             timeout_graceful_shutdown=2, log_config=None,  # our logging set-up stays
-            http=protocol_for(limits), backlog=limits.backlog,
+            http=type("ConfiguredH11Protocol", (LimitedH11Protocol,), {"limits": limits}),
+            backlog=limits.backlog,
             timeout_keep_alive=max(1, round(limits.keep_alive_seconds)),
             h11_max_incomplete_event_size=limits.max_header_bytes,
             proxy_headers=False,  # whose X-Forwarded-* to believe is the app's to say
         )
-        self._server = _uvicorn_server(config, limits.accept_error_interval_seconds)
+        self._server = _Server(config)
+        self._server.accept_error_interval = limits.accept_error_interval_seconds
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._sock]}, name="http-listener",
             daemon=True,
@@ -221,8 +214,5 @@ class HttpServer:
     def __enter__(self) -> str:
         return self.start()
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
