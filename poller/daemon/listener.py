@@ -103,6 +103,7 @@ def _too_deep(value: Any) -> bool:
 
 
 def parse_json(raw: bytes) -> Any:
+    """The body as JSON, or BadBody saying why."""
     try:
         value = json.loads(raw, parse_constant=_no_constant, parse_float=_finite)
     except BadBody:
@@ -118,12 +119,12 @@ def parse_json(raw: bytes) -> Any:
 
 # --- the receivers -------------------------------------------------------------------------
 
-def _authorized(request: Request, secret: str) -> bool:
+def _unauthorized(request: Request, secret: str, receiver: str) -> Response | None:
+    """The 401 answer (logged as a warning) unless the request carries ``secret``."""
     given = request.headers.get(SECRET_HEADER) or request.query_params.get(TOKEN_PARAM) or ""
-    return hmac.compare_digest(given.encode(), secret.encode())
-
-
-def _unauthorized() -> JSONResponse:
+    if hmac.compare_digest(given.encode(), secret.encode()):
+        return None
+    log.warning(f"webhook.{receiver}.unauthorized")
     return JSONResponse({"error": f"missing or wrong secret ({SECRET_HEADER} header or "
                                   f"{TOKEN_PARAM} query parameter)"}, status_code=401)
 
@@ -159,14 +160,11 @@ async def read_body(
     return JSONResponse({"error": error}, status_code=status)
 
 
-def influitive_route(
-    secret: str, nudge: Callable[[], None], *, max_body: int = MAX_BODY,
-    body_timeout: float = BODY_TIMEOUT,
-) -> Route:
+def _influitive(secret: str, nudge: Callable[[], None], max_body: int,
+                body_timeout: float) -> Route:
     async def receive(request: Request) -> Response:
-        if not _authorized(request, secret):
-            log.warning("webhook.influitive.unauthorized")
-            return _unauthorized()
+        if (refused := _unauthorized(request, secret, "influitive")) is not None:
+            return refused
         # The body is not used (the poll is the truth), but it is read against the same
         # cap and deadline so a huge or trickling body cannot hold the connection.
         read = await read_body(request, "influitive", max_body, body_timeout)
@@ -180,22 +178,11 @@ def influitive_route(
     return Route("/webhooks/influitive", receive, methods=["POST"])
 
 
-def _bad_topic(shown: str) -> str:
-    if not shown:
-        return f"X-Webhook-Topic header is missing; expected {REDEEMED_TOPIC!r}"
-    return (f"X-Webhook-Topic {shown!r} is not an Influence.io topic this receiver knows; "
-            f"expected {REDEEMED_TOPIC!r}")
-
-
-def influenceio_route(
-    secret: str, ledger: Ledger, nudge: Callable[[], None],
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC), *,
-    max_body: int = MAX_BODY, body_timeout: float = BODY_TIMEOUT,
-) -> Route:
+def _influenceio(secret: str, ledger: Ledger, nudge: Callable[[], None], max_body: int,
+                 body_timeout: float) -> Route:
     async def receive(request: Request) -> Response:
-        if not _authorized(request, secret):
-            log.warning("webhook.influenceio.unauthorized")
-            return _unauthorized()
+        if (refused := _unauthorized(request, secret, "influenceio")) is not None:
+            return refused
         header = request.headers.get("X-Webhook-Topic", "")
         # Compared case-insensitively: a sender's or a proxy's spelling of the topic must not
         # drop a paid redemption (docs/security.md).
@@ -212,7 +199,10 @@ def influenceio_route(
             # sender.
             log.warning("webhook.influenceio.bad_topic",
                         topic=shown or None, webhook_id=webhook_id[:64] or None)
-            return JSONResponse({"error": _bad_topic(shown)}, status_code=400)
+            problem = (f"X-Webhook-Topic {shown!r} is not an Influence.io topic this receiver "
+                       "knows" if shown else "X-Webhook-Topic header is missing")
+            return JSONResponse({"error": f"{problem}; expected {REDEEMED_TOPIC!r}"},
+                                status_code=400)
         raw = await read_body(request, "influenceio", max_body, body_timeout)
         if isinstance(raw, Response):
             return raw
@@ -225,7 +215,7 @@ def influenceio_route(
         except BadEvent as exc:
             log.warning("webhook.influenceio.rejected", reason=str(exc))
             return JSONResponse({"error": str(exc)}, status_code=422)
-        now = clock()
+        now = datetime.now(UTC)
         # A delivery is the pair (webhook id, event id): a sender that reuses a webhook id
         # for another event must not have that event dropped as a repeat.
         seen_key = (f"webhook:{SOURCE}:{webhook_id}:{redemption.id}" if webhook_id
@@ -255,9 +245,7 @@ def webhook_routes(
 ) -> Sequence[BaseRoute]:
     routes: list[BaseRoute] = []
     if influitive_secret:
-        routes.append(influitive_route(influitive_secret, nudge, max_body=max_body,
-                                       body_timeout=body_timeout))
+        routes.append(_influitive(influitive_secret, nudge, max_body, body_timeout))
     if influenceio_secret:
-        routes.append(influenceio_route(influenceio_secret, ledger, nudge,
-                                        max_body=max_body, body_timeout=body_timeout))
+        routes.append(_influenceio(influenceio_secret, ledger, nudge, max_body, body_timeout))
     return routes
