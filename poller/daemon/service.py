@@ -16,7 +16,7 @@ from poller.worker.cycle import SOURCE_NAME as SOURCE
 from poller.worker.cycle import CycleReport, OperatorProblem
 
 if TYPE_CHECKING:  # the parts the daemon is handed; a run-once loads none of them
-    from poller.daemon.health import ProblemBoard
+    from poller.daemon.listener import ProblemBoard
     from poller.daemon.metrics import Recorder
     from poller.daemon.runner import HttpServer
     from poller.daemon.scheduler import Daemon

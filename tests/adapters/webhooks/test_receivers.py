@@ -16,8 +16,7 @@ import httpx
 import pytest
 import structlog
 
-from poller.daemon.health import Health
-from poller.daemon.listener import create_app, webhook_routes
+from poller.daemon.listener import Health, create_app, webhook_routes
 from poller.daemon.metrics import Recorder
 from poller.daemon.runner import HttpServer
 from poller.ledger.memory import MemoryLedger
