@@ -136,7 +136,6 @@ def problem_line(problem: OperatorProblem, *, max_pages: int | None = None) -> s
 
 
 def problem_fields(problem: OperatorProblem, *, max_pages: int | None = None) -> dict[str, Any]:
-    """``problem`` as the fields of a log line or a JSON object."""
     return {"cause": problem.cause, "who": problem.who, "kind": problem.kind,
             "redemptions": problem.redemptions,
             "fix": problem_parts(problem, max_pages=max_pages)[1]}

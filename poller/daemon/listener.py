@@ -207,7 +207,6 @@ def _too_deep(value: Any) -> bool:
 
 
 def parse_json(raw: bytes) -> Any:
-    """The body as JSON, or BadBody saying why."""
     try:
         value = json.loads(raw, parse_constant=_no_constant, parse_float=_finite)
     except BadBody:

@@ -247,7 +247,6 @@ class Recorder:
 
     @property
     def last_successful_poll(self) -> float | None:
-        """Unix time of this daemon's last successful poll, None before the first."""
         with self._lock:
             return self._last_success
 

@@ -82,7 +82,6 @@ def serve(
     *, daemon: Daemon, ledger: DaemonLedger, recorder: Recorder, alerter: Alerter,
     board: ProblemBoard, max_pages: int, listen: Listen,
 ) -> int:
-    """Run ``daemon`` until SIGTERM/SIGINT; returns its exit code."""
     ledger.ping()
     recorder.set_counts(ledger.counts())
 
