@@ -17,14 +17,11 @@ from poller.config.server import parse_listen
 from poller.console.app import app_backend, check_bind, mount
 from poller.daemon import service
 from poller.daemon.alerts import problem_line
-from poller.daemon.audit_job import AuditJob, schedule_audit
-from poller.daemon.health import Health, ProblemBoard
-from poller.daemon.listener import create_app
+from poller.daemon.audit_job import AuditJob
+from poller.daemon.listener import Health, ProblemBoard, create_app, webhook_routes
 from poller.daemon.metrics import Recorder
-from poller.daemon.notify import Notifier
 from poller.daemon.runner import HttpServer
-from poller.daemon.scheduler import Daemon
-from poller.daemon.webhooks import webhook_routes
+from poller.daemon.scheduler import Daemon, Notifier, schedule_audit
 
 log = structlog.get_logger("poller.service")
 

@@ -1,23 +1,9 @@
 """Short messages to a Slack-compatible webhook (``[alerts] webhook_url``) when a person is
-needed: a redemption was held, or the worker failed several cycles in a row.
-
-* **Held:** after each cycle the held redemptions not yet announced are posted together, in
-  one message; each is remembered in the ledger's durable cache (``alerts:held:<source>:<id>``)
-  so it is announced at most once, across restarts and ``--run-once`` runs alike.
-* **Failing:** when ``failures_before_alert`` cycles in a row could not do their job, once per
-  streak, and once more when a cycle succeeds again.
-* **Operator-facing errors:** the first time a cycle meets one (a vendor rejecting the
-  credentials, a balance without funds, a configuration the vendor does not accept, Influitive's
-  firewall blocking us, the poll stopping at ``max_pages``), at once, not after the retries
-  run out: once per cause (``who.kind``, e.g. ``tremendous.credentials``) per
-  ``min_interval_seconds``, with the count of redemptions waiting on it and the fix.
-* **Rate limit:** at most one post per ``min_interval_seconds`` (kept in memory and in the
-  cache, so runs from a timer share it). A held redemption that could not be announced yet
-  waits for the next post; nothing is dropped.
-
-Messages carry redemption ids, reward names, states and reasons, passed through the log
-redactor, never a token, key, email address or claim link. A webhook that fails is logged and
-tried again with the next cycle's news: alerting never stops the worker.
+needed: held redemptions, cycles failing in a row, operator-facing errors (docs/alerts.md,
+docs/cli.md "run"). What was announced and when is kept in memory and in the ledger's cache,
+so a restart or the next ``--run-once`` neither repeats it nor drops it. Messages pass through
+the log redactor; a webhook that fails is logged and tried again with the next cycle's news:
+alerting never stops the worker.
 """
 
 from __future__ import annotations
@@ -52,15 +38,12 @@ HELD_SCAN = 500
 
 
 class HeldSource(Cache, Protocol):
-    """What the alerter reads from the ledger: the held redemptions, and the cache."""
-
     def list(
         self, *, states: frozenset[State] | None = None, limit: int = 100,
     ) -> list[LedgerEntry]: ...
 
 
-Post = Callable[[str, str, float], bool]
-"""(url, text, timeout) -> delivered?"""
+Post = Callable[[str, str, float], bool]  # (url, text, timeout) -> delivered?
 
 
 def post_webhook(url: str, text: str, timeout: float) -> bool:
@@ -104,61 +87,46 @@ def held_message(entries: Sequence[LedgerEntry], host: str) -> str:
     return "\n".join(lines)
 
 
-def failing_message(failures: int, last_error: str, host: str) -> str:
-    return (
-        f"reward-poller ({host}): {failures} cycles in a row failed. Last error: "
-        f"{clip(last_error) or 'unknown'}. Nothing is lost: redemptions wait in the "
-        "ledger and are worked on once a cycle succeeds."
-    )
-
-
-def recovered_message(host: str) -> str:
-    return f"reward-poller ({host}): cycles succeed again."
-
-
 # --- operator-facing problems: what happened and the fix ----------------------------------
 
-_VENDOR_WHAT = {
-    "credentials": "rejected the credentials",
-    "funds": "has not enough funds for the orders",
-    "configuration": "does not accept what the configuration asks for",
-    "unreachable": "could not be reached",
-    "other": "needs an operator",
+INFLUITIVE_PROBLEMS = {
+    "firewall": ("Influitive's firewall blocked our requests{waiting}",
+                 "poll less often ([schedule] interval_seconds) or ask Influitive to allow "
+                 "this address; the next cycles retry on their own"),
+    "credentials": ("Influitive rejected the credentials{waiting}",
+                    "check [influitive] api_token and org_id, then run `reward-poller check`"),
+    "page_cap": ("the poll stopped at [influitive] max_pages{cap} before the end of the list, "
+                 "so nothing is treated as gone", "raise [influitive] max_pages"),
 }
+VENDOR_PROBLEMS = {
+    "credentials": ("rejected the credentials",
+                    "check the credentials in [vendors.{who}], then run `reward-poller check`"),
+    "funds": ("has not enough funds for the orders",
+              "top up the {who} balance; waiting redemptions are ordered at a later cycle"),
+    "configuration": ("does not accept what the configuration asks for",
+                      "fix the [[rewards]] product, amount or currency for {who} "
+                      "(`reward-poller check` shows which), then `reward-poller ledger retry "
+                      "ID` for the held ones"),
+    "unreachable": ("could not be reached",
+                    "check the address in [vendors.{who}] and that this host can reach it "
+                    "(DNS, firewall, proxy), then run `reward-poller check`; waiting "
+                    "redemptions are retried at a later cycle"),
+}
+OTHER_VENDOR_PROBLEM = ("needs an operator", "see `reward-poller ledger list --vendor {who}`")
 
 
 def problem_parts(problem: OperatorProblem, *, max_pages: int | None = None) -> tuple[str, str]:
     """(what happened, the fix) for ``problem``; the fix is "" when there is none to give."""
-    who, kind = problem.who, problem.kind
-    count = problem.redemptions
+    who, count = problem.who, problem.redemptions
     verb = "redemptions wait" if count != 1 else "redemption waits"
     waiting = f"; {count} {verb} on it, nothing was refused" if count else ""
     if who == "influitive":
-        if kind == "firewall":
-            return ("Influitive's firewall blocked our requests" + waiting,
-                    "poll less often ([schedule] interval_seconds) or ask Influitive to allow "
-                    "this address; the next cycles retry on their own")
-        if kind == "credentials":
-            return ("Influitive rejected the credentials" + waiting,
-                    "check [influitive] api_token and org_id, then run `reward-poller check`")
-        if kind == "page_cap":
-            cap = f" = {max_pages}" if max_pages else ""
-            return (f"the poll stopped at [influitive] max_pages{cap} before the end of the "
-                    "list, so nothing is treated as gone", "raise [influitive] max_pages")
-        return f"Influitive: {clip(problem.detail)}{waiting}", ""
-    what = _VENDOR_WHAT.get(kind, "needs an operator")
-    fix = {
-        "credentials": f"check the credentials in [vendors.{who}], then run "
-                       "`reward-poller check`",
-        "funds": f"top up the {who} balance; waiting redemptions are ordered at a later cycle",
-        "configuration": f"fix the [[rewards]] product, amount or currency for {who} "
-                         "(`reward-poller check` shows which), then `reward-poller ledger "
-                         "retry ID` for the held ones",
-        "unreachable": f"check the address in [vendors.{who}] and that this host can reach "
-                       "it (DNS, firewall, proxy), then run `reward-poller check`; waiting "
-                       "redemptions are retried at a later cycle",
-    }.get(kind, f"see `reward-poller ledger list --vendor {who}`")
-    return f"vendor {who} {what} ({clip(problem.detail, 120)}){waiting}", fix
+        if problem.kind not in INFLUITIVE_PROBLEMS:
+            return f"Influitive: {clip(problem.detail)}{waiting}", ""
+        what, fix = INFLUITIVE_PROBLEMS[problem.kind]
+        return what.format(waiting=waiting, cap=f" = {max_pages}" if max_pages else ""), fix
+    what, fix = VENDOR_PROBLEMS.get(problem.kind, OTHER_VENDOR_PROBLEM)
+    return f"vendor {who} {what} ({clip(problem.detail, 120)}){waiting}", fix.format(who=who)
 
 
 def problem_line(problem: OperatorProblem, *, max_pages: int | None = None) -> str:
@@ -168,8 +136,6 @@ def problem_line(problem: OperatorProblem, *, max_pages: int | None = None) -> s
 
 
 def problem_fields(problem: OperatorProblem, *, max_pages: int | None = None) -> dict[str, Any]:
-    """``problem`` as the fields of a log line or a JSON object: ``cause``, ``who``,
-    ``kind``, ``redemptions`` and ``fix``."""
     return {"cause": problem.cause, "who": problem.who, "kind": problem.kind,
             "redemptions": problem.redemptions,
             "fix": problem_parts(problem, max_pages=max_pages)[1]}
@@ -177,9 +143,8 @@ def problem_fields(problem: OperatorProblem, *, max_pages: int | None = None) ->
 
 def cycle_problems(report: CycleReport | None, max_pages: int,
                    error: BaseException | None = None) -> list[OperatorProblem]:
-    """The operator-facing problems a cycle met: those its report counted, Influitive
-    rejecting the credentials (``error``), and the poll stopping at ``max_pages`` (an
-    incomplete poll that read ``max_pages`` pages stopped at the cap)."""
+    """Those the report counted, Influitive rejecting the credentials (``error``), and an
+    incomplete poll that read ``max_pages`` pages (it stopped at the cap)."""
     if isinstance(error, SourceAuthError):
         return [OperatorProblem(who="influitive", kind="credentials", detail=str(error))]
     if report is None:
@@ -189,10 +154,6 @@ def cycle_problems(report: CycleReport | None, max_pages: int,
         found.append(OperatorProblem(who="influitive", kind="page_cap",
                                      detail=f"stopped after {report.pages} pages"))
     return found
-
-
-def problem_message(problem: OperatorProblem, host: str) -> str:
-    return f"reward-poller ({host}): {problem_line(problem)}."
 
 
 class Alerter:
@@ -216,8 +177,6 @@ class Alerter:
     def enabled(self) -> bool:
         return bool(self._url)
 
-    # --- the two kinds of news ----------------------------------------------------------
-
     def after_cycle(self, ok: bool, last_error: str, failures_in_a_row: int) -> None:
         """Called once per cycle (daemon or ``--run-once``). Never raises."""
         if not self.enabled:
@@ -229,22 +188,15 @@ class Alerter:
             log.error("alert.failed", error=clip(f"{type(exc).__name__}: {exc}"))
 
     def problems(self, found: Sequence[OperatorProblem]) -> None:
-        """Post each operator-facing problem at once: once per cause per
-        ``min_interval_seconds`` (its own limit, so a held-redemption post just before
-        never delays it). Called after every cycle; never raises."""
+        """Post each operator-facing problem at once, once per cause per interval (its own
+        limit, so a held-redemption post just before never delays it). Never raises."""
         if not self.enabled:
             return
         for problem in found:
-            key = PROBLEM_KEY.format(cause=problem.cause)
             try:
-                if self._get(key) is not None:
-                    log.info("alert.problem.deferred", cause=problem.cause,
-                             min_interval_seconds=self.min_interval.total_seconds())
-                    continue
-                assert self._url
-                if self._post(self._url, problem_message(problem, self.host), self.timeout):
-                    now = self._clock()
-                    self._put(key, now.isoformat(), now + self.min_interval)
+                if self._send(f"reward-poller ({self.host}): {problem_line(problem)}.",
+                              PROBLEM_KEY.format(cause=problem.cause),
+                              "alert.problem.deferred", cause=problem.cause):
                     log.info("alert.problem.posted", cause=problem.cause,
                              redemptions=problem.redemptions)
             except Exception as exc:
@@ -263,10 +215,13 @@ class Alerter:
 
     def _failures(self, ok: bool, last_error: str, failures: int) -> None:
         announced = self._get(FAILURE_ANNOUNCED_KEY) is not None
+        head = f"reward-poller ({self.host}):"
         if not ok and failures >= self.failures_before_alert and not announced:
-            if self._send(failing_message(failures, last_error, self.host)):
+            if self._send(f"{head} {failures} cycles in a row failed. Last error: "
+                          f"{clip(last_error) or 'unknown'}. Nothing is lost: redemptions "
+                          "wait in the ledger and are worked on once a cycle succeeds."):
                 self._put(FAILURE_ANNOUNCED_KEY, "1", None)
-        elif ok and announced and self._send(recovered_message(self.host)):
+        elif ok and announced and self._send(f"{head} cycles succeed again."):
             self._put(FAILURE_ANNOUNCED_KEY, "", self._clock())  # expired: cleared
 
     def _held(self) -> None:
@@ -281,18 +236,17 @@ class Alerter:
                 self._ledger.cache_put(_held_key(entry), now.isoformat(), None)
             log.info("alert.held.posted", count=len(fresh))
 
-    # --- posting, rate-limited ---------------------------------------------------------
-
-    def _send(self, text: str) -> bool:
+    def _send(self, text: str, key: str = LAST_POST_KEY, deferred: str = "alert.deferred",
+              **fields: Any) -> bool:
+        """Post ``text`` unless ``key`` marks a post less than an interval ago."""
         assert self._url
         now = self._clock()
-        if self._get(LAST_POST_KEY) is not None:
-            log.info("alert.deferred",
-                     min_interval_seconds=self.min_interval.total_seconds())
+        if self._get(key) is not None:
+            log.info(deferred, **fields, min_interval_seconds=self.min_interval.total_seconds())
             return False
         if not self._post(self._url, text, self.timeout):
             return False
-        self._put(LAST_POST_KEY, now.isoformat(), now + self.min_interval)
+        self._put(key, now.isoformat(), now + self.min_interval)
         return True
 
     def _get(self, key: str) -> str | None:
@@ -317,9 +271,3 @@ class Alerter:
 
 def _held_key(entry: LedgerEntry) -> str:
     return HELD_KEY.format(source=entry.source, redemption_id=entry.redemption_id)
-
-
-def describe_failure(report_errors: Sequence[str], error: BaseException | None) -> str:
-    if error is not None:
-        return f"{type(error).__name__}: {error}"
-    return "; ".join(report_errors) or "the cycle could not do its job"

@@ -1,11 +1,7 @@
-"""Running the books audit: read each vendor's order list, match it with the ledger
-(``poller.core.audit``), store the result (``poller.ledger.audit``), and, in the daemon, on
-``[audit] interval`` with the metrics the alert rules read (docs/audit.md).
-
-Only vendors are read, each through its own order list (``poller.vendors.build_order_book``,
-which paces its requests with the vendor's rate limiter); Influitive is never called. A
-vendor that has no list (``NotAuditable``) is said so, once; a list that could not be read is
-reported as unreadable, never taken as empty.
+"""Running the books audit (docs/audit.md): read each vendor's order list, match it with
+the ledger (``poller.core.audit``) and store the result (``poller.ledger.audit``); in the
+daemon, on ``[audit] interval``, with the metrics the alert rules read. A list that could not
+be read is reported as unreadable, never taken as empty.
 """
 
 from __future__ import annotations
@@ -14,7 +10,7 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -34,12 +30,11 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("poller.audit")
 
+# The order list of the vendor named; raises NotAuditable for a vendor that has none.
 BookOpener = Callable[[str], OrderBook]
-"""The order list of the vendor named; raises NotAuditable for a vendor that has none."""
 
 
 def order_book_opener(config: Config) -> BookOpener:
-    """Each configured vendor's order list, built from its ``[vendors.<name>]`` section."""
     policy = RetryPolicy(attempts=config.retry.http_attempts,
                          max_retry_after=config.retry.max_retry_after_seconds,
                          timeout=config.influitive.timeout_seconds)
@@ -56,7 +51,6 @@ def order_book_opener(config: Config) -> BookOpener:
 
 
 def vendors_to_audit(config: Config, only: str | None = None) -> list[str]:
-    """The configured vendors, or just ``only`` (ConfigError when it is not configured)."""
     names = sorted(config.vendors)
     if only is None:
         return names
@@ -67,7 +61,6 @@ def vendors_to_audit(config: Config, only: str | None = None) -> list[str]:
 
 
 def trailing_period(config: Config, now: datetime) -> tuple[datetime, datetime]:
-    """``[audit] window_days`` back from ``now``."""
     return now - timedelta(days=config.audit.window_days), now
 
 
@@ -80,9 +73,9 @@ def audit_books(
     engine: Engine, vendors: Sequence[str], open_book: BookOpener, *, since: datetime,
     until: datetime, calling: Callable[[str], AbstractContextManager[None]] | None = None,
 ) -> AuditResult:
-    """Audit each of ``vendors`` for ``[since, until)`` against the ledger at ``engine``.
-    ``calling(vendor)`` (``Recorder.calling``) surrounds the reading of each list, so its
-    HTTP requests are timed as that vendor's."""
+    """Audit each of ``vendors`` for ``[since, until)``. ``calling(vendor)``
+    (``Recorder.calling``) surrounds the reading of each list, so its HTTP requests are timed
+    as that vendor's."""
     audits: list[VendorAudit] = []
     for name in vendors:
         try:
@@ -108,7 +101,6 @@ def audit_books(
 
 
 def log_result(result: AuditResult) -> None:
-    """One line per discrepancy and per vendor not read, then the summary."""
     for d in result.discrepancies:
         log.error("audit.discrepancy", vendor=d.vendor, kind=d.kind.value,
                   redemption_id=d.redemption_id, order_id=d.order_id, detail=d.detail,
@@ -125,8 +117,7 @@ def log_result(result: AuditResult) -> None:
 
 
 class AuditJob:
-    """The daemon's scheduled audit: the trailing ``[audit] window_days``, stored in the
-    ledger as run by ``daemon``, its outcome in the metrics. Never raises."""
+    """The daemon's scheduled audit of the trailing ``[audit] window_days``. Never raises."""
 
     def __init__(self, config: Config, engine: Engine, recorder: Recorder | None = None, *,
                  open_book: BookOpener | None = None,
@@ -155,18 +146,3 @@ class AuditJob:
         if self.recorder is not None:
             self.recorder.observe_audit(result, time.time())
         return result
-
-
-def schedule_audit(scheduler: Any, job: Callable[[], object], interval_seconds: float, *,
-                   first_after: float = 60.0) -> bool:
-    """Add ``job`` to the daemon's APScheduler ``scheduler``, every ``interval_seconds``,
-    the first ``first_after`` seconds from now; never two at once. False (nothing added)
-    when ``interval_seconds`` is 0."""
-    if interval_seconds <= 0:
-        return False
-    scheduler.add_job(
-        job, "interval", seconds=interval_seconds, id="audit",
-        next_run_time=datetime.now(UTC) + timedelta(seconds=first_after), max_instances=1,
-        coalesce=True, misfire_grace_time=None,
-    )
-    return True

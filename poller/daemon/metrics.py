@@ -1,35 +1,11 @@
-"""What ``/metrics`` exposes, and how the daemon feeds it.
+"""What ``/metrics`` exposes and what the textfiles of ``run --run-once`` and ``audit`` hold:
+every family, its labels and why the alerting series exist at 0 are in docs/metrics.md.
 
-Over 500 lines on purpose: every metric family reward-poller exports is declared here, in
-one registry, so that docs/metrics.md, the alert rules and this file can be read side by side.
-
-The ``Recorder`` owns one prometheus-client registry (not the global one, so tests and a
-second App in one process never collide). It is fed from three places, none of them inside
-the worker cycle:
-
-* the Influitive client and every vendor are wrapped (``instrument_source``,
-  ``instrument_vendor``) so that errors are counted by class, and orders and spend by vendor
-  and currency, at the Protocol boundary, whichever thread of the cycle made the call;
-* the daemon's cycle callable is wrapped (``timed``) for the cycle duration histogram;
-* the daemon's ``on_cycle`` hook (``observe_cycle``) sets the last successful poll time and the
-  redemptions by state, read from the ledger after each cycle.
-
-* ``attach_ledger`` adds what the ledger knows, read when scraped: the age of the oldest open
-  redemption, and per currency with a daily limit, today's spend and the limit;
-* every HTTP attempt (``poller.transport.observe_requests``) is timed into
-  ``reward_poller_request_duration_seconds`` by upstream (``influitive`` or the vendor's
-  name, known from the wrapper the call went through) and outcome.
-
-``run --run-once`` has no listener: ``write_textfile`` writes the same exposition (without the
-``process_*`` series, which node_exporter has of its own) for node_exporter's textfile
-collector, atomically, its counters continuing from run to run (``poller.daemon.textfile``).
-
-The error series the alert rules page on exist at 0 before the first error (Influitive's at
-once, each configured vendor's from ``expect_vendors``), so that error is an increase.
-
-Labels carry class names, vendor names, currencies and states only: never an id, an email or
-an error text, so the series stay few and nothing secret can leak into a scrape. Money is
-counted in integer minor units of its currency (cents), never as a float of dollars.
+One prometheus-client registry per ``Recorder`` (not the global one, so tests and a second
+App in one process never collide), fed outside the worker cycle: the wrapped Influitive client
+and vendors count errors, orders and spend at the Protocol boundary, the daemon's hooks the
+cycles, and the ledger is read at each scrape. Labels carry names and classes only, never an
+id, an email or an error text; money is counted in integer minor units, never as a float.
 """
 
 from __future__ import annotations
@@ -44,7 +20,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 import prometheus_client
@@ -57,13 +33,12 @@ from poller import __version__, transport
 from poller.core.audit import KINDS
 from poller.daemon.textfile import Textfile
 from poller.domain.model import OrderRequest, OrderResult, OrderStatus, PollResult, Redemption
+from poller.domain.money import MINOR_UNITS
 from poller.domain.states import State
-from poller.ports import RedemptionSource, Vendor, read_pages
+from poller.ports import Ledger, RedemptionSource, Vendor, read_pages
 
 if TYPE_CHECKING:
     from poller.core.audit import AuditResult
-    from poller.domain.model import LedgerEntry
-    from poller.ports import PollRecord
 
 T = TypeVar("T")
 
@@ -77,25 +52,85 @@ log = structlog.get_logger("poller.metrics")
 CYCLE_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
 REQUEST_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
-# ISO 4217 currencies whose minor unit is not the cent (all others have two decimals).
-_NO_DECIMALS = frozenset({
-    "BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI", "VND",
-    "VUV", "XAF", "XOF", "XPF",
+FAMILIES: tuple[tuple[str, type[Any], str, str, tuple[str, ...]], ...] = (
+    # attribute, type, name, help, labels
+    ("build_info", Gauge, "reward_poller_build_info",
+     "Always 1: the version of reward-poller running.", ("version", "python_version")),
+    ("request_duration", Histogram, "reward_poller_request_duration_seconds",
+     "Wall time of each HTTP request (each attempt) to Influitive or a vendor, by upstream "
+     "and outcome (2xx, 4xx, 429, 5xx, timeout, network_error).", ("upstream", "outcome")),
+    ("redemptions", Gauge, "reward_poller_redemptions", "Redemptions in the ledger, by state.",
+     ("state",)),
+    ("cycle_duration", Histogram, "reward_poller_cycle_duration_seconds",
+     "Wall time of one worker cycle (poll and steps).", ()),
+    ("cycles", Counter, "reward_poller_cycles",
+     "Cycles run, by outcome (ok: the poll succeeded).", ("outcome",)),
+    ("failures_in_a_row", Gauge, "reward_poller_failed_cycles_in_a_row",
+     "Cycles that could not do their job since the last one that did.", ()),
+    ("last_success", Gauge, "reward_poller_last_successful_poll_timestamp_seconds",
+     "Unix time of the last successful poll of Influitive: this daemon's, or the ledger's "
+     "record of the last one (at start, and for run --run-once).", ()),
+    ("influitive_errors", Counter, "reward_poller_influitive_errors",
+     "Errors from Influitive calls (poll, fulfill, refuse), by error class.",
+     ("operation", "error_class")),
+    ("vendor_errors", Counter, "reward_poller_vendor_errors",
+     "Errors from vendor calls, by vendor and error class (TransientVendorError, "
+     "AdvocateFacingError, OperatorFacingError, UnknownOutcome).", ("vendor", "error_class")),
+    ("orders", Counter, "reward_poller_orders",
+     "Vendor orders accepted (complete or pending), by vendor and currency.",
+     ("vendor", "currency")),
+    ("spend", Counter, "reward_poller_spend_minor_units",
+     "Amount of the vendor orders accepted, in minor units of the currency (cents).",
+     ("vendor", "currency")),
+    ("audit_discrepancies", Gauge, "reward_poller_audit_discrepancies",
+     "Discrepancies the last books audit found, by vendor and kind (orphan, duplicate, "
+     "missing, mismatch, cancelled).", ("vendor", "kind")),
+    ("audit_unreadable", Gauge, "reward_poller_audit_unreadable",
+     "1 when the last books audit could not read the vendor's order list.", ("vendor",)),
+    ("audit_last_run", Gauge, "reward_poller_audit_last_run_timestamp_seconds",
+     "Unix time the last books audit finished (0: none yet).", ()),
+    ("audit_balanced", Gauge, "reward_poller_audit_last_run_balanced",
+     "1 when the last books audit balanced; 0 when it found a discrepancy, could not read a "
+     "vendor's list, or failed.", ()),
+)
+BUCKETS = {"request_duration": REQUEST_BUCKETS, "cycle_duration": CYCLE_BUCKETS}
+
+LEDGER_FAMILIES = (
+    ("reward_poller_oldest_open_redemption_age_seconds",
+     "Seconds since the oldest redemption not yet closed was recorded (0: none open).", ()),
+    ("reward_poller_spend_today_minor_units",
+     "Committed to vendor orders since midnight UTC, in minor units (cents), per currency "
+     "with a daily_spend_limit.", ("currency",)),
+    ("reward_poller_daily_spend_limit_minor_units",
+     "[fulfillment] daily_spend_limit, in minor units (cents), per currency.", ("currency",)),
+)
+
+# Families only the daemon feeds: a textfile would show them at zero, which would lie.
+DAEMON_ONLY = frozenset({
+    "reward_poller_cycle_duration_seconds", "reward_poller_cycles",
+    "reward_poller_failed_cycles_in_a_row",
 })
-_THREE_DECIMALS = frozenset({"BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"})
+# The books audit's: ``audit`` writes them to a textfile of their own, which ``run
+# --run-once``'s file leaves out, so neither file hides the other's series.
+AUDIT_FAMILIES = frozenset({
+    "reward_poller_audit_discrepancies", "reward_poller_audit_unreadable",
+    "reward_poller_audit_last_run_timestamp_seconds", "reward_poller_audit_last_run_balanced",
+})
+
+INFLUITIVE_OPERATIONS = ("poll", "fulfill", "refuse")
+# What deploy/prometheus/alerts.yml pages on: at 0 from the start (Influitive's) or from the
+# vendor's configuration (``Recorder.expect_vendors``).
+ALERTING_INFLUITIVE_ERRORS = ("SourceAuthError",)
+ALERTING_VENDOR_ERRORS = ("OperatorFacingError", "ConfigFixable")
 
 
 def minor_units(amount: Decimal, currency: str) -> int:
-    """``amount`` in the smallest unit of ``currency`` (cents for USD, yen for JPY), exact for
-    every amount the currency can express (a finer one is rounded half up)."""
-    code = currency.upper()
-    exponent = 0 if code in _NO_DECIMALS else 3 if code in _THREE_DECIMALS else 2
+    """``amount`` in the smallest unit of ``currency`` (a finer amount is rounded half up)."""
+    exponent = MINOR_UNITS.get(currency.upper(), 2)
     return int((amount * (Decimal(10) ** exponent)).to_integral_value(rounding=ROUND_HALF_UP))
 
 
 def outcome_of(response: httpx.Response | None, error: BaseException | None) -> str:
-    """The ``outcome`` label of one HTTP attempt: the status class (429 apart: rate limited),
-    or what kept the answer away."""
     if response is not None:
         if response.status_code == 429:
             return "429"
@@ -107,9 +142,9 @@ def outcome_of(response: httpx.Response | None, error: BaseException | None) -> 
     return "error"
 
 
+# (recorder, upstream) for the HTTP attempts of the call in progress in this thread.
 _calling: ContextVar[tuple[Recorder, str] | None] = ContextVar("reward_poller_upstream",
                                                                 default=None)
-"""(recorder, upstream) for the HTTP attempts of the call in progress in this thread."""
 
 
 def _observe_request(seconds: float, response: httpx.Response | None,
@@ -125,89 +160,28 @@ def _observe_request(seconds: float, response: httpx.Response | None,
 transport.observe_requests(_observe_request)
 
 
-DAEMON_ONLY = frozenset({
-    "reward_poller_cycle_duration_seconds", "reward_poller_cycles",
-    "reward_poller_failed_cycles_in_a_row",
-})
-"""Families only the daemon feeds: a textfile would show them at zero, which would lie."""
-
-AUDIT_FAMILIES = frozenset({
-    "reward_poller_audit_discrepancies", "reward_poller_audit_unreadable",
-    "reward_poller_audit_last_run_timestamp_seconds", "reward_poller_audit_last_run_balanced",
-})
-"""What the books audit feeds (``observe_audit``). ``reward-poller audit`` writes them to a
-textfile of their own (``write_audit_textfile``), which ``run --run-once``'s file leaves out:
-each file holds its own series, so neither hides the other's."""
-
-
-INFLUITIVE_OPERATIONS = ("poll", "fulfill", "refuse")
-ALERTING_INFLUITIVE_ERRORS = ("SourceAuthError",)
-ALERTING_VENDOR_ERRORS = ("OperatorFacingError", "ConfigFixable")
-"""The error classes deploy/prometheus/alerts.yml pages on: their series exist at 0 from the
-start (Influitive's) or from the vendor's configuration (``Recorder.expect_vendors``)."""
-
-
 def audit_textfile(textfile: str | os.PathLike[str]) -> Path:
-    """Where ``reward-poller audit`` writes its metrics: beside ``[metrics] textfile``, its
-    name ending ``-audit.prom`` (``reward-poller.prom`` -> ``reward-poller-audit.prom``)."""
+    # ``reward-poller.prom`` -> ``reward-poller-audit.prom``
     path = Path(textfile)
     return path.with_name(f"{path.stem}-audit.prom")
-
-
-class _Without:
-    """A registry's families but ``names`` (what ``generate_latest`` needs: ``collect``)."""
-
-    def __init__(self, registry: CollectorRegistry, names: frozenset[str]) -> None:
-        self._registry = registry
-        self._names = names
-
-    def collect(self) -> Iterable[Metric]:
-        return [m for m in self._registry.collect() if m.name not in self._names]
-
-
-class LedgerView(Protocol):
-    """What the metrics read from the ledger (``poller.ledger.sql.SqlLedger`` has it)."""
-
-    def counts(self) -> Mapping[State, int]: ...
-
-    def oldest_waiting(self) -> LedgerEntry | None: ...
-
-    def last_successful_poll(self) -> PollRecord | None: ...
-
-    def spent_since(self, currency: str, since: datetime) -> Decimal: ...
 
 
 class _LedgerCollector(Collector):
     """Gauges read from the ledger when scraped, so an age is as old as the scrape, not as
     the last cycle. A ledger that cannot answer leaves them out of that scrape (logged)."""
 
-    def __init__(self, ledger: LedgerView, limits: Mapping[str, Decimal],
+    def __init__(self, ledger: Ledger, limits: Mapping[str, Decimal],
                  clock: Callable[[], float]) -> None:
         self._ledger = ledger
         self._limits = dict(limits)
         self._clock = clock
 
-    def _families(self) -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
-        return (
-            GaugeMetricFamily(
-                "reward_poller_oldest_open_redemption_age_seconds",
-                "Seconds since the oldest redemption not yet closed was recorded (0: none "
-                "open)."),
-            GaugeMetricFamily(
-                "reward_poller_spend_today_minor_units",
-                "Committed to vendor orders since midnight UTC, in minor units (cents), per "
-                "currency with a daily_spend_limit.", labels=["currency"]),
-            GaugeMetricFamily(
-                "reward_poller_daily_spend_limit_minor_units",
-                "[fulfillment] daily_spend_limit, in minor units (cents), per currency.",
-                labels=["currency"]),
-        )
-
-    def describe(self) -> Iterable[Metric]:
-        return self._families()
+    def describe(self) -> list[GaugeMetricFamily]:
+        return [GaugeMetricFamily(name, doc, labels=labels)
+                for name, doc, labels in LEDGER_FAMILIES]
 
     def collect(self) -> Iterable[Metric]:
-        oldest_age, spent, limit = self._families()
+        oldest_age, spent, limit = self.describe()
         try:
             oldest = self._ledger.oldest_waiting()
             now = self._clock()
@@ -229,92 +203,36 @@ class _LedgerCollector(Collector):
 class Recorder:
     """The daemon's metrics. Every method is thread-safe (prometheus-client's are)."""
 
+    build_info: Gauge
+    request_duration: Histogram
+    redemptions: Gauge
+    cycle_duration: Histogram
+    cycles: Counter
+    failures_in_a_row: Gauge
+    last_success: Gauge
+    influitive_errors: Counter
+    vendor_errors: Counter
+    orders: Counter
+    spend: Counter
+    audit_discrepancies: Gauge
+    audit_unreadable: Gauge
+    audit_last_run: Gauge
+    audit_balanced: Gauge
+
     def __init__(self, *, clock: Callable[[], float] = time.time, process: bool = True) -> None:
-        """``process``: add the ``process_*`` metrics (CPU, memory, file descriptors, start
-        time) of this process; off for a textfile (node_exporter has its own)."""
+        """``process``: add this process's ``process_*`` metrics; off for a textfile
+        (node_exporter has its own)."""
         self._clock = clock
         self._lock = threading.Lock()
         self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
         if process:
-            ProcessCollector(registry=r)
-        self.build_info = Gauge(
-            "reward_poller_build_info", "Always 1: the version of reward-poller running.",
-            ["version", "python_version"], registry=r,
-        )
+            ProcessCollector(registry=self.registry)
+        for attribute, kind, name, doc, labels in FAMILIES:
+            extra = {"buckets": BUCKETS[attribute]} if attribute in BUCKETS else {}
+            setattr(self, attribute, kind(name, doc, labels, registry=self.registry, **extra))
         self.build_info.labels(version=__version__,
                                python_version=platform.python_version()).set(1)
-        self.request_duration = Histogram(
-            "reward_poller_request_duration_seconds",
-            "Wall time of each HTTP request (each attempt) to Influitive or a vendor, by "
-            "upstream and outcome (2xx, 4xx, 429, 5xx, timeout, network_error).",
-            ["upstream", "outcome"], buckets=REQUEST_BUCKETS, registry=r,
-        )
-        self.redemptions = Gauge(
-            "reward_poller_redemptions", "Redemptions in the ledger, by state.", ["state"],
-            registry=r,
-        )
-        self.cycle_duration = Histogram(
-            "reward_poller_cycle_duration_seconds",
-            "Wall time of one worker cycle (poll and steps).", buckets=CYCLE_BUCKETS,
-            registry=r,
-        )
-        self.cycles = Counter(
-            "reward_poller_cycles", "Cycles run, by outcome (ok: the poll succeeded).",
-            ["outcome"], registry=r,
-        )
-        self.failures_in_a_row = Gauge(
-            "reward_poller_failed_cycles_in_a_row",
-            "Cycles that could not do their job since the last one that did.", registry=r,
-        )
-        self.last_success = Gauge(
-            "reward_poller_last_successful_poll_timestamp_seconds",
-            "Unix time of the last successful poll of Influitive: this daemon's, or the "
-            "ledger's record of the last one (at start, and for run --run-once).",
-            registry=r,
-        )
-        self.influitive_errors = Counter(
-            "reward_poller_influitive_errors",
-            "Errors from Influitive calls (poll, fulfill, refuse), by error class.",
-            ["operation", "error_class"], registry=r,
-        )
-        self.vendor_errors = Counter(
-            "reward_poller_vendor_errors",
-            "Errors from vendor calls, by vendor and error class (TransientVendorError, "
-            "AdvocateFacingError, OperatorFacingError, UnknownOutcome).",
-            ["vendor", "error_class"], registry=r,
-        )
-        self.orders = Counter(
-            "reward_poller_orders",
-            "Vendor orders accepted (complete or pending), by vendor and currency.",
-            ["vendor", "currency"], registry=r,
-        )
-        self.spend = Counter(
-            "reward_poller_spend_minor_units",
-            "Amount of the vendor orders accepted, in minor units of the currency (cents).",
-            ["vendor", "currency"], registry=r,
-        )
-        self.audit_discrepancies = Gauge(
-            "reward_poller_audit_discrepancies",
-            "Discrepancies the last books audit found, by vendor and kind (orphan, "
-            "duplicate, missing, mismatch, cancelled).", ["vendor", "kind"], registry=r,
-        )
-        self.audit_unreadable = Gauge(
-            "reward_poller_audit_unreadable",
-            "1 when the last books audit could not read the vendor's order list.", ["vendor"],
-            registry=r,
-        )
-        self.audit_last_run = Gauge(
-            "reward_poller_audit_last_run_timestamp_seconds",
-            "Unix time the last books audit finished (0: none yet).", registry=r,
-        )
-        self.audit_balanced = Gauge(
-            "reward_poller_audit_last_run_balanced",
-            "1 when the last books audit balanced; 0 when it found a discrepancy, could not "
-            "read a vendor's list, or failed.", registry=r,
-        )
-        for state in State:
-            self.redemptions.labels(state=state.value).set(0)
+        self.set_counts({})
         for outcome in ("ok", "failed"):
             self.cycles.labels(outcome=outcome)
         for operation in INFLUITIVE_OPERATIONS:
@@ -329,13 +247,10 @@ class Recorder:
 
     @property
     def last_successful_poll(self) -> float | None:
-        """Unix time of this daemon's last successful poll, None before the first."""
         with self._lock:
             return self._last_success
 
     def timed(self, cycle: Callable[[], T]) -> Callable[[], T]:
-        """``cycle`` that observes its duration, whether it returns or raises."""
-
         def run() -> T:
             with self.cycle_duration.time():
                 return cycle()
@@ -352,9 +267,6 @@ class Recorder:
             self.last_success.set(now)
 
     def expect_vendors(self, names: Iterable[str]) -> None:
-        """The vendor error series the alert rules read, at 0 for each configured vendor
-        before its first error: an error then shows as an increase of a series Prometheus
-        already has, which ``increase()`` sees."""
         for vendor in sorted(names):
             for error_class in ALERTING_VENDOR_ERRORS:
                 self.vendor_errors.labels(vendor=vendor, error_class=error_class)
@@ -363,7 +275,7 @@ class Recorder:
         for state in State:
             self.redemptions.labels(state=state.value).set(counts.get(state, 0))
 
-    def attach_ledger(self, ledger: LedgerView,
+    def attach_ledger(self, ledger: Ledger,
                       daily_limits: Mapping[str, Decimal] | None = None) -> None:
         """Expose what ``ledger`` knows (read at each scrape), and take its counts and last
         successful poll now."""
@@ -373,7 +285,7 @@ class Recorder:
         except Exception as exc:  # the start-up checks report a broken ledger, not metrics
             log.warning("metrics.ledger.unread", error=type(exc).__name__)
 
-    def observe_ledger(self, ledger: LedgerView) -> None:
+    def observe_ledger(self, ledger: Ledger) -> None:
         """Counts by state and the last successful poll, from the ledger (the poll time only
         moves forward: this process's own success may be newer than the ledger's read)."""
         self.set_counts(ledger.counts())
@@ -385,17 +297,17 @@ class Recorder:
                     self._ledger_success = when
                     self.last_success.set(when)
 
+    def _families(self, leaving_out: frozenset[str]) -> list[Metric]:
+        return [m for m in self.registry.collect() if m.name not in leaving_out]
+
     def write_textfile(self, path: str | os.PathLike[str]) -> None:
-        """The exposition (without the daemon-only families) into ``path`` for node_exporter's
-        textfile collector, atomically, the counters continuing from the values the file
-        already holds (``poller.daemon.textfile``): one Recorder writes one file."""
-        self._textfile.write(path,
-                             _Without(self.registry, DAEMON_ONLY | AUDIT_FAMILIES).collect())
+        """All but the daemon's and the audit's families, for node_exporter (textfile.py)."""
+        self._textfile.write(path, self._families(DAEMON_ONLY | AUDIT_FAMILIES))
 
     def write_audit_textfile(self, path: str | os.PathLike[str]) -> None:
-        """Only the books audit's families into ``path`` (``audit_textfile``), atomically."""
-        names = frozenset(m.name for m in self.registry.collect()) - AUDIT_FAMILIES
-        self._audit_textfile.write(path, _Without(self.registry, names).collect())
+        """Only the books audit's families (``audit_textfile``)."""
+        others = frozenset(m.name for m in self.registry.collect()) - AUDIT_FAMILIES
+        self._audit_textfile.write(path, self._families(others))
 
     def observe_audit(self, result: AuditResult | None, finished: float) -> None:
         """The books audit that finished at ``finished`` (Unix time); None: it failed.
@@ -442,86 +354,67 @@ class Recorder:
     def exposition(self) -> bytes:
         return prometheus_client.generate_latest(self.registry)
 
-    # --- wrappers -------------------------------------------------------------------------
-
     def instrument_source(self, source: RedemptionSource) -> RedemptionSource:
-        return _CountingSource(source, self)
+        return _CountingSource(source, self, "influitive", self.influitive_error)
 
     def instrument_vendor(self, vendor: Vendor) -> Vendor:
-        return _CountingVendor(vendor, self)
+        return _CountingVendor(vendor, self, vendor.name,
+                               lambda _, exc: self.vendor_error(vendor.name, exc))
 
 
-class _CountingSource:
-    """A RedemptionSource that counts the errors of the one it wraps (and re-raises them)."""
+class _Counting:
+    """Calls to the wrapped adapter, timed as ``upstream``'s, their errors counted (and
+    re-raised); everything else passes through."""
 
-    def __init__(self, inner: RedemptionSource, recorder: Recorder) -> None:
+    def __init__(self, inner: Any, recorder: Recorder, upstream: str,
+                 count_error: Callable[[str, BaseException], None]) -> None:
         self._inner = inner
         self._recorder = recorder
+        self._upstream = upstream
+        self._count_error = count_error
 
-    def poll(self) -> PollResult:
+    def _call(self, operation: str, call: Callable[..., T], *args: Any) -> T:
         try:
-            with self._recorder.calling("influitive"):
-                return self._inner.poll()
+            with self._recorder.calling(self._upstream):
+                return call(*args)
         except Exception as exc:
-            self._recorder.influitive_error("poll", exc)
-            raise
-
-    def poll_pages(self, on_page: Callable[[Sequence[Redemption]], None]) -> PollResult:
-        try:
-            with self._recorder.calling("influitive"):
-                return read_pages(self._inner, on_page)
-        except Exception as exc:
-            self._recorder.influitive_error("poll", exc)
-            raise
-
-    def fulfill(self, redemption_id: str, message: str) -> None:
-        try:
-            with self._recorder.calling("influitive"):
-                self._inner.fulfill(redemption_id, message)
-        except Exception as exc:
-            self._recorder.influitive_error("fulfill", exc)
-            raise
-
-    def refuse(self, redemption_id: str, message: str) -> None:
-        try:
-            with self._recorder.calling("influitive"):
-                self._inner.refuse(redemption_id, message)
-        except Exception as exc:
-            self._recorder.influitive_error("refuse", exc)
+            self._count_error(operation, exc)
             raise
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
 
-class _CountingVendor:
-    """A Vendor that counts the errors and accepted orders of the one it wraps."""
+class _CountingSource(_Counting):
+    _inner: RedemptionSource
 
-    def __init__(self, inner: Vendor, recorder: Recorder) -> None:
-        self._inner = inner
-        self._recorder = recorder
+    def poll(self) -> PollResult:
+        return self._call("poll", self._inner.poll)
+
+    def poll_pages(self, on_page: Callable[[Sequence[Redemption]], None]) -> PollResult:
+        return self._call("poll", read_pages, self._inner, on_page)
+
+    def fulfill(self, redemption_id: str, message: str) -> None:
+        self._call("fulfill", self._inner.fulfill, redemption_id, message)
+
+    def refuse(self, redemption_id: str, message: str) -> None:
+        self._call("refuse", self._inner.refuse, redemption_id, message)
+
+
+class _CountingVendor(_Counting):
+    _inner: Vendor
+
+    def __init__(self, inner: Vendor, *args: Any) -> None:
+        super().__init__(inner, *args)
         self.name = inner.name
 
     def place_order(self, request: OrderRequest) -> OrderResult:
-        try:
-            with self._recorder.calling(self.name):
-                result = self._inner.place_order(request)
-        except Exception as exc:
-            self._recorder.vendor_error(self.name, exc)
-            raise
+        result = self._call("place_order", self._inner.place_order, request)
         self._recorder.order(request, result)
         return result
 
     def lookup(self, idempotency_key: str) -> OrderResult | None:
-        try:
-            with self._recorder.calling(self.name):
-                return self._inner.lookup(idempotency_key)
-        except Exception as exc:
-            self._recorder.vendor_error(self.name, exc)
-            raise
+        return self._call("lookup", self._inner.lookup, idempotency_key)
 
     def close(self) -> None:
         self._inner.close()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)

@@ -1,19 +1,10 @@
-"""The daemon: APScheduler 3 runs the cycle on an interval, never two at once.
+"""The daemon: APScheduler 3 runs the cycle on an interval, never two at once, and tells
+systemd how it is (docs/deployment.md "The units", docs/logging.md for its events).
 
-The first SIGTERM/SIGINT lets the redemption in hand finish (the cycle checks the stop flag
-between redemptions), then exits 0; a second one exits at once (the ledger makes that safe:
-leases expire and the next start resumes).
-
-Under systemd (``Type=notify``) it says READY=1 when the scheduler starts, WATCHDOG=1 after
-every cycle that returns (and, while idle between cycles, every half ``WatchdogSec``, so only a
-hung cycle trips the watchdog, whatever the interval) and STOPPING=1 on the first signal.
-
-A cycle that fails is logged once, as ``cycle.failed`` (error): its cause, the failures in a
-row and, when the service explains it, the operator-facing cause and fix.
-
-A cycle that runs longer than the interval makes APScheduler skip the runs that fell due
-meanwhile: that is logged once per skipped run as our own ``scheduler.run.skipped`` event
-(APScheduler's own text for it is silenced, so the log has one line per happening).
+The first SIGTERM/SIGINT lets the redemption in hand finish, then exits 0; a second one exits
+at once (the ledger makes that safe: leases expire and the next start resumes). WATCHDOG=1
+follows every cycle that returns and, while idle, every half ``WatchdogSec``, so only a hung
+cycle trips the watchdog, whatever the interval.
 """
 
 from __future__ import annotations
@@ -21,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import threading
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -31,14 +23,97 @@ import structlog
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED
 from apscheduler.schedulers.blocking import BlockingScheduler
 
-from poller.daemon.notify import Notifier
 from poller.domain.errors import PollerError
 from poller.worker.cycle import CycleReport
 
 log = structlog.get_logger("poller.scheduler")
 
+# Seconds between the first webhook of a burst and the cycle it triggers: the burst (one
+# webhook per redemption of a bulk redeem) is then one cycle.
 NUDGE_DELAY = 0.25
-"""Seconds between the first webhook of a burst and the cycle it triggers."""
+
+
+def socket_address(value: str) -> str | bytes | None:
+    """``$NOTIFY_SOCKET`` as an address: a path, or (``@name``) an abstract socket, whose name
+    starts with a NUL byte on the wire; None for any other (vsock is never used here)."""
+    if value.startswith("@"):
+        return b"\0" + value[1:].encode()
+    return value if value.startswith("/") else None
+
+
+def watchdog_seconds(environ: Mapping[str, str], pid: int) -> float | None:
+    """``WatchdogSec=`` as systemd passed it, when meant for this process; else None."""
+    usec = environ.get("WATCHDOG_USEC", "")
+    target = environ.get("WATCHDOG_PID", "")
+    if not usec.isdigit() or int(usec) == 0:
+        return None
+    if target and (not target.isdigit() or int(target) != pid):
+        return None
+    return int(usec) / 1_000_000
+
+
+class Notifier:
+    """systemd's notify protocol (sd_notify(3)), spoken directly: it is one datagram, and the
+    maintained bindings need libsystemd. Without ``$NOTIFY_SOCKET`` every call is a no-op; a
+    notification that cannot be delivered is logged and dropped (should the watchdog stop
+    hearing from us, systemd restarts us, which is its point)."""
+
+    def __init__(self, address: str | None = None, *, watchdog: float | None = None) -> None:
+        self._address = socket_address(address or "")
+        self.watchdog_interval = watchdog
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> Notifier:
+        env = os.environ if environ is None else environ
+        return cls(env.get("NOTIFY_SOCKET"), watchdog=watchdog_seconds(env, os.getpid()))
+
+    @property
+    def enabled(self) -> bool:
+        return self._address is not None
+
+    def send(self, **fields: str) -> bool:
+        """Send one notification (``ready="1"`` becomes ``READY=1``). True if delivered."""
+        if self._address is None:
+            return False
+        # One line per field: a newline in a status text would start a new KEY=value.
+        text = "\n".join(f"{key.upper()}={' '.join(value.split())}"
+                         for key, value in fields.items() if value)
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+                sock.sendto(text.encode(), self._address)
+        except OSError as exc:
+            log.warning("systemd.notify.failed", error=str(exc))
+            return False
+        return True
+
+    def ready(self, status: str = "") -> bool:
+        return self.send(ready="1", status=status)
+
+    def watchdog(self, status: str = "") -> bool:
+        return self.send(watchdog="1", status=status)
+
+    def stopping(self, status: str = "") -> bool:
+        return self.send(stopping="1", status=status)
+
+
+def every(scheduler: Any, job: Callable[[], object], seconds: float, job_id: str,
+          first: datetime | None = None) -> None:
+    """``job`` every ``seconds`` on ``scheduler``, never two runs at once; the first at
+    ``first``, or after one interval."""
+    when = {} if first is None else {"next_run_time": first}  # None would pause the job
+    scheduler.add_job(job, "interval", seconds=seconds, id=job_id, max_instances=1,
+                      coalesce=True, misfire_grace_time=None, **when)
+
+
+def schedule_audit(scheduler: Any, job: Callable[[], object], interval_seconds: float, *,
+                   first_after: float = 60.0) -> bool:
+    """The books audit every ``interval_seconds``, the first ``first_after`` seconds from now;
+    False (nothing added) when ``interval_seconds`` is 0."""
+    if interval_seconds <= 0:
+        return False
+    every(scheduler, job, interval_seconds, "audit",
+          datetime.now(UTC) + timedelta(seconds=first_after))
+    return True
 
 
 class Daemon:
@@ -53,43 +128,32 @@ class Daemon:
         explain: Callable[[CycleReport | None, BaseException | None],
                           Mapping[str, Any]] | None = None,
     ) -> None:
+        """``explain``: fields to add to a failed cycle's ``cycle.failed`` line (the cause
+        and fix of an operator-facing error)."""
         self._cycle = cycle
         self.interval = interval_seconds
         self.stop = stop
         self.on_cycle = on_cycle
         self.explain = explain
-        """Fields to add to a failed cycle's ``cycle.failed`` line (the cause and fix of an
-        operator-facing error)."""
         self.failures_in_a_row = 0
         self.notifier = notifier or Notifier()
         self.cycles = 0
-        self._in_cycle = threading.Event()
+        self.skipped = 0
         self._nudge_lock = threading.Lock()
+        self._in_cycle = False
         self._nudged_during_cycle = False
         self._nudge_pending = False
-        self.nudges = 0
         self.scheduler = BlockingScheduler(timezone=UTC)
-        self.skipped = 0
-        self._quiet_apscheduler()
-        self.scheduler.add_listener(self._skipped, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
-        self.scheduler.add_job(
-            self._run, "interval", seconds=interval_seconds, id="cycle",
-            next_run_time=datetime.now(UTC), max_instances=1, coalesce=True,
-            misfire_grace_time=None,
-        )
-        if self.notifier.watchdog_interval:
-            self.scheduler.add_job(
-                self._keepalive, "interval", seconds=self.notifier.watchdog_interval / 2,
-                id="watchdog", max_instances=1, coalesce=True, misfire_grace_time=None,
-            )
-
-    @staticmethod
-    def _quiet_apscheduler() -> None:
-        """APScheduler logs a skipped run as a WARNING in its own words; ``_skipped`` logs it
-        as our event instead. Its errors still come through (as ``library.message``)."""
+        # APScheduler logs a skipped run as a WARNING in its own words; ``_skipped`` logs it
+        # as our event instead. Its errors still come through (as ``library.message``).
         for name in ("apscheduler.scheduler", "apscheduler.executors.default"):
             logger = logging.getLogger(name)
             logger.setLevel(max(logger.getEffectiveLevel(), logging.ERROR))
+        self.scheduler.add_listener(self._skipped, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
+        every(self.scheduler, self._run, interval_seconds, "cycle", datetime.now(UTC))
+        if self.notifier.watchdog_interval:
+            every(self.scheduler, self._keepalive, self.notifier.watchdog_interval / 2,
+                  "watchdog")
 
     def _skipped(self, event: Any) -> None:
         if getattr(event, "job_id", None) != "cycle":
@@ -111,16 +175,15 @@ class Daemon:
         report: CycleReport | None = None
         error: BaseException | None = None
         with self._nudge_lock:
-            self._in_cycle.set()
-            self._nudged_during_cycle = False
-            self._nudge_pending = False
+            self._in_cycle = True
+            self._nudged_during_cycle = self._nudge_pending = False
         try:
             report = self._cycle()
         except Exception as exc:  # the daemon keeps running; the next interval tries again
             error = exc
         finally:
             with self._nudge_lock:
-                self._in_cycle.clear()
+                self._in_cycle = False
                 again = self._nudged_during_cycle
         self.cycles += 1
         ok = error is None and report is not None and report.ok
@@ -141,12 +204,10 @@ class Daemon:
         return again and not self.stop.is_set()
 
     def _failed(self, report: CycleReport | None, error: BaseException | None) -> None:
-        """The one line about a cycle that could not do its job: the cause, the failures
-        in a row, what ``explain`` adds (the fix), and the traceback of an unexpected
-        error (our own errors say all there is in their message)."""
+        """The one ``cycle.failed`` line, with the traceback of an unexpected error only
+        (our own errors say all there is in their message)."""
         if error is None:
-            cause = "; ".join(report.errors) if report is not None and report.errors else \
-                "the cycle could not do its job"
+            cause = "; ".join(report.errors if report else []) or "the cycle could not do its job"
         else:
             cause = str(error) if isinstance(error, PollerError) else \
                 f"{type(error).__name__}: {error}"
@@ -164,24 +225,21 @@ class Daemon:
         """Run a cycle now (a webhook said something happened). Coalesced: nudges while
         idle move the next run to now, which runs once; nudges during a cycle ask for one
         more cycle after it, however many there were."""
-        self.nudges += 1
         with self._nudge_lock:
-            if self._in_cycle.is_set():
+            if self._in_cycle:
                 self._nudged_during_cycle = True
                 return
             if self._nudge_pending:
                 return
             self._nudge_pending = True
         try:
-            # A short delay gathers a burst (one webhook per redemption of a bulk redeem)
-            # into one cycle.
             self.scheduler.modify_job(
                 "cycle", next_run_time=datetime.now(UTC) + timedelta(seconds=NUDGE_DELAY))
         except Exception as exc:  # stopping, or not started yet: the interval still runs
             log.debug("scheduler.nudge.unscheduled", error=type(exc).__name__)
 
     def _keepalive(self) -> None:
-        if not self._in_cycle.is_set() and not self.stop.is_set():
+        if not self._in_cycle and not self.stop.is_set():
             self.notifier.watchdog()
 
     def _signal(self, signum: int, frame: FrameType | None) -> None:
@@ -191,15 +249,12 @@ class Daemon:
         log.info("daemon.stopping", reason="finishing the redemption in hand", signal=signum)
         self.notifier.stopping("finishing the redemption in hand")
         self.stop.set()
-        threading.Thread(target=self._shutdown, daemon=True).start()
-
-    def _shutdown(self) -> None:
-        self.scheduler.shutdown(wait=True)
+        threading.Thread(target=self.scheduler.shutdown, kwargs={"wait": True},
+                         daemon=True).start()
 
     def run(self) -> int:
-        previous: dict[signal.Signals, Any] = {}
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            previous[sig] = signal.signal(sig, self._signal)
+        previous = {sig: signal.signal(sig, self._signal)
+                    for sig in (signal.SIGTERM, signal.SIGINT)}
         log.info("daemon.started", interval_seconds=self.interval)
         self.notifier.ready(f"polling every {self.interval:g}s")
         try:

@@ -1,17 +1,6 @@
-"""The daemon as ``reward-poller run`` starts it: start-up checks, then the scheduler, with
-systemd notifications, metrics, the optional HTTP listener and alerts around the cycle.
-``poller.compose.daemon`` builds every part from the configuration and hands them here; this
-module imports neither the composition root nor the configuration.
-
-Start-up checks, in order, each failing the command (exit 1, or 2 for configuration) before
-systemd hears READY=1: the ledger opens (and a SQLite one migrates) and answers a query; the
-listener, when ``[server] listen`` is set, binds its address. Influitive and the vendors are
-not called here: the first cycle does that, and a failure there is reported by logs, metrics,
-``/healthz`` and alerts without stopping the daemon.
-
-An operator-facing error met by a cycle (``poller.daemon.alerts.cycle_problems``) is alerted at
-once (once per cause per ``[alerts] min_interval_seconds``) and shown by ``/healthz`` until
-no cycle has met it for the longest retry backoff.
+"""The daemon as ``reward-poller run`` starts it: start-up checks (the ledger answers, the
+listener binds), then the scheduler, with metrics, ``/healthz``'s problem board, the log and
+alerts hearing of each cycle. ``poller.compose.daemon`` builds the parts and hands them here.
 """
 
 from __future__ import annotations
@@ -21,19 +10,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
-from poller.daemon.alerts import (
-    Alerter,
-    cycle_problems,
-    describe_failure,
-    problem_fields,
-    problem_line,
-)
+from poller.daemon.alerts import Alerter, cycle_problems, problem_fields, problem_line
 from poller.domain.states import State
 from poller.worker.cycle import SOURCE_NAME as SOURCE
 from poller.worker.cycle import CycleReport, OperatorProblem
 
 if TYPE_CHECKING:  # the parts the daemon is handed; a run-once loads none of them
-    from poller.daemon.health import ProblemBoard
+    from poller.daemon.listener import ProblemBoard
     from poller.daemon.metrics import Recorder
     from poller.daemon.runner import HttpServer
     from poller.daemon.scheduler import Daemon
@@ -41,29 +24,28 @@ if TYPE_CHECKING:  # the parts the daemon is handed; a run-once loads none of th
 log = structlog.get_logger("poller.service")
 
 Cycle = Callable[[], CycleReport]
-"""One cycle of the worker (``Worker.run_cycle``)."""
 
+# Starts the listener, given the daemon's ``nudge`` (what a webhook calls for an immediate
+# cycle); None when ``[server] listen`` is unset.
 Listen = Callable[[Callable[[], None]], "HttpServer | None"]
-"""Starts the listener, given the daemon's ``nudge`` (what a webhook calls for an immediate
-cycle); None when ``[server] listen`` is unset."""
 
 
 class DaemonLedger(Protocol):
-    """What the daemon itself asks of the ledger: that it answers, and its counts."""
-
     def ping(self) -> None: ...
 
     def counts(self) -> Mapping[State, int]: ...
 
 
 def _outcome(report: CycleReport | None, error: BaseException | None) -> tuple[bool, str]:
-    ok = error is None and report is not None and report.ok
-    return ok, "" if ok else describe_failure(report.errors if report else [], error)
+    if error is not None:
+        return False, f"{type(error).__name__}: {error}"
+    if report is not None and report.ok:
+        return True, ""
+    return False, "; ".join(report.errors if report else []) or "the cycle could not do its job"
 
 
 def failed_the_cycle(problem: OperatorProblem) -> bool:
-    """Whether ``problem`` is what makes a cycle fail (Influitive rejecting the credentials
-    or its firewall blocking the poll), rather than one met by some redemptions."""
+    """Whether ``problem`` made the whole cycle fail, rather than some redemptions."""
     return problem.who == SOURCE and problem.kind in ("credentials", "firewall")
 
 
@@ -79,9 +61,8 @@ def failure_fields(report: CycleReport | None, error: BaseException | None,
 
 
 def run_once(cycle: Cycle, alerter: Alerter, max_pages: int) -> CycleReport:
-    """One cycle (``run --run-once``), then the alerts it calls for. Failed runs in a row are
-    counted in the ledger's cache, and a problem's once-per-interval mark is kept there too,
-    so a timer's runs alert like the daemon's cycles."""
+    """One cycle (``run --run-once``), then the alerts it calls for, alerting like the
+    daemon's cycles (what the alerter keeps is in the ledger's cache)."""
     report: CycleReport | None = None
     error: Exception | None = None
     try:
@@ -101,10 +82,6 @@ def serve(
     *, daemon: Daemon, ledger: DaemonLedger, recorder: Recorder, alerter: Alerter,
     board: ProblemBoard, max_pages: int, listen: Listen,
 ) -> int:
-    """Run ``daemon`` (the scheduler, built around the worker's cycle) until SIGTERM/SIGINT;
-    returns its exit code. The ledger must answer and ``listen`` start the listener first;
-    after each cycle the metrics, ``board`` (``/healthz``), the log and ``alerter`` hear of
-    it."""
     ledger.ping()
     recorder.set_counts(ledger.counts())
 

@@ -1,17 +1,10 @@
-"""The node_exporter textfile of ``run --run-once``: counters that continue from run to run.
+"""The node_exporter textfiles, whose counters continue from run to run (docs/metrics.md).
 
-Each run is a new process whose counters start at 0. If each run wrote only its own counts,
-two runs that each met the same two errors would both write 2: Prometheus sees one series
-across the runs, never sees it grow, and ``increase()`` (what the alert rules read) stays 0.
-So every write adds what this process counted since its previous write to the values the
-file already holds: counters and histograms only grow from run to run, as a long-lived
-process's would, and a series an earlier run counted stays in the file. Gauges are this
-run's own.
-
-Read, merge and replace happen under an exclusive lock on the file's folder, so two runs
-ending together (the timer's and a ``ledger fulfill``) each add their own counts instead of
-one overwriting the other's. A previous file that cannot be read is logged, and the counters
-start again from 0: Prometheus reads that as a counter reset, which ``increase()`` allows for.
+Each run is a new process whose counters start at 0; were it to write only its own counts,
+``increase()`` (what the alert rules read) would never see a counter grow across runs. So a
+write adds what this process counted since its previous write to the values the file holds,
+and keeps the series of earlier runs. Gauges are this run's own. Read, merge and replace
+happen under a lock on the folder, so two runs ending together each add their own counts.
 """
 
 from __future__ import annotations
@@ -31,11 +24,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 log = structlog.get_logger("poller.metrics")
 
+# A sample's name and its sorted labels: one line of the exposition.
 SampleKey = tuple[str, tuple[tuple[str, str], ...]]
-"""A sample's name and its sorted labels: one line of the exposition."""
 
 CUMULATIVE = frozenset({"counter", "histogram"})
-"""Family types whose samples only grow (a histogram's buckets, count and sum included)."""
 
 
 def sample_key(name: str, labels: Mapping[str, str]) -> SampleKey:
@@ -44,10 +36,10 @@ def sample_key(name: str, labels: Mapping[str, str]) -> SampleKey:
 
 def read_counts(path: Path) -> dict[str, dict[SampleKey, float]]:
     """The counter and histogram samples of the textfile at ``path``, by family name; empty
-    when there is no file yet, or it cannot be read (logged)."""
+    when there is no file yet, or it cannot be read (logged: Prometheus reads the counters
+    starting again from 0 as a reset, which ``increase()`` allows for)."""
     try:
-        text = path.read_text(encoding="utf-8")
-        families = list(text_string_to_metric_families(text))
+        families = list(text_string_to_metric_families(path.read_text(encoding="utf-8")))
     except FileNotFoundError:
         return {}
     except (OSError, UnicodeDecodeError, ValueError) as exc:
@@ -67,10 +59,9 @@ def continued(
     families: Iterable[Metric], previous: Mapping[str, Mapping[SampleKey, float]],
     written: Mapping[SampleKey, float],
 ) -> tuple[list[Metric], dict[SampleKey, float]]:
-    """``families`` with each counter and histogram sample raised by what the file held
-    (``previous``) less what this process already wrote of it (``written``), and the series
-    of earlier runs this process has not counted carried over. Also returns what this process
-    will have written of each sample."""
+    """``families`` with each cumulative sample raised by what the file held (``previous``)
+    less what this process already wrote of it (``written``), plus the series of earlier
+    runs; and what this process will have written of each sample."""
     out: list[Metric] = []
     now_written: dict[SampleKey, float] = {}
     for family in families:
@@ -91,7 +82,7 @@ def continued(
     return out, now_written
 
 
-class _Families:
+class Collected:
     """Fixed families, as ``generate_latest`` reads a registry (``collect``)."""
 
     def __init__(self, families: list[Metric]) -> None:
@@ -113,14 +104,13 @@ class Textfile:
         target = Path(path)
         with self._lock, _folder_locked(target.parent):
             merged, written = continued(families, read_counts(target), self._written)
-            replace_atomically(target, prometheus_client.generate_latest(_Families(merged)))
+            replace_atomically(target, prometheus_client.generate_latest(Collected(merged)))
             self._written = written
 
 
 @contextmanager
 def _folder_locked(folder: Path) -> Iterator[None]:
-    """An exclusive lock on ``folder`` (flock on the directory itself, so no lock file is
-    left beside the textfiles). Raises OSError when the folder does not exist."""
+    # flock on the directory itself, so no lock file is left beside the textfiles.
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -130,9 +120,8 @@ def _folder_locked(folder: Path) -> Iterator[None]:
 
 
 def replace_atomically(target: Path, data: bytes) -> None:
-    """``data`` into ``target``: written to a temporary file beside it, then renamed over it,
-    so a scrape never reads half a file. World-readable: node_exporter runs as another
-    user."""
+    """A temporary file beside ``target`` renamed over it, so a scrape never reads half a
+    file; world-readable, as node_exporter runs as another user."""
     fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
                                      dir=target.parent)
     try:

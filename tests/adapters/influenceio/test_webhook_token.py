@@ -8,7 +8,7 @@ import json
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from poller.daemon.webhooks import webhook_routes
+from poller.daemon.listener import webhook_routes
 from poller.ledger.memory import MemoryLedger
 
 from .conftest import redeemed

@@ -14,8 +14,7 @@ import structlog
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from poller.daemon.webhook_body import MAX_DEPTH
-from poller.daemon.webhooks import webhook_routes
+from poller.daemon.listener import MAX_DEPTH, webhook_routes
 from poller.ledger.memory import MemoryLedger
 from poller.sources.influenceio import IGNORED_TOPICS, KNOWN_TOPICS, REDEEMED_TOPIC
 

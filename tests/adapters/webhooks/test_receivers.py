@@ -16,11 +16,9 @@ import httpx
 import pytest
 import structlog
 
-from poller.daemon.health import Health
-from poller.daemon.listener import create_app
+from poller.daemon.listener import Health, create_app, webhook_routes
 from poller.daemon.metrics import Recorder
 from poller.daemon.runner import HttpServer
-from poller.daemon.webhooks import webhook_routes
 from poller.ledger.memory import MemoryLedger
 from tests.system.daemon.conftest import free_port
 

@@ -293,7 +293,7 @@ def test_operator_facing_problems_alert_at_once_once_per_cause(
 
 def test_healthz_reports_a_problem_until_it_is_no_longer_met() -> None:
     from poller.daemon.alerts import problem_line
-    from poller.daemon.health import Health, ProblemBoard
+    from poller.daemon.listener import Health, ProblemBoard
     from poller.worker.cycle import OperatorProblem
 
     now = [1_800_000_000.0]

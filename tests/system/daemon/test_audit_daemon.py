@@ -15,9 +15,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from poller.config import Config, load_config
-from poller.daemon.audit_job import AuditJob, schedule_audit
+from poller.daemon.audit_job import AuditJob
 from poller.daemon.metrics import Recorder
-from poller.daemon.scheduler import Daemon
+from poller.daemon.scheduler import Daemon, schedule_audit
 from poller.domain.errors import NotAuditable
 from poller.domain.keys import idempotency_key
 from poller.domain.orders import OrderStatus, VendorOrder

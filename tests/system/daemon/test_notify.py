@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from poller.daemon.notify import Notifier, socket_address, watchdog_seconds
+from poller.daemon.scheduler import Notifier, socket_address, watchdog_seconds
 from tests.system.cli.conftest import SECRETS, Standins, cli_env
 from tests.system.daemon.conftest import wait_for
 

@@ -21,11 +21,9 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from poller.config.server import ServerLimits, parse_listen
-from poller.daemon.health import Health
-from poller.daemon.httplimits import AcceptErrorLog
-from poller.daemon.listener import create_app
+from poller.daemon.listener import Health, create_app
 from poller.daemon.metrics import Recorder
-from poller.daemon.runner import HttpServer, ListenError
+from poller.daemon.runner import AcceptErrorLog, HttpServer, ListenError
 from poller.domain.errors import SourceUnavailable, TransientVendorError
 from poller.domain.model import OrderRequest, OrderResult, OrderStatus
 from poller.domain.states import State
