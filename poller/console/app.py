@@ -1,8 +1,6 @@
-"""The console's ASGI app: pages, log-in, the actions, and the headers every answer carries.
-
-Mounted at ``/console`` (by the daemon's listener, or by ``reward-poller console``). Every
-page needs a signed-in user; every POST needs the form's CSRF token (403 otherwise); the
-actions need the ``operator`` role (403 for a ``viewer``).
+"""The console's ASGI app, mounted at ``/console``: pages, log-in, the actions, and the
+headers every answer carries. Every page needs a signed-in user; every POST needs the form's
+CSRF token (403 otherwise); the actions need the ``operator`` role (403 for a ``viewer``).
 """
 
 from __future__ import annotations
@@ -11,6 +9,7 @@ import asyncio
 import secrets
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from importlib import resources
 from typing import Any
 from urllib.parse import parse_qsl, quote
@@ -19,6 +18,7 @@ import jinja2
 import structlog
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -29,49 +29,46 @@ from poller.config.console import ConsoleSettings, is_loopback
 from poller.console import actions, auth, data
 from poller.console.chart import spend_svg
 from poller.domain.errors import ConfigError, PollerError
+from poller.domain.model import LedgerEntry
 from poller.ledger.audit import last_run
 
 log = structlog.get_logger("poller.console")
 
 MOUNT = "/console"
 MAX_FORM_BYTES = 64 * 1024
-
 CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
        "frame-ancestors 'none'; base-uri 'none'")
-HEADERS = [
-    (b"content-security-policy", CSP.encode()),
-    (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
-    (b"x-frame-options", b"DENY"),
-]
+HEADERS = {"content-security-policy": CSP, "x-content-type-options": "nosniff",
+           "referrer-policy": "no-referrer", "x-frame-options": "DENY"}
+FORM_EXPIRED = ("This form has expired or did not come from this console. Go back, reload "
+                "the page and try again.")
 
 _PACKAGE = resources.files("poller.console")
 
+Session = dict[str, Any]
+Endpoint = Callable[[Request], Awaitable[Response]]
+Handler = Callable[[Request, Session, auth.User], Awaitable[Response]]
 
-class SecurityHeaders:
-    """Adds the Content-Security-Policy and friends to every answer (pages, errors, the
-    stylesheet), and ``Cache-Control: no-store`` to all but the stylesheet."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+def secured(app: ASGIApp) -> ASGIApp:
+    """``app`` with HEADERS on every answer (pages, errors, the stylesheet), and
+    ``Cache-Control: no-store`` on all but the stylesheet."""
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def asgi(scope: Scope, receive: Receive, send: Send) -> None:
         static = "/static/" in scope.get("path", "")
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                names = {k.lower() for k, _ in message.get("headers", [])}
-                headers = list(message.get("headers", []))
-                headers += [(k, v) for k, v in HEADERS if k not in names]
-                if not static and b"cache-control" not in names:
-                    headers.append((b"cache-control", b"no-store"))
-                message["headers"] = headers
+                headers = MutableHeaders(scope=message)
+                for name, value in HEADERS.items():
+                    headers.setdefault(name, value)
+                if not static:
+                    headers.setdefault("cache-control", "no-store")
             await send(message)
 
-        await self.app(scope, receive, with_headers)
+        await app(scope, receive, with_headers if scope["type"] == "http" else send)
+
+    return asgi
 
 
 def _fmt_time(value: datetime | None) -> str:
@@ -91,288 +88,206 @@ def _fmt_age(value: timedelta | None) -> str:
     return f"{seconds // 86400} days"
 
 
-def _environment() -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(_PACKAGE / "templates")),
-        autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters["when"] = _fmt_time
-    env.filters["age"] = _fmt_age
-    env.filters["scrub"] = data.scrub
-    return env
-
-
-class Console:
-    """The state behind the routes: the backend, the users, the sessions, the limiter."""
-
-    def __init__(self, backend: data.Backend, settings: ConsoleSettings) -> None:
-        self.backend = backend
-        self.settings = settings
-        self.users = auth.Users(
-            auth.User(name=u.name, role=u.role, password_hash=u.password_hash)
-            for u in settings.users)
-        secret = (settings.session_secret.get_secret_value()
-                  if settings.session_secret is not None else secrets.token_urlsafe(32))
-        self.sessions = auth.Sessions(secret, max_age=settings.session_hours * 3600)
-        self.limiter = auth.LoginLimiter(max_failures=settings.login_failures,
-                                         window=settings.login_window_seconds)
-        self.trusted = frozenset(settings.trusted_proxies)
-        self.env = _environment()
-
-    # --- the request's facts -------------------------------------------------------------
-
-    def _from_proxy(self, request: Request) -> bool:
-        return request.client is not None and request.client.host in self.trusted
-
-    def secure(self, request: Request) -> bool:
-        """Served over TLS: directly, or by a trusted proxy that says so."""
-        if request.url.scheme == "https":
-            return True
-        return (self._from_proxy(request)
-                and request.headers.get("x-forwarded-proto", "").lower() == "https")
-
-    def client(self, request: Request) -> str:
-        host = request.client.host if request.client is not None else "unknown"
-        if self._from_proxy(request):
-            forwarded = [h.strip() for h in request.headers.get("x-forwarded-for", "")
-                         .split(",") if h.strip()]
-            if forwarded:
-                return forwarded[-1]
-        return host
-
-    # --- rendering -----------------------------------------------------------------------
-
-    def render(self, request: Request, session: dict[str, Any], template: str, *,
-               status: int = 200, **values: Any) -> HTMLResponse:
-        user = self.users.get(session.get("u", "")) if session.get("u") else None
-        base = request.scope.get("root_path", "").rstrip("/")
-        values.setdefault("page", "")
-        body = self.env.get_template(template).render(
-            base=base, user=user, csrf=session.get("csrf", ""),
-            flash=session.pop("flash", None), **values)
-        response = HTMLResponse(body, status_code=status)
-        self.save(request, response, session)
-        return response
-
-    def save(self, request: Request, response: Response, session: dict[str, Any]) -> None:
-        response.set_cookie(
-            auth.COOKIE, self.sessions.dump(session),
-            max_age=int(self.sessions.max_age), path=request.scope.get("root_path") or "/",
-            httponly=True, samesite="strict", secure=self.secure(request))
-
-    def error(self, request: Request, session: dict[str, Any], status: int,
-              why: str) -> HTMLResponse:
-        return self.render(request, session, "error.html", status=status, status_code=status,
-                           why=why)
-
-
-Handler = Callable[[Request, dict[str, Any], auth.User], Awaitable[Response]]
+async def _form(request: Request) -> dict[str, str]:
+    """The form's fields (the pages' forms are URL-encoded; anything else, or a body over
+    64 KiB, reads as an empty form, so it fails the CSRF check)."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "application/x-www-form-urlencoded":
+        return {}
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            return {}
+    return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True,
+                          max_num_fields=20))
 
 
 def create_app(backend: data.Backend, settings: ConsoleSettings) -> ASGIApp:
     """The console, to be mounted at ``/console`` (``mount(...)`` does it)."""
-    c = Console(backend, settings)
+    users = auth.Users(auth.User(name=u.name, role=u.role, password_hash=u.password_hash)
+                       for u in settings.users)
+    secret = (settings.session_secret.get_secret_value()
+              if settings.session_secret is not None else secrets.token_urlsafe(32))
+    sessions = auth.Sessions(secret, max_age=settings.session_hours * 3600)
+    limiter = auth.LoginLimiter(max_failures=settings.login_failures,
+                                window=settings.login_window_seconds)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(_PACKAGE / "templates")), autoescape=True,
+        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters.update(when=_fmt_time, age=_fmt_age, scrub=data.scrub)
+    env.globals.update(kind=data.reason_kind, suggest=data.suggested_action,
+                       titles=actions.TITLES, hints=actions.HINTS,
+                       needs_message=actions.NEEDS_MESSAGE)
 
-    def session_of(request: Request) -> dict[str, Any]:
-        session = c.sessions.load(request.cookies.get(auth.COOKIE))
-        if not session.get("csrf"):
-            session["csrf"] = auth.new_csrf()
+    def from_proxy(request: Request) -> bool:
+        return request.client is not None and request.client.host in settings.trusted_proxies
+
+    def secure(request: Request) -> bool:
+        """Served over TLS: directly, or by a trusted proxy that says so."""
+        return request.url.scheme == "https" or (
+            from_proxy(request)
+            and request.headers.get("x-forwarded-proto", "").lower() == "https")
+
+    def client_of(request: Request) -> str:
+        if from_proxy(request):
+            forwarded = [h.strip() for h in request.headers.get("x-forwarded-for", "")
+                         .split(",") if h.strip()]
+            if forwarded:
+                return forwarded[-1]
+        return request.client.host if request.client is not None else "unknown"
+
+    def session_of(request: Request) -> Session:
+        session = sessions.load(request.cookies.get(auth.COOKIE))
+        session.setdefault("csrf", auth.new_csrf())
         return session
 
-    async def form_of(request: Request) -> dict[str, str]:
-        """The form's fields (the pages' forms are URL-encoded; anything else, or a body
-        over 64 KiB, reads as an empty form, so it fails the CSRF check)."""
-        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if kind != "application/x-www-form-urlencoded":
-            return {}
-        body = b""
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_FORM_BYTES:
-                return {}
-        fields = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True,
-                           max_num_fields=20)
-        return dict(fields)
+    def save(request: Request, response: Response, session: Session) -> Response:
+        response.set_cookie(
+            auth.COOKIE, sessions.dump(session), max_age=int(sessions.max_age),
+            path=request.scope.get("root_path") or "/", httponly=True, samesite="strict",
+            secure=secure(request))
+        return response
 
-    def page(*, act: bool = False) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
-        def wrap(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    def render(request: Request, session: Session, template: str, *, status: int = 200,
+               **values: Any) -> Response:
+        values.setdefault("page", "")
+        body = env.get_template(template).render(
+            base=request.scope.get("root_path", "").rstrip("/"), csrf=session["csrf"],
+            user=users.get(session.get("u", "")), flash=session.pop("flash", None), **values)
+        return save(request, HTMLResponse(body, status_code=status), session)
+
+    def error(request: Request, session: Session, status: int, why: str) -> Response:
+        return render(request, session, "error.html", status=status, status_code=status,
+                      why=why)
+
+    def redirect(request: Request, session: Session, path: str) -> Response:
+        """To ``path`` inside the console."""
+        root = request.scope.get("root_path", "").rstrip("/")
+        return save(request, RedirectResponse(root + path, status_code=303), session)
+
+    def page(*, act: bool = False) -> Callable[[Handler], Endpoint]:
+        """A page for a signed-in user (an action: an operator), its form's token checked."""
+        def wrap(handler: Handler) -> Endpoint:
             async def endpoint(request: Request) -> Response:
                 session = session_of(request)
-                user = c.users.get(session.get("u", "")) if session.get("u") else None
+                user = users.get(session.get("u", ""))
                 if request.method == "POST":
-                    form = await form_of(request)
-                    if not auth.csrf_ok(session.get("csrf"), form.get("csrf")):
-                        return c.error(request, session, 403,
-                                       "This form has expired or did not come from this "
-                                       "console. Go back, reload the page and try again.")
-                    request.state.form = form
+                    request.state.form = await _form(request)
+                    if not auth.csrf_ok(session["csrf"], request.state.form.get("csrf")):
+                        return error(request, session, 403, FORM_EXPIRED)
                 if user is None:
                     if request.method == "POST":
-                        return c.error(request, session, 403, "Sign in first.")
-                    target = request.url.path
-                    response = RedirectResponse(
-                        f"{request.scope.get('root_path', '').rstrip('/')}/login?next="
-                        f"{quote(target if target.startswith('/') else '/')}",
-                        status_code=303)
-                    c.save(request, response, session)
-                    return response
+                        return error(request, session, 403, "Sign in first.")
+                    return redirect(request, session, f"/login?next={quote(request.url.path)}")
                 if act and not user.can_act:
-                    return c.error(request, session, 403,
-                                   f"{user.name} may look but not act (role: viewer). Ask "
-                                   "someone with the operator role.")
+                    return error(request, session, 403,
+                                 f"{user.name} may look but not act (role: viewer). Ask "
+                                 "someone with the operator role.")
                 return await handler(request, session, user)
             return endpoint
         return wrap
 
-    # --- log-in ---------------------------------------------------------------------------
-
-    async def login_page(request: Request) -> Response:
-        session = session_of(request)
-        return c.render(request, session, "login.html", error=None,
-                        next=_safe_next(request.query_params.get("next")), name="")
-
     async def login(request: Request) -> Response:
         session = session_of(request)
-        form = await form_of(request)
-        if not auth.csrf_ok(session.get("csrf"), form.get("csrf")):
-            return c.error(request, session, 403, "This form has expired. Reload the "
-                           "sign-in page and try again.")
-        client = c.client(request)
-        next_url = _safe_next(form.get("next"))
-        wait = c.limiter.blocked_for(client)
+        if request.method == "GET":
+            return render(request, session, "login.html", error=None, name="",
+                          next=_safe_next(request.query_params.get("next")))
+        form = await _form(request)
+        if not auth.csrf_ok(session["csrf"], form.get("csrf")):
+            return error(request, session, 403, FORM_EXPIRED)
+        client = client_of(request)
+        name, next_url = form.get("name", ""), _safe_next(form.get("next"))
+        wait = limiter.blocked_for(client)
         if wait > 0:
             log.warning("console.login.limited", client=client)
-            response = c.render(request, session, "login.html", status=429, next=next_url,
-                                name=form.get("name", ""),
-                                error=f"Too many wrong passwords. Try again in "
-                                      f"{int(wait // 60) + 1} min.")
+            response = render(request, session, "login.html", status=429, next=next_url,
+                              name=name, error="Too many wrong passwords. Try again in "
+                                               f"{int(wait // 60) + 1} min.")
             response.headers["Retry-After"] = str(int(wait) + 1)
             return response
-        name, password = form.get("name", ""), form.get("password", "")
-        user = await run_in_threadpool(c.users.authenticate, name, password)
+        user = await run_in_threadpool(users.authenticate, name, form.get("password", ""))
         if user is None:
-            delay = c.limiter.failed(client)
+            delay = limiter.failed(client)
             log.warning("console.login.failed", client=client)
             await asyncio.sleep(delay)
-            return c.render(request, session, "login.html", status=401, next=next_url,
-                            name=name, error="Wrong name or password.")
-        c.limiter.succeeded(client)
+            return render(request, session, "login.html", status=401, next=next_url,
+                          name=name, error="Wrong name or password.")
+        limiter.succeeded(client)
         log.info("console.login", user=user.name, client=client)
-        session = {"u": user.name, "csrf": auth.new_csrf()}
-        done = RedirectResponse(
-            f"{request.scope.get('root_path', '').rstrip('/')}{next_url}", status_code=303)
-        c.save(request, done, session)
-        return done
+        return redirect(request, {"u": user.name, "csrf": auth.new_csrf()}, next_url)
 
     @page()
-    async def logout(request: Request, session: dict[str, Any], user: auth.User) -> Response:
-        response = RedirectResponse(
-            f"{request.scope.get('root_path', '').rstrip('/')}/login", status_code=303)
-        c.save(request, response, {"csrf": auth.new_csrf()})
-        return response
+    async def logout(request: Request, session: Session, user: auth.User) -> Response:
+        return redirect(request, {"csrf": auth.new_csrf()}, "/login")
 
-    # --- pages --------------------------------------------------------------------------
+    reads: dict[str, Callable[[], dict[str, Any]]] = {
+        "overview": lambda: {"view": data.overview(backend)},
+        "redemptions": lambda: {"rows": data.needing_a_person(backend)},
+        "spend": lambda: {"charts": [(s, spend_svg(s)) for s in data.spend(backend)]},
+        "audit": lambda: data.audit(backend),
+    }
 
-    @page()
-    async def overview(request: Request, session: dict[str, Any], user: auth.User) -> Response:
-        view = await run_in_threadpool(data.overview, backend)
-        return c.render(request, session, "overview.html", view=view, page="overview")
+    def show(name: str) -> Endpoint:
+        """The page ``name``.html, filled by ``reads[name]``."""
+        @page()
+        async def endpoint(request: Request, session: Session, user: auth.User) -> Response:
+            values = await run_in_threadpool(reads[name])
+            return render(request, session, f"{name}.html", page=name, **values)
+        return endpoint
 
-    @page()
-    async def redemptions(request: Request, session: dict[str, Any],
-                          user: auth.User) -> Response:
-        rows = await run_in_threadpool(data.needing_a_person, backend)
-        return c.render(request, session, "redemptions.html", rows=rows,
-                        kind=data.reason_kind, suggest=data.suggested_action,
-                        page="redemptions")
-
-    def _find(request: Request) -> Any:
-        return backend.ledger.get(request.path_params["source"],
-                                  request.path_params["rid"])
+    def find(request: Request) -> LedgerEntry | None:
+        return backend.ledger.get(request.path_params["source"], request.path_params["rid"])
 
     @page()
-    async def redemption(request: Request, session: dict[str, Any],
-                         user: auth.User) -> Response:
-        entry = await run_in_threadpool(_find, request)
+    async def redemption(request: Request, session: Session, user: auth.User) -> Response:
+        entry = await run_in_threadpool(find, request)
         if entry is None:
-            return c.error(request, session, 404, "No such redemption in the ledger.")
-        events = await run_in_threadpool(data.history, backend, entry)
-        return c.render(request, session, "redemption.html", entry=entry, events=events,
-                        actions=actions.available(entry), titles=actions.TITLES,
-                        hints=actions.HINTS,
-                        needs_message=actions.NEEDS_MESSAGE, kind=data.reason_kind,
-                        suggest=data.suggested_action, page="redemptions")
-
-    def _action(request: Request) -> actions.Action | None:
-        name = request.path_params["action"]
-        for known in actions.ACTIONS:
-            if name == known:
-                return known
-        return None
+            return error(request, session, 404, "No such redemption in the ledger.")
+        events = await run_in_threadpool(backend.ledger.events, entry.pk)
+        return render(request, session, "redemption.html", entry=entry, events=events,
+                      actions=actions.available(entry), page="redemptions")
 
     @page(act=True)
-    async def preview(request: Request, session: dict[str, Any], user: auth.User) -> Response:
-        action = _action(request)
-        entry = await run_in_threadpool(_find, request)
-        if action is None or entry is None:
-            return c.error(request, session, 404, "No such redemption or action.")
-        message = request.state.form.get("message", "").strip()
-        if action in actions.NEEDS_MESSAGE and not message:
-            session["flash"] = "Write the message the advocate will read first."
-            back = RedirectResponse(_entry_url(request, entry), status_code=303)
-            c.save(request, back, session)
-            return back
-        return c.render(request, session, "preview.html", entry=entry, action=action,
-                        title=actions.TITLES[action], message=message,
-                        lines=actions.preview(action, entry, message), page="redemptions")
-
-    @page(act=True)
-    async def act(request: Request, session: dict[str, Any], user: auth.User) -> Response:
-        action = _action(request)
-        entry = await run_in_threadpool(_find, request)
-        if action is None or entry is None:
-            return c.error(request, session, 404, "No such redemption or action.")
-        message = request.state.form.get("message", "").strip()
+    async def decide(request: Request, session: Session, user: auth.User) -> Response:
+        """An action's preview (``.../preview``), or the action itself (the preview's
+        button); either way back to the redemption when it cannot go on."""
+        action = request.path_params["action"]
+        entry = await run_in_threadpool(find, request)
+        if action not in actions.TITLES or entry is None:
+            return error(request, session, 404, "No such redemption or action.")
+        title, message = actions.TITLES[action], request.state.form.get("message", "").strip()
+        back = "/redemptions/" + "/".join(quote(part, safe="") for part in
+                                          (entry.source, entry.redemption_id))
+        if request.url.path.endswith("/preview"):
+            if action in actions.NEEDS_MESSAGE and not message:
+                session["flash"] = "Write the message the advocate will read first."
+                return redirect(request, session, back)
+            return render(request, session, "preview.html", entry=entry, action=action,
+                          title=title, message=message, lines=actions.preview(action, entry),
+                          page="redemptions")
+        where = {"action": action, "user": user.name, "source": entry.source,
+                 "redemption": entry.redemption_id}
         try:
-            done = await run_in_threadpool(actions.perform, backend, action, entry,
-                                           actor=user.name, message=message)
-            session["flash"] = f"{actions.TITLES[action]}: {done.said}"
-            log.info("console.action", action=action, user=user.name, source=entry.source,
-                     redemption=entry.redemption_id)
+            said = await run_in_threadpool(partial(actions.perform, backend, action, entry,
+                                                   actor=user.name, message=message))
+            session["flash"] = f"{title}: {said}"
+            log.info("console.action", **where)
         except PollerError as exc:
-            session["flash"] = f"{actions.TITLES[action]} was not done: {exc}"
-            log.info("console.action.refused", action=action, user=user.name,
-                     source=entry.source, redemption=entry.redemption_id)
-        response = RedirectResponse(_entry_url(request, entry), status_code=303)
-        c.save(request, response, session)
-        return response
+            session["flash"] = f"{title} was not done: {exc}"
+            log.info("console.action.refused", **where)
+        return redirect(request, session, back)
 
-    @page()
-    async def spend(request: Request, session: dict[str, Any], user: auth.User) -> Response:
-        rows = await run_in_threadpool(data.spend, backend)
-        charts = [(s, spend_svg(s)) for s in rows]
-        return c.render(request, session, "spend.html", charts=charts, page="spend")
-
-    @page()
-    async def audit(request: Request, session: dict[str, Any], user: auth.User) -> Response:
-        summary = await run_in_threadpool(backend.audit.latest_audit)
-        return c.render(request, session, "audit.html", audit=summary, page="audit")
-
-    routes = [
-        Route("/", overview, methods=["GET"]),
-        Route("/login", login_page, methods=["GET"]),
-        Route("/login", login, methods=["POST"]),
+    return secured(Starlette(routes=[
+        Route("/", show("overview")),
+        *(Route(f"/{name}", show(name)) for name in ("redemptions", "spend", "audit")),
+        Route("/login", login, methods=["GET", "POST"]),
         Route("/logout", logout, methods=["POST"]),
-        Route("/redemptions", redemptions, methods=["GET"]),
-        Route("/redemptions/{source}/{rid}", redemption, methods=["GET"]),
-        Route("/redemptions/{source}/{rid}/{action}/preview", preview, methods=["POST"]),
-        Route("/redemptions/{source}/{rid}/{action}", act, methods=["POST"]),
-        Route("/spend", spend, methods=["GET"]),
-        Route("/audit", audit, methods=["GET"]),
+        Route("/redemptions/{source}/{rid}", redemption),
+        Route("/redemptions/{source}/{rid}/{action}/preview", decide, methods=["POST"]),
+        Route("/redemptions/{source}/{rid}/{action}", decide, methods=["POST"]),
         Mount("/static", StaticFiles(directory=str(_PACKAGE / "static")), name="static"),
-    ]
-    return SecurityHeaders(Starlette(routes=routes))
+    ]))
 
 
 def _safe_next(value: str | None) -> str:
@@ -384,15 +299,8 @@ def _safe_next(value: str | None) -> str:
     return value
 
 
-def _entry_url(request: Request, entry: Any) -> str:
-    base = request.scope.get("root_path", "").rstrip("/")
-    return (f"{base}/redemptions/{quote(entry.source, safe='')}/"
-            f"{quote(entry.redemption_id, safe='')}")
-
-
 def mount(backend: data.Backend, settings: ConsoleSettings) -> Mount:
-    """The console as a route under ``/console`` for a Starlette app (the daemon's
-    listener)."""
+    """The console as a route under ``/console`` (for the daemon's listener)."""
     return Mount(MOUNT, app=create_app(backend, settings))
 
 
@@ -407,19 +315,14 @@ def standalone(backend: data.Backend, settings: ConsoleSettings) -> Starlette:
 
 
 def app_backend(app: Any, settings: ConsoleSettings) -> data.Backend:
-    """The Backend of a running App (``poller.compose.App``, passed in so that the console
-    need not import it): its ledger, vendors, worker and request budget."""
-    config = app.config
-    funds = (data.FundsCache(app.vendors, sorted(app.vendors.names))
-             if settings.show_funds else None)
-    engine = getattr(app.ledger, "engine", None)
-    audit: data.AuditReader = (data.StoredAudit(lambda: last_run(engine)) if engine is not None
-                               else data.NoAudit())
+    """The Backend of a running ``poller.compose.App`` (passed in, so that the console need
+    not import it): its ledger, vendors, worker and request budget."""
     return data.Backend(
-        ledger=app.ledger, vendors=app.vendors, vendor_names=app.vendors.names,
-        namespace=config.influitive.org_id, process=app.worker.process,
-        daily_limits=dict(config.fulfillment.daily_spend_limit or {}),
-        request_budget=app.request_budget, funds=funds, audit=audit,
+        ledger=app.ledger, vendors=app.vendors, namespace=app.config.influitive.org_id,
+        process=app.worker.process, request_budget=app.request_budget,
+        daily_limits=dict(app.config.fulfillment.daily_spend_limit or {}),
+        funds=data.FundsCache(app.vendors, app.vendors.names) if settings.show_funds else None,
+        audit=partial(last_run, app.ledger.engine),
     )
 
 
@@ -434,4 +337,3 @@ def check_bind(host: str, settings: ConsoleSettings) -> None:
             f"[console]: the console would listen on {host}, not loopback; put it behind a "
             "reverse proxy on 127.0.0.1 (docs/console.md), or set [console] allow_remote = "
             "true")
-

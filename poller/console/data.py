@@ -13,86 +13,18 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Protocol
+from typing import Any
 
 from poller.core.budget import RequestBudget
-from poller.domain.model import Event, LedgerEntry
-from poller.domain.states import TERMINAL, State
+from poller.domain.model import LedgerEntry
+from poller.domain.states import State
 from poller.ledger import counts_as_spent
 from poller.ledger.audit import StoredRun
 from poller.logs import redactor
-from poller.ports import Ledger, PollRecord, Vendor
-
-# --- the books audit: read through this Protocol, wired by whoever builds the Backend ---
-
-
-@dataclass(frozen=True, kw_only=True)
-class AuditDiscrepancy:
-    kind: str
-    """e.g. "order without redemption", "amount differs", "redemption without order"."""
-    vendor: str
-    detail: str
-    redemption_id: str | None = None
-    vendor_order_id: str | None = None
-    amount: Decimal | None = None
-    currency: str | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
-class AuditSummary:
-    ran_at: datetime
-    since: datetime
-    until: datetime
-    vendors: tuple[str, ...] = ()
-    orders_checked: int = 0
-    discrepancies: tuple[AuditDiscrepancy, ...] = ()
-    not_audited: tuple[str, ...] = ()
-    """Vendors that cannot list their orders (e.g. manual), so were not compared."""
-
-
-class AuditReader(Protocol):
-    def latest_audit(self) -> AuditSummary | None:
-        """The most recent books audit, or None when none has run."""
-        ...
-
-
-class NoAudit:
-    """An ``AuditReader`` for a ledger no audit has been run on."""
-
-    def latest_audit(self) -> AuditSummary | None:
-        return None
-
-
-class StoredAudit:
-    """An ``AuditReader`` over the runs the ledger keeps (``audit_runs``): the newest one,
-    written by ``reward-poller audit`` or the daemon's scheduled audit."""
-
-    def __init__(self, latest: Callable[[], StoredRun | None]) -> None:
-        self._latest = latest
-
-    def latest_audit(self) -> AuditSummary | None:
-        run = self._latest()
-        return None if run is None else summary_of(run)
-
-
-def summary_of(run: StoredRun) -> AuditSummary:
-    not_audited = tuple(sorted(v for v, s in run.vendors.items() if s.get("not_auditable")))
-    return AuditSummary(
-        ran_at=run.finished_at, since=run.since, until=run.until,
-        vendors=tuple(sorted(v for v in run.vendors if v not in not_audited)),
-        orders_checked=run.orders,
-        discrepancies=tuple(
-            AuditDiscrepancy(kind=d.kind.value, vendor=d.vendor, detail=d.detail,
-                             redemption_id=d.redemption_id, vendor_order_id=d.order_id)
-            for d in run.discrepancies),
-        not_audited=not_audited,
-    )
-
-
-# --- what the console is given -----------------------------------------------------------
+from poller.ports import Ledger, Vendor
 
 
 def _utcnow() -> datetime:
@@ -106,16 +38,16 @@ class Backend:
 
     ledger: Ledger
     vendors: Callable[[str], Vendor]
-    vendor_names: frozenset[str]
     namespace: str
     """``[influitive] org_id``: ``reorder`` derives the next key from it."""
     process: Callable[[int], LedgerEntry | None]
     """The worker's ``process``: sends a refusal or fulfilment to Influitive at once, as
     ``ledger refuse`` and ``ledger fulfill`` do."""
-    daily_limits: Mapping[str, Decimal] = field(default_factory=dict)
-    request_budget: RequestBudget | None = None
-    audit: AuditReader = field(default_factory=NoAudit)
-    funds: Callable[[], Mapping[str, str | None]] | None = None
+    daily_limits: Mapping[str, Decimal]
+    request_budget: RequestBudget | None
+    audit: Callable[[], StoredRun | None]
+    """The newest books audit the ledger keeps (``audit_runs``)."""
+    funds: Callable[[], Mapping[str, str | None]] | None
     clock: Callable[[], datetime] = _utcnow
 
 
@@ -135,17 +67,17 @@ class FundsCache:
 
     def __call__(self) -> Mapping[str, str | None]:
         with self._lock:
-            if self._at is not None and self._clock() - self._at < self._ttl:
-                return dict(self._value)
-            value: dict[str, str | None] = {}
-            for name in self._names:
-                try:
-                    check = getattr(self._vendors(name), "check", None)
-                    value[name] = check(()).balance if callable(check) else None
-                except Exception:
-                    value[name] = None
-            self._value, self._at = value, self._clock()
-            return dict(value)
+            if self._at is None or self._clock() - self._at >= self._ttl:
+                self._value = {name: self._balance(name) for name in self._names}
+                self._at = self._clock()
+            return dict(self._value)
+
+    def _balance(self, name: str) -> str | None:
+        try:
+            check = getattr(self._vendors(name), "check", None)
+            return check(()).balance if callable(check) else None
+        except Exception:
+            return None
 
 
 # --- held redemptions: what kind of reason, and what to do --------------------------------
@@ -197,6 +129,7 @@ def scrub(text: str | None) -> str | None:
     every URL cut to its host (a claim link's path is its secret)."""
     if text is None:
         return None
+
     def cut(match: re.Match[str]) -> str:
         whole = match.group(0)
         tail = whole[len(whole.rstrip(".,;:!)")):]
@@ -205,56 +138,35 @@ def scrub(text: str | None) -> str | None:
     return _URL_PATH.sub(cut, redactor.scrub(text))
 
 
-# --- the overview ---------------------------------------------------------------------------
-
-OPEN_STATES = frozenset(State) - TERMINAL
+# --- the pages' contents ------------------------------------------------------------------
 
 
-@dataclass(frozen=True, kw_only=True)
-class Overview:
-    counts: dict[State, int]
-    outstanding: int
-    waiting: int
-    held_by_reason: list[tuple[str, int]]
-    oldest_open: LedgerEntry | None
-    oldest_open_age: timedelta | None
-    last_poll: PollRecord | None
-    budget_used: int | None
-    budget_max: int | None
-    budget_window_seconds: float | None
-    funds: dict[str, str | None]
-    manual_waiting: int
-
-
-def overview(backend: Backend) -> Overview:
-    ledger = backend.ledger
-    now = backend.clock()
+def overview(backend: Backend) -> dict[str, Any]:
+    ledger, now = backend.ledger, backend.clock()
     counts = ledger.counts()
     held = ledger.list(states=frozenset({State.HELD}), limit=10_000)
     by_reason = Counter(reason_kind(e.hold_reason or e.last_error) for e in held)
     oldest = ledger.oldest_waiting()
-    used = max_req = window = None
+    used = max_requests = window = None
     if backend.request_budget is not None:
         limit = backend.request_budget.limit
         try:
             used = backend.request_budget.log.taken(limit, now)
         except Exception:
             used = None
-        max_req, window = limit.max_requests, limit.window_seconds
+        max_requests, window = limit.max_requests, limit.window_seconds
     manual = ledger.list(states=frozenset({State.PENDING}), limit=10_000,
                          filters={"vendor": "manual"})
-    return Overview(
-        counts={s: counts.get(s, 0) for s in State},
-        outstanding=sum(n for s, n in counts.items() if s in OPEN_STATES),
-        waiting=counts.get(State.WAITING, 0),
-        held_by_reason=sorted(by_reason.items(), key=lambda kv: (-kv[1], kv[0])),
-        oldest_open=oldest,
-        oldest_open_age=(now - oldest.created_at) if oldest is not None else None,
-        last_poll=ledger.last_successful_poll(),
-        budget_used=used, budget_max=max_req, budget_window_seconds=window,
-        funds=dict(backend.funds()) if backend.funds is not None else {},
-        manual_waiting=len(manual),
-    )
+    return {
+        "counts": {s: counts.get(s, 0) for s in State},
+        "outstanding": sum(n for s, n in counts.items() if not s.terminal),
+        "held_by_reason": sorted(by_reason.items(), key=lambda kv: (-kv[1], kv[0])),
+        "oldest_open_age": (now - oldest.created_at) if oldest is not None else None,
+        "last_poll": ledger.last_successful_poll(),
+        "budget_used": used, "budget_max": max_requests, "budget_window_seconds": window,
+        "funds": dict(backend.funds()) if backend.funds is not None else {},
+        "manual_waiting": len(manual),
+    }
 
 
 def needing_a_person(backend: Backend, limit: int = 500) -> list[LedgerEntry]:
@@ -266,13 +178,14 @@ def needing_a_person(backend: Backend, limit: int = 500) -> list[LedgerEntry]:
     return sorted(rows, key=lambda e: e.created_at)[:limit]
 
 
-def history(backend: Backend, entry: LedgerEntry) -> list[Event]:
-    return backend.ledger.events(entry.pk)
-
-
-# --- spend per day and per vendor ---------------------------------------------------------
-
-COUNTED = frozenset(State) - {State.NEW}
+def audit(backend: Backend) -> dict[str, Any]:
+    """The newest audit run, its vendors split into those compared and those that cannot
+    list their orders (e.g. manual)."""
+    run = backend.audit()
+    vendors = run.vendors if run is not None else {}
+    skipped = sorted(v for v, summary in vendors.items() if summary.get("not_auditable"))
+    return {"run": run, "not_audited": skipped,
+            "audited": sorted(v for v in vendors if v not in skipped)}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -293,36 +206,35 @@ class Spend:
     vendors: list[str]
 
 
+def _day(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
 def spend(backend: Backend, days: int = 14) -> list[Spend]:
     """What was committed to vendor orders per UTC day and vendor over the last ``days``
     days, per currency, by the daily limit's rule (``ordered_at`` in the day; refused rows
     and those closed without a vendor order do not count)."""
-    now = backend.clock().astimezone(UTC)
-    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    first = today - timedelta(days=days - 1)
+    first = _day(backend.clock()) - timedelta(days=days - 1)
     # ordered_at comes after created_at; a row created long before it was ordered is rare
     # (a hold released weeks later), so look back further than the chart shows.
-    rows = backend.ledger.list(states=COUNTED, limit=100_000,
+    rows = backend.ledger.list(states=frozenset(State) - {State.NEW}, limit=100_000,
                                filters={"since": first - timedelta(days=90)})
     per: dict[str, dict[datetime, dict[str, Decimal]]] = {}
     for e in rows:
         if (e.ordered_at is None or e.amount is None or e.currency is None
                 or e.ordered_at < first or not counts_as_spent(e.state, e.vendor_order_id)):
             continue
-        day = e.ordered_at.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-        by_vendor = per.setdefault(e.currency, {}).setdefault(day, {})
+        by_vendor = per.setdefault(e.currency, {}).setdefault(_day(e.ordered_at), {})
         by_vendor[e.vendor or "?"] = by_vendor.get(e.vendor or "?", Decimal(0)) + e.amount
-    currencies = sorted(set(per) | set(backend.daily_limits))
     out = []
-    for currency in currencies:
+    for currency in sorted(set(per) | set(backend.daily_limits)):
         table = per.get(currency, {})
-        vendors = sorted({v for c in table.values() for v in c})
         out.append(Spend(
             currency=currency,
             days=[DaySpend(day=first + timedelta(days=i),
                            by_vendor=dict(table.get(first + timedelta(days=i), {})))
                   for i in range(days)],
             limit=backend.daily_limits.get(currency),
-            vendors=vendors,
+            vendors=sorted({v for c in table.values() for v in c}),
         ))
     return out
