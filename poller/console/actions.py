@@ -1,7 +1,9 @@
 """The console's four actions, each the function its ``ledger`` command runs
-(``poller.worker.operator``), and the sentences its preview page shows before it is done."""
+(``poller.worker.operator``); preview.html says what each will do before it is done."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 from poller.console.data import Backend
 from poller.domain.model import LedgerEntry
@@ -10,12 +12,6 @@ from poller.worker import operator
 
 TITLES = {"retry": "Retry", "reorder": "Reorder", "refuse": "Refuse",
           "fulfill": "Mark fulfilled"}
-HINTS = {
-    "retry": "Try again now: the vendor is asked first, nothing is sent twice.",
-    "reorder": "The vendor's order failed: place a new one.",
-    "refuse": "Turn it down: the advocate gets their points back and reads your message.",
-    "fulfill": "You sent the reward yourself: tell the advocate how it reaches them.",
-}
 NEEDS_MESSAGE = frozenset({"refuse", "fulfill"})
 
 
@@ -36,57 +32,11 @@ def available(entry: LedgerEntry) -> list[str]:
     return out
 
 
-def preview(action: str, entry: LedgerEntry) -> list[str]:
-    """What the action will do, in plain sentences, before the button does it."""
-    vendor = entry.vendor or "the vendor"
-    amount = ("the reward" if entry.amount is None
-              else f"{entry.amount} {entry.currency or ''}".strip())
-    if action == "retry" and not (entry.idempotency_key and entry.vendor):
-        return [
-            "Nothing was ordered for this redemption yet. It is routed afresh at the next "
-            "cycle.",
-            f"An order will be placed ({amount}) if a reward rule maps it then; "
-            "otherwise it is held again with the reason.",
-            "No points are refunded.",
-        ]
-    if action == "retry":
-        return [
-            f"{vendor} is asked first whether an order exists under this redemption's key.",
-            f"If none exists, an order will be placed ({amount}, {vendor}) with the "
-            "same key at the next cycle, while Influitive still lists the redemption.",
-            "If one exists and is complete, Influitive is told the reward was sent; if it is "
-            "pending, it is checked again. A failed order is not retried (reorder it).",
-            "If the vendor cannot be asked, nothing changes. No points are refunded.",
-        ]
-    if action == "reorder":
-        return [
-            f"{vendor} is asked whether the order under this redemption's key failed.",
-            f"If it failed, a new order will be placed ({amount}, {vendor}) under a "
-            "new key at the next cycle.",
-            "If it did not fail, nothing changes (a new order would send a second reward).",
-        ]
-    if action == "refuse":
-        asked = ([f"{vendor} is asked first whether an order exists under its key; an order "
-                  "that exists blocks the refusal."]
-                 if entry.idempotency_key and entry.vendor and entry.state is not State.PENDING
-                 else [])
-        return [*asked,
-                "The redemption is refused at Influitive now: a refund will be made (the "
-                "advocate gets their points back).",
-                "No order is placed.",
-                "The advocate reads this message:"]
-    return [
-        "The reward is recorded as sent by hand, and Influitive is told it is fulfilled now.",
-        "No order is placed and no points are refunded.",
-        "The advocate reads this message:",
-    ]
-
-
 def perform(backend: Backend, action: str, entry: LedgerEntry, *, actor: str,
             message: str = "") -> str:
     """Run the action as its ``ledger`` command does, and say what was done;
     OperatorError says why it was not."""
-    ledger, vendors, now = backend.ledger, backend.vendors, backend.clock()
+    ledger, vendors, now = backend.ledger, backend.vendors, datetime.now(UTC)
     source, rid = entry.source, entry.redemption_id
     if action == "retry":
         return operator.retry(ledger, vendors, source=source, redemption_id=rid, actor=actor,

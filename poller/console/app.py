@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl, quote
 
 import jinja2
 import structlog
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
@@ -27,7 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from poller.config.console import ConsoleSettings, is_loopback
 from poller.console import actions, auth, data
-from poller.console.chart import spend_svg
+from poller.console.data import spend_svg
 from poller.domain.errors import ConfigError, PollerError
 from poller.domain.model import LedgerEntry
 from poller.ledger.audit import last_run
@@ -35,6 +36,7 @@ from poller.ledger.audit import last_run
 log = structlog.get_logger("poller.console")
 
 MOUNT = "/console"
+COOKIE = "reward_poller_console"
 MAX_FORM_BYTES = 64 * 1024
 CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
        "frame-ancestors 'none'; base-uri 'none'")
@@ -109,7 +111,9 @@ def create_app(backend: data.Backend, settings: ConsoleSettings) -> ASGIApp:
                        for u in settings.users)
     secret = (settings.session_secret.get_secret_value()
               if settings.session_secret is not None else secrets.token_urlsafe(32))
-    sessions = auth.Sessions(secret, max_age=settings.session_hours * 3600)
+    # A session is a signed (not encrypted) cookie: the user's name and a CSRF token.
+    signer = URLSafeTimedSerializer(secret, salt="reward-poller console")
+    max_age = int(settings.session_hours * 3600)
     limiter = auth.LoginLimiter(max_failures=settings.login_failures,
                                 window=settings.login_window_seconds)
     env = jinja2.Environment(
@@ -117,8 +121,7 @@ def create_app(backend: data.Backend, settings: ConsoleSettings) -> ASGIApp:
         undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters.update(when=_fmt_time, age=_fmt_age, scrub=data.scrub)
     env.globals.update(kind=data.reason_kind, suggest=data.suggested_action,
-                       titles=actions.TITLES, hints=actions.HINTS,
-                       needs_message=actions.NEEDS_MESSAGE)
+                       titles=actions.TITLES, needs_message=actions.NEEDS_MESSAGE)
 
     def from_proxy(request: Request) -> bool:
         return request.client is not None and request.client.host in settings.trusted_proxies
@@ -138,15 +141,17 @@ def create_app(backend: data.Backend, settings: ConsoleSettings) -> ASGIApp:
         return request.client.host if request.client is not None else "unknown"
 
     def session_of(request: Request) -> Session:
-        session = sessions.load(request.cookies.get(auth.COOKIE))
+        try:
+            session = dict(signer.loads(request.cookies.get(COOKIE, ""), max_age=max_age))
+        except BadSignature:  # none, tampered, expired or from another secret
+            session = {}
         session.setdefault("csrf", auth.new_csrf())
         return session
 
     def save(request: Request, response: Response, session: Session) -> Response:
         response.set_cookie(
-            auth.COOKIE, sessions.dump(session), max_age=int(sessions.max_age),
-            path=request.scope.get("root_path") or "/", httponly=True, samesite="strict",
-            secure=secure(request))
+            COOKIE, signer.dumps(session), max_age=max_age, httponly=True, samesite="strict",
+            path=request.scope.get("root_path") or "/", secure=secure(request))
         return response
 
     def render(request: Request, session: Session, template: str, *, status: int = 200,
@@ -264,8 +269,7 @@ def create_app(backend: data.Backend, settings: ConsoleSettings) -> ASGIApp:
                 session["flash"] = "Write the message the advocate will read first."
                 return redirect(request, session, back)
             return render(request, session, "preview.html", entry=entry, action=action,
-                          title=title, message=message, lines=actions.preview(action, entry),
-                          page="redemptions")
+                          title=title, message=message, page="redemptions")
         where = {"action": action, "user": user.name, "source": entry.source,
                  "redemption": entry.redemption_id}
         try:

@@ -1,5 +1,5 @@
-"""Who may use the console: password hashes (scrypt), roles, signed session cookies, CSRF
-tokens and the limit on wrong passwords.
+"""Who may use the console: password hashes (scrypt), roles, CSRF tokens and the limit on
+wrong passwords.
 
 Nothing here logs or returns a password or a hash; a failed log-in says only that the name
 or the password was wrong.
@@ -14,20 +14,12 @@ import json
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
-
-from itsdangerous import BadSignature, URLSafeTimedSerializer
+from typing import Literal
 
 Role = Literal["viewer", "operator"]
-ROLES: tuple[Role, ...] = ("viewer", "operator")
 
-# scrypt's work factors: n=2**15, r=8, p=1 takes ~32 MiB and a few tenths of a second: slow
-# for someone guessing, fast enough for one person logging in.
-SCRYPT_N = 2**15
-SCRYPT_R = 8
-SCRYPT_P = 1
 _MAXMEM = 128 * 1024 * 1024
 
 
@@ -39,8 +31,9 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def hash_password(password: str, *, n: int = SCRYPT_N, r: int = SCRYPT_R,
-                  p: int = SCRYPT_P) -> str:
+# scrypt's work factors: n=2**15, r=8, p=1 takes ~32 MiB and a few tenths of a second: slow
+# for someone guessing, fast enough for one person logging in.
+def hash_password(password: str, *, n: int = 2**15, r: int = 8, p: int = 1) -> str:
     """``scrypt$N$r$p$salt$hash`` (base64url), for ``[[console.users]] password_hash``."""
     if not password:
         raise ValueError("the password must not be empty")
@@ -84,9 +77,6 @@ class Users:
     def __init__(self, users: Iterable[User]) -> None:
         self._by_name = {u.name.casefold(): u for u in users}
 
-    def __len__(self) -> int:
-        return len(self._by_name)
-
     def get(self, name: str) -> User | None:
         return self._by_name.get(" ".join(name.split()).casefold())
 
@@ -94,42 +84,14 @@ class Users:
         """The user when the password is theirs. An unknown name costs the same scrypt as a
         known one, so the time taken does not tell which names exist."""
         user = self.get(name)
-        if user is None:
-            verify_password(password, _DUMMY_HASH)
-            return None
-        return user if verify_password(password, user.password_hash) else None
+        ok = verify_password(password, user.password_hash if user else _DUMMY_HASH)
+        return user if ok else None
 
 
 def toml_entry(name: str, role: Role, password_hash: str) -> str:
     """The ``[[console.users]]`` entry for ``add-user`` to print or append."""
     return (f"[[console.users]]\nname = {json.dumps(name, ensure_ascii=False)}\n"
             f"role = {json.dumps(role)}\npassword_hash = {json.dumps(password_hash)}\n")
-
-
-# --- sessions -----------------------------------------------------------------------------
-
-COOKIE = "reward_poller_console"
-
-
-class Sessions:
-    """A session is a signed (not encrypted) cookie holding the user's name and a CSRF
-    token; it holds nothing secret. It expires ``max_age`` seconds after it was issued."""
-
-    def __init__(self, secret: str, *, max_age: float) -> None:
-        self._serializer = URLSafeTimedSerializer(secret, salt="reward-poller console")
-        self.max_age = max_age
-
-    def load(self, cookie: str | None) -> dict[str, Any]:
-        if not cookie:
-            return {}
-        try:
-            data = self._serializer.loads(cookie, max_age=int(self.max_age))
-        except BadSignature:  # tampered, expired or from another secret
-            return {}
-        return data if isinstance(data, dict) else {}
-
-    def dump(self, data: Mapping[str, Any]) -> str:
-        return self._serializer.dumps(dict(data))
 
 
 def new_csrf() -> str:
@@ -140,30 +102,23 @@ def csrf_ok(expected: str | None, given: str | None) -> bool:
     return bool(expected) and bool(given) and hmac.compare_digest(str(expected), str(given))
 
 
-# --- wrong passwords ----------------------------------------------------------------------
-
-
 class LoginLimiter:
-    """Wrong passwords per client: each one is answered more slowly (``delay``: 1 s, 2 s, 4 s,
-    at most 8 s), and after ``max_failures`` within ``window`` seconds the client is
-    refused without a check until the oldest of them is ``window`` old."""
+    """Wrong passwords per client: each one is answered more slowly (1 s, 2 s, 4 s, at most
+    8 s), and after ``max_failures`` within ``window`` seconds the client is refused without
+    a check until the oldest of them is ``window`` old."""
 
-    def __init__(self, *, max_failures: int, window: float, base_delay: float = 1.0,
-                 max_delay: float = 8.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, *, max_failures: int, window: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.max_failures = max_failures
         self.window = window
-        self.base_delay = base_delay
-        self.max_delay = max_delay
         self._clock = clock
         self._lock = threading.Lock()
         self._failures: dict[str, list[float]] = {}
 
     def _recent(self, client: str, now: float) -> list[float]:
-        kept = [t for t in self._failures.get(client, []) if now - t < self.window]
+        kept = [t for t in self._failures.pop(client, []) if now - t < self.window]
         if kept:
             self._failures[client] = kept
-        else:
-            self._failures.pop(client, None)
         return kept
 
     def blocked_for(self, client: str) -> float:
@@ -185,7 +140,7 @@ class LoginLimiter:
             if len(self._failures) > 10_000:  # many clients: forget the oldest
                 oldest = min(self._failures, key=lambda c: self._failures[c][-1])
                 del self._failures[oldest]
-            return float(min(self.base_delay * 2.0 ** (len(recent) - 1), self.max_delay))
+            return min(2.0 ** (len(recent) - 1), 8.0)
 
     def succeeded(self, client: str) -> None:
         with self._lock:

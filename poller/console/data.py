@@ -1,10 +1,7 @@
-"""What the console's pages show, read from the ledger (and the request budget, the vendors'
-balances, the latest books audit) through the Protocols only.
-
+"""What the console's pages show, read through the Protocols only, and the spend chart.
 Nothing here returns a claim code or link, an API key or a redemption's raw payload: the
-pages show the ledger's columns a person decides with, and events' details, which the
-ledger already keeps free of secrets (and which are scrubbed once more on the way out).
-"""
+pages show the ledger's columns a person decides with, and events' details, which the ledger
+keeps free of secrets (and which are scrubbed once more on the way out)."""
 
 from __future__ import annotations
 
@@ -18,6 +15,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from markupsafe import Markup, escape
+
 from poller.core.budget import RequestBudget
 from poller.domain.model import LedgerEntry
 from poller.domain.states import State
@@ -25,10 +24,6 @@ from poller.ledger import counts_as_spent
 from poller.ledger.audit import StoredRun
 from poller.logs import redactor
 from poller.ports import Ledger, Vendor
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(kw_only=True)
@@ -48,7 +43,6 @@ class Backend:
     audit: Callable[[], StoredRun | None]
     """The newest books audit the ledger keeps (``audit_runs``)."""
     funds: Callable[[], Mapping[str, str | None]] | None
-    clock: Callable[[], datetime] = _utcnow
 
 
 class FundsCache:
@@ -142,7 +136,7 @@ def scrub(text: str | None) -> str | None:
 
 
 def overview(backend: Backend) -> dict[str, Any]:
-    ledger, now = backend.ledger, backend.clock()
+    ledger, now = backend.ledger, datetime.now(UTC)
     counts = ledger.counts()
     held = ledger.list(states=frozenset({State.HELD}), limit=10_000)
     by_reason = Counter(reason_kind(e.hold_reason or e.last_error) for e in held)
@@ -214,7 +208,7 @@ def spend(backend: Backend, days: int = 14) -> list[Spend]:
     """What was committed to vendor orders per UTC day and vendor over the last ``days``
     days, per currency, by the daily limit's rule (``ordered_at`` in the day; refused rows
     and those closed without a vendor order do not count)."""
-    first = _day(backend.clock()) - timedelta(days=days - 1)
+    first = _day(datetime.now(UTC)) - timedelta(days=days - 1)
     # ordered_at comes after created_at; a row created long before it was ordered is rare
     # (a hold released weeks later), so look back further than the chart shows.
     rows = backend.ledger.list(states=frozenset(State) - {State.NEW}, limit=100_000,
@@ -238,3 +232,71 @@ def spend(backend: Backend, days: int = 14) -> list[Spend]:
             vendors=sorted({v for c in table.values() for v in c}),
         ))
     return out
+
+
+# --- the spend chart: an SVG drawn on the server (no script, no image fetched), one stacked
+# bar per day, one colour per vendor, and the daily limit as a dashed line.
+
+WIDTH = 720
+HEIGHT = 260
+LEFT = 64
+RIGHT = 12
+TOP = 14
+BOTTOM = 40
+PALETTE = 6  # vendors take the CSS classes v0 to v5 (static/console.css) in turn
+
+
+def _fmt(amount: Decimal) -> str:
+    return f"{amount:,.2f}"
+
+
+def spend_svg(spend: Spend) -> Markup:
+    totals = [d.total for d in spend.days]
+    top = max([*totals, spend.limit or Decimal(0), Decimal(1)])
+    top = top * Decimal("1.1")
+    plot_w = WIDTH - LEFT - RIGHT
+    plot_h = HEIGHT - TOP - BOTTOM
+    slot = plot_w / max(len(spend.days), 1)
+    bar_w = max(slot * 0.7, 2)
+
+    def y(value: Decimal) -> float:
+        return TOP + plot_h - float(value / top) * plot_h
+
+    parts = [
+        f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" '
+        f'role="img" aria-label="{escape(spend.currency)} spent per day and vendor">',
+        f"<title>{escape(spend.currency)} spent per day and vendor</title>",
+        f'<line class="axis" x1="{LEFT}" y1="{TOP + plot_h}" x2="{WIDTH - RIGHT}" '
+        f'y2="{TOP + plot_h}"/>',
+    ]
+    for fraction in (Decimal(0), Decimal("0.5"), Decimal(1)):
+        value = top / Decimal("1.1") * fraction
+        parts.append(f'<text class="tick" x="{LEFT - 6}" y="{y(value) + 4:.1f}" '
+                     f'text-anchor="end">{escape(_fmt(value))}</text>')
+    colour = {v: i % PALETTE for i, v in enumerate(spend.vendors)}
+    for i, day in enumerate(spend.days):
+        x = LEFT + i * slot + (slot - bar_w) / 2
+        base = Decimal(0)
+        for vendor in spend.vendors:
+            amount = day.by_vendor.get(vendor)
+            if not amount:
+                continue
+            y_top, y_bottom = y(base + amount), y(base)
+            parts.append(
+                f'<rect class="bar v{colour[vendor]}" x="{x:.1f}" y="{y_top:.1f}" '
+                f'width="{bar_w:.1f}" height="{max(y_bottom - y_top, 0.5):.1f}">'
+                f"<title>{escape(day.day.date().isoformat())} {escape(vendor)}: "
+                f"{escape(_fmt(amount))} {escape(spend.currency)}</title></rect>")
+            base += amount
+        if (len(spend.days) - 1 - i) % max(1, len(spend.days) // 7) == 0:  # today labelled
+            parts.append(f'<text class="tick" x="{x + bar_w / 2:.1f}" y="{HEIGHT - BOTTOM + 16}" '
+                         f'text-anchor="middle">{escape(day.day.strftime("%d %b"))}</text>')
+    if spend.limit is not None:
+        ly = y(spend.limit)
+        parts.append(f'<line class="limit" x1="{LEFT}" y1="{ly:.1f}" x2="{WIDTH - RIGHT}" '
+                     f'y2="{ly:.1f}"><title>daily limit {escape(_fmt(spend.limit))} '
+                     f"{escape(spend.currency)}</title></line>")
+        parts.append(f'<text class="limit-label" x="{WIDTH - RIGHT}" y="{ly - 4:.1f}" '
+                     f'text-anchor="end">limit {escape(_fmt(spend.limit))}</text>')
+    parts.append("</svg>")
+    return Markup("".join(parts))  # every value above is escaped

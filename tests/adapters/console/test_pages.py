@@ -8,8 +8,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from poller.console.app import CSP
-from poller.console.chart import spend_svg
-from poller.console.data import DaySpend, Spend, reason_kind
+from poller.console.data import DaySpend, Spend, reason_kind, spend_svg
 from poller.sandbox import services, tango, tremendous
 from tests.adapters.console.conftest import World, login
 

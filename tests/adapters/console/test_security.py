@@ -28,12 +28,16 @@ def test_scrypt_hashes_verify_only_their_password() -> None:
     assert auth.hash_password("same", n=2**14) != auth.hash_password("same", n=2**14)  # salted
 
 
-def test_sessions_are_signed() -> None:
-    sessions = auth.Sessions("s" * 32, max_age=60)
-    cookie = sessions.dump({"u": "olivia", "csrf": "t"})
-    assert sessions.load(cookie) == {"u": "olivia", "csrf": "t"}
-    assert sessions.load(cookie[:-2] + "xx") == {}
-    assert auth.Sessions("o" * 32, max_age=60).load(cookie) == {}
+def test_sessions_are_signed(world: World) -> None:
+    client = world.client()
+    login(client, "olivia")
+    cookie = client.cookies["reward_poller_console"]
+    assert client.get("/console/", follow_redirects=False).status_code == 200
+    # tampered, or signed by another console's secret (each client's is random): signed out
+    for value, other in ((cookie[:-2] + "xx", client), (cookie, world.client())):
+        response = other.get("/console/", headers={"cookie": f"reward_poller_console={value}"},
+                             follow_redirects=False)
+        assert response.status_code == 303
 
 
 def test_limiter_slows_each_wrong_password_then_refuses() -> None:
