@@ -1,4 +1,4 @@
-"""The console's ASGI app, mounted at ``/console``: pages, log-in, the actions, and the
+"""The console's ASGI app, mounted at ``/console``: pages, log-in, the four actions, and the
 headers every answer carries. Every page needs a signed-in user; every POST needs the form's
 CSRF token (403 otherwise); the actions need the ``operator`` role (403 for a ``viewer``).
 """
@@ -27,11 +27,12 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from poller.config.console import ConsoleSettings, is_loopback
-from poller.console import actions, auth, data
-from poller.console.data import spend_svg
+from poller.console import auth, data
 from poller.domain.errors import ConfigError, PollerError
 from poller.domain.model import LedgerEntry
+from poller.domain.states import UNCONFIRMED, State
 from poller.ledger.audit import last_run
+from poller.worker import operator
 
 log = structlog.get_logger("poller.console")
 
@@ -44,12 +45,70 @@ HEADERS = {"content-security-policy": CSP, "x-content-type-options": "nosniff",
            "referrer-policy": "no-referrer", "x-frame-options": "DENY"}
 FORM_EXPIRED = ("This form has expired or did not come from this console. Go back, reload "
                 "the page and try again.")
+TITLES = {"retry": "Retry", "reorder": "Reorder", "refuse": "Refuse",
+          "fulfill": "Mark fulfilled"}
+NEEDS_MESSAGE = frozenset({"refuse", "fulfill"})
 
 _PACKAGE = resources.files("poller.console")
 
 Session = dict[str, Any]
 Endpoint = Callable[[Request], Awaitable[Response]]
 Handler = Callable[[Request, Session, auth.User], Awaitable[Response]]
+
+
+# --- the actions: each runs what its ``ledger`` command runs (poller.worker.operator), and
+# preview.html says what each will do before it is done.
+
+
+def available(entry: LedgerEntry) -> list[str]:
+    """The actions worth offering for ``entry`` (the operator functions check again)."""
+    out = []
+    if entry.state in (State.HELD, State.WAITING):
+        out.append("retry")
+        if entry.idempotency_key and entry.vendor:
+            out.append("reorder")
+    manual_pending = entry.state is State.PENDING and entry.vendor == operator.MANUAL_VENDOR
+    if (not entry.state.terminal and entry.state not in UNCONFIRMED
+            and entry.state is not State.REFUSING
+            and (not entry.state.order_placed or manual_pending)):
+        out.append("refuse")
+    if operator.fulfill_refusal(entry) is None:
+        out.append("fulfill")
+    return out
+
+
+def perform(backend: data.Backend, action: str, entry: LedgerEntry, *, actor: str,
+            message: str) -> str:
+    """Run the action as its ``ledger`` command does, and say what was done;
+    OperatorError says why it was not."""
+    ledger, vendors, now = backend.ledger, backend.vendors, datetime.now(UTC)
+    source, rid = entry.source, entry.redemption_id
+    if action == "retry":
+        return operator.retry(ledger, vendors, source=source, redemption_id=rid, actor=actor,
+                              now=now).said
+    if action == "reorder":
+        return operator.reorder(ledger, vendors, namespace=backend.namespace, source=source,
+                                redemption_id=rid, actor=actor, now=now).said
+    if not message:
+        raise operator.OperatorError("the message to the advocate must not be empty")
+    if action == "refuse":
+        done = operator.refuse(ledger, vendors, source=source, redemption_id=rid,
+                               message=message, actor=actor, now=now)
+    else:
+        done = operator.fulfill(ledger, source=source, redemption_id=rid, message=message,
+                                actor=actor, now=now)
+    final = backend.process(done.entry.pk)
+    if final is None:
+        return done.said
+    if final.state in (State.REFUSED, State.FULFILLED):
+        return f"{done.said}; Influitive has your message"
+    if final.state is State.CLOSED_UPSTREAM:
+        return "it was already decided at Influitive (closed upstream)"
+    return (f"{done.said}; Influitive did not take it yet ({final.last_error}); the worker "
+            "sends it again at the next cycle")
+
+
+# --- the web side
 
 
 def secured(app: ASGIApp) -> ASGIApp:
@@ -74,9 +133,7 @@ def secured(app: ASGIApp) -> ASGIApp:
 
 
 def _fmt_time(value: datetime | None) -> str:
-    if value is None:
-        return "never"
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return "never" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _fmt_age(value: timedelta | None) -> str:
@@ -88,6 +145,14 @@ def _fmt_age(value: timedelta | None) -> str:
     if seconds < 2 * 86400:
         return f"{seconds // 3600} h {seconds % 3600 // 60} min"
     return f"{seconds // 86400} days"
+
+
+ENV = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(str(_PACKAGE / "templates")), autoescape=True,
+    undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+ENV.filters.update(when=_fmt_time, age=_fmt_age, scrub=data.scrub)
+ENV.globals.update(kind=data.reason_kind, suggest=data.suggested_action, titles=TITLES,
+                   needs_message=NEEDS_MESSAGE)
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -105,10 +170,18 @@ async def _form(request: Request) -> dict[str, str]:
                           max_num_fields=20))
 
 
+def _safe_next(value: str | None) -> str:
+    """Where to go after signing in: a path inside the console only (no other site)."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return "/"
+    if value.startswith(MOUNT + "/") or value == MOUNT:
+        value = value[len(MOUNT):] or "/"
+    return value
+
+
 def create_app(backend: data.Backend, settings: ConsoleSettings) -> ASGIApp:
     """The console, to be mounted at ``/console`` (``mount(...)`` does it)."""
-    users = auth.Users(auth.User(name=u.name, role=u.role, password_hash=u.password_hash)
-                       for u in settings.users)
+    users = auth.Users(auth.User(**u.model_dump()) for u in settings.users)
     secret = (settings.session_secret.get_secret_value()
               if settings.session_secret is not None else secrets.token_urlsafe(32))
     # A session is a signed (not encrypted) cookie: the user's name and a CSRF token.
@@ -116,12 +189,6 @@ def create_app(backend: data.Backend, settings: ConsoleSettings) -> ASGIApp:
     max_age = int(settings.session_hours * 3600)
     limiter = auth.LoginLimiter(max_failures=settings.login_failures,
                                 window=settings.login_window_seconds)
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(_PACKAGE / "templates")), autoescape=True,
-        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(when=_fmt_time, age=_fmt_age, scrub=data.scrub)
-    env.globals.update(kind=data.reason_kind, suggest=data.suggested_action,
-                       titles=actions.TITLES, needs_message=actions.NEEDS_MESSAGE)
 
     def from_proxy(request: Request) -> bool:
         return request.client is not None and request.client.host in settings.trusted_proxies
@@ -157,7 +224,7 @@ def create_app(backend: data.Backend, settings: ConsoleSettings) -> ASGIApp:
     def render(request: Request, session: Session, template: str, *, status: int = 200,
                **values: Any) -> Response:
         values.setdefault("page", "")
-        body = env.get_template(template).render(
+        body = ENV.get_template(template).render(
             base=request.scope.get("root_path", "").rstrip("/"), csrf=session["csrf"],
             user=users.get(session.get("u", "")), flash=session.pop("flash", None), **values)
         return save(request, HTMLResponse(body, status_code=status), session)
@@ -203,11 +270,11 @@ def create_app(backend: data.Backend, settings: ConsoleSettings) -> ASGIApp:
             return error(request, session, 403, FORM_EXPIRED)
         client = client_of(request)
         name, next_url = form.get("name", ""), _safe_next(form.get("next"))
+        again = partial(render, request, session, "login.html", next=next_url, name=name)
         wait = limiter.blocked_for(client)
         if wait > 0:
             log.warning("console.login.limited", client=client)
-            response = render(request, session, "login.html", status=429, next=next_url,
-                              name=name, error="Too many wrong passwords. Try again in "
+            response = again(status=429, error="Too many wrong passwords. Try again in "
                                                f"{int(wait // 60) + 1} min.")
             response.headers["Retry-After"] = str(int(wait) + 1)
             return response
@@ -216,8 +283,7 @@ def create_app(backend: data.Backend, settings: ConsoleSettings) -> ASGIApp:
             delay = limiter.failed(client)
             log.warning("console.login.failed", client=client)
             await asyncio.sleep(delay)
-            return render(request, session, "login.html", status=401, next=next_url,
-                          name=name, error="Wrong name or password.")
+            return again(status=401, error="Wrong name or password.")
         limiter.succeeded(client)
         log.info("console.login", user=user.name, client=client)
         return redirect(request, {"u": user.name, "csrf": auth.new_csrf()}, next_url)
@@ -229,7 +295,7 @@ def create_app(backend: data.Backend, settings: ConsoleSettings) -> ASGIApp:
     reads: dict[str, Callable[[], dict[str, Any]]] = {
         "overview": lambda: {"view": data.overview(backend)},
         "redemptions": lambda: {"rows": data.needing_a_person(backend)},
-        "spend": lambda: {"charts": [(s, spend_svg(s)) for s in data.spend(backend)]},
+        "spend": lambda: {"charts": [(s, data.chart(s)) for s in data.spend(backend)]},
         "audit": lambda: data.audit(backend),
     }
 
@@ -251,7 +317,7 @@ def create_app(backend: data.Backend, settings: ConsoleSettings) -> ASGIApp:
             return error(request, session, 404, "No such redemption in the ledger.")
         events = await run_in_threadpool(backend.ledger.events, entry.pk)
         return render(request, session, "redemption.html", entry=entry, events=events,
-                      actions=actions.available(entry), page="redemptions")
+                      actions=available(entry), page="redemptions")
 
     @page(act=True)
     async def decide(request: Request, session: Session, user: auth.User) -> Response:
@@ -259,13 +325,13 @@ def create_app(backend: data.Backend, settings: ConsoleSettings) -> ASGIApp:
         button); either way back to the redemption when it cannot go on."""
         action = request.path_params["action"]
         entry = await run_in_threadpool(find, request)
-        if action not in actions.TITLES or entry is None:
+        if action not in TITLES or entry is None:
             return error(request, session, 404, "No such redemption or action.")
-        title, message = actions.TITLES[action], request.state.form.get("message", "").strip()
+        title, message = TITLES[action], request.state.form.get("message", "").strip()
         back = "/redemptions/" + "/".join(quote(part, safe="") for part in
                                           (entry.source, entry.redemption_id))
         if request.url.path.endswith("/preview"):
-            if action in actions.NEEDS_MESSAGE and not message:
+            if action in NEEDS_MESSAGE and not message:
                 session["flash"] = "Write the message the advocate will read first."
                 return redirect(request, session, back)
             return render(request, session, "preview.html", entry=entry, action=action,
@@ -273,7 +339,7 @@ def create_app(backend: data.Backend, settings: ConsoleSettings) -> ASGIApp:
         where = {"action": action, "user": user.name, "source": entry.source,
                  "redemption": entry.redemption_id}
         try:
-            said = await run_in_threadpool(partial(actions.perform, backend, action, entry,
+            said = await run_in_threadpool(partial(perform, backend, action, entry,
                                                    actor=user.name, message=message))
             session["flash"] = f"{title}: {said}"
             log.info("console.action", **where)
@@ -290,17 +356,8 @@ def create_app(backend: data.Backend, settings: ConsoleSettings) -> ASGIApp:
         Route("/redemptions/{source}/{rid}", redemption),
         Route("/redemptions/{source}/{rid}/{action}/preview", decide, methods=["POST"]),
         Route("/redemptions/{source}/{rid}/{action}", decide, methods=["POST"]),
-        Mount("/static", StaticFiles(directory=str(_PACKAGE / "static")), name="static"),
+        Mount("/static", StaticFiles(directory=str(_PACKAGE / "static"))),
     ]))
-
-
-def _safe_next(value: str | None) -> str:
-    """Where to go after signing in: a path inside the console only (no other site)."""
-    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
-        return "/"
-    if value.startswith(MOUNT + "/") or value == MOUNT:
-        value = value[len(MOUNT):] or "/"
-    return value
 
 
 def mount(backend: data.Backend, settings: ConsoleSettings) -> Mount:
@@ -311,16 +368,13 @@ def mount(backend: data.Backend, settings: ConsoleSettings) -> Mount:
 def standalone(backend: data.Backend, settings: ConsoleSettings) -> Starlette:
     """The console alone (``reward-poller console``): ``/console/``, and ``/`` leading
     there."""
-
-    async def home(request: Request) -> Response:
-        return RedirectResponse(f"{MOUNT}/", status_code=303)
-
-    return Starlette(routes=[Route("/", home), mount(backend, settings)])
+    home = RedirectResponse(f"{MOUNT}/", status_code=303)
+    return Starlette(routes=[Route("/", home, methods=["GET"]), mount(backend, settings)])
 
 
 def app_backend(app: Any, settings: ConsoleSettings) -> data.Backend:
     """The Backend of a running ``poller.compose.App`` (passed in, so that the console need
-    not import it): its ledger, vendors, worker and request budget."""
+    not import it)."""
     return data.Backend(
         ledger=app.ledger, vendors=app.vendors, namespace=app.config.influitive.org_id,
         process=app.worker.process, request_budget=app.request_budget,

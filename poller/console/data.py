@@ -1,4 +1,4 @@
-"""What the console's pages show, read through the Protocols only, and the spend chart.
+"""What the console's pages show, read through the Protocols only.
 Nothing here returns a claim code or link, an API key or a redemption's raw payload: the
 pages show the ledger's columns a person decides with, and events' details, which the ledger
 keeps free of secrets (and which are scrubbed once more on the way out)."""
@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
-
-from markupsafe import Markup, escape
 
 from poller.core.budget import RequestBudget
 from poller.domain.model import LedgerEntry
@@ -39,7 +37,7 @@ class Backend:
     """The worker's ``process``: sends a refusal or fulfilment to Influitive at once, as
     ``ledger refuse`` and ``ledger fulfill`` do."""
     daily_limits: Mapping[str, Decimal]
-    request_budget: RequestBudget | None
+    request_budget: RequestBudget
     audit: Callable[[], StoredRun | None]
     """The newest books audit the ledger keeps (``audit_runs``)."""
     funds: Callable[[], Mapping[str, str | None]] | None
@@ -141,14 +139,11 @@ def overview(backend: Backend) -> dict[str, Any]:
     held = ledger.list(states=frozenset({State.HELD}), limit=10_000)
     by_reason = Counter(reason_kind(e.hold_reason or e.last_error) for e in held)
     oldest = ledger.oldest_waiting()
-    used = max_requests = window = None
-    if backend.request_budget is not None:
-        limit = backend.request_budget.limit
-        try:
-            used = backend.request_budget.log.taken(limit, now)
-        except Exception:
-            used = None
-        max_requests, window = limit.max_requests, limit.window_seconds
+    limit = backend.request_budget.limit
+    try:
+        used: int | None = backend.request_budget.log.taken(limit, now)
+    except Exception:  # the page shows "?" rather than fail
+        used = None
     manual = ledger.list(states=frozenset({State.PENDING}), limit=10_000,
                          filters={"vendor": "manual"})
     return {
@@ -157,7 +152,8 @@ def overview(backend: Backend) -> dict[str, Any]:
         "held_by_reason": sorted(by_reason.items(), key=lambda kv: (-kv[1], kv[0])),
         "oldest_open_age": (now - oldest.created_at) if oldest is not None else None,
         "last_poll": ledger.last_successful_poll(),
-        "budget_used": used, "budget_max": max_requests, "budget_window_seconds": window,
+        "budget_used": used, "budget_max": limit.max_requests,
+        "budget_window_seconds": limit.window_seconds,
         "funds": dict(backend.funds()) if backend.funds is not None else {},
         "manual_waiting": len(manual),
     }
@@ -234,8 +230,9 @@ def spend(backend: Backend, days: int = 14) -> list[Spend]:
     return out
 
 
-# --- the spend chart: an SVG drawn on the server (no script, no image fetched), one stacked
-# bar per day, one colour per vendor, and the daily limit as a dashed line.
+# --- the spend chart, drawn by spend.html as an inline SVG (no script, no image fetched): one
+# stacked bar per day, one colour per vendor (the CSS classes v0 to v5 in turn), and the daily
+# limit as a dashed line.
 
 WIDTH = 720
 HEIGHT = 260
@@ -243,60 +240,33 @@ LEFT = 64
 RIGHT = 12
 TOP = 14
 BOTTOM = 40
-PALETTE = 6  # vendors take the CSS classes v0 to v5 (static/console.css) in turn
+PALETTE = 6
 
 
-def _fmt(amount: Decimal) -> str:
-    return f"{amount:,.2f}"
-
-
-def spend_svg(spend: Spend) -> Markup:
-    totals = [d.total for d in spend.days]
-    top = max([*totals, spend.limit or Decimal(0), Decimal(1)])
-    top = top * Decimal("1.1")
-    plot_w = WIDTH - LEFT - RIGHT
+def chart(spend: Spend) -> dict[str, Any]:
+    """Where spend.html draws ``spend``'s bars, scale, day labels and limit (SVG units)."""
+    top = max([*(d.total for d in spend.days), spend.limit or Decimal(0), Decimal(1)])
     plot_h = HEIGHT - TOP - BOTTOM
-    slot = plot_w / max(len(spend.days), 1)
-    bar_w = max(slot * 0.7, 2)
+    slot = (WIDTH - LEFT - RIGHT) / max(len(spend.days), 1)
+    width = max(slot * 0.7, 2)
 
     def y(value: Decimal) -> float:
-        return TOP + plot_h - float(value / top) * plot_h
+        return TOP + plot_h - float(value / (top * Decimal("1.1"))) * plot_h
 
-    parts = [
-        f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" '
-        f'role="img" aria-label="{escape(spend.currency)} spent per day and vendor">',
-        f"<title>{escape(spend.currency)} spent per day and vendor</title>",
-        f'<line class="axis" x1="{LEFT}" y1="{TOP + plot_h}" x2="{WIDTH - RIGHT}" '
-        f'y2="{TOP + plot_h}"/>',
-    ]
-    for fraction in (Decimal(0), Decimal("0.5"), Decimal(1)):
-        value = top / Decimal("1.1") * fraction
-        parts.append(f'<text class="tick" x="{LEFT - 6}" y="{y(value) + 4:.1f}" '
-                     f'text-anchor="end">{escape(_fmt(value))}</text>')
-    colour = {v: i % PALETTE for i, v in enumerate(spend.vendors)}
+    bars, labels = [], []
     for i, day in enumerate(spend.days):
-        x = LEFT + i * slot + (slot - bar_w) / 2
+        x = LEFT + i * slot + (slot - width) / 2
         base = Decimal(0)
-        for vendor in spend.vendors:
+        for n, vendor in enumerate(spend.vendors):
             amount = day.by_vendor.get(vendor)
-            if not amount:
-                continue
-            y_top, y_bottom = y(base + amount), y(base)
-            parts.append(
-                f'<rect class="bar v{colour[vendor]}" x="{x:.1f}" y="{y_top:.1f}" '
-                f'width="{bar_w:.1f}" height="{max(y_bottom - y_top, 0.5):.1f}">'
-                f"<title>{escape(day.day.date().isoformat())} {escape(vendor)}: "
-                f"{escape(_fmt(amount))} {escape(spend.currency)}</title></rect>")
-            base += amount
+            if amount:
+                bars.append({"x": x, "y": y(base + amount), "colour": n % PALETTE,
+                             "height": max(y(base) - y(base + amount), 0.5),
+                             "day": day.day, "vendor": vendor, "amount": amount})
+                base += amount
         if (len(spend.days) - 1 - i) % max(1, len(spend.days) // 7) == 0:  # today labelled
-            parts.append(f'<text class="tick" x="{x + bar_w / 2:.1f}" y="{HEIGHT - BOTTOM + 16}" '
-                         f'text-anchor="middle">{escape(day.day.strftime("%d %b"))}</text>')
-    if spend.limit is not None:
-        ly = y(spend.limit)
-        parts.append(f'<line class="limit" x1="{LEFT}" y1="{ly:.1f}" x2="{WIDTH - RIGHT}" '
-                     f'y2="{ly:.1f}"><title>daily limit {escape(_fmt(spend.limit))} '
-                     f"{escape(spend.currency)}</title></line>")
-        parts.append(f'<text class="limit-label" x="{WIDTH - RIGHT}" y="{ly - 4:.1f}" '
-                     f'text-anchor="end">limit {escape(_fmt(spend.limit))}</text>')
-    parts.append("</svg>")
-    return Markup("".join(parts))  # every value above is escaped
+            labels.append((x + width / 2, day.day))
+    return {"bars": bars, "labels": labels, "width": width, "box": (WIDTH, HEIGHT),
+            "x": (LEFT, WIDTH - RIGHT), "floor": TOP + plot_h, "label_y": HEIGHT - BOTTOM + 16,
+            "scale": [(y(top * f), top * f) for f in (Decimal(0), Decimal("0.5"), Decimal(1))],
+            "limit": None if spend.limit is None else y(spend.limit)}

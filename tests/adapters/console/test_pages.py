@@ -7,8 +7,8 @@ import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from poller.console.app import CSP
-from poller.console.data import DaySpend, Spend, reason_kind, spend_svg
+from poller.console.app import CSP, ENV
+from poller.console.data import DaySpend, Spend, chart, reason_kind
 from poller.sandbox import services, tango, tremendous
 from tests.adapters.console.conftest import World, login
 
@@ -101,11 +101,13 @@ def test_spend_chart_has_a_bar_per_vendor_and_day_and_the_limit() -> None:
         DaySpend(day=day + timedelta(days=1), by_vendor={}),
         DaySpend(day=day + timedelta(days=2), by_vendor={"tango": Decimal("5")}),
     ])
-    svg = str(spend_svg(spend))
-    assert svg.startswith("<svg") and svg.endswith("</svg>")
-    assert svg.count('<rect class="bar') == 3
-    assert "2026-12-01 tango: 20.00 USD" in svg
-    assert 'class="limit"' in svg and "limit 100.00" in svg
+    html = ENV.get_template("spend.html").render(
+        charts=[(spend, chart(spend))], base="", user=None, csrf="", flash=None, page="spend")
+    svg = re.search(r"<svg.*</svg>", html, re.S)
+    assert svg is not None
+    assert svg.group(0).count('<rect class="bar') == 3
+    assert "2026-12-01 tango: 20.00 USD" in svg.group(0)
+    assert 'class="limit"' in svg.group(0) and "limit 100.00" in svg.group(0)
 
 
 def test_spend_page_charts_what_the_ledger_ordered_today(world: World) -> None:
