@@ -27,6 +27,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from poller.config.console import ConsoleSettings, is_loopback
+from poller.config.console import ConsoleUserSettings as User
 from poller.console import auth, data
 from poller.domain.errors import ConfigError, PollerError
 from poller.domain.model import LedgerEntry
@@ -53,11 +54,10 @@ _PACKAGE = resources.files("poller.console")
 
 Session = dict[str, Any]
 Endpoint = Callable[[Request], Awaitable[Response]]
-Handler = Callable[[Request, Session, auth.User], Awaitable[Response]]
+Handler = Callable[[Request, Session, User], Awaitable[Response]]
 
 
-# --- the actions: each runs what its ``ledger`` command runs (poller.worker.operator), and
-# preview.html says what each will do before it is done.
+# The actions: each runs what its ``ledger`` command runs; preview.html says what it will do.
 
 
 def available(entry: LedgerEntry) -> list[str]:
@@ -81,22 +81,19 @@ def perform(backend: data.Backend, action: str, entry: LedgerEntry, *, actor: st
             message: str) -> str:
     """Run the action as its ``ledger`` command does, and say what was done;
     OperatorError says why it was not."""
-    ledger, vendors, now = backend.ledger, backend.vendors, datetime.now(UTC)
-    source, rid = entry.source, entry.redemption_id
-    if action == "retry":
-        return operator.retry(ledger, vendors, source=source, redemption_id=rid, actor=actor,
-                              now=now).said
-    if action == "reorder":
-        return operator.reorder(ledger, vendors, namespace=backend.namespace, source=source,
-                                redemption_id=rid, actor=actor, now=now).said
-    if not message:
+    ledger, vendors = backend.ledger, backend.vendors
+    run = {
+        "retry": partial(operator.retry, ledger, vendors),
+        "reorder": partial(operator.reorder, ledger, vendors, namespace=backend.namespace),
+        "refuse": partial(operator.refuse, ledger, vendors, message=message),
+        "fulfill": partial(operator.fulfill, ledger, message=message),
+    }[action]
+    if action in NEEDS_MESSAGE and not message:
         raise operator.OperatorError("the message to the advocate must not be empty")
-    if action == "refuse":
-        done = operator.refuse(ledger, vendors, source=source, redemption_id=rid,
-                               message=message, actor=actor, now=now)
-    else:
-        done = operator.fulfill(ledger, source=source, redemption_id=rid, message=message,
-                                actor=actor, now=now)
+    done = run(source=entry.source, redemption_id=entry.redemption_id, actor=actor,
+               now=datetime.now(UTC))
+    if action not in NEEDS_MESSAGE:  # retry and reorder leave the rest to the next cycle
+        return done.said
     final = backend.process(done.entry.pk)
     if final is None:
         return done.said
@@ -106,9 +103,6 @@ def perform(backend: data.Backend, action: str, entry: LedgerEntry, *, actor: st
         return "it was already decided at Influitive (closed upstream)"
     return (f"{done.said}; Influitive did not take it yet ({final.last_error}); the worker "
             "sends it again at the next cycle")
-
-
-# --- the web side
 
 
 def secured(app: ASGIApp) -> ASGIApp:
@@ -180,8 +174,7 @@ def _safe_next(value: str | None) -> str:
 
 
 def create_app(backend: data.Backend, settings: ConsoleSettings) -> ASGIApp:
-    """The console, to be mounted at ``/console`` (``mount(...)`` does it)."""
-    users = auth.Users(auth.User(**u.model_dump()) for u in settings.users)
+    users = auth.Users(settings.users)
     secret = (settings.session_secret.get_secret_value()
               if settings.session_secret is not None else secrets.token_urlsafe(32))
     # A session is a signed (not encrypted) cookie: the user's name and a CSRF token.
@@ -194,7 +187,6 @@ def create_app(backend: data.Backend, settings: ConsoleSettings) -> ASGIApp:
         return request.client is not None and request.client.host in settings.trusted_proxies
 
     def secure(request: Request) -> bool:
-        """Served over TLS: directly, or by a trusted proxy that says so."""
         return request.url.scheme == "https" or (
             from_proxy(request)
             and request.headers.get("x-forwarded-proto", "").lower() == "https")
@@ -234,7 +226,6 @@ def create_app(backend: data.Backend, settings: ConsoleSettings) -> ASGIApp:
                       why=why)
 
     def redirect(request: Request, session: Session, path: str) -> Response:
-        """To ``path`` inside the console."""
         root = request.scope.get("root_path", "").rstrip("/")
         return save(request, RedirectResponse(root + path, status_code=303), session)
 
@@ -252,7 +243,7 @@ def create_app(backend: data.Backend, settings: ConsoleSettings) -> ASGIApp:
                     if request.method == "POST":
                         return error(request, session, 403, "Sign in first.")
                     return redirect(request, session, f"/login?next={quote(request.url.path)}")
-                if act and not user.can_act:
+                if act and user.role != "operator":
                     return error(request, session, 403,
                                  f"{user.name} may look but not act (role: viewer). Ask "
                                  "someone with the operator role.")
@@ -289,7 +280,7 @@ def create_app(backend: data.Backend, settings: ConsoleSettings) -> ASGIApp:
         return redirect(request, {"u": user.name, "csrf": auth.new_csrf()}, next_url)
 
     @page()
-    async def logout(request: Request, session: Session, user: auth.User) -> Response:
+    async def logout(request: Request, session: Session, user: User) -> Response:
         return redirect(request, {"csrf": auth.new_csrf()}, "/login")
 
     reads: dict[str, Callable[[], dict[str, Any]]] = {
@@ -300,9 +291,8 @@ def create_app(backend: data.Backend, settings: ConsoleSettings) -> ASGIApp:
     }
 
     def show(name: str) -> Endpoint:
-        """The page ``name``.html, filled by ``reads[name]``."""
         @page()
-        async def endpoint(request: Request, session: Session, user: auth.User) -> Response:
+        async def endpoint(request: Request, session: Session, user: User) -> Response:
             values = await run_in_threadpool(reads[name])
             return render(request, session, f"{name}.html", page=name, **values)
         return endpoint
@@ -311,7 +301,7 @@ def create_app(backend: data.Backend, settings: ConsoleSettings) -> ASGIApp:
         return backend.ledger.get(request.path_params["source"], request.path_params["rid"])
 
     @page()
-    async def redemption(request: Request, session: Session, user: auth.User) -> Response:
+    async def redemption(request: Request, session: Session, user: User) -> Response:
         entry = await run_in_threadpool(find, request)
         if entry is None:
             return error(request, session, 404, "No such redemption in the ledger.")
@@ -320,7 +310,7 @@ def create_app(backend: data.Backend, settings: ConsoleSettings) -> ASGIApp:
                       actions=available(entry), page="redemptions")
 
     @page(act=True)
-    async def decide(request: Request, session: Session, user: auth.User) -> Response:
+    async def decide(request: Request, session: Session, user: User) -> Response:
         """An action's preview (``.../preview``), or the action itself (the preview's
         button); either way back to the redemption when it cannot go on."""
         action = request.path_params["action"]

@@ -1,9 +1,6 @@
-"""Who may use the console: password hashes (scrypt), roles, CSRF tokens and the limit on
-wrong passwords.
-
-Nothing here logs or returns a password or a hash; a failed log-in says only that the name
-or the password was wrong.
-"""
+"""Who may use the console: password hashes (scrypt), CSRF tokens and the limit on wrong
+passwords. Nothing here logs or returns a password or a hash; a failed log-in says only that
+the name or the password was wrong."""
 
 from __future__ import annotations
 
@@ -14,9 +11,11 @@ import json
 import secrets
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Literal
+
+from poller.config.console import ConsoleUserSettings
 
 Role = Literal["viewer", "operator"]
 
@@ -35,8 +34,6 @@ def _unb64(text: str) -> bytes:
 # for someone guessing, fast enough for one person logging in.
 def hash_password(password: str, *, n: int = 2**15, r: int = 8, p: int = 1) -> str:
     """``scrypt$N$r$p$salt$hash`` (base64url), for ``[[console.users]] password_hash``."""
-    if not password:
-        raise ValueError("the password must not be empty")
     salt = secrets.token_bytes(16)
     digest = hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, maxmem=_MAXMEM,
                             dklen=32)
@@ -46,9 +43,7 @@ def hash_password(password: str, *, n: int = 2**15, r: int = 8, p: int = 1) -> s
 def verify_password(password: str, stored: str) -> bool:
     """Whether ``password`` matches ``stored``; False for a malformed hash, never raises."""
     try:
-        scheme, n, r, p, salt, digest = stored.split("$")
-        if scheme != "scrypt":
-            return False
+        n, r, p, salt, digest = stored.removeprefix("scrypt$").split("$")
         expected = _unb64(digest)
         got = hashlib.scrypt(password.encode(), salt=_unb64(salt), n=int(n), r=int(r),
                              p=int(p), maxmem=_MAXMEM, dklen=len(expected))
@@ -60,27 +55,16 @@ def verify_password(password: str, stored: str) -> bool:
 _DUMMY_HASH = hash_password("not a password of anyone's", n=2**14)
 
 
-@dataclass(frozen=True, kw_only=True)
-class User:
-    name: str
-    role: Role
-    password_hash: str
-
-    @property
-    def can_act(self) -> bool:
-        return self.role == "operator"
-
-
 class Users:
     """The people in ``[[console.users]]``, found by name (case-insensitive)."""
 
-    def __init__(self, users: Iterable[User]) -> None:
+    def __init__(self, users: Iterable[ConsoleUserSettings]) -> None:
         self._by_name = {u.name.casefold(): u for u in users}
 
-    def get(self, name: str) -> User | None:
+    def get(self, name: str) -> ConsoleUserSettings | None:
         return self._by_name.get(" ".join(name.split()).casefold())
 
-    def authenticate(self, name: str, password: str) -> User | None:
+    def authenticate(self, name: str, password: str) -> ConsoleUserSettings | None:
         """The user when the password is theirs. An unknown name costs the same scrypt as a
         known one, so the time taken does not tell which names exist."""
         user = self.get(name)
@@ -113,34 +97,26 @@ class LoginLimiter:
         self.window = window
         self._clock = clock
         self._lock = threading.Lock()
-        self._failures: dict[str, list[float]] = {}
-
-    def _recent(self, client: str, now: float) -> list[float]:
-        kept = [t for t in self._failures.pop(client, []) if now - t < self.window]
-        if kept:
-            self._failures[client] = kept
-        return kept
+        self._failures: dict[str, deque[float]] = {}  # each client's last max_failures
 
     def blocked_for(self, client: str) -> float:
         """Seconds until ``client`` may try again; 0 when it may now."""
         with self._lock:
-            now = self._clock()
-            recent = self._recent(client, now)
-            if len(recent) < self.max_failures:
+            times = self._failures.get(client, deque())
+            if len(times) < self.max_failures:
                 return 0.0
-            return max(0.0, recent[-self.max_failures] + self.window - now)
+            return max(0.0, times[0] + self.window - self._clock())
 
     def failed(self, client: str) -> float:
         """Count a wrong password; returns how long to wait before answering it."""
         with self._lock:
             now = self._clock()
-            recent = self._recent(client, now)
-            recent.append(now)
-            self._failures[client] = recent
+            times = self._failures.setdefault(client, deque(maxlen=self.max_failures))
+            times.append(now)
             if len(self._failures) > 10_000:  # many clients: forget the oldest
                 oldest = min(self._failures, key=lambda c: self._failures[c][-1])
                 del self._failures[oldest]
-            return min(2.0 ** (len(recent) - 1), 8.0)
+            return min(2.0 ** (sum(now - t < self.window for t in times) - 1), 8.0)
 
     def succeeded(self, client: str) -> None:
         with self._lock:

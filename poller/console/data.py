@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -209,24 +209,20 @@ def spend(backend: Backend, days: int = 14) -> list[Spend]:
     # (a hold released weeks later), so look back further than the chart shows.
     rows = backend.ledger.list(states=frozenset(State) - {State.NEW}, limit=100_000,
                                filters={"since": first - timedelta(days=90)})
-    per: dict[str, dict[datetime, dict[str, Decimal]]] = {}
+    spent: defaultdict[tuple[str, datetime, str], Decimal] = defaultdict(Decimal)
     for e in rows:
-        if (e.ordered_at is None or e.amount is None or e.currency is None
-                or e.ordered_at < first or not counts_as_spent(e.state, e.vendor_order_id)):
-            continue
-        by_vendor = per.setdefault(e.currency, {}).setdefault(_day(e.ordered_at), {})
-        by_vendor[e.vendor or "?"] = by_vendor.get(e.vendor or "?", Decimal(0)) + e.amount
+        if (e.ordered_at is not None and e.amount is not None and e.currency is not None
+                and e.ordered_at >= first and counts_as_spent(e.state, e.vendor_order_id)):
+            spent[e.currency, _day(e.ordered_at), e.vendor or "?"] += e.amount
+    dates = [first + timedelta(days=i) for i in range(days)]
     out = []
-    for currency in sorted(set(per) | set(backend.daily_limits)):
-        table = per.get(currency, {})
-        out.append(Spend(
-            currency=currency,
-            days=[DaySpend(day=first + timedelta(days=i),
-                           by_vendor=dict(table.get(first + timedelta(days=i), {})))
-                  for i in range(days)],
-            limit=backend.daily_limits.get(currency),
-            vendors=sorted({v for c in table.values() for v in c}),
-        ))
+    for currency in sorted({c for c, _, _ in spent} | set(backend.daily_limits)):
+        vendors = sorted({v for c, _, v in spent if c == currency})
+        per_day = [DaySpend(day=day, by_vendor={v: spent[currency, day, v] for v in vendors
+                                                if (currency, day, v) in spent})
+                   for day in dates]
+        out.append(Spend(currency=currency, days=per_day, vendors=vendors,
+                         limit=backend.daily_limits.get(currency)))
     return out
 
 

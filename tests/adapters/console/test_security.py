@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from poller.config.console import ConsoleSettings, is_loopback
+from poller.config.console import ConsoleSettings, ConsoleUserSettings, is_loopback
 from poller.console import auth
 from poller.console.app import _safe_next, check_bind
 from poller.domain.errors import ConfigError
@@ -141,7 +141,7 @@ def test_add_user_prints_an_entry_that_signs_in(tmp_path: Path) -> None:
     assert "a long passphrase" not in result.stdout + result.stderr
     entry = tomllib.loads(result.stdout)["console"]["users"][0]
     assert entry["name"] == "Mia Ops" and entry["role"] == "operator"
-    users = auth.Users([auth.User(**entry)])
+    users = auth.Users([ConsoleUserSettings(**entry)])
     assert users.authenticate("mia ops", "a long passphrase") is not None
     assert users.authenticate("Mia Ops", "a long passphrasE") is None
 
