@@ -1,4 +1,3 @@
-"""The web console: pages for the people who decide what happens to held redemptions, and
-the operator actions as buttons (docs/console.md). The daemon's listener mounts it under
-``/console`` and ``reward-poller console`` serves it alone; it imports neither: they hand it
-a ``data.Backend``."""
+"""The web console: pages for the people who decide on held redemptions, and the operator
+actions as buttons (docs/console.md). The daemon and ``reward-poller console`` serve it from a
+``data.Backend`` they build: it imports neither."""

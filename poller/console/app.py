@@ -1,7 +1,5 @@
-"""The console's ASGI app, mounted at ``/console``: pages, log-in, the four actions, and the
-headers every answer carries. Every page needs a signed-in user; every POST needs the form's
-CSRF token (403 otherwise); the actions need the ``operator`` role (403 for a ``viewer``).
-"""
+"""The console's ASGI app, mounted at ``/console``. Every page needs a signed-in user; every
+POST needs the form's CSRF token (403 otherwise); the actions need the ``operator`` role."""
 
 from __future__ import annotations
 
@@ -110,14 +108,12 @@ def secured(app: ASGIApp) -> ASGIApp:
     ``Cache-Control: no-store`` on all but the stylesheet."""
 
     async def asgi(scope: Scope, receive: Receive, send: Send) -> None:
-        static = "/static/" in scope.get("path", "")
-
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 for name, value in HEADERS.items():
                     headers.setdefault(name, value)
-                if not static:
+                if "/static/" not in scope["path"]:
                     headers.setdefault("cache-control", "no-store")
             await send(message)
 
@@ -186,11 +182,6 @@ def create_app(backend: data.Backend, settings: ConsoleSettings) -> ASGIApp:
     def from_proxy(request: Request) -> bool:
         return request.client is not None and request.client.host in settings.trusted_proxies
 
-    def secure(request: Request) -> bool:
-        return request.url.scheme == "https" or (
-            from_proxy(request)
-            and request.headers.get("x-forwarded-proto", "").lower() == "https")
-
     def client_of(request: Request) -> str:
         if from_proxy(request):
             forwarded = [h.strip() for h in request.headers.get("x-forwarded-for", "")
@@ -208,9 +199,11 @@ def create_app(backend: data.Backend, settings: ConsoleSettings) -> ASGIApp:
         return session
 
     def save(request: Request, response: Response, session: Session) -> Response:
+        secure = request.url.scheme == "https" or (  # or a trusted proxy says it is
+            from_proxy(request) and request.headers.get("x-forwarded-proto", "").lower() == "https")
         response.set_cookie(
             COOKIE, signer.dumps(session), max_age=max_age, httponly=True, samesite="strict",
-            path=request.scope.get("root_path") or "/", secure=secure(request))
+            path=request.scope.get("root_path") or "/", secure=secure)
         return response
 
     def render(request: Request, session: Session, template: str, *, status: int = 200,
@@ -229,27 +222,24 @@ def create_app(backend: data.Backend, settings: ConsoleSettings) -> ASGIApp:
         root = request.scope.get("root_path", "").rstrip("/")
         return save(request, RedirectResponse(root + path, status_code=303), session)
 
-    def page(*, act: bool = False) -> Callable[[Handler], Endpoint]:
-        """A page for a signed-in user (an action: an operator), its form's token checked."""
-        def wrap(handler: Handler) -> Endpoint:
-            async def endpoint(request: Request) -> Response:
-                session = session_of(request)
-                user = users.get(session.get("u", ""))
+    def page(handler: Handler, *, act: bool = False) -> Endpoint:
+        """``handler`` for a signed-in user (``act``: an operator), its form's token checked."""
+        async def endpoint(request: Request) -> Response:
+            session = session_of(request)
+            user = users.get(session.get("u", ""))
+            if request.method == "POST":
+                request.state.form = await _form(request)
+                if not auth.csrf_ok(session["csrf"], request.state.form.get("csrf")):
+                    return error(request, session, 403, FORM_EXPIRED)
+            if user is None:
                 if request.method == "POST":
-                    request.state.form = await _form(request)
-                    if not auth.csrf_ok(session["csrf"], request.state.form.get("csrf")):
-                        return error(request, session, 403, FORM_EXPIRED)
-                if user is None:
-                    if request.method == "POST":
-                        return error(request, session, 403, "Sign in first.")
-                    return redirect(request, session, f"/login?next={quote(request.url.path)}")
-                if act and user.role != "operator":
-                    return error(request, session, 403,
-                                 f"{user.name} may look but not act (role: viewer). Ask "
-                                 "someone with the operator role.")
-                return await handler(request, session, user)
-            return endpoint
-        return wrap
+                    return error(request, session, 403, "Sign in first.")
+                return redirect(request, session, f"/login?next={quote(request.url.path)}")
+            if act and user.role != "operator":
+                return error(request, session, 403, f"{user.name} may look but not act (role: "
+                             "viewer). Ask someone with the operator role.")
+            return await handler(request, session, user)
+        return endpoint
 
     async def login(request: Request) -> Response:
         session = session_of(request)
@@ -271,15 +261,13 @@ def create_app(backend: data.Backend, settings: ConsoleSettings) -> ASGIApp:
             return response
         user = await run_in_threadpool(users.authenticate, name, form.get("password", ""))
         if user is None:
-            delay = limiter.failed(client)
             log.warning("console.login.failed", client=client)
-            await asyncio.sleep(delay)
+            await asyncio.sleep(limiter.failed(client))
             return again(status=401, error="Wrong name or password.")
         limiter.succeeded(client)
         log.info("console.login", user=user.name, client=client)
         return redirect(request, {"u": user.name, "csrf": auth.new_csrf()}, next_url)
 
-    @page()
     async def logout(request: Request, session: Session, user: User) -> Response:
         return redirect(request, {"csrf": auth.new_csrf()}, "/login")
 
@@ -291,16 +279,14 @@ def create_app(backend: data.Backend, settings: ConsoleSettings) -> ASGIApp:
     }
 
     def show(name: str) -> Endpoint:
-        @page()
         async def endpoint(request: Request, session: Session, user: User) -> Response:
             values = await run_in_threadpool(reads[name])
             return render(request, session, f"{name}.html", page=name, **values)
-        return endpoint
+        return page(endpoint)
 
     def find(request: Request) -> LedgerEntry | None:
         return backend.ledger.get(request.path_params["source"], request.path_params["rid"])
 
-    @page()
     async def redemption(request: Request, session: Session, user: User) -> Response:
         entry = await run_in_threadpool(find, request)
         if entry is None:
@@ -309,7 +295,6 @@ def create_app(backend: data.Backend, settings: ConsoleSettings) -> ASGIApp:
         return render(request, session, "redemption.html", entry=entry, events=events,
                       actions=available(entry), page="redemptions")
 
-    @page(act=True)
     async def decide(request: Request, session: Session, user: User) -> Response:
         """An action's preview (``.../preview``), or the action itself (the preview's
         button); either way back to the redemption when it cannot go on."""
@@ -326,26 +311,25 @@ def create_app(backend: data.Backend, settings: ConsoleSettings) -> ASGIApp:
                 return redirect(request, session, back)
             return render(request, session, "preview.html", entry=entry, action=action,
                           title=title, message=message, page="redemptions")
-        where = {"action": action, "user": user.name, "source": entry.source,
-                 "redemption": entry.redemption_id}
         try:
             said = await run_in_threadpool(partial(perform, backend, action, entry,
                                                    actor=user.name, message=message))
-            session["flash"] = f"{title}: {said}"
-            log.info("console.action", **where)
+            session["flash"], event = f"{title}: {said}", "console.action"
         except PollerError as exc:
-            session["flash"] = f"{title} was not done: {exc}"
-            log.info("console.action.refused", **where)
+            session["flash"], event = f"{title} was not done: {exc}", "console.action.refused"
+        log.info(event, action=action, user=user.name, source=entry.source,
+                 redemption=entry.redemption_id)
         return redirect(request, session, back)
 
     return secured(Starlette(routes=[
         Route("/", show("overview")),
         *(Route(f"/{name}", show(name)) for name in ("redemptions", "spend", "audit")),
         Route("/login", login, methods=["GET", "POST"]),
-        Route("/logout", logout, methods=["POST"]),
-        Route("/redemptions/{source}/{rid}", redemption),
-        Route("/redemptions/{source}/{rid}/{action}/preview", decide, methods=["POST"]),
-        Route("/redemptions/{source}/{rid}/{action}", decide, methods=["POST"]),
+        Route("/logout", page(logout), methods=["POST"]),
+        Route("/redemptions/{source}/{rid}", page(redemption)),
+        Route("/redemptions/{source}/{rid}/{action}/preview", page(decide, act=True),
+              methods=["POST"]),
+        Route("/redemptions/{source}/{rid}/{action}", page(decide, act=True), methods=["POST"]),
         Mount("/static", StaticFiles(directory=str(_PACKAGE / "static"))),
     ]))
 
@@ -356,15 +340,13 @@ def mount(backend: data.Backend, settings: ConsoleSettings) -> Mount:
 
 
 def standalone(backend: data.Backend, settings: ConsoleSettings) -> Starlette:
-    """The console alone (``reward-poller console``): ``/console/``, and ``/`` leading
-    there."""
+    """The console alone (``reward-poller console``), ``/`` leading to ``/console/``."""
     home = RedirectResponse(f"{MOUNT}/", status_code=303)
     return Starlette(routes=[Route("/", home, methods=["GET"]), mount(backend, settings)])
 
 
 def app_backend(app: Any, settings: ConsoleSettings) -> data.Backend:
-    """The Backend of a running ``poller.compose.App`` (passed in, so that the console need
-    not import it)."""
+    """The Backend of a running ``poller.compose.App`` (passed in: the console imports none)."""
     return data.Backend(
         ledger=app.ledger, vendors=app.vendors, namespace=app.config.influitive.org_id,
         process=app.worker.process, request_budget=app.request_budget,

@@ -26,16 +26,14 @@ from poller.ports import Ledger, Vendor
 
 @dataclass(kw_only=True)
 class Backend:
-    """Everything the console reads and acts through, built by whoever serves it (the
-    daemon, ``reward-poller console``) from its running App."""
+    """What the console reads and acts through, built from the App that serves it."""
 
     ledger: Ledger
     vendors: Callable[[str], Vendor]
     namespace: str
     """``[influitive] org_id``: ``reorder`` derives the next key from it."""
     process: Callable[[int], LedgerEntry | None]
-    """The worker's ``process``: sends a refusal or fulfilment to Influitive at once, as
-    ``ledger refuse`` and ``ledger fulfill`` do."""
+    """The worker's ``process``: sends a refusal or fulfilment at once, as ``ledger`` does."""
     daily_limits: Mapping[str, Decimal]
     request_budget: RequestBudget
     audit: Callable[[], StoredRun | None]
@@ -130,9 +128,6 @@ def scrub(text: str | None) -> str | None:
     return _URL_PATH.sub(cut, redactor.scrub(text))
 
 
-# --- the pages' contents ------------------------------------------------------------------
-
-
 def overview(backend: Backend) -> dict[str, Any]:
     ledger, now = backend.ledger, datetime.now(UTC)
     counts = ledger.counts()
@@ -140,10 +135,6 @@ def overview(backend: Backend) -> dict[str, Any]:
     by_reason = Counter(reason_kind(e.hold_reason or e.last_error) for e in held)
     oldest = ledger.oldest_waiting()
     limit = backend.request_budget.limit
-    try:
-        used: int | None = backend.request_budget.log.taken(limit, now)
-    except Exception:  # the page shows "?" rather than fail
-        used = None
     manual = ledger.list(states=frozenset({State.PENDING}), limit=10_000,
                          filters={"vendor": "manual"})
     return {
@@ -152,7 +143,8 @@ def overview(backend: Backend) -> dict[str, Any]:
         "held_by_reason": sorted(by_reason.items(), key=lambda kv: (-kv[1], kv[0])),
         "oldest_open_age": (now - oldest.created_at) if oldest is not None else None,
         "last_poll": ledger.last_successful_poll(),
-        "budget_used": used, "budget_max": limit.max_requests,
+        "budget_used": backend.request_budget.log.taken(limit, now),
+        "budget_max": limit.max_requests,
         "budget_window_seconds": limit.window_seconds,
         "funds": dict(backend.funds()) if backend.funds is not None else {},
         "manual_waiting": len(manual),
