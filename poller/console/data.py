@@ -153,10 +153,9 @@ def overview(backend: Backend) -> dict[str, Any]:
 
 def needing_a_person(backend: Backend, limit: int = 500) -> list[LedgerEntry]:
     """Held and waiting redemptions, and manual rewards waiting to be sent, oldest first."""
-    ledger = backend.ledger
-    rows = ledger.list(states=frozenset({State.HELD, State.WAITING}), limit=limit)
-    rows += ledger.list(states=frozenset({State.PENDING}), limit=limit,
-                        filters={"vendor": "manual"})
+    rows = backend.ledger.list(states=frozenset({State.HELD, State.WAITING}), limit=limit)
+    rows += backend.ledger.list(states=frozenset({State.PENDING}), limit=limit,
+                                filters={"vendor": "manual"})
     return sorted(rows, key=lambda e: e.created_at)[:limit]
 
 
@@ -219,15 +218,10 @@ def spend(backend: Backend, days: int = 14) -> list[Spend]:
 
 
 # --- the spend chart, drawn by spend.html as an inline SVG (no script, no image fetched): one
-# stacked bar per day, one colour per vendor (the CSS classes v0 to v5 in turn), and the daily
-# limit as a dashed line.
+# stacked bar per day, one colour per vendor (CSS classes v0 to v5), the daily limit dashed.
 
-WIDTH = 720
-HEIGHT = 260
-LEFT = 64
-RIGHT = 12
-TOP = 14
-BOTTOM = 40
+WIDTH, HEIGHT = 720, 260
+LEFT, RIGHT, TOP, BOTTOM = 64, 12, 14, 40  # the plot's margins
 PALETTE = 6
 
 
