@@ -1,122 +1,44 @@
-"""What the console's pages show, read from the ledger (and the request budget, the vendors'
-balances, the latest books audit) through the Protocols only.
-
+"""What the console's pages show, read through the Protocols only.
 Nothing here returns a claim code or link, an API key or a redemption's raw payload: the
-pages show the ledger's columns a person decides with, and events' details, which the
-ledger already keeps free of secrets (and which are scrubbed once more on the way out).
-"""
+pages show the ledger's columns a person decides with, and events' details, which the ledger
+keeps free of secrets (and which are scrubbed once more on the way out)."""
 
 from __future__ import annotations
 
 import re
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Protocol
+from typing import Any
 
 from poller.core.budget import RequestBudget
-from poller.domain.model import Event, LedgerEntry
-from poller.domain.states import TERMINAL, State
+from poller.domain.model import LedgerEntry
+from poller.domain.states import State
 from poller.ledger import counts_as_spent
 from poller.ledger.audit import StoredRun
 from poller.logs import redactor
-from poller.ports import Ledger, PollRecord, Vendor
-
-# --- the books audit: read through this Protocol, wired by whoever builds the Backend ---
-
-
-@dataclass(frozen=True, kw_only=True)
-class AuditDiscrepancy:
-    kind: str
-    """e.g. "order without redemption", "amount differs", "redemption without order"."""
-    vendor: str
-    detail: str
-    redemption_id: str | None = None
-    vendor_order_id: str | None = None
-    amount: Decimal | None = None
-    currency: str | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
-class AuditSummary:
-    ran_at: datetime
-    since: datetime
-    until: datetime
-    vendors: tuple[str, ...] = ()
-    orders_checked: int = 0
-    discrepancies: tuple[AuditDiscrepancy, ...] = ()
-    not_audited: tuple[str, ...] = ()
-    """Vendors that cannot list their orders (e.g. manual), so were not compared."""
-
-
-class AuditReader(Protocol):
-    def latest_audit(self) -> AuditSummary | None:
-        """The most recent books audit, or None when none has run."""
-        ...
-
-
-class NoAudit:
-    """An ``AuditReader`` for a ledger no audit has been run on."""
-
-    def latest_audit(self) -> AuditSummary | None:
-        return None
-
-
-class StoredAudit:
-    """An ``AuditReader`` over the runs the ledger keeps (``audit_runs``): the newest one,
-    written by ``reward-poller audit`` or the daemon's scheduled audit."""
-
-    def __init__(self, latest: Callable[[], StoredRun | None]) -> None:
-        self._latest = latest
-
-    def latest_audit(self) -> AuditSummary | None:
-        run = self._latest()
-        return None if run is None else summary_of(run)
-
-
-def summary_of(run: StoredRun) -> AuditSummary:
-    not_audited = tuple(sorted(v for v, s in run.vendors.items() if s.get("not_auditable")))
-    return AuditSummary(
-        ran_at=run.finished_at, since=run.since, until=run.until,
-        vendors=tuple(sorted(v for v in run.vendors if v not in not_audited)),
-        orders_checked=run.orders,
-        discrepancies=tuple(
-            AuditDiscrepancy(kind=d.kind.value, vendor=d.vendor, detail=d.detail,
-                             redemption_id=d.redemption_id, vendor_order_id=d.order_id)
-            for d in run.discrepancies),
-        not_audited=not_audited,
-    )
-
-
-# --- what the console is given -----------------------------------------------------------
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
+from poller.ports import Ledger, Vendor
 
 
 @dataclass(kw_only=True)
 class Backend:
-    """Everything the console reads and acts through, built by whoever serves it (the
-    daemon, ``reward-poller console``) from its running App."""
+    """What the console reads and acts through, built from the App that serves it."""
 
     ledger: Ledger
     vendors: Callable[[str], Vendor]
-    vendor_names: frozenset[str]
     namespace: str
     """``[influitive] org_id``: ``reorder`` derives the next key from it."""
     process: Callable[[int], LedgerEntry | None]
-    """The worker's ``process``: sends a refusal or fulfilment to Influitive at once, as
-    ``ledger refuse`` and ``ledger fulfill`` do."""
-    daily_limits: Mapping[str, Decimal] = field(default_factory=dict)
-    request_budget: RequestBudget | None = None
-    audit: AuditReader = field(default_factory=NoAudit)
-    funds: Callable[[], Mapping[str, str | None]] | None = None
-    clock: Callable[[], datetime] = _utcnow
+    """The worker's ``process``: sends a refusal or fulfilment at once, as ``ledger`` does."""
+    daily_limits: Mapping[str, Decimal]
+    request_budget: RequestBudget
+    audit: Callable[[], StoredRun | None]
+    """The newest books audit the ledger keeps (``audit_runs``)."""
+    funds: Callable[[], Mapping[str, str | None]] | None
 
 
 class FundsCache:
@@ -135,17 +57,17 @@ class FundsCache:
 
     def __call__(self) -> Mapping[str, str | None]:
         with self._lock:
-            if self._at is not None and self._clock() - self._at < self._ttl:
-                return dict(self._value)
-            value: dict[str, str | None] = {}
-            for name in self._names:
-                try:
-                    check = getattr(self._vendors(name), "check", None)
-                    value[name] = check(()).balance if callable(check) else None
-                except Exception:
-                    value[name] = None
-            self._value, self._at = value, self._clock()
-            return dict(value)
+            if self._at is None or self._clock() - self._at >= self._ttl:
+                self._value = {name: self._balance(name) for name in self._names}
+                self._at = self._clock()
+            return dict(self._value)
+
+    def _balance(self, name: str) -> str | None:
+        try:
+            check = getattr(self._vendors(name), "check", None)
+            return check(()).balance if callable(check) else None
+        except Exception:
+            return None
 
 
 # --- held redemptions: what kind of reason, and what to do --------------------------------
@@ -197,6 +119,7 @@ def scrub(text: str | None) -> str | None:
     every URL cut to its host (a claim link's path is its secret)."""
     if text is None:
         return None
+
     def cut(match: re.Match[str]) -> str:
         whole = match.group(0)
         tail = whole[len(whole.rstrip(".,;:!)")):]
@@ -205,74 +128,45 @@ def scrub(text: str | None) -> str | None:
     return _URL_PATH.sub(cut, redactor.scrub(text))
 
 
-# --- the overview ---------------------------------------------------------------------------
-
-OPEN_STATES = frozenset(State) - TERMINAL
-
-
-@dataclass(frozen=True, kw_only=True)
-class Overview:
-    counts: dict[State, int]
-    outstanding: int
-    waiting: int
-    held_by_reason: list[tuple[str, int]]
-    oldest_open: LedgerEntry | None
-    oldest_open_age: timedelta | None
-    last_poll: PollRecord | None
-    budget_used: int | None
-    budget_max: int | None
-    budget_window_seconds: float | None
-    funds: dict[str, str | None]
-    manual_waiting: int
-
-
-def overview(backend: Backend) -> Overview:
-    ledger = backend.ledger
-    now = backend.clock()
+def overview(backend: Backend) -> dict[str, Any]:
+    ledger, now = backend.ledger, datetime.now(UTC)
     counts = ledger.counts()
     held = ledger.list(states=frozenset({State.HELD}), limit=10_000)
     by_reason = Counter(reason_kind(e.hold_reason or e.last_error) for e in held)
     oldest = ledger.oldest_waiting()
-    used = max_req = window = None
-    if backend.request_budget is not None:
-        limit = backend.request_budget.limit
-        try:
-            used = backend.request_budget.log.taken(limit, now)
-        except Exception:
-            used = None
-        max_req, window = limit.max_requests, limit.window_seconds
+    limit = backend.request_budget.limit
     manual = ledger.list(states=frozenset({State.PENDING}), limit=10_000,
                          filters={"vendor": "manual"})
-    return Overview(
-        counts={s: counts.get(s, 0) for s in State},
-        outstanding=sum(n for s, n in counts.items() if s in OPEN_STATES),
-        waiting=counts.get(State.WAITING, 0),
-        held_by_reason=sorted(by_reason.items(), key=lambda kv: (-kv[1], kv[0])),
-        oldest_open=oldest,
-        oldest_open_age=(now - oldest.created_at) if oldest is not None else None,
-        last_poll=ledger.last_successful_poll(),
-        budget_used=used, budget_max=max_req, budget_window_seconds=window,
-        funds=dict(backend.funds()) if backend.funds is not None else {},
-        manual_waiting=len(manual),
-    )
+    return {
+        "counts": {s: counts.get(s, 0) for s in State},
+        "outstanding": sum(n for s, n in counts.items() if not s.terminal),
+        "held_by_reason": sorted(by_reason.items(), key=lambda kv: (-kv[1], kv[0])),
+        "oldest_open_age": (now - oldest.created_at) if oldest is not None else None,
+        "last_poll": ledger.last_successful_poll(),
+        "budget_used": backend.request_budget.log.taken(limit, now),
+        "budget_max": limit.max_requests,
+        "budget_window_seconds": limit.window_seconds,
+        "funds": dict(backend.funds()) if backend.funds is not None else {},
+        "manual_waiting": len(manual),
+    }
 
 
 def needing_a_person(backend: Backend, limit: int = 500) -> list[LedgerEntry]:
     """Held and waiting redemptions, and manual rewards waiting to be sent, oldest first."""
-    ledger = backend.ledger
-    rows = ledger.list(states=frozenset({State.HELD, State.WAITING}), limit=limit)
-    rows += ledger.list(states=frozenset({State.PENDING}), limit=limit,
-                        filters={"vendor": "manual"})
+    rows = backend.ledger.list(states=frozenset({State.HELD, State.WAITING}), limit=limit)
+    rows += backend.ledger.list(states=frozenset({State.PENDING}), limit=limit,
+                                filters={"vendor": "manual"})
     return sorted(rows, key=lambda e: e.created_at)[:limit]
 
 
-def history(backend: Backend, entry: LedgerEntry) -> list[Event]:
-    return backend.ledger.events(entry.pk)
-
-
-# --- spend per day and per vendor ---------------------------------------------------------
-
-COUNTED = frozenset(State) - {State.NEW}
+def audit(backend: Backend) -> dict[str, Any]:
+    """The newest audit run, its vendors split into those compared and those that cannot
+    list their orders (e.g. manual)."""
+    run = backend.audit()
+    vendors = run.vendors if run is not None else {}
+    skipped = sorted(v for v, summary in vendors.items() if summary.get("not_auditable"))
+    return {"run": run, "not_audited": skipped,
+            "audited": sorted(v for v in vendors if v not in skipped)}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -293,36 +187,68 @@ class Spend:
     vendors: list[str]
 
 
+def _day(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
 def spend(backend: Backend, days: int = 14) -> list[Spend]:
     """What was committed to vendor orders per UTC day and vendor over the last ``days``
     days, per currency, by the daily limit's rule (``ordered_at`` in the day; refused rows
     and those closed without a vendor order do not count)."""
-    now = backend.clock().astimezone(UTC)
-    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    first = today - timedelta(days=days - 1)
+    first = _day(datetime.now(UTC)) - timedelta(days=days - 1)
     # ordered_at comes after created_at; a row created long before it was ordered is rare
     # (a hold released weeks later), so look back further than the chart shows.
-    rows = backend.ledger.list(states=COUNTED, limit=100_000,
+    rows = backend.ledger.list(states=frozenset(State) - {State.NEW}, limit=100_000,
                                filters={"since": first - timedelta(days=90)})
-    per: dict[str, dict[datetime, dict[str, Decimal]]] = {}
+    spent: defaultdict[tuple[str, datetime, str], Decimal] = defaultdict(Decimal)
     for e in rows:
-        if (e.ordered_at is None or e.amount is None or e.currency is None
-                or e.ordered_at < first or not counts_as_spent(e.state, e.vendor_order_id)):
-            continue
-        day = e.ordered_at.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-        by_vendor = per.setdefault(e.currency, {}).setdefault(day, {})
-        by_vendor[e.vendor or "?"] = by_vendor.get(e.vendor or "?", Decimal(0)) + e.amount
-    currencies = sorted(set(per) | set(backend.daily_limits))
+        if (e.ordered_at is not None and e.amount is not None and e.currency is not None
+                and e.ordered_at >= first and counts_as_spent(e.state, e.vendor_order_id)):
+            spent[e.currency, _day(e.ordered_at), e.vendor or "?"] += e.amount
+    dates = [first + timedelta(days=i) for i in range(days)]
     out = []
-    for currency in currencies:
-        table = per.get(currency, {})
-        vendors = sorted({v for c in table.values() for v in c})
-        out.append(Spend(
-            currency=currency,
-            days=[DaySpend(day=first + timedelta(days=i),
-                           by_vendor=dict(table.get(first + timedelta(days=i), {})))
-                  for i in range(days)],
-            limit=backend.daily_limits.get(currency),
-            vendors=vendors,
-        ))
+    for currency in sorted({c for c, _, _ in spent} | set(backend.daily_limits)):
+        vendors = sorted({v for c, _, v in spent if c == currency})
+        per_day = [DaySpend(day=day, by_vendor={v: spent[currency, day, v] for v in vendors
+                                                if (currency, day, v) in spent})
+                   for day in dates]
+        out.append(Spend(currency=currency, days=per_day, vendors=vendors,
+                         limit=backend.daily_limits.get(currency)))
     return out
+
+
+# --- the spend chart, drawn by spend.html as an inline SVG (no script, no image fetched): one
+# stacked bar per day, one colour per vendor (CSS classes v0 to v5), the daily limit dashed.
+
+WIDTH, HEIGHT = 720, 260
+LEFT, RIGHT, TOP, BOTTOM = 64, 12, 14, 40  # the plot's margins
+PALETTE = 6
+
+
+def chart(spend: Spend) -> dict[str, Any]:
+    """Where spend.html draws ``spend``'s bars, scale, day labels and limit (SVG units)."""
+    top = max([*(d.total for d in spend.days), spend.limit or Decimal(0), Decimal(1)])
+    plot_h = HEIGHT - TOP - BOTTOM
+    slot = (WIDTH - LEFT - RIGHT) / max(len(spend.days), 1)
+    width = max(slot * 0.7, 2)
+
+    def y(value: Decimal) -> float:
+        return TOP + plot_h - float(value / (top * Decimal("1.1"))) * plot_h
+
+    bars, labels = [], []
+    for i, day in enumerate(spend.days):
+        x = LEFT + i * slot + (slot - width) / 2
+        base = Decimal(0)
+        for n, vendor in enumerate(spend.vendors):
+            amount = day.by_vendor.get(vendor)
+            if amount:
+                bars.append({"x": x, "y": y(base + amount), "colour": n % PALETTE,
+                             "height": max(y(base) - y(base + amount), 0.5),
+                             "day": day.day, "vendor": vendor, "amount": amount})
+                base += amount
+        if (len(spend.days) - 1 - i) % max(1, len(spend.days) // 7) == 0:  # today labelled
+            labels.append((x + width / 2, day.day))
+    return {"bars": bars, "labels": labels, "width": width, "box": (WIDTH, HEIGHT),
+            "x": (LEFT, WIDTH - RIGHT), "floor": TOP + plot_h, "label_y": HEIGHT - BOTTOM + 16,
+            "scale": [(y(top * f), top * f) for f in (Decimal(0), Decimal("0.5"), Decimal(1))],
+            "limit": None if spend.limit is None else y(spend.limit)}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from poller.console import actions
+from poller.console.app import available
 from poller.domain.states import State
 from tests.adapters.console.conftest import World, csrf_of, login, make_world
 
@@ -104,12 +104,12 @@ def test_available_actions() -> None:
     now = datetime.now(UTC)
     held = LedgerEntry(pk=1, source="influitive", redemption_id="1", state=State.HELD,
                        payload={}, created_at=now, updated_at=now)
-    assert actions.available(held) == ["retry", "refuse", "fulfill"]
+    assert available(held) == ["retry", "refuse", "fulfill"]
     keyed = replace(held, state=State.WAITING, idempotency_key="k", vendor="tango")
-    assert actions.available(keyed) == ["retry", "reorder", "refuse"]
+    assert available(keyed) == ["retry", "reorder", "refuse"]
     manual = replace(held, state=State.PENDING, vendor="manual", idempotency_key="k")
-    assert actions.available(manual) == ["refuse", "fulfill"]
-    assert actions.available(replace(held, state=State.FULFILLED)) == []
+    assert available(manual) == ["refuse", "fulfill"]
+    assert available(replace(held, state=State.FULFILLED)) == []
 
 
 # --- the console and the CLI leave the same events -----------------------------------------

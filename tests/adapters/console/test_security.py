@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from poller.config.console import ConsoleSettings, is_loopback
+from poller.config.console import ConsoleSettings, ConsoleUserSettings, is_loopback
 from poller.console import auth
 from poller.console.app import _safe_next, check_bind
 from poller.domain.errors import ConfigError
@@ -28,12 +28,16 @@ def test_scrypt_hashes_verify_only_their_password() -> None:
     assert auth.hash_password("same", n=2**14) != auth.hash_password("same", n=2**14)  # salted
 
 
-def test_sessions_are_signed() -> None:
-    sessions = auth.Sessions("s" * 32, max_age=60)
-    cookie = sessions.dump({"u": "olivia", "csrf": "t"})
-    assert sessions.load(cookie) == {"u": "olivia", "csrf": "t"}
-    assert sessions.load(cookie[:-2] + "xx") == {}
-    assert auth.Sessions("o" * 32, max_age=60).load(cookie) == {}
+def test_sessions_are_signed(world: World) -> None:
+    client = world.client()
+    login(client, "olivia")
+    cookie = client.cookies["reward_poller_console"]
+    assert client.get("/console/", follow_redirects=False).status_code == 200
+    # tampered, or signed by another console's secret (each client's is random): signed out
+    for value, other in ((cookie[:-2] + "xx", client), (cookie, world.client())):
+        response = other.get("/console/", headers={"cookie": f"reward_poller_console={value}"},
+                             follow_redirects=False)
+        assert response.status_code == 303
 
 
 def test_limiter_slows_each_wrong_password_then_refuses() -> None:
@@ -137,7 +141,7 @@ def test_add_user_prints_an_entry_that_signs_in(tmp_path: Path) -> None:
     assert "a long passphrase" not in result.stdout + result.stderr
     entry = tomllib.loads(result.stdout)["console"]["users"][0]
     assert entry["name"] == "Mia Ops" and entry["role"] == "operator"
-    users = auth.Users([auth.User(**entry)])
+    users = auth.Users([ConsoleUserSettings(**entry)])
     assert users.authenticate("mia ops", "a long passphrase") is not None
     assert users.authenticate("Mia Ops", "a long passphrasE") is None
 
