@@ -1,8 +1,5 @@
-"""What to do next: pure functions from a redemption or a vendor answer to a decision.
-
-The worker cycle carries these decisions out; keeping them here, free of I/O, lets the unit
-and property tests cover every branch without a server or a database.
-"""
+"""Pure decisions ``next_step`` builds on: what a new redemption needs, what the spending
+guard stops, and where a vendor error leaves a redemption."""
 
 from __future__ import annotations
 
@@ -52,7 +49,6 @@ def plan_intake(
     unmapped_reason: str,
     vendors: Collection[str],
 ) -> Intake:
-    """Decide what a newly recorded (or released) redemption needs."""
     if redemption.problems:
         return Hold(reason="malformed redemption: " + "; ".join(redemption.problems))
     try:
@@ -60,27 +56,22 @@ def plan_intake(
     except RouteProblem as exc:
         return Hold(reason=f"unusable reward metadata: {exc}")
     if chosen is None:
-        what = ", ".join(
-            f"{k}={v!r}"
-            for k, v in (("reward_id", redemption.reward_id),
-                         ("reward_name", redemption.reward_name))
-            if v is not None
-        ) or "no reward id or name"
         if unmapped == "refuse":
             return Refuse(reason=unmapped_reason)
-        return Hold(reason=f"no [[rewards]] rule or reward metadata matches ({what})")
+        names = (("reward_id", redemption.reward_id), ("reward_name", redemption.reward_name))
+        what = ", ".join(f"{k}={v!r}" for k, v in names if v is not None)
+        return Hold(reason="no [[rewards]] rule or reward metadata matches "
+                           f"({what or 'no reward id or name'})")
     if chosen.vendor not in vendors:
-        return Hold(
-            reason=f"routed to vendor {chosen.vendor!r}, which has no [vendors.{chosen.vendor}]"
-            " section"
-        )
+        return Hold(reason=f"routed to vendor {chosen.vendor!r}, which has no "
+                           f"[vendors.{chosen.vendor}] section")
     return Order(route=chosen)
 
 
 @dataclass(frozen=True, kw_only=True)
 class SpendPolicy:
-    """The spending guard: protects the vendor balance from a bug or an abuse. What it
-    stops is held for a person (``ledger approve``), never refused."""
+    """Protects the vendor balance from a bug or an abuse; what it stops is held for a
+    person (``ledger approve``), never refused."""
 
     daily_limit: Mapping[str, Decimal] | None = None
     max_order: Mapping[str, Decimal] | None = None
@@ -109,13 +100,13 @@ class SpendPolicy:
 
 @dataclass(frozen=True, kw_only=True)
 class AfterError:
-    """Where a failed vendor attempt leaves the redemption."""
+    """``operator``: a person must act (auth, funds, config) even if retries may carry it
+    through."""
 
     state: State
     reason: str
     retry_after: float | None = None
     operator: bool = False
-    """A person must act (auth, funds, config) even if the retries may carry it through."""
 
 
 def after_vendor_error(
@@ -123,17 +114,7 @@ def after_vendor_error(
     unavailable: Literal["refuse", "hold"] = "refuse",
     unavailable_reason: str = PRODUCT_UNAVAILABLE,
 ) -> AfterError:
-    """Map the vendor error classes of vendors.md to the next state.
-
-    A product the vendor will not sell although its catalog lists it at the route's
-    currency and value (``ProductUnavailable``) refuses with ``unavailable_reason``, or is
-    held for a person with ``unavailable="hold"`` (``[fulfillment] unavailable_reward``).
-    Other advocate-facing errors refuse (which refunds the points); nothing else refuses:
-    a config the operator must fix (unknown product, amount or currency the vendor does not
-    take) is held at once, since retrying cannot help; other operator-facing errors wait (a
-    top-up or a fixed key lets them through), transient ones wait, an unknown outcome waits
-    and is reconciled by key first. Past ``max_attempts`` a person is asked.
-    """
+    """The table in docs/delivery.md, "Vendor errors: refused, held, or retried"."""
     if isinstance(exc, ProductUnavailable):
         if unavailable == "hold":
             return AfterError(
@@ -152,18 +133,10 @@ def after_vendor_error(
         )
     retry_after = exc.retry_after if isinstance(exc, TransientVendorError) else None
     operator = isinstance(exc, OperatorFacingError)
-    if isinstance(exc, UnknownOutcome):
-        kind = "outcome unknown, will reconcile by key"
-    elif operator:
-        kind = "needs an operator"
-    else:
-        kind = "transient"
+    kind = ("outcome unknown, will reconcile by key" if isinstance(exc, UnknownOutcome)
+            else "needs an operator" if operator else "transient")
     if attempts >= max_attempts:
-        return AfterError(
-            state=State.HELD,
-            reason=f"gave up after {attempts} attempts ({kind}): {exc}",
-            operator=operator,
-        )
-    return AfterError(
-        state=State.WAITING, reason=f"{kind}: {exc}", retry_after=retry_after, operator=operator
-    )
+        return AfterError(state=State.HELD, operator=operator,
+                          reason=f"gave up after {attempts} attempts ({kind}): {exc}")
+    return AfterError(state=State.WAITING, reason=f"{kind}: {exc}", retry_after=retry_after,
+                      operator=operator)

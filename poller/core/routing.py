@@ -1,10 +1,6 @@
-"""Deciding what to order for a redemption.
-
-Reward metadata on the redemption wins when it names a vendor, a product and an amount (an
-admin set it per reward in Influitive); otherwise the first ``[[rewards]]`` rule that matches
-``reward_id`` or ``reward_name``. No route means a person decides (or a refusal, if the user
-configured ``unmapped_reward = "refuse"``).
-"""
+"""What to order for a redemption: its reward metadata when it names a vendor, a product and
+an amount (an admin set it per reward in Influitive), else the first ``[[rewards]]`` rule
+that matches."""
 
 from __future__ import annotations
 
@@ -29,10 +25,8 @@ class RewardRule:
     product: str | None = None
     reward_id: str | None = None
     reward_name: str | None = None
-    reward_type: str | None = None
-    """Influence.io: matched against the webhook's ``rewardType``."""
-    rule_id: str | None = None
-    """Influence.io: matched against the webhook's ``ruleId``."""
+    reward_type: str | None = None  # Influence.io: the webhook's ``rewardType``
+    rule_id: str | None = None  # Influence.io: the webhook's ``ruleId``
     source: str = INFLUITIVE
 
     @property
@@ -63,7 +57,7 @@ class RouteProblem(ValueError):
 
 
 def _amount(value: Any) -> Decimal:
-    if isinstance(value, bool) or value is None:
+    if isinstance(value, bool):
         raise RouteProblem("reward_metadata amount is missing")
     try:
         amount = Decimal(str(value))
@@ -79,18 +73,15 @@ def _amount(value: Any) -> Decimal:
 def route_from_metadata(
     metadata: Mapping[str, Any], default_currency: str = "USD"
 ) -> Route | None:
-    """A route when metadata names vendor, product and amount; None when it names none of
-    them; RouteProblem when it names some but they are unusable."""
+    """None when metadata names no vendor and amount; RouteProblem when it names some but
+    they are unusable."""
     vendor = metadata.get("vendor")
     amount = metadata.get("amount", metadata.get("value"))
     product = metadata.get("product")
-    if vendor is None and amount is None:
-        return None
-    if not isinstance(vendor, str) or not vendor.strip():
-        return None if amount is None else _missing("vendor")
     if amount is None:
-        # Metadata names a vendor/product but no amount: the config rule supplies the rest.
-        return None
+        return None  # at most a vendor or product: the config rule supplies the rest
+    if not isinstance(vendor, str) or not vendor.strip():
+        raise RouteProblem("reward_metadata has an amount but no vendor")
     currency = metadata.get("currency", default_currency)
     # Parsing already upper-cased a valid code (and made anything else a problem that
     # holds the redemption); here only an exact ISO 4217 code passes.
@@ -98,40 +89,26 @@ def route_from_metadata(
         raise RouteProblem(f"reward_metadata currency {currency!r} is not an ISO 4217 code")
     if product is not None and not isinstance(product, str | int):
         raise RouteProblem("reward_metadata product is not a string")
-    return Route(
-        vendor=vendor.strip().lower(),
-        product=None if product is None else str(product),
-        amount=_normal(_amount(amount), currency, "reward_metadata"),
-        currency=currency,
-        origin="metadata",
-    )
+    return Route(vendor=vendor.strip().lower(),
+                 product=None if product is None else str(product),
+                 amount=_normal(_amount(amount), currency, "reward_metadata"),
+                 currency=currency, origin="metadata")
 
 
 def _normal(amount: Decimal, currency: str, where: str) -> Decimal:
-    """The amount with the currency's minor units, so a vendor gets ``1000.00``, never
-    ``1E+3``; RouteProblem when it cannot be (too many decimals, unknown currency)."""
     try:
         return normalise_amount(amount, currency)
     except CurrencyProblem as exc:
         raise RouteProblem(f"{where}: {exc}") from None
 
 
-def _missing(what: str) -> Route:
-    raise RouteProblem(f"reward_metadata has an amount but no {what}")
-
-
 def route(redemption: Redemption, rules: Sequence[RewardRule]) -> Route | None:
-    """The route for a redemption, or None when nothing maps it. Raises RouteProblem."""
     from_meta = route_from_metadata(redemption.metadata)
     if from_meta is not None:
         return from_meta
     for rule in rules:
         if rule.matches(redemption):
-            return Route(
-                vendor=rule.vendor,
-                product=rule.product,
-                amount=_normal(rule.amount, rule.currency, f"[[rewards]] {rule.label}"),
-                currency=rule.currency,
-                origin=f"config:{rule.label}",
-            )
+            return Route(vendor=rule.vendor, product=rule.product, currency=rule.currency,
+                         amount=_normal(rule.amount, rule.currency, f"[[rewards]] {rule.label}"),
+                         origin=f"config:{rule.label}")
     return None
