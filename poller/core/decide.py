@@ -1,5 +1,5 @@
-"""Pure decisions ``next_step`` builds on: what a new redemption needs, what the spending
-guard stops, and where a vendor error leaves a redemption."""
+"""Pure decisions ``next_step`` builds on: what a new redemption needs, and what the
+spending guard stops."""
 
 from __future__ import annotations
 
@@ -9,18 +9,7 @@ from decimal import Decimal
 from typing import Literal
 
 from poller.core.routing import RewardRule, RouteProblem, route
-from poller.domain.errors import (
-    PRODUCT_UNAVAILABLE,
-    AdvocateFacingError,
-    ConfigFixable,
-    OperatorFacingError,
-    ProductUnavailable,
-    TransientVendorError,
-    UnknownOutcome,
-    VendorError,
-)
 from poller.domain.model import Redemption, Route
-from poller.domain.states import State
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -96,47 +85,3 @@ class SpendPolicy:
 
     def daily(self, currency: str) -> Decimal | None:
         return None if self.daily_limit is None else self.daily_limit.get(currency)
-
-
-@dataclass(frozen=True, kw_only=True)
-class AfterError:
-    """``operator``: a person must act (auth, funds, config) even if retries may carry it
-    through."""
-
-    state: State
-    reason: str
-    retry_after: float | None = None
-    operator: bool = False
-
-
-def after_vendor_error(
-    exc: VendorError, *, attempts: int, max_attempts: int,
-    unavailable: Literal["refuse", "hold"] = "refuse",
-    unavailable_reason: str = PRODUCT_UNAVAILABLE,
-) -> AfterError:
-    """The table in docs/delivery.md, "Vendor errors: refused, held, or retried"."""
-    if isinstance(exc, ProductUnavailable):
-        if unavailable == "hold":
-            return AfterError(
-                state=State.HELD, operator=True,
-                reason=f"{exc} (held: [fulfillment] unavailable_reward = \"hold\"; "
-                       "`ledger refuse` refunds the points, `ledger retry` tries again)",
-            )
-        return AfterError(state=State.REFUSING, reason=unavailable_reason)
-    if isinstance(exc, AdvocateFacingError):
-        return AfterError(state=State.REFUSING, reason=exc.advocate_message)
-    if isinstance(exc, ConfigFixable):
-        return AfterError(
-            state=State.HELD, operator=True,
-            reason=f"the configuration asks for something the vendor does not offer: {exc} "
-                   "(fix the [[rewards]] rule, then `ledger retry`)",
-        )
-    retry_after = exc.retry_after if isinstance(exc, TransientVendorError) else None
-    operator = isinstance(exc, OperatorFacingError)
-    kind = ("outcome unknown, will reconcile by key" if isinstance(exc, UnknownOutcome)
-            else "needs an operator" if operator else "transient")
-    if attempts >= max_attempts:
-        return AfterError(state=State.HELD, operator=operator,
-                          reason=f"gave up after {attempts} attempts ({kind}): {exc}")
-    return AfterError(state=State.WAITING, reason=f"{kind}: {exc}", retry_after=retry_after,
-                      operator=operator)

@@ -16,9 +16,18 @@ from enum import StrEnum
 from typing import Literal
 
 from poller.core.backoff import RetrySchedule
-from poller.core.decide import Hold, Order, Refuse, SpendPolicy, after_vendor_error, plan_intake
+from poller.core.decide import Hold, Order, Refuse, SpendPolicy, plan_intake
 from poller.core.routing import RewardRule
-from poller.domain.errors import AdvocateFacingError, LookupUnavailable, VendorError
+from poller.domain.errors import (
+    AdvocateFacingError,
+    ConfigFixable,
+    LookupUnavailable,
+    OperatorFacingError,
+    ProductUnavailable,
+    TransientVendorError,
+    UnknownOutcome,
+    VendorError,
+)
 from poller.domain.model import LedgerEntry, OrderResult, OrderStatus, Redemption, Route
 from poller.domain.states import TERMINAL, UNCONFIRMED, State, confirmed, reopen_to
 
@@ -40,6 +49,7 @@ class Listing(StrEnum):
 
 
 class Kind(StrEnum):
+    """What ``next_step`` asks for: on a due row, then after a vendor's or Influitive's answer."""
 
     NOTHING = "nothing"
     WAIT = "wait"
@@ -117,7 +127,6 @@ class Facts:
     state: State
     key_saved: bool = False
     order_id: str | None = None
-    vendor: str | None = None
     attempts: int = 0
     approved: bool = False
     hold_reason: str | None = None
@@ -145,9 +154,8 @@ def facts_of(
     when = entry.next_attempt_at
     return Facts(
         state=entry.state, key_saved=entry.idempotency_key is not None,
-        order_id=entry.vendor_order_id, vendor=entry.vendor,
-        attempts=entry.attempts, approved=entry.approved, hold_reason=entry.hold_reason,
-        last_error=entry.last_error, polled=polled,
+        order_id=entry.vendor_order_id, attempts=entry.attempts, approved=entry.approved,
+        hold_reason=entry.hold_reason, last_error=entry.last_error, polled=polled,
         due=now is None or when is None or when <= now,
         next_attempt="" if when is None else f"{when:%Y-%m-%d %H:%M:%S} UTC",
         earlier_unfinished=entry.unfinished_steps - (1 if claimed else 0),
@@ -317,11 +325,8 @@ def _intake(facts: Facts, rules: Rules) -> Action:
 
 
 def _ordered(facts: Facts, event: Event, rules: Rules) -> Action:
-    """The vendor's answer to LOOK_UP or PLACE_ORDER (NEW, WAITING, ORDERING or HELD with a
-    key): the order found decides; no order under the key is ordered (same key) while the
-    redemption is listed and closed once it is gone; a vendor that cannot look it up
-    repeats the identical request only while it is listed and the vendor promises that a
-    repeat creates nothing new, and is held for a person otherwise."""
+    """The vendor's answer to LOOK_UP or PLACE_ORDER: docs/delivery.md, "The vendor look-up
+    contract"."""
     attempts = facts.attempts + 1
     if isinstance(event, LookedUp):
         if event.result is not None:
@@ -361,18 +366,33 @@ def _after_order(result: OrderResult) -> Action:
 
 def _vendor_failed(exc: VendorError, attempts: int, unavailable_reason: str,
                    rules: Rules) -> Action:
-    after = after_vendor_error(exc, attempts=attempts,
-                               max_attempts=rules.schedule.max_attempts,
-                               unavailable=rules.unavailable,
-                               unavailable_reason=unavailable_reason)
-    if after.state is State.REFUSING:
-        return Action(kind=Kind.VENDOR_REFUSE, to=State.REFUSING, reason=after.reason,
+    """docs/delivery.md, "Vendor errors: refused, held, or retried"."""
+    def hold(reason: str, operator: bool = True) -> Action:
+        return Action(kind=Kind.VENDOR_HOLD, to=State.HELD, reason=reason, attempts=attempts,
+                      operator=operator)
+
+    def refuse(reason: str) -> Action:
+        return Action(kind=Kind.VENDOR_REFUSE, to=State.REFUSING, reason=reason,
                       attempts=attempts)
-    if after.state is State.HELD:
-        return Action(kind=Kind.VENDOR_HOLD, to=State.HELD, reason=after.reason,
-                      attempts=attempts, operator=after.operator)
-    return Action(kind=Kind.VENDOR_RETRY, to=State.WAITING, reason=after.reason,
-                  attempts=attempts, retry_after=after.retry_after, operator=after.operator)
+
+    if isinstance(exc, ProductUnavailable):
+        if rules.unavailable == "hold":
+            return hold(f"{exc} (held: [fulfillment] unavailable_reward = \"hold\"; "
+                        "`ledger refuse` refunds the points, `ledger retry` tries again)")
+        return refuse(unavailable_reason)
+    if isinstance(exc, AdvocateFacingError):
+        return refuse(exc.advocate_message)
+    if isinstance(exc, ConfigFixable):
+        return hold(f"the configuration asks for something the vendor does not offer: {exc} "
+                    "(fix the [[rewards]] rule, then `ledger retry`)")
+    operator = isinstance(exc, OperatorFacingError)
+    kind = ("outcome unknown, will reconcile by key" if isinstance(exc, UnknownOutcome)
+            else "needs an operator" if operator else "transient")
+    if rules.schedule.exhausted(attempts):
+        return hold(f"gave up after {attempts} attempts ({kind}): {exc}", operator)
+    return Action(kind=Kind.VENDOR_RETRY, to=State.WAITING, reason=f"{kind}: {exc}",
+                  attempts=attempts, operator=operator,
+                  retry_after=exc.retry_after if isinstance(exc, TransientVendorError) else None)
 
 
 def _checked(facts: Facts, event: Event, rules: Rules) -> Action:
