@@ -34,8 +34,8 @@ from poller.config.sections import (
     SecuritySettings,
 )
 from poller.config.server import ServerSettings, WebhooksSettings
+from poller.core.decide import RewardRule
 from poller.core.redact import display_url, is_secret_url_key, url_secrets
-from poller.core.routing import RewardRule
 from poller.domain.errors import ConfigError
 from poller.vendors import rate_limit, validate_settings, vendor_module
 

@@ -203,7 +203,7 @@ def audit_vendor(
     found: list[Discrepancy] = []
     by_status: Counter[str] = Counter()
     spend: Counter[str] = Counter()
-    counted = matched = not_ours = 0
+    counted = not_ours = 0
     for order in orders:
         owner = _owner(order, by_key, by_order)
         elsewhere = owner is not None and owner.vendor not in (None, vendor)
@@ -245,11 +245,9 @@ def audit_vendor(
         if not any(in_period(o.created_at) for o in theirs):
             continue  # the neighbouring period's audit reports on it
         found.extend(_judge(vendor, entry, theirs))
-    counted_found = {d.order_id for d in found if d.order_id is not None}
-    for entry_orders in owned.values():
-        for order in entry_orders:
-            if in_period(order.created_at) and order.order_id not in counted_found:
-                matched += 1
+    flagged = {d.order_id for d in found if d.order_id is not None}
+    matched = sum(1 for theirs in owned.values() for order in theirs
+                  if in_period(order.created_at) and order.order_id not in flagged)
     return VendorAudit(
         vendor=vendor, orders=counted, matched=matched, not_ours=not_ours,
         by_status=dict(sorted(by_status.items())), spend=dict(sorted(spend.items())),

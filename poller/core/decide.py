@@ -1,15 +1,118 @@
-"""Pure decisions ``next_step`` builds on: what a new redemption needs, and what the
-spending guard stops."""
+"""Pure decisions ``next_step`` builds on: what to order for a redemption (its reward
+metadata when it names a vendor, a product and an amount, as an admin set it per reward in
+Influitive; else the first ``[[rewards]]`` rule that matches), and what the spending guard
+stops."""
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
-from typing import Literal
+from decimal import Decimal, InvalidOperation
+from typing import Any, Literal
 
-from poller.core.routing import RewardRule, RouteProblem, route
-from poller.domain.model import Redemption, Route
+from poller.domain.model import INFLUITIVE, Redemption, Route
+from poller.domain.money import CurrencyProblem, is_currency, normalise_amount
+
+# An amount above this is treated as a data error, not an order (a bug or an abuse should
+# never empty the balance in one go). Users can still route larger rewards by rule.
+MAX_METADATA_AMOUNT = Decimal("10000")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RewardRule:
+    vendor: str
+    amount: Decimal
+    currency: str
+    product: str | None = None
+    reward_id: str | None = None
+    reward_name: str | None = None
+    reward_type: str | None = None  # Influence.io: the webhook's ``rewardType``
+    rule_id: str | None = None  # Influence.io: the webhook's ``ruleId``
+    source: str = INFLUITIVE
+
+    @property
+    def label(self) -> str:
+        for name in ("reward_id", "reward_name", "reward_type", "rule_id"):
+            value = getattr(self, name)
+            if value is not None:
+                return f"{name}={value}"
+        return "no match key"
+
+    def matches(self, redemption: Redemption) -> bool:
+        if self.source != redemption.source:
+            return False
+        if self.reward_id is not None:
+            return redemption.reward_id == self.reward_id
+        if self.rule_id is not None:
+            return redemption.metadata.get("rule_id") == self.rule_id
+        if self.reward_type is not None:
+            found = redemption.metadata.get("reward_type")
+            return isinstance(found, str) and found.casefold() == self.reward_type.casefold()
+        if self.reward_name is not None and redemption.reward_name is not None:
+            return redemption.reward_name.casefold() == self.reward_name.casefold()
+        return False
+
+
+class RouteProblem(ValueError):
+    """The redemption carries routing data that is unusable (and must not be guessed around)."""
+
+
+def _amount(value: Any) -> Decimal:
+    if isinstance(value, bool):
+        raise RouteProblem("reward_metadata amount is missing")
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation as exc:
+        raise RouteProblem(f"reward_metadata amount {value!r} is not a number") from exc
+    if not amount.is_finite() or amount <= 0:
+        raise RouteProblem(f"reward_metadata amount {value!r} is not a positive number")
+    if amount > MAX_METADATA_AMOUNT:
+        raise RouteProblem(f"reward_metadata amount {value!r} is implausibly large")
+    return amount
+
+
+def route_from_metadata(
+    metadata: Mapping[str, Any], default_currency: str = "USD"
+) -> Route | None:
+    """None when metadata names no vendor and amount; RouteProblem when it names some but
+    they are unusable."""
+    vendor = metadata.get("vendor")
+    amount = metadata.get("amount", metadata.get("value"))
+    product = metadata.get("product")
+    if amount is None:
+        return None  # at most a vendor or product: the config rule supplies the rest
+    if not isinstance(vendor, str) or not vendor.strip():
+        raise RouteProblem("reward_metadata has an amount but no vendor")
+    currency = metadata.get("currency", default_currency)
+    # Parsing already upper-cased a valid code (and made anything else a problem that
+    # holds the redemption); here only an exact ISO 4217 code passes.
+    if not isinstance(currency, str) or not is_currency(currency):
+        raise RouteProblem(f"reward_metadata currency {currency!r} is not an ISO 4217 code")
+    if product is not None and not isinstance(product, str | int):
+        raise RouteProblem("reward_metadata product is not a string")
+    return Route(vendor=vendor.strip().lower(),
+                 product=None if product is None else str(product),
+                 amount=_normal(_amount(amount), currency, "reward_metadata"),
+                 currency=currency, origin="metadata")
+
+
+def _normal(amount: Decimal, currency: str, where: str) -> Decimal:
+    try:
+        return normalise_amount(amount, currency)
+    except CurrencyProblem as exc:
+        raise RouteProblem(f"{where}: {exc}") from None
+
+
+def route(redemption: Redemption, rules: Sequence[RewardRule]) -> Route | None:
+    from_meta = route_from_metadata(redemption.metadata)
+    if from_meta is not None:
+        return from_meta
+    for rule in rules:
+        if rule.matches(redemption):
+            return Route(vendor=rule.vendor, product=rule.product, currency=rule.currency,
+                         amount=_normal(rule.amount, rule.currency, f"[[rewards]] {rule.label}"),
+                         origin=f"config:{rule.label}")
+    return None
 
 
 @dataclass(frozen=True, kw_only=True)

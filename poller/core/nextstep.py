@@ -16,8 +16,7 @@ from enum import StrEnum
 from typing import Literal
 
 from poller.core.backoff import RetrySchedule
-from poller.core.decide import Hold, Order, Refuse, SpendPolicy, plan_intake
-from poller.core.routing import RewardRule
+from poller.core.decide import Hold, Order, Refuse, RewardRule, SpendPolicy, plan_intake
 from poller.domain.errors import (
     AdvocateFacingError,
     ConfigFixable,

@@ -16,7 +16,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Literal, Protocol
 
-from poller.core.decide import SpendPolicy
+from poller.core.decide import RewardRule, SpendPolicy
 from poller.core.nextstep import (
     Action as Next,
 )
@@ -30,7 +30,6 @@ from poller.core.nextstep import (
     needs_payload,
     next_step,
 )
-from poller.core.routing import RewardRule
 from poller.domain.model import LedgerEntry, PollResult, Redemption, UnreadablePayload
 from poller.domain.states import ACTIVE, UNCONFIRMED, State
 

@@ -10,9 +10,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from poller.core.backoff import RetrySchedule
-from poller.core.decide import Hold, Order, Refuse, plan_intake
+from poller.core.decide import (
+    Hold,
+    Order,
+    Refuse,
+    RewardRule,
+    RouteProblem,
+    plan_intake,
+    route,
+    route_from_metadata,
+)
 from poller.core.nextstep import Action, Facts, Rules, VendorFailed, next_step
-from poller.core.routing import RewardRule, RouteProblem, route, route_from_metadata
 from poller.domain.errors import (
     AdvocateFacingError,
     ConfigFixable,

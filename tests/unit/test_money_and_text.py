@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 
 from poller.config import FulfillmentSettings, RewardSettings
-from poller.core.decide import Hold, Order, SpendPolicy, plan_intake
-from poller.core.routing import RewardRule
+from poller.core.decide import Hold, Order, RewardRule, SpendPolicy, plan_intake
 from poller.domain.money import CurrencyProblem, format_amount, normalise_amount, parse_currency
 from poller.domain.states import State
 from poller.sources.influitive.wire import parse_redemption

@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from poller.core.backoff import RetrySchedule
-from poller.core.decide import SpendPolicy
+from poller.core.decide import RewardRule, SpendPolicy
 from poller.core.nextstep import (
     Answered,
     DecisionAnswer,
@@ -23,7 +23,6 @@ from poller.core.nextstep import (
     VendorFailed,
     next_step,
 )
-from poller.core.routing import RewardRule
 from poller.domain.errors import (
     AdvocateFacingError,
     ConfigFixable,
