@@ -129,10 +129,7 @@ class AuditResult:
 
 
 def _added(counts: Iterable[Mapping[str, int]]) -> dict[str, int]:
-    total: Counter[str] = Counter()
-    for each in counts:
-        total.update(each)
-    return dict(sorted(total.items()))
+    return dict(sorted(sum((Counter(each) for each in counts), Counter[str]()).items()))
 
 
 def _minor(amount: Decimal, currency: str) -> int | None:
@@ -177,11 +174,8 @@ def _names(vendor_order_id: str, order: VendorOrder) -> bool:
 
 def _owner(order: VendorOrder, by_key: Mapping[str, LedgerEntry],
            by_order: Mapping[str, LedgerEntry]) -> LedgerEntry | None:
-    if order.external_id is not None:
-        entry = by_key.get(order.external_id)
-        if entry is not None:
-            return entry
-    return by_order.get(order.order_id)
+    entry = by_key.get(order.external_id) if order.external_id is not None else None
+    return entry or by_order.get(order.order_id)
 
 
 def audit_vendor(
