@@ -34,28 +34,19 @@ def is_secret_url_key(key: str, patterns: Iterable[str]) -> bool:
     return any(fnmatch.fnmatchcase(key, p) for p in patterns)
 
 
-def _netloc(url: str) -> tuple[str, str]:
-    """(scheme, host[:port]) of ``url`` without userinfo; ("", "") when unparseable."""
-    try:
-        parts = urlsplit(url.strip())
-        host = parts.hostname or ""
-        port = parts.port
-    except ValueError:
-        return "", ""
-    if ":" in host:
-        host = f"[{host}]"
-    return parts.scheme, f"{host}:{port}" if port is not None else host
-
-
 def display_url(url: str, secret_path: bool = True) -> str:
     """``url`` without userinfo; with ``secret_path``, without path, query or fragment
     either (``https://hooks.example/…``). Never raises."""
-    scheme, netloc = _netloc(url)
-    if not scheme or not netloc:
-        return "<unparseable URL>"
     try:
         parts = urlsplit(url.strip())
+        host, port = parts.hostname or "", parts.port
     except ValueError:
+        return "<unparseable URL>"
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{port}" if port is not None else host
+    scheme = parts.scheme
+    if not scheme or not netloc:
         return "<unparseable URL>"
     if secret_path:
         rest = HIDDEN_PATH if (parts.path not in ("", "/") or parts.query or parts.fragment) \
@@ -71,11 +62,7 @@ def _both(text: str) -> list[str]:
 
 
 def _unique(values: Iterable[str]) -> list[str]:
-    seen: list[str] = []
-    for value in values:
-        if value and value not in seen:
-            seen.append(value)
-    return seen
+    return list(dict.fromkeys(value for value in values if value))
 
 
 @dataclass(frozen=True)
@@ -119,12 +106,10 @@ def url_redaction(url: str, secret_path: bool = True) -> UrlRedaction:
         if colon and password:
             passwords = _both(password)
     tokens = _query_secrets(parts.query, every_value=secret_path)
-    secret_segments: list[str] = []
     if secret_path:
         for segment in parts.path.split("/"):
             if looks_like_credential(unquote(segment)):
-                secret_segments += _both(segment)
-    tokens += secret_segments
+                tokens += _both(segment)
     tokens = [t for t in _unique(tokens) if len(t) >= MIN_SECRET]
     shown = (display_url(url, secret_path=True)
              if secret_path and (passwords or tokens) else None)
@@ -145,8 +130,7 @@ def url_secrets(url: str, secret_path: bool = True) -> list[str]:
         return list(found.tokens)
     userinfo = parts.netloc.rpartition("@")[0]
     if found.passwords:
-        out += _both(userinfo)
-        out += found.passwords
+        out += [*_both(userinfo), *found.passwords]
     path = parts.path.rstrip("/")
     if secret_path and path and any(t in path for t in found.tokens):
         out += _both(path)
