@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,6 +29,23 @@ class Contact:
             return self.name
         joined = " ".join(p for p in (self.first_name, self.last_name) if p)
         return joined or (self.email or "")
+
+
+# C0 and C1 controls, DEL, and the Unicode line/paragraph separators: in an e-mail address
+# they can only be an injection (an extra header, a split CSV row, a terminal escape).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def email_problem(value: Any, who: str = "advocate") -> str | None:
+    """Why the e-mail address ``value`` (as received, before any stripping) cannot be used,
+    or None: the one check every source applies."""
+    if isinstance(value, str) and value.strip():
+        if _CONTROL.search(value):
+            return f"{who} email address contains control characters (CR/LF or similar)"
+        return None if "@" in value else f"{who} email address is malformed"
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f"{who} email address is malformed"  # a number has no "@"
+    return f"{who} has no email address"
 
 
 @dataclass(frozen=True, kw_only=True)
