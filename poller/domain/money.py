@@ -63,7 +63,3 @@ def normalise_amount(amount: Decimal, currency: str) -> Decimal:
             f"({minor_units(currency)})"
         )
     return normal
-
-
-def format_amount(amount: Decimal, currency: str) -> str:
-    return f"{normalise_amount(amount, currency):f}"
