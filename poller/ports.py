@@ -96,8 +96,6 @@ class ProductCheck:
 
 @dataclass(frozen=True, kw_only=True)
 class VendorCheck:
-    """``reward-poller check`` for one vendor."""
-
     vendor: str
     credentials_ok: bool
     products: tuple[ProductCheck, ...] = ()
@@ -156,10 +154,7 @@ class SpendLimitReached(Exception):
             f"daily spend limit for {currency} reached: {spent} already ordered today + "
             f"{amount} would pass {limit}"
         )
-        self.currency = currency
         self.spent = spent
-        self.amount = amount
-        self.limit = limit
 
 
 class LeaseLost(RuntimeError):
@@ -183,9 +178,7 @@ class Ledger(Cache, Protocol):
     several hosts (PostgreSQL) stores and compares the database server's time instead, and
     ``now`` only anchors times given relative to it."""
 
-    def now(self, local: datetime) -> datetime:
-        """The clock the ledger's stored times are on. One read per decision, not per row."""
-        ...
+    def now(self, local: datetime) -> datetime: ...  # read once per decision, not per row
 
     def start_poll(self, now: datetime) -> int: ...
 
@@ -201,9 +194,7 @@ class Ledger(Cache, Protocol):
         payload), mark all as seen by ``poll_id``; returns how many were new."""
         ...
 
-    def due(self, now: datetime, limit: int) -> list[LedgerEntry]:
-        """Active rows due by ``next_attempt_at`` whose lease is free, oldest first."""
-        ...
+    def due(self, now: datetime, limit: int) -> list[LedgerEntry]: ...  # lease free, oldest first
 
     def unseen_since(
         self, poll_id: int, states: frozenset[State], *, polls: int = 1
@@ -220,9 +211,7 @@ class Ledger(Cache, Protocol):
         ``unfinished_steps`` (``release`` clears it)."""
         ...
 
-    def renew(self, pk: int, owner: str, now: datetime, lease_seconds: float) -> bool:
-        """Extend a lease ``owner`` still holds; False, changing nothing, when it is gone."""
-        ...
+    def renew(self, pk: int, owner: str, now: datetime, lease_seconds: float) -> bool: ...
 
     def release(self, pk: int, owner: str) -> None: ...
 
@@ -271,9 +260,7 @@ class Ledger(Cache, Protocol):
 
     def counts(self) -> dict[State, int]: ...
 
-    def oldest_waiting(self) -> LedgerEntry | None:
-        """The oldest row not in a terminal state (active or held)."""
-        ...
+    def oldest_waiting(self) -> LedgerEntry | None: ...  # active or held
 
     def close(self) -> None: ...
 

@@ -54,7 +54,8 @@ _SAID: dict[Kind, tuple[Action, str]] = {
     Kind.HOLD_UNFINISHED: ("hold", "{reason}"),
     Kind.HOLD_DISCREPANCY: ("hold", "{reason}"),
     Kind.REFUSE: ("refuse", "refuse at Influitive: {reason}"),
-    Kind.WAIT: ("wait", "{reason}"),
+    Kind.WAIT: ("wait", "{held}{reason}"),
+    Kind.REOPEN: ("reopen", "{state}, yet Influitive still lists it: {reopened}"),
     Kind.LOOK_UP: ("reconcile", "look the order up at {vendor} by its key; if there is none, "
                                 "order {amount} {currency} again (attempt {attempt})"),
     Kind.RECHECK: ("recheck", "ask {vendor} about pending order {order}"),
@@ -67,7 +68,11 @@ _SAID: dict[Kind, tuple[Action, str]] = {
                               "([ledger] gone_after_polls)"),
 }
 
-_REOPENED = {
+_GONE_LOOK_UP: tuple[Action, str] = (
+    "reconcile", "missing from the outstanding list: look the order up at {vendor} by its key; "
+                 f"closed only if the vendor says there is none, {_GONE_AFTER}")
+
+_REOPENED: dict[State | None, str] = {
     State.ORDERED: "send the fulfilment to Influitive again",
     State.REFUSING: "send the refusal to Influitive again",
     State.NEW: "work it like a new redemption (a saved key is looked up first)",
@@ -164,16 +169,16 @@ class Planner:
             if entry is None:
                 facts = Facts(state=State.NEW, redemption=redemption,
                               spent_today=self._spent(ledger, now, planned))
-                plan.steps.append(_present(
-                    facts, next_step(facts, listed, rules), planned,
-                    Step(redemption_id=redemption.id, source=redemption.source, state=None,
-                         action="nothing", detail="")))
+                blank = Step(redemption_id=redemption.id, source=redemption.source,
+                             state=None, action="nothing", detail="")
             elif leased(entry):
                 plan.steps.append(_step(entry, "skip", LEASED))
+                continue
             else:
                 facts = self._facts(entry, ledger, now, planned)
-                plan.steps.append(_present(facts, next_step(facts, listed, rules), planned,
-                                           _step(entry, "nothing", ""), entry))
+                blank = _step(entry, "nothing", "")
+            plan.steps.append(_present(facts, next_step(facts, listed, rules), planned, blank,
+                                       entry))
         # A complete poll that does not list a row is what, repeated over enough polls,
         # makes it gone: the plan says what would then happen. A partial one proves nothing.
         unlisted = Due(listing=Listing.GONE if poll.complete else Listing.UNLISTED)
@@ -215,28 +220,16 @@ def _present(facts: Facts, action: Next, planned: dict[str, Decimal], blank: Ste
         planned[r.currency] = planned.get(r.currency, Decimal(0)) + r.amount
         return replace(blank, action="order", detail=f"{r.describe()}, then fulfil at Influitive",
                        amount=r.amount, currency=r.currency)
-    if kind is Kind.REOPEN:
-        back, state = action.to, blank.state
-        assert back is not None and state is not None
-        what = _REOPENED.get(back, f"move it back to {back.value}")
-        return replace(blank, action="reopen",
-                       detail=f"{state.value}, yet Influitive still lists it: {what}")
-    if kind is Kind.WAIT and blank.state is State.HELD:
-        return replace(blank, action="wait", detail=f"held for a person: {action.reason}")
-    if kind is Kind.LOOK_UP and action.gone:
-        return replace(blank, action="reconcile", detail=(
-            f"missing from the outstanding list: look the order up at "
-            f"{entry.vendor if entry else None} by its key; closed only if the vendor says "
-            f"there is none, {_GONE_AFTER}"))
     if kind not in _SAID:
         return replace(blank, detail="nothing to do until the next complete poll")
-    label, detail = _SAID[kind]
+    label, detail = _GONE_LOOK_UP if kind is Kind.LOOK_UP and action.gone else _SAID[kind]
     return replace(blank, action=label, detail=detail.format(
         reason=action.reason, to=action.to.value if action.to else "",
+        state=blank.state.value if blank.state else "", reopened=_REOPENED.get(action.to, ""),
+        held="held for a person: " if blank.state is State.HELD else "",
         vendor=entry.vendor if entry else None, amount=entry.amount if entry else None,
         currency=entry.currency if entry else None, attempt=facts.attempts + 1,
         order=entry.vendor_order_id if entry else None))
-
 
 def _leased(ledger: ReadLedger, now: datetime) -> Callable[[LedgerEntry], bool]:
     """Whether a row is held by a live lease: in an active state, due by its time, and left
