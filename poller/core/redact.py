@@ -116,23 +116,3 @@ def url_redaction(url: str, secret_path: bool = True) -> UrlRedaction:
     return UrlRedaction(url=url.strip(), shown=shown, passwords=tuple(_unique(passwords)),
                         tokens=tuple(tokens))
 
-
-def url_secrets(url: str, secret_path: bool = True) -> list[str]:
-    """The secret parts of ``url`` as text that could appear elsewhere: also ``user:pass``
-    and a secret path holding credentials, whole. ``https://postgres@db/ledger`` has none."""
-    found = url_redaction(url, secret_path)
-    if not found:
-        return []
-    out: list[str] = []
-    try:
-        parts = urlsplit(url.strip())
-    except ValueError:
-        return list(found.tokens)
-    userinfo = parts.netloc.rpartition("@")[0]
-    if found.passwords:
-        out += [*_both(userinfo), *found.passwords]
-    path = parts.path.rstrip("/")
-    if secret_path and path and any(t in path for t in found.tokens):
-        out += _both(path)
-    out += found.tokens
-    return _unique(out)
