@@ -271,8 +271,7 @@ _DUE_KIND = {State.PENDING: Kind.RECHECK, State.ORDERED: Kind.FULFILL,
 def _reopen(facts: Facts, rules: Rules) -> Action:
     """A complete poll, begun after the row was finished, still lists the redemption."""
     target = reopen_to(facts.state, order_placed=facts.order_id is not None)
-    if target is None:
-        return Action(kind=Kind.NOTHING)
+    assert target is not None  # every finished and unconfirmed state reopens
     if target is State.NEW:
         return Action(kind=Kind.REOPEN, to=State.NEW, reason=(
             "discrepancy: Influitive lists it again after it was closed as gone; reopened"))

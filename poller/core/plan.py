@@ -128,16 +128,13 @@ class Plan:
     seen: int
     complete: bool
     steps: list[Step] = field(default_factory=list)
+    ordered: dict[str, Decimal] = field(default_factory=dict)  # by currency
 
     def count(self, action: Action) -> int:
         return sum(1 for s in self.steps if s.action == action)
 
     def spend(self) -> dict[str, Decimal]:
-        out: dict[str, Decimal] = {}
-        for s in self.steps:
-            if s.action == "order" and s.amount is not None and s.currency:
-                out[s.currency] = out.get(s.currency, Decimal(0)) + s.amount
-        return out
+        return dict(self.ordered)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -154,7 +151,7 @@ class Planner:
     ) -> Plan:
         """``each`` wraps the loop over the polled redemptions (a progress bar)."""
         plan = Plan(seen=len(poll.redemptions), complete=poll.complete)
-        planned: dict[str, Decimal] = {}
+        planned = plan.ordered
         polled: set[tuple[str, str]] = set()
         leased = _leased(ledger, now)
         rules = Rules(rules=self.rules, vendors=self.vendors, unmapped=self.unmapped,

@@ -28,7 +28,6 @@ class State(StrEnum):
 
     @property
     def order_placed(self) -> bool:
-        """True once a vendor order is known to exist."""
         return self in (State.PENDING, State.ORDERED, State.FULFILLED)
 
 
