@@ -172,12 +172,6 @@ def _names(vendor_order_id: str, order: VendorOrder) -> bool:
     return vendor_order_id in (order.order_id, order.external_id)
 
 
-def _owner(order: VendorOrder, by_key: Mapping[str, LedgerEntry],
-           by_order: Mapping[str, LedgerEntry]) -> LedgerEntry | None:
-    entry = by_key.get(order.external_id) if order.external_id is not None else None
-    return entry or by_order.get(order.order_id)
-
-
 def audit_vendor(
     vendor: str, orders: Iterable[VendorOrder], entries: Iterable[LedgerEntry], *,
     since: datetime, until: datetime, vendor_key: Callable[[str], str] = lambda key: key,
@@ -199,7 +193,8 @@ def audit_vendor(
     spend: Counter[str] = Counter()
     counted = not_ours = 0
     for order in orders:
-        owner = _owner(order, by_key, by_order)
+        # Matched by our key first, else by the order id the ledger saved.
+        owner = by_key.get(order.external_id or "") or by_order.get(order.order_id)
         elsewhere = owner is not None and owner.vendor not in (None, vendor)
         if owner is not None and not elsewhere:
             owned.setdefault(owner.pk, []).append(order)

@@ -71,9 +71,7 @@ def _amount(value: Any) -> Decimal:
     return amount
 
 
-def route_from_metadata(
-    metadata: Mapping[str, Any], default_currency: str = "USD"
-) -> Route | None:
+def route_from_metadata(metadata: Mapping[str, Any]) -> Route | None:
     """None when metadata names no vendor and amount; RouteProblem when it names some but
     they are unusable."""
     vendor = metadata.get("vendor")
@@ -83,7 +81,7 @@ def route_from_metadata(
         return None  # at most a vendor or product: the config rule supplies the rest
     if not isinstance(vendor, str) or not vendor.strip():
         raise RouteProblem("reward_metadata has an amount but no vendor")
-    currency = metadata.get("currency", default_currency)
+    currency = metadata.get("currency", "USD")
     # Parsing already upper-cased a valid code (and made anything else a problem that
     # holds the redemption); here only an exact ISO 4217 code passes.
     if not isinstance(currency, str) or not is_currency(currency):
