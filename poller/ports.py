@@ -133,8 +133,7 @@ class Changes:
 
     def as_columns(self) -> dict[str, Any]:
         cols = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "clear"}
-        cols = {name: value for name, value in cols.items() if value is not None}
-        return cols | dict.fromkeys(self.clear)
+        return {k: v for k, v in cols.items() if v is not None} | dict.fromkeys(self.clear)
 
 
 @dataclass(frozen=True, kw_only=True)

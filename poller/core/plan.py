@@ -49,10 +49,8 @@ _GONE_AFTER = "once it has been missing from enough complete polls"
 # row's fields filled in.
 _SAID: dict[Kind, tuple[Action, str]] = {
     Kind.HOLD_UNREADABLE: ("hold", "stored payload unreadable: {reason}"),
-    Kind.HOLD: ("hold", "{reason}"),
-    Kind.HOLD_SPEND: ("hold", "{reason}"),
-    Kind.HOLD_UNFINISHED: ("hold", "{reason}"),
-    Kind.HOLD_DISCREPANCY: ("hold", "{reason}"),
+    **dict.fromkeys((Kind.HOLD, Kind.HOLD_SPEND, Kind.HOLD_UNFINISHED, Kind.HOLD_DISCREPANCY),
+                    ("hold", "{reason}")),
     Kind.REFUSE: ("refuse", "refuse at Influitive: {reason}"),
     Kind.WAIT: ("wait", "{held}{reason}"),
     Kind.REOPEN: ("reopen", "{state}, yet Influitive still lists it: {reopened}"),
@@ -202,8 +200,11 @@ class Planner:
     def _facts(self, entry: LedgerEntry, ledger: ReadLedger, now: datetime,
                planned: dict[str, Decimal]) -> Facts:
         routed = needs_payload(entry)
-        return facts_of(entry, polled=True, claimed=False, now=now,
-                        redemption=_stored(entry) if routed else None,
+        try:
+            stored: Redemption | str | None = entry.parsed() if routed else None
+        except UnreadablePayload as exc:  # held, with why, by next_step
+            stored = str(exc)
+        return facts_of(entry, polled=True, claimed=False, now=now, redemption=stored,
                         spent_today=self._spent(ledger, now, planned) if routed else None)
 
 
@@ -245,10 +246,3 @@ def _leased(ledger: ReadLedger, now: datetime) -> Callable[[LedgerEntry], bool]:
 def _step(entry: LedgerEntry, action: Action, detail: str) -> Step:
     return Step(redemption_id=entry.redemption_id, source=entry.source, state=entry.state,
                 action=action, detail=detail)
-
-
-def _stored(entry: LedgerEntry) -> Redemption | str:
-    try:
-        return entry.parsed()
-    except UnreadablePayload as exc:
-        return str(exc)
