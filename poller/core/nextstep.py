@@ -304,21 +304,15 @@ def _intake(facts: Facts, rules: Rules) -> Action:
         return Action(kind=Kind.REFUSE, to=State.REFUSING, reason=decision.reason)
     assert isinstance(decision, Order)
     r = decision.route
-    guarded = False
-    if not facts.approved:
-        reason = rules.spend.precheck(r.amount, r.currency)
-        limit = rules.spend.daily(r.currency)
-        if reason is None and limit is not None:
-            guarded = True
-            spent = None if facts.spent_today is None else facts.spent_today.get(
-                r.currency, Decimal(0))
-            if spent is not None and spent + r.amount > limit:
-                reason = (f"spending guard: daily spend limit for {r.currency} reached: "
-                          f"{spent} ordered today (this plan included) + {r.amount} "
-                          f"would pass {limit}")
-        if reason is not None:
-            return Action(kind=Kind.HOLD_SPEND, to=State.HELD, reason=reason, route=r)
-    return Action(kind=Kind.START_ORDER, to=State.ORDERING, route=r, guarded=guarded,
+    reason = None if facts.approved else rules.spend.precheck(r.amount, r.currency)
+    limit = None if facts.approved else rules.spend.daily(r.currency)
+    spent = None if facts.spent_today is None else facts.spent_today.get(r.currency, Decimal(0))
+    if reason is None and limit is not None and spent is not None and spent + r.amount > limit:
+        reason = (f"spending guard: daily spend limit for {r.currency} reached: {spent} "
+                  f"ordered today (this plan included) + {r.amount} would pass {limit}")
+    if reason is not None:
+        return Action(kind=Kind.HOLD_SPEND, to=State.HELD, reason=reason, route=r)
+    return Action(kind=Kind.START_ORDER, to=State.ORDERING, route=r, guarded=limit is not None,
                   reason=f"ordering {r.describe()}")
 
 

@@ -117,8 +117,6 @@ class Step:
     """Where the ledger has it now; None: not recorded yet."""
     action: Action
     detail: str
-    amount: Decimal | None = None
-    currency: str | None = None
 
 
 @dataclass(kw_only=True)
@@ -216,8 +214,7 @@ def _present(facts: Facts, action: Next, planned: dict[str, Decimal], blank: Ste
         r = action.route
         assert r is not None
         planned[r.currency] = planned.get(r.currency, Decimal(0)) + r.amount
-        return replace(blank, action="order", detail=f"{r.describe()}, then fulfil at Influitive",
-                       amount=r.amount, currency=r.currency)
+        return replace(blank, action="order", detail=f"{r.describe()}, then fulfil at Influitive")
     if kind not in _SAID:
         return replace(blank, detail="nothing to do until the next complete poll")
     label, detail = _GONE_LOOK_UP if kind is Kind.LOOK_UP and action.gone else _SAID[kind]
