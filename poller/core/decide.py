@@ -11,7 +11,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
 from poller.domain.model import INFLUITIVE, Redemption, Route
-from poller.domain.money import CurrencyProblem, is_currency, normalise_amount
+from poller.domain.money import MINOR_UNITS, CurrencyProblem, normalise_amount
 
 # An amount above this is treated as a data error, not an order (a bug or an abuse should
 # never empty the balance in one go). Users can still route larger rewards by rule.
@@ -84,7 +84,7 @@ def route_from_metadata(metadata: Mapping[str, Any]) -> Route | None:
     currency = metadata.get("currency", "USD")
     # Parsing already upper-cased a valid code (and made anything else a problem that
     # holds the redemption); here only an exact ISO 4217 code passes.
-    if not isinstance(currency, str) or not is_currency(currency):
+    if not isinstance(currency, str) or currency not in MINOR_UNITS:
         raise RouteProblem(f"reward_metadata currency {currency!r} is not an ISO 4217 code")
     if product is not None and not isinstance(product, str | int):
         raise RouteProblem("reward_metadata product is not a string")

@@ -241,7 +241,7 @@ def _due(facts: Facts, event: Due, rules: Rules) -> Action:
             return Action(kind=Kind.CONFIRM, to=final, reason=(
                 f"confirmed: no longer listed by {rules.gone_after_polls} complete poll(s) "
                 "after Influitive answered \"perhaps already decided\""))
-        if outstanding and event.listing is Listing.LISTED and event.before_poll:
+        if event.listing is Listing.LISTED and event.before_poll:
             return _reopen(facts, rules)
         return Action(kind=Kind.NOTHING)
     if gone and state in BEFORE_ORDER:

@@ -24,17 +24,12 @@ MINOR_UNITS: dict[str, int] = {
 }
 
 
-def is_currency(code: str) -> bool:
-    """Whether ``code`` is exactly an ISO 4217 code (upper case, no spaces)."""
-    return code in MINOR_UNITS
-
-
 def parse_currency(value: Any) -> str:
     """``value`` stripped and upper-cased (the one place that happens), if an ISO 4217 code."""
     if not isinstance(value, str):
         raise CurrencyProblem(f"currency {value!r} is not a text code such as USD")
     code = value.strip().upper()
-    if not is_currency(code):
+    if code not in MINOR_UNITS:
         raise CurrencyProblem(f"currency {value!r} is not an ISO 4217 currency code")
     return code
 
