@@ -18,9 +18,7 @@ from typing import Literal, Protocol
 
 from poller.core.decide import RewardRule, SpendPolicy
 from poller.core.nextstep import (
-    Action as Next,
-)
-from poller.core.nextstep import (
+    Action,
     Due,
     Facts,
     Kind,
@@ -35,7 +33,7 @@ from poller.domain.states import ACTIVE, UNCONFIRMED, State
 
 SCAN_LIMIT = 100_000
 
-Action = Literal[
+Label = Literal[
     "order", "hold", "refuse", "reconcile", "recheck", "fulfill", "close", "wait", "nothing",
     "reopen", "confirm", "skip",
 ]
@@ -47,7 +45,7 @@ _GONE_AFTER = "once it has been missing from enough complete polls"
 
 # What a dry run says for an action: its label, and its detail with the action's and the
 # row's fields filled in.
-_SAID: dict[Kind, tuple[Action, str]] = {
+_SAID: dict[Kind, tuple[Label, str]] = {
     Kind.HOLD_UNREADABLE: ("hold", "stored payload unreadable: {reason}"),
     **dict.fromkeys((Kind.HOLD, Kind.HOLD_SPEND, Kind.HOLD_UNFINISHED, Kind.HOLD_DISCREPANCY),
                     ("hold", "{reason}")),
@@ -66,7 +64,7 @@ _SAID: dict[Kind, tuple[Action, str]] = {
                               "([ledger] gone_after_polls)"),
 }
 
-_GONE_LOOK_UP: tuple[Action, str] = (
+_GONE_LOOK_UP: tuple[Label, str] = (
     "reconcile", "missing from the outstanding list: look the order up at {vendor} by its key; "
                  f"closed only if the vendor says there is none, {_GONE_AFTER}")
 
@@ -115,7 +113,7 @@ class Step:
     source: str
     state: State | None
     """Where the ledger has it now; None: not recorded yet."""
-    action: Action
+    action: Label
     detail: str
 
 
@@ -126,7 +124,7 @@ class Plan:
     steps: list[Step] = field(default_factory=list)
     ordered: dict[str, Decimal] = field(default_factory=dict)  # by currency
 
-    def count(self, action: Action) -> int:
+    def count(self, action: Label) -> int:
         return sum(1 for s in self.steps if s.action == action)
 
     def spend(self) -> dict[str, Decimal]:
@@ -206,7 +204,7 @@ class Planner:
                         spent_today=self._spent(ledger, now, planned) if routed else None)
 
 
-def _present(facts: Facts, action: Next, planned: dict[str, Decimal], blank: Step,
+def _present(facts: Facts, action: Action, planned: dict[str, Decimal], blank: Step,
              entry: LedgerEntry | None = None) -> Step:
     """The step a run would take, in the dry run's words; ``blank`` names the row."""
     kind = action.kind
@@ -240,6 +238,6 @@ def _leased(ledger: ReadLedger, now: datetime) -> Callable[[LedgerEntry], bool]:
     return leased
 
 
-def _step(entry: LedgerEntry, action: Action, detail: str) -> Step:
+def _step(entry: LedgerEntry, action: Label, detail: str) -> Step:
     return Step(redemption_id=entry.redemption_id, source=entry.source, state=entry.state,
                 action=action, detail=detail)
