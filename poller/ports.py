@@ -153,7 +153,10 @@ class SpendLimitReached(Exception):
             f"daily spend limit for {currency} reached: {spent} already ordered today + "
             f"{amount} would pass {limit}"
         )
+        self.currency = currency
         self.spent = spent
+        self.amount = amount
+        self.limit = limit
 
 
 class LeaseLost(RuntimeError):
