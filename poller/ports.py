@@ -1,14 +1,13 @@
 """The Protocols every adapter implements. The worker cycle sees nothing else.
 
-Each external system is one module behind one of these, with a fake beside it:
-``poller.sources.influitive`` (client + fake), ``poller.vendors.<name>`` (+ ``vendors.fake``),
-``poller.ledger`` (SQL + in-memory).
+Each has a fake beside its real adapter: ``poller.sources.influitive`` (client + fake),
+``poller.vendors.<name>`` (+ ``vendors.fake``), ``poller.ledger`` (SQL + in-memory).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
@@ -27,51 +26,30 @@ from poller.domain.states import State
 
 class Decider(Protocol):
     """Where a redemption's outcome is told: Influitive's decision endpoints, or nothing for
-    a source whose loop closes with the vendor's own delivery (Influence.io)."""
+    a source whose loop closes with the vendor's own delivery (Influence.io). Raises
+    AlreadyDecided, SourceAuthError or SourceUnavailable (docs/delivery.md)."""
 
     def fulfill(self, redemption_id: str, message: str) -> None: ...
 
     def refuse(self, redemption_id: str, message: str) -> None: ...
 
 
-class RedemptionSource(Protocol):
-    """Influitive: the outstanding redemptions and the decision endpoints.
-
-    ``poll`` raises SourceAuthError on 401/403 and SourceUnavailable when the first page
-    cannot be read; a failure on a later page returns ``complete=False`` instead.
-    ``fulfill``/``refuse`` raise AlreadyDecided, SourceAuthError or SourceUnavailable.
-    """
+class RedemptionSource(Decider, Protocol):
+    """``poll`` raises SourceAuthError on 401/403 and SourceUnavailable when the first page
+    cannot be read; a failure on a later page returns ``complete=False`` instead."""
 
     def poll(self) -> PollResult: ...
 
-    def fulfill(self, redemption_id: str, message: str) -> None: ...
-
-    def refuse(self, redemption_id: str, message: str) -> None: ...
-
-
-class PagedSource(RedemptionSource, Protocol):
-    """A source that can hand its list over page by page as it reads it (the Influitive
-    client): memory stays flat in the number outstanding and each page can be recorded
-    before the next is asked for."""
-
-    def poll_pages(self, on_page: Callable[[Sequence[Redemption]], None]) -> PollResult:
-        """Like ``poll``, but each page's redemptions go to ``on_page`` as they are read and
-        the result keeps none (``streamed`` counts them). An exception from ``on_page``
-        ends the poll and is raised."""
-        ...
-
 
 POLL_BATCH = 500
-"""Redemptions per ``on_page`` call when a source that cannot page (a fake, a test double)
-is read with ``read_pages``."""
 
 
 def read_pages(
     source: RedemptionSource, on_page: Callable[[Sequence[Redemption]], None]
 ) -> PollResult:
-    """One poll of ``source``, its redemptions handed to ``on_page`` a page at a time:
-    as read when the source can (``PagedSource``), else from its ``poll`` in batches of
-    ``POLL_BATCH``. The result keeps no redemptions; ``streamed`` counts them."""
+    """One poll, handed to ``on_page`` a page at a time: as read, when the source has
+    ``poll_pages`` (the Influitive client: memory stays flat in the number outstanding),
+    else from ``poll`` in batches of ``POLL_BATCH``. The result keeps no redemptions."""
     paged = getattr(source, "poll_pages", None)
     if callable(paged):
         result: PollResult = paged(on_page)
@@ -84,54 +62,31 @@ def read_pages(
 
 
 class Vendor(Protocol):
-    """A reward vendor. ``place_order`` must be idempotent on ``request.idempotency_key``:
-    repeating it returns the first order and creates nothing.
-
-    Raises the classes in ``poller.domain.errors``: TransientVendorError, AdvocateFacingError
-    (the recipient or the market: refused), OperatorFacingError, ConfigFixable (the
-    operator's config asks for what the vendor does not offer: held at once, never
-    refused), UnknownOutcome.
-
-    ``lookup`` has exactly three answers, the same for every adapter:
-
-    * **found**: an ``OrderResult`` (whatever its status);
-    * **not found**: ``None``, only when the vendor itself answered that no order exists
-      under the key (a 404 on the key, an empty search result);
-    * **unknown**: a ``VendorError`` when the vendor could not be asked or did not answer
-      plainly (connection refused, timeout, 5xx, 429, an unreadable body). A look-up
-      never places an order, whatever went wrong.
-
-    The worker acts on "not found" only: a redemption that left the outstanding list is
-    closed without an order, or an order is placed. "Unknown" always waits.
-    """
+    """``place_order`` must be idempotent on ``request.idempotency_key``. It raises the
+    classes in ``poller.domain.errors``; ``lookup`` answers found (an ``OrderResult``), not
+    found (None, only when the vendor said so) or unknown (a ``VendorError``), and never
+    places an order: docs/delivery.md, "The vendor look-up contract"."""
 
     name: str
 
     def place_order(self, request: OrderRequest) -> OrderResult: ...
 
-    def lookup(self, idempotency_key: str) -> OrderResult | None:
-        """The order placed under that key (found), None when the vendor says there is none
-        (not found), or a VendorError when it could not be asked (unknown)."""
-        ...
+    def lookup(self, idempotency_key: str) -> OrderResult | None: ...
 
     def close(self) -> None: ...
 
 
 class Cache(Protocol):
-    """Small durable key-value store (kept in the ledger), for what must survive between
-    ``--run-once`` runs: a vendor catalog fetched twice a day, webhook ids already seen."""
+    """Durable key-value store (kept in the ledger) for what must survive between
+    ``--run-once`` runs: a vendor catalog, webhook ids already seen."""
 
-    def cache_get(self, key: str, now: datetime) -> str | None:
-        """The value, or None when missing or expired."""
-        ...
+    def cache_get(self, key: str, now: datetime) -> str | None: ...
 
     def cache_put(self, key: str, value: str, expires_at: datetime | None) -> None: ...
 
 
 @dataclass(frozen=True, kw_only=True)
 class ProductCheck:
-    """What a vendor says about one ``[[rewards]]`` product at one amount."""
-
     product: str | None
     amount: Decimal
     currency: str
@@ -141,13 +96,10 @@ class ProductCheck:
 
 @dataclass(frozen=True, kw_only=True)
 class VendorCheck:
-    """``reward-poller check`` for one vendor: credentials, products, balance."""
-
     vendor: str
     credentials_ok: bool
     products: tuple[ProductCheck, ...] = ()
     balance: str | None = None
-    """Human-readable balance where the vendor exposes one, e.g. "1,250.00 USD"."""
     problems: tuple[str, ...] = ()
 
     @property
@@ -156,15 +108,13 @@ class VendorCheck:
 
 
 class CheckableVendor(Protocol):
-    """Optional: a vendor that can check its credentials and catalog before ordering."""
-
     def check(self, products: Sequence[tuple[str | None, Decimal, str]]) -> VendorCheck: ...
 
 
 @dataclass(frozen=True, kw_only=True)
 class Changes:
-    """Columns a transition may set alongside the state. ``None`` leaves a column as it is;
-    use ``clear`` to set one back to NULL."""
+    """Columns a transition sets alongside the state. None leaves a column as it is;
+    ``clear`` sets columns back to NULL."""
 
     idempotency_key: str | None = None
     vendor: str | None = None
@@ -182,30 +132,19 @@ class Changes:
     clear: frozenset[str] = frozenset()
 
     def as_columns(self) -> dict[str, Any]:
-        cols: dict[str, Any] = {
-            name: getattr(self, name)
-            for name in (
-                "idempotency_key", "vendor", "product", "amount", "currency",
-                "vendor_order_id", "attempts", "next_attempt_at", "hold_reason",
-                "last_error", "message", "ordered_at", "approved",
-            )
-            if getattr(self, name) is not None
-        }
-        for name in self.clear:
-            cols[name] = None
-        return cols
+        cols = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "clear"}
+        return {k: v for k, v in cols.items() if v is not None} | dict.fromkeys(self.clear)
 
 
 @dataclass(frozen=True, kw_only=True)
 class SpendGuard:
-    """Checked by ``Ledger.transition`` inside the same transaction as the move to
-    ORDERING, so two workers cannot both squeeze under the limit."""
+    """Checked by ``Ledger.transition`` in the transaction of the move to ORDERING, so two
+    workers cannot both squeeze under the limit. ``since``: midnight UTC today."""
 
     currency: str
     amount: Decimal
     daily_limit: Decimal
     since: datetime
-    """Start of the spending window (midnight UTC of the current day)."""
 
 
 class SpendLimitReached(Exception):
@@ -236,21 +175,12 @@ class PollRecord:
 
 
 class Ledger(Cache, Protocol):
-    """Durable record of every redemption and every transition.
+    """Durable record of every redemption and every transition. Times are aware UTC; every
+    method commits before it returns. ``now`` is the caller's clock; a ledger shared by
+    several hosts (PostgreSQL) stores and compares the database server's time instead, and
+    ``now`` only anchors times given relative to it."""
 
-    All times are timezone-aware UTC. Every method commits before it returns.
-
-    The ``now`` each method takes is the caller's clock. A ledger shared by workers on
-    several hosts (PostgreSQL) keeps time by one clock instead, the database server's:
-    there ``now`` only anchors the times given relative to it (``next_attempt_at``, a
-    lease's length), and the times it stores and compares are the server's.
-    """
-
-    def now(self, local: datetime) -> datetime:
-        """The ledger's time: the clock the times it stores are on, so the one to compare
-        them with (the database server's for a shared ledger; ``local``, the caller's
-        clock, otherwise). One read per decision, not per row."""
-        ...
+    def now(self, local: datetime) -> datetime: ...  # read once per decision, not per row
 
     def start_poll(self, now: datetime) -> int: ...
 
@@ -262,60 +192,38 @@ class Ledger(Cache, Protocol):
     def last_successful_poll(self) -> PollRecord | None: ...
 
     def record(self, poll_id: int, redemptions: Sequence[Redemption], now: datetime) -> int:
-        """Insert the redemptions not yet in the ledger (state NEW, event "recorded") and
-        mark every one of them as seen by ``poll_id``. Duplicates within the batch and
-        redemptions already recorded are never inserted twice. Returns how many were new.
-        Each redemption is stored whole beside its raw payload (``raw``): the entries read
-        back carry it as ``LedgerEntry.redemption``, so nothing parses the payload again."""
+        """Insert the redemptions not yet recorded (NEW, each stored whole beside its raw
+        payload), mark all as seen by ``poll_id``; returns how many were new."""
         ...
 
-    def due(self, now: datetime, limit: int) -> list[LedgerEntry]:
-        """Active entries whose ``next_attempt_at`` has come and whose lease is free,
-        oldest first."""
-        ...
+    def due(self, now: datetime, limit: int) -> list[LedgerEntry]: ...  # lease free, oldest first
 
     def unseen_since(
         self, poll_id: int, states: frozenset[State], *, polls: int = 1
     ) -> list[LedgerEntry]:
-        """Entries in ``states`` that neither the poll ``poll_id`` nor a later one saw.
-
-        ``polls`` > 1 also asks for that many *complete* polls (finished with
-        ``complete=True``, ids after the row's ``last_seen_poll``, up to ``poll_id``) that
-        did not list the row: "gone" needs absence in several separate cycles, never one
-        read. With ``polls`` <= 1 the poll ``poll_id`` alone decides."""
+        """Rows in ``states`` that neither poll ``poll_id`` nor a later one saw; ``polls`` > 1
+        also asks for that many complete polls since the row's ``last_seen_poll`` that did
+        not list it ("gone" needs absence in several separate cycles)."""
         ...
 
-    def seen_since(self, poll_id: int, states: frozenset[State]) -> list[LedgerEntry]:
-        """Entries in ``states`` that the poll ``poll_id`` (or a later one) listed: with the
-        finished states, the discrepancies between the ledger and the outstanding list."""
-        ...
+    def seen_since(self, poll_id: int, states: frozenset[State]) -> list[LedgerEntry]: ...
 
     def claim(self, pk: int, owner: str, now: datetime, lease_seconds: float) -> LedgerEntry | None:
-        """Take the lease on one row if it is free or expired (compare-and-swap); None if
-        another worker holds it. Adds one to ``unfinished_steps`` (``release`` clears it):
-        the returned entry counts this step."""
+        """Take a free or expired lease (compare-and-swap), or None; counts one more
+        ``unfinished_steps`` (``release`` clears it)."""
         ...
 
-    def renew(self, pk: int, owner: str, now: datetime, lease_seconds: float) -> bool:
-        """Extend a lease ``owner`` still holds (the heartbeat of a step waiting on a slow
-        call) to ``now + lease_seconds``. False, changing nothing, when the lease is gone."""
-        ...
+    def renew(self, pk: int, owner: str, now: datetime, lease_seconds: float) -> bool: ...
 
-    def release(self, pk: int, owner: str) -> None:
-        """Give the lease back; the step finished, so ``unfinished_steps`` goes back to 0.
-        Does nothing when another owner holds the row."""
-        ...
+    def release(self, pk: int, owner: str) -> None: ...
 
     def claim_transition(
         self, pk: int, owner: str, to_state: State, detail: str, now: datetime,
         lease_seconds: float, changes: Changes | None = None, *, expect: State,
         guard: SpendGuard | None = None,
     ) -> LedgerEntry | None:
-        """``claim`` and ``transition`` in one transaction: take the lease (free, expired or
-        already ours) on a row in state ``expect`` and move it to ``to_state``. None,
-        changing nothing, when another worker holds the row, its state is no longer
-        ``expect``, or there is no such row. Counts a step in ``unfinished_steps`` as
-        ``claim`` does; raises as ``transition`` does otherwise."""
+        """``claim`` and ``transition`` in one transaction on a row in state ``expect``;
+        None, changing nothing, when the row is held by another, moved on, or missing."""
         ...
 
     def transition(
@@ -323,27 +231,22 @@ class Ledger(Cache, Protocol):
         changes: Changes | None = None, *, expect: State | None = None,
         guard: SpendGuard | None = None, actor: str | None = None, release: bool = False,
     ) -> LedgerEntry:
-        """Move a row we hold the lease on to ``to_state``, set ``changes`` and append an
-        event, in one transaction. Raises LeaseLost if the lease is not ours (or the state
-        is not ``expect``), IllegalTransition if the move is not allowed, and
-        SpendLimitReached (changing nothing) if ``guard`` says the order would pass the
-        daily limit. The event records ``actor`` (default: ``owner``) as who moved it.
-        ``release`` gives the lease back in the same transaction (as ``release`` does):
-        for the last write of a step."""
+        """Move a row we lease, set ``changes`` and append an event (by ``actor``, default
+        ``owner``) in one transaction; ``release`` gives the lease back in it. Raises
+        LeaseLost, IllegalTransition or SpendLimitReached (changing nothing)."""
         ...
 
     def admin_transition(
         self, pk: int, to_state: State, detail: str, now: datetime,
         changes: Changes | None = None, *, actor: str | None = None,
     ) -> LedgerEntry:
-        """A person's decision: take the lease as ``admin``, move the row, give the lease
-        back. LookupError if there is no such row, LeaseLost if a worker holds it."""
+        """A person's move, leased as ``admin``. LookupError: no such row; LeaseLost: a
+        worker holds it."""
         ...
 
     def spent_since(self, currency: str, since: datetime) -> Decimal:
-        """What was committed to vendor orders in ``currency`` since ``since``: amounts of
-        rows with ``ordered_at >= since``, except those refused (the vendor took nothing)
-        and those closed upstream without a vendor order."""
+        """Committed to orders in ``currency`` since ``since`` (by ``ordered_at``), except
+        rows refused or closed upstream without a vendor order."""
         ...
 
     def get(self, source: str, redemption_id: str) -> LedgerEntry | None: ...
@@ -359,35 +262,25 @@ class Ledger(Cache, Protocol):
 
     def counts(self) -> dict[State, int]: ...
 
-    def oldest_waiting(self) -> LedgerEntry | None:
-        """The oldest entry not yet in a terminal state (active or held)."""
-        ...
+    def oldest_waiting(self) -> LedgerEntry | None: ...  # active or held
 
     def close(self) -> None: ...
 
 
 class OrderBook(Protocol):
-    """A vendor's own list of the orders placed with it: what the books audit reads.
-
-    Built by ``poller.vendors.build_order_book``; a vendor that cannot list its orders
-    raises ``NotAuditable`` there, once, instead of answering an empty list."""
+    """A vendor's own order list, for the books audit (``poller.vendors.build_order_book``
+    raises ``NotAuditable`` for a vendor that has none)."""
 
     vendor: str
 
     def vendor_key(self, idempotency_key: str) -> str:
-        """The id this vendor records for one of our idempotency keys (the key itself,
-        unless the vendor's id has rules the key does not fit: Giftbit's campaign id)."""
+        """The id this vendor records for one of our keys (Giftbit: the campaign id)."""
         ...
 
-    def is_ours(self, external_id: str | None) -> bool:
-        """Whether an id in the vendor's list has the shape of one reward-poller sends."""
-        ...
+    def is_ours(self, external_id: str | None) -> bool: ...
 
     def close(self) -> None: ...
 
     def orders(self, since: datetime, until: datetime) -> Iterator[VendorOrder]:
-        """Every order created in [since, until), each page read once, within the vendor's
-        rate limit. Raises the adapter's errors (``VendorUnreachable`` and the rest) as
-        ``place_order`` does: an unreadable list is never an empty one."""
+        """Every order created in [since, until); an unreadable list raises, never empty."""
         ...
-

@@ -34,8 +34,8 @@ from poller.config.sections import (
     SecuritySettings,
 )
 from poller.config.server import ServerSettings, WebhooksSettings
-from poller.core.redact import display_url, is_secret_url_key, url_secrets
-from poller.core.routing import RewardRule
+from poller.core.decide import RewardRule
+from poller.core.redact import display_url, is_secret_url_key
 from poller.domain.errors import ConfigError
 from poller.vendors import rate_limit, validate_settings, vendor_module
 
@@ -140,14 +140,6 @@ class Config(BaseModel):
                         and "://" in text:
                     found[f"{prefix}.{key}"] = text
         return found
-
-    def url_secrets(self) -> list[str]:
-        """The parts of config URLs that are secret (a password and secret query values
-        everywhere; credential-looking path segments for the keys in ``[security]
-        secret_url_keys``): see ``poller.core.redact.url_secrets``."""
-        keys = self.security.secret_url_keys
-        return [part for key, url in self.urls().items()
-                for part in url_secrets(url, secret_path=is_secret_url_key(key, keys))]
 
     def display_url(self, key: str) -> str:
         """The URL at ``key`` as it may be shown (see ``poller.core.redact.display_url``)."""

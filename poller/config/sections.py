@@ -13,9 +13,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from poller.core.backoff import RetrySchedule
-from poller.core.decide import SpendPolicy
+from poller.core.decide import RewardRule, SpendPolicy
 from poller.core.redact import DEFAULT_SECRET_URL_KEYS
-from poller.core.routing import RewardRule
 from poller.domain.messages import (
     DEFAULT_FULFILLED,
     DEFAULT_REFUSED,

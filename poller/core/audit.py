@@ -1,32 +1,6 @@
-"""Balancing the books: every order a vendor lists belongs to exactly one fulfilled
-redemption, and every redemption fulfilled through the vendor has its order there.
-
-Pure matching, no I/O: given one vendor's own order list for a period and the ledger rows
-that may own those orders, ``audit_vendor`` names each discrepancy, the redemption and the
-order it is about, and what to do (docs/audit.md). The caller reads both sides a ``MARGIN``
-wider than the period, so an order placed at the edge of the period, or a row ordered a
-little before its order was created, is matched across the edge; only orders created in the
-period, and rows ordered in it, are reported on.
-
-An order belongs to the ledger row whose idempotency key the vendor recorded with it
-(``VendorOrder.external_id``), else to the row that names its order id. The kinds:
-
-* ``orphan``: an order carrying one of our keys (``poller.domain.keys.is_our_key``) that no
-  row owns, or whose row was refused or closed without our fulfilment, or ordered from
-  another vendor, still live at the vendor (money spent for no fulfilled redemption: the
-  worst case);
-* ``duplicate``: more than one live order for one row;
-* ``missing``: a row the vendor confirmed (ordered, pending, fulfilled) in the period with no
-  order at the vendor at all;
-* ``mismatch``: amount, currency, product, recipient or order id differ between the order and
-  its row (a field the vendor does not give is not compared);
-* ``cancelled``: the row's orders were all cancelled or failed at the vendor but the ledger
-  counts the redemption as fulfilled (or about to be).
-
-A row still being worked on (new, waiting, ordering, held) owns its order without
-discrepancy: the worker or a person is on it. Orders cancelled or failed at the vendor with no
-row spent nothing and are only counted; so are orders carrying no key of ours and named by no
-row (another system on the same account, or a vendor that keeps no key: ``not_ours``).
+"""Balancing the books: pure matching of one vendor's own order list against the ledger
+rows that may own its orders (docs/audit.md: how an order is matched, the discrepancies and
+what to do about each).
 """
 
 from __future__ import annotations
@@ -44,22 +18,15 @@ from poller.domain.money import CurrencyProblem, minor_units
 from poller.domain.orders import OrderStatus, VendorOrder
 from poller.domain.states import State
 
+# Both sides are read this much wider than the period, to match across its edges.
 MARGIN = timedelta(days=1)
-"""How much wider than the period both sides are read, for matching across its edges."""
-
+# Orders that spent (or may have spent) money, and those whose amount counts as spend.
 LIVE = frozenset({OrderStatus.COMPLETE, OrderStatus.PENDING, OrderStatus.UNKNOWN})
-"""Orders that spent (or may have spent) money: all but cancelled and failed."""
-
 SPENT = frozenset({OrderStatus.COMPLETE, OrderStatus.PENDING})
-"""Orders whose amount counts as spend."""
-
+# Rows the vendor confirmed an order for; rows finished without our fulfilment.
 CONFIRMED = frozenset({State.PENDING, State.ORDERED, State.FULFILLED, State.PERHAPS_FULFILLED})
-"""Rows the vendor confirmed an order for: the ledger counts them as fulfilled through it,
-or about to be."""
-
 NOT_FULFILLED = frozenset({State.REFUSING, State.REFUSED, State.PERHAPS_REFUSED,
                            State.CLOSED_UPSTREAM})
-"""Rows finished (or finishing) without our fulfilment: an order they own is an orphan."""
 
 
 class Kind(StrEnum):
@@ -84,20 +51,19 @@ ACTIONS: Mapping[Kind, str] = {
     Kind.CANCELLED: "the advocate got nothing: send the reward again (a new order) or tell "
                     "the advocate",
 }
-"""What to do about each kind (docs/audit.md says more)."""
 
 
 @dataclass(frozen=True, kw_only=True)
 class Discrepancy:
+    """``redemption_id`` None: no row owns the order; ``order_id`` None: the order is
+    missing. ``detail`` never holds a secret: ids, amounts, states, field names."""
+
     vendor: str
     kind: Kind
     redemption_id: str | None
-    """The redemption it is about (None: no row owns the order)."""
     source: str | None
     order_id: str | None
-    """The vendor's order it is about (None: the order is missing)."""
     detail: str
-    """What differs, in a sentence (never a secret: ids, amounts, states, field names)."""
 
     @property
     def action(self) -> str:
@@ -106,23 +72,19 @@ class Discrepancy:
 
 @dataclass(frozen=True, kw_only=True)
 class VendorAudit:
-    """One vendor's side of the books for the period."""
+    """One vendor's side of the books for the period: ``orders`` created in it, of which
+    ``matched`` without discrepancy; ``spend`` in minor units per currency. ``unreadable``:
+    why its list could not be read (not balanced); ``not_auditable``: why it has none."""
 
     vendor: str
     orders: int = 0
-    """Orders the vendor lists as created in the period."""
     matched: int = 0
-    """Of those, orders owned by a ledger row without discrepancy."""
     not_ours: int = 0
-    """Orders with no key of ours that no row names (counted, not judged)."""
     by_status: Mapping[str, int] = field(default_factory=dict)
     spend: Mapping[str, int] = field(default_factory=dict)
-    """Amounts of complete and pending orders, per currency, in minor units."""
     discrepancies: tuple[Discrepancy, ...] = ()
     unreadable: str | None = None
-    """Why the vendor's list could not be read (the audit could not balance it)."""
     not_auditable: str | None = None
-    """Why the vendor cannot be audited at all (no list to read): said, not counted."""
 
     @property
     def balanced(self) -> bool:
@@ -140,7 +102,6 @@ class AuditResult:
 
     @property
     def balanced(self) -> bool:
-        """True when no vendor shows a discrepancy and every list that exists was read."""
         return all(v.balanced for v in self.vendors)
 
     @property
@@ -168,10 +129,7 @@ class AuditResult:
 
 
 def _added(counts: Iterable[Mapping[str, int]]) -> dict[str, int]:
-    total: Counter[str] = Counter()
-    for each in counts:
-        total.update(each)
-    return dict(sorted(total.items()))
+    return dict(sorted(sum((Counter(each) for each in counts), Counter[str]()).items()))
 
 
 def _minor(amount: Decimal, currency: str) -> int | None:
@@ -187,8 +145,7 @@ def _same_text(a: str, b: str) -> bool:
 
 
 def differences(order: VendorOrder, entry: LedgerEntry) -> list[str]:
-    """The fields in which ``order`` and its row differ, as short phrases; a field either
-    side does not give is not compared."""
+    """How ``order`` and its row differ; a field either side does not give is not compared."""
     found: list[str] = []
     if order.currency is not None and entry.currency is not None \
             and not _same_text(order.currency, entry.currency):
@@ -210,19 +167,9 @@ def differences(order: VendorOrder, entry: LedgerEntry) -> list[str]:
 
 
 def _names(vendor_order_id: str, order: VendorOrder) -> bool:
-    """Whether the ledger's order id is this order's: its own id, or the id we gave it that
-    the vendor lists as its reference (Giftbit: the campaign id is the order id the ledger
-    keeps, each gift of the campaign its own ``uuid``)."""
+    """Its own id, or the id we gave it (Giftbit: the ledger keeps the campaign id, each
+    gift of the campaign has its own ``uuid``)."""
     return vendor_order_id in (order.order_id, order.external_id)
-
-
-def _owner(order: VendorOrder, by_key: Mapping[str, LedgerEntry],
-           by_order: Mapping[str, LedgerEntry]) -> LedgerEntry | None:
-    if order.external_id is not None:
-        entry = by_key.get(order.external_id)
-        if entry is not None:
-            return entry
-    return by_order.get(order.order_id)
 
 
 def audit_vendor(
@@ -230,11 +177,9 @@ def audit_vendor(
     since: datetime, until: datetime, vendor_key: Callable[[str], str] = lambda key: key,
     is_ours: Callable[[str | None], bool] = is_our_key,
 ) -> VendorAudit:
-    """One vendor's books for ``[since, until)``: ``orders`` is what the vendor lists
-    (created ``MARGIN`` either side included), ``entries`` the ledger rows that may own them
-    (every row whose key or order id an order names, and this vendor's rows ordered in the
-    period and its margins). ``vendor_key`` turns a row's key into the id the vendor records
-    for it and ``is_ours`` tells our ids in the vendor's list (``OrderBook``'s own)."""
+    """One vendor's books for ``[since, until)``, both sides read ``MARGIN`` wider:
+    ``entries`` are every row whose key or order id an order names, and this vendor's rows
+    ordered in that time. ``vendor_key`` and ``is_ours`` are the ``OrderBook``'s."""
     rows = list(entries)
     by_key = {vendor_key(e.idempotency_key): e for e in rows if e.idempotency_key}
     by_order = {e.vendor_order_id: e for e in rows if e.vendor_order_id and e.vendor == vendor}
@@ -246,9 +191,10 @@ def audit_vendor(
     found: list[Discrepancy] = []
     by_status: Counter[str] = Counter()
     spend: Counter[str] = Counter()
-    counted = matched = not_ours = 0
+    counted = not_ours = 0
     for order in orders:
-        owner = _owner(order, by_key, by_order)
+        # Matched by our key first, else by the order id the ledger saved.
+        owner = by_key.get(order.external_id or "") or by_order.get(order.order_id)
         elsewhere = owner is not None and owner.vendor not in (None, vendor)
         if owner is not None and not elsewhere:
             owned.setdefault(owner.pk, []).append(order)
@@ -261,57 +207,52 @@ def audit_vendor(
         live = order.status in LIVE
         if owner is None:
             if live and is_ours(order.external_id):
-                found.append(Discrepancy(
-                    vendor=vendor, kind=Kind.ORPHAN, redemption_id=None, source=None,
-                    order_id=order.order_id,
-                    detail=f"{order.raw_status} at the vendor under key {order.external_id}, "
-                           "which no redemption in the ledger has"))
+                found.append(_found(vendor, Kind.ORPHAN, None, order.order_id, (
+                    f"{order.raw_status} at the vendor under key {order.external_id}, "
+                    "which no redemption in the ledger has")))
             elif not is_ours(order.external_id):
                 not_ours += 1
             continue
         if elsewhere and live:
-            found.append(Discrepancy(
-                vendor=vendor, kind=Kind.ORPHAN, redemption_id=owner.redemption_id,
-                source=owner.source, order_id=order.order_id,
-                detail=f"{order.raw_status} at {vendor} under the redemption's key, but the "
-                       f"ledger has it ordered from {owner.vendor}"))
+            found.append(_found(vendor, Kind.ORPHAN, owner, order.order_id, (
+                f"{order.raw_status} at {vendor} under the redemption's key, but the "
+                f"ledger has it ordered from {owner.vendor}")))
         elif owner.state in NOT_FULFILLED and live:
-            found.append(Discrepancy(
-                vendor=vendor, kind=Kind.ORPHAN, redemption_id=owner.redemption_id,
-                source=owner.source, order_id=order.order_id,
-                detail=f"{order.raw_status} at the vendor, but the redemption is "
-                       f"{owner.state.value} in the ledger"))
+            found.append(_found(vendor, Kind.ORPHAN, owner, order.order_id, (
+                f"{order.raw_status} at the vendor, but the redemption is "
+                f"{owner.state.value} in the ledger")))
     for entry in rows:
         if entry.state not in CONFIRMED or entry.vendor != vendor:
             continue
         theirs = owned.get(entry.pk, [])
         if not theirs:
             if in_period(entry.ordered_at):
-                found.append(Discrepancy(
-                    vendor=vendor, kind=Kind.MISSING, redemption_id=entry.redemption_id,
-                    source=entry.source, order_id=entry.vendor_order_id,
-                    detail=f"{entry.state.value} in the ledger with order "
-                           f"{entry.vendor_order_id or '(no id)'}; the vendor lists none"))
+                found.append(_found(vendor, Kind.MISSING, entry, entry.vendor_order_id, (
+                    f"{entry.state.value} in the ledger with order "
+                    f"{entry.vendor_order_id or '(no id)'}; the vendor lists none")))
             continue
         if not any(in_period(o.created_at) for o in theirs):
             continue  # the neighbouring period's audit reports on it
         found.extend(_judge(vendor, entry, theirs))
-    counted_found = {d.order_id for d in found if d.order_id is not None}
-    for entry_orders in owned.values():
-        for order in entry_orders:
-            if in_period(order.created_at) and order.order_id not in counted_found:
-                matched += 1
+    flagged = {d.order_id for d in found if d.order_id is not None}
+    matched = sum(1 for theirs in owned.values() for order in theirs
+                  if in_period(order.created_at) and order.order_id not in flagged)
     return VendorAudit(
         vendor=vendor, orders=counted, matched=matched, not_ours=not_ours,
         by_status=dict(sorted(by_status.items())), spend=dict(sorted(spend.items())),
         discrepancies=tuple(found))
 
 
+def _found(vendor: str, kind: Kind, entry: LedgerEntry | None, order_id: str | None,
+           detail: str) -> Discrepancy:
+    return Discrepancy(vendor=vendor, kind=kind, order_id=order_id, detail=detail,
+                       redemption_id=entry.redemption_id if entry else None,
+                       source=entry.source if entry else None)
+
+
 def _judge(vendor: str, entry: LedgerEntry, orders: Sequence[VendorOrder]) -> list[Discrepancy]:
-    """The discrepancies between a confirmed row and the orders it owns."""
     def make(kind: Kind, order_id: str | None, detail: str) -> Discrepancy:
-        return Discrepancy(vendor=vendor, kind=kind, redemption_id=entry.redemption_id,
-                           source=entry.source, order_id=order_id, detail=detail)
+        return _found(vendor, kind, entry, order_id, detail)
 
     live = [o for o in orders if o.status in LIVE]
     if not live:

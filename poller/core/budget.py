@@ -1,14 +1,9 @@
 """A request budget shared by every worker on one ledger: at most ``max_requests`` requests
-to one upstream in any rolling window of ``window_seconds``.
-
-Influitive sits behind an AWS WAF rule that blocks an IP address past a fixed number of
-requests in any 5-minute window (docs/influitive.md). Workers on one ledger usually share
-an egress address, so the count must be shared too: each request first takes a unit from a
-``RequestLog`` (a table in the ledger, or the in-memory one below for tests). When the
-budget is spent, the caller waits until the oldest unit leaves the window, so nothing is
-sent only to be blocked. Each request takes its own unit, as it is about to be sent.
-
-Pure: no SQL or HTTP here. ``poller.ledger.budget`` is the SQL ``RequestLog``.
+to one upstream in any rolling window of ``window_seconds`` (Influitive's firewall counts per
+IP address, which workers on one ledger usually share: docs/influitive.md). Each request
+takes a unit from a ``RequestLog`` (``poller.ledger.budget``, or the in-memory one below) as
+it is about to be sent; when the budget is spent, the caller waits for the oldest unit to
+leave the window, so nothing is sent only to be blocked.
 """
 
 from __future__ import annotations
@@ -25,8 +20,6 @@ from poller.domain.errors import PollerError
 
 @dataclass(frozen=True, kw_only=True)
 class BudgetLimit:
-    """``max_requests`` to ``scope`` in any rolling window of ``window_seconds``."""
-
     scope: str
     max_requests: int
     window_seconds: float
@@ -40,10 +33,8 @@ class BudgetLimit:
 
 @dataclass(frozen=True)
 class Grant:
-    """What ``RequestLog.try_take`` gave: ``taken`` (False when the budget is spent) and,
-    when not, ``free_in`` seconds until the oldest unit in the window frees. ``at``: the
-    time the unit was stamped with, on the log's clock (None when none was taken, or the
-    log does not say)."""
+    """Not ``taken``: ``free_in`` seconds until the oldest unit frees. ``at``: the unit's
+    stamp on the log's clock, when the log says."""
 
     taken: bool
     free_in: float = 0.0
@@ -51,26 +42,22 @@ class Grant:
 
 
 class RequestLog(Protocol):
-    """Where the units taken are counted. ``try_take`` is atomic across every process that
-    shares the log: two callers never both take the last unit."""
+    """``try_take`` is atomic across every process sharing the log: two callers never both
+    take the last unit."""
 
     def try_take(self, limit: BudgetLimit, clock: Callable[[], datetime]) -> Grant:
-        """Take one unit if fewer than ``limit.max_requests`` were taken in the window
-        ending now (and forget units older than the window). ``clock`` is read once the
-        log is locked, so a unit is never stamped earlier than one another process took
-        meanwhile. A log shared by several hosts keeps one clock of its own
-        instead (the database server's, ``poller.ledger.budget``): the window and the stamps
-        of every host are then on the same clock, whatever the hosts' clocks say."""
+        """Take one unit if the window ending now has room, forgetting older units.
+        ``clock`` is read once the log is locked, so a unit is never stamped earlier than
+        one another process took meanwhile; a log shared by several hosts keeps its own
+        clock (the database server's) instead."""
         ...
 
-    def taken(self, limit: BudgetLimit, now: datetime) -> int:
-        """Units taken in the window ending at ``now`` (for status output and tests)."""
-        ...
+    def taken(self, limit: BudgetLimit, now: datetime) -> int: ...
 
 
 class BudgetWaitAborted(PollerError):
-    """No unit was taken, so no request may be sent: the worker is stopping, or the budget
-    stayed spent for longer than one whole window (other workers keep taking the units)."""
+    """No unit taken, no request sent: stopping, or the budget stayed spent for longer than
+    one whole window (other workers keep taking the units)."""
 
 
 def _utcnow() -> datetime:
@@ -78,12 +65,10 @@ def _utcnow() -> datetime:
 
 
 class RequestBudget:
-    """Takes one unit per request, waiting while the budget is spent.
-
-    The wait is bounded: one window (plus a little) at most, since every unit in the log
-    leaves the window by then; past that, BudgetWaitAborted. ``stop`` (the worker's stop
-    event) ends a wait early, with BudgetWaitAborted too.
-    """
+    """Takes one unit per request, waiting while the budget is spent: one window and a bit
+    at most (every unit leaves the window by then), or until ``stop`` is set; then
+    BudgetWaitAborted. ``wait(seconds)`` sleeps and returns True to abort (default: waits
+    on ``stop``)."""
 
     def __init__(
         self,
@@ -94,8 +79,6 @@ class RequestBudget:
         clock: Callable[[], datetime] = _utcnow,
         wait: Callable[[float], bool] | None = None,
     ) -> None:
-        """``wait(seconds)`` sleeps and returns True to abort the wait (default: waits on
-        ``stop``, so a stop request ends it at once)."""
         self.log = log
         self.limit = limit
         self._stop = stop or threading.Event()
@@ -103,15 +86,14 @@ class RequestBudget:
         self._wait = wait if wait is not None else self._stop.wait
 
     def take(self) -> float:
-        """Take one unit; returns the seconds waited for it."""
+        """Returns the seconds waited for the unit."""
         started = self._clock()
         give_up = started + timedelta(seconds=self.limit.window_seconds * 1.5 + 1.0)
+        stopping = BudgetWaitAborted(f"stopping: no {self.limit.scope} request sent while "
+                                     "waiting for the request budget")
         while True:
             if self._stop.is_set():
-                raise BudgetWaitAborted(
-                    f"stopping: no {self.limit.scope} request sent while waiting for the "
-                    "request budget"
-                )
+                raise stopping
             grant = self.log.try_take(self.limit, self._clock)
             now = self._clock()
             if grant.taken:
@@ -126,14 +108,11 @@ class RequestBudget:
             # unit freed by a clock step on another host is noticed soon.
             pause = min(max(grant.free_in, 0.05), 5.0, (give_up - now).total_seconds() + 0.05)
             if self._wait(pause):
-                raise BudgetWaitAborted(
-                    f"stopping: no {self.limit.scope} request sent while waiting for the "
-                    "request budget"
-                )
+                raise stopping
 
 
 class MemoryRequestLog:
-    """``RequestLog`` in memory, for tests and for a single process with no ledger."""
+    """For tests and for a single process with no ledger."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

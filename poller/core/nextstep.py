@@ -1,15 +1,9 @@
-"""The next step of a redemption: one pure function, ``next_step``, decides it.
+"""The next step of a redemption: ``next_step``, one pure function, is all that decides.
 
-Given what the ledger records about a redemption (``Facts``) and what was just learnt
-(``Event``: it is due and what this cycle's poll said about it, or the vendor's or
-Influitive's answer to the call the previous action made), ``next_step`` returns the
-``Action`` to carry out. The worker (``poller.worker``) carries actions out and feeds the
-answers back in; ``run --dry-run`` (``poller.core.plan``) asks it the same question about
-the same rows and reports the action instead of taking it. Nothing else decides, so the two
-cannot disagree.
-
-Free of I/O: the tests walk every state and every event through it (tests/unit/
-test_next_step.py).
+From what the ledger records (``Facts``) and what was just learnt (``Event``), it returns the
+``Action`` to carry out. The worker carries actions out and feeds the answers back in; ``run
+--dry-run`` (``poller.core.plan``) asks it the same question and reports the action instead,
+so the two cannot disagree. tests/unit/test_next_step.py walks every state and event.
 """
 
 from __future__ import annotations
@@ -22,9 +16,17 @@ from enum import StrEnum
 from typing import Literal
 
 from poller.core.backoff import RetrySchedule
-from poller.core.decide import Hold, Order, Refuse, SpendPolicy, after_vendor_error, plan_intake
-from poller.core.routing import RewardRule
-from poller.domain.errors import AdvocateFacingError, LookupUnavailable, VendorError
+from poller.core.decide import Hold, Order, Refuse, RewardRule, SpendPolicy, plan_intake
+from poller.domain.errors import (
+    AdvocateFacingError,
+    ConfigFixable,
+    LookupUnavailable,
+    OperatorFacingError,
+    ProductUnavailable,
+    TransientVendorError,
+    UnknownOutcome,
+    VendorError,
+)
 from poller.domain.model import LedgerEntry, OrderResult, OrderStatus, Redemption, Route
 from poller.domain.states import TERMINAL, UNCONFIRMED, State, confirmed, reopen_to
 
@@ -35,26 +37,18 @@ BEFORE_ORDER = frozenset({State.NEW, State.WAITING, State.HELD, State.ORDERING})
 
 
 class Listing(StrEnum):
-    """What this cycle's poll says about the redemption."""
+    """What this cycle's poll says about the redemption. NO_POLL: an operator command, or
+    the poll failed; UNLISTED: a partial poll, or not yet missing from enough complete ones
+    (proves nothing); GONE: missing from ``[ledger] gone_after_polls`` complete polls."""
 
     NO_POLL = "no_poll"
-    """No poll to go on: an operator command works the row, or the poll failed."""
     UNLISTED = "unlisted"
-    """Polled, and this poll did not list it (the poll was partial, or it has not been
-    missing from enough complete polls yet): proves nothing."""
     LISTED = "listed"
-    """This poll (or a later one) lists it: still outstanding."""
     GONE = "gone"
-    """Missing from enough complete polls (``[ledger] gone_after_polls``): decided
-    elsewhere."""
 
 
 class Kind(StrEnum):
-    """The actions. On a due row: NOTHING, WAIT, the holds, CONFIRM, REOPEN, CLOSE, REFUSE,
-    START_ORDER, LOOK_UP, RECHECK, FULFILL, SEND_REFUSAL. After a vendor's answer:
-    PLACE_ORDER, MARK_PENDING, STILL_PENDING, MARK_ORDERED, HOLD_ORDER, HOLD_UNCONFIRMABLE,
-    CLOSE, VENDOR_*, CHECK_*. After Influitive's: FULFILLED, REFUSED, PERHAPS, DECIDED,
-    DECISION_*."""
+    """What ``next_step`` asks for: on a due row, then after a vendor's or Influitive's answer."""
 
     NOTHING = "nothing"
     WAIT = "wait"
@@ -93,9 +87,9 @@ class Kind(StrEnum):
 
 @dataclass(frozen=True, kw_only=True)
 class Action:
-    """What to do next. ``to``: the state a move goes to; ``reason``: the words the ledger
-    records (a hold reason, a wait reason, a refusal's reason); ``attempts``: the attempt
-    count to record, when the action counts one."""
+    """``reason``: the words the ledger records; ``attempts``: the count to record, if any;
+    ``operator``: a person must act even if retries may carry it through; ``guarded``: the
+    move to ORDERING passes the ledger's daily spend guard."""
 
     kind: Kind
     reason: str = ""
@@ -104,17 +98,13 @@ class Action:
     attempts: int | None = None
     retry_after: float | None = None
     operator: bool = False
-    """A person must act even if retries may carry it through (counted as a problem)."""
     guarded: bool = False
-    """START_ORDER: the move to ORDERING passes the ledger's daily spend guard."""
     gone: bool = False
     result: OrderResult | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
 class Rules:
-    """The configuration a decision reads."""
-
     rules: Sequence[RewardRule] = ()
     vendors: Collection[str] = frozenset()
     unmapped: Literal["hold", "refuse"] = "hold"
@@ -127,34 +117,29 @@ class Rules:
 
 @dataclass(frozen=True, kw_only=True)
 class Facts:
-    """What the ledger records about a redemption, as a decision needs it."""
+    """What the ledger records about a redemption. ``polled``: from a polled source; a
+    pushed one (a webhook) counts as listed while stored. ``earlier_unfinished``: steps
+    started and never finished, this one not counted. ``redemption``: the stored payload
+    parsed, or why it could not be. ``spent_today``: ordered today by currency, this plan
+    included, when the caller knows it (None: the ledger's guard decides)."""
 
     state: State
     key_saved: bool = False
     order_id: str | None = None
-    vendor: str | None = None
     attempts: int = 0
     approved: bool = False
     hold_reason: str | None = None
     last_error: str | None = None
     polled: bool = True
-    """From a polled source (Influitive); a pushed one (a webhook) counts as listed while
-    stored, and nothing tells that it went away."""
     due: bool = True
-    """Its next attempt is due (``next_attempt_at`` reached, or none)."""
     next_attempt: str = ""
-    """When it is due, for a WAIT's reason."""
     earlier_unfinished: int = 0
-    """Steps on the row that were started and never finished, this one not counted."""
     redemption: Redemption | str | None = None
-    """The stored payload parsed (or why it could not be): read by a first decision only."""
     spent_today: Mapping[str, Decimal] | None = None
-    """Ordered today, by currency, when the caller knows it (a dry run, its own plan
-    included); None: the ledger's guard decides on the move to ORDERING."""
 
 
 def needs_payload(entry: LedgerEntry) -> bool:
-    """Whether a decision on the row may route it (and so reads its stored payload)."""
+    """Whether a decision on the row may route it (and so read its stored payload)."""
     return entry.state in (State.NEW, State.WAITING) and entry.idempotency_key is None
 
 
@@ -163,16 +148,13 @@ def facts_of(
     redemption: Redemption | str | None = None, now: datetime | None = None,
     spent_today: Mapping[str, Decimal] | None = None,
 ) -> Facts:
-    """The facts of a ledger row. ``claimed``: the row as the step's claim returned it
-    (which counted the step in ``unfinished_steps``); ``now``: judge whether it is due (a
-    worker only steps rows that are); ``redemption``: its payload parsed, for a row that
-    ``needs_payload``."""
+    """``claimed``: as the step's claim returned it (counting this step as unfinished);
+    ``now``: judge whether it is due (a worker only steps rows that are)."""
     when = entry.next_attempt_at
     return Facts(
         state=entry.state, key_saved=entry.idempotency_key is not None,
-        order_id=entry.vendor_order_id, vendor=entry.vendor,
-        attempts=entry.attempts, approved=entry.approved, hold_reason=entry.hold_reason,
-        last_error=entry.last_error, polled=polled,
+        order_id=entry.vendor_order_id, attempts=entry.attempts, approved=entry.approved,
+        hold_reason=entry.hold_reason, last_error=entry.last_error, polled=polled,
         due=now is None or when is None or when <= now,
         next_attempt="" if when is None else f"{when:%Y-%m-%d %H:%M:%S} UTC",
         earlier_unfinished=entry.unfinished_steps - (1 if claimed else 0),
@@ -180,23 +162,18 @@ def facts_of(
     )
 
 
-# --- events ----------------------------------------------------------------------------
-
-
 @dataclass(frozen=True, kw_only=True)
 class Due:
-    """The redemption is up for a step (as the cycle or an operator command took it)."""
+    """Up for a step. ``before_poll``: the row last changed before the poll that lists it
+    began (a finished row still listed is then a discrepancy)."""
 
     listing: Listing
     before_poll: bool = False
-    """The row last changed before the poll that lists it began (a finished row still
-    listed is then a discrepancy)."""
 
 
 @dataclass(frozen=True, kw_only=True)
 class LookedUp:
-    """The vendor's answer to a look-up by key: the order, or None (no order under it).
-    ``gone``: the look-up was made for a redemption that left the list."""
+    """None: no order under the key. ``gone``: asked for a redemption that left the list."""
 
     result: OrderResult | None
     gone: bool = False
@@ -204,8 +181,7 @@ class LookedUp:
 
 @dataclass(frozen=True, kw_only=True)
 class NoLookUp:
-    """The vendor cannot look orders up (``LookupUnavailable``). ``gone`` as for
-    ``LookedUp``; ``in_cycle``: a poll is behind the step (not an operator command)."""
+    """``in_cycle``: a poll is behind the step (not an operator command)."""
 
     error: LookupUnavailable
     gone: bool = False
@@ -214,15 +190,12 @@ class NoLookUp:
 
 @dataclass(frozen=True, kw_only=True)
 class Answered:
-    """The vendor's answer to an order (placed, or repeated)."""
-
     result: OrderResult
 
 
 @dataclass(frozen=True, kw_only=True)
 class VendorFailed:
-    """The vendor call failed; ``unavailable_reason`` is the advocate's message for a
-    product the vendor will not sell."""
+    """``unavailable_reason``: the advocate's message for a product the vendor won't sell."""
 
     error: VendorError
     unavailable_reason: str = ""
@@ -230,8 +203,7 @@ class VendorFailed:
 
 @dataclass(frozen=True, kw_only=True)
 class DecisionAnswer:
-    """Influitive's answer to a decision: ``taken``, ``perhaps`` (already decided: not
-    proof), or a failure (``error``)."""
+    """Influitive's answer to a decision; ``perhaps`` (already decided) is not proof."""
 
     outcome: Literal["taken", "perhaps", "failed"]
     error: str = ""
@@ -242,7 +214,6 @@ Event = Due | LookedUp | NoLookUp | Answered | VendorFailed | DecisionAnswer
 
 
 def next_step(facts: Facts, event: Event, rules: Rules) -> Action:
-    """The next action for a redemption, from its recorded facts and what was just learnt."""
     if isinstance(event, Due):
         return _due(facts, event, rules)
     if isinstance(event, DecisionAnswer):
@@ -270,7 +241,7 @@ def _due(facts: Facts, event: Due, rules: Rules) -> Action:
             return Action(kind=Kind.CONFIRM, to=final, reason=(
                 f"confirmed: no longer listed by {rules.gone_after_polls} complete poll(s) "
                 "after Influitive answered \"perhaps already decided\""))
-        if outstanding and event.listing is Listing.LISTED and event.before_poll:
+        if event.listing is Listing.LISTED and event.before_poll:
             return _reopen(facts, rules)
         return Action(kind=Kind.NOTHING)
     if gone and state in BEFORE_ORDER:
@@ -290,19 +261,17 @@ def _due(facts: Facts, event: Due, rules: Rules) -> Action:
         if not facts.key_saved:
             return _intake(facts, rules)
         return Action(kind=Kind.LOOK_UP)
-    if state is State.PENDING:
-        return Action(kind=Kind.RECHECK)
-    if state is State.ORDERED:
-        return Action(kind=Kind.FULFILL)
-    assert state is State.REFUSING
-    return Action(kind=Kind.SEND_REFUSAL)
+    return Action(kind=_DUE_KIND[state])
+
+
+_DUE_KIND = {State.PENDING: Kind.RECHECK, State.ORDERED: Kind.FULFILL,
+             State.REFUSING: Kind.SEND_REFUSAL}
 
 
 def _reopen(facts: Facts, rules: Rules) -> Action:
     """A complete poll, begun after the row was finished, still lists the redemption."""
     target = reopen_to(facts.state, order_placed=facts.order_id is not None)
-    if target is None:
-        return Action(kind=Kind.NOTHING)
+    assert target is not None  # every finished and unconfirmed state reopens
     if target is State.NEW:
         return Action(kind=Kind.REOPEN, to=State.NEW, reason=(
             "discrepancy: Influitive lists it again after it was closed as gone; reopened"))
@@ -323,7 +292,6 @@ def _reopen(facts: Facts, rules: Rules) -> Action:
 
 
 def _intake(facts: Facts, rules: Rules) -> Action:
-    """A redemption nothing was ordered for yet, still outstanding: route it."""
     redemption = facts.redemption
     if not isinstance(redemption, Redemption):
         return Action(kind=Kind.HOLD_UNREADABLE, to=State.HELD,
@@ -336,30 +304,21 @@ def _intake(facts: Facts, rules: Rules) -> Action:
         return Action(kind=Kind.REFUSE, to=State.REFUSING, reason=decision.reason)
     assert isinstance(decision, Order)
     r = decision.route
-    guarded = False
-    if not facts.approved:
-        reason = rules.spend.precheck(r.amount, r.currency)
-        limit = rules.spend.daily(r.currency)
-        if reason is None and limit is not None:
-            guarded = True
-            spent = None if facts.spent_today is None else facts.spent_today.get(
-                r.currency, Decimal(0))
-            if spent is not None and spent + r.amount > limit:
-                reason = (f"spending guard: daily spend limit for {r.currency} reached: "
-                          f"{spent} ordered today (this plan included) + {r.amount} "
-                          f"would pass {limit}")
-        if reason is not None:
-            return Action(kind=Kind.HOLD_SPEND, to=State.HELD, reason=reason, route=r)
-    return Action(kind=Kind.START_ORDER, to=State.ORDERING, route=r, guarded=guarded,
+    reason = None if facts.approved else rules.spend.precheck(r.amount, r.currency)
+    limit = None if facts.approved else rules.spend.daily(r.currency)
+    spent = None if facts.spent_today is None else facts.spent_today.get(r.currency, Decimal(0))
+    if reason is None and limit is not None and spent is not None and spent + r.amount > limit:
+        reason = (f"spending guard: daily spend limit for {r.currency} reached: {spent} "
+                  f"ordered today (this plan included) + {r.amount} would pass {limit}")
+    if reason is not None:
+        return Action(kind=Kind.HOLD_SPEND, to=State.HELD, reason=reason, route=r)
+    return Action(kind=Kind.START_ORDER, to=State.ORDERING, route=r, guarded=limit is not None,
                   reason=f"ordering {r.describe()}")
 
 
 def _ordered(facts: Facts, event: Event, rules: Rules) -> Action:
-    """The vendor's answer to LOOK_UP or PLACE_ORDER (NEW, WAITING, ORDERING or HELD with a
-    key): the order found decides; no order under the key is ordered (same key) while the
-    redemption is listed and closed once it is gone; a vendor that cannot look it up
-    repeats the identical request only while it is listed and the vendor promises that a
-    repeat creates nothing new, and is held for a person otherwise."""
+    """The vendor's answer to LOOK_UP or PLACE_ORDER: docs/delivery.md, "The vendor look-up
+    contract"."""
     attempts = facts.attempts + 1
     if isinstance(event, LookedUp):
         if event.result is not None:
@@ -380,41 +339,56 @@ def _ordered(facts: Facts, event: Event, rules: Rules) -> Action:
     return _vendor_failed(event.error, attempts, event.unavailable_reason, rules)
 
 
+# An order's status -> the action, the state, what the reason says and its default detail.
+_AFTER_ORDER = {
+    OrderStatus.PENDING: (Kind.MARK_PENDING, State.PENDING, "accepted, not final yet", "pending"),
+    OrderStatus.NEEDS_PERSON: (Kind.HOLD_ORDER, State.HELD, "needs a person", "not delivered"),
+    OrderStatus.FAILED: (Kind.HOLD_ORDER, State.HELD, "failed at the vendor", "failed"),
+}
+
+
 def _after_order(result: OrderResult) -> Action:
-    if result.status is OrderStatus.PENDING:
-        return Action(kind=Kind.MARK_PENDING, to=State.PENDING, result=result, reason=(
-            f"vendor order {result.vendor_order_id} accepted, not final yet "
-            f"({result.detail or 'pending'})"))
-    if result.status is OrderStatus.NEEDS_PERSON:
-        return Action(kind=Kind.HOLD_ORDER, to=State.HELD, result=result, reason=(
-            f"vendor order {result.vendor_order_id} needs a person "
-            f"({result.detail or 'not delivered'})"))
-    if result.status is OrderStatus.FAILED:
-        return Action(kind=Kind.HOLD_ORDER, to=State.HELD, result=result, reason=(
-            f"vendor order {result.vendor_order_id} failed at the vendor "
-            f"({result.detail or 'failed'})"))
-    return Action(kind=Kind.MARK_ORDERED, to=State.ORDERED, result=result,
-                  reason=f"vendor order {result.vendor_order_id} placed")
+    if result.status not in _AFTER_ORDER:
+        return Action(kind=Kind.MARK_ORDERED, to=State.ORDERED, result=result,
+                      reason=f"vendor order {result.vendor_order_id} placed")
+    kind, to, what, default = _AFTER_ORDER[result.status]
+    return Action(kind=kind, to=to, result=result, reason=(
+        f"vendor order {result.vendor_order_id} {what} ({result.detail or default})"))
 
 
 def _vendor_failed(exc: VendorError, attempts: int, unavailable_reason: str,
                    rules: Rules) -> Action:
-    after = after_vendor_error(exc, attempts=attempts,
-                               max_attempts=rules.schedule.max_attempts,
-                               unavailable=rules.unavailable,
-                               unavailable_reason=unavailable_reason)
-    if after.state is State.REFUSING:
-        return Action(kind=Kind.VENDOR_REFUSE, to=State.REFUSING, reason=after.reason,
+    """docs/delivery.md, "Vendor errors: refused, held, or retried"."""
+    def hold(reason: str, operator: bool = True) -> Action:
+        return Action(kind=Kind.VENDOR_HOLD, to=State.HELD, reason=reason, attempts=attempts,
+                      operator=operator)
+
+    def refuse(reason: str) -> Action:
+        return Action(kind=Kind.VENDOR_REFUSE, to=State.REFUSING, reason=reason,
                       attempts=attempts)
-    if after.state is State.HELD:
-        return Action(kind=Kind.VENDOR_HOLD, to=State.HELD, reason=after.reason,
-                      attempts=attempts, operator=after.operator)
-    return Action(kind=Kind.VENDOR_RETRY, to=State.WAITING, reason=after.reason,
-                  attempts=attempts, retry_after=after.retry_after, operator=after.operator)
+
+    if isinstance(exc, ProductUnavailable):
+        if rules.unavailable == "hold":
+            return hold(f"{exc} (held: [fulfillment] unavailable_reward = \"hold\"; "
+                        "`ledger refuse` refunds the points, `ledger retry` tries again)")
+        return refuse(unavailable_reason)
+    if isinstance(exc, AdvocateFacingError):
+        return refuse(exc.advocate_message)
+    if isinstance(exc, ConfigFixable):
+        return hold(f"the configuration asks for something the vendor does not offer: {exc} "
+                    "(fix the [[rewards]] rule, then `ledger retry`)")
+    operator = isinstance(exc, OperatorFacingError)
+    kind = ("outcome unknown, will reconcile by key" if isinstance(exc, UnknownOutcome)
+            else "needs an operator" if operator else "transient")
+    if rules.schedule.exhausted(attempts):
+        return hold(f"gave up after {attempts} attempts ({kind}): {exc}", operator)
+    return Action(kind=Kind.VENDOR_RETRY, to=State.WAITING, reason=f"{kind}: {exc}",
+                  attempts=attempts, operator=operator,
+                  retry_after=exc.retry_after if isinstance(exc, TransientVendorError) else None)
 
 
 def _checked(facts: Facts, event: Event, rules: Rules) -> Action:
-    """The answer to RECHECK (a PENDING order)."""
+    """The answer to RECHECK."""
     if isinstance(event, LookedUp | Answered):
         result = event.result
         if result is None:
@@ -450,7 +424,6 @@ def _checked(facts: Facts, event: Event, rules: Rules) -> Action:
 
 
 def _decided(facts: Facts, event: DecisionAnswer, rules: Rules) -> Action:
-    """Influitive's answer to FULFILL or SEND_REFUSAL."""
     fulfil = facts.state is State.ORDERED
     if event.outcome == "taken":
         if fulfil:

@@ -1,16 +1,12 @@
-"""Idempotency keys: derived from the redemption, never random.
-
-The same redemption gets the same key on any machine and after any restart, so a replayed
-order is recognised by the vendor. The key is alphanumeric and short enough for every
-vendor in docs (Tango: alphanumeric, at most 100 characters).
-"""
+"""Idempotency keys: derived from the redemption, never random, so a replayed order is
+recognised by the vendor on any machine and after any restart. Alphanumeric and short enough
+for every vendor (Tango: at most 100 characters)."""
 
 from __future__ import annotations
 
 import hashlib
 
 KEY_PREFIX = "rp"
-"""What every key ``idempotency_key`` makes starts with."""
 
 
 def idempotency_key(*, namespace: str, source: str, redemption_id: str, generation: int = 0) -> str:
@@ -28,8 +24,7 @@ _HEX = frozenset("0123456789abcdef")
 
 
 def is_our_key(text: str | None) -> bool:
-    """Whether ``text`` has the shape of a key ``idempotency_key`` makes (``rp`` and 40 hex
-    digits): an order a vendor lists under such a key was placed by reward-poller."""
+    """Whether ``text`` has the shape of our keys: an order under one is reward-poller's."""
     return (
         text is not None and len(text) == _KEY_LENGTH and text.startswith(KEY_PREFIX)
         and set(text[len(KEY_PREFIX):]) <= _HEX

@@ -6,6 +6,8 @@ import string
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from poller.domain.errors import PRODUCT_UNAVAILABLE
+
 PLACEHOLDERS = frozenset(
     {"reward_name", "recipient_name", "email", "delivery", "vendor", "amount", "currency",
      "reason", "redemption_id"}
@@ -18,8 +20,8 @@ DEFAULT_REFUSED = (
     "We could not send your {reward_name}: {reason}. Your points have been refunded."
 )
 DEFAULT_UNMAPPED = "This reward cannot be fulfilled automatically"
-DEFAULT_UNAVAILABLE = "this reward is not available at the moment"
-"""The ``{reason}`` of a refusal because the vendor will not sell a product it lists."""
+# The ``{reason}`` of a refusal because the vendor will not sell a product it lists.
+DEFAULT_UNAVAILABLE = PRODUCT_UNAVAILABLE
 
 
 def unknown_placeholders(template: str) -> list[str]:

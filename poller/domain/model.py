@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -16,8 +17,6 @@ INFLUITIVE = "influitive"
 
 @dataclass(frozen=True, kw_only=True)
 class Contact:
-    """The advocate who redeemed."""
-
     id: str | None = None
     email: str | None = None
     first_name: str | None = None
@@ -30,6 +29,23 @@ class Contact:
             return self.name
         joined = " ".join(p for p in (self.first_name, self.last_name) if p)
         return joined or (self.email or "")
+
+
+# C0 and C1 controls, DEL, and the Unicode line/paragraph separators: in an e-mail address
+# they can only be an injection (an extra header, a split CSV row, a terminal escape).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def email_problem(value: Any, who: str = "advocate") -> str | None:
+    """Why the e-mail address ``value`` (as received, before any stripping) cannot be used,
+    or None: the one check every source applies."""
+    if isinstance(value, str) and value.strip():
+        if _CONTROL.search(value):
+            return f"{who} email address contains control characters (CR/LF or similar)"
+        return None if "@" in value else f"{who} email address is malformed"
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f"{who} email address is malformed"  # a number has no "@"
+    return f"{who} has no email address"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,11 +61,8 @@ class Shipping:
 
 @dataclass(frozen=True, kw_only=True)
 class Redemption:
-    """One outstanding redemption, as read from the source and parsed tolerantly.
-
-    ``problems`` lists what is wrong with the payload (missing email, unreadable amount...):
-    a redemption with problems is recorded and held, never ordered.
-    """
+    """One outstanding redemption, parsed tolerantly: one with ``problems`` (missing email,
+    unreadable amount...) is recorded and held, never ordered."""
 
     source: str = INFLUITIVE
     id: str
@@ -67,14 +80,13 @@ class Redemption:
 
 @dataclass(frozen=True, kw_only=True)
 class Route:
-    """What to order for a redemption."""
+    """What to order. ``origin``: ``metadata`` or ``config:<rule>``."""
 
     vendor: str
     product: str | None
     amount: Decimal
     currency: str
     origin: str
-    """Where the route came from: ``metadata`` or ``config:<rule>``."""
 
     def describe(self) -> str:
         """``25.00 USD from tremendous (product AMZN-US, route config:reward_id=37)``; a
@@ -85,7 +97,7 @@ class Route:
 
 @dataclass(frozen=True, kw_only=True)
 class OrderRequest:
-    """Everything a vendor needs to place one order. Identical on every replay."""
+    """Identical on every replay."""
 
     idempotency_key: str
     redemption_id: str
@@ -101,52 +113,49 @@ class OrderRequest:
 
 
 class OrderStatus(StrEnum):
+    """COMPLETE: delivered, or nothing left for us to do; FAILED: nothing reached the
+    advocate; NEEDS_PERSON: neither, in a way the worker may act on (Tango ``PARTIAL``, a
+    bounced delivery): held with ``detail``."""
+
     COMPLETE = "complete"
-    """Placed and delivered (or delivery under way with nothing left for us to do)."""
     PENDING = "pending"
-    """Accepted, not final: ask again later."""
     FAILED = "failed"
-    """The vendor gave up on it (failed, cancelled): nothing reached the advocate."""
     NEEDS_PERSON = "needs_person"
-    """Placed, but neither delivered nor failed in a way the worker may act on (Tango
-    ``PARTIAL``, a delivery that bounced): held for a person with ``detail``."""
 
 
 @dataclass(frozen=True, kw_only=True)
 class OrderResult:
-    """The vendor's answer about one order. ``link`` is a secret: never logged or stored
-    unless the user asked for it."""
+    """``delivery``: secret-free, for the advocate's message. ``link`` is a secret: never
+    logged or stored unless the user asked for it."""
 
     vendor_order_id: str
     status: OrderStatus
     delivery: str = ""
-    """A short, secret-free description of the delivery, for the advocate's message."""
     link: str | None = field(default=None, repr=False)
     detail: str = ""
 
 
 class UnreadablePayload(ValueError):
-    """A ledger row holds no ``Redemption``: its payload could not be read into one when it
-    was stored (a row recorded before the ledger kept the model, whose payload the
-    migration that added it could not read). The message says why."""
+    """A row recorded before the ledger kept the model, whose payload the migration could
+    not read into a ``Redemption``. The message says why."""
 
 
 @dataclass(frozen=True, kw_only=True)
 class LedgerEntry:
-    """One ledger row, as the core sees it."""
+    """One ledger row. ``payload``: as the source sent it; ``redemption``: as its adapter
+    read it when recorded (never parsed again), None when it could not be (``unreadable``
+    says why). ``ordered_at``: the key saved (the spend guard counts it); ``approved``: past
+    the spend guard by ``ledger approve``. ``unfinished_steps``: leases claimed and never
+    released (the process died, or the lease ran out mid-step), bookkeeping of the leases
+    and so left out of equality."""
 
     pk: int
     source: str
     redemption_id: str
     state: State
     payload: Mapping[str, Any]
-    """The redemption exactly as the source sent it (``redemption.raw``)."""
     redemption: Redemption | None = None
-    """The redemption as the source's adapter read it when it was recorded, stored beside
-    the payload: the steps read this and never parse the payload again. None when the
-    payload could not be read (``unreadable`` says why)."""
     unreadable: str | None = None
-    """Why ``redemption`` is None; None when it is there."""
     reward_id: str | None = None
     reward_name: str | None = None
     email: str | None = None
@@ -165,16 +174,10 @@ class LedgerEntry:
     updated_at: datetime
     last_seen_poll: int | None = None
     ordered_at: datetime | None = None
-    """When the order was first committed to (the key saved): the spend guard counts it."""
     approved: bool = False
-    """A person approved this one past the spend guard (``ledger approve``)."""
     unfinished_steps: int = field(default=0, compare=False)
-    """Steps on this row that were started (lease claimed) and never finished: the process
-    died, or the lease ran out mid-step. Back to 0 when a step finishes. Bookkeeping of the
-    leases, not of the redemption: left out of equality."""
 
     def parsed(self) -> Redemption:
-        """The stored redemption, or UnreadablePayload naming why there is none."""
         if self.redemption is None:
             raise UnreadablePayload(self.unreadable or "no redemption is stored with the payload")
         return self.redemption
@@ -182,33 +185,30 @@ class LedgerEntry:
 
 @dataclass(frozen=True, kw_only=True)
 class Event:
-    """One line of a redemption's story."""
+    """One line of a redemption's story. ``actor``: the worker's lease owner or the person
+    behind an operator command (None for events older than the column)."""
 
     at: datetime
     from_state: State | None
     to_state: State
     detail: str
     actor: str | None = None
-    """Who made the move: the worker's lease owner, or the person behind an operator
-    command. None for events older than the column."""
 
 
 @dataclass(frozen=True, kw_only=True)
 class PollResult:
     """What one poll read. ``complete`` is False when paging stopped early (page cap,
-    repeated link, error): then nothing may be concluded from a redemption's absence."""
+    repeated link, error): then nothing may be concluded from a redemption's absence.
+    ``rejected``: items that could not be keyed, with why; ``streamed``: redemptions handed
+    over page by page (``poll_pages``) instead of kept in ``redemptions``."""
 
     redemptions: tuple[Redemption, ...]
     complete: bool
     pages: int
     requests: int
     rejected: tuple[str, ...] = ()
-    """Items that could not be keyed (no id), with the reason; logged, never ordered."""
     streamed: int = 0
-    """Redemptions handed to the reader page by page as they were read
-    (``poll_pages``) instead of kept in ``redemptions``."""
 
     @property
     def seen(self) -> int:
-        """Redemptions this poll listed (each once)."""
         return len(self.redemptions) + self.streamed

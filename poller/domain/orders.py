@@ -12,33 +12,28 @@ from datetime import datetime
 
 
 class OrderStatus(enum.Enum):
-    """The vendor's status, folded into what the audit needs to know."""
+    """The vendor's status, folded: COMPLETE spent money, CANCELLED (or rejected, refunded)
+    did not; UNKNOWN: one the vendor's documentation does not list, never guessed."""
 
     COMPLETE = "complete"
-    """Delivered, or accepted and not failed (money spent)."""
     PENDING = "pending"
-    """Placed, not yet delivered or approved."""
     CANCELLED = "cancelled"
-    """Cancelled, rejected or refunded at the vendor: no money spent."""
     FAILED = "failed"
-    """Failed at the vendor."""
     UNKNOWN = "unknown"
-    """A status the vendor's documentation does not list: shown as it came, never guessed."""
 
 
 @dataclass(frozen=True, kw_only=True)
 class VendorOrder:
+    """``external_id``: our key as the vendor recorded it (None: it keeps none);
+    ``raw_status``: the vendor's own word; ``recipient``: the email the vendor has."""
+
     vendor: str
     order_id: str
-    """The vendor's own id for the order."""
     external_id: str | None
-    """Our idempotency key as the vendor recorded it (None: the vendor keeps none)."""
     created_at: datetime
     status: OrderStatus
     raw_status: str
-    """The vendor's own word for the status, for the report."""
     amount_minor: int | None = None
     currency: str | None = None
     product: str | None = None
     recipient: str | None = None
-    """The recipient's email address, as the vendor has it."""

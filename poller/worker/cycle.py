@@ -31,8 +31,8 @@ from datetime import datetime
 
 import structlog
 
+from poller.core.decide import RewardRule
 from poller.core.nextstep import Action, Due, Kind, Listing, Rules
-from poller.core.routing import RewardRule
 from poller.domain.errors import PollerError
 from poller.domain.messages import MessageTemplates
 from poller.domain.model import INFLUITIVE, LedgerEntry

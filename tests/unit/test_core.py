@@ -10,14 +10,24 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from poller.core.backoff import RetrySchedule
-from poller.core.decide import Hold, Order, Refuse, after_vendor_error, plan_intake
-from poller.core.routing import RewardRule, RouteProblem, route, route_from_metadata
+from poller.core.decide import (
+    Hold,
+    Order,
+    Refuse,
+    RewardRule,
+    RouteProblem,
+    plan_intake,
+    route,
+    route_from_metadata,
+)
+from poller.core.nextstep import Action, Facts, Rules, VendorFailed, next_step
 from poller.domain.errors import (
     AdvocateFacingError,
     ConfigFixable,
     OperatorFacingError,
     TransientVendorError,
     UnknownOutcome,
+    VendorError,
 )
 from poller.domain.keys import idempotency_key
 from poller.domain.messages import MessageTemplates, unknown_placeholders
@@ -90,9 +100,16 @@ def test_reopen_targets_and_confirmations() -> None:
     assert not UNCONFIRMED & (TERMINAL | ACTIVE)
 
 
+def after_vendor_error(exc: VendorError, *, attempts: int, max_attempts: int) -> Action:
+    """Where a failed order leaves a redemption that had ``attempts - 1`` before it."""
+    return next_step(Facts(state=State.ORDERING, key_saved=True, attempts=attempts - 1),
+                     VendorFailed(error=exc),
+                     Rules(schedule=RetrySchedule(max_attempts=max_attempts)))
+
+
 def test_config_fixable_is_held_at_once_never_refused_nor_retried() -> None:
     after = after_vendor_error(ConfigFixable("unknown UTID U999"), attempts=1, max_attempts=8)
-    assert after.state is State.HELD and after.operator
+    assert after.to is State.HELD and after.operator
     assert "U999" in after.reason and "[[rewards]]" in after.reason
 
 
@@ -231,15 +248,15 @@ def test_plan_intake_branches() -> None:
 
 def test_vendor_error_classes_decide_the_next_state() -> None:
     kw = {"attempts": 1, "max_attempts": 3}
-    assert after_vendor_error(AdvocateFacingError("gone"), **kw).state is State.REFUSING
+    assert after_vendor_error(AdvocateFacingError("gone"), **kw).to is State.REFUSING
     op = after_vendor_error(OperatorFacingError("funds"), **kw)
-    assert op.state is State.WAITING and op.operator
+    assert op.to is State.WAITING and op.operator
     tr = after_vendor_error(TransientVendorError("503", retry_after=90), **kw)
-    assert tr.state is State.WAITING and tr.retry_after == 90
-    assert after_vendor_error(UnknownOutcome("reset"), **kw).state is State.WAITING
+    assert tr.to is State.WAITING and tr.retry_after == 90
+    assert after_vendor_error(UnknownOutcome("reset"), **kw).to is State.WAITING
     # Operator-facing errors never refuse, even when attempts run out: a person decides.
     assert after_vendor_error(OperatorFacingError("funds"), attempts=3,
-                              max_attempts=3).state is State.HELD
+                              max_attempts=3).to is State.HELD
 
 
 # --- keys, backoff, messages ------------------------------------------------------------------

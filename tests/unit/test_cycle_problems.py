@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from poller.core.backoff import RetrySchedule
-from poller.core.routing import RewardRule
+from poller.core.decide import RewardRule
 from poller.daemon.alerts import cycle_problems, problem_line
 from poller.domain.errors import (
     ConfigFixable,

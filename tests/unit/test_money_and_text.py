@@ -10,9 +10,8 @@ from typing import Any
 import pytest
 
 from poller.config import FulfillmentSettings, RewardSettings
-from poller.core.decide import Hold, Order, SpendPolicy, plan_intake
-from poller.core.routing import RewardRule
-from poller.domain.money import CurrencyProblem, format_amount, normalise_amount, parse_currency
+from poller.core.decide import Hold, Order, RewardRule, SpendPolicy, plan_intake
+from poller.domain.money import CurrencyProblem, normalise_amount, parse_currency
 from poller.domain.states import State
 from poller.sources.influitive.wire import parse_redemption
 from tests.unit.test_spend_guard import guarded
@@ -81,7 +80,7 @@ def test_the_config_takes_only_iso_codes() -> None:
 def test_amounts_are_plain_decimals_with_the_currency_minor_units(
     amount: str, currency: str, text: str
 ) -> None:
-    assert format_amount(Decimal(amount), currency) == text
+    assert f"{normalise_amount(Decimal(amount), currency):f}" == text
     decision = intake(redemption(1, reward_metadata=meta(amount=amount, currency=currency)))
     assert isinstance(decision, Order)
     assert str(decision.route.amount) == text

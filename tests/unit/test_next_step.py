@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from poller.core.backoff import RetrySchedule
-from poller.core.decide import SpendPolicy
+from poller.core.decide import RewardRule, SpendPolicy
 from poller.core.nextstep import (
     Answered,
     DecisionAnswer,
@@ -23,7 +23,6 @@ from poller.core.nextstep import (
     VendorFailed,
     next_step,
 )
-from poller.core.routing import RewardRule
 from poller.domain.errors import (
     AdvocateFacingError,
     ConfigFixable,
@@ -56,7 +55,6 @@ KEYED = {State.ORDERING, State.PENDING, State.ORDERED, State.FULFILLED,
 def facts(state: State, **over: object) -> Facts:
     base = Facts(state=state, key_saved=state in KEYED,
                  order_id="V-1" if state in KEYED - {State.ORDERING} else None,
-                 vendor="tremendous" if state in KEYED else None,
                  redemption=ROUTED if state in (State.NEW, State.WAITING) else None)
     return replace(base, **over)  # type: ignore[arg-type]
 
@@ -107,7 +105,7 @@ def test_every_state_and_listing(state: State, listing: Listing) -> None:
     if action.to is not None:
         assert can_transition(state, action.to) or action.to is state
     if state in KEYED_TABLE:
-        keyed = next_step(facts(state, key_saved=True, vendor="tremendous"),
+        keyed = next_step(facts(state, key_saved=True),
                           EVENTS[listing], RULES)
         assert keyed.kind is KEYED_TABLE[state][list(Listing).index(listing)]
         assert keyed.gone is (listing is Listing.GONE)
@@ -234,7 +232,7 @@ ORDERING_ANSWERS = [
 @pytest.mark.parametrize(("event", "want"), ORDERING_ANSWERS)
 def test_every_answer_to_an_order_or_a_look_up(state: State, event: object,
                                                want: Kind) -> None:
-    action = next_step(facts(state, key_saved=True, vendor="tremendous"), event, RULES)  # type: ignore[arg-type]
+    action = next_step(facts(state, key_saved=True), event, RULES)  # type: ignore[arg-type]
     assert action.kind is want
     if action.to is not None:
         # From ORDERING, where the order step moves the row before the call.

@@ -7,9 +7,8 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from poller.core.decide import SpendPolicy
+from poller.core.decide import RewardRule, SpendPolicy
 from poller.core.plan import EmptyLedger, Planner
-from poller.core.routing import RewardRule
 from poller.domain.model import PollResult, Redemption
 from poller.domain.states import State
 from poller.ledger.memory import MemoryLedger

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from poller.core.backoff import RetrySchedule
-from poller.core.routing import RewardRule
+from poller.core.decide import RewardRule
 from poller.domain.errors import SourceAuthError, TransientVendorError
 from poller.domain.model import OrderRequest, OrderResult
 from poller.domain.states import State

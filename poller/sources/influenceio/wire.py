@@ -12,8 +12,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from poller.domain.contact import email_problem
-from poller.domain.model import Contact, Redemption
+from poller.domain.model import Contact, Redemption, email_problem
 
 INFLUENCEIO = "influenceio"
 MAX_ID_LENGTH = 200

@@ -11,8 +11,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from poller.domain.contact import email_problem
-from poller.domain.model import INFLUITIVE, Contact, Redemption, Shipping
+from poller.domain.model import INFLUITIVE, Contact, Redemption, Shipping, email_problem
 from poller.domain.money import CurrencyProblem, parse_currency
 
 MAX_ID_LENGTH = 200

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from poller.core.backoff import RetrySchedule
-from poller.core.routing import RewardRule
+from poller.core.decide import RewardRule
 from poller.domain.model import Shipping
 from poller.domain.states import State
 from poller.ledger.memory import MemoryLedger

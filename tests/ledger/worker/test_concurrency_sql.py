@@ -21,7 +21,7 @@ import pytest
 from poller.compose import App
 from poller.config import load_config
 from poller.core.backoff import RetrySchedule
-from poller.core.routing import RewardRule
+from poller.core.decide import RewardRule
 from poller.domain.model import OrderRequest, OrderResult
 from poller.domain.states import State
 from poller.ledger import open_ledger

@@ -21,7 +21,7 @@ from typing import Any, Literal
 import pytest
 
 from poller.core.backoff import RetrySchedule
-from poller.core.routing import RewardRule
+from poller.core.decide import RewardRule
 from poller.domain.messages import DEFAULT_REFUSED, MessageTemplates
 from poller.domain.states import State
 from poller.ledger import open_ledger

@@ -20,7 +20,7 @@ import pytest
 import structlog
 
 from poller.core.backoff import RetrySchedule
-from poller.core.routing import RewardRule
+from poller.core.decide import RewardRule
 from poller.domain.states import State
 from poller.ledger import open_ledger
 from poller.ledger.sql import SqlLedger

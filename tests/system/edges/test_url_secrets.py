@@ -10,7 +10,7 @@ import pytest
 
 from poller import logs
 from poller.config import Config
-from poller.core.redact import display_url, is_secret_url_key, url_secrets
+from poller.core.redact import display_url, is_secret_url_key, url_redaction
 from poller.domain.model import INFLUITIVE, Contact, Redemption
 from poller.domain.states import State
 from poller.ledger import open_ledger
@@ -38,10 +38,11 @@ def test_display_url(url: str, secret_path: bool, shown: str) -> None:
 
 
 def test_secret_parts_of_a_url() -> None:
-    parts = url_secrets(HOOK_URL)
-    assert PASSWORD in parts and f"zap-user:{PASSWORD}" in parts and HOOK_PATH in parts
-    assert url_secrets("https://api.example.com/") == []
-    assert HOOK_PATH not in url_secrets(HOOK_URL, secret_path=False)
+    found = url_redaction(HOOK_URL)
+    assert PASSWORD in found.passwords and found.shown == "https://hooks.example.com/…"
+    assert "4815162" in found.tokens and "zq9x8y7w" in found.tokens
+    assert not url_redaction("https://api.example.com/")
+    assert url_redaction(HOOK_URL, secret_path=False).tokens == ()
 
 
 def test_secret_url_keys_default_to_every_vendor_and_alert_url() -> None:
@@ -145,9 +146,9 @@ def _loaded(**sections: object) -> Config:
 
 
 def test_a_url_user_name_port_and_plain_path_are_not_secrets() -> None:
-    assert url_secrets(ADVOCATE_HOOK) == []
-    assert url_secrets("postgresql+psycopg://postgres@127.0.0.1:5432/ledger", False) == []
-    assert url_secrets("http://127.0.0.1:8080/api/v2") == []
+    assert not url_redaction(ADVOCATE_HOOK)
+    assert not url_redaction("postgresql+psycopg://postgres@127.0.0.1:5432/ledger", False)
+    assert not url_redaction("http://127.0.0.1:8080/api/v2")
     _loaded(alerts={"webhook_url": ADVOCATE_HOOK},
             ledger={"url": "postgresql+psycopg://postgres@127.0.0.1:5432/ledger"})
     for text in (THANKS, "install reward-poller[postgres]", "listening on 8080",

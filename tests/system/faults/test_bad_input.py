@@ -21,7 +21,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 import poller.worker.failpoints as failpoints
 from poller.core.backoff import RetrySchedule
-from poller.core.routing import RewardRule
+from poller.core.decide import RewardRule
 from poller.domain.errors import (
     AdvocateFacingError,
     OperatorFacingError,
