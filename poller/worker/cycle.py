@@ -118,11 +118,10 @@ class Worker:
         # On the ledger's clock: the reconciliation compares it with ``updated_at``.
         started = self.ledger.now(self.clock())
         poll_id = self.ledger.start_poll(started)
-        poll = steps.poll(self.source, self.ledger, poll_id, self.clock, report)
+        poll = steps.poll(ctx, self.source, poll_id)
         sighting = None if poll is None else Sighting(poll_id=poll_id, started=started)
         if sighting is not None and poll is not None and poll.complete:
-            listed, gone = steps.select(self.ledger, poll_id, started,
-                                        self.policy.gone_after_polls)
+            listed, gone = steps.select(ctx, poll_id, started)
             if listed:
                 self._dispatch(ctx, listed, sighting)
             if gone:
@@ -146,11 +145,10 @@ class Worker:
     def _dispatch(
         self, ctx: StepContext, items: Sequence[LedgerEntry | int], sighting: Sighting | None,
     ) -> None:
-        """Work each redemption one step, on up to ``policy.concurrency`` threads. A thread
-        takes the next one only while no stop was asked for and no thread failed, so a
-        SIGTERM lets the redemptions in hand finish. The lease (``_step``), not the thread,
-        keeps a redemption to one worker. The first failure is raised once every thread has
-        finished the redemption it held."""
+        """Work each redemption one step, on up to ``policy.concurrency`` threads, taking the
+        next only while no stop was asked for and no thread failed (then raised, once every
+        thread finished the one it held). The lease, not the thread, keeps a redemption to
+        one worker."""
         report = ctx.report
         pending = iter(items)
         lock = threading.Lock()

@@ -6,8 +6,8 @@ recording a poll, reconciling with it, telling Influitive. Each carries out what
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -229,13 +229,8 @@ class StepContext:
         self.report.release()
         return True
 
-    @contextmanager
-    def heartbeat(self, entry: LedgerEntry) -> Iterator[None]:
-        if not self.policy.heartbeat:
-            yield
-            return
-        with self.keeper.held(entry.pk):
-            yield
+    def heartbeat(self, entry: LedgerEntry) -> AbstractContextManager[None]:
+        return self.keeper.held(entry.pk) if self.policy.heartbeat else nullcontext()
 
     def decider(self, entry: LedgerEntry) -> Decider:
         decider = self.deciders.get(entry.source)
@@ -276,13 +271,11 @@ class StepContext:
 # --- recording ---------------------------------------------------------------------------
 
 
-def poll(
-    source: RedemptionSource, ledger: Ledger, poll_id: int, clock: Callable[[], datetime],
-    report: CycleReport,
-) -> PollResult | None:
+def poll(ctx: StepContext, source: RedemptionSource, poll_id: int) -> PollResult | None:
     """Read the outstanding list, recording each page in its own transaction as it arrives:
     memory stays flat, and a poll cut short leaves what it read workable. None when the poll
     failed; raises SourceAuthError."""
+    ledger, clock, report = ctx.ledger, ctx.clock, ctx.report
     new = 0
 
     def record(page: Sequence[Redemption]) -> None:
@@ -329,15 +322,13 @@ def hold(ctx: StepContext, entry: LedgerEntry, action: Action) -> LedgerEntry:
 # --- reconciling with a complete poll (docs/delivery.md) ----------------------------------
 
 
-def select(
-    ledger: Ledger, poll_id: int, started: datetime, gone_after_polls: int,
-) -> tuple[list[int], list[int]]:
+def select(ctx: StepContext, poll_id: int, started: datetime) -> tuple[list[int], list[int]]:
     """The rows a complete poll lists that the ledger has as finished since before it began,
     and the rows gone from enough complete polls."""
-    listed = [e.pk for e in ledger.seen_since(poll_id, RELEASED)
+    listed = [e.pk for e in ctx.ledger.seen_since(poll_id, RELEASED)
               if e.source in POLLED and e.updated_at < started]
-    gone = [e.pk for e in ledger.unseen_since(poll_id, BEFORE_ORDER | UNCONFIRMED,
-                                              polls=gone_after_polls)
+    gone = [e.pk for e in ctx.ledger.unseen_since(poll_id, BEFORE_ORDER | UNCONFIRMED,
+                                                  polls=ctx.policy.gone_after_polls)
             if e.source in POLLED]
     return listed, gone
 
