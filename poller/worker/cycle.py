@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import structlog
@@ -57,46 +57,37 @@ class Sighting:
         return Due(listing=Listing.GONE if self.gone else Listing.UNLISTED)
 
 
+@dataclass(kw_only=True, eq=False)
 class Worker:
-    def __init__(
-        self,
-        *,
-        source: RedemptionSource,
-        ledger: Ledger,
-        vendors: Callable[[str], Vendor],
-        vendor_names: Collection[str],
-        rules: Sequence[RewardRule],
-        policy: WorkerPolicy,
-        messages: MessageTemplates = MessageTemplates(),
-        owner: str,
-        clock: Callable[[], datetime] = utcnow,
-        stop: threading.Event | None = None,
-        deciders: Mapping[str, Decider] | None = None,
-    ) -> None:
-        self.source = source
-        # Who is told the outcome, per source; a pushed source (Influence.io) brings its own.
-        self.deciders: dict[str, Decider] = {INFLUITIVE: source, **(deciders or {})}
-        self.ledger = ledger
-        self._vendor = vendors
-        self._vendor_names = frozenset(vendor_names)
-        self.rules = list(rules)
-        self.policy = policy
-        self.messages = messages
-        self.owner = owner
-        self.clock = clock
-        self.stop = stop or threading.Event()
-        # Called with (done, total) after each redemption of a batch (progress display).
-        self.on_progress: Callable[[int, int], None] | None = None
-        # Called with each row a step takes up and the action next_step chose for it.
-        self.on_action: Callable[[LedgerEntry, Action], None] | None = None
-        self._keeper = LeaseKeeper(self._renew, policy.lease_seconds / 3)
+    source: RedemptionSource
+    ledger: Ledger
+    vendors: Callable[[str], Vendor]
+    vendor_names: Collection[str]
+    rules: Sequence[RewardRule]
+    policy: WorkerPolicy
+    messages: MessageTemplates = MessageTemplates()
+    owner: str
+    clock: Callable[[], datetime] = utcnow
+    stop: threading.Event = field(default_factory=threading.Event)
+    # Who is told the outcome, per source; a pushed source (Influence.io) brings its own.
+    deciders: Mapping[str, Decider] = field(default_factory=dict)
+    # Called with (done, total) after each redemption of a batch (progress display).
+    on_progress: Callable[[int, int], None] | None = field(default=None, init=False)
+    # Called with each row a step takes up and the action next_step chose for it.
+    on_action: Callable[[LedgerEntry, Action], None] | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.deciders = {INFLUITIVE: self.source, **self.deciders}
+        self.vendor_names = frozenset(self.vendor_names)
+        self.rules = list(self.rules)
+        self._keeper = LeaseKeeper(self._renew, self.policy.lease_seconds / 3)
 
     def _context(self, report: CycleReport) -> StepContext:
         policy = self.policy
         return StepContext(
-            ledger=self.ledger, vendor=self._vendor, deciders=self.deciders, policy=policy,
+            ledger=self.ledger, vendor=self.vendors, deciders=self.deciders, policy=policy,
             messages=self.messages,
-            rules=Rules(rules=self.rules, vendors=self._vendor_names, unmapped=policy.unmapped,
+            rules=Rules(rules=self.rules, vendors=self.vendor_names, unmapped=policy.unmapped,
                         unmapped_reason=self.messages.unmapped_reason,
                         unavailable=policy.unavailable, spend=policy.spend,
                         schedule=policy.schedule, gone_after_polls=policy.gone_after_polls),

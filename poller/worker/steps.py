@@ -89,19 +89,6 @@ class OperatorProblem:
         return f"{self.who}.{self.kind}"
 
 
-def vendor_problem(vendor: str, exc: OperatorFacingError) -> OperatorProblem:
-    text = str(exc).lower()
-    if isinstance(exc, ConfigFixable):
-        kind = "configuration"
-    elif exc.status in (401, 403):
-        kind = "credentials"
-    elif exc.status == 402 or any(w in text for w in _FUNDS_WORDS):
-        kind = "funds"
-    else:
-        kind = "other"
-    return OperatorProblem(who=exc.vendor or vendor, kind=kind, detail=str(exc))
-
-
 @dataclass(kw_only=True)
 class CycleReport:
     poll_ok: bool = False  # False: the cycle could not do its job (``--run-once`` exits 1)
@@ -139,12 +126,21 @@ class CycleReport:
             self.reasons[key] = self.reasons.get(key, 0) + 1
 
     def vendor_error(self, vendor: str, exc: VendorError) -> None:
-        """An error a person must look at (``run --run-once`` exits 1 naming the vendor)."""
-        if isinstance(exc, OperatorFacingError):
-            self.problem(vendor_problem(vendor, exc))
-        elif isinstance(exc, VendorUnreachable):
-            self.problem(OperatorProblem(who=exc.vendor or vendor, kind="unreachable",
-                                         detail=str(exc)))
+        """Count an error a person must look at, by what they must fix (``run --run-once``
+        exits 1 naming the vendor); any other vendor error is the schedule's to retry."""
+        if isinstance(exc, VendorUnreachable):
+            kind = "unreachable"
+        elif not isinstance(exc, OperatorFacingError):
+            return
+        elif isinstance(exc, ConfigFixable):
+            kind = "configuration"
+        elif exc.status in (401, 403):
+            kind = "credentials"
+        elif exc.status == 402 or any(w in str(exc).lower() for w in _FUNDS_WORDS):
+            kind = "funds"
+        else:
+            kind = "other"
+        self.problem(OperatorProblem(who=exc.vendor or vendor, kind=kind, detail=str(exc)))
 
     def release(self) -> None:
         with self._lock:
