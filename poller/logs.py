@@ -49,10 +49,7 @@ def clean_line(text: str) -> str:
 
 class Redactor:
     """Removes known secret values from every string in an event, tracebacks included, in
-    context, never as a bare substring that could be an ordinary word: a credential-looking
-    value (``looks_like_credential``) wherever it appears; any other only as a whole token;
-    a URL's password only in its userinfo unless it looks like a credential. Values shorter
-    than ``MIN_SECRET`` are never scrubbed on their own."""
+    context, never as a bare substring that could be an ordinary word (docs/security.md)."""
 
     def __init__(self) -> None:
         self._secrets: set[str] = set()
