@@ -4,21 +4,13 @@ import sys as _sys
 
 __version__ = "0.1.0"
 
-
-def _structlog_without_rich() -> None:
-    """Import structlog as a production install has it. structlog's console renderer takes up
-    ``rich`` (and with it ``pygments``) for its tracebacks whenever they are installed, as a
-    development tool's dependency they often are; importing them costs a good part of a
-    ``run --run-once`` start, and the worker's logs never need them. Hidden only while
-    structlog is first imported: anything else may still import rich."""
-    if "structlog" in _sys.modules or "rich" in _sys.modules:
-        return
+# structlog's console renderer takes up ``rich`` (and ``pygments``) for its tracebacks when
+# they are installed, as a development tool's dependency they often are: importing them costs
+# a good part of a ``run --run-once`` start, and the logs never need them. Hidden only while
+# structlog is first imported.
+if "structlog" not in _sys.modules and "rich" not in _sys.modules:
     _sys.modules["rich"] = None  # type: ignore[assignment]  # makes `import rich` fail
     try:
-        # On demand, once, with rich hidden: see above.
-        import structlog  # noqa: F401
+        import structlog as _structlog  # noqa: F401
     finally:
         del _sys.modules["rich"]
-
-
-_structlog_without_rich()

@@ -1,14 +1,6 @@
-"""Logging set-up: everything to stderr, one JSON object per line when stderr is not a
-terminal, readable on a terminal, never a secret. The command line's own stderr lines (a
-failure, a configuration error, a note) go through ``stderr_line``, so they are JSON lines
-too. Under systemd (stderr is the journal) every line starts with its sd-daemon priority.
-
-stdout is reserved for what a command prints (tables, --json, reports, plans), so logs never
-mix into output a user pipes somewhere. Records of libraries that use the standard
-``logging`` module (APScheduler, uvicorn, httpx, Alembic) are routed through the same
-structlog processors, so they are JSON lines too (event ``library.message``, with the
-library's ``logger`` and its ``message``), redacted like ours. Event names and the fields
-each event carries: docs/logging.md.
+"""Logging set-up (docs/logging.md): everything on stderr, JSON lines off a terminal, the
+journald priority in front under systemd, standard-library records through the same
+processors, and never a secret. stdout is kept for what a command prints.
 """
 
 from __future__ import annotations
@@ -20,7 +12,6 @@ import re
 import sys
 import threading
 from collections.abc import Iterable, MutableMapping
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 import structlog
@@ -28,39 +19,37 @@ import structlog
 from poller.core.redact import MIN_SECRET, UrlRedaction, looks_like_credential, url_redaction
 
 REDACTED = "[redacted]"
+LIBRARY_EVENT = "library.message"  # the event of a record from a standard ``logging`` logger
+LogFormat = Literal["auto", "json", "console"]
+# sd-daemon(3) priorities (SD_CRIT, SD_ERR, SD_WARNING, SD_INFO, SD_DEBUG) by level name.
+PRIORITIES = {"critical": 2, "exception": 3, "error": 3, "warning": 4, "info": 6, "debug": 7}
 
 # Keys whose values are secret whatever they hold.
 _SECRET_KEYS = re.compile(
     r"^(.*_)?(token|api_key|apikey|secret|password|authorization|link|claim_code|pin)$",
     re.IGNORECASE,
 )
-
-# ANSI/VT escape sequences (CSI ... final byte, OSC ... BEL/ST, and two-byte ESC x), then any
-# other C0/C1 control character and the Unicode bidirectional overrides, which can make a
-# line read differently from what it holds.
+# ANSI/VT escape sequences (CSI, OSC, two-byte ESC x), then any other C0/C1 control
+# character and the Unicode bidirectional overrides, which can make a line read differently.
 _ESCAPES = re.compile(
     r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]"
 )
 _CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 _BREAKS = re.compile(r"[\r\n\t\x0b\x0c\u2028\u2029\x85]+")
+_stamp = structlog.processors.TimeStamper(fmt="iso", utc=True)
+
+_json_lines: bool | None = None  # set by ``configure``; None: decided by the terminal
+_journal: bool | None = None  # set by ``configure``; None: looked up when first needed
 
 
 def clean_line(text: str) -> str:
-    """``text`` safe to show on one terminal line: escape sequences and control characters
-    removed, line breaks and tabs turned into a space."""
-    text = _ESCAPES.sub("", text)
-    text = _BREAKS.sub(" ", text)
-    return _CONTROLS.sub("", text)
+    """``text`` safe to show on one terminal line."""
+    return _CONTROLS.sub("", _BREAKS.sub(" ", _ESCAPES.sub("", text)))
 
 
 class Redactor:
-    """Removes known secret values from every string in an event, tracebacks included.
-
-    A secret is scrubbed in context, never as a bare substring that could be an ordinary
-    word: a value that looks like a credential (``poller.core.redact.looks_like_credential``)
-    wherever it appears; any other value only as a whole token (not inside a longer word); a
-    URL's password only where it stands in a userinfo (``user:[redacted]@``) unless it looks
-    like a credential. Values shorter than ``MIN_SECRET`` are never scrubbed on their own."""
+    """Removes known secret values from every string in an event, tracebacks included, in
+    context, never as a bare substring that could be an ordinary word (docs/security.md)."""
 
     def __init__(self) -> None:
         self._secrets: set[str] = set()
@@ -70,7 +59,6 @@ class Redactor:
         self._stale = False
 
     def add(self, values: Iterable[str]) -> None:
-        """Secret values as they are (tokens, API keys, passwords)."""
         new = {v for v in values if v and len(v) >= MIN_SECRET} - self._secrets
         if new:
             with self._lock:
@@ -78,24 +66,19 @@ class Redactor:
                 self._stale = True
 
     def add_url(self, url: str, secret_path: bool = True) -> None:
-        """The secret parts of ``url`` (``poller.core.redact.url_redaction``): its password,
-        secret query values and, with ``secret_path``, credential-looking path segments.
-        Its user name, host, port and ordinary path are never secrets."""
+        """The secret parts of ``url`` (``poller.core.redact.url_redaction``)."""
         found = url_redaction(url, secret_path)
         if found and self._urls.get(found.url) != found:
             with self._lock:
                 self._urls[found.url] = found
                 self._stale = True
 
-    def _pattern(self) -> tuple[re.Pattern[str], list[str]] | None:
+    def scrub(self, text: str) -> str:
         if self._stale:
             with self._lock:
                 self._compiled = _compile(self._secrets, self._urls.values())
                 self._stale = False
-        return self._compiled
-
-    def scrub(self, text: str) -> str:
-        compiled = self._pattern()
+        compiled = self._compiled
         if compiled is None or not text:
             return text
         pattern, replacements = compiled
@@ -122,8 +105,7 @@ class Redactor:
 
 
 def _whole(value: str) -> str:
-    """``value`` as a regex matching it only as a whole token: not preceded or followed by a
-    letter or digit where it starts or ends with one."""
+    """``value`` as a regex matching only a whole token (no letter or digit next to it)."""
     head = r"(?<![A-Za-z0-9])" if value[:1].isalnum() else ""
     tail = r"(?![A-Za-z0-9])" if value[-1:].isalnum() else ""
     return f"{head}({re.escape(value)}){tail}"
@@ -157,48 +139,10 @@ def _compile(secrets: Iterable[str],
 
 redactor = Redactor()
 
-LogFormat = Literal["auto", "json", "console"]
-
-LIBRARY_EVENT = "library.message"
-"""The event name of a record from a library's standard ``logging`` logger."""
-
-LIBRARY_LEVEL = logging.WARNING
-"""Libraries are heard from at this level and above (their INFO is per-request noise)."""
-
-
-def _library_event(logger: Any, method: str, event: MutableMapping[str, Any]) -> Any:
-    """A standard-library record: its text becomes ``message``, the event name is fixed."""
-    record = event.get("_record")
-    if isinstance(record, logging.LogRecord):
-        event["message"] = event.pop("event", record.getMessage())
-        event["event"] = LIBRARY_EVENT
-        event["logger"] = record.name
-    return event
-
-
-def _drop_meta(logger: Any, method: str, event: MutableMapping[str, Any]) -> Any:
-    event.pop("_record", None)
-    event.pop("_from_structlog", None)
-    return event
-
-
-def use_console(fmt: LogFormat) -> bool:
-    return fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
-
-
-# --- stderr under a service manager -------------------------------------------------------
-
-PRIORITIES = {"critical": 2, "exception": 3, "error": 3, "warning": 4, "info": 6, "debug": 7}
-"""sd-daemon(3) priorities (SD_CRIT, SD_ERR, SD_WARNING, SD_INFO, SD_DEBUG) by level name."""
-
-_json_lines: bool | None = None  # set by ``configure``; None: decided by the terminal
-_journal: bool | None = None  # set by ``configure``; None: looked up when first needed
-
 
 def journal_stderr() -> bool:
-    """Whether stderr is connected to the journal: systemd sets ``JOURNAL_STREAM`` to the
-    device and inode of the stream it gives a service (systemd.exec(5)); a process whose
-    stderr was redirected elsewhere inherits the variable but not the stream."""
+    """Whether stderr is the stream systemd named in ``JOURNAL_STREAM`` (systemd.exec(5)): a
+    process whose stderr was redirected elsewhere inherits the variable, not the stream."""
     device, colon, inode = os.environ.get("JOURNAL_STREAM", "").partition(":")
     if not (colon and device.isdigit() and inode.isdigit()):
         return False
@@ -209,52 +153,42 @@ def journal_stderr() -> bool:
     return (status.st_dev, status.st_ino) == (int(device), int(inode))
 
 
-def priority_prefix(level: str) -> str:
-    """``<N>`` for a line at ``level`` when stderr is the journal (journald reads it as the
-    line's priority, SyslogLevelPrefix=yes being the default), else nothing."""
+def _prefix(level: str) -> str:
+    """``<N>`` when stderr is the journal, else nothing."""
     global _journal
     if _journal is None:
         _journal = journal_stderr()
-    if not _journal:
-        return ""
-    return f"<{PRIORITIES.get(level.lower(), PRIORITIES['info'])}>"
+    return f"<{PRIORITIES.get(level.lower(), PRIORITIES['info'])}>" if _journal else ""
 
 
 def json_stderr() -> bool:
-    """Whether what the command line writes on stderr is JSON lines: as the log format
-    chose (``--log-format``), else when stderr is not a terminal."""
-    if _json_lines is not None:
-        return _json_lines
-    return not sys.stderr.isatty()
+    """Whether the command line writes JSON lines on stderr: as ``--log-format`` chose, else
+    when stderr is not a terminal."""
+    return _json_lines if _json_lines is not None else not sys.stderr.isatty()
 
 
 def stderr_line(event: str, message: str, *, level: str = "error", human: str | None = None,
                 **fields: Any) -> None:
-    """One line on stderr from the command line itself (a failure, a note, a usage error):
-    a JSON object (``message``, ``fields``, ``event``, ``level``, ``timestamp``), redacted
-    like a log line, when stderr carries JSON lines; ``human`` (default ``message``) as it
-    is on a terminal. Under systemd the line starts with its ``<N>`` priority."""
-    stream = sys.stderr
+    """One line on stderr from the command line itself (docs/logging.md)."""
     if json_stderr():
-        record: dict[str, Any] = {"message": message, **fields, "event": event,
-                                  "level": level, "timestamp": _now()}
+        record = _stamp(None, level, {"message": message, **fields, "event": event,
+                                      "level": level})
         text = json.dumps(redactor(None, level, record), default=str)
     else:
         text = redactor.scrub(human if human is not None else message)
-    prefix = priority_prefix(level)
+    prefix = _prefix(level)
     if prefix:
         text = "\n".join(prefix + line for line in text.split("\n"))
     try:
-        stream.write(text + "\n")
-        stream.flush()
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
     except (OSError, ValueError):  # stderr closed (a pipe's reader gone): nowhere to say it
         pass
 
 
 def log_thread_crash(args: threading.ExceptHookArgs) -> None:
-    """``threading.excepthook`` for the command line: an exception no thread caught becomes
-    one ``thread.crashed`` log line (JSON off a terminal, redacted) instead of Python's
-    traceback text on stderr. A thread that calls ``sys.exit`` says nothing, as by default."""
+    """``threading.excepthook``: one ``thread.crashed`` line instead of Python's traceback
+    text; a thread that calls ``sys.exit`` says nothing, as by default."""
     if issubclass(args.exc_type, SystemExit):
         return
     structlog.get_logger("poller").critical(
@@ -262,41 +196,33 @@ def log_thread_crash(args: threading.ExceptHookArgs) -> None:
         exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
-
-
-class _Prioritised:
-    """A renderer's line with the journald priority prefix of its level in front."""
-
-    def __init__(self, renderer: Any) -> None:
-        self._renderer = renderer
-
-    def __call__(self, logger: Any, method: str, event: MutableMapping[str, Any]) -> Any:
-        level = str(event.get("level", method))
-        text = self._renderer(logger, method, event)
-        prefix = priority_prefix(level)
-        return prefix + text if prefix and isinstance(text, str) else text
+def _library_event(logger: Any, method: str, event: MutableMapping[str, Any]) -> Any:
+    record = event.get("_record")
+    if isinstance(record, logging.LogRecord):
+        event["message"] = event.pop("event", record.getMessage())
+        event["event"] = LIBRARY_EVENT
+        event["logger"] = record.name
+    return event
 
 
 def configure(fmt: LogFormat = "auto", level: str = "INFO") -> None:
     global _json_lines, _journal
-    console = use_console(fmt)
+    console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
     _json_lines = not console
     _journal = journal_stderr()
     colours = console and sys.stderr.isatty() and not os.environ.get("NO_COLOR")
-    renderer: Any = _Prioritised(
-        structlog.dev.ConsoleRenderer(colors=colours)
-        if console
-        else structlog.processors.JSONRenderer()
-    )
-    shared: list[Any] = [
-        structlog.contextvars.merge_contextvars,
-        structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-    ]
+    renderer: Any = (structlog.dev.ConsoleRenderer(colors=colours) if console
+                     else structlog.processors.JSONRenderer())
+
+    def render(logger: Any, method: str, event: MutableMapping[str, Any]) -> str:
+        prefix = _prefix(str(event.get("level", method)))  # before the renderer pops it
+        text: str = renderer(logger, method, event)
+        return prefix + text
+
+    shared: list[Any] = [structlog.contextvars.merge_contextvars,
+                         structlog.processors.add_log_level, _stamp]
     # Tracebacks become text before the redactor sees them, so they are scrubbed too.
-    tail: list[Any] = [structlog.processors.format_exc_info, redactor, renderer]
+    tail: list[Any] = [structlog.processors.format_exc_info, redactor, render]
     threshold = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
     structlog.configure(
         processors=[*shared, *tail],
@@ -307,10 +233,12 @@ def configure(fmt: LogFormat = "auto", level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,
-        processors=[_library_event, _drop_meta, *tail],
+        processors=[_library_event, structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                    *tail],
     ))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(max(threshold, LIBRARY_LEVEL))
+    # Libraries are heard from at WARNING and above: their INFO is per-request noise.
+    root.setLevel(max(threshold, logging.WARNING))

@@ -1,14 +1,8 @@
-"""Shared HTTP plumbing for the adapters: one bounded retry loop, Retry-After honoured,
-and the one kind of client they all use.
-
-Retrying lives here once so that the Influitive client and every vendor behave alike:
-429 and 5xx and transport errors are retried a few times inside one call, with exponential
-backoff and full jitter (tenacity); a Retry-After longer than ``max_retry_after`` is not
-slept through here: the response is handed back so the caller can schedule the next attempt
-for a later cycle instead of blocking the worker.
-
-``ApiClient`` is the ``httpx.Client`` of every adapter: TLS verified with one context shared
-by the whole process (``tls_context``), and no cookie jar.
+"""The HTTP plumbing every adapter shares, so the Influitive client and every vendor behave
+alike: one bounded retry loop (tenacity: 429, 5xx and transport errors, exponential backoff
+with full jitter, Retry-After honoured) and one kind of client (``ApiClient``). A Retry-After
+longer than ``max_retry_after`` is not slept through: the response goes back to the caller,
+which schedules the next attempt for a later cycle instead of blocking the worker.
 """
 
 from __future__ import annotations
@@ -20,7 +14,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 
 import httpx
@@ -36,31 +30,23 @@ from tenacity import (
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
-# --- the clients ----------------------------------------------------------------------------
-
-
 @functools.cache
 def _verifying_context() -> ssl.SSLContext:
-    # Loading the trusted certificates is most of what building an httpx client costs
-    # (tens of milliseconds), and every client would load the same ones: once per process.
-    # The same certificates as httpx's default (SSL_CERT_FILE or SSL_CERT_DIR when set,
-    # else certifi's bundle); an SSLContext is safe to share between clients and threads.
+    # Loading the trusted certificates (httpx's default ones) is most of what building a
+    # client costs: once per process. An SSLContext is safe to share between threads.
     return httpx.create_ssl_context()
 
 
 @functools.cache
 def _trusting_nothing() -> ssl.SSLContext:
-    # Hostname checked and a certificate required, but no certificate trusted: a TLS
-    # connection made with it fails closed instead of going unverified.
+    # A certificate required and none trusted: a TLS connection fails closed.
     return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 
 
 def tls_context(url: str) -> ssl.SSLContext:
-    """The ``verify=`` for a client whose requests go to ``url``: the process's one verifying
-    context (built on first use) wherever TLS can happen, that is for https, any other
-    scheme, or a proxy from the environment (which may be https itself). A plain-http URL
-    with no proxy makes no TLS connection: it gets a context that trusts no certificate, so
-    the certificates are never loaded and nothing is ever accepted unverified."""
+    """The ``verify=`` for requests to ``url``: the process's verifying context wherever TLS
+    can happen (any scheme but plain http, or a proxy from the environment); otherwise one
+    that trusts nothing, so the certificates are never loaded for nothing."""
     scheme = url.partition("://")[0].lower() if "://" in url else ""
     if scheme == "http" and not urllib.request.getproxies():
         return _trusting_nothing()
@@ -68,22 +54,13 @@ def tls_context(url: str) -> ssl.SSLContext:
 
 
 class _UnkeptCookies(httpx.Cookies):
-    """A cookie jar that keeps nothing from a response."""
-
     def extract_cookies(self, response: httpx.Response) -> None:
-        return None
+        return None  # keeps nothing from a response
 
 
 class ApiClient(httpx.Client):
-    """The ``httpx.Client`` of the adapters (token- or key-authenticated APIs).
-
-    * TLS is verified with ``tls_context(target)`` (``target``: where the requests go,
-      ``base_url`` by default), shared by every client instead of built for each.
-    * No cookie jar: these APIs authenticate every request by its headers, so a cookie a
-      server sets is neither needed nor sent back (nor parsed from every response). The
-      jar is the client's public ``cookies``; an httpx that reached its cookies some other
-      way would simply keep them, as before.
-    """
+    """The adapters' client: TLS verified with ``tls_context(target)`` (``base_url`` by
+    default), and no cookie jar: these APIs authenticate every request by its headers."""
 
     def __init__(self, *, target: str | None = None, **kwargs: Any) -> None:
         self._unkept = _UnkeptCookies(kwargs.pop("cookies", None))
@@ -103,20 +80,16 @@ class ApiClient(httpx.Client):
 
 @dataclass(frozen=True, kw_only=True)
 class RetryPolicy:
-    attempts: int = 3
-    """Tries per call, the first included."""
+    attempts: int = 3  # tries per call, the first included
     initial_wait: float = 0.5
     max_wait: float = 8.0
-    max_retry_after: float = 30.0
-    """A Retry-After longer than this ends the call; the caller reschedules."""
+    max_retry_after: float = 30.0  # a longer Retry-After ends the call; the caller reschedules
     timeout: float = 30.0
 
 
-def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -> float | None:
+def retry_after_of(response: httpx.Response) -> float | None:
     """Seconds to wait from a Retry-After header (delta-seconds or HTTP date), or None."""
-    if value is None:
-        return None
-    value = value.strip()
+    value = (response.headers.get("Retry-After") or "").strip()
     if not value:
         return None
     try:
@@ -129,49 +102,16 @@ def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - now())
-
-
-def retry_after_of(response: httpx.Response) -> float | None:
-    return parse_retry_after(response.headers.get("Retry-After"))
-
-
-class _Wait:
-    """Backoff with jitter, unless the last answer said how long to wait."""
-
-    def __init__(self, policy: RetryPolicy) -> None:
-        self._jitter = wait_random_exponential(multiplier=policy.initial_wait, max=policy.max_wait)
-
-    def __call__(self, state: RetryCallState) -> float:
-        outcome = state.outcome
-        if outcome is not None and not outcome.failed:
-            response = outcome.result()
-            if isinstance(response, httpx.Response):
-                after = retry_after_of(response)
-                if after is not None:
-                    return after
-        return float(self._jitter(state))
-
-
-def _should_retry_response(policy: RetryPolicy) -> Callable[[Any], bool]:
-    def check(response: Any) -> bool:
-        if not isinstance(response, httpx.Response) or response.status_code not in RETRY_STATUSES:
-            return False
-        after = retry_after_of(response)
-        return after is None or after <= policy.max_retry_after
-
-    return check
+    return max(0.0, when.timestamp() - time.time())
 
 
 RequestObserver = Callable[[float, "httpx.Response | None", "BaseException | None"], None]
-"""Told of every attempt ``send`` makes: seconds taken, and the response or the error."""
-
 _observers: list[RequestObserver] = []
 
 
 def observe_requests(observer: RequestObserver) -> None:
-    """Add ``observer`` (metrics) for every HTTP attempt of this process. It runs in the
-    calling thread and must not raise."""
+    """Tell ``observer`` (metrics) of every HTTP attempt of this process: seconds taken, and
+    the response or the error. It runs in the calling thread and must not raise."""
     _observers.append(observer)
 
 
@@ -189,44 +129,45 @@ def _observed(client: httpx.Client, method: str, url: str, **kwargs: Any) -> htt
 
 
 def send(
-    client: httpx.Client,
-    method: str,
-    url: str,
-    *,
-    policy: RetryPolicy,
-    sleep: Callable[[float], None] = time.sleep,
-    **kwargs: Any,
+    client: httpx.Client, method: str, url: str, *, policy: RetryPolicy,
+    sleep: Callable[[float], None] = time.sleep, **kwargs: Any,
 ) -> httpx.Response:
-    """Send one request with bounded retries. Returns the last response (which may still be
-    a 429 or 5xx) or raises the last ``httpx.TransportError``."""
+    """One request with bounded retries: the last response (perhaps still a 429 or 5xx), or
+    the last ``httpx.TransportError`` raised."""
     response: httpx.Response = _retrying(policy, sleep)(_observed, client, method, url, **kwargs)
     return response
 
 
 def _retrying(policy: RetryPolicy, sleep: Callable[[float], None]) -> Retrying:
-    """The retry loop for one policy, built once: a ``Retrying`` keeps the state of a call
-    in thread-local storage, so every thread may run calls through the same one, and
-    building it costs more than a request that needs no retry."""
+    """Built once per policy and sleep: a ``Retrying`` keeps each call's state in
+    thread-local storage, and building one costs more than a request that needs no retry."""
     try:
         return _kept_retrying(policy, sleep)
     except TypeError:  # a sleep that cannot be a cache key (a recorder in tests)
-        return _build_retrying(policy, sleep)
+        return _kept_retrying.__wrapped__(policy, sleep)
 
 
 @functools.lru_cache(maxsize=64)
 def _kept_retrying(policy: RetryPolicy, sleep: Callable[[float], None]) -> Retrying:
-    return _build_retrying(policy, sleep)
+    jitter = wait_random_exponential(multiplier=policy.initial_wait, max=policy.max_wait)
 
+    def wait(state: RetryCallState) -> float:
+        outcome = state.outcome
+        if outcome is not None and not outcome.failed:
+            after = retry_after_of(outcome.result())
+            if after is not None:
+                return after
+        return float(jitter(state))
 
-def _build_retrying(policy: RetryPolicy, sleep: Callable[[float], None]) -> Retrying:
+    def retry_response(response: httpx.Response) -> bool:
+        if response.status_code not in RETRY_STATUSES:
+            return False
+        after = retry_after_of(response)
+        return after is None or after <= policy.max_retry_after
+
     return Retrying(
-        stop=stop_after_attempt(policy.attempts),
-        wait=_Wait(policy),
-        retry=retry_if_exception_type(httpx.TransportError) | retry_if_result(
-            _should_retry_response(policy)
-        ),
-        sleep=sleep,
-        reraise=True,
+        stop=stop_after_attempt(policy.attempts), wait=wait, sleep=sleep, reraise=True,
+        retry=retry_if_exception_type(httpx.TransportError) | retry_if_result(retry_response),
         retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
     )
 
@@ -236,24 +177,13 @@ def nothing_was_sent(exc: httpx.TransportError) -> bool:
     return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
 
 
-def target(url: httpx.URL) -> str:
-    """``host[:port]/path`` of a request, as errors and logs name it: the port kept (a
-    stand-in or a proxy is often on one), never the scheme's userinfo or the query (either
-    may hold a secret)."""
-    host = url.host
-    if ":" in host:
-        host = f"[{host}]"
-    port = f":{url.port}" if url.port is not None else ""
-    return f"{host}{port}{url.path}"
-
-
 def describe(exc: httpx.TransportError) -> str:
-    """A secret-free description: the class and the target (``host:port/path``), never
-    headers, userinfo or query."""
+    """The class and ``host[:port]/path`` of the request: never headers, userinfo or query
+    (any may hold a secret)."""
     request = getattr(exc, "_request", None)
-    where = f" ({request.method} {target(request.url)})" if request else ""
-    return f"{type(exc).__name__}{where}"
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+    if request is None:
+        return type(exc).__name__
+    url = request.url
+    host = f"[{url.host}]" if ":" in url.host else url.host
+    port = f":{url.port}" if url.port is not None else ""
+    return f"{type(exc).__name__} ({request.method} {host}{port}{url.path})"

@@ -1,6 +1,2 @@
-"""The worker: the cycle (``cycle``) and one module per step (``record``, ``order``,
-``decide``, ``reconcile``), carrying out what ``poller.core.nextstep.next_step`` decides;
-the operator commands (``operator``).
-
-Works only through the Protocols in ``poller.ports``: it imports no HTTP or SQL library.
-"""
+"""The worker: the cycle, its steps, and the operator commands. It works only through the
+Protocols in ``poller.ports``: it imports no HTTP or SQL library."""

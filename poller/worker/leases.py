@@ -1,13 +1,8 @@
-"""Keeping leases alive while calls are in flight: one thread for every call of a worker.
-
-A step that waits on a vendor or on Influitive must not lose its row's lease to the next
-cycle mid-call. Each call registers here for its duration; one thread renews the lease of
-every call that has been in flight for a third of ``lease_seconds`` (and again every third
-after that). One shared thread instead of one per call: starting and joining a thread for
-each of a redemption's two calls cost more than the rest of the worker's own bookkeeping
-at a few hundred redemptions a second. The thread leaves when no call has needed it for
-one interval, and the next call starts it again.
-"""
+"""The lease keeper: one thread renews the lease of every call in flight, every third of
+``lease_seconds`` (docs/delivery.md, "Leases and heartbeats"). One shared thread, not one
+per call: starting and joining a thread for each call cost more than the rest of the
+worker's bookkeeping at a few hundred redemptions a second. It leaves after one idle
+interval; the next call starts it again."""
 
 from __future__ import annotations
 
@@ -27,11 +22,8 @@ log = structlog.get_logger("poller.worker")
 @dataclass
 class _Call:
     pk: int
-    context: dict[str, Any]
-    """The structlog context variables of the step that made the call (they name the
-    redemption): the keeper's thread logs with them."""
-    due: float
-    """``time.monotonic()`` at which its lease is next renewed."""
+    context: dict[str, Any]  # the step's structlog context (it names the redemption)
+    due: float  # time.monotonic() of the next renewal
 
 
 class LeaseKeeper:
@@ -47,7 +39,6 @@ class LeaseKeeper:
 
     @contextmanager
     def held(self, pk: int) -> Iterator[None]:
-        """The lease on ``pk`` is renewed while the block runs."""
         token = next(self._tokens)
         context = structlog.contextvars.get_contextvars()
         with self._wake:
@@ -72,8 +63,8 @@ class LeaseKeeper:
                 self._renew_one(token, call)
 
     def _due_or_leave(self) -> list[tuple[int, _Call]] | None:
-        """Wait (holding the condition) until some call is due; None once no call has been
-        registered for a whole interval, the thread then being forgotten."""
+        """Wait until some call is due; None (the thread forgotten) once no call was
+        registered for a whole interval."""
         idle_since = time.monotonic()
         while True:
             now = time.monotonic()
@@ -105,6 +96,5 @@ class LeaseKeeper:
         with self._wake:
             if self._calls.get(token) is not call:
                 return  # the call ended (and perhaps gave the lease back) meanwhile
-            # Not renewed again: the step ends in LeaseLost at its next write.
-            call.due = float("inf")
+            call.due = float("inf")  # not renewed again: the next write raises LeaseLost
         log.warning("redemption.lease.lost_in_call", **call.context)

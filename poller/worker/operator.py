@@ -1,15 +1,8 @@
-"""The operator commands' logic: ``ledger refuse``, ``ledger retry``, ``ledger reorder``,
-``ledger fulfill``; the web console's actions run these same functions.
-
-A person acts on what the ledger says, and the ledger may be behind the vendor: a crash or
-an unknown outcome leaves a row with an idempotency key but no order id, although the order
-exists. So every command that could spend or refund asks the vendor first, by key, and acts
-on its three answers (``poller.ports.Vendor.lookup``): found, not found, unknown. An
-unknown answer changes nothing. Every move records who made it (``actor``) and why.
-
-Works through the Protocols only (``Ledger``, ``Vendor``): the CLI wires the real ones, the
-tests the in-memory ledger and the fake vendor.
-"""
+"""``ledger refuse``, ``ledger retry``, ``ledger reorder`` and ``ledger fulfill``, run by
+the command line and the web console alike (docs/delivery.md, "Operator commands reconcile
+first"). The ledger may be behind the vendor (a crash leaves a key without an order id), so
+every command that could spend or refund asks the vendor by key first; an unknown answer
+changes nothing."""
 
 from __future__ import annotations
 
@@ -23,32 +16,25 @@ from poller.domain.model import LedgerEntry, OrderResult, OrderStatus
 from poller.domain.states import UNCONFIRMED, State
 from poller.ports import Changes, LeaseLost, Ledger, Vendor
 
-MANUAL_VENDOR = "manual"
-"""The vendor whose rewards a person sends (``ledger fulfill`` records it)."""
-
-MAX_GENERATIONS = 1000
-"""How far ``reorder`` searches for the generation of the current key."""
+MANUAL_VENDOR = "manual"  # the vendor whose rewards a person sends
+MAX_GENERATIONS = 1000  # how far ``reorder`` searches for the generation of the current key
+SENT = "refusing would refund the points of a reward that was sent"
 
 
 class OperatorError(PollerError):
     """The command was not carried out (exit 1); the message says why and what to do."""
 
 
-class NotInLedger(OperatorError):
-    pass
-
-
 @dataclass(frozen=True, kw_only=True)
 class Outcome:
     entry: LedgerEntry
-    said: str
-    """One line for the operator: what was done and why."""
+    said: str  # one line for the operator: what was done and why
 
 
 def _find(ledger: Ledger, source: str, redemption_id: str) -> LedgerEntry:
     entry = ledger.get(source, redemption_id)
     if entry is None:
-        raise NotInLedger(f"no redemption {redemption_id!r} from {source} in the ledger")
+        raise OperatorError(f"no redemption {redemption_id!r} from {source} in the ledger")
     return entry
 
 
@@ -67,10 +53,8 @@ def _move(
 
 def _lookup(vendors: Callable[[str], Vendor], entry: LedgerEntry, *,
             unconfirmable: bool = False) -> OrderResult | None:
-    """The vendor's answer for the row's key: found or not found; OperatorError when it
-    could not be asked (unknown), so that nothing is decided on a guess. A look-up only
-    reads: no command ever sends an order. ``unconfirmable``: a vendor that cannot look
-    orders up raises its LookupUnavailable for the caller to act on."""
+    """Found or not found; OperatorError when the vendor could not be asked, so nothing is
+    decided on a guess. ``unconfirmable``: LookupUnavailable is the caller's to act on."""
     assert entry.idempotency_key and entry.vendor
     try:
         return vendors(entry.vendor).lookup(entry.idempotency_key)
@@ -96,35 +80,35 @@ def _describe(order: OrderResult) -> str:
     return f"vendor order {order.vendor_order_id} ({order.status.value}{detail})"
 
 
+def _no_order(entry: LedgerEntry, then: str) -> OperatorError:
+    return OperatorError(
+        f"redemption {entry.redemption_id}: the ledger records vendor order "
+        f"{entry.vendor_order_id} but {entry.vendor} has no order under key "
+        f"{entry.idempotency_key}; {then}"
+    )
+
+
 def refuse(
     ledger: Ledger, vendors: Callable[[str], Vendor], *, source: str, redemption_id: str,
     message: str, actor: str, now: datetime,
 ) -> Outcome:
-    """Prepare the refusal of a redemption no reward reached (REFUSING; the caller then
-    sends it to Influitive). A row with a key is looked up at the vendor first: an order
-    that exists blocks the refusal (its id is recorded on the row); a failed or cancelled
-    one allows it; a look-up that fails changes nothing."""
+    """REFUSING, for the caller to send, unless the vendor has an order that was not
+    failed or cancelled (its id is then recorded on the row)."""
     entry = _find(ledger, source, redemption_id)
     if entry.state.terminal or entry.state in UNCONFIRMED:
         if entry.vendor_order_id and entry.state.order_placed:
             raise OperatorError(
-                f"redemption {redemption_id} has vendor order {entry.vendor_order_id}: "
-                "refusing would refund the points of a reward that was sent"
-            )
+                f"redemption {redemption_id} has vendor order {entry.vendor_order_id}: {SENT}")
         raise OperatorError(f"redemption {redemption_id} is already {entry.state.value}")
     if entry.state is State.REFUSING:
         return Outcome(entry=entry, said="the refusal is already on its way to Influitive")
-    manual_pending = entry.state is State.PENDING and entry.vendor == "manual"
+    manual_pending = entry.state is State.PENDING and entry.vendor == MANUAL_VENDOR
     why = "no vendor order was ever started"
     if entry.idempotency_key and entry.vendor and not manual_pending:
         order = _lookup(vendors, entry)
         if order is None:
             if entry.vendor_order_id:
-                raise OperatorError(
-                    f"redemption {redemption_id}: the ledger records vendor order "
-                    f"{entry.vendor_order_id} but {entry.vendor} has no order under key "
-                    f"{entry.idempotency_key}; check at the vendor before refusing"
-                )
+                raise _no_order(entry, "check at the vendor before refusing")
             why = (f"{entry.vendor} confirms no order exists under key "
                    f"{entry.idempotency_key}")
         elif order.status is OrderStatus.FAILED:
@@ -138,15 +122,11 @@ def refuse(
                 _move(ledger, entry, entry.state, detail + "; its id is recorded", now,
                       Changes(vendor_order_id=order.vendor_order_id), actor)
             raise OperatorError(
-                f"redemption {redemption_id}: {_describe(order)} exists under its key; "
-                "refusing would refund the points of a reward that was sent (its order id "
-                "is now recorded; `ledger retry` lets the worker finish it)"
-            )
+                f"redemption {redemption_id}: {_describe(order)} exists under its key; {SENT} "
+                "(its order id is now recorded; `ledger retry` lets the worker finish it)")
     elif entry.state.order_placed and not manual_pending:
         raise OperatorError(
-            f"redemption {redemption_id} has vendor order {entry.vendor_order_id}: refusing "
-            "would refund the points of a reward that was sent"
-        )
+            f"redemption {redemption_id} has vendor order {entry.vendor_order_id}: {SENT}")
     elif manual_pending:
         why = "the manual reward was still pending: nothing was sent"
     said = quoted(message)
@@ -161,12 +141,8 @@ def retry(
     ledger: Ledger, vendors: Callable[[str], Vendor], *, source: str, redemption_id: str,
     actor: str, now: datetime,
 ) -> Outcome:
-    """Release a held or waiting redemption to the worker, from what the vendor says.
-
-    Never to ORDERED unless the vendor confirms the order complete: ORDERED means "tell the
-    advocate it is on its way". A failed order is not retried here (``reorder``, or
-    ``refuse``); a look-up that fails changes nothing.
-    """
+    """Release a held or waiting redemption to the worker, from what the vendor says: never
+    to ORDERED ("tell the advocate it is on its way") unless the order is complete."""
     entry = _find(ledger, source, redemption_id)
     if entry.state not in (State.HELD, State.WAITING):
         raise OperatorError(
@@ -194,11 +170,7 @@ def retry(
                                          "the next cycle only while Influitive still lists it")
     if order is None:
         if entry.vendor_order_id:
-            raise OperatorError(
-                f"redemption {redemption_id}: the ledger records vendor order "
-                f"{entry.vendor_order_id} but {entry.vendor} has no order under key "
-                f"{entry.idempotency_key}; check at the vendor"
-            )
+            raise _no_order(entry, "check at the vendor")
         moved = _move(ledger, entry, State.WAITING,
                       f"{detail}: {entry.vendor} confirms no order under its key; ordered "
                       "with the same key at the next cycle", now, release, actor)
@@ -231,10 +203,8 @@ def reorder(
     ledger: Ledger, vendors: Callable[[str], Vendor], *, namespace: str, source: str,
     redemption_id: str, actor: str, now: datetime,
 ) -> Outcome:
-    """A new order for a redemption whose vendor order failed or was cancelled: a new
-    idempotency key derived from the first (the next generation, recorded in the event),
-    the vendor order id cleared, nothing else changed. The worker orders it at its next
-    cycle, while Influitive still lists the redemption."""
+    """A new key (the next generation of the first) for a redemption whose vendor order
+    failed or was cancelled; the worker orders it while Influitive still lists it."""
     entry = _find(ledger, source, redemption_id)
     if entry.state not in (State.HELD, State.WAITING):
         raise OperatorError(
@@ -302,7 +272,6 @@ def fulfill_refusal(entry: LedgerEntry) -> str | None:
 
 
 def quoted(message: str) -> str:
-    """The operator's message as it goes into an event's detail (one line, quoted)."""
     return '"' + " ".join(message.split()) + '"'
 
 
@@ -310,10 +279,8 @@ def fulfill(
     ledger: Ledger, *, source: str, redemption_id: str, message: str, actor: str,
     now: datetime,
 ) -> Outcome:
-    """Record a reward a person delivered (the manual vendor, or a held redemption) as
-    ORDERED with the message for the advocate: the decision is committed first, then the
-    caller has the worker send it to Influitive (``Worker.process``), which sends it again
-    at a later cycle if Influitive does not take it now."""
+    """ORDERED with the message for the advocate, for a reward a person delivered; the
+    caller then has the worker tell Influitive (``Worker.process``)."""
     entry = _find(ledger, source, redemption_id)
     refusal = fulfill_refusal(entry)
     if refusal:

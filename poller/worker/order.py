@@ -1,64 +1,45 @@
-"""The vendor steps: save the key and order, look an order up by its key, check a pending
-order, and record the vendor's answer (ORDERED, PENDING, WAITING, REFUSING or HELD) before
-Influitive is told anything.
-
-What each answer leads to is ``next_step``'s to say; this module makes the calls and the
-moves it chooses.
-"""
+"""The vendor steps: save the key, then order; look an order up by its key; check a pending
+order; record the vendor's answer before Influitive is told anything (docs/delivery.md)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from poller.core.nextstep import (
-    Action,
-    Answered,
-    Event,
-    Kind,
-    LookedUp,
-    NoLookUp,
-    VendorFailed,
-)
-from poller.domain.errors import (
-    LookupUnavailable,
-    ProductUnavailable,
-    VendorError,
-)
+from poller.core.nextstep import Action, Answered, Event, Kind, LookedUp, NoLookUp, VendorFailed
+from poller.domain.errors import LookupUnavailable, ProductUnavailable, VendorError
 from poller.domain.keys import idempotency_key
-from poller.domain.model import LedgerEntry, OrderResult, OrderStatus, Route
+from poller.domain.model import LedgerEntry, OrderResult, OrderStatus
 from poller.domain.states import State
 from poller.ports import Changes, SpendGuard, SpendLimitReached
-from poller.worker import decide, failpoints
-from poller.worker.context import NOT_DUE, StepContext, log
-from poller.worker.report import OperatorProblem
+from poller.worker import failpoints
+from poller.worker.steps import OperatorProblem, StepContext, fulfill, log, refuse
 
 
 def ordering_move(
     ctx: StepContext, entry: LedgerEntry, action: Action
 ) -> tuple[str, Changes, SpendGuard | None]:
-    """The move to ORDERING (detail, changes, spend guard) of START_ORDER: the key saved
-    with the route, under the ledger's daily spend guard when one applies."""
-    r: Route | None = action.route
-    assert r is not None
+    """START_ORDER's move to ORDERING: the key saved with the route, under the daily spend
+    guard when one applies."""
+    route = action.route
+    assert route is not None
     now = ctx.clock()
     guard: SpendGuard | None = None
     if action.guarded:
-        limit = ctx.policy.spend.daily(r.currency)
+        limit = ctx.policy.spend.daily(route.currency)
         assert limit is not None
-        guard = SpendGuard(currency=r.currency, amount=r.amount, daily_limit=limit,
+        guard = SpendGuard(currency=route.currency, amount=route.amount, daily_limit=limit,
                            since=now.replace(hour=0, minute=0, second=0, microsecond=0))
     key = idempotency_key(namespace=ctx.policy.namespace, source=entry.source,
                           redemption_id=entry.redemption_id)
     return (action.reason,
-            Changes(idempotency_key=key, vendor=r.vendor, product=r.product, amount=r.amount,
-                    currency=r.currency, ordered_at=now),
+            Changes(idempotency_key=key, vendor=route.vendor, product=route.product,
+                    amount=route.amount, currency=route.currency, ordered_at=now),
             guard)
 
 
 def claim_ordering(ctx: StepContext, listed: LedgerEntry, action: Action) -> LedgerEntry | None:
-    """START_ORDER decided on the row as ``due`` read it: claim it and save its key in one
-    guarded statement. None, nothing changed, when another worker has the row, it moved
-    on, or the spend guard stops it: the ordinary step (claim, then decide) takes over."""
+    """Claim a row as ``due`` read it and save its key in one guarded statement. None when
+    that changed nothing: the ordinary step (claim, then decide) takes over."""
     detail, changes, guard = ordering_move(ctx, listed, action)
     try:
         return ctx.ledger.claim_transition(
@@ -69,7 +50,6 @@ def claim_ordering(ctx: StepContext, listed: LedgerEntry, action: Action) -> Led
 
 
 def start(ctx: StepContext, entry: LedgerEntry, action: Action) -> LedgerEntry | None:
-    """START_ORDER on a claimed row: the key and ORDERING committed, then the order."""
     detail, changes, guard = ordering_move(ctx, entry, action)
     try:
         entry = ctx.move(entry, State.ORDERING, detail, changes, guard=guard)
@@ -81,19 +61,18 @@ def start(ctx: StepContext, entry: LedgerEntry, action: Action) -> LedgerEntry |
 
 def spend_hold(ctx: StepContext, entry: LedgerEntry, reason: str) -> LedgerEntry:
     log.warning("redemption.spend_guard.held", reason=reason)
-    return ctx.hold(entry, reason, Changes(hold_reason=reason, clear=NOT_DUE))
+    return ctx.hold(entry, reason)
 
 
 def order(
     ctx: StepContext, entry: LedgerEntry, *, gone: bool, fresh: bool
 ) -> LedgerEntry | None:
-    """LOOK_UP (reconcile by key before anything new), or the first order right after
-    the key was saved (``fresh``: nothing can exist under it yet)."""
+    """LOOK_UP (by key, before anything new), or the first order right after the key was
+    saved (``fresh``: nothing can exist under it yet)."""
     assert entry.idempotency_key and entry.vendor
     if ctx.released_before("the vendor call"):
         return None
     vendor = ctx.vendor(entry.vendor)
-    attempts = entry.attempts + 1
     try:
         if not fresh:
             event: LookedUp | NoLookUp
@@ -112,15 +91,13 @@ def order(
                     failpoints.failpoint("after_vendor_answer")
                 return follow(ctx, entry, action)
             if isinstance(event, NoLookUp):
-                # The vendor cannot say whether the first send took: the identical request
-                # goes again while Influitive still lists the redemption (the vendor's
-                # idempotency makes it a repeat, not a second order).
+                # The vendor's idempotency makes the identical request a repeat.
                 log.info("redemption.resend", reason=str(event.error))
         if ctx.released_before("the vendor order"):
             return None
         if entry.state is not State.ORDERING:
             entry = ctx.move(entry, State.ORDERING,
-                             f"attempt {attempts}: ordering from {entry.vendor}")
+                             f"attempt {entry.attempts + 1}: ordering from {entry.vendor}")
         with ctx.heartbeat(entry):
             result = vendor.place_order(ctx.request(entry))
     except VendorError as exc:
@@ -153,7 +130,6 @@ def recheck(ctx: StepContext, entry: LedgerEntry, *, in_cycle: bool) -> LedgerEn
 
 
 def failed(ctx: StepContext, entry: LedgerEntry, exc: VendorError) -> LedgerEntry | None:
-    """A vendor call that raised: ``next_step`` on the error."""
     reason = ctx.render(ctx.messages.unavailable_reason, entry)
     action = ctx.next(entry, VendorFailed(error=exc, unavailable_reason=reason))
     return follow(ctx, entry, action, exc)
@@ -173,23 +149,18 @@ def follow(
         return hold_unconfirmable(ctx, entry, exc, gone=action.gone)
     if kind in (Kind.MARK_PENDING, Kind.STILL_PENDING):
         when = ctx.clock().timestamp() + ctx.policy.pending_recheck_seconds
-        order_id = ({} if kind is Kind.STILL_PENDING or action.result is None
-                    else {"vendor_order_id": action.result.vendor_order_id})
-        return ctx.move(entry, State.PENDING, action.reason,
-                        Changes(next_attempt_at=datetime.fromtimestamp(when, UTC),
-                                **order_id))  # type: ignore[arg-type]
+        order_id = (None if kind is Kind.STILL_PENDING or action.result is None
+                    else action.result.vendor_order_id)
+        return ctx.move(entry, State.PENDING, action.reason, Changes(
+            next_attempt_at=datetime.fromtimestamp(when, UTC), vendor_order_id=order_id))
     if kind is Kind.HOLD_ORDER:
         result = action.result
         event = ("redemption.pending.lost" if result is None
                  else "redemption.needs_person" if result.status is OrderStatus.NEEDS_PERSON
                  else "redemption.order_failed")
         log.error(event, reason=action.reason)
-        if result is None:
-            return ctx.hold(entry, action.reason,
-                            Changes(hold_reason=action.reason, clear=NOT_DUE))
         return ctx.hold(entry, action.reason,
-                        Changes(vendor_order_id=result.vendor_order_id,
-                                hold_reason=action.reason, clear=NOT_DUE))
+                        vendor_order_id=result.vendor_order_id if result else None)
     if kind is Kind.MARK_ORDERED:
         assert action.result is not None
         return ordered(ctx, entry, action.result)
@@ -207,63 +178,56 @@ def ordered(ctx: StepContext, entry: LedgerEntry, result: OrderResult) -> Ledger
     # The vendor adapter logs the placed order (vendor_order_placed); one event per order.
     failpoints.failpoint("after_ordered")
     if ctx.stopping("telling Influitive"):
-        return entry  # ordered, recorded: the next cycle sends the fulfilment
-    return decide.fulfill(ctx, entry)
+        return entry  # the next cycle sends the fulfilment
+    return fulfill(ctx, entry)
 
 
 def _vendor_error(
     ctx: StepContext, entry: LedgerEntry, action: Action, exc: VendorError
 ) -> LedgerEntry:
     ctx.report.vendor_error(entry.vendor or "", exc)
-    kind = action.kind
-    attempts = action.attempts
+    kind, attempts, error = action.kind, action.attempts, str(exc)
     if kind is Kind.CHECK_HOLD:
-        log.error("redemption.pending.exhausted", error=str(exc))
-        return ctx.hold(entry, action.reason,
-                        Changes(attempts=attempts, hold_reason=action.reason,
-                                last_error=str(exc), clear=NOT_DUE))
+        log.error("redemption.pending.exhausted", error=error)
+        return ctx.hold(entry, action.reason, attempts=attempts, last_error=error)
     if kind is Kind.CHECK_RETRY:
         assert attempts is not None
         retry_at = ctx.policy.schedule.next_at(ctx.clock(), attempts, action.retry_after)
-        log.warning("redemption.pending.retry", error=str(exc), attempts=attempts)
+        log.warning("redemption.pending.retry", error=error, attempts=attempts)
         return ctx.move(entry, State.PENDING, action.reason,
-                        Changes(attempts=attempts, next_attempt_at=retry_at,
-                                last_error=str(exc)))
-    if isinstance(exc, ProductUnavailable) and kind is Kind.VENDOR_HOLD:
-        # Held by choice, for a person to decide on the money: the run says so.
-        ctx.report.problem(OperatorProblem(who=entry.vendor or "", kind="other",
-                                           detail=str(exc)))
+                        Changes(attempts=attempts, next_attempt_at=retry_at, last_error=error))
     error_class = type(exc).__name__
     if kind is Kind.VENDOR_REFUSE:
-        log.warning("redemption.refusing", error=str(exc))
+        log.warning("redemption.refusing", error=error)
         message = ctx.render(ctx.messages.refused, entry, reason=action.reason)
         entry = ctx.move(entry, State.REFUSING, f"vendor refused: {exc}",
-                         Changes(message=message, attempts=attempts, last_error=str(exc)))
+                         Changes(message=message, attempts=attempts, last_error=error))
         if ctx.stopping("sending the refusal"):
             return entry
-        return decide.refuse(ctx, entry)
+        return refuse(ctx, entry)
     if kind is Kind.VENDOR_HOLD:
-        log.error("redemption.vendor.held", error=str(exc), attempts=attempts,
+        if isinstance(exc, ProductUnavailable):
+            # Held by choice, for a person to decide on the money: the run says so.
+            ctx.report.problem(OperatorProblem(who=entry.vendor or "", kind="other",
+                                               detail=error))
+        log.error("redemption.vendor.held", error=error, attempts=attempts,
                   error_class=error_class)
-        return ctx.hold(entry, action.reason,
-                        Changes(attempts=attempts, hold_reason=action.reason,
-                                last_error=str(exc), clear=NOT_DUE))
+        return ctx.hold(entry, action.reason, attempts=attempts, last_error=error)
     assert kind is Kind.VENDOR_RETRY and attempts is not None, kind
     when = ctx.policy.schedule.next_at(ctx.clock(), attempts, action.retry_after)
     (log.error if action.operator else log.warning)(
-        "redemption.vendor.retry", error=str(exc), error_class=error_class,
+        "redemption.vendor.retry", error=error, error_class=error_class,
         attempts=attempts, next_attempt_at=when.isoformat(),
     )
     return ctx.move(entry, State.WAITING, action.reason,
-                    Changes(attempts=attempts, next_attempt_at=when, last_error=str(exc)))
+                    Changes(attempts=attempts, next_attempt_at=when, last_error=error))
 
 
 def hold_unconfirmable(
     ctx: StepContext, entry: LedgerEntry, exc: LookupUnavailable, *, gone: bool,
 ) -> LedgerEntry | None:
-    """Held for a person: the vendor cannot look the order up, and sending the request
-    again is not allowed (the redemption left the list, or the vendor promises no
-    idempotency). Counted as an operator problem, so ``run --run-once`` exits 1."""
+    """The vendor cannot look the order up and the request may not be sent again: held, and
+    counted as an operator problem (``run --run-once`` exits 1)."""
     why = ("the redemption has left Influitive's outstanding list (decided by someone "
            "else), so it is not sent again" if gone
            else f"{entry.vendor} does not promise that a repeat creates nothing new")
@@ -275,5 +239,4 @@ def hold_unconfirmable(
         return None  # already with a person for this very reason
     log.error("redemption.unconfirmable.held", reason=reason, error=str(exc))
     ctx.report.problem(OperatorProblem(who=entry.vendor or "", kind="other", detail=reason))
-    return ctx.hold(entry, reason,
-                    Changes(hold_reason=reason, last_error=str(exc), clear=NOT_DUE))
+    return ctx.hold(entry, reason, last_error=str(exc))
