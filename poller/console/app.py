@@ -25,7 +25,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from poller.config.console import ConsoleSettings, is_loopback
+from poller.config.sections import ConsoleSettings, is_loopback
 from poller.console import actions, auth, data
 from poller.console.chart import spend_svg
 from poller.domain.errors import ConfigError, PollerError

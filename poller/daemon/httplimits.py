@@ -27,7 +27,7 @@ import structlog
 from starlette.requests import Request
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from poller.config.server import ServerLimits
+from poller.config.sections import ServerLimits
 
 log = structlog.get_logger("poller.daemon")
 

@@ -18,7 +18,7 @@ from typing import Any
 import structlog
 import uvicorn
 
-from poller.config.server import ServerLimits, parse_listen
+from poller.config.sections import ServerLimits, parse_listen
 from poller.daemon.httplimits import AcceptErrorLog, protocol_for
 from poller.domain.errors import PollerError
 

@@ -37,7 +37,7 @@ from poller.daemon.httplimits import BodyTooLarge, BodyTooSlow, read_body
 from poller.daemon.webhook_body import BadBody, parse_json
 from poller.ports import Ledger
 from poller.sources.influenceio import IGNORED_TOPICS, REDEEMED_TOPIC, SOURCE
-from poller.sources.influenceio.events import BadEvent, parse_redeemed
+from poller.sources.influenceio.wire import BadEvent, parse_redeemed
 
 log = structlog.get_logger("poller.daemon.webhooks")
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from poller.config import FulfillmentSettings, RewardSettings
+from poller.config.sections import FulfillmentSettings, RewardSettings
 from poller.core.decide import Hold, Order, SpendPolicy, plan_intake
 from poller.core.routing import RewardRule
 from poller.domain.money import CurrencyProblem, format_amount, normalise_amount, parse_currency

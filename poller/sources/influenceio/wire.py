@@ -1,10 +1,6 @@
-"""Parsing Influence.io ``points/redeemed`` webhook bodies (shapes from Influence.io's
-developer reference: ``{"id", "customer": {"id", "externalId", "email", "name",
-"pointBalance", ...}, "action", "points", "type", "ruleId", "couponCode", "rewardType"}``).
-
+"""Parsing Influence.io ``points/redeemed`` webhook bodies (their shape: docs/influenceio.md).
 Pure: the receiver turns a body into a ``Redemption`` with it before storing; the ledger keeps
-that model beside the body, so nothing parses a stored body again.
-"""
+that model beside the body, so nothing parses a stored body again."""
 
 from __future__ import annotations
 
@@ -14,8 +10,8 @@ from typing import Any
 
 from poller.domain.contact import email_problem
 from poller.domain.model import Contact, Redemption
+from poller.sources.influenceio import SOURCE
 
-INFLUENCEIO = "influenceio"
 MAX_ID_LENGTH = 200
 
 
@@ -63,7 +59,7 @@ def parse_redeemed(body: Any) -> Redemption:
     if bad_email:
         problems.append(bad_email)
     return Redemption(
-        source=INFLUENCEIO,
+        source=SOURCE,
         id=event_id,
         reward_id=rule_id,
         reward_name=reward_type,

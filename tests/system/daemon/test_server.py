@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from poller.config.server import ServerLimits, parse_listen
+from poller.config.sections import ServerLimits, parse_listen
 from poller.daemon.health import Health
 from poller.daemon.httplimits import AcceptErrorLog
 from poller.daemon.listener import create_app
