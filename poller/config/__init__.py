@@ -4,14 +4,12 @@ the file or the environment variable it came from. The ``[section]`` models are 
 ``sections``; the environment, ``<secret>_file`` keys and error lines in ``environment``.
 Nothing here imports the daemon: the listener's address and limits are plain data."""
 
-from __future__ import annotations
-
 import os
 import pwd
 import stat
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import structlog
 from pydantic import BaseModel, ConfigDict, PrivateAttr, SecretStr, ValidationError, model_validator
@@ -70,14 +68,14 @@ class Config(BaseModel):
         return environment.read_secret_files(merged, cls)
 
     @model_validator(mode="after")
-    def _vendors_exist(self) -> Config:
+    def _vendors_exist(self) -> Self:
         for name, raw in self.vendors.items():
             try:
                 self._vendor_settings[name] = validate_settings(name, raw)
                 self._vendor_rates[name] = rate_limit(name, raw)
             except ValidationError as exc:
                 raise environment.describe(exc, prefix=f"vendors.{name}",
-                               model=vendor_module(name).Settings) from None
+                                           model=vendor_module(name).Settings) from None
             except ConfigError as exc:
                 raise ConfigError(f"vendors.{name}: {exc}") from None
         for i, reward in enumerate(self.rewards):

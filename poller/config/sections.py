@@ -6,14 +6,12 @@ Defaults that are lists or dicts are written as values, not ``default_factory``:
 copies a mutable default for each instance, while a factory has it read the factory's
 signature, whose parser costs every start a few ms."""
 
-from __future__ import annotations
-
 import ipaddress
 import re
 import warnings
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -151,7 +149,7 @@ class LedgerSettings(Section):
         return value
 
     @model_validator(mode="after")
-    def _schema_needs_postgresql(self) -> LedgerSettings:
+    def _schema_needs_postgresql(self) -> Self:
         if self.schema is not None and self.url.startswith("sqlite"):
             raise ValueError("schema is for a PostgreSQL ledger; a SQLite ledger is a file "
                              "of its own: leave schema out")
@@ -244,7 +242,7 @@ class RewardSettings(Section):
     currency: Annotated[str, AfterValidator(parse_currency)] = "USD"
 
     @model_validator(mode="after")
-    def _one_match(self) -> RewardSettings:
+    def _one_match(self) -> Self:
         influitive = ("reward_id", "reward_name")
         influenceio = ("reward_type", "rule_id")
         keys, other = ((influitive, influenceio) if self.source == INFLUITIVE
@@ -379,7 +377,7 @@ class ConsoleSettings(Section):
     users: list[ConsoleUserSettings] = []
 
     @model_validator(mode="after")
-    def _unique_names(self) -> ConsoleSettings:
+    def _unique_names(self) -> Self:
         seen: set[str] = set()
         for user in self.users:
             folded = user.name.casefold()

@@ -11,7 +11,6 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from types import TracebackType
 from typing import Any, cast
 from urllib.parse import quote
 
@@ -88,17 +87,27 @@ def _is_json(response: httpx.Response) -> bool:
     return True
 
 
-class PageTooLarge(Exception):
-    """A list page's body passed ``max_page_bytes`` while it was read."""
+class _PageFailed(Exception):
+    """One list page could not be read after the transport's retries."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+    def unavailable(self) -> SourceUnavailable:
+        return SourceUnavailable(
+            f"Influitive redemption list could not be read: {self.message}", self.retry_after)
 
 
 class _CappedReader:
     """What the retry loop calls for a list page: the GET, with the body read in chunks and
     abandoned at the cap, so a huge page never sits in memory whole."""
 
-    def __init__(self, client: httpx.Client, cap: int) -> None:
+    def __init__(self, client: httpx.Client, cap: int, page: int) -> None:
         self._client = client
         self._cap = cap
+        self._page = page
 
     def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         request = self._client.build_request(method, url, **kwargs)
@@ -109,7 +118,8 @@ class _CappedReader:
             for chunk in response.iter_bytes():  # decoded: the size that reaches memory
                 size += len(chunk)
                 if size > self._cap:
-                    raise PageTooLarge()
+                    raise _PageFailed(f"page {self._page} is larger than [influitive] "
+                                      f"max_page_bytes ({self._cap} bytes); not read")
                 chunks.append(chunk)
         finally:
             response.close()
@@ -128,19 +138,6 @@ class Probe:
     outstanding: int
     more_pages: bool
     """The page links to a next one: ``outstanding`` is then a lower bound."""
-
-
-class _PageFailed(Exception):
-    """One list page could not be read after the transport's retries."""
-
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.retry_after = retry_after
-
-    def unavailable(self) -> SourceUnavailable:
-        return SourceUnavailable(
-            f"Influitive redemption list could not be read: {self.message}", self.retry_after)
 
 
 class InfluitiveClient:
@@ -221,15 +218,6 @@ class InfluitiveClient:
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> InfluitiveClient:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     # --- poll -------------------------------------------------------------------------
 
     def poll(self) -> PollResult:
@@ -309,15 +297,10 @@ class InfluitiveClient:
     def _read_page(self, url: httpx.URL, page: int) -> tuple[Any, PageItems]:
         """The decoded JSON body of one list page and its items, or _PageFailed /
         SourceAuthError / SourceBlocked."""
-        reader = _CappedReader(self._http, self._max_page_bytes)
+        reader = _CappedReader(self._http, self._max_page_bytes, page)
         try:
             response = send(cast(httpx.Client, reader), "GET", str(url), policy=self._policy,
                             sleep=self._sleep)
-        except PageTooLarge as exc:
-            raise _PageFailed(
-                f"page {page} is larger than [influitive] max_page_bytes "
-                f"({self._max_page_bytes} bytes); not read"
-            ) from exc
         except httpx.HTTPError as exc:  # e.g. an unusable next link
             raise _PageFailed(f"page {page}: {failure(exc)}") from exc
         status = response.status_code
