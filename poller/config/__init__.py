@@ -15,7 +15,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict, PrivateAttr, SecretStr, ValidationError, model_validator
 
 from poller.config import environment, sections
-from poller.config.environment import ENV_DELIMITER, ENV_PREFIX, INVALID
+from poller.config.environment import INVALID
 from poller.core.redact import display_url, is_secret_url_key
 from poller.core.routing import RewardRule
 from poller.domain.errors import ConfigError
@@ -140,13 +140,11 @@ def check_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
     """Every ``REWARD_POLLER_*`` variable must map to a known key (else a ConfigError naming
     it, with the nearest known name) and hold valid JSON where JSON is expected. Returns the
     dotted key -> variable map, so validation errors can name the variable."""
-    env = os.environ if environ is None else environ
     errors: list[str] = []
     origin: dict[str, str] = {}
-    for var in sorted(env):
-        if not var.upper().startswith(ENV_PREFIX) or var.upper() in OTHER_VARIABLES:
+    for parts, var, value in environment.variables(environ):
+        if var.upper() in OTHER_VARIABLES:
             continue
-        parts = var[len(ENV_PREFIX):].lower().split(ENV_DELIMITER)
         problem, annotation = environment.key_type(Config, parts)
         if problem:
             hint = "" if "did you mean" in problem else environment.nearest(
@@ -156,7 +154,7 @@ def check_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
         origin[".".join(parts)] = var
         if environment.is_complex(annotation):
             try:
-                environment.json_value(var, env[var])
+                environment.json_value(var, value)
             except ConfigError as exc:
                 errors.append(str(exc))
     if errors:

@@ -201,19 +201,21 @@ def env_names(root: type[BaseModel]) -> list[str]:
     return names
 
 
+def variables(environ: Mapping[str, str] | None = None) -> list[tuple[list[str], str, str]]:
+    """(its name after the prefix, lower-case, split at ``__``; its name; its value) of each
+    ``REWARD_POLLER_*`` variable, sorted by name."""
+    env = os.environ if environ is None else environ
+    return [(var[len(ENV_PREFIX):].lower().split(ENV_DELIMITER), var, env[var])
+            for var in sorted(env) if var.upper().startswith(ENV_PREFIX)]
+
+
 def environment_data(
     root: type[BaseModel], environ: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The configuration the environment sets, as nested data for ``root`` (the ``Config``):
     whole sections first, then single keys over them."""
-    env = os.environ if environ is None else environ
-    found: list[tuple[list[str], str, str]] = []
-    for var, value in env.items():
-        if not var.upper().startswith(ENV_PREFIX):
-            continue
-        parts = var[len(ENV_PREFIX):].lower().split(ENV_DELIMITER)
-        if parts[0] in root.model_fields and all(parts):
-            found.append((parts, var, value))
+    found = [(parts, var, value) for parts, var, value in variables(environ)
+             if parts[0] in root.model_fields and all(parts)]
     data: dict[str, Any] = {}
     for parts, var, value in sorted(found, key=lambda item: (len(item[0]), item[1])):
         parsed = json_value(var, value) if is_complex(key_type(root, parts)[1]) else value

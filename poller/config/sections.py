@@ -28,14 +28,7 @@ from poller.core.backoff import RetrySchedule
 from poller.core.decide import SpendPolicy
 from poller.core.redact import DEFAULT_SECRET_URL_KEYS
 from poller.core.routing import RewardRule
-from poller.domain.messages import (
-    DEFAULT_FULFILLED,
-    DEFAULT_REFUSED,
-    DEFAULT_UNAVAILABLE,
-    DEFAULT_UNMAPPED,
-    MessageTemplates,
-    unknown_placeholders,
-)
+from poller.domain import messages
 from poller.domain.model import INFLUITIVE
 from poller.domain.money import parse_currency
 
@@ -188,7 +181,7 @@ def _per_currency(value: dict[str, Decimal]) -> dict[str, Decimal]:
 
 
 def _template(value: str) -> str:
-    unknown = unknown_placeholders(value)
+    unknown = messages.unknown_placeholders(value)
     if unknown:
         raise ValueError(f"unknown placeholder(s) {', '.join('{'+u+'}' for u in unknown)}")
     return value
@@ -200,11 +193,11 @@ Template = Annotated[str, AfterValidator(_template)]
 
 class FulfillmentSettings(Section):
     unmapped_reward: Literal["hold", "refuse"] = "hold"
-    fulfilled_message: Template = DEFAULT_FULFILLED
-    refused_message: Template = DEFAULT_REFUSED
-    unmapped_message: Template = DEFAULT_UNMAPPED
+    fulfilled_message: Template = messages.DEFAULT_FULFILLED
+    refused_message: Template = messages.DEFAULT_REFUSED
+    unmapped_message: Template = messages.DEFAULT_UNMAPPED
     unavailable_reward: Literal["refuse", "hold"] = "refuse"
-    unavailable_message: Template = DEFAULT_UNAVAILABLE
+    unavailable_message: Template = messages.DEFAULT_UNAVAILABLE
     daily_spend_limit: PerCurrency | None = None
     """Once set, a currency it does not name is held: money is never spent without a limit
     once the user asked for one."""
@@ -213,8 +206,8 @@ class FulfillmentSettings(Section):
     def spend_policy(self) -> SpendPolicy:
         return SpendPolicy(daily_limit=self.daily_spend_limit, max_order=self.max_order_amount)
 
-    def templates(self) -> MessageTemplates:
-        return MessageTemplates(
+    def templates(self) -> messages.MessageTemplates:
+        return messages.MessageTemplates(
             fulfilled=self.fulfilled_message,
             refused=self.refused_message,
             unmapped_reason=self.unmapped_message,

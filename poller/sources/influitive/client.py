@@ -227,10 +227,8 @@ class InfluitiveClient:
         return replace(result, redemptions=tuple(found), streamed=0)
 
     def poll_pages(self, on_page: Callable[[Sequence[Redemption]], None]) -> PollResult:
-        """Read the list page by page, handing each page's redemptions (not seen earlier in
-        this poll) to ``on_page`` as soon as it is read; only their ids are kept, so memory
-        does not grow with the number outstanding. The result's ``streamed`` counts them.
-        An exception from ``on_page`` ends the poll and is raised as it is."""
+        """``PagedSource.poll_pages``: a redemption seen earlier in this poll is not handed
+        over again, and only ids are kept, so memory does not grow with the backlog."""
         first_request = self._requests
         found: set[str] = set()
         rejected: list[str] = []
