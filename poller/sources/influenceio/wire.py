@@ -21,12 +21,9 @@ class BadEvent(ValueError):
 
 
 def _text(value: Any) -> str | None:
-    if isinstance(value, bool) or value is None:
+    if isinstance(value, bool) or not isinstance(value, int | str):
         return None
-    if isinstance(value, int | str):
-        text = str(value).strip()
-        return text or None
-    return None
+    return str(value).strip() or None
 
 
 def parse_redeemed(body: Any) -> Redemption:

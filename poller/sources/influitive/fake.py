@@ -13,10 +13,9 @@ from typing import Any, Literal
 
 from poller.domain.errors import AlreadyDecided
 from poller.domain.model import PollResult, Redemption
-from poller.sources.influitive.client import Probe
 from poller.sources.influitive.wire import parse_items
 
-Operation = Literal["poll", "fulfill", "refuse", "probe"]
+Operation = Literal["poll", "fulfill", "refuse"]
 Verb = Literal["fulfill", "refuse"]
 
 
@@ -131,13 +130,6 @@ class FakeInfluitive:
                 requests=1,
                 rejected=tuple(self._rejected),
             )
-
-    def probe(self) -> Probe:
-        """Like ``InfluitiveClient.probe``: script SourceAuthError/SourceBlocked with
-        ``fail_next("probe", ...)``."""
-        self._scripted("probe")
-        with self._lock:
-            return Probe(outstanding=len(self._outstanding), more_pages=False)
 
     def fulfill(self, redemption_id: str, message: str) -> None:
         self._decide(redemption_id, "fulfill", message)
