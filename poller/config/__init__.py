@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Self
 
 import structlog
-from pydantic import BaseModel, ConfigDict, PrivateAttr, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, PrivateAttr, SecretStr, ValidationError, model_validator
 
 from poller.config import environment, sections
 from poller.config.environment import INVALID
@@ -31,12 +31,10 @@ path; the test-only failpoints). Anything else must map to a key."""
 log = structlog.get_logger("poller.config")
 
 
-class Config(BaseModel):
+class Config(BaseModel, extra="forbid", validate_default=True):
     """The whole configuration. Made from data (the file's), it reads the environment over
     it key by key, then the ``*_file`` secrets; ``[vendors.<name>]`` is validated by each
     vendor's own Settings."""
-
-    model_config = ConfigDict(extra="forbid", validate_default=True)
 
     influitive: sections.InfluitiveSettings
     ledger: sections.LedgerSettings = sections.LedgerSettings()

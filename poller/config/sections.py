@@ -1,6 +1,6 @@
 """The ``[section]`` models of the configuration file: each validates its own keys and turns
 them into the domain's or the core's values; nothing here opens anything. What each key
-means and its default: docs/configuration.md.
+means and its default: docs/configuration.md. An unknown key in a section is an error.
 
 Defaults that are lists or dicts are written as values, not ``default_factory``: pydantic
 copies a mutable default for each instance, while a factory has it read the factory's
@@ -17,7 +17,6 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     SecretStr,
     field_validator,
@@ -83,13 +82,7 @@ def duration_seconds(value: Any) -> float:
     )
 
 
-class Section(BaseModel):
-    """A ``[section]`` of the file: an unknown key in it is an error."""
-
-    model_config = ConfigDict(extra="forbid")
-
-
-class InfluitiveSettings(Section):
+class InfluitiveSettings(BaseModel, extra="forbid"):
     base_url: str = "https://api.influitive.com"
     api_token: SecretStr
     org_id: str = Field(min_length=1)
@@ -102,7 +95,7 @@ class InfluitiveSettings(Section):
     max_page_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
 
 
-class InfluenceioSettings(Section):
+class InfluenceioSettings(BaseModel, extra="forbid"):
     api_key: SecretStr | None = None
     base_url: str = "https://platform.api.influence.io/v1"
     timeout_seconds: float = Field(default=30.0, gt=0)
@@ -120,7 +113,7 @@ warnings.filterwarnings("ignore", message='Field name "schema" in "LedgerSetting
                         category=UserWarning)
 
 
-class LedgerSettings(Section):
+class LedgerSettings(BaseModel, extra="forbid"):
     url: str = "sqlite:///reward-poller.db"
     schema: str | None = Field(  # type: ignore[assignment]  # see the filter above
         default=None, pattern=r"^[a-z_][a-z0-9_]{0,62}$")
@@ -149,13 +142,13 @@ class LedgerSettings(Section):
         return self
 
 
-class ScheduleSettings(Section):
+class ScheduleSettings(BaseModel, extra="forbid"):
     interval_seconds: float = Field(default=300.0, gt=0)
     batch_size: int = Field(default=500, ge=1)
     concurrency: int = Field(default=4, ge=1, le=64)
 
 
-class RetrySettings(Section):
+class RetrySettings(BaseModel, extra="forbid"):
     max_attempts: int = Field(default=8, ge=1)
     initial_backoff_seconds: float = Field(default=30.0, ge=0)
     max_backoff_seconds: float = Field(default=3600.0, ge=0)
@@ -191,7 +184,7 @@ PerCurrency = Annotated[dict[str, Decimal], AfterValidator(_per_currency)]
 Template = Annotated[str, AfterValidator(_template)]
 
 
-class FulfillmentSettings(Section):
+class FulfillmentSettings(BaseModel, extra="forbid"):
     unmapped_reward: Literal["hold", "refuse"] = "hold"
     fulfilled_message: Template = messages.DEFAULT_FULFILLED
     refused_message: Template = messages.DEFAULT_REFUSED
@@ -223,7 +216,7 @@ def _id_as_text(value: Any) -> Any:
 IdText = Annotated[str, BeforeValidator(_id_as_text)]
 
 
-class RewardSettings(Section):
+class RewardSettings(BaseModel, extra="forbid"):
     reward_id: IdText | None = None
     reward_name: str | None = None
     reward_type: str | None = None
@@ -256,7 +249,7 @@ class RewardSettings(Section):
         )
 
 
-class MetricsSettings(Section):
+class MetricsSettings(BaseModel, extra="forbid"):
     textfile: str | None = None
 
     @field_validator("textfile")
@@ -267,7 +260,7 @@ class MetricsSettings(Section):
         return value.strip() if value is not None else None
 
 
-class AlertsSettings(Section):
+class AlertsSettings(BaseModel, extra="forbid"):
     webhook_url: SecretStr | None = None
     """Secret: such URLs carry their own token."""
     failures_before_alert: int = Field(default=3, ge=1)
@@ -284,11 +277,11 @@ class AlertsSettings(Section):
         return value
 
 
-class SecuritySettings(Section):
+class SecuritySettings(BaseModel, extra="forbid"):
     secret_url_keys: list[str] = list(DEFAULT_SECRET_URL_KEYS)
 
 
-class AuditSettings(Section):
+class AuditSettings(BaseModel, extra="forbid"):
     interval: Annotated[float, BeforeValidator(duration_seconds)] = Field(default=86400.0, ge=0)
     window_days: int = Field(default=7, ge=1, le=366)
 
@@ -307,7 +300,7 @@ class ServerLimits:
     accept_error_interval_seconds: float = 60.0
 
 
-class ServerSettings(Section):
+class ServerSettings(BaseModel, extra="forbid"):
     listen: HostPort | None = None
     max_connections: int = Field(default=ServerLimits.max_connections, ge=2, le=65536)
     backlog: int = Field(default=ServerLimits.backlog, ge=1, le=65536)
@@ -329,14 +322,14 @@ class ServerSettings(Section):
         )
 
 
-class WebhooksSettings(Section):
+class WebhooksSettings(BaseModel, extra="forbid"):
     # A receiver's secret is the only thing between the internet and an immediate cycle.
     influitive_secret: SecretStr | None = Field(default=None, min_length=16)
     influenceio_secret: SecretStr | None = Field(default=None, min_length=16)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
 
 
-class ConsoleUserSettings(Section):
+class ConsoleUserSettings(BaseModel, extra="forbid"):
     name: str = Field(min_length=1, max_length=100)
     role: Literal["viewer", "operator"] = "viewer"
     password_hash: str = Field(min_length=1)
@@ -357,7 +350,7 @@ class ConsoleUserSettings(Section):
         return value
 
 
-class ConsoleSettings(Section):
+class ConsoleSettings(BaseModel, extra="forbid"):
     enabled: bool = False
     listen: HostPort = "127.0.0.1:9480"
     allow_remote: bool = False
