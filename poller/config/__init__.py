@@ -1,8 +1,6 @@
 """Configuration: a TOML file, overridden key by key from the environment, checked once at
-start-up before anything is polled (docs/configuration.md). Every error names the key, and
-the file or the environment variable it came from. The ``[section]`` models are in
-``sections``; the environment, ``<secret>_file`` keys and error lines in ``environment``.
-Nothing here imports the daemon: the listener's address and limits are plain data."""
+start-up (docs/configuration.md). Nothing here imports the daemon: the listener's address
+and limits are plain data."""
 
 import os
 import pwd
@@ -32,9 +30,7 @@ log = structlog.get_logger("poller.config")
 
 
 class Config(BaseModel, extra="forbid", validate_default=True):
-    """The whole configuration. Made from data (the file's), it reads the environment over
-    it key by key, then the ``*_file`` secrets; ``[vendors.<name>]`` is validated by each
-    vendor's own Settings."""
+    """The whole configuration; ``[vendors.<name>]`` is validated by each vendor's Settings."""
 
     influitive: sections.InfluitiveSettings
     ledger: sections.LedgerSettings = sections.LedgerSettings()
@@ -60,8 +56,6 @@ class Config(BaseModel, extra="forbid", validate_default=True):
     def _environment_and_secret_files(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        # The environment wins over the file (passed as data), key by key; then each
-        # ``<secret>_file`` of either is read.
         merged = environment.merged(data, environment.environment_data(cls))
         return environment.read_secret_files(merged, cls)
 

@@ -1,11 +1,7 @@
-"""Where values come from besides the file, and errors that name where: the ``REWARD_POLLER_*``
-environment as data merged over the file's key by key, each ``<secret>_file`` read in place
-of its secret, and validation errors as lines naming the key (docs/configuration.md).
-
-``REWARD_POLLER_<SECTION>__<KEY>`` sets ``[section] key`` (``REWARD_POLLER_VENDORS__<NAME>__
-<KEY>`` a vendor's key), ``REWARD_POLLER_<SECTION>`` a whole section as JSON. Names are read
-without regard to case; a value is JSON where the key holds a table, a list or a dict, text
-otherwise (validation converts it)."""
+"""Where values come from besides the file (docs/configuration.md): the ``REWARD_POLLER_*``
+environment merged over the file's key by key (``REWARD_POLLER_<SECTION>`` also sets a whole
+section as JSON), each ``<secret>_file`` read in place of its secret, and validation errors
+as lines naming the key and where it came from."""
 
 from __future__ import annotations
 
@@ -43,14 +39,10 @@ def inner_model(annotation: Any) -> type[BaseModel] | None:
 
 
 def is_complex(annotation: Any) -> bool:
-    """Whether a key of this type is read from its variable as JSON."""
-    if annotation is None:
-        return False
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+    """Whether a key of this type is read from its variable as JSON (else as text)."""
+    if getattr(annotation, "__origin__", None) in (dict, list) or inner_model(annotation):
         return True
-    if getattr(annotation, "__origin__", None) in (dict, list, tuple, set, frozenset):
-        return True
-    return any(is_complex(a) for a in get_args(annotation) if a is not type(None))
+    return any(is_complex(a) for a in get_args(annotation))
 
 
 def nearest(word: str, choices: Any) -> str:

@@ -1,10 +1,6 @@
-"""The ``[section]`` models of the configuration file: each validates its own keys and turns
-them into the domain's or the core's values; nothing here opens anything. What each key
-means and its default: docs/configuration.md. An unknown key in a section is an error.
-
-Defaults that are lists or dicts are written as values, not ``default_factory``: pydantic
-copies a mutable default for each instance, while a factory has it read the factory's
-signature, whose parser costs every start a few ms."""
+"""The ``[section]`` models of the configuration file (keys and defaults:
+docs/configuration.md). List and dict defaults are values, not ``default_factory``: pydantic
+copies them per instance, while reading a factory's signature costs every start a few ms."""
 
 import ipaddress
 import re
@@ -19,6 +15,7 @@ from pydantic import (
     BeforeValidator,
     Field,
     SecretStr,
+    StringConstraints,
     field_validator,
     model_validator,
 )
@@ -249,15 +246,12 @@ class RewardSettings(BaseModel, extra="forbid"):
         )
 
 
-class MetricsSettings(BaseModel, extra="forbid"):
-    textfile: str | None = None
+# node_exporter's textfile collector reads only *.prom files.
+PromFile = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"\.prom$")]
 
-    @field_validator("textfile")
-    @classmethod
-    def _prom_file(cls, value: str | None) -> str | None:
-        if value is not None and not value.strip().endswith(".prom"):
-            raise ValueError("must end in .prom (node_exporter reads only those)")
-        return value.strip() if value is not None else None
+
+class MetricsSettings(BaseModel, extra="forbid"):
+    textfile: PromFile | None = None
 
 
 class AlertsSettings(BaseModel, extra="forbid"):

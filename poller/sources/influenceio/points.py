@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote
 
@@ -41,9 +41,6 @@ class PointsAnswer:
     outcome: Outcome
     detail: str
     status: int | None = None
-
-    def __repr__(self) -> str:
-        return f"PointsAnswer({self.outcome.value}, {self.detail!r})"
 
 
 class PointsClient:
@@ -83,10 +80,6 @@ class PointsClient:
         shown = httpx.URL(self._base)
         return f"PointsClient(base_url={shown.scheme}://{shown.host}{shown.path!s})"
 
-    @property
-    def can_look_up(self) -> bool:
-        return bool(self._history_path)
-
     def close(self) -> None:
         self._http.close()
 
@@ -99,8 +92,7 @@ class PointsClient:
         body = {self._points_field: points, self._reason_field: reason}
         # One try only: after a timeout the refund may exist, and a blind retry could pay
         # the points twice. The caller looks it up before any repeat.
-        once = RetryPolicy(attempts=1, timeout=self._policy.timeout,
-                           max_retry_after=self._policy.max_retry_after)
+        once = replace(self._policy, attempts=1)
         try:
             response = send(self._http, "POST", self._url("/customers/{customer_id}/points",
                                                           customer_id),

@@ -1,16 +1,13 @@
-"""The decision side of Influence.io, which has no decision endpoint: the vendor's delivery
-closes the loop, and a refused redemption's points are given back by hand, or with a Platform
-API key through ``POST /customers/{customerId}/points`` exactly once. An award is not
-idempotent on Influence.io's side, so this side makes it so: the intent and a durable marker
-in the ledger before the call, one try, and a look-up in the points history before any
-repeat (the steps: docs/influenceio.md, "Refunds of refused redemptions")."""
+"""The decision side of Influence.io: a refused redemption's points given back exactly once,
+though an award is not idempotent there (docs/influenceio.md, "Refunds of refused
+redemptions")."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -21,6 +18,7 @@ from poller.domain.states import State
 from poller.ports import Ledger
 from poller.sources.influenceio import SOURCE
 from poller.sources.influenceio.points import Outcome, PointsClient
+from poller.transport import utcnow
 
 log = structlog.get_logger(__name__)
 
@@ -29,10 +27,6 @@ SENDING = "sending"
 DONE = "done"
 NOT_APPLIED = "not_applied"
 DEFAULT_REASON = "Refund: reward redemption {redemption_id} was refused"
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -88,7 +82,7 @@ class InfluenceioRefunds(InfluenceioDecisions):
     def __init__(
         self, points: PointsClient, ledger: Ledger, *, owner: str,
         customer_id_field: str = "id", reason_template: str = DEFAULT_REASON,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         """``owner``: the worker's lease owner, under which the intent is recorded."""
         self._points = points

@@ -1,8 +1,6 @@
-"""The Influitive (AdvocateHub) reward API over HTTP, behind ``RedemptionSource``: the
-outstanding redemptions and the decision endpoints. What is confirmed, what is assumed and
-how AWS WAF's answers are told from Influitive's: docs/influitive.md. Every assumption that
-shapes behaviour is a constructor argument. Retrying is not done here:
-``poller.transport.send`` is the one retry loop of the project."""
+"""The Influitive (AdvocateHub) reward API over HTTP, behind ``RedemptionSource``. What is
+confirmed, what is assumed and how AWS WAF's answers are told apart: docs/influitive.md.
+Retries are ``poller.transport.send``'s."""
 
 from __future__ import annotations
 
@@ -10,7 +8,7 @@ import contextlib
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, cast
 from urllib.parse import quote
 
@@ -87,6 +85,11 @@ def _is_json(response: httpx.Response) -> bool:
     return True
 
 
+def _check_auth(status: int) -> None:
+    if status in (401, 403):
+        raise SourceAuthError(f"Influitive rejected the API token or org id (HTTP {status})")
+
+
 class _PageFailed(Exception):
     """One list page could not be read after the transport's retries."""
 
@@ -129,15 +132,6 @@ class _CappedReader:
                                         "transfer-encoding")]
         return httpx.Response(response.status_code, headers=headers, content=b"".join(chunks),
                               request=request)
-
-
-@dataclass(frozen=True, kw_only=True)
-class Probe:
-    """What one request for the first list page shows (``InfluitiveClient.probe``)."""
-
-    outstanding: int
-    more_pages: bool
-    """The page links to a next one: ``outstanding`` is then a lower bound."""
 
 
 class InfluitiveClient:
@@ -207,6 +201,11 @@ class InfluitiveClient:
     @property
     def _token(self) -> str:
         return str(self._http.headers.get("Authorization", "")).partition(" ")[2]
+
+    def _said(self, response: httpx.Response) -> str:
+        """`` (what Influitive said)`` about an error answer, or ""."""
+        detail = error_text(response, _ERROR_KEYS, self._token)
+        return f" ({detail})" if detail else ""
 
     def __repr__(self) -> str:
         base = self._http.base_url
@@ -310,11 +309,9 @@ class InfluitiveClient:
                 f"blocked by Influitive's firewall on page {page} ({blocked}); "
                 "retrying after a backoff", retry_after_of(response),
             )
-        if status in (401, 403):
-            raise SourceAuthError(f"Influitive rejected the API token or org id (HTTP {status})")
+        _check_auth(status)
         if not 200 <= status < 300:
-            detail = error_text(response, _ERROR_KEYS, self._token)
-            raise _PageFailed(f"page {page}: HTTP {status}" + (f" ({detail})" if detail else ""),
+            raise _PageFailed(f"page {page}: HTTP {status}{self._said(response)}",
                               retry_after_of(response))
         try:
             body = response.json()
@@ -327,17 +324,6 @@ class InfluitiveClient:
             return body, parse_items(body, page)
         except ValueError as exc:
             raise _PageFailed(f"page {page} has the wrong shape: {exc}") from exc
-
-    def probe(self) -> Probe:
-        """One request for the first list page (``reward-poller check``): are the token,
-        org id and the firewall letting us in, and how much is waiting? Raises
-        SourceAuthError, SourceBlocked or SourceUnavailable."""
-        try:
-            body, page = self._read_page(self._list_url, 1)
-            more = self._link(body, "next", self._list_url, 1) is not None
-        except _PageFailed as exc:
-            raise exc.unavailable() from exc
-        return Probe(outstanding=len(page.redemptions) + len(page.rejected), more_pages=more)
 
     def _link(self, body: Any, name: str, current: httpx.URL, page: int) -> httpx.URL | None:
         """``links.<name>`` resolved against the current page; None when absent or empty.
@@ -398,10 +384,8 @@ class InfluitiveClient:
             # Debug: the worker's own decision.fulfilled/decision.refused says it at info.
             log.debug("influitive.decision.done", redemption_id=redemption_id, verb=verb)
             return
-        detail = error_text(response, _ERROR_KEYS, self._token)
-        suffix = f" ({detail})" if detail else ""
-        if status in (401, 403):
-            raise SourceAuthError(f"Influitive rejected the API token or org id (HTTP {status})")
+        suffix = self._said(response)
+        _check_auth(status)
         if status in ALREADY_DECIDED_STATUSES:
             log.info("influitive.decision.already_decided", redemption_id=redemption_id,
                      verb=verb, status=status)
