@@ -5,6 +5,7 @@ as lines naming the key and where it came from."""
 
 from __future__ import annotations
 
+import copy
 import difflib
 import json
 import os
@@ -103,15 +104,14 @@ def read_secret_files(data: dict[str, Any], root: type[BaseModel]) -> dict[str, 
     contents; a key given both ways is an error rather than a silent choice."""
     base = os.environ.get(CREDENTIALS_ENV)
     errors: list[str] = []
-    out = dict(data)
-    for prefix, section, keys in secret_sections(data, root):
-        new = dict(section)
+    out = copy.deepcopy(data)
+    for prefix, section, keys in secret_sections(out, root):
         for key in keys:
             file_key = key + FILE_SUFFIX
             if file_key not in section:
                 continue
             name = f"{prefix}.{file_key}"
-            raw_path = new.pop(file_key)
+            raw_path = section.pop(file_key)
             if key in section:
                 errors.append(f"{name}: set either {key} or {file_key}, not both")
                 continue
@@ -130,13 +130,7 @@ def read_secret_files(data: dict[str, Any], root: type[BaseModel]) -> dict[str, 
             if not value:
                 errors.append(f"{name}: {path} is empty")
                 continue
-            new[key] = value
-        parent = out
-        *outer, last = prefix.split(".")
-        for part in outer:
-            parent[part] = dict(parent[part])
-            parent = parent[part]
-        parent[last] = new
+            section[key] = value
     if errors:
         raise invalid(errors)
     return out

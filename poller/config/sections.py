@@ -239,11 +239,7 @@ class RewardSettings(BaseModel, extra="forbid"):
         return self
 
     def rule(self) -> RewardRule:
-        return RewardRule(
-            vendor=self.vendor, product=self.product, amount=self.amount,
-            currency=self.currency, reward_id=self.reward_id, reward_name=self.reward_name,
-            reward_type=self.reward_type, rule_id=self.rule_id, source=self.source,
-        )
+        return RewardRule(**self.model_dump())  # the same names
 
 
 # node_exporter's textfile collector reads only *.prom files.

@@ -15,7 +15,7 @@ import structlog
 
 from poller.domain.errors import ConfigError
 from poller.sources import USER_AGENT, checked_base_url, error_text, failure
-from poller.transport import ApiClient, RetryPolicy, describe, nothing_was_sent, send
+from poller.transport import ApiClient, RetryPolicy, nothing_was_sent, send
 
 log = structlog.get_logger(__name__)
 
@@ -97,12 +97,10 @@ class PointsClient:
             response = send(self._http, "POST", self._url("/customers/{customer_id}/points",
                                                           customer_id),
                             policy=once, json=body)
-        except httpx.TransportError as exc:
-            outcome = Outcome.NOT_APPLIED if nothing_was_sent(exc) else Outcome.UNKNOWN
-            return PointsAnswer(outcome, f"Influence.io points request failed: {describe(exc)}")
-        except httpx.HTTPError as exc:
-            return PointsAnswer(Outcome.NOT_APPLIED,
-                                f"Influence.io points request not sent: {type(exc).__name__}")
+        except httpx.HTTPError as exc:  # not a TransportError: an unusable URL, never sent
+            sent = isinstance(exc, httpx.TransportError) and not nothing_was_sent(exc)
+            return PointsAnswer(Outcome.UNKNOWN if sent else Outcome.NOT_APPLIED,
+                                f"Influence.io points request failed: {failure(exc)}")
         status = response.status_code
         said = error_text(response, _ERROR_KEYS, str(self._http.headers["x-api-key"]))
         suffix = f" ({said})" if said else ""

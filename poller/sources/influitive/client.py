@@ -156,10 +156,9 @@ class InfluitiveClient:
         """``budget``: every request (each retry included) takes a unit from it first, so
         all workers on one ledger stay under Influitive's firewall limit together."""
         checked_base_url(base_url, "influitive")
-        if not isinstance(api_token, str) or not _HEADER_VALUE_RE.match(api_token.strip()):
-            raise ConfigError("influitive api_token is empty or has characters not allowed")
-        if not isinstance(org_id, str) or not _HEADER_VALUE_RE.match(org_id.strip()):
-            raise ConfigError("influitive org_id is empty or has characters not allowed")
+        for key, value in (("api_token", api_token), ("org_id", org_id)):
+            if not isinstance(value, str) or not _HEADER_VALUE_RE.match(value.strip()):
+                raise ConfigError(f"influitive {key} is empty or has characters not allowed")
         self._policy = policy
         self._max_pages = max_pages
         self._refuse_verb = refuse_verb

@@ -1,7 +1,6 @@
-"""An in-memory ``RedemptionSource`` for the worker's fast unit tests. It behaves like the
-real API where the worker can tell: decided redemptions leave the outstanding list, a second
-decision (or one on a redemption an admin decided in the UI, or an unknown one) raises
-AlreadyDecided, and errors can be scripted per operation."""
+"""An in-memory ``RedemptionSource`` for the worker's tests, like the real API where the worker
+can tell: decided redemptions leave the list, a second decision (or one on a redemption an
+admin decided in the UI, or an unknown one) raises AlreadyDecided."""
 
 from __future__ import annotations
 
@@ -79,12 +78,12 @@ class FakeInfluitive:
         with self._lock:
             self._empty_polls += count
 
-    def ignore_next(self, verb: Verb, count: int = 1) -> None:
-        """The next ``count`` decisions of ``verb`` return as if accepted but apply nothing
-        (a firewall challenge answered 2xx, taken for success by a client that does not
+    def ignore_next(self, verb: Verb) -> None:
+        """The next decision of ``verb`` returns as if accepted but applies nothing (a
+        firewall challenge answered 2xx, taken for success by a client that does not
         recognise it): the redemption stays outstanding."""
         with self._lock:
-            self._ignored[verb] += count
+            self._ignored[verb] += 1
 
     def decide_in_ui(self, redemption_id: str, verb: Verb = "fulfill", message: str = "") -> None:
         """An admin decides in the Influitive UI: the redemption leaves the list."""
@@ -105,9 +104,10 @@ class FakeInfluitive:
         with self._lock:
             return self._decided.get(redemption_id)
 
-    def accepted_decisions(self, by: Literal["worker", "admin"] = "worker") -> list[FakeDecision]:
+    def accepted_decisions(self) -> list[FakeDecision]:
+        """The worker's decisions that took effect."""
         with self._lock:
-            return [d for d in self.decisions if d.accepted and d.by == by]
+            return [d for d in self.decisions if d.accepted and d.by == "worker"]
 
     def _scripted(self, operation: Operation) -> None:
         with self._lock:
