@@ -32,11 +32,7 @@ def invalid(lines: list[str], head: str = INVALID) -> ConfigError:
 def inner_model(annotation: Any) -> type[BaseModel] | None:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
-    for arg in get_args(annotation):
-        found = inner_model(arg)
-        if found is not None:
-            return found
-    return None
+    return next(filter(None, map(inner_model, get_args(annotation))), None)
 
 
 def is_complex(annotation: Any) -> bool:

@@ -140,11 +140,12 @@ class PointsClient:
             body = response.json()
         except (ValueError, RecursionError):
             return None
-        entries = _history_entries(body)
+        entries = body if isinstance(body, list) else _first(body, _HISTORY_LISTS, list)
         if entries is None:
             log.warning("influenceio.points.history_unreadable")
             return None
-        if any(marker in reason for reason in map(_reason_of, entries) if reason):
+        reasons = (_first(entry, _REASON_KEYS, str) for entry in entries)
+        if any(marker in reason for reason in reasons if reason):
             return True
         # Only a whole history proves absence: with more pages, the refund may be on one.
         return None if _has_more(body) else False
@@ -163,21 +164,8 @@ def _has_more(body: Any) -> bool:
     return any(bool(n) for n in nexts)
 
 
-def _history_entries(body: Any) -> list[Any] | None:
-    if isinstance(body, list):
-        return body
-    if isinstance(body, Mapping):
-        for key in _HISTORY_LISTS:
-            if isinstance(body.get(key), list):
-                return list(body[key])
-    return None
-
-
-def _reason_of(entry: Any) -> str | None:
-    if not isinstance(entry, Mapping):
+def _first(found: Any, keys: tuple[str, ...], kind: type) -> Any:
+    """The first of ``keys`` in ``found`` whose value is a ``kind``, or None."""
+    if not isinstance(found, Mapping):
         return None
-    for key in _REASON_KEYS:
-        value = entry.get(key)
-        if isinstance(value, str):
-            return value
-    return None
+    return next((found[key] for key in keys if isinstance(found.get(key), kind)), None)

@@ -95,12 +95,11 @@ class _PageFailed(Exception):
 
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
-        self.message = message
         self.retry_after = retry_after
 
     def unavailable(self) -> SourceUnavailable:
         return SourceUnavailable(
-            f"Influitive redemption list could not be read: {self.message}", self.retry_after)
+            f"Influitive redemption list could not be read: {self}", self.retry_after)
 
 
 class _CappedReader:
@@ -241,7 +240,7 @@ class InfluitiveClient:
             except _PageFailed as exc:
                 if pages == 0:  # the caller says so, once (the error names the page)
                     raise exc.unavailable() from exc
-                incomplete = exc.message
+                incomplete = str(exc)
                 break
             pages += 1
             rejected.extend(page.rejected)
@@ -263,7 +262,7 @@ class InfluitiveClient:
             try:
                 next_url = self._link(body, "next", url, pages)
             except _PageFailed as exc:
-                incomplete = exc.message
+                incomplete = str(exc)
                 break
             if next_url is None:
                 break
