@@ -135,9 +135,8 @@ def parse_redemption(
 
 
 def parse_page(body: Any) -> tuple[list[Mapping[str, Any]], dict[str, Mapping[str, Any]]]:
-    """Split one list page into raw items and side-loaded contacts: the documented object
-    (``reward_redemptions`` + ``contacts``) or, defensively, a bare array. Raises ValueError
-    when the page has neither shape."""
+    """Raw items and side-loaded contacts of the documented object (``reward_redemptions`` +
+    ``contacts``) or, defensively, a bare array; else ValueError."""
     if isinstance(body, list):
         return [i for i in body if isinstance(i, Mapping)], {}
     if not isinstance(body, Mapping):
@@ -165,13 +164,8 @@ class PageItems:
 
 
 def parse_items(body: Any, page: int = 1) -> PageItems:
-    """Parse one list page body into redemptions and rejection reasons.
-
-    Raises ValueError only when the page as a whole has the wrong shape. A single item never
-    raises: an item that is not an object, or has no usable id, becomes a rejection reason;
-    an item with a usable id is always kept (held with a problem if it cannot be parsed), so
-    a keyable redemption is never silently lost.
-    """
+    """ValueError only for a page of the wrong shape: an item without a usable id becomes a
+    rejection reason, one with an id is always kept (held if it cannot be parsed)."""
     raw_items, contacts = parse_page(body)
     # parse_page drops non-objects from a bare array; report them like any other bad item.
     items: list[Any] = list(body) if isinstance(body, list) else raw_items
