@@ -29,7 +29,7 @@ def console_command(ctx: click.Context, listen: str | None) -> None:
     if ctx.invoked_subcommand is not None:
         return
     from poller.compose import App
-    from poller.config.console import host_port
+    from poller.config.sections import parse_listen as host_port
     from poller.console.app import app_backend, check_bind, standalone
     from poller.daemon.runner import HttpServer
 

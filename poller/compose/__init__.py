@@ -26,9 +26,8 @@ from poller.ledger.budget import SqlRequestLog
 from poller.ledger.sql import LedgerTimeouts, SqlLedger
 from poller.ports import Cache, Decider, Ledger, RedemptionSource, Vendor
 from poller.sources.influenceio import SOURCE as INFLUENCEIO
-from poller.sources.influenceio.events import InfluenceioDecisions
 from poller.sources.influenceio.points import PointsClient
-from poller.sources.influenceio.refunds import InfluenceioRefunds
+from poller.sources.influenceio.refunds import InfluenceioDecisions, InfluenceioRefunds
 from poller.sources.influitive.client import InfluitiveClient
 from poller.transport import RetryPolicy
 from poller.vendors import BuildContext, build_vendor

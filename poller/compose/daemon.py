@@ -13,7 +13,7 @@ from starlette.routing import BaseRoute
 
 from poller.compose import App, alerter_for
 from poller.config import Config
-from poller.config.server import parse_listen
+from poller.config.sections import parse_listen
 from poller.console.app import app_backend, check_bind, mount
 from poller.daemon import service
 from poller.daemon.alerts import problem_line

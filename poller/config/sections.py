@@ -1,83 +1,106 @@
-"""The sections of the configuration file that describe the work: Influitive, Influence.io,
-the ledger, the schedule, retries, fulfilment and its spending limits, rewards, metrics,
-alerts and security. Plain settings: each validates its own keys and turns them into the
-domain's or the core's values; nothing here opens anything. (``[server]`` and
-``[webhooks]``, the listener's, are in ``poller.config.server``.)"""
+"""The ``[section]`` models of the configuration file (keys and defaults:
+docs/configuration.md). List and dict defaults are values, not ``default_factory``: pydantic
+copies them per instance, while reading a factory's signature costs every start a few ms."""
 
-from __future__ import annotations
-
+import ipaddress
+import re
 import warnings
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from poller.core.backoff import RetrySchedule
 from poller.core.decide import RewardRule, SpendPolicy
 from poller.core.redact import DEFAULT_SECRET_URL_KEYS
-from poller.domain.messages import (
-    DEFAULT_FULFILLED,
-    DEFAULT_REFUSED,
-    DEFAULT_UNAVAILABLE,
-    DEFAULT_UNMAPPED,
-    MessageTemplates,
-    unknown_placeholders,
-)
+from poller.domain import messages
 from poller.domain.model import INFLUITIVE
 from poller.domain.money import parse_currency
 
-
-class Section(BaseModel):
-    """A ``[section]`` of the file: an unknown key in it is an error."""
-
-    model_config = ConfigDict(extra="forbid")
+_DURATION = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(s|m|h|d)\s*")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-class InfluitiveSettings(Section):
+def parse_listen(value: str) -> tuple[str, int]:
+    """``"127.0.0.1:9464"`` or ``"[::1]:9464"`` -> (host, port). ValueError otherwise."""
+    host, sep, port = value.strip().rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"{value!r} is not HOST:PORT (e.g. 127.0.0.1:9464 or [::1]:9464)")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"{value!r}: write an IPv6 address in brackets, e.g. [::1]:9464")
+    if not 0 < int(port) < 65536:
+        raise ValueError(f"{value!r}: port must be 1-65535")
+    return host, int(port)
+
+
+def _listen(value: str) -> str:
+    parse_listen(value)
+    return value.strip()
+
+
+HostPort = Annotated[str, AfterValidator(_listen)]
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or ``localhost``) only ever reaches this machine."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def duration_seconds(value: Any) -> float:
+    """Seconds from a number of seconds or a duration written ``90s``, ``30m``, ``24h`` or
+    ``1d``: an audit interval is read by people as hours and days."""
+    if isinstance(value, bool):
+        raise ValueError("write a duration such as \"24h\" or \"1d\", or a number of seconds")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str) and (match := _DURATION.fullmatch(value)):
+        return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    raise ValueError(
+        f"{value!r} is not a duration: write \"24h\", \"1d\", \"30m\" or \"90s\", "
+        "or a number of seconds (0: never)"
+    )
+
+
+class InfluitiveSettings(BaseModel, extra="forbid"):
     base_url: str = "https://api.influitive.com"
     api_token: SecretStr
     org_id: str = Field(min_length=1)
     refuse_verb: Literal["refuse", "reject"] = "refuse"
-    """docs: ``refuse`` today, ``reject`` in older clients (assumed; configurable)."""
-    list_path: str = "/reward_redemptions"
+    list_path: str = Field(default="/reward_redemptions", pattern=r"^/")
     max_pages: int = Field(default=4000, ge=1)
     timeout_seconds: float = Field(default=30.0, gt=0)
     max_requests_per_window: int = Field(default=180, ge=1)
-    """Requests to Influitive in any ``window_seconds``, shared by every worker on the ledger
-    (Influitive's firewall blocks an IP past 200 in 5 minutes; see docs/influitive.md)."""
     window_seconds: float = Field(default=300.0, gt=0)
     max_page_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
-    """One list page larger than this is not read (the poll fails or is incomplete)."""
 
 
-class InfluenceioSettings(Section):
-    """The Influence.io Platform API, used only to refund the points of a refused
-    redemption; without ``api_key`` a refusal is left for a person (docs/influenceio.md)."""
-
+class InfluenceioSettings(BaseModel, extra="forbid"):
     api_key: SecretStr | None = None
     base_url: str = "https://platform.api.influence.io/v1"
     timeout_seconds: float = Field(default=30.0, gt=0)
     customer_id_field: Literal["id", "externalId"] = "id"
-    """Which ``customer`` field of the ``points/redeemed`` body is the ``{customerId}`` of
-    the points endpoint (unconfirmed)."""
     points_field: str = Field(default="points", min_length=1)
-    """Body field of ``POST /customers/{customerId}/points`` for the points (unconfirmed)."""
     reason_field: str = Field(default="reason", min_length=1)
-    """Body field for the reason shown in the points history (unconfirmed)."""
-    refund_reason: str = Field(
-        default="Refund: reward redemption {redemption_id} was refused", min_length=1)
-    """Must contain ``{redemption_id}``: the look-up after an unknown outcome finds the
-    refund by it."""
+    refund_reason: str = Field(default="Refund: reward redemption {redemption_id} was refused",
+                               pattern=r"\{redemption_id\}")
     history_path: str = "/customers/{customer_id}/points"
-    """GET path listing a customer's points history (assumed); empty: no look-up, and an
-    unknown outcome is held for a person instead of repeated."""
-
-    @field_validator("refund_reason")
-    @classmethod
-    def _names_the_redemption(cls, value: str) -> str:
-        if "{redemption_id}" not in value:
-            raise ValueError("must contain {redemption_id}")
-        return value
 
 
 # ``[ledger] schema`` is the key's name. As a field it hides BaseModel's deprecated
@@ -86,27 +109,19 @@ warnings.filterwarnings("ignore", message='Field name "schema" in "LedgerSetting
                         category=UserWarning)
 
 
-class LedgerSettings(Section):
+class LedgerSettings(BaseModel, extra="forbid"):
     url: str = "sqlite:///reward-poller.db"
     schema: str | None = Field(  # type: ignore[assignment]  # see the filter above
         default=None, pattern=r"^[a-z_][a-z0-9_]{0,62}$")
-    """PostgreSQL: the schema the ledger's tables (and Alembic's version table) are in,
-    created by ``db upgrade``. Unset: unqualified names, found through the connection's
-    ``search_path`` (``public`` on a default server), as before the key existed."""
     lease_seconds: float = Field(default=300.0, gt=0)
     connect_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
-    """PostgreSQL: how long opening a connection may take."""
     statement_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
-    """PostgreSQL: longest single statement (the server cancels it)."""
     lock_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
-    """PostgreSQL: longest wait for a row or table lock, and for the ledger's advisory
-    locks (recording a poll, the spend check)."""
     keepalive_idle_seconds: int = Field(default=30, ge=1, le=7200)
-    """PostgreSQL: TCP keepalives start after this much silence on a connection..."""
     keepalive_interval_seconds: int = Field(default=10, ge=1, le=600)
-    """...are sent this often..."""
     keepalive_count: int = Field(default=3, ge=1, le=30)
-    """...and this many unanswered ones mark the connection dead."""
+    gone_after_polls: int = Field(default=2, ge=2, le=100)
+    """One empty read is never enough to close a redemption as decided elsewhere."""
 
     @field_validator("schema")
     @classmethod
@@ -116,34 +131,25 @@ class LedgerSettings(Section):
         return value
 
     @model_validator(mode="after")
-    def _schema_needs_postgresql(self) -> LedgerSettings:
+    def _schema_needs_postgresql(self) -> Self:
         if self.schema is not None and self.url.startswith("sqlite"):
             raise ValueError("schema is for a PostgreSQL ledger; a SQLite ledger is a file "
                              "of its own: leave schema out")
         return self
 
-    gone_after_polls: int = Field(default=2, ge=2, le=100)
-    """Complete polls, in separate cycles, a redemption must be missing from before it is
-    treated as decided elsewhere (closed, or an unconfirmed decision confirmed). One empty
-    read is never enough."""
 
-
-class ScheduleSettings(Section):
+class ScheduleSettings(BaseModel, extra="forbid"):
     interval_seconds: float = Field(default=300.0, gt=0)
     batch_size: int = Field(default=500, ge=1)
-    """Most redemptions worked on in one cycle; the rest wait for the next."""
     concurrency: int = Field(default=4, ge=1, le=64)
-    """Threads a cycle runs (redemptions worked on at once); 1: one after another."""
 
 
-class RetrySettings(Section):
+class RetrySettings(BaseModel, extra="forbid"):
     max_attempts: int = Field(default=8, ge=1)
     initial_backoff_seconds: float = Field(default=30.0, ge=0)
     max_backoff_seconds: float = Field(default=3600.0, ge=0)
     http_attempts: int = Field(default=3, ge=1, le=10)
-    """Tries of one HTTP request inside a cycle (transient failures only)."""
     max_retry_after_seconds: float = Field(default=30.0, ge=0)
-    """A Retry-After up to this is slept through; a longer one moves the work to a later cycle."""
 
     def schedule(self) -> RetrySchedule:
         return RetrySchedule(
@@ -153,51 +159,44 @@ class RetrySettings(Section):
         )
 
 
-class FulfillmentSettings(Section):
-    unmapped_reward: Literal["hold", "refuse"] = "hold"
-    fulfilled_message: str = DEFAULT_FULFILLED
-    refused_message: str = DEFAULT_REFUSED
-    unmapped_message: str = DEFAULT_UNMAPPED
-    """The ``{reason}`` used in ``refused_message`` when an unmapped reward is refused."""
-    unavailable_reward: Literal["refuse", "hold"] = "refuse"
-    """A product the vendor will not sell although its catalog lists it with the route's
-    currency and value: refused (the points are refunded), or held for a person."""
-    unavailable_message: str = DEFAULT_UNAVAILABLE
-    """The ``{reason}`` used in ``refused_message`` when such a reward is refused."""
-    daily_spend_limit: dict[str, Decimal] | None = None
-    """Per currency, the most that may be committed to vendor orders per UTC day. When set,
-    a currency it does not name is held (money is never spent without a limit once the
-    user asked for one)."""
-    max_order_amount: dict[str, Decimal] | None = None
-    """Per currency, the largest single order; a larger one is held for a person."""
+def _per_currency(value: dict[str, Decimal]) -> dict[str, Decimal]:
+    out: dict[str, Decimal] = {}
+    for currency, amount in value.items():
+        code = parse_currency(currency)
+        if not amount.is_finite() or amount < 0:
+            raise ValueError(f"{currency}: {amount} is not a non-negative amount")
+        out[code] = amount
+    return out
 
-    @field_validator("daily_spend_limit", "max_order_amount")
-    @classmethod
-    def _per_currency(cls, value: dict[str, Decimal] | None) -> dict[str, Decimal] | None:
-        if value is None:
-            return None
-        out: dict[str, Decimal] = {}
-        for currency, amount in value.items():
-            code = parse_currency(currency)
-            if not amount.is_finite() or amount < 0:
-                raise ValueError(f"{currency}: {amount} is not a non-negative amount")
-            out[code] = amount
-        return out
+
+def _template(value: str) -> str:
+    unknown = messages.unknown_placeholders(value)
+    if unknown:
+        raise ValueError(f"unknown placeholder(s) {', '.join('{'+u+'}' for u in unknown)}")
+    return value
+
+
+PerCurrency = Annotated[dict[str, Decimal], AfterValidator(_per_currency)]
+Template = Annotated[str, AfterValidator(_template)]
+
+
+class FulfillmentSettings(BaseModel, extra="forbid"):
+    unmapped_reward: Literal["hold", "refuse"] = "hold"
+    fulfilled_message: Template = messages.DEFAULT_FULFILLED
+    refused_message: Template = messages.DEFAULT_REFUSED
+    unmapped_message: Template = messages.DEFAULT_UNMAPPED
+    unavailable_reward: Literal["refuse", "hold"] = "refuse"
+    unavailable_message: Template = messages.DEFAULT_UNAVAILABLE
+    daily_spend_limit: PerCurrency | None = None
+    """Once set, a currency it does not name is held: money is never spent without a limit
+    once the user asked for one."""
+    max_order_amount: PerCurrency | None = None
 
     def spend_policy(self) -> SpendPolicy:
         return SpendPolicy(daily_limit=self.daily_spend_limit, max_order=self.max_order_amount)
 
-    @field_validator("fulfilled_message", "refused_message", "unmapped_message",
-                     "unavailable_message")
-    @classmethod
-    def _known_placeholders(cls, value: str) -> str:
-        unknown = unknown_placeholders(value)
-        if unknown:
-            raise ValueError(f"unknown placeholder(s) {', '.join('{'+u+'}' for u in unknown)}")
-        return value
-
-    def templates(self) -> MessageTemplates:
-        return MessageTemplates(
+    def templates(self) -> messages.MessageTemplates:
+        return messages.MessageTemplates(
             fulfilled=self.fulfilled_message,
             refused=self.refused_message,
             unmapped_reason=self.unmapped_message,
@@ -205,36 +204,31 @@ class FulfillmentSettings(Section):
         )
 
 
-class RewardSettings(Section):
-    reward_id: str | None = None
+def _id_as_text(value: Any) -> Any:
+    # TOML users write reward_id = 37 as often as "37"; both mean the same reward.
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+IdText = Annotated[str, BeforeValidator(_id_as_text)]
+
+
+class RewardSettings(BaseModel, extra="forbid"):
+    reward_id: IdText | None = None
     reward_name: str | None = None
     reward_type: str | None = None
-    """Influence.io: matched against ``rewardType``."""
-    rule_id: str | None = None
-    """Influence.io: matched against ``ruleId``."""
+    rule_id: IdText | None = None
     source: Literal["influitive", "influenceio"] = "influitive"
     vendor: str
-    product: str | None = None
+    product: IdText | None = None
     amount: Decimal = Field(gt=0)
-    currency: str = "USD"
-
-    @field_validator("reward_id", "product", "rule_id", mode="before")
-    @classmethod
-    def _ids_as_text(cls, value: Any) -> Any:
-        # TOML users write reward_id = 37 as often as "37"; both mean the same reward.
-        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
-
-    @field_validator("currency")
-    @classmethod
-    def _currency(cls, value: str) -> str:
-        return parse_currency(value)
+    currency: Annotated[str, AfterValidator(parse_currency)] = "USD"
 
     @model_validator(mode="after")
-    def _one_match(self) -> RewardSettings:
-        keys = ("reward_id", "reward_name") if self.source == INFLUITIVE else (
-            "reward_type", "rule_id")
-        other = ("reward_type", "rule_id") if self.source == INFLUITIVE else (
-            "reward_id", "reward_name")
+    def _one_match(self) -> Self:
+        influitive = ("reward_id", "reward_name")
+        influenceio = ("reward_type", "rule_id")
+        keys, other = ((influitive, influenceio) if self.source == INFLUITIVE
+                       else (influenceio, influitive))
         if sum(getattr(self, k) is not None for k in keys) != 1:
             raise ValueError(f"set exactly one of {keys[0]} or {keys[1]} "
                              f"(for source = {self.source!r})")
@@ -244,35 +238,22 @@ class RewardSettings(Section):
         return self
 
     def rule(self) -> RewardRule:
-        return RewardRule(
-            vendor=self.vendor, product=self.product, amount=self.amount,
-            currency=self.currency, reward_id=self.reward_id, reward_name=self.reward_name,
-            reward_type=self.reward_type, rule_id=self.rule_id, source=self.source,
-        )
+        return RewardRule(**self.model_dump())  # the same names
 
 
-class MetricsSettings(Section):
-    textfile: str | None = None
-    """Where ``run --run-once`` writes its metrics for node_exporter's textfile collector
-    (a ``.prom`` file), atomically, at the end of each run; unset: not written."""
-
-    @field_validator("textfile")
-    @classmethod
-    def _prom_file(cls, value: str | None) -> str | None:
-        if value is not None and not value.strip().endswith(".prom"):
-            raise ValueError("must end in .prom (node_exporter reads only those)")
-        return value.strip() if value is not None else None
+# node_exporter's textfile collector reads only *.prom files.
+PromFile = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"\.prom$")]
 
 
-class AlertsSettings(Section):
+class MetricsSettings(BaseModel, extra="forbid"):
+    textfile: PromFile | None = None
+
+
+class AlertsSettings(BaseModel, extra="forbid"):
     webhook_url: SecretStr | None = None
-    """Slack-compatible incoming webhook (POST {"text": ...}); unset: no alerts. Secret: such
-    URLs carry their own token."""
+    """Secret: such URLs carry their own token."""
     failures_before_alert: int = Field(default=3, ge=1)
-    """Cycles that failed in a row before an alert is posted."""
     min_interval_seconds: float = Field(default=300.0, ge=0)
-    """At most one post per this many seconds; held redemptions not yet announced wait for
-    the next post."""
     timeout_seconds: float = Field(default=10.0, gt=0)
 
     @field_validator("webhook_url")
@@ -285,10 +266,97 @@ class AlertsSettings(Section):
         return value
 
 
-class SecuritySettings(Section):
-    secret_url_keys: list[str] = Field(default_factory=lambda: list(DEFAULT_SECRET_URL_KEYS))
-    """Config keys whose URL path may itself be a secret (a catch-hook id, a token in the
-    path): shown as the host only, and the path segments that look like credentials (an id
-    or token, not words such as ``api`` or ``v2``) scrubbed from logs and the ledger. ``*``
-    matches one name (``vendors.*.url``). Userinfo (``user:pass@``) is never shown, and a
-    password is scrubbed from every URL anyway."""
+class SecuritySettings(BaseModel, extra="forbid"):
+    secret_url_keys: list[str] = list(DEFAULT_SECRET_URL_KEYS)
+
+
+class AuditSettings(BaseModel, extra="forbid"):
+    interval: Annotated[float, BeforeValidator(duration_seconds)] = Field(default=86400.0, ge=0)
+    window_days: int = Field(default=7, ge=1, le=366)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerLimits:
+    """The listener's limits as plain data for ``poller.daemon`` (no HTTP library is loaded
+    here); the defaults are ``[server]``'s."""
+
+    max_connections: int = 256
+    backlog: int = 64
+    header_timeout_seconds: float = 10.0
+    keep_alive_seconds: float = 5.0
+    max_header_bytes: int = 16 * 1024
+    """Request line plus headers (h11's incomplete-event limit)."""
+    accept_error_interval_seconds: float = 60.0
+
+
+class ServerSettings(BaseModel, extra="forbid"):
+    listen: HostPort | None = None
+    max_connections: int = Field(default=ServerLimits.max_connections, ge=2, le=65536)
+    backlog: int = Field(default=ServerLimits.backlog, ge=1, le=65536)
+    header_timeout_seconds: float = Field(default=ServerLimits.header_timeout_seconds, gt=0,
+                                          le=300)
+    body_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    keep_alive_seconds: float = Field(default=ServerLimits.keep_alive_seconds, ge=1, le=300)
+    max_header_bytes: int = Field(default=ServerLimits.max_header_bytes, ge=1024,
+                                  le=1024 * 1024)
+    accept_error_log_interval_seconds: float = Field(
+        default=ServerLimits.accept_error_interval_seconds, gt=0)
+
+    def limits(self) -> ServerLimits:
+        return ServerLimits(
+            max_connections=self.max_connections, backlog=self.backlog,
+            header_timeout_seconds=self.header_timeout_seconds,
+            keep_alive_seconds=self.keep_alive_seconds, max_header_bytes=self.max_header_bytes,
+            accept_error_interval_seconds=self.accept_error_log_interval_seconds,
+        )
+
+
+class WebhooksSettings(BaseModel, extra="forbid"):
+    # A receiver's secret is the only thing between the internet and an immediate cycle.
+    influitive_secret: SecretStr | None = Field(default=None, min_length=16)
+    influenceio_secret: SecretStr | None = Field(default=None, min_length=16)
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+
+
+class ConsoleUserSettings(BaseModel, extra="forbid"):
+    name: str = Field(min_length=1, max_length=100)
+    role: Literal["viewer", "operator"] = "viewer"
+    password_hash: str = Field(min_length=1)
+
+    @field_validator("name")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        name = " ".join(value.split())
+        if not name:
+            raise ValueError("must not be blank")
+        return name
+
+    @field_validator("password_hash")
+    @classmethod
+    def _scrypt(cls, value: str) -> str:
+        if not value.startswith("scrypt$") or value.count("$") != 5:
+            raise ValueError("must be a scrypt hash from `reward-poller console add-user`")
+        return value
+
+
+class ConsoleSettings(BaseModel, extra="forbid"):
+    enabled: bool = False
+    listen: HostPort = "127.0.0.1:9480"
+    allow_remote: bool = False
+    trusted_proxies: list[str] = []
+    session_secret: SecretStr | None = Field(default=None, min_length=32)
+    session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
+    login_failures: int = Field(default=5, ge=1, le=100)
+    login_window_seconds: float = Field(default=900.0, gt=0)
+    show_funds: bool = True
+    users: list[ConsoleUserSettings] = []
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Self:
+        seen: set[str] = set()
+        for user in self.users:
+            folded = user.name.casefold()
+            if folded in seen:
+                raise ValueError(f"users: {user.name!r} is listed twice")
+            seen.add(folded)
+        return self

@@ -24,8 +24,8 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from poller.config.console import ConsoleSettings, is_loopback
-from poller.config.console import ConsoleUserSettings as User
+from poller.config.sections import ConsoleSettings, is_loopback
+from poller.config.sections import ConsoleUserSettings as User
 from poller.console import auth, data
 from poller.domain.errors import ConfigError, PollerError
 from poller.domain.model import LedgerEntry

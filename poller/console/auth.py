@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Literal
 
-from poller.config.console import ConsoleUserSettings
+from poller.config.sections import ConsoleUserSettings
 
 Role = Literal["viewer", "operator"]
 

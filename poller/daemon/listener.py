@@ -35,7 +35,7 @@ from starlette.routing import BaseRoute, Route
 from poller.daemon.metrics import CONTENT_TYPE, Recorder
 from poller.ports import Ledger
 from poller.sources.influenceio import IGNORED_TOPICS, REDEEMED_TOPIC, SOURCE
-from poller.sources.influenceio.events import BadEvent, parse_redeemed
+from poller.sources.influenceio.wire import BadEvent, parse_redeemed
 from poller.worker.cycle import OperatorProblem
 
 log = structlog.get_logger("poller.daemon.webhooks")

@@ -22,7 +22,7 @@ import structlog
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from poller.config.server import ServerLimits, parse_listen
+from poller.config.sections import ServerLimits, parse_listen
 from poller.domain.errors import PollerError
 
 log = structlog.get_logger("poller.daemon")

@@ -27,10 +27,7 @@ from tests.unit.test_worker import RULES, Clock, Rig, redemption
 PARSERS = [
     "poller.sources.influitive.wire.parse_redemption",
     "poller.sources.influitive.wire.parse_page",
-    "poller.sources.influitive.pages.parse_redemption",
-    "poller.sources.influitive.pages.parse_page",
     "poller.sources.influenceio.wire.parse_redeemed",
-    "poller.sources.influenceio.events.parse_redeemed",
 ]
 
 

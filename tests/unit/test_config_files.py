@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from poller.config import AlertsSettings, InfluitiveSettings, load_config, secret_keys
+from poller.config import load_config
+from poller.config.environment import secret_keys
+from poller.config.sections import AlertsSettings, InfluitiveSettings
 from poller.domain.errors import ConfigError
 
 BASE = """

@@ -8,7 +8,7 @@ import pytest
 
 from poller.compose import ledger_timeouts
 from poller.config import Config, load_config
-from poller.config.server import ServerLimits
+from poller.config.sections import ServerLimits
 from poller.domain.errors import ConfigError
 
 

@@ -10,8 +10,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from poller.sources.influitive.pages import parse_items
-from poller.sources.influitive.wire import Unkeyable, parse_page, parse_redemption, redemption_key
+from poller.sources.influitive.wire import (
+    Unkeyable,
+    parse_items,
+    parse_page,
+    parse_redemption,
+    redemption_key,
+)
 
 scalars = (
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from poller.config import FulfillmentSettings, RewardSettings
+from poller.config.sections import FulfillmentSettings, RewardSettings
 from poller.core.decide import Hold, Order, RewardRule, SpendPolicy, plan_intake
 from poller.domain.money import CurrencyProblem, normalise_amount, parse_currency
 from poller.domain.states import State

@@ -248,7 +248,7 @@ def test_a_step_that_keeps_failing_to_finish_is_held_after_max_attempts() -> Non
 def test_gone_after_polls_is_configurable_and_never_below_two() -> None:
     import pydantic
 
-    from poller.config import LedgerSettings
+    from poller.config.sections import LedgerSettings
 
     assert LedgerSettings().gone_after_polls == 2
     assert LedgerSettings(gone_after_polls=3).gone_after_polls == 3

@@ -1,37 +1,25 @@
-"""The Influence.io Platform API's points endpoints, used to refund a refused redemption.
-
-Documented (Influence.io developer reference, "Award points to a customer"):
-``POST {base_url}/customers/{customerId}/points`` with header ``x-api-key`` (Plus plan and
-above); the body carries a positive number of points, a reason ("a brief summary of why the
-customer is being awarded points") and an optional earn-rule id; 404 is "Customer not found".
-The body's field names are not shown in the public reference: they are settings
-(``points_field``, ``reason_field``), ``points`` and ``reason`` by default.
-
-Assumed: a customer's points history can be read (``history_path``, a GET) as a list of
-entries that carry the reason. It is used only after an unknown outcome, to find a refund
-that may have been applied before repeating it; when it cannot answer, nothing is repeated.
-"""
+"""The Influence.io Platform API's points endpoints, used to refund a refused redemption:
+what is documented, and the assumed points history with the settings that adapt it, are in
+docs/influenceio.md."""
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 import structlog
 
-from poller import __version__
 from poller.domain.errors import ConfigError
-from poller.transport import ApiClient, RetryPolicy, describe, nothing_was_sent, send
+from poller.sources import USER_AGENT, checked_base_url, error_text, failure
+from poller.transport import ApiClient, RetryPolicy, nothing_was_sent, send
 
 log = structlog.get_logger(__name__)
 
-DEFAULT_BASE_URL = "https://platform.api.influence.io/v1"
-DEFAULT_HISTORY_PATH = "/customers/{customer_id}/points"
-USER_AGENT = f"reward-poller/{__version__}"
-MAX_ERROR_TEXT = 200
+_ERROR_KEYS = ("message", "error", "errors", "detail")
 _HISTORY_LISTS = ("data", "items", "history", "points", "results", "entries", "events")
 _REASON_KEYS = ("reason", "description", "note", "notes", "summary", "message", "title")
 
@@ -46,16 +34,13 @@ class Outcome(enum.Enum):
     """A timeout after sending, a reset, a 5xx: it may have been applied."""
 
 
+@dataclass(frozen=True)
 class PointsAnswer:
     """The outcome of one award, with a secret-free description for logs and the ledger."""
 
-    def __init__(self, outcome: Outcome, detail: str, status: int | None = None) -> None:
-        self.outcome = outcome
-        self.detail = detail
-        self.status = status
-
-    def __repr__(self) -> str:
-        return f"PointsAnswer({self.outcome.value}, {self.detail!r})"
+    outcome: Outcome
+    detail: str
+    status: int | None = None
 
 
 class PointsClient:
@@ -70,15 +55,10 @@ class PointsClient:
         policy: RetryPolicy = RetryPolicy(),
         points_field: str = "points",
         reason_field: str = "reason",
-        history_path: str = DEFAULT_HISTORY_PATH,
+        history_path: str = "/customers/{customer_id}/points",
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        try:
-            url = httpx.URL(base_url)
-        except (httpx.InvalidURL, TypeError) as exc:
-            raise ConfigError("influenceio base_url is not a URL") from exc
-        if url.scheme not in ("http", "https") or not url.host:
-            raise ConfigError("influenceio base_url must be an http(s) URL with a host")
+        url = checked_base_url(base_url, "influenceio")
         key = api_key.strip() if isinstance(api_key, str) else ""
         if not key or not key.isprintable() or " " in key:
             raise ConfigError("influenceio api_key is empty or has characters not allowed")
@@ -88,7 +68,6 @@ class PointsClient:
         self._points_field = points_field
         self._reason_field = reason_field
         self._history_path = history_path
-        self._key = key
         self._base = str(url).rstrip("/")
         self._http = ApiClient(
             target=self._base,
@@ -101,31 +80,11 @@ class PointsClient:
         shown = httpx.URL(self._base)
         return f"PointsClient(base_url={shown.scheme}://{shown.host}{shown.path!s})"
 
-    @property
-    def can_look_up(self) -> bool:
-        return bool(self._history_path)
-
     def close(self) -> None:
         self._http.close()
 
     def _url(self, path: str, customer_id: str) -> str:
         return self._base + path.replace("{customer_id}", quote(customer_id, safe=""))
-
-    def _scrub(self, text: str) -> str:
-        text = text.replace(self._key, "[redacted]")
-        text = "".join(c if c.isprintable() else " " for c in text).strip()
-        return text[:MAX_ERROR_TEXT] + ("..." if len(text) > MAX_ERROR_TEXT else "")
-
-    def _said(self, response: httpx.Response) -> str:
-        try:
-            body = response.json()
-        except (ValueError, RecursionError):
-            return ""
-        if isinstance(body, Mapping):
-            for key in ("message", "error", "errors", "detail"):
-                if body.get(key):
-                    return self._scrub(str(body[key]))
-        return ""
 
     def award(self, customer_id: str, points: int, reason: str) -> PointsAnswer:
         """``POST /customers/{customerId}/points``. Never raises for an HTTP answer: the
@@ -133,20 +92,17 @@ class PointsClient:
         body = {self._points_field: points, self._reason_field: reason}
         # One try only: after a timeout the refund may exist, and a blind retry could pay
         # the points twice. The caller looks it up before any repeat.
-        once = RetryPolicy(attempts=1, timeout=self._policy.timeout,
-                           max_retry_after=self._policy.max_retry_after)
+        once = replace(self._policy, attempts=1)
         try:
             response = send(self._http, "POST", self._url("/customers/{customer_id}/points",
                                                           customer_id),
                             policy=once, json=body)
-        except httpx.TransportError as exc:
-            outcome = Outcome.NOT_APPLIED if nothing_was_sent(exc) else Outcome.UNKNOWN
-            return PointsAnswer(outcome, f"Influence.io points request failed: {describe(exc)}")
-        except httpx.HTTPError as exc:
-            return PointsAnswer(Outcome.NOT_APPLIED,
-                                f"Influence.io points request not sent: {type(exc).__name__}")
+        except httpx.HTTPError as exc:  # not a TransportError: an unusable URL, never sent
+            sent = isinstance(exc, httpx.TransportError) and not nothing_was_sent(exc)
+            return PointsAnswer(Outcome.UNKNOWN if sent else Outcome.NOT_APPLIED,
+                                f"Influence.io points request failed: {failure(exc)}")
         status = response.status_code
-        said = self._said(response)
+        said = error_text(response, _ERROR_KEYS, str(self._http.headers["x-api-key"]))
         suffix = f" ({said})" if said else ""
         if 200 <= status < 300:
             return PointsAnswer(Outcome.APPLIED, f"Influence.io added the points (HTTP {status})",
@@ -174,8 +130,7 @@ class PointsClient:
             response = send(self._http, "GET", self._url(self._history_path, customer_id),
                             policy=self._policy)
         except httpx.HTTPError as exc:
-            error = describe(exc) if isinstance(exc, httpx.TransportError) else type(exc).__name__
-            log.warning("influenceio.points.history_unavailable", error=error)
+            log.warning("influenceio.points.history_unavailable", error=failure(exc))
             return None
         if response.status_code != 200:
             log.warning("influenceio.points.history_unavailable",
@@ -185,11 +140,12 @@ class PointsClient:
             body = response.json()
         except (ValueError, RecursionError):
             return None
-        entries = _history_entries(body)
+        entries = body if isinstance(body, list) else _first(body, _HISTORY_LISTS, list)
         if entries is None:
             log.warning("influenceio.points.history_unreadable")
             return None
-        if any(marker in reason for reason in map(_reason_of, entries) if reason):
+        reasons = (_first(entry, _REASON_KEYS, str) for entry in entries)
+        if any(marker in reason for reason in reasons if reason):
             return True
         # Only a whole history proves absence: with more pages, the refund may be on one.
         return None if _has_more(body) else False
@@ -208,21 +164,8 @@ def _has_more(body: Any) -> bool:
     return any(bool(n) for n in nexts)
 
 
-def _history_entries(body: Any) -> list[Any] | None:
-    if isinstance(body, list):
-        return body
-    if isinstance(body, Mapping):
-        for key in _HISTORY_LISTS:
-            if isinstance(body.get(key), list):
-                return list(body[key])
-    return None
-
-
-def _reason_of(entry: Any) -> str | None:
-    if not isinstance(entry, Mapping):
+def _first(found: Any, keys: tuple[str, ...], kind: type) -> Any:
+    """The first of ``keys`` in ``found`` whose value is a ``kind``, or None."""
+    if not isinstance(found, Mapping):
         return None
-    for key in _REASON_KEYS:
-        value = entry.get(key)
-        if isinstance(value, str):
-            return value
-    return None
+    return next((found[key] for key in keys if isinstance(found.get(key), kind)), None)

@@ -1,27 +1,12 @@
-"""The decision side of Influence.io with a Platform API key: a refused redemption's points
-are given back through ``POST /customers/{customerId}/points``, exactly once.
-
-Influence.io has no endpoint that marks a redemption fulfilled or refused; the points the
-customer spent are returned by awarding the same number again (docs/influenceio.md). An
-award is not idempotent on Influence.io's side, so this side makes it so:
-
-1. Before the call, the intent is recorded in the ledger: an event on the redemption
-   (REFUSING, under the worker's lease) saying what will be refunded to whom, and a durable
-   marker in the ledger's cache (``influenceio.refund:<redemption id>`` = ``sending``).
-2. The call is made once (no transport retries). Applied: the marker becomes ``done``.
-   Surely not applied (a 4xx, 429, a connection never made): the marker is cleared and the
-   step fails with the reason, to be retried on the worker's schedule.
-3. Unknown outcome (timeout after sending, reset, 5xx), or a marker found at ``sending``
-   (a crash mid-call): before any repeat, the customer's points history is read for an
-   entry whose reason carries the redemption id. Found: done. Not there (a whole history
-   read): the award is repeated. No answer: nothing is repeated; the step fails and, after
-   ``max_attempts``, the redemption is held for a person with the reason.
-"""
+"""The decision side of Influence.io: a refused redemption's points given back exactly once,
+though an award is not idempotent there (docs/influenceio.md, "Refunds of refused
+redemptions")."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -40,19 +25,16 @@ MARKER_PREFIX = "influenceio.refund:"
 SENDING = "sending"
 DONE = "done"
 NOT_APPLIED = "not_applied"
+DEFAULT_REASON = "Refund: reward redemption {redemption_id} was refused"
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
+@dataclass(frozen=True, kw_only=True)
 class RefundPlan:
     """Who gets how many points back, and the reason the history will show."""
 
-    def __init__(self, *, customer_id: str, points: int, reason: str) -> None:
-        self.customer_id = customer_id
-        self.points = points
-        self.reason = reason
+    customer_id: str
+    points: int
+    reason: str
 
     def describe(self) -> str:
         return (f"refund of {self.points} points to Influence.io customer {self.customer_id} "
@@ -61,7 +43,7 @@ class RefundPlan:
 
 def plan_refund(
     payload: Mapping[str, Any], redemption_id: str, *, customer_id_field: str = "id",
-    reason_template: str = "Refund: reward redemption {redemption_id} was refused",
+    reason_template: str = DEFAULT_REASON,
 ) -> RefundPlan | str:
     """The refund for a stored ``points/redeemed`` body, or why none can be planned."""
     customer = payload.get("customer")
@@ -81,14 +63,25 @@ def plan_refund(
                       reason=reason_template.replace("{redemption_id}", redemption_id))
 
 
-class InfluenceioRefunds:
+class InfluenceioDecisions:
+    """``Decider`` for Influence.io without ``[influenceio] api_key``: a refusal is logged
+    for a person to refund by hand (the ledger shows it as refused with the reason)."""
+
+    def fulfill(self, redemption_id: str, message: str) -> None:
+        log.info("influenceio.decision.skipped", redemption_id=redemption_id, source=SOURCE)
+
+    def refuse(self, redemption_id: str, message: str) -> None:
+        log.warning("influenceio.refusal.manual", redemption_id=redemption_id, source=SOURCE,
+                    action="refund the customer's points by hand in Influence.io if needed")
+
+
+class InfluenceioRefunds(InfluenceioDecisions):
     """``Decider`` for Influence.io when ``[influenceio] api_key`` is set."""
 
     def __init__(
         self, points: PointsClient, ledger: Ledger, *, owner: str,
-        customer_id_field: str = "id",
-        reason_template: str = "Refund: reward redemption {redemption_id} was refused",
-        clock: Callable[[], datetime] = _utcnow,
+        customer_id_field: str = "id", reason_template: str = DEFAULT_REASON,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         """``owner``: the worker's lease owner, under which the intent is recorded."""
         self._points = points
@@ -100,10 +93,6 @@ class InfluenceioRefunds:
 
     def close(self) -> None:
         self._points.close()
-
-    def fulfill(self, redemption_id: str, message: str) -> None:
-        log.info("influenceio.decision.skipped",
-                 redemption_id=redemption_id, source=SOURCE)
 
     def refuse(self, redemption_id: str, message: str) -> None:
         entry = self._ledger.get(SOURCE, redemption_id)
@@ -134,8 +123,7 @@ class InfluenceioRefunds:
                 )
             if found:
                 self._set(key, DONE, plan)
-                log.info("influenceio.refund.found",
-                         redemption_id=redemption_id)
+                log.info("influenceio.refund.found", redemption_id=redemption_id)
                 return
         elif entry.state is State.REFUSING:
             # The intent, in the ledger before the call: an event people read (under the

@@ -1,10 +1,6 @@
-"""Parsing Influence.io ``points/redeemed`` webhook bodies (shapes from Influence.io's
-developer reference: ``{"id", "customer": {"id", "externalId", "email", "name",
-"pointBalance", ...}, "action", "points", "type", "ruleId", "couponCode", "rewardType"}``).
-
+"""Parsing Influence.io ``points/redeemed`` webhook bodies (their shape: docs/influenceio.md).
 Pure: the receiver turns a body into a ``Redemption`` with it before storing; the ledger keeps
-that model beside the body, so nothing parses a stored body again.
-"""
+that model beside the body, so nothing parses a stored body again."""
 
 from __future__ import annotations
 
@@ -13,8 +9,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from poller.domain.model import Contact, Redemption, email_problem
+from poller.sources.influenceio import SOURCE
 
-INFLUENCEIO = "influenceio"
 MAX_ID_LENGTH = 200
 
 
@@ -24,12 +20,9 @@ class BadEvent(ValueError):
 
 
 def _text(value: Any) -> str | None:
-    if isinstance(value, bool) or value is None:
+    if isinstance(value, bool) or not isinstance(value, int | str):
         return None
-    if isinstance(value, int | str):
-        text = str(value).strip()
-        return text or None
-    return None
+    return str(value).strip() or None
 
 
 def parse_redeemed(body: Any) -> Redemption:
@@ -62,7 +55,7 @@ def parse_redeemed(body: Any) -> Redemption:
     if bad_email:
         problems.append(bad_email)
     return Redemption(
-        source=INFLUENCEIO,
+        source=SOURCE,
         id=event_id,
         reward_id=rule_id,
         reward_name=reward_type,

@@ -1,28 +1,20 @@
-"""The Influitive (AdvocateHub) reward API over HTTP: the outstanding redemptions and the
-decision endpoints, behind ``RedemptionSource``.
-
-docs/influitive-api.md separates what is confirmed from what is assumed. Every assumption
-that shapes behaviour is a constructor argument or a named constant below, so a user can
-adapt to what their hub really answers without a code change. Retrying is not done here:
-``poller.transport.send`` is the one retry loop of the project.
-"""
+"""The Influitive (AdvocateHub) reward API over HTTP, behind ``RedemptionSource``. What is
+confirmed, what is assumed and how AWS WAF's answers are told apart: docs/influitive.md.
+Retries are ``poller.transport.send``'s."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from types import TracebackType
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any, cast
 from urllib.parse import quote
 
 import httpx
 import structlog
 
-from poller import __version__
 from poller.core.budget import BudgetWaitAborted, RequestBudget
 from poller.domain.errors import (
     AlreadyDecided,
@@ -32,48 +24,70 @@ from poller.domain.errors import (
     SourceUnavailable,
 )
 from poller.domain.model import PollResult, Redemption
-from poller.sources.influitive.firewall import blocked_reason, looks_like_html
-from poller.sources.influitive.pages import (
-    DEFAULT_MAX_PAGE_BYTES,
-    CappedReader,
-    PageTooLarge,
-    parse_items,
-)
-from poller.transport import ApiClient, RetryPolicy, describe, retry_after_of, send
+from poller.sources import USER_AGENT, checked_base_url, error_text, failure, scrub
+from poller.sources.influitive.wire import PageItems, parse_items
+from poller.transport import ApiClient, RetryPolicy, retry_after_of, send
 
 log = structlog.get_logger(__name__)
 
-DEFAULT_BASE_URL = "https://api.influitive.com"
-LIST_PATH = "/reward_redemptions"
-FULFILL_VERB = "fulfill"
-REFUSE_VERB = "refuse"
-"""``reject`` is the older spelling (the PHP client); configurable because it is assumed."""
-USER_AGENT = f"reward-poller/{__version__}"
-
 ALREADY_DECIDED_STATUSES = frozenset({404, 409, 422})
-"""Assumed: the docs say deciding twice answers "likely 422, perhaps 404". A 404 is also what
-an unknown route answers, so a wrong ``refuse_verb`` looks like "already decided" too: these
-answers mean *perhaps* decided, never proof (the next complete poll confirms)."""
+"""Assumed (docs/influitive.md). A 404 is also what an unknown route answers, so a wrong
+``refuse_verb`` looks like "already decided" too: these answers mean *perhaps* decided, never
+proof (the next complete poll confirms)."""
 
-DEFAULT_MAX_PAGES = 4000
-"""Pages per poll before it is cut short (incomplete): 100,000 outstanding at the list's
-observed 25 per page. Pages are recorded as they are read, so the cap bounds the time and
-the request budget one poll may spend, not memory."""
-
-MAX_ERROR_TEXT = 200
-_VERB_RE = re.compile(r"^[a-z][a-z_]{0,31}$")
+_ERROR_KEYS = ("errors", "error", "message")
 _HEADER_VALUE_RE = re.compile(r"^[\x21-\x7e][\x20-\x7e]*$")
 
 
-@dataclass(frozen=True, kw_only=True)
-class Probe:
-    """What one request for the first list page shows (``InfluitiveClient.probe``)."""
+def _waf_action(response: httpx.Response) -> str | None:
+    value = response.headers.get("x-amzn-waf-action")
+    if value is None:
+        return None
+    # Server text that ends up in messages: only the characters an action name has.
+    return re.sub(r"[^a-z0-9_-]", "", value.lower())[:32] or "present"
 
-    outstanding: int
-    """Redemptions on the first page."""
-    more_pages: bool
-    """The page links to a next one: ``outstanding`` is then a lower bound."""
 
+def _has_token_realm(response: httpx.Response) -> bool:
+    """``WWW-Authenticate: Token realm=Api`` (quotes, case and spacing tolerated)."""
+    for value in response.headers.get_list("WWW-Authenticate"):
+        normalised = re.sub(r"\s*=\s*", "=", value.replace('"', "").lower()).strip()
+        if normalised.startswith("token") and re.search(r"\brealm=api\b", normalised):
+            return True
+    return False
+
+
+def _looks_like_html(response: httpx.Response) -> bool:
+    if "html" in response.headers.get("Content-Type", "").lower():
+        return True
+    return response.content[:64].lstrip().lower().startswith((b"<!doctype", b"<html"))
+
+
+def blocked_reason(response: httpx.Response) -> str | None:
+    """Why this answer is Influitive's firewall (AWS WAF) and not Influitive, or None: a
+    block, a challenge or a CAPTCHA applied nothing and says nothing about the credentials."""
+    action = _waf_action(response)
+    if action is not None:
+        return f"HTTP {response.status_code}, x-amzn-waf-action: {action}"
+    if response.status_code == 403 and (
+            not _has_token_realm(response) or _looks_like_html(response)):
+        detail = "an HTML page" if _looks_like_html(response) else "no Token realm"
+        return f"HTTP 403 with {detail}"
+    return None
+
+
+def _is_json(response: httpx.Response) -> bool:
+    if _looks_like_html(response):
+        return False
+    try:
+        response.json()
+    except (ValueError, RecursionError):
+        return False
+    return True
+
+
+def _check_auth(status: int) -> None:
+    if status in (401, 403):
+        raise SourceAuthError(f"Influitive rejected the API token or org id (HTTP {status})")
 
 
 class _PageFailed(Exception):
@@ -81,17 +95,47 @@ class _PageFailed(Exception):
 
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
-        self.message = message
         self.retry_after = retry_after
 
+    def unavailable(self) -> SourceUnavailable:
+        return SourceUnavailable(
+            f"Influitive redemption list could not be read: {self}", self.retry_after)
+
+
+class _CappedReader:
+    """What the retry loop calls for a list page: the GET, with the body read in chunks and
+    abandoned at the cap, so a huge page never sits in memory whole."""
+
+    def __init__(self, client: httpx.Client, cap: int, page: int) -> None:
+        self._client = client
+        self._cap = cap
+        self._page = page
+
+    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        request = self._client.build_request(method, url, **kwargs)
+        response = self._client.send(request, stream=True)
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            for chunk in response.iter_bytes():  # decoded: the size that reaches memory
+                size += len(chunk)
+                if size > self._cap:
+                    raise _PageFailed(f"page {self._page} is larger than [influitive] "
+                                      f"max_page_bytes ({self._cap} bytes); not read")
+                chunks.append(chunk)
+        finally:
+            response.close()
+        # The body is already decoded: drop the headers that would make httpx decode again.
+        headers = [(k, v) for k, v in response.headers.multi_items()
+                   if k.lower() not in ("content-encoding", "content-length",
+                                        "transfer-encoding")]
+        return httpx.Response(response.status_code, headers=headers, content=b"".join(chunks),
+                              request=request)
 
 
 class InfluitiveClient:
-    """``RedemptionSource`` over the Influitive HTTP API.
-
-    The token is held only in the HTTP client's headers: no attribute, message or log line
-    carries it.
-    """
+    """``RedemptionSource`` over the Influitive HTTP API. The token is held only in the HTTP
+    client's headers: no attribute, message or log line carries it."""
 
     def __init__(
         self,
@@ -100,34 +144,20 @@ class InfluitiveClient:
         org_id: str,
         *,
         policy: RetryPolicy = RetryPolicy(),
-        max_pages: int = DEFAULT_MAX_PAGES,
-        refuse_verb: str = REFUSE_VERB,
-        list_path: str = LIST_PATH,
+        max_pages: int = 4000,
+        refuse_verb: str = "refuse",
+        list_path: str = "/reward_redemptions",
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
         budget: RequestBudget | None = None,
-        max_page_bytes: int = DEFAULT_MAX_PAGE_BYTES,
+        max_page_bytes: int = 4 * 1024 * 1024,
     ) -> None:
         """``budget``: every request (each retry included) takes a unit from it first, so
         all workers on one ledger stay under Influitive's firewall limit together."""
-        try:
-            parsed_base = httpx.URL(base_url)
-        except (httpx.InvalidURL, TypeError) as exc:
-            raise ConfigError("influitive base_url is not a URL") from exc
-        if parsed_base.scheme not in ("http", "https") or not parsed_base.host:
-            raise ConfigError("influitive base_url must be an http(s) URL with a host")
-        if not isinstance(api_token, str) or not _HEADER_VALUE_RE.match(api_token.strip()):
-            raise ConfigError("influitive api_token is empty or has characters not allowed")
-        if not isinstance(org_id, str) or not _HEADER_VALUE_RE.match(org_id.strip()):
-            raise ConfigError("influitive org_id is empty or has characters not allowed")
-        if not _VERB_RE.match(refuse_verb):
-            raise ConfigError(f"influitive refuse_verb {refuse_verb!r} is not a lowercase word")
-        if max_pages < 1:
-            raise ConfigError("influitive max_pages must be at least 1")
-        if max_page_bytes < 1024:
-            raise ConfigError("influitive max_page_bytes must be at least 1024")
-        if not list_path.startswith("/"):
-            raise ConfigError(f"influitive list_path {list_path!r} must start with '/'")
+        checked_base_url(base_url, "influitive")
+        for key, value in (("api_token", api_token), ("org_id", org_id)):
+            if not isinstance(value, str) or not _HEADER_VALUE_RE.match(value.strip()):
+                raise ConfigError(f"influitive {key} is empty or has characters not allowed")
         self._policy = policy
         self._max_pages = max_pages
         self._refuse_verb = refuse_verb
@@ -153,8 +183,6 @@ class InfluitiveClient:
         self._list_url = httpx.URL(base + list_path)
         self._decision_base = base + list_path.split("?", 1)[0].rstrip("/")
 
-    # --- plumbing -----------------------------------------------------------------------
-
     def _count_request(self, request: httpx.Request) -> None:
         """Runs before every request httpx sends, retries included: take a budget unit
         first. When none can be had, the request is not sent at all."""
@@ -168,59 +196,24 @@ class InfluitiveClient:
                          path=request.url.path)
         self._requests += 1
 
+    @property
+    def _token(self) -> str:
+        return str(self._http.headers.get("Authorization", "")).partition(" ")[2]
+
+    def _said(self, response: httpx.Response) -> str:
+        """`` (what Influitive said)`` about an error answer, or ""."""
+        detail = error_text(response, _ERROR_KEYS, self._token)
+        return f" ({detail})" if detail else ""
+
     def __repr__(self) -> str:
         base = self._http.base_url
         port = f":{base.port}" if base.port else ""
         shown = f"{base.scheme}://{base.host}{port}{base.path.rstrip('/')}"
-        return (
-            f"InfluitiveClient(base_url={shown!r}, "
-            f"refuse_verb={self._refuse_verb!r}, max_pages={self._max_pages})"
-        )
+        return (f"InfluitiveClient(base_url={shown!r}, "
+                f"refuse_verb={self._refuse_verb!r}, max_pages={self._max_pages})")
 
     def close(self) -> None:
         self._http.close()
-
-    def __enter__(self) -> InfluitiveClient:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def _scrub(self, text: str) -> str:
-        """Server-provided text, shortened, printable, and never carrying our token."""
-        auth = self._http.headers.get("Authorization", "")
-        token = auth.split(" ", 1)[1] if " " in auth else ""
-        if token:
-            text = text.replace(token, "[redacted]")
-        text = "".join(c if c.isprintable() else " " for c in text).strip()
-        if len(text) > MAX_ERROR_TEXT:
-            text = text[:MAX_ERROR_TEXT] + "..."
-        return text
-
-    def _error_text(self, response: httpx.Response) -> str:
-        """What the server said about an error, if it said anything readable."""
-        try:
-            body = response.json()
-        except (ValueError, RecursionError):
-            return ""
-        found: Any = None
-        if isinstance(body, Mapping):
-            for key in ("errors", "error", "message"):
-                if body.get(key):
-                    found = body[key]
-                    break
-        elif isinstance(body, str):
-            found = body
-        if found is None:
-            return ""
-        if isinstance(found, list):
-            found = "; ".join(str(f) for f in found)
-        elif not isinstance(found, str):
-            found = json.dumps(found, default=str)
-        return self._scrub(found)
 
     # --- poll -------------------------------------------------------------------------
 
@@ -231,10 +224,8 @@ class InfluitiveClient:
         return replace(result, redemptions=tuple(found), streamed=0)
 
     def poll_pages(self, on_page: Callable[[Sequence[Redemption]], None]) -> PollResult:
-        """Read the list page by page, handing each page's redemptions (not seen earlier in
-        this poll) to ``on_page`` as soon as it is read; only their ids are kept, so memory
-        does not grow with the number outstanding. The result's ``streamed`` counts them.
-        An exception from ``on_page`` ends the poll and is raised as it is."""
+        """``PagedSource.poll_pages``: a redemption seen earlier in this poll is not handed
+        over again, and only ids are kept, so memory does not grow with the backlog."""
         first_request = self._requests
         found: set[str] = set()
         rejected: list[str] = []
@@ -245,17 +236,11 @@ class InfluitiveClient:
         incomplete: str | None = None
         while True:
             try:
-                body = self._get_page(url, pages + 1)
-                page = parse_items(body, pages + 1)
-            except (_PageFailed, ValueError) as exc:
-                failure = (exc if isinstance(exc, _PageFailed)
-                           else _PageFailed(f"page {pages + 1} has the wrong shape: {exc}"))
+                body, page = self._read_page(url, pages + 1)
+            except _PageFailed as exc:
                 if pages == 0:  # the caller says so, once (the error names the page)
-                    raise SourceUnavailable(
-                        f"Influitive redemption list could not be read: {failure.message}",
-                        failure.retry_after,
-                    ) from exc
-                incomplete = failure.message
+                    raise exc.unavailable() from exc
+                incomplete = str(exc)
                 break
             pages += 1
             rejected.extend(page.rejected)
@@ -277,7 +262,7 @@ class InfluitiveClient:
             try:
                 next_url = self._link(body, "next", url, pages)
             except _PageFailed as exc:
-                incomplete = exc.message
+                incomplete = str(exc)
                 break
             if next_url is None:
                 break
@@ -294,12 +279,8 @@ class InfluitiveClient:
         if incomplete is not None:
             log.warning("influitive.poll.incomplete", reason=incomplete, pages=pages)
         result = PollResult(
-            redemptions=(),
-            streamed=len(found),
-            complete=incomplete is None,
-            pages=pages,
-            requests=self._requests - first_request,
-            rejected=tuple(rejected),
+            redemptions=(), streamed=len(found), complete=incomplete is None, pages=pages,
+            requests=self._requests - first_request, rejected=tuple(rejected),
         )
         log.info(
             "influitive.poll.done", pages=pages, requests=result.requests,
@@ -308,22 +289,15 @@ class InfluitiveClient:
         )
         return result
 
-    def _get_page(self, url: httpx.URL, page: int) -> Any:
-        """The decoded JSON body of one list page, or _PageFailed / SourceAuthError /
-        SourceBlocked."""
-        reader = CappedReader(self._http, self._max_page_bytes)
+    def _read_page(self, url: httpx.URL, page: int) -> tuple[Any, PageItems]:
+        """The decoded JSON body of one list page and its items, or _PageFailed /
+        SourceAuthError / SourceBlocked."""
+        reader = _CappedReader(self._http, self._max_page_bytes, page)
         try:
             response = send(cast(httpx.Client, reader), "GET", str(url), policy=self._policy,
                             sleep=self._sleep)
-        except PageTooLarge as exc:
-            raise _PageFailed(
-                f"page {page} is larger than [influitive] max_page_bytes "
-                f"({self._max_page_bytes} bytes); not read"
-            ) from exc
-        except httpx.TransportError as exc:
-            raise _PageFailed(f"page {page}: {describe(exc)}") from exc
         except httpx.HTTPError as exc:  # e.g. an unusable next link
-            raise _PageFailed(f"page {page}: {type(exc).__name__}") from exc
+            raise _PageFailed(f"page {page}: {failure(exc)}") from exc
         status = response.status_code
         blocked = blocked_reason(response)
         if blocked is not None:
@@ -333,48 +307,28 @@ class InfluitiveClient:
                 f"blocked by Influitive's firewall on page {page} ({blocked}); "
                 "retrying after a backoff", retry_after_of(response),
             )
-        if status in (401, 403):
-            raise SourceAuthError(
-                f"Influitive rejected the API token or org id (HTTP {status})"
-            )
+        _check_auth(status)
         if not 200 <= status < 300:
-            detail = self._error_text(response)
-            raise _PageFailed(
-                f"page {page}: HTTP {status}" + (f" ({detail})" if detail else ""),
-                retry_after_of(response),
-            )
+            raise _PageFailed(f"page {page}: HTTP {status}{self._said(response)}",
+                              retry_after_of(response))
         try:
-            return response.json()
+            body = response.json()
         except (ValueError, RecursionError) as exc:
             kind = response.headers.get("Content-Type", "no content type")
             raise _PageFailed(
-                f"page {page} is not JSON (HTTP {status}, {self._scrub(kind)})"
+                f"page {page} is not JSON (HTTP {status}, {scrub(kind, self._token)})"
             ) from exc
-
-    def probe(self) -> Probe:
-        """One request for the first list page (``reward-poller check``): are the token,
-        org id and the firewall letting us in, and how much is waiting? Raises
-        SourceAuthError, SourceBlocked or SourceUnavailable."""
         try:
-            body = self._get_page(self._list_url, 1)
-            page = parse_items(body, 1)
-            more = self._link(body, "next", self._list_url, 1) is not None
-        except (_PageFailed, ValueError) as exc:
-            message = exc.message if isinstance(exc, _PageFailed) else f"wrong shape: {exc}"
-            raise SourceUnavailable(
-                f"Influitive redemption list could not be read: {message}",
-                exc.retry_after if isinstance(exc, _PageFailed) else None,
-            ) from exc
-        return Probe(outstanding=len(page.redemptions) + len(page.rejected), more_pages=more)
+            return body, parse_items(body, page)
+        except ValueError as exc:
+            raise _PageFailed(f"page {page} has the wrong shape: {exc}") from exc
 
     def _link(self, body: Any, name: str, current: httpx.URL, page: int) -> httpx.URL | None:
         """``links.<name>`` resolved against the current page; None when absent or empty.
         Raises _PageFailed for a link that cannot or must not be followed (our token goes
         only to the configured host)."""
-        links = body.get("links") if isinstance(body, Mapping) else None
-        if not isinstance(links, Mapping):
-            return None
-        raw = links.get(name)
+        links = body.get("links") if isinstance(body, dict) else None
+        raw = links.get(name) if isinstance(links, dict) else None
         if raw is None or (isinstance(raw, str) and not raw.strip()):
             return None
         if not isinstance(raw, str):
@@ -385,38 +339,32 @@ class InfluitiveClient:
             raise _PageFailed(f"page {page}: links.{name} is not a valid URL") from exc
         base = self._http.base_url
         if (target.scheme, target.host, target.port) != (base.scheme, base.host, base.port):
-            raise _PageFailed(
-                f"page {page}: links.{name} leaves the API host "
-                f"({target.scheme}://{target.host}); not followed"
-            )
+            raise _PageFailed(f"page {page}: links.{name} leaves the API host "
+                              f"({target.scheme}://{target.host}); not followed")
         return target
 
     # --- decisions ----------------------------------------------------------------------
 
     def fulfill(self, redemption_id: str, message: str) -> None:
-        self._decide(redemption_id, FULFILL_VERB, message)
+        self._decide(redemption_id, "fulfill", message)
 
     def refuse(self, redemption_id: str, message: str) -> None:
         self._decide(redemption_id, self._refuse_verb, message)
 
     def _decide(self, redemption_id: str, verb: str, message: str) -> None:
-        """POST a decision and classify the answer. Only a 2xx that is Influitive's own JSON
-        counts as done; a firewall answer is SourceBlocked (nothing was applied); 404, 409
-        and 422 are AlreadyDecided, which means *perhaps* decided."""
+        """POST a decision and classify the answer (the table in docs/influitive.md). Only
+        a 2xx that is Influitive's own JSON counts as done."""
         if not redemption_id or redemption_id in {".", ".."}:
             raise ValueError(f"redemption id {redemption_id!r} cannot be decided")
         path = f"{self._decision_base}/{quote(redemption_id, safe='')}/decision/{verb}"
         what = f"Influitive {verb} of redemption {redemption_id}"
         try:
-            response = send(
-                self._http, "POST", path, policy=self._policy, sleep=self._sleep,
-                json={"message": message},
-            )
+            response = send(self._http, "POST", path, policy=self._policy, sleep=self._sleep,
+                            json={"message": message})
         except httpx.HTTPError as exc:
-            error = describe(exc) if isinstance(exc, httpx.TransportError) else type(exc).__name__
             log.warning("influitive.decision.unavailable", redemption_id=redemption_id,
-                        verb=verb, error=error)
-            raise SourceUnavailable(f"{what} failed: {error}") from exc
+                        verb=verb, error=failure(exc))
+            raise SourceUnavailable(f"{what} failed: {failure(exc)}") from exc
         status = response.status_code
         blocked = blocked_reason(response)
         if blocked is None and 200 <= status < 300 and status != 204 and not _is_json(response):
@@ -434,12 +382,8 @@ class InfluitiveClient:
             # Debug: the worker's own decision.fulfilled/decision.refused says it at info.
             log.debug("influitive.decision.done", redemption_id=redemption_id, verb=verb)
             return
-        detail = self._error_text(response)
-        suffix = f" ({detail})" if detail else ""
-        if status in (401, 403):
-            raise SourceAuthError(
-                f"Influitive rejected the API token or org id (HTTP {status})"
-            )
+        suffix = self._said(response)
+        _check_auth(status)
         if status in ALREADY_DECIDED_STATUSES:
             log.info("influitive.decision.already_decided", redemption_id=redemption_id,
                      verb=verb, status=status)
@@ -447,20 +391,8 @@ class InfluitiveClient:
             if status == 404:
                 hint = (f"; a 404 also answers a wrong decision route: check [influitive] "
                         f"refuse_verb (now {self._refuse_verb!r})")
-            raise AlreadyDecided(
-                f"{what}: perhaps already decided (HTTP {status}){suffix}; only a complete "
-                f"poll without it confirms that{hint}"
-            )
+            raise AlreadyDecided(f"{what}: perhaps already decided (HTTP {status}){suffix}; "
+                                 f"only a complete poll without it confirms that{hint}")
         log.warning("influitive.decision.unavailable", redemption_id=redemption_id,
                     verb=verb, status=status)
         raise SourceUnavailable(f"{what} failed: HTTP {status}{suffix}", retry_after_of(response))
-
-
-def _is_json(response: httpx.Response) -> bool:
-    if looks_like_html(response):
-        return False
-    try:
-        response.json()
-    except (ValueError, RecursionError):
-        return False
-    return True

@@ -1,24 +1,20 @@
-"""An in-memory ``RedemptionSource`` for the worker's fast unit tests.
-
-It behaves like the real API where the worker can tell: decided redemptions leave the
-outstanding list, a second decision (or one on a redemption an admin decided in the UI, or an
-unknown one) raises AlreadyDecided, and errors can be scripted per operation.
-"""
+"""An in-memory ``RedemptionSource`` for the worker's tests, like the real API where the worker
+can tell: decided redemptions leave the list, a second decision (or one on a redemption an
+admin decided in the UI, or an unknown one) raises AlreadyDecided."""
 
 from __future__ import annotations
 
 import threading
-from collections import deque
+from collections import defaultdict, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from poller.domain.errors import AlreadyDecided
 from poller.domain.model import PollResult, Redemption
-from poller.sources.influitive.client import Probe
-from poller.sources.influitive.pages import parse_items
+from poller.sources.influitive.wire import parse_items
 
-Operation = Literal["poll", "fulfill", "refuse", "probe"]
+Operation = Literal["poll", "fulfill", "refuse"]
 Verb = Literal["fulfill", "refuse"]
 
 
@@ -42,9 +38,7 @@ class FakeInfluitive:
         self._rejected: list[str] = []
         self._seeded = 0
         self._decided: dict[str, Verb] = {}
-        self._errors: dict[Operation, deque[Exception]] = {
-            "poll": deque(), "fulfill": deque(), "refuse": deque(),
-        }
+        self._errors: defaultdict[Operation, deque[Exception]] = defaultdict(deque)
         self.decisions: list[FakeDecision] = []
         self.complete = True
         """What ``poll`` reports as ``complete``; set False to act out a cut-short poll."""
@@ -53,8 +47,6 @@ class FakeInfluitive:
         self._ignored: dict[Verb, int] = {"fulfill": 0, "refuse": 0}
         self.closed = False
         self.seed(*redemptions)
-
-    # --- set-up -------------------------------------------------------------------------
 
     def seed(self, *items: Redemption | Mapping[str, Any]) -> None:
         """Add outstanding redemptions: parsed ones, or raw API items (parsed as a page
@@ -86,12 +78,12 @@ class FakeInfluitive:
         with self._lock:
             self._empty_polls += count
 
-    def ignore_next(self, verb: Verb, count: int = 1) -> None:
-        """The next ``count`` decisions of ``verb`` return as if accepted but apply nothing
-        (a firewall challenge answered 2xx, taken for success by a client that does not
+    def ignore_next(self, verb: Verb) -> None:
+        """The next decision of ``verb`` returns as if accepted but applies nothing (a
+        firewall challenge answered 2xx, taken for success by a client that does not
         recognise it): the redemption stays outstanding."""
         with self._lock:
-            self._ignored[verb] += count
+            self._ignored[verb] += 1
 
     def decide_in_ui(self, redemption_id: str, verb: Verb = "fulfill", message: str = "") -> None:
         """An admin decides in the Influitive UI: the redemption leaves the list."""
@@ -103,8 +95,6 @@ class FakeInfluitive:
                 by="admin",
             ))
 
-    # --- what tests read ----------------------------------------------------------------
-
     @property
     def outstanding(self) -> list[Redemption]:
         with self._lock:
@@ -114,11 +104,10 @@ class FakeInfluitive:
         with self._lock:
             return self._decided.get(redemption_id)
 
-    def accepted_decisions(self, by: Literal["worker", "admin"] = "worker") -> list[FakeDecision]:
+    def accepted_decisions(self) -> list[FakeDecision]:
+        """The worker's decisions that took effect."""
         with self._lock:
-            return [d for d in self.decisions if d.accepted and d.by == by]
-
-    # --- RedemptionSource ---------------------------------------------------------------
+            return [d for d in self.decisions if d.accepted and d.by == "worker"]
 
     def _scripted(self, operation: Operation) -> None:
         with self._lock:
@@ -142,13 +131,6 @@ class FakeInfluitive:
                 rejected=tuple(self._rejected),
             )
 
-    def probe(self) -> Probe:
-        """Like ``InfluitiveClient.probe``: script SourceAuthError/SourceBlocked with
-        ``fail_next("probe", ...)``."""
-        self._scripted("probe")
-        with self._lock:
-            return Probe(outstanding=len(self._outstanding), more_pages=False)
-
     def fulfill(self, redemption_id: str, message: str) -> None:
         self._decide(redemption_id, "fulfill", message)
 
@@ -158,16 +140,14 @@ class FakeInfluitive:
     def _decide(self, redemption_id: str, verb: Verb, message: str) -> None:
         self._scripted(verb)
         with self._lock:
-            if self._ignored[verb] > 0:
-                self._ignored[verb] -= 1
-                self.decisions.append(FakeDecision(
-                    redemption_id=redemption_id, verb=verb, message=message, accepted=False,
-                ))
-                return
-            accepted = redemption_id in self._outstanding
+            ignored = self._ignored[verb] > 0
+            accepted = not ignored and redemption_id in self._outstanding
             self.decisions.append(FakeDecision(
                 redemption_id=redemption_id, verb=verb, message=message, accepted=accepted,
             ))
+            if ignored:
+                self._ignored[verb] -= 1
+                return
             if accepted:
                 del self._outstanding[redemption_id]
                 self._decided[redemption_id] = verb

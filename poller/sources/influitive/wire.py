@@ -1,34 +1,25 @@
-"""Tolerant parsing of Influitive redemption payloads.
-
-docs/influitive-api.md lists which fields are assumed rather than confirmed; every assumption
-here degrades to "record it and hold it for a person with a reason", never to a crash that
-would also stop the good redemptions of the same poll.
-"""
+"""Tolerant parsing of Influitive list pages and redemption payloads. docs/influitive.md lists
+which fields are assumed rather than confirmed; every assumption here degrades to "record it
+and hold it for a person with a reason", never to a crash that would also stop the good
+redemptions of the same poll."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from typing import Any
+
+import structlog
 
 from poller.domain.model import INFLUITIVE, Contact, Redemption, Shipping, email_problem
 from poller.domain.money import CurrencyProblem, parse_currency
 
+log = structlog.get_logger(__name__)
+
 MAX_ID_LENGTH = 200
 # ASCII digits only (str.isdigit also takes "²"), and short enough for int() to accept.
 _INTEGER = re.compile(r"-?[0-9]{1,18}")
-
-
-def currency_problem(metadata: dict[str, Any]) -> str | None:
-    """Upper-cases ``metadata["currency"]`` in place when it is an ISO 4217 code (the one
-    place a code from outside is normalised); the problem, naming the value, otherwise."""
-    if "currency" not in metadata:
-        return None
-    try:
-        metadata["currency"] = parse_currency(metadata["currency"])
-    except CurrencyProblem as exc:
-        return f"reward_metadata {exc}"
-    return None
 
 
 class Unkeyable(ValueError):
@@ -36,16 +27,10 @@ class Unkeyable(ValueError):
 
 
 def _text(value: Any) -> str | None:
-    if value is None:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
         return None
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, str):
-        stripped = value.strip()
-        return stripped or None
-    if isinstance(value, int | float):
-        return str(value)
-    return None
+    text = value.strip() if isinstance(value, str) else str(value)
+    return text or None
 
 
 def _int(value: Any) -> int | None:
@@ -56,6 +41,11 @@ def _int(value: Any) -> int | None:
     if isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
         return int(value.strip())
     return None
+
+
+def _texts(cls: Any, data: Mapping[str, Any]) -> Any:
+    """A Contact or Shipping from the same-named fields of ``data``, each as text."""
+    return cls(**{f.name: _text(data.get(f.name)) for f in fields(cls)})
 
 
 def redemption_key(item: Mapping[str, Any]) -> str:
@@ -77,70 +67,15 @@ def redemption_key(item: Mapping[str, Any]) -> str:
     return key
 
 
-def contacts_by_id(contacts: Iterable[Any]) -> dict[str, Mapping[str, Any]]:
-    out: dict[str, Mapping[str, Any]] = {}
-    for c in contacts:
-        if isinstance(c, Mapping):
-            cid = _text(c.get("id"))
-            if cid is not None:
-                out[cid] = c
-    return out
-
-
-def _contact(item: Mapping[str, Any], contacts: Mapping[str, Mapping[str, Any]]) -> Contact:
+def _contact_data(
+    item: Mapping[str, Any], contacts: Mapping[str, Mapping[str, Any]],
+) -> Mapping[str, Any] | None:
+    """The advocate, nested as ``contact`` or side-loaded by ``contact_id``."""
     nested = item.get("contact")
-    data: Mapping[str, Any] | None = nested if isinstance(nested, Mapping) else None
-    if data is None:
-        cid = _text(item.get("contact_id"))
-        if cid is not None:
-            data = contacts.get(cid)
-    if data is None:
-        return Contact(id=_text(item.get("contact_id")))
-    return Contact(
-        id=_text(data.get("id")),
-        email=_text(data.get("email")),
-        first_name=_text(data.get("first_name")),
-        last_name=_text(data.get("last_name")),
-        name=_text(data.get("name")),
-    )
-
-
-def _raw_email(item: Mapping[str, Any], contacts: Mapping[str, Mapping[str, Any]]) -> Any:
-    """The contact's e-mail value exactly as received (``_contact`` strips it)."""
-    nested = item.get("contact")
-    data: Mapping[str, Any] | None = nested if isinstance(nested, Mapping) else None
-    if data is None:
-        cid = _text(item.get("contact_id"))
-        data = contacts.get(cid) if cid is not None else None
-    return None if data is None else data.get("email")
-
-
-def _with_contact(
-    item: Mapping[str, Any], contacts: Mapping[str, Mapping[str, Any]]
-) -> dict[str, Any]:
-    """The item as received, with a side-loaded contact folded in as ``contact`` so the
-    stored payload alone is enough to parse the redemption again (parse is idempotent)."""
-    raw = dict(item)
-    if not isinstance(raw.get("contact"), Mapping):
-        cid = _text(item.get("contact_id"))
-        if cid is not None and cid in contacts:
-            raw["contact"] = dict(contacts[cid])
-    return raw
-
-
-def _shipping(item: Mapping[str, Any]) -> Shipping | None:
-    data = item.get("shipping")
-    if not isinstance(data, Mapping):
-        return None
-    return Shipping(
-        address=_text(data.get("address")),
-        address_2=_text(data.get("address_2")),
-        city=_text(data.get("city")),
-        state=_text(data.get("state")),
-        zip=_text(data.get("zip")),
-        country=_text(data.get("country")),
-        phone_number=_text(data.get("phone_number")),
-    )
+    if isinstance(nested, Mapping):
+        return nested
+    cid = _text(item.get("contact_id"))
+    return contacts.get(cid) if cid is not None else None
 
 
 def parse_redemption(
@@ -151,11 +86,11 @@ def parse_redemption(
     problems: list[str] = []
     reward = item.get("reward")
     reward_obj: Mapping[str, Any] = reward if isinstance(reward, Mapping) else {}
-    reward_id = _text(item.get("reward_id")) or _text(reward_obj.get("id"))
-    reward_name = _text(item.get("reward_name")) or _text(reward_obj.get("name"))
-    contact = _contact(item, contacts or {})
-    email = _raw_email(item, contacts or {})
-    bad_email = email_problem(email if email is not None else contact.email)
+    data = _contact_data(item, contacts or {})
+    contact = (_texts(Contact, data) if data is not None
+               else Contact(id=_text(item.get("contact_id"))))
+    # The e-mail exactly as received: the Contact's is stripped.
+    bad_email = email_problem(data.get("email") if data is not None else None)
     if bad_email:
         problems.append(bad_email)
     metadata = item.get("reward_metadata")
@@ -165,36 +100,42 @@ def parse_redemption(
         problems.append("reward_metadata is not an object")
         metadata = {}
     metadata = dict(metadata)
-    bad_currency = currency_problem(metadata)
-    if bad_currency:
-        problems.append(bad_currency)
+    if "currency" in metadata:
+        # The one place a code from outside is normalised.
+        try:
+            metadata["currency"] = parse_currency(metadata["currency"])
+        except CurrencyProblem as exc:
+            problems.append(f"reward_metadata {exc}")
     quantity = _int(item.get("quantity"))
     if item.get("quantity") is not None and (quantity is None or quantity < 1):
         problems.append(f"quantity {item.get('quantity')!r} is not a positive integer")
     if quantity is not None and quantity > 1:
         problems.append(f"quantity {quantity} is more than one; order it by hand")
+    # The item as received, with a side-loaded contact folded in as ``contact``, so the
+    # stored payload alone is enough to parse the redemption again (parse is idempotent).
+    raw = dict(item)
+    if data is not None and not isinstance(item.get("contact"), Mapping):
+        raw["contact"] = dict(data)
+    shipping = item.get("shipping")
     return Redemption(
         source=INFLUITIVE,
         id=key,
-        reward_id=reward_id,
-        reward_name=reward_name,
+        reward_id=_text(item.get("reward_id")) or _text(reward_obj.get("id")),
+        reward_name=_text(item.get("reward_name")) or _text(reward_obj.get("name")),
         contact=contact,
-        shipping=_shipping(item),
+        shipping=_texts(Shipping, shipping) if isinstance(shipping, Mapping) else None,
         points=_int(item.get("points")),
         quantity=quantity if quantity and quantity > 0 else 1,
         created_at=_text(item.get("created_at")),
         metadata=metadata,
-        raw=_with_contact(item, contacts or {}),
+        raw=raw,
         problems=tuple(problems),
     )
 
 
 def parse_page(body: Any) -> tuple[list[Mapping[str, Any]], dict[str, Mapping[str, Any]]]:
-    """Split one list page into raw items and side-loaded contacts.
-
-    Accepts the documented object (``reward_redemptions`` + ``contacts``) and, defensively,
-    a bare array. Raises ValueError when the page has neither shape.
-    """
+    """Raw items and side-loaded contacts of the documented object (``reward_redemptions`` +
+    ``contacts``) or, defensively, a bare array; else ValueError."""
     if isinstance(body, list):
         return [i for i in body if isinstance(i, Mapping)], {}
     if not isinstance(body, Mapping):
@@ -204,5 +145,50 @@ def parse_page(body: Any) -> tuple[list[Mapping[str, Any]], dict[str, Mapping[st
         items = body.get("data")
     if not isinstance(items, list):
         raise ValueError("list page has no reward_redemptions array")
-    contacts = body.get("contacts")
-    return list(items), contacts_by_id(contacts if isinstance(contacts, list) else [])
+    listed = body.get("contacts")
+    contacts: dict[str, Mapping[str, Any]] = {}
+    for contact in listed if isinstance(listed, list) else []:
+        cid = _text(contact.get("id")) if isinstance(contact, Mapping) else None
+        if cid is not None:
+            contacts[cid] = contact
+    return list(items), contacts
+
+
+@dataclass(frozen=True, kw_only=True)
+class PageItems:
+    """The items of one list page, parsed: every item is either a redemption or a reason."""
+
+    redemptions: tuple[Redemption, ...]
+    rejected: tuple[str, ...]
+
+
+def parse_items(body: Any, page: int = 1) -> PageItems:
+    """ValueError only for a page of the wrong shape: an item without a usable id becomes a
+    rejection reason, one with an id is always kept (held if it cannot be parsed)."""
+    raw_items, contacts = parse_page(body)
+    # parse_page drops non-objects from a bare array; report them like any other bad item.
+    items: list[Any] = list(body) if isinstance(body, list) else raw_items
+    redemptions: list[Redemption] = []
+    rejected: list[str] = []
+    for index, item in enumerate(items):
+        where = f"page {page} item {index}"
+        if not isinstance(item, Mapping):
+            rejected.append(f"{where}: item is a {type(item).__name__}, not an object")
+            continue
+        try:
+            redemptions.append(parse_redemption(item, contacts))
+        except Unkeyable as exc:
+            rejected.append(f"{where}: {exc}")
+        except (ValueError, TypeError, RecursionError) as exc:
+            # Keyable but unparseable (parse_redemption may raise on odd numbers): record
+            # it and hold it for a person rather than lose it.
+            try:
+                key = redemption_key(item)
+            except Unkeyable as unkeyable:
+                rejected.append(f"{where}: {unkeyable}")
+                continue
+            log.warning("influitive.item.unparseable", redemption_id=key,
+                        error=type(exc).__name__)
+            problem = f"payload could not be parsed ({type(exc).__name__}); check it by hand"
+            redemptions.append(Redemption(id=key, raw=dict(item), problems=(problem,)))
+    return PageItems(redemptions=tuple(redemptions), rejected=tuple(rejected))

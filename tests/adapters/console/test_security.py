@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from poller.config.console import ConsoleSettings, ConsoleUserSettings, is_loopback
+from poller.config.sections import ConsoleSettings, ConsoleUserSettings, is_loopback
 from poller.console import auth
 from poller.console.app import _safe_next, check_bind
 from poller.domain.errors import ConfigError

@@ -15,8 +15,7 @@ from poller.domain.states import State
 from poller.ledger import open_ledger
 from poller.ledger.sql import SqlLedger
 from poller.ports import Decider
-from poller.sources.influenceio.events import InfluenceioDecisions
-from poller.sources.influenceio.refunds import InfluenceioRefunds
+from poller.sources.influenceio.refunds import InfluenceioDecisions, InfluenceioRefunds
 from poller.sources.influenceio.wire import parse_redeemed
 from poller.sources.influitive.fake import FakeInfluitive
 from poller.vendors.fake import FakeVendor

@@ -1,7 +1,6 @@
 """Answers from Influitive's firewall (AWS WAF) are told apart from Influitive's own: a block
 or challenge is SourceBlocked (nothing applied, retry later), never bad credentials and never
-a decision taken; 404/409/422 are "perhaps already decided"; list pages are read up to a cap;
-``probe`` reads one page for ``check``."""
+a decision taken; 404/409/422 are "perhaps already decided"; list pages are read up to a cap."""
 
 from __future__ import annotations
 
@@ -19,7 +18,7 @@ from poller.domain.errors import (
     SourceUnavailable,
 )
 from poller.sandbox.influitive import Fault
-from poller.sources.influitive.client import InfluitiveClient, Probe
+from poller.sources.influitive.client import InfluitiveClient
 
 from .conftest import FAST, ORG, TOKEN, Sleeps, Standin, item
 
@@ -88,23 +87,17 @@ def test_the_stand_in_firewall_in_challenge_mode(
     assert [r.status for r in standin.state.requests()] == [200, 202]
 
 
-def test_probe_reads_one_page(standin: Standin, make_client: MakeClient) -> None:
-    standin.state.seed([item(1), item(2), item(3)])
-    standin.state.configure(page_size=2)
-
-    assert make_client().probe() == Probe(outstanding=2, more_pages=True)
-    assert len(standin.state.requests()) == 1
-
-
-def test_probe_raises_what_check_reports(standin: Standin, make_client: MakeClient) -> None:
+def test_a_failed_first_page_raises_what_check_reports(
+    standin: Standin, make_client: MakeClient,
+) -> None:
     standin.state.add_faults(Fault(waf="block"))
     with pytest.raises(SourceBlocked):
-        make_client().probe()
+        make_client().poll()
     with pytest.raises(SourceAuthError):
-        make_client(api_token="wrong").probe()
+        make_client(api_token="wrong").poll()
     standin.state.fail_next(503, 503, 503)
     with pytest.raises(SourceUnavailable, match="HTTP 503"):
-        make_client().probe()
+        make_client().poll()
 
 
 # --- decisions --------------------------------------------------------------------------

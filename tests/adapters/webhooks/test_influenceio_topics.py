@@ -137,7 +137,7 @@ def test_a_good_event_is_still_stored(client: TestClient, ledger: MemoryLedger) 
 
 @pytest.mark.parametrize("points", [float("nan"), float("inf"), float("-inf")])
 def test_the_parser_refuses_a_points_value_that_is_not_finite(points: float) -> None:
-    from poller.sources.influenceio.events import BadEvent, parse_redeemed
+    from poller.sources.influenceio.wire import BadEvent, parse_redeemed
 
     body = json.loads(_event())
     body["points"] = points

@@ -221,7 +221,7 @@ def test_a_bad_audit_section_exits_2(config: Path, books: dict[str, Any]) -> Non
     ("0", 0.0),
 ])
 def test_the_audit_interval_reads_as_a_duration(written: str, seconds: float) -> None:
-    from poller.config.audit import AuditSettings, duration_seconds
+    from poller.config.sections import AuditSettings, duration_seconds
 
     assert AuditSettings.model_validate({"interval": tomllib.loads(f"v = {written}")["v"]}
                                         ).interval == seconds

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from poller.config.server import ServerLimits, parse_listen
+from poller.config.sections import ServerLimits, parse_listen
 from poller.daemon.listener import Health, create_app
 from poller.daemon.metrics import Recorder
 from poller.daemon.runner import AcceptErrorLog, HttpServer, ListenError

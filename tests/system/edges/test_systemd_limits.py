@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from poller.config.server import ServerLimits
+from poller.config.sections import ServerLimits
 from tests.system.daemon.test_systemd_units import DAEMON, ONCE, parse
 
 
