@@ -241,8 +241,29 @@ class RewardSettings(BaseModel, extra="forbid"):
         return RewardRule(**self.model_dump())  # the same names
 
 
-# node_exporter's textfile collector reads only *.prom files.
-PromFile = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"\.prom$")]
+def _prom_file(value: str) -> str:
+    if not value.endswith(".prom"):
+        raise ValueError("must end in .prom (node_exporter reads only those)")
+    return value
+
+
+PromFile = Annotated[str, StringConstraints(strip_whitespace=True), AfterValidator(_prom_file)]
+
+
+def _at_least(length: int, why: str = "") -> AfterValidator:
+    """A secret of at least ``length`` characters, refused with a message that says so."""
+
+    def check(value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < length:
+            raise ValueError(f"must be at least {length} characters{why}")
+        return value
+
+    return AfterValidator(check)
+
+
+# A receiver's secret is the only thing between the internet and an immediate cycle.
+HookSecret = Annotated[
+    SecretStr, _at_least(16, " (it is the only thing between the internet and an immediate cycle)")]
 
 
 class MetricsSettings(BaseModel, extra="forbid"):
@@ -312,9 +333,8 @@ class ServerSettings(BaseModel, extra="forbid"):
 
 
 class WebhooksSettings(BaseModel, extra="forbid"):
-    # A receiver's secret is the only thing between the internet and an immediate cycle.
-    influitive_secret: SecretStr | None = Field(default=None, min_length=16)
-    influenceio_secret: SecretStr | None = Field(default=None, min_length=16)
+    influitive_secret: HookSecret | None = None
+    influenceio_secret: HookSecret | None = None
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
 
 
@@ -344,7 +364,7 @@ class ConsoleSettings(BaseModel, extra="forbid"):
     listen: HostPort = "127.0.0.1:9480"
     allow_remote: bool = False
     trusted_proxies: list[str] = []
-    session_secret: SecretStr | None = Field(default=None, min_length=32)
+    session_secret: Annotated[SecretStr, _at_least(32)] | None = None
     session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
     login_failures: int = Field(default=5, ge=1, le=100)
     login_window_seconds: float = Field(default=900.0, gt=0)
