@@ -1,8 +1,5 @@
-"""The books audit in the ledger: what it reads (the rows that may own a vendor's orders)
-and what it keeps (one ``audit_runs`` row per run, one ``audit_discrepancies`` row per
-discrepancy found). Built by migration 0006; the tables are in ``poller.ledger.tables``
-with the rest of the schema.
-"""
+"""The books audit in the ledger: the rows that may own a vendor's orders, and the runs
+kept (one ``audit_runs`` row each, one ``audit_discrepancies`` row per discrepancy)."""
 
 from __future__ import annotations
 
@@ -16,8 +13,7 @@ from sqlalchemy.engine import Engine
 
 from poller.core.audit import AuditResult, Discrepancy, Kind
 from poller.domain.model import LedgerEntry
-from poller.ledger.sql import read_transaction, write_transaction
-from poller.ledger.sql.base import row_entry
+from poller.ledger.sql import read_transaction, row_entry, write_transaction
 from poller.ledger.tables import audit_discrepancies, audit_runs
 from poller.ledger.tables import redemptions as red_t
 
@@ -51,7 +47,6 @@ def vendor_summary(result: AuditResult) -> dict[str, dict[str, object]]:
 
 def save_run(engine: Engine, result: AuditResult, *, started_at: datetime,
              finished_at: datetime, actor: str) -> int:
-    """Store one run and its discrepancies in one transaction; returns the run's id."""
     with write_transaction(engine) as conn:
         run_id = conn.execute(insert(audit_runs).values(
             started_at=started_at, finished_at=finished_at, since=result.since,
@@ -89,8 +84,7 @@ def last_run(engine: Engine) -> StoredRun | None:
     )
 
 
-BATCH = 500
-"""Keys or order ids per ``IN (...)`` list (well under every driver's parameter limit)."""
+BATCH = 500  # keys or order ids per IN (...) list, well under every driver's limit
 
 
 def rows_for_audit(
