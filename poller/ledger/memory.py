@@ -54,7 +54,7 @@ def _lease_free(row: Mapping[str, Any], now: datetime) -> bool:
 class MemoryLedger:
     def __init__(self) -> None:
         self._lock = threading.RLock()
-        self._rows: dict[int, dict[str, Any]] = {}
+        self._rows: dict[int, dict[str, Any]] = {}  # in pk order: pks only grow
         self._keys: dict[tuple[str, str], int] = {}
         self._events: dict[int, builtins.list[Event]] = {}
         self._polls: dict[int, PollRecord] = {}
@@ -116,15 +116,12 @@ class MemoryLedger:
     def _entries(self, rows: Any) -> builtins.list[LedgerEntry]:
         return [entry_from_columns(row) for row in rows]
 
-    def _sorted_rows(self) -> builtins.list[dict[str, Any]]:
-        return [row for _, row in sorted(self._rows.items())]
-
     def due(self, now: datetime, limit: int) -> builtins.list[LedgerEntry]:
         now = check_aware(now)
         limit = check_limit(limit)
         with self._lock:
             rows = [
-                row for row in self._sorted_rows()
+                row for row in self._rows.values()
                 if row["state"] in ACTIVE
                 and (row["next_attempt_at"] is None or row["next_attempt_at"] <= now)
                 and _lease_free(row, now)
@@ -143,7 +140,7 @@ class MemoryLedger:
                     return []
                 before = complete[polls - 1]
             return self._entries(
-                row for row in self._sorted_rows()
+                row for row in self._rows.values()
                 if row["state"] in states
                 and (row["last_seen_poll"] is None or row["last_seen_poll"] < before)
             )
@@ -151,7 +148,7 @@ class MemoryLedger:
     def seen_since(self, poll_id: int, states: frozenset[State]) -> builtins.list[LedgerEntry]:
         with self._lock:
             return self._entries(
-                row for row in self._sorted_rows()
+                row for row in self._rows.values()
                 if row["state"] in states
                 and row["last_seen_poll"] is not None and row["last_seen_poll"] >= poll_id
             )
@@ -329,21 +326,17 @@ class MemoryLedger:
         limit = check_limit(limit)
 
         def keep(row: Mapping[str, Any]) -> bool:
-            if states is not None and row["state"] not in states:
-                return False
-            if any(key in wanted and row[key] != wanted[key] for key in ("vendor", "source")):
-                return False
-            if "reward" in wanted and wanted["reward"] not in (
-                row["reward_id"], row["reward_name"]
-            ):
-                return False
-            if "email" in wanted and (
-                row["email"] is None or row["email"].lower() != wanted["email"].lower()
-            ):
-                return False
-            if "since" in wanted and row["created_at"] < wanted["since"]:
-                return False
-            return not ("until" in wanted and row["created_at"] >= wanted["until"])
+            created = row["created_at"]
+            return ((states is None or row["state"] in states)
+                    and all(row[key] == wanted[key] for key in ("vendor", "source")
+                            if key in wanted)
+                    and ("reward" not in wanted
+                         or wanted["reward"] in (row["reward_id"], row["reward_name"]))
+                    and ("email" not in wanted or (
+                        row["email"] is not None
+                        and row["email"].lower() == wanted["email"].lower()))
+                    and ("since" not in wanted or created >= wanted["since"])
+                    and ("until" not in wanted or created < wanted["until"]))
 
         with self._lock:
             rows = sorted(

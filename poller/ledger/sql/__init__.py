@@ -2,33 +2,28 @@
 
 Concurrency, in one place:
 
-* Every write is one short transaction. On SQLite it starts with ``BEGIN IMMEDIATE``, so a
-  writer takes the write lock before reading and two processes can never deadlock upgrading
-  a read lock; other writers wait (``busy_timeout``). Reads start a plain ``BEGIN`` and, in
-  WAL mode, never block or get blocked by the writer.
-* ``claim`` is a single compare-and-swap UPDATE: whoever's UPDATE matches the free lease
-  gets the row; on PostgreSQL the loser's UPDATE re-reads the row after the winner commits
-  and no longer matches.
-* ``record`` inserts with ``ON CONFLICT DO NOTHING`` on (source, redemption_id), so a row
-  another worker recorded first is skipped, never an error. On PostgreSQL it first takes a
-  transaction advisory lock: two workers recording overlapping batches in different orders
-  would otherwise each wait for a row the other inserted, a deadlock.
-* A guarded ``transition`` (the move to ORDERING under the daily spend limit) adds up what
-  was spent and moves the row in one transaction. SQLite's BEGIN IMMEDIATE already lets one
-  writer at a time do that; on PostgreSQL guarded transitions queue on a transaction
-  advisory lock first, so two workers cannot both read "60 of 75 spent" and both order 10.
-  Only guarded transitions take it, before the row lock, so it cannot form a cycle.
+* Every write is one short transaction, or one statement on its own. On SQLite writes start
+  with ``BEGIN IMMEDIATE``: the write lock is taken before reading, so two processes never
+  deadlock upgrading a read lock. In WAL mode reads never block or wait for the writer.
+* ``claim`` and every move are one compare-and-swap UPDATE: whoever's UPDATE matches the
+  free lease (and the expected state) gets the row; on PostgreSQL the loser's UPDATE
+  re-reads the row after the winner commits and no longer matches.
+* ``record`` inserts with ``ON CONFLICT DO NOTHING`` on (source, redemption_id), after
+  taking an advisory lock on PostgreSQL: two workers recording overlapping batches in
+  different orders would otherwise each wait for a row the other inserted.
+* A guarded move (to ORDERING, under the daily spend limit) adds up what was spent in the
+  move's transaction, after an advisory lock on PostgreSQL (SQLite admits one writer), so
+  two workers cannot both read "60 of 75 spent" and both order 10. Only guarded moves take
+  it, before the row lock, so it cannot form a cycle.
 
-Time, on PostgreSQL, is the database server's: workers on several hosts share the ledger,
+Time, on PostgreSQL, is the database server's: workers on several hosts share the ledger
 and their clocks differ. Every time one worker writes and another compares (leases,
-``updated_at`` and the polls' times, ``next_attempt_at`` against ``due``, the request
-budget's entries: ``poller.ledger.budget``) is taken inside the statement
-(``statement_timestamp()``) or read once per decision (``SqlLedger.now``). The ``now`` a
-caller passes then only anchors the times it gives relative to it: ``next_attempt_at = now
-+ 60 s`` is stored as the server's time plus 60 s. A spend guard's ``since`` is a calendar
-instant (midnight UTC) and is compared as it is. SQLite is one file on one host, so the
-``now`` passed is the time there; ``open_ledger(process_clock=True)`` asks for the same on
-PostgreSQL.
+``updated_at``, the polls' times, ``next_attempt_at``, the request budget's entries) is
+taken inside the statement (``statement_timestamp()``) or read once per decision
+(``SqlLedger.now``). The ``now`` a caller passes only anchors the times it gives relative
+to it (``next_attempt_at = now + 60 s`` is stored as the server's time plus 60 s); a spend
+guard's ``since`` (midnight UTC) is compared as it is. SQLite is one file on one host: the
+``now`` passed is the time there, as with ``open_ledger(process_clock=True)``.
 """
 
 from __future__ import annotations
@@ -92,7 +87,7 @@ class SqlLedger(Moves):
         return f"SqlLedger({safe_url(self._engine.url)})"
 
     def ping(self) -> None:
-        with one_statement(self._engine, write=False) as conn:
+        with read_transaction(self._engine) as conn:
             conn.exec_driver_sql("SELECT 1").scalar_one()
 
     def close(self) -> None:
@@ -130,7 +125,7 @@ class SqlLedger(Moves):
             raise LookupError(f"no poll with id {poll_id}")
 
     def last_successful_poll(self) -> PollRecord | None:
-        with one_statement(self._engine, write=False) as conn:
+        with read_transaction(self._engine) as conn:
             row = conn.execute(
                 select(polls_t).where(polls_t.c.ok).order_by(polls_t.c.id.desc()).limit(1)
             ).first()
@@ -187,11 +182,9 @@ class SqlLedger(Moves):
 
     # --- reads -------------------------------------------------------------------------
 
-    def _select_entries(
-        self, stmt: Select[Any], params: Mapping[str, Any] | None = None
-    ) -> builtins.list[LedgerEntry]:
-        with one_statement(self._engine, write=False) as conn:
-            return [row_entry(row) for row in conn.execute(stmt, params)]
+    def _select_entries(self, stmt: Select[Any]) -> builtins.list[LedgerEntry]:
+        with read_transaction(self._engine) as conn:
+            return [row_entry(row) for row in conn.execute(stmt)]
 
     def _first(self, stmt: Select[Any]) -> LedgerEntry | None:
         found = self._select_entries(stmt.limit(1))
@@ -210,7 +203,7 @@ class SqlLedger(Moves):
 
     def due(self, now: datetime, limit: int) -> builtins.list[LedgerEntry]:
         at = self._now_sql()
-        return self._select_entries(
+        stmt = (
             select(red_t)
             .where(
                 red_t.c.state.in_(sorted(ACTIVE)),
@@ -218,9 +211,11 @@ class SqlLedger(Moves):
                 lease_free(at),
             )
             .order_by(red_t.c.pk)
-            .limit(check_limit(limit)),
-            {"w_now": check_aware(now)},
+            .limit(check_limit(limit))
         )
+        # Once a cycle, one statement: no transaction around it on PostgreSQL.
+        with one_statement(self._engine, write=False) as conn:
+            return [row_entry(row) for row in conn.execute(stmt, {"w_now": check_aware(now)})]
 
     def unseen_since(
         self, poll_id: int, states: frozenset[State], *, polls: int = 1
@@ -231,7 +226,7 @@ class SqlLedger(Moves):
         if polls > 1:
             # A row missed ``polls`` complete polls exactly when the polls-th newest complete
             # poll up to poll_id is newer than the last poll that saw it.
-            with one_statement(self._engine, write=False) as conn:
+            with read_transaction(self._engine) as conn:
                 nth = conn.execute(
                     select(polls_t.c.id)
                     .where(polls_t.c.complete, polls_t.c.id <= poll_id)
@@ -261,7 +256,7 @@ class SqlLedger(Moves):
         )
 
     def events(self, pk: int) -> builtins.list[Event]:
-        with one_statement(self._engine, write=False) as conn:
+        with read_transaction(self._engine) as conn:
             rows = conn.execute(
                 select(events_t).where(events_t.c.redemption_pk == pk).order_by(events_t.c.id)
             )
@@ -269,19 +264,19 @@ class SqlLedger(Moves):
                           detail=r.detail, actor=r.actor) for r in rows]
 
     def counts(self) -> dict[State, int]:
-        with one_statement(self._engine, write=False) as conn:
+        with read_transaction(self._engine) as conn:
             rows = conn.execute(select(red_t.c.state, func.count()).group_by(red_t.c.state))
             return {state: int(n) for state, n in rows}
 
     def spent_since(self, currency: str, since: datetime) -> Decimal:
-        with one_statement(self._engine, write=False) as conn:
+        with read_transaction(self._engine) as conn:
             return spent(conn, clean_text(currency), check_aware(since, "since"))
 
     # --- cache -------------------------------------------------------------------------
 
     def cache_get(self, key: str, now: datetime) -> str | None:
         now = check_aware(now)
-        with one_statement(self._engine, write=False) as conn:
+        with read_transaction(self._engine) as conn:
             value: str | None = conn.execute(
                 select(cache_t.c.value).where(
                     cache_t.c.key == clean_text(key),

@@ -17,7 +17,6 @@ from typing import Any
 from urllib.parse import quote
 
 from sqlalchemy import Column, MetaData, String, Table, create_engine, event, exc, select
-from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.pool import StaticPool
 
@@ -214,16 +213,14 @@ def ledger_schema(engine: Engine | Connection) -> str | None:
 
 def stored_revision(engine: Engine) -> str | None:
     """The schema's one revision, read with one plain SELECT; None if there is none, or
-    several, or it cannot be read (then migrating or checking says why, clearly)."""
+    several, or it cannot be read (migrating or checking then says why)."""
     schema = ledger_schema(engine)
     version = Table("alembic_version", MetaData(), Column("version_num", String(32)),
                     schema=schema)
     try:
         with engine.connect() as conn:
-            if not sa_inspect(conn).has_table("alembic_version", schema=schema):
-                return None
             rows = conn.execute(select(version.c.version_num)).scalars().all()
-    except exc.SQLAlchemyError:
+    except exc.SQLAlchemyError:  # no such table, or no database to read
         return None
     return rows[0] if len(rows) == 1 else None
 

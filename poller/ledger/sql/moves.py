@@ -42,7 +42,12 @@ from poller.ledger import (
     lease_until,
     sum_amounts,
 )
-from poller.ledger.sql.engine import SPEND_LOCK, one_statement, write_transaction
+from poller.ledger.sql.engine import (
+    SPEND_LOCK,
+    one_statement,
+    read_transaction,
+    write_transaction,
+)
 from poller.ledger.tables import CleanText, StateType, UTCDateTime
 from poller.ledger.tables import events as events_t
 from poller.ledger.tables import redemptions as red_t
@@ -141,7 +146,7 @@ class Moves:
         local = check_aware(local)
         if not self._db_clock:
             return local
-        with one_statement(self._engine, write=False) as conn:
+        with read_transaction(self._engine) as conn:
             found = conn.execute(select(SERVER_NOW)).scalar_one()
         assert isinstance(found, datetime)
         return found
@@ -198,7 +203,7 @@ class Moves:
         if expect is None:
             # A person's move (``admin_transition``): the state is read first, under our
             # lease, so no worker moves it before the guarded UPDATE below.
-            with one_statement(self._engine, write=False) as conn:
+            with read_transaction(self._engine) as conn:
                 row, lost = self._lease_lost(conn, pk, owner, now, None)
             if lost is not None:
                 raise lost
