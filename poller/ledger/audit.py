@@ -4,7 +4,7 @@ kept (one ``audit_runs`` row each, one ``audit_discrepancies`` row per discrepan
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 
 from poller.core.audit import AuditResult, Discrepancy, Kind
 from poller.domain.model import LedgerEntry
-from poller.ledger.sql import read_transaction, row_entry, write_transaction
+from poller.ledger.sql import chunks, read_transaction, row_entry, write_transaction
 from poller.ledger.tables import audit_discrepancies, audit_runs
 from poller.ledger.tables import redemptions as red_t
 
@@ -84,9 +84,6 @@ def last_run(engine: Engine) -> StoredRun | None:
     )
 
 
-BATCH = 500  # keys or order ids per IN (...) list, well under every driver's limit
-
-
 def rows_for_audit(
     engine: Engine, vendor: str, *, since: datetime, until: datetime,
     keys: Collection[str] = (), order_ids: Collection[str] = (),
@@ -103,13 +100,9 @@ def rows_for_audit(
 
         add((red_t.c.vendor == vendor) & (red_t.c.ordered_at >= since)
             & (red_t.c.ordered_at < until))
-        for chunk in _chunks(sorted(keys)):
+        for chunk in chunks(sorted(keys)):
             add(red_t.c.idempotency_key.in_(chunk))
-        for chunk in _chunks(sorted(order_ids)):
+        for chunk in chunks(sorted(order_ids)):
             add(or_(red_t.c.vendor == vendor, red_t.c.vendor.is_(None))
                 & red_t.c.vendor_order_id.in_(chunk))
     return [found[pk] for pk in sorted(found)]
-
-
-def _chunks(items: Sequence[str]) -> list[Sequence[str]]:
-    return [items[i:i + BATCH] for i in range(0, len(items), BATCH)]

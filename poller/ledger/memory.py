@@ -8,6 +8,7 @@ from __future__ import annotations
 import builtins
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -82,15 +83,13 @@ class MemoryLedger:
             poll = self._polls.get(poll_id)
             if poll is None:
                 raise LookupError(f"no poll with id {poll_id}")
-            self._polls[poll_id] = PollRecord(
-                id=poll_id, started_at=poll.started_at, finished_at=now, complete=complete,
-                ok=ok, seen=seen, error=clean_optional(error),
-            )
+            self._polls[poll_id] = replace(poll, finished_at=now, complete=complete, ok=ok,
+                                           seen=seen, error=clean_optional(error))
 
     def last_successful_poll(self) -> PollRecord | None:
         with self._lock:
-            ok = [p for p in self._polls.values() if p.ok]
-            return max(ok, key=lambda p: p.id) if ok else None
+            return max((p for p in self._polls.values() if p.ok), key=lambda p: p.id,
+                       default=None)
 
     def record(self, poll_id: int, redemptions: Sequence[Redemption], now: datetime) -> int:
         now = check_aware(now)

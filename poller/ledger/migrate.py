@@ -158,22 +158,21 @@ def schema_revision(url: str | Engine, *, schema: str | None = None) -> Revision
 
 def check(engine: Engine) -> None:
     """LedgerNotMigrated, saying what to do, unless the schema is the one this version needs."""
-    with read_transaction(engine) as conn:
-        if set(_context(conn).get_current_heads()) == set(_script().get_heads()):
-            return
-    found = current(engine)
+    state = schema_revision(engine)
     where = f"the ledger database {describe(engine)}"
-    if found is None:
+    if state.at_head:
+        return
+    if state.current is None:
         raise LedgerNotMigrated(
             f"{where} has no reward-poller tables yet: run `reward-poller db upgrade` first"
         )
-    if not _known(found):
+    if not state.known:
         raise LedgerNotMigrated(
-            f"{where} is at revision {found!r}, which this version of reward-poller does not "
-            f"know (it needs {head()!r}): it was migrated by a newer reward-poller; upgrade "
-            "reward-poller instead"
+            f"{where} is at revision {state.current!r}, which this version of reward-poller "
+            f"does not know (it needs {state.head!r}): it was migrated by a newer "
+            "reward-poller; upgrade reward-poller instead"
         )
     raise LedgerNotMigrated(
-        f"{where} is at revision {found!r} but this version needs {head()!r}: "
+        f"{where} is at revision {state.current!r} but this version needs {state.head!r}: "
         "run `reward-poller db upgrade` first"
     )

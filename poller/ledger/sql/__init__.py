@@ -71,13 +71,16 @@ if TYPE_CHECKING:
     from poller.ports import Ledger
 
 __all__ = [
-    "PG_MIGRATION_LOCK", "RECORD_LOCK", "SERVER_NOW", "LedgerTimeouts", "SqlLedger",
+    "PG_MIGRATION_LOCK", "RECORD_LOCK", "SERVER_NOW", "LedgerTimeouts", "SqlLedger", "chunks",
     "ledger_schema", "make_engine", "parse_url", "read_transaction", "row_entry", "safe_url",
     "stored_revision", "write_transaction", "write_variant",
 ]
 
-# Keys per IN (...) list: far below SQLite's bound-parameter limit, whatever the batch.
-_CHUNK = 500
+
+def chunks(items: Sequence[str]) -> list[Sequence[str]]:
+    """``items`` in slices of 500 for an IN (...) list: far below every driver's limit on
+    bound parameters, whatever the batch."""
+    return [items[i:i + 500] for i in range(0, len(items), 500)]
 
 
 class SqlLedger(Moves):
@@ -161,16 +164,18 @@ class SqlLedger(Moves):
                      "detail": "recorded"}
                     for pk, at in new
                 ])
+            if len(new) == len(rows):
+                return len(new)  # all inserted here, each already seen by this poll
             by_source: dict[str, builtins.list[str]] = {}
             for row in rows:
                 by_source.setdefault(row["source"], []).append(row["redemption_id"])
             for source, rids in by_source.items():
-                for start in range(0, len(rids), _CHUNK):
+                for part in chunks(rids):
                     conn.execute(
                         update(red_t)
                         .where(
                             red_t.c.source == source,
-                            red_t.c.redemption_id.in_(rids[start : start + _CHUNK]),
+                            red_t.c.redemption_id.in_(part),
                             # Never lowered: an older poll finishing late must not make a
                             # row look unseen by the newer one.
                             or_(red_t.c.last_seen_poll.is_(None),
