@@ -58,7 +58,6 @@ from poller.ledger.sql.engine import (
     safe_url,
     stored_revision,
     write_transaction,
-    write_variant,
 )
 from poller.ledger.sql.moves import SERVER_NOW, Moves, lease_free, row_entry, spent
 from poller.ledger.tables import cache as cache_t
@@ -73,7 +72,7 @@ if TYPE_CHECKING:
 __all__ = [
     "PG_MIGRATION_LOCK", "RECORD_LOCK", "SERVER_NOW", "LedgerTimeouts", "SqlLedger", "chunks",
     "ledger_schema", "make_engine", "parse_url", "read_transaction", "row_entry", "safe_url",
-    "stored_revision", "write_transaction", "write_variant",
+    "stored_revision", "write_transaction",
 ]
 
 
