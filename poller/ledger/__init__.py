@@ -243,19 +243,21 @@ def record_rows(
     ]
 
 
-def admin_transition(
-    ledger: Ledger, pk: int, to_state: State, detail: str, now: datetime,
-    changes: Changes | None, actor: str | None,
-) -> LedgerEntry:
-    """``Ledger.admin_transition`` on either ledger, through its own claim and move."""
-    if ledger.get_pk(pk) is None:
-        raise LookupError(f"no redemption with pk {pk}")
-    if ledger.claim(pk, ADMIN_OWNER, now, 60) is None:
-        raise LeaseLost(f"redemption {pk} is being worked on; try again in a minute")
-    try:
-        return ledger.transition(pk, ADMIN_OWNER, to_state, detail, now, changes, actor=actor)
-    finally:
-        ledger.release(pk, ADMIN_OWNER)
+class AdminTransition:
+    """``Ledger.admin_transition`` for either ledger, through its own claim and move."""
+
+    def admin_transition(
+        self: Ledger, pk: int, to_state: State, detail: str, now: datetime,
+        changes: Changes | None = None, *, actor: str | None = None,
+    ) -> LedgerEntry:
+        if self.get_pk(pk) is None:
+            raise LookupError(f"no redemption with pk {pk}")
+        if self.claim(pk, ADMIN_OWNER, now, 60) is None:
+            raise LeaseLost(f"redemption {pk} is being worked on; try again in a minute")
+        try:
+            return self.transition(pk, ADMIN_OWNER, to_state, detail, now, changes, actor=actor)
+        finally:
+            self.release(pk, ADMIN_OWNER)
 
 
 def check_move(expect: State | None, to_state: State) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import builtins
 import threading
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -16,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 from poller.domain.model import Event, LedgerEntry, Redemption
 from poller.domain.states import ACTIVE, TERMINAL, State, check_transition
 from poller.ledger import (
-    admin_transition,
+    CLEARABLE_COLUMNS,
+    AdminTransition,
     change_columns,
     check_aware,
     check_filters,
@@ -41,18 +43,26 @@ from poller.ports import Changes, PollRecord, SpendGuard
 if TYPE_CHECKING:
     from poller.ports import Ledger
 
-_NULL_COLUMNS = (
-    "vendor", "product", "amount", "currency", "idempotency_key", "vendor_order_id",
-    "next_attempt_at", "hold_reason", "last_error", "message", "lease_owner", "lease_until",
-    "ordered_at",
-)
+_NULL_COLUMNS = CLEARABLE_COLUMNS | {"lease_owner", "lease_until"}
 
 
 def _lease_free(row: Mapping[str, Any], now: datetime) -> bool:
     return row["lease_owner"] is None or row["lease_until"] is None or row["lease_until"] < now
 
 
-class MemoryLedger:
+def _claimable(row: Mapping[str, Any], owner: str, now: datetime) -> bool:
+    return _lease_free(row, now) or row["lease_owner"] == owner
+
+
+def _age(row: Mapping[str, Any]) -> tuple[datetime, int]:
+    return row["created_at"], row["pk"]
+
+
+def _entry(row: Mapping[str, Any] | None) -> LedgerEntry | None:
+    return None if row is None else entry_from_columns(row)
+
+
+class MemoryLedger(AdminTransition):
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._rows: dict[int, dict[str, Any]] = {}  # in pk order: pks only grow
@@ -159,7 +169,7 @@ class MemoryLedger:
         owner = clean_text(owner)
         with self._lock:
             row = self._rows.get(pk)
-            if row is None or not (_lease_free(row, now) or row["lease_owner"] == owner):
+            if row is None or not _claimable(row, owner, now):
                 return None
             row.update(lease_owner=owner, lease_until=lease_until(now, lease_seconds),
                        unfinished_steps=row["unfinished_steps"] + 1)
@@ -193,8 +203,7 @@ class MemoryLedger:
         owner = clean_text(owner)
         with self._lock:
             row = self._rows.get(pk)
-            if (row is None or row["state"] != expect
-                    or not (_lease_free(row, now) or row["lease_owner"] == owner)):
+            if row is None or row["state"] != expect or not _claimable(row, owner, now):
                 return None
             return self._move(row, pk, owner, to_state, detail, now, changes, guard=guard,
                               actor=None, claim_until=lease_until(now, lease_seconds))
@@ -246,12 +255,6 @@ class MemoryLedger:
         )
         return entry_from_columns(row)
 
-    def admin_transition(
-        self, pk: int, to_state: State, detail: str, now: datetime,
-        changes: Changes | None = None, *, actor: str | None = None,
-    ) -> LedgerEntry:
-        return admin_transition(self, pk, to_state, detail, now, changes, actor)
-
     def _spent(self, currency: str, since: datetime, *, but: int | None = None) -> Decimal:
         return sum_amounts(
             row["amount"] for pk, row in self._rows.items()
@@ -285,30 +288,24 @@ class MemoryLedger:
     def get(self, source: str, redemption_id: str) -> LedgerEntry | None:
         with self._lock:
             pk = self._keys.get((clean_text(source), clean_text(redemption_id)))
-            return None if pk is None else entry_from_columns(self._rows[pk])
+            return None if pk is None else _entry(self._rows[pk])
 
     def get_pk(self, pk: int) -> LedgerEntry | None:
         with self._lock:
-            row = self._rows.get(pk)
-            return None if row is None else entry_from_columns(row)
+            return _entry(self._rows.get(pk))
 
     def events(self, pk: int) -> builtins.list[Event]:
         with self._lock:
             return builtins.list(self._events.get(pk, ()))
 
     def counts(self) -> dict[State, int]:
-        out: dict[State, int] = {}
         with self._lock:
-            for row in self._rows.values():
-                out[row["state"]] = out.get(row["state"], 0) + 1
-        return out
+            return dict(Counter(row["state"] for row in self._rows.values()))
 
     def oldest_waiting(self) -> LedgerEntry | None:
         with self._lock:
-            waiting = [row for row in self._rows.values() if row["state"] not in TERMINAL]
-            if not waiting:
-                return None
-            return entry_from_columns(min(waiting, key=lambda r: (r["created_at"], r["pk"])))
+            return _entry(min((row for row in self._rows.values()
+                               if row["state"] not in TERMINAL), key=_age, default=None))
 
     def ping(self) -> None:
         pass
@@ -338,11 +335,7 @@ class MemoryLedger:
                     and ("until" not in wanted or created < wanted["until"]))
 
         with self._lock:
-            rows = sorted(
-                (row for row in self._rows.values() if keep(row)),
-                key=lambda r: (r["created_at"], r["pk"]),
-                reverse=True,
-            )
+            rows = sorted(filter(keep, self._rows.values()), key=_age, reverse=True)
             return self._entries(rows[:limit])
 
 

@@ -98,17 +98,15 @@ class StateType(TypeDecorator[State]):
         return None if value is None else State(value)
 
 
-def _table(name: str, *items: Any) -> Table:
-    """A table keyed by an ``id`` that only grows (SQLite may otherwise reuse the largest
+def _table(name: str, *items: Any, key: str = "id") -> Table:
+    """A table keyed by a ``key`` that only grows (SQLite may otherwise reuse the largest
     one after a delete)."""
-    return Table(name, metadata, Column("id", Integer, primary_key=True, autoincrement=True),
+    return Table(name, metadata, Column(key, Integer, primary_key=True, autoincrement=True),
                  *items, sqlite_autoincrement=True)
 
 
-redemptions = Table(
+redemptions = _table(
     "redemptions",
-    metadata,
-    Column("pk", Integer, primary_key=True, autoincrement=True),
     Column("source", CleanText, nullable=False),
     Column("redemption_id", CleanText, nullable=False),
     Column("state", StateType, nullable=False),
@@ -164,7 +162,7 @@ redemptions = Table(
     # spent_since() and the spend guard: one currency's orders since midnight are one range
     # scan of this index, however many days of orders the table holds.
     Index("ix_redemptions_currency_ordered_at", "currency", "ordered_at"),
-    sqlite_autoincrement=True,
+    key="pk",
 )
 
 events = _table(

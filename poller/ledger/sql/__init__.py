@@ -16,14 +16,12 @@ Concurrency, in one place:
   two workers cannot both read "60 of 75 spent" and both order 10. Only guarded moves take
   it, before the row lock, so it cannot form a cycle.
 
-Time, on PostgreSQL, is the database server's: workers on several hosts share the ledger
-and their clocks differ. Every time one worker writes and another compares (leases,
-``updated_at``, the polls' times, ``next_attempt_at``, the request budget's entries) is
-taken inside the statement (``statement_timestamp()``) or read once per decision
-(``SqlLedger.now``). The ``now`` a caller passes only anchors the times it gives relative
-to it (``next_attempt_at = now + 60 s`` is stored as the server's time plus 60 s); a spend
-guard's ``since`` (midnight UTC) is compared as it is. SQLite is one file on one host: the
-``now`` passed is the time there, as with ``open_ledger(process_clock=True)``.
+Time, on PostgreSQL, is the database server's (docs/configuration.md, "One clock"): taken
+inside the statement (``statement_timestamp()``) or read once per decision (``SqlLedger.now``).
+The ``now`` a caller passes only anchors the times it gives relative to it (``next_attempt_at
+= now + 60 s`` is stored as the server's time plus 60 s); a spend guard's ``since`` (midnight
+UTC) is compared as it is. On SQLite the ``now`` passed is the time, as with
+``open_ledger(process_clock=True)``.
 """
 
 from __future__ import annotations
@@ -39,7 +37,7 @@ from sqlalchemy import Select, func, insert, or_, select, update
 from poller.domain.model import Event, LedgerEntry, Redemption
 from poller.domain.states import ACTIVE, TERMINAL, State
 from poller.ledger import (
-    admin_transition,
+    AdminTransition,
     check_aware,
     check_filters,
     check_limit,
@@ -64,7 +62,7 @@ from poller.ledger.tables import cache as cache_t
 from poller.ledger.tables import events as events_t
 from poller.ledger.tables import polls as polls_t
 from poller.ledger.tables import redemptions as red_t
-from poller.ports import Changes, PollRecord
+from poller.ports import PollRecord
 
 if TYPE_CHECKING:
     from poller.ports import Ledger
@@ -82,7 +80,7 @@ def chunks(items: Sequence[str]) -> list[Sequence[str]]:
     return [items[i:i + 500] for i in range(0, len(items), 500)]
 
 
-class SqlLedger(Moves):
+class SqlLedger(Moves, AdminTransition):
     """The ``Ledger`` on a SQLAlchemy engine; ``poller.ledger.open_ledger`` builds it."""
 
     def __repr__(self) -> str:
@@ -94,12 +92,6 @@ class SqlLedger(Moves):
 
     def close(self) -> None:
         self._engine.dispose()
-
-    def admin_transition(
-        self, pk: int, to_state: State, detail: str, now: datetime,
-        changes: Changes | None = None, *, actor: str | None = None,
-    ) -> LedgerEntry:
-        return admin_transition(self, pk, to_state, detail, now, changes, actor)
 
     # --- polls and recording -----------------------------------------------------------
 

@@ -42,12 +42,7 @@ from poller.ledger import (
     lease_until,
     sum_amounts,
 )
-from poller.ledger.sql.engine import (
-    SPEND_LOCK,
-    one_statement,
-    read_transaction,
-    write_transaction,
-)
+from poller.ledger.sql.engine import SPEND_LOCK, one_statement, read_transaction, write_transaction
 from poller.ledger.tables import CleanText, StateType, UTCDateTime
 from poller.ledger.tables import events as events_t
 from poller.ledger.tables import redemptions as red_t
@@ -90,15 +85,14 @@ class Moves:
         self._pg = engine.dialect.name == "postgresql"
         self._db_clock = self._pg and not process_clock
         self._insert: Any
+        # Dialects on demand: a SQLite worker never loads PostgreSQL's (a tenth of its
+        # start), and the other way round.
         if self._pg:
-            # On demand: a SQLite worker never loads the PostgreSQL dialect (a tenth of its
-            # start), and the other way round.
-            from sqlalchemy.dialects.postgresql import insert as pg_insert
+            from sqlalchemy.dialects.postgresql import insert as pg_insert  # as above
 
             self._insert = pg_insert
         else:
-            # On demand, as above.
-            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert  # as above
 
             self._insert = sqlite_insert
         # Built once (SQLAlchemy caches their compiled form): the guarded moves per set of
