@@ -101,7 +101,6 @@ def check_amount(value: Decimal) -> Decimal:
 
 
 def check_lease(now: datetime, lease_seconds: float) -> datetime:
-    """``now`` in UTC, once the lease is known to be positive."""
     now = check_aware(now)
     if lease_seconds <= 0:
         raise ValueError(f"lease_seconds must be positive, got {lease_seconds}")
@@ -115,7 +114,6 @@ def check_limit(limit: int) -> int:
 
 
 def change_columns(changes: Changes | None) -> dict[str, Any]:
-    """The columns a transition sets, validated and cleaned."""
     if changes is None:
         return {}
     unknown = set(changes.clear) - CLEARABLE_COLUMNS
@@ -270,7 +268,6 @@ _ENTRY_COLUMNS = tuple(field.name for field in fields(LedgerEntry)
 
 
 def entry_from_columns(row: Mapping[Any, Any]) -> LedgerEntry:
-    """A ``LedgerEntry`` from the columns of one ``redemptions`` row (SQL or in-memory)."""
     payload = json.loads(row["payload"])
     if not isinstance(payload, dict):
         raise ValueError("stored payload is not a JSON object")

@@ -17,6 +17,8 @@ from poller.ledger.sql import chunks, read_transaction, row_entry, write_transac
 from poller.ledger.tables import audit_discrepancies, audit_runs
 from poller.ledger.tables import redemptions as red_t
 
+# The columns of ``audit_discrepancies`` that are a ``Discrepancy``'s fields as they are.
+_DISCREPANCY = ("vendor", "source", "redemption_id", "order_id", "detail")
 
 @dataclass(frozen=True, kw_only=True)
 class StoredRun:
@@ -54,9 +56,8 @@ def save_run(engine: Engine, result: AuditResult, *, started_at: datetime,
             matched=result.matched, discrepancies=len(result.discrepancies),
             vendors=json.dumps(vendor_summary(result), sort_keys=True),
         ).returning(audit_runs.c.id)).scalar_one()
-        rows = [{"run_id": run_id, "vendor": d.vendor, "kind": d.kind.value,
-                 "source": d.source, "redemption_id": d.redemption_id,
-                 "order_id": d.order_id, "detail": d.detail, "action": d.action}
+        rows = [{"run_id": run_id, "kind": d.kind.value, "action": d.action,
+                 **{name: getattr(d, name) for name in _DISCREPANCY}}
                 for d in result.discrepancies]
         if rows:
             conn.execute(insert(audit_discrepancies), rows)
@@ -73,15 +74,12 @@ def last_run(engine: Engine) -> StoredRun | None:
         found = conn.execute(
             select(audit_discrepancies).where(audit_discrepancies.c.run_id == run.id)
             .order_by(audit_discrepancies.c.id)).all()
-    return StoredRun(
-        id=run.id, started_at=run.started_at, finished_at=run.finished_at, since=run.since,
-        until=run.until, actor=run.actor, balanced=bool(run.balanced), orders=run.orders,
-        matched=run.matched, vendors=json.loads(run.vendors),
-        discrepancies=tuple(
-            Discrepancy(vendor=d.vendor, kind=Kind(d.kind), source=d.source,
-                        redemption_id=d.redemption_id, order_id=d.order_id, detail=d.detail)
+    return StoredRun(**{
+        **run._mapping, "vendors": json.loads(run.vendors),
+        "discrepancies": tuple(
+            Discrepancy(kind=Kind(d.kind), **{name: d._mapping[name] for name in _DISCREPANCY})
             for d in found),
-    )
+    })
 
 
 def rows_for_audit(

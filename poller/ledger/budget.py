@@ -41,8 +41,6 @@ class SqlRequestLog:
             if self._pg:
                 conn.execute(text("SELECT pg_advisory_xact_lock(:cls, hashtext(:scope))"),
                              {"cls": _PG_BUDGET_CLASS, "scope": limit.scope})
-            # The clock is read only once the lock is ours (see RequestLog.try_take): the
-            # server's in the statement that counts the window, or the caller's.
             if self._db_clock:
                 count, oldest, now = conn.execute(
                     select(func.count(), func.min(request_log.c.at), SERVER_NOW)

@@ -118,8 +118,7 @@ class MemoryLedger(AdminTransition):
                     ]
                     new += 1
                 row = self._rows[pk]
-                if row["last_seen_poll"] is None or row["last_seen_poll"] < poll_id:
-                    row["last_seen_poll"] = poll_id
+                row["last_seen_poll"] = max(row["last_seen_poll"] or 0, poll_id)
         return new
 
     def _entries(self, rows: Any) -> builtins.list[LedgerEntry]:
@@ -273,10 +272,7 @@ class MemoryLedger(AdminTransition):
     def cache_get(self, key: str, now: datetime) -> str | None:
         now = check_aware(now)
         with self._lock:
-            found = self._cache.get(clean_text(key))
-        if found is None:
-            return None
-        value, expires_at = found
+            value, expires_at = self._cache.get(clean_text(key), (None, None))
         return value if expires_at is None or expires_at > now else None
 
     def cache_put(self, key: str, value: str, expires_at: datetime | None) -> None:

@@ -123,11 +123,7 @@ class SqlLedger(Moves, AdminTransition):
             row = conn.execute(
                 select(polls_t).where(polls_t.c.ok).order_by(polls_t.c.id.desc()).limit(1)
             ).first()
-        if row is None:
-            return None
-        return PollRecord(id=row.id, started_at=row.started_at, finished_at=row.finished_at,
-                          complete=bool(row.complete), ok=bool(row.ok), seen=row.seen,
-                          error=row.error)
+        return None if row is None else PollRecord(**row._mapping)
 
     def record(self, poll_id: int, redemptions: Sequence[Redemption], now: datetime) -> int:
         rows = record_rows(poll_id, redemptions, check_aware(now))
