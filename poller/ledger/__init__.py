@@ -176,13 +176,8 @@ def counts_as_spent(state: State, vendor_order_id: str | None) -> bool:
 
 
 def sum_amounts(amounts: Iterable[Decimal | None]) -> Decimal:
-    total = Decimal(0)
-    with localcontext() as ctx:
-        ctx.prec = _EXACT
-        for amount in amounts:
-            if amount is not None:
-                total += amount
-    return total
+    with localcontext(prec=_EXACT):
+        return sum((amount for amount in amounts if amount is not None), Decimal(0))
 
 
 def check_spend(guard: SpendGuard, spent: Decimal) -> None:

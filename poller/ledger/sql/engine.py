@@ -65,10 +65,8 @@ def parse_url(url: str | URL) -> URL:
     backend, _, driver = parsed.drivername.partition("+")
     if backend == "postgres":  # the spelling Heroku and many tools use
         backend = "postgresql"
-    if backend == "postgresql" and not driver:
-        driver = "psycopg"  # SQLAlchemy's default is psycopg2, which we do not depend on
-    if backend == "sqlite" and not driver:
-        driver = "pysqlite"
+    # Named, for PostgreSQL: SQLAlchemy's default is psycopg2, which we do not depend on.
+    driver = driver or {"postgresql": "psycopg", "sqlite": "pysqlite"}.get(backend, "")
     if backend not in _DRIVERS:
         raise ConfigError(
             f"ledger.url {safe_url(parsed)}: unsupported database {backend!r}; "
