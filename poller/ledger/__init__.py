@@ -1,11 +1,9 @@
-"""The ledger: the durable record of every redemption and of every state change.
+"""The ledger: ``open_ledger(url)`` gives the SQL ledger (SQLite or PostgreSQL);
+``poller.ledger.memory`` is its in-memory twin for fast unit tests. Both apply the rules
+below, and ``tests/ledger`` runs one contract suite against both.
 
-``open_ledger(url)`` gives the SQL ledger (SQLite or PostgreSQL); ``poller.ledger.memory``
-holds the in-memory twin used by fast unit tests. Both share the rules below, so they behave
-the same; the contract tests in ``tests/ledger`` run one suite against both.
-
-Importing this package imports no SQL library: the CLI's ``--help`` and the core's unit tests
-stay fast. SQLAlchemy is loaded by ``open_ledger`` (and by ``poller.ledger.sql``).
+Importing this package imports no SQL library (the CLI's ``--help``, the core's unit tests):
+SQLAlchemy is loaded by ``open_ledger`` and ``poller.ledger.sql``.
 """
 
 from __future__ import annotations
@@ -13,95 +11,75 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import replace
-from datetime import UTC, datetime
+from dataclasses import fields, replace
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, localcontext
 from typing import TYPE_CHECKING, Any
 
 from poller.domain.errors import PollerError
-from poller.domain.model import LedgerEntry
+from poller.domain.model import LedgerEntry, Redemption
 from poller.domain.states import State, check_transition
-from poller.ledger.stored_redemption import decode_redemption
+from poller.ledger.stored_redemption import decode_redemption, encode_json, encode_redemption
 from poller.logs import redactor
-from poller.ports import Changes, SpendGuard, SpendLimitReached
+from poller.ports import Changes, LeaseLost, Ledger, SpendGuard, SpendLimitReached
 
 if TYPE_CHECKING:
     from poller.ledger.sql import LedgerTimeouts, SqlLedger
 
-__all__ = [
-    "ADMIN_OWNER",
-    "FILTER_KEYS",
-    "IdempotencyKeyInUse",
-    "LedgerNotMigrated",
-    "LedgerNotWritable",
-    "LedgerUnavailable",
-    "open_ledger",
-]
-
 
 class LedgerUnavailable(PollerError):
-    """The ledger database cannot be reached or used right now (server down, file locked
-    past the busy timeout, connection dropped). Retrying later may work. The message never
-    carries the password of the URL."""
+    """The database cannot be reached or used right now; retrying later may work. The
+    message never carries the URL's password."""
 
 
 class LedgerNotWritable(PollerError):
-    """This process cannot write the ledger: a SQLite file or folder it may not write (or
-    on a read-only mount), a PostgreSQL server or role that refuses writes. The message
-    names the cause (the folder and the user, the server's answer)."""
+    """This process may not write the ledger (file, folder, mount, server or role); the
+    message names the cause."""
 
 
 class LedgerNotMigrated(PollerError):
-    """The database has no reward-poller schema, or not the one this version expects. Not a
-    configuration error: the configuration is right and a person must act (run
-    ``reward-poller db upgrade``, or upgrade reward-poller), so commands exit 1."""
+    """No reward-poller schema, or not this version's: a person must act (``reward-poller
+    db upgrade``, or upgrade reward-poller), so commands exit 1, not as a config error."""
 
 
 class IdempotencyKeyInUse(PollerError):
-    """A transition tried to save an idempotency key that another redemption already has.
-    Keys are derived from the redemption, so this is a bug, never a retryable condition."""
+    """A key another redemption already has: keys derive from the redemption, so a bug."""
 
 
 ADMIN_OWNER = "admin"
-"""The lease owner used by ``admin_transition`` (the CLI's ``ledger retry``/``refuse``)."""
 
 FILTER_KEYS = frozenset({"vendor", "reward", "email", "since", "until", "source"})
 """Keys ``Ledger.list(filters=...)`` understands. ``reward`` matches the reward id or name,
 ``email`` matches case-insensitively (SQLite folds ASCII letters only), ``since`` is
 inclusive and ``until`` exclusive on ``created_at``; the others match exactly."""
 
-# Changes.as_columns() may name these; ``attempts`` and ``approved`` are NOT NULL, so they
-# cannot be cleared (``approved=False`` takes an approval back).
-CHANGE_COLUMNS = frozenset(
-    {
-        "idempotency_key", "vendor", "product", "amount", "currency", "vendor_order_id",
-        "attempts", "next_attempt_at", "hold_reason", "last_error", "message", "ordered_at",
-        "approved",
-    }
-)
-CLEARABLE_COLUMNS = CHANGE_COLUMNS - {"attempts", "approved"}
+# ``attempts`` and ``approved`` are NOT NULL, so they cannot be cleared.
+CLEARABLE_COLUMNS = frozenset({
+    "idempotency_key", "vendor", "product", "amount", "currency", "vendor_order_id",
+    "next_attempt_at", "hold_reason", "last_error", "message", "ordered_at",
+})
 TIME_COLUMNS = frozenset({"next_attempt_at", "ordered_at"})
+# Text from outside (vendor and source answers, exception texts): scrubbed of secrets.
+SCRUBBED_COLUMNS = frozenset({"hold_reason", "last_error", "message"})
 
-# PostgreSQL rejects NUL in text and neither driver can encode a lone surrogate. One such
-# character in an advocate's name must not make every poll fail on the same batch, so text
-# is cleaned on the way in (both ledgers do it, so they stay alike).
+# PostgreSQL rejects NUL in text and neither driver can encode a lone surrogate; one such
+# character in an advocate's name must not fail every poll on the same batch.
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+# Decimal digits when adding amounts (the default context keeps 28): a day's total is exact.
+_EXACT = 200
+
+HEAD_REVISION = "0007"
+"""The newest migration in migrations/versions; a test keeps the two equal."""
 
 
 def clean_text(value: str) -> str:
-    """``value`` with the characters no database can store replaced by U+FFFD."""
     return _UNSTORABLE.sub("\ufffd", value)
 
 
-SCRUBBED_COLUMNS = frozenset({"hold_reason", "last_error", "message"})
-"""Columns that hold text from outside (vendor and source answers, exception texts)."""
-
-
 def clean_stored(value: str) -> str:
-    """Text the ledger stores from third-party answers (a hold reason, the last error, a
-    message, an event's detail), with every secret the log redactor knows removed: the
-    ledger is read by ``ledger show`` and exported by ``report``, so it must not keep what
-    the logs may not show (a token quoted in an error, a URL's userinfo or secret path)."""
+    """Third-party text the ledger stores, without the secrets the log redactor knows:
+    ``ledger show`` and ``report`` must not show what the logs may not."""
     return clean_text(redactor.scrub(value))
 
 
@@ -110,8 +88,7 @@ def clean_optional(value: str | None) -> str | None:
 
 
 def check_aware(value: datetime, name: str = "now") -> datetime:
-    """``value`` in UTC. A naive datetime is a bug in the caller: the ledger cannot guess
-    which clock it came from, so it refuses it rather than storing a wrong instant."""
+    """``value`` in UTC. A naive datetime is a bug in the caller: its clock is unknown."""
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{name} must be a timezone-aware datetime, got naive {value!r}")
     return value.astimezone(UTC)
@@ -123,8 +100,20 @@ def check_amount(value: Decimal) -> Decimal:
     return value
 
 
+def check_lease(now: datetime, lease_seconds: float) -> datetime:
+    now = check_aware(now)
+    if lease_seconds <= 0:
+        raise ValueError(f"lease_seconds must be positive, got {lease_seconds}")
+    return now
+
+
+def check_limit(limit: int) -> int:
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}")
+    return limit
+
+
 def change_columns(changes: Changes | None) -> dict[str, Any]:
-    """The columns a transition sets, validated the same way by both ledgers."""
     if changes is None:
         return {}
     unknown = set(changes.clear) - CLEARABLE_COLUMNS
@@ -149,7 +138,6 @@ def change_columns(changes: Changes | None) -> dict[str, Any]:
 
 
 def check_filters(filters: Mapping[str, Any] | None) -> dict[str, Any]:
-    """``filters`` with the datetimes checked, or ValueError naming the unknown keys."""
     if not filters:
         return {}
     unknown = set(filters) - FILTER_KEYS
@@ -168,23 +156,9 @@ def check_filters(filters: Mapping[str, Any] | None) -> dict[str, Any]:
     return out
 
 
-_EXACT = 200
-"""Decimal digits when adding amounts (the default context keeps 28): far more than any
-money amount has, so a day's total is exact."""
-
-
-
-def check_claim(now: datetime, lease_seconds: float, expect: State, to_state: State) -> datetime:
-    """The arguments of ``claim_transition`` (both ledgers): an aware ``now``, a positive
-    lease, a move the state machine allows. Returns ``now``."""
-    now = check_aware(now)
-    if lease_seconds <= 0:
-        raise ValueError(f"lease_seconds must be positive, got {lease_seconds}")
-    check_transition(expect, to_state)
-    return now
-
-def check_guard(guard: SpendGuard) -> SpendGuard:
-    """``guard`` with its amounts checked and ``since`` in UTC."""
+def check_guard(guard: SpendGuard | None) -> SpendGuard | None:
+    if guard is None:
+        return None
     check_amount(guard.amount)
     check_amount(guard.daily_limit)
     return replace(
@@ -193,123 +167,110 @@ def check_guard(guard: SpendGuard) -> SpendGuard:
 
 
 def counts_as_spent(state: State, vendor_order_id: str | None) -> bool:
-    """Whether a row with ``ordered_at`` in the window counts towards the daily spend: not
-    when refused (the vendor took nothing), nor when closed upstream before any vendor
-    order existed. Both ledgers apply this same rule (the SQL one as a WHERE clause)."""
+    """Whether a row ordered in the window counts towards the daily spend: not when refused
+    (the vendor took nothing), nor when closed upstream before any vendor order existed.
+    The SQL ledger applies the same rule as a WHERE clause."""
     if state in (State.REFUSED, State.PERHAPS_REFUSED):
         return False
     return not (state is State.CLOSED_UPSTREAM and vendor_order_id is None)
 
 
+def sum_amounts(amounts: Iterable[Decimal | None]) -> Decimal:
+    with localcontext(prec=_EXACT):
+        return sum((amount for amount in amounts if amount is not None), Decimal(0))
+
+
 def check_spend(guard: SpendGuard, spent: Decimal) -> None:
-    """SpendLimitReached if ordering ``guard.amount`` on top of ``spent`` passes the limit.
-    Reaching the limit exactly is allowed."""
-    with localcontext() as ctx:
-        ctx.prec = _EXACT
-        over = spent + guard.amount > guard.daily_limit
-    if over:
+    """SpendLimitReached if ``guard.amount`` on top of ``spent`` passes the limit (reaching
+    it exactly is allowed)."""
+    if sum_amounts([spent, guard.amount]) > guard.daily_limit:
         raise SpendLimitReached(
             currency=guard.currency, spent=spent, amount=guard.amount, limit=guard.daily_limit
         )
 
 
-def sum_amounts(amounts: Iterable[Decimal | None]) -> Decimal:
-    """Exact sum (amounts are stored as text, so the database cannot add them)."""
-    total = Decimal(0)
-    with localcontext() as ctx:
-        ctx.prec = _EXACT
-        for amount in amounts:
-            if amount is not None:
-                total += amount
-    return total
+def lease_lost(
+    pk: int, owner: str, row: Mapping[Any, Any] | None, now: datetime, expect: State | None
+) -> LeaseLost | None:
+    """Why ``owner`` may not move the row (its lease and state in ``row``), or None."""
+    if row is None:
+        return LeaseLost(f"redemption {pk} is not in the ledger")
+    if row["lease_owner"] != owner or row["lease_until"] is None or row["lease_until"] < now:
+        return LeaseLost(f"redemption {pk}: the lease of {owner!r} is gone")
+    if expect is not None and row["state"] != expect:
+        return LeaseLost(
+            f"redemption {pk} is {row['state'].value!r}, expected {expect.value!r}")
+    return None
 
 
-def check_limit(limit: int) -> int:
-    if limit < 1:
-        raise ValueError(f"limit must be at least 1, got {limit}")
-    return limit
-
-
-def _json_default(value: Any) -> Any:
-    # Raw payloads come from JSON, but a caller may hand read-only mappings or tuples.
-    if isinstance(value, Mapping):
-        return dict(value)
-    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
-        return list(value)
-    raise TypeError(f"payload value of type {type(value).__name__} is not JSON")
-
-
-def encode_payload(raw: Mapping[str, Any]) -> str:
-    """The payload as stored: JSON text. ``ensure_ascii`` escapes everything outside ASCII,
-    NUL and lone surrogates included, so any payload the source sent can be stored."""
-    return json.dumps(raw, ensure_ascii=True, separators=(",", ":"), default=_json_default)
-
-
-def decode_payload(text: str) -> dict[str, Any]:
-    value = json.loads(text)
-    if not isinstance(value, dict):
-        raise ValueError("stored payload is not a JSON object")
-    return value
-
-
-def entry_from_columns(row: Mapping[Any, Any]) -> LedgerEntry:
-    """A ``LedgerEntry`` from the columns of one ``redemptions`` row (SQL or in-memory)."""
-    payload = decode_payload(row["payload"])
-    redemption, unreadable = decode_redemption(row["redemption"], payload)
-    return LedgerEntry(
-        pk=row["pk"],
-        source=row["source"],
-        redemption_id=row["redemption_id"],
-        state=State(row["state"]),
-        payload=payload,
-        redemption=redemption,
-        unreadable=unreadable,
-        reward_id=row["reward_id"],
-        reward_name=row["reward_name"],
-        email=row["email"],
-        vendor=row["vendor"],
-        product=row["product"],
-        amount=row["amount"],
-        currency=row["currency"],
-        idempotency_key=row["idempotency_key"],
-        vendor_order_id=row["vendor_order_id"],
-        attempts=row["attempts"],
-        next_attempt_at=row["next_attempt_at"],
-        hold_reason=row["hold_reason"],
-        last_error=row["last_error"],
-        message=row["message"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        last_seen_poll=row["last_seen_poll"],
-        ordered_at=row["ordered_at"],
-        approved=bool(row["approved"]),
-        unfinished_steps=row["unfinished_steps"],
+def key_in_use(pk: int, key: Any) -> IdempotencyKeyInUse:
+    return IdempotencyKeyInUse(
+        f"redemption {pk}: idempotency key {key!r} already belongs to another redemption"
     )
 
 
-HEAD_REVISION = "0007"
-"""The newest migration in migrations/versions; a test keeps the two equal."""
+def lease_until(now: datetime, lease_seconds: float) -> datetime:
+    return now + timedelta(seconds=lease_seconds)
 
 
-def _at_head(engine: Any) -> bool:
-    """Whether the schema is exactly this version's, read with one plain SELECT."""
-    # On demand, as in open_ledger: importing this package loads no SQL library.
-    from sqlalchemy import Column, MetaData, String, Table, inspect, select
-    from sqlalchemy.exc import SQLAlchemyError
+def record_rows(
+    poll_id: int, redemptions: Sequence[Redemption], now: datetime
+) -> list[dict[str, Any]]:
+    """The new rows ``record`` would insert, one per key as stored (cleaned, so two
+    spellings that store alike count once), in the order the source listed them (so primary
+    keys, and ``due``, follow it). Encoded before any write: a payload that cannot be
+    stored fails the whole call with TypeError."""
+    batch: dict[tuple[str, str], Redemption] = {}
+    for r in redemptions:
+        batch.setdefault((clean_text(r.source), clean_text(r.id)), r)
+    return [
+        {
+            "source": source, "redemption_id": rid, "state": State.NEW,
+            "payload": encode_json(r.raw), "redemption": encode_redemption(r),
+            "reward_id": clean_optional(r.reward_id),
+            "reward_name": clean_optional(r.reward_name),
+            "email": clean_optional(r.contact.email),
+            "attempts": 0, "created_at": now, "updated_at": now, "last_seen_poll": poll_id,
+        }
+        for (source, rid), r in batch.items()
+    ]
 
-    from poller.ledger.sql import ledger_schema  # on demand: SQLAlchemy, as above
 
-    schema = ledger_schema(engine)
-    version = Table("alembic_version", MetaData(), Column("version_num", String(32)),
-                    schema=schema)
-    try:
-        with engine.connect() as conn:
-            if not inspect(conn).has_table("alembic_version", schema=schema):
-                return False
-            rows = conn.execute(select(version.c.version_num)).scalars().all()
-    except SQLAlchemyError:  # unreachable, or unreadable: the full path says which, clearly
-        return False
-    return list(rows) == [HEAD_REVISION]
+class AdminTransition:
+    """``Ledger.admin_transition`` for either ledger, through its own claim and move."""
+
+    def admin_transition(
+        self: Ledger, pk: int, to_state: State, detail: str, now: datetime,
+        changes: Changes | None = None, *, actor: str | None = None,
+    ) -> LedgerEntry:
+        if self.get_pk(pk) is None:
+            raise LookupError(f"no redemption with pk {pk}")
+        if self.claim(pk, ADMIN_OWNER, now, 60) is None:
+            raise LeaseLost(f"redemption {pk} is being worked on; try again in a minute")
+        try:
+            return self.transition(pk, ADMIN_OWNER, to_state, detail, now, changes, actor=actor)
+        finally:
+            self.release(pk, ADMIN_OWNER)
+
+
+def check_move(expect: State | None, to_state: State) -> None:
+    if expect is not None:
+        check_transition(expect, to_state)
+
+
+_ENTRY_COLUMNS = tuple(field.name for field in fields(LedgerEntry)
+                       if field.name not in ("payload", "redemption", "unreadable"))
+
+
+def entry_from_columns(row: Mapping[Any, Any]) -> LedgerEntry:
+    payload = json.loads(row["payload"])
+    if not isinstance(payload, dict):
+        raise ValueError("stored payload is not a JSON object")
+    redemption, unreadable = decode_redemption(row["redemption"], payload)
+    columns = {name: row[name] for name in _ENTRY_COLUMNS}
+    columns.update(state=State(row["state"]), approved=bool(row["approved"]))
+    return LedgerEntry(payload=payload, redemption=redemption, unreadable=unreadable,
+                       **columns)
 
 
 def open_ledger(
@@ -320,41 +281,32 @@ def open_ledger(
 
     ``migrate=None`` brings a SQLite file up to date by itself (a single-machine install
     should just work) but leaves PostgreSQL alone: a shared server is migrated on purpose,
-    with ``reward-poller db upgrade``. ``migrate=True`` always migrates, ``False`` never.
+    with ``reward-poller db upgrade``. ``True`` always migrates, ``False`` never.
+    ``threads``: threads that may each hold a connection (the worker's ``concurrency``).
+    ``schema`` (PostgreSQL, ``[ledger] schema``): where the tables and Alembic's version
+    table are; None: the connection's ``search_path``. ``process_clock`` (PostgreSQL): go by
+    the ``now`` each call is given, as SQLite does, not by the server's clock (a single
+    process that moves time by hand, such as a test).
 
-    ``threads``: how many threads may each hold a connection at once (the worker's
-    ``concurrency``); the pool keeps that many and a few more.
-
-    ``schema`` (PostgreSQL, ``[ledger] schema``): the schema the ledger's tables, and
-    Alembic's version table, are in; None: unqualified names (the connection's
-    ``search_path``, ``public`` on a default server).
-
-    ``process_clock`` (PostgreSQL): take the ``now`` each call is given as the time, as
-    SQLite does, instead of the database server's clock (``SqlLedger``). Only for a single
-    process whose clock is the one that counts, such as a test that moves time by hand.
-
-    Raises ConfigError for an unusable URL, LedgerNotMigrated when the schema is missing or
-    out of date, LedgerUnavailable when the database cannot be reached, LedgerNotWritable
-    when a SQLite ledger's file or folder cannot be written by this user (naming both).
+    Raises ConfigError, LedgerNotMigrated, LedgerUnavailable, LedgerNotWritable.
     """
-    # On demand: importing this package loads no SQL library (the CLI's --help, the core's
-    # unit tests), and poller.ledger.sql builds on this module.
-    from poller.ledger.sql import SqlLedger, make_engine
+    # On demand: importing this package loads no SQL library, and poller.ledger.sql
+    # builds on this module.
+    from poller.ledger.sql import SqlLedger, make_engine, stored_revision
 
     engine = make_engine(url, timeouts, threads=threads, schema=schema)
     try:
-        if migrate is not False and _at_head(engine):
-            # The usual start: nothing to migrate, and Alembic (the largest import of a
-            # cold start) is never loaded.
-            return SqlLedger(engine, process_clock=process_clock)
-        from poller.ledger import migrate as migrations  # on demand: Alembic, only to migrate
+        # The usual start: nothing to migrate, and Alembic (the largest import of a cold
+        # start) is never loaded.
+        if migrate is False or stored_revision(engine) != HEAD_REVISION:
+            from poller.ledger import migrate as migrations  # on demand: Alembic
 
-        if migrate is None:
-            migrate = engine.dialect.name == "sqlite"
-        if migrate:
-            migrations.upgrade(engine)
-        else:
-            migrations.check(engine)
+            if migrate is None:
+                migrate = engine.dialect.name == "sqlite"
+            if migrate:
+                migrations.upgrade(engine)
+            else:
+                migrations.check(engine)
     except BaseException:
         engine.dispose()
         raise

@@ -1,10 +1,4 @@
-"""Whether this process can write the ledger, and if not, why, in words a person can act on.
-
-``sqlite_write_problem`` (``poller.ledger.writable``) names the SQLite file or folder this
-user cannot write, and the user, before SQLite is asked. ``prove_writable`` writes a row in
-a transaction it rolls back, and ``check_ledger`` puts it all together for
-``reward-poller check``.
-"""
+"""Whether this process can write the ledger, and if not, why, for ``reward-poller check``."""
 
 from __future__ import annotations
 
@@ -16,25 +10,15 @@ from sqlalchemy import exc, insert
 from sqlalchemy.engine import Engine
 
 from poller.ledger import LedgerNotWritable, LedgerUnavailable, migrate
-from poller.ledger.sql import (
-    LedgerTimeouts,
-    SqlLedger,
-    make_engine,
-    parse_url,
-    safe_url,
-    write_variant,
-)
+from poller.ledger.sql import LedgerTimeouts, SqlLedger, make_engine, parse_url, safe_url
+from poller.ledger.sql.engine import is_memory, sqlite_write_problem, user, write_variant
 from poller.ledger.tables import request_log
-from poller.ledger.writable import sqlite_write_problem, user
-
-__all__ = ["LedgerCheck", "check_ledger", "prove_writable", "sqlite_write_problem", "user"]
 
 
 def prove_writable(engine: Engine) -> None:
-    """Write one row in a transaction and roll it back; LedgerNotWritable naming the cause
-    when the database refuses (a read-only server or transaction, no privilege, a read-only
-    SQLite file or folder). Nothing is kept. The ledger's tables must exist (a
-    ``request_log`` row is written)."""
+    """Write a ``request_log`` row in a transaction and roll it back; LedgerNotWritable
+    naming the cause when the database refuses (a read-only server or transaction, no
+    privilege, a read-only SQLite file or folder)."""
     try:
         with write_variant(engine).connect() as conn:
             transaction = conn.begin()
@@ -54,8 +38,6 @@ def prove_writable(engine: Engine) -> None:
 
 @dataclass(frozen=True)
 class LedgerCheck:
-    """``reward-poller check`` on the ledger: whether it can be used as it is, and why."""
-
     ok: bool
     detail: str
 
@@ -63,16 +45,15 @@ class LedgerCheck:
 def check_ledger(
     url: str, *, schema: str | None = None, timeouts: LedgerTimeouts | None = None,
 ) -> tuple[LedgerCheck, SqlLedger | None]:
-    """Connect, read the schema's revision against the one this version needs, and prove a
-    write (rolled back). Creates and migrates nothing. Returns the ledger, open, when it is
-    ready for the worker as it is (the caller closes it), else None. ConfigError for a URL
-    that cannot be used."""
+    """Connect, compare the schema's revision with this version's, and prove a write
+    (rolled back); creates and migrates nothing. Returns the ledger, open, when the worker
+    could use it as it is (the caller closes it). ConfigError for an unusable URL."""
     parsed = parse_url(url)
     sqlite = parsed.get_backend_name() == "sqlite"
     if sqlite:
-        if not parsed.database or parsed.database == ":memory:" or (
-                parsed.query.get("mode") == "memory"):
+        if is_memory(parsed):
             return LedgerCheck(True, "in memory: nothing is kept between runs"), None
+        assert parsed.database is not None
         path = Path(parsed.database).expanduser().resolve()
         problem = sqlite_write_problem(path)
         if problem is not None:

@@ -1,13 +1,10 @@
-"""The books audit in the ledger: what it reads (the rows that may own a vendor's orders)
-and what it keeps (one ``audit_runs`` row per run, one ``audit_discrepancies`` row per
-discrepancy found). Built by migration 0006; the tables are in ``poller.ledger.tables``
-with the rest of the schema.
-"""
+"""The books audit in the ledger: the rows that may own a vendor's orders, and the runs
+kept (one ``audit_runs`` row each, one ``audit_discrepancies`` row per discrepancy)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -16,11 +13,12 @@ from sqlalchemy.engine import Engine
 
 from poller.core.audit import AuditResult, Discrepancy, Kind
 from poller.domain.model import LedgerEntry
-from poller.ledger.sql import read_transaction, write_transaction
-from poller.ledger.sql.base import row_entry
+from poller.ledger.sql import chunks, read_transaction, row_entry, write_transaction
 from poller.ledger.tables import audit_discrepancies, audit_runs
 from poller.ledger.tables import redemptions as red_t
 
+# The columns of ``audit_discrepancies`` that are a ``Discrepancy``'s fields as they are.
+_DISCREPANCY = ("vendor", "source", "redemption_id", "order_id", "detail")
 
 @dataclass(frozen=True, kw_only=True)
 class StoredRun:
@@ -51,7 +49,6 @@ def vendor_summary(result: AuditResult) -> dict[str, dict[str, object]]:
 
 def save_run(engine: Engine, result: AuditResult, *, started_at: datetime,
              finished_at: datetime, actor: str) -> int:
-    """Store one run and its discrepancies in one transaction; returns the run's id."""
     with write_transaction(engine) as conn:
         run_id = conn.execute(insert(audit_runs).values(
             started_at=started_at, finished_at=finished_at, since=result.since,
@@ -59,9 +56,8 @@ def save_run(engine: Engine, result: AuditResult, *, started_at: datetime,
             matched=result.matched, discrepancies=len(result.discrepancies),
             vendors=json.dumps(vendor_summary(result), sort_keys=True),
         ).returning(audit_runs.c.id)).scalar_one()
-        rows = [{"run_id": run_id, "vendor": d.vendor, "kind": d.kind.value,
-                 "source": d.source, "redemption_id": d.redemption_id,
-                 "order_id": d.order_id, "detail": d.detail, "action": d.action}
+        rows = [{"run_id": run_id, "kind": d.kind.value, "action": d.action,
+                 **{name: getattr(d, name) for name in _DISCREPANCY}}
                 for d in result.discrepancies]
         if rows:
             conn.execute(insert(audit_discrepancies), rows)
@@ -78,19 +74,12 @@ def last_run(engine: Engine) -> StoredRun | None:
         found = conn.execute(
             select(audit_discrepancies).where(audit_discrepancies.c.run_id == run.id)
             .order_by(audit_discrepancies.c.id)).all()
-    return StoredRun(
-        id=run.id, started_at=run.started_at, finished_at=run.finished_at, since=run.since,
-        until=run.until, actor=run.actor, balanced=bool(run.balanced), orders=run.orders,
-        matched=run.matched, vendors=json.loads(run.vendors),
-        discrepancies=tuple(
-            Discrepancy(vendor=d.vendor, kind=Kind(d.kind), source=d.source,
-                        redemption_id=d.redemption_id, order_id=d.order_id, detail=d.detail)
+    return StoredRun(**{
+        **run._mapping, "vendors": json.loads(run.vendors),
+        "discrepancies": tuple(
+            Discrepancy(kind=Kind(d.kind), **{name: d._mapping[name] for name in _DISCREPANCY})
             for d in found),
-    )
-
-
-BATCH = 500
-"""Keys or order ids per ``IN (...)`` list (well under every driver's parameter limit)."""
+    })
 
 
 def rows_for_audit(
@@ -109,13 +98,9 @@ def rows_for_audit(
 
         add((red_t.c.vendor == vendor) & (red_t.c.ordered_at >= since)
             & (red_t.c.ordered_at < until))
-        for chunk in _chunks(sorted(keys)):
+        for chunk in chunks(sorted(keys)):
             add(red_t.c.idempotency_key.in_(chunk))
-        for chunk in _chunks(sorted(order_ids)):
+        for chunk in chunks(sorted(order_ids)):
             add(or_(red_t.c.vendor == vendor, red_t.c.vendor.is_(None))
                 & red_t.c.vendor_order_id.in_(chunk))
     return [found[pk] for pk in sorted(found)]
-
-
-def _chunks(items: Sequence[str]) -> list[Sequence[str]]:
-    return [items[i:i + BATCH] for i in range(0, len(items), BATCH)]

@@ -1,9 +1,6 @@
-"""Schema migrations, run through Alembic from code.
-
-``reward-poller db upgrade`` and ``open_ledger`` use these; the ``alembic`` command line
-works too, from the project folder (``alembic.ini``). The scripts ship inside the package
-as ``poller.migrations``, so an installed reward-poller can migrate without the source tree.
-"""
+"""Schema migrations, run through Alembic from code (``reward-poller db upgrade``,
+``open_ledger``); the ``alembic`` command line works too, from the project folder. The
+scripts ship inside the package as ``poller.migrations``."""
 
 from __future__ import annotations
 
@@ -32,20 +29,16 @@ from poller.ledger.sql import (
 
 def alembic_config(*, url: str | None = None, connection: Connection | None = None,
                    schema: str | None = None) -> Config:
-    """An Alembic Config for the packaged scripts. ``migrations/env.py`` uses ``connection``
-    as it is (inside the caller's transaction, in the schema of its engine), else ``url``
-    and ``schema``."""
+    """Config for the packaged scripts. ``migrations/env.py`` uses ``connection`` as it is
+    (inside the caller's transaction, in its engine's schema), else ``url`` and ``schema``."""
     cfg = Config()
     location = str(resources.files("poller.migrations"))
     cfg.set_main_option("script_location", location.replace("%", "%%"))
     # Running from code: leave the application's logging alone (env.py reads this).
     cfg.attributes["configure_logger"] = False
-    if url is not None:
-        cfg.attributes["url"] = url
-    if connection is not None:
-        cfg.attributes["connection"] = connection
-    if schema is not None:
-        cfg.attributes["schema"] = schema
+    for name, value in (("url", url), ("connection", connection), ("schema", schema)):
+        if value is not None:
+            cfg.attributes[name] = value
     return cfg
 
 
@@ -56,9 +49,15 @@ def _script() -> ScriptDirectory:
 def head() -> str:
     """The revision this version of reward-poller needs."""
     found = _script().get_current_head()
-    if found is None:  # pragma: no cover - the package always ships 0001
-        raise LedgerNotMigrated("reward-poller ships no migrations: the install is broken")
+    assert found is not None  # the package always ships 0001
     return found
+
+
+def _known(revision: str) -> bool:
+    try:
+        return _script().get_revision(revision) is not None
+    except CommandError:
+        return False
 
 
 @contextmanager
@@ -86,9 +85,8 @@ def describe(engine: Engine) -> str:
 
 
 def create_schema(conn: Connection) -> None:
-    """PostgreSQL: create the ledger's schema unless it exists. Under the migration lock,
-    so two processes upgrading at once do not both try (IF NOT EXISTS alone can still fail
-    on the race)."""
+    """PostgreSQL: create the ledger's schema unless it exists, under the migration lock
+    (IF NOT EXISTS alone can still fail when two processes race)."""
     schema = ledger_schema(conn)
     if schema is None or conn.dialect.name != "postgresql":
         return
@@ -111,13 +109,9 @@ class Migration:
 
 @dataclass(frozen=True)
 class Revision:
-    """Where a ledger's schema stands against the revision this version needs."""
-
-    current: str | None
-    """None: no reward-poller tables yet."""
+    current: str | None  # None: no reward-poller tables yet
     head: str
-    known: bool
-    """False: a revision this version does not ship (a newer reward-poller migrated it)."""
+    known: bool  # False: a revision a newer reward-poller migrated to
 
     @property
     def at_head(self) -> bool:
@@ -126,20 +120,17 @@ class Revision:
 
 def upgrade(url: str | Engine, revision: str = "head", *,
             schema: str | None = None) -> Migration:
-    """Bring the database at ``url`` (or on ``engine``) up to ``revision``, in one
-    transaction: on SQLite it holds the write lock, on PostgreSQL an advisory lock, so
-    processes starting together migrate one after the other, never twice. The revisions
-    before and after are read inside that transaction, so they are the ones this call saw,
-    even when another process migrated just before. ``schema`` (PostgreSQL, with a URL; an
-    engine brings its own): created first unless it exists."""
+    """Bring the database up to ``revision`` in one transaction, holding SQLite's write lock
+    or PostgreSQL's migration lock, so processes starting together migrate one after the
+    other, never twice; the revisions before and after are the ones this call saw.
+    ``schema`` (PostgreSQL, with a URL; an engine brings its own): created if missing."""
     with _engine(url, schema) as engine:
         try:
             with write_transaction(engine) as conn:
                 create_schema(conn)
                 before = _context(conn).get_current_revision()
                 command.upgrade(alembic_config(connection=conn), revision)
-                after = _context(conn).get_current_revision()
-            return Migration(before=before, after=after)
+                return Migration(before=before, after=_context(conn).get_current_revision())
         except CommandError as e:
             raise LedgerNotMigrated(
                 f"cannot migrate the ledger database {describe(engine)}: {e}. "
@@ -154,48 +145,32 @@ def downgrade(url: str | Engine, revision: str, *, schema: str | None = None) ->
 
 
 def current(url: str | Engine, *, schema: str | None = None) -> str | None:
-    """The revision the database is at, None if it has no reward-poller schema."""
     with _engine(url, schema) as engine, read_transaction(engine) as conn:
         return _context(conn).get_current_revision()
 
 
 def schema_revision(url: str | Engine, *, schema: str | None = None) -> Revision:
-    """The ledger's revision, and whether this version of reward-poller knows it."""
     found = current(url, schema=schema)
-    known = True
-    if found is not None:
-        try:
-            known = _script().get_revision(found) is not None
-        except CommandError:
-            known = False
-    return Revision(current=found, head=head(), known=known)
-
-
-def is_up_to_date(engine: Engine) -> bool:
-    with read_transaction(engine) as conn:
-        heads = set(_context(conn).get_current_heads())
-    return heads == set(_script().get_heads())
+    return Revision(current=found, head=head(), known=found is None or _known(found))
 
 
 def check(engine: Engine) -> None:
     """LedgerNotMigrated, saying what to do, unless the schema is the one this version needs."""
-    if is_up_to_date(engine):
-        return
-    found = current(engine)
+    state = schema_revision(engine)
     where = f"the ledger database {describe(engine)}"
-    if found is None:
+    if state.at_head:
+        return
+    if state.current is None:
         raise LedgerNotMigrated(
             f"{where} has no reward-poller tables yet: run `reward-poller db upgrade` first"
         )
-    try:
-        _script().get_revision(found)
-    except CommandError:
+    if not state.known:
         raise LedgerNotMigrated(
-            f"{where} is at revision {found!r}, which this version of reward-poller does not "
-            f"know (it needs {head()!r}): it was migrated by a newer reward-poller; upgrade "
-            "reward-poller instead"
-        ) from None
+            f"{where} is at revision {state.current!r}, which this version of reward-poller "
+            f"does not know (it needs {state.head!r}): it was migrated by a newer "
+            "reward-poller; upgrade reward-poller instead"
+        )
     raise LedgerNotMigrated(
-        f"{where} is at revision {found!r} but this version needs {head()!r}: "
+        f"{where} is at revision {state.current!r} but this version needs {state.head!r}: "
         "run `reward-poller db upgrade` first"
     )

@@ -1,15 +1,10 @@
-"""The redemption as the ledger stores it beside the raw payload: ``redemptions.redemption``.
+"""The redemption as the ledger stores it beside the raw payload (``redemptions.redemption``),
+read by the source's adapter once, when recorded, so no step parses a payload again.
 
-The source's adapter reads a payload into a ``Redemption`` once, when it is recorded; the
-ledger keeps that model as one JSON object and hands it back on every ``LedgerEntry``, so no
-step parses a stored payload again.
-
-Why one JSON column and not typed columns: a redemption is nested (the contact, the
-shipping address, the reward's metadata, which is whatever object the source sent, and the
-list of problems), so typed columns would take some twenty columns and a child table for
-the problems; nothing queries inside it (the fields the ledger filters on, reward and
-e-mail, have typed columns of their own); and, like the payload, JSON text reads back
-byte for byte the same on SQLite and PostgreSQL. ``raw`` is not repeated: it is the payload.
+One JSON column, not typed ones: a redemption is nested (contact, shipping, the source's
+own metadata object, a list of problems), so typed columns would take some twenty columns
+and a child table; nothing queries inside it (reward and e-mail have typed columns); and
+JSON text reads back byte for byte alike on SQLite and PostgreSQL. ``raw`` is the payload.
 
 The shape (``FORMAT`` 1)::
 
@@ -19,9 +14,8 @@ The shape (``FORMAT`` 1)::
                   "phone_number"} | null,
      "points", "quantity", "created_at", "metadata": {...}, "problems": [...]}
 
-or ``{"format": 1, "unreadable": "why"}`` for a payload that could not be read into a
-redemption (only rows recorded before this column existed; see migration 0006, which
-writes this same shape for them).
+or ``{"format": 1, "unreadable": "why"}`` for a payload that could not be read (rows
+recorded before the column existed; migration 0006 writes this same shape).
 """
 
 from __future__ import annotations
@@ -40,23 +34,22 @@ _SHIPPING = ("address", "address_2", "city", "state", "zip", "country", "phone_n
 
 
 def _plain(value: Any) -> Any:
-    # Metadata comes from JSON, but a caller may hand read-only mappings or tuples.
+    # Values come from JSON, but a caller may hand read-only mappings or tuples.
     if isinstance(value, Mapping):
         return dict(value)
     if isinstance(value, Sequence) and not isinstance(value, str | bytes):
         return list(value)
-    raise TypeError(f"redemption value of type {type(value).__name__} is not JSON")
+    raise TypeError(f"payload value of type {type(value).__name__} is not JSON")
 
 
-def _encode(value: dict[str, Any]) -> str:
-    """JSON text as the payload is stored: ``ensure_ascii`` escapes NUL and lone
-    surrogates, so any text a source sent can be stored, and reads back unchanged."""
+def encode_json(value: Mapping[str, Any]) -> str:
+    """JSON text as the ledger stores it: ``ensure_ascii`` escapes NUL and lone surrogates,
+    so any text a source sent can be stored, and reads back unchanged."""
     return json.dumps(value, ensure_ascii=True, separators=(",", ":"), default=_plain)
 
 
 def encode_redemption(redemption: Redemption) -> str:
-    """``redemption`` as stored, without ``raw`` (the payload column holds it)."""
-    return _encode({
+    return encode_json({
         "format": FORMAT,
         "source": redemption.source,
         "id": redemption.id,
@@ -73,8 +66,7 @@ def encode_redemption(redemption: Redemption) -> str:
 
 
 def encode_unreadable(reason: str) -> str:
-    """What is stored for a payload that could not be read into a redemption."""
-    return _encode({"format": FORMAT, "unreadable": reason})
+    return encode_json({"format": FORMAT, "unreadable": reason})
 
 
 def _text(data: Mapping[str, Any], name: str) -> str | None:

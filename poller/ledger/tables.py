@@ -1,14 +1,13 @@
-"""The ledger schema, in SQLAlchemy Core. ``migrations/versions`` must build exactly this;
-``tests/ledger/test_ledger_migrations.py`` compares the two on SQLite and PostgreSQL.
-
-Every column type here works the same on both databases: times go in and come out as
-timezone-aware UTC, amounts come back as the exact ``Decimal`` that went in.
+"""The ledger schema in SQLAlchemy Core; ``migrations/versions`` must build exactly this
+(``tests/ledger/test_ledger_migrations.py`` compares them). Every type works alike on both
+databases: times come out timezone-aware UTC, amounts as the exact ``Decimal`` that went in.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import (
     Boolean,
@@ -45,8 +44,7 @@ metadata = MetaData(
 
 
 class UTCDateTime(TypeDecorator[datetime]):
-    """``timestamptz`` on PostgreSQL; on SQLite, which has no time type, a text timestamp
-    always written in UTC so that text order is time order and the zone can be put back."""
+    """``timestamptz``; on SQLite, text always in UTC: text order is time order."""
 
     impl = DateTime(timezone=True)
     cache_ok = True
@@ -66,8 +64,8 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 class DecimalText(TypeDecorator[Decimal]):
-    """A Decimal stored as its own text: ``Numeric`` is a float on SQLite and pads the scale
-    on PostgreSQL, and the amount ordered must be exactly the amount decided."""
+    """A Decimal as its own text: ``Numeric`` is a float on SQLite and pads the scale on
+    PostgreSQL, and the amount ordered must be exactly the amount decided."""
 
     impl = Text
     cache_ok = True
@@ -80,7 +78,6 @@ class DecimalText(TypeDecorator[Decimal]):
 
 
 class CleanText(TypeDecorator[str]):
-    """Text with the characters no database can store (NUL, lone surrogates) replaced."""
 
     impl = Text
     cache_ok = True
@@ -90,7 +87,6 @@ class CleanText(TypeDecorator[str]):
 
 
 class StateType(TypeDecorator[State]):
-    """A ``State``, stored as its value."""
 
     impl = String(32)
     cache_ok = True
@@ -102,20 +98,23 @@ class StateType(TypeDecorator[State]):
         return None if value is None else State(value)
 
 
-redemptions = Table(
+def _table(name: str, *items: Any, key: str = "id") -> Table:
+    """A table keyed by a ``key`` that only grows (SQLite may otherwise reuse the largest
+    one after a delete)."""
+    return Table(name, metadata, Column(key, Integer, primary_key=True, autoincrement=True),
+                 *items, sqlite_autoincrement=True)
+
+
+redemptions = _table(
     "redemptions",
-    metadata,
-    Column("pk", Integer, primary_key=True, autoincrement=True),
     Column("source", CleanText, nullable=False),
     Column("redemption_id", CleanText, nullable=False),
     Column("state", StateType, nullable=False),
-    # The raw payload as JSON text (poller.ledger.encode_payload), byte-for-byte the same on
+    # The raw payload as JSON text (stored_redemption.encode_json), byte for byte alike on
     # both databases; nothing queries inside it, so no JSONB.
     Column("payload", Text, nullable=False),
-    # The redemption the source's adapter read from the payload when it was recorded, as
-    # one JSON object (poller.ledger.stored_redemption says why one column and not typed
-    # ones): the steps read it and never parse the payload again. Added and filled for the
-    # rows already there by migration 0006; NULL only if a row was written around it.
+    # The redemption as read when recorded (poller.ledger.stored_redemption). Added and
+    # filled by migration 0006; NULL only if a row was written around it.
     Column("redemption", Text),
     Column("reward_id", CleanText),
     Column("reward_name", CleanText),
@@ -163,14 +162,11 @@ redemptions = Table(
     # spent_since() and the spend guard: one currency's orders since midnight are one range
     # scan of this index, however many days of orders the table holds.
     Index("ix_redemptions_currency_ordered_at", "currency", "ordered_at"),
-    # Ids must only grow (SQLite otherwise may reuse the largest one after a delete).
-    sqlite_autoincrement=True,
+    key="pk",
 )
 
-events = Table(
+events = _table(
     "events",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
     Column("redemption_pk", Integer, ForeignKey("redemptions.pk"), nullable=False),
     Column("at", UTCDateTime, nullable=False),
     Column("from_state", StateType),
@@ -181,22 +177,18 @@ events = Table(
     Column("actor", CleanText),
     # events(pk): one redemption's story in append order, whatever the size of the history.
     Index("ix_events_redemption_pk_id", "redemption_pk", "id"),
-    sqlite_autoincrement=True,
 )
 
-polls = Table(
+polls = _table(
     "polls",
-    metadata,
     # Poll ids only grow: last_seen_poll < poll_id means "not seen by that poll".
     # last_successful_poll() walks this key backwards to the first ok row: no index needed.
-    Column("id", Integer, primary_key=True, autoincrement=True),
     Column("started_at", UTCDateTime, nullable=False),
     Column("finished_at", UTCDateTime),
     Column("ok", Boolean, nullable=False, default=False, server_default=false()),
     Column("complete", Boolean, nullable=False, default=False, server_default=false()),
     Column("seen", Integer, nullable=False, default=0, server_default=text("0")),
     Column("error", CleanText),
-    sqlite_autoincrement=True,
 )
 
 cache = Table(
@@ -211,23 +203,18 @@ cache = Table(
     Column("updated_at", UTCDateTime, nullable=False),
 )
 
-request_log = Table(
+request_log = _table(
     "request_log",
-    metadata,
     # One row per request sent to a rate-limited upstream (``scope``, e.g. "influitive"):
     # the shared, rolling-window request budget of every worker on this ledger.
-    Column("id", Integer, primary_key=True, autoincrement=True),
     Column("scope", CleanText, nullable=False),
     Column("at", UTCDateTime, nullable=False),
     Index("ix_request_log_scope_at", "scope", "at"),
-    sqlite_autoincrement=True,
 )
 
 # The books audit (``poller.ledger.audit``): one row per run, one per discrepancy found.
-audit_runs = Table(
+audit_runs = _table(
     "audit_runs",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
     Column("started_at", UTCDateTime, nullable=False),
     Column("finished_at", UTCDateTime, nullable=False),
     # The period audited: orders created in [since, until).
@@ -242,13 +229,10 @@ audit_runs = Table(
     # Per vendor, as JSON text (``poller.ledger.audit.vendor_summary``): counts by status, spend
     # by currency in minor units, and why a list could not be read or audited.
     Column("vendors", Text, nullable=False),
-    sqlite_autoincrement=True,
 )
 
-audit_discrepancies = Table(
+audit_discrepancies = _table(
     "audit_discrepancies",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
     Column("run_id", Integer, ForeignKey("audit_runs.id"), nullable=False),
     Column("vendor", CleanText, nullable=False),
     Column("kind", String(16), nullable=False),
@@ -259,5 +243,4 @@ audit_discrepancies = Table(
     Column("action", CleanText, nullable=False),
     # One run's discrepancies, in the order found.
     Index("ix_audit_discrepancies_run_id_id", "run_id", "id"),
-    sqlite_autoincrement=True,
 )

@@ -16,8 +16,7 @@ from sqlalchemy.engine import make_url
 
 from poller.domain.model import INFLUITIVE, Contact, Redemption
 from poller.ledger import LedgerUnavailable, migrate, open_ledger
-from poller.ledger.sql import LedgerTimeouts
-from poller.ledger.sql.locks import RECORD_LOCK
+from poller.ledger.sql import RECORD_LOCK, LedgerTimeouts
 from tests.ledger.conftest import pg_schema
 from tests.system.cli.conftest import Standins, run_cli
 
