@@ -1,27 +1,22 @@
-"""HTTP plumbing shared by the vendor adapters (not a vendor: the registry skips ``base``).
-
-* ``WitnessClient``: an ``ApiClient`` (``poller.transport``) that remembers the transport
-  error of every attempt (``bearer_client`` builds one with the usual headers).
-* ``call``: one logical call through the shared retry loop with transport errors classified
-  (``UnknownOutcome`` when a create may have reached the vendor, else
-  ``TransientVendorError``).
-* ``scrub``: vendor text made safe to quote (no secret, no URL, one line, bounded).
-* ``json_or_none``, ``obj``, ``mask_email``: reading answers.
-* ``http_base_url``: the ``base_url`` check of the adapters' Settings.
-* ``unavailable_or_config``: a product the vendor would not sell, decided by its catalog.
-"""
+"""HTTP plumbing shared by the vendor adapters (not a vendor: the registry skips ``base``):
+the retry loop's calls with transport errors classified, vendor text made safe to quote,
+``ApiVendor`` (what the Tremendous, Tango and Giftbit adapters share) and ``ListBook`` (their
+order lists, for the books audit)."""
 
 from __future__ import annotations
 
+import difflib
 import re
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
-from decimal import Decimal
-from typing import Any
+from decimal import Decimal, InvalidOperation
+from typing import Any, ClassVar, NoReturn
 from urllib.parse import urlsplit
 
 import httpx
 import structlog
+from pydantic import SecretStr
 
 from poller.domain.errors import (
     ConfigFixable,
@@ -35,15 +30,24 @@ from poller.domain.errors import (
 from poller.domain.keys import is_our_key
 from poller.domain.money import CurrencyProblem, minor_units, parse_currency
 from poller.domain.orders import VendorOrder
-from poller.transport import ApiClient, RetryPolicy, describe, nothing_was_sent, send
+from poller.ports import ProductCheck
+from poller.transport import (
+    ApiClient,
+    RetryPolicy,
+    describe,
+    nothing_was_sent,
+    retry_after_of,
+    send,
+)
 
 log = structlog.get_logger(__name__)
 
 ATTEMPT_ERRORS = "reward_poller.attempt_errors"
-"""The extension key under which each logical call collects the transport errors of its
-attempts (see ``WitnessClient``)."""
+"""The extension key under which each logical call collects its attempts' transport errors."""
 
 USER_AGENT = "reward-poller"
+PAGE_SIZE = 100
+"""Orders asked for per page of an order list (Tremendous documents at most 100)."""
 
 _URL = re.compile(r"https?://\S+", re.IGNORECASE)
 MAX_QUOTED = 300
@@ -54,8 +58,7 @@ class WitnessClient(ApiClient):
 
     ``transport.send`` retries inside one call and re-raises only the *last* error: a first
     attempt that timed out after sending (the order may exist) followed by a refused
-    connection would otherwise look like "nothing was sent". The adapter reads the whole
-    list before it calls an outcome transient.
+    connection would otherwise look like "nothing was sent".
     """
 
     def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
@@ -66,21 +69,6 @@ class WitnessClient(ApiClient):
             if isinstance(errors, list):
                 errors.append(exc)
             raise
-
-
-def bearer_client(base_url: str, token: str, *, timeout: Any,
-                  transport: httpx.BaseTransport | None) -> WitnessClient:
-    """A ``WitnessClient`` for ``base_url`` sending ``Authorization: Bearer <token>``."""
-    return WitnessClient(
-        base_url=base_url + "/",
-        headers={
-            "Authorization": f"Bearer {token}",
-            "Accept": "application/json",
-            "User-Agent": USER_AGENT,
-        },
-        timeout=timeout,
-        transport=transport,
-    )
 
 
 def origin(url: str) -> str:
@@ -190,16 +178,11 @@ def unavailable_or_config(
     status: int | None, listing: Callable[[], list[str] | None],
 ) -> VendorError:
     """What an order the vendor refused as unavailable means, decided by the vendor's own
-    catalog, never by the wording of its message.
+    catalog, never by the wording of its message (docs/vendors.md, "An unavailable product").
 
     ``listing`` reads the catalog: None when it does not list ``product``, else what keeps
-    ``amount`` ``currency`` from being ordered from it (empty: nothing). Listed and taking
-    that currency and value: the product is unavailable (``ProductUnavailable``, refused by
-    default). Unknown, or the value or currency outside what it takes: the configuration
-    (``ConfigFixable``, held). A catalog that cannot be read decides nothing: the error
-    keeps the redemption waiting (transient, or operator-facing for credentials), so it is
-    asked again later and never refused on a guess. ``refusal`` is the vendor's answer, as
-    the adapter quotes it.
+    ``amount`` ``currency`` from being ordered from it (empty: nothing). A catalog that
+    cannot be read decides nothing: the redemption waits and is never refused on a guess.
     """
     try:
         problems = listing()
@@ -233,9 +216,6 @@ def unavailable_or_config(
         f"{amount} {currency}: the reward is unavailable ({refusal})",
         vendor=vendor, status=status,
     )
-
-
-# --- reading order lists (the books audit) ----------------------------------------------
 
 
 def minor_amount(value: Any, currency: Any) -> int | None:
@@ -276,7 +256,7 @@ def rfc3339(moment: datetime) -> str:
 
 
 class SameKeyBook:
-    """For an ``OrderBook`` whose vendor records our idempotency key as it was sent."""
+    """An ``OrderBook`` whose vendor records our idempotency key as it was sent."""
 
     def vendor_key(self, idempotency_key: str) -> str:
         return idempotency_key
@@ -312,3 +292,175 @@ def read_pages(
                 total is None and len(items) < page_size):
             return
 
+
+
+def decimal_of(value: Any) -> Decimal | None:
+    """A finite number from a JSON value (a number or a numeric string), else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None
+
+
+def int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def check_listed(
+    catalog: Mapping[str, Mapping[str, Any]] | None, product: str | None, amount: Decimal,
+    currency: str, problems_of: Callable[[Mapping[str, Any], Decimal, str], list[str]], *,
+    needs: str, unread: str, unknown: str,
+) -> ProductCheck:
+    """``check`` for one product of a catalog read whole (None: it could not be read), with
+    a suggestion for a mistyped id."""
+
+    def result(ok: bool, detail: str) -> ProductCheck:
+        return ProductCheck(product=product, amount=amount, currency=currency, ok=ok,
+                            detail=detail)
+
+    if not product:
+        return result(False, needs)
+    if catalog is None:
+        return result(False, f"not checked: {unread}")
+    found = catalog.get(product)
+    if found is None:
+        hint = difflib.get_close_matches(product, list(catalog), n=1)
+        return result(False, unknown + (f" (did you mean {hint[0]}?)" if hint else ""))
+    problems = problems_of(found, amount, currency)
+    return result(not problems, "; ".join(problems) if problems else str(found.get("name")
+                                                                           or product))
+
+
+class ApiVendor:
+    """What the Tremendous, Tango and Giftbit adapters share: one client pool, the calls
+    through the shared retry loop, and the answers they all read alike. Secrets: the key
+    lives in the client only, and vendor texts are scrubbed of it before they are quoted."""
+
+    name: ClassVar[str]
+    label: ClassVar[str]
+    thing: ClassVar[str] = "order"
+    credential: ClassVar[str] = "API key"
+    ok_statuses: ClassVar[range] = range(200, 300)
+
+    def __init__(self, base_url: str, api_key: str | SecretStr, *,
+                 policy: RetryPolicy = RetryPolicy(),
+                 transport: httpx.BaseTransport | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self._key = api_key if isinstance(api_key, SecretStr) else SecretStr(api_key)
+        self.base_url = base_url.rstrip("/")
+        self._policy = policy
+        self._sleep = sleep
+        self._client = self._make_client(transport)
+
+    def _make_client(self, transport: httpx.BaseTransport | None) -> WitnessClient:
+        return WitnessClient(
+            base_url=self.base_url + "/",
+            headers={"Authorization": f"Bearer {self._key.get_secret_value()}",
+                     "Accept": "application/json", "User-Agent": USER_AGENT},
+            timeout=self._policy.timeout, transport=transport,
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.base_url!r})"
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _call(self, method: str, path: str, *, creates: bool = False, **kwargs: Any,
+              ) -> httpx.Response:
+        return call(self._client, method, path, policy=self._policy, sleep=self._sleep,
+                    vendor=self.name, label=self.label, where=f"{method} /{path.split('/')[0]}",
+                    creates=creates, thing=self.thing, **kwargs)
+
+    def _get(self, path: str, what: str, **kwargs: Any) -> tuple[Any, int]:
+        """A read that must succeed: its JSON (None when not JSON) and status; any other
+        answer raises the mapped error."""
+        response = self._call("GET", path, **kwargs)
+        if response.status_code not in self.ok_statuses:
+            self._raise_for(response, what)
+        return json_or_none(response), response.status_code
+
+    def _missing(self, status: int, what: str, thing: str) -> TransientVendorError:
+        """A read answered without what it is for: asking again later is safe."""
+        return TransientVendorError(f"{self.label} answered HTTP {status} to {what} without "
+                                    f"{thing}", vendor=self.name, status=status)
+
+    def _scrub(self, text: str) -> str:
+        return scrub(text, self._key.get_secret_value())
+
+    def _raise_for(self, response: httpx.Response, what: str, *,
+                   creating: Any = None) -> NoReturn:
+        raise NotImplementedError
+
+    def _failed(self, error: VendorError, what: str, **fields: Any) -> NoReturn:
+        log.warning("vendor.call.failed", vendor=self.name, call=what,
+                    http_status=error.status, error_class=type(error).__name__, **fields)
+        raise error
+
+    def _usual_error(self, response: httpx.Response, what: str, suffix: str) -> VendorError:
+        """The answer to what every vendor says alike: the key refused, its rate limit, a
+        server error, a 404 no vendor wrote (a wrong base_url) and anything unexpected."""
+        status = response.status_code
+        label, name = self.label, self.name
+        if status in (401, 403):
+            return OperatorFacingError(
+                f"{label} rejected the {self.credential} (HTTP {status} to {what}){suffix}",
+                vendor=name, status=status)
+        if status == 429:
+            return TransientVendorError(f"{label} rate limit (HTTP 429 to {what}){suffix}",
+                                        vendor=name, status=status,
+                                        retry_after=retry_after_of(response))
+        if status >= 500:
+            return TransientVendorError(
+                f"{label} server error (HTTP {status} to {what}){suffix}",
+                vendor=name, status=status, retry_after=retry_after_of(response))
+        if status == 404:
+            return OperatorFacingError(
+                f"{label} answered HTTP 404 to {what}: is base_url right? ({self.base_url})"
+                f"{suffix}", vendor=name, status=status)
+        return OperatorFacingError(
+            f"{label} answered HTTP {status} to {what}, which this adapter does not expect"
+            f"{suffix}", vendor=name, status=status)
+
+
+class ListBook(SameKeyBook):
+    """An ``OrderBook`` over a vendor's own order list, read through its adapter's client
+    (auth, retries, error mapping), a token from ``bucket`` before each page
+    (docs/vendors.md, "Listing orders")."""
+
+    max_page_size: ClassVar[int | None] = None
+
+    def __init__(self, client: Any, *, bucket: Any, page_size: int = PAGE_SIZE) -> None:
+        top = self.max_page_size
+        if not 1 <= page_size <= (top or page_size):
+            raise ValueError(f"page_size must be between 1 and {top}" if top
+                             else "page_size must be at least 1")
+        self._v = client
+        self.vendor: str = client.name
+        self._bucket = bucket
+        self._page_size = page_size
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self._v.base_url!r})"
+
+    def close(self) -> None:
+        self._v.close()
+
+    def orders(self, since: datetime, until: datetime) -> Iterator[VendorOrder]:
+        def page(number: int, offset: int) -> tuple[list[Any], int | None]:
+            if self._bucket is not None:
+                self._bucket.acquire()
+            return self._page(since, until, number, offset)
+
+        return read_pages(page, self._order, since=since, until=until,
+                          page_size=self._page_size)
+
+    def _page(self, since: datetime, until: datetime, number: int,
+              offset: int) -> tuple[list[Any], int | None]:
+        raise NotImplementedError
+
+    def _order(self, item: Any) -> VendorOrder | None:
+        raise NotImplementedError

@@ -1,15 +1,16 @@
-"""Giftbit: the ``Vendor``, placing campaigns and looking them up."""
+"""Giftbit: placing campaigns and looking them up (``GiftbitVendor``), and its gifts as an
+order list for the books audit (``GiftbitOrderBook``); docs/vendors.md, "Giftbit" and
+"Listing orders"."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
-import httpx
 import structlog
-from pydantic import SecretStr
 
 from poller.domain.errors import (
     ConfigFixable,
@@ -18,56 +19,51 @@ from poller.domain.errors import (
     UnknownOutcome,
 )
 from poller.domain.model import OrderRequest, OrderResult, OrderStatus
-from poller.transport import RetryPolicy
-from poller.vendors.base import bearer_client, json_or_none, mask_email
-from poller.vendors.giftbit.catalog import _GiftbitCatalog
-from poller.vendors.giftbit.settings import NAME
-from poller.vendors.giftbit.wire import (
-    API_CREATING,
-    AWAITING_FUNDS,
-    CAMPAIGN_CREATED,
-    DELIVERED,
-    FUNDS_PENDING,
-    FUNDS_REQUIRED,
-    NOT_YET,
-    UNDELIVERABLE,
-    _campaign_of,
+from poller.domain.orders import OrderStatus as ListStatus
+from poller.domain.orders import VendorOrder
+from poller.vendors.base import ListBook, int_or_none, json_or_none, mask_email, obj
+from poller.vendors.giftbit.client import (
+    NAME,
+    GiftbitClient,
     _error_of,
-    _first_email,
-    _info_code,
     _is_duplicate,
     campaign_id,
+    is_our_campaign,
 )
 
 log = structlog.get_logger(__name__)
 
+FUNDS_REQUIRED = "INFO_CAMPAIGN_CREATED_FUNDS_REQUIRED"
+FUNDS_PENDING = "INFO_CAMPAIGN_CREATED_FUNDS_PENDING"
+API_CREATING = "API_CREATING"
+AWAITING_FUNDS = "AWAITING_FUNDS"
+CAMPAIGN_CREATED = "CAMPAIGN_CREATED"
+DELIVERED = frozenset({"DELIVERED"})
+UNDELIVERABLE = frozenset({"UNDELIVERABLE", "COMPLAINT", "UNSUBSCRIBED"})
+"""Final for this recipient: Giftbit will not deliver (or send again) to that address."""
+NOT_YET = frozenset({"UNSENT", "TEMPORARILY_UNDELIVERABLE"})
 
-class GiftbitVendor(_GiftbitCatalog):
+
+def _campaign_of(data: Any) -> dict[str, Any] | None:
+    campaign = obj(data).get("campaign")
+    return campaign if isinstance(campaign, dict) else None
+
+
+def _info_code(data: Any) -> str | None:
+    code = obj(obj(data).get("info")).get("code")
+    return code if isinstance(code, str) else None
+
+
+def _first_email(campaign: Mapping[str, Any]) -> str | None:
+    contacts = campaign.get("contacts")
+    if isinstance(contacts, list) and contacts and isinstance(contacts[0], dict):
+        email = contacts[0].get("email")
+        return email if isinstance(email, str) else None
+    return None
+
+
+class GiftbitVendor(GiftbitClient):
     """The ``Vendor`` (and ``CheckableVendor``) for Giftbit."""
-
-    name = NAME
-
-    def __init__(
-        self,
-        base_url: str,
-        api_key: str | SecretStr,
-        *,
-        policy: RetryPolicy = RetryPolicy(),
-        transport: httpx.BaseTransport | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        key = api_key if isinstance(api_key, SecretStr) else SecretStr(api_key)
-        self._key = key
-        self.base_url = base_url.rstrip("/")
-        self._policy = policy
-        self._sleep = sleep
-        self._client = bearer_client(self.base_url, key.get_secret_value(),
-                                     timeout=policy.timeout, transport=transport)
-
-    def __repr__(self) -> str:
-        return f"GiftbitVendor(base_url={self.base_url!r})"
-
-    # --- the Vendor protocol ---------------------------------------------------------
 
     def place_order(self, request: OrderRequest) -> OrderResult:
         if not request.product:
@@ -159,10 +155,6 @@ class GiftbitVendor(_GiftbitCatalog):
             )
         return self._result(campaign, _info_code(data), ident, fallback_email=None)
 
-    def close(self) -> None:
-        self._client.close()
-
-    # --- the configuration check -------------------------------------------------------
     def _result(self, campaign: Mapping[str, Any], info_code: str | None, ident: str, *,
                 fallback_email: str | None) -> OrderResult:
         raw = next((campaign[k] for k in ("status", "campaign_status")
@@ -245,3 +237,108 @@ class GiftbitVendor(_GiftbitCatalog):
         return OrderResult(vendor_order_id=order_id, status=OrderStatus.PENDING,
                            delivery="being sent by Giftbit", detail=detail)
 
+
+
+PACIFIC = ZoneInfo("America/Los_Angeles")
+DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+GIFT_STATUS: Mapping[str, ListStatus] = {
+    "REDEEMED": ListStatus.COMPLETE,
+    "TO_CHARITY": ListStatus.COMPLETE,  # deprecated
+    # Delivered, not claimed in time: whether Giftbit returns the value is not documented.
+    "EXPIRED": ListStatus.COMPLETE,
+    "GIVER_CANCELLED": ListStatus.CANCELLED,
+}
+"""Gift ``status`` values that decide alone; ``SENT_AND_REDEEMABLE`` is decided by the
+``delivery_status`` (``DELIVERY_STATUS``)."""
+
+DELIVERY_STATUS: Mapping[str, ListStatus] = {
+    "DELIVERED": ListStatus.COMPLETE,
+    "LINKCREATED": ListStatus.COMPLETE,  # deprecated
+    "UNSENT": ListStatus.PENDING,
+    "TEMPORARILY_UNDELIVERABLE": ListStatus.PENDING,
+    "UNDELIVERABLE": ListStatus.FAILED,
+    "UNSUBSCRIBED": ListStatus.FAILED,
+    "COMPLAINT": ListStatus.FAILED,
+}
+
+
+def gift_status(status: str, delivery: str) -> ListStatus:
+    if status in GIFT_STATUS:
+        return GIFT_STATUS[status]
+    if status == "SENT_AND_REDEEMABLE":
+        return DELIVERY_STATUS.get(delivery, ListStatus.UNKNOWN)
+    return ListStatus.UNKNOWN
+
+
+def pacific(moment: datetime) -> str:
+    """``moment`` as Giftbit's filters take it: Pacific time, ``yyyy-MM-dd HH:mm:ss``."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(PACIFIC).strftime(DATE_FORMAT)
+
+
+def from_pacific(value: Any) -> datetime | None:
+    """Giftbit's ``yyyy-MM-dd HH:mm:ss`` (Pacific) as an aware datetime (an ISO 8601 text
+    with an offset is taken as it says)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=PACIFIC) if moment.tzinfo is None else moment
+
+
+class GiftbitOrderBook(ListBook):
+    """``OrderBook`` over ``GET /gifts``: each gift is one order (``order_id`` its ``uuid``,
+    ``external_id`` its ``campaign_id``)."""
+
+    def vendor_key(self, idempotency_key: str) -> str:
+        """A gift lists its campaign's id, which is our key made to fit Giftbit's id."""
+        return campaign_id(idempotency_key)
+
+    def is_ours(self, external_id: str | None) -> bool:
+        return external_id is not None and is_our_campaign(external_id)
+
+    def _page(self, since: datetime, until: datetime, number: int,
+              offset: int) -> tuple[list[Any], int | None]:
+        what = "GET /gifts (list)"
+        # A second wider than the period: whether the filters are inclusive is not documented.
+        params = {"created_date_greater_than": pacific(since - timedelta(seconds=1)),
+                  "created_date_less_than": pacific(until + timedelta(seconds=1)),
+                  "limit": self._page_size, "offset": offset}
+        data, status = self._v._get("gifts", what, params=params)
+        page = obj(data).get("gifts")
+        if not isinstance(page, list):
+            raise self._v._missing(status, what, "a list of gifts")
+        return page, int_or_none(obj(data).get("total_count"))
+
+    def _order(self, item: Any) -> VendorOrder | None:
+        if not isinstance(item, dict) or not isinstance(item.get("uuid"), str):
+            return None
+        created = from_pacific(item.get("created_date"))
+        if created is None:
+            raise TransientVendorError(
+                f"Giftbit listed gift {item['uuid'][:40]!r} without a readable created_date",
+                vendor=NAME,
+            )
+        status = str(item.get("status") or "").upper()
+        delivery = str(item.get("delivery_status") or "").upper()
+        price = item.get("price_in_cents")
+        campaign = item.get("campaign_id")
+        brand = item.get("brand_code")
+        email = item.get("recipient_email")
+        return VendorOrder(
+            vendor=NAME,
+            order_id=item["uuid"],
+            external_id=campaign if isinstance(campaign, str) and campaign else None,
+            created_at=created.astimezone(UTC),
+            status=gift_status(status, delivery),
+            raw_status=f"{status or '?'}/{delivery or '?'}",
+            amount_minor=price if isinstance(price, int) and not isinstance(price, bool)
+            else None,
+            currency=None,
+            product=brand if isinstance(brand, str) and brand else None,
+            recipient=email if isinstance(email, str) and email else None,
+        )

@@ -1,4 +1,6 @@
-"""Tango Card: the ``Vendor``, placing orders and looking them up."""
+"""Tango Card: placing orders and looking them up (``TangoVendor``), and its own order list
+for the books audit (``TangoOrderBook``); docs/vendors.md, "Tango Card" and "Listing
+orders"."""
 
 from __future__ import annotations
 
@@ -18,22 +20,31 @@ from poller.domain.errors import (
     UnknownOutcome,
 )
 from poller.domain.model import OrderRequest, OrderResult, OrderStatus
+from poller.domain.orders import OrderStatus as ListStatus
+from poller.domain.orders import VendorOrder
 from poller.ports import Cache
 from poller.transport import RetryPolicy
-from poller.vendors.base import USER_AGENT, json_or_none, mask_email, obj
-from poller.vendors.tango.catalog import _TangoCatalog
-from poller.vendors.tango.client import _Client, _Throttle
-from poller.vendors.tango.settings import (
+from poller.vendors.base import (
+    ListBook,
+    int_or_none,
+    json_or_none,
+    mask_email,
+    minor_amount,
+    obj,
+    parse_instant,
+    rfc3339,
+)
+from poller.vendors.ratelimit import TokenBucket
+from poller.vendors.tango.client import (
+    _EXTERNAL_REF,
+    _ORDER_STATUS,
+    IN_PROCESS_KEY,
     IN_PROCESS_RETRIES,
     IN_PROCESS_WAIT,
     MIN_ORDER_INTERVAL,
     NAME,
-)
-from poller.vendors.tango.wire import (
-    _EXTERNAL_REF,
-    _ORDER_STATUS,
-    IN_PROCESS_KEY,
     NO_ORDERS_KEY,
+    TangoClient,
     _keys_of,
     _order_of,
     _reward_link,
@@ -42,10 +53,8 @@ from poller.vendors.tango.wire import (
 log = structlog.get_logger(__name__)
 
 
-class TangoVendor(_TangoCatalog):
+class TangoVendor(TangoClient):
     """The ``Vendor`` (and ``CheckableVendor``) for Tango Card RaaS v2."""
-
-    name = NAME
 
     def __init__(
         self,
@@ -63,30 +72,19 @@ class TangoVendor(_TangoCatalog):
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         min_order_interval: float = MIN_ORDER_INTERVAL,
     ) -> None:
-        key = platform_key if isinstance(platform_key, SecretStr) else SecretStr(platform_key)
-        self._key = key
-        self.base_url = base_url.rstrip("/")
         self.platform_name = platform_name
         self.customer_identifier = customer_identifier
         self.account_identifier = account_identifier
-        self._policy = policy
         self._cache = cache
-        self._sleep = sleep
         self._clock = clock
-        self._catalog: tuple[datetime, dict[str, dict[str, Any]]] | None = None
-        self._client = _Client(
-            base_url=self.base_url + "/",
-            auth=httpx.BasicAuth(platform_name, key.get_secret_value()),
-            headers={"Accept": "application/json", "User-Agent": USER_AGENT},
-            timeout=policy.timeout,
-            transport=transport,
-            throttle=_Throttle(min_order_interval, sleep, monotonic),
-        )
+        self._catalog = None
+        self._spacing = TokenBucket(1 / min_order_interval, clock=monotonic, sleep=sleep) \
+            if min_order_interval > 0 else None
+        super().__init__(base_url, platform_key, policy=policy, transport=transport,
+                         sleep=sleep)
 
     def __repr__(self) -> str:
         return f"TangoVendor(base_url={self.base_url!r}, account={self.account_identifier!r})"
-
-    # --- the Vendor protocol ---------------------------------------------------------
 
     def place_order(self, request: OrderRequest) -> OrderResult:
         key = request.idempotency_key
@@ -201,9 +199,6 @@ class TangoVendor(_TangoCatalog):
                         count=len(mine))
         return self._result(mine[0], fallback_email=None)
 
-    def close(self) -> None:
-        self._client.close()
-
     def _result(self, order: Mapping[str, Any], *, fallback_email: str | None) -> OrderResult:
         raw_status = order.get("status")
         status_text = raw_status.upper() if isinstance(raw_status, str) else ""
@@ -237,3 +232,83 @@ class TangoVendor(_TangoCatalog):
             detail=f"Tango Card order {status_text or '?'}",
         )
 
+
+
+ORDER_STATUS: Mapping[str, ListStatus] = {
+    "COMPLETE": ListStatus.COMPLETE,
+    "PENDING": ListStatus.PENDING,
+    # Partly fulfilled: some money spent, not all delivered; a person looks (raw status kept).
+    "PARTIAL": ListStatus.PENDING,
+    "FAILED": ListStatus.FAILED,  # Tango refunds the account
+}
+"""The documented order states; any other is UNKNOWN, shown as it came."""
+
+
+class TangoOrderBook(ListBook):
+    """``OrderBook`` over ``GET /orders`` for the configured account (pages numbered from
+    0); the client's own spacing applies as for orders."""
+
+    def _page(self, since: datetime, until: datetime, number: int,
+              offset: int) -> tuple[list[Any], int | None]:
+        what = "GET /orders (list)"
+        v = self._v
+        params = {"accountIdentifier": v.account_identifier,
+                  "customerIdentifier": v.customer_identifier,
+                  "startDate": rfc3339(since), "endDate": rfc3339(until),
+                  "elementsPerBlock": self._page_size, "page": number}
+        response = v._call("GET", "orders", params=params)
+        status = response.status_code
+        if status == 404 and number == 0 and NO_ORDERS_KEY in _keys_of(response):
+            return [], 0  # Tango's own "no orders found"
+        if not 200 <= status < 300:
+            v._raise_for(response, what)
+        data = obj(json_or_none(response))
+        page = data.get("orders")
+        if not isinstance(page, list):
+            raise v._missing(status, what, "a list of orders")
+        paging = obj(data.get("page"))
+        answered = int_or_none(paging.get("number"))
+        if answered is not None and answered != number:
+            raise OperatorFacingError(
+                f"Tango Card answered page {answered} when page {number} of {what} was asked "
+                "for: its page numbering is not the documented one, so the list cannot be "
+                "read completely", vendor=NAME, status=status,
+            )
+        size = int_or_none(paging.get("elementsPerBlock"))
+        if size is not None and size != self._page_size and page:
+            raise OperatorFacingError(
+                f"Tango Card answered {what} in blocks of {size} when {self._page_size} were "
+                "asked for: pages by number would skip or repeat orders",
+                vendor=NAME, status=status,
+            )
+        return page, int_or_none(paging.get("totalCount"))
+
+    def _order(self, item: Any) -> VendorOrder | None:
+        if not isinstance(item, dict) or not isinstance(item.get("referenceOrderID"), str | int):
+            return None
+        created = parse_instant(item.get("createdAt"))
+        if created is None:
+            raise TransientVendorError(
+                f"Tango Card listed order {str(item['referenceOrderID'])[:40]!r} without a "
+                "readable createdAt", vendor=NAME,
+            )
+        raw = item.get("status")
+        raw_status = raw.upper() if isinstance(raw, str) else ""
+        denomination = obj(item.get("denomination"))
+        currency = denomination.get("currencyCode")
+        amount = minor_amount(denomination.get("value"), currency)
+        external = item.get("externalRefID")
+        email = obj(item.get("recipient")).get("email")
+        utid = item.get("utid")
+        return VendorOrder(
+            vendor=NAME,
+            order_id=str(item["referenceOrderID"]),
+            external_id=external if isinstance(external, str) and external else None,
+            created_at=created,
+            status=ORDER_STATUS.get(raw_status, ListStatus.UNKNOWN),
+            raw_status=raw_status or str(raw),
+            amount_minor=amount,
+            currency=currency if amount is not None and isinstance(currency, str) else None,
+            product=utid if isinstance(utid, str) and utid else None,
+            recipient=email if isinstance(email, str) and email else None,
+        )

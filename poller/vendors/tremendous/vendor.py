@@ -1,9 +1,12 @@
-"""Tremendous: the ``Vendor``, placing orders and looking them up."""
+"""Tremendous: placing orders and looking them up (``TremendousVendor``), and its own order
+list for the books audit (``TremendousOrderBook``); docs/vendors.md, "Tremendous" and
+"Listing orders"."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -18,13 +21,24 @@ from poller.domain.errors import (
     UnknownOutcome,
 )
 from poller.domain.model import OrderRequest, OrderResult, OrderStatus
+from poller.domain.orders import OrderStatus as ListStatus
+from poller.domain.orders import VendorOrder
 from poller.transport import RetryPolicy
-from poller.vendors.base import bearer_client, mask_email, obj
-from poller.vendors.tremendous.catalog import _TremendousCatalog
-from poller.vendors.tremendous.settings import NAME, DeliveryMethod
-from poller.vendors.tremendous.wire import (
+from poller.vendors.base import (
+    PAGE_SIZE,
+    ListBook,
+    int_or_none,
+    mask_email,
+    minor_amount,
+    obj,
+    parse_instant,
+    rfc3339,
+)
+from poller.vendors.tremendous.client import (
     _ORDER_STATUS,
-    _first_reward,
+    NAME,
+    DeliveryMethod,
+    TremendousClient,
     _is_tremendous_error,
     _order_of,
 )
@@ -32,10 +46,8 @@ from poller.vendors.tremendous.wire import (
 log = structlog.get_logger(__name__)
 
 
-class TremendousVendor(_TremendousCatalog):
+class TremendousVendor(TremendousClient):
     """The ``Vendor`` for Tremendous. One instance holds one HTTP connection pool."""
-
-    name = NAME
 
     def __init__(
         self,
@@ -48,20 +60,9 @@ class TremendousVendor(_TremendousCatalog):
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        key = api_key if isinstance(api_key, SecretStr) else SecretStr(api_key)
-        self._key = key
-        self.base_url = base_url.rstrip("/")
+        super().__init__(base_url, api_key, policy=policy, transport=transport, sleep=sleep)
         self.funding_source_id = funding_source_id
-        self.delivery_method: DeliveryMethod = delivery_method
-        self._policy = policy
-        self._sleep = sleep
-        self._client = bearer_client(self.base_url, key.get_secret_value(),
-                                     timeout=policy.timeout, transport=transport)
-
-    def __repr__(self) -> str:
-        return f"TremendousVendor(base_url={self.base_url!r})"
-
-    # --- the Vendor protocol ---------------------------------------------------------
+        self.delivery_method = delivery_method
 
     def place_order(self, request: OrderRequest) -> OrderResult:
         if not request.product:
@@ -161,9 +162,6 @@ class TremendousVendor(_TremendousCatalog):
             return self._result(order, fallback_email=None)
         self._raise_for(response, "GET /orders/<key>")
 
-    def close(self) -> None:
-        self._client.close()
-
     def _result(self, order: Mapping[str, Any], *, fallback_email: str | None) -> OrderResult:
         raw_status = order.get("status")
         status_text = raw_status.upper() if isinstance(raw_status, str) else ""
@@ -172,7 +170,9 @@ class TremendousVendor(_TremendousCatalog):
             log.warning("vendor.order.unknown_status", vendor=NAME, order_id=order.get("id"),
                         status=str(raw_status)[:40])
             status = OrderStatus.PENDING
-        reward = _first_reward(order)
+        rewards = order.get("rewards")
+        reward = rewards[0] if isinstance(rewards, list) and rewards \
+            and isinstance(rewards[0], dict) else {}
         delivery = obj(reward.get("delivery"))
         recipient = obj(reward.get("recipient"))
         method = delivery.get("method") if isinstance(delivery.get("method"), str) else None
@@ -215,3 +215,80 @@ class TremendousVendor(_TremendousCatalog):
             detail=detail,
         )
 
+
+ORDER_STATUS: Mapping[str, ListStatus] = {
+    "EXECUTED": ListStatus.COMPLETE,
+    "OPEN": ListStatus.PENDING,
+    "PENDING APPROVAL": ListStatus.PENDING,
+    "PENDING INTERNAL PAYMENT APPROVAL": ListStatus.PENDING,
+    "CART": ListStatus.PENDING,  # retired, tolerated
+    "PENDING SETTLEMENT": ListStatus.PENDING,  # retired, tolerated
+    "CANCELED": ListStatus.CANCELLED,
+    "FAILED": ListStatus.FAILED,
+}
+"""The order list's states; any other is UNKNOWN, shown as it came."""
+
+
+class TremendousOrderBook(ListBook):
+    """``OrderBook`` over ``GET /orders`` (offset paging, newest first)."""
+
+    max_page_size = PAGE_SIZE
+
+    def _page(self, since: datetime, until: datetime, number: int,
+              offset: int) -> tuple[list[Any], int | None]:
+        what = "GET /orders (list)"
+        params = {"offset": offset, "limit": self._page_size,
+                  "created_at[gte]": rfc3339(since), "created_at[lte]": rfc3339(until)}
+        data, status = self._v._get("orders", what, params=params)
+        page = obj(data).get("orders")
+        if not isinstance(page, list):
+            raise self._v._missing(status, what, "a list of orders")
+        return page, int_or_none(obj(data).get("total_count"))
+
+    def _order(self, item: Any) -> VendorOrder | None:
+        if not isinstance(item, dict) or not isinstance(item.get("id"), str | int):
+            return None
+        created = parse_instant(item.get("created_at"))
+        if created is None:
+            raise TransientVendorError(
+                f"Tremendous listed order {str(item['id'])[:40]!r} without a readable "
+                "created_at", vendor=NAME,
+            )
+        raw = item.get("status")
+        raw_status = raw.upper() if isinstance(raw, str) else ""
+        rewards = [r for r in item.get("rewards") or [] if isinstance(r, dict)] \
+            if isinstance(item.get("rewards"), list) else []
+        amount, currency = _amount(rewards)
+        first = rewards[0] if rewards else {}
+        products = first.get("products")
+        email = obj(first.get("recipient")).get("email")
+        external = item.get("external_id")
+        return VendorOrder(
+            vendor=NAME,
+            order_id=str(item["id"]),
+            external_id=external if isinstance(external, str) and external else None,
+            created_at=created,
+            status=ORDER_STATUS.get(raw_status, ListStatus.UNKNOWN),
+            raw_status=raw_status or str(raw),
+            amount_minor=amount,
+            currency=currency,
+            product=products[0] if isinstance(products, list) and products
+            and isinstance(products[0], str) else None,
+            recipient=email if isinstance(email, str) and email else None,
+        )
+
+
+def _amount(rewards: list[dict[str, Any]]) -> tuple[int | None, str | None]:
+    """The order's face value: the sum of its rewards' ``value.denomination`` in one
+    currency (None when a reward has none, or they differ in currency)."""
+    total = 0
+    currency: str | None = None
+    for reward in rewards:
+        value = obj(reward.get("value"))
+        code = value.get("currency_code")
+        minor = minor_amount(value.get("denomination"), code)
+        if minor is None or not isinstance(code, str) or (currency not in (None, code)):
+            return None, None
+        currency = code
+        total += minor
+    return (total, currency) if currency is not None else (None, None)
