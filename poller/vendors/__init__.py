@@ -32,13 +32,10 @@ class BuildContext:
     """What every vendor gets besides its own settings."""
 
     policy: RetryPolicy
-    cache: Cache | None = None
-    """Durable cache in the ledger (None in tests that do not need one)."""
+    cache: Cache | None = None  # the ledger's (None in tests that need none)
     rate_limit_per_second: float | None = None
-    """For an order book (``build_order_book``): the section's ``rate_limit_per_second``
-    (``Config.vendor_rate_limit``); None: the vendor's documented default
-    (``ratelimit.DEFAULT_RATE_LIMITS``). ``build_vendor`` ignores it: ``ratelimit.limited``
-    wraps the vendor instead."""
+    """For an order book: the section's ``rate_limit_per_second`` (None: the vendor's
+    default). ``build_vendor`` ignores it: ``ratelimit.limited`` wraps the vendor instead."""
 
 # Modules in this package that are not vendors a user can configure.
 _NOT_VENDORS = frozenset({"fake", "base", "ratelimit"})
@@ -50,9 +47,7 @@ COMMON_KEYS = frozenset({"rate_limit_per_second"})
 
 class _Common(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    rate_limit_per_second: float | None = Field(default=None, ge=0)
-    """Most vendor calls a second (0: no limit); default per vendor in
-    ``poller.vendors.ratelimit.DEFAULT_RATE_LIMITS``."""
+    rate_limit_per_second: float | None = Field(default=None, ge=0)  # 0: no limit
 
 
 def rate_limit(name: str, raw: Mapping[str, Any]) -> float | None:

@@ -28,6 +28,7 @@ from poller.domain.errors import (
     VendorUnreachable,
 )
 from poller.domain.keys import is_our_key
+from poller.domain.model import OrderResult
 from poller.domain.money import CurrencyProblem, minor_units, parse_currency
 from poller.domain.orders import VendorOrder
 from poller.ports import ProductCheck
@@ -342,6 +343,7 @@ class ApiVendor:
     name: ClassVar[str]
     label: ClassVar[str]
     thing: ClassVar[str] = "order"
+    key_name: ClassVar[str]
     credential: ClassVar[str] = "API key"
     ok_statuses: ClassVar[range] = range(200, 300)
 
@@ -390,6 +392,45 @@ class ApiVendor:
 
     def _scrub(self, text: str) -> str:
         return scrub(text, self._key.get_secret_value())
+
+    def lookup(self, idempotency_key: str) -> OrderResult | None:
+        raise NotImplementedError
+
+    def _created(self, status: int, order: dict[str, Any] | None, another: bool,
+                 what: str) -> dict[str, Any]:
+        """The order a create's success answer carries. Without one, or with one under
+        another key, the order may or may not exist: UnknownOutcome (looked up by key)."""
+        if order is None:
+            log.warning("vendor.call.outcome_unknown", vendor=self.name, call=what,
+                        http_status=status, error=f"{status} without the {self.thing}")
+        if order is None or another:
+            said = (f"with a body that is not the {self.thing}: it may or may not exist"
+                    if order is None else f"with the {self.thing} of another {self.key_name}")
+            raise UnknownOutcome(f"{self.label} answered HTTP {status} to {what} {said}",
+                                 vendor=self.name, status=status)
+        return order
+
+    def _found(self, status: int, order: dict[str, Any] | None, another: bool,
+               what: str) -> dict[str, Any]:
+        """The order a look-up's success answer carries; without one, asking again later is
+        safe; one under another key needs a person."""
+        if order is None:
+            raise TransientVendorError(f"{self.label} answered HTTP {status} to {what} with a "
+                                       f"body that is not the {self.thing}",
+                                       vendor=self.name, status=status)
+        if another:
+            raise OperatorFacingError(
+                f"{self.label} answered the look-up by {self.key_name} with the {self.thing} "
+                f"of another {self.key_name}", vendor=self.name, status=status)
+        return order
+
+    def _repeat(self, key: str, status: int) -> OrderResult | None:
+        """A create refused as a repeat of our key: the order already placed under it."""
+        found = self.lookup(key)
+        if found is not None:
+            log.info("vendor.order.repeat", vendor=self.name, key=key,
+                     order_id=found.vendor_order_id, http_status=status)
+        return found
 
     def _raise_for(self, response: httpx.Response, what: str, *,
                    creating: Any = None) -> NoReturn:

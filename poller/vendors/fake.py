@@ -1,17 +1,8 @@
-"""An in-memory ``Vendor`` for fast worker tests (and ``FakeOrderBook``, a vendor's order
-list for the books audit's tests), with scripted outcomes.
+"""An in-memory ``Vendor`` for fast worker tests, with scripted outcomes, and
+``FakeOrderBook``, a vendor's order list for the books audit's tests.
 
 It keeps the one promise every real vendor makes (idempotent on the key) and counts what it
-was asked, so a test can check "one order per redemption, however often the worker tried":
-
-    vendor = FakeVendor()
-    vendor.fail(TransientVendorError("503"), key="k1", times=2)  # twice, then normal
-    vendor.fail(OperatorFacingError("no funds"), product="AMZN", times=None)  # always
-    vendor.pending(key="k2", polls=1)       # PENDING, COMPLETE from the next answer on
-    vendor.lose_answer(key="k3")            # creates the order, then raises UnknownOutcome
-    ...
-    assert vendor.calls["k1"] == 3 and vendor.created["k1"] == 1
-
+was asked, so a test can check "one order per redemption, however often the worker tried".
 Scripts match by key and/or product (``None`` matches any); the first script added that
 matches and has turns left is used.
 """
@@ -26,9 +17,9 @@ from datetime import datetime
 from typing import Literal
 
 from poller.domain.errors import UnknownOutcome, VendorError
-from poller.domain.keys import is_our_key
 from poller.domain.model import OrderRequest, OrderResult, OrderStatus
 from poller.domain.orders import VendorOrder
+from poller.vendors.base import SameKeyBook
 
 Action = Literal["raise", "lose", "pending"]
 On = Literal["place_order", "lookup"]
@@ -84,8 +75,6 @@ class FakeVendor:
         self.requests: list[OrderRequest] = []
         self.closed = False
 
-    # --- scripting ----------------------------------------------------------------------
-
     def fail(
         self, error: VendorError, *, key: str | None = None, product: str | None = None,
         times: int | None = 1, on: On = "place_order",
@@ -118,8 +107,6 @@ class FakeVendor:
         with self._lock:
             self._scripts.clear()
 
-    # --- inspection ---------------------------------------------------------------------
-
     def order(self, key: str) -> OrderResult | None:
         with self._lock:
             found = self._orders.get(key)
@@ -129,8 +116,6 @@ class FakeVendor:
     def order_count(self) -> int:
         with self._lock:
             return len(self._orders)
-
-    # --- the Vendor protocol ----------------------------------------------------------
 
     def place_order(self, request: OrderRequest) -> OrderResult:
         key = request.idempotency_key
@@ -163,8 +148,6 @@ class FakeVendor:
 
     def close(self) -> None:
         self.closed = True
-
-    # --- internals ----------------------------------------------------------------------
 
     def _add(self, script: _Script) -> None:
         with self._lock:
@@ -207,7 +190,7 @@ class FakeVendor:
         return order.result
 
 
-class FakeOrderBook:
+class FakeOrderBook(SameKeyBook):
     """Implements ``poller.ports.OrderBook`` in memory: the orders a test gives it, or the
     error it was told to raise. Records each period it was asked for."""
 
@@ -232,9 +215,3 @@ class FakeOrderBook:
 
     def close(self) -> None:
         self.closed = True
-
-    def vendor_key(self, idempotency_key: str) -> str:
-        return idempotency_key
-
-    def is_ours(self, external_id: str | None) -> bool:
-        return is_our_key(external_id)

@@ -65,6 +65,7 @@ def _first_email(campaign: Mapping[str, Any]) -> str | None:
 class GiftbitVendor(GiftbitClient):
     """The ``Vendor`` (and ``CheckableVendor``) for Giftbit."""
 
+    key_name = "campaign id"
     def place_order(self, request: OrderRequest) -> OrderResult:
         if not request.product:
             raise ConfigFixable(
@@ -97,18 +98,8 @@ class GiftbitVendor(GiftbitClient):
         if status == 200:
             data = json_or_none(response)
             campaign = _campaign_of(data)
-            if campaign is None:
-                log.warning("vendor.call.outcome_unknown", vendor=NAME, call="POST /campaign",
-                            http_status=status, error="200 without a campaign")
-                raise UnknownOutcome(
-                    "Giftbit answered HTTP 200 to POST /campaign with a body that is not a "
-                    "campaign: it may or may not exist", vendor=NAME, status=status,
-                )
-            if campaign.get("id") not in (None, ident):
-                raise UnknownOutcome(
-                    "Giftbit answered HTTP 200 to POST /campaign with another campaign id",
-                    vendor=NAME, status=status,
-                )
+            another = obj(campaign).get("id") not in (None, ident)
+            campaign = self._created(status, campaign, another, "POST /campaign")
             result = self._result(campaign, _info_code(data), ident,
                                   fallback_email=request.recipient_email)
             log.info("vendor.order.placed", vendor=NAME, key=request.idempotency_key,
@@ -122,10 +113,8 @@ class GiftbitVendor(GiftbitClient):
             )
         if status == 409 or (400 <= status < 500 and _is_duplicate(_error_of(response))):
             # We have used this id before: the campaign is ours (ids derive from our key).
-            found = self.lookup(request.idempotency_key)
+            found = self._repeat(request.idempotency_key, status)
             if found is not None:
-                log.info("vendor.order.repeat", vendor=NAME, key=request.idempotency_key,
-                         order_id=found.vendor_order_id, status=found.status.value)
                 return found
             raise OperatorFacingError(
                 f"Giftbit says campaign id {ident} is taken but does not find it: look at the "
@@ -143,16 +132,8 @@ class GiftbitVendor(GiftbitClient):
             self._raise_for(response, "GET /campaign/<id>")
         data = json_or_none(response)
         campaign = _campaign_of(data)
-        if campaign is None:
-            raise TransientVendorError(
-                "Giftbit answered HTTP 200 to GET /campaign/<id> with a body that is not a "
-                "campaign", vendor=NAME, status=status,
-            )
-        if campaign.get("id") not in (None, ident):
-            raise OperatorFacingError(
-                "Giftbit answered the look-up by id with another campaign", vendor=NAME,
-                status=status,
-            )
+        another = obj(campaign).get("id") not in (None, ident)
+        campaign = self._found(status, campaign, another, "GET /campaign/<id>")
         return self._result(campaign, _info_code(data), ident, fallback_email=None)
 
     def _result(self, campaign: Mapping[str, Any], info_code: str | None, ident: str, *,

@@ -17,7 +17,6 @@ from poller.domain.errors import (
     ConfigFixable,
     OperatorFacingError,
     TransientVendorError,
-    UnknownOutcome,
 )
 from poller.domain.model import OrderRequest, OrderResult, OrderStatus
 from poller.domain.orders import OrderStatus as ListStatus
@@ -56,6 +55,7 @@ log = structlog.get_logger(__name__)
 class TangoVendor(TangoClient):
     """The ``Vendor`` (and ``CheckableVendor``) for Tango Card RaaS v2."""
 
+    key_name = "externalRefID"
     def __init__(
         self,
         base_url: str,
@@ -133,10 +133,8 @@ class TangoVendor(TangoClient):
                     "the same request is sent again later", vendor=NAME, status=status,
                     retry_after=IN_PROCESS_WAIT,
                 )
-            found = self.lookup(key)
+            found = self._repeat(key, status)
             if found is not None:
-                log.info("vendor.order.repeat", vendor=NAME, key=key,
-                         order_id=found.vendor_order_id, http_status=status)
                 return found
             raise TransientVendorError(
                 f"Tango Card answered HTTP 409 ({', '.join(keys) or 'no key'}) to POST /orders "
@@ -145,20 +143,9 @@ class TangoVendor(TangoClient):
             )
         if 200 <= status < 300:
             order = _order_of(json_or_none(response))
-            if order is None:
-                log.warning("vendor.call.outcome_unknown", vendor=NAME, call="POST /orders",
-                            http_status=status, error="2xx without an order")
-                raise UnknownOutcome(
-                    f"Tango Card answered HTTP {status} to POST /orders with a body that is not "
-                    "an order: the order may or may not exist",
-                    vendor=NAME, status=status,
-                )
-            ref = order.get("externalRefID")
-            if isinstance(ref, str) and ref.lower() != key.lower():
-                raise UnknownOutcome(
-                    f"Tango Card answered HTTP {status} to POST /orders with an order for another "
-                    "externalRefID", vendor=NAME, status=status,
-                )
+            ref = obj(order).get("externalRefID")
+            another = isinstance(ref, str) and ref.lower() != key.lower()
+            order = self._created(status, order, another, "POST /orders")
             result = self._result(order, fallback_email=request.recipient_email)
             log.info("vendor.order.placed", vendor=NAME, key=key,
                      order_id=result.vendor_order_id, status=result.status.value,

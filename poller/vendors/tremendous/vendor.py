@@ -16,9 +16,7 @@ from pydantic import SecretStr
 
 from poller.domain.errors import (
     ConfigFixable,
-    OperatorFacingError,
     TransientVendorError,
-    UnknownOutcome,
 )
 from poller.domain.model import OrderRequest, OrderResult, OrderStatus
 from poller.domain.orders import OrderStatus as ListStatus
@@ -49,6 +47,7 @@ log = structlog.get_logger(__name__)
 class TremendousVendor(TremendousClient):
     """The ``Vendor`` for Tremendous. One instance holds one HTTP connection pool."""
 
+    key_name = "external_id"
     def __init__(
         self,
         base_url: str,
@@ -92,10 +91,8 @@ class TremendousVendor(TremendousClient):
         if status == 409:
             # Listed for create by the SDK, not explained: the key is known to Tremendous
             # in some way, so the order is found by it rather than guessed at.
-            found = self.lookup(request.idempotency_key)
+            found = self._repeat(request.idempotency_key, status)
             if found is not None:
-                log.info("vendor.order.repeat", vendor=NAME, key=request.idempotency_key,
-                         order_id=found.vendor_order_id, http_status=status)
                 return found
             raise TransientVendorError(
                 "Tremendous answered HTTP 409 to POST /orders and has no order under our "
@@ -114,21 +111,8 @@ class TremendousVendor(TremendousClient):
             )
         if 200 <= status < 300:
             order = _order_of(response)
-            if order is None:
-                log.warning("vendor.call.outcome_unknown", vendor=NAME, call="POST /orders",
-                            http_status=status, error="2xx without an order")
-                raise UnknownOutcome(
-                    f"Tremendous answered HTTP {status} to POST /orders with a body that is "
-                    "not an order: the order may or may not exist",
-                    vendor=NAME, status=status,
-                )
-            external_id = order.get("external_id")
-            if external_id is not None and external_id != request.idempotency_key:
-                raise UnknownOutcome(
-                    f"Tremendous answered HTTP {status} to POST /orders with an order for "
-                    "another external_id",
-                    vendor=NAME, status=status,
-                )
+            another = obj(order).get("external_id") not in (None, request.idempotency_key)
+            order = self._created(status, order, another, "POST /orders")
             result = self._result(order, fallback_email=request.recipient_email)
             log.info(
                 "vendor.order.repeat" if status == 201 else "vendor.order.placed",
@@ -145,20 +129,8 @@ class TremendousVendor(TremendousClient):
             return None
         if 200 <= status < 300:
             order = _order_of(response)
-            if order is None:
-                # A read is safe to repeat: ask again later rather than guess.
-                raise TransientVendorError(
-                    f"Tremendous answered HTTP {status} to GET /orders/<key> with a body that "
-                    "is not an order",
-                    vendor=NAME, status=status,
-                )
-            external_id = order.get("external_id")
-            if external_id is not None and external_id != idempotency_key:
-                raise OperatorFacingError(
-                    "Tremendous answered the look-up by external_id with an order for another "
-                    "external_id",
-                    vendor=NAME, status=status,
-                )
+            another = obj(order).get("external_id") not in (None, idempotency_key)
+            order = self._found(status, order, another, "GET /orders/<key>")
             return self._result(order, fallback_email=None)
         self._raise_for(response, "GET /orders/<key>")
 

@@ -41,7 +41,7 @@ from poller.sandbox.tremendous import create_app as tremendous_app
 from poller.transport import RetryPolicy
 from poller.vendors import BuildContext, build_order_book, validate_settings
 from poller.vendors.giftbit import GiftbitOrderBook, GiftbitVendor
-from poller.vendors.http.orders import HttpOrderBook
+from poller.vendors.http import HttpOrderBook
 from poller.vendors.ratelimit import HEADROOM, TokenBucket
 from poller.vendors.tango import TangoOrderBook, TangoVendor
 from poller.vendors.tremendous import TremendousOrderBook, TremendousVendor
