@@ -134,8 +134,7 @@ def call(
         # first one may have created it. Reconcile before retrying.
         raise UnknownOutcome(
             f"{label} {where}: HTTP {response.status_code} after an attempt that got no "
-            f"answer; the {thing} may exist", vendor=vendor, status=response.status_code,
-        )
+            f"answer; the {thing} may exist", vendor=vendor, status=response.status_code)
     return response
 
 
@@ -203,20 +202,17 @@ def unavailable_or_config(
         return ConfigFixable(
             f"{label} does not list product {product!r} in its catalog ({refusal}); fix "
             "product in the routing config (reward-poller check suggests the closest)",
-            vendor=vendor, status=status,
-        )
+            vendor=vendor, status=status)
     if problems:
         return ConfigFixable(
             f"{label} lists product {product!r} but not at {amount} {currency}: "
             f"{'; '.join(problems)} ({refusal}); fix amount or currency in the routing config",
-            vendor=vendor, status=status,
-        )
+            vendor=vendor, status=status)
     log.warning("vendor.product.unavailable", vendor=vendor, product=product)
     return ProductUnavailable(
         f"{label} would not sell product {product!r} although its catalog lists it at "
         f"{amount} {currency}: the reward is unavailable ({refusal})",
-        vendor=vendor, status=status,
-    )
+        vendor=vendor, status=status)
 
 
 def minor_amount(value: Any, currency: Any) -> int | None:
@@ -362,8 +358,7 @@ class ApiVendor:
             base_url=self.base_url + "/",
             headers={"Authorization": f"Bearer {self._key.get_secret_value()}",
                      "Accept": "application/json", "User-Agent": USER_AGENT},
-            timeout=self._policy.timeout, transport=transport,
-        )
+            timeout=self._policy.timeout, transport=transport)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r})"

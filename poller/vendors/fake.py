@@ -132,8 +132,7 @@ class FakeVendor:
                 result = self._create(request, script)
             if script is not None and script.action == "lose":
                 raise UnknownOutcome(
-                    f"{self.name}: the answer was lost (scripted)", vendor=self.name,
-                )
+                    f"{self.name}: the answer was lost (scripted)", vendor=self.name)
             return result
 
     def lookup(self, idempotency_key: str) -> OrderResult | None:
@@ -171,8 +170,7 @@ class FakeVendor:
             status=OrderStatus.PENDING if pending else OrderStatus.COMPLETE,
             delivery=f"sent by email to {local[:1]}***@{domain}" if domain else "sent by email",
             link=f"https://fake.invalid/rewards/{key}" if self._link else None,
-            detail=f"{self.name} order",
-        )
+            detail=f"{self.name} order")
         order = _Order(request=request, result=result)
         if pending and script is not None:
             order.polls_left = script.polls

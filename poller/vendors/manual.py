@@ -69,8 +69,7 @@ class ManualVendor:
             vendor_order_id=_order_id(request.idempotency_key),
             status=OrderStatus.PENDING,
             delivery=text,
-            detail=text,
-        )
+            detail=text)
 
     def lookup(self, idempotency_key: str) -> OrderResult | None:
         return OrderResult(vendor_order_id=_order_id(idempotency_key),

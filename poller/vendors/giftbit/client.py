@@ -137,25 +137,21 @@ class GiftbitClient(ApiVendor):
         elif status == 402:
             error = OperatorFacingError(
                 f"Giftbit: payment required (HTTP 402 to {what}: a credit-card top-up failed)"
-                f"{suffix}; fund the account", vendor=NAME, status=status,
-            )
+                f"{suffix}; fund the account", vendor=NAME, status=status)
         elif creating is not None and code == INVALID_BRAND:
             error = self._unavailable_or_config(creating, f"HTTP {status}{suffix}", status)
         elif creating is not None and code == NO_CONTACTS:
             error = AdvocateFacingError(
                 f"Giftbit could not add the recipient (HTTP {status}){suffix}",
-                vendor=NAME, status=status, advocate_message=RECIPIENT_INVALID,
-            )
+                vendor=NAME, status=status, advocate_message=RECIPIENT_INVALID)
         elif creating is not None and _FUNDS.search(text):
             error = OperatorFacingError(
                 f"Giftbit: not enough funds (HTTP {status}){suffix}; top the account up",
-                vendor=NAME, status=status,
-            )
+                vendor=NAME, status=status)
         elif creating is not None and status in (400, 422) and _RECIPIENT.search(text):
             error = AdvocateFacingError(
                 f"Giftbit: the recipient is invalid (HTTP {status}){suffix}",
-                vendor=NAME, status=status, advocate_message=RECIPIENT_INVALID,
-            )
+                vendor=NAME, status=status, advocate_message=RECIPIENT_INVALID)
         else:
             error = self._usual_error(response, what, suffix)
         self._failed(error, what, code=code[:60] or None)
@@ -172,8 +168,7 @@ class GiftbitClient(ApiVendor):
 
         return unavailable_or_config(
             vendor=NAME, label="Giftbit", product=code, amount=request.amount,
-            currency=request.currency, refusal=refusal, status=status, listing=listing,
-        )
+            currency=request.currency, refusal=refusal, status=status, listing=listing)
 
     def check(self, products: Sequence[tuple[str | None, Decimal, str]]) -> VendorCheck:
         problems: list[str] = []

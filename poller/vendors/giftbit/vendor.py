@@ -70,14 +70,12 @@ class GiftbitVendor(GiftbitClient):
         if not request.product:
             raise ConfigFixable(
                 "Giftbit needs a brand code and the route gives none: set product in the "
-                "routing config", vendor=NAME,
-            )
+                "routing config", vendor=NAME)
         cents = request.amount * 100
         if cents != cents.to_integral_value() or cents <= 0:
             raise ConfigFixable(
                 f"Giftbit prices are whole cents; {request.amount} {request.currency} is not",
-                vendor=NAME,
-            )
+                vendor=NAME)
         ident = campaign_id(request.idempotency_key)
         first, _, last = (request.recipient_name or "").strip().partition(" ")
         reward = request.reward_name or "reward"
@@ -109,8 +107,7 @@ class GiftbitVendor(GiftbitClient):
         if 200 < status < 300:
             raise UnknownOutcome(
                 f"Giftbit answered HTTP {status} to POST /campaign (only 200 is success): the "
-                "campaign may or may not exist", vendor=NAME, status=status,
-            )
+                "campaign may or may not exist", vendor=NAME, status=status)
         if status == 409 or (400 <= status < 500 and _is_duplicate(_error_of(response))):
             # We have used this id before: the campaign is ours (ids derive from our key).
             found = self._repeat(request.idempotency_key, status)
@@ -118,8 +115,7 @@ class GiftbitVendor(GiftbitClient):
                 return found
             raise OperatorFacingError(
                 f"Giftbit says campaign id {ident} is taken but does not find it: look at the "
-                "account before retrying", vendor=NAME, status=status,
-            )
+                "account before retrying", vendor=NAME, status=status)
         self._raise_for(response, "POST /campaign", creating=request)
 
     def lookup(self, idempotency_key: str) -> OrderResult | None:
@@ -157,8 +153,7 @@ class GiftbitVendor(GiftbitClient):
             return OrderResult(
                 vendor_order_id=order_id, status=OrderStatus.PENDING,
                 delivery="waiting for funds at Giftbit",
-                detail=f"{detail}: {waiting}; Giftbit sends it once funded",
-            )
+                detail=f"{detail}: {waiting}; Giftbit sends it once funded")
         if status_text == CAMPAIGN_CREATED:
             return self._gifts_result(ident, order_id, detail, email)
         if status_text != API_CREATING:
@@ -178,8 +173,7 @@ class GiftbitVendor(GiftbitClient):
         if not isinstance(listed, list):
             raise TransientVendorError(
                 "Giftbit answered HTTP 200 to GET /gifts?campaign_id= without a list of gifts",
-                vendor=NAME, status=200,
-            )
+                vendor=NAME, status=200)
         gifts = [g for g in listed if isinstance(g, dict)
                  and g.get("campaign_id") in (None, ident)]
         if not gifts:
@@ -202,8 +196,7 @@ class GiftbitVendor(GiftbitClient):
                 vendor_order_id=order_id, status=OrderStatus.NEEDS_PERSON,
                 delivery="not delivered",
                 detail=f"Giftbit could not deliver the gift to {masked}: {why} "
-                       f"({bad}); send it another way or cancel it at Giftbit",
-            )
+                       f"({bad}); send it another way or cancel it at Giftbit")
         if "GIVER_CANCELLED" in gift_states:
             return OrderResult(vendor_order_id=order_id, status=OrderStatus.FAILED,
                                delivery="cancelled", detail=f"{detail}, gift cancelled")
@@ -302,8 +295,7 @@ class GiftbitOrderBook(ListBook):
         if created is None:
             raise TransientVendorError(
                 f"Giftbit listed gift {item['uuid'][:40]!r} without a readable created_date",
-                vendor=NAME,
-            )
+                vendor=NAME)
         status = str(item.get("status") or "").upper()
         delivery = str(item.get("delivery_status") or "").upper()
         price = item.get("price_in_cents")
@@ -321,5 +313,4 @@ class GiftbitOrderBook(ListBook):
             else None,
             currency=None,
             product=brand if isinstance(brand, str) and brand else None,
-            recipient=email if isinstance(email, str) and email else None,
-        )
+            recipient=email if isinstance(email, str) and email else None)

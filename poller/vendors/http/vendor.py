@@ -110,8 +110,7 @@ class _Receiver:
     def _client_for(self, url: str) -> WitnessClient:
         return WitnessClient(
             target=url, headers={"Accept": "application/json", "User-Agent": USER_AGENT},
-            timeout=self._policy.timeout, transport=self._transport,
-        )
+            timeout=self._policy.timeout, transport=self._transport)
 
     def _signed(self, payload: bytes) -> str:
         return signature(self._secret, payload, int(self._clock()))
@@ -133,19 +132,16 @@ class _Receiver:
         if status == 429 or status >= 500:
             error = TransientVendorError(
                 f"{self.host} answered HTTP {status} to {what}{suffix}",
-                vendor=NAME, status=status, retry_after=retry_after_of(response),
-            )
+                vendor=NAME, status=status, retry_after=retry_after_of(response))
         elif status in (401, 403):
             error = OperatorFacingError(
                 f"{self.host} rejected the request (HTTP {status} to {what}): does it have "
-                f"the same secret?{suffix}", vendor=NAME, status=status,
-            )
+                f"the same secret?{suffix}", vendor=NAME, status=status)
         else:
             hint = f": is {url_key} right?" if status == 404 else ""
             error = OperatorFacingError(
                 f"{self.host} answered HTTP {status} to {what}{hint}{suffix}", vendor=NAME,
-                status=status,
-            )
+                status=status)
         log.warning("vendor.call.failed", vendor=NAME, call=what, http_status=status,
                     error_class=type(error).__name__)
         raise error
@@ -213,8 +209,7 @@ class HttpVendor(_Receiver):
         log.info("vendor.lookup.unavailable", vendor=NAME, key=idempotency_key)
         raise LookupUnavailable(
             f"{self.host} has no look-up route ([vendors.http] lookup_url is not set) and "
-            f"{why}", vendor=NAME, idempotent_resend=True,
-        )
+            f"{why}", vendor=NAME, idempotent_resend=True)
 
     def close(self) -> None:
         self._client.close()
@@ -326,8 +321,7 @@ class HttpVendor(_Receiver):
             log.warning("vendor.order.refused", vendor=NAME, key=key, order_id=order_id)
             raise AdvocateFacingError(
                 f"{self.host} refused the order{': ' + message if message else ''}",
-                vendor=NAME, status=status, advocate_message=message or PRODUCT_UNAVAILABLE,
-            )
+                vendor=NAME, status=status, advocate_message=message or PRODUCT_UNAVAILABLE)
         # The advocate's delivery text is the receiver's message or a plain word: never
         # our URL (it may be a secret) nor its host.
         if state == "pending":
@@ -405,8 +399,7 @@ class HttpOrderBook(_Receiver, SameKeyBook):
                 raise OperatorFacingError(
                     f"{self.host} answered the order list with a next_cursor it gave before: "
                     "the list cannot be read to its end; fix the receiver's order list",
-                    vendor=NAME,
-                )
+                    vendor=NAME)
             cursors.add(cursor)
 
     def _page(self, since: datetime, until: datetime,
@@ -431,8 +424,7 @@ class HttpOrderBook(_Receiver, SameKeyBook):
             raise OperatorFacingError(
                 f"{self.host} answered HTTP {response.status_code} to the order list with a "
                 'body that is not the documented answer ({"orders": [...], "next_cursor"}); '
-                "fix the receiver's order list", vendor=NAME, status=response.status_code,
-            )
+                "fix the receiver's order list", vendor=NAME, status=response.status_code)
         return page, following or None
 
     def _order(self, item: Any) -> VendorOrder | None:
@@ -445,8 +437,7 @@ class HttpOrderBook(_Receiver, SameKeyBook):
         if not isinstance(order_id, str | int) or created is None:
             raise OperatorFacingError(
                 f"{self.host} listed an order without an order_id (or idempotency_key) and a "
-                "readable created_at; fix the receiver's order list", vendor=NAME,
-            )
+                "readable created_at; fix the receiver's order list", vendor=NAME)
         raw = item.get("status")
         raw_status = raw.lower() if isinstance(raw, str) else str(raw)
         currency = item.get("currency")
@@ -463,5 +454,4 @@ class HttpOrderBook(_Receiver, SameKeyBook):
             currency=currency.upper() if minor is not None and isinstance(currency, str)
             else None,
             product=product if isinstance(product, str) and product else None,
-            recipient=email if isinstance(email, str) and email else None,
-        )
+            recipient=email if isinstance(email, str) and email else None)

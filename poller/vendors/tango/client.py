@@ -233,8 +233,7 @@ class TangoClient(ApiVendor):
             base_url=self.base_url + "/",
             auth=httpx.BasicAuth(self.platform_name, self._key.get_secret_value()),
             headers={"Accept": "application/json", "User-Agent": USER_AGENT},
-            timeout=self._policy.timeout, transport=transport, spacing=self._spacing,
-        )
+            timeout=self._policy.timeout, transport=transport, spacing=self._spacing)
 
     def _raise_for(self, response: httpx.Response, what: str, *,
                    creating: OrderRequest | None = None) -> NoReturn:
@@ -265,8 +264,7 @@ class TangoClient(ApiVendor):
             error = TransientVendorError(
                 f"Tango Card server error (HTTP {status} to {what}) (Tango may have processed "
                 f"it: the retry reuses the externalRefID, so it cannot be ordered twice)"
-                f"{suffix}", vendor=NAME, status=status, retry_after=retry_after_of(response),
-            )
+                f"{suffix}", vendor=NAME, status=status, retry_after=retry_after_of(response))
         elif creating is not None and 400 <= status < 500 and status not in (401, 404, 429):
             error = self._invalid_request(errors, keys, status, suffix, creating)
         else:
@@ -277,8 +275,7 @@ class TangoClient(ApiVendor):
         return OperatorFacingError(
             f"not enough funds in Tango Card account {self.account_identifier!r} "
             f"(HTTP {status}{key}){suffix}; top it up and the waiting redemptions go through",
-            vendor=NAME, status=status,
-        )
+            vendor=NAME, status=status)
 
     def _invalid_request(self, errors: list[dict[str, Any]], keys: list[str], status: int,
                          suffix: str, request: OrderRequest) -> VendorError:
@@ -292,8 +289,7 @@ class TangoClient(ApiVendor):
         if kind in ("recipient", "both"):
             return AdvocateFacingError(
                 f"Tango Card: the recipient is invalid (HTTP {status}{named}){suffix}",
-                vendor=NAME, status=status, advocate_message=RECIPIENT_INVALID,
-            )
+                vendor=NAME, status=status, advocate_message=RECIPIENT_INVALID)
         if kind == "product":
             utid = request.product or ""
 
@@ -305,12 +301,10 @@ class TangoClient(ApiVendor):
             return unavailable_or_config(
                 vendor=NAME, label="Tango Card", product=utid, amount=request.amount,
                 currency=request.currency, refusal=f"HTTP {status}{named}{suffix}",
-                status=status, listing=listing,
-            )
+                status=status, listing=listing)
         return OperatorFacingError(
             f"Tango Card rejected our request (HTTP {status}{named}): check the configuration"
-            f"{suffix}", vendor=NAME, status=status,
-        )
+            f"{suffix}", vendor=NAME, status=status)
 
     def _vendor_message(self, response: httpx.Response, errors: list[dict[str, Any]]) -> str:
         parts = [e["message"] for e in errors if isinstance(e.get("message"), str)]
@@ -366,8 +360,7 @@ class TangoClient(ApiVendor):
         if response.status_code == 404:
             raise OperatorFacingError(
                 f"Tango Card knows no account {self.account_identifier!r} for these "
-                "credentials (check account_identifier)", vendor=NAME, status=404,
-            )
+                "credentials (check account_identifier)", vendor=NAME, status=404)
         if not 200 <= response.status_code < 300:
             self._raise_for(response, "GET /accounts/<id>")
         data = obj(json_or_none(response))
@@ -425,5 +418,4 @@ class TangoClient(ApiVendor):
         if isinstance(currency, str) and currency.upper() != request.currency.upper():
             raise ConfigFixable(
                 f"Tango Card item {request.product} is priced in {currency}, the route asks "
-                f"for {request.currency}: fix the routing config", vendor=NAME,
-            )
+                f"for {request.currency}: fix the routing config", vendor=NAME)

@@ -91,14 +91,12 @@ class TangoVendor(TangoClient):
         if not request.product:
             raise ConfigFixable(
                 "Tango Card needs a UTID and the route gives none: set product in the routing "
-                "config", vendor=NAME,
-            )
+                "config", vendor=NAME)
         if not _EXTERNAL_REF.fullmatch(key):
             # Never invent another key: the ledger holds this one.
             raise OperatorFacingError(
                 "the idempotency key does not fit Tango's externalRefID (alphanumeric, at most "
-                "100 characters)", vendor=NAME,
-            )
+                "100 characters)", vendor=NAME)
         self._refuse_wrong_currency(request)
         first, _, last = (request.recipient_name or "").strip().partition(" ")
         recipient: dict[str, str] = {
@@ -131,16 +129,14 @@ class TangoVendor(TangoClient):
                 raise TransientVendorError(
                     "Tango Card is still processing an order with our externalRefID (409.002); "
                     "the same request is sent again later", vendor=NAME, status=status,
-                    retry_after=IN_PROCESS_WAIT,
-                )
+                    retry_after=IN_PROCESS_WAIT)
             found = self._repeat(key, status)
             if found is not None:
                 return found
             raise TransientVendorError(
                 f"Tango Card answered HTTP 409 ({', '.join(keys) or 'no key'}) to POST /orders "
                 "but the look-up by externalRefID finds no order yet; asking again later",
-                vendor=NAME, status=status,
-            )
+                vendor=NAME, status=status)
         if 200 <= status < 300:
             order = _order_of(json_or_none(response))
             ref = obj(order).get("externalRefID")
@@ -166,8 +162,7 @@ class TangoVendor(TangoClient):
             # A read is safe to repeat: ask again later rather than guess.
             raise TransientVendorError(
                 f"Tango Card answered HTTP {status} to GET /orders?externalRefID= without a "
-                "list of orders", vendor=NAME, status=status,
-            )
+                "list of orders", vendor=NAME, status=status)
         if not orders:
             return None
         mine = [
@@ -179,8 +174,7 @@ class TangoVendor(TangoClient):
             raise OperatorFacingError(
                 "Tango Card answered the look-up by externalRefID with orders for other "
                 "externalRefIDs only (was the filter ignored?); cannot tell whether ours exists",
-                vendor=NAME, status=status,
-            )
+                vendor=NAME, status=status)
         if len(mine) > 1:
             log.warning("vendor.order.duplicates", vendor=NAME, key=idempotency_key,
                         count=len(mine))
@@ -203,8 +197,7 @@ class TangoVendor(TangoClient):
                 vendor_order_id=str(order["referenceOrderID"]), status=status,
                 delivery="partly issued",
                 detail=f"Tango Card order {status_text}: only part of the order was issued; "
-                       "look at it in the Tango Card portal before telling the advocate",
-            )
+                       "look at it in the Tango Card portal before telling the advocate")
         if status is OrderStatus.PENDING:
             delivery = "under review at Tango Card"
         elif order.get("sendEmail") is False:
@@ -216,8 +209,7 @@ class TangoVendor(TangoClient):
             status=status,
             delivery=delivery,
             link=_reward_link(obj(order.get("reward"))),
-            detail=f"Tango Card order {status_text or '?'}",
-        )
+            detail=f"Tango Card order {status_text or '?'}")
 
 
 
@@ -259,15 +251,13 @@ class TangoOrderBook(ListBook):
             raise OperatorFacingError(
                 f"Tango Card answered page {answered} when page {number} of {what} was asked "
                 "for: its page numbering is not the documented one, so the list cannot be "
-                "read completely", vendor=NAME, status=status,
-            )
+                "read completely", vendor=NAME, status=status)
         size = int_or_none(paging.get("elementsPerBlock"))
         if size is not None and size != self._page_size and page:
             raise OperatorFacingError(
                 f"Tango Card answered {what} in blocks of {size} when {self._page_size} were "
                 "asked for: pages by number would skip or repeat orders",
-                vendor=NAME, status=status,
-            )
+                vendor=NAME, status=status)
         return page, int_or_none(paging.get("totalCount"))
 
     def _order(self, item: Any) -> VendorOrder | None:
@@ -277,8 +267,7 @@ class TangoOrderBook(ListBook):
         if created is None:
             raise TransientVendorError(
                 f"Tango Card listed order {str(item['referenceOrderID'])[:40]!r} without a "
-                "readable createdAt", vendor=NAME,
-            )
+                "readable createdAt", vendor=NAME)
         raw = item.get("status")
         raw_status = raw.upper() if isinstance(raw, str) else ""
         denomination = obj(item.get("denomination"))
@@ -297,5 +286,4 @@ class TangoOrderBook(ListBook):
             amount_minor=amount,
             currency=currency if amount is not None and isinstance(currency, str) else None,
             product=utid if isinstance(utid, str) and utid else None,
-            recipient=email if isinstance(email, str) and email else None,
-        )
+            recipient=email if isinstance(email, str) and email else None)

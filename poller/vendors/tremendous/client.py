@@ -172,8 +172,7 @@ class TremendousClient(ApiVendor):
             error = OperatorFacingError(
                 f"not enough funds on funding source {self.funding_source_id!r} at Tremendous "
                 f"(HTTP 402){suffix}; top it up and the held redemptions go through",
-                vendor=NAME, status=status,
-            )
+                vendor=NAME, status=status)
         elif status in (400, 422) and creating is not None:
             error = self._invalid_request(response, status, suffix, creating)
         else:
@@ -201,23 +200,19 @@ class TremendousClient(ApiVendor):
             return unavailable_or_config(
                 vendor=NAME, label="Tremendous", product=product, amount=request.amount,
                 currency=request.currency, refusal=f"HTTP {status}{suffix}", status=status,
-                listing=listing,
-            )
+                listing=listing)
         if kind == "config":
             return ConfigFixable(
                 f"Tremendous rejected the funding source or delivery settings (HTTP {status})"
-                f"{suffix}; fix [vendors.tremendous]", vendor=NAME, status=status,
-            )
+                f"{suffix}; fix [vendors.tremendous]", vendor=NAME, status=status)
         if kind in ("recipient", "both"):
             also = " and the product is unavailable" if kind == "both" else ""
             return AdvocateFacingError(
                 f"Tremendous: the recipient is invalid{also} (HTTP {status}){suffix}",
-                vendor=NAME, status=status, advocate_message=RECIPIENT_INVALID,
-            )
+                vendor=NAME, status=status, advocate_message=RECIPIENT_INVALID)
         return OperatorFacingError(
             f"Tremendous rejected our request (HTTP {status}): check the configuration"
-            f"{suffix}", vendor=NAME, status=status,
-        )
+            f"{suffix}", vendor=NAME, status=status)
 
     def funding_balance(self) -> dict[str, Any]:
         """The configured funding source: ``{"id", "method", "available_cents"}``.
@@ -237,8 +232,7 @@ class TremendousClient(ApiVendor):
                         "available_cents": cents if isinstance(cents, int) else None}
         raise OperatorFacingError(
             f"Tremendous has no funding source {self.funding_source_id!r} on this account",
-            vendor=NAME, status=status,
-        )
+            vendor=NAME, status=status)
 
     def product(self, product_id: str) -> dict[str, Any] | None:
         """The catalog entry for ``product_id``, or None when Tremendous has no such product."""

@@ -68,8 +68,7 @@ class TremendousVendor(TremendousClient):
             raise ConfigFixable(
                 "Tremendous needs a product id and the route gives none: set one in the "
                 "routing config",
-                vendor=NAME,
-            )
+                vendor=NAME)
         body = {
             "external_id": request.idempotency_key,
             "payment": {"funding_source_id": self.funding_source_id},
@@ -96,8 +95,7 @@ class TremendousVendor(TremendousClient):
                 return found
             raise TransientVendorError(
                 "Tremendous answered HTTP 409 to POST /orders and has no order under our "
-                "external_id yet; asking again later", vendor=NAME, status=status,
-            )
+                "external_id yet; asking again later", vendor=NAME, status=status)
         if status == 202:
             # Accepted, created in the background: look it up by external_id later.
             order = _order_of(response)
@@ -107,8 +105,7 @@ class TremendousVendor(TremendousClient):
                 vendor_order_id=str(order["id"]) if order else request.idempotency_key,
                 status=OrderStatus.PENDING, delivery="being created at Tremendous",
                 detail="Tremendous accepted the order (HTTP 202); it is created in the "
-                       "background",
-            )
+                       "background")
         if 200 <= status < 300:
             order = _order_of(response)
             another = obj(order).get("external_id") not in (None, request.idempotency_key)
@@ -117,8 +114,7 @@ class TremendousVendor(TremendousClient):
             log.info(
                 "vendor.order.repeat" if status == 201 else "vendor.order.placed",
                 vendor=NAME, key=request.idempotency_key,
-                order_id=result.vendor_order_id, status=result.status.value, http_status=status,
-            )
+                order_id=result.vendor_order_id, status=result.status.value, http_status=status)
             return result
         self._raise_for(response, "POST /orders", creating=request)
 
@@ -184,8 +180,7 @@ class TremendousVendor(TremendousClient):
             status=status,
             delivery=text,
             link=link if isinstance(link, str) and link else None,
-            detail=detail,
-        )
+            detail=detail)
 
 
 ORDER_STATUS: Mapping[str, ListStatus] = {
@@ -224,8 +219,7 @@ class TremendousOrderBook(ListBook):
         if created is None:
             raise TransientVendorError(
                 f"Tremendous listed order {str(item['id'])[:40]!r} without a readable "
-                "created_at", vendor=NAME,
-            )
+                "created_at", vendor=NAME)
         raw = item.get("status")
         raw_status = raw.upper() if isinstance(raw, str) else ""
         rewards = [r for r in item.get("rewards") or [] if isinstance(r, dict)] \
@@ -246,8 +240,7 @@ class TremendousOrderBook(ListBook):
             currency=currency,
             product=products[0] if isinstance(products, list) and products
             and isinstance(products[0], str) else None,
-            recipient=email if isinstance(email, str) and email else None,
-        )
+            recipient=email if isinstance(email, str) and email else None)
 
 
 def _amount(rewards: list[dict[str, Any]]) -> tuple[int | None, str | None]:
