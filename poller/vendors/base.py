@@ -8,7 +8,7 @@ from __future__ import annotations
 import difflib
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar, NoReturn
@@ -262,20 +262,13 @@ class SameKeyBook:
         return is_our_key(external_id)
 
 
-def read_pages(
-    page: Callable[[int, int], tuple[list[Any], int | None]],
-    order_of: Callable[[Any], VendorOrder | None], *, since: datetime, until: datetime,
-    page_size: int,
-) -> Iterator[VendorOrder]:
-    """An order list read page by page, each page asked once: ``page(number, offset)``
-    answers the page's items and the list's total when the vendor gives one. Orders created
-    outside [since, until) and an order seen twice while paging are left out. The total
-    decides when given (a page the server caps lower is still read whole); without it, a
-    short page is the last."""
+def in_period(pages: Iterable[list[Any]], order_of: Callable[[Any], VendorOrder | None],
+              since: datetime, until: datetime) -> Iterator[VendorOrder]:
+    """The orders of an order list read page by page, each page's before the next is asked
+    for; orders created outside [since, until) and an order seen twice while paging (a
+    newer one moved the offsets) are left out."""
     seen: set[str] = set()
-    number = offset = 0
-    while True:
-        items, total = page(number, offset)
+    for items in pages:
         for item in items:
             order = order_of(item)
             if order is None or order.order_id in seen:
@@ -283,12 +276,6 @@ def read_pages(
             seen.add(order.order_id)
             if since <= order.created_at < until:
                 yield order
-        offset += len(items)
-        number += 1
-        if not items or (total is not None and offset >= total) or (
-                total is None and len(items) < page_size):
-            return
-
 
 
 def decimal_of(value: Any) -> Decimal | None:
@@ -300,6 +287,10 @@ def decimal_of(value: Any) -> Decimal | None:
     except InvalidOperation:
         return None
     return number if number.is_finite() else None
+
+
+def text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def int_or_none(value: Any) -> int | None:
@@ -486,13 +477,22 @@ class ListBook(SameKeyBook):
         self._v.close()
 
     def orders(self, since: datetime, until: datetime) -> Iterator[VendorOrder]:
-        def page(number: int, offset: int) -> tuple[list[Any], int | None]:
+        return in_period(self._pages(since, until), self._order, since, until)
+
+    def _pages(self, since: datetime, until: datetime) -> Iterator[list[Any]]:
+        """Each page asked for once, after a token. The total decides when given (a page
+        the server caps lower is still read whole); without it, a short page is the last."""
+        number = offset = 0
+        while True:
             if self._bucket is not None:
                 self._bucket.acquire()
-            return self._page(since, until, number, offset)
-
-        return read_pages(page, self._order, since=since, until=until,
-                          page_size=self._page_size)
+            items, total = self._page(since, until, number, offset)
+            yield items
+            offset += len(items)
+            number += 1
+            if not items or (total is not None and offset >= total) or (
+                    total is None and len(items) < self._page_size):
+                return
 
     def _page(self, since: datetime, until: datetime, number: int,
               offset: int) -> tuple[list[Any], int | None]:

@@ -21,7 +21,14 @@ from poller.domain.errors import (
 from poller.domain.model import OrderRequest, OrderResult, OrderStatus
 from poller.domain.orders import OrderStatus as ListStatus
 from poller.domain.orders import VendorOrder
-from poller.vendors.base import ListBook, int_or_none, json_or_none, mask_email, obj
+from poller.vendors.base import (
+    ListBook,
+    int_or_none,
+    json_or_none,
+    mask_email,
+    obj,
+    text_or_none,
+)
 from poller.vendors.giftbit.client import (
     NAME,
     GiftbitClient,
@@ -299,18 +306,15 @@ class GiftbitOrderBook(ListBook):
         status = str(item.get("status") or "").upper()
         delivery = str(item.get("delivery_status") or "").upper()
         price = item.get("price_in_cents")
-        campaign = item.get("campaign_id")
-        brand = item.get("brand_code")
-        email = item.get("recipient_email")
         return VendorOrder(
             vendor=NAME,
             order_id=item["uuid"],
-            external_id=campaign if isinstance(campaign, str) and campaign else None,
+            external_id=text_or_none(item.get("campaign_id")),
             created_at=created.astimezone(UTC),
             status=gift_status(status, delivery),
             raw_status=f"{status or '?'}/{delivery or '?'}",
             amount_minor=price if isinstance(price, int) and not isinstance(price, bool)
             else None,
             currency=None,
-            product=brand if isinstance(brand, str) and brand else None,
-            recipient=email if isinstance(email, str) and email else None)
+            product=text_or_none(item.get("brand_code")),
+            recipient=text_or_none(item.get("recipient_email")))

@@ -42,6 +42,7 @@ from poller.vendors.base import (
     SameKeyBook,
     WitnessClient,
     call,
+    in_period,
     json_or_none,
     minor_amount,
     obj,
@@ -49,6 +50,7 @@ from poller.vendors.base import (
     parse_instant,
     rfc3339,
     scrub,
+    text_or_none,
 )
 from poller.vendors.http.wire import (
     IDEMPOTENCY_HEADER,
@@ -381,18 +383,14 @@ class HttpOrderBook(_Receiver, SameKeyBook):
         self._client.close()
 
     def orders(self, since: datetime, until: datetime) -> Iterator[VendorOrder]:
+        return in_period(self._pages(since, until), self._order, since, until)
+
+    def _pages(self, since: datetime, until: datetime) -> Iterator[list[Any]]:
         cursors: set[str] = set()
-        seen: set[str] = set()
         cursor: str | None = None
         while True:
             page, cursor = self._page(since, until, cursor)
-            for item in page:
-                order = self._order(item)
-                if order is None or order.order_id in seen:
-                    continue
-                seen.add(order.order_id)
-                if since <= order.created_at < until:
-                    yield order
+            yield page
             if cursor is None:
                 return
             if cursor in cursors:
@@ -442,16 +440,15 @@ class HttpOrderBook(_Receiver, SameKeyBook):
         raw_status = raw.lower() if isinstance(raw, str) else str(raw)
         currency = item.get("currency")
         minor = minor_amount(item.get("amount"), currency)
-        product, email = item.get("product"), item.get("email")
         return VendorOrder(
             vendor=NAME,
             order_id=str(order_id)[:200],
-            external_id=key if isinstance(key, str) and key else None,
+            external_id=text_or_none(key),
             created_at=created,
             status=ORDER_STATUS.get(raw_status, ListStatus.UNKNOWN),
             raw_status=raw_status[:40],
             amount_minor=minor,
             currency=currency.upper() if minor is not None and isinstance(currency, str)
             else None,
-            product=product if isinstance(product, str) and product else None,
-            recipient=email if isinstance(email, str) and email else None)
+            product=text_or_none(item.get("product")),
+            recipient=text_or_none(item.get("email")))

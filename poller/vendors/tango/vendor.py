@@ -32,6 +32,7 @@ from poller.vendors.base import (
     obj,
     parse_instant,
     rfc3339,
+    text_or_none,
 )
 from poller.vendors.ratelimit import TokenBucket
 from poller.vendors.tango.client import (
@@ -273,17 +274,14 @@ class TangoOrderBook(ListBook):
         denomination = obj(item.get("denomination"))
         currency = denomination.get("currencyCode")
         amount = minor_amount(denomination.get("value"), currency)
-        external = item.get("externalRefID")
-        email = obj(item.get("recipient")).get("email")
-        utid = item.get("utid")
         return VendorOrder(
             vendor=NAME,
             order_id=str(item["referenceOrderID"]),
-            external_id=external if isinstance(external, str) and external else None,
+            external_id=text_or_none(item.get("externalRefID")),
             created_at=created,
             status=ORDER_STATUS.get(raw_status, ListStatus.UNKNOWN),
             raw_status=raw_status or str(raw),
             amount_minor=amount,
             currency=currency if amount is not None and isinstance(currency, str) else None,
-            product=utid if isinstance(utid, str) and utid else None,
-            recipient=email if isinstance(email, str) and email else None)
+            product=text_or_none(item.get("utid")),
+            recipient=text_or_none(obj(item.get("recipient")).get("email")))

@@ -31,6 +31,7 @@ from poller.vendors.base import (
     obj,
     parse_instant,
     rfc3339,
+    text_or_none,
 )
 from poller.vendors.tremendous.client import (
     _ORDER_STATUS,
@@ -179,7 +180,7 @@ class TremendousVendor(TremendousClient):
             vendor_order_id=str(order["id"]),
             status=status,
             delivery=text,
-            link=link if isinstance(link, str) and link else None,
+            link=text_or_none(link),
             detail=detail)
 
 
@@ -227,12 +228,10 @@ class TremendousOrderBook(ListBook):
         amount, currency = _amount(rewards)
         first = rewards[0] if rewards else {}
         products = first.get("products")
-        email = obj(first.get("recipient")).get("email")
-        external = item.get("external_id")
         return VendorOrder(
             vendor=NAME,
             order_id=str(item["id"]),
-            external_id=external if isinstance(external, str) and external else None,
+            external_id=text_or_none(item.get("external_id")),
             created_at=created,
             status=ORDER_STATUS.get(raw_status, ListStatus.UNKNOWN),
             raw_status=raw_status or str(raw),
@@ -240,7 +239,7 @@ class TremendousOrderBook(ListBook):
             currency=currency,
             product=products[0] if isinstance(products, list) and products
             and isinstance(products[0], str) else None,
-            recipient=email if isinstance(email, str) and email else None)
+            recipient=text_or_none(obj(first.get("recipient")).get("email")))
 
 
 def _amount(rewards: list[dict[str, Any]]) -> tuple[int | None, str | None]:
