@@ -38,7 +38,7 @@ class BuildContext:
     default). ``build_vendor`` ignores it: ``ratelimit.limited`` wraps the vendor instead."""
 
 # Modules in this package that are not vendors a user can configure.
-_NOT_VENDORS = frozenset({"fake", "base", "ratelimit"})
+_NOT_VENDORS = frozenset({"fake", "base", "books", "ratelimit"})
 
 # Keys any [vendors.<name>] section may have. They are read here, once, and taken out before
 # the vendor's own Settings (which forbid unknown keys) see the section.

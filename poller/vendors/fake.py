@@ -19,7 +19,7 @@ from typing import Literal
 from poller.domain.errors import UnknownOutcome, VendorError
 from poller.domain.model import OrderRequest, OrderResult, OrderStatus
 from poller.domain.orders import VendorOrder
-from poller.vendors.base import SameKeyBook
+from poller.vendors.books import SameKeyBook
 
 Action = Literal["raise", "lose", "pending"]
 On = Literal["place_order", "lookup"]

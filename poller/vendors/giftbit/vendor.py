@@ -21,14 +21,8 @@ from poller.domain.errors import (
 from poller.domain.model import OrderRequest, OrderResult, OrderStatus
 from poller.domain.orders import OrderStatus as ListStatus
 from poller.domain.orders import VendorOrder
-from poller.vendors.base import (
-    ListBook,
-    int_or_none,
-    json_or_none,
-    mask_email,
-    obj,
-    text_or_none,
-)
+from poller.vendors.base import json_or_none, mask_email, obj
+from poller.vendors.books import ListBook, int_or_none, text_or_none
 from poller.vendors.giftbit.client import (
     NAME,
     GiftbitClient,

@@ -37,19 +37,13 @@ from poller.domain.orders import OrderStatus as ListStatus
 from poller.domain.orders import VendorOrder
 from poller.ports import Cache, ProductCheck, VendorCheck
 from poller.transport import RetryPolicy, retry_after_of
-from poller.vendors.base import (
-    USER_AGENT,
+from poller.vendors.base import USER_AGENT, WitnessClient, call, json_or_none, obj, origin, scrub
+from poller.vendors.books import (
     SameKeyBook,
-    WitnessClient,
-    call,
     in_period,
-    json_or_none,
     minor_amount,
-    obj,
-    origin,
     parse_instant,
     rfc3339,
-    scrub,
     text_or_none,
 )
 from poller.vendors.http.wire import (

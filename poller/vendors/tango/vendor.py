@@ -23,13 +23,11 @@ from poller.domain.orders import OrderStatus as ListStatus
 from poller.domain.orders import VendorOrder
 from poller.ports import Cache
 from poller.transport import RetryPolicy
-from poller.vendors.base import (
+from poller.vendors.base import json_or_none, mask_email, obj
+from poller.vendors.books import (
     ListBook,
     int_or_none,
-    json_or_none,
-    mask_email,
     minor_amount,
-    obj,
     parse_instant,
     rfc3339,
     text_or_none,

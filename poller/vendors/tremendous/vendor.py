@@ -22,13 +22,12 @@ from poller.domain.model import OrderRequest, OrderResult, OrderStatus
 from poller.domain.orders import OrderStatus as ListStatus
 from poller.domain.orders import VendorOrder
 from poller.transport import RetryPolicy
-from poller.vendors.base import (
+from poller.vendors.base import mask_email, obj
+from poller.vendors.books import (
     PAGE_SIZE,
     ListBook,
     int_or_none,
-    mask_email,
     minor_amount,
-    obj,
     parse_instant,
     rfc3339,
     text_or_none,
