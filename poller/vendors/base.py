@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import structlog
-from pydantic import SecretStr
+from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
 
 from poller.domain.errors import (
     ConfigFixable,
@@ -158,12 +158,20 @@ def mask_email(email: str) -> str:
     return f"{local[:1]}***@{domain}" if at else "***"
 
 
-def http_base_url(value: str) -> str:
-    """A ``base_url`` setting, trimmed; it must be an http(s) address."""
-    value = value.strip().rstrip("/")
-    if not value.startswith(("https://", "http://")):
-        raise ValueError("base_url must start with https:// (or http:// for a stand-in)")
-    return value
+class ApiSettings(BaseModel):
+    """The config section of a vendor reached at ``base_url``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base_url: str
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("base_url must start with https:// (or http:// for a stand-in)")
+        return value
 
 
 def unavailable_or_config(

@@ -4,10 +4,10 @@ and recorded traffic say and what this package assumes on top of it are in docs/
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
+from pydantic import SecretStr
 
 from poller.vendors import BuildContext
-from poller.vendors.base import http_base_url
+from poller.vendors.base import ApiSettings
 from poller.vendors.giftbit.client import MAX_CAMPAIGN_ID, NAME, campaign_id
 from poller.vendors.giftbit.vendor import GiftbitOrderBook, GiftbitVendor, gift_status
 from poller.vendors.ratelimit import list_bucket
@@ -18,18 +18,11 @@ __all__ = ["MAX_CAMPAIGN_ID", "GiftbitOrderBook", "GiftbitVendor", "Settings", "
 SANDBOX_URL = "https://api-testbed.giftbit.com/papi/v1"
 
 
-class Settings(BaseModel):
+class Settings(ApiSettings):
     """The ``[vendors.giftbit]`` config section."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     base_url: str = SANDBOX_URL
     api_key: SecretStr
-
-    @field_validator("base_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        return http_base_url(value)
 
 
 def build(settings: Settings, context: BuildContext) -> GiftbitVendor:

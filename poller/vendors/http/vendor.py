@@ -268,13 +268,17 @@ class HttpVendor(_Receiver):
                                   json.dumps({"body": sent.body, "taken": sent.taken}),
                                   datetime.now(UTC) + REMEMBER)
 
+    def _mark(self, key: str, sent: _Sent, taken: bool | None) -> None:
+        if sent.taken is not taken:
+            sent.taken = taken
+            self._remember(key, sent)
+
     def _ask(self, key: str, sent: _Sent, *, fresh: bool, what: str) -> OrderResult:
         # Nothing taken so far (a first send, or only non-2xx answers): a non-2xx answer now
         # keeps it that way. Until this send is answered, though, it may be taken.
         untaken = fresh or sent.taken is False
-        if sent.taken is False:
-            sent.taken = None
-            self._remember(key, sent)
+        if untaken:
+            self._mark(key, sent, None)
         body = sent.body.encode()
         headers = {"Content-Type": "application/json", IDEMPOTENCY_HEADER: key,
                    SIGNATURE_HEADER: self._signed(body)}
@@ -285,14 +289,12 @@ class HttpVendor(_Receiver):
             # ``call`` says transient only when no attempt reached the receiver (refused
             # connection, connect timeout): nothing can have been taken.
             if untaken:
-                sent.taken = False
-                self._remember(key, sent)
+                self._mark(key, sent, False)
             raise
         status = response.status_code
         if not 200 <= status < 300:
             if untaken:
-                sent.taken = False
-                self._remember(key, sent)
+                self._mark(key, sent, False)
             self._raise_for(response, what)
         answer = _answer_of(response)
         if answer is None:
@@ -300,9 +302,7 @@ class HttpVendor(_Receiver):
                 status, what, 'with a body that is not the documented answer ({"status": '
                 '"accepted"|"pending"|"refused", ...}); it may have taken the order: fix the '
                 "receiver, the same request is repeated later")
-        if sent.taken is not True:
-            sent.taken = True
-            self._remember(key, sent)
+        self._mark(key, sent, True)
         return self._result_of(key, answer, status)
 
     def _result_of(self, key: str, answer: tuple[str, str | None, str],
@@ -352,9 +352,8 @@ class HttpVendor(_Receiver):
                 '({"status": "accepted"|"pending"|"refused", ...}); fix the receiver\'s '
                 "look-up route")
         sent = self._recall(key)
-        if sent is not None and sent.taken is not True:
-            sent.taken = True
-            self._remember(key, sent)
+        if sent is not None:
+            self._mark(key, sent, True)
         return self._result_of(key, answer, status)
 
 

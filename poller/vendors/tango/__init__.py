@@ -3,10 +3,10 @@ in docs/vendors.md ("Tango Card", "Listing orders"), with sources."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import Field, SecretStr
 
 from poller.vendors import BuildContext
-from poller.vendors.base import http_base_url
+from poller.vendors.base import ApiSettings
 from poller.vendors.ratelimit import list_bucket
 from poller.vendors.tango.client import CATALOG_TTL, IN_PROCESS_WAIT, NAME, classify_errors
 from poller.vendors.tango.vendor import TangoOrderBook, TangoVendor
@@ -17,21 +17,14 @@ __all__ = ["CATALOG_TTL", "IN_PROCESS_WAIT", "Settings", "TangoOrderBook", "Tang
 SANDBOX_URL = "https://integration-api.tangocard.com/raas/v2"
 
 
-class Settings(BaseModel):
+class Settings(ApiSettings):
     """The ``[vendors.tango]`` config section."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     base_url: str = SANDBOX_URL
     platform_name: str = Field(min_length=1)
     platform_key: SecretStr
     customer_identifier: str = Field(min_length=1)
     account_identifier: str = Field(min_length=1)
-
-    @field_validator("base_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        return http_base_url(value)
 
 
 def build(settings: Settings, context: BuildContext) -> TangoVendor:

@@ -3,10 +3,10 @@ docs/vendors.md ("Tremendous", "Listing orders"), with sources."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
+from pydantic import SecretStr
 
 from poller.vendors import BuildContext
-from poller.vendors.base import http_base_url
+from poller.vendors.base import ApiSettings
 from poller.vendors.ratelimit import list_bucket
 from poller.vendors.tremendous.client import NAME, DeliveryMethod
 from poller.vendors.tremendous.vendor import TremendousOrderBook, TremendousVendor
@@ -16,20 +16,13 @@ __all__ = ["Settings", "TremendousOrderBook", "TremendousVendor", "build", "orde
 SANDBOX_URL = "https://testflight.tremendous.com/api/v2"
 
 
-class Settings(BaseModel):
+class Settings(ApiSettings):
     """The ``[vendors.tremendous]`` config section."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     base_url: str = SANDBOX_URL
     api_key: SecretStr
     funding_source_id: str = "balance"
     delivery_method: DeliveryMethod = "EMAIL"
-
-    @field_validator("base_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        return http_base_url(value)
 
 
 def build(settings: Settings, context: BuildContext) -> TremendousVendor:
