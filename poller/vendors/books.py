@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -34,16 +34,16 @@ def minor_amount(value: Any, currency: Any) -> int | None:
     return int(number)
 
 
-def parse_instant(value: Any) -> datetime | None:
-    """An ISO 8601 / RFC 3339 date-time as an aware datetime (naive means UTC); None when
-    it is not one."""
+def parse_instant(value: Any, *, naive: tzinfo = UTC) -> datetime | None:
+    """An ISO 8601 / RFC 3339 date-time as an aware datetime (naive means in ``naive``'s
+    zone); None when it is not one."""
     if not isinstance(value, str) or not value.strip():
         return None
     try:
         moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
         return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=naive)
 
 
 def rfc3339(moment: datetime) -> str:

@@ -22,7 +22,7 @@ from poller.domain.model import OrderRequest, OrderResult, OrderStatus
 from poller.domain.orders import OrderStatus as ListStatus
 from poller.domain.orders import VendorOrder
 from poller.vendors.base import json_or_none, mask_email, obj
-from poller.vendors.books import ListBook, int_or_none, text_or_none
+from poller.vendors.books import ListBook, int_or_none, parse_instant, text_or_none
 from poller.vendors.giftbit.client import (
     NAME,
     GiftbitClient,
@@ -67,6 +67,7 @@ class GiftbitVendor(GiftbitClient):
     """The ``Vendor`` (and ``CheckableVendor``) for Giftbit."""
 
     key_name = "campaign id"
+
     def place_order(self, request: OrderRequest) -> OrderResult:
         if not request.product:
             raise ConfigFixable(
@@ -253,18 +254,6 @@ def pacific(moment: datetime) -> str:
     return moment.astimezone(PACIFIC).strftime(DATE_FORMAT)
 
 
-def from_pacific(value: Any) -> datetime | None:
-    """Giftbit's ``yyyy-MM-dd HH:mm:ss`` (Pacific) as an aware datetime (an ISO 8601 text
-    with an offset is taken as it says)."""
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment.replace(tzinfo=PACIFIC) if moment.tzinfo is None else moment
-
-
 class GiftbitOrderBook(ListBook):
     """``OrderBook`` over ``GET /gifts``: each gift is one order (``order_id`` its ``uuid``,
     ``external_id`` its ``campaign_id``)."""
@@ -292,14 +281,13 @@ class GiftbitOrderBook(ListBook):
     def _order(self, item: Any) -> VendorOrder | None:
         if not isinstance(item, dict) or not isinstance(item.get("uuid"), str):
             return None
-        created = from_pacific(item.get("created_date"))
+        created = parse_instant(item.get("created_date"), naive=PACIFIC)
         if created is None:
             raise TransientVendorError(
                 f"Giftbit listed gift {item['uuid'][:40]!r} without a readable created_date",
                 vendor=NAME)
         status = str(item.get("status") or "").upper()
         delivery = str(item.get("delivery_status") or "").upper()
-        price = item.get("price_in_cents")
         return VendorOrder(
             vendor=NAME,
             order_id=item["uuid"],
@@ -307,8 +295,7 @@ class GiftbitOrderBook(ListBook):
             created_at=created.astimezone(UTC),
             status=gift_status(status, delivery),
             raw_status=f"{status or '?'}/{delivery or '?'}",
-            amount_minor=price if isinstance(price, int) and not isinstance(price, bool)
-            else None,
+            amount_minor=int_or_none(item.get("price_in_cents")),
             currency=None,
             product=text_or_none(item.get("brand_code")),
             recipient=text_or_none(item.get("recipient_email")))

@@ -55,6 +55,7 @@ class TangoVendor(TangoClient):
     """The ``Vendor`` (and ``CheckableVendor``) for Tango Card RaaS v2."""
 
     key_name = "externalRefID"
+
     def __init__(
         self,
         base_url: str,

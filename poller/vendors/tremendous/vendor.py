@@ -48,6 +48,7 @@ class TremendousVendor(TremendousClient):
     """The ``Vendor`` for Tremendous. One instance holds one HTTP connection pool."""
 
     key_name = "external_id"
+
     def __init__(
         self,
         base_url: str,
