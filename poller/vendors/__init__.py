@@ -37,6 +37,7 @@ class BuildContext:
     """For an order book: the section's ``rate_limit_per_second`` (None: the vendor's
     default). ``build_vendor`` ignores it: ``ratelimit.limited`` wraps the vendor instead."""
 
+
 # Modules in this package that are not vendors a user can configure.
 _NOT_VENDORS = frozenset({"fake", "base", "books", "ratelimit"})
 
@@ -53,11 +54,9 @@ class _Common(BaseModel):
 def rate_limit(name: str, raw: Mapping[str, Any]) -> float | None:
     """The calls per second allowed to vendor ``name`` (None: no limit), from its section
     or the vendor's documented default. Raises pydantic's ValidationError naming the key."""
-    common = _Common.model_validate({k: v for k, v in raw.items() if k in COMMON_KEYS})
-    rate = common.rate_limit_per_second
-    if rate is None:
-        rate = DEFAULT_RATE_LIMITS.get(name)
-    return rate or None
+    own = _Common.model_validate({k: v for k, v in raw.items() if k in COMMON_KEYS})
+    rate = own.rate_limit_per_second
+    return (DEFAULT_RATE_LIMITS.get(name) if rate is None else rate) or None
 
 
 def available() -> list[str]:
