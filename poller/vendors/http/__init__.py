@@ -22,18 +22,8 @@ from poller.vendors.http.wire import (
 )
 from poller.vendors.ratelimit import list_bucket
 
-__all__ = [
-    "IDEMPOTENCY_HEADER",
-    "SIGNATURE_HEADER",
-    "HttpOrderBook",
-    "HttpVendor",
-    "Settings",
-    "build",
-    "order_body",
-    "order_book",
-    "signature",
-    "verify_signature",
-]
+__all__ = ["IDEMPOTENCY_HEADER", "SIGNATURE_HEADER", "HttpOrderBook", "HttpVendor", "Settings",
+           "build", "order_body", "order_book", "signature", "verify_signature"]
 
 
 class Settings(BaseModel):

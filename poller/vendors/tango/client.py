@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, NoReturn
 from urllib.parse import quote, urlsplit
 
 import httpx
 import structlog
+from pydantic import SecretStr
 
 from poller.domain.errors import (
     RECIPIENT_INVALID,
@@ -24,7 +26,7 @@ from poller.domain.errors import (
 )
 from poller.domain.model import OrderRequest, OrderStatus
 from poller.ports import Cache, VendorCheck
-from poller.transport import retry_after_of
+from poller.transport import RetryPolicy, retry_after_of
 from poller.vendors.base import (
     USER_AGENT,
     ApiVendor,
@@ -220,13 +222,37 @@ class TangoClient(ApiVendor):
     name = NAME
     label = "Tango Card"
     credential = "platform name/key"
-    platform_name: str
-    customer_identifier: str
-    account_identifier: str
-    _cache: Cache | None
-    _clock: Any
-    _catalog: tuple[datetime, dict[str, dict[str, Any]]] | None
-    _spacing: TokenBucket | None
+
+    def __init__(
+        self,
+        base_url: str,
+        platform_name: str,
+        platform_key: str | SecretStr,
+        customer_identifier: str,
+        account_identifier: str,
+        *,
+        policy: RetryPolicy = RetryPolicy(),
+        cache: Cache | None = None,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        min_order_interval: float = MIN_ORDER_INTERVAL,
+    ) -> None:
+        self.platform_name = platform_name
+        self.customer_identifier = customer_identifier
+        self.account_identifier = account_identifier
+        self._cache = cache
+        self._clock = clock
+        self._catalog: tuple[datetime, dict[str, dict[str, Any]]] | None = None
+        self._spacing = TokenBucket(1 / min_order_interval, clock=monotonic, sleep=sleep) \
+            if min_order_interval > 0 else None
+        super().__init__(base_url, platform_key, policy=policy, transport=transport,
+                         sleep=sleep)
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(base_url={self.base_url!r}, "
+                f"account={self.account_identifier!r})")
 
     def _make_client(self, transport: httpx.BaseTransport | None) -> WitnessClient:
         return _SpacedClient(

@@ -4,14 +4,11 @@ orders"."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
-import httpx
 import structlog
-from pydantic import SecretStr
 
 from poller.domain.errors import (
     ConfigFixable,
@@ -21,8 +18,6 @@ from poller.domain.errors import (
 from poller.domain.model import OrderRequest, OrderResult, OrderStatus
 from poller.domain.orders import OrderStatus as ListStatus
 from poller.domain.orders import VendorOrder
-from poller.ports import Cache
-from poller.transport import RetryPolicy
 from poller.vendors.base import json_or_none, mask_email, obj
 from poller.vendors.books import (
     ListBook,
@@ -32,14 +27,12 @@ from poller.vendors.books import (
     rfc3339,
     text_or_none,
 )
-from poller.vendors.ratelimit import TokenBucket
 from poller.vendors.tango.client import (
     _EXTERNAL_REF,
     _ORDER_STATUS,
     IN_PROCESS_KEY,
     IN_PROCESS_RETRIES,
     IN_PROCESS_WAIT,
-    MIN_ORDER_INTERVAL,
     NAME,
     NO_ORDERS_KEY,
     TangoClient,
@@ -55,36 +48,6 @@ class TangoVendor(TangoClient):
     """The ``Vendor`` (and ``CheckableVendor``) for Tango Card RaaS v2."""
 
     key_name = "externalRefID"
-
-    def __init__(
-        self,
-        base_url: str,
-        platform_name: str,
-        platform_key: str | SecretStr,
-        customer_identifier: str,
-        account_identifier: str,
-        *,
-        policy: RetryPolicy = RetryPolicy(),
-        cache: Cache | None = None,
-        transport: httpx.BaseTransport | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        monotonic: Callable[[], float] = time.monotonic,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        min_order_interval: float = MIN_ORDER_INTERVAL,
-    ) -> None:
-        self.platform_name = platform_name
-        self.customer_identifier = customer_identifier
-        self.account_identifier = account_identifier
-        self._cache = cache
-        self._clock = clock
-        self._catalog = None
-        self._spacing = TokenBucket(1 / min_order_interval, clock=monotonic, sleep=sleep) \
-            if min_order_interval > 0 else None
-        super().__init__(base_url, platform_key, policy=policy, transport=transport,
-                         sleep=sleep)
-
-    def __repr__(self) -> str:
-        return f"TangoVendor(base_url={self.base_url!r}, account={self.account_identifier!r})"
 
     def place_order(self, request: OrderRequest) -> OrderResult:
         key = request.idempotency_key

@@ -4,12 +4,14 @@ funding sources and products (docs/vendors.md, "Tremendous")."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Literal, NoReturn
 from urllib.parse import quote
 
 import httpx
+from pydantic import SecretStr
 
 from poller.domain.errors import (
     RECIPIENT_INVALID,
@@ -21,6 +23,7 @@ from poller.domain.errors import (
 )
 from poller.domain.model import OrderRequest, OrderStatus
 from poller.ports import VendorCheck
+from poller.transport import RetryPolicy
 from poller.vendors.base import (
     ApiVendor,
     check_listed,
@@ -158,8 +161,21 @@ class TremendousClient(ApiVendor):
 
     name = NAME
     label = "Tremendous"
-    funding_source_id: str
-    delivery_method: DeliveryMethod
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | SecretStr,
+        funding_source_id: str = "balance",
+        delivery_method: DeliveryMethod = "EMAIL",
+        *,
+        policy: RetryPolicy = RetryPolicy(),
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        super().__init__(base_url, api_key, policy=policy, transport=transport, sleep=sleep)
+        self.funding_source_id = funding_source_id
+        self.delivery_method = delivery_method
 
     def _raise_for(self, response: httpx.Response, what: str, *,
                    creating: OrderRequest | None = None) -> NoReturn:

@@ -4,15 +4,12 @@ list for the books audit (``TremendousOrderBook``); docs/vendors.md, "Tremendous
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-import httpx
 import structlog
-from pydantic import SecretStr
 
 from poller.domain.errors import (
     ConfigFixable,
@@ -21,7 +18,6 @@ from poller.domain.errors import (
 from poller.domain.model import OrderRequest, OrderResult, OrderStatus
 from poller.domain.orders import OrderStatus as ListStatus
 from poller.domain.orders import VendorOrder
-from poller.transport import RetryPolicy
 from poller.vendors.base import mask_email, obj
 from poller.vendors.books import (
     PAGE_SIZE,
@@ -35,7 +31,6 @@ from poller.vendors.books import (
 from poller.vendors.tremendous.client import (
     _ORDER_STATUS,
     NAME,
-    DeliveryMethod,
     TremendousClient,
     _is_tremendous_error,
     _order_of,
@@ -48,21 +43,6 @@ class TremendousVendor(TremendousClient):
     """The ``Vendor`` for Tremendous. One instance holds one HTTP connection pool."""
 
     key_name = "external_id"
-
-    def __init__(
-        self,
-        base_url: str,
-        api_key: str | SecretStr,
-        funding_source_id: str = "balance",
-        delivery_method: DeliveryMethod = "EMAIL",
-        *,
-        policy: RetryPolicy = RetryPolicy(),
-        transport: httpx.BaseTransport | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        super().__init__(base_url, api_key, policy=policy, transport=transport, sleep=sleep)
-        self.funding_source_id = funding_source_id
-        self.delivery_method = delivery_method
 
     def place_order(self, request: OrderRequest) -> OrderResult:
         if not request.product:
