@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 from poller.domain.keys import is_our_key
 from poller.domain.money import CurrencyProblem, minor_units, parse_currency
 from poller.domain.orders import VendorOrder
+from poller.vendors.ratelimit import TokenBucket
 
 PAGE_SIZE = 100
 """Orders asked for per page of an order list (Tremendous documents at most 100)."""
@@ -94,7 +95,8 @@ class ListBook(SameKeyBook):
 
     max_page_size: ClassVar[int | None] = None
 
-    def __init__(self, client: Any, *, bucket: Any, page_size: int = PAGE_SIZE) -> None:
+    def __init__(self, client: Any, *, bucket: TokenBucket | None,
+                 page_size: int = PAGE_SIZE) -> None:
         top = self.max_page_size
         if not 1 <= page_size <= (top or page_size):
             raise ValueError(f"page_size must be between 1 and {top}" if top

@@ -103,6 +103,9 @@ class _Receiver:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(origin={self.host!r})"
 
+    def close(self) -> None:
+        self._client.close()
+
     def _client_for(self, url: str) -> WitnessClient:
         return WitnessClient(
             target=url, headers={"Accept": "application/json", "User-Agent": USER_AGENT},
@@ -208,7 +211,7 @@ class HttpVendor(_Receiver):
             f"{why}", vendor=NAME, idempotent_resend=True)
 
     def close(self) -> None:
-        self._client.close()
+        super().close()
         if self._lookup_client is not None:
             self._lookup_client.close()
 
@@ -371,9 +374,6 @@ class HttpOrderBook(_Receiver, SameKeyBook):
         super().__init__(orders_url, secret, policy=policy, transport=transport, sleep=sleep,
                          clock=clock)
         self._bucket = bucket
-
-    def close(self) -> None:
-        self._client.close()
 
     def orders(self, since: datetime, until: datetime) -> Iterator[VendorOrder]:
         return in_period(self._pages(since, until), self._order, since, until)
