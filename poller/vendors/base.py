@@ -227,6 +227,12 @@ def decimal_of(value: Any) -> Decimal | None:
     return number if number.is_finite() else None
 
 
+def proves_nothing(exc: VendorError) -> bool:
+    """A check's read that was rejected, or did not reach the vendor at all: nothing proves
+    the credentials work."""
+    return exc.status in (401, 403) or isinstance(exc, TransientVendorError)
+
+
 def check_listed(
     catalog: Mapping[str, Mapping[str, Any]] | None, product: str | None, amount: Decimal,
     currency: str, problems_of: Callable[[Mapping[str, Any], Decimal, str], list[str]], *,

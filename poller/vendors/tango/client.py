@@ -35,6 +35,7 @@ from poller.vendors.base import (
     decimal_of,
     json_or_none,
     obj,
+    proves_nothing,
     unavailable_or_config,
 )
 from poller.vendors.ratelimit import TokenBucket
@@ -356,9 +357,7 @@ class TangoClient(ApiVendor):
         try:
             balance = self.account_balance()
         except VendorError as exc:
-            # Rejected, or not reached at all: nothing proves the credentials work.
-            if exc.status in (401, 403) or isinstance(exc, TransientVendorError):
-                credentials_ok = False
+            credentials_ok = not proves_nothing(exc)
             problems.append(str(exc) if credentials_ok is False
                             else f"account balance unavailable: {exc}")
         catalog: dict[str, dict[str, Any]] | None = None
@@ -366,8 +365,7 @@ class TangoClient(ApiVendor):
             try:
                 catalog = self.catalog()
             except VendorError as exc:
-                if exc.status in (401, 403) or isinstance(exc, TransientVendorError):
-                    credentials_ok = False
+                credentials_ok = not proves_nothing(exc)
                 problems.append(f"catalog unavailable: {exc}")
         checks = tuple(
             check_listed(catalog, p, a, c, _item_problems,

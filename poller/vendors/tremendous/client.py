@@ -18,7 +18,6 @@ from poller.domain.errors import (
     AdvocateFacingError,
     ConfigFixable,
     OperatorFacingError,
-    TransientVendorError,
     VendorError,
 )
 from poller.domain.model import OrderRequest, OrderStatus
@@ -30,6 +29,7 @@ from poller.vendors.base import (
     decimal_of,
     json_or_none,
     obj,
+    proves_nothing,
     unavailable_or_config,
 )
 
@@ -274,9 +274,7 @@ class TremendousClient(ApiVendor):
             cents = self.funding_balance()["available_cents"]
             balance = f"{Decimal(cents) / 100:,.2f} USD" if isinstance(cents, int) else None
         except VendorError as exc:
-            # Rejected, or not reached at all: nothing proves the key works.
-            if exc.status in (401, 403) or isinstance(exc, TransientVendorError):
-                credentials_ok = False
+            credentials_ok = not proves_nothing(exc)
             problems.append(str(exc))
         catalog: dict[str, dict[str, Any]] | None = None
         if credentials_ok:
