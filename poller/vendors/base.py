@@ -7,7 +7,7 @@ from __future__ import annotations
 import difflib
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar, NoReturn
 from urllib.parse import urlsplit
@@ -25,8 +25,8 @@ from poller.domain.errors import (
     VendorError,
     VendorUnreachable,
 )
-from poller.domain.model import OrderResult
-from poller.ports import ProductCheck
+from poller.domain.model import OrderRequest, OrderResult
+from poller.ports import ProductCheck, VendorCheck
 from poller.transport import (
     ApiClient,
     RetryPolicy,
@@ -42,6 +42,8 @@ ATTEMPT_ERRORS = "reward_poller.attempt_errors"
 """The extension key under which each logical call collects its attempts' transport errors."""
 
 USER_AGENT = "reward-poller"
+ProblemsOf = Callable[[Mapping[str, Any], Decimal, str], list[str]]
+"""What keeps an amount in a currency from being ordered from a catalog entry."""
 
 _URL = re.compile(r"https?://\S+", re.IGNORECASE)
 MAX_QUOTED = 300
@@ -174,48 +176,6 @@ class ApiSettings(BaseModel):
         return value
 
 
-def unavailable_or_config(
-    *, vendor: str, label: str, product: str, amount: Decimal, currency: str, refusal: str,
-    status: int | None, listing: Callable[[], list[str] | None],
-) -> VendorError:
-    """What an order the vendor refused as unavailable means, decided by the vendor's own
-    catalog, never by the wording of its message (docs/vendors.md, "An unavailable product").
-
-    ``listing`` reads the catalog: None when it does not list ``product``, else what keeps
-    ``amount`` ``currency`` from being ordered from it (empty: nothing). A catalog that
-    cannot be read decides nothing: the redemption waits and is never refused on a guess.
-    """
-    try:
-        problems = listing()
-    except VendorError as exc:
-        log.warning("vendor.catalog.undecided", vendor=vendor, product=product,
-                    error_class=type(exc).__name__)
-        text = (f"{label} refused the order ({refusal}) and its catalog could not be read to "
-                f"tell an unavailable product from a configuration mistake ({exc}); nothing "
-                "is decided, the order is tried again later")
-        if isinstance(exc, OperatorFacingError):
-            # Never ConfigFixable: that would hold at once on what is only a failed read.
-            return OperatorFacingError(text, vendor=vendor, status=exc.status)
-        retry_after = exc.retry_after if isinstance(exc, TransientVendorError) else None
-        return TransientVendorError(text, vendor=vendor, status=exc.status,
-                                    retry_after=retry_after)
-    if problems is None:
-        return ConfigFixable(
-            f"{label} does not list product {product!r} in its catalog ({refusal}); fix "
-            "product in the routing config (reward-poller check suggests the closest)",
-            vendor=vendor, status=status)
-    if problems:
-        return ConfigFixable(
-            f"{label} lists product {product!r} but not at {amount} {currency}: "
-            f"{'; '.join(problems)} ({refusal}); fix amount or currency in the routing config",
-            vendor=vendor, status=status)
-    log.warning("vendor.product.unavailable", vendor=vendor, product=product)
-    return ProductUnavailable(
-        f"{label} would not sell product {product!r} although its catalog lists it at "
-        f"{amount} {currency}: the reward is unavailable ({refusal})",
-        vendor=vendor, status=status)
-
-
 def decimal_of(value: Any) -> Decimal | None:
     """A finite number from a JSON value (a number or a numeric string), else None."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):
@@ -227,19 +187,11 @@ def decimal_of(value: Any) -> Decimal | None:
     return number if number.is_finite() else None
 
 
-def proves_nothing(exc: VendorError) -> bool:
-    """A check's read that was rejected, or did not reach the vendor at all: nothing proves
-    the credentials work."""
-    return exc.status in (401, 403) or isinstance(exc, TransientVendorError)
-
-
-def check_listed(
+def _check_listed(
     catalog: Mapping[str, Mapping[str, Any]] | None, product: str | None, amount: Decimal,
-    currency: str, problems_of: Callable[[Mapping[str, Any], Decimal, str], list[str]], *,
-    needs: str, unread: str, unknown: str,
+    currency: str, problems_of: ProblemsOf, *, needs: str, unread: str, unknown: str,
 ) -> ProductCheck:
-    """``check`` for one product of a catalog read whole (None: it could not be read), with
-    a suggestion for a mistyped id."""
+    """One product of ``ApiVendor._check``, with a suggestion for a mistyped id."""
 
     def result(ok: bool, detail: str) -> ProductCheck:
         return ProductCheck(product=product, amount=amount, currency=currency, ok=ok,
@@ -252,10 +204,15 @@ def check_listed(
     found = catalog.get(product)
     if found is None:
         hint = difflib.get_close_matches(product, list(catalog), n=1)
-        return result(False, unknown + (f" (did you mean {hint[0]}?)" if hint else ""))
+        return result(False, unknown.format(product)
+                      + (f" (did you mean {hint[0]}?)" if hint else ""))
     problems = problems_of(found, amount, currency)
     return result(not problems, "; ".join(problems) if problems else str(found.get("name")
                                                                            or product))
+
+
+def _proves_nothing(exc: VendorError) -> bool:
+    return exc.status in (401, 403) or isinstance(exc, TransientVendorError)
 
 
 class ApiVendor:
@@ -353,6 +310,81 @@ class ApiVendor:
             log.info("vendor.order.repeat", vendor=self.name, key=key,
                      order_id=found.vendor_order_id, http_status=status)
         return found
+
+    def _unavailable_or_config(
+        self, request: OrderRequest, refusal: str, status: int | None,
+        find: Callable[[str], Mapping[str, Any] | None], problems_of: ProblemsOf,
+    ) -> VendorError:
+        """What an order the vendor refused as unavailable means, decided by the vendor's own
+        catalog (``find``: the product's entry, None when not listed), never by the wording
+        of its message (docs/vendors.md, "An unavailable product"). A catalog that cannot be
+        read decides nothing: the redemption waits and is never refused on a guess."""
+        product, amount, currency = request.product or "", request.amount, request.currency
+        label, vendor = self.label, self.name
+        try:
+            found = find(product)
+        except VendorError as exc:
+            log.warning("vendor.catalog.undecided", vendor=vendor, product=product,
+                        error_class=type(exc).__name__)
+            text = (f"{label} refused the order ({refusal}) and its catalog could not be read "
+                    f"to tell an unavailable product from a configuration mistake ({exc}); "
+                    "nothing is decided, the order is tried again later")
+            if isinstance(exc, OperatorFacingError):
+                # Never ConfigFixable: that would hold at once on what is only a failed read.
+                return OperatorFacingError(text, vendor=vendor, status=exc.status)
+            retry_after = exc.retry_after if isinstance(exc, TransientVendorError) else None
+            return TransientVendorError(text, vendor=vendor, status=exc.status,
+                                        retry_after=retry_after)
+        if found is None:
+            return ConfigFixable(
+                f"{label} does not list product {product!r} in its catalog ({refusal}); fix "
+                "product in the routing config (reward-poller check suggests the closest)",
+                vendor=vendor, status=status)
+        problems = problems_of(found, amount, currency)
+        if problems:
+            return ConfigFixable(
+                f"{label} lists product {product!r} but not at {amount} {currency}: "
+                f"{'; '.join(problems)} ({refusal}); fix amount or currency in the routing "
+                "config", vendor=vendor, status=status)
+        log.warning("vendor.product.unavailable", vendor=vendor, product=product)
+        return ProductUnavailable(
+            f"{label} would not sell product {product!r} although its catalog lists it at "
+            f"{amount} {currency}: the reward is unavailable ({refusal})",
+            vendor=vendor, status=status)
+
+    def _check(
+        self, products: Sequence[tuple[str | None, Decimal, str]],
+        read_balance: Callable[[], str | None],
+        read_catalog: Callable[[], Mapping[str, Mapping[str, Any]]], problems_of: ProblemsOf,
+        *, balance_note: str = "", catalog: str, catalog_proves: bool, needs: str,
+        unknown: str,
+    ) -> VendorCheck:
+        """``check`` for a vendor whose balance and catalog are read whole. A read rejected
+        (401/403) or not reaching the vendor proves nothing about the credentials, and after
+        such a balance read the catalog is not read; ``catalog_proves``: the same holds for
+        the catalog's read. ``unknown`` is formatted with the product's repr."""
+        problems: list[str] = []
+        credentials_ok = True
+        balance: str | None = None
+        listed: Mapping[str, Mapping[str, Any]] | None = None
+        try:
+            balance = read_balance()
+        except VendorError as exc:
+            credentials_ok = not _proves_nothing(exc)
+            problems.append(f"{balance_note}{exc}" if credentials_ok else str(exc))
+        if credentials_ok:
+            try:
+                listed = read_catalog()
+            except VendorError as exc:
+                credentials_ok = not (catalog_proves and _proves_nothing(exc))
+                problems.append(f"{catalog} unavailable: {exc}")
+        checks = tuple(_check_listed(listed, p, a, c, problems_of, needs=needs,
+                                     unread=f"the {catalog} could not be read",
+                                     unknown=unknown)
+                       for p, a, c in products)
+        return VendorCheck(vendor=self.name, credentials_ok=credentials_ok,
+                           products=checks, balance=balance,
+                           problems=tuple(dict.fromkeys(problems)))
 
     def _raise_for(self, response: httpx.Response, what: str, *,
                    creating: Any = None) -> NoReturn:

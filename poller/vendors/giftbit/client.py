@@ -22,7 +22,7 @@ from poller.domain.errors import (
 from poller.domain.keys import is_our_key
 from poller.domain.model import OrderRequest
 from poller.ports import ProductCheck, VendorCheck
-from poller.vendors.base import ApiVendor, json_or_none, obj, unavailable_or_config
+from poller.vendors.base import ApiVendor, json_or_none, obj
 
 NAME = "giftbit"
 MAX_CAMPAIGN_ID = 40
@@ -139,7 +139,8 @@ class GiftbitClient(ApiVendor):
                 f"Giftbit: payment required (HTTP 402 to {what}: a credit-card top-up failed)"
                 f"{suffix}; fund the account", vendor=NAME, status=status)
         elif creating is not None and code == INVALID_BRAND:
-            error = self._unavailable_or_config(creating, f"HTTP {status}{suffix}", status)
+            error = self._unavailable_or_config(creating, f"HTTP {status}{suffix}", status,
+                                                self.brand, _brand_problems)
         elif creating is not None and code == NO_CONTACTS:
             error = AdvocateFacingError(
                 f"Giftbit could not add the recipient (HTTP {status}){suffix}",
@@ -155,20 +156,6 @@ class GiftbitClient(ApiVendor):
         else:
             error = self._usual_error(response, what, suffix)
         self._failed(error, what, code=code[:60] or None)
-
-    def _unavailable_or_config(self, request: OrderRequest, refusal: str,
-                               status: int) -> VendorError:
-        """"Brand or price not available": the brand (``GET /brands/{code}``) decides."""
-        code = request.product or ""
-
-        def listing() -> list[str] | None:
-            brand = self.brand(code)
-            return None if brand is None else _brand_problems(brand, request.amount,
-                                                              request.currency)
-
-        return unavailable_or_config(
-            vendor=NAME, label="Giftbit", product=code, amount=request.amount,
-            currency=request.currency, refusal=refusal, status=status, listing=listing)
 
     def check(self, products: Sequence[tuple[str | None, Decimal, str]]) -> VendorCheck:
         problems: list[str] = []

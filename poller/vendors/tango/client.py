@@ -31,12 +31,9 @@ from poller.vendors.base import (
     USER_AGENT,
     ApiVendor,
     WitnessClient,
-    check_listed,
     decimal_of,
     json_or_none,
     obj,
-    proves_nothing,
-    unavailable_or_config,
 )
 from poller.vendors.ratelimit import TokenBucket
 
@@ -318,17 +315,9 @@ class TangoClient(ApiVendor):
                 f"Tango Card: the recipient is invalid (HTTP {status}{named}){suffix}",
                 vendor=NAME, status=status, advocate_message=RECIPIENT_INVALID)
         if kind == "product":
-            utid = request.product or ""
-
-            def listing() -> list[str] | None:
-                item = self.catalog().get(utid)
-                return None if item is None else _value_problems(item, request.amount,
-                                                                 request.currency)
-
-            return unavailable_or_config(
-                vendor=NAME, label="Tango Card", product=utid, amount=request.amount,
-                currency=request.currency, refusal=f"HTTP {status}{named}{suffix}",
-                status=status, listing=listing)
+            return self._unavailable_or_config(
+                request, f"HTTP {status}{named}{suffix}", status,
+                lambda utid: self.catalog().get(utid), _value_problems)
         return OperatorFacingError(
             f"Tango Card rejected our request (HTTP {status}{named}): check the configuration"
             f"{suffix}", vendor=NAME, status=status)
@@ -351,30 +340,10 @@ class TangoClient(ApiVendor):
         return f"tango:catalog:{host}:{self.platform_name}:{self.account_identifier}"
 
     def check(self, products: Sequence[tuple[str | None, Decimal, str]]) -> VendorCheck:
-        problems: list[str] = []
-        credentials_ok = True
-        balance: str | None = None
-        try:
-            balance = self.account_balance()
-        except VendorError as exc:
-            credentials_ok = not proves_nothing(exc)
-            problems.append(str(exc) if credentials_ok is False
-                            else f"account balance unavailable: {exc}")
-        catalog: dict[str, dict[str, Any]] | None = None
-        if credentials_ok:
-            try:
-                catalog = self.catalog()
-            except VendorError as exc:
-                credentials_ok = not proves_nothing(exc)
-                problems.append(f"catalog unavailable: {exc}")
-        checks = tuple(
-            check_listed(catalog, p, a, c, _item_problems,
-                         needs="Tango Card needs a UTID as product",
-                         unread="the catalog could not be read",
-                         unknown=f"no UTID {p!r} in the Tango Card catalog")
-            for p, a, c in products)
-        return VendorCheck(vendor=NAME, credentials_ok=credentials_ok, products=checks,
-                           balance=balance, problems=tuple(dict.fromkeys(problems)))
+        return self._check(products, self.account_balance, self.catalog, _item_problems,
+                           balance_note="account balance unavailable: ", catalog="catalog",
+                           catalog_proves=True, needs="Tango Card needs a UTID as product",
+                           unknown="no UTID {!r} in the Tango Card catalog")
 
     def account_balance(self) -> str:
         """``"1,234.50 USD"`` from ``GET /accounts/{accountIdentifier}`` (field names

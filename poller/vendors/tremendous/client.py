@@ -25,12 +25,9 @@ from poller.ports import VendorCheck
 from poller.transport import RetryPolicy
 from poller.vendors.base import (
     ApiVendor,
-    check_listed,
     decimal_of,
     json_or_none,
     obj,
-    proves_nothing,
-    unavailable_or_config,
 )
 
 NAME = "tremendous"
@@ -206,17 +203,8 @@ class TremendousClient(ApiVendor):
                          request: OrderRequest) -> VendorError:
         kind = _classify_invalid(_errors_of(response))
         if kind == "product" and request.product:
-            product = request.product
-
-            def listing() -> list[str] | None:
-                found = self.product(product)
-                return None if found is None else _product_problems(
-                    found, request.amount, request.currency)
-
-            return unavailable_or_config(
-                vendor=NAME, label="Tremendous", product=product, amount=request.amount,
-                currency=request.currency, refusal=f"HTTP {status}{suffix}", status=status,
-                listing=listing)
+            return self._unavailable_or_config(request, f"HTTP {status}{suffix}", status,
+                                               self.product, _product_problems)
         if kind == "config":
             return ConfigFixable(
                 f"Tremendous rejected the funding source or delivery settings (HTTP {status})"
@@ -267,29 +255,14 @@ class TremendousClient(ApiVendor):
         """The key works, the funding source's balance (read as USD, the currency of
         Tremendous balances), and each product in ``GET /products`` (those enabled for
         this organization) at that currency and amount."""
-        problems: list[str] = []
-        credentials_ok = True
-        balance: str | None = None
-        try:
-            cents = self.funding_balance()["available_cents"]
-            balance = f"{Decimal(cents) / 100:,.2f} USD" if isinstance(cents, int) else None
-        except VendorError as exc:
-            credentials_ok = not proves_nothing(exc)
-            problems.append(str(exc))
-        catalog: dict[str, dict[str, Any]] | None = None
-        if credentials_ok:
-            try:
-                catalog = self._products()
-            except VendorError as exc:
-                problems.append(f"product list unavailable: {exc}")
-        checks = tuple(
-            check_listed(catalog, p, a, c, _product_problems,
-                         needs="Tremendous needs a product id",
-                         unread="the product list could not be read",
-                         unknown=f"no product {p!r} enabled at Tremendous")
-            for p, a, c in products)
-        return VendorCheck(vendor=NAME, credentials_ok=credentials_ok, products=checks,
-                           balance=balance, problems=tuple(problems))
+        return self._check(products, self._balance, self._products, _product_problems,
+                           catalog="product list", catalog_proves=False,
+                           needs="Tremendous needs a product id",
+                           unknown="no product {!r} enabled at Tremendous")
+
+    def _balance(self) -> str | None:
+        cents = self.funding_balance()["available_cents"]
+        return f"{Decimal(cents) / 100:,.2f} USD" if isinstance(cents, int) else None
 
     def _products(self) -> dict[str, dict[str, Any]]:
         data, status = self._get("products", "GET /products")
