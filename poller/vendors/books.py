@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 from poller.domain.keys import is_our_key
 from poller.domain.money import CurrencyProblem, minor_units, parse_currency
 from poller.domain.orders import VendorOrder
+from poller.vendors.base import obj
 from poller.vendors.ratelimit import TokenBucket
 
 PAGE_SIZE = 100
@@ -133,6 +134,15 @@ class ListBook(SameKeyBook):
     def _page(self, since: datetime, until: datetime, number: int,
               offset: int) -> tuple[list[Any], int | None]:
         raise NotImplementedError
+
+    def _listed(self, path: str, what: str, key: str,
+                params: dict[str, Any]) -> tuple[list[Any], int | None]:
+        """A page answered as ``{key: [...], "total_count": n}``."""
+        data, status = self._v._get(path, what, params=params)
+        page = obj(data).get(key)
+        if not isinstance(page, list):
+            raise self._v._missing(status, what, f"a list of {key}")
+        return page, int_or_none(obj(data).get("total_count"))
 
     def _order(self, item: Any) -> VendorOrder | None:
         raise NotImplementedError

@@ -19,6 +19,7 @@ from typing import Literal
 from poller.domain.errors import UnknownOutcome, VendorError
 from poller.domain.model import OrderRequest, OrderResult, OrderStatus
 from poller.domain.orders import VendorOrder
+from poller.vendors.base import mask_email
 from poller.vendors.books import SameKeyBook
 
 Action = Literal["raise", "lose", "pending"]
@@ -164,11 +165,10 @@ class FakeVendor:
         number = len(self._orders) + 1
         pending = script is not None and script.action == "pending"
         email = request.recipient_email
-        local, _, domain = email.partition("@")
         result = OrderResult(
             vendor_order_id=f"FAKE-{number:06d}",
             status=OrderStatus.PENDING if pending else OrderStatus.COMPLETE,
-            delivery=f"sent by email to {local[:1]}***@{domain}" if domain else "sent by email",
+            delivery=f"sent by email to {mask_email(email)}" if "@" in email else "sent by email",
             link=f"https://fake.invalid/rewards/{key}" if self._link else None,
             detail=f"{self.name} order")
         order = _Order(request=request, result=result)

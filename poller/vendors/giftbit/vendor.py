@@ -272,11 +272,7 @@ class GiftbitOrderBook(ListBook):
         params = {"created_date_greater_than": pacific(since - timedelta(seconds=1)),
                   "created_date_less_than": pacific(until + timedelta(seconds=1)),
                   "limit": self._page_size, "offset": offset}
-        data, status = self._v._get("gifts", what, params=params)
-        page = obj(data).get("gifts")
-        if not isinstance(page, list):
-            raise self._v._missing(status, what, "a list of gifts")
-        return page, int_or_none(obj(data).get("total_count"))
+        return self._listed("gifts", what, "gifts", params)
 
     def _order(self, item: Any) -> VendorOrder | None:
         if not isinstance(item, dict) or not isinstance(item.get("uuid"), str):

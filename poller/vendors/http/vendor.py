@@ -53,7 +53,6 @@ from poller.vendors.http.wire import (
     SIGNATURE_HEADER,
     _answer_of,
     _message_of,
-    _status_of,
     order_body,
     signature,
 )
@@ -343,7 +342,7 @@ class HttpVendor(_Receiver):
         headers = {IDEMPOTENCY_HEADER: key, SIGNATURE_HEADER: self._signed(key.encode())}
         response = self._send(self._lookup_client, "GET", url, what, headers=headers)
         status = response.status_code
-        if status == 404 and _status_of(response) == NOT_FOUND:
+        if status == 404 and str(obj(json_or_none(response)).get("status")).lower() == NOT_FOUND:
             log.info("vendor.lookup.not_found", vendor=NAME, key=key)
             return None
         if not 200 <= status < 300:

@@ -115,12 +115,6 @@ def _answer_of(response: httpx.Response) -> tuple[str, str | None, str] | None:
     )
 
 
-def _status_of(response: httpx.Response) -> str | None:
-    """The ``status`` field of a JSON answer, lower-cased; None without one."""
-    status = obj(json_or_none(response)).get("status")
-    return status.lower() if isinstance(status, str) else None
-
-
 def _message_of(response: httpx.Response) -> str:
     data = obj(json_or_none(response))
     return next((data[k] for k in ("message", "error", "detail") if isinstance(data.get(k), str)),

@@ -105,10 +105,8 @@ def _errors_of(response: httpx.Response) -> list[dict[str, Any]]:
 
 def _keys_of(response: httpx.Response) -> list[str]:
     """Tango's error ids (``i18nKey``), top level first, then each of ``errors[]``."""
-    data = json_or_none(response)
-    if not isinstance(data, dict):
-        return []
-    found = [data.get("i18nKey")] + [e.get("i18nKey") for e in _errors_of(response)]
+    top = obj(json_or_none(response)).get("i18nKey")
+    found = [top] + [e.get("i18nKey") for e in _errors_of(response)]
     return list(dict.fromkeys(k.strip() for k in found if isinstance(k, str) and k.strip()))
 
 

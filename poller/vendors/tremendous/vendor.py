@@ -22,7 +22,6 @@ from poller.vendors.base import mask_email, obj
 from poller.vendors.books import (
     PAGE_SIZE,
     ListBook,
-    int_or_none,
     minor_amount,
     parse_instant,
     rfc3339,
@@ -187,11 +186,7 @@ class TremendousOrderBook(ListBook):
         what = "GET /orders (list)"
         params = {"offset": offset, "limit": self._page_size,
                   "created_at[gte]": rfc3339(since), "created_at[lte]": rfc3339(until)}
-        data, status = self._v._get("orders", what, params=params)
-        page = obj(data).get("orders")
-        if not isinstance(page, list):
-            raise self._v._missing(status, what, "a list of orders")
-        return page, int_or_none(obj(data).get("total_count"))
+        return self._listed("orders", what, "orders", params)
 
     def _order(self, item: Any) -> VendorOrder | None:
         if not isinstance(item, dict) or not isinstance(item.get("id"), str | int):
