@@ -225,6 +225,8 @@ class ApiVendor:
     thing: ClassVar[str] = "order"
     key_name: ClassVar[str]
     credential: ClassVar[str] = "API key"
+    product_kind: ClassVar[str]
+    """What the routing config's ``product`` names at this vendor: ``"a UTID"``."""
     ok_statuses: ClassVar[range] = range(200, 300)
 
     def __init__(self, base_url: str, api_key: str | SecretStr, *,
@@ -311,6 +313,12 @@ class ApiVendor:
                      order_id=found.vendor_order_id, http_status=status)
         return found
 
+    def _product_of(self, request: OrderRequest) -> str:
+        if not request.product:
+            raise ConfigFixable(f"{self.label} needs {self.product_kind} and the route gives "
+                                "none: set product in the routing config", vendor=self.name)
+        return request.product
+
     def _unavailable_or_config(
         self, request: OrderRequest, refusal: str, status: int | None,
         find: Callable[[str], Mapping[str, Any] | None], problems_of: ProblemsOf,
@@ -356,8 +364,7 @@ class ApiVendor:
         self, products: Sequence[tuple[str | None, Decimal, str]],
         read_balance: Callable[[], str | None],
         read_catalog: Callable[[], Mapping[str, Mapping[str, Any]]], problems_of: ProblemsOf,
-        *, balance_note: str = "", catalog: str, catalog_proves: bool, needs: str,
-        unknown: str,
+        *, balance_note: str = "", catalog: str, catalog_proves: bool, unknown: str,
     ) -> VendorCheck:
         """``check`` for a vendor whose balance and catalog are read whole. A read rejected
         (401/403) or not reaching the vendor proves nothing about the credentials, and after
@@ -378,6 +385,7 @@ class ApiVendor:
             except VendorError as exc:
                 credentials_ok = not (catalog_proves and _proves_nothing(exc))
                 problems.append(f"{catalog} unavailable: {exc}")
+        needs = f"{self.label} needs {self.product_kind} as product"
         checks = tuple(_check_listed(listed, p, a, c, problems_of, needs=needs,
                                      unread=f"the {catalog} could not be read",
                                      unknown=unknown)

@@ -118,6 +118,7 @@ class GiftbitClient(ApiVendor):
 
     name = NAME
     label = "Giftbit"
+    product_kind = "a brand code"
     thing = "campaign"
     ok_statuses = range(200, 201)  # only 200 is success
 
@@ -185,7 +186,7 @@ class GiftbitClient(ApiVendor):
                         name = brand.get("name") if isinstance(brand.get("name"), str) else code
                         ok, detail = not issues, "; ".join(issues) if issues else str(name)
                     elif not code:
-                        detail = "Giftbit needs a brand code as product"
+                        detail = f"Giftbit needs {self.product_kind} as product"
                     else:
                         codes = self._brand_codes() if codes is None else codes
                         hint = difflib.get_close_matches(code, codes, n=1)

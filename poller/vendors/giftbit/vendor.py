@@ -69,10 +69,7 @@ class GiftbitVendor(GiftbitClient):
     key_name = "campaign id"
 
     def place_order(self, request: OrderRequest) -> OrderResult:
-        if not request.product:
-            raise ConfigFixable(
-                "Giftbit needs a brand code and the route gives none: set product in the "
-                "routing config", vendor=NAME)
+        product = self._product_of(request)
         cents = request.amount * 100
         if cents != cents.to_integral_value() or cents <= 0:
             raise ConfigFixable(
@@ -89,7 +86,7 @@ class GiftbitVendor(GiftbitClient):
                 "email": request.recipient_email,
             }],
             "price_in_cents": int(cents),
-            "brand_codes": [request.product],
+            "brand_codes": [product],
             "subject": f"Your {reward}",
             "message": f"Thank you for being an advocate! Here is your {reward}.",
         }

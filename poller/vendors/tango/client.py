@@ -218,6 +218,7 @@ class TangoClient(ApiVendor):
     name = NAME
     label = "Tango Card"
     credential = "platform name/key"
+    product_kind = "a UTID"
 
     def __init__(
         self,
@@ -340,8 +341,7 @@ class TangoClient(ApiVendor):
     def check(self, products: Sequence[tuple[str | None, Decimal, str]]) -> VendorCheck:
         return self._check(products, self.account_balance, self.catalog, _item_problems,
                            balance_note="account balance unavailable: ", catalog="catalog",
-                           catalog_proves=True, needs="Tango Card needs a UTID as product",
-                           unknown="no UTID {!r} in the Tango Card catalog")
+                           catalog_proves=True, unknown="no UTID {!r} in the Tango Card catalog")
 
     def account_balance(self) -> str:
         """``"1,234.50 USD"`` from ``GET /accounts/{accountIdentifier}`` (field names

@@ -11,7 +11,6 @@ from typing import Any
 import structlog
 
 from poller.domain.errors import (
-    ConfigFixable,
     OperatorFacingError,
     TransientVendorError,
 )
@@ -51,10 +50,7 @@ class TangoVendor(TangoClient):
 
     def place_order(self, request: OrderRequest) -> OrderResult:
         key = request.idempotency_key
-        if not request.product:
-            raise ConfigFixable(
-                "Tango Card needs a UTID and the route gives none: set product in the routing "
-                "config", vendor=NAME)
+        product = self._product_of(request)
         if not _EXTERNAL_REF.fullmatch(key):
             # Never invent another key: the ledger holds this one.
             raise OperatorFacingError(
@@ -71,7 +67,7 @@ class TangoVendor(TangoClient):
         body = {
             "customerIdentifier": self.customer_identifier,
             "accountIdentifier": self.account_identifier,
-            "utid": request.product,
+            "utid": product,
             "amount": float(request.amount),
             "sendEmail": True,
             "recipient": recipient,

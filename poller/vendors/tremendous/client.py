@@ -158,6 +158,7 @@ class TremendousClient(ApiVendor):
 
     name = NAME
     label = "Tremendous"
+    product_kind = "a product id"
 
     def __init__(
         self,
@@ -257,7 +258,6 @@ class TremendousClient(ApiVendor):
         this organization) at that currency and amount."""
         return self._check(products, self._balance, self._products, _product_problems,
                            catalog="product list", catalog_proves=False,
-                           needs="Tremendous needs a product id",
                            unknown="no product {!r} enabled at Tremendous")
 
     def _balance(self) -> str | None:

@@ -12,7 +12,6 @@ from urllib.parse import quote
 import structlog
 
 from poller.domain.errors import (
-    ConfigFixable,
     TransientVendorError,
 )
 from poller.domain.model import OrderRequest, OrderResult, OrderStatus
@@ -44,16 +43,12 @@ class TremendousVendor(TremendousClient):
     key_name = "external_id"
 
     def place_order(self, request: OrderRequest) -> OrderResult:
-        if not request.product:
-            raise ConfigFixable(
-                "Tremendous needs a product id and the route gives none: set one in the "
-                "routing config",
-                vendor=NAME)
+        product = self._product_of(request)
         body = {
             "external_id": request.idempotency_key,
             "payment": {"funding_source_id": self.funding_source_id},
             "reward": {
-                "products": [request.product],
+                "products": [product],
                 "value": {
                     "denomination": float(request.amount),
                     "currency_code": request.currency,
