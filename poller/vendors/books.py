@@ -8,6 +8,7 @@ from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
 from typing import Any, ClassVar
 
+from poller.domain.errors import TransientVendorError
 from poller.domain.keys import is_our_key
 from poller.domain.money import CurrencyProblem, minor_units, parse_currency
 from poller.domain.orders import VendorOrder
@@ -134,6 +135,14 @@ class ListBook(SameKeyBook):
     def _page(self, since: datetime, until: datetime, number: int,
               offset: int) -> tuple[list[Any], int | None]:
         raise NotImplementedError
+
+    def _created_at(self, item: dict[str, Any], field: str, order_id: Any, *,
+                    naive: tzinfo = UTC) -> datetime:
+        created = parse_instant(item.get(field), naive=naive)
+        if created is None:
+            raise TransientVendorError(f"{self._v.label} listed order {str(order_id)[:40]!r} "
+                                       f"without a readable {field}", vendor=self.vendor)
+        return created
 
     def _listed(self, path: str, what: str, key: str,
                 params: dict[str, Any]) -> tuple[list[Any], int | None]:

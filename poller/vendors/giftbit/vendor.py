@@ -22,7 +22,7 @@ from poller.domain.model import OrderRequest, OrderResult, OrderStatus
 from poller.domain.orders import OrderStatus as ListStatus
 from poller.domain.orders import VendorOrder
 from poller.vendors.base import json_or_none, mask_email, obj
-from poller.vendors.books import ListBook, int_or_none, parse_instant, text_or_none
+from poller.vendors.books import ListBook, int_or_none, text_or_none
 from poller.vendors.giftbit.client import (
     NAME,
     GiftbitClient,
@@ -274,11 +274,7 @@ class GiftbitOrderBook(ListBook):
     def _order(self, item: Any) -> VendorOrder | None:
         if not isinstance(item, dict) or not isinstance(item.get("uuid"), str):
             return None
-        created = parse_instant(item.get("created_date"), naive=PACIFIC)
-        if created is None:
-            raise TransientVendorError(
-                f"Giftbit listed gift {item['uuid'][:40]!r} without a readable created_date",
-                vendor=NAME)
+        created = self._created_at(item, "created_date", item["uuid"], naive=PACIFIC)
         status = str(item.get("status") or "").upper()
         delivery = str(item.get("delivery_status") or "").upper()
         return VendorOrder(

@@ -22,7 +22,6 @@ from poller.vendors.books import (
     ListBook,
     int_or_none,
     minor_amount,
-    parse_instant,
     rfc3339,
     text_or_none,
 )
@@ -222,11 +221,7 @@ class TangoOrderBook(ListBook):
     def _order(self, item: Any) -> VendorOrder | None:
         if not isinstance(item, dict) or not isinstance(item.get("referenceOrderID"), str | int):
             return None
-        created = parse_instant(item.get("createdAt"))
-        if created is None:
-            raise TransientVendorError(
-                f"Tango Card listed order {str(item['referenceOrderID'])[:40]!r} without a "
-                "readable createdAt", vendor=NAME)
+        created = self._created_at(item, "createdAt", item["referenceOrderID"])
         raw = item.get("status")
         raw_status = raw.upper() if isinstance(raw, str) else ""
         denomination = obj(item.get("denomination"))

@@ -22,7 +22,6 @@ from poller.vendors.books import (
     PAGE_SIZE,
     ListBook,
     minor_amount,
-    parse_instant,
     rfc3339,
     text_or_none,
 )
@@ -186,11 +185,7 @@ class TremendousOrderBook(ListBook):
     def _order(self, item: Any) -> VendorOrder | None:
         if not isinstance(item, dict) or not isinstance(item.get("id"), str | int):
             return None
-        created = parse_instant(item.get("created_at"))
-        if created is None:
-            raise TransientVendorError(
-                f"Tremendous listed order {str(item['id'])[:40]!r} without a readable "
-                "created_at", vendor=NAME)
+        created = self._created_at(item, "created_at", item["id"])
         raw = item.get("status")
         raw_status = raw.upper() if isinstance(raw, str) else ""
         rewards = [r for r in item.get("rewards") or [] if isinstance(r, dict)] \
