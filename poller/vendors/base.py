@@ -106,8 +106,9 @@ def call(
     try:
         response = send(client, method, url, policy=policy, sleep=sleep, **kwargs)
     except httpx.TransportError as exc:
-        errors = [*attempt_errors, exc]
-        if creates and not all(nothing_was_sent(e) for e in errors):
+        # Not one attempt got through (DNS, refused, connect timeout): a person should look.
+        unreachable = all(nothing_was_sent(e) for e in [*attempt_errors, exc])
+        if creates and not unreachable:
             log.warning("vendor.call.outcome_unknown", vendor=vendor, call=where,
                         error=explain(exc))
             raise UnknownOutcome(
@@ -115,8 +116,6 @@ def call(
                 vendor=vendor,
             ) from None
         log.warning("vendor.call.unreachable", vendor=vendor, call=where, error=explain(exc))
-        # Not one attempt got through (DNS, refused, connect timeout): a person should look.
-        unreachable = all(nothing_was_sent(e) for e in errors)
         raise (VendorUnreachable if unreachable else TransientVendorError)(
             f"{label} {where}: could not reach {reach} ({explain(exc)})", vendor=vendor,
         ) from None

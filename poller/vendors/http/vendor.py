@@ -1,11 +1,7 @@
 """The HTTP vendor: posting signed orders to ``url`` and looking them up (``HttpVendor``),
 and the receiver's optional order list for the books audit (``HttpOrderBook``); the
-contract is in docs/vendors.md ("The generic HTTP vendor").
-
-``url``, ``lookup_url`` and ``orders_url`` may carry credentials or be a secret themselves
-(a catch hook's path): messages, exceptions and log lines name only their origin, and the
-advocate's delivery text never names it. The HMAC secret is used to sign and nowhere else.
-"""
+contract, and why only the URLs' origin is ever quoted, in docs/vendors.md ("The generic
+HTTP vendor")."""
 
 from __future__ import annotations
 
@@ -151,13 +147,9 @@ class _Receiver:
 
 
 class HttpVendor(_Receiver):
-    """The ``Vendor`` (and ``CheckableVendor``) posting signed orders to ``url``.
-
-    Without ``lookup_url``, ``lookup`` answers from this install's own record of what it
-    sent, saved in ``cache`` (the ledger) *before* the first byte of each order leaves
-    (docs/vendors.md, "Without a look-up route"); without a cache (tests), only this
-    process's own requests are remembered.
-    """
+    """The ``Vendor`` (and ``CheckableVendor``) posting signed orders to ``url``. Without
+    ``lookup_url`` it remembers what it sent in ``cache`` (docs/vendors.md, "Without a
+    look-up route"); without a cache (tests), only in this process."""
 
     name = NAME
 
@@ -215,9 +207,7 @@ class HttpVendor(_Receiver):
             self._lookup_client.close()
 
     def check(self, products: Sequence[tuple[str | None, Decimal, str]]) -> VendorCheck:
-        """No HTTP request is sent: the protocol has no call that orders nothing, and a
-        catch hook would take any request (a GET too) as an order. Only a TCP connection is
-        opened (and closed) to prove the receiver can be reached."""
+        """Only a TCP connection, no request (docs/vendors.md, "Without a look-up route")."""
         problem = self._reachable()
         checks = tuple(
             ProductCheck(product=p, amount=a, currency=c, ok=problem is None,

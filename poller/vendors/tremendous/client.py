@@ -64,10 +64,8 @@ def _errors_of(response: httpx.Response) -> dict[str, Any] | None:
 
 
 def _is_tremendous_error(response: httpx.Response) -> bool:
-    """A 404 Tremendous itself wrote (its error shape), as opposed to a wrong base_url
-    answered by some other server: only the former may say "no such order". If its 404
-    carries no ``errors`` body (unconfirmed), look-ups of unknown keys hold for an operator
-    instead of returning None, which is the safe way to be wrong."""
+    """A 404 Tremendous itself wrote, not a wrong base_url's: only it may say "no such
+    order" (a bare 404 holds for an operator, the safe way to be wrong)."""
     return _errors_of(response) is not None
 
 
@@ -95,11 +93,8 @@ def _paths(payload: Any, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ..
 
 
 def _classify_invalid(errors: Mapping[str, Any] | None) -> str:
-    """``recipient``, ``product``, ``config``, ``both`` or ``other`` for a 400/422 body.
-
-    The payload layout is unconfirmed, so this leans towards ``other`` (hold for a person):
-    refusing a redemption refunds the advocate's points, a hold costs only a look.
-    """
+    """``recipient``, ``product``, ``config``, ``both`` or ``other`` for a 400/422 body;
+    leaning towards ``other`` like Tango's ``classify_errors`` (docs/vendors.md)."""
     if not errors:
         return "other"
     kinds: set[str] = set()
@@ -253,9 +248,7 @@ class TremendousClient(ApiVendor):
         return product
 
     def check(self, products: Sequence[tuple[str | None, Decimal, str]]) -> VendorCheck:
-        """The key works, the funding source's balance (read as USD, the currency of
-        Tremendous balances), and each product in ``GET /products`` (those enabled for
-        this organization) at that currency and amount."""
+        """The balance read as USD, the currency of Tremendous balances (docs/vendors.md)."""
         return self._check(products, self._balance, self._products, _product_problems,
                            catalog="product list", catalog_proves=False,
                            unknown="no product {!r} enabled at Tremendous")
