@@ -25,7 +25,7 @@ from poller.domain.errors import (
     VendorError,
     VendorUnreachable,
 )
-from poller.domain.model import OrderRequest, OrderResult
+from poller.domain.model import OrderRequest, OrderResult, OrderStatus
 from poller.ports import ProductCheck, VendorCheck
 from poller.transport import (
     ApiClient,
@@ -303,6 +303,17 @@ class ApiVendor:
                 f"{self.label} answered the look-up by {self.key_name} with the {self.thing} "
                 f"of another {self.key_name}", vendor=self.name, status=status)
         return order
+
+    def _state(self, order: Mapping[str, Any], states: Mapping[str, OrderStatus],
+               order_id: Any) -> tuple[OrderStatus, str]:
+        """The order's state and its upper-cased text. An unknown state is read as PENDING:
+        asking again later is safe, a wrong final answer is not."""
+        raw = order.get("status")
+        text = raw.upper() if isinstance(raw, str) else ""
+        if text not in states:
+            log.warning("vendor.order.unknown_status", vendor=self.name,
+                        order_id=str(order_id)[:40], status=str(raw)[:40])
+        return states.get(text, OrderStatus.PENDING), text
 
     def _repeat(self, key: str, status: int) -> OrderResult | None:
         """A create refused as a repeat of our key: the order already placed under it."""

@@ -66,13 +66,13 @@ class ManualVendor:
         text += (f"; then run `reward-poller ledger fulfill {request.redemption_id} "
                  "--message ...`")
         return OrderResult(
-            vendor_order_id=_order_id(request.idempotency_key),
+            vendor_order_id=f"manual-{request.idempotency_key}",
             status=OrderStatus.PENDING,
             delivery=text,
             detail=text)
 
     def lookup(self, idempotency_key: str) -> OrderResult | None:
-        return OrderResult(vendor_order_id=_order_id(idempotency_key),
+        return OrderResult(vendor_order_id=f"manual-{idempotency_key}",
                            status=OrderStatus.PENDING, detail=DETAIL)
 
     def check(self, products: Sequence[tuple[str | None, Decimal, str]]) -> VendorCheck:
@@ -82,7 +82,3 @@ class ManualVendor:
 
     def close(self) -> None:
         pass
-
-
-def _order_id(key: str) -> str:
-    return f"manual-{key}"

@@ -57,7 +57,6 @@ IN_PROCESS_KEY = "409.002"
 NO_ORDERS_KEY = "404.110"
 _EXTERNAL_REF = re.compile(r"^[A-Za-z0-9]{1,100}$")
 
-# An unknown state is read as PENDING: asking again later is safe, a wrong final answer is not.
 _ORDER_STATUS: Mapping[str, OrderStatus] = {
     "COMPLETE": OrderStatus.COMPLETE,
     "COMPLETED": OrderStatus.COMPLETE,

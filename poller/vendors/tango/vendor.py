@@ -139,17 +139,8 @@ class TangoVendor(TangoClient):
         return self._result(mine[0], fallback_email=None)
 
     def _result(self, order: Mapping[str, Any], *, fallback_email: str | None) -> OrderResult:
-        raw_status = order.get("status")
-        status_text = raw_status.upper() if isinstance(raw_status, str) else ""
-        status = _ORDER_STATUS.get(status_text)
-        if status is None:
-            log.warning("vendor.order.unknown_status", vendor=NAME,
-                        order_id=str(order.get("referenceOrderID"))[:40],
-                        status=str(raw_status)[:40])
-            status = OrderStatus.PENDING
-        recipient = obj(order.get("recipient"))
-        email = recipient.get("email") if isinstance(recipient.get("email"), str) else None
-        email = email or fallback_email
+        status, status_text = self._state(order, _ORDER_STATUS, order.get("referenceOrderID"))
+        email = text_or_none(obj(order.get("recipient")).get("email")) or fallback_email
         if status is OrderStatus.NEEDS_PERSON:
             return OrderResult(
                 vendor_order_id=str(order["referenceOrderID"]), status=status,

@@ -33,8 +33,6 @@ from poller.vendors.base import (
 NAME = "tremendous"
 DeliveryMethod = Literal["EMAIL", "LINK"]
 
-# An unknown state is read as PENDING: asking again later is safe, while calling it
-# COMPLETE or FAILED could mislead the advocate.
 _ORDER_STATUS: Mapping[str, OrderStatus] = {
     "EXECUTED": OrderStatus.COMPLETE,
     "OPEN": OrderStatus.PENDING,

@@ -105,13 +105,7 @@ class TremendousVendor(TremendousClient):
         self._raise_for(response, "GET /orders/<key>")
 
     def _result(self, order: Mapping[str, Any], *, fallback_email: str | None) -> OrderResult:
-        raw_status = order.get("status")
-        status_text = raw_status.upper() if isinstance(raw_status, str) else ""
-        status = _ORDER_STATUS.get(status_text)
-        if status is None:
-            log.warning("vendor.order.unknown_status", vendor=NAME, order_id=order.get("id"),
-                        status=str(raw_status)[:40])
-            status = OrderStatus.PENDING
+        status, status_text = self._state(order, _ORDER_STATUS, order.get("id"))
         rewards = order.get("rewards")
         reward = rewards[0] if isinstance(rewards, list) and rewards \
             and isinstance(rewards[0], dict) else {}
@@ -119,8 +113,7 @@ class TremendousVendor(TremendousClient):
         recipient = obj(reward.get("recipient"))
         method = delivery.get("method") if isinstance(delivery.get("method"), str) else None
         method = (method or self.delivery_method).upper()
-        email = recipient.get("email") if isinstance(recipient.get("email"), str) else None
-        email = email or fallback_email
+        email = text_or_none(recipient.get("email")) or fallback_email
         if method == "EMAIL":
             text = f"sent by email to {mask_email(email)}" if email else "sent by email"
         elif method == "LINK":
