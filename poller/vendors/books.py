@@ -5,14 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, tzinfo
-from decimal import Decimal
 from typing import Any, ClassVar
 
 from poller.domain.errors import TransientVendorError
 from poller.domain.keys import is_our_key
 from poller.domain.money import CurrencyProblem, minor_units, parse_currency
 from poller.domain.orders import VendorOrder
-from poller.vendors.base import obj
+from poller.vendors.base import decimal_of, obj
 from poller.vendors.ratelimit import TokenBucket
 
 PAGE_SIZE = 100
@@ -23,18 +22,14 @@ def minor_amount(value: Any, currency: Any) -> int | None:
     """``value`` (a number in major units, as JSON gives it) in ``currency``'s minor units:
     ``25.0`` USD -> ``2500``. None when either is missing or not what it should be, or the
     value has more decimals than the currency (never rounded into a match)."""
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return None
-    if not isinstance(currency, str):
+    number = decimal_of(value)
+    if number is None or not isinstance(currency, str):
         return None
     try:
-        code = parse_currency(currency)
-        number = Decimal(str(value)).scaleb(minor_units(code))
+        number = number.scaleb(minor_units(parse_currency(currency)))
     except (CurrencyProblem, ArithmeticError, ValueError):
         return None
-    if not number.is_finite() or number != number.to_integral_value():
-        return None
-    return int(number)
+    return int(number) if number == number.to_integral_value() else None
 
 
 def parse_instant(value: Any, *, naive: tzinfo = UTC) -> datetime | None:

@@ -46,10 +46,6 @@ class _Script:
             and (self.product is None or self.product == product)
         )
 
-    def use(self) -> None:
-        if self.remaining is not None:
-            self.remaining -= 1
-
 
 @dataclass
 class _Order:
@@ -156,7 +152,8 @@ class FakeVendor:
     def _script(self, on: On, key: str, product: str | None) -> _Script | None:
         for script in self._scripts:
             if script.matches(on, key, product):
-                script.use()
+                if script.remaining is not None:
+                    script.remaining -= 1
                 return script
         return None
 
