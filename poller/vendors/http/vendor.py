@@ -140,11 +140,6 @@ class _Receiver:
                     error_class=type(error).__name__)
         raise error
 
-    def _unreadable(self, status: int, what: str, said: str) -> OperatorFacingError:
-        log.warning("vendor.call.unreadable", vendor=NAME, call=what, http_status=status)
-        return OperatorFacingError(
-            f"{self.host} answered HTTP {status} {said}", vendor=NAME, status=status)
-
 
 class HttpVendor(_Receiver):
     """The ``Vendor`` (and ``CheckableVendor``) posting signed orders to ``url``. Without
@@ -288,14 +283,22 @@ class HttpVendor(_Receiver):
             if untaken:
                 self._mark(key, sent, False)
             self._raise_for(response, what)
-        answer = _answer_of(response)
-        if answer is None:
-            raise self._unreadable(
-                status, what, 'with a body that is not the documented answer ({"status": '
-                '"accepted"|"pending"|"refused", ...}); it may have taken the order: fix the '
-                "receiver, the same request is repeated later")
+        answer = self._answer(response, what, "", "it may have taken the order: fix the "
+                              "receiver, the same request is repeated later")
         self._mark(key, sent, True)
         return self._result_of(key, answer, status)
+
+    def _answer(self, response: httpx.Response, what: str, to: str,
+                then: str) -> tuple[str, str | None, str]:
+        answer = _answer_of(response)
+        if answer is None:
+            status = response.status_code
+            log.warning("vendor.call.unreadable", vendor=NAME, call=what, http_status=status)
+            raise OperatorFacingError(
+                f"{self.host} answered HTTP {status} {to}with a body that is not the "
+                'documented answer ({"status": "accepted"|"pending"|"refused", ...}); '
+                f"{then}", vendor=NAME, status=status)
+        return answer
 
     def _result_of(self, key: str, answer: tuple[str, str | None, str],
                    status: int) -> OrderResult:
@@ -337,12 +340,8 @@ class HttpVendor(_Receiver):
             return None
         if not 200 <= status < 300:
             self._raise_for(response, what, url_key="lookup_url")
-        answer = _answer_of(response)
-        if answer is None:
-            raise self._unreadable(
-                status, what, 'to the look-up with a body that is not the documented answer '
-                '({"status": "accepted"|"pending"|"refused", ...}); fix the receiver\'s '
-                "look-up route")
+        answer = self._answer(response, what, "to the look-up ",
+                              "fix the receiver's look-up route")
         sent = self._recall(key)
         if sent is not None:
             self._mark(key, sent, True)
