@@ -197,19 +197,6 @@ def _value_problems(item: Mapping[str, Any], amount: Decimal, currency: str) -> 
     return problems
 
 
-class _SpacedClient(WitnessClient):
-    """Spaces every request, retries included: Tango's limit covers every endpoint."""
-
-    def __init__(self, *, spacing: TokenBucket | None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._spacing = spacing
-
-    def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
-        if self._spacing is not None:
-            self._spacing.acquire()
-        return super().send(request, **kwargs)
-
-
 class TangoClient(ApiVendor):
     """Tango's calls, its error mapping, catalog and account; the order calls are
     ``TangoVendor``'s."""
@@ -251,11 +238,15 @@ class TangoClient(ApiVendor):
                 f"account={self.account_identifier!r})")
 
     def _make_client(self, transport: httpx.BaseTransport | None) -> WitnessClient:
-        return _SpacedClient(
+        # Every request is spaced, retries included: Tango's limit covers every endpoint.
+        spacing = self._spacing
+        hooks = [lambda _request: spacing.acquire()] if spacing is not None else []
+        return WitnessClient(
             base_url=self.base_url + "/",
             auth=httpx.BasicAuth(self.platform_name, self._key.get_secret_value()),
             headers={"Accept": "application/json", "User-Agent": USER_AGENT},
-            timeout=self._policy.timeout, transport=transport, spacing=self._spacing)
+            timeout=self._policy.timeout, transport=transport,
+            event_hooks={"request": hooks})
 
     def _raise_for(self, response: httpx.Response, what: str, *,
                    creating: OrderRequest | None = None) -> NoReturn:
