@@ -32,16 +32,14 @@ class BuildContext:
     """What every vendor gets besides its own settings."""
 
     policy: RetryPolicy
-    cache: Cache | None = None
-    """Durable cache in the ledger (None in tests that do not need one)."""
+    cache: Cache | None = None  # the ledger's (None in tests that need none)
     rate_limit_per_second: float | None = None
-    """For an order book (``build_order_book``): the section's ``rate_limit_per_second``
-    (``Config.vendor_rate_limit``); None: the vendor's documented default
-    (``ratelimit.DEFAULT_RATE_LIMITS``). ``build_vendor`` ignores it: ``ratelimit.limited``
-    wraps the vendor instead."""
+    """For an order book: the section's ``rate_limit_per_second`` (None: the vendor's
+    default). ``build_vendor`` ignores it: ``ratelimit.limited`` wraps the vendor instead."""
+
 
 # Modules in this package that are not vendors a user can configure.
-_NOT_VENDORS = frozenset({"fake", "base", "ratelimit"})
+_NOT_VENDORS = frozenset({"fake", "base", "books", "ratelimit"})
 
 # Keys any [vendors.<name>] section may have. They are read here, once, and taken out before
 # the vendor's own Settings (which forbid unknown keys) see the section.
@@ -50,19 +48,15 @@ COMMON_KEYS = frozenset({"rate_limit_per_second"})
 
 class _Common(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    rate_limit_per_second: float | None = Field(default=None, ge=0)
-    """Most vendor calls a second (0: no limit); default per vendor in
-    ``poller.vendors.ratelimit.DEFAULT_RATE_LIMITS``."""
+    rate_limit_per_second: float | None = Field(default=None, ge=0)  # 0: no limit
 
 
 def rate_limit(name: str, raw: Mapping[str, Any]) -> float | None:
     """The calls per second allowed to vendor ``name`` (None: no limit), from its section
     or the vendor's documented default. Raises pydantic's ValidationError naming the key."""
-    common = _Common.model_validate({k: v for k, v in raw.items() if k in COMMON_KEYS})
-    rate = common.rate_limit_per_second
-    if rate is None:
-        rate = DEFAULT_RATE_LIMITS.get(name)
-    return rate or None
+    own = _Common.model_validate({k: v for k, v in raw.items() if k in COMMON_KEYS})
+    rate = own.rate_limit_per_second
+    return (DEFAULT_RATE_LIMITS.get(name) if rate is None else rate) or None
 
 
 def available() -> list[str]:
@@ -74,14 +68,9 @@ def available() -> list[str]:
 
 
 def vendor_module(name: str) -> ModuleType:
-    if not name.isidentifier() or name in _NOT_VENDORS or name not in available():
-        raise ConfigError(
-            f"unknown vendor {name!r}; available vendors: {', '.join(available())}"
-        )
-    module = importlib.import_module(f"{__name__}.{name}")
-    if not hasattr(module, "Settings") or not hasattr(module, "build"):
-        raise ConfigError(f"vendor module {name!r} defines no Settings/build")
-    return module
+    if name not in available():
+        raise ConfigError(f"unknown vendor {name!r}; available vendors: {', '.join(available())}")
+    return importlib.import_module(f"{__name__}.{name}")
 
 
 def validate_settings(name: str, raw: Mapping[str, Any]) -> BaseModel:

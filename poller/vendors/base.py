@@ -1,27 +1,20 @@
-"""HTTP plumbing shared by the vendor adapters (not a vendor: the registry skips ``base``).
-
-* ``WitnessClient``: an ``ApiClient`` (``poller.transport``) that remembers the transport
-  error of every attempt (``bearer_client`` builds one with the usual headers).
-* ``call``: one logical call through the shared retry loop with transport errors classified
-  (``UnknownOutcome`` when a create may have reached the vendor, else
-  ``TransientVendorError``).
-* ``scrub``: vendor text made safe to quote (no secret, no URL, one line, bounded).
-* ``json_or_none``, ``obj``, ``mask_email``: reading answers.
-* ``http_base_url``: the ``base_url`` check of the adapters' Settings.
-* ``unavailable_or_config``: a product the vendor would not sell, decided by its catalog.
-"""
+"""HTTP plumbing shared by the vendor adapters (not a vendor: the registry skips ``base``):
+the retry loop's calls with transport errors classified, vendor text made safe to quote,
+and ``ApiVendor``, what the Tremendous, Tango and Giftbit adapters share."""
 
 from __future__ import annotations
 
+import difflib
 import re
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
-from decimal import Decimal
-from typing import Any
+import time
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal, InvalidOperation
+from typing import Any, ClassVar, NoReturn
 from urllib.parse import urlsplit
 
 import httpx
 import structlog
+from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
 
 from poller.domain.errors import (
     ConfigFixable,
@@ -32,18 +25,25 @@ from poller.domain.errors import (
     VendorError,
     VendorUnreachable,
 )
-from poller.domain.keys import is_our_key
-from poller.domain.money import CurrencyProblem, minor_units, parse_currency
-from poller.domain.orders import VendorOrder
-from poller.transport import ApiClient, RetryPolicy, describe, nothing_was_sent, send
+from poller.domain.model import OrderRequest, OrderResult, OrderStatus
+from poller.ports import ProductCheck, VendorCheck
+from poller.transport import (
+    ApiClient,
+    RetryPolicy,
+    describe,
+    nothing_was_sent,
+    retry_after_of,
+    send,
+)
 
 log = structlog.get_logger(__name__)
 
 ATTEMPT_ERRORS = "reward_poller.attempt_errors"
-"""The extension key under which each logical call collects the transport errors of its
-attempts (see ``WitnessClient``)."""
+"""The extension key under which each logical call collects its attempts' transport errors."""
 
 USER_AGENT = "reward-poller"
+ProblemsOf = Callable[[Mapping[str, Any], Decimal, str], list[str]]
+"""What keeps an amount in a currency from being ordered from a catalog entry."""
 
 _URL = re.compile(r"https?://\S+", re.IGNORECASE)
 MAX_QUOTED = 300
@@ -54,8 +54,7 @@ class WitnessClient(ApiClient):
 
     ``transport.send`` retries inside one call and re-raises only the *last* error: a first
     attempt that timed out after sending (the order may exist) followed by a refused
-    connection would otherwise look like "nothing was sent". The adapter reads the whole
-    list before it calls an outcome transient.
+    connection would otherwise look like "nothing was sent".
     """
 
     def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
@@ -66,21 +65,6 @@ class WitnessClient(ApiClient):
             if isinstance(errors, list):
                 errors.append(exc)
             raise
-
-
-def bearer_client(base_url: str, token: str, *, timeout: Any,
-                  transport: httpx.BaseTransport | None) -> WitnessClient:
-    """A ``WitnessClient`` for ``base_url`` sending ``Authorization: Bearer <token>``."""
-    return WitnessClient(
-        base_url=base_url + "/",
-        headers={
-            "Authorization": f"Bearer {token}",
-            "Accept": "application/json",
-            "User-Agent": USER_AGENT,
-        },
-        timeout=timeout,
-        transport=transport,
-    )
 
 
 def origin(url: str) -> str:
@@ -122,8 +106,9 @@ def call(
     try:
         response = send(client, method, url, policy=policy, sleep=sleep, **kwargs)
     except httpx.TransportError as exc:
-        errors = [*attempt_errors, exc]
-        if creates and not all(nothing_was_sent(e) for e in errors):
+        # Not one attempt got through (DNS, refused, connect timeout): a person should look.
+        unreachable = all(nothing_was_sent(e) for e in [*attempt_errors, exc])
+        if creates and not unreachable:
             log.warning("vendor.call.outcome_unknown", vendor=vendor, call=where,
                         error=explain(exc))
             raise UnknownOutcome(
@@ -131,8 +116,6 @@ def call(
                 vendor=vendor,
             ) from None
         log.warning("vendor.call.unreachable", vendor=vendor, call=where, error=explain(exc))
-        # Not one attempt got through (DNS, refused, connect timeout): a person should look.
-        unreachable = all(nothing_was_sent(e) for e in errors)
         raise (VendorUnreachable if unreachable else TransientVendorError)(
             f"{label} {where}: could not reach {reach} ({explain(exc)})", vendor=vendor,
         ) from None
@@ -145,8 +128,7 @@ def call(
         # first one may have created it. Reconcile before retrying.
         raise UnknownOutcome(
             f"{label} {where}: HTTP {response.status_code} after an attempt that got no "
-            f"answer; the {thing} may exist", vendor=vendor, status=response.status_code,
-        )
+            f"answer; the {thing} may exist", vendor=vendor, status=response.status_code)
     return response
 
 
@@ -177,138 +159,281 @@ def mask_email(email: str) -> str:
     return f"{local[:1]}***@{domain}" if at else "***"
 
 
-def http_base_url(value: str) -> str:
-    """A ``base_url`` setting, trimmed; it must be an http(s) address."""
-    value = value.strip().rstrip("/")
-    if not value.startswith(("https://", "http://")):
-        raise ValueError("base_url must start with https:// (or http:// for a stand-in)")
-    return value
+class ApiSettings(BaseModel):
+    """The config section of a vendor reached at ``base_url``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base_url: str
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("base_url must start with https:// (or http:// for a stand-in)")
+        return value
 
 
-def unavailable_or_config(
-    *, vendor: str, label: str, product: str, amount: Decimal, currency: str, refusal: str,
-    status: int | None, listing: Callable[[], list[str] | None],
-) -> VendorError:
-    """What an order the vendor refused as unavailable means, decided by the vendor's own
-    catalog, never by the wording of its message.
-
-    ``listing`` reads the catalog: None when it does not list ``product``, else what keeps
-    ``amount`` ``currency`` from being ordered from it (empty: nothing). Listed and taking
-    that currency and value: the product is unavailable (``ProductUnavailable``, refused by
-    default). Unknown, or the value or currency outside what it takes: the configuration
-    (``ConfigFixable``, held). A catalog that cannot be read decides nothing: the error
-    keeps the redemption waiting (transient, or operator-facing for credentials), so it is
-    asked again later and never refused on a guess. ``refusal`` is the vendor's answer, as
-    the adapter quotes it.
-    """
-    try:
-        problems = listing()
-    except VendorError as exc:
-        log.warning("vendor.catalog.undecided", vendor=vendor, product=product,
-                    error_class=type(exc).__name__)
-        text = (f"{label} refused the order ({refusal}) and its catalog could not be read to "
-                f"tell an unavailable product from a configuration mistake ({exc}); nothing "
-                "is decided, the order is tried again later")
-        if isinstance(exc, OperatorFacingError):
-            # Never ConfigFixable: that would hold at once on what is only a failed read.
-            return OperatorFacingError(text, vendor=vendor, status=exc.status)
-        retry_after = exc.retry_after if isinstance(exc, TransientVendorError) else None
-        return TransientVendorError(text, vendor=vendor, status=exc.status,
-                                    retry_after=retry_after)
-    if problems is None:
-        return ConfigFixable(
-            f"{label} does not list product {product!r} in its catalog ({refusal}); fix "
-            "product in the routing config (reward-poller check suggests the closest)",
-            vendor=vendor, status=status,
-        )
-    if problems:
-        return ConfigFixable(
-            f"{label} lists product {product!r} but not at {amount} {currency}: "
-            f"{'; '.join(problems)} ({refusal}); fix amount or currency in the routing config",
-            vendor=vendor, status=status,
-        )
-    log.warning("vendor.product.unavailable", vendor=vendor, product=product)
-    return ProductUnavailable(
-        f"{label} would not sell product {product!r} although its catalog lists it at "
-        f"{amount} {currency}: the reward is unavailable ({refusal})",
-        vendor=vendor, status=status,
-    )
-
-
-# --- reading order lists (the books audit) ----------------------------------------------
-
-
-def minor_amount(value: Any, currency: Any) -> int | None:
-    """``value`` (a number in major units, as JSON gives it) in ``currency``'s minor units:
-    ``25.0`` USD -> ``2500``. None when either is missing or not what it should be, or the
-    value has more decimals than the currency (never rounded into a match)."""
+def decimal_of(value: Any) -> Decimal | None:
+    """A finite number from a JSON value (a number or a numeric string), else None."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         return None
-    if not isinstance(currency, str):
-        return None
     try:
-        code = parse_currency(currency)
-        number = Decimal(str(value)).scaleb(minor_units(code))
-    except (CurrencyProblem, ArithmeticError, ValueError):
+        number = Decimal(str(value))
+    except InvalidOperation:
         return None
-    if not number.is_finite() or number != number.to_integral_value():
-        return None
-    return int(number)
+    return number if number.is_finite() else None
 
 
-def parse_instant(value: Any) -> datetime | None:
-    """An ISO 8601 / RFC 3339 date-time as an aware datetime (naive means UTC); None when
-    it is not one."""
-    if not isinstance(value, str) or not value.strip():
-        return None
-    try:
-        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+def _check_listed(
+    catalog: Mapping[str, Mapping[str, Any]] | None, product: str | None, amount: Decimal,
+    currency: str, problems_of: ProblemsOf, *, needs: str, unread: str, unknown: str,
+) -> ProductCheck:
+    """One product of ``ApiVendor._check``, with a suggestion for a mistyped id."""
+
+    def result(ok: bool, detail: str) -> ProductCheck:
+        return ProductCheck(product=product, amount=amount, currency=currency, ok=ok,
+                            detail=detail)
+
+    if not product:
+        return result(False, needs)
+    if catalog is None:
+        return result(False, f"not checked: {unread}")
+    found = catalog.get(product)
+    if found is None:
+        hint = difflib.get_close_matches(product, list(catalog), n=1)
+        return result(False, unknown.format(product)
+                      + (f" (did you mean {hint[0]}?)" if hint else ""))
+    problems = problems_of(found, amount, currency)
+    return result(not problems, "; ".join(problems) if problems else str(found.get("name")
+                                                                           or product))
 
 
-def rfc3339(moment: datetime) -> str:
-    """``moment`` in UTC as ``2026-05-01T14:11:09Z`` (naive means UTC)."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def _proves_nothing(exc: VendorError) -> bool:
+    return exc.status in (401, 403) or isinstance(exc, TransientVendorError)
 
 
-class SameKeyBook:
-    """For an ``OrderBook`` whose vendor records our idempotency key as it was sent."""
+class ApiVendor:
+    """What the Tremendous, Tango and Giftbit adapters share: one client pool, the calls
+    through the shared retry loop, and the answers they all read alike. Secrets: the key
+    lives in the client only, and vendor texts are scrubbed of it before they are quoted."""
 
-    def vendor_key(self, idempotency_key: str) -> str:
-        return idempotency_key
+    name: ClassVar[str]
+    label: ClassVar[str]
+    thing: ClassVar[str] = "order"
+    key_name: ClassVar[str]
+    credential: ClassVar[str] = "API key"
+    product_kind: ClassVar[str]
+    """What the routing config's ``product`` names at this vendor: ``"a UTID"``."""
+    ok_statuses: ClassVar[range] = range(200, 300)
 
-    def is_ours(self, external_id: str | None) -> bool:
-        return is_our_key(external_id)
+    def __init__(self, base_url: str, api_key: str | SecretStr, *,
+                 policy: RetryPolicy = RetryPolicy(),
+                 transport: httpx.BaseTransport | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self._key = api_key if isinstance(api_key, SecretStr) else SecretStr(api_key)
+        self.base_url = base_url.rstrip("/")
+        self._policy = policy
+        self._sleep = sleep
+        self._client = self._make_client(transport)
 
+    def _make_client(self, transport: httpx.BaseTransport | None) -> WitnessClient:
+        return WitnessClient(
+            base_url=self.base_url + "/",
+            headers={"Authorization": f"Bearer {self._key.get_secret_value()}",
+                     "Accept": "application/json", "User-Agent": USER_AGENT},
+            timeout=self._policy.timeout, transport=transport)
 
-def read_pages(
-    page: Callable[[int, int], tuple[list[Any], int | None]],
-    order_of: Callable[[Any], VendorOrder | None], *, since: datetime, until: datetime,
-    page_size: int,
-) -> Iterator[VendorOrder]:
-    """An order list read page by page, each page asked once: ``page(number, offset)``
-    answers the page's items and the list's total when the vendor gives one. Orders created
-    outside [since, until) and an order seen twice while paging are left out. The total
-    decides when given (a page the server caps lower is still read whole); without it, a
-    short page is the last."""
-    seen: set[str] = set()
-    number = offset = 0
-    while True:
-        items, total = page(number, offset)
-        for item in items:
-            order = order_of(item)
-            if order is None or order.order_id in seen:
-                continue
-            seen.add(order.order_id)
-            if since <= order.created_at < until:
-                yield order
-        offset += len(items)
-        number += 1
-        if not items or (total is not None and offset >= total) or (
-                total is None and len(items) < page_size):
-            return
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.base_url!r})"
 
+    def close(self) -> None:
+        self._client.close()
+
+    def _call(self, method: str, path: str, *, creates: bool = False, **kwargs: Any,
+              ) -> httpx.Response:
+        return call(self._client, method, path, policy=self._policy, sleep=self._sleep,
+                    vendor=self.name, label=self.label, where=f"{method} /{path.split('/')[0]}",
+                    creates=creates, thing=self.thing, **kwargs)
+
+    def _get(self, path: str, what: str, **kwargs: Any) -> tuple[Any, int]:
+        """A read that must succeed: its JSON (None when not JSON) and status; any other
+        answer raises the mapped error."""
+        response = self._call("GET", path, **kwargs)
+        if response.status_code not in self.ok_statuses:
+            self._raise_for(response, what)
+        return json_or_none(response), response.status_code
+
+    def _missing(self, status: int, what: str, thing: str) -> TransientVendorError:
+        """A read answered without what it is for: asking again later is safe."""
+        return TransientVendorError(f"{self.label} answered HTTP {status} to {what} without "
+                                    f"{thing}", vendor=self.name, status=status)
+
+    def _scrub(self, text: str) -> str:
+        return scrub(text, self._key.get_secret_value())
+
+    def lookup(self, idempotency_key: str) -> OrderResult | None:
+        raise NotImplementedError
+
+    def _created(self, status: int, order: dict[str, Any] | None, another: bool,
+                 what: str) -> dict[str, Any]:
+        """The order a create's success answer carries. Without one, or with one under
+        another key, the order may or may not exist: UnknownOutcome (looked up by key)."""
+        if order is None:
+            log.warning("vendor.call.outcome_unknown", vendor=self.name, call=what,
+                        http_status=status, error=f"{status} without the {self.thing}")
+        if order is None or another:
+            said = (f"with a body that is not the {self.thing}: it may or may not exist"
+                    if order is None else f"with the {self.thing} of another {self.key_name}")
+            raise UnknownOutcome(f"{self.label} answered HTTP {status} to {what} {said}",
+                                 vendor=self.name, status=status)
+        return order
+
+    def _found(self, status: int, order: dict[str, Any] | None, another: bool,
+               what: str) -> dict[str, Any]:
+        """The order a look-up's success answer carries; without one, asking again later is
+        safe; one under another key needs a person."""
+        if order is None:
+            raise TransientVendorError(f"{self.label} answered HTTP {status} to {what} with a "
+                                       f"body that is not the {self.thing}",
+                                       vendor=self.name, status=status)
+        if another:
+            raise OperatorFacingError(
+                f"{self.label} answered the look-up by {self.key_name} with the {self.thing} "
+                f"of another {self.key_name}", vendor=self.name, status=status)
+        return order
+
+    def _state(self, order: Mapping[str, Any], states: Mapping[str, OrderStatus],
+               order_id: Any) -> tuple[OrderStatus, str]:
+        """The order's state and its upper-cased text. An unknown state is read as PENDING:
+        asking again later is safe, a wrong final answer is not."""
+        raw = order.get("status")
+        text = raw.upper() if isinstance(raw, str) else ""
+        if text not in states:
+            log.warning("vendor.order.unknown_status", vendor=self.name,
+                        order_id=str(order_id)[:40], status=str(raw)[:40])
+        return states.get(text, OrderStatus.PENDING), text
+
+    def _repeat(self, key: str, status: int) -> OrderResult | None:
+        """A create refused as a repeat of our key: the order already placed under it."""
+        found = self.lookup(key)
+        if found is not None:
+            log.info("vendor.order.repeat", vendor=self.name, key=key,
+                     order_id=found.vendor_order_id, http_status=status)
+        return found
+
+    def _product_of(self, request: OrderRequest) -> str:
+        if not request.product:
+            raise ConfigFixable(f"{self.label} needs {self.product_kind} and the route gives "
+                                "none: set product in the routing config", vendor=self.name)
+        return request.product
+
+    def _unavailable_or_config(
+        self, request: OrderRequest, refusal: str, status: int | None,
+        find: Callable[[str], Mapping[str, Any] | None], problems_of: ProblemsOf,
+    ) -> VendorError:
+        """What an order the vendor refused as unavailable means, decided by the vendor's own
+        catalog (``find``: the product's entry, None when not listed), never by the wording
+        of its message (docs/vendors.md, "An unavailable product"). A catalog that cannot be
+        read decides nothing: the redemption waits and is never refused on a guess."""
+        product, amount, currency = request.product or "", request.amount, request.currency
+        label, vendor = self.label, self.name
+        try:
+            found = find(product)
+        except VendorError as exc:
+            log.warning("vendor.catalog.undecided", vendor=vendor, product=product,
+                        error_class=type(exc).__name__)
+            text = (f"{label} refused the order ({refusal}) and its catalog could not be read "
+                    f"to tell an unavailable product from a configuration mistake ({exc}); "
+                    "nothing is decided, the order is tried again later")
+            if isinstance(exc, OperatorFacingError):
+                # Never ConfigFixable: that would hold at once on what is only a failed read.
+                return OperatorFacingError(text, vendor=vendor, status=exc.status)
+            retry_after = exc.retry_after if isinstance(exc, TransientVendorError) else None
+            return TransientVendorError(text, vendor=vendor, status=exc.status,
+                                        retry_after=retry_after)
+        if found is None:
+            return ConfigFixable(
+                f"{label} does not list product {product!r} in its catalog ({refusal}); fix "
+                "product in the routing config (reward-poller check suggests the closest)",
+                vendor=vendor, status=status)
+        problems = problems_of(found, amount, currency)
+        if problems:
+            return ConfigFixable(
+                f"{label} lists product {product!r} but not at {amount} {currency}: "
+                f"{'; '.join(problems)} ({refusal}); fix amount or currency in the routing "
+                "config", vendor=vendor, status=status)
+        log.warning("vendor.product.unavailable", vendor=vendor, product=product)
+        return ProductUnavailable(
+            f"{label} would not sell product {product!r} although its catalog lists it at "
+            f"{amount} {currency}: the reward is unavailable ({refusal})",
+            vendor=vendor, status=status)
+
+    def _check(
+        self, products: Sequence[tuple[str | None, Decimal, str]],
+        read_balance: Callable[[], str | None],
+        read_catalog: Callable[[], Mapping[str, Mapping[str, Any]]], problems_of: ProblemsOf,
+        *, balance_note: str = "", catalog: str, catalog_proves: bool, unknown: str,
+    ) -> VendorCheck:
+        """``check`` for a vendor whose balance and catalog are read whole. A read rejected
+        (401/403) or not reaching the vendor proves nothing about the credentials, and after
+        such a balance read the catalog is not read; ``catalog_proves``: the same holds for
+        the catalog's read. ``unknown`` is formatted with the product's repr."""
+        problems: list[str] = []
+        credentials_ok = True
+        balance: str | None = None
+        listed: Mapping[str, Mapping[str, Any]] | None = None
+        try:
+            balance = read_balance()
+        except VendorError as exc:
+            credentials_ok = not _proves_nothing(exc)
+            problems.append(f"{balance_note}{exc}" if credentials_ok else str(exc))
+        if credentials_ok:
+            try:
+                listed = read_catalog()
+            except VendorError as exc:
+                credentials_ok = not (catalog_proves and _proves_nothing(exc))
+                problems.append(f"{catalog} unavailable: {exc}")
+        needs = f"{self.label} needs {self.product_kind} as product"
+        checks = tuple(_check_listed(listed, p, a, c, problems_of, needs=needs,
+                                     unread=f"the {catalog} could not be read",
+                                     unknown=unknown)
+                       for p, a, c in products)
+        return VendorCheck(vendor=self.name, credentials_ok=credentials_ok,
+                           products=checks, balance=balance,
+                           problems=tuple(dict.fromkeys(problems)))
+
+    def _raise_for(self, response: httpx.Response, what: str, *,
+                   creating: Any = None) -> NoReturn:
+        raise NotImplementedError
+
+    def _failed(self, error: VendorError, what: str, **fields: Any) -> NoReturn:
+        log.warning("vendor.call.failed", vendor=self.name, call=what,
+                    http_status=error.status, error_class=type(error).__name__, **fields)
+        raise error
+
+    def _usual_error(self, response: httpx.Response, what: str, suffix: str) -> VendorError:
+        """The answer to what every vendor says alike: the key refused, its rate limit, a
+        server error, a 404 no vendor wrote (a wrong base_url) and anything unexpected."""
+        status = response.status_code
+        label, name = self.label, self.name
+        if status in (401, 403):
+            return OperatorFacingError(
+                f"{label} rejected the {self.credential} (HTTP {status} to {what}){suffix}",
+                vendor=name, status=status)
+        if status == 429:
+            return TransientVendorError(f"{label} rate limit (HTTP 429 to {what}){suffix}",
+                                        vendor=name, status=status,
+                                        retry_after=retry_after_of(response))
+        if status >= 500:
+            return TransientVendorError(
+                f"{label} server error (HTTP {status} to {what}){suffix}",
+                vendor=name, status=status, retry_after=retry_after_of(response))
+        if status == 404:
+            return OperatorFacingError(
+                f"{label} answered HTTP 404 to {what}: is base_url right? ({self.base_url})"
+                f"{suffix}", vendor=name, status=status)
+        return OperatorFacingError(
+            f"{label} answered HTTP {status} to {what}, which this adapter does not expect"
+            f"{suffix}", vendor=name, status=status)

@@ -1,17 +1,8 @@
-"""An in-memory ``Vendor`` for fast worker tests (and ``FakeOrderBook``, a vendor's order
-list for the books audit's tests), with scripted outcomes.
+"""An in-memory ``Vendor`` for fast worker tests, with scripted outcomes, and
+``FakeOrderBook``, a vendor's order list for the books audit's tests.
 
 It keeps the one promise every real vendor makes (idempotent on the key) and counts what it
-was asked, so a test can check "one order per redemption, however often the worker tried":
-
-    vendor = FakeVendor()
-    vendor.fail(TransientVendorError("503"), key="k1", times=2)  # twice, then normal
-    vendor.fail(OperatorFacingError("no funds"), product="AMZN", times=None)  # always
-    vendor.pending(key="k2", polls=1)       # PENDING, COMPLETE from the next answer on
-    vendor.lose_answer(key="k3")            # creates the order, then raises UnknownOutcome
-    ...
-    assert vendor.calls["k1"] == 3 and vendor.created["k1"] == 1
-
+was asked, so a test can check "one order per redemption, however often the worker tried".
 Scripts match by key and/or product (``None`` matches any); the first script added that
 matches and has turns left is used.
 """
@@ -26,9 +17,10 @@ from datetime import datetime
 from typing import Literal
 
 from poller.domain.errors import UnknownOutcome, VendorError
-from poller.domain.keys import is_our_key
 from poller.domain.model import OrderRequest, OrderResult, OrderStatus
 from poller.domain.orders import VendorOrder
+from poller.vendors.base import mask_email
+from poller.vendors.books import SameKeyBook
 
 Action = Literal["raise", "lose", "pending"]
 On = Literal["place_order", "lookup"]
@@ -53,10 +45,6 @@ class _Script:
             and (self.key is None or self.key == key)
             and (self.product is None or self.product == product)
         )
-
-    def use(self) -> None:
-        if self.remaining is not None:
-            self.remaining -= 1
 
 
 @dataclass
@@ -83,8 +71,6 @@ class FakeVendor:
         """Orders created per key: never more than 1."""
         self.requests: list[OrderRequest] = []
         self.closed = False
-
-    # --- scripting ----------------------------------------------------------------------
 
     def fail(
         self, error: VendorError, *, key: str | None = None, product: str | None = None,
@@ -118,8 +104,6 @@ class FakeVendor:
         with self._lock:
             self._scripts.clear()
 
-    # --- inspection ---------------------------------------------------------------------
-
     def order(self, key: str) -> OrderResult | None:
         with self._lock:
             found = self._orders.get(key)
@@ -129,8 +113,6 @@ class FakeVendor:
     def order_count(self) -> int:
         with self._lock:
             return len(self._orders)
-
-    # --- the Vendor protocol ----------------------------------------------------------
 
     def place_order(self, request: OrderRequest) -> OrderResult:
         key = request.idempotency_key
@@ -147,8 +129,7 @@ class FakeVendor:
                 result = self._create(request, script)
             if script is not None and script.action == "lose":
                 raise UnknownOutcome(
-                    f"{self.name}: the answer was lost (scripted)", vendor=self.name,
-                )
+                    f"{self.name}: the answer was lost (scripted)", vendor=self.name)
             return result
 
     def lookup(self, idempotency_key: str) -> OrderResult | None:
@@ -164,8 +145,6 @@ class FakeVendor:
     def close(self) -> None:
         self.closed = True
 
-    # --- internals ----------------------------------------------------------------------
-
     def _add(self, script: _Script) -> None:
         with self._lock:
             self._scripts.append(script)
@@ -173,7 +152,8 @@ class FakeVendor:
     def _script(self, on: On, key: str, product: str | None) -> _Script | None:
         for script in self._scripts:
             if script.matches(on, key, product):
-                script.use()
+                if script.remaining is not None:
+                    script.remaining -= 1
                 return script
         return None
 
@@ -182,14 +162,12 @@ class FakeVendor:
         number = len(self._orders) + 1
         pending = script is not None and script.action == "pending"
         email = request.recipient_email
-        local, _, domain = email.partition("@")
         result = OrderResult(
             vendor_order_id=f"FAKE-{number:06d}",
             status=OrderStatus.PENDING if pending else OrderStatus.COMPLETE,
-            delivery=f"sent by email to {local[:1]}***@{domain}" if domain else "sent by email",
+            delivery=f"sent by email to {mask_email(email)}" if "@" in email else "sent by email",
             link=f"https://fake.invalid/rewards/{key}" if self._link else None,
-            detail=f"{self.name} order",
-        )
+            detail=f"{self.name} order")
         order = _Order(request=request, result=result)
         if pending and script is not None:
             order.polls_left = script.polls
@@ -207,7 +185,7 @@ class FakeVendor:
         return order.result
 
 
-class FakeOrderBook:
+class FakeOrderBook(SameKeyBook):
     """Implements ``poller.ports.OrderBook`` in memory: the orders a test gives it, or the
     error it was told to raise. Records each period it was asked for."""
 
@@ -232,9 +210,3 @@ class FakeOrderBook:
 
     def close(self) -> None:
         self.closed = True
-
-    def vendor_key(self, idempotency_key: str) -> str:
-        return idempotency_key
-
-    def is_ours(self, external_id: str | None) -> bool:
-        return is_our_key(external_id)

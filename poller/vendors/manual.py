@@ -1,19 +1,9 @@
-"""The manual vendor (``vendor = "manual"``): nothing is ordered, a person sends the reward.
+"""The manual vendor (``vendor = "manual"``): nothing is ordered, a person sends the reward
+and closes it with ``reward-poller ledger fulfill`` (docs/vendors.md, "The manual vendor").
 
-For swag and physical rewards. ``place_order`` answers PENDING with a delivery text that
-says what to send to whom (with the shipping address from the redemption when it has one);
-the worker keeps the redemption ``pending`` and ``lookup`` answers PENDING for as long as it
-is asked, so nothing is ever decided at Influitive automatically. After sending the reward,
-the person closes it by hand::
-
-    reward-poller ledger fulfill <redemption id> --message "Your hoodie shipped today!"
-
-Nothing here does I/O, so nothing can fail: there is no error class to map, and ``check``
-has nothing to verify.
-
-``lookup`` cannot tell a key it was never asked about from one it was (it keeps no
-records); it answers PENDING for any key, which for this vendor means "waiting for a
-person", the truth for every redemption routed here.
+``place_order`` answers PENDING with what to send to whom; ``lookup`` keeps no records and
+answers PENDING for any key, which for this vendor means "waiting for a person", the truth
+for every redemption routed here. Nothing does I/O, so nothing can fail.
 """
 
 from __future__ import annotations
@@ -44,8 +34,6 @@ def build(settings: Settings, context: BuildContext) -> ManualVendor:
 
 
 def order_book(settings: Settings, context: BuildContext) -> NoReturn:
-    """Nothing to read: the manual vendor places no order anywhere, so the books audit has
-    no vendor list to match the ledger against."""
     raise NotAuditable("manual vendor: nothing is ordered anywhere, so there is no order "
                        "list to read")
 
@@ -78,25 +66,19 @@ class ManualVendor:
         text += (f"; then run `reward-poller ledger fulfill {request.redemption_id} "
                  "--message ...`")
         return OrderResult(
-            vendor_order_id=_order_id(request.idempotency_key),
+            vendor_order_id=f"manual-{request.idempotency_key}",
             status=OrderStatus.PENDING,
             delivery=text,
-            detail=text,
-        )
+            detail=text)
 
     def lookup(self, idempotency_key: str) -> OrderResult | None:
-        return OrderResult(vendor_order_id=_order_id(idempotency_key),
+        return OrderResult(vendor_order_id=f"manual-{idempotency_key}",
                            status=OrderStatus.PENDING, detail=DETAIL)
 
     def check(self, products: Sequence[tuple[str | None, Decimal, str]]) -> VendorCheck:
         return VendorCheck(vendor=NAME, credentials_ok=True, products=tuple(
             ProductCheck(product=p, amount=a, currency=c, ok=True, detail="sent by hand")
-            for p, a, c in products
-        ))
+            for p, a, c in products))
 
     def close(self) -> None:
         pass
-
-
-def _order_id(key: str) -> str:
-    return f"manual-{key}"

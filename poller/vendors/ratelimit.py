@@ -1,16 +1,12 @@
-"""Client-side rate limiting per vendor: a token bucket in front of the ``Vendor`` Protocol.
-
-A vendor answers 429 when it is called faster than its limit (Tremendous documents 10
-requests a second, Tango Card one request a second on every endpoint). Once the worker runs several
-redemptions at a time it would reach that limit, and each 429 costs a retry with backoff.
-``RateLimitedVendor`` makes every call wait for a token first, so the vendor is never
-asked faster than ``rate_limit_per_second`` from its ``[vendors.<name>]`` section.
+"""Client-side rate limiting per vendor: a token bucket in front of the ``Vendor`` Protocol,
+so a vendor is never asked faster than ``rate_limit_per_second`` from its section (each 429
+would cost a retry with backoff).
 
 The bucket spaces calls evenly (a burst of one by default): a vendor counting requests in
 its own one-second windows, with network jitter on top, then never sees more than its limit
-in any window, which a bucket allowing a full second's burst at once cannot promise. Waiting
-threads are served in the order they asked. No library is used: the common ones either
-allow the burst (a sliding-window log) or are asyncio-only, and this is thirty lines.
+in any window, which a bucket allowing a full second's burst at once cannot promise. No
+library is used: the common ones either allow the burst (a sliding-window log) or are
+asyncio-only.
 """
 
 from __future__ import annotations
@@ -29,8 +25,6 @@ DEFAULT_RATE_LIMITS: Mapping[str, float] = {
     "tremendous": 2.0,
     "tango": 1.0,  # Tango Card RaaS: 1 request per second on every endpoint
 }
-"""Requests per second for vendors that document a limit; others have none unless the
-section sets ``rate_limit_per_second``."""
 
 HEADROOM = 0.08
 """Calls are spaced this much wider than 1/rate. The vendor counts requests in its own
@@ -60,16 +54,14 @@ class TokenBucket:
             raise ValueError(f"burst must be at least 1, got {burst}")
         if not 0 <= headroom < 1:
             raise ValueError(f"headroom must be in [0, 1), got {headroom}")
-        self.rate = float(rate)
-        """The configured rate; tokens come at ``rate * (1 - headroom)`` a second."""
+        self.rate = float(rate)  # tokens come at rate * (1 - headroom) a second
         self.burst = burst
         self._interval = 1.0 / (self.rate * (1.0 - headroom))
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
         self._turn = threading.Lock()
-        self._tat = clock()
-        """Theoretical arrival time: when the bucket would be full again (starts full)."""
+        self._tat = clock()  # theoretical arrival time: when the bucket is full again
 
     def reserve(self) -> float:
         """Take the next token; returns how long to wait before using it (0: now)."""
@@ -99,11 +91,8 @@ class TokenBucket:
 
 
 class RateLimitedVendor:
-    """A ``Vendor`` whose every call (``place_order``, ``lookup``) first takes a token.
-
-    Anything else (``close``, optional extras such as ``check``) goes to the vendor as is:
-    ``hasattr`` on the wrapper answers what the vendor answers.
-    """
+    """A ``Vendor`` whose every call (``place_order``, ``lookup``) first takes a token;
+    anything else goes to the vendor as is (``hasattr`` answers what the vendor answers)."""
 
     def __init__(self, vendor: Vendor, bucket: TokenBucket) -> None:
         self._vendor = vendor
@@ -113,10 +102,6 @@ class RateLimitedVendor:
     def __repr__(self) -> str:
         return f"RateLimitedVendor({self._vendor!r}, {self.bucket.rate:g}/s)"
 
-    @property
-    def inner(self) -> Vendor:
-        return self._vendor
-
     def place_order(self, request: OrderRequest) -> OrderResult:
         self.bucket.acquire()
         return self._vendor.place_order(request)
@@ -124,9 +109,6 @@ class RateLimitedVendor:
     def lookup(self, idempotency_key: str) -> OrderResult | None:
         self.bucket.acquire()
         return self._vendor.lookup(idempotency_key)
-
-    def close(self) -> None:
-        self._vendor.close()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._vendor, name)

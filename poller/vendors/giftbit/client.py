@@ -1,44 +1,126 @@
-"""Giftbit: the HTTP calls and the mapping of its errors."""
+"""Giftbit (papi v1): the campaign id, the shapes of its answers, its calls and the mapping
+of its errors, its funds and brands (docs/vendors.md, "Giftbit")."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import difflib
+import hashlib
+import re
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from typing import Any, NoReturn
+from urllib.parse import quote
 
 import httpx
-import structlog
-from pydantic import SecretStr
 
 from poller.domain.errors import (
     RECIPIENT_INVALID,
     AdvocateFacingError,
     OperatorFacingError,
-    TransientVendorError,
     VendorError,
 )
+from poller.domain.keys import is_our_key
 from poller.domain.model import OrderRequest
-from poller.transport import RetryPolicy, retry_after_of
-from poller.vendors.base import WitnessClient, call, scrub
-from poller.vendors.giftbit.settings import NAME
-from poller.vendors.giftbit.wire import _FUNDS, _RECIPIENT, INVALID_BRAND, NO_CONTACTS, _error_of
+from poller.ports import ProductCheck, VendorCheck
+from poller.vendors.base import ApiVendor, json_or_none, obj
 
-log = structlog.get_logger(__name__)
+NAME = "giftbit"
+MAX_CAMPAIGN_ID = 40
+INVALID_BRAND = "ERROR_CAMPAIGN_INVALID_BRAND"
+NO_SUCH_BRAND = "ERROR_BRANDS_NO_SUCH_BRAND"
+NO_CONTACTS = "ERROR_CAMPAIGN_NO_CONTACTS"
+
+_CAMPAIGN_ID = re.compile(rf"^[A-Za-z0-9]{{1,{MAX_CAMPAIGN_ID}}}$")
+_DUPLICATE = re.compile(r"duplicate|already[ _-]?(exists|used|taken)|id[ _-]?exists|in use",
+                        re.IGNORECASE)
+_RECIPIENT = re.compile(r"e-?mail|contact|recipient", re.IGNORECASE)
+_FUNDS = re.compile(r"insufficient|\bfunds?\b|balance", re.IGNORECASE)
 
 
-class _GiftbitCalls:
-    """The HTTP calls and the reading of a refusal; ``GiftbitVendor`` sets the state."""
+def campaign_id(idempotency_key: str) -> str:
+    """The Giftbit campaign ``id`` for an idempotency key: the key itself when it fits the
+    assumed limits, else a stable hash of it (docs/vendors.md, "The campaign id")."""
+    if _CAMPAIGN_ID.fullmatch(idempotency_key):
+        return idempotency_key
+    return "rp" + hashlib.sha256(idempotency_key.encode()).hexdigest()[: MAX_CAMPAIGN_ID - 2]
 
-    base_url: str
-    _key: SecretStr
-    _policy: RetryPolicy
-    _sleep: Callable[[float], None]
-    _client: WitnessClient
 
-    def _call(self, method: str, path: str, *, creates: bool = False, **kwargs: Any,
-              ) -> httpx.Response:
-        return call(self._client, method, path, policy=self._policy, sleep=self._sleep,
-                    vendor=NAME, label="Giftbit", where=f"{method} /{path.split('/')[0]}",
-                    creates=creates, thing="campaign", **kwargs)
+def is_our_campaign(text: str) -> bool:
+    """Whether a campaign id has the shape ``campaign_id`` gives one of our keys."""
+    return (text.startswith("rp") and len(text) == MAX_CAMPAIGN_ID
+            and set(text[2:]) <= set("0123456789abcdef")) or is_our_key(text)
+
+
+def _error_of(response: httpx.Response) -> dict[str, Any] | None:
+    """The ``error`` object of a Giftbit error body (None when the body is not one)."""
+    error = obj(json_or_none(response)).get("error")
+    return error if isinstance(error, dict) else None
+
+
+def _is_duplicate(error: Mapping[str, Any] | None) -> bool:
+    text = " ".join(str(error.get(k, "")) for k in ("code", "name", "message")) if error else ""
+    return bool(_DUPLICATE.search(text))
+
+
+def _funds_of(data: Any) -> dict[str, int] | None:
+    """``{"USD": 125000}`` from ``GET /funds``: ``fundsbycurrency`` maps each currency to
+    ``{"available_in_cents", ...}`` (a list of ``{"currency", "available_in_cents"}`` is
+    tolerated too)."""
+    if not isinstance(data, dict):
+        return None
+    by = next((data[k] for k in ("fundsbycurrency", "funds_by_currency", "funds")
+               if k in data), None)
+    found: dict[str, int] = {}
+    if isinstance(by, dict):
+        for currency, value in by.items():
+            cents = value.get("available_in_cents") if isinstance(value, dict) else value
+            if isinstance(cents, int) and not isinstance(cents, bool):
+                found[str(currency).upper()] = cents
+    elif isinstance(by, list):
+        for value in by:
+            if isinstance(value, dict) and isinstance(value.get("available_in_cents"), int):
+                found[str(value.get("currency") or value.get("currencyisocode") or "?")
+                      .upper()] = value["available_in_cents"]
+    else:
+        return None
+    return found
+
+
+def _brand_problems(brand: Mapping[str, Any], amount: Decimal, currency: str) -> list[str]:
+    """What keeps ``amount`` ``currency`` from being ordered from this brand: its
+    ``fund_currencyisocode``; ``variable_price`` true with ``min_price_in_cents``/
+    ``max_price_in_cents``, or false with ``allowed_prices_in_cents``."""
+    problems: list[str] = []
+    brand_currency = next((brand[k] for k in ("fund_currencyisocode", "currencyisocode")
+                           if isinstance(brand.get(k), str)), None)
+    if brand_currency and brand_currency.upper() != currency.upper():
+        problems.append(f"the brand is priced in {brand_currency}, the route says {currency}")
+    cents = amount * 100
+    fixed = brand.get("allowed_prices_in_cents")
+    if brand.get("variable_price") is False or (isinstance(fixed, list)
+                                                  and brand.get("variable_price") is not True):
+        allowed = [c for c in fixed if isinstance(c, int)] if isinstance(fixed, list) else []
+        if cents not in allowed:
+            listed = ", ".join(f"{Decimal(c) / 100:.2f}" for c in allowed) or "none listed"
+            problems.append(f"{amount:.2f} is not one of the brand's prices ({listed})")
+        return problems
+    low, high = brand.get("min_price_in_cents"), brand.get("max_price_in_cents")
+    if isinstance(low, int) and cents < low:
+        problems.append(f"{amount:.2f} is below the brand's minimum of {Decimal(low) / 100:.2f}")
+    if isinstance(high, int) and cents > high:
+        problems.append(f"{amount:.2f} is above the brand's maximum of {Decimal(high) / 100:.2f}")
+    return problems
+
+
+class GiftbitClient(ApiVendor):
+    """Giftbit's calls, its error mapping, funds and brands; the campaign calls are
+    ``GiftbitVendor``'s."""
+
+    name = NAME
+    label = "Giftbit"
+    product_kind = "a brand code"
+    thing = "campaign"
+    ok_statuses = range(200, 201)  # only 200 is success
 
     def _raise_for(self, response: httpx.Response, what: str, *,
                    creating: OrderRequest | None = None) -> NoReturn:
@@ -46,71 +128,106 @@ class _GiftbitCalls:
         status = response.status_code
         error_body = _error_of(response) or {}
         code = str(error_body.get("code", ""))
-        said = self._vendor_message(error_body)
+        said = self._scrub(" ".join(str(error_body[k]) for k in ("code", "message")
+                                    if isinstance(error_body.get(k), str)))
         suffix = f": {said}" if said else ""
-        error: VendorError
         text = f"{code} {error_body.get('name', '')} {error_body.get('message', '')}"
-        if status in (401, 403):
-            error = OperatorFacingError(
-                f"Giftbit rejected the API key (HTTP {status} to {what}){suffix}",
-                vendor=NAME, status=status,
-            )
-        elif status == 429:
-            error = TransientVendorError(
-                f"Giftbit rate limit (HTTP 429 to {what}){suffix}",
-                vendor=NAME, status=status, retry_after=retry_after_of(response),
-            )
-        elif status >= 500:
-            error = TransientVendorError(
-                f"Giftbit server error (HTTP {status} to {what}){suffix}",
-                vendor=NAME, status=status, retry_after=retry_after_of(response),
-            )
+        error: VendorError
+        if status in (401, 403, 429) or status >= 500:
+            error = self._usual_error(response, what, suffix)
         elif status == 402:
             error = OperatorFacingError(
                 f"Giftbit: payment required (HTTP 402 to {what}: a credit-card top-up failed)"
-                f"{suffix}; fund the account", vendor=NAME, status=status,
-            )
+                f"{suffix}; fund the account", vendor=NAME, status=status)
         elif creating is not None and code == INVALID_BRAND:
-            error = self._unavailable_or_config(creating, f"HTTP {status}{suffix}", status)
+            error = self._unavailable_or_config(creating, f"HTTP {status}{suffix}", status,
+                                                self.brand, _brand_problems)
         elif creating is not None and code == NO_CONTACTS:
             error = AdvocateFacingError(
                 f"Giftbit could not add the recipient (HTTP {status}){suffix}",
-                vendor=NAME, status=status, advocate_message=RECIPIENT_INVALID,
-            )
+                vendor=NAME, status=status, advocate_message=RECIPIENT_INVALID)
         elif creating is not None and _FUNDS.search(text):
             error = OperatorFacingError(
                 f"Giftbit: not enough funds (HTTP {status}){suffix}; top the account up",
-                vendor=NAME, status=status,
-            )
+                vendor=NAME, status=status)
         elif creating is not None and status in (400, 422) and _RECIPIENT.search(text):
             error = AdvocateFacingError(
                 f"Giftbit: the recipient is invalid (HTTP {status}){suffix}",
-                vendor=NAME, status=status, advocate_message=RECIPIENT_INVALID,
-            )
-        elif status == 404:
-            error = OperatorFacingError(
-                f"Giftbit answered HTTP 404 to {what}: is base_url right? ({self.base_url})"
-                f"{suffix}", vendor=NAME, status=status,
-            )
+                vendor=NAME, status=status, advocate_message=RECIPIENT_INVALID)
         else:
-            error = OperatorFacingError(
-                f"Giftbit answered HTTP {status} to {what}, which this adapter cannot act on"
-                f"{suffix}", vendor=NAME, status=status,
-            )
-        log.warning("vendor.call.failed", vendor=NAME, call=what, http_status=status,
-                    error_class=type(error).__name__, code=code[:60] or None)
-        raise error
+            error = self._usual_error(response, what, suffix)
+        self._failed(error, what, code=code[:60] or None)
 
-    def _unavailable_or_config(self, request: OrderRequest, refusal: str,
-                               status: int) -> VendorError:
-        """Decided by the brand (``_GiftbitCatalog``)."""
-        raise NotImplementedError
+    def check(self, products: Sequence[tuple[str | None, Decimal, str]]) -> VendorCheck:
+        problems: list[str] = []
+        balance: str | None = None
+        unchecked = ""
+        try:
+            funds = self.funds()
+            balance = ", ".join(f"{Decimal(c) / 100:,.2f} {cur}"
+                                for cur, c in funds.items()) or None
+        except VendorError as exc:
+            # Rejected or unreachable: either way nothing here proves the key works.
+            problems.append(str(exc))
+            unchecked = ("not checked: credentials rejected" if exc.status in (401, 403)
+                         else "not checked: Giftbit could not be reached")
+        codes: list[str] | None = None
+        checks: list[ProductCheck] = []
+        for code, amount, currency in products:
+            ok, detail = False, unchecked
+            if not unchecked:
+                try:
+                    brand = self.brand(code) if code else None
+                except VendorError as exc:
+                    brand, detail = None, f"not checked: {exc}"
+                else:
+                    if brand is not None:
+                        issues = _brand_problems(brand, amount, currency)
+                        name = brand.get("name") if isinstance(brand.get("name"), str) else code
+                        ok, detail = not issues, "; ".join(issues) if issues else str(name)
+                    elif not code:
+                        detail = f"Giftbit needs {self.product_kind} as product"
+                    else:
+                        codes = self._brand_codes() if codes is None else codes
+                        hint = difflib.get_close_matches(code, codes, n=1)
+                        detail = f"no brand {code!r} at Giftbit" + (
+                            f" (did you mean {hint[0]}?)" if hint else "")
+            checks.append(ProductCheck(product=code, amount=amount, currency=currency, ok=ok,
+                                       detail=detail))
+        return VendorCheck(vendor=NAME, credentials_ok=not unchecked,
+                           products=tuple(checks), balance=balance, problems=tuple(problems))
 
-    def _vendor_message(self, error: Mapping[str, Any]) -> str:
-        parts = [str(error[k]) for k in ("code", "message") if isinstance(error.get(k), str)]
-        return self._scrub(" ".join(parts))
+    def funds(self) -> dict[str, int]:
+        """Available cents per currency, from ``GET /funds``."""
+        data, status = self._get("funds", "GET /funds")
+        funds = _funds_of(data)
+        if funds is None:
+            raise self._missing(status, "GET /funds", "funds")
+        return funds
 
-    def _scrub(self, text: str) -> str:
-        """Vendor text made safe to quote: no key, no URL, one line, bounded."""
-        return scrub(text, self._key.get_secret_value())
+    def brand(self, code: str) -> dict[str, Any] | None:
+        """The brand, or None when Giftbit has no such brand code."""
+        response = self._call("GET", f"brands/{quote(code, safe='')}")
+        if response.status_code == 422 and \
+                str((_error_of(response) or {}).get("code")) == NO_SUCH_BRAND:
+            return None
+        if response.status_code != 200:
+            self._raise_for(response, "GET /brands/<code>")
+        data = json_or_none(response)
+        brand = data.get("brand", data) if isinstance(data, dict) else None
+        if not isinstance(brand, dict):
+            raise self._missing(200, "GET /brands/<code>", "a brand")
+        return brand
 
+    def _brand_codes(self) -> list[str]:
+        """Every brand code (only to suggest one for a typo; failures suggest nothing)."""
+        try:
+            response = self._call("GET", "brands", params={"limit": 500})
+        except VendorError:
+            return []
+        data = json_or_none(response) if response.status_code == 200 else None
+        brands = obj(data).get("brands")
+        if not isinstance(brands, list):
+            return []
+        return [b["brand_code"] for b in brands
+                if isinstance(b, dict) and isinstance(b.get("brand_code"), str)]

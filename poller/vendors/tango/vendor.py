@@ -1,39 +1,39 @@
-"""Tango Card: the ``Vendor``, placing orders and looking them up."""
+"""Tango Card: placing orders and looking them up (``TangoVendor``), and its own order list
+for the books audit (``TangoOrderBook``); docs/vendors.md, "Tango Card" and "Listing
+orders"."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
-import httpx
 import structlog
-from pydantic import SecretStr
 
 from poller.domain.errors import (
-    ConfigFixable,
     OperatorFacingError,
     TransientVendorError,
-    UnknownOutcome,
 )
 from poller.domain.model import OrderRequest, OrderResult, OrderStatus
-from poller.ports import Cache
-from poller.transport import RetryPolicy
-from poller.vendors.base import USER_AGENT, json_or_none, mask_email, obj
-from poller.vendors.tango.catalog import _TangoCatalog
-from poller.vendors.tango.client import _Client, _Throttle
-from poller.vendors.tango.settings import (
-    IN_PROCESS_RETRIES,
-    IN_PROCESS_WAIT,
-    MIN_ORDER_INTERVAL,
-    NAME,
+from poller.domain.orders import OrderStatus as ListStatus
+from poller.domain.orders import VendorOrder
+from poller.vendors.base import json_or_none, mask_email, obj
+from poller.vendors.books import (
+    ListBook,
+    int_or_none,
+    minor_amount,
+    rfc3339,
+    text_or_none,
 )
-from poller.vendors.tango.wire import (
+from poller.vendors.tango.client import (
     _EXTERNAL_REF,
     _ORDER_STATUS,
     IN_PROCESS_KEY,
+    IN_PROCESS_RETRIES,
+    IN_PROCESS_WAIT,
+    NAME,
     NO_ORDERS_KEY,
+    TangoClient,
     _keys_of,
     _order_of,
     _reward_link,
@@ -42,65 +42,19 @@ from poller.vendors.tango.wire import (
 log = structlog.get_logger(__name__)
 
 
-class TangoVendor(_TangoCatalog):
+class TangoVendor(TangoClient):
     """The ``Vendor`` (and ``CheckableVendor``) for Tango Card RaaS v2."""
 
-    name = NAME
-
-    def __init__(
-        self,
-        base_url: str,
-        platform_name: str,
-        platform_key: str | SecretStr,
-        customer_identifier: str,
-        account_identifier: str,
-        *,
-        policy: RetryPolicy = RetryPolicy(),
-        cache: Cache | None = None,
-        transport: httpx.BaseTransport | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        monotonic: Callable[[], float] = time.monotonic,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        min_order_interval: float = MIN_ORDER_INTERVAL,
-    ) -> None:
-        key = platform_key if isinstance(platform_key, SecretStr) else SecretStr(platform_key)
-        self._key = key
-        self.base_url = base_url.rstrip("/")
-        self.platform_name = platform_name
-        self.customer_identifier = customer_identifier
-        self.account_identifier = account_identifier
-        self._policy = policy
-        self._cache = cache
-        self._sleep = sleep
-        self._clock = clock
-        self._catalog: tuple[datetime, dict[str, dict[str, Any]]] | None = None
-        self._client = _Client(
-            base_url=self.base_url + "/",
-            auth=httpx.BasicAuth(platform_name, key.get_secret_value()),
-            headers={"Accept": "application/json", "User-Agent": USER_AGENT},
-            timeout=policy.timeout,
-            transport=transport,
-            throttle=_Throttle(min_order_interval, sleep, monotonic),
-        )
-
-    def __repr__(self) -> str:
-        return f"TangoVendor(base_url={self.base_url!r}, account={self.account_identifier!r})"
-
-    # --- the Vendor protocol ---------------------------------------------------------
+    key_name = "externalRefID"
 
     def place_order(self, request: OrderRequest) -> OrderResult:
         key = request.idempotency_key
-        if not request.product:
-            raise ConfigFixable(
-                "Tango Card needs a UTID and the route gives none: set product in the routing "
-                "config", vendor=NAME,
-            )
+        product = self._product_of(request)
         if not _EXTERNAL_REF.fullmatch(key):
             # Never invent another key: the ledger holds this one.
             raise OperatorFacingError(
                 "the idempotency key does not fit Tango's externalRefID (alphanumeric, at most "
-                "100 characters)", vendor=NAME,
-            )
+                "100 characters)", vendor=NAME)
         self._refuse_wrong_currency(request)
         first, _, last = (request.recipient_name or "").strip().partition(" ")
         recipient: dict[str, str] = {
@@ -112,7 +66,7 @@ class TangoVendor(_TangoCatalog):
         body = {
             "customerIdentifier": self.customer_identifier,
             "accountIdentifier": self.account_identifier,
-            "utid": request.product,
+            "utid": product,
             "amount": float(request.amount),
             "sendEmail": True,
             "recipient": recipient,
@@ -133,34 +87,19 @@ class TangoVendor(_TangoCatalog):
                 raise TransientVendorError(
                     "Tango Card is still processing an order with our externalRefID (409.002); "
                     "the same request is sent again later", vendor=NAME, status=status,
-                    retry_after=IN_PROCESS_WAIT,
-                )
-            found = self.lookup(key)
+                    retry_after=IN_PROCESS_WAIT)
+            found = self._repeat(key, status)
             if found is not None:
-                log.info("vendor.order.repeat", vendor=NAME, key=key,
-                         order_id=found.vendor_order_id, http_status=status)
                 return found
             raise TransientVendorError(
                 f"Tango Card answered HTTP 409 ({', '.join(keys) or 'no key'}) to POST /orders "
                 "but the look-up by externalRefID finds no order yet; asking again later",
-                vendor=NAME, status=status,
-            )
+                vendor=NAME, status=status)
         if 200 <= status < 300:
             order = _order_of(json_or_none(response))
-            if order is None:
-                log.warning("vendor.call.outcome_unknown", vendor=NAME, call="POST /orders",
-                            http_status=status, error="2xx without an order")
-                raise UnknownOutcome(
-                    f"Tango Card answered HTTP {status} to POST /orders with a body that is not "
-                    "an order: the order may or may not exist",
-                    vendor=NAME, status=status,
-                )
-            ref = order.get("externalRefID")
-            if isinstance(ref, str) and ref.lower() != key.lower():
-                raise UnknownOutcome(
-                    f"Tango Card answered HTTP {status} to POST /orders with an order for another "
-                    "externalRefID", vendor=NAME, status=status,
-                )
+            ref = obj(order).get("externalRefID")
+            another = isinstance(ref, str) and ref.lower() != key.lower()
+            order = self._created(status, order, another, "POST /orders")
             result = self._result(order, fallback_email=request.recipient_email)
             log.info("vendor.order.placed", vendor=NAME, key=key,
                      order_id=result.vendor_order_id, status=result.status.value,
@@ -181,8 +120,7 @@ class TangoVendor(_TangoCatalog):
             # A read is safe to repeat: ask again later rather than guess.
             raise TransientVendorError(
                 f"Tango Card answered HTTP {status} to GET /orders?externalRefID= without a "
-                "list of orders", vendor=NAME, status=status,
-            )
+                "list of orders", vendor=NAME, status=status)
         if not orders:
             return None
         mine = [
@@ -194,35 +132,21 @@ class TangoVendor(_TangoCatalog):
             raise OperatorFacingError(
                 "Tango Card answered the look-up by externalRefID with orders for other "
                 "externalRefIDs only (was the filter ignored?); cannot tell whether ours exists",
-                vendor=NAME, status=status,
-            )
+                vendor=NAME, status=status)
         if len(mine) > 1:
             log.warning("vendor.order.duplicates", vendor=NAME, key=idempotency_key,
                         count=len(mine))
         return self._result(mine[0], fallback_email=None)
 
-    def close(self) -> None:
-        self._client.close()
-
     def _result(self, order: Mapping[str, Any], *, fallback_email: str | None) -> OrderResult:
-        raw_status = order.get("status")
-        status_text = raw_status.upper() if isinstance(raw_status, str) else ""
-        status = _ORDER_STATUS.get(status_text)
-        if status is None:
-            log.warning("vendor.order.unknown_status", vendor=NAME,
-                        order_id=str(order.get("referenceOrderID"))[:40],
-                        status=str(raw_status)[:40])
-            status = OrderStatus.PENDING
-        recipient = obj(order.get("recipient"))
-        email = recipient.get("email") if isinstance(recipient.get("email"), str) else None
-        email = email or fallback_email
+        status, status_text = self._state(order, _ORDER_STATUS, order.get("referenceOrderID"))
+        email = text_or_none(obj(order.get("recipient")).get("email")) or fallback_email
         if status is OrderStatus.NEEDS_PERSON:
             return OrderResult(
                 vendor_order_id=str(order["referenceOrderID"]), status=status,
                 delivery="partly issued",
                 detail=f"Tango Card order {status_text}: only part of the order was issued; "
-                       "look at it in the Tango Card portal before telling the advocate",
-            )
+                       "look at it in the Tango Card portal before telling the advocate")
         if status is OrderStatus.PENDING:
             delivery = "under review at Tango Card"
         elif order.get("sendEmail") is False:
@@ -234,6 +158,74 @@ class TangoVendor(_TangoCatalog):
             status=status,
             delivery=delivery,
             link=_reward_link(obj(order.get("reward"))),
-            detail=f"Tango Card order {status_text or '?'}",
-        )
+            detail=f"Tango Card order {status_text or '?'}")
 
+
+
+ORDER_STATUS: Mapping[str, ListStatus] = {
+    "COMPLETE": ListStatus.COMPLETE,
+    "PENDING": ListStatus.PENDING,
+    # Partly fulfilled: some money spent, not all delivered; a person looks (raw status kept).
+    "PARTIAL": ListStatus.PENDING,
+    "FAILED": ListStatus.FAILED,  # Tango refunds the account
+}
+"""The documented order states; any other is UNKNOWN, shown as it came."""
+
+
+class TangoOrderBook(ListBook):
+    """``OrderBook`` over ``GET /orders`` for the configured account (pages numbered from
+    0); the client's own spacing applies as for orders."""
+
+    def _page(self, since: datetime, until: datetime, number: int,
+              offset: int) -> tuple[list[Any], int | None]:
+        what = "GET /orders (list)"
+        v = self._v
+        params = {"accountIdentifier": v.account_identifier,
+                  "customerIdentifier": v.customer_identifier,
+                  "startDate": rfc3339(since), "endDate": rfc3339(until),
+                  "elementsPerBlock": self._page_size, "page": number}
+        response = v._call("GET", "orders", params=params)
+        status = response.status_code
+        if status == 404 and number == 0 and NO_ORDERS_KEY in _keys_of(response):
+            return [], 0  # Tango's own "no orders found"
+        if not 200 <= status < 300:
+            v._raise_for(response, what)
+        data = obj(json_or_none(response))
+        page = data.get("orders")
+        if not isinstance(page, list):
+            raise v._missing(status, what, "a list of orders")
+        paging = obj(data.get("page"))
+        answered = int_or_none(paging.get("number"))
+        if answered is not None and answered != number:
+            raise OperatorFacingError(
+                f"Tango Card answered page {answered} when page {number} of {what} was asked "
+                "for: its page numbering is not the documented one, so the list cannot be "
+                "read completely", vendor=NAME, status=status)
+        size = int_or_none(paging.get("elementsPerBlock"))
+        if size is not None and size != self._page_size and page:
+            raise OperatorFacingError(
+                f"Tango Card answered {what} in blocks of {size} when {self._page_size} were "
+                "asked for: pages by number would skip or repeat orders",
+                vendor=NAME, status=status)
+        return page, int_or_none(paging.get("totalCount"))
+
+    def _order(self, item: Any) -> VendorOrder | None:
+        if not isinstance(item, dict) or not isinstance(item.get("referenceOrderID"), str | int):
+            return None
+        created = self._created_at(item, "createdAt", item["referenceOrderID"])
+        raw = item.get("status")
+        raw_status = raw.upper() if isinstance(raw, str) else ""
+        denomination = obj(item.get("denomination"))
+        currency = denomination.get("currencyCode")
+        amount = minor_amount(denomination.get("value"), currency)
+        return VendorOrder(
+            vendor=NAME,
+            order_id=str(item["referenceOrderID"]),
+            external_id=text_or_none(item.get("externalRefID")),
+            created_at=created,
+            status=ORDER_STATUS.get(raw_status, ListStatus.UNKNOWN),
+            raw_status=raw_status or str(raw),
+            amount_minor=amount,
+            currency=currency if amount is not None and isinstance(currency, str) else None,
+            product=text_or_none(item.get("utid")),
+            recipient=text_or_none(obj(item.get("recipient")).get("email")))

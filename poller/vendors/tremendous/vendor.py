@@ -1,30 +1,34 @@
-"""Tremendous: the ``Vendor``, placing orders and looking them up."""
+"""Tremendous: placing orders and looking them up (``TremendousVendor``), and its own order
+list for the books audit (``TremendousOrderBook``); docs/vendors.md, "Tremendous" and
+"Listing orders"."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-import httpx
 import structlog
-from pydantic import SecretStr
 
 from poller.domain.errors import (
-    ConfigFixable,
-    OperatorFacingError,
     TransientVendorError,
-    UnknownOutcome,
 )
 from poller.domain.model import OrderRequest, OrderResult, OrderStatus
-from poller.transport import RetryPolicy
-from poller.vendors.base import bearer_client, mask_email, obj
-from poller.vendors.tremendous.catalog import _TremendousCatalog
-from poller.vendors.tremendous.settings import NAME, DeliveryMethod
-from poller.vendors.tremendous.wire import (
+from poller.domain.orders import OrderStatus as ListStatus
+from poller.domain.orders import VendorOrder
+from poller.vendors.base import mask_email, obj
+from poller.vendors.books import (
+    PAGE_SIZE,
+    ListBook,
+    minor_amount,
+    rfc3339,
+    text_or_none,
+)
+from poller.vendors.tremendous.client import (
     _ORDER_STATUS,
-    _first_reward,
+    NAME,
+    TremendousClient,
     _is_tremendous_error,
     _order_of,
 )
@@ -32,49 +36,18 @@ from poller.vendors.tremendous.wire import (
 log = structlog.get_logger(__name__)
 
 
-class TremendousVendor(_TremendousCatalog):
+class TremendousVendor(TremendousClient):
     """The ``Vendor`` for Tremendous. One instance holds one HTTP connection pool."""
 
-    name = NAME
-
-    def __init__(
-        self,
-        base_url: str,
-        api_key: str | SecretStr,
-        funding_source_id: str = "balance",
-        delivery_method: DeliveryMethod = "EMAIL",
-        *,
-        policy: RetryPolicy = RetryPolicy(),
-        transport: httpx.BaseTransport | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        key = api_key if isinstance(api_key, SecretStr) else SecretStr(api_key)
-        self._key = key
-        self.base_url = base_url.rstrip("/")
-        self.funding_source_id = funding_source_id
-        self.delivery_method: DeliveryMethod = delivery_method
-        self._policy = policy
-        self._sleep = sleep
-        self._client = bearer_client(self.base_url, key.get_secret_value(),
-                                     timeout=policy.timeout, transport=transport)
-
-    def __repr__(self) -> str:
-        return f"TremendousVendor(base_url={self.base_url!r})"
-
-    # --- the Vendor protocol ---------------------------------------------------------
+    key_name = "external_id"
 
     def place_order(self, request: OrderRequest) -> OrderResult:
-        if not request.product:
-            raise ConfigFixable(
-                "Tremendous needs a product id and the route gives none: set one in the "
-                "routing config",
-                vendor=NAME,
-            )
+        product = self._product_of(request)
         body = {
             "external_id": request.idempotency_key,
             "payment": {"funding_source_id": self.funding_source_id},
             "reward": {
-                "products": [request.product],
+                "products": [product],
                 "value": {
                     "denomination": float(request.amount),
                     "currency_code": request.currency,
@@ -91,15 +64,12 @@ class TremendousVendor(_TremendousCatalog):
         if status == 409:
             # Listed for create by the SDK, not explained: the key is known to Tremendous
             # in some way, so the order is found by it rather than guessed at.
-            found = self.lookup(request.idempotency_key)
+            found = self._repeat(request.idempotency_key, status)
             if found is not None:
-                log.info("vendor.order.repeat", vendor=NAME, key=request.idempotency_key,
-                         order_id=found.vendor_order_id, http_status=status)
                 return found
             raise TransientVendorError(
                 "Tremendous answered HTTP 409 to POST /orders and has no order under our "
-                "external_id yet; asking again later", vendor=NAME, status=status,
-            )
+                "external_id yet; asking again later", vendor=NAME, status=status)
         if status == 202:
             # Accepted, created in the background: look it up by external_id later.
             order = _order_of(response)
@@ -109,31 +79,16 @@ class TremendousVendor(_TremendousCatalog):
                 vendor_order_id=str(order["id"]) if order else request.idempotency_key,
                 status=OrderStatus.PENDING, delivery="being created at Tremendous",
                 detail="Tremendous accepted the order (HTTP 202); it is created in the "
-                       "background",
-            )
+                       "background")
         if 200 <= status < 300:
             order = _order_of(response)
-            if order is None:
-                log.warning("vendor.call.outcome_unknown", vendor=NAME, call="POST /orders",
-                            http_status=status, error="2xx without an order")
-                raise UnknownOutcome(
-                    f"Tremendous answered HTTP {status} to POST /orders with a body that is "
-                    "not an order: the order may or may not exist",
-                    vendor=NAME, status=status,
-                )
-            external_id = order.get("external_id")
-            if external_id is not None and external_id != request.idempotency_key:
-                raise UnknownOutcome(
-                    f"Tremendous answered HTTP {status} to POST /orders with an order for "
-                    "another external_id",
-                    vendor=NAME, status=status,
-                )
+            another = obj(order).get("external_id") not in (None, request.idempotency_key)
+            order = self._created(status, order, another, "POST /orders")
             result = self._result(order, fallback_email=request.recipient_email)
             log.info(
                 "vendor.order.repeat" if status == 201 else "vendor.order.placed",
                 vendor=NAME, key=request.idempotency_key,
-                order_id=result.vendor_order_id, status=result.status.value, http_status=status,
-            )
+                order_id=result.vendor_order_id, status=result.status.value, http_status=status)
             return result
         self._raise_for(response, "POST /orders", creating=request)
 
@@ -144,41 +99,21 @@ class TremendousVendor(_TremendousCatalog):
             return None
         if 200 <= status < 300:
             order = _order_of(response)
-            if order is None:
-                # A read is safe to repeat: ask again later rather than guess.
-                raise TransientVendorError(
-                    f"Tremendous answered HTTP {status} to GET /orders/<key> with a body that "
-                    "is not an order",
-                    vendor=NAME, status=status,
-                )
-            external_id = order.get("external_id")
-            if external_id is not None and external_id != idempotency_key:
-                raise OperatorFacingError(
-                    "Tremendous answered the look-up by external_id with an order for another "
-                    "external_id",
-                    vendor=NAME, status=status,
-                )
+            another = obj(order).get("external_id") not in (None, idempotency_key)
+            order = self._found(status, order, another, "GET /orders/<key>")
             return self._result(order, fallback_email=None)
         self._raise_for(response, "GET /orders/<key>")
 
-    def close(self) -> None:
-        self._client.close()
-
     def _result(self, order: Mapping[str, Any], *, fallback_email: str | None) -> OrderResult:
-        raw_status = order.get("status")
-        status_text = raw_status.upper() if isinstance(raw_status, str) else ""
-        status = _ORDER_STATUS.get(status_text)
-        if status is None:
-            log.warning("vendor.order.unknown_status", vendor=NAME, order_id=order.get("id"),
-                        status=str(raw_status)[:40])
-            status = OrderStatus.PENDING
-        reward = _first_reward(order)
+        status, status_text = self._state(order, _ORDER_STATUS, order.get("id"))
+        rewards = order.get("rewards")
+        reward = rewards[0] if isinstance(rewards, list) and rewards \
+            and isinstance(rewards[0], dict) else {}
         delivery = obj(reward.get("delivery"))
         recipient = obj(reward.get("recipient"))
         method = delivery.get("method") if isinstance(delivery.get("method"), str) else None
         method = (method or self.delivery_method).upper()
-        email = recipient.get("email") if isinstance(recipient.get("email"), str) else None
-        email = email or fallback_email
+        email = text_or_none(recipient.get("email")) or fallback_email
         if method == "EMAIL":
             text = f"sent by email to {mask_email(email)}" if email else "sent by email"
         elif method == "LINK":
@@ -211,7 +146,71 @@ class TremendousVendor(_TremendousCatalog):
             vendor_order_id=str(order["id"]),
             status=status,
             delivery=text,
-            link=link if isinstance(link, str) and link else None,
-            detail=detail,
-        )
+            link=text_or_none(link),
+            detail=detail)
 
+
+ORDER_STATUS: Mapping[str, ListStatus] = {
+    "EXECUTED": ListStatus.COMPLETE,
+    "OPEN": ListStatus.PENDING,
+    "PENDING APPROVAL": ListStatus.PENDING,
+    "PENDING INTERNAL PAYMENT APPROVAL": ListStatus.PENDING,
+    "CART": ListStatus.PENDING,  # retired, tolerated
+    "PENDING SETTLEMENT": ListStatus.PENDING,  # retired, tolerated
+    "CANCELED": ListStatus.CANCELLED,
+    "FAILED": ListStatus.FAILED,
+}
+"""The order list's states; any other is UNKNOWN, shown as it came."""
+
+
+class TremendousOrderBook(ListBook):
+    """``OrderBook`` over ``GET /orders`` (offset paging, newest first)."""
+
+    max_page_size = PAGE_SIZE
+
+    def _page(self, since: datetime, until: datetime, number: int,
+              offset: int) -> tuple[list[Any], int | None]:
+        what = "GET /orders (list)"
+        params = {"offset": offset, "limit": self._page_size,
+                  "created_at[gte]": rfc3339(since), "created_at[lte]": rfc3339(until)}
+        return self._listed("orders", what, "orders", params)
+
+    def _order(self, item: Any) -> VendorOrder | None:
+        if not isinstance(item, dict) or not isinstance(item.get("id"), str | int):
+            return None
+        created = self._created_at(item, "created_at", item["id"])
+        raw = item.get("status")
+        raw_status = raw.upper() if isinstance(raw, str) else ""
+        rewards = [r for r in item.get("rewards") or [] if isinstance(r, dict)] \
+            if isinstance(item.get("rewards"), list) else []
+        amount, currency = _amount(rewards)
+        first = rewards[0] if rewards else {}
+        products = first.get("products")
+        return VendorOrder(
+            vendor=NAME,
+            order_id=str(item["id"]),
+            external_id=text_or_none(item.get("external_id")),
+            created_at=created,
+            status=ORDER_STATUS.get(raw_status, ListStatus.UNKNOWN),
+            raw_status=raw_status or str(raw),
+            amount_minor=amount,
+            currency=currency,
+            product=products[0] if isinstance(products, list) and products
+            and isinstance(products[0], str) else None,
+            recipient=text_or_none(obj(first.get("recipient")).get("email")))
+
+
+def _amount(rewards: list[dict[str, Any]]) -> tuple[int | None, str | None]:
+    """The order's face value: the sum of its rewards' ``value.denomination`` in one
+    currency (None when a reward has none, or they differ in currency)."""
+    total = 0
+    currency: str | None = None
+    for reward in rewards:
+        value = obj(reward.get("value"))
+        code = value.get("currency_code")
+        minor = minor_amount(value.get("denomination"), code)
+        if minor is None or not isinstance(code, str) or (currency not in (None, code)):
+            return None, None
+        currency = code
+        total += minor
+    return (total, currency) if currency is not None else (None, None)

@@ -32,8 +32,7 @@ from poller.sandbox import http_receiver
 from poller.sandbox.server import free_port
 from poller.transport import RetryPolicy
 from poller.vendors.fake import FakeVendor
-from poller.vendors.giftbit import GiftbitVendor
-from poller.vendors.giftbit.wire import campaign_id
+from poller.vendors.giftbit import GiftbitVendor, campaign_id
 from poller.vendors.http import HttpVendor
 from poller.vendors.tango import TangoVendor
 from poller.vendors.tremendous import TremendousVendor

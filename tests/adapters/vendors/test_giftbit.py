@@ -28,8 +28,7 @@ from poller.domain.keys import idempotency_key
 from poller.domain.model import OrderStatus
 from poller.sandbox.server import free_port
 from poller.transport import RetryPolicy
-from poller.vendors.giftbit import GiftbitVendor, Settings
-from poller.vendors.giftbit.wire import MAX_CAMPAIGN_ID, campaign_id
+from poller.vendors.giftbit import MAX_CAMPAIGN_ID, GiftbitVendor, Settings, campaign_id
 
 from .support import FAST, GiftbitStandin, giftbit_standin, make_request
 

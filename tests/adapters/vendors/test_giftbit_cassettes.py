@@ -27,8 +27,7 @@ from poller.domain.errors import (
     TransientVendorError,
 )
 from poller.domain.model import OrderStatus
-from poller.vendors.giftbit import GiftbitVendor
-from poller.vendors.giftbit.settings import SANDBOX_URL
+from poller.vendors.giftbit import SANDBOX_URL, GiftbitVendor
 
 from .doc_cassettes import (
     CASSETTES,

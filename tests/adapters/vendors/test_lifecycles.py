@@ -19,8 +19,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from poller.domain.states import State
-from poller.vendors.giftbit import GiftbitVendor
-from poller.vendors.giftbit.wire import campaign_id
+from poller.vendors.giftbit import GiftbitVendor, campaign_id
 from poller.vendors.http import HttpVendor
 from poller.vendors.tango import TangoVendor
 from poller.vendors.tremendous import TremendousVendor

@@ -40,14 +40,11 @@ from poller.sandbox.tremendous import TremendousState
 from poller.sandbox.tremendous import create_app as tremendous_app
 from poller.transport import RetryPolicy
 from poller.vendors import BuildContext, build_order_book, validate_settings
-from poller.vendors.giftbit import GiftbitVendor
-from poller.vendors.giftbit.orders import GiftbitOrderBook
-from poller.vendors.http.orders import HttpOrderBook
+from poller.vendors.giftbit import GiftbitOrderBook, GiftbitVendor
+from poller.vendors.http import HttpOrderBook
 from poller.vendors.ratelimit import HEADROOM, TokenBucket
-from poller.vendors.tango import TangoVendor
-from poller.vendors.tango.orders import TangoOrderBook
-from poller.vendors.tremendous import TremendousVendor
-from poller.vendors.tremendous.orders import TremendousOrderBook
+from poller.vendors.tango import TangoOrderBook, TangoVendor
+from poller.vendors.tremendous import TremendousOrderBook, TremendousVendor
 
 from .doc_cassettes import CASSETTES, interactions, replayer, response_json
 from .support import (
@@ -517,7 +514,7 @@ def test_giftbit_reads_the_documented_list() -> None:
     ("ON_HOLD", "DELIVERED", OrderStatus.UNKNOWN),
 ])
 def test_giftbit_gift_statuses(status: str, delivery: str, expected: OrderStatus) -> None:
-    from poller.vendors.giftbit.orders import gift_status
+    from poller.vendors.giftbit import gift_status
 
     assert gift_status(status, delivery) is expected
 
@@ -859,8 +856,7 @@ def test_giftbit_orders_are_matched_and_judged_by_their_campaign_id() -> None:
     from poller.domain.model import LedgerEntry
     from poller.domain.orders import OrderStatus, VendorOrder
     from poller.domain.states import State
-    from poller.vendors.giftbit.orders import GiftbitOrderBook
-    from poller.vendors.giftbit.wire import campaign_id
+    from poller.vendors.giftbit import GiftbitOrderBook, campaign_id
 
     book = GiftbitOrderBook.__new__(GiftbitOrderBook)  # no client: only the key rules
     since = datetime(2026, 11, 1, tzinfo=UTC)

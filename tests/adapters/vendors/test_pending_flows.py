@@ -19,8 +19,7 @@ from poller.domain.states import State
 from poller.ledger.memory import MemoryLedger
 from poller.ports import Vendor
 from poller.sources.influitive.fake import FakeInfluitive
-from poller.vendors.giftbit import GiftbitVendor
-from poller.vendors.giftbit.wire import campaign_id
+from poller.vendors.giftbit import GiftbitVendor, campaign_id
 from poller.vendors.http import HttpVendor
 from poller.vendors.manual import ManualVendor
 from poller.vendors.tango import TangoVendor

@@ -31,9 +31,7 @@ from poller.domain.model import OrderStatus
 from poller.sandbox.server import free_port
 from poller.sandbox.tango import LINK_BASE
 from poller.transport import RetryPolicy
-from poller.vendors.tango import Settings, TangoVendor
-from poller.vendors.tango.settings import CATALOG_TTL
-from poller.vendors.tango.wire import classify_errors
+from poller.vendors.tango import CATALOG_TTL, Settings, TangoVendor, classify_errors
 
 from .support import FAST, DictCache, TangoStandin, make_request, tango_standin
 

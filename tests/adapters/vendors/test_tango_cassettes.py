@@ -31,8 +31,7 @@ from poller.domain.errors import (
 )
 from poller.domain.model import OrderStatus
 from poller.sandbox import tango as standin
-from poller.vendors.tango import TangoVendor
-from poller.vendors.tango.settings import IN_PROCESS_WAIT, SANDBOX_URL
+from poller.vendors.tango import IN_PROCESS_WAIT, SANDBOX_URL, TangoVendor
 
 from .doc_cassettes import (
     CASSETTES,

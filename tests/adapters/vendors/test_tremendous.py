@@ -28,7 +28,7 @@ from poller.sandbox.tremendous import LINK_BASE
 from poller.transport import RetryPolicy
 from poller.vendors.base import mask_email
 from poller.vendors.tremendous import Settings, TremendousVendor, build
-from poller.vendors.tremendous.wire import _classify_invalid
+from poller.vendors.tremendous.client import _classify_invalid
 
 from .support import FAST, Standin
 

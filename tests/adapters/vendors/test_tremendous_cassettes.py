@@ -29,8 +29,7 @@ from poller.domain.errors import (
 )
 from poller.domain.model import OrderStatus
 from poller.sandbox.tremendous import LINK_BASE
-from poller.vendors.tremendous import TremendousVendor
-from poller.vendors.tremendous.settings import SANDBOX_URL
+from poller.vendors.tremendous import SANDBOX_URL, TremendousVendor
 
 from .doc_cassettes import (
     CASSETTES,
