@@ -40,7 +40,7 @@ def test_a_sqlite_ledger_does_not_load_the_postgresql_dialect(tmp_path: Path) ->
 
 
 COMMAND_MODULES = ("poller.cli.run", "poller.cli.report", "poller.cli.ledger", "poller.cli.check",
-                   "poller.cli.db", "poller.cli.release_cmds", "poller.cli.sandbox_cmd",
+                   "poller.cli.release_cmds", "poller.cli.sandbox_cmd", "poller.cli.demo",
                    "poller.cli.audit")
 
 

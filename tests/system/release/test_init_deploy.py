@@ -35,8 +35,9 @@ def test_the_shipped_files_are_the_repository_files() -> None:
     assert files.example_config() == (ROOT / "config.example.toml").read_text()
     assert set(files.UNITS) == {p.name for p in (ROOT / "deploy" / "systemd").iterdir()}
     for unit in files.UNITS:
-        assert files.unit(unit) == (ROOT / "deploy" / "systemd" / unit).read_text()
-    assert files.prometheus_rules() == (ROOT / "deploy" / "prometheus" / "alerts.yml").read_text()
+        assert files.read(f"systemd/{unit}") == (ROOT / "deploy" / "systemd" / unit).read_text()
+    rules = (ROOT / "deploy" / "prometheus" / "alerts.yml").read_text()
+    assert files.read(files.PROMETHEUS_RULES) == rules
 
 
 # --- init ----------------------------------------------------------------------------------
@@ -164,10 +165,10 @@ def test_a_prefix_that_does_not_exist_is_refused_unless_asked_to_create_it(
 
 
 def test_a_home_directory_install_is_warned_about() -> None:
-    assert deploy.hidden_from_units("/home/ada/.local/bin/reward-poller")
-    assert deploy.hidden_from_units("/root/.local/bin/reward-poller")
-    assert not deploy.hidden_from_units("/opt/reward-poller/bin/reward-poller")
-    assert not deploy.hidden_from_units("/homestead/bin/reward-poller")
+    for path in ("/home/ada/.local/bin/reward-poller", "/root/.local/bin/reward-poller"):
+        assert "ProtectHome=yes" in (deploy.sandbox_problem(path) or "")
+    assert deploy.sandbox_problem("/opt/reward-poller/bin/reward-poller") is None
+    assert deploy.sandbox_problem("/homestead/bin/reward-poller") is None
 
 
 @pytest.mark.parametrize(("path", "unit_setting"), [
@@ -298,7 +299,7 @@ def test_deploy_prometheus_writes_the_rules_and_never_replaces_a_changed_file(
         os.umask(old_umask)
     assert first.exit_code == 0, first.output
     assert f"wrote {target}" in first.output
-    assert target.read_text() == files.prometheus_rules()
+    assert target.read_text() == files.read(files.PROMETHEUS_RULES)
     assert stat.S_IMODE(target.stat().st_mode) == 0o644  # Prometheus runs as another user
     assert f"unchanged {target}" in invoke("deploy", "prometheus", "--output",
                                            str(target)).output
@@ -310,7 +311,7 @@ def test_deploy_prometheus_writes_the_rules_and_never_replaces_a_changed_file(
     assert target.read_text().endswith("# mine\n")
     forced = invoke("deploy", "prometheus", "--output", str(target), "--force")
     assert forced.exit_code == 0, forced.output
-    assert target.read_text() == files.prometheus_rules()
+    assert target.read_text() == files.read(files.PROMETHEUS_RULES)
 
 
 # --- db upgrade / db current ---------------------------------------------------------------
