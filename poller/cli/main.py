@@ -125,14 +125,6 @@ def cli(ctx: click.Context, config_path: str | None, log_format: str, log_level:
     ctx.obj = Context(config_path)
 
 
-def __getattr__(name: str) -> Any:
-    """``COMMANDS``: every top-level command, loaded (this imports every command module)."""
-    if name == "COMMANDS":
-        with click.Context(cli) as ctx:
-            return [cli.get_command(ctx, command) for command in LAZY_COMMANDS]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def main() -> NoReturn:
     # Python's own warnings and an exception no thread caught become log records: a JSON
     # line like every other one when stderr is not a terminal.
