@@ -235,14 +235,14 @@ def lookup(config: Config, source: str, redemption_id: str) -> LedgerEntry:
         return find(ledger, source, redemption_id)
 
 
-def check_budget(config: Config, ledger: Any | None) -> RequestBudget:
+def check_budget(config: Config, ledger: SqlLedger | None) -> RequestBudget:
     """The request budget ``check`` spends from: the ledger's, shared with every worker on
     it, when a ledger exists; else one of its own (nothing else can be using a ledger that
     does not exist yet)."""
     from poller.compose import INFLUITIVE_BUDGET_SCOPE, request_budget
     from poller.core.budget import BudgetLimit, MemoryRequestLog, RequestBudget
 
-    if ledger is not None and hasattr(ledger, "engine"):
+    if ledger is not None:
         return request_budget(config, ledger)
     s = config.influitive
     return RequestBudget(MemoryRequestLog(), BudgetLimit(

@@ -45,20 +45,20 @@ def cell(value: object) -> str:
     return clean_line(str(value))
 
 
-def fit(widths: Sequence[int], room: int, floor: int = MIN_COLUMN,
-        floors: Sequence[int] | None = None) -> list[int]:
+def fit(widths: Sequence[int], room: int, floors: Sequence[int] | None = None) -> list[int]:
     """Column widths that fit ``room`` characters (gaps excluded): the widest columns are
-    narrowed to a common cap, never below ``floor`` nor below the column's own ``floors``
-    entry (its longest word); when even that does not fit, the terminal wraps the rest."""
+    narrowed to a common cap, never below ``MIN_COLUMN`` nor below the column's own
+    ``floors`` entry (its longest word); when even that does not fit, the terminal wraps
+    the rest."""
     if sum(widths) <= room:
         return list(widths)
-    least = [min(w, max(floor, f)) for w, f in zip(widths, floors or [0] * len(widths),
-                                                   strict=True)]
+    least = [min(w, max(MIN_COLUMN, f))
+             for w, f in zip(widths, floors or [0] * len(widths), strict=True)]
 
     def sized(cap: int) -> list[int]:
         return [max(min(w, cap), f) for w, f in zip(widths, least, strict=True)]
 
-    low, high = floor, max(widths)
+    low, high = MIN_COLUMN, max(widths)
     while low < high:  # the largest cap that fits
         cap = (low + high + 1) // 2
         if sum(sized(cap)) <= room:
