@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, cast
 
 import click
 
-from poller.cli.context import Context, Failed, check_budget
+from poller.cli.context import Context, Failed
 from poller.cli.output import JSON_OPTION, emit_json, table
 
 if TYPE_CHECKING:
@@ -140,7 +140,7 @@ def check_command(obj: Context, as_json: bool) -> None:
 
     The ledger is checked first: reachable, migrated to this version's revision, writable
     (a write tried and rolled back)."""
-    from poller.compose import VendorPool, ledger_timeouts
+    from poller.compose import VendorPool, ledger_timeouts, request_budget
     from poller.ledger.access import check_ledger
     from poller.logs import redactor, stderr_line
 
@@ -150,7 +150,7 @@ def check_command(obj: Context, as_json: bool) -> None:
     ledger, cache = check_ledger(config.ledger.url, schema=config.ledger.schema,
                                  timeouts=ledger_timeouts(config))
     try:
-        source = check_source(config, check_budget(config, cache))
+        source = check_source(config, request_budget(config, cache))
         pool = VendorPool(config, cache=cache)
         try:
             results = run_checks(config, pool)

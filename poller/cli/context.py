@@ -23,7 +23,6 @@ from poller.domain.errors import PollerError
 
 if TYPE_CHECKING:
     from poller.config import Config
-    from poller.core.budget import RequestBudget
     from poller.domain.model import LedgerEntry
     from poller.ledger.sql import SqlLedger
 
@@ -233,18 +232,3 @@ def lookup(config: Config, source: str, redemption_id: str) -> LedgerEntry:
     """One redemption, read from the ledger (which must exist)."""
     with closing(open_existing(config)) as ledger:
         return find(ledger, source, redemption_id)
-
-
-def check_budget(config: Config, ledger: SqlLedger | None) -> RequestBudget:
-    """The request budget ``check`` spends from: the ledger's, shared with every worker on
-    it, when a ledger exists; else one of its own (nothing else can be using a ledger that
-    does not exist yet)."""
-    from poller.compose import INFLUITIVE_BUDGET_SCOPE, request_budget
-    from poller.core.budget import BudgetLimit, MemoryRequestLog, RequestBudget
-
-    if ledger is not None:
-        return request_budget(config, ledger)
-    s = config.influitive
-    return RequestBudget(MemoryRequestLog(), BudgetLimit(
-        scope=INFLUITIVE_BUDGET_SCOPE, max_requests=s.max_requests_per_window,
-        window_seconds=s.window_seconds))

@@ -72,17 +72,17 @@ def deploy_systemd(obj: Context, prefix: Path | None, create_prefix: bool, force
     credentials/ folder beside it with LoadCredential=. Without --prefix the units go to
     stdout, each after a "### NAME" line.
     """
-    from poller.release import deploy
+    from poller.release import files
 
     config_path = (str(Path(obj.config_path).absolute()) if obj.config_path
-                   else deploy.SHIPPED_CONFIG)
+                   else files.SHIPPED_CONFIG)
     if prefix is not None and not prefix.is_dir() and not create_prefix:
         # A typo would otherwise leave the units where systemd never looks.
         raise click.BadParameter(
             f"{prefix} does not exist (a typo? systemd reads /etc/systemd/system); add "
             "--create-prefix to create it", param_hint="'--prefix'")
-    units = deploy.render_all(config_path=config_path)
-    for event, message, fields in deploy.warnings(config_path):
+    units = files.render_all(config_path=config_path)
+    for event, message, fields in files.warnings(config_path):
         stderr_line(event, message, level="warning", human=f"warning: {message}", **fields)
     if prefix is None:
         for name, text in units:

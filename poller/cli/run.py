@@ -14,7 +14,7 @@ import click
 import structlog
 
 from poller import logs
-from poller.cli.context import Context, Failed, check_budget, missing_sqlite_file, open_existing
+from poller.cli.context import Context, Failed, missing_sqlite_file, open_existing
 from poller.cli.output import Counter, progress, table
 
 if TYPE_CHECKING:
@@ -130,7 +130,7 @@ def summary(report: CycleReport) -> str:
 
 def dry_run_plan(config: Config) -> Plan:
     """Poll, read the ledger, print what the next cycle would do per redemption id."""
-    from poller.compose import influitive_client
+    from poller.compose import influitive_client, request_budget
     from poller.core.plan import EmptyLedger, Planner
 
     planner = Planner(
@@ -147,7 +147,7 @@ def dry_run_plan(config: Config) -> Plan:
         # A budget of its own: the dry run writes nothing, not even the shared request log
         # (it reads a ledger on a read-only mount too). Its few list requests are not
         # counted by the workers; the budget's margin under the firewall's limit covers them.
-        source = influitive_client(config, budget=check_budget(config, None))
+        source = influitive_client(config, budget=request_budget(config, None))
         try:
             poll = source.poll()
         finally:

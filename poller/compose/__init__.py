@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from poller.config import Config
-from poller.core.budget import BudgetLimit, RequestBudget
+from poller.core.budget import BudgetLimit, MemoryRequestLog, RequestBudget
 from poller.daemon.alerts import Alerter, HeldSource
 from poller.daemon.service import run_once as run_cycle_once
 from poller.domain.errors import ConfigError
@@ -96,14 +96,16 @@ def budget_window(window_seconds: float) -> float:
 
 
 def request_budget(
-    config: Config, ledger: SqlLedger, stop: threading.Event | None = None
+    config: Config, ledger: SqlLedger | None, stop: threading.Event | None = None
 ) -> RequestBudget:
     """The Influitive request budget, counted in the ledger so every worker on it shares it.
-    ``stop`` ends a wait for a unit early."""
+    Without a ledger (``check`` before one exists, a dry run that writes nothing), one of
+    its own. ``stop`` ends a wait for a unit early."""
     s = config.influitive
     limit = BudgetLimit(scope=INFLUITIVE_BUDGET_SCOPE, max_requests=s.max_requests_per_window,
                         window_seconds=budget_window(s.window_seconds))
-    return RequestBudget(SqlRequestLog(ledger.engine), limit, stop=stop)
+    requests = MemoryRequestLog() if ledger is None else SqlRequestLog(ledger.engine)
+    return RequestBudget(requests, limit, stop=stop)
 
 
 def influitive_client(config: Config, budget: RequestBudget | None = None) -> InfluitiveClient:
