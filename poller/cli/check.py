@@ -70,7 +70,7 @@ class SourceCheck:
     requests: int | None = None
 
 
-def check_source(config: Config, budget: RequestBudget | None = None) -> SourceCheck:
+def check_source(config: Config, budget: RequestBudget) -> SourceCheck:
     """One poll of Influitive's outstanding list: what is outstanding, what would be routed."""
     from poller.compose import influitive_client
     from poller.core.decide import Order, plan_intake

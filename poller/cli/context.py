@@ -176,7 +176,6 @@ def write_new_file(
 
 
 def missing_sqlite_file(url: str) -> Path | None:
-    """The path of a SQLite ledger file that does not exist, else None."""
     from sqlalchemy.engine import make_url
 
     try:

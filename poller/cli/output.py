@@ -233,4 +233,3 @@ class Counter:
         if self.shown:
             sys.stderr.write("\n")
             sys.stderr.flush()
-            self.shown = False

@@ -92,14 +92,11 @@ def report(ctx: click.Context, since: datetime, until: datetime | None, fmt: str
             for entry in each:
                 ordered = _ordered_at(entry, store.events(entry.pk))
                 if since <= ordered < until:
-                    rows.append({
-                        "redemption_id": entry.redemption_id, "source": entry.source,
-                        "email": entry.email, "vendor": entry.vendor,
-                        "vendor_order_id": entry.vendor_order_id,
-                        "amount": str(entry.amount) if entry.amount is not None else None,
-                        "currency": entry.currency, "state": entry.state.value,
-                        "ordered_at": iso(ordered), "updated_at": iso(entry.updated_at),
-                    })
+                    rows.append(dict(zip(REPORT_COLUMNS, (
+                        entry.redemption_id, entry.source, entry.email, entry.vendor,
+                        entry.vendor_order_id, None if entry.amount is None else str(entry.amount),
+                        entry.currency, entry.state.value, iso(ordered), iso(entry.updated_at),
+                    ), strict=True)))
     rows.sort(key=lambda r: (r["ordered_at"], r["source"], r["redemption_id"]))
     if fmt == "json":
         emit_json(rows)

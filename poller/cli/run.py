@@ -19,7 +19,6 @@ from poller.cli.output import Counter, progress, table
 
 if TYPE_CHECKING:
     from poller.config import Config
-    from poller.core.plan import Plan
     from poller.worker.cycle import CycleReport
 
 log = structlog.get_logger("poller.cli")
@@ -128,7 +127,7 @@ def summary(report: CycleReport) -> str:
     return text
 
 
-def dry_run_plan(config: Config) -> Plan:
+def dry_run_plan(config: Config) -> None:
     """Poll, read the ledger, print what the next cycle would do per redemption id."""
     from poller.compose import influitive_client, request_budget
     from poller.core.plan import EmptyLedger, Planner
@@ -180,4 +179,3 @@ def dry_run_plan(config: Config) -> Plan:
     complete = "" if plan.complete else " (incomplete: nothing is closed for being absent)"
     click.echo(f"dry run: polled {plan.seen} outstanding{complete}; {counts}. "
                "Nothing was recorded, ordered or decided.")
-    return plan

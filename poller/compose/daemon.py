@@ -6,6 +6,7 @@ imports this module: it is what loads the scheduler, the HTTP server and the met
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import structlog
 from starlette.routing import BaseRoute
@@ -50,14 +51,10 @@ def serve(config: Config) -> int:
         # shorter: a daemon started with a short interval shows its audit's metrics soon.
         schedule_audit(daemon.scheduler, AuditJob(config, app.ledger.engine, recorder),
                        config.audit.interval, first_after=min(60.0, config.audit.interval))
-
-        def listen(nudge: Callable[[], None]) -> HttpServer | None:
-            return listener(config, app, recorder, board, nudge)
-
         return service.serve(
             daemon=daemon, ledger=app.ledger, recorder=recorder,
             alerter=alerter_for(config, app.ledger), board=board, max_pages=max_pages,
-            listen=listen,
+            listen=partial(listener, config, app, recorder, board),
         )
 
 
