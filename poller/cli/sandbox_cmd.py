@@ -34,11 +34,10 @@ def _port_options(func: Any) -> Any:
                    "./config.toml): only over a missing file, the unchanged example from "
                    "`init`, or an earlier sandbox configuration.")
 @click.option("--inject", "injections", multiple=True, metavar="VENDOR:KIND[:KEY]",
-              help="Do not serve: add to the order list of the stand-ins already running on "
-                   "these ports an orphan, a duplicate or a mismatch (KIND) at VENDOR "
-                   "(tremendous, tango, giftbit or http), for rehearsing `reward-poller "
-                   "audit`; KEY names the order a duplicate or mismatch is made of (default: "
-                   "the newest). Repeatable.")
+              help="Do not serve: add an orphan, a duplicate or a mismatch (KIND; KEY: the "
+                   "order it is made of, default the newest) at VENDOR (tremendous, tango, "
+                   "giftbit or http) to the stand-ins already running on these ports, to "
+                   "rehearse `audit`. Repeatable.")
 @click.pass_obj
 def sandbox_command(obj: Context, /, port_base: int, empty: bool, write_config: bool,
                     injections: tuple[str, ...], **chosen: int | None) -> None:
