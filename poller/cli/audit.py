@@ -1,31 +1,17 @@
-"""``reward-poller audit``: balance the books. Every order a vendor lists belongs to
-exactly one fulfilled redemption (docs/audit.md).
-
-Exit 0 when the books balance; 1 when a discrepancy was found or a vendor's order list could
-not be read (the report says which); 2 on a usage or configuration error. A vendor that has
-no order list to read is reported as "cannot be audited" and does not by itself make 1.
-The run is stored in the ledger, and with ``[metrics] textfile`` its metrics go to a textfile
-of their own beside it (``*-audit.prom``).
-"""
+"""``reward-poller audit``: balance the books, every order a vendor lists belonging to
+exactly one fulfilled redemption (docs/audit.md: the exit codes, the stored run, the
+metrics textfile)."""
 
 from __future__ import annotations
 
-import csv
-import sys
+import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from poller.cli.context import (
-    EXIT_FAILED,
-    UTC_DATE,
-    Context,
-    handled,
-    open_for_writing,
-    os_user,
-)
-from poller.cli.output import csv_cell, emit_json, table
+from poller.cli.context import EXIT_FAILED, UTC_DATE, open_existing, os_user
+from poller.cli.output import emit_csv, emit_json, iso, table
 
 if TYPE_CHECKING:
     from poller.core.audit import AuditResult, VendorAudit
@@ -33,12 +19,12 @@ if TYPE_CHECKING:
 CSV_COLUMNS = ("vendor", "kind", "source", "redemption_id", "order_id", "detail", "action")
 
 
-def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
 def _spend(spend: dict[str, int] | Any) -> str:
     return ", ".join(f"{amount} {currency}" for currency, amount in spend.items()) or "-"
+
+
+def _statuses(by_status: dict[str, int] | Any) -> str:
+    return ", ".join(f"{s} {n}" for s, n in by_status.items()) or "-"
 
 
 def _count(n: int) -> str:
@@ -57,8 +43,7 @@ def as_json(result: AuditResult) -> dict[str, Any]:
     from poller.core.audit import KINDS
 
     return {
-        "since": _iso(result.since), "until": _iso(result.until),
-        "balanced": result.balanced,
+        "since": iso(result.since), "until": iso(result.until), "balanced": result.balanced,
         "totals": {
             "orders": result.orders, "matched": result.matched,
             "by_status": result.by_status, "spend_minor_units": result.spend,
@@ -78,29 +63,13 @@ def as_json(result: AuditResult) -> dict[str, Any]:
     }
 
 
-def write_csv(result: AuditResult) -> None:
-    """One row per discrepancy, and one per vendor not read (kind ``unreadable`` or
-    ``not_auditable``)."""
-    writer = csv.DictWriter(sys.stdout, fieldnames=CSV_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for row in as_json(result)["discrepancies"]:
-        writer.writerow({k: csv_cell(v) for k, v in row.items()})
-    for v in result.vendors:
-        if v.unreadable is not None or v.not_auditable is not None:
-            kind = "unreadable" if v.unreadable is not None else "not_auditable"
-            writer.writerow({"vendor": v.vendor, "kind": kind,
-                             "detail": csv_cell(v.unreadable or v.not_auditable)})
-
-
 def write_table(result: AuditResult) -> None:
-    click.echo(f"books audit, orders created {_iso(result.since)} to {_iso(result.until)}")
+    click.echo(f"books audit, orders created {iso(result.since)} to {iso(result.until)}")
     rows: list[tuple[object, ...]] = [
         (v.vendor, "-", "-", "-", "-", _note(v)) if v.unreadable or v.not_auditable else
-        (v.vendor, v.orders, v.matched,
-         ", ".join(f"{s} {n}" for s, n in v.by_status.items()) or "-", _spend(v.spend),
-         _note(v)) for v in result.vendors]
-    rows.append(("total", result.orders, result.matched,
-                 ", ".join(f"{s} {n}" for s, n in result.by_status.items()) or "-",
+        (v.vendor, v.orders, v.matched, _statuses(v.by_status), _spend(v.spend), _note(v))
+        for v in result.vendors]
+    rows.append(("total", result.orders, result.matched, _statuses(result.by_status),
                  _spend(result.spend), "balanced" if result.balanced else "NOT balanced"))
     click.echo(table(["vendor", "orders", "matched", "by status", "spend (minor units)",
                       "outcome"], rows))
@@ -109,22 +78,18 @@ def write_table(result: AuditResult) -> None:
         click.echo(table(["vendor", "kind", "redemption", "order", "what", "to do"], [
             (d.vendor, d.kind.value, d.redemption_id or "-", d.order_id or "-", d.detail,
              d.action) for d in result.discrepancies]))
-    unread = [v.vendor for v in result.vendors if v.unreadable is not None]
     click.echo()
     if result.balanced:
         click.echo("The books balance.")
-    else:
-        parts = []
-        if result.discrepancies:
-            parts.append(_count(len(result.discrepancies)))
-        if unread:
-            parts.append(f"order list not read: {', '.join(unread)}")
-        click.echo(f"The books do not balance: {'; '.join(parts)}.")
+        return
+    unread = [v.vendor for v in result.vendors if v.unreadable is not None]
+    parts = [_count(len(result.discrepancies))] if result.discrepancies else []
+    if unread:
+        parts.append(f"order list not read: {', '.join(unread)}")
+    click.echo(f"The books do not balance: {'; '.join(parts)}.")
 
 
 def _write_metrics(textfile: str, result: AuditResult) -> None:
-    import time
-
     import structlog
 
     from poller.daemon.metrics import Recorder, audit_textfile
@@ -147,23 +112,22 @@ def _write_metrics(textfile: str, result: AuditResult) -> None:
 @click.option("--until", type=UTC_DATE, default=None, help="... and before this (default: now).")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
               show_default=True)
-@click.pass_obj
-@handled
-def audit(obj: Context, vendor: str | None, since: datetime | None, until: datetime | None,
-          fmt: str) -> None:
+@click.pass_context
+def audit(ctx: click.Context, vendor: str | None, since: datetime | None,
+          until: datetime | None, fmt: str) -> None:
     """Balance the books: every order at a vendor belongs to exactly one fulfilled
     redemption. Exit 0 when they balance, 1 on a discrepancy or a vendor list not read."""
     from poller.daemon import audit_job
     from poller.ledger.audit import save_run
 
-    config = obj.config()
+    config = ctx.obj.config()
     started = datetime.now(UTC)
     until = until or started
     since = since or audit_job.trailing_period(config, until)[0]
     if until <= since:
         raise click.BadParameter("must be after --since", param_hint="--until")
     names = audit_job.vendors_to_audit(config, vendor)
-    ledger = open_for_writing(config)
+    ledger = open_existing(config)
     try:
         result = audit_job.audit_books(ledger.engine, names, audit_job.order_book_opener(config),
                                        since=since, until=until)
@@ -176,8 +140,13 @@ def audit(obj: Context, vendor: str | None, since: datetime | None, until: datet
     if fmt == "json":
         emit_json(as_json(result))
     elif fmt == "csv":
-        write_csv(result)
+        # One row per discrepancy, and one per vendor not read.
+        unread = [{"vendor": v.vendor, "kind": "unreadable" if v.unreadable is not None
+                   else "not_auditable", "detail": v.unreadable or v.not_auditable}
+                  for v in result.vendors
+                  if v.unreadable is not None or v.not_auditable is not None]
+        emit_csv(CSV_COLUMNS, [*as_json(result)["discrepancies"], *unread])
     else:
         write_table(result)
     if not result.balanced:
-        click.get_current_context().exit(EXIT_FAILED)
+        ctx.exit(EXIT_FAILED)

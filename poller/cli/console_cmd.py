@@ -1,28 +1,22 @@
 """``reward-poller console``: serve the web console alone (deployments that run no daemon,
-docs/console.md), and ``console add-user`` to make a user's ``[[console.users]]`` entry.
-
-main.py only registers the group; the console (starlette, jinja2) is imported when it runs.
-"""
+docs/console.md), and ``console add-user``. The console (starlette, jinja2) is imported
+only when it runs."""
 
 from __future__ import annotations
 
-import signal
 import sys
-import threading
 import tomllib
 from pathlib import Path
-from types import FrameType
 
 import click
 
-from poller.cli.context import Context, Failed, handled
+from poller.cli.context import Context, Failed, not_empty, until_stopped
 
 
 @click.group("console", invoke_without_command=True)
 @click.option("--listen", metavar="HOST:PORT",
               help="Where to serve it (default: [console] listen, 127.0.0.1:9480).")
 @click.pass_context
-@handled
 def console_command(ctx: click.Context, listen: str | None) -> None:
     """Serve the web console (held redemptions, decisions, spend) until Ctrl-C, for
     deployments whose worker runs from a timer; the daemon serves it itself."""
@@ -33,8 +27,7 @@ def console_command(ctx: click.Context, listen: str | None) -> None:
     from poller.console.app import app_backend, check_bind, standalone
     from poller.daemon.runner import HttpServer
 
-    obj: Context = ctx.obj
-    config = obj.config()
+    config = ctx.obj.config()
     settings = config.console
     where = listen or settings.listen
     try:
@@ -42,25 +35,13 @@ def console_command(ctx: click.Context, listen: str | None) -> None:
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--listen") from None
     check_bind(host, settings)
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
     with App(config) as app:
         server = HttpServer(standalone(app_backend(app, settings), settings), where,
                             config.server.limits())
         url = server.start()
-        previous = signal.signal(signal.SIGTERM, on_signal)
         try:
-            click.echo(f"console at {url}/console/ ; Ctrl-C stops it")
-            try:
-                while not stop.wait(0.5):
-                    pass
-            except KeyboardInterrupt:
-                pass
+            until_stopped(lambda: click.echo(f"console at {url}/console/ ; Ctrl-C stops it"))
         finally:
-            signal.signal(signal.SIGTERM, previous)
             server.stop()
     click.echo("console stopped")
 
@@ -74,16 +55,13 @@ def console_command(ctx: click.Context, listen: str | None) -> None:
 @click.option("--write", is_flag=True,
               help="Append the entry to the config file (--config) instead of printing it.")
 @click.pass_obj
-@handled
 def add_user(obj: Context, name: str, role: str, password_stdin: bool, write: bool) -> None:
     """Make a user's [[console.users]] entry (a scrypt hash of the password, never the
     password itself): printed to paste into the config, or appended with --write."""
     from poller.config import DEFAULT_CONFIG_PATH
     from poller.console.auth import hash_password, toml_entry
 
-    clean = " ".join(name.split())
-    if not clean:
-        raise click.BadParameter("must not be empty", param_hint="NAME")
+    name = not_empty(name, "NAME")
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
@@ -91,7 +69,7 @@ def add_user(obj: Context, name: str, role: str, password_stdin: bool, write: bo
                                 err=True)
     if len(password) < 12:
         raise click.BadParameter("use at least 12 characters", param_hint="password")
-    entry = toml_entry(clean, "operator" if role == "operator" else "viewer",
+    entry = toml_entry(name, "operator" if role == "operator" else "viewer",
                        hash_password(password))
     if not write:
         click.echo(entry, nl=False)
@@ -105,8 +83,8 @@ def add_user(obj: Context, name: str, role: str, password_stdin: bool, write: bo
         users = tomllib.loads(text).get("console", {}).get("users", [])
     except tomllib.TOMLDecodeError as exc:
         raise Failed(f"{target} is not valid TOML ({exc}); nothing written") from None
-    if any(str(u.get("name", "")).casefold() == clean.casefold() for u in users):
-        raise Failed(f"{target} already has a console user {clean!r}; nothing written")
+    if any(str(u.get("name", "")).casefold() == name.casefold() for u in users):
+        raise Failed(f"{target} already has a console user {name!r}; nothing written")
     with target.open("a", encoding="utf-8") as f:
         f.write(("\n" if text and not text.endswith("\n") else "") + "\n" + entry)
-    click.echo(f"added console user {clean!r} ({role}) to {target}")
+    click.echo(f"added console user {name!r} ({role}) to {target}")

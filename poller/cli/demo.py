@@ -1,43 +1,49 @@
-"""``reward-poller demo``: the real worker against local stand-ins, on a throw-away ledger.
-
-Starts the stand-ins of ``reward-poller sandbox`` (Influitive, Tremendous, Tango Card,
-Giftbit, an HTTP vendor; manual needs none) on free loopback ports with the same seeded
-redemptions, which exercise each outcome (mapped by rule, by name, by reward metadata,
-unmapped, refused by the vendor, malformed, every vendor), writes the sandbox configuration
-for them, runs three real cycles (the second finds nothing new; the third re-checks pending
-orders) and prints what happened, from the ledger and from the stand-ins' records.
+"""``reward-poller demo``: the real worker against the stand-ins of ``reward-poller
+sandbox`` on free loopback ports, with the same seeded redemptions (one for each outcome)
+and a throw-away ledger: three real cycles (the second finds nothing new; the third
+re-checks pending orders), then what happened, from the ledger and the stand-ins' records.
 """
 
 from __future__ import annotations
 
 import shutil
+import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
+from typing import cast
 
 import click
 
+from poller import logs
 from poller.cli.output import table
 from poller.compose import App
 from poller.config import load_config
 from poller.sandbox import services as sandbox
 
-# The stand-ins' credentials (the sandbox's): only ever sent to loopback. Named here too so
-# the no-secret tests find every one the demo uses.
-DEMO_TOKEN = sandbox.INFLUITIVE_TOKEN
-DEMO_ORG = sandbox.INFLUITIVE_ORG
-DEMO_KEY = sandbox.TREMENDOUS_KEY
-DEMO_TANGO_KEY = sandbox.TANGO_KEY
-DEMO_GIFTBIT_KEY = sandbox.GIFTBIT_KEY
-DEMO_HOOK_SECRET = sandbox.HTTP_SECRET
+RECHECK_SECONDS = 1  # the demo's cycle interval: pending vendor orders are asked again after it
 
-RECHECK_SECONDS = 1
-"""Pending vendor orders are asked again after this long (the demo's cycle interval)."""
+
+@click.command("demo")
+@click.option("--keep", is_flag=True,
+              help="Keep the demo's config and SQLite ledger; print commands that use them.")
+@click.pass_context
+def demo(ctx: click.Context, keep: bool) -> None:
+    """Run the worker against local stand-ins for Influitive, Tremendous, Tango Card,
+    Giftbit, an HTTP vendor and manual fulfilment."""
+    parent = ctx.parent
+    if parent is not None and parent.get_parameter_source("log_level") is (
+        click.core.ParameterSource.DEFAULT
+    ):
+        # The demo's table tells the story; logs only for what went wrong, unless asked.
+        logs.configure(cast(logs.LogFormat, parent.params["log_format"]), "warning")
+    sys.exit(run_demo(keep=keep))
+
 
 def run_demo(*, keep: bool = False) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="reward-poller-demo-"))
     box = sandbox.Sandbox(page_size=3)  # free ports; three per page shows the paging
-    influitive_state, tremendous_state = box.influitive, box.tremendous
     try:
         with box as url:
             config_file = workdir / "config.toml"
@@ -48,10 +54,9 @@ def run_demo(*, keep: bool = False) -> int:
                             "retry": {"initial_backoff_seconds": "5"}},
             ))
             config_file.chmod(0o600)
-            config = load_config(config_file)
             click.echo("stand-ins: " + ", ".join(f"{n} {u}" for n, u in url.items()))
             click.echo(f"ledger:    {workdir / 'ledger.db'} (SQLite)\n")
-            with App(config) as app:
+            with App(load_config(config_file)) as app:
                 first = app.worker.run_cycle()
                 second = app.worker.run_cycle()
                 # Giftbit answers a create with API_CREATING and sends the campaign after:
@@ -59,26 +64,21 @@ def run_demo(*, keep: bool = False) -> int:
                 time.sleep(RECHECK_SECONDS)
                 third = app.worker.run_cycle()
                 entries = {e.redemption_id: e for e in app.ledger.list(limit=1000)}
-                waiting = {
-                    e.redemption_id: next(
-                        (v.detail for v in reversed(app.ledger.events(e.pk))
-                         if "not final yet" in v.detail), app.ledger.events(e.pk)[-1].detail)
-                    for e in entries.values() if e.state.value == "pending"
-                }
-            decisions = {d.id: d for d in influitive_state.decisions()}
-            orders = tremendous_state.counts()
+                waiting = {}
+                for e in entries.values():
+                    if e.state.value == "pending":
+                        events = app.ledger.events(e.pk)
+                        waiting[e.redemption_id] = next(
+                            (v.detail for v in reversed(events) if "not final yet" in v.detail),
+                            events[-1].detail)
+            decisions = {d.id: d for d in box.influitive.decisions()}
             rows = []
             for item in sandbox.REDEMPTIONS:
-                rid = str(item["id"])
-                entry = entries.get(rid)
-                decision = decisions.get(rid)
-                rows.append((
-                    rid, item["reward_name"],
-                    entry.email if entry else None,
-                    entry.state.value if entry else "not recorded",
-                    entry.vendor_order_id if entry else None,
-                    decision.verb if decision else "-",
-                ))
+                entry, decision = entries.get(str(item["id"])), decisions.get(str(item["id"]))
+                rows.append((item["id"], item["reward_name"], entry and entry.email,
+                             entry.state.value if entry else "not recorded",
+                             entry and entry.vendor_order_id,
+                             decision.verb if decision else "-"))
             click.echo(table(["redemption", "reward", "advocate", "state", "vendor order",
                               "told Influitive"], rows))
             click.echo("\nWhat the advocates read (sent with the decision):")
@@ -91,35 +91,24 @@ def run_demo(*, keep: bool = False) -> int:
             click.echo()
             for rid, detail in waiting.items():
                 click.echo(f"  {rid} pending: {detail}")
-            by_vendor: dict[str, int] = {}
-            for e in entries.values():
-                if e.vendor_order_id and e.vendor:
-                    by_vendor[e.vendor] = by_vendor.get(e.vendor, 0) + 1
-            created = sum(c.get("created", 0) for c in orders.values())
-            posts = sum(c.get("received", 0) for c in orders.values())
+            by_vendor = Counter(e.vendor for e in entries.values()
+                                if e.vendor_order_id and e.vendor)
+            orders = box.tremendous.counts().values()
             click.echo(f"\ncycle 1: polled {first.seen} outstanding ({first.new} new); "
                        f"cycle 2: {second.new} new, {second.steps} steps; cycle 3 (pending "
                        f"orders re-checked): {third.steps} steps")
             click.echo("vendor orders: " + ", ".join(f"{v} {n}" for v, n in
                                                      sorted(by_vendor.items())))
-            click.echo(f"Tremendous stand-in: {created} orders created from {posts} order "
+            click.echo(f"Tremendous stand-in: {sum(c.get('created', 0) for c in orders)} "
+                       f"orders created from {sum(c.get('received', 0) for c in orders)} order "
                        f"requests (the refused ones created nothing); Influitive stand-in: "
-                       f"{len(decisions)} decisions, {len(influitive_state.outstanding_ids())} "
-                       "still outstanding (held, or pending a person)")
-            click.echo()
+                       f"{len(decisions)} decisions, {len(box.influitive.outstanding_ids())} "
+                       "still outstanding (held, or pending a person)\n")
             click.echo(closing_hint(keep, workdir, config_file))
-        ok = first.ok and second.ok and third.ok and second.new == 0
-        return 0 if ok else 1
+        return 0 if first.ok and second.ok and third.ok and second.new == 0 else 1
     finally:
         if not keep:
             shutil.rmtree(workdir, ignore_errors=True)
-
-
-def kept_commands(config_file: Path) -> list[str]:
-    """Commands that work on what ``--keep`` keeps once the stand-ins are gone: they read
-    the ledger only."""
-    base = f"reward-poller --config {config_file}"
-    return [f"{base} status", f"{base} ledger list --state held", f"{base} ledger show 4815"]
 
 
 def closing_hint(keep: bool, workdir: Path, config_file: Path) -> str:
@@ -127,9 +116,12 @@ def closing_hint(keep: bool, workdir: Path, config_file: Path) -> str:
         return ("The ledger is deleted now: `reward-poller demo --keep` keeps it to look into.\n"
                 "To rehearse check, run and the daemon against stand-ins that keep running: "
                 "`reward-poller init && reward-poller sandbox --write-config` (docs/sandbox.md).")
-    lines = [f"kept: {workdir} (config.toml, ledger.db). The stand-ins have stopped; these "
-             "read the ledger and still work:"]
-    lines += [f"  {command}" for command in kept_commands(config_file)]
-    lines.append("For stand-ins that keep running (check, run, the daemon): "
-                 "`reward-poller sandbox` (docs/sandbox.md).")
-    return "\n".join(lines)
+    # Commands that work on what --keep keeps once the stand-ins are gone: they only read.
+    base = f"reward-poller --config {config_file}"
+    return "\n".join([
+        f"kept: {workdir} (config.toml, ledger.db). The stand-ins have stopped; these read "
+        "the ledger and still work:",
+        *(f"  {base} {command}" for command in ("status", "ledger list --state held",
+                                                 "ledger show 4815")),
+        "For stand-ins that keep running (check, run, the daemon): `reward-poller sandbox` "
+        "(docs/sandbox.md)."])

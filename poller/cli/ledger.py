@@ -1,34 +1,29 @@
-"""``reward-poller ledger ...``: look into the ledger and act on single redemptions.
-
-``list`` and ``show`` only read (the ledger is opened read-only and never created);
-``retry``, ``reorder``, ``approve``, ``refuse`` and ``fulfill`` move one redemption (``retry``,
-``reorder`` and ``refuse`` ask the vendor by key first), recording who did it
-(``--by NAME``, else the OS user) and the message sent, both shown by ``ledger show``.
-"""
+"""``reward-poller ledger ...``: ``list`` and ``show`` only read; the others move one
+redemption, recording who did it and the message sent (docs/cli.md, "ledger")."""
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Collection, Mapping
-from datetime import datetime
+from collections.abc import Callable, Collection
+from contextlib import closing
+from datetime import UTC, datetime
 from typing import Any
 
 import click
 
 from poller.cli.context import (
-    BY_OPTION,
-    LIMIT,
     UTC_DATE,
     Context,
     Failed,
-    actor_of,
-    admin_move,
     find,
-    handled,
     lookup,
+    not_empty,
+    open_existing,
+    os_user,
     reading,
 )
-from poller.cli.output import emit_json, entry_dict, shown_of, table, timeline
+from poller.cli.output import JSON_OPTION, emit_json, entry_dict, shown_of, table, timeline
+from poller.domain.errors import PollerError
 
 SOURCE_OPTION = click.option("--source", default="influitive", show_default=True,
                              help="The redemption's source (influitive, influenceio).")
@@ -39,9 +34,6 @@ def ledger() -> None:
     """Look into the ledger and act on single redemptions."""
 
 
-# --- reading --------------------------------------------------------------------------
-
-
 @ledger.command("list")
 @click.option("--state", "states", multiple=True, help="Only these states (repeatable).")
 @click.option("--vendor", help="Only orders from this vendor.")
@@ -50,16 +42,12 @@ def ledger() -> None:
 @click.option("--since", type=UTC_DATE, help="Recorded at or after this date (UTC).")
 @click.option("--until", type=UTC_DATE, help="Recorded before this date (UTC).")
 @click.option("--source", help="Only redemptions from this source (e.g. influitive).")
-@click.option("--limit", type=LIMIT, default=100, show_default=True,
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True,
               help="At most this many rows (at least 1).")
-@click.option("--json", "as_json", is_flag=True, help="JSON on stdout.")
+@JSON_OPTION
 @click.pass_obj
-@handled
-def ledger_list(
-    obj: Context, states: tuple[str, ...], vendor: str | None, reward: str | None,
-    email: str | None, since: datetime | None, until: datetime | None, source: str | None,
-    limit: int, as_json: bool,
-) -> None:
+def ledger_list(obj: Context, /, states: tuple[str, ...], limit: int, as_json: bool,
+                **filters: Any) -> None:
     """List redemptions, newest first."""
     from poller.domain.states import State
 
@@ -69,8 +57,6 @@ def ledger_list(
         raise click.BadParameter(
             f"choose from {', '.join(s.value for s in State)}", param_hint="--state"
         ) from None
-    filters: Mapping[str, Any] = {"vendor": vendor, "reward": reward, "email": email,
-                                  "since": since, "until": until, "source": source}
     config = obj.config()
     with reading(config) as store:
         entries = store.list(states=wanted, limit=limit + 1, filters=filters)
@@ -78,21 +64,18 @@ def ledger_list(
         if total > limit:
             total = len(store.list(states=wanted, limit=10**9, filters=filters))
             entries = entries[:limit]
-    if vendor is not None and not entries:
-        _known_vendor(vendor, config.vendors)
+    if filters["vendor"] is not None and not entries:
+        _known_vendor(filters["vendor"], config.vendors)
     if as_json:
         emit_json([entry_dict(e) for e in entries])
     else:
         click.echo(table(
             ["redemption", "source", "state", "reward", "email", "vendor", "amount", "order",
              "updated", "reason"],
-            [
-                (e.redemption_id, e.source, e.state.value, e.reward_name or e.reward_id,
-                 e.email, e.vendor,
-                 f"{e.amount} {e.currency}" if e.amount is not None else None,
-                 e.vendor_order_id, e.updated_at, e.hold_reason or e.last_error)
-                for e in entries
-            ],
+            [(e.redemption_id, e.source, e.state.value, e.reward_name or e.reward_id, e.email,
+              e.vendor, f"{e.amount} {e.currency}" if e.amount is not None else None,
+              e.vendor_order_id, e.updated_at, e.hold_reason or e.last_error)
+             for e in entries],
         ))
     shown_of(len(entries), total)
 
@@ -103,149 +86,127 @@ def _known_vendor(vendor: str, configured: Collection[str]) -> None:
     config still lists its old rows: the check runs only when nothing matched.)"""
     if vendor in configured:
         return
-    names = sorted(configured)
-    by_fold = {n.casefold(): n for n in names}
+    by_fold = {n.casefold(): n for n in sorted(configured)}
     close = difflib.get_close_matches(vendor.casefold(), list(by_fold), n=1)
     hint = f"; did you mean {by_fold[close[0]]!r}?" if close else ""
-    listed = ", ".join(names) if names else "none"
     raise click.BadParameter(
         f"no vendor {vendor!r} in the config and no redemption ordered from it "
-        f"(configured vendors: {listed}){hint}", param_hint="--vendor")
+        f"(configured vendors: {', '.join(by_fold.values()) or 'none'}){hint}",
+        param_hint="--vendor")
 
 
 @ledger.command("show")
 @click.argument("redemption_id")
 @SOURCE_OPTION
-@click.option("--json", "as_json", is_flag=True, help="JSON on stdout.")
+@JSON_OPTION
 @click.pass_obj
-@handled
 def ledger_show(obj: Context, redemption_id: str, source: str, as_json: bool) -> None:
     """One redemption and its whole story: who moved it, and the messages sent."""
     with reading(obj.config()) as store:
         entry = find(store, source, redemption_id)
         events = store.events(entry.pk)
     if as_json:
-        data = entry_dict(entry, payload=True)
-        data["events"] = [
+        emit_json({**entry_dict(entry, payload=True), "events": [
             {"at": ev.at, "from": ev.from_state.value if ev.from_state else None,
              "to": ev.to_state.value, "actor": ev.actor, "detail": ev.detail}
-            for ev in events
-        ]
-        emit_json(data)
+            for ev in events]})
         return
-    fields = [(k, v) for k, v in entry_dict(entry).items() if v is not None]
-    click.echo(table(["field", "value"], fields))
+    click.echo(table(["field", "value"],
+                     [(k, v) for k, v in entry_dict(entry).items() if v is not None]))
     click.echo()
     click.echo(timeline(events))
 
 
-# --- acting on one redemption ----------------------------------------------------------
+def _actor(ctx: click.Context, param: click.Parameter, by: str | None) -> str:
+    return os_user() if by is None else not_empty(by, "--by")
 
 
-@ledger.command("retry")
-@click.argument("redemption_id")
-@SOURCE_OPTION
-@BY_OPTION
-@click.pass_obj
-@handled
-def ledger_retry(obj: Context, redemption_id: str, source: str, by: str | None) -> None:
+def acting(name: str, message: str | None = None) -> Callable[[Callable[..., None]], Any]:
+    """A command that moves one redemption: REDEMPTION_ID, ``--message`` (with its help)
+    when it sends one, ``--source`` and ``--by`` (the actor: the name given, else the OS
+    user)."""
+
+    def decorate(func: Callable[..., None]) -> Any:
+        func = click.option("--by", "actor", metavar="NAME", callback=_actor,
+                            help="Who is acting, recorded in the ledger (default: the OS "
+                                 "user).")(func)
+        func = SOURCE_OPTION(func)
+        if message is not None:
+            func = click.option("--message", "-m", required=True, help=message)(func)
+        return ledger.command(name)(click.argument("redemption_id")(click.pass_obj(func)))
+
+    return decorate
+
+
+def _ask_the_vendor(obj: Context, verb: str, redemption_id: str, source: str,
+                    actor: str) -> None:
+    """``retry`` and ``reorder``: the operator's step, after the vendor was asked by key."""
+    from poller.compose import App
+    from poller.worker import operator
+
+    config = obj.config()
+    lookup(config, source, redemption_id)  # a missing ledger or redemption: named, exit 1
+    extra = {"namespace": config.influitive.org_id} if verb == "reorder" else {}
+    with App(config) as app:
+        before = find(app.ledger, source, redemption_id)
+        done = getattr(operator, verb)(app.ledger, app.vendors, source=source,
+                                       redemption_id=redemption_id, actor=actor,
+                                       now=datetime.now(UTC), **extra)
+    click.echo(f"redemption {redemption_id}: {before.state.value} -> {done.entry.state.value}; "
+               f"{done.said}")
+
+
+@acting("retry")
+def ledger_retry(obj: Context, redemption_id: str, source: str, actor: str) -> None:
     """Release a held or waiting redemption after asking the vendor about its order: it is
     worked on at the next cycle. A row moves to ``ordered`` only when the vendor confirms
     the order complete."""
-    from datetime import UTC
-
-    from poller.compose import App
-    from poller.worker import operator
-
-    actor = actor_of(by)
-    config = obj.config()
-    lookup(config, source, redemption_id)  # a missing ledger or redemption: named, exit 1
-    with App(config) as app:
-        before = find(app.ledger, source, redemption_id)
-        done = operator.retry(app.ledger, app.vendors, source=source,
-                              redemption_id=redemption_id, actor=actor, now=datetime.now(UTC))
-    click.echo(f"redemption {redemption_id}: {before.state.value} -> {done.entry.state.value}; "
-               f"{done.said}")
+    _ask_the_vendor(obj, "retry", redemption_id, source, actor)
 
 
-@ledger.command("reorder")
-@click.argument("redemption_id")
-@SOURCE_OPTION
-@BY_OPTION
-@click.pass_obj
-@handled
-def ledger_reorder(obj: Context, redemption_id: str, source: str, by: str | None) -> None:
+@acting("reorder")
+def ledger_reorder(obj: Context, redemption_id: str, source: str, actor: str) -> None:
     """Place a new order for a redemption whose vendor order failed or was cancelled: a new
     idempotency key derived from the first (both recorded), nothing else changed."""
-    from datetime import UTC
-
-    from poller.compose import App
-    from poller.worker import operator
-
-    actor = actor_of(by)
-    config = obj.config()
-    lookup(config, source, redemption_id)
-    with App(config) as app:
-        before = find(app.ledger, source, redemption_id)
-        done = operator.reorder(app.ledger, app.vendors, namespace=config.influitive.org_id,
-                                source=source, redemption_id=redemption_id, actor=actor,
-                                now=datetime.now(UTC))
-    click.echo(f"redemption {redemption_id}: {before.state.value} -> {done.entry.state.value}; "
-               f"{done.said}")
+    _ask_the_vendor(obj, "reorder", redemption_id, source, actor)
 
 
-@ledger.command("approve")
-@click.argument("redemption_id")
-@SOURCE_OPTION
-@BY_OPTION
-@click.pass_obj
-@handled
-def ledger_approve(obj: Context, redemption_id: str, source: str, by: str | None) -> None:
+@acting("approve")
+def ledger_approve(obj: Context, redemption_id: str, source: str, actor: str) -> None:
     """Release a held redemption past the spending guard (or after a review): it is
     ordered at the next cycle, whatever the guard says about this one."""
     from poller.domain.states import State
-    from poller.ports import Changes
+    from poller.ports import Changes, LeaseLost
 
-    actor = actor_of(by)
-    config = obj.config()
-    entry = lookup(config, source, redemption_id)
-    if entry.state is not State.HELD:
-        raise Failed(
-            f"redemption {redemption_id} is {entry.state.value}; only held redemptions can be "
-            "approved (ledger retry releases waiting ones)"
-        )
-    to = State.WAITING if entry.idempotency_key else State.NEW
-    moved = admin_move(
-        config, source, redemption_id, to, "approved by an operator (ledger approve)",
-        Changes(approved=True, attempts=0, clear=frozenset({"hold_reason", "next_attempt_at"})),
-        actor=actor,
-    )
+    with closing(open_existing(obj.config())) as store:
+        entry = find(store, source, redemption_id)
+        if entry.state is not State.HELD:
+            raise Failed(f"redemption {redemption_id} is {entry.state.value}; only held "
+                         "redemptions can be approved (ledger retry releases waiting ones)")
+        try:
+            moved = store.admin_transition(
+                entry.pk, State.WAITING if entry.idempotency_key else State.NEW,
+                "approved by an operator (ledger approve)", datetime.now(UTC),
+                Changes(approved=True, attempts=0,
+                        clear=frozenset({"hold_reason", "next_attempt_at"})), actor=actor)
+        except LeaseLost:
+            raise PollerError(f"redemption {redemption_id} is being worked on by a worker "
+                              "right now; try again in a moment") from None
     click.echo(f"redemption {redemption_id}: held -> {moved.state.value} (approved); it is "
                "worked on at the next cycle")
 
 
-@ledger.command("refuse")
-@click.argument("redemption_id")
-@click.option("--message", "-m", required=True, help="Shown to the advocate.")
-@SOURCE_OPTION
-@BY_OPTION
-@click.pass_obj
-@handled
+@acting("refuse", message="Shown to the advocate.")
 def ledger_refuse(obj: Context, redemption_id: str, message: str, source: str,
-                  by: str | None) -> None:
+                  actor: str) -> None:
     """Refuse a redemption no reward reached (refunds the advocate's points). A redemption
     with an idempotency key is looked up at the vendor first: an order that exists blocks
     the refusal (exit 1, the order named and recorded); a failed or cancelled one allows it."""
-    from datetime import UTC
-
     from poller.compose import App
-    from poller.domain.errors import PollerError
     from poller.domain.states import State
     from poller.worker import operator
 
-    actor = actor_of(by)
-    if not message.strip():
-        raise click.BadParameter("must not be empty", param_hint="--message")
+    not_empty(message, "--message")
     config = obj.config()
     lookup(config, source, redemption_id)
     with App(config) as app:
@@ -254,41 +215,27 @@ def ledger_refuse(obj: Context, redemption_id: str, message: str, source: str,
                                now=datetime.now(UTC))
         click.echo(f"redemption {redemption_id}: {done.said}")
         final = app.worker.process(done.entry.pk)
-    state = final.state.value if final else "unknown"
-    click.echo(f"redemption {redemption_id}: {state}")
+    click.echo(f"redemption {redemption_id}: {final.state.value if final else 'unknown'}")
     if final is not None and final.state is State.REFUSING:
-        raise PollerError(
-            f"Influitive did not take the refusal yet ({final.last_error}); the worker "
-            "retries it"
-        )
+        raise PollerError(f"Influitive did not take the refusal yet ({final.last_error}); the "
+                          "worker retries it")
 
 
-@ledger.command("fulfill")
-@click.argument("redemption_id")
-@click.option("--message", "-m", required=True,
-              help="Shown to the advocate, e.g. how the reward reached them.")
-@SOURCE_OPTION
-@BY_OPTION
-@click.pass_obj
-@handled
+@acting("fulfill", message="Shown to the advocate, e.g. how the reward reached them.")
 def ledger_fulfill(obj: Context, redemption_id: str, message: str, source: str,
-                   by: str | None) -> None:
+                   actor: str) -> None:
     """Fulfil a reward a person delivered (manual vendor, or a held redemption): tells
     Influitive with your message, then records it as fulfilled."""
-    from datetime import UTC
-
     from poller.compose import App
     from poller.domain.states import State
     from poller.worker import operator
 
-    actor = actor_of(by)
     config = obj.config()
     entry = lookup(config, source, redemption_id)
     refusal = operator.fulfill_refusal(entry)
     if refusal:
         raise Failed(refusal)
-    if not message.strip():
-        raise click.BadParameter("must not be empty", param_hint="--message")
+    not_empty(message, "--message")
     # The decision is committed first (ORDERED, with the message), then sent: the delivery
     # guarantee's order. If Influitive does not take it now, the worker sends it again.
     with App(config) as app:

@@ -1,44 +1,35 @@
 """The ``reward-poller`` command line: the top-level group and the map of its commands.
 
-Each command group lives in its own module (``ledger``, ``run``, ``report``, ``check``,
-``db``); they all import ``poller.cli.context`` (the config, exit codes, the ledger as a
-command needs it) and ``poller.cli.output`` (the one table renderer), never each other and
-never this module. A new command is registered by adding it to ``LAZY_COMMANDS``: its module
-is imported only when the command runs (``poller.cli.lazy``), so a start loads the one
-command it runs.
-
-Exit codes (docs/cli.md, "Exit codes"): 0 the command did its job; 1 it could not; 2 a usage
-or configuration error; 130 interrupted (Ctrl-C). ``main`` runs click outside its standalone
-mode and renders every error itself, through ``poller.logs.stderr_line``: readable on a
-terminal, one JSON object per line when stderr is not one (docs/logging.md).
+A command's module is imported only when that command runs (``LAZY_COMMANDS``), so a start
+loads the one command it runs and ``--help`` lists every command without importing one.
+Command modules import ``context`` and ``output``, never each other nor this module. Exit
+codes and how errors are shown on stderr: docs/cli.md ("Exit codes"), docs/logging.md.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 import threading
 import traceback
-from typing import Any, NoReturn, cast
+from gettext import gettext as _
+from typing import Any, NamedTuple, NoReturn, cast
 
 import click
 
 from poller import __version__, logs
-from poller.cli.context import (
-    EXIT_FAILED,
-    EXIT_OK,
-    EXIT_USAGE,
-    BadConfig,
-    Context,
-    Failed,
-)
-from poller.cli.lazy import LazyCommand, LazyGroup
+from poller.cli.context import EXIT_FAILED, EXIT_OK, BadConfig, Context, Failed
+from poller.domain.errors import ConfigError, PollerError
 
-__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "LAZY_COMMANDS", "cli",
-           "main"]
+EXIT_INTERRUPTED = 130  # Ctrl-C: 128 + SIGINT, as a shell reports it
 
-EXIT_INTERRUPTED = 130
-"""Ctrl-C (SIGINT) ended the command: 128 + the signal's number, as a shell reports it."""
+
+class LazyCommand(NamedTuple):
+    module: str
+    attribute: str
+    help: str  # what --help lists: the first paragraph of the command's own (a test compares)
+
 
 LAZY_COMMANDS: dict[str, LazyCommand] = {
     "run": LazyCommand(
@@ -61,9 +52,7 @@ LAZY_COMMANDS: dict[str, LazyCommand] = {
         "poller.cli.check", "check_command",
         "Check the config, Influitive (credentials, org id, what is outstanding) and, for "
         "each vendor in [[rewards]], credentials, products and balance."),
-    "db": LazyCommand(
-        "poller.cli.db", "db", "The ledger's database schema.",
-        subcommands=(("poller.cli.release_cmds", "db_current"),)),
+    "db": LazyCommand("poller.cli.release_cmds", "db", "The ledger's database schema."),
     "init": LazyCommand(
         "poller.cli.release_cmds", "init_command",
         "Write the commented example config to PATH (default: --config, or ./config.toml)."),
@@ -78,31 +67,50 @@ LAZY_COMMANDS: dict[str, LazyCommand] = {
         "Serve the web console (held redemptions, decisions, spend) until Ctrl-C, for "
         "deployments whose worker runs from a timer; the daemon serves it itself."),
     "demo": LazyCommand(
-        "poller.cli.run", "demo",
+        "poller.cli.demo", "demo",
         "Run the worker against local stand-ins for Influitive, Tremendous, Tango Card, "
         "Giftbit, an HTTP vendor and manual fulfilment."),
 }
-"""Every top-level command by name: where it is defined, and the help ``--help`` lists
-(the first paragraph of the command's own; a test keeps the two the same)."""
 
 
 class _Interrupted(Exception):
-    """A KeyboardInterrupt in a command, taken out of click's hands: click would write an
-    empty line on stderr for it before raising ``Abort``."""
+    """A KeyboardInterrupt taken out of click's hands (it would write an empty line)."""
 
 
-class CommandLine(LazyGroup):
-    """The top-level group: a Ctrl-C inside a command reaches ``main`` as ``_Interrupted``."""
+class CommandLine(click.Group):
+    """Commands loaded on first use (click's "lazily loading subcommands" pattern); our own
+    errors become their exit codes with a one-line reason, never a traceback."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(LAZY_COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in LAZY_COMMANDS:
+            module, attribute, _help = LAZY_COMMANDS[cmd_name]
+            self.add_command(getattr(importlib.import_module(module), attribute), cmd_name)
+        return self.commands.get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # A command not loaded yet is listed as a bare click.Command carrying its help, so
+        # click shortens it the way the command would.
+        rows = [(name, self.commands.get(name) or click.Command(name, help=lazy.help))
+                for name, lazy in sorted(LAZY_COMMANDS.items())]
+        limit = formatter.width - 6 - max(len(name) for name in LAZY_COMMANDS)
+        with formatter.section(_("Commands")):  # click's own heading, translated alike
+            formatter.write_dl([(name, cmd.get_short_help_str(limit)) for name, cmd in rows])
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt as exc:
             raise _Interrupted() from exc
+        except ConfigError as exc:
+            raise BadConfig(str(exc)) from None
+        except PollerError as exc:
+            raise Failed(str(exc)) from None
 
 
-@click.group(cls=CommandLine, lazy=LAZY_COMMANDS,
-             context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=CommandLine, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="reward-poller")
 @click.option("--config", "config_path", metavar="PATH", envvar="REWARD_POLLER_CONFIG",
               help="Config file (default ./config.toml, or $REWARD_POLLER_CONFIG).")
@@ -117,14 +125,6 @@ def cli(ctx: click.Context, config_path: str | None, log_format: str, log_level:
     ctx.obj = Context(config_path)
 
 
-def __getattr__(name: str) -> Any:
-    """``COMMANDS``: every top-level command, loaded (this imports every command module)."""
-    if name == "COMMANDS":
-        with click.Context(cli) as ctx:
-            return [cli.get_command(ctx, command) for command in LAZY_COMMANDS]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def main() -> NoReturn:
     # Python's own warnings and an exception no thread caught become log records: a JSON
     # line like every other one when stderr is not a terminal.
@@ -134,8 +134,7 @@ def main() -> NoReturn:
 
 
 def run_command(args: list[str] | None = None) -> int:
-    """Run the command line and return its exit code, every error rendered on stderr by
-    ``render_error`` (SystemExit from a command passes through as it is)."""
+    """The exit code; every error rendered on stderr by ``render_error``."""
     try:
         result = cli.main(args=args, prog_name="reward-poller", standalone_mode=False)
     except Exception as exc:
@@ -146,8 +145,7 @@ def run_command(args: list[str] | None = None) -> int:
 
 
 def render_error(exc: Exception) -> int:
-    """Say on stderr why the command ended, as one line (one JSON object off a terminal);
-    return the exit code for it."""
+    """Say on stderr why the command ended, as one line; return the exit code for it."""
     if isinstance(exc, Failed | BadConfig):
         exc.show()
         return exc.exit_code

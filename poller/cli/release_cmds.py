@@ -1,9 +1,5 @@
-"""``init``, ``deploy systemd``, ``deploy prometheus`` and ``db current``: putting an install
-in place.
-
-Like the other command modules, nothing heavy is imported at import time; main.py only
-registers the commands (and ``db upgrade`` in ``poller.cli.db`` calls ``report_upgrade``).
-"""
+"""``init``, ``deploy systemd``, ``deploy prometheus`` and ``db upgrade/current``: putting
+an install in place."""
 
 from __future__ import annotations
 
@@ -12,12 +8,8 @@ from pathlib import Path
 
 import click
 
-from poller.cli.context import Context, Failed, handled, write_new_file
+from poller.cli.context import Context, Failed, write_new_file
 from poller.logs import stderr_line
-
-
-def _failed(message: str) -> click.ClickException:
-    return Failed(message)
 
 
 @click.command("init")
@@ -32,11 +24,7 @@ def init_command(obj: Context, path: Path | None) -> None:
     from poller.release import files
 
     target = path or Path(obj.config_path or DEFAULT_CONFIG_PATH)
-    try:
-        text = files.example_config()
-    except files.MissingPackageData as exc:
-        raise _failed(str(exc)) from None
-    write_new_file(target, text)
+    write_new_file(target, files.read(files.EXAMPLE_CONFIG))
     flag = "" if str(target) == DEFAULT_CONFIG_PATH else f" --config {target}"
     click.echo(
         f"wrote {target}: set [influitive] api_token and org_id, a [vendors.*] section and "
@@ -49,6 +37,23 @@ def init_command(obj: Context, path: Path | None) -> None:
 @click.group("deploy")
 def deploy_group() -> None:
     """Files to run reward-poller as a service."""
+
+
+def _install(target: Path, text: str, force: bool) -> None:
+    """Write ``text`` to ``target`` for another user to read (systemd, Prometheus): a file
+    there with the same text is left as it is, one that differs is replaced only with
+    ``force``."""
+    if target.exists():
+        if target.read_text(encoding="utf-8") == text:
+            click.echo(f"unchanged {target}")
+            return
+        if not force:
+            raise Failed(f"{target} exists and differs: not overwritten (--force replaces it)")
+        target.write_text(text, encoding="utf-8")
+    else:
+        write_new_file(target, text, 0o644)
+    os.chmod(target, 0o644)
+    click.echo(f"wrote {target}")
 
 
 @deploy_group.command("systemd")
@@ -67,66 +72,29 @@ def deploy_systemd(obj: Context, prefix: Path | None, create_prefix: bool, force
     credentials/ folder beside it with LoadCredential=. Without --prefix the units go to
     stdout, each after a "### NAME" line.
     """
-    from poller.release import deploy, files
+    from poller.release import files
 
     config_path = (str(Path(obj.config_path).absolute()) if obj.config_path
-                   else deploy.SHIPPED_CONFIG)
+                   else files.SHIPPED_CONFIG)
     if prefix is not None and not prefix.is_dir() and not create_prefix:
         # A typo would otherwise leave the units where systemd never looks.
         raise click.BadParameter(
             f"{prefix} does not exist (a typo? systemd reads /etc/systemd/system); add "
             "--create-prefix to create it", param_hint="'--prefix'")
-    try:
-        units = deploy.render_all(config_path=config_path)
-    except files.MissingPackageData as exc:
-        raise _failed(str(exc)) from None
-    _warn_about_paths(config_path)
+    units = files.render_all(config_path=config_path)
+    for event, message, fields in files.warnings(config_path):
+        stderr_line(event, message, level="warning", human=f"warning: {message}", **fields)
     if prefix is None:
-        for unit in units:
-            click.echo(f"### {unit.name}")
-            click.echo(unit.text)
+        for name, text in units:
+            click.echo(f"### {name}")
+            click.echo(text)
         return
     prefix.mkdir(parents=True, exist_ok=True)
-    for unit in units:
-        target = prefix / unit.name
-        if target.exists():
-            if target.read_text(encoding="utf-8") == unit.text:
-                click.echo(f"unchanged {target}")
-                continue
-            if not force:
-                raise _failed(f"{target} exists and differs: not overwritten (--force "
-                              "replaces it)")
-        target.write_text(unit.text, encoding="utf-8")
-        os.chmod(target, 0o644)
-        click.echo(f"wrote {target}")
+    for name, text in units:
+        _install(prefix / name, text, force)
     click.echo("\nthen: systemctl daemon-reload && systemctl enable --now "
                "reward-poller.service   (or reward-poller-once.timer, not both; with the "
                "timer, reward-poller-audit.timer too)")
-
-
-def _warn_about_paths(config_path: str) -> None:
-    """Warn (stderr) about what would keep the service from starting or from its files: a
-    missing configuration (systemd refuses to start a unit whose LoadCredential= file is
-    missing), an install, ledger or textfile the units' sandbox hides."""
-    import tomllib
-
-    from poller.release import deploy
-
-    paths = deploy.install_paths()
-    config = Path(config_path)
-    try:
-        with config.open("rb") as fh:
-            paths += deploy.config_paths(tomllib.load(fh))
-    except FileNotFoundError:
-        warning = (f"{config} does not exist: the service cannot start until it does "
-                   "(reward-poller init)")
-        stderr_line("deploy.config.missing", warning, level="warning",
-                    human=f"warning: {warning}", config=str(config))
-    except (OSError, tomllib.TOMLDecodeError):
-        pass  # `check` and the service's start name what is wrong with it
-    for line in deploy.path_warnings(paths):
-        stderr_line("deploy.path.hidden", line.removeprefix("warning: "), level="warning",
-                    human=line)
 
 
 @deploy_group.command("prometheus")
@@ -142,70 +110,61 @@ def deploy_prometheus(output: Path | None, force: bool) -> None:
     """
     from poller.release import files
 
-    try:
-        rules = files.prometheus_rules()
-    except files.MissingPackageData as exc:
-        raise _failed(str(exc)) from None
+    rules = files.read(files.PROMETHEUS_RULES)
     if output is None:
         click.echo(rules, nl=False)
         return
-    if output.exists():
-        if output.read_text(encoding="utf-8") == rules:
-            click.echo(f"unchanged {output}")
-            return
-        if not force:
-            raise _failed(f"{output} exists and differs: not overwritten (--force replaces "
-                          "it)")
-        output.write_text(rules, encoding="utf-8")
-    else:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        write_new_file(output, rules, 0o644)
-    os.chmod(output, 0o644)  # Prometheus runs as its own user
-    click.echo(f"wrote {output}")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    _install(output, rules, force)
     click.echo(f"\nthen: name it in rule_files of prometheus.yml, check it (promtool check rules "
                f"{output}) and reload Prometheus (systemctl reload prometheus)")
+
+
+@click.group()
+def db() -> None:
+    """The ledger's database schema."""
 
 
 def _in_schema(schema: str | None) -> str:
     return "" if schema is None else f" (PostgreSQL schema {schema})"
 
 
-def report_upgrade(url: str, schema: str | None = None) -> None:
-    """``db upgrade``: create the ``[ledger] schema`` if it is set and missing, migrate, and
-    say whether anything changed and between which revisions."""
+@db.command("upgrade")
+@click.pass_obj
+def db_upgrade(obj: Context) -> None:
+    """Create the ledger or run the Alembic migrations up to the newest, and say whether
+    anything changed and between which revisions."""
     from poller.ledger.migrate import upgrade
 
-    done = upgrade(url, schema=schema)
+    ledger = obj.config().ledger
+    done = upgrade(ledger.url, schema=ledger.schema)
     if done.migrated:
-        click.echo(f"ledger schema{_in_schema(schema)} migrated from revision "
+        click.echo(f"ledger schema{_in_schema(ledger.schema)} migrated from revision "
                    f"{done.before or '(none)'} to {done.after}")
     else:
-        click.echo(f"ledger schema{_in_schema(schema)} already at revision {done.after}: "
-                   "nothing to migrate")
+        click.echo(f"ledger schema{_in_schema(ledger.schema)} already at revision "
+                   f"{done.after}: nothing to migrate")
 
 
-@click.command("current")
+@db.command("current")
 @click.pass_obj
 def db_current(obj: Context) -> None:
     """The ledger's schema revision, and whether it is the one this version needs
     (exit 1 when it is not)."""
     from poller.ledger.migrate import schema_revision
 
-    def show() -> None:
-        ledger = obj.config().ledger
-        state = schema_revision(ledger.url, schema=ledger.schema)
-        where = _in_schema(ledger.schema)
-        if state.current is None:
-            raise _failed(f"the ledger{where} has no reward-poller tables yet (this version "
-                          f"needs revision {state.head}): run `reward-poller db upgrade`")
-        if state.at_head:
-            click.echo(f"ledger schema{where} at revision {state.current} (head): up to date")
-            return
-        click.echo(f"ledger schema{where} at revision {state.current}; this version needs "
-                   f"{state.head}")
-        if not state.known:
-            raise _failed(f"revision {state.current} is newer than this version of "
-                          "reward-poller knows: upgrade reward-poller")
-        raise _failed("the ledger is behind: run `reward-poller db upgrade`")
-
-    handled(show)()
+    ledger = obj.config().ledger
+    state = schema_revision(ledger.url, schema=ledger.schema)
+    where = _in_schema(ledger.schema)
+    if state.current is None:
+        raise Failed(f"the ledger{where} has no reward-poller tables yet (this version "
+                     f"needs revision {state.head}): run `reward-poller db upgrade`")
+    if state.at_head:
+        click.echo(f"ledger schema{where} at revision {state.current} (head): up to date")
+        return
+    click.echo(f"ledger schema{where} at revision {state.current}; this version needs "
+               f"{state.head}")
+    if not state.known:
+        raise Failed(f"revision {state.current} is newer than this version of "
+                     "reward-poller knows: upgrade reward-poller")
+    raise Failed("the ledger is behind: run `reward-poller db upgrade`")

@@ -1,12 +1,6 @@
-"""``reward-poller run`` (the daemon, ``--run-once``, ``--dry-run``) and ``reward-poller demo``.
-
-``run --run-once`` prints one paragraph on stdout saying what the cycle did (ordered,
-decided, held, waiting, with the reasons counted) and exits 1 when the cycle met an
-operator-facing error for any redemption (a vendor rejecting the credentials, no funds, a
-configuration the vendor does not accept, Influitive's firewall) or when the poll stopped at
-``[influitive] max_pages``; its last line on stderr then names the vendor or source and the
-fix. Those redemptions still wait in the ledger: nothing is refused for them.
-"""
+"""``reward-poller run``: the daemon, ``--run-once`` and ``--dry-run``. What a one-cycle run
+prints, and when it exits 1 (an operator-facing problem, the poll stopped at ``[influitive]
+max_pages``): docs/cli.md, "run --run-once"."""
 
 from __future__ import annotations
 
@@ -14,31 +8,22 @@ import signal
 import sys
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import click
 import structlog
 
 from poller import logs
-from poller.cli.context import (
-    Context,
-    Failed,
-    check_budget,
-    handled,
-    missing_sqlite_file,
-    open_for_reading,
-)
+from poller.cli.context import Context, Failed, missing_sqlite_file, open_existing
 from poller.cli.output import Counter, progress, table
 
 if TYPE_CHECKING:
     from poller.config import Config
-    from poller.core.plan import Plan
     from poller.worker.cycle import CycleReport
 
 log = structlog.get_logger("poller.cli")
 
-MAX_REASONS = 5
-"""Reasons listed in the summary; the rest are counted as "other reasons"."""
+MAX_REASONS = 5  # listed in the summary; the rest are counted as "other reasons"
 
 
 @click.command("run")
@@ -46,7 +31,6 @@ MAX_REASONS = 5
 @click.option("--dry-run", is_flag=True,
               help="Poll and print what one cycle would do; change nothing anywhere.")
 @click.pass_obj
-@handled
 def run(obj: Context, run_once: bool, dry_run: bool) -> None:
     """Run the worker: a daemon polling every [schedule] interval_seconds, or one cycle."""
     from poller.compose import App
@@ -60,6 +44,8 @@ def run(obj: Context, run_once: bool, dry_run: bool) -> None:
         from poller.compose.daemon import serve
 
         sys.exit(serve(config))
+    from poller.daemon.alerts import cycle_problems, problem_fields, problem_line
+    from poller.domain.errors import PollerError, SourceAuthError
     from poller.worker.signals import StopOnSignal
 
     counter = Counter("working")
@@ -67,34 +53,27 @@ def run(obj: Context, run_once: bool, dry_run: bool) -> None:
     # SIGINT/SIGTERM stop the cycle as they stop the daemon (poller.worker.signals).
     stopper = StopOnSignal(on_second=lambda sig: _interrupted(sig, None, at_once=True))
     with stopper, App(config, stop=stopper.stop) as app:
-        app.worker.on_progress = lambda done, total: _progress(counter, done, total)
+        app.worker.on_progress = counter
         try:
             if stopper.received is None:  # a signal during start-up: no cycle at all
                 report = one_cycle(app)
+        except SourceAuthError as exc:
+            found = problem_fields(cycle_problems(None, 0, exc)[0])
+            raise Failed(f"{exc}. Fix: {found['fix']}", source="influitive",
+                         cause=found["cause"], fix=found["fix"]) from None
+        except PollerError:
+            raise
         except Exception as exc:
-            from poller.domain.errors import PollerError, SourceAuthError
-
-            if isinstance(exc, SourceAuthError):
-                from poller.daemon.alerts import cycle_problems, problem_fields
-
-                found = problem_fields(cycle_problems(None, 0, exc)[0])
-                raise Failed(f"{exc}. Fix: {found['fix']}", source="influitive",
-                             cause=found["cause"], fix=found["fix"]) from None
-            if isinstance(exc, PollerError):
-                raise
             # The one line about it is the command's own (no log line saying it again).
             raise Failed(f"cycle failed: {type(exc).__name__}: {exc}") from None
         finally:
             counter.finish()
+    if report is not None:
+        click.echo(summary(report))
     if stopper.received is not None:
-        if report is not None:
-            click.echo(summary(report))
         _interrupted(stopper.received, report, at_once=False)
         sys.exit(128 + int(stopper.received))
     assert report is not None
-    click.echo(summary(report))
-    from poller.daemon.alerts import cycle_problems, problem_fields, problem_line
-
     max_pages = config.influitive.max_pages
     problems = cycle_problems(report, max_pages)
     lines = [problem_line(p, max_pages=max_pages) for p in problems]
@@ -107,25 +86,16 @@ def run(obj: Context, run_once: bool, dry_run: bool) -> None:
 
 
 def _interrupted(sig: signal.Signals, report: CycleReport | None, *, at_once: bool) -> None:
-    """The one line a signal earns (JSON off a terminal, like every log line): which signal,
-    how the run stopped, and what it left for the next run."""
-    fields: dict[str, Any] = {"signal": sig.name, "exit_code": 128 + int(sig)}
-    if at_once:
-        fields["stopped"] = ("at once, on a second signal: a redemption in hand keeps its "
-                             "lease until [ledger] lease_seconds runs out")
-    else:
-        fields["stopped"] = ("after the redemptions in hand; those not yet sent to a vendor "
-                             "were released for the next run")
+    """The one line a signal earns: which signal, how the run stopped, and what it left for
+    the next run."""
+    fields: dict[str, Any] = {"signal": sig.name, "exit_code": 128 + int(sig), "stopped": (
+        "at once, on a second signal: a redemption in hand keeps its lease until [ledger] "
+        "lease_seconds runs out" if at_once else "after the redemptions in hand; those not "
+        "yet sent to a vendor were released for the next run")}
     if report is not None:
         fields.update(steps=report.steps, released=report.released,
                       not_started=report.not_started, outcomes=report.outcomes)
     log.warning("run.interrupted", **fields)
-
-
-def _progress(counter: Counter, done: int, total: int) -> None:
-    if done == 1:
-        counter.start(total)
-    counter.step()
 
 
 def summary(report: CycleReport) -> str:
@@ -139,13 +109,11 @@ def summary(report: CycleReport) -> str:
                   f"{'s' if report.seen != 1 else ''} ({report.new} new"
                   + ("" if report.poll_complete else ", list incomplete") + ")")
     ordered = o.get("ordered", 0) + o.get("pending", 0) + o.get("fulfilled", 0)
-    parts = [
-        f"ordered {ordered}" + (f" ({o['pending']} pending at the vendor)"
-                                if o.get("pending") else ""),
-        f"fulfilled {o.get('fulfilled', 0)}", f"refused {o.get('refused', 0)}",
-        f"closed {o.get('closed_upstream', 0)}", f"held {o.get('held', 0)}",
-        f"waiting {o.get('waiting', 0)}",
-    ]
+    pending = f" ({o['pending']} pending at the vendor)" if o.get("pending") else ""
+    parts = [f"ordered {ordered}{pending}"] + [
+        f"{label} {o.get(state, 0)}" for label, state in (
+            ("fulfilled", "fulfilled"), ("refused", "refused"), ("closed", "closed_upstream"),
+            ("held", "held"), ("waiting", "waiting"))]
     text = f"run: {polled}; {', '.join(parts)}."
     if report.reasons:
         ranked = sorted(report.reasons.items(), key=lambda kv: (-kv[1], kv[0]))
@@ -159,39 +127,26 @@ def summary(report: CycleReport) -> str:
     return text
 
 
-# --- run --dry-run --------------------------------------------------------------------------
-
-
-def _read_only_ledger(config: Config) -> Any:
-    """The ledger opened read-only, never created nor migrated: a SQLite file that does not
-    exist yet reads as empty (and stays absent), as before a first run."""
-    from poller.core.plan import EmptyLedger
-
-    if missing_sqlite_file(config.ledger.url) is not None or config.ledger.url in (
-        "sqlite://", "sqlite:///:memory:"
-    ):
-        return EmptyLedger()
-    return open_for_reading(config)
-
-
-def dry_run_plan(config: Config) -> Plan:
+def dry_run_plan(config: Config) -> None:
     """Poll, read the ledger, print what the next cycle would do per redemption id."""
-    from poller.compose import influitive_client
-    from poller.core.plan import Planner
+    from poller.compose import influitive_client, request_budget
+    from poller.core.plan import EmptyLedger, Planner
 
-    now = datetime.now(UTC)
     planner = Planner(
         rules=config.rules(), vendors=frozenset(config.vendors),
         unmapped=config.fulfillment.unmapped_reward,
         unmapped_reason=config.fulfillment.templates().unmapped_reason,
         spend=config.fulfillment.spend_policy(),
     )
-    ledger = _read_only_ledger(config)
+    # Read-only, never created: a SQLite file that does not exist yet reads as empty.
+    url = config.ledger.url
+    empty = missing_sqlite_file(url) is not None or url in ("sqlite://", "sqlite:///:memory:")
+    ledger: Any = EmptyLedger() if empty else open_existing(config, read_only=True)
     try:
         # A budget of its own: the dry run writes nothing, not even the shared request log
         # (it reads a ledger on a read-only mount too). Its few list requests are not
         # counted by the workers; the budget's margin under the firewall's limit covers them.
-        source = influitive_client(config, budget=check_budget(config, None))
+        source = influitive_client(config, budget=request_budget(config, None))
         try:
             poll = source.poll()
         finally:
@@ -201,15 +156,10 @@ def dry_run_plan(config: Config) -> Plan:
             with progress(list(items), "planning") as bar:
                 yield from bar
 
-        plan = planner.plan(poll, ledger, now, each=each)
+        plan = planner.plan(poll, ledger, datetime.now(UTC), each=each)
     finally:
-        if hasattr(ledger, "close"):
+        if not empty:
             ledger.close()
-    print_plan(plan)
-    return plan
-
-
-def print_plan(plan: Plan) -> None:
     rows = [[s.redemption_id, s.state.value if s.state else "-", s.action, s.detail]
             for s in plan.steps]
     if rows:
@@ -229,26 +179,3 @@ def print_plan(plan: Plan) -> None:
     complete = "" if plan.complete else " (incomplete: nothing is closed for being absent)"
     click.echo(f"dry run: polled {plan.seen} outstanding{complete}; {counts}. "
                "Nothing was recorded, ordered or decided.")
-
-
-# --- demo -------------------------------------------------------------------------------
-
-
-@click.command("demo")
-@click.option("--keep", is_flag=True,
-              help="Keep the demo's config and SQLite ledger; print commands that use them.")
-@click.pass_context
-@handled
-def demo(ctx: click.Context, keep: bool) -> None:
-    """Run the worker against local stand-ins for Influitive, Tremendous, Tango Card,
-    Giftbit, an HTTP vendor and manual fulfilment."""
-    from poller.cli.demo import run_demo
-
-    parent = ctx.parent
-    if parent is not None and parent.get_parameter_source("log_level") is (
-        click.core.ParameterSource.DEFAULT
-    ):
-        # The demo's table tells the story; logs only for what went wrong, unless asked.
-        logs.configure(cast(logs.LogFormat, parent.params["log_format"]), "warning")
-
-    sys.exit(run_demo(keep=keep))

@@ -1,21 +1,24 @@
-"""``reward-poller sandbox``: serve the stand-ins until Ctrl-C or SIGTERM (docs/sandbox.md).
-
-main.py only registers the command; the stand-ins (starlette, uvicorn) are imported when it
-runs.
-"""
+"""``reward-poller sandbox``: serve the stand-ins until Ctrl-C or SIGTERM (docs/sandbox.md);
+the stand-ins (starlette, uvicorn) are imported only when it runs."""
 
 from __future__ import annotations
 
-import signal
-import threading
 from pathlib import Path
-from types import FrameType
+from typing import Any
 
 import click
 
-from poller.cli.context import Context, Failed, in_the_way, write_new_file
+from poller.cli.context import Context, Failed, in_the_way, until_stopped, write_new_file
 
 DEFAULT_PORT_BASE = 7470  # poller.sandbox.services.DEFAULT_PORT_BASE, without importing it
+SERVICES = ("influitive", "tremendous", "tango", "giftbit", "http")
+
+
+def _port_options(func: Any) -> Any:
+    for name in reversed(SERVICES):
+        func = click.option(f"--{name}-port", name, type=click.IntRange(1, 65535),
+                            metavar="PORT")(func)
+    return func
 
 
 @click.command("sandbox")
@@ -23,11 +26,7 @@ DEFAULT_PORT_BASE = 7470  # poller.sandbox.services.DEFAULT_PORT_BASE, without i
               show_default=True,
               help="Influitive listens on this port; Tremendous, Tango Card, Giftbit and the "
                    "HTTP vendor on the next four.")
-@click.option("--influitive-port", type=click.IntRange(1, 65535), metavar="PORT")
-@click.option("--tremendous-port", type=click.IntRange(1, 65535), metavar="PORT")
-@click.option("--tango-port", type=click.IntRange(1, 65535), metavar="PORT")
-@click.option("--giftbit-port", type=click.IntRange(1, 65535), metavar="PORT")
-@click.option("--http-port", type=click.IntRange(1, 65535), metavar="PORT")
+@_port_options
 @click.option("--empty", is_flag=True, help="Seed no redemption (add them over the admin "
                                              "route, docs/sandbox.md).")
 @click.option("--write-config", is_flag=True,
@@ -35,17 +34,13 @@ DEFAULT_PORT_BASE = 7470  # poller.sandbox.services.DEFAULT_PORT_BASE, without i
                    "./config.toml): only over a missing file, the unchanged example from "
                    "`init`, or an earlier sandbox configuration.")
 @click.option("--inject", "injections", multiple=True, metavar="VENDOR:KIND[:KEY]",
-              help="Do not serve: add to the order list of the stand-ins already running on "
-                   "these ports an orphan, a duplicate or a mismatch (KIND) at VENDOR "
-                   "(tremendous, tango, giftbit or http), for rehearsing `reward-poller "
-                   "audit`; KEY names the order a duplicate or mismatch is made of (default: "
-                   "the newest). Repeatable.")
+              help="Do not serve: add an orphan, a duplicate or a mismatch (KIND; KEY: the "
+                   "order it is made of, default the newest) at VENDOR (tremendous, tango, "
+                   "giftbit or http) to the stand-ins already running on these ports, to "
+                   "rehearse `audit`. Repeatable.")
 @click.pass_obj
-def sandbox_command(
-    obj: Context, port_base: int, influitive_port: int | None, tremendous_port: int | None,
-    tango_port: int | None, giftbit_port: int | None, http_port: int | None, empty: bool,
-    write_config: bool, injections: tuple[str, ...],
-) -> None:
+def sandbox_command(obj: Context, /, port_base: int, empty: bool, write_config: bool,
+                    injections: tuple[str, ...], **chosen: int | None) -> None:
     """Serve local stand-ins for Influitive, Tremendous, Tango Card, Giftbit and an HTTP
     vendor (manual needs none) on loopback, with a few redemptions, until Ctrl-C.
 
@@ -56,10 +51,7 @@ def sandbox_command(
     from poller.config import DEFAULT_CONFIG_PATH
     from poller.sandbox import services as sandbox
 
-    ports = sandbox.Ports.from_base(
-        port_base, influitive=influitive_port, tremendous=tremendous_port, tango=tango_port,
-        giftbit=giftbit_port, http=http_port,
-    ).as_dict()
+    ports = sandbox.Ports.from_base(port_base, **chosen).as_dict()
     if injections:
         _inject(sandbox.urls_for(sandbox.HOST, ports), injections)
         return
@@ -80,13 +72,7 @@ def sandbox_command(
     except sandbox.PortInUse as exc:
         raise Failed(f"{exc}: choose other ports with --port-base or --<service>-port") from None
 
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = signal.signal(signal.SIGTERM, on_signal)
-    try:
+    def announce() -> None:
         click.echo("stand-ins (no auth on /_standin/ routes; loopback only):")
         for name, url in urls.items():
             click.echo(f"  {name:<11} {url}")
@@ -105,20 +91,17 @@ def sandbox_command(
         click.echo(f"\nthen, in another terminal: reward-poller{flag} check && "
                    f"reward-poller{flag} run --run-once")
         click.echo("ready; Ctrl-C stops the stand-ins")
-        try:
-            while not stop.wait(0.5):
-                pass
-        except KeyboardInterrupt:
-            pass
+
+    try:
+        until_stopped(announce)
     finally:
-        signal.signal(signal.SIGTERM, previous)
         box.stop()
     click.echo("stand-ins stopped")
 
 
 def _inject(urls: dict[str, str], injections: tuple[str, ...]) -> None:
-    """``--inject``: each ``VENDOR:KIND[:KEY]`` sent to the running stand-in, what it added
-    printed (the order's id and the key it carries)."""
+    """Each ``VENDOR:KIND[:KEY]`` sent to the running stand-in; what it added printed (the
+    order's id and the key it carries)."""
     from poller.sandbox import services as sandbox
 
     try:

@@ -1,8 +1,6 @@
-"""The composition root: turns a Config into a wired Worker (``App``), and a run of it
-(``run_once``). The only place that knows every adapter: it builds the ledger, the request
-budget, the sources and the vendors and hands them to the worker, from the top down; the
-daemon's parts are built by ``poller.compose.daemon`` (imported only by the daemon's command,
-so a ``run --run-once`` never loads the scheduler, the listener or its HTTP server)."""
+"""The composition root: turns a Config into a wired Worker (``App``) and runs one cycle of
+it (``run_once``). The only place that knows every adapter; the daemon's own parts are built
+by ``poller.compose.daemon``, which a ``run --run-once`` never imports."""
 
 from __future__ import annotations
 
@@ -11,20 +9,19 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable
-from types import TracebackType
 from typing import TYPE_CHECKING
 
 import structlog
 
 from poller.config import Config
-from poller.core.budget import BudgetLimit, RequestBudget
+from poller.core.budget import BudgetLimit, MemoryRequestLog, RequestBudget
 from poller.daemon.alerts import Alerter, HeldSource
 from poller.daemon.service import run_once as run_cycle_once
 from poller.domain.errors import ConfigError
-from poller.ledger import open_ledger as _open_ledger
+from poller.ledger import open_ledger
 from poller.ledger.budget import SqlRequestLog
 from poller.ledger.sql import LedgerTimeouts, SqlLedger
-from poller.ports import Cache, Decider, Ledger, RedemptionSource, Vendor
+from poller.ports import Cache, Decider, Ledger, Vendor
 from poller.sources.influenceio import SOURCE as INFLUENCEIO
 from poller.sources.influenceio.points import PointsClient
 from poller.sources.influenceio.refunds import InfluenceioDecisions, InfluenceioRefunds
@@ -39,10 +36,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("poller.compose")
 
-
-def worker_id() -> str:
-    """Who holds a lease: host and pid (to find it), plus a nonce (pids are reused)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+INFLUITIVE_BUDGET_SCOPE = "influitive"  # the request_log scope of the Influitive budget
 
 
 def http_policy(config: Config, timeout: float | None = None) -> RetryPolicy:
@@ -61,10 +55,7 @@ class VendorPool:
         self._cache = cache
         self._built: dict[str, Vendor] = {}
         self._lock = threading.Lock()
-
-    @property
-    def names(self) -> frozenset[str]:
-        return frozenset(self._config.vendors)
+        self.names = frozenset(config.vendors)
 
     def __call__(self, name: str) -> Vendor:
         with self._lock:
@@ -84,7 +75,6 @@ class VendorPool:
 
 
 def ledger_timeouts(config: Config) -> LedgerTimeouts:
-    """PostgreSQL's bounds on waiting, from ``[ledger]``."""
     s = config.ledger
     return LedgerTimeouts(
         connect_seconds=s.connect_timeout_seconds,
@@ -96,39 +86,28 @@ def ledger_timeouts(config: Config) -> LedgerTimeouts:
     )
 
 
-def open_ledger(config: Config) -> SqlLedger:
-    return _open_ledger(config.ledger.url, timeouts=ledger_timeouts(config),
-                        threads=config.schedule.concurrency, schema=config.ledger.schema)
-
-
-INFLUITIVE_BUDGET_SCOPE = "influitive"
-"""The ``request_log`` scope of the Influitive request budget."""
-
-
 def budget_window(window_seconds: float) -> float:
-    """The window the request budget counts units in: ``[influitive] window_seconds`` plus 5%
-    of it, at most a second. A unit is stamped as its request is about to leave; the
-    firewall counts the request when it arrives, a moment later, and a request held up on
-    its way (a busy host, a new connection) would otherwise still be in the firewall's
-    window when the budget has already handed its unit to the next request."""
+    """``[influitive] window_seconds`` plus 5% of it, at most a second. A unit is stamped as
+    its request is about to leave; the firewall counts the request when it arrives, a moment
+    later, and a request held up on its way (a busy host, a new connection) would otherwise
+    still be in the firewall's window when the budget has handed its unit on."""
     return window_seconds + min(1.0, window_seconds * 0.05)
 
 
 def request_budget(
-    config: Config, ledger: SqlLedger, stop: threading.Event | None = None
+    config: Config, ledger: SqlLedger | None, stop: threading.Event | None = None
 ) -> RequestBudget:
-    """The Influitive request budget (``[influitive] max_requests_per_window`` per
-    ``window_seconds``), counted in the ledger so every worker on it shares it. ``stop``
-    ends a wait for a unit early."""
+    """The Influitive request budget, counted in the ledger so every worker on it shares it.
+    Without a ledger (``check`` before one exists, a dry run that writes nothing), one of
+    its own. ``stop`` ends a wait for a unit early."""
     s = config.influitive
-    window = budget_window(s.window_seconds)
     limit = BudgetLimit(scope=INFLUITIVE_BUDGET_SCOPE, max_requests=s.max_requests_per_window,
-                        window_seconds=window)
-    return RequestBudget(SqlRequestLog(ledger.engine), limit, stop=stop)
+                        window_seconds=budget_window(s.window_seconds))
+    requests = MemoryRequestLog() if ledger is None else SqlRequestLog(ledger.engine)
+    return RequestBudget(requests, limit, stop=stop)
 
 
 def influitive_client(config: Config, budget: RequestBudget | None = None) -> InfluitiveClient:
-    """``budget``: every request takes a unit of it first (see ``request_budget``)."""
     s = config.influitive
     return InfluitiveClient(
         s.base_url, s.api_token.get_secret_value(), s.org_id,
@@ -154,19 +133,22 @@ def _pushed_sources(config: Config, ledger: Ledger, owner: str) -> dict[str, Dec
 
 
 class App:
-    """Everything one process needs, opened once and closed together."""
+    """Everything one process needs, opened once and closed together.
+
+    ``recorder``: the daemon's metrics; the worker then sees Influitive and the vendors
+    through wrappers that count errors and orders. Without one, ``[metrics] textfile`` makes
+    the App keep its own and write it there when it closes (the end of a ``run
+    --run-once``)."""
 
     def __init__(
         self, config: Config, *, stop: threading.Event | None = None,
         recorder: Recorder | None = None,
     ) -> None:
-        """``recorder``: the daemon's metrics; the worker then sees Influitive and the
-        vendors through wrappers that count errors and orders. Without one, ``[metrics]
-        textfile`` makes the App keep its own and write it there when it closes (the end of
-        a ``run --run-once``)."""
         self.config = config
         self.stop = stop or threading.Event()
-        self.ledger = open_ledger(config)
+        self.ledger = open_ledger(config.ledger.url, timeouts=ledger_timeouts(config),
+                                  threads=config.schedule.concurrency,
+                                  schema=config.ledger.schema)
         self._textfile = config.metrics.textfile if recorder is None else None
         if self._textfile is not None:
             # On demand: prometheus_client costs a run-once's start-up a good part of its
@@ -175,22 +157,23 @@ class App:
 
             recorder = Recorder(process=False)
         self.recorder = recorder
-        if recorder is not None:
-            recorder.attach_ledger(self.ledger, config.fulfillment.daily_spend_limit)
         self.request_budget = request_budget(config, self.ledger, self.stop)
         self.source = influitive_client(config, budget=self.request_budget)
         self.vendors = VendorPool(config, cache=self.ledger)
-        source: RedemptionSource = self.source
-        vendors: Callable[[str], Vendor] = self.vendors
-        owner = worker_id()
-        # The Influence.io refund records its intent under the worker's lease: same owner.
+        # A lease's holder: host and pid (to find it), plus a nonce (pids are reused). The
+        # Influence.io refund records its intent under the worker's lease: same owner.
+        owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.deciders = _pushed_sources(config, self.ledger, owner)
+        vendors: Callable[[str], Vendor] = self.vendors
         if recorder is not None:
+            recorder.attach_ledger(self.ledger, config.fulfillment.daily_spend_limit)
             recorder.expect_vendors(self.vendors.names)
-            source = recorder.instrument_source(self.source)
-            vendors = _instrumented(self.vendors, recorder)
+
+            def vendors(name: str) -> Vendor:
+                return recorder.instrument_vendor(self.vendors(name))
+
         self.worker = Worker(
-            source=source,
+            source=self.source if recorder is None else recorder.instrument_source(self.source),
             ledger=self.ledger,
             vendors=vendors,
             vendor_names=self.vendors.names,
@@ -221,36 +204,21 @@ class App:
             if close is not None:
                 close()
         try:
-            self._write_textfile()
-        finally:
-            self.ledger.close()
-
-    def _write_textfile(self) -> None:
-        if self._textfile is None or self.recorder is None:
-            return
-        try:
-            self.recorder.observe_ledger(self.ledger)
-            self.recorder.write_textfile(self._textfile)
+            if self._textfile is not None and self.recorder is not None:
+                self.recorder.observe_ledger(self.ledger)
+                self.recorder.write_textfile(self._textfile)
         except Exception as exc:
             # The run's own work is done and recorded; the metrics are not: say so loudly.
             log.error("metrics.textfile.failed", path=self._textfile,
                       error=f"{type(exc).__name__}: {exc}")
+        finally:
+            self.ledger.close()
 
     def __enter__(self) -> App:
         return self
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-
-def _instrumented(pool: VendorPool, recorder: Recorder) -> Callable[[str], Vendor]:
-    def vendor(name: str) -> Vendor:
-        return recorder.instrument_vendor(pool(name))
-
-    return vendor
 
 
 def alerter_for(config: Config, ledger: HeldSource) -> Alerter:
@@ -264,7 +232,6 @@ def alerter_for(config: Config, ledger: HeldSource) -> Alerter:
 
 
 def run_once(app: App) -> CycleReport:
-    """One cycle of ``app``'s worker (``run --run-once``), then the alerts it calls for
-    (``poller.daemon.service.run_once``)."""
+    """One cycle of ``app``'s worker, then the alerts it calls for."""
     return run_cycle_once(app.worker.run_cycle, alerter_for(app.config, app.ledger),
                           app.config.influitive.max_pages)

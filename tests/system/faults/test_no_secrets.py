@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import MetaData, create_engine, select
 
-import poller.cli.demo as demo
+import poller.sandbox.services as standins
 from poller.sandbox.influitive import Fault
 from poller.worker.failpoints import EXIT_CODE
 from tests.system.faults.harness import SECRETS, TOKEN, Stage, cli_env
@@ -26,9 +26,9 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[3]
 WRONG_TOKEN = "faults-wrong-token-0e6c1d9a4b"
 
-DEMO_SECRETS = [value for name, value in vars(demo).items()
-                if name.startswith("DEMO_") and isinstance(value, str)
-                and re.search(r"TOKEN|KEY|SECRET|PASSWORD", name)]
+# The demo runs on the sandbox's stand-ins and their credentials.
+DEMO_SECRETS = [value for name, value in vars(standins).items()
+                if isinstance(value, str) and re.search(r"TOKEN|KEY|SECRET|PASSWORD", name)]
 
 
 def dump_ledger(url: str) -> str:

@@ -53,7 +53,7 @@ def test_the_wheel_ships_the_example_config_the_units_and_the_alert_rules(
     data = package / "release" / "data"
     assert (data / "config.example.toml").read_text() == files.example_config()
     for unit in files.UNITS:
-        assert (data / "systemd" / unit).read_text() == files.unit(unit)
+        assert (data / "systemd" / unit).read_text() == files.read(f"systemd/{unit}")
     assert (data / "prometheus" / "alerts.yml").read_text() == (
         ROOT / "deploy" / "prometheus" / "alerts.yml").read_text()
     assert (package / "migrations" / "versions").is_dir()

@@ -17,7 +17,7 @@ from click.testing import CliRunner, Result
 from poller.cli.main import cli
 from poller.config import load_config
 from poller.ledger import migrate
-from poller.release import deploy, files
+from poller.release import files
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -35,8 +35,9 @@ def test_the_shipped_files_are_the_repository_files() -> None:
     assert files.example_config() == (ROOT / "config.example.toml").read_text()
     assert set(files.UNITS) == {p.name for p in (ROOT / "deploy" / "systemd").iterdir()}
     for unit in files.UNITS:
-        assert files.unit(unit) == (ROOT / "deploy" / "systemd" / unit).read_text()
-    assert files.prometheus_rules() == (ROOT / "deploy" / "prometheus" / "alerts.yml").read_text()
+        assert files.read(f"systemd/{unit}") == (ROOT / "deploy" / "systemd" / unit).read_text()
+    rules = (ROOT / "deploy" / "prometheus" / "alerts.yml").read_text()
+    assert files.read(files.PROMETHEUS_RULES) == rules
 
 
 # --- init ----------------------------------------------------------------------------------
@@ -88,10 +89,10 @@ def test_deploy_systemd_prints_every_unit_with_this_installs_paths() -> None:
     assert result.exit_code == 0, result.output
     names = [line[4:] for line in result.output.splitlines() if line.startswith("### ")]
     assert names == list(files.UNITS)
-    executable = deploy.executable()
+    executable = files.executable()
     assert Path(executable).is_file()
     assert executable.startswith(sys.prefix) or shutil.which("reward-poller") == executable
-    assert deploy.SHIPPED_EXECUTABLE not in result.output
+    assert files.SHIPPED_EXECUTABLE not in result.output
     # systemd reads the root-only configuration and hands the service a copy of its own.
     from_credentials = "--config ${CREDENTIALS_DIRECTORY}/config.toml"
     assert f"ExecStart={executable} {from_credentials} run\n" in result.output
@@ -120,7 +121,7 @@ def test_deploy_systemd_loads_the_config_option_and_the_credentials_beside_it(
 
 def test_a_percent_sign_in_a_path_is_not_a_specifier(tmp_path: Path) -> None:
     config = tmp_path / "100%" / "config.toml"
-    unit = deploy.render("reward-poller.service", config_path=str(config)).text
+    unit = files.render("reward-poller.service", config_path=str(config)).text
     assert f"LoadCredential=config.toml:{tmp_path}/100%%/config.toml\n" in unit
 
 
@@ -164,10 +165,10 @@ def test_a_prefix_that_does_not_exist_is_refused_unless_asked_to_create_it(
 
 
 def test_a_home_directory_install_is_warned_about() -> None:
-    assert deploy.hidden_from_units("/home/ada/.local/bin/reward-poller")
-    assert deploy.hidden_from_units("/root/.local/bin/reward-poller")
-    assert not deploy.hidden_from_units("/opt/reward-poller/bin/reward-poller")
-    assert not deploy.hidden_from_units("/homestead/bin/reward-poller")
+    for path in ("/home/ada/.local/bin/reward-poller", "/root/.local/bin/reward-poller"):
+        assert "ProtectHome=yes" in (files.sandbox_problem(path) or "")
+    assert files.sandbox_problem("/opt/reward-poller/bin/reward-poller") is None
+    assert files.sandbox_problem("/homestead/bin/reward-poller") is None
 
 
 @pytest.mark.parametrize(("path", "unit_setting"), [
@@ -180,7 +181,7 @@ def test_a_home_directory_install_is_warned_about() -> None:
     ("/tmpfs/reward-poller", None),
 ])
 def test_what_the_units_sandbox_hides(path: str, unit_setting: str | None) -> None:
-    problem = deploy.sandbox_problem(path)
+    problem = files.sandbox_problem(path)
     assert (problem is None) == (unit_setting is None)
     if unit_setting:
         assert unit_setting in (problem or "")
@@ -188,8 +189,8 @@ def test_what_the_units_sandbox_hides(path: str, unit_setting: str | None) -> No
 
 def _deploy_with(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, *, executable: str,
                  interpreter: str, config: str | None) -> Result:
-    monkeypatch.setattr(deploy, "executable", lambda: executable)
-    monkeypatch.setattr(deploy.sys, "executable", interpreter)
+    monkeypatch.setattr(files, "executable", lambda: executable)
+    monkeypatch.setattr(files.sys, "executable", interpreter)
     path = tmp_path / "config.toml"
     if config is not None:
         path.write_text(config)
@@ -298,7 +299,7 @@ def test_deploy_prometheus_writes_the_rules_and_never_replaces_a_changed_file(
         os.umask(old_umask)
     assert first.exit_code == 0, first.output
     assert f"wrote {target}" in first.output
-    assert target.read_text() == files.prometheus_rules()
+    assert target.read_text() == files.read(files.PROMETHEUS_RULES)
     assert stat.S_IMODE(target.stat().st_mode) == 0o644  # Prometheus runs as another user
     assert f"unchanged {target}" in invoke("deploy", "prometheus", "--output",
                                            str(target)).output
@@ -310,7 +311,7 @@ def test_deploy_prometheus_writes_the_rules_and_never_replaces_a_changed_file(
     assert target.read_text().endswith("# mine\n")
     forced = invoke("deploy", "prometheus", "--output", str(target), "--force")
     assert forced.exit_code == 0, forced.output
-    assert target.read_text() == files.prometheus_rules()
+    assert target.read_text() == files.read(files.PROMETHEUS_RULES)
 
 
 # --- db upgrade / db current ---------------------------------------------------------------
