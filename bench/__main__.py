@@ -24,7 +24,7 @@ plain sequential script, and the ledger against the bare-commit floor. Each sect
 it was measured and, for a target not met, the measured cause. The stand-ins
 (`poller/sandbox`) run in processes of their own (`bench/serve.py`), as the real services
 would be elsewhere; the worker is the real one, built from a config file by
-`poller.compose.App` exactly as `reward-poller run` builds it, or run as `reward-poller`
+`poller.compose.Runtime` exactly as `reward-poller run` builds it, or run as `reward-poller`
 itself. Re-run with `make bench` (under half an hour on two cores; it installs the bench's
 own extras, pgqueuer among them); `python -m bench --only drain` runs one figure, and
 `python -m bench --quick` runs every figure at small sizes to check that it runs. Every

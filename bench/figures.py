@@ -52,11 +52,11 @@ class Ids:
         return ids
 
 
-def _app(config: Path) -> Any:
-    from poller.compose import App
+def _runtime(config: Path) -> Any:
+    from poller.compose import Runtime
     from poller.config import load_config
 
-    return App(load_config(config))
+    return Runtime(load_config(config))
 
 
 # --- 1. drain rate against the binding limit -------------------------------------------------
@@ -107,10 +107,10 @@ def _drain(ledgers: Ledgers, standins: Standins, workdir: Path, ids: Ids, name: 
     deadline = time.monotonic() + ideal * 1.5 + 30
     failures: Counter[str] = Counter()
     began = time.monotonic()
-    with _app(config) as app:
+    with _runtime(config) as runtime:
         while standins.outstanding() and time.monotonic() < deadline:
             try:
-                app.worker.run_cycle()
+                runtime.worker.run_cycle()
             except Exception as exc:  # reported: a blocked poll fails the cycle
                 failures[type(exc).__name__] += 1
                 time.sleep(1)
@@ -167,7 +167,7 @@ def drain(ledgers: Ledgers, standins: Standins, workdir: Path, ids: Ids,
         met=all(d.met for _, d in runs),
         method=(
             "A backlog outstanding at the Influitive stand-in (25 a page), worked by the "
-            "worker (the `App` a `reward-poller run` builds, SQLite ledger, `concurrency = "
+            "worker (the `Runtime` a `reward-poller run` builds, SQLite ledger, `concurrency = "
             "4`) in cycles back to back until nothing is left, once for each limit that can "
             "bind. Influitive's request budget: the stand-in enforces a budget scaled down "
             f"from the documented 200 requests per 5 minutes, {requests} requests in any "

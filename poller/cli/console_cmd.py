@@ -22,9 +22,9 @@ def console_command(ctx: click.Context, listen: str | None) -> None:
     deployments whose worker runs from a timer; the daemon serves it itself."""
     if ctx.invoked_subcommand is not None:
         return
-    from poller.compose import App
+    from poller.compose import Runtime
     from poller.config.sections import parse_listen as host_port
-    from poller.console.app import app_backend, check_bind, standalone
+    from poller.console.app import check_bind, runtime_backend, standalone
     from poller.daemon.runner import HttpServer
 
     config = ctx.obj.config()
@@ -35,8 +35,8 @@ def console_command(ctx: click.Context, listen: str | None) -> None:
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--listen") from None
     check_bind(host, settings)
-    with App(config) as app:
-        server = HttpServer(standalone(app_backend(app, settings), settings), where,
+    with Runtime(config) as runtime:
+        server = HttpServer(standalone(runtime_backend(runtime, settings), settings), where,
                             config.server.limits())
         url = server.start()
         try:

@@ -18,7 +18,7 @@ import click
 
 from poller import logs
 from poller.cli.output import table
-from poller.compose import App
+from poller.compose import Runtime
 from poller.config import load_config
 from poller.sandbox import services as sandbox
 
@@ -56,18 +56,18 @@ def run_demo(*, keep: bool = False) -> int:
             config_file.chmod(0o600)
             click.echo("stand-ins: " + ", ".join(f"{n} {u}" for n, u in url.items()))
             click.echo(f"ledger:    {workdir / 'ledger.db'} (SQLite)\n")
-            with App(load_config(config_file)) as app:
-                first = app.worker.run_cycle()
-                second = app.worker.run_cycle()
+            with Runtime(load_config(config_file)) as runtime:
+                first = runtime.worker.run_cycle()
+                second = runtime.worker.run_cycle()
                 # Giftbit answers a create with API_CREATING and sends the campaign after:
                 # a third cycle, once pending orders are due again, finds it sent.
                 time.sleep(RECHECK_SECONDS)
-                third = app.worker.run_cycle()
-                entries = {e.redemption_id: e for e in app.ledger.list(limit=1000)}
+                third = runtime.worker.run_cycle()
+                entries = {e.redemption_id: e for e in runtime.ledger.list(limit=1000)}
                 waiting = {}
                 for e in entries.values():
                     if e.state.value == "pending":
-                        events = app.ledger.events(e.pk)
+                        events = runtime.ledger.events(e.pk)
                         waiting[e.redemption_id] = next(
                             (v.detail for v in reversed(events) if "not final yet" in v.detail),
                             events[-1].detail)

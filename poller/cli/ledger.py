@@ -141,15 +141,15 @@ def acting(name: str, message: str | None = None) -> Callable[[Callable[..., Non
 def _ask_the_vendor(obj: Context, verb: str, redemption_id: str, source: str,
                     actor: str) -> None:
     """``retry`` and ``reorder``: the operator's step, after the vendor was asked by key."""
-    from poller.compose import App
+    from poller.compose import Runtime
     from poller.worker import operator
 
     config = obj.config()
     lookup(config, source, redemption_id)  # a missing ledger or redemption: named, exit 1
     extra = {"namespace": config.influitive.org_id} if verb == "reorder" else {}
-    with App(config) as app:
-        before = find(app.ledger, source, redemption_id)
-        done = getattr(operator, verb)(app.ledger, app.vendors, source=source,
+    with Runtime(config) as runtime:
+        before = find(runtime.ledger, source, redemption_id)
+        done = getattr(operator, verb)(runtime.ledger, runtime.vendors, source=source,
                                        redemption_id=redemption_id, actor=actor,
                                        now=datetime.now(UTC), **extra)
     click.echo(f"redemption {redemption_id}: {before.state.value} -> {done.entry.state.value}; "
@@ -202,19 +202,19 @@ def ledger_refuse(obj: Context, redemption_id: str, message: str, source: str,
     """Refuse a redemption no reward reached (refunds the advocate's points). A redemption
     with an idempotency key is looked up at the vendor first: an order that exists blocks
     the refusal (exit 1, the order named and recorded); a failed or cancelled one allows it."""
-    from poller.compose import App
+    from poller.compose import Runtime
     from poller.domain.states import State
     from poller.worker import operator
 
     not_empty(message, "--message")
     config = obj.config()
     lookup(config, source, redemption_id)
-    with App(config) as app:
-        done = operator.refuse(app.ledger, app.vendors, source=source,
+    with Runtime(config) as runtime:
+        done = operator.refuse(runtime.ledger, runtime.vendors, source=source,
                                redemption_id=redemption_id, message=message, actor=actor,
                                now=datetime.now(UTC))
         click.echo(f"redemption {redemption_id}: {done.said}")
-        final = app.worker.process(done.entry.pk)
+        final = runtime.worker.process(done.entry.pk)
     click.echo(f"redemption {redemption_id}: {final.state.value if final else 'unknown'}")
     if final is not None and final.state is State.REFUSING:
         raise PollerError(f"Influitive did not take the refusal yet ({final.last_error}); the "
@@ -226,7 +226,7 @@ def ledger_fulfill(obj: Context, redemption_id: str, message: str, source: str,
                    actor: str) -> None:
     """Fulfil a reward a person delivered (manual vendor, or a held redemption): tells
     Influitive with your message, then records it as fulfilled."""
-    from poller.compose import App
+    from poller.compose import Runtime
     from poller.domain.states import State
     from poller.worker import operator
 
@@ -238,10 +238,10 @@ def ledger_fulfill(obj: Context, redemption_id: str, message: str, source: str,
     not_empty(message, "--message")
     # The decision is committed first (ORDERED, with the message), then sent: the delivery
     # guarantee's order. If Influitive does not take it now, the worker sends it again.
-    with App(config) as app:
-        operator.fulfill(app.ledger, source=source, redemption_id=redemption_id,
+    with Runtime(config) as runtime:
+        operator.fulfill(runtime.ledger, source=source, redemption_id=redemption_id,
                          message=message, actor=actor, now=datetime.now(UTC))
-        final = app.worker.process(entry.pk)
+        final = runtime.worker.process(entry.pk)
     state = final.state if final is not None else None
     if state is State.FULFILLED:
         click.echo(f"redemption {redemption_id}: {entry.state.value} -> fulfilled; Influitive "

@@ -33,7 +33,7 @@ MAX_REASONS = 5  # listed in the summary; the rest are counted as "other reasons
 @click.pass_obj
 def run(obj: Context, run_once: bool, dry_run: bool) -> None:
     """Run the worker: a daemon polling every [schedule] interval_seconds, or one cycle."""
-    from poller.compose import App
+    from poller.compose import Runtime
     from poller.compose import run_once as one_cycle
 
     config = obj.config()
@@ -52,11 +52,11 @@ def run(obj: Context, run_once: bool, dry_run: bool) -> None:
     report: CycleReport | None = None
     # SIGINT/SIGTERM stop the cycle as they stop the daemon (poller.worker.signals).
     stopper = StopOnSignal(on_second=lambda sig: _interrupted(sig, None, at_once=True))
-    with stopper, App(config, stop=stopper.stop) as app:
-        app.worker.on_progress = counter
+    with stopper, Runtime(config, stop=stopper.stop) as runtime:
+        runtime.worker.on_progress = counter
         try:
             if stopper.received is None:  # a signal during start-up: no cycle at all
-                report = one_cycle(app)
+                report = one_cycle(runtime)
         except SourceAuthError as exc:
             found = problem_fields(cycle_problems(None, 0, exc)[0])
             raise Failed(f"{exc}. Fix: {found['fix']}", source="influitive",

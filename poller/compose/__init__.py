@@ -1,4 +1,4 @@
-"""The composition root: turns a Config into a wired Worker (``App``) and runs one cycle of
+"""The composition root: turns a Config into a wired Worker (``Runtime``) and runs one cycle of
 it (``run_once``). The only place that knows every adapter; the daemon's own parts are built
 by ``poller.compose.daemon``, which a ``run --run-once`` never imports."""
 
@@ -132,12 +132,12 @@ def _pushed_sources(config: Config, ledger: Ledger, owner: str) -> dict[str, Dec
     )}
 
 
-class App:
+class Runtime:
     """Everything one process needs, opened once and closed together.
 
     ``recorder``: the daemon's metrics; the worker then sees Influitive and the vendors
     through wrappers that count errors and orders. Without one, ``[metrics] textfile`` makes
-    the App keep its own and write it there when it closes (the end of a ``run
+    the Runtime keep its own and write it there when it closes (the end of a ``run
     --run-once``)."""
 
     def __init__(
@@ -214,7 +214,7 @@ class App:
         finally:
             self.ledger.close()
 
-    def __enter__(self) -> App:
+    def __enter__(self) -> Runtime:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -231,7 +231,7 @@ def alerter_for(config: Config, ledger: HeldSource) -> Alerter:
     )
 
 
-def run_once(app: App) -> CycleReport:
-    """One cycle of ``app``'s worker, then the alerts it calls for."""
-    return run_cycle_once(app.worker.run_cycle, alerter_for(app.config, app.ledger),
-                          app.config.influitive.max_pages)
+def run_once(runtime: Runtime) -> CycleReport:
+    """One cycle of ``runtime``'s worker, then the alerts it calls for."""
+    return run_cycle_once(runtime.worker.run_cycle, alerter_for(runtime.config, runtime.ledger),
+                          runtime.config.influitive.max_pages)

@@ -345,14 +345,15 @@ def standalone(backend: data.Backend, settings: ConsoleSettings) -> Starlette:
     return Starlette(routes=[Route("/", home, methods=["GET"]), mount(backend, settings)])
 
 
-def app_backend(app: Any, settings: ConsoleSettings) -> data.Backend:
-    """The Backend of a running ``poller.compose.App`` (passed in: the console imports none)."""
+def runtime_backend(runtime: Any, settings: ConsoleSettings) -> data.Backend:
+    """The Backend of a running ``poller.compose.Runtime`` (passed in: the console imports none)."""
     return data.Backend(
-        ledger=app.ledger, vendors=app.vendors, namespace=app.config.influitive.org_id,
-        process=app.worker.process, request_budget=app.request_budget,
-        daily_limits=dict(app.config.fulfillment.daily_spend_limit or {}),
-        funds=data.FundsCache(app.vendors, app.vendors.names) if settings.show_funds else None,
-        audit=partial(last_run, app.ledger.engine),
+        ledger=runtime.ledger, vendors=runtime.vendors, namespace=runtime.config.influitive.org_id,
+        process=runtime.worker.process, request_budget=runtime.request_budget,
+        daily_limits=dict(runtime.config.fulfillment.daily_spend_limit or {}),
+        funds=(data.FundsCache(runtime.vendors, runtime.vendors.names)
+               if settings.show_funds else None),
+        audit=partial(last_run, runtime.ledger.engine),
     )
 
 

@@ -26,7 +26,7 @@ from poller.ports import Ledger, Vendor
 
 @dataclass(kw_only=True)
 class Backend:
-    """What the console reads and acts through, built from the App that serves it."""
+    """What the console reads and acts through, built from the Runtime that serves it."""
 
     ledger: Ledger
     vendors: Callable[[str], Vendor]

@@ -2,7 +2,7 @@
 every family, its labels and why the alerting series exist at 0 are in docs/metrics.md.
 
 One prometheus-client registry per ``Recorder`` (not the global one, so tests and a second
-App in one process never collide), fed outside the worker cycle: the wrapped Influitive client
+Runtime in one process never collide), fed outside the worker cycle: the wrapped Influitive client
 and vendors count errors, orders and spend at the Protocol boundary, the daemon's hooks the
 cycles, and the ledger is read at each scrape. Labels carry names and classes only, never an
 id, an email or an error text; money is counted in integer minor units, never as a float.

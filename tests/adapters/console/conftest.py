@@ -1,6 +1,6 @@
 """A console over a real ledger: the sandbox's stand-ins, its configuration with a
-``[console]`` section, one worker cycle run, and the console served from that App (the
-same ``app_backend`` the daemon and ``reward-poller console`` use)."""
+``[console]`` section, one worker cycle run, and the console served from that Runtime (the
+same ``runtime_backend`` the daemon and ``reward-poller console`` use)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from poller.compose import App
+from poller.compose import Runtime
 from poller.config import Config, load_config
-from poller.console.app import app_backend, standalone
+from poller.console.app import runtime_backend, standalone
 from poller.console.auth import hash_password
 from poller.sandbox.services import Sandbox, config_text
 
@@ -39,13 +39,13 @@ class World:
     box: Sandbox
     config_path: Path
     config: Config
-    app: App
+    runtime: Runtime
 
     def client(self, **extra: str) -> TestClient:
         settings = self.config.console
         if extra:
             settings = load_config(self._write(extra)).console
-        return TestClient(standalone(app_backend(self.app, settings), settings),
+        return TestClient(standalone(runtime_backend(self.runtime, settings), settings),
                           base_url="http://127.0.0.1")
 
     def _write(self, extra: dict[str, str]) -> Path:
@@ -72,9 +72,9 @@ def make_world(tmp: Path, *, tango_balance: str | None = "0") -> Iterator[World]
                         + "\n" + console_toml())
         os.chmod(path, 0o600)
         config = load_config(path)
-        with App(config) as app:
-            app.worker.run_cycle()
-            yield World(box=box, config_path=path, config=config, app=app)
+        with Runtime(config) as runtime:
+            runtime.worker.run_cycle()
+            yield World(box=box, config_path=path, config=config, runtime=runtime)
     finally:
         box.stop()
 

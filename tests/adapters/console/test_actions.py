@@ -17,7 +17,7 @@ MESSAGE = "We cannot send conference tickets this year; your points are back."
 
 
 def entry(world: World, rid: str):  # type: ignore[no-untyped-def]
-    found = world.app.ledger.get("influitive", rid)
+    found = world.runtime.ledger.get("influitive", rid)
     assert found is not None
     return found
 
@@ -43,7 +43,7 @@ def test_refuse_previews_then_sends_exactly_that_message_once(world: World) -> N
     assert [(d.verb, d.message) for d in sent] == [("refuse", MESSAGE)]
     page = client.get(base).text
     assert "Refuse: refusing" in page and "Influitive has your message" in page
-    last = world.app.ledger.events(entry(world, "4815").pk)
+    last = world.runtime.ledger.events(entry(world, "4815").pk)
     assert any(e.actor == "olivia" and MESSAGE in e.detail for e in last)
 
 
@@ -68,7 +68,7 @@ def test_retry_after_a_top_up_orders_at_the_next_cycle(world: World) -> None:
     after = entry(world, "4820")
     assert after.state is State.WAITING and after.next_attempt_at is None
     assert after.attempts == 0
-    world.app.worker.run_cycle()
+    world.runtime.worker.run_cycle()
     assert entry(world, "4820").state is State.FULFILLED
 
 
@@ -125,11 +125,11 @@ def twin(tmp_path: Path) -> Iterator[World]:
 
 def story(world: World, rid: str) -> list[tuple[str | None, str, str]]:
     return [(e.from_state.value if e.from_state else None, e.to_state.value, e.detail)
-            for e in world.app.ledger.events(entry(world, rid).pk)]
+            for e in world.runtime.ledger.events(entry(world, rid).pk)]
 
 
 def actors(world: World, rid: str) -> list[str | None]:
-    return [e.actor for e in world.app.ledger.events(entry(world, rid).pk)]
+    return [e.actor for e in world.runtime.ledger.events(entry(world, rid).pk)]
 
 
 @pytest.mark.parametrize(("action", "rid", "cli_args"), [

@@ -54,7 +54,7 @@ def test_overview_counts_held_and_waiting_and_shows_the_last_poll(world: World) 
     client = world.client()
     login(client, "olivia")
     html = client.get("/console/").text
-    counts = world.app.ledger.counts()
+    counts = world.runtime.ledger.counts()
     held = sum(n for s, n in counts.items() if s.value == "held")
     assert held == 2
     assert re.search(rf'<span class="num">{held}</span> held', html)
@@ -80,7 +80,7 @@ def test_one_redemption_shows_its_whole_history_and_no_secret(world: World) -> N
     login(client, "olivia")
     for rid in ("4812", "4815", "4820"):
         html = client.get(f"/console/redemptions/influitive/{rid}").text
-        events = world.app.ledger.events(world.app.ledger.get("influitive", rid).pk)
+        events = world.runtime.ledger.events(world.runtime.ledger.get("influitive", rid).pk)
         assert html.count("<li><time>") == len(events) > 0
         for secret in SECRETS:
             assert secret not in html
@@ -180,7 +180,7 @@ def test_audit_page_shows_the_run_the_ledger_keeps(world: World) -> None:
                         detail="amount 25.00 USD at the vendor, 20.00 USD in the ledger"))),
         VendorAudit(vendor="manual", not_auditable="nothing to read"),
     ))
-    save_run(world.app.ledger.engine, result, started_at=now, finished_at=now, actor="test")
+    save_run(world.runtime.ledger.engine, result, started_at=now, finished_at=now, actor="test")
     client = world.client()
     login(client, "olivia")
     html = client.get("/console/audit").text

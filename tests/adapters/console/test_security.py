@@ -72,7 +72,7 @@ def test_a_post_without_its_csrf_token_is_refused(world: World) -> None:
         response = client.post(f"{base}/retry", data=data, follow_redirects=False)
         assert response.status_code == 403, data
     assert client.post("/console/logout", data={}).status_code == 403
-    assert world.app.ledger.get("influitive", "4815").state.value == "held"
+    assert world.runtime.ledger.get("influitive", "4815").state.value == "held"
     # and the log-in form too
     fresh = world.client()
     response = fresh.post("/console/login", data={"name": "olivia",
@@ -90,7 +90,7 @@ def test_a_viewer_cannot_act(world: World) -> None:
         response = client.post(path, data={"csrf": csrf, "message": "no"},
                                follow_redirects=False)
         assert response.status_code == 403, path
-    assert world.app.ledger.get("influitive", "4815").state.value == "held"
+    assert world.runtime.ledger.get("influitive", "4815").state.value == "held"
 
 
 def test_a_wrong_password_is_slowed_down_then_limited(world: World) -> None:

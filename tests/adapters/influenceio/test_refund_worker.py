@@ -93,13 +93,13 @@ def test_without_a_key_the_refusal_is_left_for_a_person(
 
 
 def test_the_app_wires_the_refund_only_with_a_key(tmp_path: Any, platform: Platform) -> None:
-    from poller.compose import App
+    from poller.compose import Runtime
 
     base = {"influitive": {"api_token": "t" * 20, "org_id": "org"},
             "ledger": {"url": f"sqlite:///{tmp_path / 'ledger.db'}"}}
-    with App(Config(**base)) as app:
-        assert isinstance(app.deciders["influenceio"], InfluenceioDecisions)
+    with Runtime(Config(**base)) as runtime:
+        assert isinstance(runtime.deciders["influenceio"], InfluenceioDecisions)
     keyed = {**base, "influenceio": {"api_key": API_KEY, "base_url": platform.url}}
-    with App(Config(**keyed)) as app:
-        assert isinstance(app.deciders["influenceio"], InfluenceioRefunds)
-        assert app.worker.deciders["influenceio"] is app.deciders["influenceio"]
+    with Runtime(Config(**keyed)) as runtime:
+        assert isinstance(runtime.deciders["influenceio"], InfluenceioRefunds)
+        assert runtime.worker.deciders["influenceio"] is runtime.deciders["influenceio"]

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from poller.compose import App
+from poller.compose import Runtime
 from poller.config import load_config
 from poller.core.backoff import RetrySchedule
 from poller.core.decide import RewardRule
@@ -168,9 +168,9 @@ product = "AMZN-US"
 amount = "25.00"
 """)
         began = time.monotonic()
-        with App(load_config(config)) as app:
-            report = app.worker.run_cycle()
-            again = app.worker.run_cycle()
+        with Runtime(load_config(config)) as runtime:
+            report = runtime.worker.run_cycle()
+            again = runtime.worker.run_cycle()
         elapsed = time.monotonic() - began
     assert report.outcomes == {"fulfilled": n} and again.steps == 0
     received = t_state.snapshot()["received"]

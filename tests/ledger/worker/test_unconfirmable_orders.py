@@ -134,7 +134,7 @@ def test_a_refused_redemption_is_never_ordered_when_the_receiver_comes_back(rig:
     assert entry.state is State.HELD and entry.state is not State.FULFILLED
     assert "left Influitive's outstanding list" in (entry.hold_reason or "")
     assert entry.idempotency_key in (entry.hold_reason or "")
-    assert rig.source.accepted_decisions(by="worker") == []
+    assert rig.source.accepted_decisions() == []
     # The cycle that held it reported a problem (`run --run-once` exits 1 on it) and logged
     # an error naming the redemption.
     assert any(r.problems for r in reports)

@@ -111,7 +111,7 @@ def test_a_run_once_loads_none_of_the_daemons_parts() -> None:
     # What `run --run-once` imports (without [metrics] textfile): the composition root and
     # the one-cycle path, never the scheduler, the listener, its HTTP server or metrics.
     out = _fresh("import sys; import poller.cli.run, poller.compose; "
-                 "from poller.compose import App, run_once; "
+                 "from poller.compose import Runtime, run_once; "
                  f"print(sorted(m for m in {DAEMON_ONLY!r} if m in sys.modules))")
     assert out == "[]"
 
