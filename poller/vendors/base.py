@@ -186,6 +186,20 @@ def decimal_of(value: Any) -> Decimal | None:
     return number if number.is_finite() else None
 
 
+def price_problems(whose: str, amount: Decimal, currency: str, priced_in: Any,
+                   low: Decimal | None, high: Decimal | None) -> list[str]:
+    """What keeps ``amount`` ``currency`` from being ordered from ``whose`` (a catalog entry
+    of Tango's or Giftbit's): another currency, or a price outside its minimum/maximum."""
+    problems: list[str] = []
+    if isinstance(priced_in, str) and priced_in.upper() != currency.upper():
+        problems.append(f"the {whose} is priced in {priced_in}, the route says {currency}")
+    if low is not None and amount < low:
+        problems.append(f"{amount:.2f} is below the {whose}'s minimum of {low:.2f}")
+    if high is not None and amount > high:
+        problems.append(f"{amount:.2f} is above the {whose}'s maximum of {high:.2f}")
+    return problems
+
+
 def _check_listed(
     catalog: Mapping[str, Mapping[str, Any]] | None, product: str | None, amount: Decimal,
     currency: str, problems_of: ProblemsOf, *, needs: str, unread: str, unknown: str,

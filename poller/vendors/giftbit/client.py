@@ -22,7 +22,7 @@ from poller.domain.errors import (
 from poller.domain.keys import is_our_key
 from poller.domain.model import OrderRequest
 from poller.ports import ProductCheck, VendorCheck
-from poller.vendors.base import ApiVendor, json_or_none, obj
+from poller.vendors.base import ApiVendor, json_or_none, obj, price_problems
 
 NAME = "giftbit"
 MAX_CAMPAIGN_ID = 40
@@ -90,26 +90,21 @@ def _brand_problems(brand: Mapping[str, Any], amount: Decimal, currency: str) ->
     """What keeps ``amount`` ``currency`` from being ordered from this brand: its
     ``fund_currencyisocode``; ``variable_price`` true with ``min_price_in_cents``/
     ``max_price_in_cents``, or false with ``allowed_prices_in_cents``."""
-    problems: list[str] = []
     brand_currency = next((brand[k] for k in ("fund_currencyisocode", "currencyisocode")
                            if isinstance(brand.get(k), str)), None)
-    if brand_currency and brand_currency.upper() != currency.upper():
-        problems.append(f"the brand is priced in {brand_currency}, the route says {currency}")
     cents = amount * 100
     fixed = brand.get("allowed_prices_in_cents")
     if brand.get("variable_price") is False or (isinstance(fixed, list)
                                                   and brand.get("variable_price") is not True):
+        problems = price_problems("brand", amount, currency, brand_currency, None, None)
         allowed = [c for c in fixed if isinstance(c, int)] if isinstance(fixed, list) else []
         if cents not in allowed:
             listed = ", ".join(f"{Decimal(c) / 100:.2f}" for c in allowed) or "none listed"
             problems.append(f"{amount:.2f} is not one of the brand's prices ({listed})")
         return problems
-    low, high = brand.get("min_price_in_cents"), brand.get("max_price_in_cents")
-    if isinstance(low, int) and cents < low:
-        problems.append(f"{amount:.2f} is below the brand's minimum of {Decimal(low) / 100:.2f}")
-    if isinstance(high, int) and cents > high:
-        problems.append(f"{amount:.2f} is above the brand's maximum of {Decimal(high) / 100:.2f}")
-    return problems
+    low, high = (Decimal(c) / 100 if isinstance(c, int) else None
+                 for c in (brand.get("min_price_in_cents"), brand.get("max_price_in_cents")))
+    return price_problems("brand", amount, currency, brand_currency, low, high)
 
 
 class GiftbitClient(ApiVendor):

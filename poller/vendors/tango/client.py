@@ -34,6 +34,7 @@ from poller.vendors.base import (
     decimal_of,
     json_or_none,
     obj,
+    price_problems,
 )
 from poller.vendors.ratelimit import TokenBucket
 
@@ -179,22 +180,15 @@ def _value_problems(item: Mapping[str, Any], amount: Decimal, currency: str) -> 
     """What keeps ``amount`` ``currency`` from being ordered from this item (its currency,
     fixed value or min/max), whatever its status: an inactive item at a value it takes is
     listed and unavailable, not a configuration mistake."""
-    problems: list[str] = []
-    item_currency = item.get("currency")
-    if isinstance(item_currency, str) and item_currency.upper() != currency.upper():
-        problems.append(f"the item is priced in {item_currency}, the route says {currency}")
     face, low, high = (decimal_of(item.get(k)) for k in ("face_value", "min", "max"))
     if item.get("value_type") == "FIXED_VALUE" or (face is not None and low is None
                                                       and high is None):
+        problems = price_problems("item", amount, currency, item.get("currency"), None, None)
         if face is not None and face != amount:
             problems.append(f"the item has a fixed value of {face:.2f}, the route says "
                             f"{amount:.2f}")
-    else:
-        if low is not None and amount < low:
-            problems.append(f"{amount:.2f} is below the item's minimum of {low:.2f}")
-        if high is not None and amount > high:
-            problems.append(f"{amount:.2f} is above the item's maximum of {high:.2f}")
-    return problems
+        return problems
+    return price_problems("item", amount, currency, item.get("currency"), low, high)
 
 
 class TangoClient(ApiVendor):
